@@ -1,0 +1,27 @@
+//! # coap-gateway
+//!
+//! An IoT edge gateway: constrained devices speak CoAP (RFC 7252) over UDP to a CoRE Resource
+//! Directory (RFC 9176) hosted here; every registration is persisted in sled; a WebSocket link
+//! reports to a cloud platform and takes commands from it.
+//!
+//! The crate reads like `actors.md`:
+//!
+//! - [`config`]: the typed `config.yaml`, validated with key names and line numbers.
+//! - [`coap`]: the CoAP endpoint. A codec over `coap-lite`, deduplication, block-wise transfer,
+//!   Observe, pings, and the one owned UDP socket (per listen address) that serves the RD and
+//!   sends every request the gateway makes to devices.
+//! - [`link_format`]: RFC 6690 link-format parsing and serialization (pure, no I/O).
+//! - [`registry`]: the Registry actor, the single writer of registrations: the in-memory index
+//!   (by `ep`+`d`, by location, inverted by link attribute), the sled store with group commit,
+//!   lifetime expiry, and events to subscribers.
+//! - [`rd`]: the RdServer: RFC 9176 registration, update, removal, lookup and discovery, plus the
+//!   draft-11 compatibility paths. Request parsing, filtering and rendering are pure functions.
+//! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
+
+pub mod coap;
+pub mod config;
+pub mod gateway;
+pub mod link_format;
+pub mod rd;
+pub mod registry;
+pub mod time;

@@ -1,0 +1,19 @@
+//! RFC 6690 CoRE Link Format: the data model, a strict parser and a serializer.
+//!
+//! Pure functions, no I/O. The parser is a lexer (target `<…>`, parameter name, token value,
+//! quoted string), not a splitter: quoted values may hold `,` and `;`, parameters may be
+//! valueless (`obs`) and may repeat. Errors carry the byte offset where parsing stopped.
+//! `serialize(parse(x))` parses back to the same links (round-trip).
+//!
+//! Used by the RD (registration payloads, lookup results, `/.well-known/core`), by the CoAP
+//! client side of discovery, and by the registry's stored model.
+
+mod error;
+mod model;
+mod parse;
+mod serialize;
+
+pub use error::LinkFormatError;
+pub use model::{Link, Param};
+pub use parse::parse;
+pub use serialize::{serialize, write_link};

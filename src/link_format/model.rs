@@ -1,0 +1,74 @@
+//! The link-format data model shared by the parser, the serializer, the registry and the RD.
+
+use serde::{Deserialize, Serialize};
+
+/// One target attribute (`rt="temperature"`, `ct=40`, or the valueless `obs`).
+///
+/// Names are stored lower-case (RFC 8288 §3: parameter names are case-insensitive); values are
+/// stored unquoted and unescaped, exactly as the device meant them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Param {
+    #[serde(rename = "n")]
+    pub name: String,
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Param {
+    pub fn new(name: impl Into<String>, value: Option<impl Into<String>>) -> Self {
+        Param {
+            name: name.into(),
+            value: value.map(Into::into),
+        }
+    }
+}
+
+/// One link: `<target>` followed by its parameters, in the order the device sent them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    #[serde(rename = "t")]
+    pub target: String,
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Param>,
+}
+
+impl Link {
+    pub fn new(target: impl Into<String>) -> Self {
+        Link {
+            target: target.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Builder-style: append a parameter.
+    pub fn with(mut self, name: &str, value: Option<&str>) -> Self {
+        self.params.push(Param::new(name, value));
+        self
+    }
+
+    /// Whether a parameter of that name is present (valued or not), e.g. `obs`.
+    pub fn has(&self, name: &str) -> bool {
+        self.params.iter().any(|p| p.name == name)
+    }
+
+    /// The first value of the named parameter, if it has one.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.value.as_deref())
+    }
+
+    /// Every value of the named parameter (parameters may repeat).
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.params
+            .iter()
+            .filter(move |p| p.name == name)
+            .filter_map(|p| p.value.as_deref())
+    }
+
+    /// The `anchor` parameter, if the link has one.
+    pub fn anchor(&self) -> Option<&str> {
+        self.value("anchor")
+    }
+}

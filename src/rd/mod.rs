@@ -1,0 +1,1 @@
+//! The Resource Directory (RFC 9176).

@@ -1,0 +1,47 @@
+//! Errors at the registry's edge: what the actor answers and what the store can fail with.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::model::RegistrationId;
+
+/// Failures of the sled store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot open the registry database at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error(
+        "the registry database at {path} is locked by another process (is the gateway running?)"
+    )]
+    Locked { path: PathBuf },
+    #[error("registry database I/O failed: {0}")]
+    Io(#[from] sled::Error),
+    #[error("stored record {key} cannot be decoded: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("stored record {key} has unsupported format version {version}")]
+    UnsupportedVersion { key: String, version: u64 },
+    #[error("cannot encode a registration: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// What a registry operation can answer instead of success.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("no registration {0}")]
+    NotFound(RegistrationId),
+    #[error("the registry is full ({limit} registrations)")]
+    Full { limit: usize },
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the registry actor is not running")]
+    Unavailable,
+}

@@ -1,0 +1,102 @@
+//! The Registry actor's typed messages, their replies, and the events it publishes.
+//!
+//! Writers (RdServer, Pinger, Discovery) send these to the Registry actor, which answers only
+//! after the change is durable in sled. Readers that only look things up use
+//! [`super::RegistryReader`] instead, which needs no message round trip.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::error::RegistryError;
+use super::model::{EndpointName, Registration, RegistrationId, Sector, Status};
+use crate::link_format::{Link, Param};
+
+/// Create or replace the registration of `ep`+`d` (RFC 9176 §5). Idempotent: the same `ep`+`d`
+/// keeps its id and location; links, attributes, base and lifetime are replaced.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Registered, RegistryError>")]
+pub struct Register {
+    pub ep: EndpointName,
+    pub d: Option<Sector>,
+    /// An explicit `base` (or draft-11 `con`); `None` derives it from `source`.
+    pub base: Option<String>,
+    pub lifetime_s: u32,
+    pub attrs: Vec<Param>,
+    pub links: Vec<Link>,
+    pub source: SocketAddr,
+}
+
+/// The reply to [`Register`].
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub registration: Arc<Registration>,
+    /// `true` when no registration of this `ep`+`d` existed (2.01 either way, per RFC 9176).
+    pub created: bool,
+}
+
+/// Refresh a registration (RFC 9176 §5.3.1): renews the lifetime, optionally changes `lt`,
+/// `base`, and extra attributes (which override same-named ones). A registration whose base was
+/// never explicit moves to `source`. Sets status 1. Revives a registration expired less than
+/// `rd.expiry_grace_s` ago.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Arc<Registration>, RegistryError>")]
+pub struct Update {
+    pub id: RegistrationId,
+    pub lifetime_s: Option<u32>,
+    pub base: Option<String>,
+    pub attrs: Vec<Param>,
+    pub source: SocketAddr,
+}
+
+/// Delete a registration (RFC 9176 §5.3.2).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Arc<Registration>, RegistryError>")]
+pub struct Remove {
+    pub id: RegistrationId,
+}
+
+/// Record a liveness change seen by the Pinger. Replies whether the status changed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct SetStatus {
+    pub id: RegistrationId,
+    pub status: Status,
+}
+
+/// Subscribe to [`RegistryEvent`]s. Subscribers are held as `Recipient`s, so the Registry never
+/// names the subscriber's type.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<RegistryEvent>);
+
+/// Why a registration went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalReason {
+    Deleted,
+    Expired,
+}
+
+impl RemovalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalReason::Deleted => "deleted",
+            RemovalReason::Expired => "expired",
+        }
+    }
+}
+
+/// What happened to the registry. Sent to every subscriber, in the order the changes became
+/// durable.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum RegistryEvent {
+    Registered(Arc<Registration>),
+    Updated(Arc<Registration>),
+    Removed {
+        registration: Arc<Registration>,
+        reason: RemovalReason,
+    },
+    StatusChanged(Arc<Registration>),
+}
