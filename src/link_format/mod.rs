@@ -12,6 +12,8 @@ mod error;
 mod model;
 mod parse;
 mod serialize;
+#[cfg(test)]
+mod tests;
 
 pub use error::LinkFormatError;
 pub use model::{Link, Param};
