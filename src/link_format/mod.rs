@@ -5,6 +5,11 @@
 //! valueless (`obs`) and may repeat. Errors carry the byte offset where parsing stopped.
 //! `serialize(parse(x))` parses back to the same links (round-trip).
 //!
+//! Strict except for optional whitespace (SP, HTAB, CR, LF) around `,` and `;` and at either end
+//! of the document; an empty document is zero links. The serializer always quotes `anchor`,
+//! `title`, `rt`, `if`, `rel`, `rev` and writes other values bare only when they are an HTTP
+//! token (see `serialize.rs` for why).
+//!
 //! Used by the RD (registration payloads, lookup results, `/.well-known/core`), by the CoAP
 //! client side of discovery, and by the registry's stored model.
 
@@ -12,6 +17,8 @@ mod error;
 mod model;
 mod parse;
 mod serialize;
+#[cfg(test)]
+mod tests;
 
 pub use error::LinkFormatError;
 pub use model::{Link, Param};
