@@ -286,7 +286,7 @@ impl Config {
         if self.rd.default_lifetime_s == 0 {
             return Err(invalid("rd.default_lifetime_s", "must be 1..=4294967295"));
         }
-        if !(self.coap.ack_random_factor >= 1.0 && self.coap.ack_random_factor <= 10.0) {
+        if !(1.0..=10.0).contains(&self.coap.ack_random_factor) {
             return Err(invalid(
                 "coap.ack_random_factor",
                 "must be between 1.0 and 10.0",
@@ -329,7 +329,7 @@ impl Config {
             return Err(invalid("executer.timeout_ms", "must be at least 1"));
         }
         let url = &self.platform.url;
-        if !url.is_empty() && !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        if !url.is_empty() && !url.starts_with("ws://") && !url.starts_with("wss://") {
             return Err(invalid(
                 "platform.url",
                 "must start with ws:// or wss://, or be empty",
