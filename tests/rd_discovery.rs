@@ -37,7 +37,10 @@ fn well_known_core_lists_directory_and_both_lookup_resources() {
     let ep = find(&links, "/rd-lookup/ep").expect("/rd-lookup/ep missing");
     assert!(rts(ep).contains(&"core.rd-lookup-ep".to_string()), "{ep:?}");
     let res = find(&links, "/rd-lookup/res").expect("/rd-lookup/res missing");
-    assert!(rts(res).contains(&"core.rd-lookup-res".to_string()), "{res:?}");
+    assert!(
+        rts(res).contains(&"core.rd-lookup-res".to_string()),
+        "{res:?}"
+    );
 }
 
 #[test]
@@ -65,7 +68,10 @@ fn well_known_core_rt_core_rd_lookup_star_returns_both_lookups_not_directory() {
     assert!(find(&links, "/rd-lookup/res").is_some(), "{links:?}");
     assert!(find(&links, "/rd").is_none(), "{links:?}");
     for l in &links {
-        assert!(rts(l).iter().any(|v| v.starts_with("core.rd-lookup")), "{l:?}");
+        assert!(
+            rts(l).iter().any(|v| v.starts_with("core.rd-lookup")),
+            "{l:?}"
+        );
     }
 }
 

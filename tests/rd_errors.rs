@@ -11,10 +11,7 @@ use std::collections::BTreeSet;
 use common::coap_peer::*;
 use common::Gateway;
 
-type Snapshot = (
-    BTreeSet<(String, BTreeSet<(String, Option<String>)>)>,
-    BTreeSet<(String, BTreeSet<(String, Option<String>)>)>,
-);
+type Snapshot = (BTreeSet<LinkKey>, BTreeSet<LinkKey>);
 
 /// A gateway holding one known registration (`keep`), and the location of it.
 struct Fixture {
@@ -129,10 +126,7 @@ fn ep_that_is_not_utf8_is_4_00() {
     let f = Fixture::new();
     let mut item = b"ep=bad".to_vec();
     item.extend_from_slice(&[0xff, 0xfe]);
-    f.rejects(
-        Req::post("/rd").links("</x>").query_raw(item),
-        "4.00",
-    );
+    f.rejects(Req::post("/rd").links("</x>").query_raw(item), "4.00");
 }
 
 #[test]
@@ -295,7 +289,9 @@ fn lookup_with_unsupported_accept_is_4_06() {
     f.rejects(Req::get("/rd-lookup/res").accept(CT_TEXT_PLAIN), "4.06");
     f.rejects(Req::get("/rd-lookup/ep").accept(CT_TEXT_PLAIN), "4.06");
     // And Accept: 40 is fine.
-    let r = f.peer.request(&Req::get("/rd-lookup/ep").accept(CT_LINK_FORMAT));
+    let r = f
+        .peer
+        .request(&Req::get("/rd-lookup/ep").accept(CT_LINK_FORMAT));
     assert_eq!(r.code, "2.05");
     assert_eq!(r.content_format, Some(CT_LINK_FORMAT));
 }

@@ -60,13 +60,7 @@ impl World {
             "</t>;rt=\"temperature-c\";if=\"sensor\",</lamp>;rt=\"light\";if=\"core.a\"",
         );
         register(&c, "ep=node3", "</s>;rt=\"temperature\";if=\"core.a\"");
-        World {
-            gw,
-            a,
-            b,
-            c,
-            loc1,
-        }
+        World { gw, a, b, c, loc1 }
     }
     fn a(&self, path: &str) -> String {
         format!("{}{path}", self.a.derived_base())
@@ -104,8 +98,14 @@ fn resource_lookup_returns_absolute_targets_and_anchor_only_where_registered() {
             &w.a("/sensors/temp"),
             &[("rt", "temperature"), ("if", "sensor")],
         ),
-        link(&w.a("/sensors/light"), &[("rt", "light-lux"), ("if", "sensor")]),
-        link(&w.a("/act/fan"), &[("rt", "actuator fan"), ("if", "core.a")]),
+        link(
+            &w.a("/sensors/light"),
+            &[("rt", "light-lux"), ("if", "sensor")],
+        ),
+        link(
+            &w.a("/act/fan"),
+            &[("rt", "actuator fan"), ("if", "core.a")],
+        ),
         link(
             "http://www.example.com/sensors/temp",
             &[("anchor", &w.a("/sensors/temp")), ("rel", "describedby")],
@@ -145,7 +145,10 @@ fn resource_lookup_by_if() {
 #[test]
 fn multiple_filters_must_all_match() {
     let w = World::new();
-    assert_eq!(w.res("rt=temperature&if=sensor"), vec![w.a("/sensors/temp")]);
+    assert_eq!(
+        w.res("rt=temperature&if=sensor"),
+        vec![w.a("/sensors/temp")]
+    );
     assert_eq!(w.res("rt=temperature&if=core.a"), vec![w.c("/s")]);
     assert!(w.res("rt=temperature&if=nothing").is_empty());
 }
@@ -237,7 +240,10 @@ fn endpoint_lookup_never_reports_lt() {
     for l in lookup(&w.a, "/rd-lookup/ep") {
         assert!(!l.has("lt"), "lt leaked into endpoint lookup: {l:?}");
         assert!(
-            l.get("rt").unwrap_or("").split(' ').any(|v| v == "core.rd-ep"),
+            l.get("rt")
+                .unwrap_or("")
+                .split(' ')
+                .any(|v| v == "core.rd-ep"),
             "{l:?}"
         );
         assert!(l.has("base") && l.has("ep"), "{l:?}");
@@ -271,14 +277,23 @@ fn targets(p: &Peer, uri: &str) -> Vec<String> {
 #[test]
 fn page_1_count_2_of_5_matches_returns_the_third_and_fourth() {
     let (_gw, p, full) = pager();
-    assert_eq!(targets(&p, "/rd-lookup/res?rt=page&page=1&count=2"), full[2..4]);
+    assert_eq!(
+        targets(&p, "/rd-lookup/res?rt=page&page=1&count=2"),
+        full[2..4]
+    );
 }
 
 #[test]
 fn paging_first_last_and_past_the_end() {
     let (_gw, p, full) = pager();
-    assert_eq!(targets(&p, "/rd-lookup/res?rt=page&page=0&count=2"), full[0..2]);
-    assert_eq!(targets(&p, "/rd-lookup/res?rt=page&page=2&count=2"), full[4..5]);
+    assert_eq!(
+        targets(&p, "/rd-lookup/res?rt=page&page=0&count=2"),
+        full[0..2]
+    );
+    assert_eq!(
+        targets(&p, "/rd-lookup/res?rt=page&page=2&count=2"),
+        full[4..5]
+    );
     let past = p.get("/rd-lookup/res?rt=page&page=3&count=2");
     assert_eq!(past.code, "2.05");
     assert!(past.payload.is_empty(), "{}", past.text());
@@ -322,7 +337,11 @@ fn observed_endpoint_lookup_notifies_on_new_and_removed_endpoint() {
         .wait_notification(&token, Duration::from_secs(5))
         .expect("no notification after removal");
     assert_eq!(n.code, "2.05");
-    assert!(n.payload.is_empty(), "the empty set is notified too: {}", n.text());
+    assert!(
+        n.payload.is_empty(),
+        "the empty set is notified too: {}",
+        n.text()
+    );
 }
 
 #[test]
@@ -416,7 +435,11 @@ fn registration_and_lookup_over_ipv6_loopback() {
         .iter()
         .find(|a| a.is_ipv6())
         .expect("no IPv6 listener reported");
-    let v4 = *gw.rd_addrs.iter().find(|a| a.is_ipv4()).expect("no IPv4 listener");
+    let v4 = *gw
+        .rd_addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .expect("no IPv4 listener");
     let p6 = Peer::new(v6);
     let loc = register(&p6, "ep=v6node", "</sensors/temp>;rt=\"temperature\"");
     let base = p6.derived_base();

@@ -48,7 +48,10 @@ fn reregistration_same_ep_and_sector_returns_same_location_and_replaces_links() 
     let p = Peer::new(gw.addr());
     let loc1 = register(&p, "ep=node1", "</a>;rt=\"old\"");
     let loc2 = register(&p, "ep=node1", "</b>;rt=\"new\"");
-    assert_eq!(loc1, loc2, "RFC 9176 §5: re-registration must keep the location");
+    assert_eq!(
+        loc1, loc2,
+        "RFC 9176 §5: re-registration must keep the location"
+    );
     let base = p.derived_base();
     assert_eq!(
         res_targets(&p, "/rd-lookup/res?ep=node1"),
@@ -100,7 +103,10 @@ fn endpoint_lookup_link_points_to_registration_resource_with_ep_base_rt_and_no_l
     assert_eq!(l.get("ep"), Some("node1"));
     assert_eq!(l.get("base"), Some(p.derived_base().as_str()));
     assert!(
-        l.get("rt").unwrap_or("").split(' ').any(|v| v == "core.rd-ep"),
+        l.get("rt")
+            .unwrap_or("")
+            .split(' ')
+            .any(|v| v == "core.rd-ep"),
         "rt=core.rd-ep missing: {l:?}"
     );
     assert!(!l.has("lt"), "RFC 9176 §6.4: lt is not reported: {l:?}");
@@ -180,7 +186,10 @@ fn absolute_targets_and_anchors_are_returned_unchanged() {
     let got = lookup(&p, "/rd-lookup/res?ep=abs");
     let want = vec![
         link("coap://[2001:db8::1]:61616/x", &[("rt", "a")]),
-        link(&format!("{base}/y"), &[("anchor", "coap://[2001:db8::2]/z")]),
+        link(
+            &format!("{base}/y"),
+            &[("anchor", "coap://[2001:db8::2]/z")],
+        ),
     ];
     assert_eq!(link_set(&got), link_set(&want), "{got:?}");
 }
@@ -248,7 +257,8 @@ fn update_with_base_changes_base() {
     let p = Peer::new(gw.addr());
     let loc = register(&p, "ep=rebased", "</a>");
     assert_eq!(
-        p.request(&Req::post(&format!("{loc}?base=coap://127.0.0.1:7777"))).code,
+        p.request(&Req::post(&format!("{loc}?base=coap://127.0.0.1:7777")))
+            .code,
         "2.04"
     );
     assert_eq!(
@@ -269,7 +279,11 @@ fn update_extra_attributes_override_same_key_and_add_new_ones() {
     let l = ep_link(&p, "attrs").expect("listed");
     assert_eq!(l.values("foo"), vec!["2"], "{l:?}");
     assert_eq!(l.get("bar"), Some("3"));
-    assert_eq!(l.get("keep"), Some("yes"), "extra attrs cannot be removed by an update");
+    assert_eq!(
+        l.get("keep"),
+        Some("yes"),
+        "extra attrs cannot be removed by an update"
+    );
 }
 
 // ----------------------------------------------------------------------------------------
@@ -285,9 +299,17 @@ fn delete_answers_2_02_then_lookups_are_empty_and_second_delete_is_4_04() {
     assert_eq!(p.delete(&loc).code, "2.02");
     assert!(ep_link(&p, "gone").is_none());
     assert!(lookup(&p, "/rd-lookup/res?ep=gone").is_empty());
-    assert_eq!(lookup(&p, "/rd-lookup/res?rt=x").len(), 1, "the other one stays");
+    assert_eq!(
+        lookup(&p, "/rd-lookup/res?rt=x").len(),
+        1,
+        "the other one stays"
+    );
     assert_eq!(p.delete(&loc).code, "4.04");
-    assert_eq!(p.request(&Req::post(&loc)).code, "4.04", "update after delete");
+    assert_eq!(
+        p.request(&Req::post(&loc)).code,
+        "4.04",
+        "update after delete"
+    );
     assert_ne!(keep, loc);
 }
 
@@ -317,7 +339,10 @@ fn registration_expires_after_lt_while_default_lt_one_stays() {
     register(&p, "ep=explicit&lt=60", "</a>;rt=\"long\"");
     assert!(ep_link(&p, "short").is_some());
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(ep_link(&p, "short").is_none(), "lt=2 still listed after 3.5 s");
+    assert!(
+        ep_link(&p, "short").is_none(),
+        "lt=2 still listed after 3.5 s"
+    );
     assert!(lookup(&p, "/rd-lookup/res?rt=short").is_empty());
     assert!(ep_link(&p, "default").is_some(), "default lt is 90000 s");
     assert!(ep_link(&p, "explicit").is_some());
@@ -329,12 +354,19 @@ fn update_within_grace_period_revives_expired_registration_at_same_location() {
     let p = Peer::new(gw.addr());
     let loc = register(&p, "ep=late&lt=1", "</a>;rt=\"late\"");
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(ep_link(&p, "late").is_none(), "expired registration still listed");
+    assert!(
+        ep_link(&p, "late").is_none(),
+        "expired registration still listed"
+    );
     let r = p.request(&Req::post(&format!("{loc}?lt=60")));
     assert_eq!(r.code, "2.04", "late refresh must revive (RFC 9176 §5.3)");
     let l = ep_link(&p, "late").expect("revived");
     assert!(l.target.ends_with(&loc));
-    assert_eq!(lookup(&p, "/rd-lookup/res?rt=late").len(), 1, "links came back");
+    assert_eq!(
+        lookup(&p, "/rd-lookup/res?rt=late").len(),
+        1,
+        "links came back"
+    );
     // Re-registration after revival keeps the location too.
     assert_eq!(register(&p, "ep=late", "</a>;rt=\"late\""), loc);
 }
@@ -346,7 +378,10 @@ fn update_with_new_lt_extends_the_registration() {
     let loc = register(&p, "ep=ext&lt=2", "</a>");
     assert_eq!(p.request(&Req::post(&format!("{loc}?lt=60"))).code, "2.04");
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(ep_link(&p, "ext").is_some(), "the update's lt=60 must apply");
+    assert!(
+        ep_link(&p, "ext").is_some(),
+        "the update's lt=60 must apply"
+    );
 }
 
 #[test]
@@ -358,7 +393,10 @@ fn update_without_lt_keeps_the_last_lifetime() {
     // Refresh without lt: the timeout resets to the last lt (3 s), not to the default.
     assert_eq!(p.request(&Req::post(&loc)).code, "2.04");
     std::thread::sleep(Duration::from_millis(2000));
-    assert!(ep_link(&p, "keeplt").is_some(), "the refresh reset the timer");
+    assert!(
+        ep_link(&p, "keeplt").is_some(),
+        "the refresh reset the timer"
+    );
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
         ep_link(&p, "keeplt").is_none(),
@@ -379,7 +417,10 @@ fn simple_registration_fetches_well_known_core_before_answering_2_04() {
         "</sensors/temp>;rt=\"temperature\";if=\"sensor\",</sensors/light>;rt=\"light\"",
         Duration::from_secs(8),
     );
-    let resp = out.response.as_ref().expect("no answer to simple registration");
+    let resp = out
+        .response
+        .as_ref()
+        .expect("no answer to simple registration");
     assert_eq!(resp.code, "2.04", "{out:?}");
     assert!(out.wkc_gets >= 1, "the RD never fetched /.well-known/core");
     assert!(
@@ -387,7 +428,9 @@ fn simple_registration_fetches_well_known_core_before_answering_2_04() {
         "RFC 9176 §5.1: the RD GETs /.well-known/core before answering"
     );
     assert!(
-        out.accepts.iter().all(|a| a.is_none() || *a == Some(CT_LINK_FORMAT)),
+        out.accepts
+            .iter()
+            .all(|a| a.is_none() || *a == Some(CT_LINK_FORMAT)),
         "{:?}",
         out.accepts
     );
@@ -465,7 +508,9 @@ mod with_coap_crate {
             let req = RequestBuilder::new("/rd", Method::Post)
                 .queries(vec![b"ep=crate1".to_vec(), b"lt=300".to_vec()])
                 .options(vec![(CoapOption::ContentFormat, vec![40])])
-                .data(Some(b"</sensors/temp>;rt=\"temperature\";if=\"sensor\"".to_vec()))
+                .data(Some(
+                    b"</sensors/temp>;rt=\"temperature\";if=\"sensor\"".to_vec(),
+                ))
                 .build();
             let resp = client.send(req).await.expect("register");
             assert_eq!(*resp.get_status(), ResponseType::Created);
@@ -518,7 +563,10 @@ mod with_coap_crate {
         let url = format!("coap://{}/.well-known/core?rt=core.rd*", gw.addr());
         let rt = runtime();
         let resp = rt
-            .block_on(UdpCoAPClient::get_with_timeout(&url, Duration::from_secs(3)))
+            .block_on(UdpCoAPClient::get_with_timeout(
+                &url,
+                Duration::from_secs(3),
+            ))
             .expect("discovery");
         assert_eq!(*resp.get_status(), ResponseType::Content);
         let links = parse_links(&String::from_utf8_lossy(&resp.message.payload)).unwrap();

@@ -148,7 +148,10 @@ impl Req {
             p.add_option(CoapOption::Accept, encode_uint(a as u32));
         }
         if let Some((num, szx)) = self.block2 {
-            p.add_option(CoapOption::Block2, encode_uint((num << 4) | (szx as u32 & 7)));
+            p.add_option(
+                CoapOption::Block2,
+                encode_uint((num << 4) | (szx as u32 & 7)),
+            );
         }
         p.payload = self.payload.clone();
         p
@@ -332,7 +335,11 @@ impl Peer {
             }
             let resp = self.request(&req);
             if !resp.code.starts_with("2.") {
-                assert_eq!(num, 0, "error {} in the middle of a Block2 transfer", resp.code);
+                assert_eq!(
+                    num, 0,
+                    "error {} in the middle of a Block2 transfer",
+                    resp.code
+                );
                 return resp;
             }
             match &first_etag {
@@ -345,7 +352,10 @@ impl Peer {
             if num == 0 {
                 first_cf = resp.content_format;
             } else {
-                assert_eq!(first_cf, resp.content_format, "Content-Format changed mid-transfer");
+                assert_eq!(
+                    first_cf, resp.content_format,
+                    "Content-Format changed mid-transfer"
+                );
             }
             match &resp.block2 {
                 None => {
@@ -444,7 +454,10 @@ impl Peer {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "exchange budget spent"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "exchange budget spent",
+                ));
             }
             if !acked && now >= retransmit_at {
                 if retransmits >= MAX_RETRANSMIT {
@@ -475,10 +488,20 @@ impl Peer {
                 continue;
             }
             let Ok(p) = Packet::from_bytes(&buf[..n]) else {
-                if std::env::var_os("PEER_DEBUG").is_some() { eprintln!("undecodable {:02x?}", &buf[..n]); }
+                if std::env::var_os("PEER_DEBUG").is_some() {
+                    eprintln!("undecodable {:02x?}", &buf[..n]);
+                }
                 continue;
             };
-            if std::env::var_os("PEER_DEBUG").is_some() { eprintln!("got {:?} {} mid={} tok={:02x?}", p.header.get_type(), p.header.code, p.header.message_id, p.get_token()); }
+            if std::env::var_os("PEER_DEBUG").is_some() {
+                eprintln!(
+                    "got {:?} {} mid={} tok={:02x?}",
+                    p.header.get_type(),
+                    p.header.code,
+                    p.header.message_id,
+                    p.get_token()
+                );
+            }
             let t = p.header.get_type();
             let same_mid = p.header.message_id == mid;
             match p.header.code {
@@ -504,12 +527,10 @@ impl Peer {
                     MessageType::NonConfirmable => return Ok(Resp::from_packet(&p)),
                     _ => {}
                 },
-                MessageClass::Response(_) => {
-                    // A stale response (an old observation or a duplicate): reject a CON one
-                    // so the RD stops sending it (RFC 7252 §4.2, RFC 7641 §3.6).
-                    if t == MessageType::Confirmable {
-                        self.send_empty(MessageType::Reset, p.header.message_id);
-                    }
+                // A stale CON response (an old observation or a duplicate): reject it so the
+                // RD stops sending it (RFC 7252 §4.2, RFC 7641 §3.6).
+                MessageClass::Response(_) if t == MessageType::Confirmable => {
+                    self.send_empty(MessageType::Reset, p.header.message_id);
                 }
                 _ => {}
             }
@@ -556,7 +577,12 @@ pub fn can_bind_v6() -> bool {
 /// Location-Path and no Location-Query (RFC 9176 §5) and returns the location.
 pub fn register(peer: &Peer, query: &str, links: &str) -> String {
     let resp = peer.post_links(&format!("/rd?{query}"), links);
-    assert_eq!(resp.code, "2.01", "registration {query:?} failed: {}", resp.text());
+    assert_eq!(
+        resp.code,
+        "2.01",
+        "registration {query:?} failed: {}",
+        resp.text()
+    );
     assert!(
         !resp.location_path.is_empty(),
         "2.01 without Location-Path (RFC 9176 §5 MUST)"
@@ -628,7 +654,7 @@ impl Link {
         self.attrs.iter().any(|(n, _)| n == name)
     }
     /// Order-independent identity: target plus the set of (name, value).
-    pub fn key(&self) -> (String, BTreeSet<(String, Option<String>)>) {
+    pub fn key(&self) -> LinkKey {
         (self.target.clone(), self.attrs.iter().cloned().collect())
     }
 }
@@ -644,7 +670,10 @@ pub fn link(target: &str, attrs: &[(&str, &str)]) -> Link {
     }
 }
 
-pub fn link_set(links: &[Link]) -> BTreeSet<(String, BTreeSet<(String, Option<String>)>)> {
+/// A link as an order-independent value: target plus the set of its (name, value) attributes.
+pub type LinkKey = (String, BTreeSet<(String, Option<String>)>);
+
+pub fn link_set(links: &[Link]) -> BTreeSet<LinkKey> {
     links.iter().map(Link::key).collect()
 }
 
@@ -768,8 +797,17 @@ pub struct SimpleRegOutcome {
 /// `GET /.well-known/core` with `wkc_links` (ct=40), acknowledge a separate response, and
 /// return when both happened or `budget` ran out. The same socket does both because the RD
 /// fetches from the request's source address.
-pub fn simple_register(rd: SocketAddr, uri: &str, wkc_links: &str, budget: Duration) -> SimpleRegOutcome {
-    let bind = if rd.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+pub fn simple_register(
+    rd: SocketAddr,
+    uri: &str,
+    wkc_links: &str,
+    budget: Duration,
+) -> SimpleRegOutcome {
+    let bind = if rd.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
     let sock = UdpSocket::bind(bind).expect("bind device socket");
     let device = sock.local_addr().expect("device addr");
     let mut rng = rand::thread_rng();
@@ -798,7 +836,8 @@ pub fn simple_register(rd: SocketAddr, uri: &str, wkc_links: &str, budget: Durat
         if now >= deadline || linger_until.is_some_and(|l| now >= l) {
             return out;
         }
-        if !acked && out.response.is_none() && now >= retransmit_at && retransmits < MAX_RETRANSMIT {
+        if !acked && out.response.is_none() && now >= retransmit_at && retransmits < MAX_RETRANSMIT
+        {
             retransmits += 1;
             let _ = sock.send_to(&post_bytes, rd);
             retransmit_at = now + Duration::from_secs(1 << retransmits);
@@ -822,7 +861,11 @@ pub fn simple_register(rd: SocketAddr, uri: &str, wkc_links: &str, budget: Durat
             MessageClass::Request(RequestType::Get) => {
                 let path: Vec<String> = p
                     .get_option(CoapOption::UriPath)
-                    .map(|l| l.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+                    .map(|l| {
+                        l.iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let mut reply = Packet::new();
                 reply.header.set_type(if t == MessageType::Confirmable {
@@ -846,7 +889,10 @@ pub fn simple_register(rd: SocketAddr, uri: &str, wkc_links: &str, budget: Durat
                         out.get_before_response = true;
                     }
                     reply.header.set_code("2.05");
-                    reply.add_option(CoapOption::ContentFormat, encode_uint(CT_LINK_FORMAT as u32));
+                    reply.add_option(
+                        CoapOption::ContentFormat,
+                        encode_uint(CT_LINK_FORMAT as u32),
+                    );
                     reply.payload = wkc_links.as_bytes().to_vec();
                 } else {
                     reply.header.set_code("4.04");
@@ -858,7 +904,9 @@ pub fn simple_register(rd: SocketAddr, uri: &str, wkc_links: &str, budget: Durat
                     linger_until = Some(Instant::now() + Duration::from_millis(300));
                 }
             }
-            MessageClass::Empty if p.header.message_id == mid && t == MessageType::Acknowledgement => {
+            MessageClass::Empty
+                if p.header.message_id == mid && t == MessageType::Acknowledgement =>
+            {
                 acked = true;
             }
             MessageClass::Response(_) if p.get_token() == token.as_slice() => {
