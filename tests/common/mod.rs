@@ -7,7 +7,6 @@
 #![allow(dead_code)]
 
 pub mod coap_peer;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,10 +83,7 @@ impl Gateway {
         let mut child = Command::new(gateway_bin())
             .arg("--config")
             .arg(config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -194,10 +190,7 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!(
-                "---- coap-gateway log ----\n{}\n---- end ----",
-                self.log_text()
-            );
+            eprintln!("---- coap-gateway log ----\n{}\n---- end ----", self.log_text());
         }
     }
 }
