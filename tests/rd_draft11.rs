@@ -39,7 +39,7 @@ fn post_well_known_core_is_accepted_as_simple_registration() {
     let out = simple_register(
         gw.addr(),
         "/.well-known/core?ep=legacy1&lt=600",
-        "</dev/a>;rt=\"legacy\",</dev/b>;rt=\"legacy\"",
+        Some("</dev/a>;rt=\"legacy\",</dev/b>;rt=\"legacy\""),
         Duration::from_secs(8),
     );
     let resp = out.response.as_ref().expect("no answer");

@@ -414,7 +414,7 @@ fn simple_registration_fetches_well_known_core_before_answering_2_04() {
     let out = simple_register(
         gw.addr(),
         "/.well-known/rd?ep=simple1&lt=600",
-        "</sensors/temp>;rt=\"temperature\";if=\"sensor\",</sensors/light>;rt=\"light\"",
+        Some("</sensors/temp>;rt=\"temperature\";if=\"sensor\",</sensors/light>;rt=\"light\""),
         Duration::from_secs(8),
     );
     let resp = out
@@ -455,13 +455,64 @@ fn simple_registration_with_base_is_rejected_4_00() {
     let out = simple_register(
         gw.addr(),
         "/.well-known/rd?ep=simple2&base=coap://127.0.0.1:9999",
-        "</x>",
+        Some("</x>"),
         Duration::from_secs(5),
     );
     let resp = out.response.as_ref().expect("no answer");
     assert_eq!(resp.code, "4.00", "{out:?}");
     let p = Peer::new(gw.addr());
     assert!(ep_link(&p, "simple2").is_none());
+}
+
+#[test]
+fn simple_registration_fails_and_registers_nothing_when_device_discovery_fails() {
+    // RFC 9176 §5.1 leaves the code open; the checklist picks 5.02 (aiocoap: 4.00). Either
+    // way it is an error, and nothing is registered.
+    let gw = Gateway::start();
+    let out = simple_register(
+        gw.addr(),
+        "/.well-known/rd?ep=simple3",
+        None,
+        Duration::from_secs(8),
+    );
+    let resp = out.response.as_ref().expect("no answer");
+    assert!(
+        resp.code.starts_with("4.") || resp.code.starts_with("5."),
+        "{out:?}"
+    );
+    assert!(out.wkc_gets >= 1, "{out:?}");
+    let p = Peer::new(gw.addr());
+    assert!(ep_link(&p, "simple3").is_none());
+}
+
+#[test]
+fn simple_registration_expires_after_its_lifetime() {
+    let gw = Gateway::start();
+    let out = simple_register(
+        gw.addr(),
+        "/.well-known/rd?ep=simple4&lt=2",
+        Some("</x>;rt=\"short\""),
+        Duration::from_secs(5),
+    );
+    assert_eq!(out.response.as_ref().map(|r| r.code.as_str()), Some("2.04"));
+    let p = Peer::new(gw.addr());
+    assert!(ep_link(&p, "simple4").is_some());
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(
+        ep_link(&p, "simple4").is_none(),
+        "RFC 9176 §5.1: MUST delete after lifetime"
+    );
+}
+
+#[test]
+fn registration_without_links_is_allowed() {
+    // An empty link-format document is zero links, not an error.
+    let gw = Gateway::start();
+    let p = Peer::new(gw.addr());
+    let r = p.request(&Req::post("/rd?ep=bare").ct(CT_LINK_FORMAT));
+    assert_eq!(r.code, "2.01", "{}", r.text());
+    assert!(ep_link(&p, "bare").is_some());
+    assert!(lookup(&p, "/rd-lookup/res?ep=bare").is_empty());
 }
 
 // ----------------------------------------------------------------------------------------

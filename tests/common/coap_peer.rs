@@ -794,13 +794,13 @@ pub struct SimpleRegOutcome {
 }
 
 /// Play a device on one socket: send `POST uri` (empty payload) to the RD, answer the RD's
-/// `GET /.well-known/core` with `wkc_links` (ct=40), acknowledge a separate response, and
+/// `GET /.well-known/core` with `wkc_links` (ct=40; `None`: with 4.04), acknowledge a separate response, and
 /// return when both happened or `budget` ran out. The same socket does both because the RD
 /// fetches from the request's source address.
 pub fn simple_register(
     rd: SocketAddr,
     uri: &str,
-    wkc_links: &str,
+    wkc_links: Option<&str>,
     budget: Duration,
 ) -> SimpleRegOutcome {
     let bind = if rd.is_ipv6() {
@@ -888,12 +888,17 @@ pub fn simple_register(
                     if out.response.is_none() {
                         out.get_before_response = true;
                     }
-                    reply.header.set_code("2.05");
-                    reply.add_option(
-                        CoapOption::ContentFormat,
-                        encode_uint(CT_LINK_FORMAT as u32),
-                    );
-                    reply.payload = wkc_links.as_bytes().to_vec();
+                    match wkc_links {
+                        Some(links) => {
+                            reply.header.set_code("2.05");
+                            reply.add_option(
+                                CoapOption::ContentFormat,
+                                encode_uint(CT_LINK_FORMAT as u32),
+                            );
+                            reply.payload = links.as_bytes().to_vec();
+                        }
+                        None => reply.header.set_code("4.04"),
+                    }
                 } else {
                     reply.header.set_code("4.04");
                 }
