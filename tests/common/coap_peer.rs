@@ -6,6 +6,7 @@
 //! outside. Requests are CON with a random Message ID and token, retransmitted a bounded number
 //! of times; the response is matched by token, piggybacked or separate (an empty ACK first, then
 //! a CON that we acknowledge). `get_all_blocks` follows Block2 (RFC 7959) to the last block.
+//! Set `PEER_DEBUG=1` to trace every message the client receives.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
