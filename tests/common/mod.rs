@@ -6,6 +6,7 @@
 //! a failing test shows what the gateway said.
 #![allow(dead_code)]
 
+pub mod coap_peer;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
