@@ -290,3 +290,237 @@ pub fn plan_candidates(query: &LookupQuery) -> Vec<(&str, &str, bool)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rd::fixtures::{reg, rfc6690_example_links};
+    use crate::registry::model::Status;
+
+    fn q(items: &[&str]) -> LookupQuery {
+        LookupQuery::parse(items).unwrap()
+    }
+
+    fn filter(item: &str) -> Filter {
+        q(&[item]).filters.remove(0)
+    }
+
+    #[test]
+    fn parses_filters_and_paging() {
+        let query = q(&["rt=temp*", "page=1", "obs", "count=2", "ep=node1"]);
+        assert_eq!(query.page, Some(1));
+        assert_eq!(query.count, Some(2));
+        assert_eq!(
+            query.filters,
+            vec![
+                Filter {
+                    name: "rt".into(),
+                    pattern: Pattern::Prefix("temp".into())
+                },
+                Filter {
+                    name: "obs".into(),
+                    pattern: Pattern::Present
+                },
+                Filter {
+                    name: "ep".into(),
+                    pattern: Pattern::Exact("node1".into())
+                },
+            ]
+        );
+        assert_eq!(query.window(), (2, Some(2)));
+        assert_eq!(q(&["count=5"]).window(), (0, Some(5)));
+        assert_eq!(q(&[]).window(), (0, None));
+        assert_eq!(
+            q(&["page=18446744073709551615", "count=3"]).window().0,
+            usize::MAX
+        );
+    }
+
+    #[test]
+    fn bad_paging_is_4_00() {
+        assert_eq!(
+            LookupQuery::parse(&["page=1"]).unwrap_err(),
+            RdError::PageWithoutCount
+        );
+        for bad in [
+            &["count=-1"][..],
+            &["count=x"],
+            &["count="],
+            &["count"],
+            &["page=-1", "count=2"],
+            &["page=1.5", "count=2"],
+            &["page", "count=2"],
+            &["count=1", "count=2"],
+            &["page=1", "page=1", "count=2"],
+        ] {
+            assert_eq!(
+                LookupQuery::parse(bad).unwrap_err().code(),
+                (4, 0),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(Pattern::Exact("a".into()).matches(Some("a")));
+        assert!(!Pattern::Exact("a".into()).matches(Some("ab")));
+        assert!(!Pattern::Exact("a".into()).matches(None));
+        assert!(Pattern::Prefix("a".into()).matches(Some("ab")));
+        assert!(Pattern::Prefix("".into()).matches(Some("")));
+        assert!(Pattern::Present.matches(None));
+        // §6.2: `?if=tag:example.net,2020:sensor` matches
+        // `if="example.regname tag:example.net,2020:sensor"`.
+        assert!(filter("if=tag:example.net,2020:sensor")
+            .pattern
+            .matches_any_token(Some("example.regname tag:example.net,2020:sensor")));
+        assert!(!Pattern::Exact("a b".into()).matches_any_token(Some("a b")));
+    }
+
+    #[test]
+    fn endpoint_attributes() {
+        let r = reg(17, "node1", "coap://[2001:db8:3::101]")
+            .d("floor-3")
+            .attr("et", Some("oic.d.sensor"))
+            .attr("et", Some("core.rd-group"))
+            .attr("flag", None)
+            .build();
+        let yes = |item: &str| endpoint_matches(&r, &filter(item), false);
+        assert!(yes("ep=node1"));
+        assert!(yes("ep=node*"));
+        assert!(!yes("ep=node2"));
+        assert!(yes("d=floor-3"));
+        assert!(yes("base=coap://[2001:db8:3::101]"));
+        assert!(yes("base=coap://*"));
+        assert!(yes("et=oic.d.sensor"));
+        assert!(yes("et=core.rd-group"));
+        assert!(!yes("et=oic.d"), "et is not a space-separated list");
+        assert!(yes("flag"));
+        assert!(!yes("flag=x"));
+        assert!(yes("rt=core.rd-ep"));
+        assert!(!yes("lt=90000"), "lt is not exposed (§6.4)");
+        assert!(!yes("lt"));
+        assert!(yes("href=/reg/17"));
+        assert!(yes("href=coap://rd.example.com/reg/17"));
+        assert!(yes("href=/reg/1*"));
+        assert!(!yes("href=/reg/1"));
+        assert!(!yes("unknown"));
+        let no_sector = reg(1, "n", "coap://h").build();
+        assert!(!endpoint_matches(&no_sector, &filter("d=*"), false));
+    }
+
+    #[test]
+    fn status_only_when_exposed() {
+        let up = reg(1, "a", "coap://h").build();
+        let down = reg(2, "b", "coap://h").status(Status::Disconnected).build();
+        assert!(endpoint_matches(&up, &filter("status=1"), true));
+        assert!(!endpoint_matches(&down, &filter("status=1"), true));
+        assert!(endpoint_matches(&down, &filter("status=0"), true));
+        assert!(!endpoint_matches(&up, &filter("status=1"), false));
+    }
+
+    #[test]
+    fn link_attributes_href_and_anchor() {
+        let r = reg(1, "sensor1", "coap://sensor1.example.com")
+            .link(Link::new("/x").with("obs", None).with("sz", Some("12")))
+            .build();
+        let links = rfc6690_example_links();
+        let hit = |i: usize, item: &str| link_matches(&r, &links[i], &filter(item), false);
+        assert!(hit(1, "rt=temperature-c"));
+        assert!(hit(1, "rt=temp*"));
+        assert!(!hit(2, "rt=temp*"));
+        assert!(hit(0, "ct=40"));
+        assert!(hit(0, "title=Sensor Index"));
+        assert!(hit(3, "rel=describedby"));
+        // href: the resolved target, in URI form (§6.2).
+        assert!(hit(1, "href=coap://sensor1.example.com/sensors/temp"));
+        assert!(hit(4, "href=coap://sensor1.example.com/t"));
+        assert!(hit(3, "href=http://www.example.com/*"));
+        assert!(
+            !hit(1, "href=/sensors/temp"),
+            "relative hrefs are not URI form"
+        );
+        // anchor: resolved, and only links that have one.
+        assert!(hit(3, "anchor=coap://sensor1.example.com/sensors/temp"));
+        assert!(hit(4, "anchor=coap://sensor1.example.com/sensors/*"));
+        assert!(!hit(1, "anchor=coap://sensor1.example.com"));
+        assert!(!hit(1, "anchor"));
+        assert!(hit(3, "anchor"));
+        assert!(link_matches(&r, &r.links[0], &filter("obs"), false));
+        assert!(link_matches(&r, &r.links[0], &filter("sz=12"), false));
+        assert!(!hit(1, "obs"));
+    }
+
+    #[test]
+    fn cross_matching() {
+        let node1 = reg(1, "node1", "coap://[2001:db8:3::101]")
+            .attr("et", Some("oic.d.sensor"))
+            .link(Link::new("/temp").with("rt", Some("temperature")))
+            .link(
+                Link::new("/light")
+                    .with("rt", Some("light-lux"))
+                    .with("if", Some("sensor")),
+            )
+            .build();
+        // A link matches through its endpoint's attributes.
+        for item in [
+            "ep=node1",
+            "et=oic.d.sensor",
+            "base=coap://[2001:db8:3::101]",
+            "href=/reg/1",
+        ] {
+            assert!(
+                link_matches(&node1, &node1.links[0], &filter(item), false),
+                "{item}"
+            );
+        }
+        // An endpoint matches through any of its links.
+        assert!(endpoint_matches(&node1, &filter("rt=temperature"), false));
+        assert!(endpoint_matches(&node1, &filter("if=sensor"), false));
+        assert!(endpoint_matches(
+            &node1,
+            &filter("href=coap://[2001:db8:3::101]/light"),
+            false
+        ));
+        assert!(!endpoint_matches(&node1, &filter("rt=humidity"), false));
+        // Sibling links do not count for a link.
+        assert!(!link_matches(
+            &node1,
+            &node1.links[0],
+            &filter("if=sensor"),
+            false
+        ));
+        // Each filter is judged alone: rt from one link, if from another.
+        let query = q(&["rt=temperature", "if=sensor"]);
+        assert!(query.matches_endpoint(&node1, false));
+        assert!(!query.matches_link(&node1, &node1.links[0], false));
+        assert!(!query.matches_link(&node1, &node1.links[1], false));
+        assert!(q(&["ep=node1", "rt=light*"]).matches_link(&node1, &node1.links[1], false));
+    }
+
+    #[test]
+    fn plan_uses_indexable_exact_and_prefix_filters() {
+        let query = q(&[
+            "rt=temperature",
+            "href=/reg/1",
+            "et=oic.d.*",
+            "obs",
+            "ep=dev-123",
+            "page=0",
+            "count=10",
+            "if=*",
+            "title=x",
+        ]);
+        assert_eq!(
+            plan_candidates(&query),
+            vec![
+                ("rt", "temperature", false),
+                ("et", "oic.d.", true),
+                ("ep", "dev-123", false),
+            ]
+        );
+        // Every endpoint is rt=core.rd-ep, so such a filter pre-selects nothing.
+        assert!(plan_candidates(&q(&["rt=core.rd-ep"])).is_empty());
+        assert!(plan_candidates(&q(&["rt=core.*"])).is_empty());
+    }
+}

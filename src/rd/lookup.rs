@@ -208,3 +208,428 @@ pub fn render_groups<'a>(
     }
     (out, pager.written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link_format::Link;
+    use crate::rd::fixtures::{reg, rfc6690_example_links};
+    use crate::rd::group::GroupRequest;
+    use crate::registry::model::{EndpointName, Status};
+
+    fn q(items: &[&str]) -> LookupQuery {
+        LookupQuery::parse(items).unwrap()
+    }
+
+    fn res(regs: &[Arc<Registration>], query: &[&str]) -> (String, usize) {
+        render_resources(regs, &q(query), false)
+    }
+
+    fn eps(regs: &[Arc<Registration>], query: &[&str]) -> (String, usize) {
+        render_endpoints(regs, &q(query), false)
+    }
+
+    /// RFC 9176 §5: `POST /rd?ep=node1` from `[2001:db8:3::101]`, then resource lookup.
+    fn section_5_example() -> Arc<Registration> {
+        reg(4521, "node1", "coap://[2001:db8:3::101]")
+            .derived_base()
+            .link(
+                Link::new("/sensors/temp")
+                    .with("rt", Some("temperature-c"))
+                    .with("if", Some("sensor")),
+            )
+            .link(
+                Link::new("http://www.example.com/sensors/temp")
+                    .with("anchor", Some("/sensors/temp"))
+                    .with("rel", Some("describedby")),
+            )
+            .build()
+    }
+
+    #[test]
+    fn registration_example_resolves_targets_and_present_anchors_only() {
+        let regs = [section_5_example()];
+        let (payload, n) = res(&regs, &["ep=node1"]);
+        assert_eq!(n, 2);
+        assert_eq!(
+            payload,
+            "<coap://[2001:db8:3::101]/sensors/temp>;rt=\"temperature-c\";if=\"sensor\",\
+<http://www.example.com/sensors/temp>;anchor=\"coap://[2001:db8:3::101]/sensors/temp\";\
+rel=\"describedby\""
+        );
+    }
+
+    #[test]
+    fn base_change_re_resolves_everything() {
+        // §5.3.1: the lookup before and after `?base=coaps://new.example.com:5684`.
+        let before = reg(4521, "endpoint1", "coap://local-proxy-old.example.com:5683")
+            .link(
+                Link::new("/sensors/temp")
+                    .with("rt", Some("temperature-c"))
+                    .with("if", Some("sensor")),
+            )
+            .link(
+                Link::new("http://www.example.com/sensors/temp")
+                    .with("anchor", Some("/sensors/temp"))
+                    .with("rel", Some("describedby")),
+            )
+            .build();
+        let (payload, _) = res(std::slice::from_ref(&before), &["ep=endpoint1"]);
+        assert_eq!(
+            payload,
+            "<coap://local-proxy-old.example.com:5683/sensors/temp>;rt=\"temperature-c\";\
+if=\"sensor\",<http://www.example.com/sensors/temp>;\
+anchor=\"coap://local-proxy-old.example.com:5683/sensors/temp\";rel=\"describedby\""
+        );
+        let mut after = (*before).clone();
+        after.base = "coaps://new.example.com:5684".into();
+        let (payload, _) = res(&[Arc::new(after)], &["ep=endpoint1"]);
+        assert_eq!(
+            payload,
+            "<coaps://new.example.com:5684/sensors/temp>;rt=\"temperature-c\";if=\"sensor\",\
+<http://www.example.com/sensors/temp>;anchor=\"coaps://new.example.com:5684/sensors/temp\";\
+rel=\"describedby\""
+        );
+    }
+
+    #[test]
+    fn resource_lookup_by_rt() {
+        // §6.3: GET /rd-lookup/res?rt=tag:example.org,2020:temperature
+        let regs = [
+            reg(1, "node1", "coap://[2001:db8:3::123]:61616")
+                .link(Link::new("/temp").with("rt", Some("tag:example.org,2020:temperature")))
+                .link(Link::new("/light").with("rt", Some("tag:example.org,2020:light")))
+                .build(),
+            reg(2, "node2", "coap://[2001:db8:3::124]")
+                .link(Link::new("/west").with("rt", Some("tag:example.org,2020:light")))
+                .build(),
+        ];
+        assert_eq!(
+            res(&regs, &["rt=tag:example.org,2020:temperature"]),
+            (
+                "<coap://[2001:db8:3::123]:61616/temp>;rt=\"tag:example.org,2020:temperature\""
+                    .to_string(),
+                1
+            )
+        );
+        assert_eq!(res(&regs, &["rt=tag:example.org,2020:light"]).1, 2);
+        assert_eq!(res(&regs, &["rt=tag:example.org,2020:*"]).1, 3);
+        // Nothing matches: an empty payload, zero links (§6.2).
+        assert_eq!(res(&regs, &["rt=humidity"]), (String::new(), 0));
+    }
+
+    #[test]
+    fn resource_lookup_paging() {
+        // §6.3: ten links res/0..res/9, pages of 5; and the brief's ?page=1&count=2.
+        let mut builder = reg(1, "node1", "coap://[2001:db8:3::123]:61616");
+        for i in 0..10 {
+            builder = builder.link(Link::new(format!("/res/{i}")).with("ct", Some("60")));
+        }
+        let regs = [builder.build()];
+        let page = |items: &[&str]| {
+            let (payload, n) = res(&regs, items);
+            let targets: Vec<String> = payload
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|l| {
+                    l.trim_start_matches("<coap://[2001:db8:3::123]:61616")
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(targets.len(), n);
+            targets
+        };
+        assert_eq!(
+            page(&["page=0", "count=5"]),
+            [
+                "/res/0>;ct=60",
+                "/res/1>;ct=60",
+                "/res/2>;ct=60",
+                "/res/3>;ct=60",
+                "/res/4>;ct=60"
+            ]
+        );
+        assert_eq!(page(&["page=1", "count=5"])[0], "/res/5>;ct=60");
+        assert_eq!(page(&["page=1", "count=5"]).len(), 5);
+        assert_eq!(
+            page(&["page=1", "count=2"]),
+            ["/res/2>;ct=60", "/res/3>;ct=60"]
+        );
+        assert_eq!(page(&["count=3"]).len(), 3);
+        assert_eq!(page(&["page=3", "count=3"]), ["/res/9>;ct=60"]);
+        assert!(page(&["page=4", "count=3"]).is_empty());
+        assert!(page(&["count=0"]).is_empty());
+        assert_eq!(page(&[]).len(), 10);
+    }
+
+    #[test]
+    fn paging_spans_registrations_in_candidate_order() {
+        let regs: Vec<_> = (1..=3)
+            .map(|i| {
+                reg(i, &format!("n{i}"), &format!("coap://h{i}"))
+                    .link(Link::new("/a").with("rt", Some("x")))
+                    .link(Link::new("/b").with("rt", Some("x")))
+                    .build()
+            })
+            .collect();
+        assert_eq!(
+            res(&regs, &["rt=x", "page=1", "count=2"]).0,
+            "<coap://h2/a>;rt=\"x\",<coap://h2/b>;rt=\"x\""
+        );
+        assert_eq!(res(&regs, &["rt=x", "page=1", "count=4"]).1, 2);
+        assert_eq!(
+            eps(&regs, &["page=2", "count=1"]).0,
+            "</reg/3>;ep=\"n3\";base=\"coap://h3\";rt=\"core.rd-ep\""
+        );
+    }
+
+    #[test]
+    fn resource_lookup_by_endpoint_type_over_two_endpoints() {
+        // §6.3: two endpoints registered the RFC 6690 §5 payload, looked up by `et`.
+        let regs: Vec<_> = ["sensor1", "sensor2"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut b = reg(i as u64 + 1, name, &format!("coap://{name}.example.com"))
+                    .attr("et", Some("tag:example.com,2020:platform"));
+                for l in rfc6690_example_links() {
+                    b = b.link(l);
+                }
+                b.build()
+            })
+            .collect();
+        let (payload, n) = res(&regs, &["et=tag:example.com,2020:platform"]);
+        assert_eq!(n, 10);
+        let expected = |h: &str| {
+            format!(
+                "<coap://{h}/sensors>;ct=40;title=\"Sensor Index\",\
+<coap://{h}/sensors/temp>;rt=\"temperature-c\";if=\"sensor\",\
+<coap://{h}/sensors/light>;rt=\"light-lux\";if=\"sensor\",\
+<http://www.example.com/sensors/t123>;anchor=\"coap://{h}/sensors/temp\";rel=\"describedby\",\
+<coap://{h}/t>;anchor=\"coap://{h}/sensors/temp\";rel=\"alternate\""
+            )
+        };
+        assert_eq!(
+            payload,
+            format!(
+                "{},{}",
+                expected("sensor1.example.com"),
+                expected("sensor2.example.com")
+            )
+        );
+        // href and anchor filters in URI form (§6.2).
+        assert_eq!(
+            res(&regs, &["href=coap://sensor2.example.com/t"]).0,
+            "<coap://sensor2.example.com/t>;anchor=\"coap://sensor2.example.com/sensors/temp\";\
+rel=\"alternate\""
+        );
+        assert_eq!(
+            res(&regs, &["anchor=coap://sensor1.example.com/sensors/temp"]).1,
+            2
+        );
+        assert_eq!(
+            res(
+                &regs,
+                &["href=http://www.example.com/sensors/t123", "ep=sensor2"]
+            )
+            .0,
+            "<http://www.example.com/sensors/t123>;\
+anchor=\"coap://sensor2.example.com/sensors/temp\";rel=\"describedby\""
+        );
+        // `href` on a resource lookup also matches the registration resource (§6.2).
+        assert_eq!(res(&regs, &["href=/reg/2"]).1, 5);
+    }
+
+    #[test]
+    fn endpoint_lookup_by_endpoint_type() {
+        // §6.4: GET /rd-lookup/ep?et=tag:example.com,2020:platform
+        let regs = [
+            reg(1234, "node5", "coap://[2001:db8:3::127]:61616")
+                .attr("et", Some("tag:example.com,2020:platform"))
+                .attr("ct", Some("40"))
+                .build(),
+            reg(4521, "node7", "coap://[2001:db8:3::129]:61616")
+                .d("floor-3")
+                .attr("et", Some("tag:example.com,2020:platform"))
+                .attr("ct", Some("40"))
+                .build(),
+            reg(4522, "node8", "coap://[2001:db8:3::130]")
+                .attr("et", Some("oic.d.sensor"))
+                .build(),
+        ];
+        assert_eq!(
+            eps(&regs, &["et=tag:example.com,2020:platform"]),
+            (
+                "</reg/1234>;ep=\"node5\";base=\"coap://[2001:db8:3::127]:61616\";\
+rt=\"core.rd-ep\";et=\"tag:example.com,2020:platform\";ct=40,\
+</reg/4521>;ep=\"node7\";d=\"floor-3\";base=\"coap://[2001:db8:3::129]:61616\";\
+rt=\"core.rd-ep\";et=\"tag:example.com,2020:platform\";ct=40"
+                    .to_string(),
+                2
+            )
+        );
+        assert_eq!(
+            eps(&regs, &["et=oic.d.sensor"]).0,
+            "</reg/4522>;ep=\"node8\";base=\"coap://[2001:db8:3::130]\";rt=\"core.rd-ep\";\
+et=\"oic.d.sensor\""
+        );
+        assert_eq!(eps(&regs, &["ep=node7"]).1, 1);
+        assert_eq!(eps(&regs, &["href=/reg/1234"]).1, 1);
+        assert_eq!(eps(&regs, &["d=floor-3"]).1, 1);
+        assert_eq!(eps(&regs, &["rt=core.rd-ep"]).1, 3);
+        assert!(!eps(&regs, &[]).0.contains("lt="), "lt is never reported");
+        assert_eq!(eps(&regs, &["ep=nobody"]), (String::new(), 0));
+    }
+
+    #[test]
+    fn endpoint_lookup_cross_matches_links_and_shows_status_when_asked() {
+        let regs = [
+            section_5_example(),
+            reg(2, "other", "coap://h")
+                .status(Status::Disconnected)
+                .build(),
+        ];
+        assert_eq!(eps(&regs, &["rt=temperature-c"]).1, 1);
+        assert_eq!(
+            eps(&regs, &["href=http://www.example.com/sensors/temp"]).1,
+            1
+        );
+        let (payload, n) = render_endpoints(&regs, &q(&["status=0"]), true);
+        assert_eq!(n, 1);
+        assert_eq!(
+            payload,
+            "</reg/2>;ep=\"other\";base=\"coap://h\";rt=\"core.rd-ep\";status=0"
+        );
+        assert!(!eps(&regs, &[]).0.contains("status"));
+    }
+
+    /// RFC 9176 App. A lighting example: three registrations and a group.
+    fn lighting() -> Vec<Arc<Registration>> {
+        let light = |path: &str| Link::new(path).with("rt", Some("tag:example.com,2020:light"));
+        let luminary = |id, ep: &str, addr: &str| {
+            reg(id, ep, addr)
+                .d("R2-4-015")
+                .link(light("/light/left"))
+                .link(light("/light/middle"))
+                .link(light("/light/right"))
+                .build()
+        };
+        vec![
+            luminary(4521, "lm_R2-4-015_wndw", "coap://[2001:db8:4::1]"),
+            luminary(4522, "lm_R2-4-015_door", "coap://[2001:db8:4::2]"),
+            reg(4523, "ps_R2-4-015_door", "coap://[2001:db8:4::3]")
+                .d("R2-4-015")
+                .link(Link::new("/ps").with("rt", Some("tag:example.com,2020:p-sensor")))
+                .build(),
+            reg(501, "grp_R2-4-015", "coap://[ff05::1]")
+                .d("R2-4-015")
+                .attr("et", Some("core.rd-group"))
+                .link(light("/light/left"))
+                .link(light("/light/middle"))
+                .link(light("/light/right"))
+                .build(),
+        ]
+    }
+
+    #[test]
+    fn groups_as_registrations_per_appendix_a() {
+        let regs = lighting();
+        assert_eq!(
+            eps(
+                &regs,
+                &[
+                    "d=R2-4-015",
+                    "et=core.rd-group",
+                    "rt=tag:example.com,2020:light"
+                ]
+            )
+            .0,
+            "</reg/501>;ep=\"grp_R2-4-015\";d=\"R2-4-015\";base=\"coap://[ff05::1]\";\
+rt=\"core.rd-ep\";et=\"core.rd-group\""
+        );
+        let (payload, n) = res(&regs, &["et=core.rd-group"]);
+        assert_eq!(n, 3);
+        assert!(
+            payload.starts_with("<coap://[ff05::1]/light/left>;rt=\"tag:example.com,2020:light\",")
+        );
+        assert_eq!(
+            res(&regs, &["d=R2-4-015", "rt=tag:example.com,2020:light"]).1,
+            9
+        );
+    }
+
+    #[test]
+    fn draft_11_groups_and_domains() {
+        let mut regs = lighting();
+        let group = GroupRequest::parse(
+            &[
+                "gp=lights",
+                "d=R2-4-015",
+                "con=coap://[ff35:30:2001:db8::1]",
+            ],
+            Some(40),
+            b"",
+        )
+        .unwrap();
+        let group = GroupRequest {
+            members: vec![
+                EndpointName::new("lm_R2-4-015_wndw").unwrap(),
+                EndpointName::new("lm_R2-4-015_door").unwrap(),
+            ],
+            ..group
+        }
+        .into_registration("[2001:db8:4::ff]:5683".parse().unwrap(), u32::MAX);
+        let mut b = reg(600, group.ep.as_str(), group.base.as_deref().unwrap()).d("R2-4-015");
+        for a in group.attrs {
+            b = b.attr(&a.name, a.value.as_deref());
+        }
+        regs.push(b.build());
+        regs.push(
+            reg(700, "elsewhere", "coap://[2001:db8:5::1]")
+                .d("B1")
+                .build(),
+        );
+
+        // /rd-lookup/gp lists both groups; ?gp= and ?ep= select by name and member.
+        let (payload, n) = render_groups(&regs, &q(&[]));
+        assert_eq!(n, 2);
+        assert_eq!(
+            payload,
+            "</reg/501>;gp=\"grp_R2-4-015\";d=\"R2-4-015\";con=\"coap://[ff05::1]\",\
+</reg/600>;gp=\"lights\";d=\"R2-4-015\";con=\"coap://[ff35:30:2001:db8::1]\""
+        );
+        assert_eq!(render_groups(&regs, &q(&["gp=lights"])).1, 1);
+        assert_eq!(
+            render_groups(&regs, &q(&["ep=lm_R2-4-015_door"])).0,
+            "</reg/600>;gp=\"lights\";d=\"R2-4-015\";con=\"coap://[ff35:30:2001:db8::1]\""
+        );
+        assert_eq!(render_groups(&regs, &q(&["ep=ps_R2-4-015_door"])).1, 0);
+
+        // Members are attributes, not links: no pollution of resource lookup or `ep=`.
+        assert_eq!(eps(&regs, &["ep=lm_R2-4-015_door"]).1, 1);
+        assert_eq!(res(&regs, &["ep=lights"]).1, 0);
+        assert!(
+            eps(&regs, &["gp=lights"]).0.is_empty(),
+            "unbound gp is an attribute"
+        );
+
+        // /rd-lookup/ep?gp=lights (draft-11 §7) once the groups are bound.
+        let mut query = q(&["gp=lights"]);
+        query.bind_groups(regs.iter().map(|r| &**r));
+        let (payload, n) = render_endpoints(&regs, &query, false);
+        assert_eq!(n, 2);
+        assert!(payload.starts_with("</reg/4521>;ep=\"lm_R2-4-015_wndw\""));
+        assert_eq!(render_resources(&regs, &query, false).1, 6);
+
+        // /rd-lookup/d: distinct sectors, sorted.
+        assert_eq!(
+            render_domains(&regs, &q(&[])),
+            ("<>;d=\"B1\",<>;d=\"R2-4-015\"".to_string(), 2)
+        );
+        assert_eq!(
+            render_domains(&regs, &q(&["ep=elsewhere"])),
+            ("<>;d=\"B1\"".to_string(), 1)
+        );
+        assert_eq!(render_domains(&regs, &q(&["page=1", "count=1"])).1, 1);
+    }
+}

@@ -14,6 +14,8 @@
 
 pub mod error;
 pub mod filter;
+#[cfg(test)]
+mod fixtures;
 pub mod group;
 mod link_writer;
 pub mod lookup;
