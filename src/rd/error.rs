@@ -29,6 +29,8 @@ pub enum BaseError {
     HasFragment,
     #[error("it carries an IPv6 zone identifier")]
     ZoneId,
+    #[error("it is link-local but the request did not come from a link-local address")]
+    LinkLocalFromAfar,
 }
 
 /// Why a registered link is not in Limited Link Format (RFC 9176 Appendix C).
@@ -57,6 +59,8 @@ pub enum RdError {
     RepeatedParam(String),
     #[error("a query item has an empty name")]
     EmptyParamName,
+    #[error("a query item is not UTF-8")]
+    QueryNotUtf8,
     #[error("invalid {param}: {source}")]
     InvalidName {
         param: &'static str,
@@ -118,6 +122,7 @@ impl RdError {
             | RdError::ValuelessParam(_)
             | RdError::RepeatedParam(_)
             | RdError::EmptyParamName
+            | RdError::QueryNotUtf8
             | RdError::InvalidName { .. }
             | RdError::InvalidLifetime(_)
             | RdError::InvalidBase { .. }

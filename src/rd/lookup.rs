@@ -14,13 +14,33 @@
 //! - draft-11 group lookup (`/rd-lookup/gp`): `</reg/12>;gp="…";d="…";con="…"` per group.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::filter::{endpoint_matches, Filter, LookupQuery, Pattern, ENDPOINT_RT};
 use super::group::{is_group, members};
 use super::link_writer::{push_link, push_param};
-use super::resolve::{resolve, resolved_target};
+use super::resolve::{is_link_local_base, is_link_local_ip, resolve, resolved_target};
 use crate::registry::model::{BaseOrigin, Registration};
+
+/// RFC 9176 §6.1, §6.4: a registration with a link-local base is shown only to lookups "made
+/// from the link on which the registered endpoint can be reached". Approximated as: the requester
+/// is link-local too and, when both addresses carry an IPv6 scope (interface) id, the same one
+/// as the registrant's. The RdServer filters candidates with this before rendering.
+pub fn visible_to(reg: &Registration, requester: SocketAddr) -> bool {
+    if !is_link_local_base(&reg.base) {
+        return true;
+    }
+    if !is_link_local_ip(requester.ip()) {
+        return false;
+    }
+    match (reg.source, requester) {
+        (SocketAddr::V6(a), SocketAddr::V6(b)) if a.scope_id() != 0 && b.scope_id() != 0 => {
+            a.scope_id() == b.scope_id()
+        }
+        _ => true,
+    }
+}
 
 /// Applies the query's page window to a stream of matches, writing the kept ones.
 struct Pager {
@@ -379,7 +399,7 @@ rel=\"describedby\""
         assert_eq!(res(&regs, &["rt=x", "page=1", "count=4"]).1, 2);
         assert_eq!(
             eps(&regs, &["page=2", "count=1"]).0,
-            "</reg/3>;ep=\"n3\";base=\"coap://h3\";rt=\"core.rd-ep\""
+            "</reg/3>;ep=n3;base=\"coap://h3\";rt=\"core.rd-ep\""
         );
     }
 
@@ -460,9 +480,9 @@ anchor=\"coap://sensor2.example.com/sensors/temp\";rel=\"describedby\""
         assert_eq!(
             eps(&regs, &["et=tag:example.com,2020:platform"]),
             (
-                "</reg/1234>;ep=\"node5\";base=\"coap://[2001:db8:3::127]:61616\";\
+                "</reg/1234>;ep=node5;base=\"coap://[2001:db8:3::127]:61616\";\
 rt=\"core.rd-ep\";et=\"tag:example.com,2020:platform\";ct=40,\
-</reg/4521>;ep=\"node7\";d=\"floor-3\";base=\"coap://[2001:db8:3::129]:61616\";\
+</reg/4521>;ep=node7;d=floor-3;base=\"coap://[2001:db8:3::129]:61616\";\
 rt=\"core.rd-ep\";et=\"tag:example.com,2020:platform\";ct=40"
                     .to_string(),
                 2
@@ -470,8 +490,8 @@ rt=\"core.rd-ep\";et=\"tag:example.com,2020:platform\";ct=40"
         );
         assert_eq!(
             eps(&regs, &["et=oic.d.sensor"]).0,
-            "</reg/4522>;ep=\"node8\";base=\"coap://[2001:db8:3::130]\";rt=\"core.rd-ep\";\
-et=\"oic.d.sensor\""
+            "</reg/4522>;ep=node8;base=\"coap://[2001:db8:3::130]\";rt=\"core.rd-ep\";\
+et=oic.d.sensor"
         );
         assert_eq!(eps(&regs, &["ep=node7"]).1, 1);
         assert_eq!(eps(&regs, &["href=/reg/1234"]).1, 1);
@@ -498,9 +518,24 @@ et=\"oic.d.sensor\""
         assert_eq!(n, 1);
         assert_eq!(
             payload,
-            "</reg/2>;ep=\"other\";base=\"coap://h\";rt=\"core.rd-ep\";status=0"
+            "</reg/2>;ep=other;base=\"coap://h\";rt=\"core.rd-ep\";status=0"
         );
         assert!(!eps(&regs, &[]).0.contains("status"));
+    }
+
+    #[test]
+    fn link_local_registrations_are_shown_on_their_link_only() {
+        let mut local = (*reg(1, "ll", "coap://[fe80::1]").build()).clone();
+        local.source = "[fe80::1%2]:5683".parse().unwrap();
+        let global = reg(2, "g", "coap://[2001:db8::1]").build();
+        let far: SocketAddr = "[2001:db8::9]:5683".parse().unwrap();
+        let same_link: SocketAddr = "[fe80::9%2]:5683".parse().unwrap();
+        let other_link: SocketAddr = "[fe80::9%3]:5683".parse().unwrap();
+        assert!(!visible_to(&local, far));
+        assert!(visible_to(&local, same_link));
+        assert!(!visible_to(&local, other_link));
+        assert!(visible_to(&global, far));
+        assert!(visible_to(&global, other_link));
     }
 
     /// RFC 9176 App. A lighting example: three registrations and a group.
@@ -544,8 +579,8 @@ et=\"oic.d.sensor\""
                 ]
             )
             .0,
-            "</reg/501>;ep=\"grp_R2-4-015\";d=\"R2-4-015\";base=\"coap://[ff05::1]\";\
-rt=\"core.rd-ep\";et=\"core.rd-group\""
+            "</reg/501>;ep=grp_R2-4-015;d=R2-4-015;base=\"coap://[ff05::1]\";\
+rt=\"core.rd-ep\";et=core.rd-group"
         );
         let (payload, n) = res(&regs, &["et=core.rd-group"]);
         assert_eq!(n, 3);
@@ -595,13 +630,13 @@ rt=\"core.rd-ep\";et=\"core.rd-group\""
         assert_eq!(n, 2);
         assert_eq!(
             payload,
-            "</reg/501>;gp=\"grp_R2-4-015\";d=\"R2-4-015\";con=\"coap://[ff05::1]\",\
-</reg/600>;gp=\"lights\";d=\"R2-4-015\";con=\"coap://[ff35:30:2001:db8::1]\""
+            "</reg/501>;gp=grp_R2-4-015;d=R2-4-015;con=\"coap://[ff05::1]\",\
+</reg/600>;gp=lights;d=R2-4-015;con=\"coap://[ff35:30:2001:db8::1]\""
         );
         assert_eq!(render_groups(&regs, &q(&["gp=lights"])).1, 1);
         assert_eq!(
             render_groups(&regs, &q(&["ep=lm_R2-4-015_door"])).0,
-            "</reg/600>;gp=\"lights\";d=\"R2-4-015\";con=\"coap://[ff35:30:2001:db8::1]\""
+            "</reg/600>;gp=lights;d=R2-4-015;con=\"coap://[ff35:30:2001:db8::1]\""
         );
         assert_eq!(render_groups(&regs, &q(&["ep=ps_R2-4-015_door"])).1, 0);
 
@@ -618,17 +653,17 @@ rt=\"core.rd-ep\";et=\"core.rd-group\""
         query.bind_groups(regs.iter().map(|r| &**r));
         let (payload, n) = render_endpoints(&regs, &query, false);
         assert_eq!(n, 2);
-        assert!(payload.starts_with("</reg/4521>;ep=\"lm_R2-4-015_wndw\""));
+        assert!(payload.starts_with("</reg/4521>;ep=lm_R2-4-015_wndw"));
         assert_eq!(render_resources(&regs, &query, false).1, 6);
 
         // /rd-lookup/d: distinct sectors, sorted.
         assert_eq!(
             render_domains(&regs, &q(&[])),
-            ("<>;d=\"B1\",<>;d=\"R2-4-015\"".to_string(), 2)
+            ("<>;d=B1,<>;d=R2-4-015".to_string(), 2)
         );
         assert_eq!(
             render_domains(&regs, &q(&["ep=elsewhere"])),
-            ("<>;d=\"B1\"".to_string(), 1)
+            ("<>;d=B1".to_string(), 1)
         );
         assert_eq!(render_domains(&regs, &q(&["page=1", "count=1"])).1, 1);
     }

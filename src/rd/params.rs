@@ -20,6 +20,18 @@ pub struct QueryParams {
     items: Vec<QueryItem>,
 }
 
+/// Uri-Query option values as text. RFC 7252 §5.10 makes them UTF-8 strings; one that is not
+/// UTF-8 is a bad request (4.00), as is an `ep` that cannot be stored as text.
+pub fn decode_query<B: AsRef<[u8]>>(raw: &[B]) -> Result<Vec<String>, RdError> {
+    raw.iter()
+        .map(|b| {
+            std::str::from_utf8(b.as_ref())
+                .map(str::to_string)
+                .map_err(|_| RdError::QueryNotUtf8)
+        })
+        .collect()
+}
+
 impl QueryParams {
     /// Splits each Uri-Query value at its first `=`. An empty name (`=x`, or an empty option) is
     /// refused with 4.00: it cannot be stored as an attribute nor used as a filter.
@@ -98,6 +110,17 @@ mod tests {
         assert_eq!(p.items()[2].value, None);
         assert_eq!(p.items()[3].value.as_deref(), Some("a=b"));
         assert_eq!(p.single("base").unwrap(), Some("coap://[::1]:5683"));
+    }
+
+    #[test]
+    fn query_options_must_be_utf8() {
+        assert_eq!(
+            decode_query(&[b"ep=node1".to_vec(), "d=ü".as_bytes().to_vec()]).unwrap(),
+            ["ep=node1", "d=ü"]
+        );
+        let err = decode_query(&[b"ep=bad\xff\xfe".to_vec()]).unwrap_err();
+        assert_eq!(err, RdError::QueryNotUtf8);
+        assert_eq!(err.code(), (4, 0));
     }
 
     #[test]

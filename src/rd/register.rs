@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use super::error::{LimitedLinkError, RdError};
 use super::params::QueryParams;
-use super::resolve::{is_full_uri, is_path_absolute, validate_base};
+use super::resolve::{check_link_local_base, is_full_uri, is_path_absolute, validate_base};
 use super::LINK_FORMAT;
 use crate::link_format::{self, Link, Param};
 use crate::registry::model::{base_from_source, EndpointName, Sector};
@@ -40,7 +40,8 @@ pub struct RegistrationRequest {
 impl RegistrationRequest {
     /// Parses a registration. Errors, all 4.00 unless noted: `ep` missing; `ep`/`d` invalid
     /// (§5: ≤63 bytes, no control characters); any of `ep`,`d`,`lt`,`base`,`con` repeated or
-    /// valueless; `lt` outside 1..=4294967295; `base`/`con` unusable or both given; payload
+    /// valueless; `lt` outside 1..=4294967295; `base`/`con` unusable, both given, or link-local
+    /// while the request came from a non-link-local address; payload
     /// Content-Format other than 40 (4.15); payload not UTF-8, not link-format or not Limited
     /// Link Format. An empty payload registers zero links; a payload without Content-Format is
     /// read as link-format (what clients that omit the option mean).
@@ -56,6 +57,13 @@ impl RegistrationRequest {
         let d = parse_sector(&params)?;
         let lifetime_s = parse_lifetime(&params)?.unwrap_or(default_lt);
         let base = parse_base(&params)?;
+        if let Some(b) = &base {
+            check_link_local_base(b, source).map_err(|reason| RdError::InvalidBase {
+                param: "base",
+                value: b.clone(),
+                reason,
+            })?;
+        }
         let attrs = extra_attrs(&params, REGISTRATION_PARAMS);
         let links = parse_limited_links(content_format, payload)?;
         Ok(RegistrationRequest {
@@ -398,6 +406,14 @@ mod tests {
         ] {
             assert_eq!(code(reg(&["ep=n", bad])), (4, 0), "{bad}");
         }
+    }
+
+    #[test]
+    fn link_local_base_needs_a_link_local_registrant() {
+        assert_eq!(code(reg(&["ep=n", "base=coap://[fe80::1]"])), (4, 0));
+        let near: SocketAddr = "[fe80::2%3]:5683".parse().unwrap();
+        let r = RegistrationRequest::parse(&["ep=n", "base=coap://[fe80::1]"], None, b"", near, 1);
+        assert_eq!(r.unwrap().base.as_deref(), Some("coap://[fe80::1]"));
     }
 
     #[test]

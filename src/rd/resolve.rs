@@ -6,7 +6,7 @@
 //! (RFC 9176 §6.1). Link-format carries no percent-encoding (RFC 9176 App. B.4), so references
 //! are handled as UTF-8 text; nothing is normalised beyond dot-segment removal.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::error::BaseError;
 use crate::link_format::Link;
@@ -252,6 +252,49 @@ pub fn validate_base(base: &str) -> Result<(), BaseError> {
     Ok(())
 }
 
+/// The IP literal of a URI's host, if it is one (`[v6]` or dotted IPv4).
+fn host_ip(uri: &str) -> Option<IpAddr> {
+    let authority = UriRef::parse(uri).authority?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if let Some(rest) = host_port.strip_prefix('[') {
+        let literal = rest.split_once(']')?.0;
+        let literal = literal
+            .split_once('%')
+            .map_or(literal, |(addr, _zone)| addr);
+        return literal.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// Whether an address is link-local: fe80::/10 or 169.254.0.0/16 (an IPv4-mapped IPv6 source
+/// counts as its IPv4 address).
+pub fn is_link_local_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_link_local(),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
+    }
+}
+
+/// Whether a base URI's host is a link-local IP literal (RFC 9176 §5, §6.1, §6.4 restrict those).
+pub fn is_link_local_base(base: &str) -> bool {
+    host_ip(base).is_some_and(is_link_local_ip)
+}
+
+/// RFC 9176 §5: a link-local base "MUST be local to the link on which the registration request
+/// is received". The RD cannot see the base's link, so it requires the request itself to come
+/// from a link-local address: a registrant (or CT) that reached us from afar cannot vouch for a
+/// link-local address on our links.
+pub fn check_link_local_base(base: &str, source: SocketAddr) -> Result<(), BaseError> {
+    if is_link_local_base(base) && !is_link_local_ip(source.ip()) {
+        return Err(BaseError::LinkLocalFromAfar);
+    }
+    Ok(())
+}
+
 /// The path of a reference given either path-absolute or as a full URI (RFC 9176 §6.2: endpoint
 /// `href` queries SHOULD be path-absolute, the RD SHOULD recognise either form).
 pub fn path_of(reference: &str) -> &str {
@@ -417,6 +460,27 @@ mod tests {
         ] {
             assert_eq!(validate_base(ok), Ok(()), "{ok}");
         }
+    }
+
+    #[test]
+    fn link_local_bases() {
+        assert!(is_link_local_base("coap://[fe80::1]:5683"));
+        assert!(is_link_local_base("coap://[FE80::abcd]"));
+        assert!(is_link_local_base("coap://169.254.1.2"));
+        assert!(!is_link_local_base("coap://[2001:db8::1]"));
+        assert!(!is_link_local_base("coap://[ff02::1]"));
+        assert!(!is_link_local_base("coap://fe80.example"));
+        let far: SocketAddr = "[2001:db8::9]:5683".parse().unwrap();
+        let near: SocketAddr = "[fe80::9%2]:5683".parse().unwrap();
+        assert_eq!(
+            check_link_local_base("coap://[fe80::1]", far),
+            Err(BaseError::LinkLocalFromAfar)
+        );
+        assert_eq!(check_link_local_base("coap://[fe80::1]", near), Ok(()));
+        assert_eq!(check_link_local_base("coap://[2001:db8::1]", far), Ok(()));
+        assert!(is_link_local_ip(
+            "[::ffff:169.254.0.1]:1".parse::<SocketAddr>().unwrap().ip()
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use super::error::RdError;
 use super::params::QueryParams;
 use super::register::{extra_attrs, parse_base, parse_lifetime};
+use super::resolve::check_link_local_base;
 use crate::link_format::Param;
 
 const UPDATE_PARAMS: &[&str] = &["lt", "base", "con"];
@@ -49,6 +50,21 @@ impl UpdateRequest {
     }
 }
 
+impl UpdateRequest {
+    /// RFC 9176 §5: a new link-local base must come from the link (see
+    /// `resolve::check_link_local_base`); the RdServer calls this with the update's source.
+    pub fn check_source(&self, source: std::net::SocketAddr) -> Result<(), RdError> {
+        match &self.base {
+            Some(b) => check_link_local_base(b, source).map_err(|reason| RdError::InvalidBase {
+                param: "base",
+                value: b.clone(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +100,22 @@ mod tests {
                 Param::new("foo", None::<String>)
             ]
         );
+    }
+
+    #[test]
+    fn link_local_base_from_afar_is_4_00() {
+        let u = upd(&["base=coap://[fe80::1]"]).unwrap();
+        assert_eq!(
+            u.check_source("[2001:db8::1]:5683".parse().unwrap())
+                .unwrap_err()
+                .code(),
+            (4, 0)
+        );
+        assert!(u.check_source("[fe80::7%1]:5683".parse().unwrap()).is_ok());
+        assert!(upd(&[])
+            .unwrap()
+            .check_source("[2001:db8::1]:1".parse().unwrap())
+            .is_ok());
     }
 
     #[test]
