@@ -194,7 +194,8 @@ fn endpoint_own_matches(reg: &Registration, f: &Filter, expose_status: bool) -> 
     match f.name.as_str() {
         "ep" => p.matches(Some(reg.ep.as_str())),
         "d" => reg.d.as_ref().is_some_and(|d| p.matches(Some(d.as_str()))),
-        "base" => p.matches(Some(&reg.base)),
+        // draft-11 clients name the base `con`.
+        "base" | "con" => p.matches(Some(&reg.base)),
         "href" => {
             let location = reg.id.location();
             match p {
@@ -268,15 +269,19 @@ pub fn link_matches(reg: &Registration, link: &Link, filter: &Filter, expose_sta
 /// Attribute names an inverted index may key on.
 pub const INDEXABLE: &[&str] = &["rt", "if", "rel", "ct", "et", "ep", "d"];
 
-/// The filters an inverted index can use to pre-select registrations, as
-/// `(name, value, is_prefix)`. A registration can match the query only if, for every returned
-/// entry, the index holds it under `(name, value)` (or a key starting with `value` when
-/// `is_prefix`). For that the index must record, per registration: `ep` and `d`; every extra
-/// attribute named in `INDEXABLE` (`et`…); and every link parameter named in `INDEXABLE`, split
-/// at spaces for `rt`/`if`/`rel`/`ct` (cross-matching makes link and endpoint attributes
-/// interchangeable). An `rt` filter that `core.rd-ep` satisfies is left out: every endpoint
-/// carries that type in endpoint lookup. An empty result means "scan all candidates". The
-/// exact matchers must still run on the pre-selected set.
+/// The filters an inverted index can use to pre-select registrations for endpoint, resource and
+/// domain lookups, as `(name, value, is_prefix)`. A registration can match the query only if,
+/// for every returned entry, it has an attribute `name` equal to `value` (starting with `value`
+/// when `is_prefix`; for `rt`/`if`/`rel`/`ct` one of its space-separated values) **at either
+/// level**: its endpoint attributes (`ep`, `d`, extra attributes such as `et`) or any of its
+/// links' parameters, because cross-matching (§6.2) makes the two interchangeable. So the
+/// candidates for one entry are the union of the link-attribute and endpoint-attribute index
+/// hits; the registrations to check are the intersection over all entries. An index that covers
+/// only one level for a name (say link `rt` but not an endpoint extra attribute `rt`) misses the
+/// rare registrations with the name at the other level. An `rt` filter that `core.rd-ep`
+/// satisfies is left out: every endpoint carries that type. An empty plan means "check every
+/// candidate". The exact matchers run on the pre-selected set in all cases. Not for draft-11
+/// group lookup, where `ep` names a member (pre-select with `et=core.rd-group` there).
 pub fn plan_candidates(query: &LookupQuery) -> Vec<(&str, &str, bool)> {
     query
         .filters
@@ -392,6 +397,7 @@ mod tests {
         assert!(yes("d=floor-3"));
         assert!(yes("base=coap://[2001:db8:3::101]"));
         assert!(yes("base=coap://*"));
+        assert!(yes("con=coap://[2001:db8:3::101]"));
         assert!(yes("et=oic.d.sensor"));
         assert!(yes("et=core.rd-group"));
         assert!(!yes("et=oic.d"), "et is not a space-separated list");

@@ -105,17 +105,10 @@ pub fn render_endpoints<'a>(
 }
 
 fn write_endpoint_link(out: &mut String, reg: &Registration, expose_status: bool) {
-    let location = reg.id.location();
-    push_link(
-        out,
-        &location,
-        [
-            ("ep", Some(reg.ep.as_str())),
-            ("d", reg.d.as_ref().map(|d| d.as_str())),
-        ]
-        .into_iter()
-        .filter(|(name, value)| *name == "ep" || value.is_some()),
-    );
+    push_link(out, &reg.id.location(), [("ep", Some(reg.ep.as_str()))]);
+    if let Some(d) = &reg.d {
+        push_param(out, "d", Some(d.as_str()));
+    }
     push_param(out, "base", Some(&reg.base));
     push_param(out, "rt", Some(ENDPOINT_RT));
     for attr in &reg.attrs {

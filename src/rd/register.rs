@@ -513,3 +513,105 @@ mod tests {
         );
     }
 }
+
+/// Payload-level tests. They need the real RFC 6690 parser (branch `wip/linkfmt`); in this
+/// branch `link_format::parse` is still a placeholder, so they are ignored until the merge.
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+    use crate::rd::filter::LookupQuery;
+    use crate::rd::lookup::render_resources;
+    use crate::registry::model::{BaseOrigin, Registration, RegistrationId, Status};
+    use std::sync::Arc;
+
+    const NEEDS_PARSER: &str = "needs the link_format parser from wip/linkfmt";
+
+    fn post(query: &[&str], payload: &str) -> Result<RegistrationRequest, RdError> {
+        let source = "[2001:db8:3::101]:5683".parse().unwrap();
+        RegistrationRequest::parse(query, Some(40), payload.as_bytes(), source, 90_000)
+    }
+
+    #[test]
+    #[ignore = "needs the link_format parser from wip/linkfmt"]
+    fn rfc_9176_section_5_registration_then_lookup() {
+        let _ = NEEDS_PARSER;
+        let r = post(
+            &["ep=node1"],
+            "</sensors/temp>;rt=\"temperature-c\";if=\"sensor\",\
+             <http://www.example.com/sensors/temp>;anchor=\"/sensors/temp\";rel=\"describedby\"",
+        )
+        .unwrap();
+        assert_eq!(r.links.len(), 2);
+        let stored = Arc::new(Registration {
+            id: RegistrationId(4521),
+            ep: r.ep.clone(),
+            d: r.d.clone(),
+            base: r.effective_base(),
+            base_origin: BaseOrigin::FromSource,
+            lifetime_s: r.lifetime_s,
+            attrs: r.attrs.clone(),
+            links: r.links.clone(),
+            status: Status::Connected,
+            registered_at_ms: 0,
+            updated_at_ms: 0,
+            expires_at_ms: u64::MAX,
+            source: r.source,
+        });
+        let query = LookupQuery::parse(&["ep=node1"]).unwrap();
+        assert_eq!(
+            render_resources([&stored], &query, false).0,
+            "<coap://[2001:db8:3::101]/sensors/temp>;rt=\"temperature-c\";if=\"sensor\",\
+<http://www.example.com/sensors/temp>;anchor=\"coap://[2001:db8:3::101]/sensors/temp\";\
+rel=\"describedby\""
+        );
+    }
+
+    #[test]
+    #[ignore = "needs the link_format parser from wip/linkfmt"]
+    fn unparsable_payloads_are_4_00() {
+        for body in [
+            "</sensors/temp",
+            "</a>;rt=\"unterminated",
+            "garbage",
+            "</a>;;",
+            "</a>,,</b>",
+            "<",
+            ">",
+            "</a>;rt=\"\\",
+            "</a>;=x",
+        ] {
+            let err = post(&["ep=n"], body).unwrap_err();
+            assert!(
+                matches!(err, RdError::InvalidLinkFormat(_)),
+                "{body}: {err}"
+            );
+            assert_eq!(err.code(), (4, 0), "{body}");
+        }
+    }
+
+    #[test]
+    #[ignore = "needs the link_format parser from wip/linkfmt"]
+    fn payloads_outside_limited_link_format_are_4_00() {
+        for (body, index) in [
+            ("<sensors/x>", 0),
+            ("<../x>", 0),
+            ("<./x>", 0),
+            ("</a>;anchor=\"sensors\"", 0),
+            ("</a>,<b>", 1),
+            ("</a>;anchor=\"coap://h/x\"", 0),
+        ] {
+            let err = post(&["ep=n"], body).unwrap_err();
+            assert!(
+                matches!(err, RdError::NotLimitedLinkFormat { index: i, .. } if i == index),
+                "{body}: {err}"
+            );
+            assert_eq!(err.code(), (4, 0));
+        }
+        let ok = post(
+            &["ep=n"],
+            "</t>;anchor=\"\",<coap://h/t>;anchor=\"coap://h/s\";rel=alternate,</x>;obs;ct=\"40 41\"",
+        )
+        .unwrap();
+        assert_eq!(ok.links.len(), 3);
+    }
+}
