@@ -660,4 +660,66 @@ rt=\"core.rd-ep\";et=core.rd-group"
         );
         assert_eq!(render_domains(&regs, &q(&["page=1", "count=1"])).1, 1);
     }
+
+    /// Full-scan cost of the matchers and writers (no index), for sizing the lead's index use.
+    /// Run: `cargo test --release --lib rd::lookup::tests::scan_throughput -- --ignored
+    /// --nocapture`. Prints figures, asserts only the result sizes.
+    #[test]
+    #[ignore = "release throughput measurement"]
+    fn scan_throughput() {
+        use std::time::Instant;
+        for n in [10_000u64, 100_000] {
+            let regs: Vec<_> = (0..n)
+                .map(|i| {
+                    reg(
+                        i,
+                        &format!("dev-{i}"),
+                        &format!("coap://[2001:db8::{:x}]", i % 65_000),
+                    )
+                    .attr("et", Some("oic.d.sensor"))
+                    .link(
+                        Link::new("/temp")
+                            .with("rt", Some("temperature"))
+                            .with("if", Some("sensor")),
+                    )
+                    .link(
+                        Link::new("/hum")
+                            .with("rt", Some("humidity"))
+                            .with("obs", None),
+                    )
+                    .link(
+                        Link::new("/fw")
+                            .with("rt", Some("firmware"))
+                            .with("ct", Some("60")),
+                    )
+                    .build()
+                })
+                .collect();
+            for (kind, items) in [
+                ("res", &["rt=temperature"][..]),
+                ("res", &["rt=temperature", "count=10"][..]),
+                ("res", &["href=coap://[2001:db8::7b]/temp"][..]),
+                ("ep", &["ep=dev-123"][..]),
+                ("ep", &["et=oic.d.sensor"][..]),
+            ] {
+                let query = q(items);
+                let rounds = 5;
+                let start = Instant::now();
+                let mut links = 0;
+                for _ in 0..rounds {
+                    links = if kind == "res" {
+                        render_resources(&regs, &query, false).1
+                    } else {
+                        render_endpoints(&regs, &query, false).1
+                    };
+                }
+                let per = start.elapsed() / rounds;
+                println!(
+                    "{n} registrations, /rd-lookup/{kind}?{}: {links} links, {per:?} per lookup",
+                    items.join("&")
+                );
+                assert!(links > 0);
+            }
+        }
+    }
 }
