@@ -9,6 +9,7 @@
 //! - `lookup`: rendering of endpoint, resource, domain and group lookups with paging (§6).
 //! - `well_known`: the RD's `/.well-known/core` with RFC 6690 §4.1 filtering (§4.3).
 //! - `error`: `RdError` and its CoAP response codes.
+//! - `link_writer` (private): the link-format writer behind lookups and discovery.
 //!
 //! Nothing here touches actix, tokio, sled or sockets.
 
@@ -26,11 +27,13 @@ pub mod update;
 pub mod well_known;
 
 pub use error::{BaseError, LimitedLinkError, RdError};
-pub use filter::{Filter, LookupQuery, Pattern};
+pub use filter::{endpoint_matches, link_matches, plan_candidates, Filter, LookupQuery, Pattern};
 pub use group::GroupRequest;
-pub use params::{QueryItem, QueryParams};
-pub use register::{RegistrationRequest, SimpleRegistrationRequest};
+pub use lookup::{render_domains, render_endpoints, render_groups, render_resources, visible_to};
+pub use params::{decode_query, QueryItem, QueryParams};
+pub use register::{RegistrationRequest, SimpleRegistrationRequest, DEFAULT_LIFETIME_S};
 pub use update::UpdateRequest;
+pub use well_known::well_known_core;
 
 /// Content-Format of `application/link-format` (RFC 6690 §7.3), the only one the RD speaks.
 pub const LINK_FORMAT: u16 = 40;
