@@ -532,7 +532,6 @@ mod payload_tests {
     }
 
     #[test]
-    #[ignore = "needs the link_format parser from wip/linkfmt"]
     fn rfc_9176_section_5_registration_then_lookup() {
         let _ = NEEDS_PARSER;
         let r = post(
@@ -567,7 +566,6 @@ rel=\"describedby\""
     }
 
     #[test]
-    #[ignore = "needs the link_format parser from wip/linkfmt"]
     fn unparsable_payloads_are_4_00() {
         for body in [
             "</sensors/temp",
@@ -590,7 +588,6 @@ rel=\"describedby\""
     }
 
     #[test]
-    #[ignore = "needs the link_format parser from wip/linkfmt"]
     fn payloads_outside_limited_link_format_are_4_00() {
         for (body, index) in [
             ("<sensors/x>", 0),
