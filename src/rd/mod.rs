@@ -9,9 +9,13 @@
 //! - `lookup`: rendering of endpoint, resource, domain and group lookups with paging (§6).
 //! - `well_known`: the RD's `/.well-known/core` with RFC 6690 §4.1 filtering (§4.3).
 //! - `error`: `RdError` and its CoAP response codes.
+//! - `route`: which RD resource a path names.
+//! - `service`: `RdService`, the CoAP request handler (the only part that talks to the
+//!   Registry and the CoAP client).
+//! - `server`: the RdServer actor (endpoint owner, lookup Observe notifications) and `start`.
 //! - `link_writer` (private): the link-format writer behind lookups and discovery.
 //!
-//! Nothing here touches actix, tokio, sled or sockets.
+//! Everything but `service` and `server` is pure: no actix, tokio, sled or sockets.
 
 pub mod error;
 pub mod filter;
@@ -23,6 +27,9 @@ pub mod lookup;
 pub mod params;
 pub mod register;
 pub mod resolve;
+pub mod route;
+pub mod server;
+pub mod service;
 pub mod update;
 pub mod well_known;
 

@@ -1,0 +1,100 @@
+//! The RdServer actor: owns the RD's CoAP endpoint and turns registry changes into Observe
+//! notifications for clients observing `/rd-lookup/*` (RFC 9176 §6.2, RFC 7641).
+//!
+//! Requests themselves do not pass through the actor: the endpoint calls [`RdService`] directly
+//! (reads from the shared index, writes as messages to the Registry), so a lookup costs no
+//! actor hop. The actor only coalesces bursts of registry events into one notification round.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::service::{lookup_observe_key, RdService, RdSettings};
+use crate::coap::{CoapClient, CoapError, Endpoint, ServerHandle, TransmissionParams};
+use crate::registry::{Registry, RegistryEvent, RegistryReader, Subscribe};
+
+/// Registry events within this window share one notification round: a burst of registrations
+/// must not become a burst of full lookup results per observer.
+const NOTIFY_COALESCE: Duration = Duration::from_millis(50);
+
+/// The actor; see the module doc.
+pub struct RdServer {
+    server: ServerHandle,
+    notify_scheduled: bool,
+}
+
+impl Actor for RdServer {
+    type Context = Context<Self>;
+}
+
+impl Handler<RegistryEvent> for RdServer {
+    type Result = ();
+
+    fn handle(&mut self, _event: RegistryEvent, ctx: &mut Context<Self>) {
+        if self.notify_scheduled {
+            return;
+        }
+        self.notify_scheduled = true;
+        ctx.run_later(NOTIFY_COALESCE, |act, _| {
+            act.notify_scheduled = false;
+            act.server.notify(&lookup_observe_key());
+        });
+    }
+}
+
+/// A running RD: its endpoint (for the CoAP client other actors use) and its actor.
+pub struct RunningRd {
+    endpoint: Endpoint,
+    pub actor: Addr<RdServer>,
+}
+
+impl RunningRd {
+    /// The bound addresses (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.endpoint.local_addrs()
+    }
+
+    /// The client that sends from the RD's sockets (pings, commands, polls, observations).
+    pub fn client(&self) -> CoapClient {
+        self.endpoint.client()
+    }
+
+    /// Stop serving: close the sockets and cancel pending client exchanges.
+    pub async fn shutdown(self) {
+        self.actor.do_send(StopRd);
+        self.endpoint.shutdown().await;
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopRd;
+
+impl Handler<StopRd> for RdServer {
+    type Result = ();
+    fn handle(&mut self, _: StopRd, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Bind the RD's sockets and start serving. Must run inside an actix system.
+pub async fn start(
+    listen: &[SocketAddr],
+    params: TransmissionParams,
+    settings: Arc<RdSettings>,
+    registry: Addr<Registry>,
+    reader: RegistryReader,
+) -> Result<RunningRd, CoapError> {
+    let service = Arc::new(RdService::new(settings, registry.clone(), reader));
+    let endpoint = Endpoint::bind(listen, params, service.clone()).await?;
+    service.set_client(endpoint.client());
+    let actor = RdServer {
+        server: endpoint.server(),
+        notify_scheduled: false,
+    }
+    .start();
+    registry.do_send(Subscribe(actor.clone().recipient()));
+    Ok(RunningRd { endpoint, actor })
+}

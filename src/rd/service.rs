@@ -1,0 +1,445 @@
+//! `RdService`: the request handler behind the RD's CoAP endpoint.
+//!
+//! Each request is routed (`route`), parsed by the pure functions of this module's siblings,
+//! answered from the [`RegistryReader`] (lookups, discovery: synchronous, no actor hop) or by a
+//! message to the Registry actor (writes: answered only once the Registry says the change is
+//! durable). Simple registration first GETs the device's `/.well-known/core` through the
+//! endpoint's own [`CoapClient`], so the request leaves from the RD's port.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::future::{ready, FutureExt};
+use log::{debug, error, warn};
+
+use super::error::RdError;
+use super::filter::{plan_candidates, LookupQuery};
+use super::group::{is_group, GroupRequest, GROUP_ENDPOINT_TYPE};
+use super::lookup::{render_domains, render_endpoints, render_groups, render_resources, visible_to};
+use super::register::{RegistrationRequest, SimpleRegistrationRequest};
+use super::route::{route, Route};
+use super::update::UpdateRequest;
+use super::well_known::well_known_core;
+use super::LINK_FORMAT;
+use crate::coap::{
+    ClientError, ClientRequest, Code, CoapClient, HandlerFuture, InboundRequest, Method,
+    ObserveKey, OutboundResponse, RequestHandler,
+};
+use crate::config::Config;
+use crate::registry::{
+    Index, Register, Registered, Registration, RegistrationId, Registry, RegistryError,
+    RegistryReader, Remove, Update,
+};
+use crate::time::now_ms;
+
+/// Budget for fetching a device's `/.well-known/core` during simple registration (RFC 9176
+/// §5.1). The device waits for our 2.04 meanwhile, so this stays well below its own
+/// EXCHANGE_LIFETIME.
+const SIMPLE_REGISTRATION_FETCH_BUDGET: Duration = Duration::from_secs(10);
+/// Max-Age of a 5.03 when the registry is full: a client should not retry at once.
+const FULL_RETRY_AFTER_S: u32 = 60;
+/// Max-Age of a 5.03 when storage failed: transient, retry soon.
+const STORAGE_RETRY_AFTER_S: u32 = 5;
+
+/// The key under which every lookup observation is registered: any registry change may change
+/// any lookup's result, so one notification round covers them all.
+pub fn lookup_observe_key() -> ObserveKey {
+    ObserveKey("rd-lookup".to_string())
+}
+
+/// What the RD needs from `config.yaml`.
+#[derive(Debug, Clone)]
+pub struct RdSettings {
+    pub default_lifetime_s: u32,
+    pub expose_status: bool,
+    pub simple_registration: bool,
+    /// Advertise the draft-11 resources (`/rd-group`, `/rd-lookup/d`, `/rd-lookup/gp`) in
+    /// `/.well-known/core`. They are served either way.
+    pub advertise_draft11: bool,
+}
+
+impl RdSettings {
+    pub fn from_config(config: &Config) -> Self {
+        RdSettings {
+            default_lifetime_s: config.rd.default_lifetime_s,
+            expose_status: config.rd.expose_status,
+            simple_registration: config.rd.simple_registration,
+            advertise_draft11: true,
+        }
+    }
+}
+
+/// The RD's request handler; see the module doc.
+pub struct RdService {
+    settings: Arc<RdSettings>,
+    registry: Addr<Registry>,
+    reader: RegistryReader,
+    /// Set right after the endpoint is bound (the endpoint needs the handler first).
+    client: OnceLock<CoapClient>,
+}
+
+impl RdService {
+    pub fn new(settings: Arc<RdSettings>, registry: Addr<Registry>, reader: RegistryReader) -> Self {
+        RdService {
+            settings,
+            registry,
+            reader,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// Give the service the endpoint's client (for simple registration).
+    pub fn set_client(&self, client: CoapClient) {
+        let _ = self.client.set(client);
+    }
+}
+
+impl RequestHandler for RdService {
+    fn handle(&self, req: InboundRequest) -> HandlerFuture {
+        use Method::{Delete, Get, Post};
+        let route = route(&req.path);
+        debug!("{} {:?} {} from {}", route_name(route), req.method, req.path_string(), req.source);
+        match (route, req.method) {
+            (Route::WellKnownCore, Get) => now(self.discovery(&req)),
+            (Route::WellKnownCore, Post) => {
+                warn!(
+                    "draft-11 simple registration (POST /.well-known/core) from {}",
+                    req.source
+                );
+                self.simple_registration(req)
+            }
+            (Route::WellKnownRd, Post) if self.settings.simple_registration => {
+                self.simple_registration(req)
+            }
+            (Route::WellKnownRd, _) if !self.settings.simple_registration => {
+                now(error_response(&RdError::NotFound))
+            }
+            (Route::Directory, Post) => self.register(&req),
+            (Route::GroupDirectory, Post) => self.register_group(&req),
+            (Route::Registration(id), Post) => self.update(id, &req),
+            (Route::Registration(id), Delete) => self.remove(id),
+            (
+                route @ (Route::LookupEndpoints
+                | Route::LookupResources
+                | Route::LookupDomains
+                | Route::LookupGroups),
+                Get,
+            ) => now(self.lookup(route, &req)),
+            (Route::NotFound, _) => now(error_response(&RdError::NotFound)),
+            _ => now(error_response(&RdError::MethodNotAllowed)),
+        }
+    }
+}
+
+impl RdService {
+    /// `GET /.well-known/core` (RFC 9176 §4.3, RFC 6690 §4.1 filtering). Nothing matching a
+    /// unicast query is 4.04, as draft-11 §5.2 specifies.
+    fn discovery(&self, req: &InboundRequest) -> OutboundResponse {
+        if let Some(accept) = req.accept.filter(|a| *a != LINK_FORMAT) {
+            return error_response(&RdError::NotAcceptable(accept));
+        }
+        match well_known_core(&req.query, self.settings.advertise_draft11) {
+            Ok(Some(doc)) => OutboundResponse::new(Code::CONTENT).with_payload(LINK_FORMAT, doc.into_bytes()),
+            Ok(None) => OutboundResponse::new(Code::NOT_FOUND),
+            Err(e) => error_response(&e),
+        }
+    }
+
+    /// `POST /rd` (RFC 9176 §5): 2.01 with the registration's Location-Path.
+    fn register(&self, req: &InboundRequest) -> HandlerFuture {
+        match RegistrationRequest::parse(
+            &req.query,
+            req.content_format,
+            &req.payload,
+            req.source,
+            self.settings.default_lifetime_s,
+        ) {
+            Ok(parsed) => self.store(parsed, Code::CREATED),
+            Err(e) => now(error_response(&e)),
+        }
+    }
+
+    /// Send a parsed registration to the Registry; answer `success` with the location once it
+    /// is durable.
+    fn store(&self, parsed: RegistrationRequest, success: Code) -> HandlerFuture {
+        let msg = Register {
+            ep: parsed.ep,
+            d: parsed.d,
+            base: parsed.base,
+            lifetime_s: parsed.lifetime_s,
+            attrs: parsed.attrs,
+            links: parsed.links,
+            source: parsed.source,
+        };
+        let registry = self.registry.clone();
+        async move {
+            match registry.send(msg).await {
+                Ok(Ok(Registered { registration, .. })) => OutboundResponse::new(success)
+                    .with_location_path(registration.id.location_segments()),
+                Ok(Err(e)) => registry_error_response(e),
+                Err(_) => registry_error_response(RegistryError::Unavailable),
+            }
+        }
+        .boxed()
+    }
+
+    /// `POST /.well-known/rd` (RFC 9176 §5.1) and draft-11 `POST /.well-known/core`: fetch the
+    /// device's links first, then register, then 2.04.
+    fn simple_registration(&self, req: InboundRequest) -> HandlerFuture {
+        let simple = match SimpleRegistrationRequest::parse(
+            &req.query,
+            &req.payload,
+            self.settings.default_lifetime_s,
+        ) {
+            Ok(s) => s,
+            Err(e) => return now(error_response(&e)),
+        };
+        let Some(client) = self.client.get().cloned() else {
+            return now(unavailable("the CoAP client is not ready yet"));
+        };
+        let registry = self.registry.clone();
+        let source = req.source;
+        async move {
+            let fetch = ClientRequest::get("/.well-known/core")
+                .accept(LINK_FORMAT)
+                .timeout(SIMPLE_REGISTRATION_FETCH_BUDGET);
+            let answer = match client.request(source, fetch).await {
+                Ok(answer) => answer,
+                Err(ClientError::Timeout) => {
+                    return OutboundResponse::new(Code::GATEWAY_TIMEOUT)
+                        .with_diagnostic("no answer to GET /.well-known/core")
+                }
+                Err(e) => {
+                    return OutboundResponse::new(Code::BAD_GATEWAY)
+                        .with_diagnostic(format!("GET /.well-known/core failed: {e}"))
+                }
+            };
+            if answer.code != Code::CONTENT {
+                return OutboundResponse::new(Code::BAD_GATEWAY).with_diagnostic(format!(
+                    "GET /.well-known/core answered {}",
+                    answer.code
+                ));
+            }
+            let parsed = match simple.with_links(answer.content_format, &answer.payload, source) {
+                Ok(p) => p,
+                Err(e) => return error_response(&e),
+            };
+            let msg = Register {
+                ep: parsed.ep,
+                d: parsed.d,
+                base: parsed.base,
+                lifetime_s: parsed.lifetime_s,
+                attrs: parsed.attrs,
+                links: parsed.links,
+                source: parsed.source,
+            };
+            match registry.send(msg).await {
+                Ok(Ok(_)) => OutboundResponse::new(Code::CHANGED),
+                Ok(Err(e)) => registry_error_response(e),
+                Err(_) => registry_error_response(RegistryError::Unavailable),
+            }
+        }
+        .boxed()
+    }
+
+    /// draft-11 `POST /rd-group?gp&d&con` with `<>;ep=..` member links, stored as an RFC 9176
+    /// App. A group registration. Members must be registered (draft-11 §6.1: else 4.04); a
+    /// group never replaces an ordinary endpoint of the same name (4.03).
+    fn register_group(&self, req: &InboundRequest) -> HandlerFuture {
+        let group = match GroupRequest::parse(&req.query, req.content_format, &req.payload) {
+            Ok(g) => g,
+            Err(e) => return now(error_response(&e)),
+        };
+        for member in &group.members {
+            if self.reader.find(member, group.d.as_ref()).is_none() {
+                return now(error_response(&RdError::UnknownGroupMember(
+                    member.as_str().to_string(),
+                )));
+            }
+        }
+        if let Some(existing) = self.reader.find(&group.gp, group.d.as_ref()) {
+            if !is_group(&existing) {
+                return now(OutboundResponse::new(Code::FORBIDDEN).with_diagnostic(format!(
+                    "{} is registered as an endpoint, not a group",
+                    group.gp
+                )));
+            }
+        }
+        let parsed = group.into_registration(req.source, self.settings.default_lifetime_s);
+        self.store(parsed, Code::CREATED)
+    }
+
+    /// `POST /reg/<id>` (RFC 9176 §5.3.1): 2.04, or 4.04 for an unknown registration.
+    fn update(&self, id: RegistrationId, req: &InboundRequest) -> HandlerFuture {
+        let parsed = match UpdateRequest::parse(&req.query, req.content_format, &req.payload)
+            .and_then(|u| u.check_source(req.source).map(|()| u))
+        {
+            Ok(u) => u,
+            Err(e) => return now(error_response(&e)),
+        };
+        let msg = Update {
+            id,
+            lifetime_s: parsed.lifetime_s,
+            base: parsed.base,
+            attrs: parsed.attrs,
+            source: req.source,
+        };
+        let registry = self.registry.clone();
+        async move {
+            match registry.send(msg).await {
+                Ok(Ok(_)) => OutboundResponse::new(Code::CHANGED),
+                Ok(Err(e)) => registry_error_response(e),
+                Err(_) => registry_error_response(RegistryError::Unavailable),
+            }
+        }
+        .boxed()
+    }
+
+    /// `DELETE /reg/<id>` (RFC 9176 §5.3.2): 2.02, or 4.04.
+    fn remove(&self, id: RegistrationId) -> HandlerFuture {
+        let registry = self.registry.clone();
+        async move {
+            match registry.send(Remove { id }).await {
+                Ok(Ok(_)) => OutboundResponse::new(Code::DELETED),
+                Ok(Err(e)) => registry_error_response(e),
+                Err(_) => registry_error_response(RegistryError::Unavailable),
+            }
+        }
+        .boxed()
+    }
+
+    /// The four lookup interfaces (RFC 9176 §6; draft-11 §7), answered from the in-memory
+    /// index. An empty result is 2.05 with an empty payload (never 4.04, §6.2).
+    fn lookup(&self, route: Route, req: &InboundRequest) -> OutboundResponse {
+        if let Some(accept) = req.accept.filter(|a| *a != LINK_FORMAT) {
+            return error_response(&RdError::NotAcceptable(accept));
+        }
+        let mut query = match LookupQuery::parse(&req.query) {
+            Ok(q) => q,
+            Err(e) => return error_response(&e),
+        };
+        let expose_status = self.settings.expose_status;
+        let source = req.source;
+        let payload = self.reader.with_index(|idx| {
+            let now = now_ms();
+            let groups: Vec<&Arc<Registration>> = group_ids(idx)
+                .iter()
+                .filter_map(|id| idx.get(*id))
+                .filter(|r| !r.is_expired_at(now))
+                .collect();
+            if route != Route::LookupGroups && query.filters.iter().any(|f| f.name == "gp") {
+                query.bind_groups(groups.iter().map(|r| r.as_ref()));
+            }
+            let visible = |r: &&Arc<Registration>| !r.is_expired_at(now) && visible_to(r, source);
+            if route == Route::LookupGroups {
+                return render_groups(groups.iter().copied().filter(visible), &query).0;
+            }
+            let planned = candidate_ids(idx, &query);
+            let by_id = planned
+                .iter()
+                .flatten()
+                .filter_map(|id| idx.get(*id))
+                .filter(visible);
+            let all = idx.live(now).filter(visible);
+            // Both arms render the same way; only where the candidates come from differs.
+            match (route, planned.is_some()) {
+                (Route::LookupEndpoints, true) => render_endpoints(by_id, &query, expose_status).0,
+                (Route::LookupEndpoints, false) => render_endpoints(all, &query, expose_status).0,
+                (Route::LookupResources, true) => render_resources(by_id, &query, expose_status).0,
+                (Route::LookupResources, false) => render_resources(all, &query, expose_status).0,
+                (_, true) => render_domains(by_id, &query).0,
+                (_, false) => render_domains(all, &query).0,
+            }
+        });
+        let mut response =
+            OutboundResponse::new(Code::CONTENT).with_payload(LINK_FORMAT, payload.into_bytes());
+        if req.observe == Some(0) {
+            response = response.with_observe(lookup_observe_key());
+        }
+        response
+    }
+}
+
+/// Registrations that the inverted index pre-selects for a query: the intersection, over the
+/// indexable filters, of the links and endpoints having that attribute value (the union of both
+/// levels, because of cross-matching, RFC 9176 §6.2). `None` when no filter is indexable: the
+/// caller scans. The exact matchers always run on the result.
+fn candidate_ids(idx: &Index, query: &LookupQuery) -> Option<BTreeSet<RegistrationId>> {
+    let mut acc: Option<BTreeSet<RegistrationId>> = None;
+    for (name, value, prefix) in plan_candidates(query) {
+        let set = match (
+            idx.ids_with_link_attr(name, value, prefix),
+            idx.ids_with_endpoint_attr(name, value, prefix),
+        ) {
+            (None, None) => continue,
+            (Some(s), None) | (None, Some(s)) => s,
+            (Some(a), Some(b)) => &a | &b,
+        };
+        acc = Some(match acc {
+            None => set,
+            Some(prev) => &prev & &set,
+        });
+        if acc.as_ref().is_some_and(BTreeSet::is_empty) {
+            break;
+        }
+    }
+    acc
+}
+
+fn group_ids(idx: &Index) -> BTreeSet<RegistrationId> {
+    idx.ids_with_endpoint_attr("et", GROUP_ENDPOINT_TYPE, false)
+        .unwrap_or_default()
+}
+
+fn now(response: OutboundResponse) -> HandlerFuture {
+    ready(response).boxed()
+}
+
+fn code(class: u8, detail: u8) -> Code {
+    Code((class << 5) | detail)
+}
+
+/// An RD error as a response: its code and a diagnostic payload (RFC 7252 §5.5.2).
+fn error_response(e: &RdError) -> OutboundResponse {
+    let (class, detail) = e.code();
+    OutboundResponse::new(code(class, detail)).with_diagnostic(e.to_string())
+}
+
+fn unavailable(why: &str) -> OutboundResponse {
+    OutboundResponse::new(Code::SERVICE_UNAVAILABLE)
+        .with_max_age(STORAGE_RETRY_AFTER_S)
+        .with_diagnostic(why)
+}
+
+/// Registry failures: unknown registration is 4.04; a full registry or failed storage is 5.03
+/// with Max-Age, so clients retry later (RFC 9176 §4).
+fn registry_error_response(e: RegistryError) -> OutboundResponse {
+    match e {
+        RegistryError::NotFound(_) => OutboundResponse::new(Code::NOT_FOUND),
+        RegistryError::Full { limit } => OutboundResponse::new(Code::SERVICE_UNAVAILABLE)
+            .with_max_age(FULL_RETRY_AFTER_S)
+            .with_diagnostic(format!("registry full ({limit} registrations)")),
+        RegistryError::Store(e) => {
+            error!("registry storage failed: {e}");
+            unavailable("storage failure")
+        }
+        RegistryError::Unavailable => unavailable("registry unavailable"),
+    }
+}
+
+fn route_name(route: Route) -> &'static str {
+    match route {
+        Route::WellKnownCore => "discovery",
+        Route::WellKnownRd => "simple-registration",
+        Route::Directory => "directory",
+        Route::GroupDirectory => "group-directory",
+        Route::Registration(_) => "registration",
+        Route::LookupEndpoints => "lookup-ep",
+        Route::LookupResources => "lookup-res",
+        Route::LookupDomains => "lookup-d",
+        Route::LookupGroups => "lookup-gp",
+        Route::NotFound => "not-found",
+    }
+}
