@@ -324,3 +324,111 @@ mod tests {
         assert!(a.is_empty());
     }
 }
+
+/// Bodies of block-wise responses, so that follow-up Block2 requests are served from the
+/// same representation without re-running the handler (RFC 7959 §2.4; needed for a POST
+/// whose response is block-wise, and keeps large lookups consistent across blocks).
+/// Keyed by (peer, request key); bounded by entries and bytes; entries expire after `ttl`.
+pub struct Block2Cache<V> {
+    map: HashMap<(SocketAddr, String), (Instant, u64, V, usize)>,
+    order: std::collections::VecDeque<((SocketAddr, String), u64)>,
+    ttl: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+    bytes: usize,
+    generation: u64,
+}
+
+impl<V: Clone> Block2Cache<V> {
+    pub fn new(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
+        Block2Cache {
+            map: HashMap::new(),
+            order: Default::default(),
+            ttl,
+            max_entries: max_entries.max(1),
+            max_bytes,
+            bytes: 0,
+            generation: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Remember `value` (of `size` bytes) for (peer, key), replacing an older one.
+    pub fn insert(&mut self, peer: SocketAddr, key: String, value: V, size: usize, now: Instant) {
+        if size > self.max_bytes {
+            return;
+        }
+        self.generation += 1;
+        let k = (peer, key);
+        if let Some((_, _, _, old)) = self.map.insert(k.clone(), (now, self.generation, value, size)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        self.order.push_back((k, self.generation));
+        while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
+            if !self.pop_front() {
+                break;
+            }
+        }
+    }
+
+    pub fn get(&mut self, peer: SocketAddr, key: &str, now: Instant) -> Option<V> {
+        // Pop expired entries from the front (insertion order is expiry order).
+        while let Some((k, generation)) = self.order.front() {
+            match self.map.get(k) {
+                Some((at, g, _, _)) if g == generation => {
+                    if now.saturating_duration_since(*at) < self.ttl {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            self.pop_front();
+        }
+        self.map
+            .get(&(peer, key.to_string()))
+            .map(|(_, _, v, _)| v.clone())
+    }
+
+    fn pop_front(&mut self) -> bool {
+        let Some((k, generation)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.map.get(&k).is_some_and(|(_, g, _, _)| *g == generation) {
+            if let Some((_, _, _, size)) = self.map.remove(&k) {
+                self.bytes -= size;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn block2_cache_is_bounded_and_expires() {
+        let now = Instant::now();
+        let p: SocketAddr = "[::1]:1".parse().unwrap();
+        let mut c = Block2Cache::new(Duration::from_secs(10), 2, 100);
+        c.insert(p, "a".into(), 1, 40, now);
+        c.insert(p, "b".into(), 2, 40, now);
+        assert_eq!(c.get(p, "a", now), Some(1));
+        c.insert(p, "c".into(), 3, 40, now);
+        assert_eq!(c.get(p, "a", now), None, "evicted by count/bytes");
+        assert_eq!(c.get(p, "c", now), Some(3));
+        c.insert(p, "c".into(), 4, 10, now + Duration::from_secs(5));
+        assert_eq!(c.get(p, "c", now + Duration::from_secs(12)), Some(4), "replaced entry lives on");
+        assert_eq!(c.get(p, "b", now + Duration::from_secs(12)), None, "expired");
+        c.insert(p, "huge".into(), 5, 1000, now);
+        assert_eq!(c.get(p, "huge", now), None, "larger than the byte bound");
+    }
+}

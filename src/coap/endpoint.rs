@@ -23,7 +23,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::block::{slice_block, szx_for, Block1Assembler, Block1Outcome, BlockOption};
+use super::block::{
+    slice_block, szx_for, Block1Assembler, Block1Outcome, Block2Cache, BlockOption,
+};
 use super::client::CoapClient;
 use super::codec::{
     self, code_of, encode_empty, encode_response, msg_type, DecodeError, MsgType, ResponseExtras,
@@ -78,6 +80,7 @@ pub(crate) struct Shared {
     handler: Arc<dyn RequestHandler>,
     dedup: Mutex<DedupCache>,
     block1: Mutex<Block1Assembler>,
+    block2: Mutex<Block2Cache<Arc<OutboundResponse>>>,
     observers: Mutex<ObserverRegistry>,
     observer_total: AtomicUsize,
     pub exchanges: Mutex<Exchanges>,
@@ -96,6 +99,8 @@ struct ReplyCtx {
     block2: Option<BlockOption>,
     /// The request to remember if the handler accepts an observation.
     observe_req: Option<InboundRequest>,
+    /// Identifies the resource for the Block2 cache.
+    block_key: String,
 }
 
 impl Shared {
@@ -262,6 +267,7 @@ impl Shared {
             block1: None,
             block2: None,
             observe_req: None,
+            block_key: String::new(),
         };
         let local = self.sockets[idx].local;
         let parsed = match codec::parse_request(&packet, peer, local) {
@@ -311,6 +317,14 @@ impl Shared {
                     );
                     return;
                 }
+            }
+        }
+        ctx.block_key = request_key(&req);
+        if req.block2.is_some_and(|b| b.num > 0) {
+            let cached = lock(&self.block2).get(peer, &ctx.block_key, now);
+            if let Some(resp) = cached {
+                self.reply(ctx, (*resp).clone(), ResponseExtras::default());
+                return;
             }
         }
         self.observe_bookkeeping(&mut ctx, &req);
@@ -379,7 +393,18 @@ impl Shared {
                         extras.observe = None;
                     }
                 }
-                encode_response(mtype, mid, &ctx.token, &resp, payload, extras)
+                let bytes = encode_response(mtype, mid, &ctx.token, &resp, payload, extras);
+                if block2.is_some_and(|b| b.more) {
+                    let size = resp.payload.len();
+                    lock(&self.block2).insert(
+                        ctx.peer,
+                        ctx.block_key.clone(),
+                        Arc::new(resp),
+                        size,
+                        Instant::now(),
+                    );
+                }
+                bytes
             }
             Err(()) => {
                 let err = OutboundResponse::new(Code::BAD_OPTION)
@@ -482,6 +507,7 @@ impl Shared {
         else {
             return;
         };
+        let block_key = request_key(&req);
         let resp = self.handler.handle(req).await;
         let mut extras = ResponseExtras::default();
         let ends = !resp.code.is_success();
@@ -495,6 +521,10 @@ impl Shared {
         }
         let mid = self.next_mid(idx);
         let bytes = encode_response(MsgType::Con, mid, &token, &resp, payload, extras);
+        if block2.is_some_and(|b| b.more) {
+            let size = resp.payload.len();
+            lock(&self.block2).insert(peer, block_key, Arc::new(resp.clone()), size, Instant::now());
+        }
         let budget = self.params.max_transmit_wait();
         let outcome = self.confirm(idx, peer, mid, &bytes, budget).await;
         // RFC 7641 §4.5: a RST or an unacknowledged CON notification ends the observation; so
@@ -663,6 +693,11 @@ impl Endpoint {
                 params.max_body,
                 params.max_block1_transfers,
                 params.exchange_lifetime,
+            )),
+            block2: Mutex::new(Block2Cache::new(
+                Duration::from_secs(60),
+                params.max_block1_transfers,
+                params.dedup_max_bytes,
             )),
             observers: Mutex::new(ObserverRegistry::new(params.max_observers)),
             observer_total: AtomicUsize::new(0),
