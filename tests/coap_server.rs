@@ -74,7 +74,10 @@ async fn duplicate_of_a_slow_request_runs_the_handler_once() {
     sock.send_to(&msg, local).await.unwrap();
     let (p, _) = recv_packet(&sock, WAIT).await.unwrap();
     assert_eq!(p.payload, b"slow");
-    assert!(recv(&sock, Duration::from_millis(200)).await.is_none(), "one answer while in progress");
+    assert!(
+        recv(&sock, Duration::from_millis(200)).await.is_none(),
+        "one answer while in progress"
+    );
     sock.send_to(&msg, local).await.unwrap();
     let (again, _) = recv_packet(&sock, WAIT).await.unwrap();
     assert_eq!(again.payload, b"slow");
@@ -98,16 +101,24 @@ async fn malformed_con_gets_rst_and_malformed_non_gets_nothing() {
         let (_ep, _h, local) = start(addr).await;
         let sock = raw_socket(addr).await;
         // CON, TKL 4 but only 1 token byte.
-        sock.send_to(&[0x44, 1, 0x00, 0x05, 9], local).await.unwrap();
+        sock.send_to(&[0x44, 1, 0x00, 0x05, 9], local)
+            .await
+            .unwrap();
         let (bytes, _) = recv(&sock, WAIT).await.unwrap();
         assert_eq!(bytes, vec![0x70, 0, 0x00, 0x05]);
         // CON, option delta 15 (reserved).
-        sock.send_to(&[0x40, 1, 0x00, 0x06, 0xf1, 0], local).await.unwrap();
+        sock.send_to(&[0x40, 1, 0x00, 0x06, 0xf1, 0], local)
+            .await
+            .unwrap();
         let (bytes, _) = recv(&sock, WAIT).await.unwrap();
         assert_eq!(bytes, vec![0x70, 0, 0x00, 0x06]);
         // The same errors as NON are dropped.
-        sock.send_to(&[0x54, 1, 0x00, 0x07, 9], local).await.unwrap();
-        sock.send_to(&[0x50, 1, 0x00, 0x08, 0xf1, 0], local).await.unwrap();
+        sock.send_to(&[0x54, 1, 0x00, 0x07, 9], local)
+            .await
+            .unwrap();
+        sock.send_to(&[0x50, 1, 0x00, 0x08, 0xf1, 0], local)
+            .await
+            .unwrap();
         assert!(recv(&sock, Duration::from_millis(300)).await.is_none());
     }
 }
@@ -156,7 +167,13 @@ async fn block2_of_10_kib_block_by_block_over_raw_udp() {
         let mut body = Vec::new();
         let mut num = 0u32;
         loop {
-            let mut p = request(MessageType::Confirmable, 1, 100 + num as u16, &[num as u8], "/big");
+            let mut p = request(
+                MessageType::Confirmable,
+                1,
+                100 + num as u16,
+                &[num as u8],
+                "/big",
+            );
             if num > 0 {
                 // Ask for 512-byte blocks from the second one on (late negotiation).
                 let v = (num << 4) | 5;
@@ -188,7 +205,9 @@ async fn block2_of_10_kib_block_by_block_over_raw_udp() {
 async fn coap_crate_client_reassembles_our_block2() {
     let (_ep, _h, local) = start(V4).await;
     let url = format!("coap://{local}/big");
-    let resp = coap::UdpCoAPClient::get_with_timeout(&url, WAIT).await.unwrap();
+    let resp = coap::UdpCoAPClient::get_with_timeout(&url, WAIT)
+        .await
+        .unwrap();
     assert_eq!(resp.message.payload, pattern(10 * 1024));
 }
 
@@ -224,7 +243,11 @@ async fn block1_upload_over_raw_udp_with_continue() {
         } else {
             assert_eq!(code(&r), Code::CHANGED);
             // The echo is larger than a block, so it comes back block-wise (RFC 7959 §3.2).
-            assert_eq!(uint_option(&r, CoapOption::Size2), Some(3000), "whole body echoed");
+            assert_eq!(
+                uint_option(&r, CoapOption::Size2),
+                Some(3000),
+                "whole body echoed"
+            );
             assert_eq!(block_value(&r, CoapOption::Block2), Some((0, true, 6)));
             assert!(r.payload == body[..1024], "first block of the echo");
         }
@@ -294,7 +317,9 @@ async fn fuzz_10000_random_and_truncated_datagrams_then_a_request_works() {
         while recv(&sock, Duration::from_millis(50)).await.is_some() {}
         let probe = raw_socket(addr).await;
         probe.send_to(&get(0x7777, "/x"), local).await.unwrap();
-        let (p, _) = recv_packet(&probe, WAIT).await.expect("server still answers");
+        let (p, _) = recv_packet(&probe, WAIT)
+            .await
+            .expect("server still answers");
         assert_eq!(p.payload, b"hello");
     }
 }

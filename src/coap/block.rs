@@ -168,7 +168,8 @@ impl Block1Assembler {
             if payload.len() != block.size() {
                 return Block1Outcome::Incomplete;
             }
-            if self.transfers.len() >= self.max_transfers && !self.transfers.contains_key(&map_key) {
+            if self.transfers.len() >= self.max_transfers && !self.transfers.contains_key(&map_key)
+            {
                 self.expire(now);
                 if self.transfers.len() >= self.max_transfers {
                     // Shedding load: the client retries the whole upload later.
@@ -237,11 +238,24 @@ mod tests {
 
     #[test]
     fn option_value_round_trips() {
-        for (num, more, szx) in [(0, false, 0), (0, true, 6), (1, true, 2), (1_000_000, false, 6)] {
+        for (num, more, szx) in [
+            (0, false, 0),
+            (0, true, 6),
+            (1, true, 2),
+            (1_000_000, false, 6),
+        ] {
             let b = BlockOption { num, more, szx };
             assert_eq!(BlockOption::decode(&b.encode()), Some(b));
         }
-        assert_eq!(BlockOption { num: 0, more: false, szx: 0 }.encode(), Vec::<u8>::new());
+        assert_eq!(
+            BlockOption {
+                num: 0,
+                more: false,
+                szx: 0
+            }
+            .encode(),
+            Vec::<u8>::new()
+        );
         assert_eq!(BlockOption::decode(&[0x0f]), None, "szx 7 is BERT");
         assert_eq!(BlockOption::decode(&[1, 2, 3, 4]), None);
         assert_eq!(szx_for(1024), 6);
@@ -367,7 +381,10 @@ impl<V: Clone> Block2Cache<V> {
         }
         self.generation += 1;
         let k = (peer, key);
-        if let Some((_, _, _, old)) = self.map.insert(k.clone(), (now, self.generation, value, size)) {
+        if let Some((_, _, _, old)) = self
+            .map
+            .insert(k.clone(), (now, self.generation, value, size))
+        {
             self.bytes -= old;
         }
         self.bytes += size;
@@ -382,14 +399,13 @@ impl<V: Clone> Block2Cache<V> {
     pub fn get(&mut self, peer: SocketAddr, key: &str, now: Instant) -> Option<V> {
         // Pop expired entries from the front (insertion order is expiry order).
         while let Some((k, generation)) = self.order.front() {
-            match self.map.get(k) {
-                Some((at, g, _, _)) if g == generation => {
-                    if now.saturating_duration_since(*at) < self.ttl {
-                        break;
-                    }
-                }
-                _ => {}
+            let live = self.map.get(k).is_some_and(|(at, g, _, _)| {
+                g == generation && now.saturating_duration_since(*at) < self.ttl
+            });
+            if live {
+                break;
             }
+            // Stale queue entries (replaced keys) and expired ones both go.
             self.pop_front();
         }
         self.map
@@ -401,7 +417,11 @@ impl<V: Clone> Block2Cache<V> {
         let Some((k, generation)) = self.order.pop_front() else {
             return false;
         };
-        if self.map.get(&k).is_some_and(|(_, g, _, _)| *g == generation) {
+        if self
+            .map
+            .get(&k)
+            .is_some_and(|(_, g, _, _)| *g == generation)
+        {
             if let Some((_, _, _, size)) = self.map.remove(&k) {
                 self.bytes -= size;
             }
@@ -426,8 +446,16 @@ mod cache_tests {
         assert_eq!(c.get(p, "a", now), None, "evicted by count/bytes");
         assert_eq!(c.get(p, "c", now), Some(3));
         c.insert(p, "c".into(), 4, 10, now + Duration::from_secs(5));
-        assert_eq!(c.get(p, "c", now + Duration::from_secs(12)), Some(4), "replaced entry lives on");
-        assert_eq!(c.get(p, "b", now + Duration::from_secs(12)), None, "expired");
+        assert_eq!(
+            c.get(p, "c", now + Duration::from_secs(12)),
+            Some(4),
+            "replaced entry lives on"
+        );
+        assert_eq!(
+            c.get(p, "b", now + Duration::from_secs(12)),
+            None,
+            "expired"
+        );
         c.insert(p, "huge".into(), 5, 1000, now);
         assert_eq!(c.get(p, "huge", now), None, "larger than the byte bound");
     }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::block::BlockOption;
-use super::codec::{self, encode_empty, encode_request, MsgType, ParsedResponse, RequestExtras};
 use super::code::Code;
+use super::codec::{self, encode_empty, encode_request, MsgType, ParsedResponse, RequestExtras};
 use super::endpoint::{lock, Event, Registration, Shared};
 use super::error::{ClientError, ProtocolError};
 use super::exchange::{new_token, Backoff};
@@ -41,7 +41,10 @@ impl Drop for Permits {
         // size of the peers actually being talked to.
         let mut map = lock(&self.shared.per_peer);
         drop(self.peer_permit.take());
-        if map.get(&self.peer).is_some_and(|s| Arc::strong_count(s) == 1) {
+        if map
+            .get(&self.peer)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
             map.remove(&self.peer);
         }
     }
@@ -213,7 +216,15 @@ impl CoapClient {
                 ..Default::default()
             };
             let (resp, rtt) = self
-                .transact(reg, idx, peer, req, &req.payload[offset..end], extras, deadline)
+                .transact(
+                    reg,
+                    idx,
+                    peer,
+                    req,
+                    &req.payload[offset..end],
+                    extras,
+                    deadline,
+                )
                 .await?;
             let rtt = *first_rtt.get_or_insert(rtt);
             if !more || resp.code != Code::CONTINUE {
@@ -388,11 +399,11 @@ impl Observation {
                 // A response without Observe, or an error, ends the observation (§3.2).
                 _ => self.ended = true,
             }
-            return Some(self.to_response(parsed).await);
+            return Some(self.assemble_notification(parsed).await);
         }
     }
 
-    async fn to_response(&mut self, parsed: ParsedResponse) -> ClientResponse {
+    async fn assemble_notification(&mut self, parsed: ParsedResponse) -> ClientResponse {
         let plain = ClientResponse {
             code: parsed.code,
             content_format: parsed.content_format,
@@ -414,7 +425,15 @@ impl Observation {
         let mut reg = Registration::new(Arc::clone(&client.shared), self.peer, Some(token));
         let seq = parsed.observe;
         match client
-            .complete_block2(&mut reg, self.idx, self.peer, &self.req, parsed, Duration::ZERO, deadline)
+            .complete_block2(
+                &mut reg,
+                self.idx,
+                self.peer,
+                &self.req,
+                parsed,
+                Duration::ZERO,
+                deadline,
+            )
             .await
         {
             Ok(mut full) => {

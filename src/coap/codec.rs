@@ -605,7 +605,10 @@ mod tests {
         );
         let mut p = decode(&get_bytes(MsgType::Con, "/x")).unwrap();
         p.add_option(CoapOption::Unknown(2048), vec![1]);
-        assert!(parse_request(&p, addr(), addr()).is_ok(), "elective ignored");
+        assert!(
+            parse_request(&p, addr(), addr()).is_ok(),
+            "elective ignored"
+        );
         let mut p = decode(&get_bytes(MsgType::Con, "/x")).unwrap();
         p.add_option(CoapOption::ContentFormat, vec![1, 2, 3]);
         assert_eq!(

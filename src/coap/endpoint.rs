@@ -27,10 +27,10 @@ use super::block::{
     slice_block, szx_for, Block1Assembler, Block1Outcome, Block2Cache, BlockOption,
 };
 use super::client::CoapClient;
+use super::code::{Code, Method};
 use super::codec::{
     self, code_of, encode_empty, encode_response, msg_type, DecodeError, MsgType, ResponseExtras,
 };
-use super::code::{Code, Method};
 use super::dedup::{DedupCache, FastBuild, Seen};
 use super::error::{ClientError, CoapError};
 use super::exchange::Backoff;
@@ -63,7 +63,10 @@ pub(crate) struct SocketCtx {
 pub(crate) enum Event {
     EmptyAck,
     Reset,
-    Response { packet: Packet, mtype: MsgType },
+    Response {
+        packet: Packet,
+        mtype: MsgType,
+    },
     /// A response we rejected (unknown critical option): the exchange fails.
     Rejected,
 }
@@ -130,7 +133,12 @@ impl Shared {
         }
     }
 
-    pub async fn send(&self, idx: usize, bytes: &[u8], peer: SocketAddr) -> Result<(), ClientError> {
+    pub async fn send(
+        &self,
+        idx: usize,
+        bytes: &[u8],
+        peer: SocketAddr,
+    ) -> Result<(), ClientError> {
         match self.sockets[idx].socket.send_to(bytes, peer).await {
             Ok(_) => Ok(()),
             Err(e) if is_unreachable(&e) => Err(ClientError::Unreachable(e)),
@@ -195,15 +203,13 @@ impl Shared {
                 }
             }
         }
-        let tx = <[u8; 8]>::try_from(packet.get_token())
-            .ok()
-            .and_then(|t| {
-                lock(&self.exchanges)
-                    .by_token
-                    .get(&t)
-                    .filter(|(p, _)| *p == peer)
-                    .map(|(_, tx)| tx.clone())
-            });
+        let tx = <[u8; 8]>::try_from(packet.get_token()).ok().and_then(|t| {
+            lock(&self.exchanges)
+                .by_token
+                .get(&t)
+                .filter(|(p, _)| *p == peer)
+                .map(|(_, tx)| tx.clone())
+        });
         let acceptable = codec::parse_response(&packet).is_some();
         match mtype {
             MsgType::Ack => {
@@ -409,7 +415,14 @@ impl Shared {
             Err(()) => {
                 let err = OutboundResponse::new(Code::BAD_OPTION)
                     .with_diagnostic("block number beyond the representation");
-                encode_response(mtype, mid, &ctx.token, &err, &err.payload, ResponseExtras::default())
+                encode_response(
+                    mtype,
+                    mid,
+                    &ctx.token,
+                    &err,
+                    &err.payload,
+                    ResponseExtras::default(),
+                )
             }
         };
         self.send_now(ctx.idx, &bytes, ctx.peer);
@@ -468,7 +481,11 @@ impl Shared {
         let mut retransmitting = true;
         self.send(idx, bytes, peer).await?;
         loop {
-            let wake = if retransmitting { next.min(deadline) } else { deadline };
+            let wake = if retransmitting {
+                next.min(deadline)
+            } else {
+                deadline
+            };
             match tokio::time::timeout_at(wake.into(), reg.rx.recv()).await {
                 Ok(Some(ev)) => return Ok((ev, start.elapsed())),
                 Ok(None) => return Err(ClientError::Cancelled),
@@ -514,7 +531,9 @@ impl Shared {
         if !ends {
             extras.observe = Some(lock(&self.observers).next_seq());
         }
-        let (payload, block2) = self.block2_slice(&resp.payload, None).unwrap_or((&[], None));
+        let (payload, block2) = self
+            .block2_slice(&resp.payload, None)
+            .unwrap_or((&[], None));
         if block2.is_some() {
             extras.block2 = block2;
             extras.size2 = Some(resp.payload.len() as u32);
@@ -523,7 +542,13 @@ impl Shared {
         let bytes = encode_response(MsgType::Con, mid, &token, &resp, payload, extras);
         if block2.is_some_and(|b| b.more) {
             let size = resp.payload.len();
-            lock(&self.block2).insert(peer, block_key, Arc::new(resp.clone()), size, Instant::now());
+            lock(&self.block2).insert(
+                peer,
+                block_key,
+                Arc::new(resp.clone()),
+                size,
+                Instant::now(),
+            );
         }
         let budget = self.params.max_transmit_wait();
         let outcome = self.confirm(idx, peer, mid, &bytes, budget).await;
@@ -541,7 +566,11 @@ fn is_unreachable(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         e.kind(),
-        ConnectionRefused | ConnectionReset | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
     )
 }
 

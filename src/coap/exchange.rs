@@ -76,7 +76,9 @@ mod tests {
         assert_eq!(sends, 5, "1 + MAX_RETRANSMIT");
         assert_eq!(total, Duration::from_secs(62), "2+4+8+16+32");
         let hi = Backoff::new(&p, 0.999_999);
-        assert!(hi.timeout() > Duration::from_millis(2990) && hi.timeout() <= Duration::from_secs(3));
+        assert!(
+            hi.timeout() > Duration::from_millis(2990) && hi.timeout() <= Duration::from_secs(3)
+        );
     }
 
     #[test]

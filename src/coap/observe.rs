@@ -13,9 +13,7 @@ const WRAP_TIME: Duration = Duration::from_secs(128);
 
 /// Whether notification (v2, t2) is fresher than (v1, t1), RFC 7641 §3.4.
 pub fn is_fresher(v1: u32, t1: Instant, v2: u32, t2: Instant) -> bool {
-    (v1 < v2 && v2 - v1 < HALF)
-        || (v1 > v2 && v1 - v2 > HALF)
-        || t2 > t1 + WRAP_TIME
+    (v1 < v2 && v2 - v1 < HALF) || (v1 > v2 && v1 - v2 > HALF) || t2 > t1 + WRAP_TIME
 }
 
 /// The client's view of one observation: accepts only fresher notifications.

@@ -24,8 +24,14 @@ pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
+/// Printable text of `len` bytes (for CLI peers that print the body).
+pub fn text_body(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
 /// Routes used by the tests. `/x` "hello"; `/big` 10 KiB; `/count` counts handler runs;
-/// `/slow` answers after 50 ms; `/echo` (POST) returns the body; `/obs` observable counter.
+/// `/slow` answers after 50 ms; `/echo` (POST) returns the body; `/obs` observable counter;
+/// `/text3k` 3 KiB of text.
 #[derive(Default)]
 pub struct TestHandler {
     pub runs: AtomicUsize,
@@ -39,7 +45,9 @@ impl RequestHandler for TestHandler {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let path = req.path.join("/");
         let resp = match (req.method, path.as_str()) {
-            (Method::Get, "x") => OutboundResponse::new(Code::CONTENT).with_payload(0, b"hello".to_vec()),
+            (Method::Get, "x") => {
+                OutboundResponse::new(Code::CONTENT).with_payload(0, b"hello".to_vec())
+            }
             (Method::Get, "big") => {
                 let len = match self.big_len.load(Ordering::SeqCst) {
                     0 => 10 * 1024,
@@ -48,6 +56,9 @@ impl RequestHandler for TestHandler {
                 OutboundResponse::new(Code::CONTENT)
                     .with_payload(42, pattern(len))
                     .with_etag(vec![1, 2])
+            }
+            (Method::Get, "text3k") => {
+                OutboundResponse::new(Code::CONTENT).with_payload(0, text_body(3 * 1024))
             }
             (Method::Get, "count") => {
                 let n = self.count_runs.fetch_add(1, Ordering::SeqCst) + 1;
