@@ -146,17 +146,11 @@ impl Registry {
             Some(base) => (base, BaseOrigin::Explicit),
             None => (base_from_source(msg.source), BaseOrigin::FromSource),
         };
-        let existing = {
-            let index = self.reader.with_index(|index| {
-                index
-                    .find_id_including_expired(&msg.ep, msg.d.as_ref())
-                    .and_then(|id| {
-                        let reg = index.get_including_expired(id)?;
-                        Some((Arc::clone(reg), index.is_in_grace(id)))
-                    })
-            });
-            index
-        };
+        let existing = self.reader.with_index(|index| {
+            let id = index.find_id_including_expired(&msg.ep, msg.d.as_ref())?;
+            let reg = index.get_including_expired(id)?;
+            Some((Arc::clone(reg), index.is_in_grace(id)))
+        });
         let (id, registered_at_ms, previous) = match &existing {
             Some((prev, in_grace)) => (prev.id, prev.registered_at_ms, Some((prev, *in_grace))),
             None => {
