@@ -1,0 +1,137 @@
+//! Durable registrations per second through the Registry actor (issue 10 target: the RD must
+//! sustain ≥ 20,000 durable registrations/s, so group commit has to batch well).
+//!
+//! Registers N endpoints (3 links each) with 64 `Register` messages in flight on a fresh data
+//! directory, for N = 10,000 and 100,000; every reply is an acknowledgement after a flush.
+//! Prints one JSON line: overall rate per run, the rate over the first 1,000 and the last 10%
+//! (the registry must not slow down as it grows), and VmRSS with 100,000 registered.
+//!
+//! Run: `cargo bench --bench registry_persist` (release). `BENCH_DIR` picks the parent of the
+//! temporary data directories (default: the system temp dir; it must be a real disk, not tmpfs,
+//! for the fsync cost to count).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use coap_gateway::link_format::{Link, Param};
+use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+const IN_FLIGHT: usize = 64;
+const CACHE_MB: u64 = 32;
+
+fn register(i: usize) -> Register {
+    Register {
+        ep: EndpointName::new(format!("bench-node-{i:06}")).expect("a valid generated name"),
+        d: None,
+        base: None,
+        lifetime_s: 86_400,
+        attrs: vec![Param::new("et", Some("oic.d.sensor"))],
+        links: vec![
+            Link::new("/sensors/temp")
+                .with("rt", Some("temperature"))
+                .with("if", Some("core.s"))
+                .with("obs", None),
+            Link::new("/sensors/light")
+                .with("rt", Some("light-lux"))
+                .with("ct", Some("0")),
+            Link::new(format!("/fw/{i}")).with("title", Some("firmware")),
+        ],
+        source: SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
+    }
+}
+
+struct Run {
+    n: usize,
+    total: Duration,
+    first_1k: Duration,
+    last_10pct: Duration,
+    rss_kb: Option<u64>,
+}
+
+fn rate(count: usize, d: Duration) -> f64 {
+    (count as f64 / d.as_secs_f64()).round()
+}
+
+async fn run(n: usize, parent: &std::path::Path) -> Run {
+    let dir = tempfile::tempdir_in(parent).expect("a temporary data directory");
+    let (addr, reader) = registry::start(RegistryConfig {
+        data_dir: dir.path().to_path_buf(),
+        cache_mb: CACHE_MB,
+        expiry_grace_s: 3600,
+        max_registrations: None,
+    })
+    .expect("the registry starts on a fresh directory");
+
+    let last_start_at = n - n / 10;
+    let started = Instant::now();
+    let (mut first_1k, mut last_started) = (None, None);
+    let mut in_flight = FuturesUnordered::new();
+    let (mut sent, mut done) = (0usize, 0usize);
+    while done < n {
+        while sent < n && in_flight.len() < IN_FLIGHT {
+            in_flight.push(addr.send(register(sent)));
+            sent += 1;
+        }
+        if let Some(reply) = in_flight.next().await {
+            reply
+                .expect("the registry is running")
+                .expect("the registration is durable");
+            done += 1;
+            if done == 1000 {
+                first_1k = Some(started.elapsed());
+            }
+            if done == last_start_at {
+                last_started = Some(Instant::now());
+            }
+        }
+    }
+    let total = started.elapsed();
+    assert_eq!(reader.len(), n);
+    Run {
+        n,
+        total,
+        first_1k: first_1k.unwrap_or(total),
+        last_10pct: last_started.map_or(total, |t| t.elapsed()),
+        rss_kb: vm_rss_kb(),
+    }
+}
+
+fn vm_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let parent = std::env::var_os("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let sys = System::new();
+    let runs: Vec<Run> = sys.block_on(async {
+        let mut runs = Vec::new();
+        for n in [10_000, 100_000] {
+            runs.push(run(n, &parent).await);
+        }
+        runs
+    });
+    let mut json = serde_json::json!({
+        "bench": "registry_persist",
+        "in_flight": IN_FLIGHT,
+        "links_per_endpoint": 3,
+        "cache_mb": CACHE_MB,
+    });
+    for r in &runs {
+        let key = format!("n{}", r.n);
+        json[key] = serde_json::json!({
+            "seconds": (r.total.as_secs_f64() * 1000.0).round() / 1000.0,
+            "durable_registrations_per_s": rate(r.n, r.total),
+            "first_1k_per_s": rate(1000, r.first_1k),
+            "last_10pct_per_s": rate(r.n / 10, r.last_10pct),
+            "vm_rss_mb_after": r.rss_kb.map(|kb| kb / 1024),
+        });
+    }
+    println!("{json}");
+}
