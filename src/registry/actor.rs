@@ -61,7 +61,8 @@ pub fn start(config: RegistryConfig) -> Result<(Addr<Registry>, RegistryReader),
     let grace_ms = u64::from(config.expiry_grace_s) * 1000;
     let mut index = Index::new();
     let mut purged = 0usize;
-    for reg in loaded.registrations {
+    for mut reg in loaded.registrations {
+        shrink(&mut reg);
         if reg.expires_at_ms.saturating_add(grace_ms) <= now {
             store.remove(reg.id)?;
             purged += 1;
@@ -165,7 +166,7 @@ impl Registry {
                 (self.store.allocate_id()?, now, None)
             }
         };
-        let reg = Arc::new(Registration {
+        let mut reg = Registration {
             id,
             ep: msg.ep,
             d: msg.d,
@@ -179,7 +180,9 @@ impl Registry {
             updated_at_ms: now,
             expires_at_ms: expiry(now, msg.lifetime_s),
             source: msg.source,
-        });
+        };
+        shrink(&mut reg);
+        let reg = Arc::new(reg);
         self.store.put(&reg)?;
         self.reader.write().insert(Arc::clone(&reg));
         let (created, events) = match previous {
@@ -225,6 +228,7 @@ impl Registry {
         }
         next.source = msg.source;
         override_attrs(&mut next.attrs, msg.attrs);
+        shrink(&mut next);
         next.status = Status::Connected;
         next.updated_at_ms = now;
         next.expires_at_ms = expiry(now, next.lifetime_s);
@@ -444,6 +448,27 @@ impl Registry {
             events: Vec::new(),
         });
         self.schedule_flush(ctx);
+    }
+}
+
+/// Drop spare capacity before a registration is kept for good: at 100,000 registrations the
+/// slack a parser or a growing `Vec` leaves behind is tens of megabytes (issue 10: ≤ 200 MB).
+fn shrink(reg: &mut Registration) {
+    fn shrink_params(params: &mut Vec<crate::link_format::Param>) {
+        params.shrink_to_fit();
+        for p in params {
+            p.name.shrink_to_fit();
+            if let Some(v) = &mut p.value {
+                v.shrink_to_fit();
+            }
+        }
+    }
+    reg.base.shrink_to_fit();
+    shrink_params(&mut reg.attrs);
+    reg.links.shrink_to_fit();
+    for link in &mut reg.links {
+        link.target.shrink_to_fit();
+        shrink_params(&mut link.params);
     }
 }
 

@@ -6,20 +6,29 @@
 //! `now_ms`).
 //!
 //! - `live`: id → registration, in id order (the stable lookup and paging order).
-//! - `by_ep_d`: (`ep`, `d`) → id in O(1), including registrations expired but still in grace,
-//!   so that a re-registration keeps its id and location.
-//! - `by_ep`: `ep` → ids (lookups by `ep` without `d`).
+//! - `by_ep_d`: hash of (`ep`, `d`) → id in O(1), including registrations expired but still in
+//!   grace, so that a re-registration keeps its id and location.
+//! - `by_name`: live registrations ordered by (`ep`, `d`, id): `ep` without `d`, and `ep=node*`
+//!   prefix lookups, are range scans.
 //! - `link_attrs` / `endpoint_attrs`: inverted indexes from (attribute name, value) to ids, kept
 //!   in a `BTreeMap` so that both exact and prefix (`rt=temp*`) filters are range scans.
+//!
+//! Memory matters (100,000 registrations in ≤ 200 MB, issue 10): the per-registration indexes
+//! hold ids, hashes and `Arc`s, never copies of names. The names live once, in the
+//! registration.
 //! - `deadlines` / `graves`: expiry instants in deadline order, so the next one is found
 //!   without a scan.
 
+use std::cmp::Ordering;
 use std::collections::btree_map::Entry as BTreeEntry;
+use std::collections::hash_map::{Entry as HashEntry, RandomState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::model::{EndpointName, Registration, RegistrationId, Sector};
+use super::model::{BaseOrigin, EndpointName, Registration, RegistrationId, Sector, Status};
 
 /// Link attributes with an inverted index. Their values are space-separated lists (RFC 6690
 /// §3.1–3.3 for `rt`, `if`, `rel`; RFC 7252 §7.2.1 allows several `ct` values).
@@ -36,8 +45,12 @@ pub struct Index {
     live: BTreeMap<RegistrationId, Arc<Registration>>,
     /// Expired less than the grace period ago: invisible to lookups, revivable by an update.
     expired: HashMap<RegistrationId, Arc<Registration>>,
-    by_ep_d: HashMap<(EndpointName, Option<Sector>), RegistrationId>,
-    by_ep: HashMap<EndpointName, BTreeSet<RegistrationId>>,
+    /// Keyed by a (randomly seeded, so not floodable) hash of `ep`+`d`; collisions share a
+    /// bucket and are told apart by the registrations themselves.
+    by_ep_d: HashMap<u64, Bucket>,
+    hasher: RandomState,
+    /// Live registrations in (`ep`, `d`, id) order.
+    by_name: BTreeSet<ByName>,
     link_attrs: AttrIndex,
     endpoint_attrs: AttrIndex,
     /// (expires_at_ms, id) of live registrations.
@@ -73,15 +86,21 @@ impl Index {
             .and_then(|id| self.live.get(&id))
     }
 
+    fn name_hash(&self, ep: &EndpointName, d: Option<&Sector>) -> u64 {
+        self.hasher.hash_one((ep.as_str(), d.map(Sector::as_str)))
+    }
+
     /// The id held by `ep`+`d`, live or in grace: a re-registration keeps it.
     pub fn find_id_including_expired(
         &self,
         ep: &EndpointName,
         d: Option<&Sector>,
     ) -> Option<RegistrationId> {
-        // The map is keyed by owned values; building the key costs two small clones, which is
-        // still O(1) and cheaper than a second map keyed by borrowed data.
-        self.by_ep_d.get(&(ep.clone(), d.cloned())).copied()
+        let bucket = self.by_ep_d.get(&self.name_hash(ep, d))?;
+        bucket.ids().iter().copied().find(|id| {
+            self.get_including_expired(*id)
+                .is_some_and(|r| &r.ep == ep && r.d.as_ref() == d)
+        })
     }
 
     /// Every live registration of `ep`, whatever its sector, in id order.
@@ -89,11 +108,28 @@ impl Index {
         &'a self,
         ep: &EndpointName,
     ) -> impl Iterator<Item = &'a Arc<Registration>> + 'a {
-        self.by_ep
-            .get(ep)
-            .into_iter()
-            .flatten()
-            .filter_map(move |id| self.live.get(id))
+        let probe = ByName::probe(ep);
+        let ep = ep.clone();
+        self.by_name
+            .range(probe..)
+            .take_while(move |entry| entry.0.ep == ep)
+            .map(|entry| &entry.0)
+    }
+
+    /// Ids of live registrations whose `ep` starts with `prefix`, by a range scan.
+    fn ids_with_ep_prefix(&self, prefix: &str) -> BTreeSet<RegistrationId> {
+        if prefix.is_empty() {
+            return self.live.keys().copied().collect();
+        }
+        let Ok(start) = EndpointName::new(prefix) else {
+            // Too long or with a character no endpoint name may hold: nothing can match.
+            return BTreeSet::new();
+        };
+        self.by_name
+            .range(ByName::probe(&start)..)
+            .take_while(|entry| entry.0.ep.as_str().starts_with(prefix))
+            .map(|entry| entry.0.id)
+            .collect()
     }
 
     /// Live registrations not yet past their lifetime at `now_ms`, in id order. A registration
@@ -136,10 +172,17 @@ impl Index {
         value: &str,
         prefix: bool,
     ) -> Option<BTreeSet<RegistrationId>> {
-        if !INDEXED_ENDPOINT_ATTRS.contains(&name) {
-            return None;
+        match name {
+            "ep" if prefix => Some(self.ids_with_ep_prefix(value)),
+            "ep" => Some(match EndpointName::new(value) {
+                Ok(ep) => self.find_ep(&ep).map(|r| r.id).collect(),
+                Err(_) => BTreeSet::new(),
+            }),
+            _ if INDEXED_ENDPOINT_ATTRS.contains(&name) => {
+                Some(lookup(&self.endpoint_attrs, name, value, prefix))
+            }
+            _ => None,
         }
-        Some(lookup(&self.endpoint_attrs, name, value, prefix))
     }
 
     /// Number of live registrations.
@@ -175,10 +218,10 @@ impl Index {
         if let Some(old) = &previous {
             // Ids never move between endpoints, but if one did the stale key must not linger.
             if old.ep != reg.ep || old.d != reg.d {
-                self.by_ep_d.remove(&(old.ep.clone(), old.d.clone()));
+                self.unlink_name(old);
             }
         }
-        self.by_ep_d.insert((reg.ep.clone(), reg.d.clone()), reg.id);
+        self.link_name(&reg);
         self.attach_live(reg);
         self.version += 1;
         previous
@@ -186,8 +229,10 @@ impl Index {
 
     /// Insert a registration loaded from disk that expired within the grace period.
     pub fn insert_in_grace(&mut self, reg: Arc<Registration>) {
-        let _previous = self.detach(reg.id);
-        self.by_ep_d.insert((reg.ep.clone(), reg.d.clone()), reg.id);
+        if let Some(old) = self.detach(reg.id) {
+            self.unlink_name(&old);
+        }
+        self.link_name(&reg);
         self.graves.insert((reg.expires_at_ms, reg.id));
         self.expired.insert(reg.id, reg);
         self.version += 1;
@@ -196,10 +241,7 @@ impl Index {
     /// Remove a registration entirely (live or in grace).
     pub fn remove(&mut self, id: RegistrationId) -> Option<Arc<Registration>> {
         let removed = self.detach(id)?;
-        let key = (removed.ep.clone(), removed.d.clone());
-        if self.by_ep_d.get(&key) == Some(&id) {
-            self.by_ep_d.remove(&key);
-        }
+        self.unlink_name(&removed);
         self.version += 1;
         Some(removed)
     }
@@ -244,6 +286,25 @@ impl Index {
         purged
     }
 
+    fn link_name(&mut self, reg: &Registration) {
+        let hash = self.name_hash(&reg.ep, reg.d.as_ref());
+        match self.by_ep_d.entry(hash) {
+            HashEntry::Vacant(slot) => {
+                slot.insert(Bucket::One(reg.id));
+            }
+            HashEntry::Occupied(mut slot) => slot.get_mut().add(reg.id),
+        }
+    }
+
+    fn unlink_name(&mut self, reg: &Registration) {
+        let hash = self.name_hash(&reg.ep, reg.d.as_ref());
+        if let HashEntry::Occupied(mut slot) = self.by_ep_d.entry(hash) {
+            if slot.get_mut().remove(reg.id) {
+                slot.remove();
+            }
+        }
+    }
+
     /// Unlink `id` from every structure except `by_ep_d`; returns what was there.
     fn detach(&mut self, id: RegistrationId) -> Option<Arc<Registration>> {
         if let Some(reg) = self.live.remove(&id) {
@@ -259,7 +320,7 @@ impl Index {
     fn attach_live(&mut self, reg: Arc<Registration>) {
         let id = reg.id;
         self.deadlines.insert((reg.expires_at_ms, id));
-        self.by_ep.entry(reg.ep.clone()).or_default().insert(id);
+        self.by_name.insert(ByName(Arc::clone(&reg)));
         for_each_link_key(&reg, |name, value| {
             add(&mut self.link_attrs, name, value, id)
         });
@@ -269,15 +330,10 @@ impl Index {
         self.live.insert(id, reg);
     }
 
-    /// Remove a live registration from `by_ep` and the inverted indexes.
-    fn unindex(&mut self, reg: &Registration) {
+    /// Remove a live registration from `by_name` and the inverted indexes.
+    fn unindex(&mut self, reg: &Arc<Registration>) {
         let id = reg.id;
-        if let Some(ids) = self.by_ep.get_mut(&reg.ep) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_ep.remove(&reg.ep);
-            }
-        }
+        self.by_name.remove(&ByName(Arc::clone(reg)));
         for_each_link_key(reg, |name, value| {
             drop_id(&mut self.link_attrs, name, value, id)
         });
@@ -302,8 +358,8 @@ fn for_each_link_key(reg: &Registration, mut f: impl FnMut(&str, &str)) {
     }
 }
 
+/// `ep` is not listed here: `by_name` serves it without copying every name.
 fn for_each_endpoint_key(reg: &Registration, mut f: impl FnMut(&str, &str)) {
-    f("ep", reg.ep.as_str());
     if let Some(d) = &reg.d {
         f("d", d.as_str());
     }
@@ -311,6 +367,100 @@ fn for_each_endpoint_key(reg: &Registration, mut f: impl FnMut(&str, &str)) {
         for word in value.split_ascii_whitespace() {
             f("et", word);
         }
+    }
+}
+
+/// The ids whose `ep`+`d` share one hash: almost always exactly one.
+#[derive(Debug)]
+enum Bucket {
+    One(RegistrationId),
+    Many(Vec<RegistrationId>),
+}
+
+impl Bucket {
+    fn ids(&self) -> &[RegistrationId] {
+        match self {
+            Bucket::One(id) => std::slice::from_ref(id),
+            Bucket::Many(ids) => ids,
+        }
+    }
+
+    fn add(&mut self, id: RegistrationId) {
+        match self {
+            Bucket::One(existing) if *existing == id => {}
+            Bucket::One(existing) => *self = Bucket::Many(vec![*existing, id]),
+            Bucket::Many(ids) if !ids.contains(&id) => ids.push(id),
+            Bucket::Many(_) => {}
+        }
+    }
+
+    /// Returns whether the bucket is now empty.
+    fn remove(&mut self, id: RegistrationId) -> bool {
+        match self {
+            Bucket::One(existing) => *existing == id,
+            Bucket::Many(ids) => {
+                ids.retain(|i| *i != id);
+                match ids[..] {
+                    [] => true,
+                    [only] => {
+                        *self = Bucket::One(only);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// A live registration ordered by (`ep`, `d`, id): one pointer per entry, no copied names.
+#[derive(Debug, Clone)]
+struct ByName(Arc<Registration>);
+
+impl ByName {
+    fn key(&self) -> (&str, Option<&str>, RegistrationId) {
+        let r = &self.0;
+        (r.ep.as_str(), r.d.as_ref().map(Sector::as_str), r.id)
+    }
+
+    /// A search key sorting before every registration whose `ep` is `ep` or starts with it
+    /// (no sector sorts first, and no registration has id 0).
+    fn probe(ep: &EndpointName) -> ByName {
+        ByName(Arc::new(Registration {
+            id: RegistrationId(0),
+            ep: ep.clone(),
+            d: None,
+            base: String::new(),
+            base_origin: BaseOrigin::FromSource,
+            lifetime_s: 0,
+            attrs: Vec::new(),
+            links: Vec::new(),
+            status: Status::Disconnected,
+            registered_at_ms: 0,
+            updated_at_ms: 0,
+            expires_at_ms: 0,
+            source: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        }))
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for ByName {}
+
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByName {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
@@ -544,6 +694,8 @@ mod tests {
         index.remove(RegistrationId(2));
         index.remove(RegistrationId(3));
         assert_eq!(index.next_deadline(), Some(5_000));
+        assert_eq!(index.by_name.len(), 1);
+        assert_eq!(index.by_ep_d.len(), 1);
         // Emptied postings are dropped rather than kept as empty sets.
         assert!(index
             .link_attrs
@@ -630,6 +782,57 @@ mod tests {
             .map(|r| r.id.0)
             .collect();
         assert_eq!(rest, vec![2, 3]);
+    }
+
+    #[test]
+    fn endpoints_sharing_a_hash_bucket_are_told_apart() {
+        let mut index = sample();
+        // Force a collision: file node2's id under node1's hash as well.
+        let node1 = EndpointName::new("node1").unwrap();
+        let hash = index.name_hash(&node1, None);
+        index.by_ep_d.get_mut(&hash).unwrap().add(RegistrationId(2));
+        assert_eq!(index.find(&node1, None).unwrap().id, RegistrationId(1));
+        index.remove(RegistrationId(1));
+        assert!(
+            index.find(&node1, None).is_none(),
+            "node2 must not answer for node1"
+        );
+        let mut bucket = Bucket::One(RegistrationId(1));
+        bucket.add(RegistrationId(2));
+        bucket.add(RegistrationId(2));
+        assert_eq!(bucket.ids(), &[RegistrationId(1), RegistrationId(2)]);
+        assert!(!bucket.remove(RegistrationId(1)));
+        assert!(matches!(bucket, Bucket::One(RegistrationId(2))));
+        assert!(bucket.remove(RegistrationId(2)));
+    }
+
+    #[test]
+    fn endpoint_name_lookups_do_not_match_invalid_or_foreign_names() {
+        let index = sample();
+        assert_eq!(
+            index.ids_with_endpoint_attr("ep", "node1x", false),
+            Some(ids(&[]))
+        );
+        assert_eq!(
+            index.ids_with_endpoint_attr("ep", "node1", true),
+            Some(ids(&[1, 3]))
+        );
+        assert_eq!(
+            index.ids_with_endpoint_attr("ep", "", true),
+            Some(ids(&[1, 2, 3]))
+        );
+        assert_eq!(
+            index.ids_with_endpoint_attr("ep", "a\u{1}", true),
+            Some(ids(&[]))
+        );
+        assert_eq!(
+            index.ids_with_endpoint_attr("ep", &"n".repeat(64), true),
+            Some(ids(&[]))
+        );
+        assert_eq!(
+            index.ids_with_endpoint_attr("ep", "o", true),
+            Some(ids(&[]))
+        );
     }
 
     #[test]
