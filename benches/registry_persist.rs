@@ -6,7 +6,8 @@
 //! Prints one JSON line: overall rate per run, the rate over the first 1,000 and the last 10%
 //! (the registry must not slow down as it grows), and VmRSS with 100,000 registered.
 //!
-//! Run: `cargo bench --bench registry_persist` (release). `BENCH_DIR` picks the parent of the
+//! Run: `cargo bench --bench registry_persist` (release). `BENCH_SIZES` (e.g. `100000`) and
+//! `BENCH_CACHE_MB` override the sizes and the sled cache. `BENCH_DIR` picks the parent of the
 //! temporary data directories (default: the system temp dir; it must be a real disk, not tmpfs,
 //! for the fsync cost to count).
 
@@ -19,7 +20,8 @@ use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 const IN_FLIGHT: usize = 64;
-const CACHE_MB: u64 = 32;
+/// `gateway.cache_mb`'s default; `BENCH_CACHE_MB` overrides it.
+const DEFAULT_CACHE_MB: u64 = 32;
 
 fn register(i: usize) -> Register {
     Register {
@@ -54,11 +56,11 @@ fn rate(count: usize, d: Duration) -> f64 {
     (count as f64 / d.as_secs_f64()).round()
 }
 
-async fn run(n: usize, parent: &std::path::Path) -> Run {
+async fn run(n: usize, parent: &std::path::Path, cache_mb: u64) -> Run {
     let dir = tempfile::tempdir_in(parent).expect("a temporary data directory");
     let (addr, reader) = registry::start(RegistryConfig {
         data_dir: dir.path().to_path_buf(),
-        cache_mb: CACHE_MB,
+        cache_mb,
         expiry_grace_s: 3600,
         max_registrations: None,
     })
@@ -109,11 +111,21 @@ fn main() {
     let parent = std::env::var_os("BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    let cache_mb = std::env::var("BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CACHE_MB);
+    // `BENCH_SIZES=100000` runs one size alone (a clean RSS figure for it).
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![10_000, 100_000]);
     let sys = System::new();
     let runs: Vec<Run> = sys.block_on(async {
         let mut runs = Vec::new();
-        for n in [10_000, 100_000] {
-            runs.push(run(n, &parent).await);
+        for &n in &sizes {
+            runs.push(run(n, &parent, cache_mb).await);
         }
         runs
     });
@@ -121,7 +133,7 @@ fn main() {
         "bench": "registry_persist",
         "in_flight": IN_FLIGHT,
         "links_per_endpoint": 3,
-        "cache_mb": CACHE_MB,
+        "cache_mb": cache_mb,
     });
     for r in &runs {
         let key = format!("n{}", r.n);

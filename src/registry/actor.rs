@@ -311,17 +311,24 @@ impl Registry {
         Box::pin(async move { rx.await.unwrap_or(Err(RegistryError::Unavailable)) })
     }
 
-    /// Start a flush after the mailbox has been drained, so that every change already queued
-    /// joins this batch (actix polls spawned futures only after the mailbox is empty).
+    /// Start a flush once the mailbox has been drained and the other tasks on this thread have
+    /// had one turn, so that every change already queued or about to be sent joins this batch.
+    /// (actix polls spawned futures only after the mailbox is empty; the yield lets senders
+    /// woken by the previous batch's replies send again first. Without it, batches alternated
+    /// between 4 and 60 with 64 requests in flight; with it they stay at 64.)
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         if self.flush_in_flight || self.flush_scheduled || self.batch.is_empty() {
             return;
         }
         self.flush_scheduled = true;
-        ctx.spawn(fut::ready(()).map(|(), act: &mut Self, ctx| {
-            act.flush_scheduled = false;
-            act.start_flush(ctx);
-        }));
+        ctx.spawn(
+            tokio::task::yield_now()
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.flush_scheduled = false;
+                    act.start_flush(ctx);
+                }),
+        );
     }
 
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
