@@ -4,7 +4,8 @@
 //! Registers N endpoints (3 links each) with 64 `Register` messages in flight on a fresh data
 //! directory, for N = 10,000 and 100,000; every reply is an acknowledgement after a flush.
 //! Prints one JSON line: overall rate per run, the rate over the first 1,000 and the last 10%
-//! (the registry must not slow down as it grows), and VmRSS with 100,000 registered.
+//! (the registry must not slow down as it grows), VmRSS with N registered, and the time a
+//! restart on that directory takes until lookups answer (issue 10: ≤ 3 s at 100,000).
 //!
 //! Run: `cargo bench --bench registry_persist` (release). `BENCH_SIZES` (e.g. `100000`) and
 //! `BENCH_CACHE_MB` override the sizes and the sled cache. `BENCH_DIR` picks the parent of the
@@ -50,21 +51,50 @@ struct Run {
     first_1k: Duration,
     last_10pct: Duration,
     rss_kb: Option<u64>,
+    /// From `registry::start` on the populated directory (new actor system) until it answers
+    /// lookups, and the VmRSS right after.
+    restart: Duration,
+    rss_after_restart_kb: Option<u64>,
 }
 
 fn rate(count: usize, d: Duration) -> f64 {
     (count as f64 / d.as_secs_f64()).round()
 }
 
-async fn run(n: usize, parent: &std::path::Path, cache_mb: u64) -> Run {
-    let dir = tempfile::tempdir_in(parent).expect("a temporary data directory");
-    let (addr, reader) = registry::start(RegistryConfig {
-        data_dir: dir.path().to_path_buf(),
+fn config(dir: &std::path::Path, cache_mb: u64) -> RegistryConfig {
+    RegistryConfig {
+        data_dir: dir.to_path_buf(),
         cache_mb,
         expiry_grace_s: 3600,
         max_registrations: None,
-    })
-    .expect("the registry starts on a fresh directory");
+    }
+}
+
+/// Populate a fresh directory in one actor system, then restart on it in another.
+fn run(n: usize, parent: &std::path::Path, cache_mb: u64) -> Run {
+    let dir = tempfile::tempdir_in(parent).expect("a temporary data directory");
+    let sys = System::new();
+    let mut run = sys.block_on(populate(n, dir.path(), cache_mb));
+    System::current().stop();
+    let _ = sys.run();
+
+    let sys = System::new();
+    sys.block_on(async {
+        let started = Instant::now();
+        let (_addr, reader) =
+            registry::start(config(dir.path(), cache_mb)).expect("the registry restarts");
+        assert_eq!(reader.len(), n);
+        run.restart = started.elapsed();
+        run.rss_after_restart_kb = vm_rss_kb();
+    });
+    System::current().stop();
+    let _ = sys.run();
+    run
+}
+
+async fn populate(n: usize, dir: &std::path::Path, cache_mb: u64) -> Run {
+    let (addr, reader) =
+        registry::start(config(dir, cache_mb)).expect("the registry starts on a fresh directory");
 
     let last_start_at = n - n / 10;
     let started = Instant::now();
@@ -97,6 +127,8 @@ async fn run(n: usize, parent: &std::path::Path, cache_mb: u64) -> Run {
         first_1k: first_1k.unwrap_or(total),
         last_10pct: last_started.map_or(total, |t| t.elapsed()),
         rss_kb: vm_rss_kb(),
+        restart: Duration::ZERO,
+        rss_after_restart_kb: None,
     }
 }
 
@@ -121,14 +153,7 @@ fn main() {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .filter(|v: &Vec<usize>| !v.is_empty())
         .unwrap_or_else(|| vec![10_000, 100_000]);
-    let sys = System::new();
-    let runs: Vec<Run> = sys.block_on(async {
-        let mut runs = Vec::new();
-        for &n in &sizes {
-            runs.push(run(n, &parent, cache_mb).await);
-        }
-        runs
-    });
+    let runs: Vec<Run> = sizes.iter().map(|&n| run(n, &parent, cache_mb)).collect();
     let mut json = serde_json::json!({
         "bench": "registry_persist",
         "in_flight": IN_FLIGHT,
@@ -143,6 +168,8 @@ fn main() {
             "first_1k_per_s": rate(1000, r.first_1k),
             "last_10pct_per_s": rate(r.n / 10, r.last_10pct),
             "vm_rss_mb_after": r.rss_kb.map(|kb| kb / 1024),
+            "restart_ms": r.restart.as_millis(),
+            "vm_rss_mb_after_restart": r.rss_after_restart_kb.map(|kb| kb / 1024),
         });
     }
     println!("{json}");

@@ -8,7 +8,10 @@
 //! Group commit: each change is applied to the index and written to sled in memory, and its
 //! reply is parked. One flush covers every change parked before it started; while it runs, new
 //! changes collect into the next batch. When a flush completes, its replies are answered and
-//! their events published, in order. Nothing is acknowledged before it is on disk.
+//! their events published, in order. Nothing is acknowledged before it is on disk. If a flush
+//! fails, every request of its batch is answered `RegistryError::Store` and its events are not
+//! published; the changes stay applied in memory (sled holds them too and the next successful
+//! flush writes them), which errs towards keeping registrations rather than losing them.
 //!
 //! Expiry: one timer, armed at the earliest deadline. An expired registration leaves the live
 //! views (event `Removed{Expired}`) but stays revivable by an Update for the grace period, after
