@@ -54,6 +54,19 @@ pub struct RegistryConfig {
     pub max_registrations: Option<usize>,
 }
 
+impl RegistryConfig {
+    /// The registry's part of `config.yaml`: `gateway.data_dir`, `gateway.cache_mb`,
+    /// `rd.expiry_grace_s`; no registration limit.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        RegistryConfig {
+            data_dir: config.gateway.data_dir.clone(),
+            cache_mb: config.gateway.cache_mb,
+            expiry_grace_s: config.rd.expiry_grace_s,
+            max_registrations: None,
+        }
+    }
+}
+
 /// Open the store, load every registration into the index, and start the actor. Must be called
 /// inside a running actix system. Store errors (locked, unopenable, unsupported format) surface
 /// here, before anything runs.

@@ -103,7 +103,8 @@ impl Index {
         })
     }
 
-    /// Every live registration of `ep`, whatever its sector, in id order.
+    /// Every live registration of `ep`, whatever its sector: no sector first, then by sector
+    /// name, then by id.
     pub fn find_ep<'a>(
         &'a self,
         ep: &EndpointName,

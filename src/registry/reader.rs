@@ -35,7 +35,7 @@ impl RegistryReader {
         self.read().find(ep, d).cloned()
     }
 
-    /// Every live registration of `ep`, whatever its sector, in id order.
+    /// Every live registration of `ep`, whatever its sector (no sector first, then by sector).
     pub fn find_ep(&self, ep: &EndpointName) -> Vec<Arc<Registration>> {
         self.read().find_ep(ep).cloned().collect()
     }
