@@ -19,6 +19,9 @@ pub enum StoreError {
         "the registry database at {path} is locked by another process (is the gateway running?)"
     )]
     Locked { path: PathBuf },
+    /// Only from [`super::store::Store::open_existing`] (tools that must not create a database).
+    #[error("no registry database at {path}")]
+    NotFound { path: PathBuf },
     #[error("registry database I/O failed: {0}")]
     Io(#[from] sled::Error),
     #[error("stored record {key} cannot be decoded: {source}")]

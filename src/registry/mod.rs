@@ -3,11 +3,23 @@
 //! - `model`: the RFC 9176 data model (validated names, ids, status).
 //! - `messages`: the typed messages the actor takes, and the events it publishes.
 //! - `error`: RegistryError and StoreError.
+//! - `index`: the in-memory index (by id, by `ep`+`d`, inverted by attribute, by deadline).
+//! - `store`: the sled store (versioned encoding, id counter, flush).
+//! - `actor`: the Registry actor (group commit, expiry, events).
+//! - `reader`: the lock-based read handle for lookups.
 
+pub mod actor;
 pub mod error;
+pub mod index;
 pub mod messages;
 pub mod model;
+pub mod reader;
+pub mod store;
 
+pub use actor::{start, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
+pub use index::Index;
 pub use messages::*;
 pub use model::*;
+pub use reader::RegistryReader;
+pub use store::Store;

@@ -1,0 +1,462 @@
+//! Block-wise transfer (RFC 7959): the Block1/Block2 option value, response slicing, and the
+//! server's Block1 reassembly state.
+//!
+//! Pure logic: the endpoint owns a [`Block1Assembler`] and asks it what to answer; time is
+//! passed in so tests need no clock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A Block1/Block2 option value (RFC 7959 §2.2): block number, more flag, size exponent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockOption {
+    pub num: u32,
+    pub more: bool,
+    /// SZX: the block size is `16 << szx`; 7 is reserved (BERT, RFC 8323) and rejected here.
+    pub szx: u8,
+}
+
+impl BlockOption {
+    pub fn new(num: u32, more: bool, size: usize) -> BlockOption {
+        BlockOption {
+            num,
+            more,
+            szx: szx_for(size),
+        }
+    }
+
+    pub fn size(self) -> usize {
+        16usize << self.szx.min(6)
+    }
+
+    /// Byte offset of this block in the body.
+    pub fn offset(self) -> usize {
+        self.num as usize * self.size()
+    }
+
+    /// `None` when the value is longer than 3 bytes, the number exceeds 20 bits, or SZX is 7.
+    pub fn decode(bytes: &[u8]) -> Option<BlockOption> {
+        if bytes.len() > 3 {
+            return None;
+        }
+        let v = bytes.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b));
+        let szx = (v & 0x7) as u8;
+        if szx == 7 {
+            return None;
+        }
+        Some(BlockOption {
+            num: v >> 4,
+            more: v & 0x8 != 0,
+            szx,
+        })
+    }
+
+    /// Minimal-length uint encoding (a zero value is the empty option).
+    pub fn encode(self) -> Vec<u8> {
+        let v = (self.num << 4) | (u32::from(self.more) << 3) | u32::from(self.szx & 0x7);
+        encode_uint(v)
+    }
+}
+
+/// SZX for the largest power-of-two block not above `size` (clamped to 16..=1024).
+pub fn szx_for(size: usize) -> u8 {
+    let mut szx = 6u8;
+    while szx > 0 && (16usize << szx) > size {
+        szx -= 1;
+    }
+    szx
+}
+
+/// Minimal big-endian uint option value (RFC 7252 §3.2).
+pub fn encode_uint(v: u32) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count();
+    bytes[skip..].to_vec()
+}
+
+/// The slice of `body` that block `req` (num, szx) designates, and whether more follow.
+/// `None` when the block starts beyond the body (RFC 7959 §2.4: answer 4.02).
+pub fn slice_block(body: &[u8], req: BlockOption) -> Option<(&[u8], BlockOption)> {
+    let size = req.size();
+    let start = req.offset();
+    if start >= body.len() && !(start == 0 && body.is_empty()) {
+        return None;
+    }
+    let end = (start + size).min(body.len());
+    Some((
+        &body[start..end],
+        BlockOption {
+            num: req.num,
+            more: end < body.len(),
+            szx: req.szx,
+        },
+    ))
+}
+
+/// What the server answers to one Block1 block.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Block1Outcome {
+    /// Stored; answer 2.31 Continue echoing this block option.
+    Continue(BlockOption),
+    /// The last block arrived: the whole body, and the block option to echo in the response.
+    Complete(Vec<u8>, BlockOption),
+    /// Out of order or unknown transfer: 4.08 Request Entity Incomplete.
+    Incomplete,
+    /// Over the body bound: 4.13 with Size1 = the bound.
+    TooLarge,
+}
+
+struct Transfer {
+    body: Vec<u8>,
+    next_num: u32,
+    szx: u8,
+    touched: Instant,
+}
+
+/// Block1 reassembly keyed by (peer, request key) — the request key is everything that
+/// identifies the resource (RFC 7959 §2.5: same endpoint, same Uri options).
+pub struct Block1Assembler {
+    transfers: HashMap<(SocketAddr, String), Transfer>,
+    max_body: usize,
+    max_transfers: usize,
+    idle_timeout: Duration,
+}
+
+impl Block1Assembler {
+    pub fn new(max_body: usize, max_transfers: usize, idle_timeout: Duration) -> Self {
+        Block1Assembler {
+            transfers: HashMap::new(),
+            max_body,
+            max_transfers,
+            idle_timeout,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.transfers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.transfers.is_empty()
+    }
+
+    pub fn offer(
+        &mut self,
+        peer: SocketAddr,
+        key: String,
+        block: BlockOption,
+        payload: &[u8],
+        size1: Option<u32>,
+        now: Instant,
+    ) -> Block1Outcome {
+        if size1.is_some_and(|s| s as usize > self.max_body) {
+            self.transfers.remove(&(peer, key));
+            return Block1Outcome::TooLarge;
+        }
+        let map_key = (peer, key);
+        if block.num == 0 {
+            // A fresh start replaces any earlier transfer of the same resource.
+            if !block.more {
+                self.transfers.remove(&map_key);
+                if payload.len() > self.max_body {
+                    return Block1Outcome::TooLarge;
+                }
+                return Block1Outcome::Complete(payload.to_vec(), block);
+            }
+            // The client must send full blocks except the last (RFC 7959 §2.3).
+            if payload.len() != block.size() {
+                return Block1Outcome::Incomplete;
+            }
+            if self.transfers.len() >= self.max_transfers && !self.transfers.contains_key(&map_key)
+            {
+                self.expire(now);
+                if self.transfers.len() >= self.max_transfers {
+                    // Shedding load: the client retries the whole upload later.
+                    return Block1Outcome::Incomplete;
+                }
+            }
+            self.transfers.insert(
+                map_key,
+                Transfer {
+                    body: payload.to_vec(),
+                    next_num: 1,
+                    szx: block.szx,
+                    touched: now,
+                },
+            );
+            return Block1Outcome::Continue(block);
+        }
+        let Some(t) = self.transfers.get_mut(&map_key) else {
+            return Block1Outcome::Incomplete;
+        };
+        // A client may lower the block size mid-transfer (RFC 7959 §2.5), which renumbers:
+        // accept any block whose byte offset is exactly where we are.
+        if block.offset() != t.body.len() || (block.szx != t.szx && block.szx > t.szx) {
+            self.transfers.remove(&map_key);
+            return Block1Outcome::Incomplete;
+        }
+        if t.body.len() + payload.len() > self.max_body {
+            self.transfers.remove(&map_key);
+            return Block1Outcome::TooLarge;
+        }
+        if block.more && payload.len() != block.size() {
+            self.transfers.remove(&map_key);
+            return Block1Outcome::Incomplete;
+        }
+        t.body.extend_from_slice(payload);
+        t.next_num = block.num + 1;
+        t.szx = block.szx;
+        t.touched = now;
+        if block.more {
+            Block1Outcome::Continue(block)
+        } else {
+            let body = self
+                .transfers
+                .remove(&map_key)
+                .map(|t| t.body)
+                .unwrap_or_default();
+            Block1Outcome::Complete(body, block)
+        }
+    }
+
+    /// Forget transfers idle longer than the timeout.
+    pub fn expire(&mut self, now: Instant) {
+        let idle = self.idle_timeout;
+        self.transfers
+            .retain(|_, t| now.saturating_duration_since(t.touched) < idle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:5683".parse().unwrap()
+    }
+
+    #[test]
+    fn option_value_round_trips() {
+        for (num, more, szx) in [
+            (0, false, 0),
+            (0, true, 6),
+            (1, true, 2),
+            (1_000_000, false, 6),
+        ] {
+            let b = BlockOption { num, more, szx };
+            assert_eq!(BlockOption::decode(&b.encode()), Some(b));
+        }
+        assert_eq!(
+            BlockOption {
+                num: 0,
+                more: false,
+                szx: 0
+            }
+            .encode(),
+            Vec::<u8>::new()
+        );
+        assert_eq!(BlockOption::decode(&[0x0f]), None, "szx 7 is BERT");
+        assert_eq!(BlockOption::decode(&[1, 2, 3, 4]), None);
+        assert_eq!(szx_for(1024), 6);
+        assert_eq!(szx_for(100), 2);
+    }
+
+    #[test]
+    fn slicing_covers_the_body_exactly() {
+        let body: Vec<u8> = (0..10_240u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        let mut num = 0;
+        loop {
+            let (chunk, b) = slice_block(&body, BlockOption::new(num, false, 1024)).unwrap();
+            out.extend_from_slice(chunk);
+            if !b.more {
+                break;
+            }
+            num += 1;
+        }
+        assert_eq!(out, body);
+        assert_eq!(num, 9);
+        assert!(slice_block(&body, BlockOption::new(10, false, 1024)).is_none());
+        let (empty, b) = slice_block(&[], BlockOption::new(0, false, 64)).unwrap();
+        assert!(empty.is_empty() && !b.more);
+    }
+
+    #[test]
+    fn block1_reassembles_in_order_and_rejects_gaps() {
+        let now = Instant::now();
+        let mut a = Block1Assembler::new(4096, 4, Duration::from_secs(60));
+        let k = || "POST /rd".to_string();
+        let blk = |num, more| BlockOption::new(num, more, 16);
+        assert_eq!(
+            a.offer(peer(), k(), blk(0, true), &[1; 16], None, now),
+            Block1Outcome::Continue(blk(0, true))
+        );
+        assert_eq!(
+            a.offer(peer(), k(), blk(1, true), &[2; 16], None, now),
+            Block1Outcome::Continue(blk(1, true))
+        );
+        match a.offer(peer(), k(), blk(2, false), &[3; 5], None, now) {
+            Block1Outcome::Complete(body, b) => {
+                assert_eq!(body.len(), 37);
+                assert_eq!(&body[16..32], &[2; 16]);
+                assert_eq!(b, blk(2, false));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(a.is_empty());
+        // A gap is 4.08.
+        a.offer(peer(), k(), blk(0, true), &[1; 16], None, now);
+        assert_eq!(
+            a.offer(peer(), k(), blk(2, true), &[1; 16], None, now),
+            Block1Outcome::Incomplete
+        );
+        // A middle block without a transfer is 4.08.
+        assert_eq!(
+            a.offer(peer(), k(), blk(1, true), &[1; 16], None, now),
+            Block1Outcome::Incomplete
+        );
+    }
+
+    #[test]
+    fn block1_enforces_the_body_bound_and_expiry() {
+        let now = Instant::now();
+        let mut a = Block1Assembler::new(32, 4, Duration::from_secs(1));
+        let blk = |num, more| BlockOption::new(num, more, 16);
+        assert_eq!(
+            a.offer(peer(), "x".into(), blk(0, true), &[0; 16], Some(100), now),
+            Block1Outcome::TooLarge
+        );
+        a.offer(peer(), "x".into(), blk(0, true), &[0; 16], None, now);
+        a.offer(peer(), "x".into(), blk(1, true), &[0; 16], None, now);
+        assert_eq!(
+            a.offer(peer(), "x".into(), blk(2, false), &[0; 1], None, now),
+            Block1Outcome::TooLarge
+        );
+        a.offer(peer(), "y".into(), blk(0, true), &[0; 16], None, now);
+        a.expire(now + Duration::from_secs(2));
+        assert!(a.is_empty());
+    }
+}
+
+/// Bodies of block-wise responses, so that follow-up Block2 requests are served from the
+/// same representation without re-running the handler (RFC 7959 §2.4; needed for a POST
+/// whose response is block-wise, and keeps large lookups consistent across blocks).
+/// Keyed by (peer, request key); bounded by entries and bytes; entries expire after `ttl`.
+pub struct Block2Cache<V> {
+    map: HashMap<(SocketAddr, String), (Instant, u64, V, usize)>,
+    order: std::collections::VecDeque<((SocketAddr, String), u64)>,
+    ttl: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+    bytes: usize,
+    generation: u64,
+}
+
+impl<V: Clone> Block2Cache<V> {
+    pub fn new(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
+        Block2Cache {
+            map: HashMap::new(),
+            order: Default::default(),
+            ttl,
+            max_entries: max_entries.max(1),
+            max_bytes,
+            bytes: 0,
+            generation: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Remember `value` (of `size` bytes) for (peer, key), replacing an older one.
+    pub fn insert(&mut self, peer: SocketAddr, key: String, value: V, size: usize, now: Instant) {
+        if size > self.max_bytes {
+            return;
+        }
+        self.generation += 1;
+        let k = (peer, key);
+        if let Some((_, _, _, old)) = self
+            .map
+            .insert(k.clone(), (now, self.generation, value, size))
+        {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        self.order.push_back((k, self.generation));
+        while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
+            if !self.pop_front() {
+                break;
+            }
+        }
+    }
+
+    pub fn get(&mut self, peer: SocketAddr, key: &str, now: Instant) -> Option<V> {
+        // Pop expired entries from the front (insertion order is expiry order).
+        while let Some((k, generation)) = self.order.front() {
+            let live = self.map.get(k).is_some_and(|(at, g, _, _)| {
+                g == generation && now.saturating_duration_since(*at) < self.ttl
+            });
+            if live {
+                break;
+            }
+            // Stale queue entries (replaced keys) and expired ones both go.
+            self.pop_front();
+        }
+        self.map
+            .get(&(peer, key.to_string()))
+            .map(|(_, _, v, _)| v.clone())
+    }
+
+    fn pop_front(&mut self) -> bool {
+        let Some((k, generation)) = self.order.pop_front() else {
+            return false;
+        };
+        if self
+            .map
+            .get(&k)
+            .is_some_and(|(_, g, _, _)| *g == generation)
+        {
+            if let Some((_, _, _, size)) = self.map.remove(&k) {
+                self.bytes -= size;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn block2_cache_is_bounded_and_expires() {
+        let now = Instant::now();
+        let p: SocketAddr = "[::1]:1".parse().unwrap();
+        let mut c = Block2Cache::new(Duration::from_secs(10), 2, 100);
+        c.insert(p, "a".into(), 1, 40, now);
+        c.insert(p, "b".into(), 2, 40, now);
+        assert_eq!(c.get(p, "a", now), Some(1));
+        c.insert(p, "c".into(), 3, 40, now);
+        assert_eq!(c.get(p, "a", now), None, "evicted by count/bytes");
+        assert_eq!(c.get(p, "c", now), Some(3));
+        c.insert(p, "c".into(), 4, 10, now + Duration::from_secs(5));
+        assert_eq!(
+            c.get(p, "c", now + Duration::from_secs(12)),
+            Some(4),
+            "replaced entry lives on"
+        );
+        assert_eq!(
+            c.get(p, "b", now + Duration::from_secs(12)),
+            None,
+            "expired"
+        );
+        c.insert(p, "huge".into(), 5, 1000, now);
+        assert_eq!(c.get(p, "huge", now), None, "larger than the byte bound");
+    }
+}

@@ -1,0 +1,807 @@
+//! The endpoint: the owned UDP sockets (one per bind address), one receive loop per socket,
+//! and the server side of RFC 7252 on top of the pure modules: deduplication (§4.5),
+//! piggybacked responses (§5.2.1), ping → RST (§4.3), option errors (§5.4.1), Block1/Block2
+//! (RFC 7959) and Observe registrations and notifications (RFC 7641 §4).
+//!
+//! The receive loop also routes the client side's traffic (ACK, RST, separate responses and
+//! notifications) to the exchanges waiting for it; see `client.rs`.
+//!
+//! Fast path: a request whose handler future is ready on its first poll is answered inline
+//! from the receive loop — no task spawn, and the response is sent with `try_send_to`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use coap_lite::Packet;
+use futures::future::BoxFuture;
+use rand::Rng;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::block::{
+    slice_block, szx_for, Block1Assembler, Block1Outcome, Block2Cache, BlockOption,
+};
+use super::client::CoapClient;
+use super::code::{Code, Method};
+use super::codec::{
+    self, code_of, encode_empty, encode_response, msg_type, DecodeError, MsgType, ResponseExtras,
+};
+use super::dedup::{DedupCache, FastBuild, Seen};
+use super::error::{ClientError, CoapError};
+use super::exchange::Backoff;
+use super::message::{InboundRequest, ObserveKey, OutboundResponse};
+use super::observe::ObserverRegistry;
+use super::params::TransmissionParams;
+
+/// What a handler returns; `futures::future::ready(..).boxed()` for synchronous handlers.
+pub type HandlerFuture = BoxFuture<'static, OutboundResponse>;
+
+/// The application side of the server: the RD, or a test device.
+pub trait RequestHandler: Send + Sync + 'static {
+    fn handle(&self, req: InboundRequest) -> HandlerFuture;
+}
+
+/// Lock a std mutex, ignoring poisoning: every critical section here leaves the state
+/// consistent at each step, so a panic elsewhere must not take the endpoint down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) struct SocketCtx {
+    pub socket: UdpSocket,
+    pub local: SocketAddr,
+    mid: AtomicU16,
+}
+
+/// Something the receive loop delivers to a waiting exchange.
+#[derive(Debug)]
+pub(crate) enum Event {
+    EmptyAck,
+    Reset,
+    Response {
+        packet: Packet,
+        mtype: MsgType,
+    },
+    /// A response we rejected (unknown critical option): the exchange fails.
+    Rejected,
+}
+
+#[derive(Default)]
+pub(crate) struct Exchanges {
+    pub by_token: HashMap<[u8; 8], (SocketAddr, mpsc::UnboundedSender<Event>), FastBuild>,
+    pub by_mid: HashMap<(SocketAddr, u16), mpsc::UnboundedSender<Event>, FastBuild>,
+}
+
+pub(crate) struct Shared {
+    pub sockets: Vec<SocketCtx>,
+    pub params: TransmissionParams,
+    handler: Arc<dyn RequestHandler>,
+    dedup: Mutex<DedupCache>,
+    block1: Mutex<Block1Assembler>,
+    block2: Mutex<Block2Cache<Arc<OutboundResponse>>>,
+    observers: Mutex<ObserverRegistry>,
+    observer_total: AtomicUsize,
+    pub exchanges: Mutex<Exchanges>,
+    pub in_flight: Arc<Semaphore>,
+    pub per_peer: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+}
+
+/// Context a response needs once the handler has answered.
+struct ReplyCtx {
+    idx: usize,
+    peer: SocketAddr,
+    mid: u16,
+    confirmable: bool,
+    token: Vec<u8>,
+    block1: Option<BlockOption>,
+    block2: Option<BlockOption>,
+    /// The request to remember if the handler accepts an observation.
+    observe_req: Option<InboundRequest>,
+    /// Identifies the resource for the Block2 cache.
+    block_key: String,
+}
+
+impl Shared {
+    pub fn next_mid(&self, idx: usize) -> u16 {
+        self.sockets[idx].mid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The socket for a peer: same address family (IPv6 sockets are V6ONLY).
+    pub fn socket_for(&self, peer: SocketAddr) -> Option<usize> {
+        self.sockets
+            .iter()
+            .position(|s| s.local.is_ipv4() == peer.is_ipv4())
+    }
+
+    /// Send without waiting; a full socket buffer defers the send to a task.
+    fn send_now(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        match self.sockets[idx].socket.try_send_to(bytes, peer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let shared = Arc::clone(self);
+                let bytes = bytes.to_vec();
+                tokio::spawn(async move {
+                    let _ = shared.sockets[idx].socket.send_to(&bytes, peer).await;
+                });
+            }
+            Err(e) => log::debug!("coap: send to {peer} failed: {e}"),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        idx: usize,
+        bytes: &[u8],
+        peer: SocketAddr,
+    ) -> Result<(), ClientError> {
+        match self.sockets[idx].socket.send_to(bytes, peer).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unreachable(&e) => Err(ClientError::Unreachable(e)),
+            Err(e) => Err(ClientError::Io(e)),
+        }
+    }
+
+    fn on_datagram(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        let packet = match codec::decode(bytes) {
+            Ok(p) => p,
+            Err(DecodeError::Format {
+                mtype: MsgType::Con,
+                mid,
+            }) => {
+                // §4.2: a CON that cannot be processed is rejected.
+                self.send_now(idx, &encode_empty(MsgType::Rst, mid), peer);
+                return;
+            }
+            // §4.3: malformed NON, ACK and RST are silently ignored.
+            Err(_) => return,
+        };
+        let mtype = msg_type(&packet);
+        let code = code_of(&packet);
+        let mid = packet.header.message_id;
+        if code.is_empty() {
+            match mtype {
+                // A "CoAP ping" (§4.3).
+                MsgType::Con => self.send_now(idx, &encode_empty(MsgType::Rst, mid), peer),
+                MsgType::Non => {}
+                MsgType::Ack => self.deliver_by_mid(peer, mid, Event::EmptyAck),
+                MsgType::Rst => self.deliver_by_mid(peer, mid, Event::Reset),
+            }
+            return;
+        }
+        if code.is_request() {
+            if matches!(mtype, MsgType::Con | MsgType::Non) {
+                self.on_request(idx, packet, mtype, peer);
+            }
+            return;
+        }
+        self.on_response(idx, packet, mtype, peer);
+    }
+
+    fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
+        if let Some(tx) = lock(&self.exchanges).by_mid.get(&(peer, mid)) {
+            let _ = tx.send(ev);
+        }
+    }
+
+    fn on_response(self: &Arc<Self>, idx: usize, packet: Packet, mtype: MsgType, peer: SocketAddr) {
+        let mid = packet.header.message_id;
+        if matches!(mtype, MsgType::Con | MsgType::Non) {
+            let mut dedup = lock(&self.dedup);
+            match dedup.check(peer, mid, Instant::now()) {
+                Seen::New => {}
+                Seen::InProgress => return,
+                Seen::Answered(bytes) => {
+                    if mtype == MsgType::Con {
+                        self.send_now(idx, bytes, peer);
+                    }
+                    return;
+                }
+            }
+        }
+        let tx = <[u8; 8]>::try_from(packet.get_token()).ok().and_then(|t| {
+            lock(&self.exchanges)
+                .by_token
+                .get(&t)
+                .filter(|(p, _)| *p == peer)
+                .map(|(_, tx)| tx.clone())
+        });
+        let acceptable = codec::parse_response(&packet).is_some();
+        match mtype {
+            MsgType::Ack => {
+                if let Some(tx) = tx {
+                    let ev = if acceptable {
+                        Event::Response { packet, mtype }
+                    } else {
+                        Event::Rejected
+                    };
+                    let _ = tx.send(ev);
+                }
+            }
+            MsgType::Con | MsgType::Non => {
+                // A separate response or notification: ACK it if someone waits for it (§5.2.2),
+                // otherwise reject it — that is also how an unwanted notification is refused
+                // (RFC 7641 §3.6).
+                let wanted = tx.is_some() && acceptable;
+                let reply_type = if wanted { MsgType::Ack } else { MsgType::Rst };
+                let reply = encode_empty(reply_type, mid);
+                if mtype == MsgType::Con || !wanted {
+                    self.send_now(idx, &reply, peer);
+                }
+                if mtype == MsgType::Con {
+                    lock(&self.dedup).answered(peer, mid, &reply);
+                }
+                if let Some(tx) = tx {
+                    let ev = if acceptable {
+                        Event::Response { packet, mtype }
+                    } else {
+                        Event::Rejected
+                    };
+                    let _ = tx.send(ev);
+                }
+            }
+            MsgType::Rst => {}
+        }
+    }
+
+    fn on_request(self: &Arc<Self>, idx: usize, packet: Packet, mtype: MsgType, peer: SocketAddr) {
+        let mid = packet.header.message_id;
+        let now = Instant::now();
+        {
+            let mut dedup = lock(&self.dedup);
+            match dedup.check(peer, mid, now) {
+                Seen::New => {}
+                Seen::InProgress => return,
+                Seen::Answered(bytes) => {
+                    if mtype == MsgType::Con {
+                        self.send_now(idx, bytes, peer);
+                    }
+                    return;
+                }
+            }
+        }
+        let mut ctx = ReplyCtx {
+            idx,
+            peer,
+            mid,
+            confirmable: mtype == MsgType::Con,
+            token: packet.get_token().to_vec(),
+            block1: None,
+            block2: None,
+            observe_req: None,
+            block_key: String::new(),
+        };
+        let local = self.sockets[idx].local;
+        let parsed = match codec::parse_request(&packet, peer, local) {
+            Ok(p) => p,
+            Err(e) => {
+                let resp = OutboundResponse::new(e.code()).with_diagnostic(e.diagnostic());
+                self.reply(ctx, resp, ResponseExtras::default());
+                return;
+            }
+        };
+        drop(packet);
+        let mut req = parsed.request;
+        ctx.block2 = req.block2;
+        if let Some(b1) = parsed.block1 {
+            let key = request_key(&req);
+            let outcome = lock(&self.block1).offer(peer, key, b1, &req.payload, parsed.size1, now);
+            match outcome {
+                Block1Outcome::Continue(b) => {
+                    let extras = ResponseExtras {
+                        block1: Some(b),
+                        ..Default::default()
+                    };
+                    self.reply(ctx, OutboundResponse::new(Code::CONTINUE), extras);
+                    return;
+                }
+                Block1Outcome::Complete(body, b) => {
+                    req.payload = body;
+                    ctx.block1 = Some(b);
+                }
+                Block1Outcome::Incomplete => {
+                    self.reply(
+                        ctx,
+                        OutboundResponse::new(Code::REQUEST_ENTITY_INCOMPLETE),
+                        ResponseExtras::default(),
+                    );
+                    return;
+                }
+                Block1Outcome::TooLarge => {
+                    let extras = ResponseExtras {
+                        size1: Some(self.params.max_body as u32),
+                        ..Default::default()
+                    };
+                    self.reply(
+                        ctx,
+                        OutboundResponse::new(Code::REQUEST_ENTITY_TOO_LARGE),
+                        extras,
+                    );
+                    return;
+                }
+            }
+        }
+        ctx.block_key = request_key(&req);
+        if req.block2.is_some_and(|b| b.num > 0) {
+            let cached = lock(&self.block2).get(peer, &ctx.block_key, now);
+            if let Some(resp) = cached {
+                self.reply(ctx, (*resp).clone(), ResponseExtras::default());
+                return;
+            }
+        }
+        self.observe_bookkeeping(&mut ctx, &req);
+        let mut fut = self.handler.handle(req);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(resp) => self.reply(ctx, resp, ResponseExtras::default()),
+            Poll::Pending => {
+                // The handler really waits (e.g. for the Registry): finish on a task. Polling
+                // again with a real waker re-registers interest, so the no-op waker is harmless.
+                let shared = Arc::clone(self);
+                tokio::spawn(async move {
+                    let resp = fut.await;
+                    shared.reply(ctx, resp, ResponseExtras::default());
+                });
+            }
+        }
+    }
+
+    /// RFC 7641 §3.6 / §4.1: Observe=1 or a plain GET with an observing token deregisters;
+    /// Observe=0 on the first block remembers the request for a possible registration.
+    fn observe_bookkeeping(&self, ctx: &mut ReplyCtx, req: &InboundRequest) {
+        let first_block = req.block2.is_none_or(|b| b.num == 0);
+        match req.observe {
+            Some(0) if first_block && matches!(req.method, Method::Get | Method::Fetch) => {
+                ctx.observe_req = Some(req.clone());
+            }
+            _ => {
+                if self.observer_total.load(Ordering::Relaxed) > 0
+                    && (req.observe == Some(1) || req.method == Method::Get)
+                    && first_block
+                {
+                    let mut obs = lock(&self.observers);
+                    if obs.remove(req.source, &req.token) {
+                        self.observer_total.store(obs.len(), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn reply(self: &Arc<Self>, ctx: ReplyCtx, resp: OutboundResponse, mut extras: ResponseExtras) {
+        if extras.block1.is_none() {
+            extras.block1 = ctx.block1;
+        }
+        if let (Some(orig), Some(key)) = (ctx.observe_req, &resp.observe) {
+            if resp.code.is_success() {
+                let mut obs = lock(&self.observers);
+                if obs.register(key.clone(), orig) {
+                    extras.observe = Some(obs.next_seq());
+                }
+                self.observer_total.store(obs.len(), Ordering::Relaxed);
+            }
+        }
+        let (mtype, mid) = if ctx.confirmable {
+            (MsgType::Ack, ctx.mid)
+        } else {
+            (MsgType::Non, self.next_mid(ctx.idx))
+        };
+        let bytes = match self.block2_slice(&resp.payload, ctx.block2) {
+            Ok((payload, block2)) => {
+                if let Some(b) = block2 {
+                    extras.block2 = Some(b);
+                    extras.size2 = Some(resp.payload.len() as u32);
+                    if b.num > 0 {
+                        extras.observe = None;
+                    }
+                }
+                let bytes = encode_response(mtype, mid, &ctx.token, &resp, payload, extras);
+                if block2.is_some_and(|b| b.more) {
+                    let size = resp.payload.len();
+                    lock(&self.block2).insert(
+                        ctx.peer,
+                        ctx.block_key.clone(),
+                        Arc::new(resp),
+                        size,
+                        Instant::now(),
+                    );
+                }
+                bytes
+            }
+            Err(()) => {
+                let err = OutboundResponse::new(Code::BAD_OPTION)
+                    .with_diagnostic("block number beyond the representation");
+                encode_response(
+                    mtype,
+                    mid,
+                    &ctx.token,
+                    &err,
+                    &err.payload,
+                    ResponseExtras::default(),
+                )
+            }
+        };
+        self.send_now(ctx.idx, &bytes, ctx.peer);
+        if ctx.confirmable {
+            lock(&self.dedup).answered(ctx.peer, ctx.mid, &bytes);
+        }
+    }
+
+    /// The part of `body` to send: all of it if it fits and no block was asked for, else the
+    /// requested (or first) block at min(asked, configured) size. Err: block out of range.
+    #[allow(clippy::type_complexity)]
+    fn block2_slice<'a>(
+        &self,
+        body: &'a [u8],
+        asked: Option<BlockOption>,
+    ) -> Result<(&'a [u8], Option<BlockOption>), ()> {
+        let own = self.params.block_size;
+        match asked {
+            None if body.len() <= own => Ok((body, None)),
+            None => {
+                let b = BlockOption::new(0, false, own);
+                slice_block(body, b).map(|(s, b)| (s, Some(b))).ok_or(())
+            }
+            Some(a) => {
+                let size = a.size().min(own);
+                // A smaller block size renumbers (RFC 7959 §2.4 late negotiation): keep the
+                // byte offset the client asked for.
+                let b = BlockOption {
+                    num: (a.offset() / size) as u32,
+                    more: false,
+                    szx: szx_for(size),
+                };
+                if b.num == 0 && body.len() <= size {
+                    return Ok((body, Some(b)));
+                }
+                slice_block(body, b).map(|(s, b)| (s, Some(b))).ok_or(())
+            }
+        }
+    }
+
+    /// Send a CON (ping or notification) and wait for its ACK or RST within `budget`.
+    pub async fn confirm(
+        self: &Arc<Self>,
+        idx: usize,
+        peer: SocketAddr,
+        mid: u16,
+        bytes: &[u8],
+        budget: Duration,
+    ) -> Result<(Event, Duration), ClientError> {
+        let mut reg = Registration::new(Arc::clone(self), peer, None);
+        reg.set_mid(peer, mid);
+        let start = Instant::now();
+        let deadline = start + budget;
+        let mut backoff = Backoff::with_rng(&self.params, &mut rand::thread_rng());
+        let mut next = start + backoff.timeout();
+        let mut retransmitting = true;
+        self.send(idx, bytes, peer).await?;
+        loop {
+            let wake = if retransmitting {
+                next.min(deadline)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(wake.into(), reg.rx.recv()).await {
+                Ok(Some(ev)) => return Ok((ev, start.elapsed())),
+                Ok(None) => return Err(ClientError::Cancelled),
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(ClientError::Timeout);
+                    }
+                    if retransmitting && backoff.on_timeout() {
+                        self.send(idx, bytes, peer).await?;
+                        next = now + backoff.timeout();
+                    } else {
+                        retransmitting = false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn notify(self: &Arc<Self>, key: &ObserveKey) {
+        let observers = lock(&self.observers).observers(key);
+        for req in observers {
+            let shared = Arc::clone(self);
+            tokio::spawn(async move { shared.send_notification(req).await });
+        }
+    }
+
+    async fn send_notification(self: Arc<Self>, req: InboundRequest) {
+        let peer = req.source;
+        let token = req.token.clone();
+        let Some(idx) = self
+            .sockets
+            .iter()
+            .position(|s| s.local == req.local)
+            .or_else(|| self.socket_for(peer))
+        else {
+            return;
+        };
+        let block_key = request_key(&req);
+        let resp = self.handler.handle(req).await;
+        let mut extras = ResponseExtras::default();
+        let ends = !resp.code.is_success();
+        if !ends {
+            extras.observe = Some(lock(&self.observers).next_seq());
+        }
+        let (payload, block2) = self
+            .block2_slice(&resp.payload, None)
+            .unwrap_or((&[], None));
+        if block2.is_some() {
+            extras.block2 = block2;
+            extras.size2 = Some(resp.payload.len() as u32);
+        }
+        let mid = self.next_mid(idx);
+        let bytes = encode_response(MsgType::Con, mid, &token, &resp, payload, extras);
+        if block2.is_some_and(|b| b.more) {
+            let size = resp.payload.len();
+            lock(&self.block2).insert(
+                peer,
+                block_key,
+                Arc::new(resp.clone()),
+                size,
+                Instant::now(),
+            );
+        }
+        let budget = self.params.max_transmit_wait();
+        let outcome = self.confirm(idx, peer, mid, &bytes, budget).await;
+        // RFC 7641 §4.5: a RST or an unacknowledged CON notification ends the observation; so
+        // does an error response (§4.2).
+        if ends || !matches!(outcome, Ok((Event::EmptyAck, _))) {
+            let mut obs = lock(&self.observers);
+            obs.remove(peer, &token);
+            self.observer_total.store(obs.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+fn is_unreachable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
+    )
+}
+
+/// What identifies "the same resource" across Block1 blocks (RFC 7959 §2.5).
+fn request_key(req: &InboundRequest) -> String {
+    let mut k = format!("{:?} ", req.method);
+    k.push_str(&req.path.join("/"));
+    for q in &req.query {
+        k.push('?');
+        k.push_str(q);
+    }
+    k
+}
+
+/// An exchange's claim on a token and/or MID in the routing tables, removed on drop (so a
+/// cancelled request leaves nothing behind).
+pub(crate) struct Registration {
+    shared: Arc<Shared>,
+    token: Option<[u8; 8]>,
+    mid: Option<(SocketAddr, u16)>,
+    tx: mpsc::UnboundedSender<Event>,
+    pub rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Registration {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, token: Option<[u8; 8]>) -> Registration {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(t) = token {
+            lock(&shared.exchanges)
+                .by_token
+                .insert(t, (peer, tx.clone()));
+        }
+        Registration {
+            shared,
+            token,
+            mid: None,
+            tx,
+            rx,
+        }
+    }
+
+    pub fn token(&self) -> Option<[u8; 8]> {
+        self.token
+    }
+
+    /// Route empty ACK/RST for (peer, mid) here, instead of the previous message's.
+    pub fn set_mid(&mut self, peer: SocketAddr, mid: u16) {
+        let mut ex = lock(&self.shared.exchanges);
+        if let Some(old) = self.mid.take() {
+            ex.by_mid.remove(&old);
+        }
+        ex.by_mid.insert((peer, mid), self.tx.clone());
+        self.mid = Some((peer, mid));
+    }
+
+    pub fn clear_mid(&mut self) {
+        if let Some(old) = self.mid.take() {
+            lock(&self.shared.exchanges).by_mid.remove(&old);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut ex = lock(&self.shared.exchanges);
+        if let Some(t) = self.token {
+            ex.by_token.remove(&t);
+        }
+        if let Some(m) = self.mid {
+            ex.by_mid.remove(&m);
+        }
+    }
+}
+
+/// The bound endpoint. Dropping it (or [`Endpoint::shutdown`]) stops the receive loops.
+pub struct Endpoint {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Cheap handle for notifying observers.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Send a notification to every observer of `key` (the handler is re-run with each
+    /// observer's original request).
+    pub fn notify(&self, key: &ObserveKey) {
+        self.shared.notify(key);
+    }
+
+    pub fn observer_count(&self, key: &ObserveKey) -> usize {
+        lock(&self.shared.observers).count(key)
+    }
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // So that 0.0.0.0:P and [::]:P can both be bound.
+        socket.set_only_v6(true)?;
+    }
+    // Absorb bursts (many devices re-registering at once); the kernel caps it anyway.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+impl Endpoint {
+    pub async fn bind(
+        addrs: &[SocketAddr],
+        params: TransmissionParams,
+        handler: Arc<dyn RequestHandler>,
+    ) -> Result<Endpoint, CoapError> {
+        if addrs.is_empty() {
+            return Err(CoapError::NoAddress);
+        }
+        let mut rng = rand::thread_rng();
+        let mut sockets = Vec::with_capacity(addrs.len());
+        for &addr in addrs {
+            let bind_err = |source| CoapError::Bind { addr, source };
+            let std_socket = bind_one(addr).map_err(bind_err)?;
+            let socket = UdpSocket::from_std(std_socket).map_err(bind_err)?;
+            let local = socket.local_addr().map_err(bind_err)?;
+            sockets.push(SocketCtx {
+                socket,
+                local,
+                mid: AtomicU16::new(rng.gen()),
+            });
+        }
+        let shared = Arc::new(Shared {
+            sockets,
+            dedup: Mutex::new(DedupCache::new(
+                params.exchange_lifetime,
+                params.dedup_capacity,
+                params.dedup_max_bytes,
+            )),
+            block1: Mutex::new(Block1Assembler::new(
+                params.max_body,
+                params.max_block1_transfers,
+                params.exchange_lifetime,
+            )),
+            block2: Mutex::new(Block2Cache::new(
+                Duration::from_secs(60),
+                params.max_block1_transfers,
+                params.dedup_max_bytes,
+            )),
+            observers: Mutex::new(ObserverRegistry::new(params.max_observers)),
+            observer_total: AtomicUsize::new(0),
+            exchanges: Mutex::new(Exchanges::default()),
+            in_flight: Arc::new(Semaphore::new(params.max_in_flight)),
+            per_peer: Mutex::new(HashMap::new()),
+            handler,
+            params,
+        });
+        let tasks = (0..shared.sockets.len())
+            .map(|idx| tokio::spawn(recv_loop(Arc::clone(&shared), idx)))
+            .collect();
+        Ok(Endpoint { shared, tasks })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.sockets.iter().map(|s| s.local).collect()
+    }
+
+    pub fn client(&self) -> CoapClient {
+        CoapClient::new(Arc::clone(&self.shared))
+    }
+
+    pub fn server(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Stop the receive loops and fail pending client requests with `Cancelled`. The sockets
+    /// close once the last client handle is dropped.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    fn stop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.shared.in_flight.close();
+        let mut ex = lock(&self.shared.exchanges);
+        ex.by_token.clear();
+        ex.by_mid.clear();
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn recv_loop(shared: Arc<Shared>, idx: usize) {
+    // The largest UDP payload: a datagram must never be truncated into a "valid" message.
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let socket = &shared.sockets[idx].socket;
+        // Drain what is queued before sleeping again: one readiness wake-up per burst.
+        match socket.try_recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                shared.on_datagram(idx, &buf[..n], peer);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                log::debug!("coap: receive error on {}: {e}", shared.sockets[idx].local);
+                continue;
+            }
+        }
+        if let Err(e) = socket.readable().await {
+            log::warn!("coap: socket {} failed: {e}", shared.sockets[idx].local);
+            return;
+        }
+    }
+}

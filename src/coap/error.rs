@@ -1,0 +1,51 @@
+//! Errors at the CoAP layer's edges: binding the endpoint, and client requests.
+
+use std::io;
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CoapError {
+    #[error("no bind address given")]
+    NoAddress,
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a response did not come back as expected.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("response has an unsupported critical option or malformed options")]
+    BadResponse,
+    #[error("block-wise transfer failed: {0}")]
+    Block(&'static str),
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("request cannot be encoded")]
+    Encode,
+    #[error("server did not confirm the observation")]
+    NotObserved,
+}
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("no response within the time budget")]
+    Timeout,
+    #[error("peer rejected the message (RST)")]
+    Reset,
+    #[error("peer unreachable: {0}")]
+    Unreachable(io::Error),
+    #[error("too many requests in flight")]
+    Overloaded,
+    #[error("endpoint shut down")]
+    Cancelled,
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("I/O error: {0}")]
+    Io(io::Error),
+}

@@ -1,0 +1,213 @@
+//! The values the endpoint hands to handlers and clients: [`InboundRequest`] /
+//! [`OutboundResponse`] on the server side, [`ClientRequest`] / [`ClientResponse`] on the
+//! client side. Plain data; the wire format lives in `codec`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::block::BlockOption;
+use super::code::{Code, Method};
+
+/// Identifies an observable resource; the handler picks it (RFC 7641 §4.1).
+#[derive(Clone, Debug, Hash, Eq, PartialEq)]
+pub struct ObserveKey(pub String);
+
+/// A request as the handler sees it: body already reassembled from Block1.
+#[derive(Clone, Debug)]
+pub struct InboundRequest {
+    pub source: SocketAddr,
+    pub local: SocketAddr,
+    pub method: Method,
+    pub confirmable: bool,
+    /// Uri-Path segments, decoded as UTF-8.
+    pub path: Vec<String>,
+    /// Uri-Query items as sent, e.g. `ep=node1`, `obs`.
+    pub query: Vec<String>,
+    pub content_format: Option<u16>,
+    pub accept: Option<u16>,
+    /// Observe option value: 0 register, 1 deregister (RFC 7641 §2).
+    pub observe: Option<u32>,
+    pub etags: Vec<Vec<u8>>,
+    /// The block the client asked for (late negotiation or a follow-up block).
+    pub block2: Option<BlockOption>,
+    pub payload: Vec<u8>,
+    /// Whether the request arrived on a multicast address (not detected yet: always false).
+    pub multicast: bool,
+    pub token: Vec<u8>,
+}
+
+impl InboundRequest {
+    /// `/a/b` form of the path, for logs.
+    pub fn path_string(&self) -> String {
+        let mut s = String::new();
+        for seg in &self.path {
+            s.push('/');
+            s.push_str(seg);
+        }
+        if s.is_empty() {
+            s.push('/');
+        }
+        s
+    }
+
+    /// The value of the first `name=value` query item named `name`.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find_map(|q| {
+            let (k, v) = q.split_once('=').unwrap_or((q.as_str(), ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+/// What the handler answers. The endpoint adds the token, message type, Block2 slicing and,
+/// for observations, the Observe sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundResponse {
+    pub code: Code,
+    pub content_format: Option<u16>,
+    pub location_path: Vec<String>,
+    pub location_query: Vec<String>,
+    pub max_age: Option<u32>,
+    pub etag: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// Some(k): if the request had Observe=0 and the code is 2.xx, the peer becomes an
+    /// observer of `k` until it deregisters, resets a notification, or one times out.
+    pub observe: Option<ObserveKey>,
+    /// Echo option (RFC 9175), e.g. with 4.01.
+    pub echo: Option<Vec<u8>>,
+}
+
+impl OutboundResponse {
+    pub fn new(code: Code) -> Self {
+        OutboundResponse {
+            code,
+            content_format: None,
+            location_path: Vec::new(),
+            location_query: Vec::new(),
+            max_age: None,
+            etag: None,
+            payload: Vec::new(),
+            observe: None,
+            echo: None,
+        }
+    }
+
+    pub fn with_payload(mut self, content_format: u16, payload: Vec<u8>) -> Self {
+        self.content_format = Some(content_format);
+        self.payload = payload;
+        self
+    }
+
+    /// A diagnostic payload (RFC 7252 §5.5.2), no Content-Format.
+    pub fn with_diagnostic(mut self, text: impl Into<String>) -> Self {
+        self.payload = text.into().into_bytes();
+        self
+    }
+
+    pub fn with_location_path<I, S>(mut self, segments: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.location_path = segments.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn with_max_age(mut self, seconds: u32) -> Self {
+        self.max_age = Some(seconds);
+        self
+    }
+
+    pub fn with_etag(mut self, etag: Vec<u8>) -> Self {
+        self.etag = Some(etag);
+        self
+    }
+
+    pub fn with_observe(mut self, key: ObserveKey) -> Self {
+        self.observe = Some(key);
+        self
+    }
+}
+
+/// A request the gateway sends to a device.
+#[derive(Clone, Debug)]
+pub struct ClientRequest {
+    pub method: Method,
+    /// `/a/b`; empty segments are dropped, segments are not percent-decoded.
+    pub path: String,
+    pub query: Vec<String>,
+    pub payload: Vec<u8>,
+    pub content_format: Option<u16>,
+    pub accept: Option<u16>,
+    pub confirmable: bool,
+    /// Overall budget including retransmissions and every block; None = MAX_TRANSMIT_WAIT
+    /// per block exchange.
+    pub timeout: Option<Duration>,
+    pub etags: Vec<Vec<u8>>,
+}
+
+impl ClientRequest {
+    pub fn new(method: Method, path: &str) -> Self {
+        ClientRequest {
+            method,
+            path: path.to_string(),
+            query: Vec::new(),
+            payload: Vec::new(),
+            content_format: None,
+            accept: None,
+            confirmable: true,
+            timeout: None,
+            etags: Vec::new(),
+        }
+    }
+
+    pub fn get(path: &str) -> Self {
+        ClientRequest::new(Method::Get, path)
+    }
+
+    pub fn query(mut self, item: impl Into<String>) -> Self {
+        self.query.push(item.into());
+        self
+    }
+
+    pub fn payload(mut self, content_format: Option<u16>, payload: Vec<u8>) -> Self {
+        self.content_format = content_format;
+        self.payload = payload;
+        self
+    }
+
+    pub fn accept(mut self, content_format: u16) -> Self {
+        self.accept = Some(content_format);
+        self
+    }
+
+    pub fn non_confirmable(mut self) -> Self {
+        self.confirmable = false;
+        self
+    }
+
+    pub fn timeout(mut self, budget: Duration) -> Self {
+        self.timeout = Some(budget);
+        self
+    }
+
+    /// Uri-Path segments of `path`.
+    pub fn path_segments(&self) -> impl Iterator<Item = &str> {
+        self.path.split('/').filter(|s| !s.is_empty())
+    }
+}
+
+/// A response as the client returns it: Block2 already reassembled.
+#[derive(Clone, Debug)]
+pub struct ClientResponse {
+    pub code: Code,
+    pub content_format: Option<u16>,
+    pub payload: Vec<u8>,
+    pub observe: Option<u32>,
+    pub max_age: Option<u32>,
+    pub etag: Option<Vec<u8>>,
+    pub location_path: Vec<String>,
+    pub location_query: Vec<String>,
+    /// From the first transmission to the (first block of the) response.
+    pub rtt: Duration,
+}

@@ -1,0 +1,177 @@
+//! Observe (RFC 7641): the client's notification re-ordering rule (§3.4) and the server's
+//! registry of observers (§4.1). Pure: time is passed in.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::message::{InboundRequest, ObserveKey};
+
+const HALF: u32 = 1 << 23;
+/// RFC 7641 §3.4: after 128 s any notification is fresher (the sequence may have wrapped).
+const WRAP_TIME: Duration = Duration::from_secs(128);
+
+/// Whether notification (v2, t2) is fresher than (v1, t1), RFC 7641 §3.4.
+pub fn is_fresher(v1: u32, t1: Instant, v2: u32, t2: Instant) -> bool {
+    (v1 < v2 && v2 - v1 < HALF) || (v1 > v2 && v1 - v2 > HALF) || t2 > t1 + WRAP_TIME
+}
+
+/// The client's view of one observation: accepts only fresher notifications.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    last: Option<(u32, Instant)>,
+}
+
+impl Freshness {
+    /// True (and remembered) when `seq` received at `now` is newer than everything before.
+    pub fn accept(&mut self, seq: u32, now: Instant) -> bool {
+        let fresh = match self.last {
+            None => true,
+            Some((v1, t1)) => is_fresher(v1, t1, seq, now),
+        };
+        if fresh {
+            self.last = Some((seq, now));
+        }
+        fresh
+    }
+}
+
+/// Observers by resource key, and the reverse index by (peer, token) for deregistration.
+#[derive(Default)]
+pub struct ObserverRegistry {
+    by_key: HashMap<ObserveKey, HashMap<(SocketAddr, Vec<u8>), InboundRequest>>,
+    by_token: HashMap<(SocketAddr, Vec<u8>), ObserveKey>,
+    next_seq: u32,
+    max: usize,
+}
+
+impl ObserverRegistry {
+    pub fn new(max: usize) -> Self {
+        ObserverRegistry {
+            max,
+            next_seq: 2,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+
+    /// Register (or re-register, §4.1: same token replaces) `req`'s sender as observer of `key`.
+    /// False when full.
+    pub fn register(&mut self, key: ObserveKey, req: InboundRequest) -> bool {
+        let id = (req.source, req.token.clone());
+        self.remove(req.source, &req.token);
+        if self.by_token.len() >= self.max {
+            return false;
+        }
+        self.by_token.insert(id.clone(), key.clone());
+        self.by_key.entry(key).or_default().insert(id, req);
+        true
+    }
+
+    /// Remove the observation of (peer, token); true if there was one.
+    pub fn remove(&mut self, peer: SocketAddr, token: &[u8]) -> bool {
+        let id = (peer, token.to_vec());
+        let Some(key) = self.by_token.remove(&id) else {
+            return false;
+        };
+        if let Some(m) = self.by_key.get_mut(&key) {
+            m.remove(&id);
+            if m.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+        true
+    }
+
+    pub fn count(&self, key: &ObserveKey) -> usize {
+        self.by_key.get(key).map_or(0, HashMap::len)
+    }
+
+    /// The stored original requests of `key`'s observers.
+    pub fn observers(&self, key: &ObserveKey) -> Vec<InboundRequest> {
+        self.by_key
+            .get(key)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn is_observing(&self, peer: SocketAddr, token: &[u8]) -> bool {
+        self.by_token.contains_key(&(peer, token.to_vec()))
+    }
+
+    /// The next Observe value (24 bits, wrapping; §4.4).
+    pub fn next_seq(&mut self) -> u32 {
+        let s = self.next_seq;
+        self.next_seq = (self.next_seq + 1) & 0x00ff_ffff;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coap::code::Method;
+
+    #[test]
+    fn freshness_follows_rfc_7641_3_4() {
+        let t = Instant::now();
+        assert!(is_fresher(1, t, 2, t));
+        assert!(!is_fresher(2, t, 1, t));
+        assert!(!is_fresher(5, t, 5, t));
+        // Wrapped around 24 bits.
+        assert!(is_fresher(0x00ff_fff0, t, 3, t));
+        assert!(!is_fresher(3, t, 0x00ff_fff0, t));
+        // Anything after 128 s.
+        assert!(is_fresher(10, t, 2, t + Duration::from_secs(129)));
+
+        let mut f = Freshness::default();
+        assert!(f.accept(5, t));
+        assert!(!f.accept(4, t), "reordered older notification dropped");
+        assert!(f.accept(6, t));
+        assert!(!f.accept(6, t), "duplicate dropped");
+    }
+
+    fn req(port: u16, token: u8) -> InboundRequest {
+        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        InboundRequest {
+            source: a,
+            local: a,
+            method: Method::Get,
+            confirmable: true,
+            path: vec!["x".into()],
+            query: vec![],
+            content_format: None,
+            accept: None,
+            observe: Some(0),
+            etags: vec![],
+            block2: None,
+            payload: vec![],
+            multicast: false,
+            token: vec![token],
+        }
+    }
+
+    #[test]
+    fn registry_registers_replaces_and_removes() {
+        let mut r = ObserverRegistry::new(2);
+        let k = ObserveKey("x".into());
+        assert!(r.register(k.clone(), req(1, 1)));
+        assert!(r.register(k.clone(), req(1, 1)), "same token replaces");
+        assert_eq!(r.count(&k), 1);
+        assert!(r.register(ObserveKey("y".into()), req(2, 1)));
+        assert!(!r.register(k.clone(), req(3, 1)), "bounded");
+        assert!(r.remove(req(1, 1).source, &[1]));
+        assert!(!r.remove(req(1, 1).source, &[1]));
+        assert_eq!(r.count(&k), 0);
+        assert_eq!(r.len(), 1);
+        let a = r.next_seq();
+        assert_eq!(r.next_seq(), a + 1);
+    }
+}

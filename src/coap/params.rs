@@ -1,0 +1,110 @@
+//! Transmission parameters (RFC 7252 §4.8) and the endpoint's own resource bounds.
+//!
+//! Built from `config.yaml`'s `coap` section by [`TransmissionParams::from_config`]; the derived
+//! times (MAX_TRANSMIT_WAIT, EXCHANGE_LIFETIME) follow RFC 7252 §4.8.2.
+
+use std::time::Duration;
+
+use crate::config::CoapConfig;
+
+#[derive(Clone, Debug)]
+pub struct TransmissionParams {
+    pub ack_timeout: Duration,
+    pub ack_random_factor: f64,
+    pub max_retransmit: u32,
+    /// Outstanding requests per peer (RFC 7252 §4.7).
+    pub nstart: usize,
+    /// Outstanding requests over all peers.
+    pub max_in_flight: usize,
+    /// Block size for Block1/Block2 (16..=1024, a power of two).
+    pub block_size: usize,
+    /// Largest request body reassembled from Block1, and largest response body reassembled
+    /// from Block2 by the client.
+    pub max_body: usize,
+    /// Entries in the (peer, MID) deduplication cache.
+    pub dedup_capacity: usize,
+    /// Bytes of cached responses the deduplication cache may hold.
+    pub dedup_max_bytes: usize,
+    /// How long a (peer, MID) is remembered (RFC 7252 §4.8.2 EXCHANGE_LIFETIME, 247 s).
+    pub exchange_lifetime: Duration,
+    /// Concurrent Block1 uploads being reassembled.
+    pub max_block1_transfers: usize,
+    /// Observers over all resources.
+    pub max_observers: usize,
+}
+
+impl Default for TransmissionParams {
+    fn default() -> Self {
+        TransmissionParams::from_config(&CoapConfig::default())
+    }
+}
+
+impl TransmissionParams {
+    pub fn from_config(c: &CoapConfig) -> Self {
+        let ack_timeout = Duration::from_millis(c.ack_timeout_ms.max(1));
+        let mut p = TransmissionParams {
+            ack_timeout,
+            ack_random_factor: c.ack_random_factor.clamp(1.0, 10.0),
+            max_retransmit: c.max_retransmit,
+            nstart: c.nstart.max(1),
+            max_in_flight: c.max_in_flight.max(1),
+            block_size: normalize_block_size(c.block_size),
+            max_body: 1 << 20,
+            dedup_capacity: 200_000,
+            dedup_max_bytes: 64 << 20,
+            exchange_lifetime: Duration::from_secs(247),
+            max_block1_transfers: 1_024,
+            max_observers: 100_000,
+        };
+        p.exchange_lifetime = p.derived_exchange_lifetime();
+        p
+    }
+
+    /// RFC 7252 §4.8.2: ACK_TIMEOUT * (2^MAX_RETRANSMIT - 1) * ACK_RANDOM_FACTOR.
+    pub fn max_transmit_span(&self) -> Duration {
+        let factor = ((1u64 << self.max_retransmit.min(30)) - 1) as f64 * self.ack_random_factor;
+        self.ack_timeout.mul_f64(factor)
+    }
+
+    /// RFC 7252 §4.8.2: ACK_TIMEOUT * (2^(MAX_RETRANSMIT + 1) - 1) * ACK_RANDOM_FACTOR.
+    pub fn max_transmit_wait(&self) -> Duration {
+        let factor =
+            ((1u64 << (self.max_retransmit.min(30) + 1)) - 1) as f64 * self.ack_random_factor;
+        self.ack_timeout.mul_f64(factor)
+    }
+
+    /// MAX_TRANSMIT_SPAN + 2 * MAX_LATENCY (100 s) + PROCESSING_DELAY (ACK_TIMEOUT).
+    fn derived_exchange_lifetime(&self) -> Duration {
+        self.max_transmit_span() + Duration::from_secs(200) + self.ack_timeout
+    }
+}
+
+/// Largest power of two in 16..=1024 not above `size`.
+fn normalize_block_size(size: usize) -> usize {
+    let mut b = 1024;
+    while b > 16 && b > size {
+        b /= 2;
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_rfc_7252() {
+        let p = TransmissionParams::default();
+        assert_eq!(p.ack_timeout, Duration::from_secs(2));
+        assert_eq!(p.max_transmit_span(), Duration::from_secs(45));
+        assert_eq!(p.max_transmit_wait(), Duration::from_secs(93));
+        assert_eq!(p.exchange_lifetime, Duration::from_secs(247));
+    }
+
+    #[test]
+    fn block_size_is_a_power_of_two() {
+        assert_eq!(normalize_block_size(1000), 512);
+        assert_eq!(normalize_block_size(4096), 1024);
+        assert_eq!(normalize_block_size(1), 16);
+    }
+}

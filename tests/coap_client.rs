@@ -1,0 +1,477 @@
+//! Client side of the CoAP endpoint over real UDP on 127.0.0.1 and ::1: requests to our own
+//! server and to the `coap` crate's server, ping, retransmission, separate responses, RST,
+//! NON, Block1/Block2 and Observe.
+
+#[path = "common/peers.rs"]
+mod peers;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use coap_gateway::coap::{
+    ClientError, ClientRequest, Code, Method, ObserveKey, TransmissionParams,
+};
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet};
+use peers::*;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn client_gets_from_our_server_on_both_families() {
+    for addr in [V4, V6] {
+        let (server, _h, local) = start(addr).await;
+        let (client_ep, _, _) = start(addr).await;
+        let resp = client_ep
+            .client()
+            .request(local, ClientRequest::get("/x"))
+            .await
+            .unwrap();
+        assert_eq!(resp.code, Code::CONTENT);
+        assert_eq!(resp.payload, b"hello");
+        assert_eq!(resp.content_format, Some(0));
+        // The server can also be its own client (one socket serves and requests).
+        let resp = server
+            .client()
+            .request(local, ClientRequest::get("/nope"))
+            .await
+            .unwrap();
+        assert_eq!(resp.code, Code::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn requests_leave_from_the_socket_of_the_peers_family() {
+    let handler = std::sync::Arc::new(TestHandler::default());
+    let ep = coap_gateway::coap::Endpoint::bind(
+        &["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        fast_params(),
+        handler,
+    )
+    .await
+    .unwrap();
+    let client = ep.client();
+    for (addr, local) in [(V4, ep.local_addrs()[0]), (V6, ep.local_addrs()[1])] {
+        let peer = raw_socket(addr).await;
+        let peer_addr = peer.local_addr().unwrap();
+        let c = client.clone();
+        let task = tokio::spawn(async move {
+            c.request(
+                peer_addr,
+                ClientRequest::get("/d").timeout(Duration::from_secs(2)),
+            )
+            .await
+        });
+        let (p, from) = recv_packet(&peer, WAIT).await.unwrap();
+        assert_eq!(from, local, "sent from the endpoint's own {addr} socket");
+        assert_eq!(p.get_token().len(), 8, "8-byte token");
+        let mut resp = Packet::new();
+        resp.header.set_type(MessageType::Acknowledgement);
+        resp.header.code = MessageClass::from(0x45);
+        resp.header.message_id = p.header.message_id;
+        resp.set_token(p.get_token().to_vec());
+        resp.payload = b"ok".to_vec();
+        peer.send_to(&resp.to_bytes().unwrap(), from).await.unwrap();
+        assert_eq!(task.await.unwrap().unwrap().payload, b"ok");
+    }
+}
+
+#[tokio::test]
+async fn client_gets_from_the_coap_crate_device_including_block2() {
+    for addr in [V4, V6] {
+        let device = coap_crate_device(addr).await;
+        let (ep, _h, _) = start(addr).await;
+        let client = ep.client();
+        let resp = client
+            .request(device, ClientRequest::get("/hello"))
+            .await
+            .unwrap();
+        assert_eq!(resp.payload, b"device says hi");
+        let resp = client
+            .request(device, ClientRequest::get("/big"))
+            .await
+            .unwrap();
+        assert_eq!(resp.code, Code::CONTENT);
+        assert!(
+            resp.payload == pattern(10 * 1024),
+            "{addr}: 10 KiB reassembled"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_reassembles_block2_from_our_server() {
+    for addr in [V4, V6] {
+        let (_server, _h, local) = start(addr).await;
+        let (ep, _, _) = start(addr).await;
+        let resp = ep
+            .client()
+            .request(local, ClientRequest::get("/big"))
+            .await
+            .unwrap();
+        assert!(resp.payload == pattern(10 * 1024));
+        assert_eq!(resp.etag, Some(vec![1, 2]));
+    }
+}
+
+#[tokio::test]
+async fn client_uploads_with_block1_and_reads_the_block2_echo() {
+    for addr in [V4, V6] {
+        let (_server, _h, local) = start(addr).await;
+        let (ep, _, _) = start(addr).await;
+        let body = pattern(5000);
+        let req = ClientRequest::new(Method::Post, "/echo").payload(Some(42), body.clone());
+        let resp = ep.client().request(local, req).await.unwrap();
+        assert_eq!(resp.code, Code::CHANGED);
+        assert!(
+            resp.payload == body,
+            "5000 bytes up via Block1 and back via Block2"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ping_to_our_server_is_alive() {
+    for addr in [V4, V6] {
+        let (_server, _h, local) = start(addr).await;
+        let (ep, _, _) = start(addr).await;
+        let rtt = ep
+            .client()
+            .ping(local, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert!(rtt < Duration::from_secs(1));
+    }
+}
+
+#[tokio::test]
+async fn ping_to_a_silent_socket_times_out_after_the_budget_with_retransmissions() {
+    for addr in [V4, V6] {
+        let silent = raw_socket(addr).await;
+        let target = silent.local_addr().unwrap();
+        let (ep, _, _) = start(addr).await;
+        let budget = Duration::from_millis(700);
+        let t0 = Instant::now();
+        let err = ep.client().ping(target, budget).await.unwrap_err();
+        let took = t0.elapsed();
+        assert!(matches!(err, ClientError::Timeout), "{err:?}");
+        assert!(
+            took >= budget && took < budget + Duration::from_millis(400),
+            "{took:?}"
+        );
+        // ACK_TIMEOUT 100 ms doubling within 700 ms: the first send plus retransmissions.
+        let mut mids = Vec::new();
+        while let Some((bytes, _)) = recv(&silent, Duration::from_millis(10)).await {
+            assert_eq!(bytes.len(), 4, "empty CON");
+            assert_eq!(bytes[0], 0x40);
+            mids.push(u16::from_be_bytes([bytes[2], bytes[3]]));
+        }
+        assert!(mids.len() >= 3, "retransmitted: {mids:?}");
+        assert!(mids.iter().all(|m| *m == mids[0]), "same MID each time");
+    }
+}
+
+#[tokio::test]
+async fn con_request_is_retransmitted_max_retransmit_times_then_fails() {
+    let silent = raw_socket(V4).await;
+    let target = silent.local_addr().unwrap();
+    let params = TransmissionParams {
+        ack_timeout: Duration::from_millis(50),
+        ack_random_factor: 1.0,
+        max_retransmit: 3,
+        ..TransmissionParams::default()
+    };
+    let (ep, _, _) = start_with(V4, params).await;
+    let t0 = Instant::now();
+    let err = ep
+        .client()
+        .request(target, ClientRequest::get("/x"))
+        .await
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(err, ClientError::Timeout), "{err:?}");
+    // 50 + 100 + 200 + 400 ms.
+    assert!(
+        took >= Duration::from_millis(750) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    let mut copies = Vec::new();
+    while let Some((bytes, _)) = recv(&silent, Duration::from_millis(10)).await {
+        copies.push(bytes);
+    }
+    assert_eq!(copies.len(), 4, "1 + MAX_RETRANSMIT");
+    assert!(
+        copies.iter().all(|c| *c == copies[0]),
+        "identical retransmissions"
+    );
+}
+
+#[tokio::test]
+async fn separate_response_is_acked_and_returned() {
+    for addr in [V4, V6] {
+        let peer = raw_socket(addr).await;
+        let target = peer.local_addr().unwrap();
+        let (ep, _, _) = start(addr).await;
+        let client = ep.client();
+        let task = tokio::spawn(async move {
+            client
+                .request(
+                    target,
+                    ClientRequest::get("/sep").timeout(Duration::from_secs(3)),
+                )
+                .await
+        });
+        let (req, from) = recv_packet(&peer, WAIT).await.unwrap();
+        // Empty ACK now...
+        let ack = [
+            0x60,
+            0,
+            (req.header.message_id >> 8) as u8,
+            req.header.message_id as u8,
+        ];
+        peer.send_to(&ack, from).await.unwrap();
+        // ...the response later, as a CON of its own.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            recv(&peer, Duration::from_millis(1)).await.is_none(),
+            "no retransmission after the empty ACK"
+        );
+        let mut resp = Packet::new();
+        resp.header.set_type(MessageType::Confirmable);
+        resp.header.code = MessageClass::from(0x45);
+        resp.header.message_id = 0x5151;
+        resp.set_token(req.get_token().to_vec());
+        resp.payload = b"later".to_vec();
+        peer.send_to(&resp.to_bytes().unwrap(), from).await.unwrap();
+        let (ack, _) = recv(&peer, WAIT)
+            .await
+            .expect("our client ACKs the CON response");
+        assert_eq!(ack, vec![0x60, 0, 0x51, 0x51]);
+        let got = task.await.unwrap().unwrap();
+        assert_eq!(got.payload, b"later");
+        // A retransmission of that CON response is ACKed again, not RST.
+        peer.send_to(&resp.to_bytes().unwrap(), from).await.unwrap();
+        let (ack2, _) = recv(&peer, WAIT).await.unwrap();
+        assert_eq!(ack2, vec![0x60, 0, 0x51, 0x51]);
+    }
+}
+
+#[tokio::test]
+async fn rst_fails_the_request_at_once() {
+    for addr in [V4, V6] {
+        let peer = raw_socket(addr).await;
+        let target = peer.local_addr().unwrap();
+        let params = TransmissionParams {
+            ack_timeout: Duration::from_secs(2),
+            ..TransmissionParams::default()
+        };
+        let (ep, _, _) = start_with(addr, params).await;
+        let client = ep.client();
+        let t0 = Instant::now();
+        let task =
+            tokio::spawn(async move { client.request(target, ClientRequest::get("/r")).await });
+        let (req, from) = recv_packet(&peer, WAIT).await.unwrap();
+        let rst = [
+            0x70,
+            0,
+            (req.header.message_id >> 8) as u8,
+            req.header.message_id as u8,
+        ];
+        peer.send_to(&rst, from).await.unwrap();
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, ClientError::Reset), "{err:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "no retransmission wait"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unsolicited_con_response_gets_rst() {
+    let (ep, _, local) = start(V4).await;
+    let peer = raw_socket(V4).await;
+    let mut resp = Packet::new();
+    resp.header.set_type(MessageType::Confirmable);
+    resp.header.code = MessageClass::from(0x45);
+    resp.header.message_id = 0x0102;
+    resp.set_token(vec![9; 8]);
+    peer.send_to(&resp.to_bytes().unwrap(), local)
+        .await
+        .unwrap();
+    let (bytes, _) = recv(&peer, WAIT).await.unwrap();
+    assert_eq!(bytes, vec![0x70, 0, 1, 2]);
+    drop(ep);
+}
+
+#[tokio::test]
+async fn non_request_gets_its_non_response() {
+    let (_server, _h, local) = start(V6).await;
+    let (ep, _, _) = start(V6).await;
+    let resp = ep
+        .client()
+        .request(
+            local,
+            ClientRequest::get("/x").non_confirmable().timeout(WAIT),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.payload, b"hello");
+}
+
+#[tokio::test]
+async fn observe_our_server_three_notifications_then_cancel() {
+    for addr in [V4, V6] {
+        let (server, h, local) = start(addr).await;
+        let (ep, _, _) = start(addr).await;
+        let key = ObserveKey("obs".into());
+        let mut obs = ep
+            .client()
+            .observe(local, ClientRequest::get("/obs"))
+            .await
+            .unwrap();
+        assert_eq!(obs.first.payload, b"0");
+        let first_seq = obs.first.observe.expect("registered");
+        assert_eq!(server.server().observer_count(&key), 1);
+        let mut last = first_seq;
+        for i in 1..=3 {
+            h.obs_value.store(i, Ordering::SeqCst);
+            server.server().notify(&key);
+            let n = tokio::time::timeout(WAIT, obs.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n.payload, i.to_string().as_bytes());
+            let seq = n.observe.unwrap();
+            assert!(seq > last, "increasing sequence");
+            last = seq;
+        }
+        obs.cancel().await;
+        assert_eq!(
+            server.server().observer_count(&key),
+            0,
+            "{addr}: deregistered"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dropped_observation_answers_the_next_notification_with_rst() {
+    let (server, h, local) = start(V4).await;
+    let (ep, _, _) = start(V4).await;
+    let key = ObserveKey("obs".into());
+    let obs = ep
+        .client()
+        .observe(local, ClientRequest::get("/obs"))
+        .await
+        .unwrap();
+    assert_eq!(server.server().observer_count(&key), 1);
+    drop(obs);
+    h.obs_value.store(5, Ordering::SeqCst);
+    server.server().notify(&key);
+    let t0 = Instant::now();
+    while server.server().observer_count(&key) > 0 {
+        assert!(t0.elapsed() < WAIT, "RST should remove the observer");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn reordered_notifications_are_dropped() {
+    // A raw device: answers the registration, then sends notifications 5, 3 (stale), 6.
+    let device = raw_socket(V6).await;
+    let target = device.local_addr().unwrap();
+    let (ep, _, _) = start(V6).await;
+    let client = ep.client();
+    let task = tokio::spawn(async move { client.observe(target, ClientRequest::get("/t")).await });
+    let (req, from) = recv_packet(&device, WAIT).await.unwrap();
+    assert_eq!(
+        req.get_first_option(CoapOption::Observe),
+        Some(&vec![]),
+        "Observe=0"
+    );
+    let token = req.get_token().to_vec();
+    let notification = |mtype, mid: u16, seq: u8, body: &[u8]| {
+        let mut p = Packet::new();
+        p.header.set_type(mtype);
+        p.header.code = MessageClass::from(0x45);
+        p.header.message_id = mid;
+        p.set_token(token.clone());
+        p.add_option(CoapOption::Observe, vec![seq]);
+        p.payload = body.to_vec();
+        p.to_bytes().unwrap()
+    };
+    device
+        .send_to(
+            &notification(MessageType::Acknowledgement, req.header.message_id, 2, b"a"),
+            from,
+        )
+        .await
+        .unwrap();
+    let mut obs = task.await.unwrap().unwrap();
+    assert_eq!(obs.first.payload, b"a");
+    for (mid, seq, body) in [(10u16, 5u8, b"b"), (11, 3, b"x"), (12, 6, b"c")] {
+        device
+            .send_to(
+                &notification(MessageType::Confirmable, mid, seq, body),
+                from,
+            )
+            .await
+            .unwrap();
+        let (ack, _) = recv(&device, WAIT).await.unwrap();
+        assert_eq!(
+            ack,
+            vec![0x60, 0, 0, mid as u8],
+            "every CON notification is ACKed"
+        );
+    }
+    let n1 = tokio::time::timeout(WAIT, obs.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let n2 = tokio::time::timeout(WAIT, obs.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (n1.payload.as_slice(), n2.payload.as_slice()),
+        (&b"b"[..], &b"c"[..])
+    );
+}
+
+#[tokio::test]
+async fn nstart_one_serialises_requests_to_a_peer() {
+    let peer = raw_socket(V4).await;
+    let target = peer.local_addr().unwrap();
+    let (ep, _, _) = start(V4).await;
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let c = ep.client();
+        tasks.push(tokio::spawn(async move {
+            c.request(
+                target,
+                ClientRequest::get("/n").timeout(Duration::from_secs(3)),
+            )
+            .await
+        }));
+    }
+    let (first, from) = recv_packet(&peer, WAIT).await.unwrap();
+    // With NSTART = 1 the second request waits; only retransmissions of the first may come.
+    while let Some((p, _)) = recv_packet(&peer, Duration::from_millis(150)).await {
+        assert_eq!(p.get_token(), first.get_token(), "second request held back");
+    }
+    let answer = |p: &Packet| {
+        let mut r = Packet::new();
+        r.header.set_type(MessageType::Acknowledgement);
+        r.header.code = MessageClass::from(0x45);
+        r.header.message_id = p.header.message_id;
+        r.set_token(p.get_token().to_vec());
+        r.to_bytes().unwrap()
+    };
+    peer.send_to(&answer(&first), from).await.unwrap();
+    let (second, _) = recv_packet(&peer, WAIT).await.unwrap();
+    assert_ne!(second.get_token(), first.get_token());
+    peer.send_to(&answer(&second), from).await.unwrap();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().code, Code::CONTENT);
+    }
+}

@@ -1,0 +1,98 @@
+//! Interop: independent CoAP clients (libcoap's `coap-client-notls`, aiocoap's
+//! `aiocoap-client`) GET a 3 KiB body (Block2) from our server over 127.0.0.1 and ::1.
+//! Tools missing: the test is skipped with a message, unless `CI` is set (CI installs them).
+
+#[path = "common/peers.rs"]
+mod peers;
+
+use std::process::Command;
+use std::time::Duration;
+
+use peers::*;
+
+/// Whether `name` can run; panics if it is missing under CI.
+fn require_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "{name} is required in CI (apt libcoap3-bin / pip aiocoap) but is not installed"
+            );
+        }
+        println!("SKIP: {name} not installed");
+    }
+    found
+}
+
+/// Run a CLI (bounded by coreutils `timeout`) without blocking the runtime.
+async fn run(args: Vec<String>) -> std::process::Output {
+    let task = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("20")
+            .args(&args)
+            .output()
+            .expect("spawn")
+    });
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("CLI finished")
+        .expect("join")
+}
+
+fn url(local: std::net::SocketAddr, path: &str) -> String {
+    format!("coap://{local}/{path}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libcoap_client_gets_3k_block2_body() {
+    if !require_tool("coap-client-notls") {
+        return;
+    }
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let out = run(vec![
+            "coap-client-notls".into(),
+            "-B".into(),
+            "10".into(),
+            url(local, "text3k"),
+        ])
+        .await;
+        assert!(out.status.success(), "{addr}: {out:?}");
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(body.trim_end().as_bytes(), text_body(3 * 1024), "{addr}");
+        let out = run(vec![
+            "coap-client-notls".into(),
+            "-B".into(),
+            "10".into(),
+            url(local, "x"),
+        ])
+        .await;
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "hello");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiocoap_client_gets_3k_block2_body() {
+    if !require_tool("aiocoap-client") {
+        return;
+    }
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let out = run(vec!["aiocoap-client".into(), url(local, "text3k")]).await;
+        assert!(out.status.success(), "{addr}: {out:?}");
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(body.trim_end().as_bytes(), text_body(3 * 1024), "{addr}");
+        let out = run(vec!["aiocoap-client".into(), url(local, "nope")]).await;
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("4.04") || all.contains("Not Found"), "{all}");
+    }
+}

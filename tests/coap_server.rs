@@ -1,0 +1,356 @@
+//! Server side of the CoAP endpoint over real UDP on 127.0.0.1 and ::1: answers, dedup,
+//! ping, format errors, option errors, Block2 and Block1, and a fuzz-style flood.
+
+#[path = "common/peers.rs"]
+mod peers;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use coap_gateway::coap::Code;
+use coap_lite::{CoapOption, MessageType, Packet};
+use peers::*;
+use rand::{Rng, SeedableRng};
+
+const WAIT: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn coap_crate_client_gets_from_our_server() {
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let url = format!("coap://{local}/x");
+        let resp = coap::UdpCoAPClient::get_with_timeout(&url, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(resp.message.payload, b"hello", "{addr}");
+        assert_eq!(
+            resp.message.header.code,
+            coap_lite::MessageClass::Response(coap_lite::ResponseType::Content)
+        );
+    }
+}
+
+#[tokio::test]
+async fn piggybacked_ack_echoes_mid_and_token() {
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let sock = raw_socket(addr).await;
+        sock.send_to(&get(0x4242, "/x"), local).await.unwrap();
+        let (p, from) = recv_packet(&sock, WAIT).await.unwrap();
+        assert_eq!(from, local);
+        assert_eq!(p.header.get_type(), MessageType::Acknowledgement);
+        assert_eq!(p.header.message_id, 0x4242);
+        assert_eq!(p.get_token(), &[0xa, 0xb]);
+        assert_eq!(code(&p), Code::CONTENT);
+        assert_eq!(p.payload, b"hello");
+    }
+}
+
+#[tokio::test]
+async fn retransmitted_con_is_answered_from_the_cache_and_handled_once() {
+    for addr in [V4, V6] {
+        let (_ep, h, local) = start(addr).await;
+        let sock = raw_socket(addr).await;
+        let msg = get(7, "/count");
+        sock.send_to(&msg, local).await.unwrap();
+        let (first, _) = recv(&sock, WAIT).await.unwrap();
+        sock.send_to(&msg, local).await.unwrap();
+        let (second, _) = recv(&sock, WAIT).await.unwrap();
+        assert_eq!(first, second, "the duplicate gets the cached bytes");
+        assert_eq!(h.count_runs.load(Ordering::SeqCst), 1, "handler ran once");
+        // A new MID is a new request.
+        sock.send_to(&get(8, "/count"), local).await.unwrap();
+        let (p, _) = recv_packet(&sock, WAIT).await.unwrap();
+        assert_eq!(p.payload, b"2");
+    }
+}
+
+#[tokio::test]
+async fn duplicate_of_a_slow_request_runs_the_handler_once() {
+    let (_ep, h, local) = start(V4).await;
+    let sock = raw_socket(V4).await;
+    let msg = get(9, "/slow");
+    sock.send_to(&msg, local).await.unwrap();
+    sock.send_to(&msg, local).await.unwrap();
+    let (p, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(p.payload, b"slow");
+    assert!(
+        recv(&sock, Duration::from_millis(200)).await.is_none(),
+        "one answer while in progress"
+    );
+    sock.send_to(&msg, local).await.unwrap();
+    let (again, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(again.payload, b"slow");
+    assert_eq!(h.runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn empty_con_ping_gets_rst() {
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let sock = raw_socket(addr).await;
+        sock.send_to(&[0x40, 0, 0x12, 0x34], local).await.unwrap();
+        let (bytes, _) = recv(&sock, WAIT).await.unwrap();
+        assert_eq!(bytes, vec![0x70, 0, 0x12, 0x34]);
+    }
+}
+
+#[tokio::test]
+async fn malformed_con_gets_rst_and_malformed_non_gets_nothing() {
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let sock = raw_socket(addr).await;
+        // CON, TKL 4 but only 1 token byte.
+        sock.send_to(&[0x44, 1, 0x00, 0x05, 9], local)
+            .await
+            .unwrap();
+        let (bytes, _) = recv(&sock, WAIT).await.unwrap();
+        assert_eq!(bytes, vec![0x70, 0, 0x00, 0x05]);
+        // CON, option delta 15 (reserved).
+        sock.send_to(&[0x40, 1, 0x00, 0x06, 0xf1, 0], local)
+            .await
+            .unwrap();
+        let (bytes, _) = recv(&sock, WAIT).await.unwrap();
+        assert_eq!(bytes, vec![0x70, 0, 0x00, 0x06]);
+        // The same errors as NON are dropped.
+        sock.send_to(&[0x54, 1, 0x00, 0x07, 9], local)
+            .await
+            .unwrap();
+        sock.send_to(&[0x50, 1, 0x00, 0x08, 0xf1, 0], local)
+            .await
+            .unwrap();
+        assert!(recv(&sock, Duration::from_millis(300)).await.is_none());
+    }
+}
+
+#[tokio::test]
+async fn unknown_critical_option_is_4_02_and_elective_is_ignored() {
+    let (_ep, _h, local) = start(V6).await;
+    let sock = raw_socket(V6).await;
+    let mut p = request(MessageType::Confirmable, 1, 1, &[1], "/x");
+    p.add_option(CoapOption::Unknown(65001), vec![1]);
+    sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+    let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(code(&r), Code::BAD_OPTION);
+    assert_eq!(r.header.get_type(), MessageType::Acknowledgement);
+
+    let mut p = request(MessageType::Confirmable, 1, 2, &[1], "/x");
+    p.add_option(CoapOption::Unknown(65000), vec![1]);
+    sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+    let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(code(&r), Code::CONTENT);
+
+    // Unknown method code 0.09 → 4.05.
+    let p = request(MessageType::Confirmable, 9, 3, &[1], "/x");
+    sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+    let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(code(&r), Code::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn non_request_gets_a_non_response() {
+    let (_ep, _h, local) = start(V4).await;
+    let sock = raw_socket(V4).await;
+    let p = request(MessageType::NonConfirmable, 1, 77, &[3, 4], "/x");
+    sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+    let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(r.header.get_type(), MessageType::NonConfirmable);
+    assert_eq!(r.get_token(), &[3, 4]);
+    assert_eq!(r.payload, b"hello");
+}
+
+#[tokio::test]
+async fn block2_of_10_kib_block_by_block_over_raw_udp() {
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let sock = raw_socket(addr).await;
+        let mut body = Vec::new();
+        let mut num = 0u32;
+        loop {
+            let mut p = request(
+                MessageType::Confirmable,
+                1,
+                100 + num as u16,
+                &[num as u8],
+                "/big",
+            );
+            if num > 0 {
+                // Ask for 512-byte blocks from the second one on (late negotiation).
+                let v = (num << 4) | 5;
+                p.add_option(CoapOption::Block2, v.to_be_bytes()[1..].to_vec());
+            }
+            sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+            let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+            assert_eq!(code(&r), Code::CONTENT);
+            let (n, more, szx) = block_value(&r, CoapOption::Block2).unwrap();
+            if num == 0 {
+                assert_eq!((n, szx), (0, 6), "first block at the configured 1024 bytes");
+                assert_eq!(uint_option(&r, CoapOption::Size2), Some(10 * 1024));
+                body.extend_from_slice(&r.payload);
+                num = 2; // 1024 bytes = two 512-byte blocks
+                continue;
+            }
+            assert_eq!((n, szx), (num, 5));
+            body.extend_from_slice(&r.payload);
+            if !more {
+                break;
+            }
+            num += 1;
+        }
+        assert_eq!(body, pattern(10 * 1024), "{addr}");
+    }
+}
+
+#[tokio::test]
+async fn coap_crate_client_reassembles_our_block2() {
+    let (_ep, _h, local) = start(V4).await;
+    let url = format!("coap://{local}/big");
+    let resp = coap::UdpCoAPClient::get_with_timeout(&url, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(resp.message.payload, pattern(10 * 1024));
+}
+
+#[tokio::test]
+async fn block_out_of_range_is_4_02() {
+    let (_ep, _h, local) = start(V4).await;
+    let sock = raw_socket(V4).await;
+    let mut p = request(MessageType::Confirmable, 1, 1, &[1], "/x");
+    p.add_option(CoapOption::Block2, vec![0x56]); // num 5, szx 6
+    sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+    let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(code(&r), Code::BAD_OPTION);
+}
+
+#[tokio::test]
+async fn block1_upload_over_raw_udp_with_continue() {
+    let (_ep, _h, local) = start(V6).await;
+    let sock = raw_socket(V6).await;
+    let body = pattern(3000);
+    let chunks: Vec<&[u8]> = body.chunks(1024).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = i + 1 < chunks.len();
+        let mut p = request(MessageType::Confirmable, 2, 500 + i as u16, &[9], "/echo");
+        let v = ((i as u32) << 4) | (u32::from(more) << 3) | 6;
+        p.add_option(CoapOption::Block1, v.to_be_bytes()[2..].to_vec());
+        p.payload = chunk.to_vec();
+        sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+        let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+        let (n, m, _) = block_value(&r, CoapOption::Block1).unwrap();
+        assert_eq!((n, m), (i as u32, more));
+        if more {
+            assert_eq!(code(&r), Code::CONTINUE);
+        } else {
+            assert_eq!(code(&r), Code::CHANGED);
+            // The echo is larger than a block, so it comes back block-wise (RFC 7959 §3.2).
+            assert_eq!(
+                uint_option(&r, CoapOption::Size2),
+                Some(3000),
+                "whole body echoed"
+            );
+            assert_eq!(block_value(&r, CoapOption::Block2), Some((0, true, 6)));
+            assert!(r.payload == body[..1024], "first block of the echo");
+        }
+    }
+    // A middle block without a start is 4.08.
+    let mut p = request(MessageType::Confirmable, 2, 600, &[9], "/echo");
+    p.add_option(CoapOption::Block1, vec![0x1e]);
+    p.payload = vec![0; 1024];
+    sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+    let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(code(&r), Code::REQUEST_ENTITY_INCOMPLETE);
+}
+
+#[tokio::test]
+async fn block1_over_the_body_bound_is_4_13() {
+    let params = coap_gateway::coap::TransmissionParams {
+        max_body: 2048,
+        ..fast_params()
+    };
+    let (_ep, _h, local) = start_with(V4, params).await;
+    let sock = raw_socket(V4).await;
+    let mut p = request(MessageType::Confirmable, 2, 1, &[9], "/echo");
+    p.add_option(CoapOption::Block1, vec![0x0e]);
+    p.add_option(CoapOption::Size1, 5000u32.to_be_bytes()[2..].to_vec());
+    p.payload = vec![0; 1024];
+    sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+    let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(code(&r), Code::REQUEST_ENTITY_TOO_LARGE);
+    assert_eq!(uint_option(&r, CoapOption::Size1), Some(2048));
+}
+
+#[tokio::test]
+async fn fuzz_10000_random_and_truncated_datagrams_then_a_request_works() {
+    for addr in [V4, V6] {
+        let (_ep, _h, local) = start(addr).await;
+        let sock = raw_socket(addr).await;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x00c0_ffee);
+        let valid = {
+            let mut p = request(MessageType::Confirmable, 2, 1, &[1, 2, 3], "/echo/a/b");
+            p.add_option(CoapOption::UriQuery, b"ep=x".to_vec());
+            p.add_option(CoapOption::Block1, vec![0x0e]);
+            p.payload = vec![7; 40];
+            p.to_bytes().unwrap()
+        };
+        for i in 0..10_000u32 {
+            let dgram: Vec<u8> = match i % 3 {
+                0 => {
+                    let len = rng.gen_range(0..64);
+                    (0..len).map(|_| rng.gen()).collect()
+                }
+                1 => valid[..rng.gen_range(0..valid.len())].to_vec(),
+                _ => {
+                    let mut d = valid.clone();
+                    for _ in 0..3 {
+                        let at = rng.gen_range(0..d.len());
+                        d[at] = rng.gen();
+                    }
+                    d
+                }
+            };
+            sock.send_to(&dgram, local).await.unwrap();
+            if i % 200 == 0 {
+                // Keep our receive buffer from overflowing with RSTs and answers.
+                while recv(&sock, Duration::from_millis(1)).await.is_some() {}
+            }
+        }
+        while recv(&sock, Duration::from_millis(50)).await.is_some() {}
+        let probe = raw_socket(addr).await;
+        probe.send_to(&get(0x7777, "/x"), local).await.unwrap();
+        let (p, _) = recv_packet(&probe, WAIT)
+            .await
+            .expect("server still answers");
+        assert_eq!(p.payload, b"hello");
+    }
+}
+
+#[tokio::test]
+async fn binds_ipv4_and_ipv6_on_the_same_port() {
+    let handler = std::sync::Arc::new(TestHandler::default());
+    // Find a port free on IPv4, then bind both families on it.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let addrs = [
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        format!("[::1]:{port}").parse().unwrap(),
+    ];
+    let ep = coap_gateway::coap::Endpoint::bind(&addrs, fast_params(), handler)
+        .await
+        .unwrap();
+    assert_eq!(ep.local_addrs().len(), 2);
+    for local in ep.local_addrs() {
+        let sock = raw_socket(if local.is_ipv4() { V4 } else { V6 }).await;
+        sock.send_to(&get(1, "/x"), local).await.unwrap();
+        let (p, from) = recv_packet(&sock, WAIT).await.unwrap();
+        assert_eq!(from, local);
+        assert_eq!(p.payload, b"hello");
+    }
+    ep.shutdown().await;
+}
+
+#[test]
+fn packet_helpers_round_trip() {
+    let p = Packet::from_bytes(&get(5, "/a/b")).unwrap();
+    assert_eq!(p.header.message_id, 5);
+}

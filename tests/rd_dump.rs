@@ -1,0 +1,211 @@
+//! The real `rd-dump` binary against registries written by the real Registry actor: the table,
+//! the JSON lines, and its answers for a locked, a missing and an empty data directory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use actix::prelude::*;
+use coap_gateway::link_format::{self, Link, Param};
+use coap_gateway::registry::{
+    self, EndpointName, Register, Registration, RegistryConfig, Sector, SetStatus, Status, Store,
+};
+use coap_gateway::time::rfc3339_ms;
+
+fn rd_dump(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rd-dump"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Writes three known registrations (one disconnected, one in a sector, one with an explicit
+/// base) and returns them as the actor acknowledged them, in id order.
+fn populate(dir: &Path) -> Vec<Registration> {
+    let sys = System::new();
+    let regs = sys.block_on(async {
+        let (addr, _reader) = registry::start(RegistryConfig {
+            data_dir: dir.to_path_buf(),
+            cache_mb: 8,
+            expiry_grace_s: 60,
+            max_registrations: None,
+        })
+        .unwrap();
+        let mut regs = Vec::new();
+        let requests = [
+            (
+                "node-a",
+                None,
+                None,
+                vec![Link::new("/t").with("rt", Some("temperature"))],
+            ),
+            (
+                "node-bravo",
+                Some("roof"),
+                Some("coap://[2001:db8::7]"),
+                vec![
+                    Link::new("/l")
+                        .with("rt", Some("light"))
+                        .with("ct", Some("0")),
+                    Link::new("/fw").with("obs", None),
+                ],
+            ),
+            ("c", None, None, vec![]),
+        ];
+        for (ep, d, base, links) in requests {
+            let reply = addr
+                .send(Register {
+                    ep: EndpointName::new(ep).unwrap(),
+                    d: d.map(|d| Sector::new(d).unwrap()),
+                    base: base.map(str::to_string),
+                    lifetime_s: 300,
+                    attrs: vec![Param::new("et", Some("oic.d.sensor"))],
+                    links,
+                    source: SocketAddr::from(([127, 0, 0, 1], 5683)),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            regs.push(reply.registration);
+        }
+        assert!(addr
+            .send(SetStatus {
+                id: regs[2].id,
+                status: Status::Disconnected,
+            })
+            .await
+            .unwrap()
+            .unwrap());
+        let mut last = (*regs[2]).clone();
+        last.status = Status::Disconnected;
+        vec![(*regs[0]).clone(), (*regs[1]).clone(), last]
+    });
+    System::current().stop();
+    let _ = sys.run();
+    regs
+}
+
+#[test]
+fn prints_an_aligned_table_of_every_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let regs = populate(dir.path());
+    let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + regs.len() + 1, "{text}");
+    let header = lines[0];
+    for name in [
+        "LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES", "LINKS",
+    ] {
+        assert!(header.contains(name), "{header}");
+    }
+    assert_eq!(lines[4], "3 registrations");
+
+    for (line, reg) in lines[1..4].iter().zip(&regs) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[0], reg.id.location(), "{line}");
+        assert_eq!(cells[1], reg.ep.as_str(), "{line}");
+        assert_eq!(
+            cells[2],
+            reg.d.as_ref().map_or("-", |d| d.as_str()),
+            "{line}"
+        );
+        assert_eq!(cells[3], reg.base, "{line}");
+        assert_eq!(cells[4], reg.status.as_u8().to_string(), "{line}");
+        assert_eq!(cells[5], "300", "{line}");
+        assert_eq!(cells[6], rfc3339_ms(reg.expires_at_ms), "{line}");
+        let links = link_format::serialize(&reg.links);
+        assert!(
+            line.trim_end().ends_with(links.as_str()),
+            "{line} should end with {links}"
+        );
+        // Aligned: every column starts where its header does.
+        for name in ["EP", "BASE", "STATUS", "EXPIRES"] {
+            let col = header.find(&format!("  {name}")).unwrap() + 2;
+            let index = ["LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES"]
+                .iter()
+                .position(|h| *h == name)
+                .unwrap();
+            assert_eq!(
+                &line[col..col + cells[index].len()],
+                cells[index],
+                "{name} in {line}"
+            );
+        }
+    }
+    assert_eq!(regs[1].base, "coap://[2001:db8::7]");
+    assert_eq!(regs[0].base, "coap://127.0.0.1");
+    assert!(
+        lines[3].split_whitespace().nth(4) == Some("0"),
+        "c is disconnected"
+    );
+}
+
+#[test]
+fn json_mode_prints_one_registration_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let regs = populate(dir.path());
+    let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let parsed: Vec<Registration> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(parsed, regs);
+    let raw: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(raw["ep"], "node-bravo");
+    assert_eq!(raw["d"], "roof");
+    assert_eq!(raw["status"], 1);
+}
+
+#[test]
+fn a_locked_database_gives_one_clear_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let _held = Store::open(dir.path(), 8).unwrap();
+    let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("locked"), "{err}");
+    assert!(err.contains("gateway holds the lock"), "{err}");
+    assert!(err.contains(dir.path().to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn a_missing_or_empty_directory_gives_exit_2_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-data");
+    let out = rd_dump(&["--data-dir", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no registry database"), "{err}");
+    assert!(err.contains("no-such-data"), "{err}");
+    assert!(!missing.exists(), "rd-dump must not create a database");
+
+    let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_empty_registry_prints_the_header_only() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), 8).unwrap());
+    let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert_eq!(text.lines().last(), Some("0 registrations"));
+}
