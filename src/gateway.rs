@@ -28,9 +28,7 @@ pub enum GatewayError {
 
 /// Run the gateway on a fresh actix system until a shutdown signal arrives.
 pub fn run_blocking(config: Config) -> Result<(), GatewayError> {
-    let system = actix::System::new();
-    let result = system.block_on(run(config));
-    result
+    actix::System::new().block_on(run(config))
 }
 
 /// A started gateway: what `run` needs to shut it down, and what tests may inspect.

@@ -17,8 +17,8 @@ fn run_with_config(yaml: &str) -> (Option<i32>, String) {
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).to_string()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     (out.status.code(), text)
 }
 
@@ -44,7 +44,10 @@ fn unknown_key_exits_2_naming_key_and_line() {
 fn wrong_type_exits_2_naming_the_line() {
     let (code, text) = run_with_config("pinger:\n  interval_s: soon\n");
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("line 2") && text.contains("interval_s"), "{text}");
+    assert!(
+        text.contains("line 2") && text.contains("interval_s"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -77,16 +80,28 @@ fn unusable_data_dir_exits_2_naming_the_path() {
     let (code, text) = run_with_config(&yaml);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("not-a-dir"), "{text}");
-    assert_eq!(std::fs::read(&blocker).unwrap(), b"x", "nothing may be wiped");
+    assert_eq!(
+        std::fs::read(&blocker).unwrap(),
+        b"x",
+        "nothing may be wiped"
+    );
 }
 
 #[test]
 fn check_accepts_the_shipped_config_and_rejects_a_bad_one() {
     let out = Command::new(gateway_bin())
-        .args(["--check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml")])
+        .args([
+            "--check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");

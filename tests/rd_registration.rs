@@ -180,18 +180,32 @@ fn absolute_targets_and_anchors_are_returned_unchanged() {
     register(
         &p,
         "ep=abs",
-        "<coap://[2001:db8::1]:61616/x>;rt=\"a\",</y>;anchor=\"coap://[2001:db8::2]/z\"",
+        "<coap://[2001:db8::1]:61616/x>;rt=\"a\",<coap://[2001:db8::2]/y>;anchor=\"coap://[2001:db8::2]/z\"",
     );
-    let base = p.derived_base();
     let got = lookup(&p, "/rd-lookup/res?ep=abs");
     let want = vec![
         link("coap://[2001:db8::1]:61616/x", &[("rt", "a")]),
         link(
-            &format!("{base}/y"),
+            "coap://[2001:db8::2]/y",
             &[("anchor", "coap://[2001:db8::2]/z")],
         ),
     ];
     assert_eq!(link_set(&got), link_set(&want), "{got:?}");
+}
+
+/// RFC 9176 App. C: when the anchor is a full URI the target must be one too; otherwise it is
+/// ambiguous whether `</y>` means the registrant's `/y` or the anchor host's `/y`.
+#[test]
+fn path_absolute_target_with_full_uri_anchor_is_refused() {
+    let gw = Gateway::start();
+    let p = Peer::new(gw.addr());
+    let r = p.request(
+        &Req::post("/rd?ep=mixed")
+            .ct(40)
+            .links("</y>;anchor=\"coap://[2001:db8::2]/z\""),
+    );
+    assert_eq!(r.code, "4.00", "{r:?}");
+    assert!(lookup(&p, "/rd-lookup/ep?ep=mixed").is_empty());
 }
 
 #[test]

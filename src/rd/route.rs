@@ -83,9 +83,18 @@ mod tests {
 
     #[test]
     fn unknown_paths_and_malformed_ids_are_not_found() {
-        for p in ["/", "/rd/x", "/reg", "/reg/", "/reg/x", "/reg/007", "/reg/-1", "/reg/1/2",
-            "/reg/99999999999999999999999", "/rd-lookup"]
-        {
+        for p in [
+            "/",
+            "/rd/x",
+            "/reg",
+            "/reg/",
+            "/reg/x",
+            "/reg/007",
+            "/reg/-1",
+            "/reg/1/2",
+            "/reg/99999999999999999999999",
+            "/rd-lookup",
+        ] {
             assert_eq!(r(p), Route::NotFound, "{p}");
         }
         assert_eq!(r("/reg/0"), Route::Registration(RegistrationId(0)));

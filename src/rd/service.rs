@@ -17,14 +17,16 @@ use log::{debug, error, warn};
 use super::error::RdError;
 use super::filter::{plan_candidates, LookupQuery};
 use super::group::{is_group, GroupRequest, GROUP_ENDPOINT_TYPE};
-use super::lookup::{render_domains, render_endpoints, render_groups, render_resources, visible_to};
+use super::lookup::{
+    render_domains, render_endpoints, render_groups, render_resources, visible_to,
+};
 use super::register::{RegistrationRequest, SimpleRegistrationRequest};
 use super::route::{route, Route};
 use super::update::UpdateRequest;
 use super::well_known::well_known_core;
 use super::LINK_FORMAT;
 use crate::coap::{
-    ClientError, ClientRequest, Code, CoapClient, HandlerFuture, InboundRequest, Method,
+    ClientError, ClientRequest, CoapClient, Code, HandlerFuture, InboundRequest, Method,
     ObserveKey, OutboundResponse, RequestHandler,
 };
 use crate::config::Config;
@@ -81,7 +83,11 @@ pub struct RdService {
 }
 
 impl RdService {
-    pub fn new(settings: Arc<RdSettings>, registry: Addr<Registry>, reader: RegistryReader) -> Self {
+    pub fn new(
+        settings: Arc<RdSettings>,
+        registry: Addr<Registry>,
+        reader: RegistryReader,
+    ) -> Self {
         RdService {
             settings,
             registry,
@@ -100,7 +106,13 @@ impl RequestHandler for RdService {
     fn handle(&self, req: InboundRequest) -> HandlerFuture {
         use Method::{Delete, Get, Post};
         let route = route(&req.path);
-        debug!("{} {:?} {} from {}", route_name(route), req.method, req.path_string(), req.source);
+        debug!(
+            "{} {:?} {} from {}",
+            route_name(route),
+            req.method,
+            req.path_string(),
+            req.source
+        );
         match (route, req.method) {
             (Route::WellKnownCore, Get) => now(self.discovery(&req)),
             (Route::WellKnownCore, Post) => {
@@ -141,7 +153,9 @@ impl RdService {
             return error_response(&RdError::NotAcceptable(accept));
         }
         match well_known_core(&req.query, self.settings.advertise_draft11) {
-            Ok(Some(doc)) => OutboundResponse::new(Code::CONTENT).with_payload(LINK_FORMAT, doc.into_bytes()),
+            Ok(Some(doc)) => {
+                OutboundResponse::new(Code::CONTENT).with_payload(LINK_FORMAT, doc.into_bytes())
+            }
             Ok(None) => OutboundResponse::new(Code::NOT_FOUND),
             Err(e) => error_response(&e),
         }
@@ -217,10 +231,8 @@ impl RdService {
                 }
             };
             if answer.code != Code::CONTENT {
-                return OutboundResponse::new(Code::BAD_GATEWAY).with_diagnostic(format!(
-                    "GET /.well-known/core answered {}",
-                    answer.code
-                ));
+                return OutboundResponse::new(Code::BAD_GATEWAY)
+                    .with_diagnostic(format!("GET /.well-known/core answered {}", answer.code));
             }
             let parsed = match simple.with_links(answer.content_format, &answer.payload, source) {
                 Ok(p) => p,
@@ -261,10 +273,12 @@ impl RdService {
         }
         if let Some(existing) = self.reader.find(&group.gp, group.d.as_ref()) {
             if !is_group(&existing) {
-                return now(OutboundResponse::new(Code::FORBIDDEN).with_diagnostic(format!(
-                    "{} is registered as an endpoint, not a group",
-                    group.gp
-                )));
+                return now(
+                    OutboundResponse::new(Code::FORBIDDEN).with_diagnostic(format!(
+                        "{} is registered as an endpoint, not a group",
+                        group.gp
+                    )),
+                );
             }
         }
         let parsed = group.into_registration(req.source, self.settings.default_lifetime_s);

@@ -83,7 +83,10 @@ impl Gateway {
         let mut child = Command::new(gateway_bin())
             .arg("--config")
             .arg(config_path)
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -190,7 +193,10 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("---- coap-gateway log ----\n{}\n---- end ----", self.log_text());
+            eprintln!(
+                "---- coap-gateway log ----\n{}\n---- end ----",
+                self.log_text()
+            );
         }
     }
 }
