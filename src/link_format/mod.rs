@@ -23,4 +23,4 @@ mod tests;
 pub use error::LinkFormatError;
 pub use model::{Link, Param};
 pub use parse::parse;
-pub use serialize::{serialize, write_link};
+pub use serialize::{serialize, write_link, write_param};

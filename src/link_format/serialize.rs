@@ -42,15 +42,22 @@ pub fn write_link(out: &mut String, link: &Link) {
     out.push_str(&link.target);
     out.push('>');
     for param in &link.params {
-        out.push(';');
-        out.push_str(&param.name);
-        if let Some(value) = &param.value {
-            out.push('=');
-            if must_quote(&param.name, value) {
-                write_quoted(out, value);
-            } else {
-                out.push_str(value);
-            }
+        write_param(out, &param.name, param.value.as_deref());
+    }
+}
+
+/// Appends one `;name` or `;name=value` with this module's quoting policy. The RD writes lookup
+/// results from borrowed strings through this, so every document the gateway emits is quoted
+/// the same way.
+pub fn write_param(out: &mut String, name: &str, value: Option<&str>) {
+    out.push(';');
+    out.push_str(name);
+    if let Some(value) = value {
+        out.push('=');
+        if must_quote(name, value) {
+            write_quoted(out, value);
+        } else {
+            out.push_str(value);
         }
     }
 }

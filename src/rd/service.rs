@@ -178,15 +178,7 @@ impl RdService {
     /// Send a parsed registration to the Registry; answer `success` with the location once it
     /// is durable.
     fn store(&self, parsed: RegistrationRequest, success: Code) -> HandlerFuture {
-        let msg = Register {
-            ep: parsed.ep,
-            d: parsed.d,
-            base: parsed.base,
-            lifetime_s: parsed.lifetime_s,
-            attrs: parsed.attrs,
-            links: parsed.links,
-            source: parsed.source,
-        };
+        let msg = register_message(parsed);
         let registry = self.registry.clone();
         async move {
             match registry.send(msg).await {
@@ -238,16 +230,7 @@ impl RdService {
                 Ok(p) => p,
                 Err(e) => return error_response(&e),
             };
-            let msg = Register {
-                ep: parsed.ep,
-                d: parsed.d,
-                base: parsed.base,
-                lifetime_s: parsed.lifetime_s,
-                attrs: parsed.attrs,
-                links: parsed.links,
-                source: parsed.source,
-            };
-            match registry.send(msg).await {
+            match registry.send(register_message(parsed)).await {
                 Ok(Ok(_)) => OutboundResponse::new(Code::CHANGED),
                 Ok(Err(e)) => registry_error_response(e),
                 Err(_) => registry_error_response(RegistryError::Unavailable),
@@ -400,6 +383,19 @@ fn candidate_ids(idx: &Index, query: &LookupQuery) -> Option<BTreeSet<Registrati
         }
     }
     acc
+}
+
+/// The Registry message for a parsed registration (POST /rd, simple, group).
+fn register_message(parsed: RegistrationRequest) -> Register {
+    Register {
+        ep: parsed.ep,
+        d: parsed.d,
+        base: parsed.base,
+        lifetime_s: parsed.lifetime_s,
+        attrs: parsed.attrs,
+        links: parsed.links,
+        source: parsed.source,
+    }
 }
 
 fn group_ids(idx: &Index) -> BTreeSet<RegistrationId> {
