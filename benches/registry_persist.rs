@@ -4,7 +4,8 @@
 //! Registers N endpoints (3 links each) with 64 `Register` messages in flight on a fresh data
 //! directory, for N = 10,000 and 100,000; every reply is an acknowledgement after a flush.
 //! Prints one JSON line: overall rate per run, the rate over the first 1,000 and the last 10%
-//! (the registry must not slow down as it grows), VmRSS with N registered, and the time a
+//! (the registry must not slow down as it grows), VmRSS with N registered, durable updates/s
+//! of all N (issue 10: ≥ 50,000/s at 100,000), and the time a
 //! restart on that directory takes until lookups answer (issue 10: ≤ 3 s at 100,000).
 //!
 //! Run: `cargo bench --bench registry_persist` (release). `BENCH_SIZES` (e.g. `100000`) and
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coap_gateway::link_format::{Link, Param};
-use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig};
+use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig, Update};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 const IN_FLIGHT: usize = 64;
@@ -51,6 +52,8 @@ struct Run {
     first_1k: Duration,
     last_10pct: Duration,
     rss_kb: Option<u64>,
+    /// Updating every one of the N registrations once, 64 in flight.
+    updates: Duration,
     /// From `registry::start` on the populated directory (new actor system) until it answers
     /// lookups, and the VmRSS right after.
     restart: Duration,
@@ -120,13 +123,43 @@ async fn populate(n: usize, dir: &std::path::Path, cache_mb: u64) -> Run {
         }
     }
     let total = started.elapsed();
+    let last_10pct = last_started.map_or(total, |t| t.elapsed());
     assert_eq!(reader.len(), n);
+    let rss_kb = vm_rss_kb();
+
+    // RFC 9176 §5.3.1 updates (empty POST to the location) of every endpoint, durable too.
+    let ids: Vec<_> = reader.with_index(|i| i.live(0).map(|r| r.id).collect());
+    let started = Instant::now();
+    let mut pending = ids.iter();
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while in_flight.len() < IN_FLIGHT {
+            let Some(&id) = pending.next() else { break };
+            in_flight.push(addr.send(Update {
+                id,
+                lifetime_s: None,
+                base: None,
+                attrs: Vec::new(),
+                source: SocketAddr::from(([127, 0, 0, 1], 9999)),
+            }));
+        }
+        match in_flight.next().await {
+            Some(reply) => {
+                reply
+                    .expect("the registry is running")
+                    .expect("the update is durable");
+            }
+            None => break,
+        }
+    }
+    let updates = started.elapsed();
     Run {
         n,
         total,
         first_1k: first_1k.unwrap_or(total),
-        last_10pct: last_started.map_or(total, |t| t.elapsed()),
-        rss_kb: vm_rss_kb(),
+        last_10pct,
+        rss_kb,
+        updates,
         restart: Duration::ZERO,
         rss_after_restart_kb: None,
     }
@@ -168,6 +201,7 @@ fn main() {
             "first_1k_per_s": rate(1000, r.first_1k),
             "last_10pct_per_s": rate(r.n / 10, r.last_10pct),
             "vm_rss_mb_after": r.rss_kb.map(|kb| kb / 1024),
+            "durable_updates_per_s": rate(r.n, r.updates),
             "restart_ms": r.restart.as_millis(),
             "vm_rss_mb_after_restart": r.rss_after_restart_kb.map(|kb| kb / 1024),
         });

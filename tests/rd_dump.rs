@@ -4,13 +4,44 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coap_gateway::link_format::{self, Link, Param};
 use coap_gateway::registry::{
     self, EndpointName, Register, Registration, RegistryConfig, Sector, SetStatus, Status, Store,
+    StoreError,
 };
 use coap_gateway::time::rfc3339_ms;
+
+/// Tests here run one at a time: a child spawned by one test holds a copy of every open
+/// descriptor in this process (sled's lock included) until it execs, which would make another
+/// test's database look locked.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Wait until the stopped registry has let go of the database (sled's I/O threads release
+/// their handles a moment after the actor system is gone).
+fn wait_unlocked(dir: &Path) {
+    let started = Instant::now();
+    loop {
+        match Store::open(dir, 8) {
+            Err(StoreError::Locked { .. }) if started.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => {
+                drop(other.unwrap());
+                return;
+            }
+        }
+    }
+}
 
 fn rd_dump(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rd-dump"))
@@ -82,11 +113,13 @@ fn populate(dir: &Path) -> Vec<Registration> {
     });
     System::current().stop();
     let _ = sys.run();
+    wait_unlocked(dir);
     regs
 }
 
 #[test]
 fn prints_an_aligned_table_of_every_registration() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let regs = populate(dir.path());
     let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap()]);
@@ -148,6 +181,7 @@ fn prints_an_aligned_table_of_every_registration() {
 
 #[test]
 fn json_mode_prints_one_registration_per_line() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let regs = populate(dir.path());
     let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap(), "--json"]);
@@ -170,6 +204,7 @@ fn json_mode_prints_one_registration_per_line() {
 
 #[test]
 fn a_locked_database_gives_one_clear_line_and_exit_1() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path());
     let _held = Store::open(dir.path(), 8).unwrap();
@@ -185,6 +220,7 @@ fn a_locked_database_gives_one_clear_line_and_exit_1() {
 
 #[test]
 fn a_missing_or_empty_directory_gives_exit_2_and_creates_nothing() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-data");
     let out = rd_dump(&["--data-dir", missing.to_str().unwrap()]);
@@ -201,6 +237,7 @@ fn a_missing_or_empty_directory_gives_exit_2_and_creates_nothing() {
 
 #[test]
 fn an_empty_registry_prints_the_header_only() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), 8).unwrap());
     let out = rd_dump(&["--data-dir", dir.path().to_str().unwrap()]);

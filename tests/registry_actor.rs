@@ -33,7 +33,7 @@ struct Harness {
     addr: Addr<registry::Registry>,
     reader: registry::RegistryReader,
     events: mpsc::UnboundedReceiver<RegistryEvent>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn config(dir: &std::path::Path, grace_s: u32, max: Option<usize>) -> RegistryConfig {
@@ -54,7 +54,7 @@ fn harness(grace_s: u32, max: Option<usize>) -> Harness {
         addr,
         reader,
         events,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -552,4 +552,22 @@ async fn concurrent_registrations_are_all_acknowledged_with_distinct_ids_and_ord
     sorted.sort_unstable();
     assert_eq!(seen, sorted);
     assert_eq!(h.reader.len(), 200);
+}
+
+#[actix_rt::test]
+async fn start_reports_a_database_held_by_another_registry() {
+    let h = harness(60, None);
+    let dir = h.dir.path();
+    match registry::start(config(dir, 60, None)) {
+        Err(registry::StoreError::Locked { path }) => assert_eq!(path, dir),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("two registries opened one database"),
+    }
+    // The first registry is unaffected.
+    assert!(h
+        .addr
+        .send(register("still", None, 60, vec![]))
+        .await
+        .unwrap()
+        .is_ok());
 }

@@ -28,6 +28,23 @@ fn config(dir: &Path) -> RegistryConfig {
     }
 }
 
+/// `registry::start`, retried while the lock is still held: another test in this binary may
+/// be spawning a process at the moment we reopen, and the child holds a copy of every open
+/// descriptor (with sled's lock) until it execs. A real restart is a new process.
+fn start_retrying(config: RegistryConfig) -> (Addr<registry::Registry>, registry::RegistryReader) {
+    let started = Instant::now();
+    loop {
+        match registry::start(config.clone()) {
+            Err(registry::StoreError::Locked { .. })
+                if started.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 fn three_links(i: usize) -> Vec<Link> {
     vec![
         Link::new("/sensors/temp")
@@ -71,7 +88,7 @@ where
 fn a_thousand_registrations_come_back_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let before: BTreeMap<String, Registration> = in_system(|| async {
-        let (addr, reader) = registry::start(config(dir.path())).unwrap();
+        let (addr, reader) = start_retrying(config(dir.path()));
         for chunk in (0..1000).collect::<Vec<_>>().chunks(64) {
             let sends = chunk.iter().map(|&i| addr.send(register(i, 3600)));
             for reply in futures::future::join_all(sends).await {
@@ -102,7 +119,7 @@ fn a_thousand_registrations_come_back_after_a_restart() {
     });
 
     let after: BTreeMap<String, Registration> = in_system(|| async {
-        let (_addr, reader) = registry::start(config(dir.path())).unwrap();
+        let (_addr, reader) = start_retrying(config(dir.path()));
         assert_eq!(reader.len(), 1000);
         let rt_hits = reader.with_index(|i| i.ids_with_link_attr("rt", "temperature", false));
         assert_eq!(
@@ -143,7 +160,7 @@ impl Handler<RegistryEvent> for Collector {
 fn expiry_timers_are_rearmed_from_stored_deadlines_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let soon_id = in_system(|| async {
-        let (addr, _reader) = registry::start(config(dir.path())).unwrap();
+        let (addr, _reader) = start_retrying(config(dir.path()));
         addr.send(register(2, 3600)).await.unwrap().unwrap();
         addr.send(register(1, 2))
             .await
@@ -153,7 +170,7 @@ fn expiry_timers_are_rearmed_from_stored_deadlines_after_a_restart() {
             .id
     });
     in_system(|| async {
-        let (addr, reader) = registry::start(config(dir.path())).unwrap();
+        let (addr, reader) = start_retrying(config(dir.path()));
         assert_eq!(reader.len(), 2, "restarted before the short lifetime ended");
         let (tx, mut events) = mpsc::unbounded_channel();
         addr.do_send(Subscribe(Collector(tx).start().recipient()));
@@ -179,7 +196,7 @@ fn expiry_timers_are_rearmed_from_stored_deadlines_after_a_restart() {
 /// acknowledged one, then wait to be killed (bounded, in case the parent is gone).
 fn sigkill_child(dir: &Path) {
     in_system(|| async {
-        let (addr, _reader) = registry::start(config(dir)).unwrap();
+        let (addr, _reader) = start_retrying(config(dir));
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut next = 0usize;
         while next < 20_000 && Instant::now() < deadline {
@@ -241,7 +258,17 @@ fn acknowledged_registrations_survive_sigkill() {
         acked.len()
     );
 
-    let store = Store::open(dir.path(), 8).unwrap();
+    let started = Instant::now();
+    let store = loop {
+        match Store::open(dir.path(), 8) {
+            Err(registry::StoreError::Locked { .. })
+                if started.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let loaded = store.load_all().unwrap();
     assert_eq!(loaded.skipped, 0);
     let stored: HashMap<u64, Registration> = loaded

@@ -20,7 +20,6 @@
 //!   without a scan.
 
 use std::cmp::Ordering;
-use std::collections::btree_map::Entry as BTreeEntry;
 use std::collections::hash_map::{Entry as HashEntry, RandomState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
@@ -37,7 +36,9 @@ pub const INDEXED_LINK_ATTRS: [&str; 4] = ["rt", "if", "rel", "ct"];
 /// Endpoint attributes with an inverted index (RFC 9176 §7.1: `ep`, `d`, `et`).
 pub const INDEXED_ENDPOINT_ATTRS: [&str; 3] = ["ep", "d", "et"];
 
-type AttrIndex = BTreeMap<(String, String), BTreeSet<RegistrationId>>;
+/// name → value → ids. Two levels so that every query and update borrows `&str` keys (no
+/// allocation per lookup), and a prefix filter is a range over one name's values.
+type AttrIndex = BTreeMap<String, BTreeMap<String, BTreeSet<RegistrationId>>>;
 
 /// Every registration the Registry holds, with its secondary indexes.
 #[derive(Debug, Default)]
@@ -215,6 +216,12 @@ impl Index {
     /// Insert or replace a live registration (keyed by its id). Returns the previous value,
     /// live or in grace.
     pub fn insert(&mut self, reg: Arc<Registration>) -> Option<Arc<Registration>> {
+        if let Some(previous) = self.live.get(&reg.id).cloned() {
+            if previous.ep == reg.ep && previous.d == reg.d {
+                self.replace_live(&previous, reg);
+                return Some(previous);
+            }
+        }
         let previous = self.detach(reg.id);
         if let Some(old) = &previous {
             // Ids never move between endpoints, but if one did the stale key must not linger.
@@ -285,6 +292,36 @@ impl Index {
             }
         }
         purged
+    }
+
+    /// A live registration replaced by one of the same `ep`+`d` (every update, every
+    /// re-registration): postings are touched only where links or attributes changed.
+    fn replace_live(&mut self, previous: &Arc<Registration>, reg: Arc<Registration>) {
+        let id = reg.id;
+        if previous.expires_at_ms != reg.expires_at_ms {
+            self.deadlines.remove(&(previous.expires_at_ms, id));
+            self.deadlines.insert((reg.expires_at_ms, id));
+        }
+        // Same (ep, d, id) ordering key: swaps in the new Arc.
+        self.by_name.replace(ByName(Arc::clone(&reg)));
+        if previous.links != reg.links {
+            for_each_link_key(previous, |name, value| {
+                drop_id(&mut self.link_attrs, name, value, id)
+            });
+            for_each_link_key(&reg, |name, value| {
+                add(&mut self.link_attrs, name, value, id)
+            });
+        }
+        if previous.attrs != reg.attrs {
+            for_each_endpoint_key(previous, |name, value| {
+                drop_id(&mut self.endpoint_attrs, name, value, id)
+            });
+            for_each_endpoint_key(&reg, |name, value| {
+                add(&mut self.endpoint_attrs, name, value, id)
+            });
+        }
+        self.live.insert(id, reg);
+        self.version += 1;
     }
 
     fn link_name(&mut self, reg: &Registration) {
@@ -466,29 +503,46 @@ impl Ord for ByName {
 }
 
 fn add(index: &mut AttrIndex, name: &str, value: &str, id: RegistrationId) {
-    index
-        .entry((name.to_owned(), value.to_owned()))
-        .or_default()
-        .insert(id);
-}
-
-fn drop_id(index: &mut AttrIndex, name: &str, value: &str, id: RegistrationId) {
-    if let BTreeEntry::Occupied(mut entry) = index.entry((name.to_owned(), value.to_owned())) {
-        entry.get_mut().remove(&id);
-        if entry.get().is_empty() {
-            entry.remove();
+    let values = match index.get_mut(name) {
+        Some(values) => values,
+        None => index.entry(name.to_owned()).or_default(),
+    };
+    match values.get_mut(value) {
+        Some(ids) => {
+            ids.insert(id);
+        }
+        None => {
+            values.insert(value.to_owned(), BTreeSet::from([id]));
         }
     }
 }
 
+fn drop_id(index: &mut AttrIndex, name: &str, value: &str, id: RegistrationId) {
+    let Some(values) = index.get_mut(name) else {
+        return;
+    };
+    if let Some(ids) = values.get_mut(value) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            values.remove(value);
+        }
+    }
+    if values.is_empty() {
+        index.remove(name);
+    }
+}
+
 fn lookup(index: &AttrIndex, name: &str, value: &str, prefix: bool) -> BTreeSet<RegistrationId> {
-    let start = (name.to_owned(), value.to_owned());
+    let Some(values) = index.get(name) else {
+        return BTreeSet::new();
+    };
     if !prefix {
-        return index.get(&start).cloned().unwrap_or_default();
+        return values.get(value).cloned().unwrap_or_default();
     }
     let mut ids = BTreeSet::new();
-    for ((n, v), set) in index.range((Bound::Included(start), Bound::Unbounded)) {
-        if n != name || !v.starts_with(value) {
+    let from: (Bound<&str>, Bound<&str>) = (Bound::Included(value), Bound::Unbounded);
+    for (v, set) in values.range::<str, _>(from) {
+        if !v.starts_with(value) {
             break;
         }
         ids.extend(set.iter().copied());
@@ -698,10 +752,49 @@ mod tests {
         assert_eq!(index.by_name.len(), 1);
         assert_eq!(index.by_ep_d.len(), 1);
         // Emptied postings are dropped rather than kept as empty sets.
-        assert!(index
-            .link_attrs
-            .keys()
-            .all(|(n, v)| n == "rt" && v == "humidity"));
+        assert_eq!(index.link_attrs.len(), 1);
+        assert_eq!(
+            index.link_attrs["rt"].keys().collect::<Vec<_>>(),
+            vec!["humidity"]
+        );
+    }
+
+    #[test]
+    fn an_in_place_update_is_visible_through_every_view() {
+        let mut index = sample();
+        let mut next = (**index.get(RegistrationId(3)).unwrap()).clone();
+        next.expires_at_ms = 500;
+        next.attrs = vec![Param::new("et", Some("changed"))];
+        index.insert(Arc::new(next));
+        let node1 = EndpointName::new("node1").unwrap();
+        let roof = Sector::new("roof").unwrap();
+        for reg in [
+            index.get(RegistrationId(3)).unwrap(),
+            index.find(&node1, Some(&roof)).unwrap(),
+            index.find_ep(&node1).last().unwrap(),
+        ] {
+            assert_eq!(reg.expires_at_ms, 500);
+        }
+        assert_eq!(index.next_deadline(), Some(500));
+        assert_eq!(
+            index.ids_with_endpoint_attr("et", "changed", false),
+            Some(ids(&[3]))
+        );
+        assert_eq!(
+            index.ids_with_endpoint_attr("et", "oic.d.sensor", false),
+            Some(ids(&[1, 2]))
+        );
+        assert_eq!(
+            index.ids_with_endpoint_attr("d", "roof", false),
+            Some(ids(&[2, 3]))
+        );
+        assert_eq!(
+            index.ids_with_link_attr("rel", "alternate", false),
+            Some(ids(&[3]))
+        );
+        let expired = index.expire_due(600);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].id, RegistrationId(3));
     }
 
     #[test]
