@@ -39,12 +39,7 @@ pub struct Running {
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     let listen = config.rd_listen_addrs()?;
-    let (registry, reader) = registry::start(RegistryConfig {
-        data_dir: config.gateway.data_dir.clone(),
-        cache_mb: config.gateway.cache_mb,
-        expiry_grace_s: config.rd.expiry_grace_s,
-        max_registrations: None,
-    })?;
+    let (registry, reader) = registry::start(RegistryConfig::from_config(config))?;
     info!(
         "registry opened at {} with {} registrations",
         config.gateway.data_dir.display(),

@@ -496,3 +496,48 @@ fn group_registration_with_multicast_base_is_found_by_et_core_rd_group() {
         vec!["coap://[ff35:30:2001:db8::1]/light".to_string()]
     );
 }
+
+/// Cross-matching (RFC 9176 §6.2) at the level the inverted index could miss: an *endpoint*
+/// attribute named like a link attribute (`rt`, `if`) and a *link* parameter named like an
+/// endpoint attribute (`et`, `d`). Each must still be found, by both lookups.
+#[test]
+fn indexed_names_match_at_both_levels() {
+    let gw = Gateway::start();
+    let p = Peer::new(gw.addr());
+    register(
+        &p,
+        "ep=ep-rt&rt=gateway-type&if=bridge",
+        "</a>;rt=\"other\"",
+    );
+    register(&p, "ep=link-et", "</b>;et=\"oddly.placed\";d=\"inner\"");
+    register(&p, "ep=plain", "</c>;rt=\"other\"");
+
+    let eps = |uri: &str| -> BTreeSet<String> {
+        lookup(&p, uri)
+            .iter()
+            .filter_map(|l| l.get("ep").map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        eps("/rd-lookup/ep?rt=gateway-type"),
+        ["ep-rt".to_string()].into()
+    );
+    assert_eq!(
+        eps("/rd-lookup/ep?rt=gateway*&if=bridge"),
+        ["ep-rt".to_string()].into()
+    );
+    assert_eq!(
+        eps("/rd-lookup/ep?et=oddly.placed"),
+        ["link-et".to_string()].into()
+    );
+    assert_eq!(eps("/rd-lookup/ep?d=inner"), ["link-et".to_string()].into());
+    let base = p.derived_base();
+    assert_eq!(
+        res_targets(&p, "/rd-lookup/res?rt=gateway-type"),
+        vec![format!("{base}/a")]
+    );
+    assert_eq!(
+        res_targets(&p, "/rd-lookup/res?et=oddly*"),
+        vec![format!("{base}/b")]
+    );
+}

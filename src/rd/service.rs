@@ -361,11 +361,17 @@ impl RdService {
 
 /// Registrations that the inverted index pre-selects for a query: the intersection, over the
 /// indexable filters, of the links and endpoints having that attribute value (the union of both
-/// levels, because of cross-matching, RFC 9176 §6.2). `None` when no filter is indexable: the
-/// caller scans. The exact matchers always run on the result.
+/// levels, because of cross-matching, RFC 9176 §6.2; the registry indexes every such name at
+/// both levels). `None` when no filter is indexable: the caller scans. The exact matchers always
+/// run on the result, so the pre-selection only has to be a superset.
 fn candidate_ids(idx: &Index, query: &LookupQuery) -> Option<BTreeSet<RegistrationId>> {
     let mut acc: Option<BTreeSet<RegistrationId>> = None;
     for (name, value, prefix) in plan_candidates(query) {
+        // The index keys are single words; a value with whitespace could only be matched
+        // whole, which the word index cannot pre-select soundly.
+        if value.contains(char::is_whitespace) {
+            continue;
+        }
         let set = match (
             idx.ids_with_link_attr(name, value, prefix),
             idx.ids_with_endpoint_attr(name, value, prefix),

@@ -29,12 +29,17 @@ use std::sync::Arc;
 
 use super::model::{BaseOrigin, EndpointName, Registration, RegistrationId, Sector, Status};
 
-/// Link attributes with an inverted index. Their values are space-separated lists (RFC 6690
-/// §3.1–3.3 for `rt`, `if`, `rel`; RFC 7252 §7.2.1 allows several `ct` values).
-pub const INDEXED_LINK_ATTRS: [&str; 4] = ["rt", "if", "rel", "ct"];
+/// Attribute names with an inverted index, at both levels: link parameters and endpoint
+/// attributes (`d` and extra attributes; `ep` is served by `by_name`). Lookup cross-matching
+/// (RFC 9176 §6.2) lets a filter match at either level, so the RD unions both indexes; an index
+/// on one level only would silently drop matches. Values are indexed as their whitespace-
+/// separated words (the list attributes `rt`, `if`, `rel`, `ct`; for the others a value holding
+/// a space is rare), so an index hit is a superset of the exact matches for any filter value
+/// without whitespace; the RD does not pre-select on values with whitespace.
+pub const INDEXED_LINK_ATTRS: [&str; 7] = ["rt", "if", "rel", "ct", "et", "d", "ep"];
 
-/// Endpoint attributes with an inverted index (RFC 9176 §7.1: `ep`, `d`, `et`).
-pub const INDEXED_ENDPOINT_ATTRS: [&str; 3] = ["ep", "d", "et"];
+/// Endpoint attributes with an inverted index (`ep` through `by_name`).
+pub const INDEXED_ENDPOINT_ATTRS: [&str; 7] = ["ep", "d", "et", "rt", "if", "rel", "ct"];
 
 /// name → value → ids. Two levels so that every query and update borrows `&str` keys (no
 /// allocation per lookup), and a prefix filter is a range over one name's values.
@@ -399,11 +404,19 @@ fn for_each_link_key(reg: &Registration, mut f: impl FnMut(&str, &str)) {
 /// `ep` is not listed here: `by_name` serves it without copying every name.
 fn for_each_endpoint_key(reg: &Registration, mut f: impl FnMut(&str, &str)) {
     if let Some(d) = &reg.d {
-        f("d", d.as_str());
+        for word in d.as_str().split_ascii_whitespace() {
+            f("d", word);
+        }
     }
-    for value in reg.attr_values("et") {
-        for word in value.split_ascii_whitespace() {
-            f("et", word);
+    for attr in &reg.attrs {
+        let name = attr.name.as_str();
+        if name == "ep" || name == "d" || !INDEXED_ENDPOINT_ATTRS.contains(&name) {
+            continue;
+        }
+        if let Some(value) = &attr.value {
+            for word in value.split_ascii_whitespace() {
+                f(name, word);
+            }
         }
     }
 }
