@@ -52,10 +52,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An outgoing datagram waiting for the receive loop's batched send.
+type Queued = (Vec<u8>, SocketAddr);
+
 pub(crate) struct SocketCtx {
     pub socket: UdpSocket,
     pub local: SocketAddr,
     mid: AtomicU16,
+    /// `Some` while the receive loop processes a batch: sends are queued and leave together
+    /// in one `sendmmsg` when the batch is done. Checked under the same lock by other tasks,
+    /// so nothing is queued after the flush.
+    outbox: Mutex<Option<Vec<Queued>>>,
 }
 
 /// Something the receive loop delivers to a waiting exchange.
@@ -120,6 +127,14 @@ impl Shared {
 
     /// Send without waiting; a full socket buffer defers the send to a task.
     fn send_now(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
+            queue.push((bytes.to_vec(), peer));
+            return;
+        }
+        self.send_unbatched(idx, bytes, peer);
+    }
+
+    fn send_unbatched(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
         match self.sockets[idx].socket.try_send_to(bytes, peer) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -709,6 +724,7 @@ impl Endpoint {
                 socket,
                 local,
                 mid: AtomicU16::new(rng.gen()),
+                outbox: Mutex::new(None),
             });
         }
         let shared = Arc::new(Shared {
@@ -782,6 +798,7 @@ impl Drop for Endpoint {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 async fn recv_loop(shared: Arc<Shared>, idx: usize) {
     // The largest UDP payload: a datagram must never be truncated into a "valid" message.
     let mut buf = vec![0u8; 65_536];
@@ -802,6 +819,68 @@ async fn recv_loop(shared: Arc<Shared>, idx: usize) {
         if let Err(e) = socket.readable().await {
             log::warn!("coap: socket {} failed: {e}", shared.sockets[idx].local);
             return;
+        }
+    }
+}
+
+/// Linux: receive up to 32 datagrams per `recvmmsg`, handle them, and send every answer of
+/// the batch with `sendmmsg`.
+#[cfg(target_os = "linux")]
+async fn recv_loop(shared: Arc<Shared>, idx: usize) {
+    use super::batch_io::{send_batch, RecvBatch};
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let ctx = &shared.sockets[idx];
+    let fd = ctx.socket.as_raw_fd();
+    let mut batch = RecvBatch::new();
+    loop {
+        match ctx.socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => {
+                *lock(&ctx.outbox) = Some(Vec::with_capacity(n));
+                for i in 0..n {
+                    let (bytes, peer, truncated) = batch.get(i);
+                    let Some(peer) = peer else { continue };
+                    if truncated {
+                        // Too big to have been read whole: reject a CON (RFC 7252 §4.2), the
+                        // client should have used Block1.
+                        if let Some((MsgType::Con, _, mid)) = codec::peek(bytes) {
+                            shared.send_now(idx, &encode_empty(MsgType::Rst, mid), peer);
+                        }
+                        continue;
+                    }
+                    shared.on_datagram(idx, bytes, peer);
+                }
+                let out = lock(&ctx.outbox).take().unwrap_or_default();
+                let mut sent = 0;
+                while sent < out.len() {
+                    match ctx
+                        .socket
+                        .try_io(Interest::WRITABLE, || send_batch(fd, &out[sent..]))
+                    {
+                        Ok(0) => sent += 1,
+                        Ok(k) => sent += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            for (bytes, peer) in &out[sent..] {
+                                shared.send_unbatched(idx, bytes, *peer);
+                            }
+                            break;
+                        }
+                        // The first datagram was refused (e.g. unreachable): skip it.
+                        Err(e) => {
+                            log::debug!("coap: send to {} failed: {e}", out[sent].1);
+                            sent += 1;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = ctx.socket.readable().await {
+                    log::warn!("coap: socket {} failed: {e}", ctx.local);
+                    return;
+                }
+            }
+            Err(e) => log::debug!("coap: receive error on {}: {e}", ctx.local),
         }
     }
 }

@@ -56,6 +56,8 @@
 //! `params`, `error` — all pure; `endpoint` (sockets, receive loop, server) and `client` use
 //! tokio.
 
+#[cfg(target_os = "linux")]
+mod batch_io;
 pub mod block;
 mod client;
 mod code;
