@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     observer_total: AtomicUsize,
     pub exchanges: Mutex<Exchanges>,
     pub in_flight: Arc<Semaphore>,
+    /// Set (and `closing` notified) by shutdown: every waiting exchange ends as Cancelled.
+    closed: std::sync::atomic::AtomicBool,
+    closing: tokio::sync::Notify,
     pub per_peer: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
 }
 
@@ -263,7 +266,13 @@ impl Shared {
         }
     }
 
-    fn on_request(self: &Arc<Self>, idx: usize, packet: Packet, mtype: MsgType, peer: SocketAddr) {
+    fn on_request(
+        self: &Arc<Self>,
+        idx: usize,
+        mut packet: Packet,
+        mtype: MsgType,
+        peer: SocketAddr,
+    ) {
         let mid = packet.header.message_id;
         let now = Instant::now();
         {
@@ -291,7 +300,7 @@ impl Shared {
             block_key: String::new(),
         };
         let local = self.sockets[idx].local;
-        let parsed = match codec::parse_request(&packet, peer, local) {
+        let parsed = match codec::parse_request(&mut packet, peer, local) {
             Ok(p) => p,
             Err(e) => {
                 let resp = OutboundResponse::new(e.code()).with_diagnostic(e.diagnostic());
@@ -501,7 +510,7 @@ impl Shared {
             } else {
                 deadline
             };
-            match tokio::time::timeout_at(wake.into(), reg.rx.recv()).await {
+            match reg.recv_until(Some(wake)).await {
                 Ok(Some(ev)) => return Ok((ev, start.elapsed())),
                 Ok(None) => return Err(ClientError::Cancelled),
                 Err(_) => {
@@ -627,6 +636,26 @@ impl Registration {
         }
     }
 
+    /// The next event, `Ok(None)` once the endpoint shuts down, `Err(())` when `wake` passes.
+    pub async fn recv_until(&mut self, wake: Option<Instant>) -> Result<Option<Event>, ()> {
+        // Created before the flag check: it then sees a notify_waiters() that races with us.
+        let closing = self.shared.closing.notified();
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = self.rx.recv() => Ok(ev),
+            _ = closing => Ok(None),
+            _ = timer => Err(()),
+        }
+    }
+
     pub fn token(&self) -> Option<[u8; 8]> {
         self.token
     }
@@ -748,6 +777,8 @@ impl Endpoint {
             observer_total: AtomicUsize::new(0),
             exchanges: Mutex::new(Exchanges::default()),
             in_flight: Arc::new(Semaphore::new(params.max_in_flight)),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
             per_peer: Mutex::new(HashMap::new()),
             handler,
             params,
@@ -786,6 +817,8 @@ impl Endpoint {
             t.abort();
         }
         self.shared.in_flight.close();
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.closing.notify_waiters();
         let mut ex = lock(&self.shared.exchanges);
         ex.by_token.clear();
         ex.by_mid.clear();

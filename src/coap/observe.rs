@@ -151,6 +151,8 @@ mod tests {
             accept: None,
             observe: Some(0),
             etags: vec![],
+            if_match: vec![],
+            if_none_match: false,
             block2: None,
             payload: vec![],
             multicast: false,
