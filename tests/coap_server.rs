@@ -67,7 +67,12 @@ async fn retransmitted_con_is_answered_from_the_cache_and_handled_once() {
 
 #[tokio::test]
 async fn duplicate_of_a_slow_request_runs_the_handler_once() {
-    let (_ep, h, local) = start(V4).await;
+    // Piggybacked (no separate response within 2 s) even though the handler waits 50 ms.
+    let params = coap_gateway::coap::TransmissionParams {
+        separate_response_after: Duration::from_secs(2),
+        ..fast_params()
+    };
+    let (_ep, h, local) = start_with(V4, params).await;
     let sock = raw_socket(V4).await;
     let msg = get(9, "/slow");
     sock.send_to(&msg, local).await.unwrap();
@@ -388,4 +393,40 @@ async fn oversized_datagram_con_is_rejected_and_the_server_keeps_serving() {
     }
     sock.send_to(&get(1, "/x"), local).await.unwrap();
     assert_eq!(recv_packet(&sock, WAIT).await.unwrap().0.payload, b"hello");
+}
+
+#[tokio::test]
+async fn slow_handler_gets_empty_ack_then_a_separate_con_response() {
+    for addr in [V4, V6] {
+        // fast_params: ACK_TIMEOUT 100 ms, so the separate path starts after 50 ms.
+        let (_ep, h, local) = start(addr).await;
+        let sock = raw_socket(addr).await;
+        let msg = get(0x0c0d, "/slower");
+        sock.send_to(&msg, local).await.unwrap();
+        let (ack, _) = recv(&sock, WAIT).await.unwrap();
+        assert_eq!(ack, vec![0x60, 0, 0x0c, 0x0d], "{addr}: empty ACK first");
+        // A retransmission now gets the same empty ACK, and the handler is not re-run.
+        sock.send_to(&msg, local).await.unwrap();
+        let (ack2, _) = recv(&sock, WAIT).await.unwrap();
+        assert_eq!(ack2, ack);
+        let (resp, _) = recv_packet(&sock, WAIT).await.unwrap();
+        assert_eq!(resp.header.get_type(), MessageType::Confirmable);
+        assert_eq!(resp.get_token(), &[0xa, 0xb]);
+        assert_eq!(resp.payload, b"slower");
+        // Unacknowledged, it is retransmitted with the same MID.
+        let (again, _) = recv_packet(&sock, WAIT).await.unwrap();
+        assert_eq!(again.header.message_id, resp.header.message_id);
+        let mid = resp.header.message_id.to_be_bytes();
+        sock.send_to(&[0x60, 0, mid[0], mid[1]], local)
+            .await
+            .unwrap();
+        // After our ACK nothing more arrives (allow one retransmission already in flight).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while recv(&sock, Duration::from_millis(10)).await.is_some() {}
+        assert!(
+            recv(&sock, Duration::from_millis(500)).await.is_none(),
+            "ACK stopped it"
+        );
+        assert_eq!(h.runs.load(Ordering::SeqCst), 1);
+    }
 }

@@ -114,6 +114,9 @@ struct ReplyCtx {
     observe_req: Option<InboundRequest>,
     /// Identifies the resource for the Block2 cache.
     block_key: String,
+    /// The request was already acknowledged with an empty ACK: the response goes as a CON
+    /// of its own (RFC 7252 §5.2.2).
+    separate: bool,
 }
 
 impl Shared {
@@ -298,6 +301,7 @@ impl Shared {
             block2: None,
             observe_req: None,
             block_key: String::new(),
+            separate: false,
         };
         let local = self.sockets[idx].local;
         let parsed = match codec::parse_request(&mut packet, peer, local) {
@@ -367,7 +371,23 @@ impl Shared {
                 // again with a real waker re-registers interest, so the no-op waker is harmless.
                 let shared = Arc::clone(self);
                 tokio::spawn(async move {
-                    let resp = fut.await;
+                    let after = shared.params.separate_response_after;
+                    let resp = if ctx.confirmable {
+                        tokio::select! {
+                            resp = &mut fut => resp,
+                            _ = tokio::time::sleep(after) => {
+                                // Slow answer: stop the client's retransmissions now and send
+                                // the response separately. Duplicates get this empty ACK.
+                                let ack = encode_empty(MsgType::Ack, ctx.mid);
+                                shared.send_now(ctx.idx, &ack, ctx.peer);
+                                lock(&shared.dedup).answered(ctx.peer, ctx.mid, &ack);
+                                ctx.separate = true;
+                                fut.await
+                            }
+                        }
+                    } else {
+                        fut.await
+                    };
                     shared.reply(ctx, resp, ResponseExtras::default());
                 });
             }
@@ -409,7 +429,9 @@ impl Shared {
                 self.observer_total.store(obs.len(), Ordering::Relaxed);
             }
         }
-        let (mtype, mid) = if ctx.confirmable {
+        let (mtype, mid) = if ctx.separate {
+            (MsgType::Con, self.next_mid(ctx.idx))
+        } else if ctx.confirmable {
             (MsgType::Ack, ctx.mid)
         } else {
             (MsgType::Non, self.next_mid(ctx.idx))
@@ -449,9 +471,18 @@ impl Shared {
                 )
             }
         };
-        self.send_now(ctx.idx, &bytes, ctx.peer);
-        if ctx.confirmable {
-            lock(&self.dedup).answered(ctx.peer, ctx.mid, &bytes);
+        if ctx.separate {
+            // Retransmitted until the client ACKs it (or gives up with RST / silence).
+            let shared = Arc::clone(self);
+            let budget = self.params.max_transmit_wait();
+            tokio::spawn(async move {
+                let _ = shared.confirm(ctx.idx, ctx.peer, mid, &bytes, budget).await;
+            });
+        } else {
+            if ctx.confirmable {
+                lock(&self.dedup).answered(ctx.peer, ctx.mid, &bytes);
+            }
+            self.send_now(ctx.idx, &bytes, ctx.peer);
         }
     }
 

@@ -22,6 +22,9 @@
 //! - Deduplication by (peer, Message ID) for EXCHANGE_LIFETIME, bounded by
 //!   `dedup_capacity` entries and `dedup_max_bytes`: a duplicate CON gets the cached response
 //!   and the handler runs once; a duplicate arriving while the handler runs is dropped.
+//! - A handler slower than `separate_response_after` (ACK_TIMEOUT/2) gets the CON
+//!   acknowledged with an empty ACK and its answer sent as a separate CON, retransmitted until
+//!   ACKed (RFC 7252 §5.2.2).
 //! - Piggybacked responses to CON (ACK), NON responses to NON; an empty CON gets RST;
 //!   a malformed CON gets RST, malformed NON/ACK/RST are dropped; an unknown critical option
 //!   gives 4.02, a malformed option value 4.00, an unknown method 4.05, Proxy-Uri 5.05.
