@@ -430,3 +430,20 @@ async fn slow_handler_gets_empty_ack_then_a_separate_con_response() {
         assert_eq!(h.runs.load(Ordering::SeqCst), 1);
     }
 }
+
+#[tokio::test]
+async fn bind_errors_are_typed() {
+    let handler = std::sync::Arc::new(TestHandler::default());
+    let err = coap_gateway::coap::Endpoint::bind(&[], fast_params(), handler.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, coap_gateway::coap::CoapError::NoAddress));
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = coap_gateway::coap::Endpoint::bind(&[addr], fast_params(), handler)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
