@@ -140,6 +140,15 @@ impl Shared {
         self.send_unbatched(idx, bytes, peer);
     }
 
+    /// Like `send_now`, taking ownership so the batched path needs no copy.
+    fn send_owned(self: &Arc<Self>, idx: usize, bytes: Vec<u8>, peer: SocketAddr) {
+        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
+            queue.push((bytes, peer));
+            return;
+        }
+        self.send_unbatched(idx, &bytes, peer);
+    }
+
     fn send_unbatched(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
         match self.sockets[idx].socket.try_send_to(bytes, peer) {
             Ok(_) => {}
@@ -482,7 +491,7 @@ impl Shared {
             if ctx.confirmable {
                 lock(&self.dedup).answered(ctx.peer, ctx.mid, &bytes);
             }
-            self.send_now(ctx.idx, &bytes, ctx.peer);
+            self.send_owned(ctx.idx, bytes, ctx.peer);
         }
     }
 
