@@ -554,3 +554,28 @@ async fn shutdown_cancels_pending_requests() {
     assert!(matches!(err, ClientError::Cancelled), "{err:?}");
     assert!(t0.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn block_wise_notifications_are_reassembled() {
+    let (server, h, local) = start(V4).await;
+    let (ep, _, _) = start(V4).await;
+    let key = ObserveKey("bigobs".into());
+    let mut obs = ep
+        .client()
+        .observe(local, ClientRequest::get("/bigobs"))
+        .await
+        .unwrap();
+    assert!(obs.first.payload == pattern(3000));
+    for i in 1..=3 {
+        h.obs_value.store(i, Ordering::SeqCst);
+        server.server().notify(&key);
+        let n = tokio::time::timeout(WAIT, obs.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n.payload == pattern(3000 + i), "notification {i} whole");
+        assert!(n.observe.is_some());
+    }
+    obs.cancel().await;
+    assert_eq!(server.server().observer_count(&key), 0);
+}

@@ -30,7 +30,7 @@ pub fn text_body(len: usize) -> Vec<u8> {
 }
 
 /// Routes used by the tests. `/x` "hello"; `/big` 10 KiB; `/count` counts handler runs;
-/// `/slow` answers after 50 ms, `/slower` after 300 ms; `/echo` (POST) returns the body; `/obs` observable counter;
+/// `/slow` answers after 50 ms, `/slower` after 300 ms; `/echo` (POST) returns the body; `/obs` observable counter; `/bigobs` observable, 3000 + counter bytes;
 /// `/text3k` 3 KiB of text.
 #[derive(Default)]
 pub struct TestHandler {
@@ -86,6 +86,12 @@ impl RequestHandler for TestHandler {
                 OutboundResponse::new(Code::CONTENT)
                     .with_payload(0, v.to_string().into_bytes())
                     .with_observe(ObserveKey("obs".into()))
+            }
+            (Method::Get, "bigobs") => {
+                let v = self.obs_value.load(Ordering::SeqCst);
+                OutboundResponse::new(Code::CONTENT)
+                    .with_payload(42, pattern(3000 + v))
+                    .with_observe(ObserveKey("bigobs".into()))
             }
             _ => OutboundResponse::new(Code::NOT_FOUND),
         };
