@@ -447,3 +447,48 @@ async fn bind_errors_are_typed() {
         .unwrap();
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+#[tokio::test]
+async fn a_newer_notification_replaces_one_in_flight() {
+    let (ep, h, local) = start(V6).await;
+    let key = coap_gateway::coap::ObserveKey("obs".into());
+    let sock = raw_socket(V6).await;
+    let mut reg = request(MessageType::Confirmable, 1, 1, &[7, 7], "/obs");
+    reg.add_option(CoapOption::Observe, vec![]);
+    sock.send_to(&reg.to_bytes().unwrap(), local).await.unwrap();
+    let (first, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert!(
+        first.get_first_option(CoapOption::Observe).is_some(),
+        "registered"
+    );
+    // Notification 1: not acknowledged.
+    h.obs_value.store(1, Ordering::SeqCst);
+    ep.server().notify(&key);
+    let (n1, _) = recv_packet(&sock, WAIT).await.unwrap();
+    assert_eq!(n1.payload, b"1");
+    // Notification 2 replaces it.
+    h.obs_value.store(2, Ordering::SeqCst);
+    ep.server().notify(&key);
+    let mut n2 = None;
+    let t0 = std::time::Instant::now();
+    while let Some((p, _)) = recv_packet(&sock, WAIT).await {
+        if p.payload == b"2" {
+            n2 = Some(p);
+            break;
+        }
+        assert!(t0.elapsed() < WAIT);
+    }
+    let n2 = n2.expect("newer notification sent");
+    let mid = n2.header.message_id.to_be_bytes();
+    sock.send_to(&[0x60, 0, mid[0], mid[1]], local)
+        .await
+        .unwrap();
+    // Notification 1 is no longer retransmitted, and its fate does not end the observation.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    while recv(&sock, Duration::from_millis(10)).await.is_some() {}
+    assert!(
+        recv(&sock, Duration::from_millis(1500)).await.is_none(),
+        "nothing retransmitted"
+    );
+    assert_eq!(ep.server().observer_count(&key), 1);
+}

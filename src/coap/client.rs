@@ -316,7 +316,7 @@ impl CoapClient {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match self
             .shared
-            .confirm(idx, peer, mid, &bytes, remaining)
+            .confirm(idx, peer, mid, &bytes, remaining, &|| true)
             .await?
         {
             (Event::Reset | Event::EmptyAck, rtt) => Ok(rtt),

@@ -485,7 +485,9 @@ impl Shared {
             let shared = Arc::clone(self);
             let budget = self.params.max_transmit_wait();
             tokio::spawn(async move {
-                let _ = shared.confirm(ctx.idx, ctx.peer, mid, &bytes, budget).await;
+                let _ = shared
+                    .confirm(ctx.idx, ctx.peer, mid, &bytes, budget, &|| true)
+                    .await;
             });
         } else {
             if ctx.confirmable {
@@ -535,6 +537,7 @@ impl Shared {
         mid: u16,
         bytes: &[u8],
         budget: Duration,
+        still_wanted: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<(Event, Duration), ClientError> {
         let mut reg = Registration::new(Arc::clone(self), peer, None);
         reg.set_mid(peer, mid);
@@ -557,6 +560,9 @@ impl Shared {
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(ClientError::Timeout);
+                    }
+                    if !still_wanted() {
+                        return Err(ClientError::Cancelled);
                     }
                     if retransmitting && backoff.on_timeout() {
                         self.send(idx, bytes, peer).await?;
@@ -589,7 +595,19 @@ impl Shared {
             return;
         };
         let block_key = request_key(&req);
+        let Some(generation) = lock(&self.observers).begin_notification(peer, &token) else {
+            return;
+        };
+        let current = {
+            let shared = Arc::clone(&self);
+            let token = token.clone();
+            move || lock(&shared.observers).is_current(peer, &token, generation)
+        };
         let resp = self.handler.handle(req).await;
+        if !current() {
+            // A newer notification to this observer is on its way.
+            return;
+        }
         let mut extras = ResponseExtras::default();
         let ends = !resp.code.is_success();
         if !ends {
@@ -615,7 +633,10 @@ impl Shared {
             );
         }
         let budget = self.params.max_transmit_wait();
-        let outcome = self.confirm(idx, peer, mid, &bytes, budget).await;
+        let outcome = self.confirm(idx, peer, mid, &bytes, budget, &current).await;
+        if matches!(outcome, Err(ClientError::Cancelled)) {
+            return;
+        }
         // RFC 7641 §4.5: a RST or an unacknowledged CON notification ends the observation; so
         // does an error response (§4.2).
         if ends || !matches!(outcome, Ok((Event::EmptyAck, _))) {
