@@ -492,3 +492,17 @@ async fn a_newer_notification_replaces_one_in_flight() {
     );
     assert_eq!(ep.server().observer_count(&key), 1);
 }
+
+#[tokio::test]
+async fn panicking_handlers_answer_5_00_and_the_server_keeps_serving() {
+    let (_ep, _h, local) = start(V4).await;
+    let sock = raw_socket(V4).await;
+    for (mid, path) in [(1u16, "/panic"), (2, "/panic-later")] {
+        sock.send_to(&get(mid, path), local).await.unwrap();
+        let (p, _) = recv_packet(&sock, WAIT).await.unwrap();
+        assert_eq!(code(&p), Code::INTERNAL_SERVER_ERROR, "{path}");
+        assert_eq!(p.header.message_id, mid);
+    }
+    sock.send_to(&get(3, "/x"), local).await.unwrap();
+    assert_eq!(recv_packet(&sock, WAIT).await.unwrap().0.payload, b"hello");
+}

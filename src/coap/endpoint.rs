@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use coap_lite::Packet;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use rand::Rng;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
@@ -371,9 +373,17 @@ impl Shared {
             }
         }
         self.observe_bookkeeping(&mut ctx, &req);
-        let mut fut = self.handler.handle(req);
+        // A panicking handler must not take the receive loop down: it answers 5.00 instead.
+        let handler = &self.handler;
+        let Ok(fut) = catch_unwind(AssertUnwindSafe(|| handler.handle(req))) else {
+            self.reply(ctx, internal_error(), ResponseExtras::default());
+            return;
+        };
+        let mut fut = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|_| internal_error()));
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        match fut.as_mut().poll(&mut cx) {
+        match fut.poll_unpin(&mut cx) {
             Poll::Ready(resp) => self.reply(ctx, resp, ResponseExtras::default()),
             Poll::Pending => {
                 // The handler really waits (e.g. for the Registry): finish on a task. Polling
@@ -645,6 +655,10 @@ impl Shared {
             self.observer_total.store(obs.len(), Ordering::Relaxed);
         }
     }
+}
+
+fn internal_error() -> OutboundResponse {
+    OutboundResponse::new(Code::INTERNAL_SERVER_ERROR).with_diagnostic("handler failed")
 }
 
 fn is_unreachable(e: &std::io::Error) -> bool {

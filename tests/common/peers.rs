@@ -30,7 +30,7 @@ pub fn text_body(len: usize) -> Vec<u8> {
 }
 
 /// Routes used by the tests. `/x` "hello"; `/big` 10 KiB; `/count` counts handler runs;
-/// `/slow` answers after 50 ms, `/slower` after 300 ms; `/echo` (POST) returns the body; `/obs` observable counter; `/bigobs` observable, 3000 + counter bytes;
+/// `/panic` and `/panic-later` panic; `/slow` answers after 50 ms, `/slower` after 300 ms; `/echo` (POST) returns the body; `/obs` observable counter; `/bigobs` observable, 3000 + counter bytes;
 /// `/text3k` 3 KiB of text.
 #[derive(Default)]
 pub struct TestHandler {
@@ -75,6 +75,14 @@ impl RequestHandler for TestHandler {
                 return async {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     OutboundResponse::new(Code::CONTENT).with_payload(0, b"slower".to_vec())
+                }
+                .boxed()
+            }
+            (Method::Get, "panic") => panic!("handler bug (on purpose)"),
+            (Method::Get, "panic-later") => {
+                return async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    panic!("async handler bug (on purpose)")
                 }
                 .boxed()
             }
