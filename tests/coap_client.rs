@@ -475,3 +475,107 @@ async fn nstart_one_serialises_requests_to_a_peer() {
         assert_eq!(t.await.unwrap().unwrap().code, Code::CONTENT);
     }
 }
+
+#[tokio::test]
+async fn max_in_flight_bounds_outstanding_requests() {
+    let silent = raw_socket(V4).await;
+    let target = silent.local_addr().unwrap();
+    let params = TransmissionParams {
+        max_in_flight: 1,
+        ..fast_params()
+    };
+    let (ep, _, _) = start_with(V4, params).await;
+    let c1 = ep.client();
+    let first = tokio::spawn(async move {
+        c1.request(
+            target,
+            ClientRequest::get("/a").timeout(Duration::from_secs(2)),
+        )
+        .await
+    });
+    recv(&silent, WAIT).await.expect("first request sent");
+    let other = raw_socket(V4).await.local_addr().unwrap();
+    let err = ep
+        .client()
+        .request(
+            other,
+            ClientRequest::get("/b").timeout(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Overloaded), "{err:?}");
+    first.abort();
+}
+
+#[tokio::test]
+async fn response_with_unknown_critical_option_is_rejected() {
+    let peer = raw_socket(V6).await;
+    let target = peer.local_addr().unwrap();
+    let (ep, _, _) = start(V6).await;
+    let client = ep.client();
+    let task = tokio::spawn(async move { client.request(target, ClientRequest::get("/c")).await });
+    let (req, from) = recv_packet(&peer, WAIT).await.unwrap();
+    // A separate CON response carrying critical option 65001: the client must RST it.
+    let mut resp = Packet::new();
+    resp.header.set_type(MessageType::Confirmable);
+    resp.header.code = MessageClass::from(0x45);
+    resp.header.message_id = 0x0909;
+    resp.set_token(req.get_token().to_vec());
+    resp.add_option(CoapOption::Unknown(65001), vec![1]);
+    peer.send_to(&resp.to_bytes().unwrap(), from).await.unwrap();
+    let (bytes, _) = recv(&peer, WAIT).await.unwrap();
+    assert_eq!(
+        bytes,
+        vec![0x70, 0, 0x09, 0x09],
+        "RST for the unacceptable response"
+    );
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, ClientError::Protocol(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn shutdown_cancels_pending_requests() {
+    let silent = raw_socket(V4).await;
+    let target = silent.local_addr().unwrap();
+    let (ep, _, _) = start(V4).await;
+    let client = ep.client();
+    let task = tokio::spawn(async move {
+        client
+            .request(
+                target,
+                ClientRequest::get("/s").timeout(Duration::from_secs(5)),
+            )
+            .await
+    });
+    recv(&silent, WAIT).await.expect("request sent");
+    let t0 = Instant::now();
+    ep.shutdown().await;
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, ClientError::Cancelled), "{err:?}");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn block_wise_notifications_are_reassembled() {
+    let (server, h, local) = start(V4).await;
+    let (ep, _, _) = start(V4).await;
+    let key = ObserveKey("bigobs".into());
+    let mut obs = ep
+        .client()
+        .observe(local, ClientRequest::get("/bigobs"))
+        .await
+        .unwrap();
+    assert!(obs.first.payload == pattern(3000));
+    for i in 1..=3 {
+        h.obs_value.store(i, Ordering::SeqCst);
+        server.server().notify(&key);
+        let n = tokio::time::timeout(WAIT, obs.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n.payload == pattern(3000 + i), "notification {i} whole");
+        assert!(n.observe.is_some());
+    }
+    obs.cancel().await;
+    assert_eq!(server.server().observer_count(&key), 0);
+}

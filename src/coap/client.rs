@@ -150,7 +150,7 @@ impl CoapClient {
         let mut next = start + backoff.timeout();
         loop {
             let wake = if acked { deadline } else { next.min(deadline) };
-            match tokio::time::timeout_at(wake.into(), reg.rx.recv()).await {
+            match reg.recv_until(Some(wake)).await {
                 Ok(Some(Event::Response { packet, mtype })) => {
                     // A late ACK for an earlier message of this token is not our answer.
                     if mtype == MsgType::Ack && packet.header.message_id != mid {
@@ -316,7 +316,7 @@ impl CoapClient {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match self
             .shared
-            .confirm(idx, peer, mid, &bytes, remaining)
+            .confirm(idx, peer, mid, &bytes, remaining, &|| true)
             .await?
         {
             (Event::Reset | Event::EmptyAck, rtt) => Ok(rtt),
@@ -383,7 +383,7 @@ impl Observation {
         }
         loop {
             let reg = self.reg.as_mut()?;
-            let ev = reg.rx.recv().await?;
+            let ev = reg.recv_until(None).await.ok().flatten()?;
             let Event::Response { packet, .. } = ev else {
                 continue;
             };

@@ -245,7 +245,7 @@ fn strings(p: &Packet, number: u16, err: &'static str) -> Result<Vec<String>, Re
 
 /// Turn a decoded request packet into what the handler sees (§5.4 option processing).
 pub fn parse_request(
-    p: &Packet,
+    p: &mut Packet,
     source: std::net::SocketAddr,
     local: std::net::SocketAddr,
 ) -> Result<ParsedRequest, RequestError> {
@@ -288,15 +288,25 @@ pub fn parse_request(
             .get_option(CoapOption::ETag)
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default(),
+        if_match: p
+            .get_option(CoapOption::IfMatch)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default(),
+        if_none_match: p.get_option(CoapOption::IfNoneMatch).is_some(),
         block2: block(opt::BLOCK2)?,
-        payload: p.payload.clone(),
+        payload: Vec::new(),
         multicast: false,
         token: p.get_token().to_vec(),
     };
+    let block1 = block(opt::BLOCK1)?;
+    let size1 = first_uint(p, opt::SIZE1, 4, "bad Size1")?;
+    let mut request = request;
+    // The body moves to the handler's request; the packet is not used afterwards.
+    request.payload = std::mem::take(&mut p.payload);
     Ok(ParsedRequest {
         request,
-        block1: block(opt::BLOCK1)?,
-        size1: first_uint(p, opt::SIZE1, 4, "bad Size1")?,
+        block1,
+        size1,
     })
 }
 
@@ -524,9 +534,9 @@ mod tests {
     #[test]
     fn request_round_trip() {
         let bytes = get_bytes(MsgType::Con, "/rd-lookup/ep");
-        let p = decode(&bytes).unwrap();
+        let mut p = decode(&bytes).unwrap();
         assert_eq!(msg_type(&p), MsgType::Con);
-        let r = parse_request(&p, addr(), addr()).unwrap().request;
+        let r = parse_request(&mut p, addr(), addr()).unwrap().request;
         assert_eq!(r.method, Method::Get);
         assert_eq!(r.path, vec!["rd-lookup", "ep"]);
         assert_eq!(r.query, vec!["ep=n1"]);
@@ -600,31 +610,35 @@ mod tests {
         let mut p = decode(&get_bytes(MsgType::Con, "/x")).unwrap();
         p.add_option(CoapOption::Unknown(2049), vec![1]);
         assert_eq!(
-            parse_request(&p, addr(), addr()).err(),
+            parse_request(&mut p, addr(), addr()).err(),
             Some(RequestError::BadOption(2049))
         );
         let mut p = decode(&get_bytes(MsgType::Con, "/x")).unwrap();
         p.add_option(CoapOption::Unknown(2048), vec![1]);
         assert!(
-            parse_request(&p, addr(), addr()).is_ok(),
+            parse_request(&mut p, addr(), addr()).is_ok(),
             "elective ignored"
         );
         let mut p = decode(&get_bytes(MsgType::Con, "/x")).unwrap();
         p.add_option(CoapOption::ContentFormat, vec![1, 2, 3]);
         assert_eq!(
-            parse_request(&p, addr(), addr()).err().map(|e| e.code()),
+            parse_request(&mut p, addr(), addr())
+                .err()
+                .map(|e| e.code()),
             Some(Code::BAD_REQUEST)
         );
         let mut p = decode(&get_bytes(MsgType::Con, "/x")).unwrap();
         p.add_option(CoapOption::UriPath, vec![0xff, 0xfe]);
         assert_eq!(
-            parse_request(&p, addr(), addr()).err().map(|e| e.code()),
+            parse_request(&mut p, addr(), addr())
+                .err()
+                .map(|e| e.code()),
             Some(Code::BAD_REQUEST)
         );
         let mut p = decode(&get_bytes(MsgType::Con, "/x")).unwrap();
         p.header.code = MessageClass::from(0x0a);
         assert_eq!(
-            parse_request(&p, addr(), addr()).err(),
+            parse_request(&mut p, addr(), addr()).err(),
             Some(RequestError::MethodNotAllowed)
         );
     }

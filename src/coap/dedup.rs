@@ -101,19 +101,14 @@ impl DedupCache {
     pub fn check(&mut self, peer: SocketAddr, mid: u16, now: Instant) -> Seen<'_> {
         self.expire(now);
         let key = (peer, mid);
-        // Split the borrow: the "new" path needs `self` again after the entry lookup.
-        let is_new = !self.map.contains_key(&key);
-        if is_new {
+        // One hash lookup on the hot path: the entry API, with eviction after the insert.
+        if let Entry::Vacant(v) = self.map.entry(key) {
             self.generation += 1;
-            let generation = self.generation;
-            self.map.insert(
-                key,
-                Slot {
-                    response: None,
-                    generation,
-                },
-            );
-            self.order.push_back((now, key, generation));
+            v.insert(Slot {
+                response: None,
+                generation: self.generation,
+            });
+            self.order.push_back((now, key, self.generation));
             self.evict_to_bounds();
             return Seen::New;
         }

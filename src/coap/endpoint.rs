@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use coap_lite::Packet;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use rand::Rng;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
@@ -52,10 +54,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An outgoing datagram waiting for the receive loop's batched send.
+type Queued = (Vec<u8>, SocketAddr);
+
 pub(crate) struct SocketCtx {
     pub socket: UdpSocket,
     pub local: SocketAddr,
     mid: AtomicU16,
+    /// `Some` while the receive loop processes a batch: sends are queued and leave together
+    /// in one `sendmmsg` when the batch is done. Checked under the same lock by other tasks,
+    /// so nothing is queued after the flush.
+    outbox: Mutex<Option<Vec<Queued>>>,
 }
 
 /// Something the receive loop delivers to a waiting exchange.
@@ -88,6 +97,9 @@ pub(crate) struct Shared {
     observer_total: AtomicUsize,
     pub exchanges: Mutex<Exchanges>,
     pub in_flight: Arc<Semaphore>,
+    /// Set (and `closing` notified) by shutdown: every waiting exchange ends as Cancelled.
+    closed: std::sync::atomic::AtomicBool,
+    closing: tokio::sync::Notify,
     pub per_peer: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
 }
 
@@ -104,6 +116,9 @@ struct ReplyCtx {
     observe_req: Option<InboundRequest>,
     /// Identifies the resource for the Block2 cache.
     block_key: String,
+    /// The request was already acknowledged with an empty ACK: the response goes as a CON
+    /// of its own (RFC 7252 §5.2.2).
+    separate: bool,
 }
 
 impl Shared {
@@ -120,6 +135,23 @@ impl Shared {
 
     /// Send without waiting; a full socket buffer defers the send to a task.
     fn send_now(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
+            queue.push((bytes.to_vec(), peer));
+            return;
+        }
+        self.send_unbatched(idx, bytes, peer);
+    }
+
+    /// Like `send_now`, taking ownership so the batched path needs no copy.
+    fn send_owned(self: &Arc<Self>, idx: usize, bytes: Vec<u8>, peer: SocketAddr) {
+        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
+            queue.push((bytes, peer));
+            return;
+        }
+        self.send_unbatched(idx, &bytes, peer);
+    }
+
+    fn send_unbatched(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
         match self.sockets[idx].socket.try_send_to(bytes, peer) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -248,7 +280,13 @@ impl Shared {
         }
     }
 
-    fn on_request(self: &Arc<Self>, idx: usize, packet: Packet, mtype: MsgType, peer: SocketAddr) {
+    fn on_request(
+        self: &Arc<Self>,
+        idx: usize,
+        mut packet: Packet,
+        mtype: MsgType,
+        peer: SocketAddr,
+    ) {
         let mid = packet.header.message_id;
         let now = Instant::now();
         {
@@ -274,9 +312,10 @@ impl Shared {
             block2: None,
             observe_req: None,
             block_key: String::new(),
+            separate: false,
         };
         let local = self.sockets[idx].local;
-        let parsed = match codec::parse_request(&packet, peer, local) {
+        let parsed = match codec::parse_request(&mut packet, peer, local) {
             Ok(p) => p,
             Err(e) => {
                 let resp = OutboundResponse::new(e.code()).with_diagnostic(e.diagnostic());
@@ -334,16 +373,40 @@ impl Shared {
             }
         }
         self.observe_bookkeeping(&mut ctx, &req);
-        let mut fut = self.handler.handle(req);
+        // A panicking handler must not take the receive loop down: it answers 5.00 instead.
+        let handler = &self.handler;
+        let Ok(fut) = catch_unwind(AssertUnwindSafe(|| handler.handle(req))) else {
+            self.reply(ctx, internal_error(), ResponseExtras::default());
+            return;
+        };
+        let mut fut = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|_| internal_error()));
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        match fut.as_mut().poll(&mut cx) {
+        match fut.poll_unpin(&mut cx) {
             Poll::Ready(resp) => self.reply(ctx, resp, ResponseExtras::default()),
             Poll::Pending => {
                 // The handler really waits (e.g. for the Registry): finish on a task. Polling
                 // again with a real waker re-registers interest, so the no-op waker is harmless.
                 let shared = Arc::clone(self);
                 tokio::spawn(async move {
-                    let resp = fut.await;
+                    let after = shared.params.separate_response_after;
+                    let resp = if ctx.confirmable {
+                        tokio::select! {
+                            resp = &mut fut => resp,
+                            _ = tokio::time::sleep(after) => {
+                                // Slow answer: stop the client's retransmissions now and send
+                                // the response separately. Duplicates get this empty ACK.
+                                let ack = encode_empty(MsgType::Ack, ctx.mid);
+                                shared.send_now(ctx.idx, &ack, ctx.peer);
+                                lock(&shared.dedup).answered(ctx.peer, ctx.mid, &ack);
+                                ctx.separate = true;
+                                fut.await
+                            }
+                        }
+                    } else {
+                        fut.await
+                    };
                     shared.reply(ctx, resp, ResponseExtras::default());
                 });
             }
@@ -385,7 +448,9 @@ impl Shared {
                 self.observer_total.store(obs.len(), Ordering::Relaxed);
             }
         }
-        let (mtype, mid) = if ctx.confirmable {
+        let (mtype, mid) = if ctx.separate {
+            (MsgType::Con, self.next_mid(ctx.idx))
+        } else if ctx.confirmable {
             (MsgType::Ack, ctx.mid)
         } else {
             (MsgType::Non, self.next_mid(ctx.idx))
@@ -425,9 +490,20 @@ impl Shared {
                 )
             }
         };
-        self.send_now(ctx.idx, &bytes, ctx.peer);
-        if ctx.confirmable {
-            lock(&self.dedup).answered(ctx.peer, ctx.mid, &bytes);
+        if ctx.separate {
+            // Retransmitted until the client ACKs it (or gives up with RST / silence).
+            let shared = Arc::clone(self);
+            let budget = self.params.max_transmit_wait();
+            tokio::spawn(async move {
+                let _ = shared
+                    .confirm(ctx.idx, ctx.peer, mid, &bytes, budget, &|| true)
+                    .await;
+            });
+        } else {
+            if ctx.confirmable {
+                lock(&self.dedup).answered(ctx.peer, ctx.mid, &bytes);
+            }
+            self.send_owned(ctx.idx, bytes, ctx.peer);
         }
     }
 
@@ -471,6 +547,7 @@ impl Shared {
         mid: u16,
         bytes: &[u8],
         budget: Duration,
+        still_wanted: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<(Event, Duration), ClientError> {
         let mut reg = Registration::new(Arc::clone(self), peer, None);
         reg.set_mid(peer, mid);
@@ -486,13 +563,16 @@ impl Shared {
             } else {
                 deadline
             };
-            match tokio::time::timeout_at(wake.into(), reg.rx.recv()).await {
+            match reg.recv_until(Some(wake)).await {
                 Ok(Some(ev)) => return Ok((ev, start.elapsed())),
                 Ok(None) => return Err(ClientError::Cancelled),
                 Err(_) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(ClientError::Timeout);
+                    }
+                    if !still_wanted() {
+                        return Err(ClientError::Cancelled);
                     }
                     if retransmitting && backoff.on_timeout() {
                         self.send(idx, bytes, peer).await?;
@@ -525,7 +605,19 @@ impl Shared {
             return;
         };
         let block_key = request_key(&req);
+        let Some(generation) = lock(&self.observers).begin_notification(peer, &token) else {
+            return;
+        };
+        let current = {
+            let shared = Arc::clone(&self);
+            let token = token.clone();
+            move || lock(&shared.observers).is_current(peer, &token, generation)
+        };
         let resp = self.handler.handle(req).await;
+        if !current() {
+            // A newer notification to this observer is on its way.
+            return;
+        }
         let mut extras = ResponseExtras::default();
         let ends = !resp.code.is_success();
         if !ends {
@@ -551,7 +643,10 @@ impl Shared {
             );
         }
         let budget = self.params.max_transmit_wait();
-        let outcome = self.confirm(idx, peer, mid, &bytes, budget).await;
+        let outcome = self.confirm(idx, peer, mid, &bytes, budget, &current).await;
+        if matches!(outcome, Err(ClientError::Cancelled)) {
+            return;
+        }
         // RFC 7641 §4.5: a RST or an unacknowledged CON notification ends the observation; so
         // does an error response (§4.2).
         if ends || !matches!(outcome, Ok((Event::EmptyAck, _))) {
@@ -560,6 +655,10 @@ impl Shared {
             self.observer_total.store(obs.len(), Ordering::Relaxed);
         }
     }
+}
+
+fn internal_error() -> OutboundResponse {
+    OutboundResponse::new(Code::INTERNAL_SERVER_ERROR).with_diagnostic("handler failed")
 }
 
 fn is_unreachable(e: &std::io::Error) -> bool {
@@ -609,6 +708,26 @@ impl Registration {
             mid: None,
             tx,
             rx,
+        }
+    }
+
+    /// The next event, `Ok(None)` once the endpoint shuts down, `Err(())` when `wake` passes.
+    pub async fn recv_until(&mut self, wake: Option<Instant>) -> Result<Option<Event>, ()> {
+        // Created before the flag check: it then sees a notify_waiters() that races with us.
+        let closing = self.shared.closing.notified();
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = self.rx.recv() => Ok(ev),
+            _ = closing => Ok(None),
+            _ = timer => Err(()),
         }
     }
 
@@ -709,6 +828,7 @@ impl Endpoint {
                 socket,
                 local,
                 mid: AtomicU16::new(rng.gen()),
+                outbox: Mutex::new(None),
             });
         }
         let shared = Arc::new(Shared {
@@ -732,6 +852,8 @@ impl Endpoint {
             observer_total: AtomicUsize::new(0),
             exchanges: Mutex::new(Exchanges::default()),
             in_flight: Arc::new(Semaphore::new(params.max_in_flight)),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
             per_peer: Mutex::new(HashMap::new()),
             handler,
             params,
@@ -770,6 +892,8 @@ impl Endpoint {
             t.abort();
         }
         self.shared.in_flight.close();
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.closing.notify_waiters();
         let mut ex = lock(&self.shared.exchanges);
         ex.by_token.clear();
         ex.by_mid.clear();
@@ -782,6 +906,7 @@ impl Drop for Endpoint {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 async fn recv_loop(shared: Arc<Shared>, idx: usize) {
     // The largest UDP payload: a datagram must never be truncated into a "valid" message.
     let mut buf = vec![0u8; 65_536];
@@ -802,6 +927,68 @@ async fn recv_loop(shared: Arc<Shared>, idx: usize) {
         if let Err(e) = socket.readable().await {
             log::warn!("coap: socket {} failed: {e}", shared.sockets[idx].local);
             return;
+        }
+    }
+}
+
+/// Linux: receive up to 32 datagrams per `recvmmsg`, handle them, and send every answer of
+/// the batch with `sendmmsg`.
+#[cfg(target_os = "linux")]
+async fn recv_loop(shared: Arc<Shared>, idx: usize) {
+    use super::batch_io::{send_batch, RecvBatch};
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let ctx = &shared.sockets[idx];
+    let fd = ctx.socket.as_raw_fd();
+    let mut batch = RecvBatch::new();
+    loop {
+        match ctx.socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => {
+                *lock(&ctx.outbox) = Some(Vec::with_capacity(n));
+                for i in 0..n {
+                    let (bytes, peer, truncated) = batch.get(i);
+                    let Some(peer) = peer else { continue };
+                    if truncated {
+                        // Too big to have been read whole: reject a CON (RFC 7252 §4.2), the
+                        // client should have used Block1.
+                        if let Some((MsgType::Con, _, mid)) = codec::peek(bytes) {
+                            shared.send_now(idx, &encode_empty(MsgType::Rst, mid), peer);
+                        }
+                        continue;
+                    }
+                    shared.on_datagram(idx, bytes, peer);
+                }
+                let out = lock(&ctx.outbox).take().unwrap_or_default();
+                let mut sent = 0;
+                while sent < out.len() {
+                    match ctx
+                        .socket
+                        .try_io(Interest::WRITABLE, || send_batch(fd, &out[sent..]))
+                    {
+                        Ok(0) => sent += 1,
+                        Ok(k) => sent += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            for (bytes, peer) in &out[sent..] {
+                                shared.send_unbatched(idx, bytes, *peer);
+                            }
+                            break;
+                        }
+                        // The first datagram was refused (e.g. unreachable): skip it.
+                        Err(e) => {
+                            log::debug!("coap: send to {} failed: {e}", out[sent].1);
+                            sent += 1;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = ctx.socket.readable().await {
+                    log::warn!("coap: socket {} failed: {e}", ctx.local);
+                    return;
+                }
+            }
+            Err(e) => log::debug!("coap: receive error on {}: {e}", ctx.local),
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct InboundRequest {
     /// Observe option value: 0 register, 1 deregister (RFC 7641 §2).
     pub observe: Option<u32>,
     pub etags: Vec<Vec<u8>>,
+    /// If-Match values (RFC 7252 §5.10.8.1); an empty value means "if it exists".
+    pub if_match: Vec<Vec<u8>>,
+    /// If-None-Match present (RFC 7252 §5.10.8.2).
+    pub if_none_match: bool,
     /// The block the client asked for (late negotiation or a follow-up block).
     pub block2: Option<BlockOption>,
     pub payload: Vec<u8>,

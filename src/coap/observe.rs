@@ -41,6 +41,10 @@ impl Freshness {
 pub struct ObserverRegistry {
     by_key: HashMap<ObserveKey, HashMap<(SocketAddr, Vec<u8>), InboundRequest>>,
     by_token: HashMap<(SocketAddr, Vec<u8>), ObserveKey>,
+    /// Per observer: the generation of its newest notification (RFC 7641 §4.5.2: one
+    /// notification in flight; a newer one replaces it).
+    latest: HashMap<(SocketAddr, Vec<u8>), u64>,
+    generation: u64,
     next_seq: u32,
     max: usize,
 }
@@ -78,6 +82,7 @@ impl ObserverRegistry {
     /// Remove the observation of (peer, token); true if there was one.
     pub fn remove(&mut self, peer: SocketAddr, token: &[u8]) -> bool {
         let id = (peer, token.to_vec());
+        self.latest.remove(&id);
         let Some(key) = self.by_token.remove(&id) else {
             return false;
         };
@@ -104,6 +109,23 @@ impl ObserverRegistry {
 
     pub fn is_observing(&self, peer: SocketAddr, token: &[u8]) -> bool {
         self.by_token.contains_key(&(peer, token.to_vec()))
+    }
+
+    /// Start a notification to (peer, token): returns its generation, which stays current
+    /// until a newer notification to the same observer starts. None if not observing.
+    pub fn begin_notification(&mut self, peer: SocketAddr, token: &[u8]) -> Option<u64> {
+        let id = (peer, token.to_vec());
+        if !self.by_token.contains_key(&id) {
+            return None;
+        }
+        self.generation += 1;
+        self.latest.insert(id, self.generation);
+        Some(self.generation)
+    }
+
+    /// Whether `generation` is still the newest notification to (peer, token).
+    pub fn is_current(&self, peer: SocketAddr, token: &[u8], generation: u64) -> bool {
+        self.latest.get(&(peer, token.to_vec())) == Some(&generation)
     }
 
     /// The next Observe value (24 bits, wrapping; §4.4).
@@ -151,6 +173,8 @@ mod tests {
             accept: None,
             observe: Some(0),
             etags: vec![],
+            if_match: vec![],
+            if_none_match: false,
             block2: None,
             payload: vec![],
             multicast: false,
@@ -171,6 +195,15 @@ mod tests {
         assert!(!r.remove(req(1, 1).source, &[1]));
         assert_eq!(r.count(&k), 0);
         assert_eq!(r.len(), 1);
+        let g1 = r.begin_notification(req(2, 1).source, &[1]).unwrap();
+        assert!(r.is_current(req(2, 1).source, &[1], g1));
+        let g2 = r.begin_notification(req(2, 1).source, &[1]).unwrap();
+        assert!(
+            !r.is_current(req(2, 1).source, &[1], g1),
+            "replaced by the newer one"
+        );
+        assert!(r.is_current(req(2, 1).source, &[1], g2));
+        assert_eq!(r.begin_notification(req(9, 1).source, &[1]), None);
         let a = r.next_seq();
         assert_eq!(r.next_seq(), a + 1);
     }

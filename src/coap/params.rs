@@ -31,6 +31,9 @@ pub struct TransmissionParams {
     pub max_block1_transfers: usize,
     /// Observers over all resources.
     pub max_observers: usize,
+    /// A handler slower than this gets the request acknowledged with an empty ACK and its
+    /// response sent as a separate CON (RFC 7252 §5.2.2), before the client retransmits.
+    pub separate_response_after: Duration,
 }
 
 impl Default for TransmissionParams {
@@ -55,6 +58,7 @@ impl TransmissionParams {
             exchange_lifetime: Duration::from_secs(247),
             max_block1_transfers: 1_024,
             max_observers: 100_000,
+            separate_response_after: ack_timeout / 2,
         };
         p.exchange_lifetime = p.derived_exchange_lifetime();
         p

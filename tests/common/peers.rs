@@ -30,7 +30,7 @@ pub fn text_body(len: usize) -> Vec<u8> {
 }
 
 /// Routes used by the tests. `/x` "hello"; `/big` 10 KiB; `/count` counts handler runs;
-/// `/slow` answers after 50 ms; `/echo` (POST) returns the body; `/obs` observable counter;
+/// `/panic` and `/panic-later` panic; `/slow` answers after 50 ms, `/slower` after 300 ms; `/echo` (POST) returns the body; `/obs` observable counter; `/bigobs` observable, 3000 + counter bytes;
 /// `/text3k` 3 KiB of text.
 #[derive(Default)]
 pub struct TestHandler {
@@ -71,6 +71,21 @@ impl RequestHandler for TestHandler {
                 }
                 .boxed()
             }
+            (Method::Get, "slower") => {
+                return async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    OutboundResponse::new(Code::CONTENT).with_payload(0, b"slower".to_vec())
+                }
+                .boxed()
+            }
+            (Method::Get, "panic") => panic!("handler bug (on purpose)"),
+            (Method::Get, "panic-later") => {
+                return async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    panic!("async handler bug (on purpose)")
+                }
+                .boxed()
+            }
             (Method::Post, "echo") => {
                 OutboundResponse::new(Code::CHANGED).with_payload(42, req.payload.clone())
             }
@@ -79,6 +94,12 @@ impl RequestHandler for TestHandler {
                 OutboundResponse::new(Code::CONTENT)
                     .with_payload(0, v.to_string().into_bytes())
                     .with_observe(ObserveKey("obs".into()))
+            }
+            (Method::Get, "bigobs") => {
+                let v = self.obs_value.load(Ordering::SeqCst);
+                OutboundResponse::new(Code::CONTENT)
+                    .with_payload(42, pattern(3000 + v))
+                    .with_observe(ObserveKey("bigobs".into()))
             }
             _ => OutboundResponse::new(Code::NOT_FOUND),
         };
@@ -92,6 +113,7 @@ pub fn fast_params() -> TransmissionParams {
         ack_timeout: Duration::from_millis(100),
         ack_random_factor: 1.5,
         max_retransmit: 3,
+        separate_response_after: Duration::from_millis(50),
         ..TransmissionParams::default()
     }
 }
