@@ -3,7 +3,7 @@
 //! link-format reader and helpers shared by the `tests/rd_*.rs` files.
 //!
 //! It is deliberately independent of the gateway's own code: the tests judge the RD from the
-//! outside. Requests are CON with a random Message ID and token, retransmitted a bounded number
+//! outside. Requests are CON with sequential Message IDs and a random token, retransmitted a bounded number
 //! of times; the response is matched by token, piggybacked or separate (an empty ACK first, then
 //! a CON that we acknowledge). `get_all_blocks` follows Block2 (RFC 7959) to the last block.
 //! Set `PEER_DEBUG=1` to trace every message the client receives.
@@ -255,6 +255,10 @@ pub fn decode_uint(b: &[u8]) -> u32 {
 pub struct Peer {
     pub sock: UdpSocket,
     pub server: SocketAddr,
+    /// Message IDs are allocated sequentially from a random start (RFC 7252 §4.4): a random ID
+    /// per request collides within a test often enough that the RD's deduplication answers the
+    /// new request with the old exchange's cached response.
+    next_mid: std::sync::atomic::AtomicU16,
 }
 
 impl Peer {
@@ -266,11 +270,19 @@ impl Peer {
             "127.0.0.1:0"
         };
         let sock = UdpSocket::bind(bind).expect("bind client socket");
-        Peer { sock, server }
+        Peer {
+            sock,
+            server,
+            next_mid: std::sync::atomic::AtomicU16::new(rand::random()),
+        }
     }
 
     pub fn with_socket(sock: UdpSocket, server: SocketAddr) -> Peer {
-        Peer { sock, server }
+        Peer {
+            sock,
+            server,
+            next_mid: std::sync::atomic::AtomicU16::new(rand::random()),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -296,7 +308,9 @@ impl Peer {
 
     pub fn try_request(&self, req: &Req) -> io::Result<Resp> {
         let mut rng = rand::thread_rng();
-        let mid: u16 = rng.gen();
+        let mid = self
+            .next_mid
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token: Vec<u8> = (0..8).map(|_| rng.gen::<u8>()).collect();
         let packet = req.to_packet(mid, &token);
         self.exchange(packet)
