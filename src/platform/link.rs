@@ -1,0 +1,623 @@
+//! The PlatformLink actor: the gateway's one WebSocket to the platform
+//! (`shared/platform-protocol.md`, protocol v1).
+//!
+//! It dials `platform.url` with awc (`ws://`, or `wss://` over rustls), sending
+//! `Authorization: Bearer <token>` when a token is configured. After every connect it sends
+//! `hello`, the registry `snapshot` (parts of at most 1,000 devices, from a [`SnapshotSource`]),
+//! then every frame owed from the outage, in order, then live frames. While the link is down,
+//! frames go to the bounded [`OwedQueue`]. Reconnects follow [`Backoff`]. A WebSocket ping goes
+//! out every `ping_interval`; a link that has heard nothing (no pong, no frame) for
+//! `pong_timeout` is closed and re-dialled.
+//!
+//! Who calls it: the Registry publishes [`RegistryEvent`]s to it (it subscribes with
+//! `Subscribe(addr.recipient())`); the Executer and the Observer send [`SendFrame`]s; `command`
+//! frames go to the [`PlatformCommand`] recipient.
+//!
+//! Choices where the contract is silent:
+//! - No command recipient (no Executer configured, or it stopped): every command is answered at
+//!   once with a `command_result` error of kind `bad_command` and a message saying the gateway
+//!   executes no commands. The contract promises exactly one `command_result` per command, so an
+//!   `error` frame would leave the platform waiting; `bad_command` is the one kind that tells the
+//!   platform not to retry the same command here (`overloaded` would invite retries that can
+//!   never succeed, `unknown_device` would be a lie about the device).
+//! - Delivery is at most once per connection: frames handed to a socket that dies before the
+//!   platform reads them are lost (protocol v1 has no acknowledgements). The snapshot after the
+//!   reconnect repairs the registry view; only data and results in flight can be lost this way.
+//! - Frames owed from the outage may already be reflected in the snapshot that precedes them
+//!   (the snapshot is taken at connect time); platforms apply events idempotently.
+//! - The token is sent in one header and never logged; the URL is logged without its query or
+//!   user-info, in case someone put a credential there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use awc::error::SendRequestError;
+use awc::error::WsClientError;
+use awc::ws::{Frame, Message as WsMessage};
+use futures::channel::mpsc;
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::backoff::{Backoff, INITIAL_DELAY};
+use super::error::LinkError;
+use super::messages::{GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient};
+use super::protocol::{
+    hello, parse_inbound, snapshot_parts, CommandErrorKind, CommandResult, InboundFrame,
+    OutboundFrame, ProtocolError,
+};
+use super::queue::{OwedQueue, PushOutcome};
+use crate::config::{PlatformConfig, Secret};
+use crate::registry::{Registration, RegistryEvent};
+use crate::time::now_ms;
+
+/// How often the link pings the platform.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Silence (no pong, no frame) after which the link is declared dead: two missed pings.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(40);
+/// Budget for TCP + TLS + the upgrade exchange.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest frame accepted from the platform. Commands are small; this only bounds memory.
+const MAX_INBOUND_FRAME: usize = 1 << 20;
+
+/// The registry as it is now, for the snapshot after each connect. The lead implements it for
+/// `RegistryReader` (live registrations in id order).
+pub trait SnapshotSource: Send + Sync + 'static {
+    fn snapshot(&self) -> Vec<Arc<Registration>>;
+}
+
+/// Everything the link needs to run. `new` fills the tunables that `config.yaml` does not
+/// expose with their defaults; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub url: String,
+    pub token: Secret,
+    /// Sent as `hello.gateway`.
+    pub gateway_id: String,
+    pub queue_capacity: usize,
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl LinkSettings {
+    pub fn new(config: &PlatformConfig, gateway_id: impl Into<String>) -> Self {
+        LinkSettings {
+            url: config.url.clone(),
+            token: config.token.clone(),
+            gateway_id: gateway_id.into(),
+            queue_capacity: config.queue_capacity,
+            reconnect_initial: INITIAL_DELAY,
+            reconnect_max: Duration::from_secs(config.reconnect_max_s),
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// `url` without user-info or query, for logs.
+fn loggable_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => without_query.to_owned(),
+    }
+}
+
+fn classify(error: WsClientError) -> LinkError {
+    match error {
+        WsClientError::InvalidResponseStatus(status)
+            if status.as_u16() == 401 || status.as_u16() == 403 =>
+        {
+            LinkError::Unauthorized {
+                status: status.as_u16(),
+            }
+        }
+        WsClientError::InvalidResponseStatus(status) => LinkError::UpgradeRefused {
+            status: status.as_u16(),
+        },
+        WsClientError::SendRequest(SendRequestError::Url(e)) => {
+            LinkError::InvalidUrl(e.to_string())
+        }
+        WsClientError::SendRequest(SendRequestError::Http(e)) => {
+            LinkError::InvalidUrl(e.to_string())
+        }
+        other => LinkError::Transport(other.to_string()),
+    }
+}
+
+/// What the socket reader hands the actor, tagged with the connection it came from so that a
+/// late item from a replaced connection is ignored.
+enum Inbound {
+    Frame(u64, Result<Frame, awc::error::WsProtocolError>),
+    Closed(u64),
+}
+
+/// One open WebSocket.
+struct Connection {
+    generation: u64,
+    /// Feeds the writer task; dropping it closes the socket after the queued writes.
+    tx: mpsc::UnboundedSender<WsMessage>,
+    reader: SpawnHandle,
+    last_heard: Instant,
+}
+
+enum LinkState {
+    /// Waiting for the back-off timer (or not started).
+    Down,
+    /// A dial is in progress.
+    Dialling,
+    Up(Connection),
+}
+
+pub struct PlatformLink {
+    settings: LinkSettings,
+    snapshot: Arc<dyn SnapshotSource>,
+    commands: Option<Recipient<PlatformCommand>>,
+    client: Option<awc::Client>,
+    state: LinkState,
+    generation: u64,
+    queue: OwedQueue<OutboundFrame>,
+    backoff: Backoff,
+    rng: StdRng,
+    stats: LinkStats,
+}
+
+impl PlatformLink {
+    /// Start the link on the current arbiter; it dials at once. `commands` may be set later
+    /// with [`SetCommandRecipient`].
+    pub fn start(
+        settings: LinkSettings,
+        snapshot: Arc<dyn SnapshotSource>,
+        commands: Option<Recipient<PlatformCommand>>,
+    ) -> Addr<PlatformLink> {
+        let queue = OwedQueue::new(settings.queue_capacity);
+        let backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+        Actor::start(PlatformLink {
+            settings,
+            snapshot,
+            commands,
+            client: None,
+            state: LinkState::Down,
+            generation: 0,
+            queue,
+            backoff,
+            rng: StdRng::from_entropy(),
+            stats: LinkStats::default(),
+        })
+    }
+
+    fn build_client(&self) -> awc::Client {
+        // Without a process-wide provider rustls cannot build a TLS config; installing fails
+        // harmlessly when some other part of the process installed one first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let connector = awc::Connector::new()
+            // WebSocket upgrades are HTTP/1.1; offering h2 in ALPN could break wss:// upgrades.
+            .max_http_version(awc::http::Version::HTTP_11)
+            .timeout(self.settings.connect_timeout);
+        awc::Client::builder()
+            .connector(connector)
+            .timeout(self.settings.connect_timeout)
+            .finish()
+    }
+
+    fn dial(&mut self, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.state = LinkState::Dialling;
+        self.stats.dial_attempts += 1;
+        let client = match &self.client {
+            Some(client) => client.clone(),
+            None => {
+                let client = self.build_client();
+                self.client = Some(client.clone());
+                client
+            }
+        };
+        let mut request = client
+            .ws(self.settings.url.as_str())
+            .max_frame_size(MAX_INBOUND_FRAME);
+        if !self.settings.token.is_empty() {
+            request = request.bearer_auth(self.settings.token.expose());
+        }
+        log::debug!(
+            "platform link: dialling {} (attempt {})",
+            loggable_url(&self.settings.url),
+            self.backoff.attempts() + 1
+        );
+        ctx.spawn(async move { request.connect().await }.into_actor(self).map(
+            move |result, link, ctx| match result {
+                Ok((_response, framed)) => link.on_connected(generation, framed, ctx),
+                Err(e) => link.on_dial_failed(generation, classify(e), ctx),
+            },
+        ));
+    }
+
+    fn on_dial_failed(&mut self, generation: u64, error: LinkError, ctx: &mut Context<Self>) {
+        if generation != self.generation {
+            return;
+        }
+        self.state = LinkState::Down;
+        let delay = self.backoff.next_delay(&mut self.rng);
+        let url = loggable_url(&self.settings.url);
+        match &error {
+            LinkError::Unauthorized { .. } => {
+                self.stats.auth_failures += 1;
+                log::error!(
+                    "platform link: {error} at {url}; check platform.token (token {}); retrying in {:.1} s",
+                    if self.settings.token.is_empty() { "not set" } else { "set, not shown" },
+                    delay.as_secs_f64()
+                );
+            }
+            e if e.is_configuration_problem() => log::error!(
+                "platform link: {error} ({url}); retrying in {:.1} s",
+                delay.as_secs_f64()
+            ),
+            _ => log::warn!(
+                "platform link: {error} ({url}); retrying in {:.1} s",
+                delay.as_secs_f64()
+            ),
+        }
+        ctx.run_later(delay, |link, ctx| link.dial(ctx));
+    }
+
+    fn on_connected(
+        &mut self,
+        generation: u64,
+        framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+        ctx: &mut Context<Self>,
+    ) {
+        if generation != self.generation {
+            return;
+        }
+        let (sink, stream) = framed.split();
+        let (tx, rx) = mpsc::unbounded::<WsMessage>();
+        ctx.spawn(
+            rx.map(Ok)
+                .forward(sink)
+                .into_actor(self)
+                .map(move |result, link, ctx| {
+                    if let Err(e) = result {
+                        link.on_lost(generation, &format!("write failed: {e}"), ctx);
+                    }
+                }),
+        );
+        let reader = ctx.add_stream(
+            stream
+                .map(move |item| Inbound::Frame(generation, item))
+                .chain(futures::stream::once(
+                    async move { Inbound::Closed(generation) },
+                )),
+        );
+        self.state = LinkState::Up(Connection {
+            generation,
+            tx,
+            reader,
+            last_heard: Instant::now(),
+        });
+        self.backoff.reset();
+        self.stats.connects += 1;
+        self.stats.reconnects = self.stats.connects.saturating_sub(1);
+
+        let devices = self.snapshot.snapshot();
+        let owed = self.queue.len();
+        log::info!(
+            "platform link: connected to {} as {:?}; sending snapshot of {} devices, then {} owed frames",
+            loggable_url(&self.settings.url),
+            self.settings.gateway_id,
+            devices.len(),
+            owed
+        );
+        let mut frames = vec![hello(&self.settings.gateway_id, devices.len())];
+        frames.extend(snapshot_parts(&devices));
+        drop(devices);
+        for frame in frames {
+            if !self.write(&frame) {
+                return;
+            }
+        }
+        let owed: Vec<OutboundFrame> = self.queue.drain().collect();
+        for frame in owed {
+            self.deliver(frame, ctx);
+        }
+        self.stats.connected = matches!(self.state, LinkState::Up(_));
+    }
+
+    /// Hand a frame to the socket writer. False when the writer is gone (the socket died).
+    fn write(&mut self, frame: &OutboundFrame) -> bool {
+        let LinkState::Up(conn) = &self.state else {
+            return false;
+        };
+        let text = match frame.to_json() {
+            Ok(text) => text,
+            Err(e) => {
+                log::error!("platform link: cannot serialize a frame ({e}); skipped");
+                return true;
+            }
+        };
+        if conn
+            .tx
+            .unbounded_send(WsMessage::Text(text.into()))
+            .is_err()
+        {
+            return false;
+        }
+        self.stats.frames_sent += 1;
+        true
+    }
+
+    /// Send now when up, otherwise owe it.
+    fn deliver(&mut self, frame: OutboundFrame, ctx: &mut Context<Self>) {
+        if matches!(self.state, LinkState::Up(_)) {
+            if self.write(&frame) {
+                return;
+            }
+            let generation = self.generation;
+            self.owe(frame);
+            self.on_lost(generation, "socket writer stopped", ctx);
+            return;
+        }
+        self.owe(frame);
+    }
+
+    fn owe(&mut self, frame: OutboundFrame) {
+        match self.queue.push(frame) {
+            PushOutcome::Queued => {}
+            PushOutcome::DroppedData => {
+                let n = self.queue.dropped_data();
+                if n == 1 || n % 1_000 == 0 {
+                    log::warn!(
+                        "platform link: owed queue full ({} frames); {n} data frames dropped so far",
+                        self.queue.capacity()
+                    );
+                }
+            }
+            PushOutcome::DroppedEvent => {
+                let n = self.queue.dropped_events();
+                if n == 1 || n % 100 == 0 {
+                    log::error!(
+                        "platform link: owed queue full of events and results ({} frames); dropped the oldest, {n} lost so far (the next snapshot restores the registry view)",
+                        self.queue.capacity()
+                    );
+                }
+            }
+        }
+        self.stats.queued = self.queue.len();
+    }
+
+    /// The connection of `generation` is gone: owe frames from now on and re-dial later.
+    fn on_lost(&mut self, generation: u64, why: &str, ctx: &mut Context<Self>) {
+        let LinkState::Up(conn) = &self.state else {
+            return;
+        };
+        if conn.generation != generation {
+            return;
+        }
+        if let LinkState::Up(conn) = std::mem::replace(&mut self.state, LinkState::Down) {
+            ctx.cancel_future(conn.reader);
+            // Best effort: tell the platform we are going; dropping `tx` then closes the socket.
+            let _ = conn.tx.unbounded_send(WsMessage::Close(None));
+        }
+        self.stats.connected = false;
+        let delay = self.backoff.next_delay(&mut self.rng);
+        log::warn!(
+            "platform link: connection lost ({why}); queueing frames, re-dialling in {:.1} s",
+            delay.as_secs_f64()
+        );
+        ctx.run_later(delay, |link, ctx| link.dial(ctx));
+    }
+
+    fn check_liveness(&mut self, ctx: &mut Context<Self>) {
+        let LinkState::Up(conn) = &self.state else {
+            return;
+        };
+        if conn.last_heard.elapsed() > self.settings.pong_timeout {
+            let generation = conn.generation;
+            let silence = conn.last_heard.elapsed().as_secs_f64();
+            self.on_lost(
+                generation,
+                &format!("no pong or frame for {silence:.1} s"),
+                ctx,
+            );
+            return;
+        }
+        let _ = conn.tx.unbounded_send(WsMessage::Ping(Default::default()));
+    }
+
+    fn on_text(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+        let parsed = match std::str::from_utf8(bytes) {
+            Ok(text) => parse_inbound(text),
+            Err(e) => Err(ProtocolError::MalformedJson {
+                reason: format!("text frame is not UTF-8: {e}"),
+            }),
+        };
+        match parsed {
+            Ok(InboundFrame::Command(command)) => self.forward_command(command, ctx),
+            Err(error) => {
+                log::warn!("platform link: unusable frame from the platform: {error}");
+                self.deliver(error.reply(), ctx);
+            }
+        }
+    }
+
+    fn forward_command(&mut self, command: super::protocol::Command, ctx: &mut Context<Self>) {
+        match &self.commands {
+            Some(recipient) if recipient.connected() => {
+                // do_send, not try_send: the Executer bounds its own work and answers
+                // `overloaded` itself; a small actix mailbox must not refuse bursts here.
+                recipient.do_send(PlatformCommand {
+                    command,
+                    received_at_ms: now_ms(),
+                });
+            }
+            _ => {
+                let result = CommandResult::failed(
+                    command.id,
+                    CommandErrorKind::BadCommand,
+                    "this gateway executes no commands (no command executer is running)",
+                );
+                self.deliver(OutboundFrame::CommandResult(result), ctx);
+            }
+        }
+    }
+}
+
+impl Actor for PlatformLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Platform frames are the only way in; the actor's own mailbox must not throttle the
+        // Registry or the Observer (they use do_send).
+        ctx.set_mailbox_capacity(usize::MAX);
+        let interval = self.settings.ping_interval;
+        ctx.run_interval(interval, |link, ctx| link.check_liveness(ctx));
+        self.dial(ctx);
+    }
+}
+
+impl StreamHandler<Inbound> for PlatformLink {
+    fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
+        let current = match &mut self.state {
+            LinkState::Up(conn) => conn,
+            _ => return,
+        };
+        let generation = match &item {
+            Inbound::Frame(g, _) | Inbound::Closed(g) => *g,
+        };
+        if generation != current.generation {
+            return;
+        }
+        current.last_heard = Instant::now();
+        match item {
+            Inbound::Closed(g) => self.on_lost(g, "closed by the network", ctx),
+            Inbound::Frame(g, Err(e)) => self.on_lost(g, &format!("protocol error: {e}"), ctx),
+            Inbound::Frame(g, Ok(frame)) => match frame {
+                Frame::Text(bytes) => self.on_text(&bytes, ctx),
+                Frame::Binary(_) => {
+                    log::warn!(
+                        "platform link: binary frame from the platform; answered with an error"
+                    );
+                    self.deliver(ProtocolError::BinaryFrame.reply(), ctx);
+                }
+                Frame::Continuation(Item::Last(_)) => {
+                    self.deliver(
+                        OutboundFrame::Error {
+                            message: "fragmented frames are not supported; send each JSON object in one text frame".into(),
+                            id: None,
+                        },
+                        ctx,
+                    );
+                }
+                Frame::Continuation(_) => {}
+                Frame::Ping(payload) => {
+                    if let LinkState::Up(conn) = &self.state {
+                        let _ = conn.tx.unbounded_send(WsMessage::Pong(payload));
+                    }
+                }
+                Frame::Pong(_) => {}
+                Frame::Close(reason) => {
+                    let why = match reason {
+                        Some(r) => format!(
+                            "platform closed the link ({:?}{})",
+                            r.code,
+                            r.description.map(|d| format!(": {d}")).unwrap_or_default()
+                        ),
+                        None => "platform closed the link".to_owned(),
+                    };
+                    self.on_lost(g, &why, ctx);
+                }
+            },
+        }
+    }
+
+    /// The reader stream ending is already reported by its `Closed` item; the actor must not
+    /// stop (the default) when a connection ends.
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<RegistryEvent> for PlatformLink {
+    type Result = ();
+
+    fn handle(&mut self, event: RegistryEvent, ctx: &mut Context<Self>) {
+        let frame = OutboundFrame::from_event(&event, now_ms());
+        self.deliver(frame, ctx);
+    }
+}
+
+impl Handler<SendFrame> for PlatformLink {
+    type Result = ();
+
+    fn handle(&mut self, SendFrame(frame): SendFrame, ctx: &mut Context<Self>) {
+        self.deliver(frame, ctx);
+    }
+}
+
+impl Handler<SetCommandRecipient> for PlatformLink {
+    type Result = ();
+
+    fn handle(
+        &mut self,
+        SetCommandRecipient(recipient): SetCommandRecipient,
+        _: &mut Context<Self>,
+    ) {
+        self.commands = recipient;
+    }
+}
+
+impl Handler<GetLinkStats> for PlatformLink {
+    type Result = MessageResult<GetLinkStats>;
+
+    fn handle(&mut self, _: GetLinkStats, _: &mut Context<Self>) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.queued = self.queue.len();
+        stats.dropped_data = self.queue.dropped_data();
+        stats.dropped_events = self.queue.dropped_events();
+        MessageResult(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_lose_credentials_and_queries() {
+        assert_eq!(
+            loggable_url("wss://user:secret@platform.example:8443/gw?token=abc"),
+            "wss://platform.example:8443/gw"
+        );
+        assert_eq!(loggable_url("ws://127.0.0.1:9000"), "ws://127.0.0.1:9000");
+        assert_eq!(loggable_url("ws://h/p#frag"), "ws://h/p");
+    }
+
+    #[test]
+    fn http_401_and_403_mean_a_refused_token() {
+        use awc::http::StatusCode;
+        assert_eq!(
+            classify(WsClientError::InvalidResponseStatus(
+                StatusCode::UNAUTHORIZED
+            )),
+            LinkError::Unauthorized { status: 401 }
+        );
+        assert_eq!(
+            classify(WsClientError::InvalidResponseStatus(StatusCode::FORBIDDEN)),
+            LinkError::Unauthorized { status: 403 }
+        );
+        assert_eq!(
+            classify(WsClientError::InvalidResponseStatus(StatusCode::NOT_FOUND)),
+            LinkError::UpgradeRefused { status: 404 }
+        );
+    }
+}
