@@ -625,3 +625,88 @@ async fn a_platform_that_stops_answering_pings_is_redialled() {
     assert!(logs().iter().any(|l| l.contains("no pong or frame for")));
     sim.stop();
 }
+
+#[actix_rt::test]
+async fn a_full_owed_queue_drops_the_oldest_data_first_and_counts_it() {
+    capture_logs();
+    let mut sim = Sim::start("127.0.0.1:0", &[]);
+    let addr = sim.addr;
+    let mut s = settings(&sim.url());
+    s.queue_capacity = 6;
+    let link = PlatformLink::start(s, FakeRegistry::with_devices(0), None);
+    expect_hello_and_snapshot(&mut sim, 0).await;
+    wait_for(&link, "connected", |s| s.connected).await;
+    sim.stop();
+    wait_for(&link, "the outage", |s| !s.connected).await;
+
+    // 3 events among 10 data frames, into room for 6.
+    for i in 0..10 {
+        link.do_send(SendFrame(data_frame(i)));
+        if i % 4 == 1 {
+            link.do_send(RegistryEvent::Registered(registration(
+                i as u64,
+                &format!("ev{i}"),
+            )));
+        }
+    }
+    let owed = wait_for(&link, "the drops", |s| s.dropped_data == 7).await;
+    assert_eq!((owed.queued, owed.dropped_events), (6, 0));
+    assert!(logs()
+        .iter()
+        .any(|l| l.contains("data frames dropped so far")));
+
+    let mut sim = Sim::start(&addr.to_string(), &[]);
+    expect_hello_and_snapshot(&mut sim, 0).await;
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let f = sim.next_frame().await;
+        got.push(match f["type"].as_str().unwrap() {
+            "data" => format!("data {}", f["payload"].as_str().unwrap()),
+            other => format!("{other} {}", f["device"]["ep"].as_str().unwrap()),
+        });
+    }
+    assert_eq!(
+        got,
+        [
+            "device_registered ev1",
+            "device_registered ev5",
+            "data 7",
+            "data 8",
+            "data 9",
+            "device_registered ev9"
+        ],
+        "events kept, the oldest data dropped, order preserved"
+    );
+    sim.assert_silent(Duration::from_millis(200)).await;
+    sim.stop();
+}
+
+#[actix_rt::test]
+async fn a_wss_dial_to_a_peer_that_speaks_no_tls_fails_cleanly_and_is_retried() {
+    capture_logs();
+    // A TCP peer that accepts and hangs up at once: the TLS handshake cannot succeed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let link = PlatformLink::start(
+        settings(&format!("wss://{addr}/")),
+        FakeRegistry::with_devices(0),
+        None,
+    );
+    let s = wait_for(&link, "two failed dials", |s| s.dial_attempts >= 3).await;
+    assert_eq!((s.connects, s.auth_failures), (0, 0));
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "TLS dials reached the peer"
+    );
+    assert!(logs()
+        .iter()
+        .any(|l| l.contains("cannot reach the platform")));
+}

@@ -28,6 +28,8 @@ Sending to the gateway:
   stdin            every non-empty line is sent, as is, as one text frame to every connected
                    gateway (so malformed frames can be tested too), e.g.
                    {\"type\":\"command\",\"id\":\"c1\",\"ep\":\"node1\",\"method\":\"GET\",\"path\":\"/sensors/temp\"}
+                   A line starting with `!binary ` sends the rest as a binary frame instead
+                   (not part of the protocol: for testing how the gateway refuses it).
   POST /command    with --http-commands: the JSON body is sent the same way; answers
                    202 {\"sent_to\":N}, or 503 when no gateway is connected, 400 when the body is
                    not a JSON object. e.g.
@@ -70,11 +72,19 @@ impl Shared {
         }
     }
 
-    /// Send `text` to every connected gateway; how many got it.
-    async fn broadcast(&self, text: &str) -> usize {
+    /// Send `text` to every connected gateway (as a binary frame when `binary`); how many got
+    /// it.
+    async fn broadcast(&self, text: &str, binary: bool) -> usize {
         let mut sent = 0;
         for (id, mut session) in self.sessions() {
-            if session.text(text.to_owned()).await.is_ok() {
+            let result = if binary {
+                session
+                    .binary(actix_web::web::Bytes::copy_from_slice(text.as_bytes()))
+                    .await
+            } else {
+                session.text(text.to_owned()).await
+            };
+            if result.is_ok() {
                 sent += 1;
             } else {
                 self.forget(id);
@@ -186,7 +196,7 @@ async fn post_command(body: web::Bytes, shared: web::Data<Shared>) -> HttpRespon
         Ok(v) => v.to_string(),
         Err(_) => return HttpResponse::BadRequest().finish(),
     };
-    let sent = shared.broadcast(&text).await;
+    let sent = shared.broadcast(&text, false).await;
     let body = serde_json::json!({ "sent_to": sent }).to_string();
     if sent == 0 {
         HttpResponse::ServiceUnavailable()
@@ -245,7 +255,10 @@ async fn main() -> std::io::Result<()> {
     let stdin_shared = shared.clone();
     actix_web::rt::spawn(async move {
         while let Some(line) = lines_rx.recv().await {
-            let sent = stdin_shared.broadcast(&line).await;
+            let sent = match line.strip_prefix("!binary ") {
+                Some(rest) => stdin_shared.broadcast(rest, true).await,
+                None => stdin_shared.broadcast(&line, false).await,
+            };
             if sent == 0 {
                 eprintln!("platform-sim: no gateway connected; line not sent");
             }
