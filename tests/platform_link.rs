@@ -710,3 +710,55 @@ async fn a_wss_dial_to_a_peer_that_speaks_no_tls_fails_cleanly_and_is_retried() 
         .iter()
         .any(|l| l.contains("cannot reach the platform")));
 }
+
+#[actix_rt::test]
+async fn a_slow_platform_backs_frames_into_the_bounded_queue_not_into_memory() {
+    capture_logs();
+    const FRAMES: usize = 50_000;
+    let mut sim = Sim::start("127.0.0.1:0", &[]);
+    let mut s = settings(&sim.url());
+    s.queue_capacity = 1_000;
+    s.pong_timeout = Duration::from_secs(120);
+    let link = PlatformLink::start(s, FakeRegistry::with_devices(0), None);
+    expect_hello_and_snapshot(&mut sim, 0).await;
+    let before = wait_for(&link, "connected", |s| s.connected).await;
+
+    // A platform that stops reading: the kernel buffers fill, then the writer backs up.
+    sim.signal("-STOP");
+    for i in 0..FRAMES {
+        link.do_send(SendFrame(data_frame(i)));
+    }
+    let backed_up = wait_for(&link, "every frame to be handled", |s| {
+        (s.frames_sent - before.frames_sent) as usize + s.queued + s.dropped_data as usize == FRAMES
+    })
+    .await;
+    assert!(backed_up.connected, "{backed_up:?}");
+    assert!(
+        backed_up.in_flight <= coap_gateway::platform::link::WRITER_HIGH_WATER,
+        "{backed_up:?}"
+    );
+    assert!(backed_up.queued <= 1_000, "{backed_up:?}");
+    assert!(
+        backed_up.dropped_data > 0,
+        "50,000 frames cannot all fit: {backed_up:?}"
+    );
+
+    sim.signal("-CONT");
+    let expected = FRAMES - backed_up.dropped_data as usize;
+    let mut last: Option<usize> = None;
+    for _ in 0..expected {
+        let f = sim.next_frame().await;
+        assert_eq!(f["type"], "data");
+        let n: usize = f["payload"].as_str().unwrap().parse().unwrap();
+        assert!(
+            last.is_none_or(|l| n > l),
+            "out of order: {n} after {last:?}"
+        );
+        last = Some(n);
+    }
+    assert_eq!(last, Some(FRAMES - 1), "the newest data survives");
+    sim.assert_silent(Duration::from_millis(200)).await;
+    let after = stats(&link).await;
+    assert_eq!((after.queued, after.connects), (0, 1), "{after:?}");
+    sim.stop();
+}

@@ -5,7 +5,9 @@
 //! `Authorization: Bearer <token>` when a token is configured. After every connect it sends
 //! `hello`, the registry `snapshot` (parts of at most 1,000 devices, from a [`SnapshotSource`]),
 //! then every frame owed from the outage, in order, then live frames. While the link is down,
-//! frames go to the bounded [`OwedQueue`]. Reconnects follow [`Backoff`]. A WebSocket ping goes
+//! or while the socket writer already holds [`WRITER_HIGH_WATER`] unwritten frames (a platform
+//! slower than the gateway), frames go to the bounded [`OwedQueue`], so memory stays bounded
+//! and `data` is what gets dropped first. Reconnects follow [`Backoff`]. A WebSocket ping goes
 //! out every `ping_interval`; a link that has heard nothing (no pong, no frame) for
 //! `pong_timeout` is closed and re-dialled.
 //!
@@ -28,6 +30,8 @@
 //! - The token is sent in one header and never logged; the URL is logged without its query or
 //!   user-info, in case someone put a credential there.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +63,12 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(40);
 /// Budget for TCP + TLS + the upgrade exchange.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames handed to the socket writer and not yet taken by it. Past this the platform (or the
+/// network) is slower than the gateway: further frames wait in the bounded owed queue, where
+/// `data` is dropped first, instead of piling up without bound in the writer.
+pub const WRITER_HIGH_WATER: usize = 4_096;
+/// How often frames waiting behind a busy writer are moved on.
+const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
 const MAX_INBOUND_FRAME: usize = 1 << 20;
 
@@ -150,6 +160,8 @@ struct Connection {
     generation: u64,
     /// Feeds the writer task; dropping it closes the socket after the queued writes.
     tx: mpsc::UnboundedSender<WsMessage>,
+    /// Messages in `tx` the writer has not taken yet (shared with the writer, same thread).
+    in_flight: Rc<Cell<usize>>,
     reader: SpawnHandle,
     last_heard: Instant,
 }
@@ -284,15 +296,20 @@ impl PlatformLink {
         }
         let (sink, stream) = framed.split();
         let (tx, rx) = mpsc::unbounded::<WsMessage>();
+        let in_flight = Rc::new(Cell::new(0usize));
+        let taken = in_flight.clone();
         ctx.spawn(
-            rx.map(Ok)
-                .forward(sink)
-                .into_actor(self)
-                .map(move |result, link, ctx| {
-                    if let Err(e) = result {
-                        link.on_lost(generation, &format!("write failed: {e}"), ctx);
-                    }
-                }),
+            rx.map(move |message| {
+                taken.set(taken.get().saturating_sub(1));
+                Ok(message)
+            })
+            .forward(sink)
+            .into_actor(self)
+            .map(move |result, link, ctx| {
+                if let Err(e) = result {
+                    link.on_lost(generation, &format!("write failed: {e}"), ctx);
+                }
+            }),
         );
         let reader = ctx.add_stream(
             stream
@@ -304,6 +321,7 @@ impl PlatformLink {
         self.state = LinkState::Up(Connection {
             generation,
             tx,
+            in_flight,
             reader,
             last_heard: Instant::now(),
         });
@@ -323,16 +341,37 @@ impl PlatformLink {
         let mut frames = vec![hello(&self.settings.gateway_id, devices.len())];
         frames.extend(snapshot_parts(&devices));
         drop(devices);
+        // hello and the snapshot go first and whole, whatever the writer's backlog.
         for frame in frames {
             if !self.write(&frame) {
                 return;
             }
         }
-        let owed: Vec<OutboundFrame> = self.queue.drain().collect();
-        for frame in owed {
-            self.deliver(frame, ctx);
+        self.stats.connected = true;
+        self.pump(ctx);
+    }
+
+    /// Whether the writer can take a frame now (up, and not backed up).
+    fn writer_has_room(&self) -> bool {
+        match &self.state {
+            LinkState::Up(conn) => !conn.tx.is_closed() && conn.in_flight.get() < WRITER_HIGH_WATER,
+            _ => false,
         }
-        self.stats.connected = matches!(self.state, LinkState::Up(_));
+    }
+
+    /// Move owed frames to the writer, oldest first, while it has room.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while !self.queue.is_empty() && self.writer_has_room() {
+            let Some(frame) = self.queue.pop_front() else {
+                break;
+            };
+            if !self.write(&frame) {
+                let generation = self.generation;
+                self.on_lost(generation, "socket writer stopped", ctx);
+                break;
+            }
+        }
+        self.stats.queued = self.queue.len();
     }
 
     /// Hand a frame to the socket writer. False when the writer is gone (the socket died).
@@ -354,13 +393,14 @@ impl PlatformLink {
         {
             return false;
         }
+        conn.in_flight.set(conn.in_flight.get() + 1);
         self.stats.frames_sent += 1;
         true
     }
 
-    /// Send now when up, otherwise owe it.
+    /// Send now when up and nothing older is waiting; otherwise owe it.
     fn deliver(&mut self, frame: OutboundFrame, ctx: &mut Context<Self>) {
-        if matches!(self.state, LinkState::Up(_)) {
+        if self.queue.is_empty() && self.writer_has_room() {
             if self.write(&frame) {
                 return;
             }
@@ -483,6 +523,11 @@ impl Actor for PlatformLink {
         ctx.set_mailbox_capacity(usize::MAX);
         let interval = self.settings.ping_interval;
         ctx.run_interval(interval, |link, ctx| link.check_liveness(ctx));
+        ctx.run_interval(PUMP_INTERVAL, |link, ctx| {
+            if !link.queue.is_empty() {
+                link.pump(ctx);
+            }
+        });
         self.dial(ctx);
     }
 }
@@ -582,6 +627,10 @@ impl Handler<GetLinkStats> for PlatformLink {
     fn handle(&mut self, _: GetLinkStats, _: &mut Context<Self>) -> Self::Result {
         let mut stats = self.stats.clone();
         stats.queued = self.queue.len();
+        stats.in_flight = match &self.state {
+            LinkState::Up(conn) => conn.in_flight.get(),
+            _ => 0,
+        };
         stats.dropped_data = self.queue.dropped_data();
         stats.dropped_events = self.queue.dropped_events();
         MessageResult(stats)

@@ -49,8 +49,10 @@ pub struct LinkStats {
     pub auth_failures: u64,
     /// Frames handed to the socket.
     pub frames_sent: u64,
-    /// Frames waiting in the owed queue.
+    /// Frames waiting in the owed queue (link down, or the writer backed up).
     pub queued: usize,
+    /// Frames handed to the socket writer and not yet taken by it.
+    pub in_flight: usize,
     /// `data` frames dropped because the owed queue was full.
     pub dropped_data: u64,
     /// Events and results dropped because the owed queue was full of them.

@@ -1,5 +1,6 @@
-//! The bounded queue of frames the gateway owes the platform while the link is down
-//! (`shared/platform-protocol.md`, "Delivery"). Owned by the PlatformLink actor; pure.
+//! The bounded queue of frames the gateway owes the platform while the link is down, or while
+//! the socket writer is backed up by a slow platform (`shared/platform-protocol.md`,
+//! "Delivery"). Owned by the PlatformLink actor; pure.
 //!
 //! Frames leave in the order they came. When the queue is full, the oldest `data` frame is
 //! dropped first: events and command results are kept ahead of data. When there is no `data`
@@ -85,6 +86,15 @@ impl<T: Owed> OwedQueue<T> {
         }
         self.frames.push_back(frame);
         outcome
+    }
+
+    /// Take the oldest frame.
+    pub fn pop_front(&mut self) -> Option<T> {
+        let frame = self.frames.pop_front()?;
+        if frame.is_data() {
+            self.data_queued -= 1;
+        }
+        Some(frame)
     }
 
     /// Take every queued frame, oldest first.
@@ -222,6 +232,20 @@ mod tests {
             .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(*ids.last().unwrap(), 9_999);
+    }
+
+    #[test]
+    fn popping_keeps_the_data_count_right() {
+        let mut q = OwedQueue::new(2);
+        q.push(F::Data(0));
+        q.push(F::Event(1));
+        assert_eq!(q.pop_front(), Some(F::Data(0)));
+        q.push(F::Event(2));
+        // No data left: a full queue now drops the oldest event.
+        assert_eq!(q.push(F::Event(3)), PushOutcome::DroppedEvent);
+        assert_eq!(q.pop_front(), Some(F::Event(2)));
+        assert_eq!(q.pop_front(), Some(F::Event(3)));
+        assert_eq!(q.pop_front(), None);
     }
 
     #[test]
