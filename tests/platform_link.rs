@@ -18,7 +18,7 @@ use coap_gateway::platform::link::LinkSettings;
 use coap_gateway::platform::protocol::{encode_payload, CommandErrorKind, DataFrame};
 use coap_gateway::platform::{
     CommandResult, GetLinkStats, LinkStats, OutboundFrame, PlatformCommand, PlatformLink,
-    SendFrame, SnapshotSource,
+    SendFrame, SnapshotSource, StopLink,
 };
 use coap_gateway::registry::{
     BaseOrigin, EndpointName, Registration, RegistrationId, RegistryEvent, RemovalReason, Sector,
@@ -93,6 +93,11 @@ impl Sim {
         let addr: SocketAddr = first
             .trim()
             .strip_prefix("platform-sim listening on ws://")
+            .or_else(|| {
+                first
+                    .trim()
+                    .strip_prefix("platform-sim listening on wss://")
+            })
             .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
             .parse()
             .expect("banner address");
@@ -377,6 +382,22 @@ async fn hello_and_snapshot_parts_then_live_frames_in_order() {
 
     let s = stats(&link).await;
     assert_eq!((s.connects, s.reconnects, s.queued), (1, 0, 0));
+
+    // A graceful stop reaches the platform as a Close frame ("going away").
+    link.do_send(StopLink);
+    let deadline = Instant::now() + FRAME_WAIT;
+    while !sim
+        .stderr()
+        .iter()
+        .any(|l| l.contains("gateway closed") && l.contains("Away"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no Close frame: {:?}",
+            sim.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sim.stop();
 }
 
@@ -760,5 +781,40 @@ async fn a_slow_platform_backs_frames_into_the_bounded_queue_not_into_memory() {
     sim.assert_silent(Duration::from_millis(200)).await;
     let after = stats(&link).await;
     assert_eq!((after.queued, after.connects), (0, 1), "{after:?}");
+    sim.stop();
+}
+
+#[actix_rt::test]
+async fn the_link_speaks_wss_with_a_trusted_certificate_and_refuses_an_untrusted_one() {
+    capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    let tls_args = [
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ];
+    let mut sim = Sim::start("127.0.0.1:0", &tls_args);
+    let url = format!("wss://{}/", sim.addr);
+
+    // Not trusted: the self-signed certificate is refused, the dial retried.
+    let untrusted = PlatformLink::start(settings(&url), FakeRegistry::with_devices(0), None);
+    let s = wait_for(&untrusted, "refused TLS dials", |s| s.dial_attempts >= 2).await;
+    assert_eq!(s.connects, 0);
+    untrusted.do_send(StopLink);
+    sim.assert_silent(Duration::from_millis(100)).await;
+
+    // Trusted: the same server carries the protocol.
+    let mut s = settings(&url);
+    s.extra_root_certs = vec![certified.cert.der().clone()];
+    let link = PlatformLink::start(s, FakeRegistry::with_devices(2), None);
+    expect_hello_and_snapshot(&mut sim, 2).await;
+    link.do_send(SendFrame(data_frame(5)));
+    assert_eq!(sim.next_frame().await["payload"], "5");
     sim.stop();
 }

@@ -35,7 +35,9 @@ Sending to the gateway:
                    not a JSON object. e.g.
                    curl -X POST http://ADDR/command -d '{\"type\":\"command\",...}'
 
-With --token T, a gateway must send `Authorization: Bearer T` or is refused with HTTP 401.";
+With --token T, a gateway must send `Authorization: Bearer T` or is refused with HTTP 401.
+With --tls-cert and --tls-key (PEM files), it serves wss:// instead of ws:// (and https:// for
+POST /command); the first line then reads `platform-sim listening on wss://ADDR`.";
 
 #[derive(Parser, Debug)]
 #[command(name = "platform-sim", version, about = "Platform simulator for the coap-gateway WebSocket link", long_about = LONG_ABOUT)]
@@ -49,6 +51,12 @@ struct Args {
     /// Also accept frames to send as `POST /command` with a JSON body.
     #[arg(long)]
     http_commands: bool,
+    /// PEM certificate chain for serving wss:// (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for serving wss:// (needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Largest frame accepted from the gateway, in bytes (snapshot parts can be ~1 MB).
     #[arg(long, default_value_t = 64 << 20)]
     max_frame: usize,
@@ -209,6 +217,27 @@ async fn post_command(body: web::Bytes, shared: web::Data<Shared>) -> HttpRespon
     }
 }
 
+/// A rustls server config from PEM files.
+fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid("--tls-cert", &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid("--tls-key", &e))?;
+    rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid("TLS certificate and key", &e))
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
@@ -229,8 +258,14 @@ async fn main() -> std::io::Result<()> {
         };
         app.default_service(web::to(gateway_socket))
     })
-    .workers(1)
-    .bind(args.listen)?;
+    .workers(1);
+    let (server, scheme) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (
+            server.bind_rustls_0_23(args.listen, server_tls(cert, key)?)?,
+            "wss",
+        ),
+        _ => (server.bind(args.listen)?, "ws"),
+    };
     let addr = server
         .addrs()
         .first()
@@ -238,7 +273,7 @@ async fn main() -> std::io::Result<()> {
         .ok_or_else(|| std::io::Error::other("bound to no address"))?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "platform-sim listening on ws://{addr}")?;
+        writeln!(out, "platform-sim listening on {scheme}://{addr}")?;
         out.flush()?;
     }
 

@@ -47,7 +47,9 @@ use rand::SeedableRng;
 
 use super::backoff::{Backoff, INITIAL_DELAY};
 use super::error::LinkError;
-use super::messages::{GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient};
+use super::messages::{
+    GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
+};
 use super::protocol::{
     hello, parse_inbound, snapshot_parts, CommandErrorKind, CommandResult, InboundFrame,
     OutboundFrame, ProtocolError,
@@ -67,6 +69,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// network) is slower than the gateway: further frames wait in the bounded owed queue, where
 /// `data` is dropped first, instead of piling up without bound in the writer.
 pub const WRITER_HIGH_WATER: usize = 4_096;
+/// How long a graceful stop waits for the platform to answer our Close frame (RFC 6455 §7.1.1:
+/// the server closes the TCP connection first).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often frames waiting behind a busy writer are moved on.
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
@@ -92,6 +97,9 @@ pub struct LinkSettings {
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Certificates trusted for `wss://` besides the public web roots (a platform with a
+    /// private CA, or a test's self-signed certificate). DER-encoded.
+    pub extra_root_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl LinkSettings {
@@ -106,6 +114,7 @@ impl LinkSettings {
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            extra_root_certs: Vec::new(),
         }
     }
 }
@@ -185,6 +194,9 @@ pub struct PlatformLink {
     backoff: Backoff,
     rng: StdRng,
     stats: LinkStats,
+    /// A `StopLink` sent our Close frame: nothing more is written, no re-dial, stop when the
+    /// platform answers (or after `CLOSE_GRACE`).
+    closing: bool,
 }
 
 impl PlatformLink {
@@ -208,7 +220,24 @@ impl PlatformLink {
             backoff,
             rng: StdRng::from_entropy(),
             stats: LinkStats::default(),
+            closing: false,
         })
+    }
+
+    /// TLS for `wss://`: the public web roots plus `extra_root_certs`, ALPN `http/1.1` only
+    /// (WebSocket upgrades are HTTP/1.1; offering h2 could break them).
+    fn tls_config(&self) -> rustls::ClientConfig {
+        let mut roots = actix_tls::connect::rustls_0_23::webpki_roots_cert_store();
+        for cert in &self.settings.extra_root_certs {
+            if let Err(e) = roots.add(cert.clone()) {
+                log::error!("platform link: an extra root certificate is unusable: {e}");
+            }
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
     }
 
     fn build_client(&self) -> awc::Client {
@@ -216,8 +245,7 @@ impl PlatformLink {
         // harmlessly when some other part of the process installed one first.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let connector = awc::Connector::new()
-            // WebSocket upgrades are HTTP/1.1; offering h2 in ALPN could break wss:// upgrades.
-            .max_http_version(awc::http::Version::HTTP_11)
+            .rustls_0_23(Arc::new(self.tls_config()))
             .timeout(self.settings.connect_timeout);
         awc::Client::builder()
             .connector(connector)
@@ -258,6 +286,10 @@ impl PlatformLink {
     }
 
     fn on_dial_failed(&mut self, generation: u64, error: LinkError, ctx: &mut Context<Self>) {
+        if self.closing {
+            ctx.stop();
+            return;
+        }
         if generation != self.generation {
             return;
         }
@@ -291,26 +323,32 @@ impl PlatformLink {
         framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
         ctx: &mut Context<Self>,
     ) {
-        if generation != self.generation {
+        if generation != self.generation || self.closing {
             return;
         }
         let (sink, stream) = framed.split();
         let (tx, rx) = mpsc::unbounded::<WsMessage>();
         let in_flight = Rc::new(Cell::new(0usize));
         let taken = in_flight.clone();
-        ctx.spawn(
-            rx.map(move |message| {
-                taken.set(taken.get().saturating_sub(1));
-                Ok(message)
-            })
-            .forward(sink)
-            .into_actor(self)
-            .map(move |result, link, ctx| {
-                if let Err(e) = result {
-                    link.on_lost(generation, &format!("write failed: {e}"), ctx);
-                }
-            }),
-        );
+        // The writer is its own task, not the actor's: when the connection (or the whole
+        // actor) is dropped, `tx` closes and the writer still flushes what it holds, a final
+        // Close frame included, before closing the socket.
+        let link = ctx.address();
+        actix_rt::spawn(async move {
+            let written = rx
+                .map(move |message| {
+                    taken.set(taken.get().saturating_sub(1));
+                    Ok(message)
+                })
+                .forward(sink)
+                .await;
+            if let Err(e) = written {
+                link.do_send(WriterFailed {
+                    generation,
+                    error: e.to_string(),
+                });
+            }
+        });
         let reader = ctx.add_stream(
             stream
                 .map(move |item| Inbound::Frame(generation, item))
@@ -353,6 +391,9 @@ impl PlatformLink {
 
     /// Whether the writer can take a frame now (up, and not backed up).
     fn writer_has_room(&self) -> bool {
+        if self.closing {
+            return false;
+        }
         match &self.state {
             LinkState::Up(conn) => !conn.tx.is_closed() && conn.in_flight.get() < WRITER_HIGH_WATER,
             _ => false,
@@ -445,6 +486,10 @@ impl PlatformLink {
         if conn.generation != generation {
             return;
         }
+        if self.closing {
+            ctx.stop();
+            return;
+        }
         if let LinkState::Up(conn) = std::mem::replace(&mut self.state, LinkState::Down) {
             ctx.cancel_future(conn.reader);
             // Best effort: tell the platform we are going; dropping `tx` then closes the socket.
@@ -518,9 +563,6 @@ impl Actor for PlatformLink {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Platform frames are the only way in; the actor's own mailbox must not throttle the
-        // Registry or the Observer (they use do_send).
-        ctx.set_mailbox_capacity(usize::MAX);
         let interval = self.settings.ping_interval;
         ctx.run_interval(interval, |link, ctx| link.check_liveness(ctx));
         ctx.run_interval(PUMP_INTERVAL, |link, ctx| {
@@ -590,6 +632,55 @@ impl StreamHandler<Inbound> for PlatformLink {
     /// The reader stream ending is already reported by its `Closed` item; the actor must not
     /// stop (the default) when a connection ends.
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+/// The socket writer of `generation` failed (private to the link).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriterFailed {
+    generation: u64,
+    error: String,
+}
+
+impl Handler<WriterFailed> for PlatformLink {
+    type Result = ();
+
+    fn handle(&mut self, failed: WriterFailed, ctx: &mut Context<Self>) {
+        self.on_lost(
+            failed.generation,
+            &format!("write failed: {}", failed.error),
+            ctx,
+        );
+    }
+}
+
+impl Handler<StopLink> for PlatformLink {
+    type Result = ();
+
+    fn handle(&mut self, _: StopLink, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        self.stats.connected = false;
+        if !self.queue.is_empty() {
+            log::warn!(
+                "platform link: stopping with {} frames still owed to the platform",
+                self.queue.len()
+            );
+        }
+        match &self.state {
+            LinkState::Up(conn) => {
+                // The closing handshake: our Close, the platform's Close, then the platform
+                // closes TCP. Stopping the actor drops the writer's sender, which ends it.
+                let _ = conn
+                    .tx
+                    .unbounded_send(WsMessage::Close(Some(awc::ws::CloseCode::Away.into())));
+                ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
+            }
+            _ => ctx.stop(),
+        }
+    }
 }
 
 impl Handler<RegistryEvent> for PlatformLink {

@@ -29,6 +29,12 @@ pub struct SendFrame(pub OutboundFrame);
 #[rtype(result = "()")]
 pub struct SetCommandRecipient(pub Option<Recipient<PlatformCommand>>);
 
+/// Close the WebSocket (Close frame "going away", flushed by the writer) and stop the actor,
+/// for a graceful gateway shutdown. Frames still owed are lost (and logged as a count).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct StopLink;
+
 /// Ask for the link's counters (for metrics and tests).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "LinkStats")]
