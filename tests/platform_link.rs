@@ -516,7 +516,14 @@ async fn a_refused_token_is_logged_clearly_without_the_token_and_retried_with_ba
 async fn unusable_platform_frames_get_error_frames_and_the_link_stays_up() {
     capture_logs();
     let mut sim = Sim::start("127.0.0.1:0", &[]);
-    let link = PlatformLink::start(settings(&sim.url()), FakeRegistry::with_devices(0), None);
+    // On its own arbiter (thread), as the gateway is advised to run it.
+    let arbiter = actix::Arbiter::new();
+    let link = PlatformLink::start_on(
+        &arbiter.handle(),
+        settings(&sim.url()),
+        FakeRegistry::with_devices(0),
+        None,
+    );
     expect_hello_and_snapshot(&mut sim, 0).await;
 
     sim.send_line("{not json");

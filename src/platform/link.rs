@@ -207,9 +207,31 @@ impl PlatformLink {
         snapshot: Arc<dyn SnapshotSource>,
         commands: Option<Recipient<PlatformCommand>>,
     ) -> Addr<PlatformLink> {
+        Actor::start(PlatformLink::new(settings, snapshot, commands))
+    }
+
+    /// Start the link on another arbiter (thread). Recommended in the gateway: rendering a
+    /// 100,000-device snapshot takes a few hundred milliseconds after every connect, which
+    /// should not stall the actors serving CoAP.
+    pub fn start_on(
+        arbiter: &actix::ArbiterHandle,
+        settings: LinkSettings,
+        snapshot: Arc<dyn SnapshotSource>,
+        commands: Option<Recipient<PlatformCommand>>,
+    ) -> Addr<PlatformLink> {
+        PlatformLink::start_in_arbiter(arbiter, move |_| {
+            PlatformLink::new(settings, snapshot, commands)
+        })
+    }
+
+    fn new(
+        settings: LinkSettings,
+        snapshot: Arc<dyn SnapshotSource>,
+        commands: Option<Recipient<PlatformCommand>>,
+    ) -> PlatformLink {
         let queue = OwedQueue::new(settings.queue_capacity);
         let backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
-        Actor::start(PlatformLink {
+        PlatformLink {
             settings,
             snapshot,
             commands,
@@ -221,7 +243,7 @@ impl PlatformLink {
             rng: StdRng::from_entropy(),
             stats: LinkStats::default(),
             closing: false,
-        })
+        }
     }
 
     /// TLS for `wss://`: the public web roots plus `extra_root_certs`, ALPN `http/1.1` only
