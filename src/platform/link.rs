@@ -175,6 +175,18 @@ struct Connection {
     last_heard: Instant,
 }
 
+impl Connection {
+    /// Hand a message to the writer, counting it until the writer takes it. False when the
+    /// writer is gone.
+    fn send(&self, message: WsMessage) -> bool {
+        if self.tx.unbounded_send(message).is_err() {
+            return false;
+        }
+        self.in_flight.set(self.in_flight.get() + 1);
+        true
+    }
+}
+
 enum LinkState {
     /// Waiting for the back-off timer (or not started).
     Down,
@@ -449,14 +461,9 @@ impl PlatformLink {
                 return true;
             }
         };
-        if conn
-            .tx
-            .unbounded_send(WsMessage::Text(text.into()))
-            .is_err()
-        {
+        if !conn.send(WsMessage::Text(text.into())) {
             return false;
         }
-        conn.in_flight.set(conn.in_flight.get() + 1);
         self.stats.frames_sent += 1;
         true
     }
@@ -515,7 +522,7 @@ impl PlatformLink {
         if let LinkState::Up(conn) = std::mem::replace(&mut self.state, LinkState::Down) {
             ctx.cancel_future(conn.reader);
             // Best effort: tell the platform we are going; dropping `tx` then closes the socket.
-            let _ = conn.tx.unbounded_send(WsMessage::Close(None));
+            let _ = conn.send(WsMessage::Close(None));
         }
         self.stats.connected = false;
         let delay = self.backoff.next_delay(&mut self.rng);
@@ -540,7 +547,7 @@ impl PlatformLink {
             );
             return;
         }
-        let _ = conn.tx.unbounded_send(WsMessage::Ping(Default::default()));
+        let _ = conn.send(WsMessage::Ping(Default::default()));
     }
 
     fn on_text(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
@@ -632,7 +639,7 @@ impl StreamHandler<Inbound> for PlatformLink {
                 Frame::Continuation(_) => {}
                 Frame::Ping(payload) => {
                     if let LinkState::Up(conn) = &self.state {
-                        let _ = conn.tx.unbounded_send(WsMessage::Pong(payload));
+                        let _ = conn.send(WsMessage::Pong(payload));
                     }
                 }
                 Frame::Pong(_) => {}
@@ -695,9 +702,7 @@ impl Handler<StopLink> for PlatformLink {
             LinkState::Up(conn) => {
                 // The closing handshake: our Close, the platform's Close, then the platform
                 // closes TCP. Stopping the actor drops the writer's sender, which ends it.
-                let _ = conn
-                    .tx
-                    .unbounded_send(WsMessage::Close(Some(awc::ws::CloseCode::Away.into())));
+                let _ = conn.send(WsMessage::Close(Some(awc::ws::CloseCode::Away.into())));
                 ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
             }
             _ => ctx.stop(),
