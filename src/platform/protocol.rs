@@ -124,6 +124,30 @@ pub struct DataFrame {
     pub at: String,
 }
 
+impl DataFrame {
+    /// A `data` frame for a value read at `at_ms` (Unix ms); the payload is encoded by the
+    /// contract's rule.
+    pub fn new(
+        ep: impl Into<String>,
+        d: Option<String>,
+        path: impl Into<String>,
+        code: impl Into<String>,
+        content_format: Option<u16>,
+        payload: &[u8],
+        at_ms: u64,
+    ) -> DataFrame {
+        DataFrame {
+            ep: ep.into(),
+            d,
+            path: path.into(),
+            code: code.into(),
+            content_format,
+            payload: encode_payload(payload),
+            at: crate::time::rfc3339_ms(at_ms),
+        }
+    }
+}
+
 /// `command_result.error.kind`, exactly the contract's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,6 +192,26 @@ pub struct CommandResult {
 }
 
 impl CommandResult {
+    /// The device answered: its response code (e.g. `"2.05"`), content format and payload.
+    pub fn response(
+        id: impl Into<String>,
+        code: impl Into<String>,
+        content_format: Option<u16>,
+        payload: &[u8],
+        rtt_ms: u64,
+    ) -> Self {
+        CommandResult {
+            id: id.into(),
+            outcome: CommandOutcome::Response {
+                code: code.into(),
+                content_format,
+                payload: encode_payload(payload),
+                rtt_ms,
+            },
+        }
+    }
+
+    /// The command could not be carried out.
     pub fn failed(
         id: impl Into<String>,
         kind: CommandErrorKind,
@@ -529,15 +573,15 @@ mod tests {
 
     #[test]
     fn data_frame_is_flat_with_payload_and_encoding() {
-        let frame = OutboundFrame::Data(DataFrame {
-            ep: "node1".into(),
-            d: None,
-            path: "/sensors/temp".into(),
-            code: "2.05".into(),
-            content_format: Some(0),
-            payload: encode_payload(b"21.5"),
-            at: "2026-11-25T14:00:00.123Z".into(),
-        });
+        let frame = OutboundFrame::Data(DataFrame::new(
+            "node1",
+            None,
+            "/sensors/temp",
+            "2.05",
+            Some(0),
+            b"21.5",
+            1_795_615_200_123,
+        ));
         assert!(frame.is_data());
         assert_eq!(
             to_value(&frame),
@@ -549,15 +593,8 @@ mod tests {
 
     #[test]
     fn command_result_is_either_a_response_or_an_error() {
-        let ok = OutboundFrame::CommandResult(CommandResult {
-            id: "c1".into(),
-            outcome: CommandOutcome::Response {
-                code: "2.04".into(),
-                content_format: None,
-                payload: encode_payload(&[0xff]),
-                rtt_ms: 12,
-            },
-        });
+        let ok =
+            OutboundFrame::CommandResult(CommandResult::response("c1", "2.04", None, &[0xff], 12));
         assert_eq!(
             to_value(&ok),
             json!({"type": "command_result", "id": "c1", "code": "2.04", "content_format": null,
