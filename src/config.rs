@@ -13,6 +13,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+/// Environment variable that supplies the platform token (see
+/// [`Config::resolve_platform_token`]).
+pub const TOKEN_ENV: &str = "COAP_GATEWAY_PLATFORM_TOKEN";
+
 /// Why a config could not be used. The binary prints it and exits with code 2.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -202,6 +206,9 @@ pub struct PlatformConfig {
     pub url: String,
     /// Bearer token; never logged.
     pub token: Secret,
+    /// A file holding the token (e.g. a systemd credential), read at start; overrides `token`.
+    /// The environment variable `COAP_GATEWAY_PLATFORM_TOKEN` overrides both.
+    pub token_file: Option<PathBuf>,
     pub reconnect_max_s: u64,
     pub queue_capacity: usize,
 }
@@ -211,6 +218,7 @@ impl Default for PlatformConfig {
         PlatformConfig {
             url: String::new(),
             token: Secret::default(),
+            token_file: None,
             reconnect_max_s: 30,
             queue_capacity: 10_000,
         }
@@ -239,13 +247,33 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_yaml(&text).map_err(|e| match e {
+        let mut config = Config::from_yaml(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.resolve_platform_token(std::env::var(TOKEN_ENV).ok())?;
+        Ok(config)
+    }
+
+    /// Where the platform token comes from, strongest first: the environment variable
+    /// [`TOKEN_ENV`], then `platform.token_file`, then `platform.token`. Keeping the token out of
+    /// config.yaml lets the file be world-readable.
+    pub fn resolve_platform_token(&mut self, from_env: Option<String>) -> Result<(), ConfigError> {
+        if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
+            self.platform.token = Secret::new(token.trim());
+            return Ok(());
+        }
+        if let Some(path) = &self.platform.token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                key: "platform.token_file",
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            self.platform.token = Secret::new(text.trim());
+        }
+        Ok(())
     }
 
     /// Parse and validate YAML text (an empty document is the default config).
@@ -420,6 +448,26 @@ mod tests {
         assert!(err.to_string().contains("rd.listen"), "{err}");
         let err = Config::from_yaml("platform:\n  url: http://x\n").unwrap_err();
         assert!(err.to_string().contains("platform.url"), "{err}");
+    }
+
+    #[test]
+    fn platform_token_comes_from_env_then_file_then_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let yaml = format!(
+            "platform:\n  token: from-config\n  token_file: {:?}\n",
+            file.display().to_string()
+        );
+        let mut c = Config::from_yaml(&yaml).unwrap();
+        c.resolve_platform_token(None).unwrap();
+        assert_eq!(c.platform.token.expose(), "from-file");
+        c.resolve_platform_token(Some("from-env".into())).unwrap();
+        assert_eq!(c.platform.token.expose(), "from-env");
+
+        let mut c = Config::from_yaml("platform:\n  token_file: /nonexistent/t\n").unwrap();
+        let err = c.resolve_platform_token(None).unwrap_err();
+        assert!(err.to_string().contains("platform.token_file"), "{err}");
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! Wires the actors together for the `coap-gateway` binary: open the registry, bind the RD's
-//! sockets, log one line per listener, run until SIGINT/SIGTERM, then shut down in order
-//! (stop taking requests, flush the registry) so nothing acknowledged is lost.
+//! sockets, log one line per listener, dial the platform when one is configured, run until
+//! SIGINT/SIGTERM, then shut down in order (close the platform link, stop taking requests).
+//! Every acknowledged write is already durable, so stopping loses nothing.
 
 use std::sync::Arc;
 
 use log::info;
 use thiserror::Error;
 
+use actix::prelude::*;
+
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
+use crate::platform::{LinkSettings, PlatformLink, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, RunningRd};
 use crate::rd::service::RdSettings;
-use crate::registry::{self, RegistryConfig, StoreError};
+use crate::registry::{self, Registration, RegistryConfig, RegistryReader, StoreError, Subscribe};
+use crate::time::now_ms;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -26,6 +31,9 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
 }
 
+/// How long shutdown waits for the platform link to close cleanly.
+const PLATFORM_CLOSE_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Run the gateway on a fresh actix system until a shutdown signal arrives.
 pub fn run_blocking(config: Config) -> Result<(), GatewayError> {
     actix::System::new().block_on(run(config))
@@ -34,6 +42,15 @@ pub fn run_blocking(config: Config) -> Result<(), GatewayError> {
 /// A started gateway: what `run` needs to shut it down, and what tests may inspect.
 pub struct Running {
     pub rd: RunningRd,
+    /// The platform link, on its own arbiter, when `platform.url` is set.
+    pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
+}
+
+/// The platform's snapshot after every connect: every live registration, in id order.
+impl SnapshotSource for RegistryReader {
+    fn snapshot(&self) -> Vec<Arc<Registration>> {
+        self.with_index(|idx| idx.live(now_ms()).cloned().collect())
+    }
 }
 
 /// Start every component on the current actix system.
@@ -45,6 +62,22 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         config.gateway.data_dir.display(),
         reader.len()
     );
+    let platform = if config.platform.url.is_empty() {
+        info!("platform link disabled (platform.url is empty)");
+        None
+    } else {
+        // A thread of its own: rendering a large snapshot after each connect must not stall
+        // the RD's socket.
+        let arbiter = Arbiter::new();
+        let link = PlatformLink::start_on(
+            &arbiter.handle(),
+            LinkSettings::new(&config.platform, config.gateway.id.clone()),
+            Arc::new(reader.clone()),
+            None,
+        );
+        registry.do_send(Subscribe(link.clone().recipient()));
+        Some((link, arbiter))
+    };
     let settings = Arc::new(RdSettings::from_config(config));
     let rd = rd_server::start(
         &listen,
@@ -57,7 +90,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
-    Ok(Running { rd })
+    Ok(Running { rd, platform })
 }
 
 /// Start, wait for SIGINT or SIGTERM, stop.
@@ -65,6 +98,11 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     let running = start(&config).await?;
     wait_for_shutdown_signal().await?;
     info!("shutting down");
+    if let Some((link, arbiter)) = running.platform {
+        // Bounded: a platform that does not answer our Close must not hold up the exit.
+        let _ = tokio::time::timeout(PLATFORM_CLOSE_BUDGET, link.send(StopLink)).await;
+        arbiter.stop();
+    }
     running.rd.shutdown().await;
     Ok(())
 }

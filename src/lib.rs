@@ -22,6 +22,7 @@ pub mod coap;
 pub mod config;
 pub mod gateway;
 pub mod link_format;
+pub mod platform;
 pub mod rd;
 pub mod registry;
 pub mod time;

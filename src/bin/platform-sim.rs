@@ -1,0 +1,306 @@
+//! `platform-sim`: a stand-in for the cloud platform, for tests and for anyone trying the
+//! gateway (issue 6). A WebSocket server (actix-web + actix-ws) that accepts the gateway's link
+//! on any path, checks its bearer token, prints every frame it receives as one JSON line on
+//! stdout, and sends frames to the gateway from its stdin (one JSON line each) or from
+//! `POST /command`. It speaks `shared/platform-protocol.md` v1 only as far as a human or a test
+//! drives it: it never answers frames on its own (except WebSocket pings).
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_ws::Session;
+use clap::Parser;
+use futures::StreamExt;
+
+const LONG_ABOUT: &str = "\
+A platform simulator for coap-gateway's WebSocket link (protocol v1).
+
+It listens for the gateway on --listen (any path; the gateway's platform.url points here, e.g.
+ws://127.0.0.1:9000/), and prints, in this order on stdout:
+  platform-sim listening on ws://ADDR      (first line, once bound; port 0 picks a free port)
+  <one line per frame received>            (exactly the frame's JSON text, one frame a line)
+Everything else (connections, refusals, errors) goes to stderr.
+
+Sending to the gateway:
+  stdin            every non-empty line is sent, as is, as one text frame to every connected
+                   gateway (so malformed frames can be tested too), e.g.
+                   {\"type\":\"command\",\"id\":\"c1\",\"ep\":\"node1\",\"method\":\"GET\",\"path\":\"/sensors/temp\"}
+                   A line starting with `!binary ` sends the rest as a binary frame instead
+                   (not part of the protocol: for testing how the gateway refuses it).
+  POST /command    with --http-commands: the JSON body is sent the same way; answers
+                   202 {\"sent_to\":N}, or 503 when no gateway is connected, 400 when the body is
+                   not a JSON object. e.g.
+                   curl -X POST http://ADDR/command -d '{\"type\":\"command\",...}'
+
+With --token T, a gateway must send `Authorization: Bearer T` or is refused with HTTP 401.
+With --tls-cert and --tls-key (PEM files), it serves wss:// instead of ws:// (and https:// for
+POST /command); the first line then reads `platform-sim listening on wss://ADDR`.";
+
+#[derive(Parser, Debug)]
+#[command(name = "platform-sim", version, about = "Platform simulator for the coap-gateway WebSocket link", long_about = LONG_ABOUT)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port, printed on the first stdout line).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Require this bearer token from the gateway (HTTP 401 otherwise).
+    #[arg(long)]
+    token: Option<String>,
+    /// Also accept frames to send as `POST /command` with a JSON body.
+    #[arg(long)]
+    http_commands: bool,
+    /// PEM certificate chain for serving wss:// (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for serving wss:// (needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Largest frame accepted from the gateway, in bytes (snapshot parts can be ~1 MB).
+    #[arg(long, default_value_t = 64 << 20)]
+    max_frame: usize,
+}
+
+struct Shared {
+    token: Option<String>,
+    max_frame: usize,
+    sessions: Mutex<Vec<(u64, Session)>>,
+    next_session: AtomicU64,
+}
+
+impl Shared {
+    fn sessions(&self) -> Vec<(u64, Session)> {
+        self.sessions.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|(sid, _)| *sid != id);
+        }
+    }
+
+    /// Send `text` to every connected gateway (as a binary frame when `binary`); how many got
+    /// it.
+    async fn broadcast(&self, text: &str, binary: bool) -> usize {
+        let mut sent = 0;
+        for (id, mut session) in self.sessions() {
+            let result = if binary {
+                session
+                    .binary(actix_web::web::Bytes::copy_from_slice(text.as_bytes()))
+                    .await
+            } else {
+                session.text(text.to_owned()).await
+            };
+            if result.is_ok() {
+                sent += 1;
+            } else {
+                self.forget(id);
+            }
+        }
+        sent
+    }
+}
+
+/// One received frame, one stdout line. JSON does not need raw line breaks (inside strings
+/// they are invalid anyway), so a frame that has some is flattened rather than split.
+fn print_frame(text: &str) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = if text.contains(['\n', '\r']) {
+        writeln!(out, "{}", text.replace(['\n', '\r'], " "))
+    } else {
+        writeln!(out, "{text}")
+    };
+    if result.and_then(|_| out.flush()).is_err() {
+        // Whoever reads us went away: nothing useful left to do.
+        std::process::exit(0);
+    }
+}
+
+async fn gateway_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "?".into());
+    if let Some(token) = &shared.token {
+        let expected = format!("Bearer {token}");
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            eprintln!(
+                "platform-sim: refused {peer}: {} bearer token (HTTP 401)",
+                if given.is_some() { "wrong" } else { "no" }
+            );
+            return HttpResponse::Unauthorized().body("bad or missing bearer token\n");
+        }
+    }
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("platform-sim: {peer} is not a WebSocket upgrade: {e}");
+            return HttpResponse::BadRequest().body("expected a WebSocket upgrade\n");
+        }
+    };
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut sessions) = shared.sessions.lock() {
+        sessions.push((id, session.clone()));
+    }
+    eprintln!("platform-sim: gateway connected from {peer} (session {id})");
+    let mut stream = stream
+        .max_frame_size(shared.max_frame)
+        .aggregate_continuations()
+        .max_continuation_size(shared.max_frame);
+    let shared = shared.into_inner();
+    actix_web::rt::spawn(async move {
+        let mut session = session;
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(actix_ws::AggregatedMessage::Text(text)) => print_frame(&text),
+                Ok(actix_ws::AggregatedMessage::Binary(bytes)) => {
+                    eprintln!(
+                        "platform-sim: session {id}: binary frame of {} bytes (not protocol v1)",
+                        bytes.len()
+                    );
+                }
+                Ok(actix_ws::AggregatedMessage::Ping(payload)) => {
+                    if session.pong(&payload).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(actix_ws::AggregatedMessage::Pong(_)) => {}
+                Ok(actix_ws::AggregatedMessage::Close(reason)) => {
+                    eprintln!("platform-sim: session {id}: gateway closed ({reason:?})");
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("platform-sim: session {id}: protocol error: {e}");
+                    break;
+                }
+            }
+        }
+        shared.forget(id);
+        let _ = session.close(None).await;
+        eprintln!("platform-sim: session {id} ended");
+    });
+    response
+}
+
+async fn post_command(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let is_object = serde_json::from_slice::<serde_json::Value>(&body)
+        .map(|v| v.is_object())
+        .unwrap_or(false);
+    if !is_object {
+        return HttpResponse::BadRequest().body("body must be one JSON object\n");
+    }
+    // Compact it: a frame is one JSON object; the body may have been pretty-printed.
+    let text = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => v.to_string(),
+        Err(_) => return HttpResponse::BadRequest().finish(),
+    };
+    let sent = shared.broadcast(&text, false).await;
+    let body = serde_json::json!({ "sent_to": sent }).to_string();
+    if sent == 0 {
+        HttpResponse::ServiceUnavailable()
+            .content_type("application/json")
+            .body(body)
+    } else {
+        HttpResponse::Accepted()
+            .content_type("application/json")
+            .body(body)
+    }
+}
+
+/// A rustls server config from PEM files.
+fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid("--tls-cert", &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid("--tls-key", &e))?;
+    rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid("TLS certificate and key", &e))
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let shared = web::Data::new(Shared {
+        token: args.token.clone(),
+        max_frame: args.max_frame,
+        sessions: Mutex::new(Vec::new()),
+        next_session: AtomicU64::new(0),
+    });
+    let app_shared = shared.clone();
+    let http_commands = args.http_commands;
+    let server = HttpServer::new(move || {
+        let app = App::new().app_data(app_shared.clone());
+        let app = if http_commands {
+            app.route("/command", web::post().to(post_command))
+        } else {
+            app
+        };
+        app.default_service(web::to(gateway_socket))
+    })
+    .workers(1);
+    let (server, scheme) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (
+            server.bind_rustls_0_23(args.listen, server_tls(cert, key)?)?,
+            "wss",
+        ),
+        _ => (server.bind(args.listen)?, "ws"),
+    };
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("bound to no address"))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "platform-sim listening on {scheme}://{addr}")?;
+        out.flush()?;
+    }
+
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let line = line.trim().to_owned();
+            if !line.is_empty() && lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stdin_shared = shared.clone();
+    actix_web::rt::spawn(async move {
+        while let Some(line) = lines_rx.recv().await {
+            let sent = match line.strip_prefix("!binary ") {
+                Some(rest) => stdin_shared.broadcast(rest, true).await,
+                None => stdin_shared.broadcast(&line, false).await,
+            };
+            if sent == 0 {
+                eprintln!("platform-sim: no gateway connected; line not sent");
+            }
+        }
+    });
+
+    server.run().await?;
+    // The stdin reader thread may still be blocked in read(); do not wait for it.
+    std::process::exit(0)
+}

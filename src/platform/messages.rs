@@ -1,0 +1,66 @@
+//! The PlatformLink actor's typed messages: what other actors hand it (frames to send, registry
+//! events via `RegistryEvent`, the command recipient) and what it hands on (`PlatformCommand`
+//! to the Executer, issue 7). Kept apart from `protocol` so the wire types stay free of actix.
+
+use actix::prelude::*;
+
+use super::protocol::{Command, OutboundFrame};
+
+/// A `command` frame from the platform, for the Executer. The Executer answers by sending
+/// exactly one [`SendFrame`] holding an `OutboundFrame::CommandResult` with the same `id`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PlatformCommand {
+    pub command: Command,
+    /// When the frame arrived (Unix ms), so the Executer can measure the whole round trip.
+    pub received_at_ms: u64,
+}
+
+/// A frame for the platform (`data` from the Observer, `command_result` from the Executer).
+/// Sent at once when the link is up, queued (bounded, data dropped first) when it is down.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SendFrame(pub OutboundFrame);
+
+/// Where `command` frames go from now on. `None` (the default) answers every command with a
+/// `command_result` error of kind `bad_command` (see `platform::link`). Lets the gateway start
+/// the link and the Executer in either order, since each needs the other's address.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetCommandRecipient(pub Option<Recipient<PlatformCommand>>);
+
+/// Close the WebSocket (Close frame "going away", flushed by the writer) and stop the actor,
+/// for a graceful gateway shutdown. Frames still owed are lost (and logged as a count).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct StopLink;
+
+/// Ask for the link's counters (for metrics and tests).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "LinkStats")]
+pub struct GetLinkStats;
+
+/// The link's state and counters since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// A WebSocket is up and `hello`/`snapshot` have been handed to it.
+    pub connected: bool,
+    /// Dials started (successful or not).
+    pub dial_attempts: u64,
+    /// Dials that ended in an open WebSocket.
+    pub connects: u64,
+    /// Connects after the first one.
+    pub reconnects: u64,
+    /// Dials refused with HTTP 401/403.
+    pub auth_failures: u64,
+    /// Frames handed to the socket.
+    pub frames_sent: u64,
+    /// Frames waiting in the owed queue (link down, or the writer backed up).
+    pub queued: usize,
+    /// Frames handed to the socket writer and not yet taken by it.
+    pub in_flight: usize,
+    /// `data` frames dropped because the owed queue was full.
+    pub dropped_data: u64,
+    /// Events and results dropped because the owed queue was full of them.
+    pub dropped_events: u64,
+}

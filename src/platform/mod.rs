@@ -1,0 +1,26 @@
+//! The platform link (issue 6): the gateway's WebSocket to the cloud platform, protocol v1
+//! (`shared/platform-protocol.md`).
+//!
+//! - `protocol`: the serde frame types of both directions, payload encoding, lenient parsing of
+//!   platform frames into commands or typed errors (pure).
+//! - `device`: a registration rendered as the contract's device object (pure).
+//! - `queue`: the bounded queue of frames owed while the link is down (pure).
+//! - `backoff`: reconnect delays with jitter (pure).
+//! - `error`: why a dial failed.
+//! - `messages`: the actor's typed messages (`SendFrame`, `PlatformCommand`, `GetLinkStats`...).
+//! - `link`: the PlatformLink actor itself (awc client, ping/pong, reconnects).
+
+pub mod backoff;
+pub mod device;
+pub mod error;
+pub mod link;
+pub mod messages;
+pub mod protocol;
+pub mod queue;
+
+pub use error::LinkError;
+pub use link::{LinkSettings, PlatformLink, SnapshotSource};
+pub use messages::{
+    GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
+};
+pub use protocol::{Command, CommandResult, OutboundFrame, ProtocolError};

@@ -1,0 +1,107 @@
+//! Runs the real `platform-sim` binary for end-to-end tests of the platform link: parses its
+//! `platform-sim listening on ws://ADDR` line, collects every frame it prints (one JSON object a
+//! line), lets a test send lines to its stdin, and kills it on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct PlatformSim {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub addr: SocketAddr,
+    frames: Arc<Mutex<Vec<Value>>>,
+}
+
+impl PlatformSim {
+    /// Start on `listen` (use port 0 for a free port), optionally requiring a token.
+    pub fn start(listen: &str, token: Option<&str>) -> PlatformSim {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-sim"));
+        cmd.args(["--listen", listen]);
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn platform-sim");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = frames.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("platform-sim listening on ") {
+                    let addr = rest
+                        .trim_start_matches("ws://")
+                        .trim_start_matches("wss://")
+                        .trim_end_matches('/');
+                    let _ = tx.send(addr.parse::<SocketAddr>().expect("sim address"));
+                } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("platform-sim did not start");
+        PlatformSim {
+            child,
+            stdin,
+            addr,
+            frames,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Every frame received so far.
+    pub fn frames(&self) -> Vec<Value> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    /// Send one line (a frame, or garbage) to every connected gateway.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to platform-sim");
+        stdin.flush().expect("flush");
+    }
+
+    /// Wait until a frame satisfies `pred`; returns it.
+    pub fn wait_for(&self, budget: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + budget;
+        loop {
+            if let Some(v) = self.frames.lock().unwrap().iter().find(|v| pred(v)) {
+                return Some(v.clone());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for a frame of `type` whose `ep` is `ep` (or any `ep` when `None`).
+    pub fn wait_type(&self, ty: &str, ep: Option<&str>, budget: Duration) -> Option<Value> {
+        self.wait_for(budget, |v| {
+            v["type"] == ty && ep.is_none_or(|ep| v["ep"] == ep || v["device"]["ep"] == ep)
+        })
+    }
+}
+
+impl Drop for PlatformSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
