@@ -541,3 +541,52 @@ fn indexed_names_match_at_both_levels() {
         vec![format!("{base}/b")]
     );
 }
+
+/// RFC 9176 §6.2 notifies observers when *their* result changes: a registration that does not
+/// match an observed lookup must not produce a notification, one that changes it must.
+#[test]
+fn lookup_observers_are_notified_only_when_their_result_changes() {
+    let gw = Gateway::start();
+    let p = Peer::new(gw.addr());
+    let watched = register(&p, "ep=watched", "</a>");
+    let observer = Peer::new(gw.addr());
+    let (token, first) = observer.observe("/rd-lookup/ep?ep=watched");
+    assert_eq!(first.code, "2.05");
+    assert!(first.etag.is_some(), "lookups carry an ETag");
+
+    register(&p, "ep=unrelated", "</b>");
+    assert!(
+        observer
+            .wait_notification(&token, Duration::from_millis(800))
+            .is_none(),
+        "an unrelated registration left the observed result unchanged"
+    );
+
+    assert_eq!(
+        p.request(&Req::post(&format!("{watched}?lt=77&x=1"))).code,
+        "2.04"
+    );
+    let n = observer
+        .wait_notification(&token, Duration::from_secs(5))
+        .expect("a change of the watched endpoint is notified");
+    assert!(n.text().contains("x=1"), "{}", n.text());
+    assert_ne!(n.etag, first.etag);
+}
+
+/// RFC 7252 §5.10.6: a client presenting the current ETag gets 2.03 Valid without a body; after a
+/// change it gets the new representation.
+#[test]
+fn lookup_revalidation_with_etag_answers_2_03() {
+    let gw = Gateway::start();
+    let p = Peer::new(gw.addr());
+    register(&p, "ep=v1", "</a>");
+    let full = p.request(&Req::get("/rd-lookup/ep"));
+    let etag = full.etag.clone().expect("ETag");
+    let again = p.request(&Req::get("/rd-lookup/ep").etag(etag.clone()));
+    assert_eq!(again.code, "2.03");
+    assert!(again.payload.is_empty());
+    register(&p, "ep=v2", "</a>");
+    let changed = p.request(&Req::get("/rd-lookup/ep").etag(etag));
+    assert_eq!(changed.code, "2.05");
+    assert!(changed.text().contains("v2"));
+}

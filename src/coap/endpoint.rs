@@ -442,7 +442,9 @@ impl Shared {
         if let (Some(orig), Some(key)) = (ctx.observe_req, &resp.observe) {
             if resp.code.is_success() {
                 let mut obs = lock(&self.observers);
+                let (peer, token) = (orig.source, orig.token.clone());
                 if obs.register(key.clone(), orig) {
+                    obs.record_etag(peer, &token, resp.etag.as_deref());
                     extras.observe = Some(obs.next_seq());
                 }
                 self.observer_total.store(obs.len(), Ordering::Relaxed);
@@ -616,6 +618,12 @@ impl Shared {
         let resp = self.handler.handle(req).await;
         if !current() {
             // A newer notification to this observer is on its way.
+            return;
+        }
+        if resp.code.is_success()
+            && !lock(&self.observers).record_etag(peer, &token, resp.etag.as_deref())
+        {
+            // The observer already has this representation.
             return;
         }
         let mut extras = ResponseExtras::default();

@@ -44,6 +44,9 @@ pub struct ObserverRegistry {
     /// Per observer: the generation of its newest notification (RFC 7641 §4.5.2: one
     /// notification in flight; a newer one replaces it).
     latest: HashMap<(SocketAddr, Vec<u8>), u64>,
+    /// Per observer: the ETag of the last representation it was sent, so an unchanged
+    /// representation is not sent again (RFC 7641 §4.2: notify when the state changes).
+    sent_etag: HashMap<(SocketAddr, Vec<u8>), Vec<u8>>,
     generation: u64,
     next_seq: u32,
     max: usize,
@@ -83,6 +86,7 @@ impl ObserverRegistry {
     pub fn remove(&mut self, peer: SocketAddr, token: &[u8]) -> bool {
         let id = (peer, token.to_vec());
         self.latest.remove(&id);
+        self.sent_etag.remove(&id);
         let Some(key) = self.by_token.remove(&id) else {
             return false;
         };
@@ -126,6 +130,29 @@ impl ObserverRegistry {
     /// Whether `generation` is still the newest notification to (peer, token).
     pub fn is_current(&self, peer: SocketAddr, token: &[u8], generation: u64) -> bool {
         self.latest.get(&(peer, token.to_vec())) == Some(&generation)
+    }
+
+    /// Record that (peer, token) is being sent a representation with `etag`. Returns false when
+    /// that observer was already sent this very ETag, so the notification can be skipped. A
+    /// representation without an ETag always counts as changed.
+    pub fn record_etag(&mut self, peer: SocketAddr, token: &[u8], etag: Option<&[u8]>) -> bool {
+        let id = (peer, token.to_vec());
+        match etag {
+            None => {
+                self.sent_etag.remove(&id);
+                true
+            }
+            Some(etag) => {
+                if !self.by_token.contains_key(&id) {
+                    return true;
+                }
+                if self.sent_etag.get(&id).is_some_and(|e| e == etag) {
+                    return false;
+                }
+                self.sent_etag.insert(id, etag.to_vec());
+                true
+            }
+        }
     }
 
     /// The next Observe value (24 bits, wrapping; §4.4).
@@ -180,6 +207,36 @@ mod tests {
             multicast: false,
             token: vec![token],
         }
+    }
+
+    #[test]
+    fn unchanged_etag_is_reported_once_per_observer() {
+        let mut r = ObserverRegistry::new(10);
+        let a = req(1000, 1);
+        let b = req(1001, 2);
+        let key = ObserveKey("k".into());
+        assert!(r.register(key.clone(), a.clone()));
+        assert!(r.register(key, b.clone()));
+        assert!(r.record_etag(a.source, &a.token, Some(b"v1")));
+        assert!(
+            !r.record_etag(a.source, &a.token, Some(b"v1")),
+            "same ETag: skip"
+        );
+        assert!(
+            r.record_etag(b.source, &b.token, Some(b"v1")),
+            "per observer"
+        );
+        assert!(r.record_etag(a.source, &a.token, Some(b"v2")));
+        assert!(
+            r.record_etag(a.source, &a.token, None),
+            "no ETag: always send"
+        );
+        assert!(r.remove(a.source, &a.token));
+        assert!(r.register(ObserveKey("k".into()), a.clone()));
+        assert!(
+            r.record_etag(a.source, &a.token, Some(b"v2")),
+            "re-registration starts fresh"
+        );
     }
 
     #[test]

@@ -350,8 +350,14 @@ impl RdService {
                 (_, false) => render_domains(all, &query).0,
             }
         });
-        let mut response =
-            OutboundResponse::new(Code::CONTENT).with_payload(LINK_FORMAT, payload.into_bytes());
+        let etag = representation_etag(payload.as_bytes());
+        // RFC 7252 §5.10.6: a client that already holds this representation gets 2.03.
+        if req.observe.is_none() && req.etags.contains(&etag) {
+            return OutboundResponse::new(Code::VALID).with_etag(etag);
+        }
+        let mut response = OutboundResponse::new(Code::CONTENT)
+            .with_payload(LINK_FORMAT, payload.into_bytes())
+            .with_etag(etag);
         if req.observe == Some(0) {
             response = response.with_observe(lookup_observe_key());
         }
@@ -402,6 +408,18 @@ fn register_message(parsed: RegistrationRequest) -> Register {
         links: parsed.links,
         source: parsed.source,
     }
+}
+
+/// An ETag that changes whenever the representation does: a 64-bit SipHash of the payload
+/// (fixed keys, so equal across requests and restarts). It lets observers of a lookup be
+/// notified only when their result changed, lets Block2 clients detect a result that changed
+/// between blocks (RFC 7959 §2.4), and answers revalidation with 2.03.
+fn representation_etag(payload: &[u8]) -> Vec<u8> {
+    use std::hash::{Hash, Hasher};
+    #[allow(deprecated)] // SipHasher: stable keys are the point here, not DoS resistance.
+    let mut hasher = std::hash::SipHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish().to_be_bytes().to_vec()
 }
 
 fn group_ids(idx: &Index) -> BTreeSet<RegistrationId> {

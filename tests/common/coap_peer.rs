@@ -44,6 +44,7 @@ pub struct Req {
     pub block2: Option<(u32, u8)>,
     pub payload: Vec<u8>,
     pub confirmable: bool,
+    pub etag: Option<Vec<u8>>,
 }
 
 impl Req {
@@ -79,6 +80,7 @@ impl Req {
             block2: None,
             payload: Vec::new(),
             confirmable: true,
+            etag: None,
         }
     }
     pub fn get(uri: &str) -> Req {
@@ -103,6 +105,11 @@ impl Req {
     }
     pub fn observe(mut self, v: u32) -> Req {
         self.observe = Some(v);
+        self
+    }
+    /// An ETag option: "I hold this representation" (RFC 7252 §5.10.6).
+    pub fn etag(mut self, etag: Vec<u8>) -> Req {
+        self.etag = Some(etag);
         self
     }
     pub fn block2(mut self, num: u32, szx: u8) -> Req {
@@ -133,6 +140,9 @@ impl Req {
         p.header.code = MessageClass::Request(self.method);
         p.header.message_id = mid;
         p.set_token(token.to_vec());
+        if let Some(e) = &self.etag {
+            p.add_option(CoapOption::ETag, e.clone());
+        }
         if let Some(o) = self.observe {
             p.add_option(CoapOption::Observe, encode_uint(o));
         }
