@@ -95,7 +95,7 @@ struct Args {
     /// Skip the SIGKILL + restart measurement (spawn mode only).
     #[arg(long)]
     no_restart: bool,
-    /// `perf record -g` the gateway during the lookup phases of the last checkpoint into FILE.
+    /// `perf record` the gateway during each phase of the last checkpoint into FILE.<phase>.
     #[arg(long)]
     perf_record: Option<PathBuf>,
     /// Passed by `cargo bench` to harness-less benches; ignored.
@@ -107,7 +107,13 @@ struct Args {
 // Requests and the per-phase workload
 
 /// Encode a CON request with a zeroed MID and an 8-byte zero token; lanes patch both in place.
-fn encode_request(code: u8, path: &[&str], query: &[String], extra: &[(CoapOption, Vec<u8>)], payload: &[u8]) -> Vec<u8> {
+fn encode_request(
+    code: u8,
+    path: &[&str],
+    query: &[String],
+    extra: &[(CoapOption, Vec<u8>)],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut p = Packet::new();
     p.header.set_type(MessageType::Confirmable);
     p.header.code = MessageClass::from(code);
@@ -139,7 +145,11 @@ fn block2_value(num: u32, szx: u8) -> Vec<u8> {
 fn split_target(target: &str) -> (Vec<&str>, Vec<String>) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let segs = path.split('/').filter(|s| !s.is_empty()).collect();
-    let qs = query.split('&').filter(|s| !s.is_empty()).map(String::from).collect();
+    let qs = query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
     (segs, qs)
 }
 
@@ -182,6 +192,17 @@ impl Directory {
     fn registered(&self) -> u64 {
         self.locations.iter().filter(|l| l.is_some()).count() as u64
     }
+
+    /// Registered endpoints per base (source) port: what a resource lookup must list.
+    fn base_histogram(&self) -> HashMap<u16, u64> {
+        let mut want = HashMap::new();
+        for (loc, port) in self.locations.iter().zip(&self.base_port) {
+            if loc.is_some() {
+                *want.entry(*port).or_insert(0) += 1;
+            }
+        }
+        want
+    }
 }
 
 struct Registrations {
@@ -204,7 +225,10 @@ impl Workload for Registrations {
             2,
             &["rd"],
             &query,
-            &[(CoapOption::ContentFormat, uint_bytes(u32::from(CONTENT_FORMAT_LINK)))],
+            &[(
+                CoapOption::ContentFormat,
+                uint_bytes(u32::from(CONTENT_FORMAT_LINK)),
+            )],
             payload.as_bytes(),
         )
     }
@@ -218,7 +242,10 @@ impl Workload for Registrations {
         let Some(loc) = p.get_option(CoapOption::LocationPath) else {
             return false;
         };
-        let segs: Vec<String> = loc.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let segs: Vec<String> = loc
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
         let ep = (self.first + i) as usize;
         let mut dir = self.dir.borrow_mut();
         dir.locations[ep] = Some(segs);
@@ -315,12 +342,20 @@ fn code_str(c: u8) -> String {
 }
 
 async fn new_lane_socket(target: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = if target.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if target.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
     // Big buffers: a burst of Block2 answers must not be dropped by the kernel.
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
-    let local: SocketAddr = if target.is_ipv4() { "127.0.0.1:0".parse().expect("literal") } else { "[::1]:0".parse().expect("literal") };
+    let local: SocketAddr = if target.is_ipv4() {
+        "127.0.0.1:0".parse().expect("literal")
+    } else {
+        "[::1]:0".parse().expect("literal")
+    };
     s.bind(&local.into())?;
     s.set_nonblocking(true)?;
     let sock = UdpSocket::from_std(s.into())?;
@@ -381,7 +416,18 @@ async fn lane<W: Workload>(shared: Rc<Shared<W>>, target: SocketAddr, window: us
             sent_on_socket += 1;
             shared.stats.borrow_mut().sent += 1;
             let t = Instant::now();
-            pending.insert(token, Pending { i, first: t, last_send: t, retries: 0, acked: false, mid, bytes });
+            pending.insert(
+                token,
+                Pending {
+                    i,
+                    first: t,
+                    last_send: t,
+                    retries: 0,
+                    acked: false,
+                    mid,
+                    bytes,
+                },
+            );
         }
         // Drain what is there without blocking; block (briefly) only when nothing was.
         let mut got_any = false;
@@ -399,7 +445,9 @@ async fn lane<W: Workload>(shared: Rc<Shared<W>>, target: SocketAddr, window: us
             }
         }
         if !got_any && !pending.is_empty() {
-            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(20), sock.recv(&mut buf)).await {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(20), sock.recv(&mut buf)).await
+            {
                 handle_datagram(&shared, &sock, &buf[..n], &mut pending, port).await;
             }
         } else if !got_any {
@@ -410,7 +458,11 @@ async fn lane<W: Workload>(shared: Rc<Shared<W>>, target: SocketAddr, window: us
             last_check = now;
             let mut expired = Vec::new();
             for (tok, p) in pending.iter_mut() {
-                let wait = if p.acked { SEPARATE_RESPONSE_WAIT } else { ACK_TIMEOUT * (1u32 << p.retries) };
+                let wait = if p.acked {
+                    SEPARATE_RESPONSE_WAIT
+                } else {
+                    ACK_TIMEOUT * (1u32 << p.retries)
+                };
                 if now.duration_since(p.last_send) < wait {
                     continue;
                 }
@@ -433,7 +485,13 @@ async fn lane<W: Workload>(shared: Rc<Shared<W>>, target: SocketAddr, window: us
     }
 }
 
-async fn handle_datagram<W: Workload>(shared: &Shared<W>, sock: &UdpSocket, msg: &[u8], pending: &mut HashMap<u64, Pending>, port: u16) {
+async fn handle_datagram<W: Workload>(
+    shared: &Shared<W>,
+    sock: &UdpSocket,
+    msg: &[u8],
+    pending: &mut HashMap<u64, Pending>,
+    port: u16,
+) {
     if msg.len() < 4 || msg[0] >> 6 != 1 {
         shared.stats.borrow_mut().stray += 1;
         return;
@@ -486,7 +544,11 @@ async fn handle_datagram<W: Workload>(shared: &Shared<W>, sock: &UdpSocket, msg:
     let now = Instant::now();
     let mut st = shared.stats.borrow_mut();
     *st.codes.entry(code_str(code)).or_insert(0) += 1;
-    st.latencies_us.push(now.duration_since(p.first).as_micros().min(u128::from(u32::MAX)) as u32);
+    st.latencies_us.push(
+        now.duration_since(p.first)
+            .as_micros()
+            .min(u128::from(u32::MAX)) as u32,
+    );
     if good {
         st.ok += 1;
         if shared.record_completions {
@@ -498,8 +560,19 @@ async fn handle_datagram<W: Workload>(shared: &Shared<W>, sock: &UdpSocket, msg:
 }
 
 /// Run `count` requests (or until `seconds`) with `inflight` outstanding over `sockets` lanes.
-fn run_phase<W: Workload + 'static>(target: SocketAddr, work: W, count: u64, inflight: usize, sockets: usize, seconds: f64, record_completions: bool) -> (W, Stats, f64) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+fn run_phase<W: Workload + 'static>(
+    target: SocketAddr,
+    work: W,
+    count: u64,
+    inflight: usize,
+    sockets: usize,
+    seconds: f64,
+    record_completions: bool,
+) -> (W, Stats, f64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let lanes = sockets.clamp(1, inflight.max(1));
     let shared = Rc::new(Shared {
         work: RefCell::new(work),
@@ -517,7 +590,11 @@ fn run_phase<W: Workload + 'static>(target: SocketAddr, work: W, count: u64, inf
         for l in 0..lanes {
             // Split K as evenly as possible over the lanes.
             let window = inflight / lanes + usize::from(l < inflight % lanes);
-            handles.push(tokio::task::spawn_local(lane(shared.clone(), target, window.max(1))));
+            handles.push(tokio::task::spawn_local(lane(
+                shared.clone(),
+                target,
+                window.max(1),
+            )));
         }
         for h in handles {
             let _ = h.await;
@@ -543,7 +620,12 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-fn stats_json(st: &mut Stats, elapsed: f64, server: Option<&ProcSample>, server_after: Option<&ProcSample>) -> Value {
+fn stats_json(
+    st: &mut Stats,
+    elapsed: f64,
+    server: Option<&ProcSample>,
+    server_after: Option<&ProcSample>,
+) -> Value {
     st.latencies_us.sort_unstable();
     let mut v = json!({
         "sent": st.sent, "ok": st.ok, "errors": st.errors, "timeouts": st.timeouts,
@@ -556,11 +638,19 @@ fn stats_json(st: &mut Stats, elapsed: f64, server: Option<&ProcSample>, server_
     if let (Some(a), Some(b)) = (server, server_after) {
         let cpu = b.cpu_s - a.cpu_s;
         v["server_cpu_s"] = json!(round2(cpu));
-        v["server_cpu_util"] = json!(if elapsed > 0.0 { round2(cpu / elapsed) } else { 0.0 });
+        v["server_cpu_util"] = json!(if elapsed > 0.0 {
+            round2(cpu / elapsed)
+        } else {
+            0.0
+        });
     }
     // The load generator's own CPU: near 1.0 means it, not the RD, may be the limit.
     if let Some(c) = st.client_cpu_s {
-        v["client_cpu_util"] = json!(if elapsed > 0.0 { round2(c / elapsed) } else { 0.0 });
+        v["client_cpu_util"] = json!(if elapsed > 0.0 {
+            round2(c / elapsed)
+        } else {
+            0.0
+        });
     }
     v
 }
@@ -574,8 +664,16 @@ fn log_phase(label: &str, v: &Value) {
 }
 
 fn clock() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 // ------------------------------------------------------------------------------------------
@@ -591,7 +689,11 @@ fn sample_proc(pid: Option<u32>) -> Option<ProcSample> {
     let pid = pid?;
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
     };
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the ")" of the command name: utime is the 12th, stime the 13th.
@@ -600,7 +702,11 @@ fn sample_proc(pid: Option<u32>) -> Option<ProcSample> {
     let ticks = |k: usize| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // CLK_TCK is 100 on every Linux this runs on.
     let cpu_s = (ticks(11) + ticks(12)) / 100.0;
-    Some(ProcSample { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:"), cpu_s })
+    Some(ProcSample {
+        rss_kb: field("VmRSS:"),
+        hwm_kb: field("VmHWM:"),
+        cpu_s,
+    })
 }
 
 fn mem_json(s: Option<&ProcSample>) -> Value {
@@ -636,14 +742,26 @@ fn spawn_gateway(bin: &Path, config: &Path, log: &Path) -> Result<(Gateway, Dura
         .stdout(Stdio::null())
         .stderr(out)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e} (run `cargo build --release` first)", bin.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (run `cargo build --release` first)",
+                bin.display()
+            )
+        })?;
     let deadline = started + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("gateway exited with {status}: {}", fs::read_to_string(log).unwrap_or_default()));
+            return Err(format!(
+                "gateway exited with {status}: {}",
+                fs::read_to_string(log).unwrap_or_default()
+            ));
         }
         let text = fs::read_to_string(log).unwrap_or_default();
-        if let Some(addr) = text.lines().find_map(|l| l.split("rd listening on udp://").nth(1)).and_then(|a| a.trim().parse().ok()) {
+        if let Some(addr) = text
+            .lines()
+            .find_map(|l| l.split("rd listening on udp://").nth(1))
+            .and_then(|a| a.trim().parse().ok())
+        {
             return Ok((Gateway { child, addr }, started.elapsed()));
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -681,10 +799,19 @@ struct Probe {
 
 impl Probe {
     fn new(target: SocketAddr) -> std::io::Result<Probe> {
-        let local = if target.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+        let local = if target.is_ipv4() {
+            "127.0.0.1:0"
+        } else {
+            "[::1]:0"
+        };
         let sock = StdUdpSocket::bind(local)?;
         sock.connect(target)?;
-        Ok(Probe { sock, mid: rand::thread_rng().gen(), sent: 0, target })
+        Ok(Probe {
+            sock,
+            mid: rand::thread_rng().gen(),
+            sent: 0,
+            target,
+        })
     }
 
     /// One request with up to `attempts` transmissions `timeout` apart; the parsed answer.
@@ -703,8 +830,12 @@ impl Probe {
             self.sock.send(&bytes).ok()?;
             let until = Instant::now() + timeout;
             while Instant::now() < until {
-                let Ok(n) = self.sock.recv(&mut buf) else { break };
-                let Ok(p) = Packet::from_bytes(&buf[..n]) else { continue };
+                let Ok(n) = self.sock.recv(&mut buf) else {
+                    break;
+                };
+                let Ok(p) = Packet::from_bytes(&buf[..n]) else {
+                    continue;
+                };
                 if p.header.code == MessageClass::Empty {
                     continue; // empty ACK; the answer follows
                 }
@@ -760,8 +891,18 @@ fn href_port(h: &str) -> Option<u16> {
 }
 
 /// Sequential Block2 retrieval of `target` (szx 6), checked against the registered bases.
-fn full_block2(target_addr: SocketAddr, target: &str, dir: &Directory, limit: Duration) -> Value {
-    let Ok(mut probe) = Probe::new(target_addr) else { return json!({"error": "socket"}) };
+/// `want` maps each registrant's base port to its number of endpoints (exact check); without
+/// it (the RD changes while the transfer runs) only the total is checked against `expected`.
+fn full_block2(
+    target_addr: SocketAddr,
+    target: &str,
+    want: Option<&HashMap<u16, u64>>,
+    expected: u64,
+    limit: Duration,
+) -> Value {
+    let Ok(mut probe) = Probe::new(target_addr) else {
+        return json!({"error": "socket"});
+    };
     let start = Instant::now();
     let mut body = Vec::new();
     let mut num = 0u32;
@@ -770,7 +911,8 @@ fn full_block2(target_addr: SocketAddr, target: &str, dir: &Directory, limit: Du
     let mut error = None;
     while start.elapsed() < limit && num < 1_000_000 {
         let req = get_request(target, &[(CoapOption::Block2, block2_value(num, 6))]);
-        let Some(p) = probe.request(req, Duration::from_millis(500), 4) else {
+        // Generous: block 0 renders the whole result, behind any backlog of earlier phases.
+        let Some(p) = probe.request(req, Duration::from_secs(2), 5) else {
             error = Some(format!("timeout at block {num}"));
             break;
         };
@@ -788,7 +930,11 @@ fn full_block2(target_addr: SocketAddr, target: &str, dir: &Directory, limit: Du
         };
         let v = b2.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b));
         if v >> 4 != num || v & 7 != 6 {
-            error = Some(format!("asked block {num} szx 6, got block {} szx {}", v >> 4, v & 7));
+            error = Some(format!(
+                "asked block {num} szx 6, got block {} szx {}",
+                v >> 4,
+                v & 7
+            ));
             break;
         }
         num += 1;
@@ -803,31 +949,37 @@ fn full_block2(target_addr: SocketAddr, target: &str, dir: &Directory, limit: Du
     let mut got: HashMap<u16, u64> = HashMap::new();
     let mut unexpected = 0u64;
     for l in &links {
-        match href(l).filter(|h| h.ends_with("/sensors/temp")).and_then(href_port) {
+        match href(l)
+            .filter(|h| h.ends_with("/sensors/temp"))
+            .and_then(href_port)
+        {
             Some(port) => *got.entry(port).or_insert(0) += 1,
             None => unexpected += 1,
         }
     }
-    let mut want: HashMap<u16, u64> = HashMap::new();
-    for (loc, port) in dir.locations.iter().zip(&dir.base_port) {
-        if loc.is_some() {
-            *want.entry(*port).or_insert(0) += 1;
-        }
-    }
     let (mut missing, mut duplicated) = (0u64, 0u64);
-    for (port, w) in &want {
-        let g = got.get(port).copied().unwrap_or(0);
-        missing += w.saturating_sub(g);
-        duplicated += g.saturating_sub(*w);
-    }
-    for (port, g) in &got {
-        if !want.contains_key(port) {
-            duplicated += g;
+    match want {
+        Some(want) => {
+            for (port, w) in want {
+                let g = got.get(port).copied().unwrap_or(0);
+                missing += w.saturating_sub(g);
+                duplicated += g.saturating_sub(*w);
+            }
+            for (port, g) in &got {
+                if !want.contains_key(port) {
+                    duplicated += g;
+                }
+            }
+        }
+        None => {
+            let n: u64 = got.values().sum();
+            missing = expected.saturating_sub(n);
+            duplicated = n.saturating_sub(expected);
         }
     }
     json!({
         "blocks": num, "bytes": body.len(), "seconds": (elapsed * 1000.0).round() / 1000.0,
-        "links": links.len(), "expected_links": dir.registered(), "missing": missing,
+        "links": links.len(), "expected_links": expected, "exact_check": want.is_some(), "missing": missing,
         "duplicated": duplicated, "unexpected_links": unexpected, "distinct_etags": etags.len(),
         "complete": complete, "error": error,
         "consistent": complete && missing == 0 && duplicated == 0 && unexpected == 0 && etags.len() <= 1,
@@ -838,7 +990,10 @@ fn full_block2(target_addr: SocketAddr, target: &str, dir: &Directory, limit: Du
 fn get_once(addr: SocketAddr, target: &str) -> Option<(u8, String)> {
     let mut probe = Probe::new(addr).ok()?;
     let p = probe.request(get_request(target, &[]), Duration::from_secs(2), 3)?;
-    Some((code_u8(&p), String::from_utf8_lossy(&p.payload).into_owned()))
+    Some((
+        code_u8(&p),
+        String::from_utf8_lossy(&p.payload).into_owned(),
+    ))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -852,26 +1007,76 @@ struct Run {
 }
 
 impl Run {
-    fn throughput(&self, label: &str, bytes: Vec<u8>, want: u8, inflight: usize, sockets: usize) -> Value {
+    fn throughput(
+        &self,
+        label: &str,
+        bytes: Vec<u8>,
+        want: u8,
+        inflight: usize,
+        sockets: usize,
+    ) -> Value {
         let before = sample_proc(self.pid);
-        let (_, mut st, el) = run_phase(self.addr, Fixed { bytes, want }, u64::MAX, inflight, sockets, self.args.seconds, false);
+        let (_, mut st, el) = run_phase(
+            self.addr,
+            Fixed { bytes, want },
+            u64::MAX,
+            inflight,
+            sockets,
+            self.args.seconds,
+            false,
+        );
         let after = sample_proc(self.pid);
-        let v = stats_json(&mut st, el, before.as_ref(), after.as_ref());
+        let mut v = stats_json(&mut st, el, before.as_ref(), after.as_ref());
+        v["settle_s"] = json!(self.settle());
         log_phase(label, &v);
         v
+    }
+
+    /// Wait (≤ 60 s) until the RD is idle, so a backlog (answers it still computes for requests
+    /// this phase gave up on) does not run into the next phase. Returns the seconds waited.
+    fn settle(&self) -> f64 {
+        let start = Instant::now();
+        let Some(mut prev) = sample_proc(self.pid) else {
+            return 0.0;
+        };
+        while start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(100));
+            let Some(now) = sample_proc(self.pid) else {
+                break;
+            };
+            // Under 10% of a core over the last 100 ms: idle.
+            if now.cpu_s - prev.cpu_s < 0.011 {
+                break;
+            }
+            prev = now;
+        }
+        round2(start.elapsed().as_secs_f64())
+    }
+
+    /// `perf record` of the gateway into `<--perf-record>.<phase>`, at the last checkpoint only.
+    fn perf(&self, last: bool, phase: &str) -> Option<Child> {
+        let base = self.args.perf_record.as_ref().filter(|_| last)?;
+        let mut file = base.clone().into_os_string();
+        file.push(format!(".{phase}"));
+        start_perf(self.pid, Path::new(&file))
     }
 
     fn checkpoint(&self, cp: u64, last: bool) -> Value {
         let k = self.args.inflight;
         let socks = self.args.sockets;
         let registered = self.dir.borrow().registered();
-        let mut out = json!({"registered": registered, "mem": mem_json(sample_proc(self.pid).as_ref())});
+        let mut out =
+            json!({"registered": registered, "mem": mem_json(sample_proc(self.pid).as_ref())});
         let ep_target = "/rd-lookup/ep?ep=dev-123";
         let check = get_once(self.addr, ep_target);
         out["lookup_ep_check"] = json!(check.as_ref().map(|(c, p)| json!({"code": code_str(*c), "has_dev_123": p.contains("dev-123"), "links": split_links(p).len()})));
         let rare_expected = {
             let d = self.dir.borrow();
-            d.rare.iter().zip(&d.locations).filter(|(r, l)| **r && l.is_some()).count()
+            d.rare
+                .iter()
+                .zip(&d.locations)
+                .filter(|(r, l)| **r && l.is_some())
+                .count()
         };
         let rare = get_once(self.addr, "/rd-lookup/res?rt=rare");
         out["lookup_rare_check"] = json!({
@@ -879,28 +1084,114 @@ impl Run {
             "code": rare.as_ref().map(|(c, _)| code_str(*c)),
             "links": rare.as_ref().map(|(_, p)| split_links(p).iter().filter(|l| href(l).is_some_and(|h| h.ends_with("/x"))).count()),
         });
-        let perf = if last { self.args.perf_record.as_ref().and_then(|f| start_perf(self.pid, f)) } else { None };
-        out["lookup_ep"] = self.throughput(&format!("@{cp} GET {ep_target}"), get_request(ep_target, &[]), CODE_CONTENT, k, socks);
-        out["lookup_res_rare"] = self.throughput(&format!("@{cp} GET /rd-lookup/res?rt=rare"), get_request("/rd-lookup/res?rt=rare", &[]), CODE_CONTENT, k, socks);
-        let first_block = get_request("/rd-lookup/res?rt=temperature", &[(CoapOption::Block2, block2_value(0, 6))]);
-        out["lookup_res_temperature_block0"] = self.throughput(&format!("@{cp} GET ?rt=temperature block 0"), first_block, CODE_CONTENT, k, socks);
-        if let Some(p) = perf {
-            stop_perf(p);
-        }
+        let perf = self.perf(last, "lookup_ep");
+        out["lookup_ep"] = self.throughput(
+            &format!("@{cp} GET {ep_target}"),
+            get_request(ep_target, &[]),
+            CODE_CONTENT,
+            k,
+            socks,
+        );
+        stop_perf(perf);
+        let perf = self.perf(last, "lookup_rare");
+        out["lookup_res_rare"] = self.throughput(
+            &format!("@{cp} GET /rd-lookup/res?rt=rare"),
+            get_request("/rd-lookup/res?rt=rare", &[]),
+            CODE_CONTENT,
+            k,
+            socks,
+        );
+        stop_perf(perf);
+        let first_block = get_request(
+            "/rd-lookup/res?rt=temperature",
+            &[(CoapOption::Block2, block2_value(0, 6))],
+        );
+        let perf = self.perf(last, "block0");
+        out["lookup_res_temperature_block0"] = self.throughput(
+            &format!("@{cp} GET ?rt=temperature block 0"),
+            first_block,
+            CODE_CONTENT,
+            k,
+            socks,
+        );
+        stop_perf(perf);
         let limit = Duration::from_secs_f64((self.args.seconds * 6.0).max(60.0));
-        let fb = full_block2(self.addr, "/rd-lookup/res?rt=temperature", &self.dir.borrow(), limit);
+        let want = self.dir.borrow().base_histogram();
+        let fb = full_block2(
+            self.addr,
+            "/rd-lookup/res?rt=temperature",
+            Some(&want),
+            registered,
+            limit,
+        );
         log_phase(&format!("@{cp} full Block2 ?rt=temperature"), &fb);
         out["lookup_res_temperature_full"] = fb;
-        let endpoints: Vec<usize> = self.dir.borrow().locations.iter().enumerate().filter(|(_, l)| l.is_some()).map(|(i, _)| i).collect();
+        let endpoints: Vec<usize> = self
+            .dir
+            .borrow()
+            .locations
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_some())
+            .map(|(i, _)| i)
+            .collect();
         if endpoints.is_empty() {
             return out;
         }
+        let perf = self.perf(last, "update");
         let before = sample_proc(self.pid);
-        let (_, mut st, el) = run_phase(self.addr, Updates { endpoints, dir: self.dir.clone() }, u64::MAX, k, socks, self.args.seconds, false);
+        let updates = Updates {
+            endpoints: endpoints.clone(),
+            dir: self.dir.clone(),
+        };
+        let (_, mut st, el) = run_phase(
+            self.addr,
+            updates,
+            u64::MAX,
+            k,
+            socks,
+            self.args.seconds,
+            false,
+        );
         let after = sample_proc(self.pid);
-        let upd = stats_json(&mut st, el, before.as_ref(), after.as_ref());
+        stop_perf(perf);
+        let mut upd = stats_json(&mut st, el, before.as_ref(), after.as_ref());
+        upd["settle_s"] = json!(self.settle());
         log_phase(&format!("@{cp} update POST <location>"), &upd);
         out["updates"] = upd;
+        // Consistency while the directory changes: a second client fetches the whole result
+        // block by block during more updates (which move bases, so the representation changes
+        // under it); its blocks must still come from one snapshot.
+        let addr = self.addr;
+        let concurrent = std::thread::spawn(move || {
+            full_block2(
+                addr,
+                "/rd-lookup/res?rt=temperature",
+                None,
+                registered,
+                limit,
+            )
+        });
+        let updates = Updates {
+            endpoints,
+            dir: self.dir.clone(),
+        };
+        let (_, mut st, el) = run_phase(
+            self.addr,
+            updates,
+            u64::MAX,
+            k,
+            socks,
+            self.args.seconds,
+            false,
+        );
+        let during = concurrent
+            .join()
+            .unwrap_or_else(|_| json!({"error": "retrieval thread panicked"}));
+        log_phase(&format!("@{cp} full Block2 during updates"), &during);
+        out["lookup_res_temperature_full_during_updates"] = during;
+        out["updates_during_full_block2"] = stats_json(&mut st, el, None, None);
+        self.settle();
         out["mem_after"] = mem_json(sample_proc(self.pid).as_ref());
         eprintln!("{} @{cp} memory {}", clock(), out["mem_after"]);
         out
@@ -910,7 +1201,18 @@ impl Run {
 fn start_perf(pid: Option<u32>, file: &Path) -> Option<Child> {
     let pid = pid?;
     Command::new("perf")
-        .args(["record", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,8192", "-p", &pid.to_string(), "-o"])
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "--call-graph",
+            "dwarf,8192",
+            "-p",
+            &pid.to_string(),
+            "-o",
+        ])
         .arg(file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -919,8 +1221,11 @@ fn start_perf(pid: Option<u32>, file: &Path) -> Option<Child> {
         .ok()
 }
 
-fn stop_perf(mut p: Child) {
-    let _ = Command::new("kill").args(["-INT", &p.id().to_string()]).status();
+fn stop_perf(p: Option<Child>) {
+    let Some(mut p) = p else { return };
+    let _ = Command::new("kill")
+        .args(["-INT", &p.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = p.try_wait() {
@@ -939,7 +1244,9 @@ fn bands(completions: &[(u64, Instant, Duration)], n: u64) -> Value {
         if c == 0 {
             return Some(0.0);
         }
-        completions.get((c - 1) as usize).map(|(_, t, paused)| t.duration_since(completions[0].1).as_secs_f64() - paused.as_secs_f64())
+        completions.get((c - 1) as usize).map(|(_, t, paused)| {
+            t.duration_since(completions[0].1).as_secs_f64() - paused.as_secs_f64()
+        })
     };
     let rate = |a: u64, b: u64| -> Option<f64> {
         let (ta, tb) = (at(a)?, at(b)?);
@@ -955,7 +1262,9 @@ fn bands(completions: &[(u64, Instant, Duration)], n: u64) -> Value {
         let early = rate(1, 1000);
         let late = rate(90_000, 100_000);
         v["90k..100k"] = json!(late);
-        v["ratio_90k..100k_over_0..1k"] = json!(early.zip(late).map(|(e, l)| (l / e * 1000.0).round() / 1000.0));
+        v["ratio_90k..100k_over_0..1k"] = json!(early
+            .zip(late)
+            .map(|(e, l)| (l / e * 1000.0).round() / 1000.0));
     }
     v
 }
@@ -963,14 +1272,22 @@ fn bands(completions: &[(u64, Instant, Duration)], n: u64) -> Value {
 fn main() {
     let args = Args::parse();
     let n = args.endpoints;
-    let mut checkpoints: Vec<u64> = args.checkpoints.iter().copied().filter(|c| *c > 0 && *c <= n).collect();
+    let mut checkpoints: Vec<u64> = args
+        .checkpoints
+        .iter()
+        .copied()
+        .filter(|c| *c > 0 && *c <= n)
+        .collect();
     if !checkpoints.contains(&n) {
         checkpoints.push(n);
     }
     checkpoints.sort_unstable();
     checkpoints.dedup();
 
-    let tmp = tempfile::Builder::new().prefix("rd_bench").tempdir().expect("temporary directory");
+    let tmp = tempfile::Builder::new()
+        .prefix("rd_bench")
+        .tempdir()
+        .expect("temporary directory");
     let mut gateway = None;
     let (addr, pid) = match args.target {
         Some(a) => (a, args.pid),
@@ -978,7 +1295,14 @@ fn main() {
             let cfg = write_config(tmp.path(), "127.0.0.1:0", args.cache_mb).expect("write config");
             match spawn_gateway(&args.gateway_bin, &cfg, &tmp.path().join("gateway.log")) {
                 Ok((g, t)) => {
-                    eprintln!("{} spawned {} pid {} on {} in {:.3}s", clock(), args.gateway_bin.display(), g.child.id(), g.addr, t.as_secs_f64());
+                    eprintln!(
+                        "{} spawned {} pid {} on {} in {:.3}s",
+                        clock(),
+                        args.gateway_bin.display(),
+                        g.child.id(),
+                        g.addr,
+                        t.as_secs_f64()
+                    );
                     let r = (g.addr, Some(g.child.id()));
                     gateway = Some(g);
                     r
@@ -997,9 +1321,16 @@ fn main() {
     let dir = Rc::new(RefCell::new(Directory {
         locations: vec![None; n as usize],
         base_port: vec![0; n as usize],
-        rare: (0..n).map(|i| i % step == step / 2 && i / step < RARE_ENDPOINTS).collect(),
+        rare: (0..n)
+            .map(|i| i % step == step / 2 && i / step < RARE_ENDPOINTS)
+            .collect(),
     }));
-    let run = Run { args, addr, pid, dir: dir.clone() };
+    let run = Run {
+        args,
+        addr,
+        pid,
+        dir: dir.clone(),
+    };
     let mut result = json!({
         "bench": "rd_bench", "target": addr.to_string(), "pid": pid,
         "spawned": gateway.is_some(), "endpoints": n, "inflight": run.args.inflight,
@@ -1007,7 +1338,13 @@ fn main() {
         "mem_start": mem_json(sample_proc(pid).as_ref()),
     });
 
-    result["well_known_core_k16"] = run.throughput("GET /.well-known/core K=16", get_request("/.well-known/core", &[]), CODE_CONTENT, 16, run.args.sockets);
+    result["well_known_core_k16"] = run.throughput(
+        "GET /.well-known/core K=16",
+        get_request("/.well-known/core", &[]),
+        CODE_CONTENT,
+        16,
+        run.args.sockets,
+    );
 
     // Registrations, paused at each checkpoint for the lookup phases.
     let mut completions: Vec<(u64, Instant, Duration)> = Vec::with_capacity(n as usize);
@@ -1020,7 +1357,9 @@ fn main() {
     let mut reg_segments = Vec::new();
     let mut from = 0u64;
     for (ci, &cp) in checkpoints.iter().enumerate() {
-        let remaining = reg_budget.saturating_duration_since(Instant::now()).as_secs_f64();
+        let remaining = reg_budget
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64();
         if remaining <= 0.0 {
             eprintln!("rd_bench: registration budget exhausted at {from}");
             break;
@@ -1028,11 +1367,28 @@ fn main() {
         if let Some(end) = last_end {
             paused += end.elapsed();
         }
+        let last = ci + 1 == checkpoints.len();
+        let perf = run.perf(last, "register");
         let before = sample_proc(pid);
-        let work = Registrations { first: from, lt: run.args.lt, dir: dir.clone() };
-        let (_, mut st, el) = run_phase(addr, work, cp - from, run.args.inflight, run.args.sockets, remaining, true);
+        let work = Registrations {
+            first: from,
+            lt: run.args.lt,
+            dir: dir.clone(),
+        };
+        let (_, mut st, el) = run_phase(
+            addr,
+            work,
+            cp - from,
+            run.args.inflight,
+            run.args.sockets,
+            remaining,
+            true,
+        );
         let after = sample_proc(pid);
-        last_end = Some(Instant::now());
+        stop_perf(perf);
+        // Band rates count registration time only: from here to the next segment is a pause.
+        last_end = Some(st.completions.last().copied().unwrap_or_else(Instant::now));
+        run.settle();
         for t in &st.completions {
             completions.push((completions.len() as u64 + 1, *t, paused));
         }
@@ -1051,10 +1407,13 @@ fn main() {
             *reg_total.codes.entry(c.clone()).or_insert(0) += k;
         }
         if st.ok < cp - from {
-            eprintln!("rd_bench: only {} of {} registrations in {from}..{cp} succeeded", st.ok, cp - from);
+            eprintln!(
+                "rd_bench: only {} of {} registrations in {from}..{cp} succeeded",
+                st.ok,
+                cp - from
+            );
         }
         from = cp;
-        let last = ci + 1 == checkpoints.len();
         cps.insert(cp.to_string(), run.checkpoint(cp, last));
     }
     // Completion instants are stamped in arrival order, so count c completed at completions[c-1].
@@ -1069,7 +1428,11 @@ fn main() {
         "bands_per_s": bands(&completions, registered),
         "segments": reg_segments,
     });
-    eprintln!("{} registrations {}", clock(), result["registrations"]["bands_per_s"]);
+    eprintln!(
+        "{} registrations {}",
+        clock(),
+        result["registrations"]["bands_per_s"]
+    );
     result["checkpoints"] = Value::Object(cps);
     result["mem_end"] = mem_json(sample_proc(pid).as_ref());
 
@@ -1092,7 +1455,10 @@ fn gateway_log_summary(dir: &Path) -> Value {
     let mut first = Vec::new();
     for name in ["gateway.log", "gateway-restart.log"] {
         let text = fs::read_to_string(dir.join(name)).unwrap_or_default();
-        for line in text.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")) {
+        for line in text
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        {
             count += 1;
             if first.len() < 5 {
                 first.push(line.to_string());
@@ -1117,11 +1483,20 @@ fn restart(g: &mut Gateway, args: &Args, dir: &Path) -> Value {
         Ok(f) => f,
         Err(e) => return json!({"error": e.to_string()}),
     };
-    let child = match Command::new(&args.gateway_bin).arg("--config").arg(&cfg).env("RUST_LOG", "info").stdout(Stdio::null()).stderr(out).spawn() {
+    let child = match Command::new(&args.gateway_bin)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(out)
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => return json!({"error": e.to_string()}),
     };
-    let Ok(mut probe) = Probe::new(g.addr) else { return json!({"error": "socket"}) };
+    let Ok(mut probe) = Probe::new(g.addr) else {
+        return json!({"error": "socket"});
+    };
     let deadline = spawned + Duration::from_secs(120);
     let mut answered = None;
     let mut attempts = 0u32;
@@ -1130,7 +1505,9 @@ fn restart(g: &mut Gateway, args: &Args, dir: &Path) -> Value {
         let req = get_request("/rd-lookup/ep?ep=dev-123", &[]);
         // Until the socket is bound, the probe gets ICMP unreachable at once; retry quickly.
         if let Some(p) = probe.request(req, Duration::from_millis(20), 1) {
-            if code_u8(&p) == CODE_CONTENT && String::from_utf8_lossy(&p.payload).contains("dev-123") {
+            if code_u8(&p) == CODE_CONTENT
+                && String::from_utf8_lossy(&p.payload).contains("dev-123")
+            {
                 answered = Some(spawned.elapsed());
                 break;
             }
@@ -1146,7 +1523,10 @@ fn restart(g: &mut Gateway, args: &Args, dir: &Path) -> Value {
         let _ = fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut s));
         s
     };
-    let registry_line = log_text.lines().find(|l| l.contains("registry opened")).map(String::from);
+    let registry_line = log_text
+        .lines()
+        .find(|l| l.contains("registry opened"))
+        .map(String::from);
     let new_pid = child.id();
     let mem = mem_json(sample_proc(Some(new_pid)).as_ref());
     // Swap the restarted process in so the caller stops it.
