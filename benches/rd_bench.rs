@@ -305,6 +305,9 @@ struct Stats {
     completions: Vec<Instant>,
     /// CPU seconds this process spent in the phase.
     client_cpu_s: Option<f64>,
+    /// Successful answers that arrived before the phase's deadline, and its length.
+    ok_in_window: u64,
+    window_s: f64,
 }
 
 struct Shared<W> {
@@ -341,22 +344,54 @@ fn code_str(c: u8) -> String {
     format!("{}.{:02}", c >> 5, c & 31)
 }
 
+/// Source ports this run has used. The RD remembers (peer, MID) for EXCHANGE_LIFETIME, so a
+/// new socket that the kernel happens to give a port used minutes ago could collide with old
+/// MIDs and be answered from the RD's cache (seen as lost requests plus stray answers).
+static USED_PORTS: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+    std::sync::Mutex::new(None);
+
+fn claim_port(port: u16) -> bool {
+    let mut used = USED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    used.get_or_insert_with(Default::default).insert(port)
+}
+
+/// Open sockets until one has a port not used before in this run (≤ 64 tries); the rejected
+/// ones stay open meanwhile so the kernel cannot hand their port out again at once.
+fn fresh_port<S>(mut open: impl FnMut() -> std::io::Result<(S, u16)>) -> std::io::Result<S> {
+    let mut rejected = Vec::new();
+    for _ in 0..64 {
+        let (s, port) = open()?;
+        if claim_port(port) {
+            return Ok(s);
+        }
+        rejected.push(s);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no fresh source port in 64 tries",
+    ))
+}
+
 async fn new_lane_socket(target: SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = if target.is_ipv4() {
         socket2::Domain::IPV4
     } else {
         socket2::Domain::IPV6
     };
-    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
-    // Big buffers: a burst of Block2 answers must not be dropped by the kernel.
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let _ = s.set_send_buffer_size(4 << 20);
     let local: SocketAddr = if target.is_ipv4() {
         "127.0.0.1:0".parse().expect("literal")
     } else {
         "[::1]:0".parse().expect("literal")
     };
-    s.bind(&local.into())?;
+    let s = fresh_port(|| {
+        let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+        // Big buffers: a burst of Block2 answers must not be dropped by the kernel.
+        let _ = s.set_recv_buffer_size(4 << 20);
+        let _ = s.set_send_buffer_size(4 << 20);
+        s.bind(&local.into())?;
+        let port = s.local_addr()?.as_socket().map(|a| a.port()).unwrap_or(0);
+        Ok((s, port))
+    })?;
     s.set_nonblocking(true)?;
     let sock = UdpSocket::from_std(s.into())?;
     sock.connect(target).await?;
@@ -551,6 +586,9 @@ async fn handle_datagram<W: Workload>(
     );
     if good {
         st.ok += 1;
+        if now <= shared.deadline {
+            st.ok_in_window += 1;
+        }
         if shared.record_completions {
             st.completions.push(now);
         }
@@ -605,6 +643,7 @@ fn run_phase<W: Workload + 'static>(
     let shared = Rc::try_unwrap(shared).ok().expect("lanes finished");
     let mut stats = shared.stats.into_inner();
     stats.client_cpu_s = cpu_before.zip(cpu_after).map(|(a, b)| b.cpu_s - a.cpu_s);
+    stats.window_s = seconds;
     (shared.work.into_inner(), stats, elapsed)
 }
 
@@ -631,7 +670,15 @@ fn stats_json(
         "sent": st.sent, "ok": st.ok, "errors": st.errors, "timeouts": st.timeouts,
         "retransmits": st.retransmits, "resets": st.resets, "stray": st.stray, "codes": st.codes,
         "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
-        "rate_per_s": if elapsed > 0.0 { round1(st.ok as f64 / elapsed) } else { 0.0 },
+        // Bounded by time: answers within the window over the window (stragglers drained
+        // afterwards do not dilute it). Bounded by count: all answers over the time taken.
+        "rate_per_s": if st.window_s > 0.0 && elapsed >= st.window_s {
+            round1(st.ok_in_window as f64 / st.window_s)
+        } else if elapsed > 0.0 {
+            round1(st.ok as f64 / elapsed)
+        } else {
+            0.0
+        },
         "p50_ms": percentile(&st.latencies_us, 0.5), "p99_ms": percentile(&st.latencies_us, 0.99),
         "max_ms": st.latencies_us.last().map(|x| f64::from(*x) / 1000.0),
     });
@@ -643,6 +690,10 @@ fn stats_json(
         } else {
             0.0
         });
+        // Capacity per core, independent of what else the shared machine runs meanwhile.
+        if cpu > 0.0 {
+            v["ok_per_server_cpu_s"] = json!((st.ok as f64 / cpu).round());
+        }
     }
     // The load generator's own CPU: near 1.0 means it, not the RD, may be the limit.
     if let Some(c) = st.client_cpu_s {
@@ -804,7 +855,11 @@ impl Probe {
         } else {
             "[::1]:0"
         };
-        let sock = StdUdpSocket::bind(local)?;
+        let sock = fresh_port(|| {
+            let s = StdUdpSocket::bind(local)?;
+            let port = s.local_addr()?.port();
+            Ok((s, port))
+        })?;
         sock.connect(target)?;
         Ok(Probe {
             sock,
