@@ -379,9 +379,9 @@ async fn new_lane_socket(target: SocketAddr) -> std::io::Result<UdpSocket> {
         socket2::Domain::IPV6
     };
     let local: SocketAddr = if target.is_ipv4() {
-        "127.0.0.1:0".parse().expect("literal")
+        (std::net::Ipv4Addr::LOCALHOST, 0).into()
     } else {
-        "[::1]:0".parse().expect("literal")
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
     };
     let s = fresh_port(|| {
         let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
@@ -610,7 +610,7 @@ fn run_phase<W: Workload + 'static>(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .unwrap_or_else(|e| fail(&format!("cannot build a tokio runtime: {e}")));
     let lanes = sockets.clamp(1, inflight.max(1));
     let shared = Rc::new(Shared {
         work: RefCell::new(work),
@@ -640,6 +640,7 @@ fn run_phase<W: Workload + 'static>(
     });
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_after = sample_proc(Some(std::process::id()));
+    // Every lane was awaited above and dropped its clone: this is the last reference.
     let shared = Rc::try_unwrap(shared).ok().expect("lanes finished");
     let mut stats = shared.stats.into_inner();
     stats.client_cpu_s = cpu_before.zip(cpu_after).map(|(a, b)| b.cpu_s - a.cpu_s);
@@ -1292,6 +1293,12 @@ fn stop_perf(p: Option<Child>) {
     let _ = p.wait();
 }
 
+/// A setup failure the benchmark cannot measure around: say why and stop.
+fn fail(msg: &str) -> ! {
+    eprintln!("rd_bench: {msg}");
+    std::process::exit(1)
+}
+
 /// Registration-rate bands from the completion instants (pauses for checkpoints excluded).
 fn bands(completions: &[(u64, Instant, Duration)], n: u64) -> Value {
     // completions: (cumulative count, instant, paused time before it)
@@ -1333,6 +1340,9 @@ fn main() {
         .copied()
         .filter(|c| *c > 0 && *c <= n)
         .collect();
+    if n == 0 {
+        fail("--endpoints must be at least 1");
+    }
     if !checkpoints.contains(&n) {
         checkpoints.push(n);
     }
@@ -1342,12 +1352,13 @@ fn main() {
     let tmp = tempfile::Builder::new()
         .prefix("rd_bench")
         .tempdir()
-        .expect("temporary directory");
+        .unwrap_or_else(|e| fail(&format!("cannot create a temporary directory: {e}")));
     let mut gateway = None;
     let (addr, pid) = match args.target {
         Some(a) => (a, args.pid),
         None => {
-            let cfg = write_config(tmp.path(), "127.0.0.1:0", args.cache_mb).expect("write config");
+            let cfg = write_config(tmp.path(), "127.0.0.1:0", args.cache_mb)
+                .unwrap_or_else(|e| fail(&format!("cannot write the gateway config: {e}")));
             match spawn_gateway(&args.gateway_bin, &cfg, &tmp.path().join("gateway.log")) {
                 Ok((g, t)) => {
                     eprintln!(
