@@ -1315,11 +1315,23 @@ fn bands(completions: &[(u64, Instant, Duration)], n: u64) -> Value {
         // The first completion is time zero; add one mean interval so band 0 is not short.
         (tb > ta).then(|| round1((b - a) as f64 / (tb - ta)))
     };
-    let mut v = json!({
-        "0..1k": rate(1, 1000.min(n)),
-        "1k..10k": if n > 1000 { rate(1000, 10_000.min(n)) } else { None },
-        "10k..N": if n > 10_000 { rate(10_000, n) } else { None },
-    });
+    // The bands of issue 10 (0..1k, 1k..10k, 10k..N), cut short when N is smaller.
+    let mut v = json!({});
+    for (from, to) in [(0u64, 1_000u64), (1_000, 10_000), (10_000, u64::MAX)] {
+        if n > from {
+            let end = to.min(n);
+            let label = format!(
+                "{from}..{}",
+                if end == n {
+                    "N".to_string()
+                } else {
+                    end.to_string()
+                }
+            );
+            v[label] = json!(rate(from.max(1), end));
+        }
+    }
+    v["N"] = json!(n);
     if n >= 100_000 {
         let early = rate(1, 1000);
         let late = rate(90_000, 100_000);
