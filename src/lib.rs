@@ -18,6 +18,7 @@
 //!   draft-11 compatibility paths. Request parsing, filtering and rendering are pure functions.
 //! - [`pinger`]: device liveness: CoAP pings to every registered device, status 0/1 through
 //!   the Registry.
+//! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod coap;
@@ -27,4 +28,5 @@ pub mod link_format;
 pub mod pinger;
 pub mod rd;
 pub mod registry;
+pub mod sim;
 pub mod time;
