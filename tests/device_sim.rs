@@ -26,10 +26,11 @@ struct Sim {
 }
 
 impl Sim {
-    fn start(rd: SocketAddr, count: usize) -> Sim {
+    fn start(rd: SocketAddr, count: usize, extra: &[&str]) -> Sim {
         let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
             .args(["--rd", &rd.to_string(), "--count", &count.to_string()])
             .args(["--prefix", "sim-", "--lt", "60"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -108,6 +109,22 @@ fn wait_for_status(gw: SocketAddr, ep: &str, status: &str, budget: Duration) {
     }
 }
 
+fn fast_pinging_gateway() -> Gateway {
+    Gateway::start_with(GatewayOptions {
+        extra_yaml: "pinger:\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n".into(),
+        ..Default::default()
+    })
+}
+
+fn disconnected(gw: SocketAddr) -> Vec<String> {
+    let mut eps: Vec<String> = lookup(&Peer::new(gw), "/rd-lookup/ep?status=0")
+        .iter()
+        .filter_map(|l| l.get("ep").map(str::to_string))
+        .collect();
+    eps.sort();
+    eps
+}
+
 fn temperature(resp: &Resp) -> f64 {
     assert_eq!(resp.code, "2.05");
     assert_eq!(resp.content_format, Some(CT_TEXT_PLAIN));
@@ -118,11 +135,8 @@ fn temperature(resp: &Resp) -> f64 {
 
 #[test]
 fn twenty_devices_register_serve_go_silent_and_come_back() {
-    let gw = Gateway::start_with(GatewayOptions {
-        extra_yaml: "pinger:\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n".into(),
-        ..Default::default()
-    });
-    let mut sim = Sim::start(gw.addr(), COUNT);
+    let gw = fast_pinging_gateway();
+    let mut sim = Sim::start(gw.addr(), COUNT, &[]);
     let ready = sim.wait_line("device-sim ready:", Duration::from_secs(30));
     assert_eq!(
         ready,
@@ -211,4 +225,67 @@ fn dev_is_silent(addr: SocketAddr) -> bool {
         .unwrap();
     let mut buf = [0u8; 1500];
     sock.recv_from(&mut buf).is_err()
+}
+
+#[test]
+fn silent_fraction_goes_quiet_and_returns_on_schedule() {
+    let gw = fast_pinging_gateway();
+    let first_port = {
+        // Ports some way below where the kernel is handing out ephemeral ports are rarely taken.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .local_addr()
+            .unwrap()
+            .port()
+            .saturating_sub(2000)
+            .max(20_000)
+    };
+    let mut sim = Sim::start(
+        gw.addr(),
+        10,
+        &[
+            "--silent-fraction",
+            "0.2",
+            "--silent-after",
+            "1",
+            "--return-after",
+            "6",
+            "--first-port",
+            &first_port.to_string(),
+        ],
+    );
+    sim.wait_line(
+        "device-sim ready: 10 devices registered",
+        Duration::from_secs(30),
+    );
+    let ready = Instant::now();
+    // --first-port: device i on first_port + i.
+    assert_eq!(
+        device_addr(gw.addr(), "sim-3"),
+        SocketAddr::from(([127, 0, 0, 1], first_port + 3))
+    );
+    // 20% of 10, spread evenly: devices 4 and 9; silent from 1 s, at 0 within one sweep + 2 pings.
+    let quiet = vec!["sim-4".to_string(), "sim-9".to_string()];
+    while disconnected(gw.addr()) != quiet {
+        assert!(
+            ready.elapsed() < Duration::from_millis(5_500),
+            "the silent fraction did not go to 0: {:?}",
+            disconnected(gw.addr())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Back at 6 s, at 1 after the next sweep.
+    while !disconnected(gw.addr()).is_empty() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(9),
+            "the silent fraction did not come back: {:?}",
+            disconnected(gw.addr())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        ready.elapsed() > Duration::from_secs(5),
+        "came back after {:?}, before --return-after",
+        ready.elapsed()
+    );
 }
