@@ -7,7 +7,7 @@
 //! actor's context, so a sweep never blocks the actor or anything else; at most
 //! `max_in_flight` devices are being pinged at once, a sweep is released in slices every
 //! [`TICK`] (see `schedule::plan_sweep`), and a device still being pinged from an earlier sweep
-//! is skipped by the next one.
+//! is skipped by the next one. A device already at 0 gets a single attempt per sweep.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use actix::prelude::*;
 use log::{debug, info, warn};
 
 use super::schedule::{
-    classify, plan_sweep, status_change, Attempts, Next, SweepTally, Verdict, TICK,
+    attempts_for, classify, plan_sweep, status_change, Attempts, Next, SweepTally, Verdict, TICK,
 };
 use super::target::ping_target;
 use crate::coap::CoapClient;
@@ -178,7 +178,7 @@ impl Pinger {
             self.in_flight += 1;
             let client = self.client.clone();
             let timeout = self.settings.timeout;
-            let attempts = self.settings.attempts;
+            let attempts = attempts_for(job.registration.status, self.settings.attempts);
             let peer = job.peer;
             let ping = async move {
                 let first_sent_ms = now_ms();

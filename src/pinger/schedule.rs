@@ -122,6 +122,17 @@ impl Attempts {
     }
 }
 
+/// Attempts a device gets in a sweep. `configured` consecutive failures are what turns a
+/// connected device to 0; a device already at 0 only needs one answer to come back, and a
+/// missed ping changes nothing for it, so one attempt is enough — persistently silent devices
+/// then hold a ping slot for one timeout per sweep instead of `attempts` of them.
+pub fn attempts_for(current: Status, configured: u32) -> u32 {
+    match current {
+        Status::Connected => configured.max(1),
+        Status::Disconnected => 1,
+    }
+}
+
 /// The status to send to the Registry, if any. `current` is the registration's status when
 /// the ping finished; `refreshed_during_ping` is true when the device updated or re-registered
 /// after its first attempt was sent — fresher evidence of life than a missed ping.
@@ -279,6 +290,13 @@ mod tests {
         assert_eq!(status_change(Disconnected, Verdict::Silent, false), None);
         // A refresh during the ping outranks the missed ping.
         assert_eq!(status_change(Connected, Verdict::Silent, true), None);
+    }
+
+    #[test]
+    fn disconnected_devices_get_one_attempt() {
+        assert_eq!(attempts_for(Status::Connected, 3), 3);
+        assert_eq!(attempts_for(Status::Connected, 0), 1);
+        assert_eq!(attempts_for(Status::Disconnected, 3), 1);
     }
 
     #[test]
