@@ -18,7 +18,8 @@ use actix::prelude::*;
 use log::{debug, info, warn};
 
 use super::schedule::{
-    attempts_for, classify, plan_sweep, status_change, Attempts, Next, SweepTally, Verdict, TICK,
+    attempts_for, classify, plan_sweep, status_change, Attempt, Attempts, Next, SweepTally,
+    Verdict, TICK,
 };
 use super::target::ping_target;
 use crate::coap::CoapClient;
@@ -185,7 +186,11 @@ impl Pinger {
                 let mut counter = Attempts::new(attempts);
                 loop {
                     let result = client.ping(peer, timeout).await;
-                    if let Next::Done(verdict) = counter.record(classify(&result)) {
+                    let attempt = classify(&result);
+                    if let (Attempt::NotTried, Err(e)) = (attempt, &result) {
+                        debug!("pinger: could not ping {peer}: {e}");
+                    }
+                    if let Next::Done(verdict) = counter.record(attempt) {
                         return (verdict, first_sent_ms, counter.failed());
                     }
                 }
