@@ -329,3 +329,29 @@ fn multicast_group_bases_are_not_pinged() {
         gw.log_text()
     );
 }
+
+#[test]
+fn a_device_still_being_pinged_is_skipped_by_the_next_sweep() {
+    // Two attempts of 800 ms outlast the 1 s interval: the sweep after a silent device's turn
+    // starts while its ping is still running.
+    let gw = Gateway::start_with(GatewayOptions {
+        extra_yaml: "pinger:\n  interval_s: 1\n  timeout_ms: 800\n  attempts: 2\n".into(),
+        ..Default::default()
+    });
+    let slow = Peer::new(gw.addr());
+    register(&slow, "ep=slow&lt=3600", "</a>");
+    let quick = Peer::new(gw.addr());
+    register(&quick, "ep=quick&lt=3600", "</a>");
+    let responder = Responder::start(&quick.sock);
+    assert!(
+        gw.wait_for_log(
+            "pinged 1, alive 1, failed 0, inconclusive 0, skipped 1,",
+            Duration::from_secs(6)
+        ),
+        "no sweep skipped the busy device:\n{}",
+        gw.log_text()
+    );
+    wait_for_status(gw.addr(), "slow", "0", Duration::from_secs(6));
+    assert_eq!(status_of(gw.addr(), "quick").as_deref(), Some("1"));
+    drop(responder);
+}
