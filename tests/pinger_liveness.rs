@@ -355,3 +355,30 @@ fn a_device_still_being_pinged_is_skipped_by_the_next_sweep() {
     assert_eq!(status_of(gw.addr(), "quick").as_deref(), Some("1"));
     drop(responder);
 }
+
+#[test]
+fn ipv6_devices_are_pinged_over_ipv6() {
+    if !can_bind_v6() {
+        eprintln!("SKIP: no ::1 on this machine");
+        return;
+    }
+    let gw = Gateway::start_with(GatewayOptions {
+        listen: vec!["127.0.0.1:0".into(), "[::1]:0".into()],
+        extra_yaml: pinger_yaml(INTERVAL.as_secs()),
+        ..Default::default()
+    });
+    let v6_rd = *gw
+        .rd_addrs
+        .iter()
+        .find(|a| a.is_ipv6())
+        .expect("a v6 listener");
+    let dev = Peer::new(v6_rd);
+    register(&dev, "ep=six&lt=3600", "</a>");
+    let responder = Responder::start(&dev.sock);
+    wait_for_pings(&responder, 2, INTERVAL * 4);
+    assert_eq!(status_of(v6_rd, "six").as_deref(), Some("1"));
+    responder.set_silent(true);
+    wait_for_status(v6_rd, "six", "0", silent_bound());
+    responder.set_silent(false);
+    wait_for_status(v6_rd, "six", "1", INTERVAL + MARGIN);
+}
