@@ -143,7 +143,7 @@ impl Default for CoapConfig {
             ack_random_factor: 1.5,
             max_retransmit: 4,
             nstart: 1,
-            max_in_flight: 1_024,
+            max_in_flight: 2_048,
             block_size: 1_024,
         }
     }
@@ -166,7 +166,7 @@ impl Default for PingerConfig {
             interval_s: 30,
             timeout_ms: 2_000,
             attempts: 3,
-            max_in_flight: 256,
+            max_in_flight: 1_024,
         }
     }
 }

@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
+use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, RunningRd};
 use crate::rd::service::RdSettings;
@@ -42,6 +43,8 @@ pub fn run_blocking(config: Config) -> Result<(), GatewayError> {
 /// A started gateway: what `run` needs to shut it down, and what tests may inspect.
 pub struct Running {
     pub rd: RunningRd,
+    /// `None` when `pinger.enabled` is false.
+    pub pinger: Option<actix::Addr<pinger::Pinger>>,
     /// The platform link, on its own arbiter, when `platform.url` is set.
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
 }
@@ -83,14 +86,27 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         &listen,
         TransmissionParams::from_config(&config.coap),
         settings,
-        registry,
-        reader,
+        registry.clone(),
+        reader.clone(),
     )
     .await?;
+    // Pings leave from the RD's sockets, so devices see the address they registered with.
+    let pinger = config.pinger.enabled.then(|| {
+        pinger::start(
+            PingerSettings::from_config(&config.pinger),
+            registry,
+            reader,
+            rd.client(),
+        )
+    });
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
-    Ok(Running { rd, platform })
+    Ok(Running {
+        rd,
+        platform,
+        pinger,
+    })
 }
 
 /// Start, wait for SIGINT or SIGTERM, stop.
@@ -98,6 +114,11 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     let running = start(&config).await?;
     wait_for_shutdown_signal().await?;
     info!("shutting down");
+    // Stop pinging first: pings cut short by the endpoint's shutdown prove nothing about a
+    // device and must not race the shutdown.
+    if let Some(pinger) = &running.pinger {
+        let _ = pinger.send(StopPinger).await;
+    }
     if let Some((link, arbiter)) = running.platform {
         // Bounded: a platform that does not answer our Close must not hold up the exit.
         let _ = tokio::time::timeout(PLATFORM_CLOSE_BUDGET, link.send(StopLink)).await;

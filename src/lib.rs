@@ -16,13 +16,18 @@
 //!   lifetime expiry, and events to subscribers.
 //! - [`rd`]: the RdServer: RFC 9176 registration, update, removal, lookup and discovery, plus the
 //!   draft-11 compatibility paths. Request parsing, filtering and rendering are pure functions.
+//! - [`pinger`]: device liveness: CoAP pings to every registered device, status 0/1 through
+//!   the Registry.
+//! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod coap;
 pub mod config;
 pub mod gateway;
 pub mod link_format;
+pub mod pinger;
 pub mod platform;
 pub mod rd;
 pub mod registry;
+pub mod sim;
 pub mod time;

@@ -182,3 +182,36 @@ fn malformed_platform_frames_get_error_frames_and_commands_get_one_result() {
         .expect("every command gets exactly one result");
     assert!(result["error"]["kind"].is_string(), "{result}");
 }
+
+/// A device that stops answering pings is reported as `device_status` 0 (and stays registered).
+#[test]
+fn a_status_change_from_the_pinger_arrives_as_device_status() {
+    let sim = PlatformSim::start("127.0.0.1:0", None);
+    let gw = Gateway::start_with(GatewayOptions {
+        extra_yaml: format!(
+            "platform:\n  url: {:?}\n  reconnect_max_s: 1\npinger:\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n",
+            sim.url()
+        ),
+        ..GatewayOptions::default()
+    });
+    sim.wait_type("snapshot", None, WAIT).expect("connected");
+    {
+        // Registers, then its socket closes: nothing answers the Pinger any more.
+        let device = Peer::new(gw.addr());
+        register(&device, "ep=fading", "</s>");
+    }
+    let status = sim
+        .wait_type("device_status", Some("fading"), WAIT)
+        .expect("device_status after missed pings");
+    assert_eq!(status["status"], 0);
+    assert!(
+        status["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{status}"
+    );
+    assert!(
+        !sim.frames()
+            .iter()
+            .any(|f| f["type"] == "device_removed" && f["ep"] == "fading"),
+        "disconnected, not removed"
+    );
+}

@@ -245,6 +245,21 @@ mod tests {
     use crate::link_format::Link;
     use crate::registry::model::{BaseOrigin, EndpointName, Status};
 
+    /// Reopen a store this process just closed. sled releases its file lock from a background
+    /// thread shortly after the last `Db` handle drops, so an immediate in-process reopen can
+    /// still find it locked (a restarted process cannot: the lock dies with the old one).
+    fn reopen(path: &Path) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Store::open(path, 4) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     fn sample(id: u64) -> Registration {
         Registration {
             id: RegistrationId(id),
@@ -304,7 +319,7 @@ mod tests {
             store.remove(b).unwrap();
             store.flush().unwrap();
         }
-        let mut store = Store::open(dir.path(), 4).unwrap();
+        let mut store = reopen(dir.path());
         let loaded = store.load_all().unwrap();
         assert_eq!(loaded.registrations, vec![sample(1)]);
         assert_eq!(loaded.skipped, 0);
@@ -321,7 +336,7 @@ mod tests {
             store.put_raw(2, b"not json");
             store.flush().unwrap();
         }
-        let mut store = Store::open(dir.path(), 4).unwrap();
+        let mut store = reopen(dir.path());
         let loaded = store.load_all().unwrap();
         assert_eq!(loaded.registrations.len(), 1);
         assert_eq!(loaded.skipped, 1);

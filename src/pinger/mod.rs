@@ -1,0 +1,13 @@
+//! Device liveness (issue 5): the Pinger pings every registered device with an empty CON and
+//! records status 0/1 through the Registry.
+//!
+//! - `target`: the address to ping, from a registration's `base` (pure).
+//! - `schedule`: spreading a sweep, counting attempts, deciding status changes (pure).
+//! - `actor`: the Pinger actor that runs sweeps on the RD's `CoapClient`.
+
+pub mod actor;
+pub mod schedule;
+pub mod target;
+
+pub use actor::{start, Pinger, PingerSettings, StopPinger};
+pub use target::{ping_target, TargetError};

@@ -1,0 +1,136 @@
+//! Where to ping a registration: the socket address in its `base` URI (RFC 9176 §5: the base
+//! is `coap://host[:port]`, derived from the registrant's source address unless given).
+//!
+//! Called by the Pinger actor for every live registration of a sweep. Pure: no I/O, no DNS —
+//! a base naming a host instead of an IP literal is not pinged, and neither is a multicast
+//! base (a group registration, RFC 9176 Appendix A), nor a scheme other than `coap`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use thiserror::Error;
+
+/// CoAP's default UDP port (RFC 7252 §6.1).
+const COAP_DEFAULT_PORT: u16 = 5683;
+
+/// Why a registration's base gives no address to ping.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    #[error("base {0:?} is not a coap:// URI")]
+    NotCoap(String),
+    #[error("base {0:?} has no IP literal host and port")]
+    Unparsable(String),
+    #[error("base {0:?} is a multicast address (a group)")]
+    Multicast(String),
+}
+
+/// The unicast address to ping for `base`.
+pub fn ping_target(base: &str) -> Result<SocketAddr, TargetError> {
+    let rest = strip_scheme(base).ok_or_else(|| TargetError::NotCoap(base.to_string()))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let unparsable = || TargetError::Unparsable(base.to_string());
+    let (host, port) = split_host_port(authority).ok_or_else(unparsable)?;
+    let ip: IpAddr = host.parse().map_err(|_| unparsable())?;
+    if ip.is_multicast() {
+        return Err(TargetError::Multicast(base.to_string()));
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn strip_scheme(base: &str) -> Option<&str> {
+    let (scheme, rest) = base.split_once("://")?;
+    scheme.eq_ignore_ascii_case("coap").then_some(rest)
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the zone id of a link-local address is not
+/// supported (RFC 9176 §6.1 keeps it out of the base).
+fn split_host_port(authority: &str) -> Option<(&str, u16)> {
+    if authority.contains('@') {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => COAP_DEFAULT_PORT,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, port.parse().ok()?)),
+        None => Some((authority, COAP_DEFAULT_PORT)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_with_and_without_port() {
+        assert_eq!(
+            ping_target("coap://127.0.0.1:40001"),
+            Ok("127.0.0.1:40001".parse().unwrap())
+        );
+        assert_eq!(
+            ping_target("coap://10.0.0.7"),
+            Ok("10.0.0.7:5683".parse().unwrap())
+        );
+        assert_eq!(
+            ping_target("COAP://10.0.0.7:1/ignored?x"),
+            Ok("10.0.0.7:1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ipv6_bracketed() {
+        assert_eq!(
+            ping_target("coap://[::1]:5690"),
+            Ok("[::1]:5690".parse().unwrap())
+        );
+        assert_eq!(
+            ping_target("coap://[2001:db8::1]"),
+            Ok("[2001:db8::1]:5683".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn multicast_bases_are_groups() {
+        assert!(matches!(
+            ping_target("coap://224.0.1.187"),
+            Err(TargetError::Multicast(_))
+        ));
+        assert!(matches!(
+            ping_target("coap://[ff05::fd]:5683"),
+            Err(TargetError::Multicast(_))
+        ));
+    }
+
+    #[test]
+    fn other_schemes_and_garbage_are_refused() {
+        for base in [
+            "coaps://127.0.0.1",
+            "http://127.0.0.1",
+            "127.0.0.1:5683",
+            "",
+        ] {
+            assert!(
+                matches!(ping_target(base), Err(TargetError::NotCoap(_))),
+                "{base}"
+            );
+        }
+        for base in [
+            "coap://sensor.example",
+            "coap://127.0.0.1:notaport",
+            "coap://[::1",
+            "coap://[::1]x",
+            "coap://u@127.0.0.1",
+            "coap://127.0.0.1:70000",
+        ] {
+            assert!(
+                matches!(ping_target(base), Err(TargetError::Unparsable(_))),
+                "{base}"
+            );
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The running fleet of `device-sim`: binds one CoAP `Endpoint` per device on 127.0.0.1,
+//! registers each with the RD from its own socket (RFC 9176 §5, so the RD derives the base from
+//! the device's address), refreshes before the lifetime ends (§5.3.1), notifies observers of
+//! the temperature every second, and makes devices silent and wakes them.
+//!
+//! A silent device drops all traffic: its endpoint is shut down and its socket closed, so the
+//! kernel discards whatever arrives (the gateway sees no answer, not even to a ping); waking
+//! binds the same port again. Called by [`super::run`]; everything runs on one task, and the
+//! network work (registrations, refreshes) on spawned tasks that report back over a channel.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use log::{debug, info, warn};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use super::device::{temperature_key, DeviceHandler, RequestCounts, LINKS};
+use super::options::SimOptions;
+use super::silence::{is_in_silent_fraction, Command};
+use crate::coap::{
+    ClientError, ClientRequest, CoapClient, CoapError, Code, Endpoint, Method, ServerHandle,
+    TransmissionParams,
+};
+
+const CT_LINK_FORMAT: u16 = 40;
+/// Pause before a failed registration or refresh is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Budget of one registration or refresh exchange (retransmissions included).
+const REQUEST_BUDGET: Duration = Duration::from_secs(20);
+/// How many times a device tries to register while the fleet starts.
+const START_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Error)]
+pub enum SimError {
+    #[error("device {index}: {source}")]
+    Bind {
+        index: usize,
+        #[source]
+        source: CoapError,
+    },
+    #[error("device {index} could not register with {rd}: {reason}")]
+    Register {
+        index: usize,
+        rd: SocketAddr,
+        reason: String,
+    },
+    #[error("--first-port {first} + --count {count} goes past port 65535")]
+    PortRange { first: u16, count: usize },
+}
+
+/// One device's live parts; `None` while it is silent.
+struct Live {
+    endpoint: Endpoint,
+    client: CoapClient,
+    server: ServerHandle,
+}
+
+struct Device {
+    index: usize,
+    ep: String,
+    port: u16,
+    live: Option<Live>,
+    handler: Arc<DeviceHandler>,
+    /// The registration resource, e.g. `/reg/17`.
+    location: Option<String>,
+    next_refresh: Option<Instant>,
+    /// A registration or refresh is on its way.
+    busy: bool,
+}
+
+/// What a spawned registration or refresh reports back.
+enum Outcome {
+    Registered {
+        index: usize,
+        location: String,
+    },
+    Refreshed {
+        index: usize,
+    },
+    /// The RD no longer knows the registration (4.04): register again.
+    Unknown {
+        index: usize,
+    },
+    Failed {
+        index: usize,
+        reason: String,
+    },
+}
+
+pub struct Fleet {
+    opts: SimOptions,
+    devices: Vec<Device>,
+    params: TransmissionParams,
+    counts: Arc<RequestCounts>,
+    outcomes_tx: mpsc::UnboundedSender<Outcome>,
+    outcomes_rx: mpsc::UnboundedReceiver<Outcome>,
+}
+
+async fn bind_device(
+    port: u16,
+    params: &TransmissionParams,
+    handler: Arc<DeviceHandler>,
+) -> Result<Live, CoapError> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let endpoint = Endpoint::bind(&[addr], params.clone(), handler).await?;
+    Ok(Live {
+        client: endpoint.client(),
+        server: endpoint.server(),
+        endpoint,
+    })
+}
+
+fn registration_request(opts: &SimOptions, ep: &str) -> ClientRequest {
+    ClientRequest::new(Method::Post, "/rd")
+        .query(format!("ep={ep}"))
+        .query(format!("lt={}", opts.lt))
+        .payload(Some(CT_LINK_FORMAT), LINKS.as_bytes().to_vec())
+        .timeout(REQUEST_BUDGET)
+}
+
+async fn register(client: CoapClient, rd: SocketAddr, req: ClientRequest, index: usize) -> Outcome {
+    match client.request(rd, req).await {
+        Ok(resp) if resp.code == Code::CREATED && !resp.location_path.is_empty() => {
+            Outcome::Registered {
+                index,
+                location: format!("/{}", resp.location_path.join("/")),
+            }
+        }
+        Ok(resp) => Outcome::Failed {
+            index,
+            reason: format!("registration answered {}", resp.code),
+        },
+        Err(e) => Outcome::Failed {
+            index,
+            reason: e.to_string(),
+        },
+    }
+}
+
+async fn refresh(client: CoapClient, rd: SocketAddr, location: String, index: usize) -> Outcome {
+    let req = ClientRequest::new(Method::Post, &location).timeout(REQUEST_BUDGET);
+    match client.request(rd, req).await {
+        Ok(resp) if resp.code == Code::CHANGED => Outcome::Refreshed { index },
+        Ok(resp) if resp.code == Code::NOT_FOUND => Outcome::Unknown { index },
+        Ok(resp) => Outcome::Failed {
+            index,
+            reason: format!("refresh answered {}", resp.code),
+        },
+        Err(ClientError::Cancelled) => Outcome::Failed {
+            index,
+            reason: "went silent".into(),
+        },
+        Err(e) => Outcome::Failed {
+            index,
+            reason: e.to_string(),
+        },
+    }
+}
+
+impl Fleet {
+    /// Bind every device's socket.
+    pub async fn bind(opts: SimOptions) -> Result<Fleet, SimError> {
+        if let Some(first) = opts.first_port {
+            if first as usize + opts.count > 65_536 {
+                return Err(SimError::PortRange {
+                    first,
+                    count: opts.count,
+                });
+            }
+        }
+        let params = TransmissionParams::default();
+        let counts = Arc::new(RequestCounts::default());
+        let mut devices = Vec::with_capacity(opts.count);
+        for index in 0..opts.count {
+            let port = opts.first_port.map_or(0, |p| p + index as u16);
+            let handler = Arc::new(DeviceHandler::new(index, Arc::clone(&counts)));
+            let live = bind_device(port, &params, handler.clone())
+                .await
+                .map_err(|source| SimError::Bind { index, source })?;
+            let port = live
+                .endpoint
+                .local_addrs()
+                .first()
+                .map_or(port, |a| a.port());
+            let ep = format!("{}{index}", opts.prefix);
+            debug!("device-sim: {ep} on 127.0.0.1:{port}");
+            devices.push(Device {
+                index,
+                ep,
+                port,
+                live: Some(live),
+                handler,
+                location: None,
+                next_refresh: None,
+                busy: false,
+            });
+        }
+        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+        Ok(Fleet {
+            opts,
+            devices,
+            params,
+            counts,
+            outcomes_tx,
+            outcomes_rx,
+        })
+    }
+
+    pub fn counts(&self) -> Arc<RequestCounts> {
+        Arc::clone(&self.counts)
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    fn refresh_period(&self) -> Duration {
+        Duration::from_millis(u64::from(self.opts.lt.max(1)) * 750)
+    }
+
+    /// Register every device, `register_concurrency` at a time, each tried up to
+    /// [`START_ATTEMPTS`] times.
+    pub async fn register_all(&mut self) -> Result<(), SimError> {
+        let rd = self.opts.rd;
+        let limit = self.opts.register_concurrency.max(1);
+        let mut queue: Vec<(usize, u32)> = (0..self.devices.len()).rev().map(|i| (i, 0)).collect();
+        let mut running = FuturesUnordered::new();
+        let started = Instant::now();
+        loop {
+            while running.len() < limit {
+                let Some((index, tries)) = queue.pop() else {
+                    break;
+                };
+                let dev = &self.devices[index];
+                let Some(live) = &dev.live else { continue };
+                let req = registration_request(&self.opts, &dev.ep);
+                let client = live.client.clone();
+                running.push(async move {
+                    if tries > 0 {
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                    (register(client, rd, req, index).await, tries)
+                });
+            }
+            let Some((outcome, tries)) = running.next().await else {
+                break;
+            };
+            match outcome {
+                Outcome::Registered { index, location } => self.on_registered(index, location),
+                Outcome::Failed { index, reason } if tries + 1 < START_ATTEMPTS => {
+                    debug!(
+                        "device-sim: {} registration failed ({reason}), retrying",
+                        self.devices[index].ep
+                    );
+                    queue.push((index, tries + 1));
+                }
+                Outcome::Failed { index, reason } => {
+                    return Err(SimError::Register { index, rd, reason })
+                }
+                Outcome::Refreshed { .. } | Outcome::Unknown { .. } => {}
+            }
+        }
+        info!(
+            "device-sim: {} devices registered in {} ms",
+            self.devices.len(),
+            started.elapsed().as_millis()
+        );
+        Ok(())
+    }
+
+    fn on_registered(&mut self, index: usize, location: String) {
+        let period = self.refresh_period();
+        let dev = &mut self.devices[index];
+        debug!("device-sim: {} registered at {location}", dev.ep);
+        dev.location = Some(location);
+        dev.next_refresh = Some(Instant::now() + period);
+        dev.busy = false;
+    }
+
+    /// Devices of the silent fraction.
+    fn fraction(&self) -> Vec<usize> {
+        (0..self.devices.len())
+            .filter(|&i| is_in_silent_fraction(i, self.opts.silent_fraction))
+            .collect()
+    }
+
+    pub async fn apply(&mut self, command: Command) {
+        match command {
+            Command::Silent(i) => self.silence(i).await,
+            Command::Wake(i) => self.wake(i).await,
+            Command::SilentFraction => {
+                let picked = self.fraction();
+                info!("device-sim: {} devices go silent", picked.len());
+                for i in picked {
+                    self.silence(i).await;
+                }
+            }
+            Command::WakeFraction => {
+                let picked = self.fraction();
+                info!("device-sim: {} devices wake up", picked.len());
+                for i in picked {
+                    self.wake(i).await;
+                }
+            }
+        }
+    }
+
+    async fn silence(&mut self, index: usize) {
+        let Some(dev) = self.devices.get_mut(index) else {
+            warn!("device-sim: no device {index}");
+            return;
+        };
+        if let Some(live) = dev.live.take() {
+            debug!("device-sim: {} is silent", dev.ep);
+            let Live {
+                endpoint,
+                client,
+                server,
+            } = live;
+            drop((client, server));
+            endpoint.shutdown().await;
+        }
+    }
+
+    async fn wake(&mut self, index: usize) {
+        let Some(dev) = self.devices.get_mut(index) else {
+            warn!("device-sim: no device {index}");
+            return;
+        };
+        if dev.live.is_some() {
+            return;
+        }
+        match bind_device(dev.port, &self.params, dev.handler.clone()).await {
+            Ok(live) => {
+                debug!("device-sim: {} answers again", dev.ep);
+                dev.live = Some(live);
+            }
+            // Most likely a refresh still holds the old socket: the next tick tries again.
+            Err(e) => warn!("device-sim: {} cannot wake yet: {e}", dev.ep),
+        }
+    }
+
+    /// Every [`super::TICK`]: notify temperature observers of a new value, send due refreshes.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let now_s = crate::time::now_ms() / 1000;
+        let key = temperature_key();
+        for dev in &mut self.devices {
+            let Some(live) = &dev.live else { continue };
+            if dev.handler.temperature_changed(now_s) && live.server.observer_count(&key) > 0 {
+                live.server.notify(&key);
+            }
+            if dev.busy || dev.next_refresh.is_none_or(|t| t > now) {
+                continue;
+            }
+            dev.busy = true;
+            let client = live.client.clone();
+            let tx = self.outcomes_tx.clone();
+            let rd = self.opts.rd;
+            let index = dev.index;
+            let outcome = match &dev.location {
+                Some(location) => {
+                    let location = location.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(refresh(client, rd, location, index).await);
+                    })
+                }
+                None => {
+                    let req = registration_request(&self.opts, &dev.ep);
+                    tokio::spawn(async move {
+                        let _ = tx.send(register(client, rd, req, index).await);
+                    })
+                }
+            };
+            drop(outcome);
+        }
+    }
+
+    /// Wait for the next registration or refresh outcome.
+    pub async fn next_outcome(&mut self) {
+        let Some(outcome) = self.outcomes_rx.recv().await else {
+            return;
+        };
+        let retry_at = Instant::now() + RETRY_AFTER;
+        let period = self.refresh_period();
+        match outcome {
+            Outcome::Registered { index, location } => self.on_registered(index, location),
+            Outcome::Refreshed { index } => {
+                let dev = &mut self.devices[index];
+                dev.busy = false;
+                dev.next_refresh = Some(Instant::now() + period);
+            }
+            Outcome::Unknown { index } => {
+                let dev = &mut self.devices[index];
+                info!(
+                    "device-sim: {} was forgotten by the RD, registering again",
+                    dev.ep
+                );
+                dev.busy = false;
+                dev.location = None;
+                dev.next_refresh = Some(Instant::now());
+            }
+            Outcome::Failed { index, reason } => {
+                let dev = &mut self.devices[index];
+                debug!("device-sim: {}: {reason}", dev.ep);
+                dev.busy = false;
+                dev.next_refresh = Some(retry_at);
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `device-sim`'s library part (issue 5): N simulated CoAP devices for tests, benchmarks and
+//! trying the gateway without hardware. Built on the project's own CoAP layer (`coap::Endpoint`,
+//! one per device).
+//!
+//! - `options`: the command line.
+//! - `device`: one device's resources (the `RequestHandler`) and the request counters.
+//! - `silence`: which devices go silent, and the stdin control commands (pure).
+//! - `fleet`: binding, registering, refreshing, notifying, silencing and waking devices.
+//! - `limits`: raising the open-file limit for 10,000 sockets.
+
+pub mod device;
+pub mod fleet;
+pub mod limits;
+pub mod options;
+pub mod silence;
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use log::{info, warn};
+use tokio::sync::mpsc;
+
+pub use fleet::{Fleet, SimError};
+pub use options::SimOptions;
+use silence::{parse_command, Command};
+
+/// How often the fleet looks for new temperature values to notify and for due refreshes.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// File descriptors kept for everything that is not a device socket.
+const SPARE_FDS: u64 = 256;
+
+/// Run the simulator until SIGINT/SIGTERM; prints `device-sim ready: ...` once every device is
+/// registered (or listening, with `--no-register`), and the request counts on exit.
+pub async fn run(opts: SimOptions) -> Result<(), SimError> {
+    match limits::raise_open_files(opts.count as u64 + SPARE_FDS) {
+        Ok(n) if n < opts.count as u64 + SPARE_FDS => warn!(
+            "device-sim: open-file limit is {n}; {} devices need about {}",
+            opts.count,
+            opts.count as u64 + SPARE_FDS
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("device-sim: cannot raise the open-file limit: {e}"),
+    }
+    let register = !opts.no_register;
+    let silent_after = opts.silent_after.map(Duration::from_secs);
+    let return_after = opts.return_after.map(Duration::from_secs);
+    let mut fleet = Fleet::bind(opts).await?;
+    if register {
+        fleet.register_all().await?;
+        say(&format!(
+            "device-sim ready: {} devices registered",
+            fleet.len()
+        ));
+    } else {
+        say(&format!(
+            "device-sim ready: {} devices listening (not registered)",
+            fleet.len()
+        ));
+    }
+    let ready = tokio::time::Instant::now();
+    let commands = spawn_stdin_reader();
+    let counts = fleet.counts();
+    event_loop(&mut fleet, commands, ready, silent_after, return_after).await;
+    say(&format!("device-sim requests served: {counts}"));
+    Ok(())
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Stdin is read on a plain thread (blocking reads), and each parsed command handed over.
+fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Command> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            match parse_command(&line) {
+                Ok(Some(cmd)) => {
+                    if tx.send(cmd).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!("device-sim: {e}"),
+            }
+        }
+    });
+    rx
+}
+
+async fn event_loop(
+    fleet: &mut Fleet,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    ready: tokio::time::Instant,
+    silent_after: Option<Duration>,
+    return_after: Option<Duration>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            warn!("device-sim: cannot install signal handlers");
+            return;
+        }
+    };
+    let never = ready + Duration::from_secs(100 * 365 * 86_400);
+    let mut silence_at = silent_after.map_or(never, |d| ready + d);
+    let mut return_at = return_after.map_or(never, |d| ready + d);
+    let mut ticker = tokio::time::interval(TICK);
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => fleet.tick(),
+            _ = fleet.next_outcome() => {}
+            cmd = commands.recv(), if stdin_open => match cmd {
+                Some(cmd) => fleet.apply(cmd).await,
+                // Stdin closed (e.g. /dev/null): keep running on timers and signals alone.
+                None => stdin_open = false,
+            },
+            _ = tokio::time::sleep_until(silence_at) => {
+                silence_at = never;
+                fleet.apply(Command::SilentFraction).await;
+            }
+            _ = tokio::time::sleep_until(return_at) => {
+                return_at = never;
+                fleet.apply(Command::WakeFraction).await;
+            }
+            _ = term.recv() => { info!("device-sim: SIGTERM"); break; }
+            _ = int.recv() => { info!("device-sim: SIGINT"); break; }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `device-sim`'s command line (clap), kept in the library so the binary stays a thin `main`.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+/// Simulated CoAP devices for trying and load-testing the gateway: N devices on 127.0.0.1, each
+/// on its own UDP port, each registering with the Resource Directory (RFC 9176) and serving
+/// /sensors/temp (observable), /actuators/led (GET/PUT) and /.well-known/core.
+///
+/// Control on stdin, one command per line: `silent <i>`, `wake <i>` (device i drops all traffic
+/// / answers again), `silent all`, `wake all` (the --silent-fraction devices).
+/// Logging via RUST_LOG (debug prints each device's port).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "device-sim", version, about)]
+pub struct SimOptions {
+    /// The Resource Directory to register with.
+    #[arg(long, default_value = "127.0.0.1:5683")]
+    pub rd: SocketAddr,
+
+    /// Number of devices.
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+
+    /// Device i listens on port P+i; without it every device takes a free port.
+    #[arg(long)]
+    pub first_port: Option<u16>,
+
+    /// Endpoint names are <prefix><i>.
+    #[arg(long, default_value = "sim-")]
+    pub prefix: String,
+
+    /// Registration lifetime `lt` in seconds; devices refresh at three quarters of it.
+    #[arg(long, default_value_t = 60)]
+    pub lt: u32,
+
+    /// Share of devices (0.0..=1.0, spread evenly over the indices) that go silent at
+    /// --silent-after and come back at --return-after.
+    #[arg(long, default_value_t = 0.0)]
+    pub silent_fraction: f64,
+
+    /// Seconds after "ready" at which the silent fraction stops answering.
+    #[arg(long)]
+    pub silent_after: Option<u64>,
+
+    /// Seconds after "ready" at which the silent fraction answers again.
+    #[arg(long)]
+    pub return_after: Option<u64>,
+
+    /// Only listen; do not register with the RD.
+    #[arg(long)]
+    pub no_register: bool,
+
+    /// Registrations sent concurrently while starting.
+    #[arg(long, default_value_t = 200)]
+    pub register_concurrency: usize,
+}

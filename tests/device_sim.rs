@@ -1,0 +1,291 @@
+//! The real `device-sim` binary against the real gateway over loopback: 20 devices register
+//! from their own sockets and all appear in an endpoint lookup; a device serves its resources
+//! (GET/PUT, Observe notifications with a changing value) to an independent CoAP client; a device
+//! silenced through stdin goes to status 0 at the Pinger and back to 1 when woken; on SIGTERM
+//! the simulator prints what it served.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::coap_peer::*;
+use common::{Gateway, GatewayOptions};
+
+const COUNT: usize = 20;
+
+/// A running `device-sim`; killed on drop.
+struct Sim {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Sim {
+    fn start(rd: SocketAddr, count: usize, extra: &[&str]) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
+            .args(["--rd", &rd.to_string(), "--count", &count.to_string()])
+            .args(["--prefix", "sim-", "--lt", "60"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn device-sim");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Sim {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn wait_line(&mut self, prefix: &str, budget: Duration) -> String {
+        let deadline = Instant::now() + budget;
+        loop {
+            if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("device-sim never printed {prefix:?}; got {:?}", self.seen),
+            }
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn sigterm(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn device_addr(gw: SocketAddr, ep: &str) -> SocketAddr {
+    let link = ep_link(&Peer::new(gw), ep).unwrap_or_else(|| panic!("{ep} not registered"));
+    let base = link.get("base").expect("base attribute");
+    base.strip_prefix("coap://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("base {base} is not coap://127.0.0.1:PORT"))
+}
+
+fn status_of(gw: SocketAddr, ep: &str) -> Option<String> {
+    ep_link(&Peer::new(gw), ep).and_then(|l| l.get("status").map(str::to_string))
+}
+
+fn wait_for_status(gw: SocketAddr, ep: &str, status: &str, budget: Duration) {
+    let t0 = Instant::now();
+    while status_of(gw, ep).as_deref() != Some(status) {
+        assert!(
+            t0.elapsed() < budget,
+            "{ep} not at status {status} within {budget:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn fast_pinging_gateway() -> Gateway {
+    Gateway::start_with(GatewayOptions {
+        extra_yaml: "pinger:\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n".into(),
+        ..Default::default()
+    })
+}
+
+fn disconnected(gw: SocketAddr) -> Vec<String> {
+    let mut eps: Vec<String> = lookup(&Peer::new(gw), "/rd-lookup/ep?status=0")
+        .iter()
+        .filter_map(|l| l.get("ep").map(str::to_string))
+        .collect();
+    eps.sort();
+    eps
+}
+
+fn temperature(resp: &Resp) -> f64 {
+    assert_eq!(resp.code, "2.05");
+    assert_eq!(resp.content_format, Some(CT_TEXT_PLAIN));
+    let v: f64 = resp.text().parse().expect("a number");
+    assert!((20.0..30.0).contains(&v), "{v}");
+    v
+}
+
+#[test]
+fn twenty_devices_register_serve_go_silent_and_come_back() {
+    let gw = fast_pinging_gateway();
+    let mut sim = Sim::start(gw.addr(), COUNT, &[]);
+    let ready = sim.wait_line("device-sim ready:", Duration::from_secs(30));
+    assert_eq!(
+        ready,
+        format!("device-sim ready: {COUNT} devices registered")
+    );
+
+    let eps = lookup(&Peer::new(gw.addr()), "/rd-lookup/ep?ep=sim-*");
+    let mut names: Vec<&str> = eps.iter().filter_map(|l| l.get("ep")).collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..COUNT).map(|i| format!("sim-{i}")).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    // Every device registered from its own socket: distinct derived bases on 127.0.0.1.
+    let mut bases: Vec<&str> = eps.iter().filter_map(|l| l.get("base")).collect();
+    bases.sort();
+    bases.dedup();
+    assert_eq!(bases.len(), COUNT);
+    assert!(bases.iter().all(|b| b.starts_with("coap://127.0.0.1:")));
+    assert_eq!(
+        lookup(
+            &Peer::new(gw.addr()),
+            "/rd-lookup/res?ep=sim-7&rt=temperature"
+        )
+        .len(),
+        1
+    );
+
+    // The device itself, to an independent client.
+    let dev = Peer::new(device_addr(gw.addr(), "sim-7"));
+    temperature(&dev.get("/sensors/temp"));
+    let wk = dev.get("/.well-known/core");
+    assert_eq!(wk.content_format, Some(CT_LINK_FORMAT));
+    let targets: Vec<String> = wk.links().into_iter().map(|l| l.target).collect();
+    assert_eq!(targets, vec!["/sensors/temp", "/actuators/led"]);
+    assert_eq!(dev.get("/actuators/led").text(), "off");
+    assert_eq!(
+        dev.request(&Req::put("/actuators/led").ct(CT_TEXT_PLAIN).payload("on"))
+            .code,
+        "2.04"
+    );
+    assert_eq!(dev.get("/actuators/led").text(), "on");
+    assert_eq!(
+        dev.request(&Req::put("/actuators/led").payload("dim")).code,
+        "4.00"
+    );
+    assert_eq!(dev.get("/nothing").code, "4.04");
+
+    let observer = Peer::new(device_addr(gw.addr(), "sim-3"));
+    let (token, first) = observer.observe("/sensors/temp");
+    assert!(first.observe.is_some(), "the sensor accepts observers");
+    let v0 = temperature(&first);
+    let next = observer
+        .wait_notification(&token, Duration::from_secs(4))
+        .expect("a notification within 4 s");
+    assert_ne!(temperature(&next), v0, "notified on change");
+
+    // Silence one device through stdin: the Pinger marks it 0, another stays 1.
+    sim.command("silent 12");
+    wait_for_status(gw.addr(), "sim-12", "0", Duration::from_secs(4));
+    assert_eq!(status_of(gw.addr(), "sim-11").as_deref(), Some("1"));
+    assert!(
+        dev_is_silent(device_addr(gw.addr(), "sim-12")),
+        "a silent device answers nothing"
+    );
+    sim.command("wake 12");
+    wait_for_status(gw.addr(), "sim-12", "1", Duration::from_secs(4));
+
+    sim.sigterm();
+    let summary = sim.wait_line("device-sim requests served:", Duration::from_secs(10));
+    assert!(summary.contains("PUT /actuators/led 2"), "{summary}");
+    assert!(summary.contains("GET /.well-known/core 1"), "{summary}");
+}
+
+/// A GET to a silent device gets no answer at all.
+fn dev_is_silent(addr: SocketAddr) -> bool {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut get = coap_lite::Packet::new();
+    get.header.set_type(coap_lite::MessageType::Confirmable);
+    get.header.code = coap_lite::MessageClass::Request(coap_lite::RequestType::Get);
+    get.header.message_id = 0x1234;
+    get.set_token(vec![1, 2, 3, 4]);
+    get.add_option(coap_lite::CoapOption::UriPath, b"sensors".to_vec());
+    get.add_option(coap_lite::CoapOption::UriPath, b"temp".to_vec());
+    sock.send_to(&get.to_bytes().unwrap(), addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    sock.recv_from(&mut buf).is_err()
+}
+
+#[test]
+fn silent_fraction_goes_quiet_and_returns_on_schedule() {
+    let gw = fast_pinging_gateway();
+    let first_port = {
+        // Ports some way below where the kernel is handing out ephemeral ports are rarely taken.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .local_addr()
+            .unwrap()
+            .port()
+            .saturating_sub(2000)
+            .max(20_000)
+    };
+    let mut sim = Sim::start(
+        gw.addr(),
+        10,
+        &[
+            "--silent-fraction",
+            "0.2",
+            "--silent-after",
+            "1",
+            "--return-after",
+            "6",
+            "--first-port",
+            &first_port.to_string(),
+        ],
+    );
+    sim.wait_line(
+        "device-sim ready: 10 devices registered",
+        Duration::from_secs(30),
+    );
+    let ready = Instant::now();
+    // --first-port: device i on first_port + i.
+    assert_eq!(
+        device_addr(gw.addr(), "sim-3"),
+        SocketAddr::from(([127, 0, 0, 1], first_port + 3))
+    );
+    // 20% of 10, spread evenly: devices 4 and 9; silent from 1 s, at 0 within one sweep + 2 pings.
+    let quiet = vec!["sim-4".to_string(), "sim-9".to_string()];
+    while disconnected(gw.addr()) != quiet {
+        assert!(
+            ready.elapsed() < Duration::from_millis(5_500),
+            "the silent fraction did not go to 0: {:?}",
+            disconnected(gw.addr())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Back at 6 s, at 1 after the next sweep.
+    while !disconnected(gw.addr()).is_empty() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(9),
+            "the silent fraction did not come back: {:?}",
+            disconnected(gw.addr())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        ready.elapsed() > Duration::from_secs(5),
+        "came back after {:?}, before --return-after",
+        ready.elapsed()
+    );
+}
