@@ -10,6 +10,8 @@
 //! - `well_known`: the RD's `/.well-known/core` with RFC 6690 §4.1 filtering (§4.3).
 //! - `error`: `RdError` and its CoAP response codes.
 //! - `route`: which RD resource a path names.
+//! - `lookup_cache`: rendered lookup results shared across requests, valid for one registry
+//!   version.
 //! - `service`: `RdService`, the CoAP request handler (the only part that talks to the
 //!   Registry and the CoAP client).
 //! - `server`: the RdServer actor (endpoint owner, lookup Observe notifications) and `start`.
@@ -24,6 +26,7 @@ mod fixtures;
 pub mod group;
 mod link_writer;
 pub mod lookup;
+pub mod lookup_cache;
 pub mod params;
 pub mod register;
 pub mod resolve;

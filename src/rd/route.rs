@@ -6,7 +6,7 @@
 use crate::registry::RegistrationId;
 
 /// An RD resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     /// `/.well-known/core`: discovery (RFC 6690 §4, RFC 9176 §4.3); POST = draft-11 simple
     /// registration.

@@ -7,6 +7,7 @@
 //! endpoint's own [`CoapClient`], so the request leaves from the RD's port.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use super::group::{is_group, GroupRequest, GROUP_ENDPOINT_TYPE};
 use super::lookup::{
     render_domains, render_endpoints, render_groups, render_resources, visible_to,
 };
+use super::lookup_cache::{CacheKey, LookupCache, Rendered};
 use super::register::{RegistrationRequest, SimpleRegistrationRequest};
 use super::route::{route, Route};
 use super::update::UpdateRequest;
@@ -40,6 +42,10 @@ use crate::time::now_ms;
 /// §5.1). The device waits for our 2.04 meanwhile, so this stays well below its own
 /// EXCHANGE_LIFETIME.
 const SIMPLE_REGISTRATION_FETCH_BUDGET: Duration = Duration::from_secs(10);
+/// Distinct lookups whose rendering is kept (per registry version).
+const LOOKUP_CACHE_ENTRIES: usize = 128;
+/// Bytes of rendered lookups kept: room for a few full 100,000-endpoint results (7 MB each).
+const LOOKUP_CACHE_BYTES: usize = 48 << 20;
 /// Max-Age of a 5.03 when the registry is full: a client should not retry at once.
 const FULL_RETRY_AFTER_S: u32 = 60;
 /// Max-Age of a 5.03 when storage failed: transient, retry soon.
@@ -80,6 +86,7 @@ pub struct RdService {
     reader: RegistryReader,
     /// Set right after the endpoint is bound (the endpoint needs the handler first).
     client: OnceLock<CoapClient>,
+    lookups: LookupCache,
 }
 
 impl RdService {
@@ -93,6 +100,7 @@ impl RdService {
             registry,
             reader,
             client: OnceLock::new(),
+            lookups: LookupCache::new(LOOKUP_CACHE_ENTRIES, LOOKUP_CACHE_BYTES),
         }
     }
 
@@ -308,60 +316,84 @@ impl RdService {
     }
 
     /// The four lookup interfaces (RFC 9176 §6; draft-11 §7), answered from the in-memory
-    /// index. An empty result is 2.05 with an empty payload (never 4.04, §6.2).
+    /// index through the shared [`LookupCache`]. An empty result is 2.05 with an empty payload
+    /// (never 4.04, §6.2).
     fn lookup(&self, route: Route, req: &InboundRequest) -> OutboundResponse {
         if let Some(accept) = req.accept.filter(|a| *a != LINK_FORMAT) {
             return error_response(&RdError::NotAcceptable(accept));
         }
-        let mut query = match LookupQuery::parse(&req.query) {
-            Ok(q) => q,
-            Err(e) => return error_response(&e),
+        let key = CacheKey::new(route, &req.query, req.source);
+        let rendered = match self.lookups.get(&key, self.reader.version()) {
+            Some(hit) => hit,
+            None => {
+                // Only queries that parse are ever cached, so a hit needs no parsing.
+                let query = match LookupQuery::parse(&req.query) {
+                    Ok(q) => q,
+                    Err(e) => return error_response(&e),
+                };
+                let (version, payload) = self.reader.with_index(|idx| {
+                    let payload =
+                        render_lookup(idx, route, query, req.source, self.settings.expose_status);
+                    (idx.version(), payload)
+                });
+                let rendered = Rendered {
+                    etag: representation_etag(payload.as_bytes()),
+                    payload: Arc::new(payload.into_bytes()),
+                };
+                self.lookups.put(key, version, rendered.clone());
+                rendered
+            }
         };
-        let expose_status = self.settings.expose_status;
-        let source = req.source;
-        let payload = self.reader.with_index(|idx| {
-            let now = now_ms();
-            let groups: Vec<&Arc<Registration>> = group_ids(idx)
-                .iter()
-                .filter_map(|id| idx.get(*id))
-                .filter(|r| !r.is_expired_at(now))
-                .collect();
-            if route != Route::LookupGroups && query.filters.iter().any(|f| f.name == "gp") {
-                query.bind_groups(groups.iter().map(|r| r.as_ref()));
-            }
-            let visible = |r: &&Arc<Registration>| !r.is_expired_at(now) && visible_to(r, source);
-            if route == Route::LookupGroups {
-                return render_groups(groups.iter().copied().filter(visible), &query).0;
-            }
-            let planned = candidate_ids(idx, &query);
-            let by_id = planned
-                .iter()
-                .flatten()
-                .filter_map(|id| idx.get(*id))
-                .filter(visible);
-            let all = idx.live(now).filter(visible);
-            // Both arms render the same way; only where the candidates come from differs.
-            match (route, planned.is_some()) {
-                (Route::LookupEndpoints, true) => render_endpoints(by_id, &query, expose_status).0,
-                (Route::LookupEndpoints, false) => render_endpoints(all, &query, expose_status).0,
-                (Route::LookupResources, true) => render_resources(by_id, &query, expose_status).0,
-                (Route::LookupResources, false) => render_resources(all, &query, expose_status).0,
-                (_, true) => render_domains(by_id, &query).0,
-                (_, false) => render_domains(all, &query).0,
-            }
-        });
-        let etag = representation_etag(payload.as_bytes());
         // RFC 7252 §5.10.6: a client that already holds this representation gets 2.03.
-        if req.observe.is_none() && req.etags.contains(&etag) {
-            return OutboundResponse::new(Code::VALID).with_etag(etag);
+        if req.observe.is_none() && req.etags.contains(&rendered.etag) {
+            return OutboundResponse::new(Code::VALID).with_etag(rendered.etag);
         }
         let mut response = OutboundResponse::new(Code::CONTENT)
-            .with_payload(LINK_FORMAT, payload.into_bytes())
-            .with_etag(etag);
+            .with_payload(LINK_FORMAT, rendered.payload.as_ref().clone())
+            .with_etag(rendered.etag);
         if req.observe == Some(0) {
             response = response.with_observe(lookup_observe_key());
         }
         response
+    }
+}
+
+/// Render one lookup from the index (under the reader's lock).
+fn render_lookup(
+    idx: &Index,
+    route: Route,
+    mut query: LookupQuery,
+    source: SocketAddr,
+    expose_status: bool,
+) -> String {
+    let now = now_ms();
+    let groups: Vec<&Arc<Registration>> = group_ids(idx)
+        .iter()
+        .filter_map(|id| idx.get(*id))
+        .filter(|r| !r.is_expired_at(now))
+        .collect();
+    if route != Route::LookupGroups && query.filters.iter().any(|f| f.name == "gp") {
+        query.bind_groups(groups.iter().map(|r| r.as_ref()));
+    }
+    let visible = |r: &&Arc<Registration>| !r.is_expired_at(now) && visible_to(r, source);
+    if route == Route::LookupGroups {
+        return render_groups(groups.iter().copied().filter(visible), &query).0;
+    }
+    let planned = candidate_ids(idx, &query);
+    let by_id = planned
+        .iter()
+        .flatten()
+        .filter_map(|id| idx.get(*id))
+        .filter(visible);
+    let all = idx.live(now).filter(visible);
+    // Both arms render the same way; only where the candidates come from differs.
+    match (route, planned.is_some()) {
+        (Route::LookupEndpoints, true) => render_endpoints(by_id, &query, expose_status).0,
+        (Route::LookupEndpoints, false) => render_endpoints(all, &query, expose_status).0,
+        (Route::LookupResources, true) => render_resources(by_id, &query, expose_status).0,
+        (Route::LookupResources, false) => render_resources(all, &query, expose_status).0,
+        (_, true) => render_domains(by_id, &query).0,
+        (_, false) => render_domains(all, &query).0,
     }
 }
 
