@@ -107,6 +107,9 @@ pub struct RdConfig {
     pub expose_status: bool,
     /// Accept simple registration (`POST /.well-known/rd`, RFC 9176 §5.1).
     pub simple_registration: bool,
+    /// New endpoints are refused with 5.03 beyond this many registrations (live or in grace):
+    /// the RD is open to its network, and disk and memory are not.
+    pub max_registrations: usize,
 }
 
 impl Default for RdConfig {
@@ -117,6 +120,7 @@ impl Default for RdConfig {
             expiry_grace_s: 3_600,
             expose_status: true,
             simple_registration: true,
+            max_registrations: 200_000,
         }
     }
 }
@@ -240,6 +244,18 @@ impl Default for HttpConfig {
     }
 }
 
+/// `key` must lie in `min..=max`.
+fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            message: format!("{value} is outside {min}..={max}"),
+        })
+    }
+}
+
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -320,12 +336,14 @@ impl Config {
                 "must be between 1.0 and 10.0",
             ));
         }
-        if self.coap.ack_timeout_ms == 0 {
-            return Err(invalid("coap.ack_timeout_ms", "must be at least 1"));
-        }
-        if self.coap.max_retransmit > 20 {
-            return Err(invalid("coap.max_retransmit", "must be at most 20"));
-        }
+        // Upper bounds keep every derived deadline (e.g. MAX_TRANSMIT_WAIT) far from overflow.
+        in_range("coap.ack_timeout_ms", self.coap.ack_timeout_ms, 1, 60_000)?;
+        in_range(
+            "coap.max_retransmit",
+            self.coap.max_retransmit.into(),
+            0,
+            20,
+        )?;
         if self.coap.nstart == 0 || self.coap.max_in_flight == 0 {
             return Err(invalid(
                 "coap.nstart",
@@ -341,21 +359,24 @@ impl Config {
                 ),
             ));
         }
-        if self.pinger.interval_s == 0 || self.pinger.timeout_ms == 0 || self.pinger.attempts == 0 {
-            return Err(invalid(
-                "pinger",
-                "interval_s, timeout_ms and attempts must be at least 1",
-            ));
-        }
+        in_range("pinger.interval_s", self.pinger.interval_s, 1, 86_400)?;
+        in_range("pinger.timeout_ms", self.pinger.timeout_ms, 1, 60_000)?;
+        in_range("pinger.attempts", self.pinger.attempts.into(), 1, 100)?;
         if self.pinger.max_in_flight == 0 {
             return Err(invalid("pinger.max_in_flight", "must be at least 1"));
         }
-        if self.observer.poll_interval_s == 0 {
-            return Err(invalid("observer.poll_interval_s", "must be at least 1"));
-        }
-        if self.executer.timeout_ms == 0 {
-            return Err(invalid("executer.timeout_ms", "must be at least 1"));
-        }
+        in_range(
+            "observer.poll_interval_s",
+            self.observer.poll_interval_s,
+            1,
+            86_400,
+        )?;
+        in_range(
+            "executer.timeout_ms",
+            self.executer.timeout_ms,
+            1,
+            3_600_000,
+        )?;
         let url = &self.platform.url;
         if !url.is_empty() && !url.starts_with("ws://") && !url.starts_with("wss://") {
             return Err(invalid(
@@ -366,9 +387,18 @@ impl Config {
         if self.platform.queue_capacity == 0 {
             return Err(invalid("platform.queue_capacity", "must be at least 1"));
         }
-        if self.platform.reconnect_max_s == 0 {
-            return Err(invalid("platform.reconnect_max_s", "must be at least 1"));
-        }
+        in_range(
+            "platform.reconnect_max_s",
+            self.platform.reconnect_max_s,
+            1,
+            3_600,
+        )?;
+        in_range(
+            "rd.max_registrations",
+            self.rd.max_registrations as u64,
+            1,
+            10_000_000,
+        )?;
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
@@ -468,6 +498,25 @@ mod tests {
         let mut c = Config::from_yaml("platform:\n  token_file: /nonexistent/t\n").unwrap();
         let err = c.resolve_platform_token(None).unwrap_err();
         assert!(err.to_string().contains("platform.token_file"), "{err}");
+    }
+
+    #[test]
+    fn values_past_their_upper_bound_are_refused() {
+        for (yaml, key) in [
+            (
+                "coap:\n  ack_timeout_ms: 100000000000\n",
+                "coap.ack_timeout_ms",
+            ),
+            ("pinger:\n  interval_s: 10000000\n", "pinger.interval_s"),
+            (
+                "executer:\n  timeout_ms: 99999999999\n",
+                "executer.timeout_ms",
+            ),
+            ("rd:\n  max_registrations: 0\n", "rd.max_registrations"),
+        ] {
+            let err = Config::from_yaml(yaml).unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
     }
 
     #[test]

@@ -229,6 +229,24 @@ impl Block1Assembler {
 }
 
 #[cfg(test)]
+mod cache_growth_tests {
+    use super::*;
+
+    #[test]
+    fn re_inserting_one_key_keeps_the_queue_bounded() {
+        let mut c: Block2Cache<u32> = Block2Cache::new(Duration::from_secs(60), 100, 1 << 20);
+        let peer: SocketAddr = "192.0.2.1:5683".parse().unwrap();
+        let now = Instant::now();
+        for i in 0..100_000 {
+            c.insert(peer, "k".into(), i, 10, now);
+        }
+        assert_eq!(c.len(), 1);
+        assert!(c.queued() <= 20, "queue grew to {}", c.queued());
+        assert_eq!(c.get(peer, "k", now), Some(99_999));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -389,6 +407,7 @@ impl<V: Clone> Block2Cache<V> {
         }
         self.bytes += size;
         self.order.push_back((k, self.generation));
+        self.trim(now);
         while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
             if !self.pop_front() {
                 break;
@@ -397,7 +416,21 @@ impl<V: Clone> Block2Cache<V> {
     }
 
     pub fn get(&mut self, peer: SocketAddr, key: &str, now: Instant) -> Option<V> {
-        // Pop expired entries from the front (insertion order is expiry order).
+        self.trim(now);
+        self.map
+            .get(&(peer, key.to_string()))
+            .map(|(_, _, v, _)| v.clone())
+    }
+
+    /// Entries in the order queue, live or not (bounded: see `trim`).
+    pub fn queued(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Drop expired and replaced entries from the front of the queue (insertion order is
+    /// expiry order), and compact the queue when replaced keys pile up behind a live front:
+    /// the same response re-inserted again and again must not grow it without bound.
+    fn trim(&mut self, now: Instant) {
         while let Some((k, generation)) = self.order.front() {
             let live = self.map.get(k).is_some_and(|(at, g, _, _)| {
                 g == generation && now.saturating_duration_since(*at) < self.ttl
@@ -405,12 +438,13 @@ impl<V: Clone> Block2Cache<V> {
             if live {
                 break;
             }
-            // Stale queue entries (replaced keys) and expired ones both go.
             self.pop_front();
         }
-        self.map
-            .get(&(peer, key.to_string()))
-            .map(|(_, _, v, _)| v.clone())
+        if self.order.len() > 2 * self.map.len() + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, generation)| map.get(k).is_some_and(|(_, g, _, _)| g == generation));
+        }
     }
 
     fn pop_front(&mut self) -> bool {

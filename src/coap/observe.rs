@@ -36,6 +36,11 @@ impl Freshness {
     }
 }
 
+/// Observations one peer may hold at once. Each costs a handler run per notification round, so a
+/// peer registering thousands of tokens must not multiply the server's work; real clients
+/// observe a handful of resources.
+pub const MAX_OBSERVATIONS_PER_PEER: usize = 16;
+
 /// Observers by resource key, and the reverse index by (peer, token) for deregistration.
 #[derive(Default)]
 pub struct ObserverRegistry {
@@ -47,6 +52,8 @@ pub struct ObserverRegistry {
     /// Per observer: the ETag of the last representation it was sent, so an unchanged
     /// representation is not sent again (RFC 7641 §4.2: notify when the state changes).
     sent_etag: HashMap<(SocketAddr, Vec<u8>), Vec<u8>>,
+    /// Observations held per peer (bounded by [`MAX_OBSERVATIONS_PER_PEER`]).
+    per_peer: HashMap<SocketAddr, usize>,
     generation: u64,
     next_seq: u32,
     max: usize,
@@ -70,13 +77,17 @@ impl ObserverRegistry {
     }
 
     /// Register (or re-register, §4.1: same token replaces) `req`'s sender as observer of `key`.
-    /// False when full.
+    /// False when full, overall or for that peer (the request is then answered without
+    /// registering, which RFC 7641 §4.1 allows).
     pub fn register(&mut self, key: ObserveKey, req: InboundRequest) -> bool {
         let id = (req.source, req.token.clone());
         self.remove(req.source, &req.token);
-        if self.by_token.len() >= self.max {
+        if self.by_token.len() >= self.max
+            || self.per_peer.get(&req.source).copied().unwrap_or(0) >= MAX_OBSERVATIONS_PER_PEER
+        {
             return false;
         }
+        *self.per_peer.entry(req.source).or_default() += 1;
         self.by_token.insert(id.clone(), key.clone());
         self.by_key.entry(key).or_default().insert(id, req);
         true
@@ -90,6 +101,12 @@ impl ObserverRegistry {
         let Some(key) = self.by_token.remove(&id) else {
             return false;
         };
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
         if let Some(m) = self.by_key.get_mut(&key) {
             m.remove(&id);
             if m.is_empty() {
@@ -207,6 +224,33 @@ mod tests {
             multicast: false,
             token: vec![token],
         }
+    }
+
+    #[test]
+    fn one_peer_holds_a_bounded_number_of_observations() {
+        let mut r = ObserverRegistry::new(1000);
+        let key = ObserveKey("k".into());
+        for t in 0..MAX_OBSERVATIONS_PER_PEER as u8 {
+            assert!(r.register(key.clone(), req(1000, t)));
+        }
+        assert!(
+            !r.register(key.clone(), req(1000, 200)),
+            "over the per-peer cap"
+        );
+        assert!(
+            r.register(key.clone(), req(1001, 200)),
+            "another peer is unaffected"
+        );
+        assert!(
+            r.register(key.clone(), req(1000, 0)),
+            "re-registering a token is no new slot"
+        );
+        let first = req(1000, 1);
+        assert!(r.remove(first.source, &first.token));
+        assert!(
+            r.register(key, req(1000, 201)),
+            "a freed slot can be reused"
+        );
     }
 
     #[test]

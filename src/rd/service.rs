@@ -123,7 +123,7 @@ impl RequestHandler for RdService {
         );
         match (route, req.method) {
             (Route::WellKnownCore, Get) => now(self.discovery(&req)),
-            (Route::WellKnownCore, Post) => {
+            (Route::WellKnownCore, Post) if self.settings.simple_registration => {
                 warn!(
                     "draft-11 simple registration (POST /.well-known/core) from {}",
                     req.source
@@ -133,8 +133,13 @@ impl RequestHandler for RdService {
             (Route::WellKnownRd, Post) if self.settings.simple_registration => {
                 self.simple_registration(req)
             }
+            // Simple registration makes the RD send a GET to an unauthenticated source; when
+            // it is switched off, neither path does.
             (Route::WellKnownRd, _) if !self.settings.simple_registration => {
                 now(error_response(&RdError::NotFound))
+            }
+            (Route::WellKnownCore, Post) if !self.settings.simple_registration => {
+                now(error_response(&RdError::MethodNotAllowed))
             }
             (Route::Directory, Post) => self.register(&req),
             (Route::GroupDirectory, Post) => self.register_group(&req),

@@ -62,7 +62,7 @@ impl RegistryConfig {
             data_dir: config.gateway.data_dir.clone(),
             cache_mb: config.gateway.cache_mb,
             expiry_grace_s: config.rd.expiry_grace_s,
-            max_registrations: None,
+            max_registrations: Some(config.rd.max_registrations),
         }
     }
 }

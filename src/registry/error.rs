@@ -32,6 +32,8 @@ pub enum StoreError {
     },
     #[error("stored record {key} has unsupported format version {version}")]
     UnsupportedVersion { key: String, version: u64 },
+    #[error("registration ids are exhausted (the stored id counter is corrupt)")]
+    IdsExhausted,
     #[error("cannot encode a registration: {0}")]
     Encode(#[source] serde_json::Error),
 }

@@ -126,7 +126,8 @@ impl Store {
     /// makes the counter durable (sled recovers a prefix of its log).
     pub fn allocate_id(&mut self) -> Result<RegistrationId, StoreError> {
         let id = self.next_id;
-        self.next_id += 1;
+        // A corrupt counter near u64::MAX must not wrap to 0 and hand out ids in use.
+        self.next_id = id.checked_add(1).ok_or(StoreError::IdsExhausted)?;
         self.db
             .insert(NEXT_ID_KEY, &self.next_id.to_be_bytes())
             .map_err(StoreError::Io)?;
