@@ -67,6 +67,7 @@ pub struct Config {
     pub rd: RdConfig,
     pub coap: CoapConfig,
     pub pinger: PingerConfig,
+    pub discovery: DiscoveryConfig,
     pub observer: ObserverConfig,
     pub executer: ExecuterConfig,
     pub platform: PlatformConfig,
@@ -167,6 +168,37 @@ impl Default for PingerConfig {
             timeout_ms: 2_000,
             attempts: 3,
             max_in_flight: 1_024,
+        }
+    }
+}
+
+/// Active discovery (issue 9): unicast `GET /.well-known/core` to configured targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    /// Seconds between discovery rounds (the first runs at start).
+    pub interval_s: u64,
+    /// `addr:port`, `addr` (port 5683) or `addr:first-last`; unicast only.
+    pub targets: Vec<String>,
+    /// Lifetime of a discovered registration; each round refreshes it, so it must outlast
+    /// `interval_s`. A device that stops answering expires after it.
+    pub lifetime_s: u32,
+    /// Budget of one device's `GET /.well-known/core`, retransmissions included.
+    pub timeout_ms: u64,
+    /// Devices asked at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            enabled: false,
+            interval_s: 60,
+            targets: Vec::new(),
+            lifetime_s: 180,
+            timeout_ms: 5_000,
+            max_in_flight: 64,
         }
     }
 }
@@ -350,6 +382,25 @@ impl Config {
         if self.pinger.max_in_flight == 0 {
             return Err(invalid("pinger.max_in_flight", "must be at least 1"));
         }
+        let d = &self.discovery;
+        if d.interval_s == 0 || d.timeout_ms == 0 || d.max_in_flight == 0 {
+            return Err(invalid(
+                "discovery",
+                "interval_s, timeout_ms and max_in_flight must be at least 1",
+            ));
+        }
+        if u64::from(d.lifetime_s) <= d.interval_s {
+            return Err(invalid(
+                "discovery.lifetime_s",
+                format!(
+                    "{} must exceed interval_s ({}), or discovered devices expire between rounds",
+                    d.lifetime_s, d.interval_s
+                ),
+            ));
+        }
+        if let Err(e) = crate::discovery::expand_targets(&d.targets) {
+            return Err(invalid("discovery.targets", e.to_string()));
+        }
         if self.observer.poll_interval_s == 0 {
             return Err(invalid("observer.poll_interval_s", "must be at least 1"));
         }
@@ -468,6 +519,26 @@ mod tests {
         let mut c = Config::from_yaml("platform:\n  token_file: /nonexistent/t\n").unwrap();
         let err = c.resolve_platform_token(None).unwrap_err();
         assert!(err.to_string().contains("platform.token_file"), "{err}");
+    }
+
+    #[test]
+    fn discovery_defaults_and_checks() {
+        let c = Config::from_yaml("").unwrap();
+        assert!(!c.discovery.enabled);
+        assert_eq!(c.discovery.interval_s, 60);
+        assert_eq!(c.discovery.lifetime_s, 180);
+        let c = Config::from_yaml(
+            "discovery:\n  enabled: true\n  targets: [\"127.0.0.1:40000-40019\", \"[::1]:5683\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.discovery.targets.len(), 2);
+        let err = Config::from_yaml("discovery:\n  targets: [\"224.0.1.187\"]\n").unwrap_err();
+        assert!(err.to_string().contains("discovery.targets"), "{err}");
+        let err =
+            Config::from_yaml("discovery:\n  interval_s: 60\n  lifetime_s: 60\n").unwrap_err();
+        assert!(err.to_string().contains("discovery.lifetime_s"), "{err}");
+        let err = Config::from_yaml("discovery:\n  timeout_ms: 0\n").unwrap_err();
+        assert!(err.to_string().contains("discovery"), "{err}");
     }
 
     #[test]
