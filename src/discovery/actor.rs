@@ -29,7 +29,7 @@ use crate::rd::register::{check_limited_link, parse_link_payload};
 use crate::rd::LINK_FORMAT;
 use crate::registry::{
     is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registry, RegistryReader,
-    DISCOVERED_MARKER,
+    Remove, DISCOVERED_MARKER,
 };
 use crate::time::now_ms;
 
@@ -123,6 +123,22 @@ impl Discovery {
         })
     }
 
+    /// A device that registered itself after discovery had registered it would otherwise be
+    /// listed twice until the discovered registration expired: remove the discovered one.
+    fn retire_superseded(&self, self_registered: &HashSet<SocketAddr>) {
+        let now = now_ms();
+        let superseded: Vec<_> = self.reader.with_index(|idx| {
+            idx.live(now)
+                .filter(|reg| is_discovered(reg) && self_registered.contains(&reg.source))
+                .map(|reg| (reg.id, reg.ep.clone()))
+                .collect()
+        });
+        for (id, ep) in superseded {
+            info!("discovery: {ep} ({id}) registered itself; removing its discovered registration");
+            self.registry.do_send(Remove { id });
+        }
+    }
+
     fn start_round(&mut self, ctx: &mut Context<Self>) {
         if self.stopped {
             return;
@@ -138,6 +154,7 @@ impl Discovery {
         self.running = true;
         let number = self.round;
         let skip = self.self_registered_addrs();
+        self.retire_superseded(&skip);
         let targets = self.settings.targets.clone();
         let client = self.client.clone();
         let registry = self.registry.clone();
