@@ -46,7 +46,7 @@ impl Sim {
                 let _ = tx.send(line);
             }
         });
-        let mut sim = Sim {
+        let sim = Sim {
             child,
             stdin,
             lines,
