@@ -29,6 +29,10 @@ fn source() -> SocketAddr {
 }
 
 fn discovered(ep: &str, link: &str) -> Register {
+    discovered_at(ep, link, source())
+}
+
+fn discovered_at(ep: &str, link: &str, source: SocketAddr) -> Register {
     Register {
         ep: EndpointName::new(ep).unwrap(),
         d: None,
@@ -36,7 +40,7 @@ fn discovered(ep: &str, link: &str) -> Register {
         lifetime_s: 60,
         attrs: vec![Param::new("src", Some("discovery"))],
         links: vec![Link::new(link)],
-        source: source(),
+        source,
     }
 }
 
@@ -96,4 +100,31 @@ async fn a_self_registered_device_is_never_overwritten() {
     assert_eq!(stored.links, vec![Link::new("/own")]);
     assert_eq!(stored.attrs, vec![Param::new("et", Some("oic.d.light"))]);
     assert_eq!(stored.lifetime_s, 600);
+}
+
+#[actix_rt::test]
+async fn a_name_discovered_at_one_address_is_not_taken_by_another() {
+    let (registry, reader, _dir) = start();
+    let first = match registry
+        .send(RegisterDiscovered(discovered("lamp", "/a")))
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        DiscoveredOutcome::Registered(r) => r.registration,
+        other => panic!("expected a registration, got {other:?}"),
+    };
+    let elsewhere = SocketAddr::from(([127, 0, 0, 1], 40002));
+    let outcome = registry
+        .send(RegisterDiscovered(discovered_at("lamp", "/b", elsewhere)))
+        .await
+        .unwrap()
+        .unwrap();
+    match outcome {
+        DiscoveredOutcome::NameTaken(r) => assert_eq!(r.id, first.id),
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    let stored = reader.get(first.id).unwrap();
+    assert_eq!(stored.source, source());
+    assert_eq!(stored.links, vec![Link::new("/a")]);
 }

@@ -258,6 +258,13 @@ async fn discover_one(
             }
             Found::Registered
         }
+        Ok(Ok(DiscoveredOutcome::NameTaken(r))) => {
+            warn!(
+                "discovery: {addr} offers ep {ep}, already discovered at {} ({}); not registered",
+                r.source, r.id
+            );
+            Found::Failed
+        }
         Ok(Ok(DiscoveredOutcome::SelfRegistered(r))) => {
             debug!(
                 "discovery: {ep} at {addr} registered itself ({}); left alone",

@@ -546,13 +546,19 @@ impl Handler<RegisterDiscovered> for Registry {
     /// between them.
     fn handle(&mut self, msg: RegisterDiscovered, ctx: &mut Self::Context) -> Self::Result {
         let register = msg.0;
-        let self_registered = self.reader.with_index(|index| {
+        let refused = self.reader.with_index(|index| {
             let id = index.find_id_including_expired(&register.ep, register.d.as_ref())?;
-            let reg = index.get_including_expired(id)?;
-            (!is_discovered(reg)).then(|| Arc::clone(reg))
+            let reg = Arc::clone(index.get_including_expired(id)?);
+            if !is_discovered(&reg) {
+                Some(DiscoveredOutcome::SelfRegistered(reg))
+            } else if reg.source != register.source && !index.is_in_grace(id) {
+                Some(DiscoveredOutcome::NameTaken(reg))
+            } else {
+                None
+            }
         });
-        if let Some(reg) = self_registered {
-            return Box::pin(async move { Ok(DiscoveredOutcome::SelfRegistered(reg)) });
+        if let Some(outcome) = refused {
+            return Box::pin(async move { Ok(outcome) });
         }
         let outcome = self
             .apply_register(register)

@@ -49,7 +49,9 @@ pub fn is_discovered(registration: &Registration) -> bool {
 
 /// A registration on a device's behalf by Discovery (issue 9): a [`Register`] that never
 /// replaces a registration of the same `ep`+`d` the device made itself (one without
-/// [`DISCOVERED_MARKER`], live or still in its expiry grace). The caller adds the marker.
+/// [`DISCOVERED_MARKER`], live or still in its expiry grace), nor one discovered at another
+/// address (two devices offering the same `ep`: the first keeps it until it expires, RFC 9176
+/// §7.5 "first come first remembered"). The caller adds the marker.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<DiscoveredOutcome, RegistryError>")]
 pub struct RegisterDiscovered(pub Register);
@@ -60,6 +62,8 @@ pub enum DiscoveredOutcome {
     Registered(Registered),
     /// Left alone: the device registered itself under this name.
     SelfRegistered(Arc<Registration>),
+    /// Left alone: a device at another address was discovered under this name first.
+    NameTaken(Arc<Registration>),
 }
 
 /// Refresh a registration (RFC 9176 §5.3.1): renews the lifetime, optionally changes `lt`,
