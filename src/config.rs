@@ -67,6 +67,7 @@ pub struct Config {
     pub rd: RdConfig,
     pub coap: CoapConfig,
     pub pinger: PingerConfig,
+    pub discovery: DiscoveryConfig,
     pub observer: ObserverConfig,
     pub executer: ExecuterConfig,
     pub platform: PlatformConfig,
@@ -171,6 +172,37 @@ impl Default for PingerConfig {
             timeout_ms: 2_000,
             attempts: 3,
             max_in_flight: 1_024,
+        }
+    }
+}
+
+/// Active discovery (issue 9): unicast `GET /.well-known/core` to configured targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    /// Seconds between discovery rounds (the first runs at start).
+    pub interval_s: u64,
+    /// `addr:port`, `addr` (port 5683) or `addr:first-last`; unicast only.
+    pub targets: Vec<String>,
+    /// Lifetime of a discovered registration; each round refreshes it, so it must outlast
+    /// `interval_s`. A device that stops answering expires after it.
+    pub lifetime_s: u32,
+    /// Budget of one device's `GET /.well-known/core`, retransmissions included.
+    pub timeout_ms: u64,
+    /// Devices asked at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            enabled: false,
+            interval_s: 60,
+            targets: Vec::new(),
+            lifetime_s: 180,
+            timeout_ms: 5_000,
+            max_in_flight: 64,
         }
     }
 }
@@ -365,6 +397,27 @@ impl Config {
         if self.pinger.max_in_flight == 0 {
             return Err(invalid("pinger.max_in_flight", "must be at least 1"));
         }
+        let d = &self.discovery;
+        in_range("discovery.interval_s", d.interval_s, 1, 86_400)?;
+        in_range("discovery.timeout_ms", d.timeout_ms, 1, 60_000)?;
+        in_range(
+            "discovery.max_in_flight",
+            d.max_in_flight as u64,
+            1,
+            100_000,
+        )?;
+        if u64::from(d.lifetime_s) <= d.interval_s {
+            return Err(invalid(
+                "discovery.lifetime_s",
+                format!(
+                    "{} must exceed interval_s ({}), or discovered devices expire between rounds",
+                    d.lifetime_s, d.interval_s
+                ),
+            ));
+        }
+        if let Err(e) = crate::discovery::expand_targets(&d.targets) {
+            return Err(invalid("discovery.targets", e.to_string()));
+        }
         in_range(
             "observer.poll_interval_s",
             self.observer.poll_interval_s,
@@ -517,6 +570,26 @@ mod tests {
             let err = Config::from_yaml(yaml).unwrap_err().to_string();
             assert!(err.contains(key), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn discovery_defaults_and_checks() {
+        let c = Config::from_yaml("").unwrap();
+        assert!(!c.discovery.enabled);
+        assert_eq!(c.discovery.interval_s, 60);
+        assert_eq!(c.discovery.lifetime_s, 180);
+        let c = Config::from_yaml(
+            "discovery:\n  enabled: true\n  targets: [\"127.0.0.1:40000-40019\", \"[::1]:5683\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.discovery.targets.len(), 2);
+        let err = Config::from_yaml("discovery:\n  targets: [\"224.0.1.187\"]\n").unwrap_err();
+        assert!(err.to_string().contains("discovery.targets"), "{err}");
+        let err =
+            Config::from_yaml("discovery:\n  interval_s: 60\n  lifetime_s: 60\n").unwrap_err();
+        assert!(err.to_string().contains("discovery.lifetime_s"), "{err}");
+        let err = Config::from_yaml("discovery:\n  timeout_ms: 0\n").unwrap_err();
+        assert!(err.to_string().contains("discovery"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
+use crate::discovery::{self, DiscoverySettings, StopDiscovery};
 use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, RunningRd};
@@ -45,6 +46,8 @@ pub struct Running {
     pub rd: RunningRd,
     /// `None` when `pinger.enabled` is false.
     pub pinger: Option<actix::Addr<pinger::Pinger>>,
+    /// `None` when `discovery.enabled` is false.
+    pub discovery: Option<actix::Addr<discovery::Discovery>>,
     /// The platform link, on its own arbiter, when `platform.url` is set.
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
 }
@@ -90,6 +93,23 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         reader.clone(),
     )
     .await?;
+    // Discovery asks from the RD's sockets too: devices see the RD's address.
+    let discovery = if config.discovery.enabled {
+        let settings = DiscoverySettings::from_config(&config.discovery).map_err(|e| {
+            ConfigError::Invalid {
+                key: "discovery.targets",
+                message: e.to_string(),
+            }
+        })?;
+        Some(discovery::start(
+            settings,
+            registry.clone(),
+            reader.clone(),
+            rd.client(),
+        ))
+    } else {
+        None
+    };
     // Pings leave from the RD's sockets, so devices see the address they registered with.
     let pinger = config.pinger.enabled.then(|| {
         pinger::start(
@@ -106,6 +126,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         rd,
         platform,
         pinger,
+        discovery,
     })
 }
 
@@ -118,6 +139,9 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     // device and must not race the shutdown.
     if let Some(pinger) = &running.pinger {
         let _ = pinger.send(StopPinger).await;
+    }
+    if let Some(discovery) = &running.discovery {
+        let _ = discovery.send(StopDiscovery).await;
     }
     if let Some((link, arbiter)) = running.platform {
         // Bounded: a platform that does not answer our Close must not hold up the exit.

@@ -28,7 +28,8 @@ use tokio::sync::oneshot;
 use super::error::{RegistryError, StoreError};
 use super::index::Index;
 use super::messages::{
-    Register, Registered, RegistryEvent, RemovalReason, Remove, SetStatus, Subscribe, Update,
+    is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registered, RegistryEvent,
+    RemovalReason, Remove, SetStatus, Subscribe, Update,
 };
 use super::model::{base_from_source, BaseOrigin, Registration, Status};
 use super::reader::RegistryReader;
@@ -534,6 +535,34 @@ impl Handler<Register> for Registry {
 
     fn handle(&mut self, msg: Register, ctx: &mut Self::Context) -> Self::Result {
         let outcome = self.apply_register(msg);
+        self.park(ctx, outcome)
+    }
+}
+
+impl Handler<RegisterDiscovered> for Registry {
+    type Result = ResponseFuture<Result<DiscoveredOutcome, RegistryError>>;
+
+    /// The check and the write happen in one handler call, so no self-registration can slip in
+    /// between them.
+    fn handle(&mut self, msg: RegisterDiscovered, ctx: &mut Self::Context) -> Self::Result {
+        let register = msg.0;
+        let refused = self.reader.with_index(|index| {
+            let id = index.find_id_including_expired(&register.ep, register.d.as_ref())?;
+            let reg = Arc::clone(index.get_including_expired(id)?);
+            if !is_discovered(&reg) {
+                Some(DiscoveredOutcome::SelfRegistered(reg))
+            } else if reg.source != register.source && !index.is_in_grace(id) {
+                Some(DiscoveredOutcome::NameTaken(reg))
+            } else {
+                None
+            }
+        });
+        if let Some(outcome) = refused {
+            return Box::pin(async move { Ok(outcome) });
+        }
+        let outcome = self
+            .apply_register(register)
+            .map(|(registered, events)| (DiscoveredOutcome::Registered(registered), events));
         self.park(ctx, outcome)
     }
 }

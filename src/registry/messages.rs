@@ -36,6 +36,36 @@ pub struct Registered {
     pub created: bool,
 }
 
+/// The endpoint attribute (`src=discovery`) that marks a registration the Discovery actor made on
+/// a device's behalf.
+pub const DISCOVERED_MARKER: (&str, &str) = ("src", "discovery");
+
+/// `true` when `registration` was made by the Discovery actor, not by the device itself.
+pub fn is_discovered(registration: &Registration) -> bool {
+    registration
+        .attr_values(DISCOVERED_MARKER.0)
+        .any(|v| v == DISCOVERED_MARKER.1)
+}
+
+/// A registration on a device's behalf by Discovery (issue 9): a [`Register`] that never
+/// replaces a registration of the same `ep`+`d` the device made itself (one without
+/// [`DISCOVERED_MARKER`], live or still in its expiry grace), nor one discovered at another
+/// address (two devices offering the same `ep`: the first keeps it until it expires, RFC 9176
+/// §7.5 "first come first remembered"). The caller adds the marker.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<DiscoveredOutcome, RegistryError>")]
+pub struct RegisterDiscovered(pub Register);
+
+/// The reply to [`RegisterDiscovered`].
+#[derive(Debug, Clone)]
+pub enum DiscoveredOutcome {
+    Registered(Registered),
+    /// Left alone: the device registered itself under this name.
+    SelfRegistered(Arc<Registration>),
+    /// Left alone: a device at another address was discovered under this name first.
+    NameTaken(Arc<Registration>),
+}
+
 /// Refresh a registration (RFC 9176 §5.3.1): renews the lifetime, optionally changes `lt`,
 /// `base`, and extra attributes (which override same-named ones). A registration whose base was
 /// never explicit moves to `source`. Sets status 1. Revives a registration expired less than

@@ -1,0 +1,382 @@
+//! The Discovery actor (issue 9): on start and every `discovery.interval_s` it sends
+//! `GET /.well-known/core` (Accept: 40, RFC 6690 §4) to every configured target through the
+//! RD's `CoapClient`, and registers each device that answers on its behalf (RFC 9176 §5,
+//! third-party registration): its Limited Link Format links (Appendix C), `base` =
+//! `coap://addr:port`, the endpoint attribute `src=discovery`, and `discovery.lifetime_s`, which
+//! the next round refreshes. A device that stops answering is simply not refreshed and expires.
+//!
+//! Started by `gateway::start` when `discovery.enabled`. It writes only through the Registry's
+//! `RegisterDiscovered`, which refuses to replace a registration the device made itself; a
+//! device whose address already holds a self-registration (under any name) is not asked at all.
+//! A round runs as one future on the actor's context with at most `max_in_flight` requests
+//! outstanding; a round still running when the next is due makes that one skip.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::stream::{self, StreamExt};
+use log::{debug, info, warn};
+
+use super::naming::endpoint_name;
+use super::targets::{expand_targets, TargetError};
+use crate::coap::{ClientRequest, CoapClient, Code};
+use crate::config::DiscoveryConfig;
+use crate::link_format::{Link, Param};
+use crate::pinger::ping_target;
+use crate::rd::register::{check_limited_link, parse_link_payload};
+use crate::rd::LINK_FORMAT;
+use crate::registry::{
+    is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registry, RegistryReader,
+    Remove, DISCOVERED_MARKER,
+};
+use crate::time::now_ms;
+
+/// The Discovery actor's knobs, from `discovery.*` in the config.
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub lifetime_s: u32,
+    pub max_in_flight: usize,
+    /// Every address asked each round, expanded from `discovery.targets`.
+    pub targets: Vec<SocketAddr>,
+}
+
+impl DiscoverySettings {
+    pub fn from_config(config: &DiscoveryConfig) -> Result<Self, TargetError> {
+        Ok(DiscoverySettings {
+            interval: Duration::from_secs(config.interval_s.max(1)),
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+            lifetime_s: config.lifetime_s.max(1),
+            max_in_flight: config.max_in_flight.max(1),
+            targets: expand_targets(&config.targets)?,
+        })
+    }
+}
+
+/// Stop discovering (sent by the gateway before it shuts the CoAP endpoint down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopDiscovery;
+
+/// What one round found, logged at its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundDone {
+    pub asked: usize,
+    pub registered: usize,
+    /// Left alone: the device registered itself (by address or by name).
+    pub self_registered: usize,
+    /// No answer, an error answer, or an answer that is not link-format.
+    pub failed: usize,
+    /// Answers from another Resource Directory (`rt=core.rd*`), never registered.
+    pub resource_directories: usize,
+}
+
+/// One device's result.
+enum Found {
+    Registered,
+    SelfRegistered,
+    Failed,
+    ResourceDirectory,
+}
+
+pub struct Discovery {
+    settings: DiscoverySettings,
+    registry: Addr<Registry>,
+    reader: RegistryReader,
+    client: CoapClient,
+    round: u64,
+    running: bool,
+    stopped: bool,
+}
+
+impl Discovery {
+    pub fn new(
+        settings: DiscoverySettings,
+        registry: Addr<Registry>,
+        reader: RegistryReader,
+        client: CoapClient,
+    ) -> Self {
+        Discovery {
+            settings,
+            registry,
+            reader,
+            client,
+            round: 0,
+            running: false,
+            stopped: false,
+        }
+    }
+
+    /// Addresses that hold a registration their device made itself: discovery leaves them
+    /// alone even under a different name.
+    fn self_registered_addrs(&self) -> HashSet<SocketAddr> {
+        let now = now_ms();
+        self.reader.with_index(|idx| {
+            idx.live(now)
+                .filter(|reg| !is_discovered(reg))
+                .flat_map(|reg| [Some(reg.source), ping_target(&reg.base).ok()])
+                .flatten()
+                .collect()
+        })
+    }
+
+    /// A device that registered itself after discovery had registered it would otherwise be
+    /// listed twice until the discovered registration expired: remove the discovered one.
+    fn retire_superseded(&self, self_registered: &HashSet<SocketAddr>) {
+        let now = now_ms();
+        let superseded: Vec<_> = self.reader.with_index(|idx| {
+            idx.live(now)
+                .filter(|reg| is_discovered(reg) && self_registered.contains(&reg.source))
+                .map(|reg| (reg.id, reg.ep.clone()))
+                .collect()
+        });
+        for (id, ep) in superseded {
+            info!("discovery: {ep} ({id}) registered itself; removing its discovered registration");
+            self.registry.do_send(Remove { id });
+        }
+    }
+
+    fn start_round(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        if self.running {
+            warn!(
+                "discovery: round {} still running after {:?}; skipping this one",
+                self.round, self.settings.interval
+            );
+            return;
+        }
+        self.round += 1;
+        self.running = true;
+        let number = self.round;
+        let skip = self.self_registered_addrs();
+        self.retire_superseded(&skip);
+        let targets = self.settings.targets.clone();
+        let client = self.client.clone();
+        let registry = self.registry.clone();
+        let settings = self.settings.clone();
+        let started = Instant::now();
+        let round = async move {
+            let mut done = RoundDone {
+                asked: targets.len(),
+                ..Default::default()
+            };
+            let mut results = stream::iter(targets)
+                .map(|addr| {
+                    let client = client.clone();
+                    let registry = registry.clone();
+                    let settings = settings.clone();
+                    let skip = skip.contains(&addr);
+                    async move {
+                        if skip {
+                            return Found::SelfRegistered;
+                        }
+                        discover_one(&client, &registry, &settings, addr).await
+                    }
+                })
+                .buffer_unordered(settings.max_in_flight);
+            while let Some(found) = results.next().await {
+                match found {
+                    Found::Registered => done.registered += 1,
+                    Found::SelfRegistered => done.self_registered += 1,
+                    Found::Failed => done.failed += 1,
+                    Found::ResourceDirectory => done.resource_directories += 1,
+                }
+            }
+            done
+        };
+        ctx.spawn(round.into_actor(self).map(move |done, act, _ctx| {
+            act.running = false;
+            info!(
+                "discovery: round {number} in {:?}: {} asked, {} registered, {} self-registered, \
+                 {} without a usable answer, {} resource directories",
+                started.elapsed(),
+                done.asked,
+                done.registered,
+                done.self_registered,
+                done.failed,
+                done.resource_directories
+            );
+        }));
+    }
+}
+
+/// Ask one address and register what it answers.
+async fn discover_one(
+    client: &CoapClient,
+    registry: &Addr<Registry>,
+    settings: &DiscoverySettings,
+    addr: SocketAddr,
+) -> Found {
+    let request = ClientRequest::get("/.well-known/core")
+        .accept(LINK_FORMAT)
+        .timeout(settings.timeout);
+    let response = match client.request(addr, request).await {
+        Ok(r) => r,
+        Err(e) => {
+            debug!("discovery: {addr}: no answer: {e}");
+            return Found::Failed;
+        }
+    };
+    if response.code != Code::CONTENT {
+        debug!("discovery: {addr}: answered {}", response.code);
+        return Found::Failed;
+    }
+    let links = match parse_link_payload(response.content_format, &response.payload) {
+        Ok(links) => links,
+        Err(e) => {
+            debug!("discovery: {addr}: unusable /.well-known/core: {e}");
+            return Found::Failed;
+        }
+    };
+    if is_resource_directory(&links) {
+        debug!("discovery: {addr} is a resource directory; not registering it");
+        return Found::ResourceDirectory;
+    }
+    let links = limited_links(addr, links);
+    let ep = endpoint_name(&links, addr);
+    let register = Register {
+        ep: ep.clone(),
+        d: None,
+        base: Some(base_of(addr)),
+        lifetime_s: settings.lifetime_s,
+        attrs: vec![Param::new(DISCOVERED_MARKER.0, Some(DISCOVERED_MARKER.1))],
+        links,
+        source: addr,
+    };
+    match registry.send(RegisterDiscovered(register)).await {
+        Ok(Ok(DiscoveredOutcome::Registered(r))) => {
+            if r.created {
+                info!(
+                    "discovery: registered {ep} at {addr} ({})",
+                    r.registration.id
+                );
+            }
+            Found::Registered
+        }
+        Ok(Ok(DiscoveredOutcome::NameTaken(r))) => {
+            warn!(
+                "discovery: {addr} offers ep {ep}, already discovered at {} ({}); not registered",
+                r.source, r.id
+            );
+            Found::Failed
+        }
+        Ok(Ok(DiscoveredOutcome::SelfRegistered(r))) => {
+            debug!(
+                "discovery: {ep} at {addr} registered itself ({}); left alone",
+                r.id
+            );
+            Found::SelfRegistered
+        }
+        Ok(Err(e)) => {
+            warn!("discovery: cannot register {ep} at {addr}: {e}");
+            Found::Failed
+        }
+        Err(_) => {
+            warn!("discovery: the registry is not running");
+            Found::Failed
+        }
+    }
+}
+
+/// An answer advertising an RD (RFC 9176 §4.3 `rt=core.rd*`) comes from a directory, not a
+/// device: the RD itself when a range covers its port, or a peer RD.
+fn is_resource_directory(links: &[Link]) -> bool {
+    links
+        .iter()
+        .flat_map(|l| l.values("rt"))
+        .flat_map(str::split_whitespace)
+        .any(|rt| rt.starts_with("core.rd"))
+}
+
+/// The links an RD may store (RFC 9176 Appendix C); the others are dropped, not the device.
+fn limited_links(addr: SocketAddr, links: Vec<Link>) -> Vec<Link> {
+    links
+        .into_iter()
+        .filter(|link| match check_limited_link(link) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!("discovery: {addr}: dropping link <{}>: {e}", link.target);
+                false
+            }
+        })
+        .collect()
+}
+
+/// `coap://127.0.0.1:5683`, `coap://[::1]:5683` (scope ids are not part of a CoAP URI here).
+fn base_of(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("coap://{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("coap://[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+impl Actor for Discovery {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        info!(
+            "discovery: {} targets every {:?}, lifetime {} s",
+            self.settings.targets.len(),
+            self.settings.interval,
+            self.settings.lifetime_s
+        );
+        self.start_round(ctx);
+        ctx.run_interval(self.settings.interval, |act, ctx| act.start_round(ctx));
+    }
+}
+
+impl Handler<StopDiscovery> for Discovery {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopDiscovery, ctx: &mut Self::Context) {
+        self.stopped = true;
+        ctx.stop();
+    }
+}
+
+/// Start the Discovery actor on the current arbiter.
+pub fn start(
+    settings: DiscoverySettings,
+    registry: Addr<Registry>,
+    reader: RegistryReader,
+    client: CoapClient,
+) -> Addr<Discovery> {
+    Discovery::new(settings, registry, reader, client).start()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bases_are_coap_uris() {
+        assert_eq!(
+            base_of("127.0.0.1:40003".parse().unwrap()),
+            "coap://127.0.0.1:40003"
+        );
+        assert_eq!(base_of("[::1]:5683".parse().unwrap()), "coap://[::1]:5683");
+    }
+
+    #[test]
+    fn directories_are_recognised_by_rt() {
+        let rd = vec![Link::new("/rd").with("rt", Some("core.rd"))];
+        let rd_lookup = vec![Link::new("/x").with("rt", Some("foo core.rd-lookup-ep"))];
+        let device = vec![Link::new("/sensors/temp").with("rt", Some("temperature"))];
+        assert!(is_resource_directory(&rd));
+        assert!(is_resource_directory(&rd_lookup));
+        assert!(!is_resource_directory(&device));
+    }
+
+    #[test]
+    fn links_outside_limited_link_format_are_dropped() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let links = vec![Link::new("/ok"), Link::new("relative"), Link::new("/fine")];
+        let kept = limited_links(addr, links);
+        assert_eq!(kept, vec![Link::new("/ok"), Link::new("/fine")]);
+    }
+}

@@ -1,0 +1,15 @@
+//! Active discovery (issue 9): the RD finds devices that do not register themselves by asking
+//! configured unicast targets for `/.well-known/core` (RFC 6690 §4) and registers them on their
+//! behalf as third-party registrations (RFC 9176 §5, `src=discovery`, explicit `base`).
+//!
+//! - `targets`: parsing and expanding `discovery.targets` (pure).
+//! - `naming`: the endpoint name of a discovered device (pure).
+//! - `actor`: the Discovery actor that runs rounds on the RD's `CoapClient`.
+
+pub mod actor;
+pub mod naming;
+pub mod targets;
+
+pub use actor::{start, Discovery, DiscoverySettings, RoundDone, StopDiscovery};
+pub use naming::{endpoint_name, generated_name};
+pub use targets::{expand_targets, parse_target, Target, TargetError};
