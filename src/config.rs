@@ -176,6 +176,17 @@ impl Default for PingerConfig {
 pub struct ObserverConfig {
     pub enabled: bool,
     pub poll_interval_s: u64,
+    /// RD-style filters choosing the links to watch; a link is watched when it matches any
+    /// entry; `&` inside an entry ANDs filters (`"rt=temp*&if=sensor"`).
+    pub select: Vec<String>,
+    /// Forward a poll result only when it differs from the previous one for that link.
+    pub only_changes: bool,
+    /// Per device; frames beyond it are dropped and counted.
+    pub max_frames_per_s: u32,
+    /// Polls and observation set-ups running at once.
+    pub max_in_flight: usize,
+    /// Cap on observations plus polled links held at once (bounded state).
+    pub max_watched: usize,
 }
 
 impl Default for ObserverConfig {
@@ -183,6 +194,11 @@ impl Default for ObserverConfig {
         ObserverConfig {
             enabled: true,
             poll_interval_s: 60,
+            select: vec!["obs".to_string(), "if=sensor".to_string()],
+            only_changes: false,
+            max_frames_per_s: 10,
+            max_in_flight: 256,
+            max_watched: 400_000,
         }
     }
 }
@@ -353,6 +369,18 @@ impl Config {
         if self.observer.poll_interval_s == 0 {
             return Err(invalid("observer.poll_interval_s", "must be at least 1"));
         }
+        if self.observer.max_frames_per_s == 0
+            || self.observer.max_in_flight == 0
+            || self.observer.max_watched == 0
+        {
+            return Err(invalid(
+                "observer",
+                "max_frames_per_s, max_in_flight and max_watched must be at least 1",
+            ));
+        }
+        if let Err(e) = crate::observer::Selection::parse(&self.observer.select) {
+            return Err(invalid("observer.select", e.to_string()));
+        }
         if self.executer.timeout_ms == 0 {
             return Err(invalid("executer.timeout_ms", "must be at least 1"));
         }
@@ -421,6 +449,26 @@ mod tests {
             c.platform.url.is_empty(),
             "default config runs without a platform"
         );
+    }
+
+    #[test]
+    fn observer_keys_have_defaults_and_are_validated() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.observer.select, vec!["obs", "if=sensor"]);
+        assert!(!c.observer.only_changes);
+        assert_eq!(c.observer.max_frames_per_s, 10);
+        assert_eq!(c.observer.max_in_flight, 256);
+        let c = Config::from_yaml("observer:\n  select: [\"rt=temp*&if=sensor\"]\n").unwrap();
+        assert_eq!(c.observer.select, vec!["rt=temp*&if=sensor"]);
+        for bad in [
+            "observer:\n  select: [\"\"]\n",
+            "observer:\n  select: [\"count=3\"]\n",
+            "observer:\n  max_frames_per_s: 0\n",
+            "observer:\n  max_in_flight: 0\n",
+        ] {
+            let err = Config::from_yaml(bad).unwrap_err().to_string();
+            assert!(err.contains("observer"), "{bad}: {err}");
+        }
     }
 
     #[test]
