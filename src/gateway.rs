@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
+use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, RunningRd};
@@ -45,6 +46,8 @@ pub struct Running {
     pub rd: RunningRd,
     /// `None` when `pinger.enabled` is false.
     pub pinger: Option<actix::Addr<pinger::Pinger>>,
+    /// `None` when `observer.enabled` is false or no platform is configured.
+    pub observer: Option<Addr<observer::Observer>>,
     /// The platform link, on its own arbiter, when `platform.url` is set.
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
 }
@@ -90,6 +93,31 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         reader.clone(),
     )
     .await?;
+    // Observations and polls leave from the RD's sockets too. Without a platform the data
+    // would have nowhere to go, so the Observer only runs when one is configured.
+    let observer = match (&platform, config.observer.enabled) {
+        (Some((link, _)), true) => {
+            let settings = ObserverSettings::from_config(&config.observer).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "observer.select",
+                    message: e.to_string(),
+                }
+            })?;
+            let observer = observer::start(
+                settings,
+                reader.clone(),
+                rd.client(),
+                link.clone().recipient(),
+            );
+            registry.do_send(Subscribe(observer.clone().recipient()));
+            Some(observer)
+        }
+        (None, true) => {
+            info!("observer not started: no platform to send data to (platform.url is empty)");
+            None
+        }
+        (_, false) => None,
+    };
     // Pings leave from the RD's sockets, so devices see the address they registered with.
     let pinger = config.pinger.enabled.then(|| {
         pinger::start(
@@ -106,6 +134,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         rd,
         platform,
         pinger,
+        observer,
     })
 }
 
@@ -118,6 +147,10 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     // device and must not race the shutdown.
     if let Some(pinger) = &running.pinger {
         let _ = pinger.send(StopPinger).await;
+    }
+    // Observations are cancelled (deregistration GETs) while the endpoint can still send.
+    if let Some(observer) = &running.observer {
+        let _ = observer.send(StopObserver).await;
     }
     if let Some((link, arbiter)) = running.platform {
         // Bounded: a platform that does not answer our Close must not hold up the exit.

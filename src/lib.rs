@@ -25,6 +25,7 @@ pub mod coap;
 pub mod config;
 pub mod gateway;
 pub mod link_format;
+pub mod observer;
 pub mod pinger;
 pub mod platform;
 pub mod rd;
