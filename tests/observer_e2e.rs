@@ -363,3 +363,17 @@ fn delete_stops_frames_and_the_device_sees_the_deregistration() {
     assert_eq!(dev.notifications.load(Ordering::Relaxed), sent);
     assert_eq!(data_frames(&platform, "raw1", "/temp").len(), after);
 }
+
+#[test]
+fn without_a_platform_the_observer_does_not_run() {
+    let gw = Gateway::start_with(GatewayOptions {
+        extra_yaml: "observer:\n  enabled: true\n".into(),
+        ..GatewayOptions::default()
+    });
+    assert!(
+        gw.wait_for_log("observer not started", Duration::from_secs(10)),
+        "{}",
+        gw.log_text()
+    );
+    assert!(!gw.log_text().contains("observer: polling every"));
+}
