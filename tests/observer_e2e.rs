@@ -2,7 +2,8 @@
 //! processes over loopback: an observed resource's notifications arrive as `data` frames in
 //! order; a polled resource gives about one frame per interval; a silent device stops producing
 //! frames and its observation comes back when it wakes; DELETE of a registration stops the
-//! frames and the device sees the deregistration (a test-owned device counts Observe=1 GETs).
+//! frames and the device sees the deregistration (a test-owned device counts Observe=1 GETs);
+//! a device the Pinger marks 0 produces no frames and is observed again once it is back at 1.
 
 mod common;
 
@@ -376,4 +377,44 @@ fn without_a_platform_the_observer_does_not_run() {
         gw.log_text()
     );
     assert!(!gw.log_text().contains("observer: polling every"));
+}
+
+#[test]
+fn status_zero_stops_the_watch_and_status_one_brings_it_back() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = Gateway::start_with(GatewayOptions {
+        extra_yaml: format!(
+            "platform:\n  url: {:?}\n  reconnect_max_s: 1\nobserver:\n  enabled: true\n\
+             pinger:\n  enabled: true\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n",
+            platform.url()
+        ),
+        ..GatewayOptions::default()
+    });
+    let mut sim = Sim::start(&gw, 1);
+    assert!(wait_frames(&platform, "obs-0", "/sensors/temp", 2, WAIT).len() >= 2);
+    sim.command("silent 0");
+    let down = platform
+        .wait_for(WAIT, |f| f["type"] == "device_status" && f["status"] == 0)
+        .expect("the Pinger marks the silent device 0");
+    assert_eq!(down["ep"], "obs-0");
+    let at_zero = data_frames(&platform, "obs-0", "/sensors/temp").len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        data_frames(&platform, "obs-0", "/sensors/temp").len(),
+        at_zero,
+        "frames from a device at status 0"
+    );
+    sim.command("wake 0");
+    platform
+        .wait_for(WAIT, |f| f["type"] == "device_status" && f["status"] == 1)
+        .expect("the Pinger marks the device 1 again");
+    // Re-established on the status change, well before the loss deadline would fire.
+    let back = wait_frames(
+        &platform,
+        "obs-0",
+        "/sensors/temp",
+        at_zero + 2,
+        Duration::from_secs(10),
+    );
+    assert!(back.len() >= at_zero + 2, "no frames after status 1");
 }
