@@ -212,6 +212,17 @@ impl Default for DiscoveryConfig {
 pub struct ObserverConfig {
     pub enabled: bool,
     pub poll_interval_s: u64,
+    /// RD-style filters choosing the links to watch; a link is watched when it matches any
+    /// entry; `&` inside an entry ANDs filters (`"rt=temp*&if=sensor"`).
+    pub select: Vec<String>,
+    /// Forward a poll result only when it differs from the previous one for that link.
+    pub only_changes: bool,
+    /// Per device; frames beyond it are dropped and counted.
+    pub max_frames_per_s: u32,
+    /// Polls and observation set-ups running at once.
+    pub max_in_flight: usize,
+    /// Cap on observations plus polled links held at once (bounded state).
+    pub max_watched: usize,
 }
 
 impl Default for ObserverConfig {
@@ -219,6 +230,11 @@ impl Default for ObserverConfig {
         ObserverConfig {
             enabled: true,
             poll_interval_s: 60,
+            select: vec!["obs".to_string(), "if=sensor".to_string()],
+            only_changes: false,
+            max_frames_per_s: 10,
+            max_in_flight: 256,
+            max_watched: 400_000,
         }
     }
 }
@@ -418,6 +434,18 @@ impl Config {
         if let Err(e) = crate::discovery::expand_targets(&d.targets) {
             return Err(invalid("discovery.targets", e.to_string()));
         }
+        let o = &self.observer;
+        in_range(
+            "observer.max_frames_per_s",
+            o.max_frames_per_s.into(),
+            1,
+            1_000_000,
+        )?;
+        in_range("observer.max_in_flight", o.max_in_flight as u64, 1, 100_000)?;
+        in_range("observer.max_watched", o.max_watched as u64, 1, 10_000_000)?;
+        if let Err(e) = crate::observer::Selection::parse(&o.select) {
+            return Err(invalid("observer.select", e.to_string()));
+        }
         in_range(
             "observer.poll_interval_s",
             self.observer.poll_interval_s,
@@ -504,6 +532,26 @@ mod tests {
             c.platform.url.is_empty(),
             "default config runs without a platform"
         );
+    }
+
+    #[test]
+    fn observer_keys_have_defaults_and_are_validated() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.observer.select, vec!["obs", "if=sensor"]);
+        assert!(!c.observer.only_changes);
+        assert_eq!(c.observer.max_frames_per_s, 10);
+        assert_eq!(c.observer.max_in_flight, 256);
+        let c = Config::from_yaml("observer:\n  select: [\"rt=temp*&if=sensor\"]\n").unwrap();
+        assert_eq!(c.observer.select, vec!["rt=temp*&if=sensor"]);
+        for bad in [
+            "observer:\n  select: [\"\"]\n",
+            "observer:\n  select: [\"count=3\"]\n",
+            "observer:\n  max_frames_per_s: 0\n",
+            "observer:\n  max_in_flight: 0\n",
+        ] {
+            let err = Config::from_yaml(bad).unwrap_err().to_string();
+            assert!(err.contains("observer"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
+use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, RunningRd};
@@ -48,6 +49,8 @@ pub struct Running {
     pub pinger: Option<actix::Addr<pinger::Pinger>>,
     /// `None` when `discovery.enabled` is false.
     pub discovery: Option<actix::Addr<discovery::Discovery>>,
+    /// `None` when `observer.enabled` is false or no platform is configured.
+    pub observer: Option<Addr<observer::Observer>>,
     /// The platform link, on its own arbiter, when `platform.url` is set.
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
 }
@@ -110,6 +113,31 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     } else {
         None
     };
+    // Observations and polls leave from the RD's sockets too. Without a platform the data
+    // would have nowhere to go, so the Observer only runs when one is configured.
+    let observer = match (&platform, config.observer.enabled) {
+        (Some((link, _)), true) => {
+            let settings = ObserverSettings::from_config(&config.observer).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "observer.select",
+                    message: e.to_string(),
+                }
+            })?;
+            let observer = observer::start(
+                settings,
+                reader.clone(),
+                rd.client(),
+                link.clone().recipient(),
+            );
+            registry.do_send(Subscribe(observer.clone().recipient()));
+            Some(observer)
+        }
+        (None, true) => {
+            info!("observer not started: no platform to send data to (platform.url is empty)");
+            None
+        }
+        (_, false) => None,
+    };
     // Pings leave from the RD's sockets, so devices see the address they registered with.
     let pinger = config.pinger.enabled.then(|| {
         pinger::start(
@@ -127,6 +155,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         platform,
         pinger,
         discovery,
+        observer,
     })
 }
 
@@ -142,6 +171,10 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     }
     if let Some(discovery) = &running.discovery {
         let _ = discovery.send(StopDiscovery).await;
+    }
+    // Observations are cancelled (deregistration GETs) while the endpoint can still send.
+    if let Some(observer) = &running.observer {
+        let _ = observer.send(StopObserver).await;
     }
     if let Some((link, arbiter)) = running.platform {
         // Bounded: a platform that does not answer our Close must not hold up the exit.

@@ -28,6 +28,7 @@ pub mod config;
 pub mod discovery;
 pub mod gateway;
 pub mod link_format;
+pub mod observer;
 pub mod pinger;
 pub mod platform;
 pub mod rd;

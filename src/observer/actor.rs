@@ -1,0 +1,558 @@
+//! The Observer actor (issue 8): for every live registration it watches the links chosen by
+//! `observer.select` and hands each value to PlatformLink as a `data` frame.
+//!
+//! - A link with `obs` gets one RFC 7641 observation (§3.1), run by a task of its own through
+//!   the RD's `CoapClient`; every notification goes to the actor, which forwards it. The task
+//!   re-establishes the observation with back-off when it is lost: the stream ends (a final
+//!   response, §3.2; a RST ends it on the client side too) or no notification arrives within
+//!   Max-Age plus a margin (§3.3.1). It deregisters (§3.6, GET with Observe=1) when cancelled.
+//! - Other selected links are polled with GET every `poll_interval_s`, each at a fixed phase
+//!   of the interval (`schedule`), at most `max_in_flight` at once.
+//! - A device's watch is rebuilt when it registers, when its address or selected links change
+//!   (an update), and when it returns to status 1; it is cancelled when the device goes to
+//!   status 0, is removed or expires. Every watch carries a generation, so values from an old
+//!   watch are never forwarded.
+//! - Frames per device are capped by a token bucket (`max_frames_per_s`); drops are counted
+//!   and logged every [`STATS_EVERY`] with the other counters.
+//!
+//! Started by `gateway::start` when `observer.enabled` and a platform is configured.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, info};
+use tokio::sync::{oneshot, Semaphore};
+
+use super::schedule::{first_due_ms, next_due_ms};
+use super::strategy::{
+    backoff, forward_poll, loss_deadline, watched_links, Reading, SelectError, Selection,
+    TokenBucket, Watched,
+};
+use crate::coap::{ClientRequest, ClientResponse, CoapClient};
+use crate::config::ObserverConfig;
+use crate::pinger::ping_target;
+use crate::platform::protocol::DataFrame;
+use crate::platform::{OutboundFrame, SendFrame};
+use crate::registry::{Registration, RegistrationId, RegistryEvent, RegistryReader, Status};
+use crate::time::now_ms;
+
+/// How often due polls are released.
+pub const TICK: Duration = Duration::from_millis(100);
+/// How often the counters are logged (when anything moved).
+pub const STATS_EVERY: Duration = Duration::from_secs(10);
+/// Budget of one observation set-up or deregistration.
+const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+
+/// The Observer's knobs, from `observer.*` in the config.
+#[derive(Debug, Clone)]
+pub struct ObserverSettings {
+    pub selection: Selection,
+    pub poll_interval: Duration,
+    pub only_changes: bool,
+    pub max_frames_per_s: u32,
+    pub max_in_flight: usize,
+    pub max_watched: usize,
+}
+
+impl ObserverSettings {
+    pub fn from_config(config: &ObserverConfig) -> Result<Self, SelectError> {
+        Ok(ObserverSettings {
+            selection: Selection::parse(&config.select)?,
+            poll_interval: Duration::from_secs(config.poll_interval_s.max(1)),
+            only_changes: config.only_changes,
+            max_frames_per_s: config.max_frames_per_s.max(1),
+            max_in_flight: config.max_in_flight.max(1),
+            max_watched: config.max_watched.max(1),
+        })
+    }
+}
+
+/// Stop observing and polling (sent by the gateway before the CoAP endpoint shuts down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopObserver;
+
+/// A value from an observation task.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Notified {
+    id: RegistrationId,
+    generation: u64,
+    path: Arc<str>,
+    response: ClientResponse,
+}
+
+/// Counters shared with the observation tasks.
+#[derive(Default)]
+struct Stats {
+    frames: AtomicU64,
+    rate_dropped: AtomicU64,
+    unchanged: AtomicU64,
+    lost: AtomicU64,
+    setup_failed: AtomicU64,
+    polls_failed: AtomicU64,
+    capped: AtomicU64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> [u64; 7] {
+        [
+            &self.frames,
+            &self.rate_dropped,
+            &self.unchanged,
+            &self.lost,
+            &self.setup_failed,
+            &self.polls_failed,
+            &self.capped,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// One device being watched.
+struct Device {
+    reg: Arc<Registration>,
+    peer: SocketAddr,
+    generation: u64,
+    links: Vec<Watched>,
+    /// Dropping a sender (or sending on it) cancels that observation.
+    cancels: Vec<oneshot::Sender<()>>,
+    bucket: TokenBucket,
+    last_poll: HashMap<Arc<str>, Reading>,
+}
+
+/// A polled link's next turn.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at_ms: u64,
+    id: RegistrationId,
+    generation: u64,
+    path: Arc<str>,
+}
+
+pub struct Observer {
+    settings: ObserverSettings,
+    reader: RegistryReader,
+    client: CoapClient,
+    platform: Recipient<SendFrame>,
+    devices: HashMap<RegistrationId, Device>,
+    polls: BinaryHeap<Reverse<Due>>,
+    polls_in_flight: usize,
+    setups: Arc<Semaphore>,
+    watched: usize,
+    next_generation: u64,
+    stats: Arc<Stats>,
+    last_logged: [u64; 7],
+}
+
+impl Observer {
+    pub fn new(
+        settings: ObserverSettings,
+        reader: RegistryReader,
+        client: CoapClient,
+        platform: Recipient<SendFrame>,
+    ) -> Self {
+        let setups = Arc::new(Semaphore::new(settings.max_in_flight));
+        Observer {
+            settings,
+            reader,
+            client,
+            platform,
+            devices: HashMap::new(),
+            polls: BinaryHeap::new(),
+            polls_in_flight: 0,
+            setups,
+            watched: 0,
+            next_generation: 1,
+            stats: Arc::default(),
+            last_logged: [0; 7],
+        }
+    }
+
+    /// Bring one device's watch in line with its registration.
+    fn sync(&mut self, reg: &Arc<Registration>, force: bool, ctx: &mut Context<Self>) {
+        if reg.status == Status::Disconnected {
+            self.stop_device(reg.id);
+            return;
+        }
+        let peer = match ping_target(&reg.base) {
+            Ok(peer) => peer,
+            Err(e) => {
+                debug!("observer: not watching {} ({}): {e}", reg.ep, reg.id);
+                self.stop_device(reg.id);
+                return;
+            }
+        };
+        let links = watched_links(&self.settings.selection, reg);
+        if let Some(dev) = self.devices.get_mut(&reg.id) {
+            if !force && dev.peer == peer && dev.links == links {
+                dev.reg = Arc::clone(reg);
+                return;
+            }
+        }
+        self.stop_device(reg.id);
+        if links.is_empty() {
+            return;
+        }
+        if self.watched + links.len() > self.settings.max_watched {
+            self.stats.capped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.start_device(Arc::clone(reg), peer, links, ctx);
+    }
+
+    fn start_device(
+        &mut self,
+        reg: Arc<Registration>,
+        peer: SocketAddr,
+        links: Vec<Watched>,
+        ctx: &mut Context<Self>,
+    ) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let now = now_ms();
+        let interval_ms = self.settings.poll_interval.as_millis() as u64;
+        let mut cancels = Vec::new();
+        for link in &links {
+            let path: Arc<str> = Arc::from(link.path.as_str());
+            if link.observe {
+                let (tx, rx) = oneshot::channel();
+                cancels.push(tx);
+                let task = ObservationTask {
+                    client: self.client.clone(),
+                    setups: Arc::clone(&self.setups),
+                    observer: ctx.address(),
+                    stats: Arc::clone(&self.stats),
+                    peer,
+                    id: reg.id,
+                    generation,
+                    path,
+                };
+                actix::spawn(task.run(rx));
+            } else {
+                self.polls.push(Reverse(Due {
+                    at_ms: first_due_ms(now, interval_ms, reg.id.0, &path),
+                    id: reg.id,
+                    generation,
+                    path,
+                }));
+            }
+        }
+        self.watched += links.len();
+        let bucket = TokenBucket::new(self.settings.max_frames_per_s, now);
+        self.devices.insert(
+            reg.id,
+            Device {
+                reg,
+                peer,
+                generation,
+                links,
+                cancels,
+                bucket,
+                last_poll: HashMap::new(),
+            },
+        );
+    }
+
+    /// Cancel a device's observations (each task deregisters) and forget its polls (their
+    /// heap entries carry a stale generation and are skipped).
+    fn stop_device(&mut self, id: RegistrationId) {
+        if let Some(dev) = self.devices.remove(&id) {
+            self.watched = self.watched.saturating_sub(dev.links.len());
+            for cancel in dev.cancels {
+                let _ = cancel.send(());
+            }
+        }
+    }
+
+    fn current(&mut self, id: RegistrationId, generation: u64) -> Option<&mut Device> {
+        self.devices
+            .get_mut(&id)
+            .filter(|d| d.generation == generation)
+    }
+
+    /// Forward one value, within the device's rate.
+    fn forward(&mut self, id: RegistrationId, generation: u64, path: &str, resp: &ClientResponse) {
+        let now = now_ms();
+        let stats = Arc::clone(&self.stats);
+        let Some(dev) = self.current(id, generation) else {
+            return;
+        };
+        if !dev.bucket.try_take(now) {
+            stats.rate_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let frame = DataFrame::new(
+            dev.reg.ep.to_string(),
+            dev.reg.d.as_ref().map(ToString::to_string),
+            path,
+            resp.code.to_string(),
+            resp.content_format,
+            &resp.payload,
+            now,
+        );
+        stats.frames.fetch_add(1, Ordering::Relaxed);
+        self.platform.do_send(SendFrame(OutboundFrame::Data(frame)));
+    }
+
+    fn release_polls(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        while self.polls_in_flight < self.settings.max_in_flight {
+            match self.polls.peek() {
+                Some(Reverse(due)) if due.at_ms <= now => {}
+                _ => break,
+            }
+            let Some(Reverse(due)) = self.polls.pop() else {
+                break;
+            };
+            let Some(dev) = self.current(due.id, due.generation) else {
+                continue;
+            };
+            let peer = dev.peer;
+            self.polls_in_flight += 1;
+            let client = self.client.clone();
+            let budget = self.settings.poll_interval.min(REQUEST_BUDGET);
+            let req = ClientRequest::get(&due.path).timeout(budget);
+            ctx.spawn(
+                async move { client.request(peer, req).await }
+                    .into_actor(self)
+                    .map(move |result, act, _| act.finish_poll(due, result)),
+            );
+        }
+    }
+
+    fn finish_poll(&mut self, due: Due, result: Result<ClientResponse, crate::coap::ClientError>) {
+        self.polls_in_flight -= 1;
+        let interval_ms = self.settings.poll_interval.as_millis() as u64;
+        let only_changes = self.settings.only_changes;
+        let stats = Arc::clone(&self.stats);
+        let Some(dev) = self.current(due.id, due.generation) else {
+            return;
+        };
+        let forward = match &result {
+            Ok(resp) => {
+                let reading = Reading {
+                    code: resp.code.to_string(),
+                    content_format: resp.content_format,
+                    payload: resp.payload.clone(),
+                };
+                let fwd = forward_poll(only_changes, dev.last_poll.get(&due.path), &reading);
+                if !fwd {
+                    stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                }
+                dev.last_poll.insert(Arc::clone(&due.path), reading);
+                fwd
+            }
+            Err(e) => {
+                stats.polls_failed.fetch_add(1, Ordering::Relaxed);
+                debug!("observer: GET {} from {}: {e}", due.path, dev.reg.ep);
+                false
+            }
+        };
+        if let (true, Ok(resp)) = (forward, &result) {
+            self.forward(due.id, due.generation, &due.path, resp);
+        }
+        self.polls.push(Reverse(Due {
+            at_ms: next_due_ms(due.at_ms, interval_ms, now_ms()),
+            ..due
+        }));
+    }
+
+    fn log_stats(&mut self) {
+        let now = self.stats.snapshot();
+        if now == self.last_logged {
+            return;
+        }
+        let d: Vec<u64> = now
+            .iter()
+            .zip(self.last_logged.iter())
+            .map(|(a, b)| a - b)
+            .collect();
+        info!(
+            "observer: {} devices, {} links watched; last {} s: {} frames, {} dropped by the \
+             rate limit, {} unchanged polls not sent, {} observations lost, {} set-ups failed, \
+             {} polls failed, {} devices over max_watched",
+            self.devices.len(),
+            self.watched,
+            STATS_EVERY.as_secs(),
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            d[5],
+            d[6]
+        );
+        self.last_logged = now;
+    }
+}
+
+/// One observation's life: establish, forward, re-establish with back-off, deregister.
+struct ObservationTask {
+    client: CoapClient,
+    setups: Arc<Semaphore>,
+    observer: Addr<Observer>,
+    stats: Arc<Stats>,
+    peer: SocketAddr,
+    id: RegistrationId,
+    generation: u64,
+    path: Arc<str>,
+}
+
+impl ObservationTask {
+    fn notify(&self, response: ClientResponse) {
+        self.observer.do_send(Notified {
+            id: self.id,
+            generation: self.generation,
+            path: Arc::clone(&self.path),
+            response,
+        });
+    }
+
+    async fn run(self, mut cancel: oneshot::Receiver<()>) {
+        let mut failures = 0u32;
+        loop {
+            let setup = async {
+                // Bounded set-ups: a registry load of 10k devices must not flood the socket.
+                let _permit = self.setups.acquire().await.ok()?;
+                let req = ClientRequest::get(&self.path).timeout(REQUEST_BUDGET);
+                Some(self.client.observe(self.peer, req).await)
+            };
+            let attempt = tokio::select! {
+                biased;
+                _ = &mut cancel => return,
+                attempt = setup => attempt,
+            };
+            match attempt {
+                None => return, // the semaphore is never closed; nothing to do without it
+                Some(Ok(mut obs)) => {
+                    let observing = obs.first.code.is_success() && obs.first.observe.is_some();
+                    let mut quiet = loss_deadline(obs.first.max_age);
+                    self.notify(obs.first.clone());
+                    if observing {
+                        failures = 0;
+                        loop {
+                            tokio::select! {
+                                biased;
+                                _ = &mut cancel => {
+                                    obs.cancel().await;
+                                    return;
+                                }
+                                next = tokio::time::timeout(quiet, obs.next()) => match next {
+                                    Ok(Some(resp)) => {
+                                        quiet = loss_deadline(resp.max_age);
+                                        self.notify(resp);
+                                    }
+                                    // Ended by the device (final response or RST) or lost.
+                                    Ok(None) | Err(_) => break,
+                                },
+                            }
+                        }
+                        self.stats.lost.fetch_add(1, Ordering::Relaxed);
+                        debug!(
+                            "observer: observation of {} at {} lost",
+                            self.path, self.peer
+                        );
+                    } else {
+                        failures += 1;
+                    }
+                }
+                Some(Err(e)) => {
+                    failures += 1;
+                    self.stats.setup_failed.fetch_add(1, Ordering::Relaxed);
+                    debug!(
+                        "observer: cannot observe {} at {}: {e}",
+                        self.path, self.peer
+                    );
+                }
+            }
+            let wait = if failures == 0 {
+                Duration::ZERO
+            } else {
+                backoff(failures - 1)
+            };
+            tokio::select! {
+                biased;
+                _ = &mut cancel => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+impl Actor for Observer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        info!(
+            "observer: polling every {} s, at most {} frames/s per device, {} in flight",
+            self.settings.poll_interval.as_secs(),
+            self.settings.max_frames_per_s,
+            self.settings.max_in_flight
+        );
+        let now = now_ms();
+        let live: Vec<Arc<Registration>> = self
+            .reader
+            .with_index(|idx| idx.live(now).cloned().collect());
+        for reg in &live {
+            self.sync(reg, false, ctx);
+        }
+        ctx.run_interval(TICK, |act, ctx| act.release_polls(ctx));
+        ctx.run_interval(STATS_EVERY, |act, _| act.log_stats());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        let ids: Vec<RegistrationId> = self.devices.keys().copied().collect();
+        for id in ids {
+            self.stop_device(id);
+        }
+    }
+}
+
+impl Handler<RegistryEvent> for Observer {
+    type Result = ();
+
+    fn handle(&mut self, event: RegistryEvent, ctx: &mut Self::Context) {
+        match event {
+            // A (re-)registration: the device may have restarted and forgotten its observers.
+            RegistryEvent::Registered(reg) => self.sync(&reg, true, ctx),
+            RegistryEvent::Updated(reg) => self.sync(&reg, false, ctx),
+            RegistryEvent::StatusChanged(reg) => {
+                // Back at 1: whatever it had, its observations are re-established.
+                self.sync(&reg, reg.status == Status::Connected, ctx)
+            }
+            RegistryEvent::Removed { registration, .. } => self.stop_device(registration.id),
+        }
+    }
+}
+
+impl Handler<Notified> for Observer {
+    type Result = ();
+
+    fn handle(&mut self, n: Notified, _: &mut Self::Context) {
+        self.forward(n.id, n.generation, &n.path, &n.response);
+    }
+}
+
+impl Handler<StopObserver> for Observer {
+    type Result = ();
+
+    fn handle(&mut self, _: StopObserver, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Start the Observer on the current actix system.
+pub fn start(
+    settings: ObserverSettings,
+    reader: RegistryReader,
+    client: CoapClient,
+    platform: Recipient<SendFrame>,
+) -> Addr<Observer> {
+    Observer::new(settings, reader, client, platform).start()
+}

@@ -1,0 +1,420 @@
+//! The Observer end to end (issue 8), with the real gateway, `platform-sim` and `device-sim`
+//! processes over loopback: an observed resource's notifications arrive as `data` frames in
+//! order; a polled resource gives about one frame per interval; a silent device stops producing
+//! frames and its observation comes back when it wakes; DELETE of a registration stops the
+//! frames and the device sees the deregistration (a test-owned device counts Observe=1 GETs);
+//! a device the Pinger marks 0 produces no frames and is observed again once it is back at 1.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::coap_peer::*;
+use common::platform_sim::PlatformSim;
+use common::{Gateway, GatewayOptions};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn gateway(sim: &PlatformSim, observer_yaml: &str) -> Gateway {
+    Gateway::start_with(GatewayOptions {
+        extra_yaml: format!(
+            "platform:\n  url: {:?}\n  reconnect_max_s: 1\nobserver:\n  enabled: true\n{observer_yaml}",
+            sim.url()
+        ),
+        ..GatewayOptions::default()
+    })
+}
+
+/// A running `device-sim`; killed on drop.
+struct Sim {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Sim {
+    fn start(gw: &Gateway, count: usize) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
+            .args([
+                "--rd",
+                &gw.addr().to_string(),
+                "--count",
+                &count.to_string(),
+            ])
+            .args(["--prefix", "obs-", "--lt", "60"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn device-sim");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let sim = Sim {
+            child,
+            stdin,
+            lines,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = sim.lines.recv_timeout(left).expect("device-sim ready line");
+            if line.starts_with("device-sim ready:") {
+                return sim;
+            }
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data_frames(sim: &PlatformSim, ep: &str, path: &str) -> Vec<Value> {
+    sim.frames()
+        .into_iter()
+        .filter(|f| f["type"] == "data" && f["ep"] == ep && f["path"] == path)
+        .collect()
+}
+
+fn wait_frames(sim: &PlatformSim, ep: &str, path: &str, n: usize, budget: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + budget;
+    loop {
+        let frames = data_frames(sim, ep, path);
+        if frames.len() >= n || Instant::now() > deadline {
+            return frames;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The step (0..100) of a device-sim temperature "2X.Y".
+fn step(value: &str) -> u64 {
+    let v: f64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {value}"));
+    ((v - 20.0) * 10.0).round() as u64
+}
+
+#[test]
+fn observed_resource_changes_arrive_as_frames_in_order() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = gateway(&platform, "");
+    let _sim = Sim::start(&gw, 1);
+    let frames = wait_frames(&platform, "obs-0", "/sensors/temp", 6, WAIT);
+    assert!(
+        frames.len() >= 6,
+        "only {} frames: {frames:?}",
+        frames.len()
+    );
+    for f in &frames {
+        assert_eq!(f["code"], "2.05");
+        assert_eq!(f["content_format"], 0);
+        assert_eq!(f["payload_encoding"], "utf8");
+        assert_eq!(f["d"], Value::Null);
+    }
+    // The device's sawtooth moves one step a second; notifications follow it in order (a step
+    // may be skipped when a second is missed, never repeated or reversed).
+    let steps: Vec<u64> = frames
+        .iter()
+        .map(|f| step(f["payload"].as_str().unwrap()))
+        .collect();
+    for w in steps.windows(2) {
+        let forward = (w[1] + 100 - w[0]) % 100;
+        assert!((1..=3).contains(&forward), "out of sequence: {steps:?}");
+    }
+    let ats: Vec<&str> = frames.iter().map(|f| f["at"].as_str().unwrap()).collect();
+    assert!(ats.windows(2).all(|w| w[0] <= w[1]), "{ats:?}");
+    // The LED (no obs, if=actuator) is not selected by the default selection.
+    assert!(data_frames(&platform, "obs-0", "/actuators/led").is_empty());
+}
+
+#[test]
+fn polled_resource_yields_about_one_frame_per_interval() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = gateway(
+        &platform,
+        "  poll_interval_s: 1\n  select: [\"if=actuator\"]\n",
+    );
+    let _sim = Sim::start(&gw, 1);
+    let first = wait_frames(&platform, "obs-0", "/actuators/led", 1, WAIT);
+    assert_eq!(first.len(), 1, "no poll result within {WAIT:?}");
+    assert_eq!(first[0]["code"], "2.05");
+    let before = data_frames(&platform, "obs-0", "/actuators/led").len();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = data_frames(&platform, "obs-0", "/actuators/led").len() - before;
+    assert!(
+        (3..=5).contains(&during),
+        "{during} polls in 4 s at a 1 s interval"
+    );
+    assert!(
+        data_frames(&platform, "obs-0", "/sensors/temp").is_empty(),
+        "the sensor is not selected"
+    );
+}
+
+#[test]
+fn only_changes_drops_repeated_poll_results() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = gateway(
+        &platform,
+        "  poll_interval_s: 1\n  select: [\"if=actuator\"]\n  only_changes: true\n",
+    );
+    let _sim = Sim::start(&gw, 1);
+    let first = wait_frames(&platform, "obs-0", "/actuators/led", 1, WAIT);
+    assert_eq!(first.len(), 1, "the first result is always sent");
+    // The LED stays as it is: later polls repeat the first result and are not forwarded.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(data_frames(&platform, "obs-0", "/actuators/led").len(), 1);
+}
+
+#[test]
+fn silent_device_stops_frames_and_its_observation_comes_back() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = gateway(&platform, "");
+    let mut sim = Sim::start(&gw, 1);
+    let frames = wait_frames(&platform, "obs-0", "/sensors/temp", 2, WAIT);
+    assert!(frames.len() >= 2, "observation never started");
+    sim.command("silent 0");
+    // One notification may already be on its way.
+    std::thread::sleep(Duration::from_millis(1500));
+    let quiet_start = data_frames(&platform, "obs-0", "/sensors/temp").len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        data_frames(&platform, "obs-0", "/sensors/temp").len(),
+        quiet_start,
+        "a silent device produced frames"
+    );
+    sim.command("wake 0");
+    // Lost after Max-Age (1 s) + 5 s, then re-established with back-off.
+    let back = wait_frames(
+        &platform,
+        "obs-0",
+        "/sensors/temp",
+        quiet_start + 3,
+        Duration::from_secs(30),
+    );
+    assert!(
+        back.len() >= quiet_start + 3,
+        "frames did not resume after wake: {} then {}",
+        quiet_start,
+        back.len()
+    );
+}
+
+/// A test-owned observable device on a raw UDP socket: serves `/temp` with Observe, notifies
+/// every 200 ms, and counts deregistrations (GET with Observe=1, RFC 7641 §3.6) and RSTs.
+struct RawDevice {
+    addr: std::net::SocketAddr,
+    deregistrations: Arc<AtomicUsize>,
+    resets: Arc<AtomicUsize>,
+    notifications: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawDevice {
+    fn start() -> RawDevice {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let deregistrations = Arc::new(AtomicUsize::new(0));
+        let resets = Arc::new(AtomicUsize::new(0));
+        let notifications = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dr, rs, nt, st) = (
+            deregistrations.clone(),
+            resets.clone(),
+            notifications.clone(),
+            stop.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let mut observer: Option<(std::net::SocketAddr, Vec<u8>)> = None;
+            let mut seq = 2u32;
+            let mut mid = 1000u16;
+            let mut last_notify = Instant::now();
+            let mut buf = [0u8; 1500];
+            while !st.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let Ok(pkt) = Packet::from_bytes(&buf[..n]) else {
+                        continue;
+                    };
+                    if pkt.header.get_type() == MessageType::Reset {
+                        rs.fetch_add(1, Ordering::Relaxed);
+                        observer = None;
+                        continue;
+                    }
+                    if pkt.header.code != MessageClass::Request(RequestType::Get) {
+                        continue;
+                    }
+                    let observe = pkt
+                        .get_option(CoapOption::Observe)
+                        .and_then(|v| v.front().cloned())
+                        .map(|v| v.first().copied().unwrap_or(0));
+                    let mut resp = Packet::new();
+                    resp.header.set_type(MessageType::Acknowledgement);
+                    resp.header.message_id = pkt.header.message_id;
+                    resp.header.code = MessageClass::Response(ResponseType::Content);
+                    resp.set_token(pkt.get_token().to_vec());
+                    resp.payload = b"0".to_vec();
+                    match observe {
+                        Some(0) => {
+                            observer = Some((from, pkt.get_token().to_vec()));
+                            resp.add_option(CoapOption::Observe, vec![seq as u8]);
+                        }
+                        Some(1) => {
+                            dr.fetch_add(1, Ordering::Relaxed);
+                            observer = None;
+                        }
+                        _ => {}
+                    }
+                    let _ = sock.send_to(&resp.to_bytes().unwrap(), from);
+                }
+                if last_notify.elapsed() >= Duration::from_millis(200) {
+                    last_notify = Instant::now();
+                    if let Some((peer, token)) = &observer {
+                        seq += 1;
+                        mid = mid.wrapping_add(1);
+                        let mut n = Packet::new();
+                        n.header.set_type(MessageType::NonConfirmable);
+                        n.header.message_id = mid;
+                        n.header.code = MessageClass::Response(ResponseType::Content);
+                        n.set_token(token.clone());
+                        n.add_option(CoapOption::Observe, seq.to_be_bytes()[1..].to_vec());
+                        n.payload = seq.to_string().into_bytes();
+                        let _ = sock.send_to(&n.to_bytes().unwrap(), peer);
+                        nt.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        RawDevice {
+            addr,
+            deregistrations,
+            resets,
+            notifications,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RawDevice {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn delete_stops_frames_and_the_device_sees_the_deregistration() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = gateway(&platform, "");
+    let dev = RawDevice::start();
+    let p = Peer::new(gw.addr());
+    let location = register(
+        &p,
+        &format!("ep=raw1&base=coap://{}", dev.addr),
+        "</temp>;obs",
+    );
+    let frames = wait_frames(&platform, "raw1", "/temp", 5, WAIT);
+    assert!(frames.len() >= 5, "only {} frames", frames.len());
+    let r = p.request(&Req::delete(&location));
+    assert_eq!(r.code, "2.02");
+    let deadline = Instant::now() + WAIT;
+    while dev.deregistrations.load(Ordering::Relaxed) + dev.resets.load(Ordering::Relaxed) == 0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        dev.deregistrations.load(Ordering::Relaxed),
+        1,
+        "the device saw no deregistration GET (resets: {})",
+        dev.resets.load(Ordering::Relaxed)
+    );
+    // After the deregistration the device stops notifying, and no frame follows.
+    let after = data_frames(&platform, "raw1", "/temp").len();
+    let sent = dev.notifications.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(dev.notifications.load(Ordering::Relaxed), sent);
+    assert_eq!(data_frames(&platform, "raw1", "/temp").len(), after);
+}
+
+#[test]
+fn without_a_platform_the_observer_does_not_run() {
+    let gw = Gateway::start_with(GatewayOptions {
+        extra_yaml: "observer:\n  enabled: true\n".into(),
+        ..GatewayOptions::default()
+    });
+    assert!(
+        gw.wait_for_log("observer not started", Duration::from_secs(10)),
+        "{}",
+        gw.log_text()
+    );
+    assert!(!gw.log_text().contains("observer: polling every"));
+}
+
+#[test]
+fn status_zero_stops_the_watch_and_status_one_brings_it_back() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = Gateway::start_with(GatewayOptions {
+        extra_yaml: format!(
+            "platform:\n  url: {:?}\n  reconnect_max_s: 1\nobserver:\n  enabled: true\n\
+             pinger:\n  enabled: true\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n",
+            platform.url()
+        ),
+        ..GatewayOptions::default()
+    });
+    let mut sim = Sim::start(&gw, 1);
+    assert!(wait_frames(&platform, "obs-0", "/sensors/temp", 2, WAIT).len() >= 2);
+    sim.command("silent 0");
+    let down = platform
+        .wait_for(WAIT, |f| f["type"] == "device_status" && f["status"] == 0)
+        .expect("the Pinger marks the silent device 0");
+    assert_eq!(down["ep"], "obs-0");
+    let at_zero = data_frames(&platform, "obs-0", "/sensors/temp").len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        data_frames(&platform, "obs-0", "/sensors/temp").len(),
+        at_zero,
+        "frames from a device at status 0"
+    );
+    sim.command("wake 0");
+    platform
+        .wait_for(WAIT, |f| f["type"] == "device_status" && f["status"] == 1)
+        .expect("the Pinger marks the device 1 again");
+    // Re-established on the status change, well before the loss deadline would fire.
+    let back = wait_frames(
+        &platform,
+        "obs-0",
+        "/sensors/temp",
+        at_zero + 2,
+        Duration::from_secs(10),
+    );
+    assert!(back.len() >= at_zero + 2, "no frames after status 1");
+}
