@@ -18,11 +18,14 @@
 //!   draft-11 compatibility paths. Request parsing, filtering and rendering are pure functions.
 //! - [`pinger`]: device liveness: CoAP pings to every registered device, status 0/1 through
 //!   the Registry.
+//! - [`executer`]: platform commands become CoAP requests to devices, each answered with
+//!   exactly one `command_result`.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod coap;
 pub mod config;
+pub mod executer;
 pub mod gateway;
 pub mod link_format;
 pub mod pinger;
