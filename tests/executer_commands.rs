@@ -324,6 +324,21 @@ fn unknown_and_ambiguous_devices() {
     for id in ["u1", "u2", "u3", "u4"] {
         s.assert_results(id, 1);
     }
+    // A refusal sent nothing, so it is not remembered: the same id runs once the device exists.
+    s.device.register(&s.gw, "nobody", None);
+    s.sim
+        .wait_type("device_registered", Some("nobody"), WAIT)
+        .expect("registered");
+    s.sim.send_line(
+        &json!({"type": "command", "id": "u1", "ep": "nobody", "method": "GET",
+                "path": "/sensors/temp"})
+        .to_string(),
+    );
+    s.sim
+        .wait_for(WAIT, |v| {
+            v["type"] == "command_result" && v["id"] == "u1" && v["code"] == "2.05"
+        })
+        .expect("the retried id is executed");
 }
 
 #[test]

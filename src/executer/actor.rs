@@ -127,7 +127,9 @@ impl Executer {
     }
 
     /// A command (first of its id) ended: answer it and every duplicate waiting for it.
-    fn finish(&mut self, result: CommandResult) {
+    /// Only a command that reached the device is remembered for later duplicates; a refusal
+    /// (unknown device, offline, bad command, overloaded) sent nothing, so a retry runs.
+    fn finish(&mut self, result: CommandResult, reached_device: bool) {
         match &result.outcome {
             CommandOutcome::Failed { error } => info!(
                 "executer: command {:?} failed: {:?}: {}",
@@ -142,13 +144,13 @@ impl Executer {
         for _ in 0..waiting {
             self.send(result.clone());
         }
+        // The CoAP layer's own overload also means nothing was sent.
         let overloaded = matches!(
             &result.outcome,
             CommandOutcome::Failed { error } if error.kind == CommandErrorKind::Overloaded
         );
         let id = result.id.clone();
-        if overloaded {
-            // Nothing reached the device: a retry must be executed, not answered from here.
+        if overloaded || !reached_device {
             self.dedup.forget(&id);
         } else {
             self.dedup.finish(&id, result.clone(), now_ms());
@@ -160,22 +162,24 @@ impl Executer {
         let plan = match self.prepare(&command) {
             Ok(plan) => plan,
             Err(refusal) => {
-                return self.finish(CommandResult::failed(
-                    command.id,
-                    refusal.kind,
-                    refusal.message,
-                ))
+                return self.finish(
+                    CommandResult::failed(command.id, refusal.kind, refusal.message),
+                    false,
+                )
             }
         };
         if self.stats.in_flight >= self.settings.max_in_flight {
-            return self.finish(CommandResult::failed(
-                command.id,
-                CommandErrorKind::Overloaded,
-                format!(
-                    "{} commands already running (executer.max_in_flight)",
-                    self.stats.in_flight
+            return self.finish(
+                CommandResult::failed(
+                    command.id,
+                    CommandErrorKind::Overloaded,
+                    format!(
+                        "{} commands already running (executer.max_in_flight)",
+                        self.stats.in_flight
+                    ),
                 ),
-            ));
+                false,
+            );
         }
         self.stats.in_flight += 1;
         self.stats.executed += 1;
@@ -198,7 +202,7 @@ impl Executer {
         };
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {
             act.stats.in_flight -= 1;
-            act.finish(result);
+            act.finish(result, true);
         }));
     }
 }
