@@ -13,9 +13,10 @@ use actix::prelude::*;
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
+use crate::executer::{self, ExecuterSettings};
 use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
-use crate::platform::{LinkSettings, PlatformLink, SnapshotSource, StopLink};
+use crate::platform::{LinkSettings, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, RunningRd};
 use crate::rd::service::RdSettings;
 use crate::registry::{self, Registration, RegistryConfig, RegistryReader, StoreError, Subscribe};
@@ -53,6 +54,8 @@ pub struct Running {
     pub observer: Option<Addr<observer::Observer>>,
     /// The platform link, on its own arbiter, when `platform.url` is set.
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
+    /// Executes the platform's commands; present exactly when `platform` is.
+    pub executer: Option<Addr<executer::Executer>>,
 }
 
 /// The platform's snapshot after every connect: every live registration, in id order.
@@ -138,6 +141,18 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         }
         (_, false) => None,
     };
+    // Commands, like pings, leave from the RD's sockets, so devices see the address they
+    // registered with.
+    let executer = platform.as_ref().map(|(link, _)| {
+        let executer = executer::start(
+            ExecuterSettings::from_config(&config.executer),
+            reader.clone(),
+            rd.client(),
+            link.clone().recipient(),
+        );
+        link.do_send(SetCommandRecipient(Some(executer.clone().recipient())));
+        executer
+    });
     // Pings leave from the RD's sockets, so devices see the address they registered with.
     let pinger = config.pinger.enabled.then(|| {
         pinger::start(
@@ -153,6 +168,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     Ok(Running {
         rd,
         platform,
+        executer,
         pinger,
         discovery,
         observer,

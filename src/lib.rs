@@ -20,12 +20,15 @@
 //!   the Registry.
 //! - [`discovery`]: active discovery: the RD asks configured unicast targets for
 //!   `/.well-known/core` and registers the devices that answer on their behalf.
+//! - [`executer`]: platform commands become CoAP requests to devices, each answered with
+//!   exactly one `command_result`.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod coap;
 pub mod config;
 pub mod discovery;
+pub mod executer;
 pub mod gateway;
 pub mod link_format;
 pub mod observer;

@@ -1,0 +1,282 @@
+//! The Executer actor (issue 7): turns each platform `command` into one CoAP request to the
+//! device and answers exactly one `command_result` for it through the PlatformLink
+//! (shared/platform-protocol.md).
+//!
+//! Started by `gateway::start` when the platform link is configured; the link delivers
+//! `PlatformCommand`s to it (`SetCommandRecipient`), and it answers with
+//! `SendFrame(OutboundFrame::CommandResult(..))`. Requests leave from the RD's sockets through
+//! its `CoapClient` (RFC 7252 §4: CON retransmission; RFC 7959: Block1/Block2), so a device
+//! sees the address it registered with. Each request runs as a future spawned on the actor's
+//! context; at most `max_in_flight` run at once. A command id seen again within the dedup
+//! window gets the first execution's result (waiting for it when it is still running).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, info};
+
+use super::dedup::{Dedup, Seen};
+use super::plan::{choose_registration, device_key, plan, Plan, Refusal};
+use crate::coap::{ClientError, CoapClient};
+use crate::config::ExecuterConfig;
+use crate::platform::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
+use crate::platform::{Command, PlatformCommand, SendFrame};
+use crate::registry::{RegistryReader, Status};
+use crate::time::now_ms;
+
+/// Finished command ids remembered at most (the window bounds them in time too).
+const DEDUP_CAPACITY: usize = 100_000;
+
+/// Extra time past a command's budget before the Executer gives up on the CoAP layer itself:
+/// the client enforces the budget, this only guarantees the one result is always sent.
+const GUARD_SLACK: Duration = Duration::from_millis(250);
+
+/// The Executer's knobs, from `executer.*` in the config.
+#[derive(Debug, Clone)]
+pub struct ExecuterSettings {
+    pub default_timeout: Duration,
+    pub max_in_flight: usize,
+    pub send_to_offline: bool,
+    pub dedup_window: Duration,
+}
+
+impl ExecuterSettings {
+    pub fn from_config(config: &ExecuterConfig) -> Self {
+        ExecuterSettings {
+            default_timeout: Duration::from_millis(config.timeout_ms.max(1)),
+            max_in_flight: config.max_in_flight.max(1),
+            send_to_offline: config.send_to_offline,
+            dedup_window: Duration::from_secs(config.dedup_window_s),
+        }
+    }
+}
+
+/// Counters for tests and metrics.
+#[derive(Message)]
+#[rtype(result = "ExecuterStats")]
+pub struct GetExecuterStats;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecuterStats {
+    /// Commands received, duplicates included.
+    pub received: u64,
+    /// CoAP requests sent to devices.
+    pub executed: u64,
+    /// Duplicates answered from (or waiting for) a first execution.
+    pub duplicates: u64,
+    /// Results sent, duplicates' included.
+    pub results: u64,
+    pub in_flight: usize,
+}
+
+pub struct Executer {
+    settings: ExecuterSettings,
+    reader: RegistryReader,
+    client: CoapClient,
+    results: Recipient<SendFrame>,
+    dedup: Dedup<CommandResult>,
+    /// Duplicates waiting for a running command's result, by id.
+    waiting: HashMap<String, u32>,
+    stats: ExecuterStats,
+}
+
+impl Executer {
+    pub fn new(
+        settings: ExecuterSettings,
+        reader: RegistryReader,
+        client: CoapClient,
+        results: Recipient<SendFrame>,
+    ) -> Self {
+        let window_ms = u64::try_from(settings.dedup_window.as_millis()).unwrap_or(u64::MAX);
+        Executer {
+            dedup: Dedup::new(window_ms, DEDUP_CAPACITY),
+            settings,
+            reader,
+            client,
+            results,
+            waiting: HashMap::new(),
+            stats: ExecuterStats::default(),
+        }
+    }
+
+    /// Everything short of sending: the registration, its status, the request.
+    fn prepare(&self, command: &Command) -> Result<Plan, Refusal> {
+        let key = device_key(command)?;
+        let exact = key
+            .d
+            .as_ref()
+            .and_then(|d| self.reader.find(&key.ep, Some(d)));
+        let registration = choose_registration(&key, exact, || self.reader.find_ep(&key.ep))?;
+        if registration.status == Status::Disconnected && !self.settings.send_to_offline {
+            return Err(Refusal {
+                kind: CommandErrorKind::DeviceOffline,
+                message: format!(
+                    "device {:?} is offline (status 0)",
+                    registration.ep.as_str()
+                ),
+            });
+        }
+        plan(command, &registration.base, self.settings.default_timeout)
+    }
+
+    fn send(&mut self, result: CommandResult) {
+        self.stats.results += 1;
+        self.results
+            .do_send(SendFrame(OutboundFrame::CommandResult(result)));
+    }
+
+    /// A command (first of its id) ended: answer it and every duplicate waiting for it.
+    /// Only a command that reached the device is remembered for later duplicates; a refusal
+    /// (unknown device, offline, bad command, overloaded) sent nothing, so a retry runs.
+    fn finish(&mut self, result: CommandResult, reached_device: bool) {
+        match &result.outcome {
+            CommandOutcome::Failed { error } => info!(
+                "executer: command {:?} failed: {:?}: {}",
+                result.id, error.kind, error.message
+            ),
+            CommandOutcome::Response { code, rtt_ms, .. } => debug!(
+                "executer: command {:?} answered {code} in {rtt_ms} ms",
+                result.id
+            ),
+        }
+        let waiting = self.waiting.remove(&result.id).unwrap_or(0);
+        for _ in 0..waiting {
+            self.send(result.clone());
+        }
+        // The CoAP layer's own overload also means nothing was sent.
+        let overloaded = matches!(
+            &result.outcome,
+            CommandOutcome::Failed { error } if error.kind == CommandErrorKind::Overloaded
+        );
+        let id = result.id.clone();
+        if overloaded || !reached_device {
+            self.dedup.forget(&id);
+        } else {
+            self.dedup.finish(&id, result.clone(), now_ms());
+        }
+        self.send(result);
+    }
+
+    fn execute(&mut self, command: Command, ctx: &mut Context<Self>) {
+        let plan = match self.prepare(&command) {
+            Ok(plan) => plan,
+            Err(refusal) => {
+                return self.finish(
+                    CommandResult::failed(command.id, refusal.kind, refusal.message),
+                    false,
+                )
+            }
+        };
+        if self.stats.in_flight >= self.settings.max_in_flight {
+            return self.finish(
+                CommandResult::failed(
+                    command.id,
+                    CommandErrorKind::Overloaded,
+                    format!(
+                        "{} commands already running (executer.max_in_flight)",
+                        self.stats.in_flight
+                    ),
+                ),
+                false,
+            );
+        }
+        self.stats.in_flight += 1;
+        self.stats.executed += 1;
+        let client = self.client.clone();
+        let id = command.id;
+        let guard = plan.budget.saturating_add(GUARD_SLACK);
+        let fut = async move {
+            // Dropping the request future (on the guard's expiry) cancels the exchange.
+            match tokio::time::timeout(guard, client.request(plan.peer, plan.request)).await {
+                Ok(Ok(response)) => CommandResult::response(
+                    id,
+                    response.code.to_string(),
+                    response.content_format,
+                    &response.payload,
+                    u64::try_from(response.rtt.as_millis()).unwrap_or(u64::MAX),
+                ),
+                Ok(Err(e)) => failed_from(id, e, plan.budget),
+                Err(_) => failed_from(id, ClientError::Timeout, plan.budget),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
+            act.stats.in_flight -= 1;
+            act.finish(result, true);
+        }));
+    }
+}
+
+/// The `command_result` error for a failed CoAP exchange.
+fn failed_from(id: String, error: ClientError, budget: Duration) -> CommandResult {
+    let (kind, message) = match error {
+        ClientError::Timeout => (
+            CommandErrorKind::Timeout,
+            format!("no response within {} ms", budget.as_millis()),
+        ),
+        ClientError::Overloaded => (
+            CommandErrorKind::Overloaded,
+            "the CoAP layer has too many requests in flight".to_string(),
+        ),
+        e @ (ClientError::Reset
+        | ClientError::Unreachable(_)
+        | ClientError::Cancelled
+        | ClientError::Protocol(_)
+        | ClientError::Io(_)) => (CommandErrorKind::CoapError, e.to_string()),
+    };
+    CommandResult::failed(id, kind, message)
+}
+
+impl Actor for Executer {
+    type Context = Context<Self>;
+}
+
+impl Handler<PlatformCommand> for Executer {
+    type Result = ();
+
+    fn handle(&mut self, msg: PlatformCommand, ctx: &mut Context<Self>) {
+        let command = msg.command;
+        self.stats.received += 1;
+        debug!(
+            "executer: command {:?}: {:?} {} to ep {:?} d {:?}",
+            command.id, command.method, command.path, command.ep, command.d
+        );
+        match self.dedup.begin(&command.id, now_ms()) {
+            Seen::New => self.execute(command, ctx),
+            Seen::Running => {
+                self.stats.duplicates += 1;
+                debug!(
+                    "executer: command {:?} is a duplicate of a running one",
+                    command.id
+                );
+                *self.waiting.entry(command.id).or_insert(0) += 1;
+            }
+            Seen::Done(result) => {
+                self.stats.duplicates += 1;
+                debug!(
+                    "executer: command {:?} already answered; sending that again",
+                    command.id
+                );
+                self.send(result);
+            }
+        }
+    }
+}
+
+impl Handler<GetExecuterStats> for Executer {
+    type Result = MessageResult<GetExecuterStats>;
+
+    fn handle(&mut self, _: GetExecuterStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats)
+    }
+}
+
+/// Start the Executer on the current arbiter.
+pub fn start(
+    settings: ExecuterSettings,
+    reader: RegistryReader,
+    client: CoapClient,
+    results: Recipient<SendFrame>,
+) -> Addr<Executer> {
+    Executer::new(settings, reader, client, results).start()
+}

@@ -1,0 +1,13 @@
+//! Platform commands to devices (issue 7): each `command` frame becomes one CoAP request to
+//! the device it names, and exactly one `command_result` goes back to the platform.
+//!
+//! - `plan`: validation, registration choice, path resolution, method mapping (pure).
+//! - `dedup`: recent command ids and their first result, so retries run once (pure).
+//! - `actor`: the Executer actor that sends the requests on the RD's `CoapClient`.
+
+pub mod actor;
+pub mod dedup;
+pub mod plan;
+
+pub use actor::{start, Executer, ExecuterSettings, ExecuterStats, GetExecuterStats};
+pub use plan::{Plan, Refusal};
