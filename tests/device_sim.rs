@@ -6,84 +6,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::coap_peer::*;
+use common::device_sim::DeviceSim;
 use common::{Gateway, GatewayOptions};
 
 const COUNT: usize = 20;
 
-/// A running `device-sim`; killed on drop.
-struct Sim {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Sim {
-    fn start(rd: SocketAddr, count: usize, extra: &[&str]) -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
-            .args(["--rd", &rd.to_string(), "--count", &count.to_string()])
-            .args(["--prefix", "sim-", "--lt", "60"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn device-sim");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Sim {
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_line(&mut self, prefix: &str, budget: Duration) -> String {
-        let deadline = Instant::now() + budget;
-        loop {
-            if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-                return l.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("device-sim never printed {prefix:?}; got {:?}", self.seen),
-            }
-        }
-    }
-
-    fn command(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn sigterm(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `device-sim` with this file's defaults (names `sim-<i>`, lifetime 60 s).
+fn start_sim(rd: SocketAddr, count: usize, extra: &[&str]) -> DeviceSim {
+    let mut args = vec!["--prefix", "sim-", "--lt", "60"];
+    args.extend_from_slice(extra);
+    DeviceSim::spawn(rd, count, &args)
 }
 
 fn device_addr(gw: SocketAddr, ep: &str) -> SocketAddr {
@@ -136,7 +72,7 @@ fn temperature(resp: &Resp) -> f64 {
 #[test]
 fn twenty_devices_register_serve_go_silent_and_come_back() {
     let gw = fast_pinging_gateway();
-    let mut sim = Sim::start(gw.addr(), COUNT, &[]);
+    let mut sim = start_sim(gw.addr(), COUNT, &[]);
     let ready = sim.wait_line("device-sim ready:", Duration::from_secs(30));
     assert_eq!(
         ready,
@@ -240,7 +176,7 @@ fn silent_fraction_goes_quiet_and_returns_on_schedule() {
             .saturating_sub(2000)
             .max(20_000)
     };
-    let mut sim = Sim::start(
+    let mut sim = start_sim(
         gw.addr(),
         10,
         &[

@@ -7,73 +7,24 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::coap_peer::*;
+use common::device_sim::DeviceSim;
 use common::platform_sim::PlatformSim;
 use common::{Gateway, GatewayOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A running `device-sim`; killed on drop.
-struct Sim {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Sim {
-    /// `count` devices on ports `first..first+count`, waiting for the ready line.
-    fn start(rd: SocketAddr, count: usize, first: u16, extra: &[&str]) -> Option<Sim> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
-            .args(["--rd", &rd.to_string(), "--count", &count.to_string()])
-            .args(["--first-port", &first.to_string(), "--lt", "60"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn device-sim");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let sim = Sim {
-            child,
-            stdin,
-            lines,
-        };
-        let deadline = Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match sim.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with("device-sim ready") => return Some(sim),
-                Ok(_) => {}
-                // Exited early: most likely a port of the range was taken meanwhile.
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    fn command(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `count` devices on ports `first..first+count`, once they are up; `None` when device-sim
+/// exited first (most likely a port of the range was taken meanwhile).
+fn start_sim(rd: SocketAddr, count: usize, first: u16, extra: &[&str]) -> Option<DeviceSim> {
+    let first = first.to_string();
+    let mut args = vec!["--first-port", first.as_str(), "--lt", "60"];
+    args.extend_from_slice(extra);
+    let mut sim = DeviceSim::spawn(rd, count, &args);
+    sim.ready(WAIT).then_some(sim)
 }
 
 /// A first port such that `count` consecutive UDP ports on 127.0.0.1 were free just now.
@@ -96,10 +47,10 @@ fn free_port_range(count: u16) -> u16 {
 }
 
 /// Start `count` devices on a free port range, retrying when the range got taken meanwhile.
-fn start_sims(rd: SocketAddr, count: u16, extra: &[&str]) -> (Sim, u16) {
+fn start_sims(rd: SocketAddr, count: u16, extra: &[&str]) -> (DeviceSim, u16) {
     for _ in 0..5 {
         let first = free_port_range(count);
-        if let Some(sim) = Sim::start(rd, count.into(), first, extra) {
+        if let Some(sim) = start_sim(rd, count.into(), first, extra) {
             return (sim, first);
         }
     }
@@ -142,7 +93,7 @@ fn twenty_passive_devices_are_discovered_registered_and_reported() {
         ),
         ..Default::default()
     });
-    let _sim = Sim::start(gw.addr(), COUNT.into(), first, &["--no-register"])
+    let _sim = start_sim(gw.addr(), COUNT.into(), first, &["--no-register"])
         .expect("device-sim binds the probed range");
     let peer = Peer::new(gw.addr());
 
@@ -249,7 +200,7 @@ fn a_device_registering_itself_later_supersedes_its_discovered_registration() {
     // The device now registers itself, from the same address, under its own name.
     passive.command("silent 0");
     drop(passive);
-    let own = Sim::start(gw.addr(), 1, port, &["--prefix", "own-"]).expect("port still free");
+    let own = start_sim(gw.addr(), 1, port, &["--prefix", "own-"]).expect("port still free");
     let gone = lookup_until(&peer, "/rd-lookup/ep?src=discovery", |l| l.is_empty());
     assert!(gone.is_empty(), "{gone:?}\n{}", gw.log_text());
     assert_eq!(lookup(&peer, "/rd-lookup/ep?ep=own-0").len(), 1);

@@ -7,16 +7,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::UdpSocket;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::coap_peer::*;
+use common::device_sim::DeviceSim;
 use common::platform_sim::PlatformSim;
 use common::{Gateway, GatewayOptions};
 use serde_json::Value;
@@ -34,61 +33,11 @@ fn gateway(sim: &PlatformSim, observer_yaml: &str) -> Gateway {
 }
 
 /// A running `device-sim`; killed on drop.
-struct Sim {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Sim {
-    fn start(gw: &Gateway, count: usize) -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
-            .args([
-                "--rd",
-                &gw.addr().to_string(),
-                "--count",
-                &count.to_string(),
-            ])
-            .args(["--prefix", "obs-", "--lt", "60"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn device-sim");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let sim = Sim {
-            child,
-            stdin,
-            lines,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = sim.lines.recv_timeout(left).expect("device-sim ready line");
-            if line.starts_with("device-sim ready:") {
-                return sim;
-            }
-        }
-    }
-
-    fn command(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `count` device-sim devices named `obs-<i>`, once registered.
+fn start_sim(gw: &Gateway, count: usize) -> DeviceSim {
+    let mut sim = DeviceSim::spawn(gw.addr(), count, &["--prefix", "obs-", "--lt", "60"]);
+    assert!(sim.ready(Duration::from_secs(30)), "device-sim ready line");
+    sim
 }
 
 fn data_frames(sim: &PlatformSim, ep: &str, path: &str) -> Vec<Value> {
@@ -121,7 +70,7 @@ fn step(value: &str) -> u64 {
 fn observed_resource_changes_arrive_as_frames_in_order() {
     let platform = PlatformSim::start("127.0.0.1:0", None);
     let gw = gateway(&platform, "");
-    let _sim = Sim::start(&gw, 1);
+    let _sim = start_sim(&gw, 1);
     let frames = wait_frames(&platform, "obs-0", "/sensors/temp", 6, WAIT);
     assert!(
         frames.len() >= 6,
@@ -157,7 +106,7 @@ fn polled_resource_yields_about_one_frame_per_interval() {
         &platform,
         "  poll_interval_s: 1\n  select: [\"if=actuator\"]\n",
     );
-    let _sim = Sim::start(&gw, 1);
+    let _sim = start_sim(&gw, 1);
     let first = wait_frames(&platform, "obs-0", "/actuators/led", 1, WAIT);
     assert_eq!(first.len(), 1, "no poll result within {WAIT:?}");
     assert_eq!(first[0]["code"], "2.05");
@@ -181,7 +130,7 @@ fn only_changes_drops_repeated_poll_results() {
         &platform,
         "  poll_interval_s: 1\n  select: [\"if=actuator\"]\n  only_changes: true\n",
     );
-    let _sim = Sim::start(&gw, 1);
+    let _sim = start_sim(&gw, 1);
     let first = wait_frames(&platform, "obs-0", "/actuators/led", 1, WAIT);
     assert_eq!(first.len(), 1, "the first result is always sent");
     // The LED stays as it is: later polls repeat the first result and are not forwarded.
@@ -193,7 +142,7 @@ fn only_changes_drops_repeated_poll_results() {
 fn silent_device_stops_frames_and_its_observation_comes_back() {
     let platform = PlatformSim::start("127.0.0.1:0", None);
     let gw = gateway(&platform, "");
-    let mut sim = Sim::start(&gw, 1);
+    let mut sim = start_sim(&gw, 1);
     let frames = wait_frames(&platform, "obs-0", "/sensors/temp", 2, WAIT);
     assert!(frames.len() >= 2, "observation never started");
     sim.command("silent 0");
@@ -390,7 +339,7 @@ fn status_zero_stops_the_watch_and_status_one_brings_it_back() {
         ),
         ..GatewayOptions::default()
     });
-    let mut sim = Sim::start(&gw, 1);
+    let mut sim = start_sim(&gw, 1);
     assert!(wait_frames(&platform, "obs-0", "/sensors/temp", 2, WAIT).len() >= 2);
     sim.command("silent 0");
     let down = platform

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod coap_peer;
+pub mod device_sim;
 pub mod platform_sim;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
