@@ -17,7 +17,13 @@ if ! command -v aiocoap-client >/dev/null 2>&1; then
   echo "== installing aiocoap"
   # The [all] extra fails to build its DTLS module here; these extras are what the tests need.
   python3 -m pip install --quiet --disable-pip-version-check 'aiocoap[linkheader,prettyprint,oscore,ws]==0.4.17'
+  # Make the new console script reachable: pyenv needs its shims rehashed, and a user install
+  # puts scripts in ~/.local/bin.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+  PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin"
+  export PATH
   hash -r
+  command -v aiocoap-client >/dev/null || { echo "aiocoap-client not found after install" >&2; exit 1; }
 fi
 
 # One release build serves the tests (they exercise the real binaries) and the benchmarks.
