@@ -10,6 +10,9 @@
 //! Spawns the release `platform-sim`, `coap-gateway` (Pinger off so only the Observer works)
 //! and `device-sim` (lt 3600: no refresh traffic). Loopback only; every wait is bounded.
 
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -103,22 +106,11 @@ impl Proc {
     }
 
     fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("read /proc/PID/stat");
-        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let f: Vec<&str> = after.split_whitespace().collect();
-        // Fields 14 and 15 of proc(5), counted from field 3 (state) here.
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+        proc_stats::cpu_ticks(self.child.id()).expect("read /proc/PID/stat")
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        proc_stats::rss_kib(self.child.id()).unwrap_or(0)
     }
 
     fn sigterm(&self) {
@@ -132,16 +124,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
     }
 }
 
@@ -228,7 +210,7 @@ fn main() {
     }
     let wall = t0.elapsed().as_secs_f64();
     let frames = platform.data_frames.load(Ordering::Relaxed) - frames0;
-    let cpu_s = (gw.cpu_ticks() - cpu0) as f64 / clk_tck();
+    let cpu_s = (gw.cpu_ticks() - cpu0) as f64 / proc_stats::clk_tck();
     let gw_rss = gw.rss_kib();
 
     sim.sigterm();

@@ -17,6 +17,9 @@
 //!
 //! Prints the figures and one JSON line. Loopback only; every loop is bounded in time.
 
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -58,10 +61,10 @@ fn parse_args() -> Args {
         interval_s: get("interval", "30").parse().expect("--interval"),
         timeout_ms: get("timeout-ms", "2000").parse().expect("--timeout-ms"),
         attempts: get("attempts", "3").parse().expect("--attempts"),
-        max_in_flight: get("max-in-flight", "256")
+        max_in_flight: get("max-in-flight", "1024")
             .parse()
             .expect("--max-in-flight"),
-        coap_max_in_flight: get("coap-max-in-flight", "1024")
+        coap_max_in_flight: get("coap-max-in-flight", "2048")
             .parse()
             .expect("--coap-max-in-flight"),
         lookup_s: get("lookup-s", "3").parse().expect("--lookup-s"),
@@ -130,22 +133,11 @@ impl Proc {
     }
 
     fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("read /proc/PID/stat");
-        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let f: Vec<&str> = after.split_whitespace().collect();
-        // Fields 14 and 15 of proc(5), counted from field 3 (state) here.
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+        proc_stats::cpu_ticks(self.child.id()).expect("read /proc/PID/stat")
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        proc_stats::rss_kib(self.child.id()).unwrap_or(0)
     }
 
     fn terminate(&mut self) {
@@ -167,16 +159,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
     }
 }
 
@@ -330,7 +312,7 @@ fn main() {
     let n = sweep_start_of(&start_line, a.devices).unwrap();
     let done_tag = format!("pinger: sweep {n} done");
     let (_, _, done) = gw.wait(i, interval * 3, |l| l.contains(&done_tag));
-    let cpu_s = (gw.cpu_ticks() - cpu0) as f64 / clk_tck();
+    let cpu_s = (gw.cpu_ticks() - cpu0) as f64 / proc_stats::clk_tck();
     let wall_s = t0.elapsed().as_secs_f64();
     let (_, sweep_ms, fields) = parse_done(&done);
     let gw_rss = gw.rss_kib();
@@ -352,7 +334,7 @@ fn main() {
     let cpu1 = gw.cpu_ticks();
     let t1 = Instant::now();
     let (sweep_rate, sweep_lost) = lookup_rate(rd, a.lookup_k, a.lookup_s);
-    let lookup_cpu_s = (gw.cpu_ticks() - cpu1) as f64 / clk_tck();
+    let lookup_cpu_s = (gw.cpu_ticks() - cpu1) as f64 / proc_stats::clk_tck();
     let lookup_wall = t1.elapsed().as_secs_f64();
     let m = sweep_start_of(&next_start, a.devices).unwrap();
     let done_tag = format!("pinger: sweep {m} done");
