@@ -22,6 +22,7 @@
 //!   `/.well-known/core` and registers the devices that answer on their behalf.
 //! - [`executer`]: platform commands become CoAP requests to devices, each answered with
 //!   exactly one `command_result`.
+//! - [`metrics`]: process-wide counters, rendered for Prometheus by the admin HTTP server.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
@@ -31,6 +32,7 @@ pub mod discovery;
 pub mod executer;
 pub mod gateway;
 pub mod link_format;
+pub mod metrics;
 pub mod observer;
 pub mod pinger;
 pub mod platform;

@@ -8,6 +8,7 @@
 
 pub mod coap_peer;
 pub mod device_sim;
+pub mod netns;
 pub mod platform_sim;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -82,7 +83,37 @@ impl Gateway {
 
     /// Start a gateway on an existing config and wait until all `listeners` are bound.
     pub fn spawn(config_path: &Path, data_dir: PathBuf, listeners: usize) -> Gateway {
-        let mut child = Command::new(gateway_bin())
+        Gateway::spawn_command(
+            Command::new(gateway_bin()),
+            config_path,
+            data_dir,
+            listeners,
+        )
+    }
+
+    /// Start a gateway inside network namespace `netns` (see `netns.rs`).
+    pub fn start_in_netns(netns: &str, opts: GatewayOptions) -> Gateway {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data"));
+        let config_path = write_config(tmp.path(), &data_dir, &opts);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, gateway_bin()]);
+        let mut gw = Gateway::spawn_command(cmd, &config_path, data_dir, opts.listen.len());
+        gw._tmp = Some(tmp);
+        gw
+    }
+
+    /// Spawn `cmd` (the gateway binary, possibly behind a wrapper) on `config_path`.
+    pub fn spawn_command(
+        mut cmd: Command,
+        config_path: &Path,
+        data_dir: PathBuf,
+        listeners: usize,
+    ) -> Gateway {
+        let mut child = cmd
             .arg("--config")
             .arg(config_path)
             .env(
