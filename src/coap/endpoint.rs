@@ -119,6 +119,8 @@ struct ReplyCtx {
     /// The request was already acknowledged with an empty ACK: the response goes as a CON
     /// of its own (RFC 7252 §5.2.2).
     separate: bool,
+    /// When the request's datagram was taken from the socket (for the latency histogram).
+    received: Instant,
 }
 
 impl Shared {
@@ -313,6 +315,7 @@ impl Shared {
             observe_req: None,
             block_key: String::new(),
             separate: false,
+            received: now,
         };
         let local = self.sockets[idx].local;
         let parsed = match codec::parse_request(&mut packet, peer, local) {
@@ -436,6 +439,7 @@ impl Shared {
     }
 
     fn reply(self: &Arc<Self>, ctx: ReplyCtx, resp: OutboundResponse, mut extras: ResponseExtras) {
+        crate::metrics::global().record_response(resp.code, ctx.received.elapsed());
         if extras.block1.is_none() {
             extras.block1 = ctx.block1;
         }

@@ -130,6 +130,7 @@ impl Executer {
     /// Only a command that reached the device is remembered for later duplicates; a refusal
     /// (unknown device, offline, bad command, overloaded) sent nothing, so a retry runs.
     fn finish(&mut self, result: CommandResult, reached_device: bool) {
+        crate::metrics::global().record_command(&result);
         match &result.outcome {
             CommandOutcome::Failed { error } => info!(
                 "executer: command {:?} failed: {:?}: {}",
@@ -182,6 +183,7 @@ impl Executer {
             );
         }
         self.stats.in_flight += 1;
+        crate::metrics::global().command_in_flight(true);
         self.stats.executed += 1;
         let client = self.client.clone();
         let id = command.id;
@@ -202,6 +204,7 @@ impl Executer {
         };
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {
             act.stats.in_flight -= 1;
+            crate::metrics::global().command_in_flight(false);
             act.finish(result, true);
         }));
     }

@@ -1,26 +1,167 @@
 //! Process-wide operational metrics, rendered in the Prometheus text exposition format for the
-//! admin HTTP server's `GET /metrics`.
+//! admin HTTP server's `GET /metrics` (issue 12).
 //!
 //! Counters that actors bump live in one process-wide [`Metrics`] ([`global`]) so an actor
-//! records an event without holding a handle; values that are cheaper to read at scrape time
-//! (registry size, devices by status, the platform link's state) arrive in [`ScrapeInputs`].
+//! records an event with a one-line call and without holding a handle; values that are
+//! cheaper to read at scrape time (registry size, devices by status, the platform link's
+//! state and queue) arrive in [`ScrapeInputs`].
 //!
-//! CONTRACT (issue 12): `global()`, `ScrapeInputs` and `render` keep these signatures; the
-//! counters behind them are filled in by the metrics work.
+//! Everything is plain atomics (see `counter` and `histogram`): the RD's receive loop records
+//! each response with a few relaxed `fetch_add`s, no lock, no allocation, no label hashing;
+//! label sets are closed enums indexing arrays (`labels`). `render` and `text` build the
+//! exposition only when scraped.
+//!
+//! Who records what:
+//! - `coap::endpoint` — every response it sends to a request (by code) and the time from the
+//!   datagram's arrival to the response (`coap_gateway_rd_request_duration_seconds`);
+//! - `rd::service` — registration operations by outcome, lookups by kind;
+//! - `registry::actor` — expiries; `pinger::actor` — pings sent / unanswered;
+//! - `executer::actor` — commands by result and round trip, commands in flight;
+//! - `observer::actor` — data frames forwarded / rate-limited;
+//! - `platform::link` — frames written to the platform socket, by type.
+//!
+//! CONTRACT (issue 12): `global()`, `ScrapeInputs` and `render` keep these signatures.
 
-use std::fmt::Write as _;
-use std::sync::OnceLock;
+pub mod counter;
+pub mod histogram;
+pub mod labels;
+mod render;
+mod scrape;
+pub mod text;
 
-use crate::platform::LinkStats;
+use std::time::Duration;
 
-/// Counters recorded by the actors (filled in by the metrics work).
-#[derive(Debug, Default)]
-pub struct Metrics {}
+use crate::coap::Code;
+use crate::platform::protocol::CommandOutcome;
+use crate::platform::{CommandResult, LinkStats, OutboundFrame};
 
-/// The process-wide metrics.
+pub use counter::{Counter, Gauge};
+pub use histogram::{Histogram, HistogramSnapshot};
+pub use labels::{
+    CommandResultKind, FrameType, LabelSet, LookupKind, RegistrationOp, RegistrationOutcome,
+};
+pub use render::render;
+
+/// Counters recorded by the actors; see the module doc for who records what.
+#[derive(Debug)]
+pub struct Metrics {
+    registrations: [[Counter; RegistrationOutcome::COUNT]; RegistrationOp::COUNT],
+    lookups: [Counter; LookupKind::COUNT],
+    /// Indexed by the raw CoAP code byte.
+    responses: [Counter; 256],
+    request_duration: Histogram,
+    pings_sent: Counter,
+    pings_failed: Counter,
+    commands: [Counter; CommandResultKind::COUNT],
+    command_round_trip: Histogram,
+    commands_in_flight: Gauge,
+    data_forwarded: Counter,
+    data_rate_limited: Counter,
+    frames_sent: [Counter; FrameType::COUNT],
+}
+
+impl Metrics {
+    pub const fn new() -> Self {
+        Metrics {
+            registrations: [const { [const { Counter::new() }; RegistrationOutcome::COUNT] };
+                RegistrationOp::COUNT],
+            lookups: [const { Counter::new() }; LookupKind::COUNT],
+            responses: [const { Counter::new() }; 256],
+            request_duration: Histogram::new(histogram::REQUEST_BOUNDS_NS),
+            pings_sent: Counter::new(),
+            pings_failed: Counter::new(),
+            commands: [const { Counter::new() }; CommandResultKind::COUNT],
+            command_round_trip: Histogram::new(histogram::ROUND_TRIP_BOUNDS_NS),
+            commands_in_flight: Gauge::new(),
+            data_forwarded: Counter::new(),
+            data_rate_limited: Counter::new(),
+            frames_sent: [const { Counter::new() }; FrameType::COUNT],
+        }
+    }
+
+    /// The CoAP endpoint answered a request with `code`, `handling` after its datagram arrived.
+    #[inline]
+    pub fn record_response(&self, code: Code, handling: Duration) {
+        self.responses[usize::from(code.0)].inc();
+        self.request_duration.observe(handling);
+    }
+
+    /// A lookup was answered (any code, cache hit or not).
+    #[inline]
+    pub fn record_lookup(&self, kind: LookupKind) {
+        self.lookups[kind.index()].inc();
+    }
+
+    /// A registration write (`op`) was answered with `code`.
+    pub fn record_registration(&self, op: RegistrationOp, code: Code) {
+        let outcome = RegistrationOutcome::from_code(code);
+        self.registrations[op.index()][outcome.index()].inc();
+    }
+
+    /// `count` registrations reached the end of their lifetime.
+    pub fn record_expired(&self, count: usize) {
+        let row = &self.registrations[RegistrationOp::Expire.index()];
+        row[RegistrationOutcome::Ok.index()].add(count as u64);
+    }
+
+    /// A ping went out; `answered` is false when it timed out or the network refused it.
+    pub fn record_ping(&self, answered: bool) {
+        self.pings_sent.inc();
+        if !answered {
+            self.pings_failed.inc();
+        }
+    }
+
+    /// A command's first (not duplicate) result; a device response also feeds the round trip.
+    pub fn record_command(&self, result: &CommandResult) {
+        self.commands[CommandResultKind::of(result).index()].inc();
+        if let CommandOutcome::Response { rtt_ms, .. } = &result.outcome {
+            self.command_round_trip
+                .observe_ns(rtt_ms.saturating_mul(1_000_000));
+        }
+    }
+
+    /// A command's CoAP request started (`true`) or ended (`false`).
+    pub fn command_in_flight(&self, started: bool) {
+        if started {
+            self.commands_in_flight.inc();
+        } else {
+            self.commands_in_flight.dec();
+        }
+    }
+
+    /// The Observer handed a `data` frame to the platform link.
+    pub fn record_data_forwarded(&self) {
+        self.data_forwarded.inc();
+    }
+
+    /// The Observer dropped a value because the device exceeded its rate.
+    pub fn record_data_rate_limited(&self) {
+        self.data_rate_limited.inc();
+    }
+
+    /// The platform link handed `frame` to its WebSocket.
+    pub fn record_frame_sent(&self, frame: &OutboundFrame) {
+        self.frames_sent[FrameType::of(frame).index()].inc();
+    }
+
+    /// Responses sent with `code` so far.
+    pub fn responses(&self, code: Code) -> u64 {
+        self.responses[usize::from(code.0)].get()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The process-wide metrics. A plain `static` (const-initialized): no lazy-init check on the
+/// hot path.
 pub fn global() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::default)
+    static METRICS: Metrics = Metrics::new();
+    &METRICS
 }
 
 /// Values read from the running gateway when `/metrics` is scraped.
@@ -34,35 +175,4 @@ pub struct ScrapeInputs {
     pub devices_disconnected: u64,
     /// The platform link's counters; `None` when no platform is configured.
     pub platform: Option<LinkStats>,
-}
-
-/// Render every metric in the Prometheus text format (version 0.0.4).
-pub fn render(metrics: &Metrics, inputs: &ScrapeInputs) -> String {
-    let _ = metrics;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP coap_gateway_registrations Live registrations in the resource directory.\n\
-         # TYPE coap_gateway_registrations gauge\n\
-         coap_gateway_registrations {}",
-        inputs.registrations
-    );
-    let _ = writeln!(
-        out,
-        "# HELP coap_gateway_devices Registered devices by status (1 connected, 0 disconnected).\n\
-         # TYPE coap_gateway_devices gauge\n\
-         coap_gateway_devices{{status=\"1\"}} {}\n\
-         coap_gateway_devices{{status=\"0\"}} {}",
-        inputs.devices_connected, inputs.devices_disconnected
-    );
-    if let Some(link) = &inputs.platform {
-        let _ = writeln!(
-            out,
-            "# HELP coap_gateway_platform_connected 1 while the platform WebSocket is up.\n\
-             # TYPE coap_gateway_platform_connected gauge\n\
-             coap_gateway_platform_connected {}",
-            u8::from(link.connected)
-        );
-    }
-    out
 }

@@ -285,6 +285,7 @@ impl Observer {
         };
         if !dev.bucket.try_take(now) {
             stats.rate_dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global().record_data_rate_limited();
             return;
         }
         let frame = DataFrame::new(
@@ -297,6 +298,7 @@ impl Observer {
             now,
         );
         stats.frames.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().record_data_forwarded();
         self.platform.do_send(SendFrame(OutboundFrame::Data(frame)));
     }
 

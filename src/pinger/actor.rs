@@ -187,6 +187,9 @@ impl Pinger {
                 loop {
                     let result = client.ping(peer, timeout).await;
                     let attempt = classify(&result);
+                    if attempt != Attempt::NotTried {
+                        crate::metrics::global().record_ping(attempt == Attempt::Answered);
+                    }
                     if let (Attempt::NotTried, Err(e)) = (attempt, &result) {
                         debug!("pinger: could not ping {peer}: {e}");
                     }

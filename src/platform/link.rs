@@ -465,6 +465,7 @@ impl PlatformLink {
             return false;
         }
         self.stats.frames_sent += 1;
+        crate::metrics::global().record_frame_sent(frame);
         true
     }
 

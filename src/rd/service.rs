@@ -32,6 +32,7 @@ use crate::coap::{
     ObserveKey, OutboundResponse, RequestHandler,
 };
 use crate::config::Config;
+use crate::metrics::{LookupKind, RegistrationOp};
 use crate::registry::{
     Index, Register, Registered, Registration, RegistrationId, Registry, RegistryError,
     RegistryReader, Remove, Update,
@@ -128,10 +129,10 @@ impl RequestHandler for RdService {
                     "draft-11 simple registration (POST /.well-known/core) from {}",
                     req.source
                 );
-                self.simple_registration(req)
+                recorded(RegistrationOp::Register, self.simple_registration(req))
             }
             (Route::WellKnownRd, Post) if self.settings.simple_registration => {
-                self.simple_registration(req)
+                recorded(RegistrationOp::Register, self.simple_registration(req))
             }
             // Simple registration makes the RD send a GET to an unauthenticated source; when
             // it is switched off, neither path does.
@@ -141,10 +142,14 @@ impl RequestHandler for RdService {
             (Route::WellKnownCore, Post) if !self.settings.simple_registration => {
                 now(error_response(&RdError::MethodNotAllowed))
             }
-            (Route::Directory, Post) => self.register(&req),
-            (Route::GroupDirectory, Post) => self.register_group(&req),
-            (Route::Registration(id), Post) => self.update(id, &req),
-            (Route::Registration(id), Delete) => self.remove(id),
+            (Route::Directory, Post) => recorded(RegistrationOp::Register, self.register(&req)),
+            (Route::GroupDirectory, Post) => {
+                recorded(RegistrationOp::Register, self.register_group(&req))
+            }
+            (Route::Registration(id), Post) => {
+                recorded(RegistrationOp::Update, self.update(id, &req))
+            }
+            (Route::Registration(id), Delete) => recorded(RegistrationOp::Remove, self.remove(id)),
             (
                 route @ (Route::LookupEndpoints
                 | Route::LookupResources
@@ -324,6 +329,7 @@ impl RdService {
     /// index through the shared [`LookupCache`]. An empty result is 2.05 with an empty payload
     /// (never 4.04, §6.2).
     fn lookup(&self, route: Route, req: &InboundRequest) -> OutboundResponse {
+        crate::metrics::global().record_lookup(lookup_kind(route));
         if let Some(accept) = req.accept.filter(|a| *a != LINK_FORMAT) {
             return error_response(&RdError::NotAcceptable(accept));
         }
@@ -497,6 +503,25 @@ fn registry_error_response(e: RegistryError) -> OutboundResponse {
             unavailable("storage failure")
         }
         RegistryError::Unavailable => unavailable("registry unavailable"),
+    }
+}
+
+/// Count a registration write by the code it is answered with (issue 12 metrics).
+fn recorded(op: RegistrationOp, answer: HandlerFuture) -> HandlerFuture {
+    answer
+        .map(move |resp| {
+            crate::metrics::global().record_registration(op, resp.code);
+            resp
+        })
+        .boxed()
+}
+
+fn lookup_kind(route: Route) -> LookupKind {
+    match route {
+        Route::LookupResources => LookupKind::Resource,
+        Route::LookupDomains => LookupKind::Domain,
+        Route::LookupGroups => LookupKind::Group,
+        _ => LookupKind::Endpoint,
     }
 }
 

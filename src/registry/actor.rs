@@ -452,6 +452,7 @@ impl Registry {
             self.schedule_flush_of_unparked_writes(ctx);
         }
         if !expired.is_empty() {
+            crate::metrics::global().record_expired(expired.len());
             log::debug!("registry: {} registrations expired", expired.len());
             let events = expired
                 .into_iter()
