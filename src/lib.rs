@@ -22,7 +22,8 @@
 //!   `/.well-known/core` and registers the devices that answer on their behalf.
 //! - [`executer`]: platform commands become CoAP requests to devices, each answered with
 //!   exactly one `command_result`.
-//! - [`metrics`]: process-wide counters, rendered for Prometheus by the admin HTTP server.
+//! - [`metrics`]: process-wide lock-free counters and histograms that the actors record into,
+//!   rendered in the Prometheus text format for the admin HTTP server's `/metrics`.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
