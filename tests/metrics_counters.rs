@@ -20,10 +20,13 @@ use std::time::{Duration, Instant};
 use coap_gateway::config::Config;
 use coap_gateway::gateway;
 use coap_gateway::metrics::{self, ScrapeInputs};
+use coap_gateway::platform::{GetLinkStats, PlatformLink};
 use coap_lite::{MessageClass, MessageType, Packet};
 use common::coap_peer::*;
 use common::device_sim::DeviceSim;
+use common::platform_sim::PlatformSim;
 use prometheus_parse::{Scrape, Value};
+use serde_json::json;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -34,6 +37,8 @@ fn serial() -> MutexGuard<'static, ()> {
 /// A gateway on its own actix system thread; dropped = shut down.
 struct InProcessGateway {
     addr: SocketAddr,
+    /// The platform link, when the config names a platform.
+    link: Option<actix::Addr<PlatformLink>>,
     stop: Option<futures::channel::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -53,7 +58,8 @@ impl InProcessGateway {
         let thread = std::thread::spawn(move || {
             actix::System::new().block_on(async move {
                 let running = gateway::start(&config).await.expect("gateway starts");
-                addr_tx.send(running.rd.local_addrs()[0]).unwrap();
+                let link = running.platform.as_ref().map(|(link, _)| link.clone());
+                addr_tx.send((running.rd.local_addrs()[0], link)).unwrap();
                 let _ = stopped.await;
                 if let Some(pinger) = &running.pinger {
                     let _ = pinger.send(coap_gateway::pinger::StopPinger).await;
@@ -61,11 +67,12 @@ impl InProcessGateway {
                 running.rd.shutdown().await;
             });
         });
-        let addr = addr_rx
+        let (addr, link) = addr_rx
             .recv_timeout(Duration::from_secs(20))
             .expect("gateway bound in time");
         InProcessGateway {
             addr,
+            link,
             stop: Some(stop),
             thread: Some(thread),
             _dir: dir,
@@ -87,7 +94,11 @@ impl Drop for InProcessGateway {
 /// Every scalar sample (histograms: `_count` only, which the parser reports as a sample of
 /// its own) keyed as `name{labels}`, from one rendered and parsed scrape.
 fn scrape() -> BTreeMap<String, f64> {
-    let text = metrics::render(metrics::global(), &ScrapeInputs::default());
+    scrape_with(&ScrapeInputs::default())
+}
+
+fn scrape_with(inputs: &ScrapeInputs) -> BTreeMap<String, f64> {
+    let text = metrics::render(metrics::global(), inputs);
     let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
     let mut out = BTreeMap::new();
     for s in parsed.samples {
@@ -337,4 +348,113 @@ fn pings_sent_and_failed_match_what_the_devices_saw() {
         failed, s,
         "every ping to the silent device failed, no other did"
     );
+}
+
+const FRAMES: &str = "coap_gateway_platform_frames_sent_total";
+
+#[test]
+fn commands_and_frames_match_what_the_platform_received() {
+    let _serial = serial();
+    let mut platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = InProcessGateway::start(&format!(
+        "pinger:\n  enabled: false\nplatform:\n  url: {:?}\n  reconnect_max_s: 1\n",
+        platform.url()
+    ));
+    let link = gw.link.clone().expect("a platform is configured");
+    let wait = Duration::from_secs(20);
+    platform.wait_type("snapshot", None, wait).expect("link up");
+    let before = scrape();
+
+    // Two devices whose /sensors/temp (Observe, a new value every second) the Observer forwards.
+    let mut sim = DeviceSim::spawn(gw.addr, 2, &["--prefix", "pm-", "--lt", "3600"]);
+    assert!(sim.ready(wait), "device-sim did not register");
+    platform
+        .wait_type("device_registered", Some("pm-1"), wait)
+        .expect("announced");
+
+    for frame in [
+        json!({"type": "command", "id": "m-get", "ep": "pm-0", "method": "GET", "path": "/sensors/temp"}),
+        json!({"type": "command", "id": "m-none", "ep": "nobody", "method": "GET", "path": "/x"}),
+    ] {
+        platform.send_line(&frame.to_string());
+    }
+    for id in ["m-get", "m-none"] {
+        platform
+            .wait_for(wait, |v| v["type"] == "command_result" && v["id"] == id)
+            .unwrap_or_else(|| panic!("no result for {id}"));
+    }
+    platform
+        .wait_for(wait, |v| v["type"] == "data" && v["ep"] == "pm-1")
+        .expect("data from pm-1");
+
+    // Frames are counted when handed to the socket writer and data keeps flowing, so poll for
+    // a moment where everything written has arrived.
+    let types = [
+        "device_registered",
+        "data",
+        "command_result",
+        "snapshot",
+        "hello",
+    ];
+    let deadline = Instant::now() + wait;
+    let (d, received) = loop {
+        let stats = futures::executor::block_on(link.send(GetLinkStats)).expect("link answers");
+        let d = delta(
+            &before,
+            &scrape_with(&ScrapeInputs {
+                platform: Some(stats),
+                ..ScrapeInputs::default()
+            }),
+        );
+        let frames = platform.frames();
+        let received: BTreeMap<&str, f64> = types
+            .iter()
+            .map(|t| (*t, frames.iter().filter(|v| v["type"] == *t).count() as f64))
+            .collect();
+        let before_data = before
+            .get(&key(FRAMES, &[("type", "data")]))
+            .copied()
+            .unwrap_or(0.0);
+        let sent = |t: &str| moved(&d, FRAMES, &[("type", t)]);
+        let settled = sent("device_registered") == received["device_registered"]
+            && sent("command_result") == received["command_result"]
+            && sent("data") + before_data == received["data"]
+            && sent("data") == moved(&d, "coap_gateway_data_frames_forwarded_total", &[]);
+        if settled {
+            break (d, received);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "frames never settled: {d:#?}\n{received:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(received["device_registered"], 2.0);
+    assert_eq!(received["command_result"], 2.0);
+    assert!(received["data"] >= 1.0);
+    let result = |r: &str| moved(&d, "coap_gateway_commands_total", &[("result", r)]);
+    assert_eq!(result("response"), 1.0);
+    assert_eq!(result("unknown_device"), 1.0);
+    assert_eq!(
+        result("timeout") + result("coap_error") + result("overloaded"),
+        0.0
+    );
+    assert_eq!(
+        moved(&d, "coap_gateway_command_round_trip_seconds_count", &[]),
+        1.0,
+        "only the answered command has a round trip"
+    );
+    let now = scrape_with(&ScrapeInputs {
+        platform: Some(futures::executor::block_on(link.send(GetLinkStats)).unwrap()),
+        ..ScrapeInputs::default()
+    });
+    assert_eq!(now[&key("coap_gateway_commands_in_flight", &[])], 0.0);
+    assert_eq!(now[&key("coap_gateway_platform_connected", &[])], 1.0);
+    assert_eq!(
+        now[&key("coap_gateway_platform_reconnects_total", &[])],
+        0.0
+    );
+    let dropped = |r: &str| now[&key("coap_gateway_data_frames_dropped_total", &[("reason", r)])];
+    assert_eq!(dropped("queue_full"), 0.0);
+    drop(sim);
 }
