@@ -27,3 +27,58 @@ impl ScrapeInputs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::registry::{self, EndpointName, Register, RegistryConfig, SetStatus, Status};
+
+    fn register(ep: &str, lifetime_s: u32) -> Register {
+        Register {
+            ep: EndpointName::new(ep).unwrap(),
+            d: None,
+            base: None,
+            lifetime_s,
+            attrs: Vec::new(),
+            links: Vec::new(),
+            source: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn live_registrations_are_counted_by_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let (registry, reader) = registry::start(RegistryConfig {
+            data_dir: dir.path().to_path_buf(),
+            cache_mb: 8,
+            expiry_grace_s: 60,
+            max_registrations: None,
+        })
+        .unwrap();
+        let mut ids = Vec::new();
+        for ep in ["s1", "s2", "s3"] {
+            let done = registry.send(register(ep, 600)).await.unwrap().unwrap();
+            ids.push(done.registration.id);
+        }
+        let status = SetStatus {
+            id: ids[1],
+            status: Status::Disconnected,
+        };
+        assert!(registry.send(status).await.unwrap().unwrap());
+        // Expired registrations (in grace) are not devices any more.
+        registry.send(register("gone", 1)).await.unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+
+        let link = LinkStats {
+            connected: true,
+            ..LinkStats::default()
+        };
+        let inputs = ScrapeInputs::from_registry(&reader, Some(link.clone()));
+        assert_eq!(inputs.registrations, 3);
+        assert_eq!(inputs.devices_connected, 2);
+        assert_eq!(inputs.devices_disconnected, 1);
+        assert_eq!(inputs.platform, Some(link));
+    }
+}
