@@ -30,6 +30,13 @@ const USUAL_CODES: &[Code] = &[
 /// Render every metric in the Prometheus text format (version 0.0.4).
 pub fn render(metrics: &Metrics, inputs: &ScrapeInputs) -> String {
     let mut w = TextWriter::with_capacity(16 * 1024);
+    let name = "coap_gateway_build_info";
+    w.family(
+        name,
+        Kind::Gauge,
+        "Always 1; the running gateway's version as a label.",
+    );
+    w.sample(name, &[("version", env!("CARGO_PKG_VERSION"))], 1);
     registry(&mut w, metrics, inputs);
     coap(&mut w, metrics);
     liveness_and_commands(&mut w, metrics);
@@ -465,6 +472,8 @@ mod tests {
             2.0
         );
         assert_eq!(value_of(&scrape, "coap_gateway_registrations", &[]), 10.0);
+        let version = [("version", env!("CARGO_PKG_VERSION"))];
+        assert_eq!(value_of(&scrape, "coap_gateway_build_info", &version), 1.0);
         assert_eq!(value_of(&scrape, "coap_gateway_pings_sent_total", &[]), 2.0);
         assert_eq!(
             value_of(&scrape, "coap_gateway_pings_failed_total", &[]),
