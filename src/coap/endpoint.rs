@@ -119,7 +119,7 @@ struct ReplyCtx {
     /// The request was already acknowledged with an empty ACK: the response goes as a CON
     /// of its own (RFC 7252 §5.2.2).
     separate: bool,
-    /// When the request's datagram was taken from the socket (for the latency histogram).
+    /// When the decoded request reached `on_request` (start of the latency histogram's span).
     received: Instant,
 }
 

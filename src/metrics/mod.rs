@@ -13,7 +13,7 @@
 //!
 //! Who records what:
 //! - `coap::endpoint` — every response it sends to a request (by code) and the time from the
-//!   datagram's arrival to the response (`coap_gateway_rd_request_duration_seconds`);
+//!   decoded request to its response (`coap_gateway_rd_request_duration_seconds`);
 //! - `rd::service` — registration operations by outcome, lookups by kind;
 //! - `registry::actor` — expiries; `pinger::actor` — pings sent / unanswered;
 //! - `executer::actor` — commands by result and round trip, commands in flight;

@@ -114,7 +114,7 @@ fn coap(w: &mut TextWriter, m: &Metrics) {
     }
     w.histogram(
         "coap_gateway_rd_request_duration_seconds",
-        "Time from a request's arrival to its response leaving the RD endpoint.",
+        "Time from a decoded request reaching the RD endpoint to its response being sent.",
         &m.request_duration.snapshot(),
     );
 }
