@@ -743,8 +743,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.discovery.targets.len(), 2);
-        let err = Config::from_yaml("discovery:\n  targets: [\"224.0.1.187\"]\n").unwrap_err();
+        let err = Config::from_yaml("discovery:\n  targets: [\"ff02::fd\"]\n").unwrap_err();
         assert!(err.to_string().contains("discovery.targets"), "{err}");
+        let c =
+            Config::from_yaml("discovery:\n  targets: [\"224.0.1.187\", \"[ff02::fd%eth0]\"]\n")
+                .unwrap();
+        assert_eq!(c.discovery.targets.len(), 2);
         let err =
             Config::from_yaml("discovery:\n  interval_s: 60\n  lifetime_s: 60\n").unwrap_err();
         assert!(err.to_string().contains("discovery.lifetime_s"), "{err}");

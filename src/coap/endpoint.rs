@@ -85,6 +85,12 @@ pub(crate) enum Event {
     },
     /// A response we rejected (unknown critical option): the exchange fails.
     Rejected,
+    /// A response to a request sent to a group, from the member that answered (RFC 7252 §8.2:
+    /// members answer from their unicast addresses).
+    GroupResponse {
+        packet: Packet,
+        from: SocketAddr,
+    },
 }
 
 #[derive(Default)]
@@ -262,12 +268,17 @@ impl Shared {
                 }
             }
         }
+        // A request sent to a group is answered from each member's own address.
+        let mut group = false;
         let tx = <[u8; 8]>::try_from(packet.get_token()).ok().and_then(|t| {
             lock(&self.exchanges)
                 .by_token
                 .get(&t)
-                .filter(|(p, _)| *p == peer)
-                .map(|(_, tx)| tx.clone())
+                .filter(|(p, _)| *p == peer || p.ip().is_multicast())
+                .map(|(p, tx)| {
+                    group = p.ip().is_multicast();
+                    tx.clone()
+                })
         });
         let acceptable = codec::parse_response(&packet).is_some();
         match mtype {
@@ -295,10 +306,12 @@ impl Shared {
                     lock(&self.dedup).answered(peer, mid, &reply);
                 }
                 if let Some(tx) = tx {
-                    let ev = if acceptable {
-                        Event::Response { packet, mtype }
-                    } else {
-                        Event::Rejected
+                    let ev = match (acceptable, group) {
+                        (true, false) => Event::Response { packet, mtype },
+                        (true, true) => Event::GroupResponse { packet, from: peer },
+                        // One member's bad answer must not end the whole group exchange.
+                        (false, true) => return,
+                        (false, false) => Event::Rejected,
                     };
                     let _ = tx.send(ev);
                 }

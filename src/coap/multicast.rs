@@ -117,7 +117,8 @@ pub fn resolve_interfaces(names: &[String]) -> Result<Vec<Interface>, InterfaceE
         .collect()
 }
 
-fn index_of(name: &str) -> Option<u32> {
+/// The kernel's index of interface `name` (the scope id of a link-local address).
+pub fn index_of(name: &str) -> Option<u32> {
     let c_name = std::ffi::CString::new(name).ok()?;
     // SAFETY: a NUL-terminated string that lives across the call.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
