@@ -196,7 +196,8 @@ pub struct DiscoveryConfig {
     pub enabled: bool,
     /// Seconds between discovery rounds (the first runs at start).
     pub interval_s: u64,
-    /// `addr:port`, `addr` (port 5683) or `addr:first-last`; unicast only.
+    /// `addr:port`, `addr` (port 5683), `addr:first-last`, or a multicast group
+    /// (`224.0.1.187`, `[ff02::fd%eth0]`).
     pub targets: Vec<String>,
     /// Lifetime of a discovered registration; each round refreshes it, so it must outlast
     /// `interval_s`. A device that stops answering expires after it.
@@ -547,10 +548,9 @@ impl Config {
         if !rd.multicast {
             return Ok(());
         }
-        let wildcard_coap_port = self
-            .rd_listen_addrs()?
-            .iter()
-            .any(|a| a.ip().is_unspecified() && a.port() == 5683);
+        let wildcard_coap_port = self.rd_listen_addrs()?.iter().any(|a| {
+            a.ip().is_unspecified() && a.port() == crate::rd::multicast::RD_MULTICAST_PORT
+        });
         if !wildcard_coap_port {
             return Err(ConfigError::Invalid {
                 key: "rd.multicast",

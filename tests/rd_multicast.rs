@@ -369,6 +369,36 @@ fn multicast_off_joins_nothing() {
 }
 
 #[test]
+fn an_ipv4_only_listener_joins_the_ipv4_groups_and_says_why_not_the_others() {
+    let Some(pair) = netns_or_skip("mcv4") else {
+        return;
+    };
+    let gw = Gateway::start_in_netns(
+        &pair.a,
+        GatewayOptions {
+            listen: vec!["0.0.0.0:5683".into(), "[::]:0".into()],
+            extra_yaml: rd_yaml(LEISURE),
+            ..Default::default()
+        },
+    );
+    let log = gw.log_text();
+    assert!(log.contains("joined 224.0.1.187 on veth0"), "{log}");
+    assert!(log.contains("joined 224.0.1.190 on veth0"), "{log}");
+    assert!(log.contains("no [::]:5683 in rd.listen"), "{log}");
+    assert!(!log.contains("joined ff0"), "{log}");
+    let v4 = b_socket(&pair, false);
+    let token = [0x44];
+    v4.send_to(
+        &discovery(MessageType::NonConfirmable, "?rt=core.rd*", 9, &token),
+        (ALL_CORE_RDS_V4, 5683),
+    )
+    .unwrap();
+    let (_, from, packet) = first(&v4, LEISURE + SLACK).expect("an answer");
+    assert_eq!(from, SocketAddr::from((A_V4, 5683)));
+    assert_discovery_answer(&packet, &token, true);
+}
+
+#[test]
 fn an_unknown_interface_stops_the_start() {
     let Some(pair) = netns_or_skip("mcbadif") else {
         return;

@@ -952,25 +952,29 @@ impl Endpoint {
         CoapClient::new(Arc::clone(&self.shared))
     }
 
-    /// Join `group` on interface `ifindex` (RFC 7252 §8) with the socket of the group's family
-    /// that is bound to the unspecified address (only such a socket receives datagrams sent to
-    /// a group); returns that socket's address, whose port is the group's port. From then on
-    /// requests sent to the group reach the handler with `multicast` set.
+    /// Join `group` on interface `ifindex` (RFC 7252 §8) with the socket bound to the
+    /// unspecified address of the group's family on `port` (only such a socket receives
+    /// datagrams sent to the group's port). From then on requests sent to the group reach the
+    /// handler with `multicast` set. `NotFound` when no such socket is bound.
     #[cfg(target_os = "linux")]
-    pub fn join_multicast(&self, group: IpAddr, ifindex: u32) -> std::io::Result<SocketAddr> {
+    pub fn join_multicast(&self, group: IpAddr, port: u16, ifindex: u32) -> std::io::Result<()> {
         let ctx = self
             .shared
             .sockets
             .iter()
-            .find(|s| s.local.is_ipv4() == group.is_ipv4() && s.local.ip().is_unspecified())
+            .find(|s| {
+                s.local.is_ipv4() == group.is_ipv4()
+                    && s.local.ip().is_unspecified()
+                    && s.local.port() == port
+            })
             .ok_or_else(|| {
+                let any = if group.is_ipv4() { "0.0.0.0" } else { "[::]" };
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("no socket bound to the unspecified address of {group}'s family"),
+                    format!("no socket bound to {any}:{port}"),
                 )
             })?;
-        super::multicast::join(&ctx.socket, group, ifindex)?;
-        Ok(ctx.local)
+        super::multicast::join(&ctx.socket, group, ifindex)
     }
 
     pub fn server(&self) -> ServerHandle {

@@ -26,6 +26,9 @@ pub const ALL_COAP_NODES: [IpAddr; 2] = [
     IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfd)),
 ];
 
+/// The port clients send multicast discovery to (RFC 7252 §6.1 default port).
+pub const RD_MULTICAST_PORT: u16 = 5683;
+
 /// Every group the RD joins with `rd.multicast: true`.
 pub fn rd_groups() -> impl Iterator<Item = IpAddr> {
     ALL_CORE_RDS.into_iter().chain(ALL_COAP_NODES)

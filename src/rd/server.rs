@@ -101,14 +101,30 @@ impl RunningRd {
             );
             return Ok(0);
         }
+        let port = super::multicast::RD_MULTICAST_PORT;
         let mut joined = 0;
         let mut last_error = String::new();
+        for (v4, listener) in [(true, "0.0.0.0"), (false, "[::]")] {
+            let bound = self
+                .local_addrs()
+                .iter()
+                .any(|a| a.is_ipv4() == v4 && a.ip().is_unspecified() && a.port() == port);
+            if !bound {
+                info!("rd multicast: no {listener}:{port} in rd.listen, its groups are not joined");
+            }
+        }
         for group in super::multicast::rd_groups() {
+            let bound = self.local_addrs().iter().any(|a| {
+                a.is_ipv4() == group.is_ipv4() && a.ip().is_unspecified() && a.port() == port
+            });
+            if !bound {
+                continue;
+            }
             for iface in &chosen {
-                match self.endpoint.join_multicast(group, iface.index) {
-                    Ok(local) => {
+                match self.endpoint.join_multicast(group, port, iface.index) {
+                    Ok(()) => {
                         info!(
-                            "rd multicast: joined {group} on {} (listening on {local})",
+                            "rd multicast: joined {group} on {} (port {port})",
                             iface.name
                         );
                         joined += 1;

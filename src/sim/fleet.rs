@@ -108,7 +108,8 @@ async fn bind_device(
     let addr = SocketAddr::new(opts.bind, port);
     let endpoint = Endpoint::bind(&[addr], params.clone(), handler).await?;
     if opts.join_multicast {
-        join_all_coap_nodes(&endpoint, opts.bind);
+        let port = endpoint.local_addrs().first().map_or(port, |a| a.port());
+        join_all_coap_nodes(&endpoint, opts.bind, port);
     }
     Ok(Live {
         client: endpoint.client(),
@@ -119,7 +120,7 @@ async fn bind_device(
 
 /// All-CoAP-Nodes (RFC 7252 §12.8) of `bind`'s family, on every multicast-capable interface;
 /// failures are logged (a device that cannot join still serves unicast).
-fn join_all_coap_nodes(endpoint: &Endpoint, bind: IpAddr) {
+fn join_all_coap_nodes(endpoint: &Endpoint, bind: IpAddr, port: u16) {
     let group = match bind {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(224, 0, 1, 187)),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfd)),
@@ -128,7 +129,7 @@ fn join_all_coap_nodes(endpoint: &Endpoint, bind: IpAddr) {
     match crate::coap::multicast::resolve_interfaces(&[]) {
         Ok(interfaces) if !interfaces.is_empty() => {
             for iface in interfaces {
-                if let Err(e) = endpoint.join_multicast(group, iface.index) {
+                if let Err(e) = endpoint.join_multicast(group, port, iface.index) {
                     warn!("device-sim: cannot join {group} on {}: {e}", iface.name);
                 }
             }
@@ -137,7 +138,7 @@ fn join_all_coap_nodes(endpoint: &Endpoint, bind: IpAddr) {
         Err(e) => warn!("device-sim: cannot join {group}: {e}"),
     }
     #[cfg(not(target_os = "linux"))]
-    warn!("device-sim: cannot join {group} on {endpoint:p}: multicast needs Linux");
+    warn!("device-sim: cannot join {group} on {endpoint:p} port {port}: multicast needs Linux");
 }
 
 fn registration_request(opts: &SimOptions, ep: &str) -> ClientRequest {
