@@ -17,7 +17,7 @@
 //! multicast request it cannot answer usefully; §8.1: no error responses to multicast).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -957,7 +957,12 @@ impl Endpoint {
     /// datagrams sent to the group's port). From then on requests sent to the group reach the
     /// handler with `multicast` set. `NotFound` when no such socket is bound.
     #[cfg(target_os = "linux")]
-    pub fn join_multicast(&self, group: IpAddr, port: u16, ifindex: u32) -> std::io::Result<()> {
+    pub fn join_multicast(
+        &self,
+        group: std::net::IpAddr,
+        port: u16,
+        ifindex: u32,
+    ) -> std::io::Result<()> {
         let ctx = self
             .shared
             .sockets
