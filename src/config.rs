@@ -111,6 +111,16 @@ pub struct RdConfig {
     /// New endpoints are refused with 5.03 beyond this many registrations (live or in grace):
     /// the RD is open to its network, and disk and memory are not.
     pub max_registrations: usize,
+    /// Answer multicast discovery (RFC 9176 §4.1): join All-CoRE-RDs (224.0.1.190, ff02::fe,
+    /// ff05::fe) and All-CoAP-Nodes (224.0.1.187, ff02::fd) with the `0.0.0.0:5683` /
+    /// `[::]:5683` listeners, and answer `GET /.well-known/core` sent to them (only that).
+    pub multicast: bool,
+    /// Interfaces to join the groups on. Empty: every interface that is up, multicast-capable
+    /// and not loopback at start (none found is logged as an error). A name that does not
+    /// exist stops the start.
+    pub multicast_interfaces: Vec<String>,
+    /// Upper bound of the random delay before a multicast answer (RFC 7252 §8.2 Leisure).
+    pub multicast_leisure_ms: u64,
 }
 
 impl Default for RdConfig {
@@ -122,6 +132,9 @@ impl Default for RdConfig {
             expose_status: true,
             simple_registration: true,
             max_registrations: 200_000,
+            multicast: false,
+            multicast_interfaces: Vec::new(),
+            multicast_leisure_ms: crate::rd::multicast::DEFAULT_LEISURE_MS,
         }
     }
 }
@@ -183,7 +196,8 @@ pub struct DiscoveryConfig {
     pub enabled: bool,
     /// Seconds between discovery rounds (the first runs at start).
     pub interval_s: u64,
-    /// `addr:port`, `addr` (port 5683) or `addr:first-last`; unicast only.
+    /// `addr:port`, `addr` (port 5683), `addr:first-last`, or a multicast group
+    /// (`224.0.1.187`, `[ff02::fd%eth0]`).
     pub targets: Vec<String>,
     /// Lifetime of a discovered registration; each round refreshes it, so it must outlast
     /// `interval_s`. A device that stops answering expires after it.
@@ -498,6 +512,7 @@ impl Config {
             1,
             10_000_000,
         )?;
+        self.validate_multicast()?;
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
@@ -506,6 +521,43 @@ impl Config {
                     self.http.listen
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// `rd.multicast*`: a leisure within a minute, plausible interface names, and a listener
+    /// that can receive group traffic (only a socket bound to the unspecified address on the
+    /// CoAP port gets datagrams sent to `224.0.1.187:5683` and the like).
+    fn validate_multicast(&self) -> Result<(), ConfigError> {
+        let rd = &self.rd;
+        in_range(
+            "rd.multicast_leisure_ms",
+            rd.multicast_leisure_ms,
+            0,
+            60_000,
+        )?;
+        for name in &rd.multicast_interfaces {
+            // IFNAMSIZ is 16 bytes with the terminating NUL.
+            if name.is_empty() || name.len() > 15 || name.contains(['\0', '/', ' ']) {
+                return Err(ConfigError::Invalid {
+                    key: "rd.multicast_interfaces",
+                    message: format!("{name:?} is not an interface name"),
+                });
+            }
+        }
+        if !rd.multicast {
+            return Ok(());
+        }
+        let wildcard_coap_port = self.rd_listen_addrs()?.iter().any(|a| {
+            a.ip().is_unspecified() && a.port() == crate::rd::multicast::RD_MULTICAST_PORT
+        });
+        if !wildcard_coap_port {
+            return Err(ConfigError::Invalid {
+                key: "rd.multicast",
+                message: "needs 0.0.0.0:5683 and/or [::]:5683 in rd.listen: only a socket bound \
+                          to the unspecified address on the CoAP port receives multicast"
+                    .into(),
+            });
         }
         Ok(())
     }
@@ -569,6 +621,48 @@ mod tests {
         ] {
             let err = Config::from_yaml(bad).unwrap_err().to_string();
             assert!(err.contains("observer"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn multicast_keys_have_defaults_and_are_validated() {
+        let c = Config::from_yaml("").unwrap();
+        assert!(!c.rd.multicast);
+        assert!(c.rd.multicast_interfaces.is_empty());
+        assert_eq!(c.rd.multicast_leisure_ms, 4_000);
+        let c = Config::from_yaml(
+            "rd:\n  multicast: true\n  multicast_interfaces: [eth0, veth0]\n  multicast_leisure_ms: 50\n",
+        )
+        .unwrap();
+        assert!(c.rd.multicast);
+        assert_eq!(c.rd.multicast_interfaces, vec!["eth0", "veth0"]);
+        assert_eq!(c.rd.multicast_leisure_ms, 50);
+        // IPv6 only is enough.
+        Config::from_yaml("rd:\n  multicast: true\n  listen: [\"[::]:5683\"]\n").unwrap();
+        for (bad, key) in [
+            (
+                "rd:\n  multicast: true\n  listen: [\"127.0.0.1:5683\"]\n",
+                "rd.multicast",
+            ),
+            (
+                "rd:\n  multicast: true\n  listen: [\"0.0.0.0:5684\"]\n",
+                "rd.multicast",
+            ),
+            (
+                "rd:\n  multicast_leisure_ms: 60001\n",
+                "rd.multicast_leisure_ms",
+            ),
+            (
+                "rd:\n  multicast_interfaces: [\"\"]\n",
+                "rd.multicast_interfaces",
+            ),
+            (
+                "rd:\n  multicast_interfaces: [a-very-long-interface-name]\n",
+                "rd.multicast_interfaces",
+            ),
+        ] {
+            let err = Config::from_yaml(bad).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
         }
     }
 
@@ -649,8 +743,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.discovery.targets.len(), 2);
-        let err = Config::from_yaml("discovery:\n  targets: [\"224.0.1.187\"]\n").unwrap_err();
+        let err = Config::from_yaml("discovery:\n  targets: [\"ff02::fd\"]\n").unwrap_err();
         assert!(err.to_string().contains("discovery.targets"), "{err}");
+        let c =
+            Config::from_yaml("discovery:\n  targets: [\"224.0.1.187\", \"[ff02::fd%eth0]\"]\n")
+                .unwrap();
+        assert_eq!(c.discovery.targets.len(), 2);
         let err =
             Config::from_yaml("discovery:\n  interval_s: 60\n  lifetime_s: 60\n").unwrap_err();
         assert!(err.to_string().contains("discovery.lifetime_s"), "{err}");

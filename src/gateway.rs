@@ -17,7 +17,7 @@ use crate::executer::{self, ExecuterSettings};
 use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
-use crate::rd::server::{self as rd_server, RunningRd};
+use crate::rd::server::{self as rd_server, MulticastError, RunningRd};
 use crate::rd::service::RdSettings;
 use crate::registry::{self, Registration, RegistryConfig, RegistryReader, StoreError, Subscribe};
 use crate::time::now_ms;
@@ -33,6 +33,8 @@ pub enum GatewayError {
     Coap(#[from] CoapError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Multicast(#[from] MulticastError),
 }
 
 /// How long shutdown waits for the platform link to close cleanly.
@@ -91,14 +93,12 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         Some((link, arbiter))
     };
     let settings = Arc::new(RdSettings::from_config(config));
-    let rd = rd_server::start(
-        &listen,
-        TransmissionParams::from_config(&config.coap),
-        settings,
-        registry.clone(),
-        reader.clone(),
-    )
-    .await?;
+    let mut params = TransmissionParams::from_config(&config.coap);
+    params.multicast_leisure = std::time::Duration::from_millis(config.rd.multicast_leisure_ms);
+    let rd = rd_server::start(&listen, params, settings, registry.clone(), reader.clone()).await?;
+    if config.rd.multicast {
+        rd.join_multicast(&config.rd.multicast_interfaces)?;
+    }
     // Discovery asks from the RD's sockets too: devices see the RD's address.
     let discovery = if config.discovery.enabled {
         let settings = DiscoverySettings::from_config(&config.discovery).map_err(|e| {

@@ -2,23 +2,33 @@
 //! [`BATCH`] datagrams per system call. On loopback the per-datagram syscalls, not CoAP
 //! processing, dominate the cost of a request, so this is where throughput comes from.
 //!
+//! Each datagram also gets a small control buffer: on a socket with `IP_PKTINFO` /
+//! `IPV6_RECVPKTINFO` enabled (only sockets that joined a multicast group, see `multicast.rs`)
+//! the kernel reports the datagram's destination address there, which is how a request that
+//! arrived by multicast is told apart (RFC 7252 §8.1). Without the option no control data
+//! arrives and the cost is nil.
+//!
 //! Plain functions over a raw fd; the endpoint wraps them in tokio's `try_io` so readiness is
 //! tracked correctly. The only `unsafe` is the FFI calls and sockaddr reinterpretation, each
 //! on buffers this module owns and sizes.
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 pub const BATCH: usize = 32;
 /// Receive buffer per datagram. Larger datagrams arrive truncated and are flagged as such:
 /// CoAP requests bigger than this must use Block1.
 pub const DATAGRAM: usize = 8 * 1024;
+/// Control bytes per datagram, in u64 words (cmsghdr alignment): room for one `in6_pktinfo`
+/// (the larger of the two pktinfo structs) with its header, twice over.
+const CONTROL_WORDS: usize = 16;
 
 pub struct RecvBatch {
     bufs: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
+    control: Vec<u64>,
     iovecs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
 }
@@ -39,6 +49,7 @@ impl RecvBatch {
             bufs: vec![0u8; BATCH * DATAGRAM],
             // SAFETY: all-zero is a valid value for these plain C structs.
             addrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
+            control: vec![0u64; BATCH * CONTROL_WORDS],
             iovecs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             msgs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
         }
@@ -56,8 +67,8 @@ impl RecvBatch {
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut self.iovecs[i];
             hdr.msg_iovlen = 1;
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
+            hdr.msg_control = self.control[i * CONTROL_WORDS..].as_mut_ptr().cast();
+            hdr.msg_controllen = CONTROL_WORDS * size_of::<u64>();
             hdr.msg_flags = 0;
             self.msgs[i].msg_len = 0;
         }
@@ -86,6 +97,36 @@ impl RecvBatch {
             from_storage(&self.addrs[i]),
             truncated,
         )
+    }
+}
+
+impl RecvBatch {
+    /// The destination address of datagram `i` (from IP_PKTINFO / IPV6_PKTINFO), when the
+    /// socket asked for it.
+    pub fn destination(&self, i: usize) -> Option<IpAddr> {
+        let hdr = &self.msgs[i].msg_hdr;
+        // SAFETY: `hdr` was filled by the last recvmmsg; msg_control points into
+        // `self.control` and msg_controllen is what the kernel wrote, so the CMSG macros walk
+        // only initialised, owned bytes.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+            while !cmsg.is_null() {
+                let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
+                let data = libc::CMSG_DATA(cmsg);
+                if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
+                    let info = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                    return Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        info.ipi_addr.s_addr,
+                    ))));
+                }
+                if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+                    let info = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                    return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                }
+                cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+            }
+        }
+        None
     }
 }
 
@@ -214,6 +255,43 @@ mod tests {
                 RecvBatch::new().recv(b.as_raw_fd()).unwrap_err().kind(),
                 io::ErrorKind::WouldBlock
             );
+        }
+    }
+
+    #[test]
+    fn destination_is_reported_only_when_asked_for() {
+        for (bind, level, name) in [
+            ("127.0.0.1:0", libc::IPPROTO_IP, libc::IP_PKTINFO),
+            ("[::1]:0", libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+        ] {
+            let a = std::net::UdpSocket::bind(bind).unwrap();
+            let b = std::net::UdpSocket::bind(bind).unwrap();
+            let to = b.local_addr().unwrap();
+            let mut rb = RecvBatch::new();
+            let receive_one = |rb: &mut RecvBatch| {
+                a.send_to(b"x", to).unwrap();
+                let t0 = std::time::Instant::now();
+                loop {
+                    if let Ok(1) = rb.recv(b.as_raw_fd()) {
+                        return rb.destination(0);
+                    }
+                    assert!(t0.elapsed().as_secs() < 2, "datagram lost");
+                }
+            };
+            assert_eq!(receive_one(&mut rb), None);
+            let on: libc::c_int = 1;
+            // SAFETY: an int option on a live socket.
+            let rc = unsafe {
+                libc::setsockopt(
+                    b.as_raw_fd(),
+                    level,
+                    name,
+                    (&on as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0);
+            assert_eq!(receive_one(&mut rb), Some(to.ip()));
         }
     }
 }

@@ -119,6 +119,53 @@ impl CoapClient {
             .await
     }
 
+    /// Send `req` once, as a NON, to the multicast `group` (RFC 7252 §8.1) and collect every
+    /// response that arrives within `window`, with the unicast address each member answered
+    /// from (§8.2; members wait up to their leisure, so `window` should exceed it). Block2 is
+    /// not followed: a truncated answer is returned as its first block, and the caller asks
+    /// that member by unicast. Fails only when the request cannot be sent.
+    pub async fn multicast_request(
+        &self,
+        group: SocketAddr,
+        req: ClientRequest,
+        window: Duration,
+    ) -> Result<Vec<(SocketAddr, ClientResponse)>, ClientError> {
+        let deadline = Instant::now() + window;
+        let _permits = self.acquire(group, deadline).await?;
+        let idx = self.socket_for(group)?;
+        let token = new_token(&mut rand::thread_rng());
+        let mut reg = Registration::new(Arc::clone(&self.shared), group, Some(token));
+        let mid = self.shared.next_mid(idx);
+        let bytes = encode_request(
+            MsgType::Non,
+            mid,
+            &token,
+            &req,
+            &req.payload,
+            RequestExtras::default(),
+        )
+        .map_err(|_| ProtocolError::Encode)?;
+        let start = Instant::now();
+        self.shared.send(idx, &bytes, group).await?;
+        let mut answers: Vec<(SocketAddr, ClientResponse)> = Vec::new();
+        loop {
+            match reg.recv_until(Some(deadline)).await {
+                Ok(Some(Event::GroupResponse { packet, from })) => {
+                    // A member repeating itself (a retransmitted NON) counts once.
+                    if answers.iter().any(|(a, _)| *a == from) {
+                        continue;
+                    }
+                    if let Some(p) = codec::parse_response(&packet) {
+                        answers.push((from, plain_response(p, start.elapsed())));
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(ClientError::Cancelled),
+                Err(()) => return Ok(answers),
+            }
+        }
+    }
+
     /// One message out, its response back: retransmitted while unacknowledged (§4.2), then
     /// waiting for a separate response until the deadline (§5.2.2).
     #[allow(clippy::too_many_arguments)]
@@ -164,6 +211,7 @@ impl CoapClient {
                 Ok(Some(Event::EmptyAck)) => acked = true,
                 Ok(Some(Event::Reset)) => return Err(ClientError::Reset),
                 Ok(Some(Event::Rejected)) => return Err(ProtocolError::BadResponse.into()),
+                Ok(Some(Event::GroupResponse { .. })) => {}
                 Ok(None) => return Err(ClientError::Cancelled),
                 Err(_) => {
                     let now = Instant::now();
@@ -473,5 +521,20 @@ impl Observation {
         let _ = client
             .transact(&mut reg, self.idx, self.peer, &req, &[], extras, deadline)
             .await;
+    }
+}
+
+/// A single-message response as the caller sees it (no Block2 follow-up).
+fn plain_response(p: ParsedResponse, rtt: Duration) -> ClientResponse {
+    ClientResponse {
+        code: p.code,
+        content_format: p.content_format,
+        payload: p.payload,
+        observe: p.observe,
+        max_age: p.max_age,
+        etag: p.etag,
+        location_path: p.location_path,
+        location_query: p.location_query,
+        rtt,
     }
 }

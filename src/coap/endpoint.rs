@@ -8,6 +8,13 @@
 //!
 //! Fast path: a request whose handler future is ready on its first poll is answered inline
 //! from the receive loop — no task spawn, and the response is sent with `try_send_to`.
+//!
+//! Multicast (RFC 7252 §8; Linux, after [`Endpoint::join_multicast`]): a request whose
+//! destination was a group gets `InboundRequest::multicast` set and is never ACKed or RST
+//! (a malformed one, a ping or a Block1 piece is dropped); only a 2.xx answer is sent, as a NON
+//! from the unicast address, after a random delay in `[0, multicast_leisure]` (§8.2); any
+//! other answer means "nothing useful to say" and is dropped (§8.2: a server may ignore a
+//! multicast request it cannot answer usefully; §8.1: no error responses to multicast).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,6 +85,12 @@ pub(crate) enum Event {
     },
     /// A response we rejected (unknown critical option): the exchange fails.
     Rejected,
+    /// A response to a request sent to a group, from the member that answered (RFC 7252 §8.2:
+    /// members answer from their unicast addresses).
+    GroupResponse {
+        packet: Packet,
+        from: SocketAddr,
+    },
 }
 
 #[derive(Default)]
@@ -121,6 +134,8 @@ struct ReplyCtx {
     separate: bool,
     /// When the decoded request reached `on_request` (start of the latency histogram's span).
     received: Instant,
+    /// The request arrived by multicast: only a 2.xx is sent, as a NON, after the leisure.
+    multicast: bool,
 }
 
 impl Shared {
@@ -180,7 +195,10 @@ impl Shared {
         }
     }
 
-    fn on_datagram(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+    fn on_datagram(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr, multicast: bool) {
+        if multicast {
+            return self.on_multicast(idx, bytes, peer);
+        }
         let packet = match codec::decode(bytes) {
             Ok(p) => p,
             Err(DecodeError::Format {
@@ -209,11 +227,26 @@ impl Shared {
         }
         if code.is_request() {
             if matches!(mtype, MsgType::Con | MsgType::Non) {
-                self.on_request(idx, packet, mtype, peer);
+                self.on_request(idx, packet, mtype, peer, false);
             }
             return;
         }
         self.on_response(idx, packet, mtype, peer);
+    }
+
+    /// A datagram sent to a group (RFC 7252 §8.1): only a well-formed request is processed;
+    /// nothing else ever gets an answer (no RST, no ACK, no ping reply).
+    fn on_multicast(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        let Ok(packet) = codec::decode(bytes) else {
+            log::debug!("coap: malformed multicast datagram from {peer} dropped");
+            return;
+        };
+        let mtype = msg_type(&packet);
+        if code_of(&packet).is_request() && matches!(mtype, MsgType::Con | MsgType::Non) {
+            self.on_request(idx, packet, mtype, peer, true);
+        } else {
+            log::debug!("coap: multicast non-request from {peer} dropped");
+        }
     }
 
     fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
@@ -237,12 +270,17 @@ impl Shared {
                 }
             }
         }
+        // A request sent to a group is answered from each member's own address.
+        let mut group = false;
         let tx = <[u8; 8]>::try_from(packet.get_token()).ok().and_then(|t| {
             lock(&self.exchanges)
                 .by_token
                 .get(&t)
-                .filter(|(p, _)| *p == peer)
-                .map(|(_, tx)| tx.clone())
+                .filter(|(p, _)| *p == peer || p.ip().is_multicast())
+                .map(|(p, tx)| {
+                    group = p.ip().is_multicast();
+                    tx.clone()
+                })
         });
         let acceptable = codec::parse_response(&packet).is_some();
         match mtype {
@@ -270,10 +308,12 @@ impl Shared {
                     lock(&self.dedup).answered(peer, mid, &reply);
                 }
                 if let Some(tx) = tx {
-                    let ev = if acceptable {
-                        Event::Response { packet, mtype }
-                    } else {
-                        Event::Rejected
+                    let ev = match (acceptable, group) {
+                        (true, false) => Event::Response { packet, mtype },
+                        (true, true) => Event::GroupResponse { packet, from: peer },
+                        // One member's bad answer must not end the whole group exchange.
+                        (false, true) => return,
+                        (false, false) => Event::Rejected,
                     };
                     let _ = tx.send(ev);
                 }
@@ -288,6 +328,7 @@ impl Shared {
         mut packet: Packet,
         mtype: MsgType,
         peer: SocketAddr,
+        multicast: bool,
     ) {
         let mid = packet.header.message_id;
         let now = Instant::now();
@@ -308,7 +349,8 @@ impl Shared {
             idx,
             peer,
             mid,
-            confirmable: mtype == MsgType::Con,
+            // §8.1: a multicast request is never acknowledged, whatever its type says.
+            confirmable: mtype == MsgType::Con && !multicast,
             token: packet.get_token().to_vec(),
             block1: None,
             block2: None,
@@ -316,6 +358,7 @@ impl Shared {
             block_key: String::new(),
             separate: false,
             received: now,
+            multicast,
         };
         let local = self.sockets[idx].local;
         let parsed = match codec::parse_request(&mut packet, peer, local) {
@@ -328,7 +371,12 @@ impl Shared {
         };
         drop(packet);
         let mut req = parsed.request;
+        req.multicast = multicast;
         ctx.block2 = req.block2;
+        if multicast && parsed.block1.is_some() {
+            log::debug!("coap: multicast Block1 request from {peer} dropped");
+            return;
+        }
         if let Some(b1) = parsed.block1 {
             let key = request_key(&req);
             let outcome = lock(&self.block1).offer(peer, key, b1, &req.payload, parsed.size1, now);
@@ -375,7 +423,9 @@ impl Shared {
                 return;
             }
         }
-        self.observe_bookkeeping(&mut ctx, &req);
+        if !multicast {
+            self.observe_bookkeeping(&mut ctx, &req);
+        }
         // A panicking handler must not take the receive loop down: it answers 5.00 instead.
         let handler = &self.handler;
         let Ok(fut) = catch_unwind(AssertUnwindSafe(|| handler.handle(req))) else {
@@ -439,6 +489,14 @@ impl Shared {
     }
 
     fn reply(self: &Arc<Self>, ctx: ReplyCtx, resp: OutboundResponse, mut extras: ResponseExtras) {
+        if ctx.multicast && !resp.code.is_success() {
+            log::debug!(
+                "coap: multicast request from {} not answered ({})",
+                ctx.peer,
+                resp.code
+            );
+            return;
+        }
         crate::metrics::global().record_response(resp.code, ctx.received.elapsed());
         if extras.block1.is_none() {
             extras.block1 = ctx.block1;
@@ -483,6 +541,8 @@ impl Shared {
                 }
                 bytes
             }
+            // Nothing useful for a group member to say (RFC 7252 §8.2).
+            Err(()) if ctx.multicast => return,
             Err(()) => {
                 let err = OutboundResponse::new(Code::BAD_OPTION)
                     .with_diagnostic("block number beyond the representation");
@@ -504,6 +564,16 @@ impl Shared {
                 let _ = shared
                     .confirm(ctx.idx, ctx.peer, mid, &bytes, budget, &|| true)
                     .await;
+            });
+        } else if ctx.multicast {
+            // §8.2: every member of the group answers at a random point of the leisure, so
+            // the answers do not all arrive at once.
+            let leisure = self.params.multicast_leisure;
+            let delay = rand::thread_rng().gen_range(Duration::ZERO..=leisure);
+            let shared = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                shared.send_owned(ctx.idx, bytes, ctx.peer);
             });
         } else {
             if ctx.confirmable {
@@ -812,6 +882,8 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
         // So that 0.0.0.0:P and [::]:P can both be bound.
         socket.set_only_v6(true)?;
     }
+    #[cfg(target_os = "linux")]
+    super::multicast::only_own_groups(&socket, addr.is_ipv4());
     // Absorb bursts (many devices re-registering at once); the kernel caps it anyway.
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
@@ -884,6 +956,36 @@ impl Endpoint {
         CoapClient::new(Arc::clone(&self.shared))
     }
 
+    /// Join `group` on interface `ifindex` (RFC 7252 §8) with the socket bound to the
+    /// unspecified address of the group's family on `port` (only such a socket receives
+    /// datagrams sent to the group's port). From then on requests sent to the group reach the
+    /// handler with `multicast` set. `NotFound` when no such socket is bound.
+    #[cfg(target_os = "linux")]
+    pub fn join_multicast(
+        &self,
+        group: std::net::IpAddr,
+        port: u16,
+        ifindex: u32,
+    ) -> std::io::Result<()> {
+        let ctx = self
+            .shared
+            .sockets
+            .iter()
+            .find(|s| {
+                s.local.is_ipv4() == group.is_ipv4()
+                    && s.local.ip().is_unspecified()
+                    && s.local.port() == port
+            })
+            .ok_or_else(|| {
+                let any = if group.is_ipv4() { "0.0.0.0" } else { "[::]" };
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no socket bound to {any}:{port}"),
+                )
+            })?;
+        super::multicast::join(&ctx.socket, group, ifindex)
+    }
+
     pub fn server(&self) -> ServerHandle {
         ServerHandle {
             shared: Arc::clone(&self.shared),
@@ -927,7 +1029,7 @@ async fn recv_loop(shared: Arc<Shared>, idx: usize) {
         // Drain what is queued before sleeping again: one readiness wake-up per burst.
         match socket.try_recv_from(&mut buf) {
             Ok((n, peer)) => {
-                shared.on_datagram(idx, &buf[..n], peer);
+                shared.on_datagram(idx, &buf[..n], peer, false);
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -961,15 +1063,18 @@ async fn recv_loop(shared: Arc<Shared>, idx: usize) {
                 for i in 0..n {
                     let (bytes, peer, truncated) = batch.get(i);
                     let Some(peer) = peer else { continue };
+                    let multicast = batch.destination(i).is_some_and(|d| d.is_multicast());
                     if truncated {
                         // Too big to have been read whole: reject a CON (RFC 7252 §4.2), the
-                        // client should have used Block1.
-                        if let Some((MsgType::Con, _, mid)) = codec::peek(bytes) {
+                        // client should have used Block1. Never a RST to multicast (§8.1).
+                        if let (Some((MsgType::Con, _, mid)), false) =
+                            (codec::peek(bytes), multicast)
+                        {
                             shared.send_now(idx, &encode_empty(MsgType::Rst, mid), peer);
                         }
                         continue;
                     }
-                    shared.on_datagram(idx, bytes, peer);
+                    shared.on_datagram(idx, bytes, peer, multicast);
                 }
                 let out = lock(&ctx.outbox).take().unwrap_or_default();
                 let mut sent = 0;

@@ -35,7 +35,9 @@ pub struct InboundRequest {
     /// The block the client asked for (late negotiation or a follow-up block).
     pub block2: Option<BlockOption>,
     pub payload: Vec<u8>,
-    /// Whether the request arrived on a multicast address (not detected yet: always false).
+    /// Whether the request was sent to a multicast group (its destination address, from
+    /// IP_PKTINFO; only on sockets that joined a group). Such a request gets only a 2.xx
+    /// answer, as a NON after the leisure; any other answer is dropped (RFC 7252 §8).
     pub multicast: bool,
     pub token: Vec<u8>,
 }

@@ -33,6 +33,10 @@
 //!   blocks come from one representation (on a miss the handler is re-run).
 //! - Block1: request bodies are reassembled (2.31 Continue per block) up to `max_body`
 //!   (4.13 with Size1 above it, 4.08 on gaps); the handler sees the whole body.
+//! - Multicast (RFC 7252 §8, Linux): [`Endpoint::join_multicast`] joins a group on the
+//!   wildcard socket of its family; requests sent to a group are flagged
+//!   (`InboundRequest::multicast`), never ACKed/RST, and only 2.xx answers leave, as NON after
+//!   a random `multicast_leisure` delay (see `endpoint.rs`, `multicast.rs`).
 //! - Observe (RFC 7641): a GET with Observe=0 whose response is 2.xx with
 //!   `OutboundResponse::observe = Some(key)` registers the peer. [`ServerHandle::notify`]
 //!   re-runs the handler with each observer's stored request and sends a CON notification
@@ -57,7 +61,7 @@
 //! (Block options, slicing, Block1 reassembly, Block2 cache), `observe` (freshness rule,
 //! observer registry), `exchange` (back-off, tokens), `message` (request/response values),
 //! `params`, `error` — all pure; `endpoint` (sockets, receive loop, server) and `client` use
-//! tokio.
+//! tokio; `multicast` (group membership, interface lookup) and `batch_io` are Linux socket code.
 
 #[cfg(target_os = "linux")]
 mod batch_io;
@@ -70,6 +74,8 @@ mod endpoint;
 mod error;
 pub mod exchange;
 mod message;
+#[cfg(target_os = "linux")]
+pub mod multicast;
 pub mod observe;
 mod params;
 
@@ -79,4 +85,4 @@ pub use code::{Code, Method};
 pub use endpoint::{Endpoint, HandlerFuture, RequestHandler, ServerHandle};
 pub use error::{ClientError, CoapError, ProtocolError};
 pub use message::{ClientRequest, ClientResponse, InboundRequest, ObserveKey, OutboundResponse};
-pub use params::TransmissionParams;
+pub use params::{TransmissionParams, DEFAULT_LEISURE};

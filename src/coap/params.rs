@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::config::CoapConfig;
 
+/// RFC 7252 §4.8 DEFAULT_LEISURE; the RD sets its own from `rd.multicast_leisure_ms`.
+pub const DEFAULT_LEISURE: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub struct TransmissionParams {
     pub ack_timeout: Duration,
@@ -34,6 +37,9 @@ pub struct TransmissionParams {
     /// A handler slower than this gets the request acknowledged with an empty ACK and its
     /// response sent as a separate CON (RFC 7252 §5.2.2), before the client retransmits.
     pub separate_response_after: Duration,
+    /// A 2.xx answer to a multicast request leaves after a random delay in `[0, this]`
+    /// (RFC 7252 §8.2 Leisure), so a group's answers do not collide.
+    pub multicast_leisure: Duration,
 }
 
 impl Default for TransmissionParams {
@@ -59,6 +65,7 @@ impl TransmissionParams {
             max_block1_transfers: 1_024,
             max_observers: 100_000,
             separate_response_after: ack_timeout / 2,
+            multicast_leisure: DEFAULT_LEISURE,
         };
         p.exchange_lifetime = p.derived_exchange_lifetime();
         p

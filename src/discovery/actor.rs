@@ -10,9 +10,15 @@
 //! device whose address already holds a self-registration (under any name) is not asked at all.
 //! A round runs as one future on the actor's context with at most `max_in_flight` requests
 //! outstanding; a round still running when the next is due makes that one skip.
+//!
+//! Multicast targets (`224.0.1.187`, `[ff02::fd%eth0]`): each round first sends one NON
+//! `GET /.well-known/core` to every group (RFC 7252 §8.1) and collects, for `timeout`, the
+//! members that answer from their unicast addresses (they wait up to their leisure, §8.2, so
+//! the timeout must exceed it); each member is then asked and registered like a unicast target,
+//! by unicast, so Block2 and every check apply unchanged.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -20,7 +26,7 @@ use futures::stream::{self, StreamExt};
 use log::{debug, info, warn};
 
 use super::naming::endpoint_name;
-use super::targets::{expand_targets, TargetError};
+use super::targets::{expand_targets, group_targets, GroupTarget, TargetError};
 use crate::coap::{ClientRequest, CoapClient, Code};
 use crate::config::DiscoveryConfig;
 use crate::link_format::{Link, Param};
@@ -42,6 +48,8 @@ pub struct DiscoverySettings {
     pub max_in_flight: usize,
     /// Every address asked each round, expanded from `discovery.targets`.
     pub targets: Vec<SocketAddr>,
+    /// Multicast groups asked each round (IPv6 link-local ones with their scope id).
+    pub groups: Vec<SocketAddr>,
 }
 
 impl DiscoverySettings {
@@ -52,7 +60,45 @@ impl DiscoverySettings {
             lifetime_s: config.lifetime_s.max(1),
             max_in_flight: config.max_in_flight.max(1),
             targets: expand_targets(&config.targets)?,
+            groups: group_targets(&config.targets)?
+                .iter()
+                .map(group_addr)
+                .collect::<Result<_, _>>()?,
         })
+    }
+}
+
+/// A group as a socket address: an IPv6 group's interface becomes its scope id.
+fn group_addr(g: &GroupTarget) -> Result<SocketAddr, TargetError> {
+    match (g.ip, &g.interface) {
+        (IpAddr::V6(ip), Some(name)) => {
+            #[cfg(target_os = "linux")]
+            let index = crate::coap::multicast::index_of(name);
+            #[cfg(not(target_os = "linux"))]
+            let index = None;
+            let index = index.ok_or_else(|| TargetError::UnknownInterface(name.clone()))?;
+            Ok(SocketAddr::V6(SocketAddrV6::new(ip, g.port, 0, index)))
+        }
+        (ip, _) => Ok(SocketAddr::new(ip, g.port)),
+    }
+}
+
+/// The members of `group` that answer a multicast `GET /.well-known/core` within `window`.
+async fn ask_group(client: &CoapClient, group: SocketAddr, window: Duration) -> Vec<SocketAddr> {
+    let request = ClientRequest::get("/.well-known/core").accept(LINK_FORMAT);
+    match client.multicast_request(group, request, window).await {
+        Ok(answers) => {
+            info!("discovery: group {group}: {} answered", answers.len());
+            answers
+                .into_iter()
+                .filter(|(_, r)| r.code == Code::CONTENT)
+                .map(|(from, _)| from)
+                .collect()
+        }
+        Err(e) => {
+            warn!("discovery: cannot ask group {group}: {e}");
+            Vec::new()
+        }
     }
 }
 
@@ -155,12 +201,22 @@ impl Discovery {
         let number = self.round;
         let skip = self.self_registered_addrs();
         self.retire_superseded(&skip);
-        let targets = self.settings.targets.clone();
         let client = self.client.clone();
         let registry = self.registry.clone();
         let settings = self.settings.clone();
         let started = Instant::now();
         let round = async move {
+            let mut targets = settings.targets.clone();
+            let mut listed: HashSet<SocketAddr> = targets.iter().copied().collect();
+            let asks = settings
+                .groups
+                .iter()
+                .map(|g| ask_group(&client, *g, settings.timeout));
+            for member in futures::future::join_all(asks).await.into_iter().flatten() {
+                if listed.insert(member) {
+                    targets.push(member);
+                }
+            }
             let mut done = RoundDone {
                 asked: targets.len(),
                 ..Default::default()
@@ -320,8 +376,9 @@ impl Actor for Discovery {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         info!(
-            "discovery: {} targets every {:?}, lifetime {} s",
+            "discovery: {} targets and {} groups every {:?}, lifetime {} s",
             self.settings.targets.len(),
+            self.settings.groups.len(),
             self.settings.interval,
             self.settings.lifetime_s
         );

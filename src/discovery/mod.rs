@@ -1,6 +1,7 @@
 //! Active discovery (issue 9): the RD finds devices that do not register themselves by asking
-//! configured unicast targets for `/.well-known/core` (RFC 6690 §4) and registers them on their
-//! behalf as third-party registrations (RFC 9176 §5, `src=discovery`, explicit `base`).
+//! configured unicast targets, and multicast groups (RFC 7252 §8), for `/.well-known/core`
+//! (RFC 6690 §4) and registers them on their behalf as third-party registrations (RFC 9176 §5,
+//! `src=discovery`, explicit `base`).
 //!
 //! - `targets`: parsing and expanding `discovery.targets` (pure).
 //! - `naming`: the endpoint name of a discovered device (pure).
@@ -12,4 +13,4 @@ pub mod targets;
 
 pub use actor::{start, Discovery, DiscoverySettings, RoundDone, StopDiscovery};
 pub use naming::{endpoint_name, generated_name};
-pub use targets::{expand_targets, parse_target, Target, TargetError};
+pub use targets::{expand_targets, group_targets, parse_target, GroupTarget, Target, TargetError};

@@ -3,8 +3,10 @@
 //!
 //! Accepted forms: a unicast `host:port` (`127.0.0.1:5683`, `[::1]:5683`), a port range on one
 //! address (`127.0.0.1:40000-40019`, inclusive), or an IP address without a port (CoAP's
-//! default port 5683, RFC 7252 §6.1). Multicast addresses are refused: multicast discovery is
-//! not built.
+//! default port 5683, RFC 7252 §6.1). A multicast group (`224.0.1.187`, `[ff02::fd%eth0]`,
+//! optionally with `:port`) is asked once per round (RFC 7252 §8); an IPv6 group of link- or
+//! interface-local scope names its interface after `%` (the scope of the group), an IPv4 group
+//! leaves by the routing table and takes none. Groups cannot be ranges.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -25,8 +27,22 @@ pub enum TargetError {
     EmptyRange(String),
     #[error("`{0}`: port 0 cannot be a discovery target")]
     PortZero(String),
-    #[error("`{0}`: multicast discovery is not supported; list unicast addresses")]
+    #[error("`{0}`: a port range cannot be a multicast group")]
     Multicast(String),
+    #[error("`{0}`: a link-local IPv6 group needs its interface, e.g. [ff02::fd%eth0]")]
+    GroupNeedsInterface(String),
+    #[error("`{0}`: an interface (%name) is only meaningful for an IPv6 group")]
+    UnexpectedInterface(String),
+    #[error("no interface named {0:?}")]
+    UnknownInterface(String),
+}
+
+/// A multicast group to ask, with the interface that scopes it (IPv6 only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTarget {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub interface: Option<String>,
 }
 
 /// One configured target.
@@ -39,14 +55,17 @@ pub enum Target {
         first: u16,
         last: u16,
     },
+    Group(GroupTarget),
 }
 
 impl Target {
-    /// Every address this target stands for.
+    /// Every unicast address this target stands for (none for a group).
     pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        let (ip, first, last) = match *self {
+        let (ip, first, last) = match self {
             Target::Unicast(addr) => (addr.ip(), addr.port(), addr.port()),
-            Target::Range { ip, first, last } => (ip, first, last),
+            Target::Range { ip, first, last } => (*ip, *first, *last),
+            // An empty range: 1..=0.
+            Target::Group(g) => (g.ip, 1, 0),
         };
         (first..=last).map(move |port| SocketAddr::new(ip, port))
     }
@@ -56,6 +75,9 @@ impl Target {
 pub fn parse_target(entry: &str) -> Result<Target, TargetError> {
     let s = entry.trim();
     let syntax = || TargetError::Syntax(entry.to_string());
+    if let Some(group) = parse_group(entry, s)? {
+        return Ok(Target::Group(group));
+    }
     if let Ok(ip) = s.parse::<IpAddr>() {
         return unicast(entry, SocketAddr::new(ip, COAP_PORT));
     }
@@ -83,6 +105,72 @@ pub fn parse_target(entry: &str) -> Result<Target, TargetError> {
     })
 }
 
+/// `Some` when `s` names a multicast group: `ip`, `ip%iface`, `[ip%iface]:port`, `ip:port`.
+fn parse_group(entry: &str, s: &str) -> Result<Option<GroupTarget>, TargetError> {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let Some((host, after)) = rest.split_once(']') else {
+                return Ok(None);
+            };
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse::<u16>().ok(),
+                None if after.is_empty() => Some(COAP_PORT),
+                None => None,
+            };
+            (host, port)
+        }
+        None => match s.rsplit_once(':') {
+            // Only IPv4 may carry an unbracketed port; a bare IPv6 group has colons of its own.
+            Some((h, p)) if h.parse::<std::net::Ipv4Addr>().is_ok() => match p.parse() {
+                Ok(port) => (h, Some(port)),
+                // `224.0.1.187:1-2`: a range, refused by the range parser.
+                Err(_) => return Ok(None),
+            },
+            _ => (s, Some(COAP_PORT)),
+        },
+    };
+    let (ip, interface) = match host.split_once('%') {
+        Some((ip, iface)) => (ip, Some(iface.to_string())),
+        None => (host, None),
+    };
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return Ok(None);
+    };
+    if !ip.is_multicast() {
+        return Ok(None);
+    }
+    let port = port.ok_or_else(|| TargetError::Syntax(entry.to_string()))?;
+    if port == 0 {
+        return Err(TargetError::PortZero(entry.to_string()));
+    }
+    match (&ip, &interface) {
+        (IpAddr::V4(_), Some(_)) => Err(TargetError::UnexpectedInterface(entry.to_string())),
+        (_, Some(name)) if name.is_empty() => Err(TargetError::Syntax(entry.to_string())),
+        // ff01::/16 interface-local and ff02::/16 link-local need the interface as scope.
+        (IpAddr::V6(v6), None) if v6.segments()[0] & 0x000f <= 2 => {
+            Err(TargetError::GroupNeedsInterface(entry.to_string()))
+        }
+        _ => Ok(Some(GroupTarget {
+            ip,
+            port,
+            interface,
+        })),
+    }
+}
+
+/// The multicast groups among `entries`, in configuration order, without duplicates.
+pub fn group_targets<S: AsRef<str>>(entries: &[S]) -> Result<Vec<GroupTarget>, TargetError> {
+    let mut out: Vec<GroupTarget> = Vec::new();
+    for entry in entries {
+        if let Target::Group(g) = parse_target(entry.as_ref())? {
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn unicast(entry: &str, addr: SocketAddr) -> Result<Target, TargetError> {
     if addr.ip().is_multicast() {
         return Err(TargetError::Multicast(entry.to_string()));
@@ -93,7 +181,8 @@ fn unicast(entry: &str, addr: SocketAddr) -> Result<Target, TargetError> {
     Ok(Target::Unicast(addr))
 }
 
-/// Parse every entry and expand them to distinct addresses, in configuration order.
+/// Parse every entry and expand them to distinct unicast addresses, in configuration order
+/// (groups are checked too, but listed by [`group_targets`]).
 pub fn expand_targets<S: AsRef<str>>(entries: &[S]) -> Result<Vec<SocketAddr>, TargetError> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
@@ -167,12 +256,68 @@ mod tests {
             parse_target("127.0.0.1:0-5"),
             Err(TargetError::PortZero(_))
         ));
-        for mc in ["224.0.1.187", "[ff02::fd]:5683", "224.0.1.187:1-2"] {
+        assert!(matches!(
+            parse_target("224.0.1.187:1-2"),
+            Err(TargetError::Multicast(_))
+        ));
+        for link_local in ["[ff02::fd]:5683", "ff02::fd", "[ff02::fd]"] {
             assert!(
-                matches!(parse_target(mc), Err(TargetError::Multicast(_))),
-                "{mc}"
+                matches!(
+                    parse_target(link_local),
+                    Err(TargetError::GroupNeedsInterface(_))
+                ),
+                "{link_local}"
             );
         }
+        assert!(matches!(
+            parse_target("224.0.1.187%eth0"),
+            Err(TargetError::UnexpectedInterface(_))
+        ));
+        assert!(matches!(
+            parse_target("224.0.1.187:0"),
+            Err(TargetError::PortZero(_))
+        ));
+    }
+
+    #[test]
+    fn groups_are_targets_of_their_own() {
+        let group = |ip: &str, port, iface: Option<&str>| {
+            Ok(Target::Group(GroupTarget {
+                ip: ip.parse().unwrap(),
+                port,
+                interface: iface.map(str::to_string),
+            }))
+        };
+        assert_eq!(
+            parse_target("224.0.1.187"),
+            group("224.0.1.187", 5683, None)
+        );
+        assert_eq!(
+            parse_target("224.0.1.187:6000"),
+            group("224.0.1.187", 6000, None)
+        );
+        assert_eq!(
+            parse_target("[ff02::fd%veth0]"),
+            group("ff02::fd", 5683, Some("veth0"))
+        );
+        assert_eq!(
+            parse_target("[ff02::fd%eth0]:7000"),
+            group("ff02::fd", 7000, Some("eth0"))
+        );
+        assert_eq!(
+            parse_target("ff02::fd%eth0"),
+            group("ff02::fd", 5683, Some("eth0"))
+        );
+        // Site-local scope routes like a global group: no interface needed.
+        assert_eq!(parse_target("[ff05::fd]"), group("ff05::fd", 5683, None));
+        assert_eq!(parse_target("224.0.1.187").unwrap().addrs().count(), 0);
+        let groups =
+            group_targets(&["127.0.0.1:1", "224.0.1.187", "224.0.1.187", "[ff02::fd%lo]"]).unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            expand_targets(&["224.0.1.187", "127.0.0.1:1"]).unwrap(),
+            vec![sa("127.0.0.1:1")]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - `well_known`: the RD's `/.well-known/core` with RFC 6690 §4.1 filtering (§4.3).
 //! - `error`: `RdError` and its CoAP response codes.
 //! - `route`: which RD resource a path names.
+//! - `multicast`: the groups the RD joins and what it answers by multicast (RFC 9176 §4.1).
 //! - `lookup_cache`: rendered lookup results shared across requests, valid for one registry
 //!   version.
 //! - `service`: `RdService`, the CoAP request handler (the only part that talks to the
@@ -27,6 +28,7 @@ pub mod group;
 mod link_writer;
 pub mod lookup;
 pub mod lookup_cache;
+pub mod multicast;
 pub mod params;
 pub mod register;
 pub mod resolve;

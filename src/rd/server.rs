@@ -4,12 +4,16 @@
 //! Requests themselves do not pass through the actor: the endpoint calls [`RdService`] directly
 //! (reads from the shared index, writes as messages to the Registry), so a lookup costs no
 //! actor hop. The actor only coalesces bursts of registry events into one notification round.
+//!
+//! With `rd.multicast`, [`RunningRd::join_multicast`] makes the endpoint's wildcard sockets
+//! members of All-CoRE-RDs and All-CoAP-Nodes (`rd::multicast`), once, at start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use log::{error, info, warn};
 
 use super::service::{lookup_observe_key, RdService, RdSettings};
 use crate::coap::{CoapClient, CoapError, Endpoint, ServerHandle, TransmissionParams};
@@ -65,6 +69,82 @@ impl RunningRd {
     pub async fn shutdown(self) {
         self.actor.do_send(StopRd);
         self.endpoint.shutdown().await;
+    }
+}
+
+/// Why the RD could not join its multicast groups; the gateway does not start then.
+#[derive(Debug, thiserror::Error)]
+pub enum MulticastError {
+    #[cfg(target_os = "linux")]
+    #[error("rd.multicast_interfaces: {0}")]
+    Interfaces(#[from] crate::coap::multicast::InterfaceError),
+    #[error("rd.multicast: no group could be joined on any interface ({0})")]
+    NothingJoined(String),
+    #[error("rd.multicast is only supported on Linux")]
+    Unsupported,
+}
+
+impl RunningRd {
+    /// Join every RD group (All-CoRE-RDs, All-CoAP-Nodes) on the interfaces named in
+    /// `interfaces` (empty: every interface that is up, multicast-capable and not loopback),
+    /// with the sockets bound to `0.0.0.0` / `[::]`. Each membership and each failure is
+    /// logged; returns how many memberships were made. An unknown interface name, or nothing
+    /// joined at all, is an error; finding no interface to default to is logged as an error
+    /// and returns 0 (the RD still serves unicast).
+    #[cfg(target_os = "linux")]
+    pub fn join_multicast(&self, interfaces: &[String]) -> Result<usize, MulticastError> {
+        let chosen = crate::coap::multicast::resolve_interfaces(interfaces)?;
+        if chosen.is_empty() {
+            error!(
+                "rd.multicast is on but no interface is up, multicast-capable and not loopback: \
+                 multicast discovery is OFF (name interfaces in rd.multicast_interfaces)"
+            );
+            return Ok(0);
+        }
+        let port = super::multicast::RD_MULTICAST_PORT;
+        let mut joined = 0;
+        let mut last_error = String::new();
+        for (v4, listener) in [(true, "0.0.0.0"), (false, "[::]")] {
+            let bound = self
+                .local_addrs()
+                .iter()
+                .any(|a| a.is_ipv4() == v4 && a.ip().is_unspecified() && a.port() == port);
+            if !bound {
+                info!("rd multicast: no {listener}:{port} in rd.listen, its groups are not joined");
+            }
+        }
+        for group in super::multicast::rd_groups() {
+            let bound = self.local_addrs().iter().any(|a| {
+                a.is_ipv4() == group.is_ipv4() && a.ip().is_unspecified() && a.port() == port
+            });
+            if !bound {
+                continue;
+            }
+            for iface in &chosen {
+                match self.endpoint.join_multicast(group, port, iface.index) {
+                    Ok(()) => {
+                        info!(
+                            "rd multicast: joined {group} on {} (port {port})",
+                            iface.name
+                        );
+                        joined += 1;
+                    }
+                    Err(e) => {
+                        warn!("rd multicast: cannot join {group} on {}: {e}", iface.name);
+                        last_error = format!("{group} on {}: {e}", iface.name);
+                    }
+                }
+            }
+        }
+        if joined == 0 {
+            return Err(MulticastError::NothingJoined(last_error));
+        }
+        Ok(joined)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn join_multicast(&self, _interfaces: &[String]) -> Result<usize, MulticastError> {
+        Err(MulticastError::Unsupported)
     }
 }
 

@@ -122,6 +122,14 @@ impl RequestHandler for RdService {
             req.path_string(),
             req.source
         );
+        if req.multicast && !super::multicast::answered_by_multicast(route, req.method) {
+            debug!(
+                "multicast request from {} dropped: only discovery",
+                req.source
+            );
+            // Never sent: the endpoint answers a multicast request only with a 2.xx.
+            return now(OutboundResponse::new(Code::NOT_FOUND));
+        }
         match (route, req.method) {
             (Route::WellKnownCore, Get) => now(self.discovery(&req)),
             (Route::WellKnownCore, Post) if self.settings.simple_registration => {
@@ -165,7 +173,8 @@ impl RequestHandler for RdService {
 
 impl RdService {
     /// `GET /.well-known/core` (RFC 9176 §4.3, RFC 6690 §4.1 filtering). Nothing matching a
-    /// unicast query is 4.04, as draft-11 §5.2 specifies.
+    /// unicast query is 4.04, as draft-11 §5.2 specifies; for a multicast query the endpoint
+    /// drops that 4.04, so the RD stays silent (RFC 7252 §8.2).
     fn discovery(&self, req: &InboundRequest) -> OutboundResponse {
         if let Some(accept) = req.accept.filter(|a| *a != LINK_FORMAT) {
             return error_response(&RdError::NotAcceptable(accept));

@@ -8,7 +8,7 @@
 //! binds the same port again. Called by [`super::run`]; everything runs on one task, and the
 //! network work (registrations, refreshes) on spawned tasks that report back over a channel.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,17 +100,45 @@ pub struct Fleet {
 }
 
 async fn bind_device(
+    opts: &SimOptions,
     port: u16,
     params: &TransmissionParams,
     handler: Arc<DeviceHandler>,
 ) -> Result<Live, CoapError> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let addr = SocketAddr::new(opts.bind, port);
     let endpoint = Endpoint::bind(&[addr], params.clone(), handler).await?;
+    if opts.join_multicast {
+        let port = endpoint.local_addrs().first().map_or(port, |a| a.port());
+        join_all_coap_nodes(&endpoint, opts.bind, port);
+    }
     Ok(Live {
         client: endpoint.client(),
         server: endpoint.server(),
         endpoint,
     })
+}
+
+/// All-CoAP-Nodes (RFC 7252 §12.8) of `bind`'s family, on every multicast-capable interface;
+/// failures are logged (a device that cannot join still serves unicast).
+fn join_all_coap_nodes(endpoint: &Endpoint, bind: IpAddr, port: u16) {
+    let group = match bind {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(224, 0, 1, 187)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfd)),
+    };
+    #[cfg(target_os = "linux")]
+    match crate::coap::multicast::resolve_interfaces(&[]) {
+        Ok(interfaces) if !interfaces.is_empty() => {
+            for iface in interfaces {
+                if let Err(e) = endpoint.join_multicast(group, port, iface.index) {
+                    warn!("device-sim: cannot join {group} on {}: {e}", iface.name);
+                }
+            }
+        }
+        Ok(_) => warn!("device-sim: no multicast-capable interface to join {group} on"),
+        Err(e) => warn!("device-sim: cannot join {group}: {e}"),
+    }
+    #[cfg(not(target_os = "linux"))]
+    warn!("device-sim: cannot join {group} on {endpoint:p} port {port}: multicast needs Linux");
 }
 
 fn registration_request(opts: &SimOptions, ep: &str) -> ClientRequest {
@@ -171,13 +199,16 @@ impl Fleet {
                 });
             }
         }
-        let params = TransmissionParams::default();
+        let params = TransmissionParams {
+            multicast_leisure: Duration::from_millis(opts.multicast_leisure_ms),
+            ..Default::default()
+        };
         let counts = Arc::new(RequestCounts::default());
         let mut devices = Vec::with_capacity(opts.count);
         for index in 0..opts.count {
             let port = opts.first_port.map_or(0, |p| p + index as u16);
             let handler = Arc::new(DeviceHandler::new(index, Arc::clone(&counts)));
-            let live = bind_device(port, &params, handler.clone())
+            let live = bind_device(&opts, port, &params, handler.clone())
                 .await
                 .map_err(|source| SimError::Bind { index, source })?;
             let port = live
@@ -186,7 +217,7 @@ impl Fleet {
                 .first()
                 .map_or(port, |a| a.port());
             let ep = format!("{}{index}", opts.prefix);
-            debug!("device-sim: {ep} on 127.0.0.1:{port}");
+            debug!("device-sim: {ep} on {}", SocketAddr::new(opts.bind, port));
             devices.push(Device {
                 index,
                 ep,
@@ -337,7 +368,7 @@ impl Fleet {
         if dev.live.is_some() {
             return;
         }
-        match bind_device(dev.port, &self.params, dev.handler.clone()).await {
+        match bind_device(&self.opts, dev.port, &self.params, dev.handler.clone()).await {
             Ok(live) => {
                 debug!("device-sim: {} answers again", dev.ep);
                 dev.live = Some(live);

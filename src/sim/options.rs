@@ -1,6 +1,6 @@
 //! `device-sim`'s command line (clap), kept in the library so the binary stays a thin `main`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Parser;
 
@@ -54,4 +54,19 @@ pub struct SimOptions {
     /// Registrations sent concurrently while starting.
     #[arg(long, default_value_t = 200)]
     pub register_concurrency: usize,
+
+    /// The address the devices listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// Each device joins All-CoAP-Nodes of its address family (224.0.1.187 or ff02::fd) on
+    /// every up, multicast-capable, non-loopback interface and answers multicast discovery
+    /// (RFC 7252 §8). Needs --bind 0.0.0.0 or ::; a device receives group requests sent to
+    /// its own port, so the one on port 5683 hears the standard ones.
+    #[arg(long)]
+    pub join_multicast: bool,
+
+    /// Upper bound of the random delay before a device answers a multicast request.
+    #[arg(long, default_value_t = 1_000)]
+    pub multicast_leisure_ms: u64,
 }

@@ -29,7 +29,8 @@ pub struct Gateway {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// Extra YAML appended to the generated config (sections the test wants to change).
+/// Extra YAML appended to the generated config (sections the test wants to change). An `rd:`
+/// section in `extra_yaml` is merged into the generated one (YAML allows each key once).
 pub struct GatewayOptions {
     pub listen: Vec<String>,
     pub extra_yaml: String,
@@ -53,15 +54,36 @@ pub fn gateway_bin() -> &'static str {
 /// Write a config for `data_dir`, without starting anything.
 pub fn write_config(dir: &Path, data_dir: &Path, opts: &GatewayOptions) -> PathBuf {
     let listen: Vec<String> = opts.listen.iter().map(|l| format!("{l:?}")).collect();
+    let (rd_keys, extra) = split_rd_section(&opts.extra_yaml);
     let yaml = format!(
-        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\nhttp:\n  listen: \"\"\n{extra}\n",
+        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\n{rd_keys}http:\n  listen: \"\"\n{extra}\n",
         data = data_dir.display().to_string(),
         listen = listen.join(", "),
-        extra = opts.extra_yaml,
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).expect("write test config");
     path
+}
+
+/// Split `yaml` into the indented lines of its top-level `rd:` section (if any) and the rest.
+fn split_rd_section(yaml: &str) -> (String, String) {
+    let (mut rd, mut rest) = (String::new(), String::new());
+    let mut in_rd = false;
+    for line in yaml.lines() {
+        if line.trim_end() == "rd:" {
+            in_rd = true;
+            continue;
+        }
+        if in_rd && (line.starts_with(' ') || line.trim().is_empty()) {
+            rd.push_str(line);
+            rd.push('\n');
+            continue;
+        }
+        in_rd = false;
+        rest.push_str(line);
+        rest.push('\n');
+    }
+    (rd, rest)
 }
 
 impl Gateway {
