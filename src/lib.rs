@@ -23,9 +23,12 @@
 //! - [`executer`]: platform commands become CoAP requests to devices, each answered with
 //!   exactly one `command_result`.
 //! - [`metrics`]: process-wide counters, rendered for Prometheus by the admin HTTP server.
+//! - [`admin`]: the admin HTTP server (`http.listen`): `/health`, `/metrics`, the device API
+//!   and the live status page.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
+pub mod admin;
 pub mod coap;
 pub mod config;
 pub mod discovery;
