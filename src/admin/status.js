@@ -4,6 +4,7 @@
 
 const POLL_MS = 2000;
 const PAGE = 1000;
+let polls = 0;
 
 function text(id, value, cls) {
   const el = document.getElementById(id);
@@ -75,6 +76,8 @@ async function poll() {
     drawDevices(page);
     text("error", "");
     text("updated", "updated " + new Date().toLocaleTimeString());
+    // Completed polls, for whoever checks that the page keeps itself current.
+    document.body.dataset.polls = String(++polls);
   } catch (e) {
     text("error", "cannot reach the gateway: " + e);
   }
