@@ -78,12 +78,21 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         // Nothing to match: one pass under the lock, cloning only the page.
         state.reader.with_index(|idx| query.select(idx.live(now)))
     } else {
-        // Only cheap Arc clones under the lock; the matching runs outside it, so filtering a
-        // large registry never holds up the Registry's writes.
-        let live: Vec<Arc<Registration>> = state
-            .reader
-            .with_index(|idx| idx.live(now).cloned().collect());
-        query.select(&live)
+        // Under the lock only the index pre-selection and cheap Arc clones; the exact matching
+        // runs outside it, so filtering a large registry never holds up the Registry's writes.
+        let candidates: Vec<Arc<Registration>> =
+            state
+                .reader
+                .with_index(|idx| match query.candidate_ids(idx) {
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|id| idx.get(*id))
+                        .filter(|r| !r.is_expired_at(now))
+                        .cloned()
+                        .collect(),
+                    None => idx.live(now).cloned().collect(),
+                });
+        query.select(&candidates)
     };
     HttpResponse::Ok().json(DevicePage {
         total,

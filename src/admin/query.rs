@@ -8,15 +8,17 @@
 //! forms), and paging has defaults: `page` (from 0) alone is fine, `count` defaults to
 //! [`DEFAULT_COUNT`] and may not exceed [`MAX_COUNT`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
 use crate::rd::error::RdError;
-use crate::rd::filter::LookupQuery;
+use crate::rd::filter::{plan_candidates, LookupQuery};
 use crate::rd::params::QueryParams;
-use crate::registry::model::{EndpointName, Registration, Sector};
+use crate::registry::index::Index;
+use crate::registry::model::{EndpointName, Registration, RegistrationId, Sector};
 
 /// Devices per page when the request does not say.
 pub const DEFAULT_COUNT: u64 = 100;
@@ -120,6 +122,40 @@ impl DeviceQuery {
             page,
             count,
         })
+    }
+
+    /// The registrations the index pre-selects for the filters (a superset of the matches, in
+    /// id order), or `None` when no filter is indexable and every live registration must be
+    /// checked. The same plan as the RD's lookups (`rd::filter::plan_candidates`; the set
+    /// algebra mirrors the RdServer's private `candidate_ids`): for each indexable filter, the
+    /// union of link-level and endpoint-level hits (cross-matching, RFC 9176 §6.2),
+    /// intersected over the filters. [`Self::select`] still runs the exact matchers.
+    pub fn candidate_ids(&self, idx: &Index) -> Option<BTreeSet<RegistrationId>> {
+        let mut acc: Option<BTreeSet<RegistrationId>> = None;
+        for (name, value, prefix) in plan_candidates(&self.lookup) {
+            // Index keys are single words: a value with whitespace cannot be pre-selected.
+            if value.contains(char::is_whitespace) {
+                continue;
+            }
+            let hits = match (
+                idx.ids_with_link_attr(name, value, prefix),
+                idx.ids_with_endpoint_attr(name, value, prefix),
+            ) {
+                (None, None) => continue,
+                (Some(s), None) | (None, Some(s)) => s,
+                (Some(a), Some(b)) => &a | &b,
+            };
+            let narrowed = match acc {
+                None => hits,
+                Some(prev) => &prev & &hits,
+            };
+            let empty = narrowed.is_empty();
+            acc = Some(narrowed);
+            if empty {
+                break;
+            }
+        }
+        acc
     }
 
     /// The matching registrations among `candidates` (in the order given) and the page asked
@@ -253,6 +289,43 @@ mod tests {
         // A bare name: the attribute is present.
         let q = DeviceQuery::parse("rt").unwrap();
         assert_eq!(q.select(&fleet()).0, 7);
+    }
+
+    #[test]
+    fn index_preselection_is_a_superset_and_select_agrees_with_a_full_scan() {
+        let mut idx = Index::new();
+        for reg in fleet() {
+            idx.insert(reg);
+        }
+        let all: Vec<Arc<Registration>> = idx.live(0).cloned().collect();
+        for raw in [
+            "ep=node3",
+            "rt=temp*",
+            "rt=light&status=1",
+            "et=sensor",
+            "ep=node3&rt=light",
+            "ep=nobody",
+            "status=0",
+        ] {
+            let q = DeviceQuery::parse(raw).unwrap();
+            let full = q.select(&all);
+            let narrowed = match q.candidate_ids(&idx) {
+                Some(ids) => {
+                    let regs: Vec<Arc<Registration>> =
+                        ids.iter().filter_map(|id| idx.get(*id)).cloned().collect();
+                    q.select(&regs)
+                }
+                None => full.clone(),
+            };
+            assert_eq!(narrowed, full, "{raw}");
+        }
+        // Indexable filters pre-select; `status` is not indexed.
+        let q = DeviceQuery::parse("ep=node3").unwrap();
+        assert_eq!(q.candidate_ids(&idx).unwrap().len(), 1);
+        assert!(DeviceQuery::parse("status=0")
+            .unwrap()
+            .candidate_ids(&idx)
+            .is_none());
     }
 
     #[test]
