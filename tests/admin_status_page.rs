@@ -1,7 +1,8 @@
 //! The status page at `GET /` (issue 12) rendered by headless Chromium against the real
 //! gateway: one table row per registered device with its ep and status (a device silenced in
-//! `device-sim` shows as down once the Pinger noticed), the platform link state, the page
-//! polling again by itself, and a screenshot that is a real rendering, not a blank page.
+//! `device-sim` shows as down once the Pinger noticed), the platform link state (not
+//! configured; connected to `platform-sim`), the page polling again by itself, and a
+//! screenshot that is a real rendering, not a blank page.
 //!
 //! Chromium is the Debian package `chromium` (scripts/test.sh installs it). Without it the
 //! tests print a SKIP line, except in CI (env `CI` set), where its absence is a failure.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::device_sim::DeviceSim;
 use common::http::get;
+use common::platform_sim::PlatformSim;
 use common::{require_tool, Gateway, GatewayOptions};
 
 const CHROMIUM: &str = "chromium";
@@ -188,13 +190,38 @@ fn status_page_shows_every_device_with_its_status_in_headless_chromium() {
 }
 
 #[test]
-fn status_page_screenshot_is_a_real_rendering() {
+fn status_page_screenshot_is_a_real_rendering_and_shows_the_platform_link() {
     if !require_tool(CHROMIUM) {
         return;
     }
-    let gw = Gateway::start_with_http(GatewayOptions::default());
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    let gw = Gateway::start_with_http(GatewayOptions {
+        extra_yaml: format!("platform:\n  url: {:?}\n", platform.url()),
+        ..Default::default()
+    });
     let mut sim = DeviceSim::spawn(gw.addr(), 3, &["--prefix", "shot-", "--lt", "60"]);
     sim.wait_line("device-sim ready:", Duration::from_secs(30));
+    platform
+        .wait_type("snapshot", None, Duration::from_secs(15))
+        .expect("the link is up");
+    let page = get(gw.http_addr(), "/");
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|csp| csp.contains("script-src 'self'")));
+    let dom = chromium(&[
+        "--dump-dom",
+        "--virtual-time-budget=5000",
+        &format!("{}/", gw.http_url()),
+    ]);
+    assert!(
+        dom.contains(r#"id="platform" class="up">connected<"#),
+        "platform state:\n{dom}"
+    );
+    assert_eq!(row_attrs(&dom, "data-ep").len(), 3, "{dom}");
     let dir = tempfile::tempdir().unwrap();
     let page = screenshot(&format!("{}/", gw.http_url()), &dir.path().join("page.png"));
     let blank = screenshot("about:blank", &dir.path().join("blank.png"));
