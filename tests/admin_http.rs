@@ -114,6 +114,26 @@ fn startup_logs_every_listener_and_sigterm_stops_cleanly() {
 }
 
 #[test]
+fn shutdown_is_bounded_even_with_a_client_stuck_mid_request() {
+    use std::io::Write;
+    let mut gw = Gateway::start_with_http(GatewayOptions::default());
+    let mut stuck = std::net::TcpStream::connect(gw.http_addr()).unwrap();
+    // Half a request head, never finished; and an idle keep-alive connection.
+    stuck
+        .write_all(b"GET /api/devices HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let _idle = std::net::TcpStream::connect(gw.http_addr()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    assert_eq!(gw.terminate(), Some(0), "{}", gw.log_text());
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
 fn http_disabled_by_default_in_tests_logs_so() {
     let gw = Gateway::start();
     assert!(gw.wait_for_log("admin http disabled", WAIT));
