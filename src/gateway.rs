@@ -205,7 +205,7 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     if let Some(admin) = running.admin.take() {
         admin.shutdown().await;
     }
-    // Stop pinging first: pings cut short by the endpoint's shutdown prove nothing about a
+    // Then stop pinging: pings cut short by the endpoint's shutdown prove nothing about a
     // device and must not race the shutdown.
     if let Some(pinger) = &running.pinger {
         let _ = pinger.send(StopPinger).await;
