@@ -513,16 +513,26 @@ impl Config {
             10_000_000,
         )?;
         self.validate_multicast()?;
-        if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
-            return Err(invalid(
-                "http.listen",
-                format!(
+        self.http_listen_addr()?;
+        Ok(())
+    }
+
+    /// `http.listen` as a socket address; `None` when empty (admin HTTP disabled).
+    pub fn http_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.http.listen.is_empty() {
+            return Ok(None);
+        }
+        self.http
+            .listen
+            .parse::<SocketAddr>()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid {
+                key: "http.listen",
+                message: format!(
                     "{:?} is not an address like 127.0.0.1:8080",
                     self.http.listen
                 ),
-            ));
-        }
-        Ok(())
+            })
     }
 
     /// `rd.multicast*`: a leisure within a minute, plausible interface names, and a listener
@@ -664,6 +674,19 @@ mod tests {
             let err = Config::from_yaml(bad).unwrap_err().to_string();
             assert!(err.contains(key), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn http_listen_defaults_to_localhost_and_empty_disables_it() {
+        let default = Config::from_yaml("").unwrap();
+        assert_eq!(
+            default.http_listen_addr().unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        let off = Config::from_yaml("http:\n  listen: \"\"\n").unwrap();
+        assert_eq!(off.http_listen_addr().unwrap(), None);
+        let err = Config::from_yaml("http:\n  listen: localhost\n").unwrap_err();
+        assert!(err.to_string().contains("http.listen"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Wires the actors together for the `coap-gateway` binary: open the registry, bind the RD's
-//! sockets, log one line per listener, dial the platform when one is configured, run until
-//! SIGINT/SIGTERM, then shut down in order (close the platform link, stop taking requests).
+//! sockets, log one line per listener, dial the platform when one is configured, serve the admin
+//! HTTP API when `http.listen` is set, run until SIGINT/SIGTERM, then shut down in order (stop
+//! the admin server, close the platform link, stop taking requests).
 //! Every acknowledged write is already durable, so stopping loses nothing.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use thiserror::Error;
 
 use actix::prelude::*;
 
+use crate::admin::{self, AdminError, AdminState, RunningAdmin};
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
@@ -35,6 +37,8 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Multicast(#[from] MulticastError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// How long shutdown waits for the platform link to close cleanly.
@@ -58,6 +62,8 @@ pub struct Running {
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
     /// Executes the platform's commands; present exactly when `platform` is.
     pub executer: Option<Addr<executer::Executer>>,
+    /// The admin HTTP server; `None` when `http.listen` is empty.
+    pub admin: Option<RunningAdmin>,
 }
 
 /// The platform's snapshot after every connect: every live registration, in id order.
@@ -157,15 +163,30 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     let pinger = config.pinger.enabled.then(|| {
         pinger::start(
             PingerSettings::from_config(&config.pinger),
-            registry,
-            reader,
+            registry.clone(),
+            reader.clone(),
             rd.client(),
         )
     });
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
+    let admin = match config.http_listen_addr()? {
+        Some(listen) => Some(admin::start(
+            listen,
+            AdminState {
+                reader,
+                registry,
+                platform: platform.as_ref().map(|(link, _)| link.clone()),
+            },
+        )?),
+        None => {
+            info!("admin http disabled (http.listen is empty)");
+            None
+        }
+    };
     Ok(Running {
+        admin,
         rd,
         platform,
         executer,
@@ -177,10 +198,14 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
 
 /// Start, wait for SIGINT or SIGTERM, stop.
 pub async fn run(config: Config) -> Result<(), GatewayError> {
-    let running = start(&config).await?;
+    let mut running = start(&config).await?;
     wait_for_shutdown_signal().await?;
     info!("shutting down");
-    // Stop pinging first: pings cut short by the endpoint's shutdown prove nothing about a
+    // The admin server first: it only reads, and must not report on components being stopped.
+    if let Some(admin) = running.admin.take() {
+        admin.shutdown().await;
+    }
+    // Then stop pinging: pings cut short by the endpoint's shutdown prove nothing about a
     // device and must not race the shutdown.
     if let Some(pinger) = &running.pinger {
         let _ = pinger.send(StopPinger).await;

@@ -24,9 +24,12 @@
 //!   exactly one `command_result`.
 //! - [`metrics`]: process-wide lock-free counters and histograms that the actors record into,
 //!   rendered in the Prometheus text format for the admin HTTP server's `/metrics`.
+//! - [`admin`]: the admin HTTP server (`http.listen`): `/health`, `/metrics`, the device API
+//!   and the live status page.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
+pub mod admin;
 pub mod coap;
 pub mod config;
 pub mod discovery;

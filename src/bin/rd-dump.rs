@@ -1,21 +1,36 @@
-//! `rd-dump`: print every registration stored in a gateway's sled directory, as an aligned
-//! table or as JSON lines. An offline inspection tool: it opens the database through
-//! `registry::store` (never creating one), so it cannot run while the gateway holds the lock.
+//! `rd-dump`: print every registration of a gateway, as an aligned table or as JSON lines.
 //!
-//! Exit codes: 0 printed, 1 the database could not be read (locked, corrupt, newer format),
-//! 2 no database at the given path.
+//! Two sources:
+//! - `--data-dir DIR` (offline): opens the sled database through `registry::store` (never
+//!   creating one), so it cannot run while the gateway holds the lock. JSON lines are the
+//!   stored registrations.
+//! - `--url http://127.0.0.1:8080` (online): pages through the running gateway's
+//!   `GET /api/devices` (admin HTTP API, issue 12). JSON lines are the API's device objects.
+//!   The HTTP client is awc, already a dependency for the platform link: it handles chunked
+//!   bodies, keep-alive and body limits correctly, at the cost of a one-thread actix runtime
+//!   for the duration of the dump.
+//!
+//! Exit codes: 0 printed, 1 the database or the gateway could not be read (locked, corrupt,
+//! newer format; connection refused, HTTP error), 2 no database at the given path.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use coap_gateway::link_format;
+use coap_gateway::admin::{DevicePage, DeviceView};
+use coap_gateway::link_format::{self, Link};
 use coap_gateway::registry::{Registration, Store, StoreError};
 use coap_gateway::time::{now_ms, rfc3339_ms};
 
 /// A small cache is enough to read every record once.
 const CACHE_MB: u64 = 16;
+/// The largest page the admin API serves.
+const MAX_PAGE: u64 = 1000;
+/// One page of 1,000 devices with many links stays far below this.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Per HTTP request.
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Print every registration stored in a coap-gateway data directory.
 #[derive(Debug, Parser)]
@@ -24,13 +39,24 @@ struct Args {
     /// The gateway's sled directory (`gateway.data_dir` in config.yaml).
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
-    /// One JSON object per line (the stored registration) instead of a table.
+    /// Read a running gateway's admin HTTP API instead (`http.listen`), e.g.
+    /// http://127.0.0.1:8080.
+    #[arg(long, conflicts_with = "data_dir")]
+    url: Option<String>,
+    /// Devices per HTTP request with --url (1..=1000).
+    #[arg(long, default_value_t = MAX_PAGE, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    page_size: u64,
+    /// One JSON object per line (the stored registration, or with --url the API's device
+    /// object) instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(url) = &args.url {
+        return dump_url(url, args.page_size, args.json);
+    }
     let store = match Store::open_existing(&args.data_dir, CACHE_MB) {
         Ok(store) => store,
         Err(StoreError::Locked { path }) => {
@@ -66,9 +92,19 @@ fn main() -> ExitCode {
     let written = if args.json {
         write_json(&mut out, &loaded.registrations)
     } else {
-        write_table(&mut out, &loaded.registrations, now_ms())
+        let now = now_ms();
+        let rows: Vec<Row> = loaded
+            .registrations
+            .iter()
+            .map(|r| Row::stored(r, now))
+            .collect();
+        write_table(&mut out, &rows)
     };
-    match written.and_then(|()| out.flush()) {
+    finish(written.and_then(|()| out.flush()))
+}
+
+fn finish(written: io::Result<()>) -> ExitCode {
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`rd-dump | head`) is not worth a complaint.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -79,9 +115,64 @@ fn main() -> ExitCode {
     }
 }
 
-fn write_json(out: &mut impl Write, regs: &[Registration]) -> io::Result<()> {
-    for reg in regs {
-        serde_json::to_writer(&mut *out, reg)?;
+/// `--url`: fetch every page, then print.
+fn dump_url(url: &str, page_size: u64, json: bool) -> ExitCode {
+    let devices = match actix_rt::System::new().block_on(fetch_all(url, page_size)) {
+        Ok(devices) => devices,
+        Err(e) => {
+            eprintln!("rd-dump: {url}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = if json {
+        write_json(&mut out, &devices)
+    } else {
+        let rows: Vec<Row> = devices.iter().map(Row::served).collect();
+        write_table(&mut out, &rows)
+    };
+    finish(written.and_then(|()| out.flush()))
+}
+
+/// Every device, page by page, until a page comes back short. Devices registered or removed
+/// meanwhile may shift the pages; the dump is a best-effort view of a live registry.
+async fn fetch_all(url: &str, page_size: u64) -> Result<Vec<DeviceView>, String> {
+    let client = awc::Client::builder().timeout(HTTP_TIMEOUT).finish();
+    let base = url.trim_end_matches('/');
+    let mut devices = Vec::new();
+    for page in 0u64.. {
+        let uri = format!("{base}/api/devices?count={page_size}&page={page}");
+        let mut resp = client
+            .get(&uri)
+            .send()
+            .await
+            .map_err(|e| format!("GET {uri}: {e}"))?;
+        let body = resp
+            .body()
+            .limit(BODY_LIMIT)
+            .await
+            .map_err(|e| format!("GET {uri}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "GET {uri}: HTTP {}: {}",
+                resp.status(),
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let page: DevicePage = serde_json::from_slice(&body)
+            .map_err(|e| format!("GET {uri}: not a device page: {e}"))?;
+        let short = (page.devices.len() as u64) < page_size;
+        devices.extend(page.devices);
+        if short || devices.len() as u64 >= page.total {
+            break;
+        }
+    }
+    Ok(devices)
+}
+
+fn write_json<T: serde::Serialize>(out: &mut impl Write, items: &[T]) -> io::Result<()> {
+    for item in items {
+        serde_json::to_writer(&mut *out, item)?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -91,37 +182,58 @@ const HEADERS: [&str; 8] = [
     "LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES", "LINKS",
 ];
 
-fn row(reg: &Registration, now_ms: u64) -> [String; 8] {
-    let expires = if reg.is_expired_at(now_ms) {
-        format!("{} (expired)", rfc3339_ms(reg.expires_at_ms))
-    } else {
-        rfc3339_ms(reg.expires_at_ms)
-    };
-    [
-        reg.id.location(),
-        reg.ep.to_string(),
-        reg.d
-            .as_ref()
-            .map_or_else(|| "-".to_string(), |d| d.to_string()),
-        reg.base.clone(),
-        reg.status.as_u8().to_string(),
-        reg.lifetime_s.to_string(),
-        expires,
-        link_format::serialize(&reg.links),
-    ]
+/// One table row, the cells in `HEADERS` order.
+struct Row([String; 8]);
+
+impl Row {
+    /// A registration read from sled (it may be expired, in its grace period).
+    fn stored(reg: &Registration, now_ms: u64) -> Row {
+        let expires = if reg.is_expired_at(now_ms) {
+            format!("{} (expired)", rfc3339_ms(reg.expires_at_ms))
+        } else {
+            rfc3339_ms(reg.expires_at_ms)
+        };
+        Row([
+            reg.id.location(),
+            reg.ep.to_string(),
+            reg.d
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |d| d.to_string()),
+            reg.base.clone(),
+            reg.status.as_u8().to_string(),
+            reg.lifetime_s.to_string(),
+            expires,
+            link_format::serialize(&reg.links),
+        ])
+    }
+
+    /// A device served by the admin API (always live).
+    fn served(dev: &DeviceView) -> Row {
+        let links: Vec<Link> = dev.links.iter().map(|l| l.to_link()).collect();
+        Row([
+            dev.location.clone(),
+            dev.ep.clone(),
+            dev.d.clone().unwrap_or_else(|| "-".to_string()),
+            dev.base.clone(),
+            dev.status.to_string(),
+            dev.lt.to_string(),
+            rfc3339_ms(dev.expires_at_ms),
+            link_format::serialize(&links),
+        ])
+    }
 }
 
 /// Columns padded to their widest cell; the last column (links) is left unpadded.
-fn write_table(out: &mut impl Write, regs: &[Registration], now_ms: u64) -> io::Result<()> {
-    let rows: Vec<[String; 8]> = regs.iter().map(|r| row(r, now_ms)).collect();
+fn write_table(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
+    let rows: Vec<&[String; 8]> = rows.iter().map(|r| &r.0).collect();
     let mut widths = HEADERS.map(|h| h.chars().count());
     for cells in &rows {
-        for (width, cell) in widths.iter_mut().zip(cells) {
+        for (width, cell) in widths.iter_mut().zip(cells.iter()) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let headers = HEADERS.map(str::to_string);
-    for cells in std::iter::once(&headers).chain(&rows) {
+    for cells in std::iter::once(&headers).chain(rows.iter().copied()) {
         let last = cells.len() - 1;
         let mut line = String::new();
         for (i, cell) in cells.iter().enumerate() {

@@ -1,8 +1,8 @@
 //! The Registry actor: the single writer of registrations (RFC 9176 §5), with group commit,
 //! lifetime expiry (§5, `lt`) and change events.
 //!
-//! Callers: the RdServer (Register, Update, Remove), the Pinger (SetStatus), and every actor
-//! that wants events (Subscribe). Lookups do not come here: they read the shared index through
+//! Callers: the RdServer (Register, Update, Remove), the Pinger (SetStatus), the admin server
+//! (GetHealth), and every actor that wants events (Subscribe). Lookups do not come here: they read the shared index through
 //! [`RegistryReader`].
 //!
 //! Group commit: each change is applied to the index and written to sled in memory, and its
@@ -26,6 +26,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::error::{RegistryError, StoreError};
+use super::health::{GetHealth, WriteHealth};
 use super::index::Index;
 use super::messages::{
     is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registered, RegistryEvent,
@@ -108,6 +109,7 @@ pub fn start(config: RegistryConfig) -> Result<(Addr<Registry>, RegistryReader),
         flush_in_flight: false,
         flush_scheduled: false,
         timer: None,
+        health: WriteHealth::default(),
     };
     Ok((registry.start(), reader))
 }
@@ -135,6 +137,8 @@ pub struct Registry {
     flush_scheduled: bool,
     /// The armed expiry timer and the instant (Unix ms) it is armed for.
     timer: Option<(u64, SpawnHandle)>,
+    /// Outcome of the latest writes and flushes, for `GetHealth`.
+    health: WriteHealth,
 }
 
 impl Actor for Registry {
@@ -308,7 +312,12 @@ impl Registry {
     ) -> ResponseFuture<Result<T, RegistryError>> {
         let (value, events) = match outcome {
             Ok(applied) => applied,
-            Err(e) => return Box::pin(async move { Err(e) }),
+            Err(e) => {
+                if let RegistryError::Store(store_error) = &e {
+                    self.health.record_failure(store_error, now_ms());
+                }
+                return Box::pin(async move { Err(e) });
+            }
         };
         let (tx, rx) = oneshot::channel();
         let complete: Completion = Box::new(move |failure| {
@@ -363,6 +372,10 @@ impl Registry {
     }
 
     fn finish(&mut self, parked: Vec<Parked>, failure: Option<StoreError>) {
+        match &failure {
+            Some(e) => self.health.record_failure(e, now_ms()),
+            None => self.health.record_flush_ok(),
+        }
         if let Some(e) = &failure {
             log::error!(
                 "registry {}: flush failed, {} changes not acknowledged: {e}",
@@ -442,6 +455,7 @@ impl Registry {
         for reg in &purged {
             // Losing this delete in a crash is harmless: the next start purges it again.
             if let Err(e) = self.store.remove(reg.id) {
+                self.health.record_failure(&e, now_ms());
                 log::error!(
                     "registry: cannot delete expired registration {}: {e}",
                     reg.id
@@ -597,6 +611,14 @@ impl Handler<SetStatus> for Registry {
     }
 }
 
+impl Handler<GetHealth> for Registry {
+    type Result = MessageResult<GetHealth>;
+
+    fn handle(&mut self, _msg: GetHealth, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.health.report())
+    }
+}
+
 impl Handler<Subscribe> for Registry {
     type Result = ();
 
@@ -629,6 +651,21 @@ mod tests {
                 Param::new("y", None::<String>),
             ]
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_fresh_registry_reports_itself_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (registry, _reader) = start(RegistryConfig {
+            data_dir: dir.path().join("db"),
+            cache_mb: 1,
+            expiry_grace_s: 0,
+            max_registrations: None,
+        })
+        .unwrap();
+        let health = registry.send(GetHealth).await.unwrap();
+        assert!(health.writable);
+        assert_eq!(health.last_error, None);
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! - `index`: the in-memory index (by id, by `ep`+`d`, inverted by attribute, by deadline).
 //! - `store`: the sled store (versioned encoding, id counter, flush).
 //! - `actor`: the Registry actor (group commit, expiry, events).
+//! - `health`: whether the last write or flush failed (`GetHealth`, for `/health`).
 //! - `reader`: the lock-based read handle for lookups.
 
 pub mod actor;
 pub mod error;
+pub mod health;
 pub mod index;
 pub mod messages;
 pub mod model;
@@ -18,6 +20,7 @@ pub mod store;
 
 pub use actor::{start, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
+pub use health::{GetHealth, RegistryHealth};
 pub use index::Index;
 pub use messages::*;
 pub use model::*;

@@ -3,11 +3,14 @@
 //!
 //! The gateway logs one `rd listening on udp://ADDR` line per bound socket; the harness waits
 //! for them, fails if the child exits first, and in `Drop` kills the child and prints its log so
-//! a failing test shows what the gateway said.
+//! a failing test shows what the gateway said. The admin HTTP server is off (`http.listen: ""`)
+//! unless a test starts the gateway with [`Gateway::start_with_http`]; its bound address (from
+//! the `admin http listening on http://ADDR` line) is then [`Gateway::http_addr`].
 #![allow(dead_code)]
 
 pub mod coap_peer;
 pub mod device_sim;
+pub mod http;
 pub mod netns;
 pub mod platform_sim;
 use std::io::{BufRead, BufReader};
@@ -26,6 +29,8 @@ pub struct Gateway {
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    /// The admin HTTP address, once the gateway logged it.
+    http: Arc<Mutex<Option<SocketAddr>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -51,12 +56,22 @@ pub fn gateway_bin() -> &'static str {
     env!("CARGO_BIN_EXE_coap-gateway")
 }
 
-/// Write a config for `data_dir`, without starting anything.
+/// Write a config for `data_dir`, without starting anything (admin HTTP off).
 pub fn write_config(dir: &Path, data_dir: &Path, opts: &GatewayOptions) -> PathBuf {
+    write_config_with_http(dir, data_dir, opts, "")
+}
+
+/// Write a config whose `http.listen` is `http_listen` (`""` disables the admin server).
+pub fn write_config_with_http(
+    dir: &Path,
+    data_dir: &Path,
+    opts: &GatewayOptions,
+    http_listen: &str,
+) -> PathBuf {
     let listen: Vec<String> = opts.listen.iter().map(|l| format!("{l:?}")).collect();
     let (rd_keys, extra) = split_rd_section(&opts.extra_yaml);
     let yaml = format!(
-        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\n{rd_keys}http:\n  listen: \"\"\n{extra}\n",
+        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\n{rd_keys}http:\n  listen: {http_listen:?}\n{extra}\n",
         data = data_dir.display().to_string(),
         listen = listen.join(", "),
     );
@@ -100,6 +115,21 @@ impl Gateway {
         let config_path = write_config(tmp.path(), &data_dir, &opts);
         let mut gw = Gateway::spawn(&config_path, data_dir, opts.listen.len());
         gw._tmp = Some(tmp);
+        gw
+    }
+
+    /// Like [`Gateway::start_with`], with the admin HTTP server on 127.0.0.1:0; waits until it
+    /// is bound too ([`Gateway::http_addr`]).
+    pub fn start_with_http(opts: GatewayOptions) -> Gateway {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data"));
+        let config_path = write_config_with_http(tmp.path(), &data_dir, &opts, "127.0.0.1:0");
+        let mut gw = Gateway::spawn(&config_path, data_dir, opts.listen.len());
+        gw._tmp = Some(tmp);
+        gw.wait_for_http();
         gw
     }
 
@@ -148,18 +178,25 @@ impl Gateway {
             .spawn()
             .expect("spawn coap-gateway");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let http = Arc::new(Mutex::new(None));
         let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
         for stream in [
             Box::new(child.stderr.take().expect("stderr")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stdout.take().expect("stdout")),
         ] {
             let log = log.clone();
+            let http = http.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(rest) = line.split("rd listening on udp://").nth(1) {
                         if let Ok(addr) = rest.trim().parse::<SocketAddr>() {
                             let _ = tx.send(addr);
+                        }
+                    }
+                    if let Some(rest) = line.split("admin http listening on http://").nth(1) {
+                        if let Ok(addr) = rest.trim().parse::<SocketAddr>() {
+                            *http.lock().unwrap() = Some(addr);
                         }
                     }
                     log.lock().unwrap().push(line);
@@ -172,6 +209,7 @@ impl Gateway {
             data_dir,
             config_path: config_path.to_path_buf(),
             log,
+            http,
             _tmp: None,
         };
         let deadline = Instant::now() + STARTUP_BUDGET;
@@ -196,6 +234,46 @@ impl Gateway {
     /// The first (IPv4 unless configured otherwise) RD address.
     pub fn addr(&self) -> SocketAddr {
         self.rd_addrs[0]
+    }
+
+    /// The admin HTTP server's bound address (after [`Gateway::start_with_http`], or after
+    /// [`Gateway::wait_for_http`] for a gateway spawned on a config that enables it).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .lock()
+            .unwrap()
+            .expect("admin http is not enabled: use Gateway::start_with_http")
+    }
+
+    /// `http://ADDR` of the admin server.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr())
+    }
+
+    /// Wait for the admin server's `listening` line; fails the test when the gateway exits or
+    /// never logs it (its config must enable `http.listen`).
+    pub fn wait_for_http(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + STARTUP_BUDGET;
+        loop {
+            if let Some(addr) = *self.http.lock().unwrap() {
+                return addr;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!(
+                        "coap-gateway exited with {status} before serving HTTP:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "coap-gateway logged no admin http address:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,129 @@
+//! Admin HTTP latency at scale (issue 12 at issue 10's 100,000 devices): how long `/health`,
+//! `/metrics` and `/api/devices` take over a real loopback socket when the registry holds N
+//! registrations (3 links each).
+//!
+//! Registers N endpoints through the Registry actor (64 in flight, durable), starts the admin
+//! server on 127.0.0.1:0 in process, then sends each request `REPS` times, one after the other
+//! over one keep-alive connection (awc), and prints one JSON line per endpoint: p50 and max in
+//! ms, and the body size. Filtered listings scan every registration; unfiltered pages and
+//! single-device reads do not.
+//!
+//! Run: `cargo bench --bench admin_http` (release). `BENCH_SIZES` (default `100000`) sets N.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use coap_gateway::admin::{self, AdminState};
+use coap_gateway::link_format::{Link, Param};
+use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+const IN_FLIGHT: usize = 64;
+const REPS: usize = 30;
+
+fn register(i: usize) -> Register {
+    Register {
+        ep: EndpointName::new(format!("bench-node-{i:06}")).expect("a valid generated name"),
+        d: None,
+        base: None,
+        lifetime_s: 86_400,
+        attrs: vec![Param::new("et", Some("oic.d.sensor"))],
+        links: vec![
+            Link::new("/sensors/temp")
+                .with("rt", Some("temperature"))
+                .with("if", Some("core.s"))
+                .with("obs", None),
+            Link::new("/sensors/light")
+                .with("rt", Some(if i % 10 == 0 { "light-lux" } else { "light" }))
+                .with("ct", Some("0")),
+            Link::new(format!("/fw/{i}")).with("title", Some("firmware")),
+        ],
+        source: SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
+    }
+}
+
+async fn run(n: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (registry, reader) = registry::start(RegistryConfig {
+        data_dir: dir.path().join("db"),
+        cache_mb: 32,
+        expiry_grace_s: 3600,
+        max_registrations: None,
+    })
+    .expect("registry");
+    let t0 = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    for i in 0..n {
+        if in_flight.len() >= IN_FLIGHT {
+            in_flight.next().await;
+        }
+        let registry = registry.clone();
+        in_flight.push(async move {
+            registry
+                .send(register(i))
+                .await
+                .expect("mailbox")
+                .expect("registered")
+        });
+    }
+    while in_flight.next().await.is_some() {}
+    eprintln!("registered {n} in {:?}", t0.elapsed());
+
+    let server = admin::start(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminState {
+            reader,
+            registry,
+            platform: None,
+        },
+    )
+    .expect("admin server");
+    let base = format!("http://{}", server.local_addr());
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let mid = format!("bench-node-{:06}", n / 2);
+    let paths = [
+        "/health".to_string(),
+        "/metrics".to_string(),
+        "/api/devices?count=100".to_string(),
+        format!("/api/devices?count=1000&page={}", n / 2000),
+        "/api/devices?rt=light-lux&count=100".to_string(),
+        format!("/api/devices?ep={mid}"),
+        format!("/api/devices/{mid}"),
+    ];
+    for path in paths {
+        let mut times = Vec::with_capacity(REPS);
+        let mut bytes = 0;
+        for _ in 0..REPS {
+            let t = Instant::now();
+            let mut resp = client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("request");
+            let body = resp.body().limit(64 << 20).await.expect("body");
+            times.push(t.elapsed());
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+            bytes = body.len();
+        }
+        times.sort();
+        println!(
+            "{{\"bench\":\"admin_http\",\"registrations\":{n},\"path\":{path:?},\"p50_ms\":{:.2},\"max_ms\":{:.2},\"body_bytes\":{bytes}}}",
+            times[REPS / 2].as_secs_f64() * 1e3,
+            times[REPS - 1].as_secs_f64() * 1e3,
+        );
+    }
+    server.shutdown().await;
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100_000]);
+    for n in sizes {
+        System::new().block_on(run(n));
+    }
+}

@@ -1,0 +1,71 @@
+//! Errors of the admin HTTP server: [`AdminError`] when it cannot start, [`ApiError`] for a
+//! refused API request (its status code and the JSON body `{"error": .., "parameter": ..}`).
+//! Built by `query` (bad query parameters) and `handlers` (unknown device).
+
+use serde::Serialize;
+use thiserror::Error;
+
+/// Why the admin server could not start.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error("cannot listen for admin HTTP on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A refused API request, answered as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
+#[error("{error}")]
+pub struct ApiError {
+    /// HTTP status code (400 or 404).
+    #[serde(skip)]
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The query parameter (or path segment) at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+impl ApiError {
+    /// 400, blaming `parameter`.
+    pub fn bad_parameter(parameter: impl Into<String>, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            error: error.into(),
+            parameter: Some(parameter.into()),
+        }
+    }
+
+    /// 404 for something that does not exist.
+    pub fn not_found(error: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 404,
+            error: error.into(),
+            parameter: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_names_the_parameter_only_when_there_is_one() {
+        let bad = ApiError::bad_parameter("count", "too big");
+        assert_eq!(
+            serde_json::to_value(&bad).unwrap(),
+            serde_json::json!({"error": "too big", "parameter": "count"})
+        );
+        let missing = ApiError::not_found("no such device");
+        assert_eq!(missing.status, 404);
+        assert_eq!(
+            serde_json::to_value(&missing).unwrap(),
+            serde_json::json!({"error": "no such device"})
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! The admin HTTP server (issue 12): lets operators look inside a running gateway without
+//! stopping it, and wires it into monitoring. Started by `gateway::start` when `http.listen` is
+//! non-empty; stopped first on shutdown.
+//!
+//! Endpoints (actix-web 4, plain HTTP, not authenticated: keep it on localhost):
+//! - `GET /health`: JSON summary; 503 when the registry cannot write ([`health`]).
+//! - `GET /metrics`: Prometheus text format 0.0.4, rendered by [`crate::metrics::render`].
+//! - `GET /api/devices` (paged, the RD's lookup filters as query parameters) and
+//!   `GET /api/devices/{ep}[?d=]` ([`query`], [`device`]).
+//! - `GET /`: the live status page ([`status_page`]).
+//!
+//! Files: `server` (bind, run, stop), `handlers` (thin actix-web handlers), `state` (the
+//! handles the handlers read, with bounded waits on actors), and pure shaping that knows
+//! nothing of HTTP: `query` (query string to RD filters and paging), `device` (device JSON),
+//! `health` (health JSON), `scrape` (metric inputs from the registry), `error` (errors).
+
+pub mod device;
+pub mod error;
+pub mod handlers;
+pub mod health;
+pub mod query;
+pub mod scrape;
+pub mod server;
+pub mod state;
+pub mod status_page;
+
+pub use device::{DevicePage, DeviceView, LinkView, ParamView};
+pub use error::{AdminError, ApiError};
+pub use server::{start, RunningAdmin};
+pub use state::AdminState;

@@ -1,0 +1,370 @@
+//! Query strings of the device API, turned into the RD's own lookup filters (RFC 9176 §6.2)
+//! and paging. Pure: called by `handlers` with the raw query string.
+//!
+//! The filter syntax is the RD's: `name=value`, `name=prefix*`, a bare `name` for "present",
+//! cross-matching between endpoint and link attributes, `status=0|1` always allowed. Parsing and
+//! matching reuse `rd::params` and `rd::filter`, so the two interfaces cannot drift apart.
+//! What HTTP adds: the query string is percent-decoded (`+` is a space, as browsers send
+//! forms), and paging has defaults: `page` (from 0) alone is fine, `count` defaults to
+//! [`DEFAULT_COUNT`] and may not exceed [`MAX_COUNT`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use percent_encoding::percent_decode_str;
+
+use super::error::ApiError;
+use crate::rd::error::RdError;
+use crate::rd::filter::{plan_candidates, LookupQuery};
+use crate::rd::params::QueryParams;
+use crate::registry::index::Index;
+use crate::registry::model::{EndpointName, Registration, RegistrationId, Sector};
+
+/// Devices per page when the request does not say.
+pub const DEFAULT_COUNT: u64 = 100;
+/// The largest page: one page of JSON stays well under a megabyte.
+pub const MAX_COUNT: u64 = 1000;
+
+/// The status attribute is always filterable here: operators want "every device that is down".
+const EXPOSE_STATUS: bool = true;
+
+/// A parsed `GET /api/devices` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// The RD filters (its own `page`/`count` unset).
+    pub lookup: LookupQuery,
+    /// Page number, from 0.
+    pub page: u64,
+    /// Devices per page, 1..=[`MAX_COUNT`].
+    pub count: u64,
+}
+
+/// Split a raw query string into decoded `name[=value]` items; empty items (`a&&b`) are
+/// skipped. An item that is not valid UTF-8 once decoded is refused, naming it.
+pub fn decode_query_string(raw: &str) -> Result<Vec<String>, ApiError> {
+    raw.split('&')
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let spaced = item.replace('+', " ");
+            percent_decode_str(&spaced)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| {
+                    ApiError::bad_parameter(item, "the query item is not UTF-8 once decoded")
+                })
+        })
+        .collect()
+}
+
+/// The name of a decoded query item (up to its first `=`).
+fn item_name(item: &str) -> &str {
+    item.split_once('=').map_or(item, |(name, _)| name)
+}
+
+/// An RD parse error as a 400 naming the parameter at fault.
+fn rd_error(e: RdError, items: &[String]) -> ApiError {
+    let parameter = match &e {
+        RdError::RepeatedParam(name) | RdError::ValuelessParam(name) => name.clone(),
+        RdError::InvalidPaging { param, .. } => (*param).to_string(),
+        RdError::MissingParam(name) => (*name).to_string(),
+        RdError::InvalidName { param, .. } => (*param).to_string(),
+        // The item itself is the best name an empty-named item has.
+        RdError::EmptyParamName => items
+            .iter()
+            .find(|i| item_name(i).is_empty())
+            .cloned()
+            .unwrap_or_default(),
+        _ => "query".to_string(),
+    };
+    ApiError::bad_parameter(parameter, e.to_string())
+}
+
+/// `page` or `count`: a single non-negative decimal integer.
+fn paging(params: &QueryParams, name: &'static str) -> Result<Option<u64>, ApiError> {
+    let Some(value) = params
+        .single(name)
+        .map_err(|e| ApiError::bad_parameter(name, e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_parameter(
+            name,
+            format!("{name} must be a non-negative integer, not {value:?}"),
+        ));
+    }
+    value
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| ApiError::bad_parameter(name, format!("{name} {value:?} is too large")))
+}
+
+impl DeviceQuery {
+    /// Parse a raw (still percent-encoded) query string.
+    pub fn parse(raw: &str) -> Result<DeviceQuery, ApiError> {
+        let items = decode_query_string(raw)?;
+        let params = QueryParams::parse(&items).map_err(|e| rd_error(e, &items))?;
+        let page = paging(&params, "page")?.unwrap_or(0);
+        let count = paging(&params, "count")?.unwrap_or(DEFAULT_COUNT);
+        if count == 0 || count > MAX_COUNT {
+            return Err(ApiError::bad_parameter(
+                "count",
+                format!("count must be in 1..={MAX_COUNT}, not {count}"),
+            ));
+        }
+        let filters: Vec<&String> = items
+            .iter()
+            .filter(|i| !matches!(item_name(i), "page" | "count"))
+            .collect();
+        let lookup = LookupQuery::parse(&filters).map_err(|e| rd_error(e, &items))?;
+        Ok(DeviceQuery {
+            lookup,
+            page,
+            count,
+        })
+    }
+
+    /// The registrations the index pre-selects for the filters (a superset of the matches, in
+    /// id order), or `None` when no filter is indexable and every live registration must be
+    /// checked. The same plan as the RD's lookups (`rd::filter::plan_candidates`; the set
+    /// algebra mirrors the RdServer's private `candidate_ids`): for each indexable filter, the
+    /// union of link-level and endpoint-level hits (cross-matching, RFC 9176 §6.2),
+    /// intersected over the filters. [`Self::select`] still runs the exact matchers.
+    pub fn candidate_ids(&self, idx: &Index) -> Option<BTreeSet<RegistrationId>> {
+        let mut acc: Option<BTreeSet<RegistrationId>> = None;
+        for (name, value, prefix) in plan_candidates(&self.lookup) {
+            // Index keys are single words: a value with whitespace cannot be pre-selected.
+            if value.contains(char::is_whitespace) {
+                continue;
+            }
+            let hits = match (
+                idx.ids_with_link_attr(name, value, prefix),
+                idx.ids_with_endpoint_attr(name, value, prefix),
+            ) {
+                (None, None) => continue,
+                (Some(s), None) | (None, Some(s)) => s,
+                (Some(a), Some(b)) => &a | &b,
+            };
+            let narrowed = match acc {
+                None => hits,
+                Some(prev) => &prev & &hits,
+            };
+            let empty = narrowed.is_empty();
+            acc = Some(narrowed);
+            if empty {
+                break;
+            }
+        }
+        acc
+    }
+
+    /// The matching registrations among `candidates` (in the order given) and the page asked
+    /// for: `(total matches, the page's registrations)`.
+    pub fn select<'a>(
+        &self,
+        candidates: impl IntoIterator<Item = &'a Arc<Registration>>,
+    ) -> (u64, Vec<Arc<Registration>>) {
+        let skip = self.page.saturating_mul(self.count);
+        let mut total = 0u64;
+        let mut page = Vec::new();
+        for reg in candidates {
+            if !self.lookup.matches_endpoint(reg, EXPOSE_STATUS) {
+                continue;
+            }
+            if total >= skip && (page.len() as u64) < self.count {
+                page.push(Arc::clone(reg));
+            }
+            total += 1;
+        }
+        (total, page)
+    }
+}
+
+/// `GET /api/devices/{ep}[?d=sector]`: which registration is meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSelector {
+    pub ep: EndpointName,
+    /// `None`: any sector (the device must then be unambiguous).
+    pub d: Option<Sector>,
+}
+
+impl DeviceSelector {
+    /// `ep` is the (already decoded) path segment; `raw_query` may only carry `d`.
+    pub fn parse(ep: &str, raw_query: &str) -> Result<DeviceSelector, ApiError> {
+        let ep = EndpointName::new(ep)
+            .map_err(|e| ApiError::bad_parameter("ep", format!("invalid ep: {e}")))?;
+        let items = decode_query_string(raw_query)?;
+        let params = QueryParams::parse(&items).map_err(|e| rd_error(e, &items))?;
+        if let Some(other) = params.others(&["d"]).next() {
+            return Err(ApiError::bad_parameter(
+                other.name.clone(),
+                format!(
+                    "unknown parameter {:?}: only d is accepted here",
+                    other.name
+                ),
+            ));
+        }
+        let d = params
+            .single("d")
+            .map_err(|e| ApiError::bad_parameter("d", e.to_string()))?
+            .map(|d| {
+                Sector::new(d).map_err(|e| ApiError::bad_parameter("d", format!("invalid d: {e}")))
+            })
+            .transpose()?;
+        Ok(DeviceSelector { ep, d })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link_format::{Link, Param};
+    use crate::registry::model::{BaseOrigin, RegistrationId, Status};
+
+    fn reg(id: u64, ep: &str, status: Status, rt: &str) -> Arc<Registration> {
+        Arc::new(Registration {
+            id: RegistrationId(id),
+            ep: EndpointName::new(ep).unwrap(),
+            d: None,
+            base: format!("coap://127.0.0.1:{}", 40000 + id),
+            base_origin: BaseOrigin::FromSource,
+            lifetime_s: 60,
+            attrs: vec![Param::new("et", Some("sensor"))],
+            links: vec![Link::new("/sensors/temp").with("rt", Some(rt))],
+            status,
+            registered_at_ms: 1,
+            updated_at_ms: 2,
+            expires_at_ms: u64::MAX,
+            source: format!("127.0.0.1:{}", 40000 + id).parse().unwrap(),
+        })
+    }
+
+    fn fleet() -> Vec<Arc<Registration>> {
+        (1..=7)
+            .map(|i| {
+                let status = if i % 3 == 0 {
+                    Status::Disconnected
+                } else {
+                    Status::Connected
+                };
+                let rt = if i % 2 == 0 { "temperature" } else { "light" };
+                reg(i, &format!("node{i}"), status, rt)
+            })
+            .collect()
+    }
+
+    fn eps(regs: &[Arc<Registration>]) -> Vec<&str> {
+        regs.iter().map(|r| r.ep.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_to_the_first_page_of_default_count() {
+        let q = DeviceQuery::parse("").unwrap();
+        assert_eq!((q.page, q.count), (0, DEFAULT_COUNT));
+        assert!(q.lookup.filters.is_empty());
+        let (total, page) = q.select(&fleet());
+        assert_eq!(total, 7);
+        assert_eq!(page.len(), 7);
+    }
+
+    #[test]
+    fn pages_count_matches_not_candidates() {
+        let q = DeviceQuery::parse("status=1&count=2&page=1").unwrap();
+        let (total, page) = q.select(&fleet());
+        // Connected: node1, node2, node4, node5, node7.
+        assert_eq!(total, 5);
+        assert_eq!(eps(&page), ["node4", "node5"]);
+        let last = DeviceQuery::parse("status=1&count=2&page=2").unwrap();
+        assert_eq!(eps(&last.select(&fleet()).1), ["node7"]);
+        let beyond = DeviceQuery::parse("status=1&count=2&page=9").unwrap();
+        assert_eq!(beyond.select(&fleet()), (5, vec![]));
+    }
+
+    #[test]
+    fn filters_use_the_rd_syntax_with_cross_matching_and_prefixes() {
+        let q = DeviceQuery::parse("rt=temp*&ep=node%32").unwrap();
+        assert_eq!(eps(&q.select(&fleet()).1), ["node2"]);
+        let q = DeviceQuery::parse("et=sensor&status=0").unwrap();
+        assert_eq!(eps(&q.select(&fleet()).1), ["node3", "node6"]);
+        // A bare name: the attribute is present.
+        let q = DeviceQuery::parse("rt").unwrap();
+        assert_eq!(q.select(&fleet()).0, 7);
+    }
+
+    #[test]
+    fn index_preselection_is_a_superset_and_select_agrees_with_a_full_scan() {
+        let mut idx = Index::new();
+        for reg in fleet() {
+            idx.insert(reg);
+        }
+        let all: Vec<Arc<Registration>> = idx.live(0).cloned().collect();
+        for raw in [
+            "ep=node3",
+            "rt=temp*",
+            "rt=light&status=1",
+            "et=sensor",
+            "ep=node3&rt=light",
+            "ep=nobody",
+            "status=0",
+        ] {
+            let q = DeviceQuery::parse(raw).unwrap();
+            let full = q.select(&all);
+            let narrowed = match q.candidate_ids(&idx) {
+                Some(ids) => {
+                    let regs: Vec<Arc<Registration>> =
+                        ids.iter().filter_map(|id| idx.get(*id)).cloned().collect();
+                    q.select(&regs)
+                }
+                None => full.clone(),
+            };
+            assert_eq!(narrowed, full, "{raw}");
+        }
+        // Indexable filters pre-select; `status` is not indexed.
+        let q = DeviceQuery::parse("ep=node3").unwrap();
+        assert_eq!(q.candidate_ids(&idx).unwrap().len(), 1);
+        assert!(DeviceQuery::parse("status=0")
+            .unwrap()
+            .candidate_ids(&idx)
+            .is_none());
+    }
+
+    #[test]
+    fn plus_and_percent_escapes_are_decoded() {
+        assert_eq!(
+            decode_query_string("a=x+y&b=%2A&&c").unwrap(),
+            ["a=x y", "b=*", "c"]
+        );
+    }
+
+    #[test]
+    fn bad_queries_name_the_parameter() {
+        let cases = [
+            ("count=0", "count"),
+            ("count=1001", "count"),
+            ("count=abc", "count"),
+            ("page=-1", "page"),
+            ("page=1&page=2", "page"),
+            ("count", "count"),
+            ("page=99999999999999999999999", "page"),
+            ("=x", "=x"),
+            ("ep=%FF", "ep=%FF"),
+        ];
+        for (raw, parameter) in cases {
+            let e = DeviceQuery::parse(raw).unwrap_err();
+            assert_eq!(e.status, 400, "{raw}");
+            assert_eq!(e.parameter.as_deref(), Some(parameter), "{raw}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_device_selector_takes_only_a_sector() {
+        let s = DeviceSelector::parse("node1", "d=floor%201").unwrap();
+        assert_eq!(s.ep.as_str(), "node1");
+        assert_eq!(s.d.unwrap().as_str(), "floor 1");
+        assert_eq!(DeviceSelector::parse("node1", "").unwrap().d, None);
+        let e = DeviceSelector::parse("node1", "x=1").unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("x"));
+        let e = DeviceSelector::parse("node1", "d=a&d=b").unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("d"));
+    }
+}

@@ -1,0 +1,75 @@
+//! Binds and runs the admin HTTP server (actix-web 4) next to the gateway's actors, and stops
+//! it gracefully within a bound. Called by `gateway::start` / `gateway::run`.
+//!
+//! The server runs its own worker threads (actix-web's), so a slow HTTP client or a large
+//! device listing never occupies the thread of the RD or the Registry. Signals are left to
+//! the gateway, which stops this server first on shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+
+use super::error::AdminError;
+use super::handlers;
+use super::state::AdminState;
+
+/// Two workers: one slow request (a full listing) never blocks `/health` or `/metrics`.
+const WORKERS: usize = 2;
+/// How long a graceful stop lets requests in progress finish.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
+
+/// A running admin server.
+pub struct RunningAdmin {
+    addr: SocketAddr,
+    handle: ServerHandle,
+}
+
+/// Bind `listen` and start serving; logs `admin http listening on http://ADDR` with the bound
+/// address (port 0 resolved). Must be called inside a running actix system.
+pub fn start(listen: SocketAddr, state: AdminState) -> Result<RunningAdmin, AdminError> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(handlers::configure)
+    })
+    .workers(WORKERS)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_BUDGET.as_secs())
+    .bind(listen)
+    .map_err(|source| AdminError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let addr = server.addrs().first().copied().unwrap_or(listen);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        if let Err(e) = server.await {
+            log::error!("admin http server failed: {e}");
+        }
+    });
+    log::info!("admin http listening on http://{addr}");
+    Ok(RunningAdmin { addr, handle })
+}
+
+impl RunningAdmin {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop accepting, let requests in progress finish within the shutdown budget, stop.
+    /// Bounded even if a worker does not come back.
+    pub async fn shutdown(self) {
+        let stop = self.handle.stop(true);
+        if tokio::time::timeout(SHUTDOWN_BUDGET + Duration::from_secs(1), stop)
+            .await
+            .is_err()
+        {
+            log::warn!("admin http server did not stop in time");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! What the admin handlers read: the registry index (through `RegistryReader`, never the
+//! actor's mailbox, so scrapes and page polls do not queue behind writes), and the two actors
+//! they ask questions: the Registry (`GetHealth`) and, when configured, the PlatformLink
+//! (`GetLinkStats`). Every question has a bounded wait, so a stuck actor makes `/health` say
+//! so instead of hanging the HTTP request.
+
+use std::time::Duration;
+
+use actix::Addr;
+
+use super::health::PlatformState;
+use crate::platform::{GetLinkStats, LinkStats, PlatformLink};
+use crate::registry::{GetHealth, Registry, RegistryHealth, RegistryReader};
+
+/// How long a handler waits for an actor's answer.
+pub const ACTOR_WAIT: Duration = Duration::from_secs(1);
+
+/// Shared by every admin worker thread (all handles are cheap clones and `Send`).
+#[derive(Clone)]
+pub struct AdminState {
+    pub reader: RegistryReader,
+    pub registry: Addr<Registry>,
+    /// `None` when `platform.url` is empty.
+    pub platform: Option<Addr<PlatformLink>>,
+}
+
+impl AdminState {
+    /// The Registry's write health; `None` when it did not answer within [`ACTOR_WAIT`].
+    pub async fn registry_health(&self) -> Option<RegistryHealth> {
+        match tokio::time::timeout(ACTOR_WAIT, self.registry.send(GetHealth)).await {
+            Ok(Ok(health)) => Some(health),
+            _ => None,
+        }
+    }
+
+    /// The PlatformLink's counters; `None` when not configured or it did not answer.
+    pub async fn link_stats(&self) -> Option<LinkStats> {
+        let link = self.platform.as_ref()?;
+        match tokio::time::timeout(ACTOR_WAIT, link.send(GetLinkStats)).await {
+            Ok(Ok(stats)) => Some(stats),
+            _ => None,
+        }
+    }
+
+    /// The platform link as `/health` reports it.
+    pub async fn platform_state(&self) -> PlatformState {
+        if self.platform.is_none() {
+            return PlatformState::NotConfigured;
+        }
+        match self.link_stats().await {
+            Some(stats) => PlatformState::Stats(stats),
+            None => PlatformState::NoAnswer,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `GET /health` answers 503 when the registry cannot write (issue 12), shown for real: the
+//! gateway runs in a private mount namespace whose data directory is a 1 MiB tmpfs, devices
+//! register until sled hits ENOSPC, and the health endpoint turns from 200 "up" into 503
+//! "down" with the store's error, while the read side (device API, metrics) keeps answering.
+//!
+//! Needs `unshare --mount` and `mount -t tmpfs` (root, or CAP_SYS_ADMIN); without them the test
+//! prints why it is skipped.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::coap_peer::Peer;
+use common::http::get;
+use common::{gateway_bin, write_config_with_http, Gateway, GatewayOptions};
+
+/// Small enough to fill in a few hundred registrations, large enough for sled to open.
+const TMPFS_SIZE: &str = "size=1m";
+/// Registrations tried before giving up on filling the disk (each is ~700 bytes).
+const MAX_REGISTRATIONS: usize = 5_000;
+const FILL_BUDGET: Duration = Duration::from_secs(90);
+
+fn mount_script(data_dir: &Path) -> String {
+    format!(
+        "mount -t tmpfs -o {TMPFS_SIZE} tmpfs '{}' && exec \"$0\" \"$@\"",
+        data_dir.display()
+    )
+}
+
+/// Whether this machine lets us mount a tmpfs in a private mount namespace.
+fn can_mount_tmpfs(dir: &Path) -> Result<(), String> {
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(mount_script(dir))
+        .arg("true")
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run unshare: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+#[test]
+fn health_is_503_with_the_error_once_the_registry_disk_is_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    if let Err(why) = can_mount_tmpfs(&data_dir) {
+        eprintln!("SKIPPED: needs a private mount namespace with a tmpfs: {why}");
+        return;
+    }
+    let config = write_config_with_http(
+        tmp.path(),
+        &data_dir,
+        &GatewayOptions::default(),
+        "127.0.0.1:0",
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(mount_script(&data_dir))
+        .arg(gateway_bin());
+    let mut gw = Gateway::spawn_command(cmd, &config, data_dir, 1);
+    let http = gw.wait_for_http();
+
+    let health = get(http, "/health");
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert_eq!(health.json()["registry"]["writable"], true);
+
+    // Fill the disk: registrations with long links until the RD answers an error.
+    let peer = Peer::new(gw.addr());
+    let links: Vec<String> = (0..3)
+        .map(|i| format!("</r{i}>;rt=\"{}\"", "x".repeat(200)))
+        .collect();
+    let links = links.join(",");
+    let t0 = Instant::now();
+    let mut accepted = 0;
+    let refused = loop {
+        assert!(
+            accepted < MAX_REGISTRATIONS && t0.elapsed() < FILL_BUDGET,
+            "the 1 MiB tmpfs never filled after {accepted} registrations"
+        );
+        let resp = peer.post_links(&format!("/rd?ep=fill-{accepted}&lt=3600"), &links);
+        if resp.code == "2.01" {
+            accepted += 1;
+        } else {
+            break resp;
+        }
+    };
+    assert!(
+        refused.code.starts_with("5."),
+        "a full disk is a server error, got {} {}",
+        refused.code,
+        refused.text()
+    );
+
+    let health = get(http, "/health");
+    assert_eq!(health.status, 503, "{}", health.text());
+    let body = health.json();
+    assert_eq!(body["status"], "down");
+    assert_eq!(body["registry"]["writable"], false);
+    let error = body["registry"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("No space left"), "{body}");
+    assert!(body["registry"]["last_error_at_ms"].as_u64().is_some());
+    // Reading still works: operators can look at what is there.
+    let devices = get(http, "/api/devices?count=1");
+    assert_eq!(devices.status, 200);
+    assert!(devices.json()["total"].as_u64().unwrap() >= accepted as u64);
+    assert_eq!(get(http, "/metrics").status, 200);
+    eprintln!("disk full after {accepted} registrations: {error}");
+}
