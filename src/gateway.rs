@@ -1,6 +1,7 @@
 //! Wires the actors together for the `coap-gateway` binary: open the registry, bind the RD's
 //! sockets, log one line per listener, dial the platform when one is configured, run until
-//! SIGINT/SIGTERM, then shut down in order (close the platform link, stop taking requests).
+//! SIGINT/SIGTERM, then shut down in order (withdraw the DNS-SD advertisement, close the platform
+//! link, stop taking requests).
 //! Every acknowledged write is already durable, so stopping loses nothing.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use actix::prelude::*;
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
+use crate::dnssd::{self, DnssdError, Mdns, RdAdvertisement};
 use crate::executer::{self, ExecuterSettings};
 use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
@@ -35,6 +37,9 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
 }
 
+/// How long shutdown waits for the mDNS daemon to send its goodbyes and stop.
+const MDNS_GOODBYE_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long shutdown waits for the platform link to close cleanly.
 const PLATFORM_CLOSE_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -56,6 +61,8 @@ pub struct Running {
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
     /// Executes the platform's commands; present exactly when `platform` is.
     pub executer: Option<Addr<executer::Executer>>,
+    /// The mDNS daemon; `None` unless `rd.dnssd` or `discovery.mdns` (`Config::needs_mdns`).
+    pub mdns: Option<Mdns>,
 }
 
 /// The platform's snapshot after every connect: every live registration, in id order.
@@ -162,10 +169,15 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             rd.client(),
         )
     });
+    let mdns = start_mdns(config, &rd, discovery.as_ref()).map_err(|e| ConfigError::Invalid {
+        key: "rd.dnssd",
+        message: e.to_string(),
+    })?;
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
     Ok(Running {
+        mdns,
         rd,
         platform,
         executer,
@@ -175,11 +187,43 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     })
 }
 
+/// The mDNS daemon, only when configured: advertise the RD's bound listeners, and hand what
+/// `_coap._udp` browsing finds to the Discovery actor.
+fn start_mdns(
+    config: &Config,
+    rd: &RunningRd,
+    discovery: Option<&Addr<discovery::Discovery>>,
+) -> Result<Option<Mdns>, DnssdError> {
+    if !config.needs_mdns() {
+        return Ok(None);
+    }
+    let mut mdns = Mdns::start(&config.rd.dnssd_interfaces)?;
+    if config.rd.dnssd {
+        mdns.advertise_rd(&RdAdvertisement {
+            gateway_id: config.gateway.id.clone(),
+            listeners: rd.local_addrs(),
+            simple_registration: config.rd.simple_registration,
+        })?;
+    }
+    if let (true, Some(discovery)) = (config.discovery.mdns, discovery) {
+        dnssd::browse_coap(
+            &mdns,
+            discovery.clone().recipient(),
+            discovery.clone().recipient(),
+        )?;
+    }
+    Ok(Some(mdns))
+}
+
 /// Start, wait for SIGINT or SIGTERM, stop.
 pub async fn run(config: Config) -> Result<(), GatewayError> {
-    let running = start(&config).await?;
+    let mut running = start(&config).await?;
     wait_for_shutdown_signal().await?;
     info!("shutting down");
+    // Withdraw the advertisement first: devices must stop finding an RD that is going away.
+    if let Some(mdns) = running.mdns.take() {
+        mdns.shutdown(MDNS_GOODBYE_BUDGET).await;
+    }
     // Stop pinging first: pings cut short by the endpoint's shutdown prove nothing about a
     // device and must not race the shutdown.
     if let Some(pinger) = &running.pinger {

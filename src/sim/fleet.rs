@@ -1,4 +1,4 @@
-//! The running fleet of `device-sim`: binds one CoAP `Endpoint` per device on 127.0.0.1,
+//! The running fleet of `device-sim`: binds one CoAP `Endpoint` per device on `--bind` (127.0.0.1),
 //! registers each with the RD from its own socket (RFC 9176 §5, so the RD derives the base from
 //! the device's address), refreshes before the lifetime ends (§5.3.1), notifies observers of
 //! the temperature every second, and makes devices silent and wakes them.
@@ -8,7 +8,7 @@
 //! binds the same port again. Called by [`super::run`]; everything runs on one task, and the
 //! network work (registrations, refreshes) on spawned tasks that report back over a channel.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,11 +100,12 @@ pub struct Fleet {
 }
 
 async fn bind_device(
+    ip: IpAddr,
     port: u16,
     params: &TransmissionParams,
     handler: Arc<DeviceHandler>,
 ) -> Result<Live, CoapError> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let addr = SocketAddr::new(ip, port);
     let endpoint = Endpoint::bind(&[addr], params.clone(), handler).await?;
     Ok(Live {
         client: endpoint.client(),
@@ -177,7 +178,7 @@ impl Fleet {
         for index in 0..opts.count {
             let port = opts.first_port.map_or(0, |p| p + index as u16);
             let handler = Arc::new(DeviceHandler::new(index, Arc::clone(&counts)));
-            let live = bind_device(port, &params, handler.clone())
+            let live = bind_device(opts.bind, port, &params, handler.clone())
                 .await
                 .map_err(|source| SimError::Bind { index, source })?;
             let port = live
@@ -186,7 +187,7 @@ impl Fleet {
                 .first()
                 .map_or(port, |a| a.port());
             let ep = format!("{}{index}", opts.prefix);
-            debug!("device-sim: {ep} on 127.0.0.1:{port}");
+            debug!("device-sim: {ep} on {}:{port}", opts.bind);
             devices.push(Device {
                 index,
                 ep,
@@ -337,7 +338,7 @@ impl Fleet {
         if dev.live.is_some() {
             return;
         }
-        match bind_device(dev.port, &self.params, dev.handler.clone()).await {
+        match bind_device(self.opts.bind, dev.port, &self.params, dev.handler.clone()).await {
             Ok(live) => {
                 debug!("device-sim: {} answers again", dev.ep);
                 dev.live = Some(live);

@@ -1,6 +1,6 @@
 //! `device-sim`'s command line (clap), kept in the library so the binary stays a thin `main`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Parser;
 
@@ -17,6 +17,11 @@ pub struct SimOptions {
     /// The Resource Directory to register with.
     #[arg(long, default_value = "127.0.0.1:5683")]
     pub rd: SocketAddr,
+
+    /// The address every device listens on (another one than loopback only inside a test's
+    /// private network namespace, e.g. for mDNS discovery).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
 
     /// Number of devices.
     #[arg(long, default_value_t = 10)]
