@@ -49,6 +49,12 @@ impl Mdns {
     pub fn start(interfaces: &[String]) -> Result<Mdns, DnssdError> {
         let daemon = ServiceDaemon::new().map_err(DnssdError::Daemon)?;
         let command = |what| move |source| DnssdError::Command { what, source };
+        for name in interfaces {
+            // Not an error: an interface may appear later (the daemon rechecks periodically).
+            if !std::path::Path::new("/sys/class/net").join(name).exists() {
+                warn!("dnssd: interface {name:?} (rd.dnssd_interfaces) does not exist (yet)");
+            }
+        }
         if !interfaces.is_empty() {
             // The last matching selection wins: everything off, then the named ones on.
             daemon
