@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::coap_peer::{lookup, register, Link, Peer};
-use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, B_V4};
+use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, A_V6, B_V4, B_V6};
 use common::{Gateway, GatewayOptions};
 use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
 
@@ -48,6 +48,19 @@ fn daemon_thread_netns(pid: u32) -> Vec<u64> {
         }
     }
     found
+}
+
+/// [`daemon_thread_netns`] once it lists something (a new thread names itself only once it
+/// runs), or empty after a short wait.
+fn wait_daemon_thread_netns(pid: u32) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = daemon_thread_netns(pid);
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn netns_inode(pair: &NetnsPair, side: Side) -> u64 {
@@ -143,7 +156,7 @@ fn the_rd_is_resolved_from_another_namespace_used_and_withdrawn_on_sigterm() {
         gw.log_text()
     );
     assert_eq!(
-        daemon_thread_netns(pid),
+        wait_daemon_thread_netns(pid),
         vec![netns_inode(&pair, Side::A)],
         "the gateway runs exactly one mDNS daemon, inside namespace a"
     );
@@ -201,6 +214,77 @@ fn the_rd_is_resolved_from_another_namespace_used_and_withdrawn_on_sigterm() {
         "{}",
         gw.log_text()
     );
+    let _ = browser.shutdown();
+}
+
+#[test]
+fn each_listening_port_is_its_own_instance_with_its_family_addresses() {
+    let Some(pair) = netns_or_skip("dnssd-dual") else {
+        return;
+    };
+    // Two listeners on different (free) ports: one instance each; [::] brings IPv6 addresses.
+    let gw = Gateway::start_in_netns_rd(
+        &pair.a,
+        GatewayOptions {
+            listen: vec!["0.0.0.0:0".into(), "[::]:0".into()],
+            extra_yaml: "pinger:\n  enabled: false\n".into(),
+            ..Default::default()
+        },
+        "  dnssd: true\n  simple_registration: false\n",
+    );
+    let v4_port = gw.rd_addrs.iter().find(|a| a.is_ipv4()).expect("v4").port();
+    let v6_port = gw.rd_addrs.iter().find(|a| a.is_ipv6()).expect("v6").port();
+    assert_ne!(v4_port, v6_port);
+
+    let browser = daemon_in(&pair, Side::B);
+    let events = browser.browse(RD_TYPE).expect("browse");
+    let mut seen = Vec::new();
+    let mut wanted = vec![
+        (format!("test-gw.{RD_TYPE}"), v4_port),
+        (format!("test-gw port {v6_port}.{RD_TYPE}"), v6_port),
+    ];
+    let mut v6_addrs = HashSet::new();
+    let deadline = Instant::now() + RESOLVE_BUDGET;
+    while !wanted.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(ServiceEvent::ServiceResolved(service)) => {
+                let Some(i) = wanted.iter().position(|(n, _)| *n == service.fullname) else {
+                    continue;
+                };
+                let (name, port) = wanted.remove(i);
+                assert_eq!(service.port, port, "{name}");
+                assert_eq!(service.txt_properties.get_property_val_str("simple"), None);
+                let addrs: HashSet<IpAddr> =
+                    service.addresses.iter().map(|a| a.to_ip_addr()).collect();
+                if port == v6_port {
+                    assert_eq!(service.host, format!("test-gw-{v6_port}.local."));
+                    assert!(addrs.iter().all(IpAddr::is_ipv6), "{name}: {addrs:?}");
+                    v6_addrs = addrs;
+                } else {
+                    assert_eq!(service.host, "test-gw.local.");
+                    assert!(addrs.contains(&IpAddr::V4(A_V4)), "{name}: {addrs:?}");
+                    assert!(addrs.iter().all(IpAddr::is_ipv4), "{name}: {addrs:?}");
+                }
+            }
+            Ok(other) => seen.push(format!("{other:?}")),
+            Err(_) => panic!(
+                "not resolved: {wanted:?}; events: {seen:?}\n{}",
+                gw.log_text()
+            ),
+        }
+    }
+    assert!(v6_addrs.contains(&IpAddr::V6(A_V6)), "{v6_addrs:?}");
+
+    // Register over IPv6 through what was found.
+    let sock = pair
+        .run_in(Side::B, || {
+            UdpSocket::bind((B_V6, 0)).expect("bind v6 in b")
+        })
+        .expect("enter namespace b");
+    let peer = Peer::with_socket(sock, SocketAddr::new(IpAddr::V6(A_V6), v6_port));
+    register(&peer, "ep=v6-node&lt=120", "</x>;rt=x");
+    assert_eq!(lookup(&peer, "/rd-lookup/ep?ep=v6-node").len(), 1);
     let _ = browser.shutdown();
 }
 
@@ -351,6 +435,6 @@ fn a_gateway_without_dnssd_runs_no_mdns_daemon() {
         std::fs::read_dir(format!("/proc/{pid}/task")).is_ok(),
         "the gateway's threads are visible"
     );
-    assert_eq!(daemon_thread_netns(pid), Vec::<u64>::new());
+    assert_eq!(wait_daemon_thread_netns(pid), Vec::<u64>::new());
     assert!(!gw.log_text().contains("dnssd"), "{}", gw.log_text());
 }

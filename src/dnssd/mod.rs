@@ -19,7 +19,9 @@ pub mod target;
 
 pub use browse::browse_coap;
 pub use error::DnssdError;
-pub use naming::{host_name, instance_name, txt_records, COAP_SERVICE_TYPE, RD_SERVICE_TYPE};
+pub use naming::{
+    host_name, host_name_for_port, instance_name, txt_records, COAP_SERVICE_TYPE, RD_SERVICE_TYPE,
+};
 pub use plan::{plan_adverts, Advert};
 pub use responder::{Mdns, RdAdvertisement};
 pub use target::pick_device_addr;

@@ -61,6 +61,16 @@ pub fn host_name(gateway_id: &str) -> String {
     format!("{label}.local.")
 }
 
+/// The host name for a listener whose addresses differ from the first one's: DNS-SD resolves
+/// addresses by host name, so one shared host would merge both address sets and send devices to
+/// a family the port is not served on. `test-gw.local.` + 5684 -> `test-gw-5684.local.`.
+pub fn host_name_for_port(host: &str, port: u16) -> String {
+    let label = host.strip_suffix(".local.").unwrap_or(host);
+    let suffix = format!("-{port}");
+    let head = &label[..label.len().min(MAX_LABEL - suffix.len())];
+    format!("{}{suffix}.local.", head.trim_end_matches('-'))
+}
+
 /// TXT keys that let a device use the RD without a discovery round trip (RFC 6763 §6): the
 /// version of this key set first (§6.7), the resource type, the registration resource
 /// (RFC 9176 §5), the lookup resources (§6) and, when enabled, simple registration (§5.1).
@@ -133,6 +143,20 @@ mod tests {
         let host = host_name(&"ab-".repeat(40));
         let label = host.strip_suffix(".local.").unwrap();
         assert!(label.len() <= MAX_LABEL && !label.ends_with('-'), "{host}");
+    }
+
+    #[test]
+    fn further_address_sets_get_their_own_host() {
+        assert_eq!(
+            host_name_for_port("test-gw.local.", 5684),
+            "test-gw-5684.local."
+        );
+        let host = host_name_for_port(&host_name(&"a".repeat(70)), 65535);
+        let label = host.strip_suffix(".local.").unwrap();
+        assert!(
+            label.len() <= MAX_LABEL && label.ends_with("-65535"),
+            "{host}"
+        );
     }
 
     #[test]

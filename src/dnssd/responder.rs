@@ -100,8 +100,8 @@ impl Mdns {
         let instance = instance_name(&rd.gateway_id);
         let host = host_name(&rd.gateway_id);
         let txt = txt_records(rd.simple_registration);
-        for advert in plan_adverts(&instance, &rd.listeners) {
-            let info = service_info(&advert, &host, &txt)?;
+        for advert in plan_adverts(&instance, &host, &rd.listeners) {
+            let info = service_info(&advert, &txt)?;
             let fullname = info.get_fullname().to_string();
             self.daemon
                 .register(info)
@@ -110,8 +110,9 @@ impl Mdns {
                     source,
                 })?;
             info!(
-                "dnssd: advertising {fullname:?} on port {} as {host} ({})",
+                "dnssd: advertising {fullname:?} on port {} as {} ({})",
                 advert.port,
+                advert.host,
                 describe_addrs(&advert)
             );
             self.advertised.push(fullname);
@@ -159,15 +160,11 @@ impl Mdns {
 }
 
 /// The `mdns-sd` description of one advertisement.
-fn service_info(
-    advert: &Advert,
-    host: &str,
-    txt: &[(&str, &str)],
-) -> Result<ServiceInfo, DnssdError> {
+fn service_info(advert: &Advert, txt: &[(&str, &str)]) -> Result<ServiceInfo, DnssdError> {
     let mut info = ServiceInfo::new(
         RD_SERVICE_TYPE,
         &advert.instance,
-        host,
+        &advert.host,
         &advert.addrs[..],
         advert.port,
         txt,
