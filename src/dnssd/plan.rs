@@ -111,6 +111,7 @@ mod tests {
     fn each_port_is_its_own_instance() {
         let plan = plan_adverts(
             "gw",
+            "gw.local.",
             &[
                 sa("10.0.0.5:5683"),
                 sa("[fd00::5]:5684"),
