@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use log::info;
+use log::{error, info};
 use thiserror::Error;
 
 use actix::prelude::*;
@@ -14,7 +14,7 @@ use actix::prelude::*;
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
-use crate::dnssd::{self, DnssdError, Mdns, RdAdvertisement};
+use crate::dnssd::{self, Mdns, RdAdvertisement};
 use crate::executer::{self, ExecuterSettings};
 use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
@@ -75,6 +75,17 @@ impl SnapshotSource for RegistryReader {
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     let listen = config.rd_listen_addrs()?;
+    // Before anything else runs: a daemon that cannot start is refused as a configuration
+    // error while there is nothing to stop yet.
+    let mdns = if config.needs_mdns() {
+        let mdns = Mdns::start(&config.rd.dnssd_interfaces).map_err(|e| ConfigError::Invalid {
+            key: "rd.dnssd",
+            message: e.to_string(),
+        })?;
+        Some(mdns)
+    } else {
+        None
+    };
     let (registry, reader) = registry::start(RegistryConfig::from_config(config))?;
     info!(
         "registry opened at {} with {} registrations",
@@ -169,10 +180,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             rd.client(),
         )
     });
-    let mdns = start_mdns(config, &rd, discovery.as_ref()).map_err(|e| ConfigError::Invalid {
-        key: "rd.dnssd",
-        message: e.to_string(),
-    })?;
+    let mdns = mdns.map(|mdns| use_mdns(mdns, config, &rd, discovery.as_ref()));
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
@@ -187,32 +195,32 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     })
 }
 
-/// The mDNS daemon, only when configured: advertise the RD's bound listeners, and hand what
-/// `_coap._udp` browsing finds to the Discovery actor.
-fn start_mdns(
+/// Advertise the RD's bound listeners and hand what `_coap._udp` browsing finds to the
+/// Discovery actor. A failure here is logged and the gateway runs on without that part: the
+/// RD already serves, and a half-started gateway cannot be unwound cleanly.
+fn use_mdns(
+    mut mdns: Mdns,
     config: &Config,
     rd: &RunningRd,
     discovery: Option<&Addr<discovery::Discovery>>,
-) -> Result<Option<Mdns>, DnssdError> {
-    if !config.needs_mdns() {
-        return Ok(None);
-    }
-    let mut mdns = Mdns::start(&config.rd.dnssd_interfaces)?;
+) -> Mdns {
     if config.rd.dnssd {
-        mdns.advertise_rd(&RdAdvertisement {
+        let advert = RdAdvertisement {
             gateway_id: config.gateway.id.clone(),
             listeners: rd.local_addrs(),
             simple_registration: config.rd.simple_registration,
-        })?;
+        };
+        if let Err(e) = mdns.advertise_rd(&advert) {
+            error!("dnssd: the RD is not advertised: {e}");
+        }
     }
     if let (true, Some(discovery)) = (config.discovery.mdns, discovery) {
-        dnssd::browse_coap(
-            &mdns,
-            discovery.clone().recipient(),
-            discovery.clone().recipient(),
-        )?;
+        let found = discovery.clone().recipient();
+        if let Err(e) = dnssd::browse_coap(&mdns, found, discovery.clone().recipient()) {
+            error!("dnssd: not browsing for _coap._udp devices: {e}");
+        }
     }
-    Ok(Some(mdns))
+    mdns
 }
 
 /// Start, wait for SIGINT or SIGTERM, stop.

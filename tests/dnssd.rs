@@ -19,7 +19,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::coap_peer::{lookup, register, Link, Peer};
+use common::coap_peer::{lookup, register, run_bounded, Link, Peer};
 use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, A_V6, B_V4, B_V6};
 use common::{Gateway, GatewayOptions};
 use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -419,6 +419,38 @@ fn a_passive_device_advertised_as_coap_udp_is_discovered_and_registered() {
         gw.log_text()
     );
     let _ = advertiser.shutdown();
+}
+
+#[test]
+fn an_unusable_mdns_port_is_a_config_error_not_a_silent_daemon() {
+    let Some(pair) = netns_or_skip("dnssd-port") else {
+        return;
+    };
+    // A dual-stack socket without address reuse holds UDP 5353 for both families in a.
+    let _holder = pair
+        .run_in(Side::A, || UdpSocket::bind("[::]:5353").expect("hold 5353"))
+        .expect("enter namespace a");
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = GatewayOptions {
+        listen: vec!["0.0.0.0:0".into()],
+        ..Default::default()
+    };
+    let config = common::write_config_rd(
+        tmp.path(),
+        &tmp.path().join("data"),
+        &opts,
+        "  dnssd: true\n",
+    );
+    let mut cmd = pair.command(Side::A, common::gateway_bin());
+    cmd.arg("--config").arg(&config);
+    let ran = run_bounded(&mut cmd, Duration::from_secs(20));
+    assert_eq!(ran.status, Some(2), "exit code 2 (configuration): {ran:?}");
+    assert!(
+        ran.stderr.contains("rd.dnssd") && ran.stderr.contains("5353"),
+        "the error names the key and the port: {}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
 }
 
 #[test]

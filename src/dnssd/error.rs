@@ -8,6 +8,12 @@ pub enum DnssdError {
     /// The mDNS daemon thread or its poller could not be created.
     #[error("cannot start the mDNS daemon: {0}")]
     Daemon(#[source] mdns_sd::Error),
+    /// UDP port 5353 can be bound in neither family (another responder holds it exclusively).
+    #[error("cannot bind the mDNS port UDP 5353: IPv4: {v4}; IPv6: {v6}")]
+    Port {
+        v4: std::io::Error,
+        v6: std::io::Error,
+    },
     /// The daemon refused a command (its queue full, or it has stopped).
     #[error("the mDNS daemon refused `{what}`: {source}")]
     Command {

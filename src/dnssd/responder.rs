@@ -3,8 +3,9 @@
 //! only add a second queue. It advertises the RD's UDP listeners as `_core-rd._udp` (RFC 9176
 //! §4.1.2, RFC 6763) and is shared by `browse` for `discovery.mdns`.
 //!
-//! `gateway::start` creates it only when `rd.dnssd` or `discovery.mdns` is set (see
-//! `Config::needs_mdns`): otherwise nothing binds port 5353 or sends mDNS. On shutdown the
+//! `gateway::start` creates it first, and only when `rd.dnssd` or `discovery.mdns` is set (see
+//! `Config::needs_mdns`): otherwise nothing binds port 5353 or sends mDNS. Before the daemon
+//! starts, port 5353 is probed, since the daemon itself would run on without sockets. On shutdown the
 //! gateway calls [`Mdns::shutdown`] first, so the goodbye packets (RFC 6762 §10.1, TTL 0) go out
 //! before the RD stops answering.
 //!
@@ -45,8 +46,10 @@ pub struct Mdns {
 }
 
 impl Mdns {
-    /// Start the daemon, restricted to `interfaces` (by name) when that is not empty.
+    /// Start the daemon, restricted to `interfaces` (by name) when that is not empty. Must run
+    /// on an actix arbiter (the daemon's events are logged by a task on it).
     pub fn start(interfaces: &[String]) -> Result<Mdns, DnssdError> {
+        probe_mdns_port()?;
         let daemon = ServiceDaemon::new().map_err(DnssdError::Daemon)?;
         let command = |what| move |source| DnssdError::Command { what, source };
         for name in interfaces {
@@ -156,6 +159,33 @@ impl Mdns {
             }
             Err(e) => warn!("dnssd: cannot stop the mDNS daemon: {e}"),
         }
+    }
+}
+
+/// The daemon binds its sockets on its own thread and, when that fails, silently runs without
+/// them; so bind the mDNS port first the way it will (address and port reuse, not IPv6-only)
+/// and refuse to start when neither family can have it. The probe sockets send nothing.
+fn probe_mdns_port() -> Result<(), DnssdError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let probe = |addr: SocketAddr| -> std::io::Result<()> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())
+    };
+    let v4 = probe(SocketAddr::from(([0, 0, 0, 0], mdns_sd::MDNS_PORT)));
+    let v6 = probe(SocketAddr::from(([0u16; 8], mdns_sd::MDNS_PORT)));
+    match (v4, v6) {
+        (Err(v4), Err(v6)) => Err(DnssdError::Port { v4, v6 }),
+        (Err(e), Ok(())) => {
+            warn!("dnssd: IPv4 mDNS unavailable (UDP 0.0.0.0:5353: {e}); IPv6 only");
+            Ok(())
+        }
+        (Ok(()), Err(e)) => {
+            warn!("dnssd: IPv6 mDNS unavailable (UDP [::]:5353: {e}); IPv4 only");
+            Ok(())
+        }
+        (Ok(()), Ok(())) => Ok(()),
     }
 }
 
