@@ -288,6 +288,44 @@ fn each_listening_port_is_its_own_instance_with_its_family_addresses() {
     let _ = browser.shutdown();
 }
 
+#[test]
+fn dnssd_interfaces_keeps_the_advertisement_off_other_interfaces() {
+    let Some(pair) = netns_or_skip("dnssd-lo") else {
+        return;
+    };
+    // Only loopback: namespace b, behind veth0, must never hear of the RD.
+    let gw = Gateway::start_in_netns_rd(
+        &pair.a,
+        GatewayOptions {
+            listen: vec!["0.0.0.0:0".into()],
+            extra_yaml: "pinger:\n  enabled: false\n".into(),
+            ..Default::default()
+        },
+        "  dnssd: true\n  dnssd_interfaces: [lo]\n",
+    );
+    assert!(gw.wait_for_log("dnssd: advertising", Duration::from_secs(5)));
+    let browser = daemon_in(&pair, Side::B);
+    let events = browser.browse(RD_TYPE).expect("browse");
+    // Probing and announcing take about a second; a browser's queries are answered at once.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match events.recv_timeout(left) {
+            Ok(ServiceEvent::ServiceFound(_, name)) | Ok(ServiceEvent::ServiceRemoved(_, name)) => {
+                panic!(
+                    "{name} reached namespace b through veth0\n{}",
+                    gw.log_text()
+                )
+            }
+            Ok(ServiceEvent::ServiceResolved(service)) => {
+                panic!("{} resolved through veth0", service.fullname)
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = browser.shutdown();
+}
+
 /// `device-sim` in namespace b, killed on drop.
 struct SimInB {
     child: Child,

@@ -115,6 +115,9 @@ pub struct Discovery {
     client: CoapClient,
     /// Addresses found by mDNS, by service instance.
     mdns_targets: BTreeMap<String, SocketAddr>,
+    /// Immediate asks of newly found mDNS targets outstanding (at most `max_in_flight`; the
+    /// others wait for the next round).
+    mdns_asking: usize,
     round: u64,
     running: bool,
     stopped: bool,
@@ -133,6 +136,7 @@ impl Discovery {
             reader,
             client,
             mdns_targets: BTreeMap::new(),
+            mdns_asking: 0,
             round: 0,
             running: false,
             stopped: false,
@@ -403,16 +407,21 @@ impl Handler<AddMdnsTarget> for Discovery {
             debug!("discovery: {} registered itself; left alone", msg.addr);
             return;
         }
+        if self.mdns_asking >= self.settings.max_in_flight {
+            debug!("discovery: {} waits for the next round", msg.addr);
+            return;
+        }
         // Asked now rather than at the next round, which may be a whole interval away.
         let (client, registry, settings) = (
             self.client.clone(),
             self.registry.clone(),
             self.settings.clone(),
         );
+        self.mdns_asking += 1;
         ctx.spawn(
             async move { discover_one(&client, &registry, &settings, msg.addr).await }
                 .into_actor(self)
-                .map(|_, _, _| ()),
+                .map(|_, act, _| act.mdns_asking -= 1),
         );
     }
 }
