@@ -43,6 +43,21 @@ pub struct Mdns {
     daemon: ServiceDaemon,
     /// Full names of the registered instances, withdrawn on shutdown.
     advertised: Vec<String>,
+    /// `shutdown` ran (or is running): `Drop` has nothing left to do.
+    stop_requested: bool,
+}
+
+/// A handle dropped without [`Mdns::shutdown`] (an error path, an embedding test) still stops
+/// the daemon thread, which otherwise keeps answering on the network after its owner is gone.
+/// The daemon sends goodbyes for what it still advertises as it exits; nothing waits for them.
+impl Drop for Mdns {
+    fn drop(&mut self) {
+        if !self.stop_requested {
+            if let Err(e) = self.daemon.shutdown() {
+                debug!("dnssd: stopping the mDNS daemon on drop: {e}");
+            }
+        }
+    }
 }
 
 impl Mdns {
@@ -85,6 +100,7 @@ impl Mdns {
         Ok(Mdns {
             daemon,
             advertised: Vec::new(),
+            stop_requested: false,
         })
     }
 
@@ -124,7 +140,8 @@ impl Mdns {
     }
 
     /// Withdraw every advertisement (goodbye packets) and stop the daemon, within `budget`.
-    pub async fn shutdown(self, budget: Duration) {
+    pub async fn shutdown(mut self, budget: Duration) {
+        self.stop_requested = true;
         let deadline = tokio::time::Instant::now() + budget;
         for fullname in &self.advertised {
             let status = match self.daemon.unregister(fullname) {
