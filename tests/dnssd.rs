@@ -289,6 +289,32 @@ fn each_listening_port_is_its_own_instance_with_its_family_addresses() {
 }
 
 #[test]
+fn a_specific_listen_address_is_advertised_as_it_is() {
+    let Some(pair) = netns_or_skip("dnssd-addr") else {
+        return;
+    };
+    let gw = Gateway::start_in_netns_rd(
+        &pair.a,
+        GatewayOptions {
+            listen: vec![format!("{A_V4}:0")],
+            extra_yaml: "pinger:\n  enabled: false\n".into(),
+            ..Default::default()
+        },
+        "  dnssd: true\n",
+    );
+    let browser = daemon_in(&pair, Side::B);
+    let events = browser.browse(RD_TYPE).expect("browse");
+    let fullname = format!("test-gw.{RD_TYPE}");
+    let mut seen = Vec::new();
+    let service = wait_resolved(&events, &fullname, &mut seen)
+        .unwrap_or_else(|| panic!("not resolved: {seen:?}\n{}", gw.log_text()));
+    let addrs: HashSet<IpAddr> = service.addresses.iter().map(|a| a.to_ip_addr()).collect();
+    assert_eq!(addrs, HashSet::from([IpAddr::V4(A_V4)]));
+    assert_eq!(service.port, gw.addr().port());
+    let _ = browser.shutdown();
+}
+
+#[test]
 fn dnssd_interfaces_keeps_the_advertisement_off_other_interfaces() {
     let Some(pair) = netns_or_skip("dnssd-lo") else {
         return;
