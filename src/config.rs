@@ -121,6 +121,11 @@ pub struct RdConfig {
     pub multicast_interfaces: Vec<String>,
     /// Upper bound of the random delay before a multicast answer (RFC 7252 §8.2 Leisure).
     pub multicast_leisure_ms: u64,
+    /// Advertise the RD as `_core-rd._udp` over DNS-SD/mDNS (RFC 9176 §4.1.2, RFC 6763).
+    pub dnssd: bool,
+    /// Interfaces (by name) the mDNS daemon uses, for advertising and for `discovery.mdns`;
+    /// empty: every interface the daemon finds, loopback included.
+    pub dnssd_interfaces: Vec<String>,
 }
 
 impl Default for RdConfig {
@@ -135,6 +140,8 @@ impl Default for RdConfig {
             multicast: false,
             multicast_interfaces: Vec::new(),
             multicast_leisure_ms: crate::rd::multicast::DEFAULT_LEISURE_MS,
+            dnssd: false,
+            dnssd_interfaces: Vec::new(),
         }
     }
 }
@@ -206,6 +213,9 @@ pub struct DiscoveryConfig {
     pub timeout_ms: u64,
     /// Devices asked at once.
     pub max_in_flight: usize,
+    /// Also browse mDNS for `_coap._udp` services and ask each one found (RFC 6763, RFC 7252
+    /// §12.8); needs `enabled`.
+    pub mdns: bool,
 }
 
 impl Default for DiscoveryConfig {
@@ -217,6 +227,7 @@ impl Default for DiscoveryConfig {
             lifetime_s: 180,
             timeout_ms: 5_000,
             max_in_flight: 64,
+            mdns: false,
         }
     }
 }
@@ -330,7 +341,20 @@ fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), Con
     }
 }
 
+/// A Linux interface name: 1..=15 bytes, no '/', ':' or whitespace.
+fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
 impl Config {
+    /// Whether the gateway runs an mDNS daemon at all: nothing is sent on port 5353 otherwise.
+    pub fn needs_mdns(&self) -> bool {
+        self.rd.dnssd || (self.discovery.enabled && self.discovery.mdns)
+    }
+
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -459,6 +483,23 @@ impl Config {
         }
         if let Err(e) = crate::discovery::expand_targets(&d.targets) {
             return Err(invalid("discovery.targets", e.to_string()));
+        }
+        if d.mdns && !d.enabled {
+            return Err(invalid(
+                "discovery.mdns",
+                "needs discovery.enabled: true (the Discovery actor asks what mDNS finds)",
+            ));
+        }
+        if let Some(bad) = self
+            .rd
+            .dnssd_interfaces
+            .iter()
+            .find(|n| !is_interface_name(n))
+        {
+            return Err(invalid(
+                "rd.dnssd_interfaces",
+                format!("{bad:?} is not an interface name like eth0"),
+            ));
         }
         let o = &self.observer;
         in_range(
@@ -777,6 +818,29 @@ mod tests {
         assert!(err.to_string().contains("discovery.lifetime_s"), "{err}");
         let err = Config::from_yaml("discovery:\n  timeout_ms: 0\n").unwrap_err();
         assert!(err.to_string().contains("discovery"), "{err}");
+    }
+
+    #[test]
+    fn dnssd_keys_default_off_and_are_checked() {
+        let c = Config::from_yaml("").unwrap();
+        assert!(!c.rd.dnssd && !c.discovery.mdns && c.rd.dnssd_interfaces.is_empty());
+        assert!(!c.needs_mdns(), "the default config never sends mDNS");
+        let c =
+            Config::from_yaml("rd:\n  dnssd: true\n  dnssd_interfaces: [eth0, veth0]\n").unwrap();
+        assert!(c.needs_mdns());
+        assert_eq!(c.rd.dnssd_interfaces, vec!["eth0", "veth0"]);
+        let c = Config::from_yaml("discovery:\n  enabled: true\n  mdns: true\n").unwrap();
+        assert!(c.needs_mdns());
+        let err = Config::from_yaml("discovery:\n  mdns: true\n").unwrap_err();
+        assert!(err.to_string().contains("discovery.mdns"), "{err}");
+        for bad in ["\"\"", "\"a/b\"", "\"eth 0\"", "sixteen-chars-xx"] {
+            let err =
+                Config::from_yaml(&format!("rd:\n  dnssd_interfaces: [{bad}]\n")).unwrap_err();
+            assert!(
+                err.to_string().contains("rd.dnssd_interfaces"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

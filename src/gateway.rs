@@ -1,12 +1,13 @@
 //! Wires the actors together for the `coap-gateway` binary: open the registry, bind the RD's
 //! sockets, log one line per listener, dial the platform when one is configured, serve the admin
 //! HTTP API when `http.listen` is set, run until SIGINT/SIGTERM, then shut down in order (stop
-//! the admin server, close the platform link, stop taking requests).
+//! the admin server, withdraw the DNS-SD advertisement, close the platform link, stop taking
+//! requests).
 //! Every acknowledged write is already durable, so stopping loses nothing.
 
 use std::sync::Arc;
 
-use log::info;
+use log::{error, info};
 use thiserror::Error;
 
 use actix::prelude::*;
@@ -15,6 +16,7 @@ use crate::admin::{self, AdminError, AdminState, RunningAdmin};
 use crate::coap::{CoapError, TransmissionParams};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
+use crate::dnssd::{self, Mdns, RdAdvertisement};
 use crate::executer::{self, ExecuterSettings};
 use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
@@ -41,6 +43,9 @@ pub enum GatewayError {
     Admin(#[from] AdminError),
 }
 
+/// How long shutdown waits for the mDNS daemon to send its goodbyes and stop.
+const MDNS_GOODBYE_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long shutdown waits for the platform link to close cleanly.
 const PLATFORM_CLOSE_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -64,6 +69,8 @@ pub struct Running {
     pub executer: Option<Addr<executer::Executer>>,
     /// The admin HTTP server; `None` when `http.listen` is empty.
     pub admin: Option<RunningAdmin>,
+    /// The mDNS daemon; `None` unless `rd.dnssd` or `discovery.mdns` (`Config::needs_mdns`).
+    pub mdns: Option<Mdns>,
 }
 
 /// The platform's snapshot after every connect: every live registration, in id order.
@@ -76,6 +83,17 @@ impl SnapshotSource for RegistryReader {
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     let listen = config.rd_listen_addrs()?;
+    // Before anything else runs: a daemon that cannot start is refused as a configuration
+    // error while there is nothing to stop yet.
+    let mdns = if config.needs_mdns() {
+        let mdns = Mdns::start(&config.rd.dnssd_interfaces).map_err(|e| ConfigError::Invalid {
+            key: "rd.dnssd",
+            message: e.to_string(),
+        })?;
+        Some(mdns)
+    } else {
+        None
+    };
     let (registry, reader) = registry::start(RegistryConfig::from_config(config))?;
     info!(
         "registry opened at {} with {} registrations",
@@ -168,6 +186,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             rd.client(),
         )
     });
+    let mdns = mdns.map(|mdns| use_mdns(mdns, config, &rd, discovery.as_ref()));
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
@@ -187,6 +206,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     };
     Ok(Running {
         admin,
+        mdns,
         rd,
         platform,
         executer,
@@ -194,6 +214,34 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         discovery,
         observer,
     })
+}
+
+/// Advertise the RD's bound listeners and hand what `_coap._udp` browsing finds to the
+/// Discovery actor. A failure here is logged and the gateway runs on without that part: the
+/// RD already serves, and a half-started gateway cannot be unwound cleanly.
+fn use_mdns(
+    mut mdns: Mdns,
+    config: &Config,
+    rd: &RunningRd,
+    discovery: Option<&Addr<discovery::Discovery>>,
+) -> Mdns {
+    if config.rd.dnssd {
+        let advert = RdAdvertisement {
+            gateway_id: config.gateway.id.clone(),
+            listeners: rd.local_addrs(),
+            simple_registration: config.rd.simple_registration,
+        };
+        if let Err(e) = mdns.advertise_rd(&advert) {
+            error!("dnssd: the RD is not advertised: {e}");
+        }
+    }
+    if let (true, Some(discovery)) = (config.discovery.mdns, discovery) {
+        let found = discovery.clone().recipient();
+        if let Err(e) = dnssd::browse_coap(&mdns, found, discovery.clone().recipient()) {
+            error!("dnssd: not browsing for _coap._udp devices: {e}");
+        }
+    }
+    mdns
 }
 
 /// Start, wait for SIGINT or SIGTERM, stop.
@@ -204,6 +252,10 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     // The admin server first: it only reads, and must not report on components being stopped.
     if let Some(admin) = running.admin.take() {
         admin.shutdown().await;
+    }
+    // Withdraw the advertisement next: devices must stop finding an RD that is going away.
+    if let Some(mdns) = running.mdns.take() {
+        mdns.shutdown(MDNS_GOODBYE_BUDGET).await;
     }
     // Then stop pinging: pings cut short by the endpoint's shutdown prove nothing about a
     // device and must not race the shutdown.

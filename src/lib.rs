@@ -20,6 +20,8 @@
 //!   the Registry.
 //! - [`discovery`]: active discovery: the RD asks configured unicast targets for
 //!   `/.well-known/core` and registers the devices that answer on their behalf.
+//! - [`dnssd`]: DNS-SD over mDNS: the RD advertised as `_core-rd._udp`, `_coap._udp` devices
+//!   browsed for discovery (only when configured).
 //! - [`executer`]: platform commands become CoAP requests to devices, each answered with
 //!   exactly one `command_result`.
 //! - [`metrics`]: process-wide lock-free counters and histograms that the actors record into,
@@ -33,6 +35,7 @@ pub mod admin;
 pub mod coap;
 pub mod config;
 pub mod discovery;
+pub mod dnssd;
 pub mod executer;
 pub mod gateway;
 pub mod link_format;

@@ -17,7 +17,13 @@
 //! the timeout must exceed it); each member is then asked and registered like a unicast target,
 //! by unicast, so Block2 and every check apply unchanged.
 
-use std::collections::HashSet;
+//!
+//! With `discovery.mdns`, `dnssd::browse` adds the address of every `_coap._udp` service it
+//! resolves (`AddMdnsTarget`, issue 13): it is asked at once and then in every round like a
+//! configured target, until its service is withdrawn (`RemoveMdnsTarget`); its registration
+//! then expires with its lifetime.
+
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
@@ -107,6 +113,27 @@ async fn ask_group(client: &CoapClient, group: SocketAddr, window: Duration) -> 
 #[rtype(result = "()")]
 pub struct StopDiscovery;
 
+/// The most mDNS-found targets kept at once, so a noisy network cannot grow the state without
+/// bound.
+pub const MAX_MDNS_TARGETS: usize = 4_096;
+
+/// A `_coap._udp` service found by mDNS (sent by `dnssd::browse`): ask `addr` now and in every
+/// round while the service is announced.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct AddMdnsTarget {
+    /// The service instance's full name, e.g. `lamp._coap._udp.local.`.
+    pub instance: String,
+    pub addr: SocketAddr,
+}
+
+/// The service was withdrawn (goodbye) or expired: stop asking its address.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RemoveMdnsTarget {
+    pub instance: String,
+}
+
 /// What one round found, logged at its end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoundDone {
@@ -133,6 +160,11 @@ pub struct Discovery {
     registry: Addr<Registry>,
     reader: RegistryReader,
     client: CoapClient,
+    /// Addresses found by mDNS, by service instance.
+    mdns_targets: BTreeMap<String, SocketAddr>,
+    /// Immediate asks of newly found mDNS targets outstanding (at most `max_in_flight`; the
+    /// others wait for the next round).
+    mdns_asking: usize,
     round: u64,
     running: bool,
     stopped: bool,
@@ -150,6 +182,8 @@ impl Discovery {
             registry,
             reader,
             client,
+            mdns_targets: BTreeMap::new(),
+            mdns_asking: 0,
             round: 0,
             running: false,
             stopped: false,
@@ -185,6 +219,14 @@ impl Discovery {
         }
     }
 
+    /// The configured targets, then the mDNS-found ones not among them.
+    fn round_targets(&self) -> Vec<SocketAddr> {
+        let mut seen: HashSet<SocketAddr> = self.settings.targets.iter().copied().collect();
+        let mut targets = self.settings.targets.clone();
+        targets.extend(self.mdns_targets.values().filter(|a| seen.insert(**a)));
+        targets
+    }
+
     fn start_round(&mut self, ctx: &mut Context<Self>) {
         if self.stopped {
             return;
@@ -201,12 +243,13 @@ impl Discovery {
         let number = self.round;
         let skip = self.self_registered_addrs();
         self.retire_superseded(&skip);
+        let targets = self.round_targets();
         let client = self.client.clone();
         let registry = self.registry.clone();
         let settings = self.settings.clone();
         let started = Instant::now();
         let round = async move {
-            let mut targets = settings.targets.clone();
+            let mut targets = targets;
             let mut listed: HashSet<SocketAddr> = targets.iter().copied().collect();
             let asks = settings
                 .groups
@@ -393,6 +436,65 @@ impl Handler<StopDiscovery> for Discovery {
     fn handle(&mut self, _msg: StopDiscovery, ctx: &mut Self::Context) {
         self.stopped = true;
         ctx.stop();
+    }
+}
+
+impl Handler<AddMdnsTarget> for Discovery {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddMdnsTarget, ctx: &mut Self::Context) {
+        if self.stopped {
+            return;
+        }
+        let known = self.mdns_targets.get(&msg.instance) == Some(&msg.addr);
+        if !known
+            && !self.mdns_targets.contains_key(&msg.instance)
+            && self.mdns_targets.len() >= MAX_MDNS_TARGETS
+        {
+            warn!(
+                "discovery: {MAX_MDNS_TARGETS} mDNS targets already; ignoring {} at {}",
+                msg.instance, msg.addr
+            );
+            return;
+        }
+        self.mdns_targets.insert(msg.instance.clone(), msg.addr);
+        if known {
+            return;
+        }
+        info!("discovery: mDNS found {} at {}", msg.instance, msg.addr);
+        if self.self_registered_addrs().contains(&msg.addr) {
+            debug!("discovery: {} registered itself; left alone", msg.addr);
+            return;
+        }
+        if self.mdns_asking >= self.settings.max_in_flight {
+            debug!("discovery: {} waits for the next round", msg.addr);
+            return;
+        }
+        // Asked now rather than at the next round, which may be a whole interval away.
+        let (client, registry, settings) = (
+            self.client.clone(),
+            self.registry.clone(),
+            self.settings.clone(),
+        );
+        self.mdns_asking += 1;
+        ctx.spawn(
+            async move { discover_one(&client, &registry, &settings, msg.addr).await }
+                .into_actor(self)
+                .map(|_, act, _| act.mdns_asking -= 1),
+        );
+    }
+}
+
+impl Handler<RemoveMdnsTarget> for Discovery {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveMdnsTarget, _ctx: &mut Self::Context) {
+        if let Some(addr) = self.mdns_targets.remove(&msg.instance) {
+            info!(
+                "discovery: mDNS service {} at {addr} withdrawn; its registration expires",
+                msg.instance
+            );
+        }
     }
 }
 

@@ -5,12 +5,16 @@
 //!
 //! - `targets`: parsing and expanding `discovery.targets` (pure).
 //! - `naming`: the endpoint name of a discovered device (pure).
-//! - `actor`: the Discovery actor that runs rounds on the RD's `CoapClient`.
+//! - `actor`: the Discovery actor that runs rounds on the RD's `CoapClient`; it also asks the
+//!   `_coap._udp` services `dnssd::browse` finds (`AddMdnsTarget`, issue 13).
 
 pub mod actor;
 pub mod naming;
 pub mod targets;
 
-pub use actor::{start, Discovery, DiscoverySettings, RoundDone, StopDiscovery};
+pub use actor::{
+    start, AddMdnsTarget, Discovery, DiscoverySettings, RemoveMdnsTarget, RoundDone, StopDiscovery,
+    MAX_MDNS_TARGETS,
+};
 pub use naming::{endpoint_name, generated_name};
 pub use targets::{expand_targets, group_targets, parse_target, GroupTarget, Target, TargetError};

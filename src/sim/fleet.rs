@@ -1,4 +1,4 @@
-//! The running fleet of `device-sim`: binds one CoAP `Endpoint` per device on 127.0.0.1,
+//! The running fleet of `device-sim`: binds one CoAP `Endpoint` per device on `--bind` (127.0.0.1),
 //! registers each with the RD from its own socket (RFC 9176 §5, so the RD derives the base from
 //! the device's address), refreshes before the lifetime ends (§5.3.1), notifies observers of
 //! the temperature every second, and makes devices silent and wakes them.

@@ -18,6 +18,11 @@ pub struct SimOptions {
     #[arg(long, default_value = "127.0.0.1:5683")]
     pub rd: SocketAddr,
 
+    /// The address every device listens on (another one than loopback only inside a test's
+    /// private network namespace, e.g. for mDNS discovery).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
     /// Number of devices.
     #[arg(long, default_value_t = 10)]
     pub count: usize,
@@ -54,10 +59,6 @@ pub struct SimOptions {
     /// Registrations sent concurrently while starting.
     #[arg(long, default_value_t = 200)]
     pub register_concurrency: usize,
-
-    /// The address the devices listen on.
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub bind: IpAddr,
 
     /// Each device joins All-CoAP-Nodes of its address family (224.0.1.187 or ff02::fd) on
     /// every up, multicast-capable, non-loopback interface and answers multicast discovery

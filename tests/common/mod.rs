@@ -58,7 +58,7 @@ pub fn gateway_bin() -> &'static str {
 
 /// Write a config for `data_dir`, without starting anything (admin HTTP off).
 pub fn write_config(dir: &Path, data_dir: &Path, opts: &GatewayOptions) -> PathBuf {
-    write_config_with_http(dir, data_dir, opts, "")
+    write_config_full(dir, data_dir, opts, "", "")
 }
 
 /// Write a config whose `http.listen` is `http_listen` (`""` disables the admin server).
@@ -68,10 +68,33 @@ pub fn write_config_with_http(
     opts: &GatewayOptions,
     http_listen: &str,
 ) -> PathBuf {
+    write_config_full(dir, data_dir, opts, "", http_listen)
+}
+
+/// Like [`write_config`], with `rd_lines` (e.g. `"  dnssd: true\n"`, indented by two) added
+/// to the `rd:` section.
+pub fn write_config_rd(
+    dir: &Path,
+    data_dir: &Path,
+    opts: &GatewayOptions,
+    rd_lines: &str,
+) -> PathBuf {
+    write_config_full(dir, data_dir, opts, rd_lines, "")
+}
+
+/// The config writer behind the others: `rd:` lines from `rd_lines` and from an `rd:` block in
+/// `opts.extra_yaml` both land in the one generated `rd:` section.
+pub fn write_config_full(
+    dir: &Path,
+    data_dir: &Path,
+    opts: &GatewayOptions,
+    rd_lines: &str,
+    http_listen: &str,
+) -> PathBuf {
     let listen: Vec<String> = opts.listen.iter().map(|l| format!("{l:?}")).collect();
     let (rd_keys, extra) = split_rd_section(&opts.extra_yaml);
     let yaml = format!(
-        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\n{rd_keys}http:\n  listen: {http_listen:?}\n{extra}\n",
+        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\n{rd_lines}{rd_keys}http:\n  listen: {http_listen:?}\n{extra}\n",
         data = data_dir.display().to_string(),
         listen = listen.join(", "),
     );
@@ -145,12 +168,17 @@ impl Gateway {
 
     /// Start a gateway inside network namespace `netns` (see `netns.rs`).
     pub fn start_in_netns(netns: &str, opts: GatewayOptions) -> Gateway {
+        Gateway::start_in_netns_rd(netns, opts, "")
+    }
+
+    /// [`Gateway::start_in_netns`] with extra `rd:` lines (see [`write_config_rd`]).
+    pub fn start_in_netns_rd(netns: &str, opts: GatewayOptions, rd_lines: &str) -> Gateway {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = opts
             .data_dir
             .clone()
             .unwrap_or_else(|| tmp.path().join("data"));
-        let config_path = write_config(tmp.path(), &data_dir, &opts);
+        let config_path = write_config_rd(tmp.path(), &data_dir, &opts, rd_lines);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", netns, gateway_bin()]);
         let mut gw = Gateway::spawn_command(cmd, &config_path, data_dir, opts.listen.len());
@@ -229,6 +257,11 @@ impl Gateway {
             }
         }
         gw
+    }
+
+    /// The gateway's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The first (IPv4 unless configured otherwise) RD address.

@@ -1,0 +1,27 @@
+//! DNS-SD over mDNS (issue 13; RFC 6762, RFC 6763, RFC 9176 §4.1.2): devices find the RD
+//! without knowing its address, and the Discovery actor finds passive `_coap._udp` devices.
+//! Built on the `mdns-sd` crate (pure Rust, one daemon thread); nothing here runs unless
+//! `rd.dnssd` or `discovery.mdns` is set.
+//!
+//! - `naming`: service types, instance and host names from `gateway.id`, TXT keys (pure).
+//! - `plan`: one `_core-rd._udp` instance per listening port (pure).
+//! - `target`: the address of a resolved `_coap._udp` service to ask (pure).
+//! - `responder`: [`Mdns`], the owned daemon handle: start, advertise, withdraw on shutdown.
+//! - `browse`: forwards resolved `_coap._udp` services to the Discovery actor.
+//! - `error`: [`DnssdError`].
+
+pub mod browse;
+pub mod error;
+pub mod naming;
+pub mod plan;
+pub mod responder;
+pub mod target;
+
+pub use browse::browse_coap;
+pub use error::DnssdError;
+pub use naming::{
+    host_name, host_name_for_port, instance_name, txt_records, COAP_SERVICE_TYPE, RD_SERVICE_TYPE,
+};
+pub use plan::{plan_adverts, Advert};
+pub use responder::{Mdns, RdAdvertisement};
+pub use target::pick_device_addr;

@@ -1,0 +1,178 @@
+//! What the RD's DNS-SD advertisement says (RFC 6763, RFC 9176 §4.1.2): the service types, the
+//! instance name and host name derived from `gateway.id`, and the TXT keys. Pure: no I/O.
+//! Called by `responder` when the gateway starts advertising.
+
+/// The RD's service type (RFC 9176 §4.1.2, §12.5 registration), in mDNS's `.local.` domain.
+pub const RD_SERVICE_TYPE: &str = "_core-rd._udp.local.";
+
+/// Plain CoAP servers (RFC 7252 §12.8): what `discovery.mdns` browses for passive devices.
+pub const COAP_SERVICE_TYPE: &str = "_coap._udp.local.";
+
+/// Used when `gateway.id` leaves nothing usable.
+const FALLBACK_NAME: &str = "coap-gateway";
+
+/// A DNS label's limit, for instance names (RFC 6763 §4.1.1) and host labels (RFC 1035 §2.3.4).
+pub const MAX_LABEL: usize = 63;
+
+/// The user-visible instance name: `gateway.id` as it is (RFC 6763 §4.1.1 allows any UTF-8),
+/// except that dots and control characters become `-` (a dot would split the DNS label for
+/// receivers that do not unescape), cut to 63 bytes on a character boundary.
+pub fn instance_name(gateway_id: &str) -> String {
+    let cleaned: String = gateway_id
+        .trim()
+        .chars()
+        .map(|c| if c == '.' || c.is_control() { '-' } else { c })
+        .collect();
+    let cut = truncate_utf8(&cleaned, MAX_LABEL).trim().to_string();
+    if cut.is_empty() {
+        FALLBACK_NAME.to_string()
+    } else {
+        cut
+    }
+}
+
+/// The instance name for a listener on another port than the first one: a DNS-SD instance
+/// names one port, so each further port gets its own, e.g. `gw-1 port 5684`.
+pub fn instance_name_for_port(instance: &str, port: u16) -> String {
+    let suffix = format!(" port {port}");
+    let head = truncate_utf8(instance, MAX_LABEL - suffix.len()).trim_end();
+    format!("{head}{suffix}")
+}
+
+/// The mDNS host name (`<label>.local.`): `gateway.id` lowercased, every run of characters
+/// other than ASCII letters and digits turned into one `-`, trimmed of `-`, at most 63 bytes
+/// (RFC 952/1123 host name rules, so any resolver accepts it).
+pub fn host_name(gateway_id: &str) -> String {
+    let mut label = String::new();
+    for c in gateway_id.chars() {
+        if c.is_ascii_alphanumeric() {
+            label.push(c.to_ascii_lowercase());
+        } else if !label.ends_with('-') {
+            label.push('-');
+        }
+    }
+    let label = label.trim_matches('-');
+    let label = label[..label.len().min(MAX_LABEL)].trim_end_matches('-');
+    let label = if label.is_empty() {
+        FALLBACK_NAME
+    } else {
+        label
+    };
+    format!("{label}.local.")
+}
+
+/// The host name for a listener whose addresses differ from the first one's: DNS-SD resolves
+/// addresses by host name, so one shared host would merge both address sets and send devices to
+/// a family the port is not served on. `test-gw.local.` + 5684 -> `test-gw-5684.local.`.
+pub fn host_name_for_port(host: &str, port: u16) -> String {
+    let label = host.strip_suffix(".local.").unwrap_or(host);
+    let suffix = format!("-{port}");
+    let head = &label[..label.len().min(MAX_LABEL - suffix.len())];
+    format!("{}{suffix}.local.", head.trim_end_matches('-'))
+}
+
+/// TXT keys that let a device use the RD without a discovery round trip (RFC 6763 §6): the
+/// version of this key set first (§6.7), the resource type, the registration resource
+/// (RFC 9176 §5), the lookup resources (§6) and, when enabled, simple registration (§5.1).
+/// Paths are the ones `rd::route` serves.
+pub fn txt_records(simple_registration: bool) -> Vec<(&'static str, &'static str)> {
+    let mut txt = vec![
+        ("txtvers", "1"),
+        ("rt", "core.rd"),
+        ("path", "/rd"),
+        ("ep-lookup", "/rd-lookup/ep"),
+        ("res-lookup", "/rd-lookup/res"),
+    ];
+    if simple_registration {
+        txt.push(("simple", "/.well-known/rd"));
+    }
+    txt
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_keep_the_id_but_not_dots() {
+        assert_eq!(instance_name("test-gw"), "test-gw");
+        assert_eq!(instance_name("Halle 3 Gateway"), "Halle 3 Gateway");
+        assert_eq!(instance_name("gw.site1"), "gw-site1");
+        assert_eq!(instance_name("  "), "coap-gateway");
+        assert_eq!(instance_name("a\nb"), "a-b");
+        let long = "ü".repeat(40); // 80 bytes
+        let name = instance_name(&long);
+        assert!(
+            name.len() <= MAX_LABEL && name.chars().all(|c| c == 'ü'),
+            "{name}"
+        );
+        assert_eq!(name.len(), 62, "cut on a character boundary");
+    }
+
+    #[test]
+    fn further_ports_get_their_own_instance() {
+        assert_eq!(instance_name_for_port("gw", 5684), "gw port 5684");
+        let long = "x".repeat(63);
+        let name = instance_name_for_port(&long, 65535);
+        assert!(name.len() <= MAX_LABEL, "{name}");
+        assert!(name.ends_with(" port 65535"));
+    }
+
+    #[test]
+    fn host_names_are_dns_labels() {
+        assert_eq!(host_name("test-gw"), "test-gw.local.");
+        assert_eq!(
+            host_name("Halle 3 / Gateway #1"),
+            "halle-3-gateway-1.local."
+        );
+        assert_eq!(host_name("gw.site1"), "gw-site1.local.");
+        assert_eq!(host_name("--"), "coap-gateway.local.");
+        assert_eq!(host_name("äöü"), "coap-gateway.local.");
+        let host = host_name(&"ab-".repeat(40));
+        let label = host.strip_suffix(".local.").unwrap();
+        assert!(label.len() <= MAX_LABEL && !label.ends_with('-'), "{host}");
+    }
+
+    #[test]
+    fn further_address_sets_get_their_own_host() {
+        assert_eq!(
+            host_name_for_port("test-gw.local.", 5684),
+            "test-gw-5684.local."
+        );
+        let host = host_name_for_port(&host_name(&"a".repeat(70)), 65535);
+        let label = host.strip_suffix(".local.").unwrap();
+        assert!(
+            label.len() <= MAX_LABEL && label.ends_with("-65535"),
+            "{host}"
+        );
+    }
+
+    #[test]
+    fn txt_names_the_rd_and_its_paths() {
+        let txt = txt_records(false);
+        assert_eq!(txt[0], ("txtvers", "1"), "txtvers first (RFC 6763 §6.7)");
+        assert!(txt.contains(&("rt", "core.rd")));
+        assert!(txt.contains(&("path", "/rd")));
+        assert!(txt.contains(&("ep-lookup", "/rd-lookup/ep")));
+        assert!(txt.contains(&("res-lookup", "/rd-lookup/res")));
+        assert!(!txt.iter().any(|(k, _)| *k == "simple"));
+        assert!(txt_records(true).contains(&("simple", "/.well-known/rd")));
+        // RFC 6763 §6.1: each string at most 255 bytes; keys printable ASCII without '='.
+        for (k, v) in txt_records(true) {
+            assert!(k.len() + 1 + v.len() <= 255);
+            assert!(k.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b'='));
+        }
+    }
+}
