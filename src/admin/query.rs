@@ -15,7 +15,7 @@ use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
 use crate::rd::error::RdError;
-use crate::rd::filter::{plan_candidates, LookupQuery};
+use crate::rd::filter::{candidate_ids, LookupQuery};
 use crate::rd::params::QueryParams;
 use crate::registry::index::Index;
 use crate::registry::model::{EndpointName, Registration, RegistrationId, Sector};
@@ -126,36 +126,10 @@ impl DeviceQuery {
 
     /// The registrations the index pre-selects for the filters (a superset of the matches, in
     /// id order), or `None` when no filter is indexable and every live registration must be
-    /// checked. The same plan as the RD's lookups (`rd::filter::plan_candidates`; the set
-    /// algebra mirrors the RdServer's private `candidate_ids`): for each indexable filter, the
-    /// union of link-level and endpoint-level hits (cross-matching, RFC 9176 §6.2),
-    /// intersected over the filters. [`Self::select`] still runs the exact matchers.
+    /// checked: exactly the RD lookups' plan (`rd::filter::candidate_ids`). [`Self::select`]
+    /// still runs the exact matchers.
     pub fn candidate_ids(&self, idx: &Index) -> Option<BTreeSet<RegistrationId>> {
-        let mut acc: Option<BTreeSet<RegistrationId>> = None;
-        for (name, value, prefix) in plan_candidates(&self.lookup) {
-            // Index keys are single words: a value with whitespace cannot be pre-selected.
-            if value.contains(char::is_whitespace) {
-                continue;
-            }
-            let hits = match (
-                idx.ids_with_link_attr(name, value, prefix),
-                idx.ids_with_endpoint_attr(name, value, prefix),
-            ) {
-                (None, None) => continue,
-                (Some(s), None) | (None, Some(s)) => s,
-                (Some(a), Some(b)) => &a | &b,
-            };
-            let narrowed = match acc {
-                None => hits,
-                Some(prev) => &prev & &hits,
-            };
-            let empty = narrowed.is_empty();
-            acc = Some(narrowed);
-            if empty {
-                break;
-            }
-        }
-        acc
+        candidate_ids(idx, &self.lookup)
     }
 
     /// The matching registrations among `candidates` (in the order given) and the page asked

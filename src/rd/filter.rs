@@ -22,11 +22,14 @@
 //! The RdServer calls `LookupQuery::parse`; `lookup` renders with these predicates;
 //! `plan_candidates` tells the Registry index which filters it can pre-select on.
 
+use std::collections::BTreeSet;
+
 use super::error::RdError;
 use super::params::QueryParams;
 use super::resolve::{path_of, resolve, resolved_target};
 use crate::link_format::Link;
-use crate::registry::model::{EndpointName, Registration, Sector};
+use crate::registry::index::Index;
+use crate::registry::model::{EndpointName, Registration, RegistrationId, Sector};
 
 /// The resource type of registration resources in endpoint lookup (RFC 9176 §6.4, §9.1).
 pub const ENDPOINT_RT: &str = "core.rd-ep";
@@ -294,6 +297,38 @@ pub fn plan_candidates(query: &LookupQuery) -> Vec<(&str, &str, bool)> {
             _ => None,
         })
         .collect()
+}
+
+/// Registrations that the inverted index pre-selects for a query: the intersection, over the
+/// indexable filters, of the links and endpoints having that attribute value (the union of both
+/// levels, because of cross-matching, RFC 9176 §6.2; the registry indexes every such name at
+/// both levels). `None` when no filter is indexable: the caller scans. The exact matchers always
+/// run on the result, so the pre-selection only has to be a superset.
+pub fn candidate_ids(idx: &Index, query: &LookupQuery) -> Option<BTreeSet<RegistrationId>> {
+    let mut acc: Option<BTreeSet<RegistrationId>> = None;
+    for (name, value, prefix) in plan_candidates(query) {
+        // The index keys are single words; a value with whitespace could only be matched
+        // whole, which the word index cannot pre-select soundly.
+        if value.contains(char::is_whitespace) {
+            continue;
+        }
+        let set = match (
+            idx.ids_with_link_attr(name, value, prefix),
+            idx.ids_with_endpoint_attr(name, value, prefix),
+        ) {
+            (None, None) => continue,
+            (Some(s), None) | (None, Some(s)) => s,
+            (Some(a), Some(b)) => &a | &b,
+        };
+        acc = Some(match acc {
+            None => set,
+            Some(prev) => &prev & &set,
+        });
+        if acc.as_ref().is_some_and(BTreeSet::is_empty) {
+            break;
+        }
+    }
+    acc
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use futures::future::{ready, FutureExt};
 use log::{debug, error, warn};
 
 use super::error::RdError;
-use super::filter::{plan_candidates, LookupQuery};
+use super::filter::{candidate_ids, LookupQuery};
 use super::group::{is_group, GroupRequest, GROUP_ENDPOINT_TYPE};
 use super::lookup::{
     render_domains, render_endpoints, render_groups, render_resources, visible_to,
@@ -415,38 +415,6 @@ fn render_lookup(
         (_, true) => render_domains(by_id, &query).0,
         (_, false) => render_domains(all, &query).0,
     }
-}
-
-/// Registrations that the inverted index pre-selects for a query: the intersection, over the
-/// indexable filters, of the links and endpoints having that attribute value (the union of both
-/// levels, because of cross-matching, RFC 9176 §6.2; the registry indexes every such name at
-/// both levels). `None` when no filter is indexable: the caller scans. The exact matchers always
-/// run on the result, so the pre-selection only has to be a superset.
-fn candidate_ids(idx: &Index, query: &LookupQuery) -> Option<BTreeSet<RegistrationId>> {
-    let mut acc: Option<BTreeSet<RegistrationId>> = None;
-    for (name, value, prefix) in plan_candidates(query) {
-        // The index keys are single words; a value with whitespace could only be matched
-        // whole, which the word index cannot pre-select soundly.
-        if value.contains(char::is_whitespace) {
-            continue;
-        }
-        let set = match (
-            idx.ids_with_link_attr(name, value, prefix),
-            idx.ids_with_endpoint_attr(name, value, prefix),
-        ) {
-            (None, None) => continue,
-            (Some(s), None) | (None, Some(s)) => s,
-            (Some(a), Some(b)) => &a | &b,
-        };
-        acc = Some(match acc {
-            None => set,
-            Some(prev) => &prev & &set,
-        });
-        if acc.as_ref().is_some_and(BTreeSet::is_empty) {
-            break;
-        }
-    }
-    acc
 }
 
 /// The Registry message for a parsed registration (POST /rd, simple, group).
