@@ -68,7 +68,10 @@ impl SnapshotSource for RegistryReader {
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     let listen = config.rd_listen_addrs()?;
-    let (registry, reader) = registry::start(RegistryConfig::from_config(config))?;
+    let (registry, reader) = registry::start_with_policy(
+        RegistryConfig::from_config(config),
+        crate::limits::WritePolicy::from_config(config),
+    )?;
     info!(
         "registry opened at {} with {} registrations",
         config.gateway.data_dir.display(),
@@ -93,7 +96,10 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     let settings = Arc::new(RdSettings::from_config(config));
     let rd = rd_server::start(
         &listen,
-        TransmissionParams::from_config(&config.coap),
+        TransmissionParams {
+            admission: crate::limits::AdmissionSettings::from_config(&config.limits),
+            ..TransmissionParams::from_config(&config.coap)
+        },
         settings,
         registry.clone(),
         reader.clone(),

@@ -24,6 +24,7 @@
 //!   exactly one `command_result`.
 //! - [`metrics`]: process-wide counters, rendered for Prometheus by the admin HTTP server.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
+//! - [`limits`]: resource limits and abuse protection (rate, quotas, FCFR, amplification).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod coap;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod discovery;
 pub mod executer;
 pub mod gateway;
+pub mod limits;
 pub mod link_format;
 pub mod metrics;
 pub mod observer;

@@ -39,6 +39,9 @@ use super::exchange::Backoff;
 use super::message::{InboundRequest, ObserveKey, OutboundResponse};
 use super::observe::ObserverRegistry;
 use super::params::TransmissionParams;
+use crate::limits::{
+    block_size_within, within_budget, Admission, HandlerSlots, ProvenSources, RateLimiter,
+};
 
 /// What a handler returns; `futures::future::ready(..).boxed()` for synchronous handlers.
 pub type HandlerFuture = BoxFuture<'static, OutboundResponse>;
@@ -101,6 +104,12 @@ pub(crate) struct Shared {
     closed: std::sync::atomic::AtomicBool,
     closing: tokio::sync::Notify,
     pub per_peer: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+    /// Per-source request rate (issue 11); `None` when `limits.request_rate_per_s` is 0.
+    rate: Option<Mutex<RateLimiter>>,
+    /// Handlers running at once.
+    slots: Arc<HandlerSlots>,
+    /// Sources proven to receive at their address; `None` when amplification is unbounded.
+    proven: Option<Mutex<ProvenSources>>,
 }
 
 /// Context a response needs once the handler has answered.
@@ -119,6 +128,8 @@ struct ReplyCtx {
     /// The request was already acknowledged with an empty ACK: the response goes as a CON
     /// of its own (RFC 7252 §5.2.2).
     separate: bool,
+    /// The request datagram's size: the amplification budget is a multiple of it.
+    request_len: usize,
 }
 
 impl Shared {
@@ -179,6 +190,9 @@ impl Shared {
     }
 
     fn on_datagram(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        if self.rate.is_some() && !self.admit(idx, bytes, peer) {
+            return;
+        }
         let packet = match codec::decode(bytes) {
             Ok(p) => p,
             Err(DecodeError::Format {
@@ -207,11 +221,62 @@ impl Shared {
         }
         if code.is_request() {
             if matches!(mtype, MsgType::Con | MsgType::Non) {
-                self.on_request(idx, packet, mtype, peer);
+                self.on_request(idx, packet, mtype, peer, bytes.len());
             }
             return;
         }
         self.on_response(idx, packet, mtype, peer);
+    }
+
+    /// The per-source rate limit (issue 11), checked on the raw datagram before any decoding:
+    /// every request-like message (CON/NON that is not a response, pings and undecodable ones
+    /// included) costs a token; responses and ACK/RST to the gateway's own requests do not.
+    /// Over the rate: one 4.29 now and then for a CON, silence otherwise (see `limits`).
+    fn admit(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) -> bool {
+        let Some(limiter) = &self.rate else {
+            return true;
+        };
+        let Some((mtype, code, mid)) = codec::peek(bytes) else {
+            return true;
+        };
+        let request_like = matches!(mtype, MsgType::Con | MsgType::Non) && !code.is_response();
+        if !request_like || (self.params.admission.exempt_loopback && peer.ip().is_loopback()) {
+            return true;
+        }
+        let now = Instant::now();
+        let (admission, log_line) = {
+            let mut limiter = lock(limiter);
+            let admission = limiter.check(peer.ip(), mtype == MsgType::Con, now);
+            let log_line = match admission {
+                Admission::Admit => None,
+                _ => limiter.log_line(now),
+            };
+            (admission, log_line)
+        };
+        if let Some(line) = log_line {
+            log::warn!("coap: {line}");
+        }
+        match admission {
+            Admission::Admit => true,
+            Admission::Drop => false,
+            Admission::Refuse { retry_after_s } => {
+                let token_len = usize::from(bytes[0] & 0x0f);
+                if let Some(token) = bytes.get(4..4 + token_len).filter(|_| token_len <= 8) {
+                    let resp =
+                        OutboundResponse::new(Code::TOO_MANY_REQUESTS).with_max_age(retry_after_s);
+                    let reply = encode_response(
+                        MsgType::Ack,
+                        mid,
+                        token,
+                        &resp,
+                        &[],
+                        ResponseExtras::default(),
+                    );
+                    self.send_owned(idx, reply, peer);
+                }
+                false
+            }
+        }
     }
 
     fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
@@ -243,6 +308,10 @@ impl Shared {
                 .map(|(_, tx)| tx.clone())
         });
         let acceptable = codec::parse_response(&packet).is_some();
+        if let (Some(_), Some(proven)) = (&tx, &self.proven) {
+            // It answered with our random token: it receives at this address.
+            lock(proven).mark(peer.ip());
+        }
         match mtype {
             MsgType::Ack => {
                 if let Some(tx) = tx {
@@ -286,6 +355,7 @@ impl Shared {
         mut packet: Packet,
         mtype: MsgType,
         peer: SocketAddr,
+        request_len: usize,
     ) {
         let mid = packet.header.message_id;
         let now = Instant::now();
@@ -313,6 +383,7 @@ impl Shared {
             observe_req: None,
             block_key: String::new(),
             separate: false,
+            request_len,
         };
         let local = self.sockets[idx].local;
         let parsed = match codec::parse_request(&mut packet, peer, local) {
@@ -352,7 +423,7 @@ impl Shared {
                 }
                 Block1Outcome::TooLarge => {
                     let extras = ResponseExtras {
-                        size1: Some(self.params.max_body as u32),
+                        size1: Some(self.max_request_body() as u32),
                         ..Default::default()
                     };
                     self.reply(
@@ -372,6 +443,12 @@ impl Shared {
                 return;
             }
         }
+        // Taken before the handler's first poll: that poll may already have sent a message
+        // (e.g. to the Registry), so a request refused later could still change state.
+        let Some(slot) = self.slots.try_take() else {
+            self.refuse_busy(ctx);
+            return;
+        };
         self.observe_bookkeeping(&mut ctx, &req);
         // A panicking handler must not take the receive loop down: it answers 5.00 instead.
         let handler = &self.handler;
@@ -390,6 +467,7 @@ impl Shared {
                 // again with a real waker re-registers interest, so the no-op waker is harmless.
                 let shared = Arc::clone(self);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let after = shared.params.separate_response_after;
                     let resp = if ctx.confirmable {
                         tokio::select! {
@@ -411,6 +489,42 @@ impl Shared {
                 });
             }
         }
+    }
+
+    /// Every handler slot is taken: 5.03 with Max-Age for a CON, nothing for a NON (RFC 7252
+    /// §5.9.3.4); a log line at most every 10 s.
+    fn refuse_busy(self: &Arc<Self>, ctx: ReplyCtx) {
+        if let Some(refused) = self.slots.note_refusal() {
+            log::warn!(
+                "coap: {} requests refused since the last report: all {} handler slots busy \
+                 (limits.max_concurrent_handlers)",
+                refused,
+                self.slots.max()
+            );
+        }
+        if ctx.confirmable {
+            let retry = self.params.admission.busy_retry_after.as_secs().max(1) as u32;
+            let resp = OutboundResponse::new(Code::SERVICE_UNAVAILABLE).with_max_age(retry);
+            self.reply(ctx, resp, ResponseExtras::default());
+        }
+    }
+
+    fn max_request_body(&self) -> usize {
+        self.params
+            .admission
+            .max_request_body
+            .unwrap_or(self.params.max_body)
+    }
+
+    /// The byte budget of a response to `peer` (RFC 7252 §11.3), `None` when unbounded: the
+    /// bound is off, the source is proven, or it is an exempt loopback address.
+    fn amplification_budget(&self, peer: SocketAddr, request_len: usize) -> Option<usize> {
+        let proven = self.proven.as_ref()?;
+        let factor = self.params.admission.amplification_factor;
+        if lock(proven).is_proven(peer.ip()) {
+            return None;
+        }
+        Some(request_len.saturating_mul(factor))
     }
 
     /// RFC 7641 §3.6 / §4.1: Observe=1 or a plain GET with an observing token deregisters;
@@ -435,11 +549,20 @@ impl Shared {
         }
     }
 
-    fn reply(self: &Arc<Self>, ctx: ReplyCtx, resp: OutboundResponse, mut extras: ResponseExtras) {
+    fn reply(
+        self: &Arc<Self>,
+        mut ctx: ReplyCtx,
+        resp: OutboundResponse,
+        mut extras: ResponseExtras,
+    ) {
         if extras.block1.is_none() {
             extras.block1 = ctx.block1;
         }
-        if let (Some(orig), Some(key)) = (ctx.observe_req, &resp.observe) {
+        if resp.code == Code::REQUEST_ENTITY_TOO_LARGE && extras.size1.is_none() {
+            // RFC 7252 §5.10.9: the largest request body this endpoint accepts.
+            extras.size1 = Some(self.max_request_body() as u32);
+        }
+        if let (Some(orig), Some(key)) = (ctx.observe_req.take(), &resp.observe) {
             if resp.code.is_success() {
                 let mut obs = lock(&self.observers);
                 let (peer, token) = (orig.source, orig.token.clone());
@@ -457,16 +580,27 @@ impl Shared {
         } else {
             (MsgType::Non, self.next_mid(ctx.idx))
         };
-        let bytes = match self.block2_slice(&resp.payload, ctx.block2) {
-            Ok((payload, block2)) => {
-                if let Some(b) = block2 {
-                    extras.block2 = Some(b);
-                    extras.size2 = Some(resp.payload.len() as u32);
-                    if b.num > 0 {
-                        extras.observe = None;
-                    }
-                }
-                let bytes = encode_response(mtype, mid, &ctx.token, &resp, payload, extras);
+        let mut own = self.params.block_size;
+        let mut encoded = self.encode_sliced(mtype, mid, &ctx, &resp, extras, own);
+        if let (Ok((bytes, _, sent_payload)), Some(budget)) = (
+            &encoded,
+            self.amplification_budget(ctx.peer, ctx.request_len),
+        ) {
+            if !within_budget(
+                bytes.len(),
+                ctx.request_len,
+                self.params.admission.amplification_factor,
+            ) && !resp.payload.is_empty()
+            {
+                // Too big for a source that has not proven its address: the first block only,
+                // small enough to fit (the Block2 and Size2 options add at most 8 bytes).
+                let overhead = bytes.len().saturating_sub(*sent_payload) + 8;
+                own = block_size_within(budget, overhead, own);
+                encoded = self.encode_sliced(mtype, mid, &ctx, &resp, extras, own);
+            }
+        }
+        let bytes = match encoded {
+            Ok((bytes, block2, _)) => {
                 if block2.is_some_and(|b| b.more) {
                     let size = resp.payload.len();
                     lock(&self.block2).insert(
@@ -509,6 +643,29 @@ impl Shared {
         }
     }
 
+    /// The response's bytes (and the payload bytes among them) with the block of the payload to send (at most `own` bytes per
+    /// block), and that block's option. Err: the asked block is beyond the representation.
+    fn encode_sliced(
+        &self,
+        mtype: MsgType,
+        mid: u16,
+        ctx: &ReplyCtx,
+        resp: &OutboundResponse,
+        mut extras: ResponseExtras,
+        own: usize,
+    ) -> Result<(Vec<u8>, Option<BlockOption>, usize), ()> {
+        let (payload, block2) = self.block2_slice_at(&resp.payload, ctx.block2, own)?;
+        if let Some(b) = block2 {
+            extras.block2 = Some(b);
+            extras.size2 = Some(resp.payload.len() as u32);
+            if b.num > 0 {
+                extras.observe = None;
+            }
+        }
+        let bytes = encode_response(mtype, mid, &ctx.token, resp, payload, extras);
+        Ok((bytes, block2, payload.len()))
+    }
+
     /// The part of `body` to send: all of it if it fits and no block was asked for, else the
     /// requested (or first) block at min(asked, configured) size. Err: block out of range.
     #[allow(clippy::type_complexity)]
@@ -517,7 +674,17 @@ impl Shared {
         body: &'a [u8],
         asked: Option<BlockOption>,
     ) -> Result<(&'a [u8], Option<BlockOption>), ()> {
-        let own = self.params.block_size;
+        self.block2_slice_at(body, asked, self.params.block_size)
+    }
+
+    /// `block2_slice` with blocks of at most `own` bytes.
+    #[allow(clippy::type_complexity)]
+    fn block2_slice_at<'a>(
+        &self,
+        body: &'a [u8],
+        asked: Option<BlockOption>,
+        own: usize,
+    ) -> Result<(&'a [u8], Option<BlockOption>), ()> {
         match asked {
             None if body.len() <= own => Ok((body, None)),
             None => {
@@ -847,7 +1014,7 @@ impl Endpoint {
                 params.dedup_max_bytes,
             )),
             block1: Mutex::new(Block1Assembler::new(
-                params.max_body,
+                params.admission.max_request_body.unwrap_or(params.max_body),
                 params.max_block1_transfers,
                 params.exchange_lifetime,
             )),
@@ -863,6 +1030,15 @@ impl Endpoint {
             closed: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::Notify::new(),
             per_peer: Mutex::new(HashMap::new()),
+            rate: params.admission.rate_limited().then(|| {
+                let a = &params.admission;
+                Mutex::new(RateLimiter::new(a.rate_per_s, a.burst, a.source_table_size))
+            }),
+            slots: HandlerSlots::new(params.admission.max_handlers),
+            proven: (params.admission.amplification_factor > 0).then(|| {
+                let a = &params.admission;
+                Mutex::new(ProvenSources::new(a.source_table_size, a.exempt_loopback))
+            }),
             handler,
             params,
         });

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::config::CoapConfig;
+use crate::limits::AdmissionSettings;
 
 #[derive(Clone, Debug)]
 pub struct TransmissionParams {
@@ -34,6 +35,9 @@ pub struct TransmissionParams {
     /// A handler slower than this gets the request acknowledged with an empty ACK and its
     /// response sent as a separate CON (RFC 7252 §5.2.2), before the client retransmits.
     pub separate_response_after: Duration,
+    /// Rate limiting, handler bound and amplification bound of requests served (issue 11);
+    /// unlimited by default, set from `limits:` by the gateway.
+    pub admission: AdmissionSettings,
 }
 
 impl Default for TransmissionParams {
@@ -59,6 +63,7 @@ impl TransmissionParams {
             max_block1_transfers: 1_024,
             max_observers: 100_000,
             separate_response_after: ack_timeout / 2,
+            admission: AdmissionSettings::default(),
         };
         p.exchange_lifetime = p.derived_exchange_lifetime();
         p

@@ -16,7 +16,7 @@ pub mod model;
 pub mod reader;
 pub mod store;
 
-pub use actor::{start, Registry, RegistryConfig};
+pub use actor::{start, start_with_policy, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
 pub use index::Index;
 pub use messages::*;
