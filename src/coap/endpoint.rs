@@ -57,6 +57,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Events queued for one exchange. An exchange reads its events as they come; only an
+/// observation whose consumer is slower than its device's notifications fills this, and then
+/// the newest notifications are dropped (a later one carries the then-current state) rather
+/// than queued without bound (issue 11).
+const EXCHANGE_EVENTS: usize = 64;
+
 /// An outgoing datagram waiting for the receive loop's batched send.
 type Queued = (Vec<u8>, SocketAddr);
 
@@ -85,8 +91,8 @@ pub(crate) enum Event {
 
 #[derive(Default)]
 pub(crate) struct Exchanges {
-    pub by_token: HashMap<[u8; 8], (SocketAddr, mpsc::UnboundedSender<Event>), FastBuild>,
-    pub by_mid: HashMap<(SocketAddr, u16), mpsc::UnboundedSender<Event>, FastBuild>,
+    pub by_token: HashMap<[u8; 8], (SocketAddr, mpsc::Sender<Event>), FastBuild>,
+    pub by_mid: HashMap<(SocketAddr, u16), mpsc::Sender<Event>, FastBuild>,
 }
 
 pub(crate) struct Shared {
@@ -229,9 +235,10 @@ impl Shared {
     }
 
     /// The per-source rate limit (issue 11), checked on the raw datagram before any decoding:
-    /// every request-like message (CON/NON that is not a response, pings and undecodable ones
-    /// included) costs a token; responses and ACK/RST to the gateway's own requests do not.
-    /// Over the rate: one 4.29 now and then for a CON, silence otherwise (see `limits`).
+    /// every CON and NON costs a token — requests, pings, undecodable ones, and separate
+    /// responses or notifications too, since each may make the endpoint answer (a RST at
+    /// least); ACK and RST cost nothing (never answered). Over the rate: one 4.29 now and then
+    /// for a CON request, silence otherwise (see `limits`).
     fn admit(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) -> bool {
         let Some(limiter) = &self.rate else {
             return true;
@@ -239,14 +246,16 @@ impl Shared {
         let Some((mtype, code, mid)) = codec::peek(bytes) else {
             return true;
         };
-        let request_like = matches!(mtype, MsgType::Con | MsgType::Non) && !code.is_response();
-        if !request_like || (self.params.admission.exempt_loopback && peer.ip().is_loopback()) {
+        let answerable = matches!(mtype, MsgType::Con | MsgType::Non);
+        if !answerable || (self.params.admission.exempt_loopback && peer.ip().is_loopback()) {
             return true;
         }
         let now = Instant::now();
+        // Only a CON request is worth a 4.29; anything else over the rate is dropped.
+        let con_request = mtype == MsgType::Con && code.is_request();
         let (admission, log_line) = {
             let mut limiter = lock(limiter);
-            let admission = limiter.check(peer.ip(), mtype == MsgType::Con, now);
+            let admission = limiter.check(peer.ip(), con_request, now);
             let log_line = match admission {
                 Admission::Admit => None,
                 _ => limiter.log_line(now),
@@ -281,7 +290,7 @@ impl Shared {
 
     fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
         if let Some(tx) = lock(&self.exchanges).by_mid.get(&(peer, mid)) {
-            let _ = tx.send(ev);
+            let _ = tx.try_send(ev);
         }
     }
 
@@ -320,7 +329,7 @@ impl Shared {
                     } else {
                         Event::Rejected
                     };
-                    let _ = tx.send(ev);
+                    let _ = tx.try_send(ev);
                 }
             }
             MsgType::Con | MsgType::Non => {
@@ -342,7 +351,7 @@ impl Shared {
                     } else {
                         Event::Rejected
                     };
-                    let _ = tx.send(ev);
+                    let _ = tx.try_send(ev);
                 }
             }
             MsgType::Rst => {}
@@ -865,13 +874,13 @@ pub(crate) struct Registration {
     shared: Arc<Shared>,
     token: Option<[u8; 8]>,
     mid: Option<(SocketAddr, u16)>,
-    tx: mpsc::UnboundedSender<Event>,
-    pub rx: mpsc::UnboundedReceiver<Event>,
+    tx: mpsc::Sender<Event>,
+    pub rx: mpsc::Receiver<Event>,
 }
 
 impl Registration {
     pub fn new(shared: Arc<Shared>, peer: SocketAddr, token: Option<[u8; 8]>) -> Registration {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(EXCHANGE_EVENTS);
         if let Some(t) = token {
             lock(&shared.exchanges)
                 .by_token
