@@ -419,6 +419,45 @@ fn an_unproven_source_gets_small_blocks_within_three_times_its_request() {
         num = (block >> 4) + 1;
     }
     assert!(num > 10, "many small blocks: {num}");
+
+    // RFC 9175 §2.4: a bounded answer carries an Echo option; returning it proves the address
+    // and the next answer is a full-size block.
+    let echoing = UdpSocket::bind("127.0.0.7:0").unwrap();
+    let get = |mid: u16, echo: Option<Vec<u8>>| {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Get);
+        p.header.message_id = mid;
+        p.set_token(vec![0xcd]);
+        p.add_option(CoapOption::UriPath, b"rd-lookup".to_vec());
+        p.add_option(CoapOption::UriPath, b"ep".to_vec());
+        p.add_option(CoapOption::UriQuery, b"et=amplification-test".to_vec());
+        if let Some(e) = echo {
+            p.add_option(CoapOption::Unknown(252), e);
+        }
+        p.to_bytes().unwrap()
+    };
+    let first = get(1, None);
+    echoing.send_to(&first, gw.addr()).unwrap();
+    let (small, len) = recv_one(&echoing, Duration::from_secs(2)).expect("an answer");
+    assert!(len <= 3 * first.len());
+    let echo = small
+        .get_option(CoapOption::Unknown(252))
+        .and_then(|v| v.front().cloned())
+        .expect("a bounded answer carries Echo");
+    let wrong = get(2, Some(vec![0; echo.len()]));
+    echoing.send_to(&wrong, gw.addr()).unwrap();
+    let (_, len) = recv_one(&echoing, Duration::from_secs(2)).expect("an answer");
+    assert!(len <= 3 * wrong.len(), "a wrong Echo proves nothing");
+    let again = get(3, Some(echo));
+    echoing.send_to(&again, gw.addr()).unwrap();
+    let (full, len) = recv_one(&echoing, Duration::from_secs(2)).expect("an answer");
+    assert_eq!(code(&full), "2.05");
+    assert_eq!(
+        full.payload.len(),
+        1024,
+        "proven by Echo: a full block ({len} bytes)"
+    );
     // A proven source (it answered the RD's GET during simple registration) gets the same
     // representation in big blocks.
     let outcome = simple_register(

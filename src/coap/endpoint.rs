@@ -40,7 +40,8 @@ use super::message::{InboundRequest, ObserveKey, OutboundResponse};
 use super::observe::ObserverRegistry;
 use super::params::TransmissionParams;
 use crate::limits::{
-    block_size_within, within_budget, Admission, HandlerSlots, ProvenSources, RateLimiter,
+    block_size_within, within_budget, Admission, EchoSecret, HandlerSlots, ProvenSources,
+    RateLimiter,
 };
 
 /// What a handler returns; `futures::future::ready(..).boxed()` for synchronous handlers.
@@ -116,6 +117,8 @@ pub(crate) struct Shared {
     slots: Arc<HandlerSlots>,
     /// Sources proven to receive at their address; `None` when amplification is unbounded.
     proven: Option<Mutex<ProvenSources>>,
+    /// Keys the Echo values of bounded responses (RFC 9175 §2.4).
+    echo: EchoSecret,
 }
 
 /// Context a response needs once the handler has answered.
@@ -394,6 +397,9 @@ impl Shared {
             separate: false,
             request_len,
         };
+        if let Some(proven) = &self.proven {
+            self.check_echo(proven, &packet, peer);
+        }
         let local = self.sockets[idx].local;
         let parsed = match codec::parse_request(&mut packet, peer, local) {
             Ok(p) => p,
@@ -518,6 +524,18 @@ impl Shared {
         }
     }
 
+    /// A request that returns the Echo value of a bounded response proves its address.
+    fn check_echo(&self, proven: &Mutex<ProvenSources>, packet: &Packet, peer: SocketAddr) {
+        let echo = packet
+            .get_option(coap_lite::CoapOption::Unknown(ECHO_OPTION))
+            .and_then(|values| values.front());
+        if let Some(echo) = echo {
+            if self.echo.verify(peer.ip(), echo, unix_now_s()) {
+                lock(proven).mark(peer.ip());
+            }
+        }
+    }
+
     fn max_request_body(&self) -> usize {
         self.params
             .admission
@@ -561,7 +579,7 @@ impl Shared {
     fn reply(
         self: &Arc<Self>,
         mut ctx: ReplyCtx,
-        resp: OutboundResponse,
+        mut resp: OutboundResponse,
         mut extras: ResponseExtras,
     ) {
         if extras.block1.is_none() {
@@ -602,8 +620,10 @@ impl Shared {
             ) && !resp.payload.is_empty()
             {
                 // Too big for a source that has not proven its address: the first block only,
-                // small enough to fit (the Block2 and Size2 options add at most 8 bytes).
-                let overhead = bytes.len().saturating_sub(*sent_payload) + 8;
+                // small enough to fit (Block2 and Size2 add at most 8 bytes, the Echo option
+                // that lets the client prove its address 10).
+                resp.echo = Some(self.echo.value(ctx.peer.ip(), unix_now_s()).to_vec());
+                let overhead = bytes.len().saturating_sub(*sent_payload) + 18;
                 own = block_size_within(budget, overhead, own);
                 encoded = self.encode_sliced(mtype, mid, &ctx, &resp, extras, own);
             }
@@ -841,6 +861,15 @@ impl Shared {
     }
 }
 
+/// RFC 9175 §2.2.1.
+const ECHO_OPTION: u16 = 252;
+
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn internal_error() -> OutboundResponse {
     OutboundResponse::new(Code::INTERNAL_SERVER_ERROR).with_diagnostic("handler failed")
 }
@@ -1048,6 +1077,7 @@ impl Endpoint {
                 let a = &params.admission;
                 Mutex::new(ProvenSources::new(a.source_table_size, a.exempt_loopback))
             }),
+            echo: EchoSecret::default(),
             handler,
             params,
         });

@@ -5,15 +5,22 @@
 //! to fit, and each further block is asked for by a request of its own, which is bounded the
 //! same way.
 //!
-//! "Proven" here: the source answered a request the gateway sent it, with the random 8-byte
-//! token of that request (simple-registration fetches, platform commands, observations,
-//! polls, discovery) — only a host that receives at that address can know the token. Pings are
-//! matched by Message ID alone (16 bits, sequential), so they do not count. Loopback
-//! addresses cannot be spoofed from the network (the kernel drops such packets arriving on
-//! other interfaces) and may be trusted by configuration. An Echo round trip (RFC 9175) would
-//! let any client prove itself; it is not built, so a lookup client that was never asked
-//! anything by the gateway always gets small blocks. Called by the CoAP endpoint.
+//! "Proven" here, either:
+//! - the source answered a request the gateway sent it, with the random 8-byte token of that
+//!   request (simple-registration fetches, platform commands, observations, polls, discovery):
+//!   only a host that receives at that address can know the token. Pings are matched by
+//!   Message ID alone (16 bits, sequential), so they do not count; or
+//! - it completed an Echo round trip (RFC 9175 §2.4): every bounded response carries an Echo
+//!   option whose value is a keyed hash of the source address and the current minute
+//!   ([`EchoSecret`], stateless); a request that returns a current value proves the address.
+//!   A client that ignores Echo keeps getting small blocks.
+//!
+//! Loopback addresses cannot be spoofed from the network (the kernel drops such packets
+//! arriving on other interfaces) and may be trusted by configuration. Called by the CoAP
+//! endpoint.
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use super::source_table::SourceTable;
@@ -39,6 +46,30 @@ impl ProvenSources {
 
     pub fn is_proven(&self, ip: IpAddr) -> bool {
         (self.trust_loopback && ip.is_loopback()) || self.table.get(&ip).is_some()
+    }
+}
+
+/// Echo values are valid in the window (of this many seconds) they were made in and the next.
+pub const ECHO_WINDOW_S: u64 = 60;
+
+/// The per-process key behind Echo values (SipHash with random keys, from `RandomState`).
+#[derive(Debug, Default)]
+pub struct EchoSecret {
+    key: RandomState,
+}
+
+impl EchoSecret {
+    /// The Echo value for `ip` at `unix_s`: 8 bytes no other host can predict.
+    pub fn value(&self, ip: IpAddr, unix_s: u64) -> [u8; 8] {
+        self.key
+            .hash_one((ip, unix_s / ECHO_WINDOW_S))
+            .to_be_bytes()
+    }
+
+    /// `echo` was made for `ip` in this window or the previous one.
+    pub fn verify(&self, ip: IpAddr, echo: &[u8], unix_s: u64) -> bool {
+        let previous = unix_s.saturating_sub(ECHO_WINDOW_S);
+        echo == self.value(ip, unix_s) || echo == self.value(ip, previous)
     }
 }
 
@@ -78,6 +109,21 @@ mod tests {
         assert!(within_budget(60, 20, 3));
         assert!(!within_budget(61, 20, 3));
         assert!(within_budget(1_000_000, 20, 0), "factor 0 is off");
+    }
+
+    #[test]
+    fn echo_values_are_per_address_and_expire() {
+        let secret = EchoSecret::default();
+        let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        let t = 1_000_000;
+        let v = secret.value(a, t);
+        assert!(secret.verify(a, &v, t));
+        assert!(secret.verify(a, &v, t + ECHO_WINDOW_S));
+        assert!(!secret.verify(a, &v, t + 3 * ECHO_WINDOW_S), "stale");
+        assert!(!secret.verify(b, &v, t), "another address");
+        assert!(!EchoSecret::default().verify(a, &v, t), "another process");
+        assert!(!secret.verify(a, b"", t));
     }
 
     #[test]

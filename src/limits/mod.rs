@@ -22,7 +22,7 @@ pub mod settings;
 pub mod source_table;
 pub mod token_bucket;
 
-pub use amplification::{block_size_within, within_budget, ProvenSources};
+pub use amplification::{block_size_within, within_budget, EchoSecret, ProvenSources};
 pub use handler_slots::{HandlerSlot, HandlerSlots};
 pub use rate_limiter::{Admission, RateLimiter, RateStats};
 pub use registration_policy::{
