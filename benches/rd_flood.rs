@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The gateway runs with `limits.exempt_loopback: false` and the default limits (200 req/s,
-//! burst 1,000 per source). Bounded: the flood by time and count, each registration by its
+//! burst 1,000 per source; `--rate-limit 0` turns the rate limit off for comparison). Bounded: the flood by time and count, each registration by its
 //! retransmission budget, the whole run by `--seconds` + 60 s.
 
 use std::fs;
@@ -38,6 +38,9 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 1_000)]
     endpoints: usize,
+    /// `limits.request_rate_per_s` of the gateway (0: rate limiting off, for comparison).
+    #[arg(long, default_value_t = 200.0)]
+    rate_limit: f64,
     /// Ignored (cargo bench passes it).
     #[arg(long)]
     bench: bool,
@@ -55,11 +58,11 @@ impl Drop for Gateway {
     }
 }
 
-fn spawn_gateway(bin: &Path, dir: &Path) -> Result<Gateway, String> {
+fn spawn_gateway(bin: &Path, dir: &Path, rate_limit: f64) -> Result<Gateway, String> {
     let config = dir.join("config.yaml");
     let text = format!(
         "gateway:\n  data_dir: {:?}\nrd:\n  listen: [\"127.0.0.1:0\"]\npinger:\n  enabled: false\n\
-         http:\n  listen: \"\"\nlimits:\n  exempt_loopback: false\n",
+         http:\n  listen: \"\"\nlimits:\n  exempt_loopback: false\n  request_rate_per_s: {rate_limit}\n",
         dir.join("data").display().to_string()
     );
     fs::write(&config, text).map_err(|e| e.to_string())?;
@@ -172,7 +175,7 @@ fn register(sock: &UdpSocket, rd: SocketAddr, n: usize, mid: u16) -> Option<(u8,
 fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = match spawn_gateway(&args.gateway_bin, dir.path()) {
+    let gw = match spawn_gateway(&args.gateway_bin, dir.path(), args.rate_limit) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("rd_flood: {e}");
@@ -264,6 +267,7 @@ fn main() {
         "{}",
         json!({
             "bench": "rd_flood",
+            "rate_limit_per_s": args.rate_limit,
             "flood_datagrams": sent,
             "flood_seconds": flood_took.as_secs_f64(),
             "flood_rate_per_s": (sent as f64 / flood_took.as_secs_f64()).round(),
