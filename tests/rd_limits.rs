@@ -212,6 +212,7 @@ fn first_come_first_remembered_refuses_another_address_until_removal() {
     register(&thief, "ep=fcfr", "</now-mine>");
     let resp = owner.post_links("/rd?ep=fcfr", "</own>");
     assert_eq!(resp.code, "4.03", "now the first owner is the other one");
+    assert!(gw.wait_for_log("writes refused", Duration::from_secs(2)));
 }
 
 #[test]

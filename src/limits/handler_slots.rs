@@ -6,21 +6,16 @@
 //! without a free slot a CON is answered 5.03 with Max-Age and a NON is dropped. A plain
 //! counter: taking and returning a slot is one atomic operation each.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-/// Refusals are reported at most this often.
-const REPORT_EVERY_S: u64 = 10;
+use super::log_throttle::LogThrottle;
 
 #[derive(Debug)]
 pub struct HandlerSlots {
     running: AtomicUsize,
     max: usize,
-    /// Refusals not reported yet, and the second (since `epoch`) of the last report.
-    unreported: AtomicU64,
-    reported_at_s: AtomicU64,
-    epoch: OnceLock<Instant>,
+    refusals: LogThrottle,
 }
 
 /// A taken slot; returned when dropped.
@@ -32,9 +27,7 @@ impl HandlerSlots {
         Arc::new(HandlerSlots {
             running: AtomicUsize::new(0),
             max: max.max(1),
-            unreported: AtomicU64::new(0),
-            reported_at_s: AtomicU64::new(0),
-            epoch: OnceLock::new(),
+            refusals: LogThrottle::default(),
         })
     }
 
@@ -57,20 +50,9 @@ impl HandlerSlots {
     }
 
     /// Count a refusal; `Some(n)` when it is time to log the `n` refusals since the last
-    /// report (the first refusal is reported at once, then at most every 10 s).
+    /// report.
     pub fn note_refusal(&self) -> Option<u64> {
-        self.unreported.fetch_add(1, Ordering::Relaxed);
-        let epoch = *self.epoch.get_or_init(Instant::now);
-        // Offset so that a report at second 0 differs from "never reported" (0).
-        let now_s = epoch.elapsed().as_secs() + REPORT_EVERY_S;
-        let last = self.reported_at_s.load(Ordering::Relaxed);
-        if last != 0 && now_s < last + REPORT_EVERY_S {
-            return None;
-        }
-        self.reported_at_s
-            .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
-            .ok()
-            .map(|_| self.unreported.swap(0, Ordering::Relaxed))
+        self.refusals.note()
     }
 }
 

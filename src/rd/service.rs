@@ -32,6 +32,7 @@ use crate::coap::{
     ObserveKey, OutboundResponse, RequestHandler,
 };
 use crate::config::Config;
+use crate::limits::LogThrottle;
 use crate::registry::{
     Index, Register, Registered, Registration, RegistrationId, Registry, RegistryError,
     RegistryReader, Remove, Update,
@@ -50,6 +51,16 @@ const LOOKUP_CACHE_BYTES: usize = 48 << 20;
 const FULL_RETRY_AFTER_S: u32 = 60;
 /// Max-Age of a 5.03 when storage failed: transient, retry soon.
 const STORAGE_RETRY_AFTER_S: u32 = 5;
+
+/// Refused writes (4.13 over a size limit, 4.03 by FCFR or the per-source quota): one log
+/// line per 10 s at most, whatever the rate of refusals.
+static WRITE_REFUSALS: LogThrottle = LogThrottle::new();
+
+fn note_refusal(why: &str) {
+    if let Some(n) = WRITE_REFUSALS.note() {
+        warn!("rd: {n} writes refused since the last report (latest: {why})");
+    }
+}
 
 /// The key under which every lookup observation is registered: any registry change may change
 /// any lookup's result, so one notification round covers them all.
@@ -209,8 +220,9 @@ impl RdService {
     fn payload_too_large(&self, len: usize) -> Option<OutboundResponse> {
         let max = self.settings.max_payload_bytes;
         (len > max).then(|| {
-            OutboundResponse::new(Code::REQUEST_ENTITY_TOO_LARGE)
-                .with_diagnostic(format!("payload over {max} bytes"))
+            let why = format!("payload over {max} bytes");
+            note_refusal(&why);
+            OutboundResponse::new(Code::REQUEST_ENTITY_TOO_LARGE).with_diagnostic(why)
         })
     }
 
@@ -218,8 +230,9 @@ impl RdService {
     fn too_many_links(&self, links: usize) -> Option<OutboundResponse> {
         let max = self.settings.max_links;
         (links > max).then(|| {
-            OutboundResponse::new(Code::REQUEST_ENTITY_TOO_LARGE)
-                .with_diagnostic(format!("{links} links, at most {max} per registration"))
+            let why = format!("{links} links, at most {max} per registration");
+            note_refusal(&why);
+            OutboundResponse::new(Code::REQUEST_ENTITY_TOO_LARGE).with_diagnostic(why)
         })
     }
 
@@ -554,8 +567,9 @@ fn registry_error_response(e: RegistryError) -> OutboundResponse {
         }
         RegistryError::Unavailable => unavailable("registry unavailable"),
         RegistryError::Refused(refusal) => {
-            debug!("registry refused a write: {refusal}");
-            OutboundResponse::new(Code::FORBIDDEN).with_diagnostic(refusal.to_string())
+            let why = refusal.to_string();
+            note_refusal(&why);
+            OutboundResponse::new(Code::FORBIDDEN).with_diagnostic(why)
         }
     }
 }
