@@ -64,6 +64,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// than queued without bound (issue 11).
 const EXCHANGE_EVENTS: usize = 64;
 
+/// Datagrams that may wait for room in a full socket buffer at once (~ 8 MB of responses at
+/// the 1 KiB block size, twice the socket's own 4 MB buffer).
+const MAX_DEFERRED_SENDS: usize = 8_192;
+
 /// An outgoing datagram waiting for the receive loop's batched send.
 type Queued = (Vec<u8>, SocketAddr);
 
@@ -119,6 +123,8 @@ pub(crate) struct Shared {
     proven: Option<Mutex<ProvenSources>>,
     /// Keys the Echo values of bounded responses (RFC 9175 §2.4).
     echo: EchoSecret,
+    /// Datagrams waiting on a task for room in a full socket buffer.
+    deferred_sends: AtomicUsize,
 }
 
 /// Context a response needs once the handler has answered.
@@ -175,10 +181,19 @@ impl Shared {
         match self.sockets[idx].socket.try_send_to(bytes, peer) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // A full socket buffer: wait for room on a task, but only for so many datagrams
+                // (issue 11: no unbounded queue). Beyond that the datagram is lost like any UDP
+                // datagram; a CON's retransmission is answered from the deduplication cache.
+                if self.deferred_sends.fetch_add(1, Ordering::AcqRel) >= MAX_DEFERRED_SENDS {
+                    self.deferred_sends.fetch_sub(1, Ordering::AcqRel);
+                    log::debug!("coap: send buffer full, response to {peer} dropped");
+                    return;
+                }
                 let shared = Arc::clone(self);
                 let bytes = bytes.to_vec();
                 tokio::spawn(async move {
                     let _ = shared.sockets[idx].socket.send_to(&bytes, peer).await;
+                    shared.deferred_sends.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Err(e) => log::debug!("coap: send to {peer} failed: {e}"),
@@ -1078,6 +1093,7 @@ impl Endpoint {
                 Mutex::new(ProvenSources::new(a.source_table_size, a.exempt_loopback))
             }),
             echo: EchoSecret::default(),
+            deferred_sends: AtomicUsize::new(0),
             handler,
             params,
         });
