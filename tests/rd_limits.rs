@@ -474,3 +474,34 @@ fn an_unproven_source_gets_small_blocks_within_three_times_its_request() {
     let all = proven.get_all_blocks("/rd-lookup/ep?et=amplification-test", None);
     assert_eq!(String::from_utf8_lossy(&body), all.text());
 }
+
+#[test]
+fn the_per_source_quota_survives_a_restart_and_frees_up_when_registrations_are_purged() {
+    let rd = "  expiry_grace_s: 1\n";
+    let limits = "  max_registrations_per_source: 1\n";
+    let (gw, tmp) = start(rd, limits);
+    let peer = peer_at(1, &gw);
+    register(&peer, "ep=kept&lt=600", "</a>");
+    register(&peer, "ep=kept&lt=4", "</a>"); // the same name: always allowed
+    drop(gw);
+    // Restarted on the same data: the count is rebuilt from disk.
+    let path = tmp.path().join("config.yaml");
+    let gw = Gateway::spawn(&path, tmp.path().join("data"), 1);
+    let peer = peer_at(1, &gw);
+    let resp = peer.post_links("/rd?ep=second", "</b>");
+    assert_eq!(resp.code, "4.03", "{}", resp.text());
+    assert!(ep_link(&peer, "second").is_none());
+    // `kept` expires (lt=4) and is purged after its 1 s grace: the source's slot is free.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let resp = peer.post_links("/rd?ep=second", "</b>");
+        if resp.code == "2.01" {
+            break;
+        }
+        assert_eq!(resp.code, "4.03");
+        assert!(Instant::now() < deadline, "the quota never freed up");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(ep_link(&peer, "second").is_some());
+    assert!(ep_link(&peer, "kept").is_none());
+}
