@@ -505,3 +505,80 @@ fn the_per_source_quota_survives_a_restart_and_frees_up_when_registrations_are_p
     assert!(ep_link(&peer, "second").is_some());
     assert!(ep_link(&peer, "kept").is_none());
 }
+
+/// A passive device on `sock` answering every GET /.well-known/core with `links`, until `stop`.
+fn serve_wkc(
+    sock: UdpSocket,
+    links: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = vec![0u8; 2048];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+            continue;
+        };
+        if !matches!(req.header.code, MessageClass::Request(RequestType::Get)) {
+            continue;
+        }
+        let mut resp = Packet::new();
+        resp.header.set_type(MessageType::Acknowledgement);
+        resp.header.code = MessageClass::Response(coap_lite::ResponseType::Content);
+        resp.header.message_id = req.header.message_id;
+        resp.set_token(req.get_token().to_vec());
+        resp.add_option(CoapOption::ContentFormat, vec![40]);
+        resp.payload = links.as_bytes().to_vec();
+        let _ = sock.send_to(&resp.to_bytes().unwrap(), from);
+    }
+}
+
+#[test]
+fn a_discovered_name_is_remembered_for_the_device_address() {
+    let device = UdpSocket::bind("127.0.0.8:0").unwrap();
+    let device_addr = device.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || serve_wkc(device, "</sensors/temp>;rt=\"temperature\"", stop))
+    };
+    let discovery = format!(
+        "discovery:\n  enabled: true\n  interval_s: 1\n  lifetime_s: 30\n  timeout_ms: 500\n  \
+         targets: [\"{device_addr}\"]\n"
+    );
+    let (gw, _tmp) = start("", &format!("  source_table_size: 1024\n{discovery}"));
+    let peer = peer_at(1, &gw);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ep = loop {
+        let found = lookup(&peer, "/rd-lookup/ep?src=discovery");
+        if let Some(link) = found.first() {
+            break link
+                .attrs
+                .iter()
+                .find(|(k, _)| k == "ep")
+                .and_then(|(_, v)| v.clone())
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not discovered:\n{}",
+            gw.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Another address cannot take the discovered name ...
+    let other = peer_at(9, &gw);
+    let resp = other.post_links(&format!("/rd?ep={ep}"), "</stolen>");
+    assert_eq!(resp.code, "4.03", "{}", resp.text());
+    assert_eq!(lookup(&peer, "/rd-lookup/ep?src=discovery").len(), 1);
+    // ... the device itself (same address, another port) may register under it.
+    let same_host = peer_at(8, &gw);
+    register(&same_host, &format!("ep={ep}"), "</own>");
+    let own = lookup(&peer, &format!("/rd-lookup/res?ep={ep}"));
+    assert!(own.iter().all(|l| l.target.ends_with("/own")), "{own:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+}
