@@ -72,6 +72,7 @@ pub struct Config {
     pub executer: ExecuterConfig,
     pub platform: PlatformConfig,
     pub http: HttpConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +127,59 @@ pub struct RdConfig {
     /// Interfaces (by name) the mDNS daemon uses, for advertising and for `discovery.mdns`;
     /// empty: every interface the daemon finds, loopback included.
     pub dnssd_interfaces: Vec<String>,
+    /// RFC 9176 §7.5 "First Come First Remembered": a live registration may be replaced,
+    /// updated or deleted only from the IP address it was written from (others get 4.03).
+    pub endpoint_protection: EndpointProtection,
+}
+
+/// `rd.endpoint_protection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointProtection {
+    FirstComeFirstRemembered,
+    Off,
+}
+
+/// Resource limits and abuse protection (issue 11); see `config.yaml` for why each default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body (a registration's links), whole or reassembled from Block1: 4.13.
+    pub max_payload_bytes: usize,
+    /// Most links in one registration: 4.13.
+    pub max_links: usize,
+    /// Registrations one source IP may hold (live or in grace); a new one beyond gets 4.03.
+    pub max_registrations_per_source: usize,
+    /// Requests per second per source IP to the RD (token bucket); 0 turns it off.
+    pub request_rate_per_s: f64,
+    /// Requests a source may send at once before the rate applies.
+    pub request_burst: u32,
+    /// Sources remembered at most by each per-source table (rate buckets, proven sources).
+    pub source_table_size: usize,
+    /// Request handlers running at once in the RD's endpoint; beyond: 5.03 (CON), drop (NON).
+    pub max_concurrent_handlers: usize,
+    /// Responses to sources not proven to receive at their address are at most this many times
+    /// the request's size (RFC 7252 §11.3); 0 turns it off.
+    pub amplification_factor: u32,
+    /// Loopback sources (local processes; unspoofable from the network) are exempt from the
+    /// rate limit, the per-source quota and the amplification bound.
+    pub exempt_loopback: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_payload_bytes: 65_536,
+            max_links: 1_024,
+            max_registrations_per_source: 20_000,
+            request_rate_per_s: 200.0,
+            request_burst: 1_000,
+            source_table_size: 65_536,
+            max_concurrent_handlers: 4_096,
+            amplification_factor: 3,
+            exempt_loopback: true,
+        }
+    }
 }
 
 impl Default for RdConfig {
@@ -142,6 +196,7 @@ impl Default for RdConfig {
             multicast_leisure_ms: crate::rd::multicast::DEFAULT_LEISURE_MS,
             dnssd: false,
             dnssd_interfaces: Vec::new(),
+            endpoint_protection: EndpointProtection::FirstComeFirstRemembered,
         }
     }
 }
@@ -554,6 +609,7 @@ impl Config {
             10_000_000,
         )?;
         self.validate_multicast()?;
+        self.validate_limits()?;
         self.http_listen_addr()?;
         Ok(())
     }
@@ -611,6 +667,53 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        in_range(
+            "limits.max_payload_bytes",
+            l.max_payload_bytes as u64,
+            64,
+            16 << 20,
+        )?;
+        in_range("limits.max_links", l.max_links as u64, 1, 1_000_000)?;
+        in_range(
+            "limits.max_registrations_per_source",
+            l.max_registrations_per_source as u64,
+            1,
+            10_000_000,
+        )?;
+        if !(0.0..=10_000_000.0).contains(&l.request_rate_per_s) {
+            return Err(ConfigError::Invalid {
+                key: "limits.request_rate_per_s",
+                message: format!("{} is outside 0..=10000000", l.request_rate_per_s),
+            });
+        }
+        in_range(
+            "limits.request_burst",
+            l.request_burst.into(),
+            1,
+            10_000_000,
+        )?;
+        in_range(
+            "limits.source_table_size",
+            l.source_table_size as u64,
+            16,
+            10_000_000,
+        )?;
+        in_range(
+            "limits.max_concurrent_handlers",
+            l.max_concurrent_handlers as u64,
+            1,
+            1_000_000,
+        )?;
+        in_range(
+            "limits.amplification_factor",
+            l.amplification_factor.into(),
+            0,
+            1_000,
+        )
     }
 
     /// `rd.listen` as socket addresses.
@@ -848,6 +951,49 @@ mod tests {
         let c = Config::from_yaml("platform:\n  token: hunter2\n").unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.platform.token.expose(), "hunter2");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_validated() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.limits.max_payload_bytes, 65_536);
+        assert_eq!(c.limits.request_rate_per_s, 200.0);
+        assert_eq!(c.limits.amplification_factor, 3);
+        assert!(c.limits.exempt_loopback);
+        assert_eq!(
+            c.rd.endpoint_protection,
+            EndpointProtection::FirstComeFirstRemembered
+        );
+        let c = Config::from_yaml(
+            "rd:\n  endpoint_protection: off\nlimits:\n  request_rate_per_s: 0\n  max_links: 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.rd.endpoint_protection, EndpointProtection::Off);
+        assert_eq!(c.limits.request_rate_per_s, 0.0);
+        assert_eq!(c.limits.max_links, 3);
+        for (yaml, key) in [
+            ("limits:\n  max_links: 0\n", "limits.max_links"),
+            (
+                "limits:\n  request_rate_per_s: -1\n",
+                "limits.request_rate_per_s",
+            ),
+            (
+                "limits:\n  source_table_size: 1\n",
+                "limits.source_table_size",
+            ),
+            (
+                "limits:\n  max_concurrent_handlers: 0\n",
+                "limits.max_concurrent_handlers",
+            ),
+            (
+                "limits:\n  max_payload_bytes: 1\n",
+                "limits.max_payload_bytes",
+            ),
+        ] {
+            let err = Config::from_yaml(yaml).unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+        assert!(Config::from_yaml("rd:\n  endpoint_protection: maybe\n").is_err());
     }
 
     #[test]

@@ -94,7 +94,10 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     } else {
         None
     };
-    let (registry, reader) = registry::start(RegistryConfig::from_config(config))?;
+    let (registry, reader) = registry::start_with_policy(
+        RegistryConfig::from_config(config),
+        crate::limits::WritePolicy::from_config(config),
+    )?;
     info!(
         "registry opened at {} with {} registrations",
         config.gateway.data_dir.display(),
@@ -117,8 +120,11 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         Some((link, arbiter))
     };
     let settings = Arc::new(RdSettings::from_config(config));
-    let mut params = TransmissionParams::from_config(&config.coap);
-    params.multicast_leisure = std::time::Duration::from_millis(config.rd.multicast_leisure_ms);
+    let params = TransmissionParams {
+        multicast_leisure: std::time::Duration::from_millis(config.rd.multicast_leisure_ms),
+        admission: crate::limits::AdmissionSettings::from_config(&config.limits),
+        ..TransmissionParams::from_config(&config.coap)
+    };
     let rd = rd_server::start(&listen, params, settings, registry.clone(), reader.clone()).await?;
     if config.rd.multicast {
         rd.join_multicast(&config.rd.multicast_interfaces)?;

@@ -29,6 +29,7 @@
 //! - [`admin`]: the admin HTTP server (`http.listen`): `/health`, `/metrics`, the device API
 //!   and the live status page.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
+//! - [`limits`]: resource limits and abuse protection (rate, quotas, FCFR, amplification).
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod admin;
@@ -38,6 +39,7 @@ pub mod discovery;
 pub mod dnssd;
 pub mod executer;
 pub mod gateway;
+pub mod limits;
 pub mod link_format;
 pub mod metrics;
 pub mod observer;

@@ -46,6 +46,10 @@ use super::exchange::Backoff;
 use super::message::{InboundRequest, ObserveKey, OutboundResponse};
 use super::observe::ObserverRegistry;
 use super::params::TransmissionParams;
+use crate::limits::{
+    block_size_within, within_budget, Admission, EchoSecret, HandlerSlots, ProvenSources,
+    RateLimiter,
+};
 
 /// What a handler returns; `futures::future::ready(..).boxed()` for synchronous handlers.
 pub type HandlerFuture = BoxFuture<'static, OutboundResponse>;
@@ -60,6 +64,16 @@ pub trait RequestHandler: Send + Sync + 'static {
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Events queued for one exchange. An exchange reads its events as they come; only an
+/// observation whose consumer is slower than its device's notifications fills this, and then
+/// the newest notifications are dropped (a later one carries the then-current state) rather
+/// than queued without bound (issue 11).
+const EXCHANGE_EVENTS: usize = 64;
+
+/// Datagrams that may wait for room in a full socket buffer at once (~ 8 MB of responses at
+/// the 1 KiB block size, twice the socket's own 4 MB buffer).
+const MAX_DEFERRED_SENDS: usize = 8_192;
 
 /// An outgoing datagram waiting for the receive loop's batched send.
 type Queued = (Vec<u8>, SocketAddr);
@@ -95,8 +109,8 @@ pub(crate) enum Event {
 
 #[derive(Default)]
 pub(crate) struct Exchanges {
-    pub by_token: HashMap<[u8; 8], (SocketAddr, mpsc::UnboundedSender<Event>), FastBuild>,
-    pub by_mid: HashMap<(SocketAddr, u16), mpsc::UnboundedSender<Event>, FastBuild>,
+    pub by_token: HashMap<[u8; 8], (SocketAddr, mpsc::Sender<Event>), FastBuild>,
+    pub by_mid: HashMap<(SocketAddr, u16), mpsc::Sender<Event>, FastBuild>,
 }
 
 pub(crate) struct Shared {
@@ -114,6 +128,16 @@ pub(crate) struct Shared {
     closed: std::sync::atomic::AtomicBool,
     closing: tokio::sync::Notify,
     pub per_peer: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+    /// Per-source request rate (issue 11); `None` when `limits.request_rate_per_s` is 0.
+    rate: Option<Mutex<RateLimiter>>,
+    /// Handlers running at once.
+    slots: Arc<HandlerSlots>,
+    /// Sources proven to receive at their address; `None` when amplification is unbounded.
+    proven: Option<Mutex<ProvenSources>>,
+    /// Keys the Echo values of bounded responses (RFC 9175 §2.4).
+    echo: EchoSecret,
+    /// Datagrams waiting on a task for room in a full socket buffer.
+    deferred_sends: AtomicUsize,
 }
 
 /// Context a response needs once the handler has answered.
@@ -136,6 +160,8 @@ struct ReplyCtx {
     received: Instant,
     /// The request arrived by multicast: only a 2.xx is sent, as a NON, after the leisure.
     multicast: bool,
+    /// The request datagram's size: the amplification budget is a multiple of it.
+    request_len: usize,
 }
 
 impl Shared {
@@ -172,10 +198,19 @@ impl Shared {
         match self.sockets[idx].socket.try_send_to(bytes, peer) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // A full socket buffer: wait for room on a task, but only for so many datagrams
+                // (issue 11: no unbounded queue). Beyond that the datagram is lost like any UDP
+                // datagram; a CON's retransmission is answered from the deduplication cache.
+                if self.deferred_sends.fetch_add(1, Ordering::AcqRel) >= MAX_DEFERRED_SENDS {
+                    self.deferred_sends.fetch_sub(1, Ordering::AcqRel);
+                    log::debug!("coap: send buffer full, response to {peer} dropped");
+                    return;
+                }
                 let shared = Arc::clone(self);
                 let bytes = bytes.to_vec();
                 tokio::spawn(async move {
                     let _ = shared.sockets[idx].socket.send_to(&bytes, peer).await;
+                    shared.deferred_sends.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Err(e) => log::debug!("coap: send to {peer} failed: {e}"),
@@ -196,6 +231,9 @@ impl Shared {
     }
 
     fn on_datagram(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr, multicast: bool) {
+        if self.rate.is_some() && !self.admit(idx, bytes, peer, multicast) {
+            return;
+        }
         if multicast {
             return self.on_multicast(idx, bytes, peer);
         }
@@ -227,7 +265,7 @@ impl Shared {
         }
         if code.is_request() {
             if matches!(mtype, MsgType::Con | MsgType::Non) {
-                self.on_request(idx, packet, mtype, peer, false);
+                self.on_request(idx, packet, mtype, peer, false, bytes.len());
             }
             return;
         }
@@ -243,15 +281,76 @@ impl Shared {
         };
         let mtype = msg_type(&packet);
         if code_of(&packet).is_request() && matches!(mtype, MsgType::Con | MsgType::Non) {
-            self.on_request(idx, packet, mtype, peer, true);
+            self.on_request(idx, packet, mtype, peer, true, bytes.len());
         } else {
             log::debug!("coap: multicast non-request from {peer} dropped");
         }
     }
 
+    /// The per-source rate limit (issue 11), checked on the raw datagram before any decoding:
+    /// every CON and NON costs a token — requests, pings, undecodable ones, and separate
+    /// responses or notifications too, since each may make the endpoint answer (a RST at
+    /// least); ACK and RST cost nothing (never answered). Over the rate: one 4.29 now and then
+    /// for a CON request, silence otherwise (see `limits`).
+    fn admit(
+        self: &Arc<Self>,
+        idx: usize,
+        bytes: &[u8],
+        peer: SocketAddr,
+        multicast: bool,
+    ) -> bool {
+        let Some(limiter) = &self.rate else {
+            return true;
+        };
+        let Some((mtype, code, mid)) = codec::peek(bytes) else {
+            return true;
+        };
+        let answerable = matches!(mtype, MsgType::Con | MsgType::Non);
+        if !answerable || (self.params.admission.exempt_loopback && peer.ip().is_loopback()) {
+            return true;
+        }
+        let now = Instant::now();
+        // Only a CON request is worth a 4.29; anything else over the rate is dropped.
+        // A multicast request never gets an error (RFC 7252 §8.1), so never a 4.29 either.
+        let con_request = !multicast && mtype == MsgType::Con && code.is_request();
+        let (admission, log_line) = {
+            let mut limiter = lock(limiter);
+            let admission = limiter.check(peer.ip(), con_request, now);
+            let log_line = match admission {
+                Admission::Admit => None,
+                _ => limiter.log_line(now),
+            };
+            (admission, log_line)
+        };
+        if let Some(line) = log_line {
+            log::warn!("coap: {line}");
+        }
+        match admission {
+            Admission::Admit => true,
+            Admission::Drop => false,
+            Admission::Refuse { retry_after_s } => {
+                let token_len = usize::from(bytes[0] & 0x0f);
+                if let Some(token) = bytes.get(4..4 + token_len).filter(|_| token_len <= 8) {
+                    let resp =
+                        OutboundResponse::new(Code::TOO_MANY_REQUESTS).with_max_age(retry_after_s);
+                    let reply = encode_response(
+                        MsgType::Ack,
+                        mid,
+                        token,
+                        &resp,
+                        &[],
+                        ResponseExtras::default(),
+                    );
+                    self.send_owned(idx, reply, peer);
+                }
+                false
+            }
+        }
+    }
+
     fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
         if let Some(tx) = lock(&self.exchanges).by_mid.get(&(peer, mid)) {
-            let _ = tx.send(ev);
+            let _ = tx.try_send(ev);
         }
     }
 
@@ -283,6 +382,10 @@ impl Shared {
                 })
         });
         let acceptable = codec::parse_response(&packet).is_some();
+        if let (Some(_), Some(proven)) = (&tx, &self.proven) {
+            // It answered with our random token: it receives at this address.
+            lock(proven).mark(peer.ip());
+        }
         match mtype {
             MsgType::Ack => {
                 if let Some(tx) = tx {
@@ -291,7 +394,7 @@ impl Shared {
                     } else {
                         Event::Rejected
                     };
-                    let _ = tx.send(ev);
+                    let _ = tx.try_send(ev);
                 }
             }
             MsgType::Con | MsgType::Non => {
@@ -315,7 +418,7 @@ impl Shared {
                         (false, true) => return,
                         (false, false) => Event::Rejected,
                     };
-                    let _ = tx.send(ev);
+                    let _ = tx.try_send(ev);
                 }
             }
             MsgType::Rst => {}
@@ -329,6 +432,7 @@ impl Shared {
         mtype: MsgType,
         peer: SocketAddr,
         multicast: bool,
+        request_len: usize,
     ) {
         let mid = packet.header.message_id;
         let now = Instant::now();
@@ -359,7 +463,11 @@ impl Shared {
             separate: false,
             received: now,
             multicast,
+            request_len,
         };
+        if let Some(proven) = &self.proven {
+            self.check_echo(proven, &packet, peer);
+        }
         let local = self.sockets[idx].local;
         let parsed = match codec::parse_request(&mut packet, peer, local) {
             Ok(p) => p,
@@ -403,7 +511,7 @@ impl Shared {
                 }
                 Block1Outcome::TooLarge => {
                     let extras = ResponseExtras {
-                        size1: Some(self.params.max_body as u32),
+                        size1: Some(self.max_request_body() as u32),
                         ..Default::default()
                     };
                     self.reply(
@@ -423,6 +531,12 @@ impl Shared {
                 return;
             }
         }
+        // Taken before the handler's first poll: that poll may already have sent a message
+        // (e.g. to the Registry), so a request refused later could still change state.
+        let Some(slot) = self.slots.try_take() else {
+            self.refuse_busy(ctx);
+            return;
+        };
         if !multicast {
             self.observe_bookkeeping(&mut ctx, &req);
         }
@@ -443,6 +557,7 @@ impl Shared {
                 // again with a real waker re-registers interest, so the no-op waker is harmless.
                 let shared = Arc::clone(self);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let after = shared.params.separate_response_after;
                     let resp = if ctx.confirmable {
                         tokio::select! {
@@ -464,6 +579,54 @@ impl Shared {
                 });
             }
         }
+    }
+
+    /// Every handler slot is taken: 5.03 with Max-Age for a CON, nothing for a NON (RFC 7252
+    /// §5.9.3.4); a log line at most every 10 s.
+    fn refuse_busy(self: &Arc<Self>, ctx: ReplyCtx) {
+        if let Some(refused) = self.slots.note_refusal() {
+            log::warn!(
+                "coap: {} requests refused since the last report: all {} handler slots busy \
+                 (limits.max_concurrent_handlers)",
+                refused,
+                self.slots.max()
+            );
+        }
+        if ctx.confirmable {
+            let retry = self.params.admission.busy_retry_after.as_secs().max(1) as u32;
+            let resp = OutboundResponse::new(Code::SERVICE_UNAVAILABLE).with_max_age(retry);
+            self.reply(ctx, resp, ResponseExtras::default());
+        }
+    }
+
+    /// A request that returns the Echo value of a bounded response proves its address.
+    fn check_echo(&self, proven: &Mutex<ProvenSources>, packet: &Packet, peer: SocketAddr) {
+        let echo = packet
+            .get_option(coap_lite::CoapOption::Unknown(ECHO_OPTION))
+            .and_then(|values| values.front());
+        if let Some(echo) = echo {
+            if self.echo.verify(peer.ip(), echo, unix_now_s()) {
+                lock(proven).mark(peer.ip());
+            }
+        }
+    }
+
+    fn max_request_body(&self) -> usize {
+        self.params
+            .admission
+            .max_request_body
+            .unwrap_or(self.params.max_body)
+    }
+
+    /// The byte budget of a response to `peer` (RFC 7252 §11.3), `None` when unbounded: the
+    /// bound is off, the source is proven, or it is an exempt loopback address.
+    fn amplification_budget(&self, peer: SocketAddr, request_len: usize) -> Option<usize> {
+        let proven = self.proven.as_ref()?;
+        let factor = self.params.admission.amplification_factor;
+        if lock(proven).is_proven(peer.ip()) {
+            return None;
+        }
+        Some(request_len.saturating_mul(factor))
     }
 
     /// RFC 7641 §3.6 / §4.1: Observe=1 or a plain GET with an observing token deregisters;
@@ -488,7 +651,12 @@ impl Shared {
         }
     }
 
-    fn reply(self: &Arc<Self>, ctx: ReplyCtx, resp: OutboundResponse, mut extras: ResponseExtras) {
+    fn reply(
+        self: &Arc<Self>,
+        mut ctx: ReplyCtx,
+        mut resp: OutboundResponse,
+        mut extras: ResponseExtras,
+    ) {
         if ctx.multicast && !resp.code.is_success() {
             log::debug!(
                 "coap: multicast request from {} not answered ({})",
@@ -501,7 +669,11 @@ impl Shared {
         if extras.block1.is_none() {
             extras.block1 = ctx.block1;
         }
-        if let (Some(orig), Some(key)) = (ctx.observe_req, &resp.observe) {
+        if resp.code == Code::REQUEST_ENTITY_TOO_LARGE && extras.size1.is_none() {
+            // RFC 7252 §5.10.9: the largest request body this endpoint accepts.
+            extras.size1 = Some(self.max_request_body() as u32);
+        }
+        if let (Some(orig), Some(key)) = (ctx.observe_req.take(), &resp.observe) {
             if resp.code.is_success() {
                 let mut obs = lock(&self.observers);
                 let (peer, token) = (orig.source, orig.token.clone());
@@ -519,16 +691,29 @@ impl Shared {
         } else {
             (MsgType::Non, self.next_mid(ctx.idx))
         };
-        let bytes = match self.block2_slice(&resp.payload, ctx.block2) {
-            Ok((payload, block2)) => {
-                if let Some(b) = block2 {
-                    extras.block2 = Some(b);
-                    extras.size2 = Some(resp.payload.len() as u32);
-                    if b.num > 0 {
-                        extras.observe = None;
-                    }
-                }
-                let bytes = encode_response(mtype, mid, &ctx.token, &resp, payload, extras);
+        let mut own = self.params.block_size;
+        let mut encoded = self.encode_sliced(mtype, mid, &ctx, &resp, extras, own);
+        if let (Ok((bytes, _, sent_payload)), Some(budget)) = (
+            &encoded,
+            self.amplification_budget(ctx.peer, ctx.request_len),
+        ) {
+            if !within_budget(
+                bytes.len(),
+                ctx.request_len,
+                self.params.admission.amplification_factor,
+            ) && !resp.payload.is_empty()
+            {
+                // Too big for a source that has not proven its address: the first block only,
+                // small enough to fit (Block2 and Size2 add at most 8 bytes, the Echo option
+                // that lets the client prove its address 10).
+                resp.echo = Some(self.echo.value(ctx.peer.ip(), unix_now_s()).to_vec());
+                let overhead = bytes.len().saturating_sub(*sent_payload) + 18;
+                own = block_size_within(budget, overhead, own);
+                encoded = self.encode_sliced(mtype, mid, &ctx, &resp, extras, own);
+            }
+        }
+        let bytes = match encoded {
+            Ok((bytes, block2, _)) => {
                 if block2.is_some_and(|b| b.more) {
                     let size = resp.payload.len();
                     lock(&self.block2).insert(
@@ -583,6 +768,29 @@ impl Shared {
         }
     }
 
+    /// The response's bytes (and the payload bytes among them) with the block of the payload to send (at most `own` bytes per
+    /// block), and that block's option. Err: the asked block is beyond the representation.
+    fn encode_sliced(
+        &self,
+        mtype: MsgType,
+        mid: u16,
+        ctx: &ReplyCtx,
+        resp: &OutboundResponse,
+        mut extras: ResponseExtras,
+        own: usize,
+    ) -> Result<(Vec<u8>, Option<BlockOption>, usize), ()> {
+        let (payload, block2) = self.block2_slice_at(&resp.payload, ctx.block2, own)?;
+        if let Some(b) = block2 {
+            extras.block2 = Some(b);
+            extras.size2 = Some(resp.payload.len() as u32);
+            if b.num > 0 {
+                extras.observe = None;
+            }
+        }
+        let bytes = encode_response(mtype, mid, &ctx.token, resp, payload, extras);
+        Ok((bytes, block2, payload.len()))
+    }
+
     /// The part of `body` to send: all of it if it fits and no block was asked for, else the
     /// requested (or first) block at min(asked, configured) size. Err: block out of range.
     #[allow(clippy::type_complexity)]
@@ -591,7 +799,17 @@ impl Shared {
         body: &'a [u8],
         asked: Option<BlockOption>,
     ) -> Result<(&'a [u8], Option<BlockOption>), ()> {
-        let own = self.params.block_size;
+        self.block2_slice_at(body, asked, self.params.block_size)
+    }
+
+    /// `block2_slice` with blocks of at most `own` bytes.
+    #[allow(clippy::type_complexity)]
+    fn block2_slice_at<'a>(
+        &self,
+        body: &'a [u8],
+        asked: Option<BlockOption>,
+        own: usize,
+    ) -> Result<(&'a [u8], Option<BlockOption>), ()> {
         match asked {
             None if body.len() <= own => Ok((body, None)),
             None => {
@@ -739,6 +957,15 @@ impl Shared {
     }
 }
 
+/// RFC 9175 §2.2.1.
+const ECHO_OPTION: u16 = 252;
+
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn internal_error() -> OutboundResponse {
     OutboundResponse::new(Code::INTERNAL_SERVER_ERROR).with_diagnostic("handler failed")
 }
@@ -772,13 +999,13 @@ pub(crate) struct Registration {
     shared: Arc<Shared>,
     token: Option<[u8; 8]>,
     mid: Option<(SocketAddr, u16)>,
-    tx: mpsc::UnboundedSender<Event>,
-    pub rx: mpsc::UnboundedReceiver<Event>,
+    tx: mpsc::Sender<Event>,
+    pub rx: mpsc::Receiver<Event>,
 }
 
 impl Registration {
     pub fn new(shared: Arc<Shared>, peer: SocketAddr, token: Option<[u8; 8]>) -> Registration {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(EXCHANGE_EVENTS);
         if let Some(t) = token {
             lock(&shared.exchanges)
                 .by_token
@@ -923,7 +1150,7 @@ impl Endpoint {
                 params.dedup_max_bytes,
             )),
             block1: Mutex::new(Block1Assembler::new(
-                params.max_body,
+                params.admission.max_request_body.unwrap_or(params.max_body),
                 params.max_block1_transfers,
                 params.exchange_lifetime,
             )),
@@ -939,6 +1166,17 @@ impl Endpoint {
             closed: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::Notify::new(),
             per_peer: Mutex::new(HashMap::new()),
+            rate: params.admission.rate_limited().then(|| {
+                let a = &params.admission;
+                Mutex::new(RateLimiter::new(a.rate_per_s, a.burst, a.source_table_size))
+            }),
+            slots: HandlerSlots::new(params.admission.max_handlers),
+            proven: (params.admission.amplification_factor > 0).then(|| {
+                let a = &params.admission;
+                Mutex::new(ProvenSources::new(a.source_table_size, a.exempt_loopback))
+            }),
+            echo: EchoSecret::default(),
+            deferred_sends: AtomicUsize::new(0),
             handler,
             params,
         });

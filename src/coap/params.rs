@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::config::CoapConfig;
+use crate::limits::AdmissionSettings;
 
 /// RFC 7252 §4.8 DEFAULT_LEISURE; the RD sets its own from `rd.multicast_leisure_ms`.
 pub const DEFAULT_LEISURE: Duration = Duration::from_secs(5);
@@ -40,6 +41,9 @@ pub struct TransmissionParams {
     /// A 2.xx answer to a multicast request leaves after a random delay in `[0, this]`
     /// (RFC 7252 §8.2 Leisure), so a group's answers do not collide.
     pub multicast_leisure: Duration,
+    /// Rate limiting, handler bound and amplification bound of requests served (issue 11);
+    /// unlimited by default, set from `limits:` by the gateway.
+    pub admission: AdmissionSettings,
 }
 
 impl Default for TransmissionParams {
@@ -66,6 +70,7 @@ impl TransmissionParams {
             max_observers: 100_000,
             separate_response_after: ack_timeout / 2,
             multicast_leisure: DEFAULT_LEISURE,
+            admission: AdmissionSettings::default(),
         };
         p.exchange_lifetime = p.derived_exchange_lifetime();
         p

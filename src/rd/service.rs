@@ -32,6 +32,7 @@ use crate::coap::{
     ObserveKey, OutboundResponse, RequestHandler,
 };
 use crate::config::Config;
+use crate::limits::LogThrottle;
 use crate::metrics::{LookupKind, RegistrationOp};
 use crate::registry::{
     Index, Register, Registered, Registration, RegistrationId, Registry, RegistryError,
@@ -52,6 +53,16 @@ const FULL_RETRY_AFTER_S: u32 = 60;
 /// Max-Age of a 5.03 when storage failed: transient, retry soon.
 const STORAGE_RETRY_AFTER_S: u32 = 5;
 
+/// Refused writes (4.13 over a size limit, 4.03 by FCFR or the per-source quota): one log
+/// line per 10 s at most, whatever the rate of refusals.
+static WRITE_REFUSALS: LogThrottle = LogThrottle::new();
+
+fn note_refusal(why: &str) {
+    if let Some(n) = WRITE_REFUSALS.note() {
+        warn!("rd: {n} writes refused since the last report (latest: {why})");
+    }
+}
+
 /// The key under which every lookup observation is registered: any registry change may change
 /// any lookup's result, so one notification round covers them all.
 pub fn lookup_observe_key() -> ObserveKey {
@@ -67,6 +78,12 @@ pub struct RdSettings {
     /// Advertise the draft-11 resources (`/rd-group`, `/rd-lookup/d`, `/rd-lookup/gp`) in
     /// `/.well-known/core`. They are served either way.
     pub advertise_draft11: bool,
+    /// `limits.max_payload_bytes` / `limits.max_links`: larger registrations get 4.13.
+    pub max_payload_bytes: usize,
+    pub max_links: usize,
+    /// `rd.endpoint_protection` (FCFR): a DELETE from another address gets 4.03 (the Registry
+    /// enforces it for registrations and updates).
+    pub endpoint_protection: bool,
 }
 
 impl RdSettings {
@@ -76,6 +93,10 @@ impl RdSettings {
             expose_status: config.rd.expose_status,
             simple_registration: config.rd.simple_registration,
             advertise_draft11: true,
+            max_payload_bytes: config.limits.max_payload_bytes,
+            max_links: config.limits.max_links,
+            endpoint_protection: config.rd.endpoint_protection
+                == crate::config::EndpointProtection::FirstComeFirstRemembered,
         }
     }
 }
@@ -157,7 +178,9 @@ impl RequestHandler for RdService {
             (Route::Registration(id), Post) => {
                 recorded(RegistrationOp::Update, self.update(id, &req))
             }
-            (Route::Registration(id), Delete) => recorded(RegistrationOp::Remove, self.remove(id)),
+            (Route::Registration(id), Delete) => {
+                recorded(RegistrationOp::Remove, self.remove(id, &req))
+            }
             (
                 route @ (Route::LookupEndpoints
                 | Route::LookupResources
@@ -190,6 +213,9 @@ impl RdService {
 
     /// `POST /rd` (RFC 9176 §5): 2.01 with the registration's Location-Path.
     fn register(&self, req: &InboundRequest) -> HandlerFuture {
+        if let Some(refused) = self.payload_too_large(req.payload.len()) {
+            return now(refused);
+        }
         match RegistrationRequest::parse(
             &req.query,
             req.content_format,
@@ -197,9 +223,33 @@ impl RdService {
             req.source,
             self.settings.default_lifetime_s,
         ) {
-            Ok(parsed) => self.store(parsed, Code::CREATED),
+            Ok(parsed) => match self.too_many_links(parsed.links.len()) {
+                Some(refused) => now(refused),
+                None => self.store(parsed, Code::CREATED),
+            },
             Err(e) => now(error_response(&e)),
         }
+    }
+
+    /// 4.13 for a body over `limits.max_payload_bytes`; the endpoint adds Size1 = that limit
+    /// (RFC 7252 §5.10.9, RFC 7959 §4), the same bound it applies to Block1 uploads.
+    fn payload_too_large(&self, len: usize) -> Option<OutboundResponse> {
+        let max = self.settings.max_payload_bytes;
+        (len > max).then(|| {
+            let why = format!("payload over {max} bytes");
+            note_refusal(&why);
+            OutboundResponse::new(Code::REQUEST_ENTITY_TOO_LARGE).with_diagnostic(why)
+        })
+    }
+
+    /// 4.13 for a registration with more than `limits.max_links` links.
+    fn too_many_links(&self, links: usize) -> Option<OutboundResponse> {
+        let max = self.settings.max_links;
+        (links > max).then(|| {
+            let why = format!("{links} links, at most {max} per registration");
+            note_refusal(&why);
+            OutboundResponse::new(Code::REQUEST_ENTITY_TOO_LARGE).with_diagnostic(why)
+        })
     }
 
     /// Send a parsed registration to the Registry; answer `success` with the location once it
@@ -234,6 +284,7 @@ impl RdService {
         };
         let registry = self.registry.clone();
         let source = req.source;
+        let max_links = self.settings.max_links;
         async move {
             let fetch = ClientRequest::get("/.well-known/core")
                 .accept(LINK_FORMAT)
@@ -257,6 +308,12 @@ impl RdService {
                 Ok(p) => p,
                 Err(e) => return error_response(&e),
             };
+            if parsed.links.len() > max_links {
+                return OutboundResponse::new(Code::BAD_GATEWAY).with_diagnostic(format!(
+                    "/.well-known/core has {} links, at most {max_links} per registration",
+                    parsed.links.len()
+                ));
+            }
             match registry.send(register_message(parsed)).await {
                 Ok(Ok(_)) => OutboundResponse::new(Code::CHANGED),
                 Ok(Err(e)) => registry_error_response(e),
@@ -270,6 +327,9 @@ impl RdService {
     /// App. A group registration. Members must be registered (draft-11 §6.1: else 4.04); a
     /// group never replaces an ordinary endpoint of the same name (4.03).
     fn register_group(&self, req: &InboundRequest) -> HandlerFuture {
+        if let Some(refused) = self.payload_too_large(req.payload.len()) {
+            return now(refused);
+        }
         let group = match GroupRequest::parse(&req.query, req.content_format, &req.payload) {
             Ok(g) => g,
             Err(e) => return now(error_response(&e)),
@@ -322,7 +382,18 @@ impl RdService {
     }
 
     /// `DELETE /reg/<id>` (RFC 9176 §5.3.2): 2.02, or 4.04.
-    fn remove(&self, id: RegistrationId) -> HandlerFuture {
+    fn remove(&self, id: RegistrationId, req: &InboundRequest) -> HandlerFuture {
+        if self.settings.endpoint_protection {
+            if let Some(reg) = self.reader.get(id) {
+                if reg.source.ip() != req.source.ip() {
+                    return now(registry_error_response(RegistryError::Refused(
+                        crate::limits::Refusal::NameProtected {
+                            ep: reg.ep.as_str().to_string(),
+                        },
+                    )));
+                }
+            }
+        }
         let registry = self.registry.clone();
         async move {
             match registry.send(Remove { id }).await {
@@ -480,6 +551,11 @@ fn registry_error_response(e: RegistryError) -> OutboundResponse {
             unavailable("storage failure")
         }
         RegistryError::Unavailable => unavailable("registry unavailable"),
+        RegistryError::Refused(refusal) => {
+            let why = refusal.to_string();
+            note_refusal(&why);
+            OutboundResponse::new(Code::FORBIDDEN).with_diagnostic(why)
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use super::messages::{
 use super::model::{base_from_source, BaseOrigin, Registration, Status};
 use super::reader::RegistryReader;
 use super::store::Store;
+use crate::limits::{check_registration, check_update, Holder, SourceCounts, WritePolicy};
 use crate::time::now_ms;
 
 /// The longest the expiry timer sleeps before looking again; keeps wake-ups sane when the
@@ -73,18 +74,30 @@ impl RegistryConfig {
 /// inside a running actix system. Store errors (locked, unopenable, unsupported format) surface
 /// here, before anything runs.
 pub fn start(config: RegistryConfig) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
+    start_with_policy(config, WritePolicy::default())
+}
+
+/// [`start`] with a write policy (FCFR, per-source quota; issue 11). `start` has none.
+pub fn start_with_policy(
+    config: RegistryConfig,
+    policy: WritePolicy,
+) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
     let store = Store::open(&config.data_dir, config.cache_mb)?;
     let loaded = store.load_all()?;
     let now = now_ms();
     let grace_ms = u64::from(config.expiry_grace_s) * 1000;
     let mut index = Index::new();
     let mut purged = 0usize;
+    let mut counts = SourceCounts::default();
     for mut reg in loaded.registrations {
         shrink(&mut reg);
         if reg.expires_at_ms.saturating_add(grace_ms) <= now {
             store.remove(reg.id)?;
             purged += 1;
-        } else if reg.is_expired_at(now) {
+            continue;
+        }
+        counts.add(reg.source.ip());
+        if reg.is_expired_at(now) {
             index.insert_in_grace(Arc::new(reg));
         } else {
             index.insert(Arc::new(reg));
@@ -104,6 +117,8 @@ pub fn start(config: RegistryConfig) -> Result<(Addr<Registry>, RegistryReader),
         reader: reader.clone(),
         grace_ms,
         max_registrations: config.max_registrations,
+        policy,
+        counts,
         subscribers: Vec::new(),
         batch: Vec::new(),
         flush_in_flight: false,
@@ -130,6 +145,10 @@ pub struct Registry {
     reader: RegistryReader,
     grace_ms: u64,
     max_registrations: Option<usize>,
+    /// FCFR and the per-source quota, checked here so that no write slips in between.
+    policy: WritePolicy,
+    /// Registrations held (live or in grace) per source IP, for the quota.
+    counts: SourceCounts,
     subscribers: Vec<Recipient<RegistryEvent>>,
     /// Applied changes not yet covered by a started flush.
     batch: Vec<Parked>,
@@ -173,6 +192,17 @@ impl Registry {
             let reg = index.get_including_expired(id)?;
             Some((Arc::clone(reg), index.is_in_grace(id)))
         });
+        let holder = existing.as_ref().map(|(prev, in_grace)| Holder {
+            source: prev.source,
+            live: !in_grace && !prev.is_expired_at(now),
+        });
+        check_registration(
+            self.policy,
+            msg.ep.as_str(),
+            holder,
+            msg.source,
+            self.counts.held_by(msg.source.ip()),
+        )?;
         let (id, registered_at_ms, previous) = match &existing {
             Some((prev, in_grace)) => (prev.id, prev.registered_at_ms, Some((prev, *in_grace))),
             None => {
@@ -206,6 +236,10 @@ impl Registry {
         let reg = Arc::new(reg);
         self.store.put(&reg)?;
         self.reader.write().insert(Arc::clone(&reg));
+        match previous {
+            Some((prev, _)) => self.counts.moved(prev.source.ip(), reg.source.ip()),
+            None => self.counts.add(reg.source.ip()),
+        }
         let (created, events) = match previous {
             // A registration revived from grace was announced as removed: announce it anew.
             None | Some((_, true)) => (true, vec![RegistryEvent::Registered(Arc::clone(&reg))]),
@@ -232,6 +266,11 @@ impl Registry {
                 Some((Arc::clone(reg), index.is_in_grace(msg.id)))
             })
             .ok_or(RegistryError::NotFound(msg.id))?;
+        let holder = Holder {
+            source: prev.source,
+            live: !in_grace && !prev.is_expired_at(now),
+        };
+        check_update(self.policy, prev.ep.as_str(), holder, msg.source)?;
         let mut next = (*prev).clone();
         if let Some(lifetime_s) = msg.lifetime_s {
             next.lifetime_s = lifetime_s;
@@ -256,6 +295,7 @@ impl Registry {
         let next = Arc::new(next);
         self.store.put(&next)?;
         self.reader.write().insert(Arc::clone(&next));
+        self.counts.moved(prev.source.ip(), next.source.ip());
         let events = if in_grace {
             vec![RegistryEvent::Registered(Arc::clone(&next))]
         } else {
@@ -277,6 +317,7 @@ impl Registry {
             .write()
             .remove(msg.id)
             .ok_or(RegistryError::NotFound(msg.id))?;
+        self.counts.remove(removed.source.ip());
         let event = RegistryEvent::Removed {
             registration: Arc::clone(&removed),
             reason: RemovalReason::Deleted,
@@ -453,6 +494,7 @@ impl Registry {
             (index.expire_due(now), index.purge_graves(cutoff))
         };
         for reg in &purged {
+            self.counts.remove(reg.source.ip());
             // Losing this delete in a crash is harmless: the next start purges it again.
             if let Err(e) = self.store.remove(reg.id) {
                 self.health.record_failure(&e, now_ms());

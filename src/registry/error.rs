@@ -49,4 +49,7 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error("the registry actor is not running")]
     Unavailable,
+    /// Refused by the write policy (RFC 9176 §7.5 FCFR, per-source quota): 4.03.
+    #[error(transparent)]
+    Refused(#[from] crate::limits::Refusal),
 }

@@ -18,7 +18,7 @@ pub mod model;
 pub mod reader;
 pub mod store;
 
-pub use actor::{start, Registry, RegistryConfig};
+pub use actor::{start, start_with_policy, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
 pub use health::{GetHealth, RegistryHealth};
 pub use index::Index;

@@ -1,0 +1,230 @@
+//! Who may write a registration: First Come First Remembered (RFC 9176 §7.5) and the quota of
+//! registrations per source address (issue 11). Decided by the Registry actor inside its single
+//! writer path, so a check and the write it allows cannot be separated by another write.
+//!
+//! FCFR without credentials: the "subject" remembered is the source IP address the
+//! registration was last written from. A live registration of an `ep`+`d` may then be replaced
+//! or updated only from that address; anyone else gets 4.03 until it is removed or expires.
+//! The port does not count: a device behind NAT gets a new port after a rebinding, and a device
+//! that reboots picks a new ephemeral port, both normal; a port change on the same address
+//! is the same host (or something on-path, which could hijack the address too).
+//!
+//! The per-source quota bounds how many registrations (live or in grace, as for
+//! `rd.max_registrations`) one address may hold, so one host cannot fill the directory or squat
+//! every name. Beyond it a new `ep`+`d` is refused with 4.03, not 5.03: the condition is about
+//! the client and lasts until its own registrations go away, so "retry after Max-Age" would
+//! only invite a retry loop (RFC 7252 §5.9.2.4 vs §5.9.3.4).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use thiserror::Error;
+
+/// The Registry's write policy, from `rd.endpoint_protection` and
+/// `limits.max_registrations_per_source`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WritePolicy {
+    pub endpoint_protection: bool,
+    pub max_per_source: Option<usize>,
+    /// Loopback sources (local processes) are exempt from the quota (`limits.exempt_loopback`).
+    pub exempt_loopback: bool,
+}
+
+impl WritePolicy {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        WritePolicy {
+            endpoint_protection: config.rd.endpoint_protection
+                == crate::config::EndpointProtection::FirstComeFirstRemembered,
+            max_per_source: Some(config.limits.max_registrations_per_source),
+            exempt_loopback: config.limits.exempt_loopback,
+        }
+    }
+}
+
+/// Why a write was refused; the RD answers 4.03 Forbidden with this as diagnostic.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    #[error(
+        "endpoint name {ep} is registered from another address (first come, first remembered)"
+    )]
+    NameProtected { ep: String },
+    #[error("this address already holds {limit} registrations")]
+    SourceQuota { limit: usize },
+}
+
+/// What the policy needs to know about the registration already held under the name.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder {
+    pub source: SocketAddr,
+    /// Live (not expired, not in grace).
+    pub live: bool,
+}
+
+/// A registration (POST /rd, simple, group) of `ep` from `source`, where `holder` holds the
+/// name now and `source` already holds `held_by_source` registrations.
+pub fn check_registration(
+    policy: WritePolicy,
+    ep: &str,
+    holder: Option<Holder>,
+    source: SocketAddr,
+    held_by_source: usize,
+) -> Result<(), Refusal> {
+    let same_host = holder.is_some_and(|h| h.source.ip() == source.ip());
+    if policy.endpoint_protection && holder.is_some_and(|h| h.live) && !same_host {
+        return Err(Refusal::NameProtected { ep: ep.to_string() });
+    }
+    let exempt = policy.exempt_loopback && source.ip().is_loopback();
+    if let Some(limit) = policy.max_per_source.filter(|_| !exempt) {
+        if !same_host && held_by_source >= limit {
+            return Err(Refusal::SourceQuota { limit });
+        }
+    }
+    Ok(())
+}
+
+/// An update (POST /reg/N) of the registration `holder` from `source`.
+pub fn check_update(
+    policy: WritePolicy,
+    ep: &str,
+    holder: Holder,
+    source: SocketAddr,
+) -> Result<(), Refusal> {
+    if policy.endpoint_protection && holder.live && holder.source.ip() != source.ip() {
+        return Err(Refusal::NameProtected { ep: ep.to_string() });
+    }
+    Ok(())
+}
+
+/// Registrations held per source IP (live or in grace), kept by the Registry on every write,
+/// expiry purge and load. One entry per distinct address that holds anything.
+#[derive(Debug, Default)]
+pub struct SourceCounts {
+    counts: HashMap<IpAddr, usize>,
+}
+
+impl SourceCounts {
+    pub fn held_by(&self, ip: IpAddr) -> usize {
+        self.counts.get(&ip).copied().unwrap_or(0)
+    }
+
+    pub fn add(&mut self, ip: IpAddr) {
+        *self.counts.entry(ip).or_insert(0) += 1;
+    }
+
+    pub fn remove(&mut self, ip: IpAddr) {
+        if let Some(n) = self.counts.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(&ip);
+            }
+        }
+    }
+
+    /// A held registration was rewritten from `to` (it was last written from `from`).
+    pub fn moved(&mut self, from: IpAddr, to: IpAddr) {
+        if from != to {
+            self.remove(from);
+            self.add(to);
+        }
+    }
+
+    pub fn sources(&self) -> usize {
+        self.counts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const ON: WritePolicy = WritePolicy {
+        endpoint_protection: true,
+        max_per_source: None,
+        exempt_loopback: false,
+    };
+
+    #[test]
+    fn fcfr_refuses_another_address_while_live() {
+        let holder = Holder {
+            source: addr("10.0.0.1:5683"),
+            live: true,
+        };
+        assert_eq!(
+            check_registration(ON, "n1", Some(holder), addr("10.0.0.2:5683"), 0),
+            Err(Refusal::NameProtected { ep: "n1".into() })
+        );
+        assert_eq!(
+            check_update(ON, "n1", holder, addr("10.0.0.2:5683")),
+            Err(Refusal::NameProtected { ep: "n1".into() })
+        );
+        // A new port on the same address is the same host (NAT rebinding, reboot).
+        assert_eq!(
+            check_registration(ON, "n1", Some(holder), addr("10.0.0.1:40000"), 0),
+            Ok(())
+        );
+        assert_eq!(
+            check_update(ON, "n1", holder, addr("10.0.0.1:40000")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn fcfr_forgets_an_expired_registration_and_can_be_off() {
+        let expired = Holder {
+            source: addr("10.0.0.1:5683"),
+            live: false,
+        };
+        let other = addr("10.0.0.2:5683");
+        assert_eq!(check_registration(ON, "n", Some(expired), other, 0), Ok(()));
+        assert_eq!(check_update(ON, "n", expired, other), Ok(()));
+        let live = Holder {
+            live: true,
+            ..expired
+        };
+        let off = WritePolicy::default();
+        assert_eq!(check_registration(off, "n", Some(live), other, 0), Ok(()));
+        assert_eq!(check_update(off, "n", live, other), Ok(()));
+    }
+
+    #[test]
+    fn quota_counts_only_new_names_for_the_source() {
+        let policy = WritePolicy {
+            endpoint_protection: false,
+            max_per_source: Some(2),
+            exempt_loopback: true,
+        };
+        let me = addr("10.0.0.1:5683");
+        assert_eq!(check_registration(policy, "a", None, me, 1), Ok(()));
+        assert_eq!(
+            check_registration(policy, "c", None, me, 2),
+            Err(Refusal::SourceQuota { limit: 2 })
+        );
+        // Re-registering a name it holds is always fine.
+        let mine = Holder {
+            source: me,
+            live: true,
+        };
+        assert_eq!(check_registration(policy, "a", Some(mine), me, 2), Ok(()));
+        let local = addr("127.0.0.1:5683");
+        assert_eq!(check_registration(policy, "c", None, local, 2), Ok(()));
+    }
+
+    #[test]
+    fn counts_follow_writes() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut c = SourceCounts::default();
+        c.add(a);
+        c.add(a);
+        c.moved(a, b);
+        assert_eq!((c.held_by(a), c.held_by(b)), (1, 1));
+        c.remove(a);
+        c.remove(a);
+        assert_eq!(c.held_by(a), 0);
+        assert_eq!(c.sources(), 1);
+    }
+}
