@@ -30,6 +30,8 @@ pub mod coap;
 pub mod config;
 pub mod discovery;
 pub mod executer;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod gateway;
 pub mod link_format;
 pub mod metrics;
