@@ -32,7 +32,7 @@ const WAIT: Duration = Duration::from_secs(20);
 struct LoadOutcome {
     /// (ep, links) of every registration answered 2.01.
     acknowledged: Vec<(String, String)>,
-    /// 5.03 answers (the RD was draining).
+    /// 5.03 (the RD was draining) and 4.29 answers.
     refused: usize,
     first_refusal_max_age: Option<u32>,
 }
@@ -48,7 +48,8 @@ fn register_until_gone(addr: std::net::SocketAddr, out: Arc<Mutex<LoadOutcome>>)
         let links = format!("</s/{i}>;rt=\"load\"");
         match peer.try_request(&Req::post(&format!("/rd?ep={ep}&lt=3600")).links(&links)) {
             Ok(r) if r.code == "2.01" => out.lock().unwrap().acknowledged.push((ep, links)),
-            Ok(r) if r.code == "5.03" => {
+            // 5.03: the RD is draining; 4.29: a rate limit (RFC 8516). Neither writes.
+            Ok(r) if r.code == "5.03" || r.code == "4.29" => {
                 let mut o = out.lock().unwrap();
                 o.refused += 1;
                 o.first_refusal_max_age
