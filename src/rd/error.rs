@@ -61,6 +61,10 @@ pub enum RdError {
     EmptyParamName,
     #[error("a query item is not UTF-8")]
     QueryNotUtf8,
+    /// An extra attribute that link-format cannot carry: lookups would render it as text
+    /// no client can parse.
+    #[error("attribute {name:?}: {reason}")]
+    InvalidAttribute { name: String, reason: &'static str },
     #[error("invalid {param}: {source}")]
     InvalidName {
         param: &'static str,
@@ -123,6 +127,7 @@ impl RdError {
             | RdError::RepeatedParam(_)
             | RdError::EmptyParamName
             | RdError::QueryNotUtf8
+            | RdError::InvalidAttribute { .. }
             | RdError::InvalidName { .. }
             | RdError::InvalidLifetime(_)
             | RdError::InvalidBase { .. }
