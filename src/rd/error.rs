@@ -15,6 +15,8 @@ use crate::registry::model::NameError;
 pub enum BaseError {
     #[error("it is not an absolute URI (no scheme)")]
     NoScheme,
+    #[error("it holds a character no URI may hold (RFC 3986 §2)")]
+    NotUriCharacter,
     #[error("scheme {0:?} is not a CoAP or HTTP scheme")]
     UnsupportedScheme(String),
     #[error("it has no authority (`scheme://host`)")]
