@@ -108,7 +108,6 @@ pub fn rd_query(data: &[u8]) {
     let source = addr(SOURCE);
     let mut candidates = fixture_registrations();
     if let Ok(reg) = RegistrationRequest::parse(&query, Some(40), payload, source, 90_000) {
-        let _ = reg.effective_base();
         candidates.push(Arc::new(Registration {
             id: RegistrationId(100),
             base: reg.effective_base(),
