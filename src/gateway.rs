@@ -184,7 +184,7 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
     wait_for_shutdown_signal().await?;
     info!("shutting down");
     stop(running).await;
-    info!("stopped");
+    info!("gateway stopped");
     Ok(())
 }
 

@@ -128,7 +128,7 @@ fn graceful_stop(signal: &str) {
     let log = gw.log_text();
     assert!(log.contains(&format!("SIG{signal} received")), "{log}");
     assert!(
-        log.contains("stopped"),
+        log.contains("gateway stopped"),
         "the shutdown did not finish: {log}"
     );
 
