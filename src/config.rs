@@ -355,6 +355,11 @@ pub struct PlatformConfig {
     pub token_file: Option<PathBuf>,
     pub reconnect_max_s: u64,
     pub queue_capacity: usize,
+    /// PEM file of certificates trusted for `wss://` besides the public web roots.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file`, read by `Config::load` (`resolve_platform_ca`).
+    #[serde(skip)]
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for PlatformConfig {
@@ -365,6 +370,8 @@ impl Default for PlatformConfig {
             token_file: None,
             reconnect_max_s: 30,
             queue_capacity: 10_000,
+            ca_file: None,
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -424,7 +431,25 @@ impl Config {
             other => other,
         })?;
         config.resolve_platform_token(std::env::var(TOKEN_ENV).ok())?;
+        config.resolve_platform_ca()?;
         Ok(config)
+    }
+
+    /// Read `platform.ca_file` (one or more PEM certificates) into `platform.ca_certs`. A
+    /// missing or unreadable file, or one without a usable certificate, is a config error.
+    pub fn resolve_platform_ca(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.platform.ca_file else {
+            return Ok(());
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "platform.ca_file",
+            message,
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        self.platform.ca_certs = crate::platform::ca_file::parse_pem_certs(&pem)
+            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        Ok(())
     }
 
     /// Where the platform token comes from, strongest first: the environment variable
@@ -858,6 +883,33 @@ mod tests {
         assert!(err.to_string().contains("rd.listen"), "{err}");
         let err = Config::from_yaml("platform:\n  url: http://x\n").unwrap_err();
         assert!(err.to_string().contains("platform.url"), "{err}");
+    }
+
+    #[test]
+    fn platform_ca_file_is_read_and_a_bad_one_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        std::fs::write(&file, cert.cert.pem()).unwrap();
+        let yaml = |path: &std::path::Path| {
+            format!("platform:\n  ca_file: {:?}\n", path.display().to_string())
+        };
+        let mut c = Config::from_yaml(&yaml(&file)).unwrap();
+        c.resolve_platform_ca().unwrap();
+        assert_eq!(c.platform.ca_certs, vec![cert.cert.der().clone()]);
+        let mut c = Config::from_yaml(&yaml(&dir.path().join("missing.pem"))).unwrap();
+        let err = c.resolve_platform_ca().unwrap_err().to_string();
+        assert!(
+            err.contains("platform.ca_file") && err.contains("missing.pem"),
+            "{err}"
+        );
+        std::fs::write(&file, "not a certificate\n").unwrap();
+        let mut c = Config::from_yaml(&yaml(&file)).unwrap();
+        let err = c.resolve_platform_ca().unwrap_err().to_string();
+        assert!(
+            err.contains("platform.ca_file") && err.contains("no PEM"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Wires the actors together for the `coap-gateway` binary: open the registry, bind the RD's
 //! sockets, log one line per listener, dial the platform when one is configured, serve the admin
-//! HTTP API when `http.listen` is set, run until SIGINT/SIGTERM, then shut down in order (stop
-//! the admin server, withdraw the DNS-SD advertisement, close the platform link, stop taking
-//! requests).
-//! Every acknowledged write is already durable, so stopping loses nothing.
+//! HTTP API when `http.listen` is set, run until SIGINT/SIGTERM, then shut down in order
+//! (`stop`: stop the admin server, withdraw the DNS-SD advertisement, refuse new changes, end
+//! observations, close the platform link, close the sockets). Every acknowledged write is
+//! already durable, so stopping loses nothing.
 
 use std::sync::Arc;
 
@@ -46,6 +46,8 @@ pub enum GatewayError {
 /// How long shutdown waits for the mDNS daemon to send its goodbyes and stop.
 const MDNS_GOODBYE_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long shutdown waits for requests inside the RD and for lookup observers' final 5.03.
+const RD_DRAIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long shutdown waits for the platform link to close cleanly.
 const PLATFORM_CLOSE_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -252,36 +254,59 @@ fn use_mdns(
 
 /// Start, wait for SIGINT or SIGTERM, stop.
 pub async fn run(config: Config) -> Result<(), GatewayError> {
-    let mut running = start(&config).await?;
+    let running = start(&config).await?;
     wait_for_shutdown_signal().await?;
     info!("shutting down");
-    // The admin server first: it only reads, and must not report on components being stopped.
+    stop(running).await;
+    info!("gateway stopped");
+    Ok(())
+}
+
+/// The graceful stop, in order: the admin server (it only reads, and must not report on
+/// components being stopped); the DNS-SD advertisement (devices must stop finding an RD that
+/// is going away); the RD stops accepting changes (5.03 + Max-Age; requests
+/// already inside are answered, so every 2.01/2.04/2.02 sent is durable) and ends its lookup
+/// observations with a final 5.03; pings and discovery stop; the Observer deregisters its
+/// observations (RFC 7641 §3.6) while the endpoint can still send; the platform link sends its
+/// Close frame and waits for the platform's; then the sockets close. Each step is bounded.
+pub async fn stop(mut running: Running) {
     if let Some(admin) = running.admin.take() {
         admin.shutdown().await;
     }
-    // Withdraw the advertisement next: devices must stop finding an RD that is going away.
     if let Some(mdns) = running.mdns.take() {
         mdns.shutdown(MDNS_GOODBYE_BUDGET).await;
     }
-    // Then stop pinging: pings cut short by the endpoint's shutdown prove nothing about a
-    // device and must not race the shutdown.
+    running.rd.drain(RD_DRAIN_BUDGET).await;
+    // Stop pinging: pings cut short by the endpoint's shutdown prove nothing about a device
+    // and must not race the shutdown.
     if let Some(pinger) = &running.pinger {
         let _ = pinger.send(StopPinger).await;
     }
     if let Some(discovery) = &running.discovery {
         let _ = discovery.send(StopDiscovery).await;
     }
-    // Observations are cancelled (deregistration GETs) while the endpoint can still send.
+    // Resolves once the deregistration GETs are answered (bounded inside the Observer).
     if let Some(observer) = &running.observer {
         let _ = observer.send(StopObserver).await;
     }
     if let Some((link, arbiter)) = running.platform {
-        // Bounded: a platform that does not answer our Close must not hold up the exit.
-        let _ = tokio::time::timeout(PLATFORM_CLOSE_BUDGET, link.send(StopLink)).await;
+        // StopLink sends our Close; the actor stops when the platform answers it (or after a
+        // grace period). Bounded: a platform that does not answer must not hold up the exit.
+        let closed = async {
+            let _ = link.send(StopLink).await;
+            while link.connected() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(PLATFORM_CLOSE_BUDGET, closed)
+            .await
+            .is_err()
+        {
+            log::warn!("platform link did not close in time");
+        }
         arbiter.stop();
     }
     running.rd.shutdown().await;
-    Ok(())
 }
 
 async fn wait_for_shutdown_signal() -> Result<(), std::io::Error> {

@@ -38,6 +38,8 @@ pub mod config;
 pub mod discovery;
 pub mod dnssd;
 pub mod executer;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod gateway;
 pub mod limits;
 pub mod link_format;

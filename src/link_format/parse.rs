@@ -240,6 +240,19 @@ fn ends_item(byte: u8) -> bool {
     is_whitespace(byte) || byte == b';' || byte == b','
 }
 
+/// Whether link-format can carry `name` as a parameter name: an RFC 6690 `parmname`,
+/// optionally ending in `*` (`ext-name-star`). Other names cannot be escaped, so a serializer
+/// given one writes a document that does not parse.
+pub fn is_param_name(name: &str) -> bool {
+    let bare = name.strip_suffix('*').unwrap_or(name);
+    !bare.is_empty() && bare.bytes().all(is_attr_char)
+}
+
+/// Whether `value` can be written as a quoted-string: no control character other than HTAB.
+pub fn is_param_value(value: &str) -> bool {
+    !value.bytes().any(is_forbidden_control)
+}
+
 /// RFC 5987 `attr-char`, the characters of RFC 6690 `parmname`.
 fn is_attr_char(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()

@@ -47,6 +47,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const STATS_EVERY: Duration = Duration::from_secs(10);
 /// Budget of one observation set-up or deregistration.
 const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+/// How long a stop waits for the deregistration GETs (a silent device must not hold it up).
+const DEREGISTER_BUDGET: Duration = Duration::from_secs(2);
 
 /// The Observer's knobs, from `observer.*` in the config.
 #[derive(Debug, Clone)]
@@ -122,6 +124,9 @@ struct Device {
     links: Vec<Watched>,
     /// Dropping a sender (or sending on it) cancels that observation.
     cancels: Vec<oneshot::Sender<()>>,
+    /// The observation tasks; awaited on `StopObserver` so that their deregistrations leave
+    /// before the endpoint closes.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     bucket: TokenBucket,
     last_poll: HashMap<Arc<str>, Reading>,
 }
@@ -218,6 +223,7 @@ impl Observer {
         let now = now_ms();
         let interval_ms = self.settings.poll_interval.as_millis() as u64;
         let mut cancels = Vec::new();
+        let mut tasks = Vec::new();
         for link in &links {
             let path: Arc<str> = Arc::from(link.path.as_str());
             if link.observe {
@@ -233,7 +239,7 @@ impl Observer {
                     generation,
                     path,
                 };
-                actix::spawn(task.run(rx));
+                tasks.push(actix::spawn(task.run(rx)));
             } else {
                 self.polls.push(Reverse(Due {
                     at_ms: first_due_ms(now, interval_ms, reg.id.0, &path),
@@ -253,6 +259,7 @@ impl Observer {
                 generation,
                 links,
                 cancels,
+                tasks,
                 bucket,
                 last_poll: HashMap::new(),
             },
@@ -542,10 +549,28 @@ impl Handler<Notified> for Observer {
 }
 
 impl Handler<StopObserver> for Observer {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: StopObserver, ctx: &mut Self::Context) {
+    /// Cancels every observation (each task sends its deregistration, RFC 7641 §3.6) and
+    /// resolves when they are done or after `DEREGISTER_BUDGET`: the gateway closes the CoAP
+    /// endpoint only then. Polls simply stop.
+    fn handle(&mut self, _: StopObserver, ctx: &mut Self::Context) -> Self::Result {
+        let mut tasks = Vec::new();
+        for (_, dev) in self.devices.drain() {
+            for cancel in dev.cancels {
+                let _ = cancel.send(());
+            }
+            tasks.extend(dev.tasks);
+        }
+        self.watched = 0;
         ctx.stop();
+        let count = tasks.len();
+        Box::pin(async move {
+            let all = futures::future::join_all(tasks);
+            if tokio::time::timeout(DEREGISTER_BUDGET, all).await.is_err() {
+                log::warn!("observer: stopping before all {count} observations were deregistered");
+            }
+        })
     }
 }
 

@@ -114,7 +114,7 @@ impl LinkSettings {
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            extra_root_certs: Vec::new(),
+            extra_root_certs: config.ca_certs.clone(),
         }
     }
 }

@@ -6,11 +6,13 @@
 //! - `device`: a registration rendered as the contract's device object (pure).
 //! - `queue`: the bounded queue of frames owed while the link is down (pure).
 //! - `backoff`: reconnect delays with jitter (pure).
+//! - `ca_file`: `platform.ca_file`, the PEM roots trusted for `wss://` besides the web roots.
 //! - `error`: why a dial failed.
 //! - `messages`: the actor's typed messages (`SendFrame`, `PlatformCommand`, `GetLinkStats`...).
 //! - `link`: the PlatformLink actor itself (awc client, ping/pong, reconnects).
 
 pub mod backoff;
+pub mod ca_file;
 pub mod device;
 pub mod error;
 pub mod link;

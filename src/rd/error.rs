@@ -15,6 +15,8 @@ use crate::registry::model::NameError;
 pub enum BaseError {
     #[error("it is not an absolute URI (no scheme)")]
     NoScheme,
+    #[error("it holds a character no URI may hold (RFC 3986 §2)")]
+    NotUriCharacter,
     #[error("scheme {0:?} is not a CoAP or HTTP scheme")]
     UnsupportedScheme(String),
     #[error("it has no authority (`scheme://host`)")]
@@ -61,6 +63,10 @@ pub enum RdError {
     EmptyParamName,
     #[error("a query item is not UTF-8")]
     QueryNotUtf8,
+    /// An extra attribute that link-format cannot carry: lookups would render it as text
+    /// no client can parse.
+    #[error("attribute {name:?}: {reason}")]
+    InvalidAttribute { name: String, reason: &'static str },
     #[error("invalid {param}: {source}")]
     InvalidName {
         param: &'static str,
@@ -123,6 +129,7 @@ impl RdError {
             | RdError::RepeatedParam(_)
             | RdError::EmptyParamName
             | RdError::QueryNotUtf8
+            | RdError::InvalidAttribute { .. }
             | RdError::InvalidName { .. }
             | RdError::InvalidLifetime(_)
             | RdError::InvalidBase { .. }

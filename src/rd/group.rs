@@ -72,7 +72,7 @@ impl GroupRequest {
         let d = parse_sector(&params)?;
         let base = parse_base(&params)?;
         let lifetime_s = parse_lifetime(&params)?;
-        let attrs = extra_attrs(&params, GROUP_PARAMS);
+        let attrs = extra_attrs(&params, GROUP_PARAMS)?;
         let links = parse_link_payload(content_format, payload)?;
         let members = members_from_links(&links)?;
         Ok(GroupRequest {

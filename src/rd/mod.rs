@@ -20,6 +20,7 @@
 //!
 //! Everything but `service` and `server` is pure: no actix, tokio, sled or sockets.
 
+pub mod drain;
 pub mod error;
 pub mod filter;
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl RegistrationRequest {
                 reason,
             })?;
         }
-        let attrs = extra_attrs(&params, REGISTRATION_PARAMS);
+        let attrs = extra_attrs(&params, REGISTRATION_PARAMS)?;
         let links = parse_limited_links(content_format, payload)?;
         Ok(RegistrationRequest {
             ep,
@@ -115,7 +115,7 @@ impl SimpleRegistrationRequest {
             ep: parse_ep(&params)?,
             d: parse_sector(&params)?,
             lifetime_s: parse_lifetime(&params)?.unwrap_or(default_lt),
-            attrs: extra_attrs(&params, REGISTRATION_PARAMS),
+            attrs: extra_attrs(&params, REGISTRATION_PARAMS)?,
         })
     }
 
@@ -193,13 +193,28 @@ pub(crate) fn parse_base(params: &QueryParams) -> Result<Option<String>, RdError
 }
 
 /// Every query item outside `known`, in order: stored as endpoint attributes (RFC 9176 §5
-/// "it MUST store the unknown key and its value(s)"). `et` is one of them (§9.3.1).
-pub(crate) fn extra_attrs(params: &QueryParams, known: &[&str]) -> Vec<Param> {
+/// "it MUST store the unknown key and its value(s)"). `et` is one of them (§9.3.1). Each must
+/// be a link-format parameter (RFC 9176 §5 `extra-attrs` are link attributes): a name that is
+/// not an RFC 6690 `parmname` or a value with a control character is refused (4.00), because
+/// endpoint lookups would otherwise render a payload no client can parse (found by fuzzing).
+pub(crate) fn extra_attrs(params: &QueryParams, known: &[&str]) -> Result<Vec<Param>, RdError> {
     params
         .others(known)
-        .map(|i| Param {
-            name: i.name.clone(),
-            value: i.value.clone(),
+        .map(|i| {
+            let invalid = |reason| RdError::InvalidAttribute {
+                name: i.name.clone(),
+                reason,
+            };
+            if !link_format::is_param_name(&i.name) {
+                return Err(invalid("not a link-format parameter name"));
+            }
+            if !i.value.as_deref().is_none_or(link_format::is_param_value) {
+                return Err(invalid("value holds a control character"));
+            }
+            Ok(Param {
+                name: i.name.clone(),
+                value: i.value.clone(),
+            })
         })
         .collect()
 }
@@ -288,6 +303,26 @@ mod tests {
         assert_eq!(r.effective_base(), "coap://[2001:db8:3::101]");
         assert!(r.attrs.is_empty());
         assert!(r.links.is_empty());
+    }
+
+    #[test]
+    fn extra_attributes_link_format_cannot_carry_are_refused() {
+        // Found by the rd_query fuzzer: `,v=1` was stored and every endpoint lookup then
+        // rendered `…;,v=1`, which no client can parse.
+        for bad in [",v=1", "a;b=1", "a b", "x=\u{1}", "y=a\nb", "*=1"] {
+            let r = reg(&["ep=n", bad]);
+            assert!(
+                matches!(r, Err(RdError::InvalidAttribute { .. })),
+                "{bad:?}: {r:?}"
+            );
+            assert_eq!(code(reg(&["ep=n", bad])), (4, 0));
+            assert!(
+                crate::rd::UpdateRequest::parse(&[bad], None, b"").is_err(),
+                "{bad:?}"
+            );
+        }
+        let ok = reg(&["ep=n", "title*=UTF-8''a", "tab=a\tb", "weird!#$&+-.^_`|~=v"]).unwrap();
+        assert_eq!(ok.attrs.len(), 3);
     }
 
     #[test]

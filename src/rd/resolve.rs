@@ -207,6 +207,11 @@ pub const BASE_SCHEMES: &[&str] = &[
 /// no query or fragment, no IPv6 zone identifier. A path is allowed (the RFC allows it, and
 /// Limited Link Format references resolve the same with or without it).
 pub fn validate_base(base: &str) -> Result<(), BaseError> {
+    // Control characters, spaces, quotes and the like would be stored and rendered into every
+    // lookup (found by the rd_query fuzzer: a NUL in a base broke endpoint lookups).
+    if !base.bytes().all(is_uri_char) {
+        return Err(BaseError::NotUriCharacter);
+    }
     let u = UriRef::parse(base);
     let scheme = u.scheme.ok_or(BaseError::NoScheme)?;
     if !BASE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
@@ -250,6 +255,37 @@ pub fn validate_base(base: &str) -> Result<(), BaseError> {
         }
     }
     Ok(())
+}
+
+/// RFC 3986 §2: unreserved, reserved and `%` (percent-encoding) are the only characters of a
+/// URI.
+fn is_uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b':'
+                | b'/'
+                | b'?'
+                | b'#'
+                | b'['
+                | b']'
+                | b'@'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b'%'
+        )
 }
 
 /// The IP literal of a URI's host, if it is one (`[v6]` or dotted IPv4).
@@ -499,6 +535,11 @@ mod tests {
             ("coap://", BaseError::BadHost),
             ("coap://h:99999", BaseError::BadPort),
             ("coap://h:x1", BaseError::BadPort),
+            // Found by the rd_query fuzzer: a NUL reached every endpoint lookup.
+            ("coap://`g\0\0/", BaseError::NotUriCharacter),
+            ("coap://h/a b", BaseError::NotUriCharacter),
+            ("coap://h/\"x\"", BaseError::NotUriCharacter),
+            ("coap://h\n", BaseError::NotUriCharacter),
         ];
         for (base, err) in cases {
             assert_eq!(validate_base(base), Err(err), "{base}");

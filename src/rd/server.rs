@@ -15,6 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use log::{error, info, warn};
 
+use super::drain::DrainGate;
 use super::service::{lookup_observe_key, RdService, RdSettings};
 use crate::coap::{CoapClient, CoapError, Endpoint, ServerHandle, TransmissionParams};
 use crate::registry::{Registry, RegistryEvent, RegistryReader, Subscribe};
@@ -51,6 +52,7 @@ impl Handler<RegistryEvent> for RdServer {
 /// A running RD: its endpoint (for the CoAP client other actors use) and its actor.
 pub struct RunningRd {
     endpoint: Endpoint,
+    gate: Arc<DrainGate<RdService>>,
     pub actor: Addr<RdServer>,
 }
 
@@ -63,6 +65,30 @@ impl RunningRd {
     /// The client that sends from the RD's sockets (pings, commands, polls, observations).
     pub fn client(&self) -> CoapClient {
         self.endpoint.client()
+    }
+
+    /// First step of a graceful stop: from now on requests get 5.03 + Max-Age and nothing new
+    /// is written; lookup observers get that 5.03 as their final notification (RFC 7641 §4.2).
+    /// Returns once the requests already inside the RD are answered and every lookup observer
+    /// acknowledged its 5.03, or after `budget`. The endpoint keeps running (the gateway's own
+    /// requests, e.g. observation deregistrations, still go out) until `shutdown`.
+    pub async fn drain(&self, budget: Duration) {
+        self.gate.close();
+        let server = self.endpoint.server();
+        let key = lookup_observe_key();
+        server.notify(&key);
+        let deadline = tokio::time::Instant::now() + budget;
+        while self.gate.in_service() > 0 || server.observer_count(&key) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                log::warn!(
+                    "rd: stopping with {} requests unanswered and {} lookup observers not told",
+                    self.gate.in_service(),
+                    server.observer_count(&key)
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stop serving: close the sockets and cancel pending client exchanges.
@@ -168,7 +194,8 @@ pub async fn start(
     reader: RegistryReader,
 ) -> Result<RunningRd, CoapError> {
     let service = Arc::new(RdService::new(settings, registry.clone(), reader));
-    let endpoint = Endpoint::bind(listen, params, service.clone()).await?;
+    let gate = Arc::new(DrainGate::new(service.clone()));
+    let endpoint = Endpoint::bind(listen, params, gate.clone()).await?;
     service.set_client(endpoint.client());
     let actor = RdServer {
         server: endpoint.server(),
@@ -176,5 +203,9 @@ pub async fn start(
     }
     .start();
     registry.do_send(Subscribe(actor.clone().recipient()));
-    Ok(RunningRd { endpoint, actor })
+    Ok(RunningRd {
+        endpoint,
+        gate,
+        actor,
+    })
 }

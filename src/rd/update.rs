@@ -45,7 +45,7 @@ impl UpdateRequest {
         Ok(UpdateRequest {
             lifetime_s: parse_lifetime(&params)?,
             base: parse_base(&params)?,
-            attrs: extra_attrs(&params, UPDATE_PARAMS),
+            attrs: extra_attrs(&params, UPDATE_PARAMS)?,
         })
     }
 }

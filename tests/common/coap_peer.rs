@@ -269,6 +269,9 @@ pub struct Peer {
     /// per request collides within a test often enough that the RD's deduplication answers the
     /// new request with the old exchange's cached response.
     next_mid: std::sync::atomic::AtomicU16,
+    /// Upper bound for one exchange; `EXCHANGE_BUDGET` unless `with_budget` shortened it (a
+    /// load that kills the server must not wait 12 s per in-flight request).
+    budget: Duration,
 }
 
 impl Peer {
@@ -284,6 +287,7 @@ impl Peer {
             sock,
             server,
             next_mid: std::sync::atomic::AtomicU16::new(rand::random()),
+            budget: EXCHANGE_BUDGET,
         }
     }
 
@@ -292,7 +296,14 @@ impl Peer {
             sock,
             server,
             next_mid: std::sync::atomic::AtomicU16::new(rand::random()),
+            budget: EXCHANGE_BUDGET,
         }
+    }
+
+    /// The same peer with a shorter exchange budget (retransmissions still follow ACK_TIMEOUT).
+    pub fn with_budget(mut self, budget: Duration) -> Peer {
+        self.budget = budget;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -469,7 +480,7 @@ impl Peer {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
         let confirmable = packet.header.get_type() == MessageType::Confirmable;
         let started = Instant::now();
-        let deadline = started + EXCHANGE_BUDGET;
+        let deadline = started + self.budget;
         let mut timeout = ACK_TIMEOUT;
         let mut retransmits = 0;
         let mut acked = !confirmable;

@@ -13,6 +13,8 @@ pub mod device_sim;
 pub mod http;
 pub mod netns;
 pub mod platform_sim;
+pub mod raw_device;
+pub mod rd_dump;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -330,6 +332,33 @@ impl Gateway {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Send `signal` (e.g. "INT", "TERM") and wait up to `budget` for the exit. Returns the
+    /// exit code (`None`: killed by a signal) and how long the exit took; `None` when it did
+    /// not exit in time (it is then SIGKILLed).
+    pub fn signal_and_wait(
+        &mut self,
+        signal: &str,
+        budget: Duration,
+    ) -> Option<(Option<i32>, Duration)> {
+        let mut child = self.child.take()?;
+        let sent = Instant::now();
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status.code(), sent.elapsed()));
+            }
+            if sent.elapsed() > budget {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -16,22 +16,47 @@ pub struct PlatformSim {
     stdin: Option<ChildStdin>,
     pub addr: SocketAddr,
     frames: Arc<Mutex<Vec<Value>>>,
+    /// `ws` or `wss` (with `--tls-cert`/`--tls-key`).
+    scheme: &'static str,
+    /// What platform-sim said on stderr (connections, refusals, closes).
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl PlatformSim {
     /// Start on `listen` (use port 0 for a free port), optionally requiring a token.
     pub fn start(listen: &str, token: Option<&str>) -> PlatformSim {
+        PlatformSim::start_args(listen, token, &[])
+    }
+
+    /// `start` with extra platform-sim arguments, e.g. `--tls-cert C --tls-key K` for wss://.
+    pub fn start_args(listen: &str, token: Option<&str>, extra: &[&str]) -> PlatformSim {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-sim"));
         cmd.args(["--listen", listen]);
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn platform-sim");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        {
+            let sink = stderr.clone();
+            let pipe = child.stderr.take().expect("stderr");
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        let scheme = if extra.contains(&"--tls-cert") {
+            "wss"
+        } else {
+            "ws"
+        };
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         let frames = Arc::new(Mutex::new(Vec::new()));
@@ -58,11 +83,36 @@ impl PlatformSim {
             stdin,
             addr,
             frames,
+            scheme,
+            stderr,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        format!("{}://{}/", self.scheme, self.addr)
+    }
+
+    /// platform-sim's stderr so far, one line each.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until a stderr line contains `needle`.
+    pub fn wait_stderr(&self, needle: &str, budget: Duration) -> bool {
+        let deadline = Instant::now() + budget;
+        while Instant::now() < deadline {
+            if self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Every frame received so far.

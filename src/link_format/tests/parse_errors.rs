@@ -196,3 +196,18 @@ fn error_offset_accessor_matches_the_variant() {
         "unterminated quoted string opened at byte 8"
     );
 }
+
+#[test]
+fn param_name_and_value_predicates_match_what_the_parser_accepts() {
+    use crate::link_format::{is_param_name, is_param_value};
+    for name in ["rt", "title*", "a!#$&+-.^_`|~z", "X1"] {
+        assert!(is_param_name(name), "{name}");
+        assert!(parse(&format!("<>;{name}=1")).is_ok(), "{name}");
+    }
+    for name in ["", "*", ",v", "a b", "a;b", "a=b", "ä", "a**"] {
+        assert!(!is_param_name(name), "{name:?}");
+    }
+    assert!(is_param_value("a\tb ü \"q\""));
+    assert!(!is_param_value("a\u{1}"));
+    assert!(!is_param_value("a\u{7f}"));
+}

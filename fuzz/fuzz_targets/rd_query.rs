@@ -1,0 +1,9 @@
+//! cargo-fuzz target: raw bytes through `coap_gateway::fuzz_api::rd_query` (see that function for
+//! what is called and which oracles are checked).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    coap_gateway::fuzz_api::rd_query(data);
+});
