@@ -26,9 +26,12 @@ const ALL_COAP_NODES_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfd
 const ALL_CORE_RDS_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfe);
 const ALL_CORE_RDS_V6_SITE: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0xfe);
 
+/// The RD's multicast keys. The amplification bound (`limits.amplification_factor`, on by
+/// default) is switched off here so that an answer's whole content can be checked in one
+/// datagram; `a_multicast_answer_is_bounded_by_the_amplification_factor` checks it on.
 fn rd_yaml(leisure: Duration) -> String {
     format!(
-        "rd:\n  multicast: true\n  multicast_interfaces: [{IFACE}]\n  multicast_leisure_ms: {}\n",
+        "rd:\n  multicast: true\n  multicast_interfaces: [{IFACE}]\n  multicast_leisure_ms: {}\nlimits:\n  amplification_factor: 0\n",
         leisure.as_millis()
     )
 }
@@ -452,5 +455,50 @@ fn libcoap_client_discovers_the_rd_by_multicast() {
         stdout.contains("</rd>;rt=\"core.rd\""),
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A group answer to a source that has not proven its address (RFC 7252 §11.3: multicast is
+/// where amplification hurts most) is at most `amplification_factor` times the request: the
+/// first Block2 block only, with Echo so the client can prove its address for the rest.
+#[test]
+fn a_multicast_answer_is_bounded_by_the_amplification_factor() {
+    let Some(pair) = netns_or_skip("mcamp") else {
+        return;
+    };
+    let _gw = Gateway::start_in_netns(
+        &pair.a,
+        GatewayOptions {
+            listen: vec!["0.0.0.0:5683".into()],
+            extra_yaml: format!(
+                "rd:\n  multicast: true\n  multicast_interfaces: [{IFACE}]\n  multicast_leisure_ms: {}\nlimits:\n  amplification_factor: 3\npinger:\n  enabled: false\n",
+                LEISURE.as_millis()
+            ),
+            ..Default::default()
+        },
+    );
+    let v4 = b_socket(&pair, false);
+    let bytes = discovery(MessageType::NonConfirmable, "?rt=core.rd*", 91, &[9, 1]);
+    v4.send_to(&bytes, (ALL_COAP_NODES_V4, 5683)).unwrap();
+    let (_, from, packet) = first(&v4, LEISURE + SLACK).expect("a bounded answer");
+    assert_eq!(from.ip(), std::net::IpAddr::V4(common::netns::A_V4));
+    let wire = packet.to_bytes().unwrap().len();
+    assert!(
+        wire <= 3 * bytes.len(),
+        "{wire} bytes answer a {}-byte request",
+        bytes.len()
+    );
+    let resp = Resp::from_packet(&packet);
+    assert_eq!(resp.mtype, MessageType::NonConfirmable);
+    assert_eq!(resp.code, "2.05");
+    let block = resp.block2.clone().expect("the answer is the first Block2 block");
+    assert_eq!(block.num, 0);
+    assert!(block.more, "more blocks follow");
+    assert!(resp.text().starts_with("</rd>"), "{}", resp.text());
+    assert!(
+        packet
+            .get_option(coap_lite::CoapOption::Unknown(252))
+            .is_some(),
+        "Echo (RFC 9175) lets the client prove its address"
     );
 }
