@@ -178,7 +178,7 @@ fn the_rd_is_resolved_from_another_namespace_used_and_withdrawn_on_sigterm() {
     assert_eq!(txt("rt"), Some("core.rd"));
     assert_eq!(txt("path"), Some("/rd"));
     assert_eq!(txt("ep-lookup"), Some("/rd-lookup/ep"));
-    assert_eq!(txt("res-lookup"), Some("/rd-lookup/res"));
+    assert_eq!(txt("res-lkup"), Some("/rd-lookup/res"));
     assert_eq!(txt("simple"), Some("/.well-known/rd"));
     let addrs: HashSet<IpAddr> = service.addresses.iter().map(|a| a.to_ip_addr()).collect();
     assert!(addrs.contains(&IpAddr::V4(A_V4)), "{addrs:?}");

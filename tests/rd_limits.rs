@@ -582,3 +582,65 @@ fn a_discovered_name_is_remembered_for_the_device_address() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     server.join().unwrap();
 }
+
+/// Notifications are unsolicited datagrams to the observer's address (RFC 7252 §11.3): a
+/// source that has not proven it receives there is answered without Observe and gets no
+/// notifications; once proven (it answered the RD's own GET), it is registered as usual.
+#[test]
+fn only_a_proven_source_becomes_an_observer() {
+    let (gw, _tmp) = start("", "  amplification_factor: 3\n");
+    let registrar = peer_at(1, &gw);
+    register(&registrar, "ep=obs-a&et=observe-test", "</s>");
+    let observe_get = |mid: u16| {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Get);
+        p.header.message_id = mid;
+        p.set_token(vec![0x0b, 0x5e]);
+        p.add_option(CoapOption::Observe, vec![]);
+        p.add_option(CoapOption::UriPath, b"rd-lookup".to_vec());
+        p.add_option(CoapOption::UriPath, b"ep".to_vec());
+        p.add_option(CoapOption::UriQuery, b"et=observe-test".to_vec());
+        p.to_bytes().unwrap()
+    };
+
+    let stranger = UdpSocket::bind("127.0.0.8:0").unwrap();
+    stranger.send_to(&observe_get(1), gw.addr()).unwrap();
+    let (answer, _) = recv_one(&stranger, Duration::from_secs(2)).expect("an answer");
+    assert_eq!(code(&answer), "2.05");
+    assert!(
+        answer.get_option(CoapOption::Observe).is_none(),
+        "an unproven source is not registered as an observer"
+    );
+    register(&registrar, "ep=obs-b&et=observe-test", "</s>");
+    let late = recv_all(&stranger, Duration::from_millis(1_500));
+    assert!(
+        late.is_empty(),
+        "no notification to an unproven address: {late:?}"
+    );
+
+    // 127.0.0.1 proves its address by answering the RD's GET of a simple registration.
+    let outcome = simple_register(
+        gw.addr(),
+        "/.well-known/rd?ep=prover",
+        Some("</p>"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(outcome.response.map(|r| r.code), Some("2.04".to_string()));
+    let observer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    observer.send_to(&observe_get(2), gw.addr()).unwrap();
+    let (answer, _) = recv_one(&observer, Duration::from_secs(2)).expect("an answer");
+    assert_eq!(code(&answer), "2.05");
+    assert!(
+        answer.get_option(CoapOption::Observe).is_some(),
+        "observing"
+    );
+    register(&registrar, "ep=obs-c&et=observe-test", "</s>");
+    let notes = recv_all(&observer, Duration::from_secs(2));
+    assert!(
+        notes
+            .iter()
+            .any(|(p, _)| String::from_utf8_lossy(&p.payload).contains("obs-c")),
+        "the proven observer is notified: {notes:?}"
+    );
+}

@@ -6,6 +6,7 @@
 //! Bounds: NSTART outstanding requests per peer and `max_in_flight` overall (§4.7); a request
 //! that cannot get a slot within its time budget fails with `Overloaded`.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,10 @@ use super::error::{ClientError, ProtocolError};
 use super::exchange::{new_token, Backoff};
 use super::message::{ClientRequest, ClientResponse};
 use super::observe::Freshness;
+
+/// Most members one multicast request collects answers from (RFC 7252 §8: answers can be
+/// spoofed, so a group cannot make the client hold an unbounded list).
+pub const MAX_GROUP_ANSWERS: usize = 4_096;
 
 /// Cheap, cloneable handle for sending requests through the endpoint's sockets.
 #[derive(Clone)]
@@ -148,11 +153,13 @@ impl CoapClient {
         let start = Instant::now();
         self.shared.send(idx, &bytes, group).await?;
         let mut answers: Vec<(SocketAddr, ClientResponse)> = Vec::new();
+        let mut members: HashSet<SocketAddr> = HashSet::new();
         loop {
             match reg.recv_until(Some(deadline)).await {
                 Ok(Some(Event::GroupResponse { packet, from })) => {
-                    // A member repeating itself (a retransmitted NON) counts once.
-                    if answers.iter().any(|(a, _)| *a == from) {
+                    // A member repeating itself (a retransmitted NON) counts once; and a
+                    // group cannot make us collect without bound (answers can be spoofed).
+                    if answers.len() >= MAX_GROUP_ANSWERS || !members.insert(from) {
                         continue;
                     }
                     if let Some(p) = codec::parse_response(&packet) {

@@ -74,6 +74,8 @@ const EXCHANGE_EVENTS: usize = 64;
 /// Datagrams that may wait for room in a full socket buffer at once (~ 8 MB of responses at
 /// the 1 KiB block size, twice the socket's own 4 MB buffer).
 const MAX_DEFERRED_SENDS: usize = 8_192;
+/// Multicast answers waiting out their leisure (RFC 7252 §8.2) at once; more are dropped.
+const MAX_LEISURE_TASKS: usize = 1_024;
 
 /// An outgoing datagram waiting for the receive loop's batched send.
 type Queued = (Vec<u8>, SocketAddr);
@@ -138,6 +140,8 @@ pub(crate) struct Shared {
     echo: EchoSecret,
     /// Datagrams waiting on a task for room in a full socket buffer.
     deferred_sends: AtomicUsize,
+    /// Multicast answers waiting out their leisure (bounded by `MAX_LEISURE_TASKS`).
+    leisure_tasks: AtomicUsize,
 }
 
 /// Context a response needs once the handler has answered.
@@ -342,6 +346,8 @@ impl Shared {
                         ResponseExtras::default(),
                     );
                     self.send_owned(idx, reply, peer);
+                    crate::metrics::global()
+                        .record_response(Code::TOO_MANY_REQUESTS, Duration::ZERO);
                 }
                 false
             }
@@ -382,8 +388,9 @@ impl Shared {
                 })
         });
         let acceptable = codec::parse_response(&packet).is_some();
-        if let (Some(_), Some(proven)) = (&tx, &self.proven) {
-            // It answered with our random token: it receives at this address.
+        if let (Some(_), Some(proven), false) = (&tx, &self.proven, group) {
+            // It answered with our random token: it receives at this address. Not so for a
+            // group answer: anyone who saw the group request could send one from any address.
             lock(proven).mark(peer.ip());
         }
         match mtype {
@@ -442,7 +449,9 @@ impl Shared {
                 Seen::New => {}
                 Seen::InProgress => return,
                 Seen::Answered(bytes) => {
-                    if mtype == MsgType::Con {
+                    // §8.1: a request sent to a group is never acknowledged, even when its MID
+                    // matches one this peer sent by unicast.
+                    if mtype == MsgType::Con && !multicast {
                         self.send_now(idx, bytes, peer);
                     }
                     return;
@@ -674,7 +683,13 @@ impl Shared {
             extras.size1 = Some(self.max_request_body() as u32);
         }
         if let (Some(orig), Some(key)) = (ctx.observe_req.take(), &resp.observe) {
-            if resp.code.is_success() {
+            // Notifications are unsolicited traffic to the observer's address: a source that has
+            // not proven it receives there (RFC 7252 §11.3, RFC 9175 §2.4) gets its answer
+            // without Observe, i.e. it is not registered as an observer.
+            let proven = self
+                .amplification_budget(ctx.peer, ctx.request_len)
+                .is_none();
+            if resp.code.is_success() && proven {
                 let mut obs = lock(&self.observers);
                 let (peer, token) = (orig.source, orig.token.clone());
                 if obs.register(key.clone(), orig) {
@@ -753,12 +768,23 @@ impl Shared {
         } else if ctx.multicast {
             // §8.2: every member of the group answers at a random point of the leisure, so
             // the answers do not all arrive at once.
+            // Each waiting answer is a task: bounded, so a flood of group requests (spoofed
+            // sources each with a fresh rate bucket) cannot pile them up.
+            if self.leisure_tasks.fetch_add(1, Ordering::AcqRel) >= MAX_LEISURE_TASKS {
+                self.leisure_tasks.fetch_sub(1, Ordering::AcqRel);
+                log::debug!(
+                    "coap: multicast answer to {} dropped: too many waiting",
+                    ctx.peer
+                );
+                return;
+            }
             let leisure = self.params.multicast_leisure;
             let delay = rand::thread_rng().gen_range(Duration::ZERO..=leisure);
             let shared = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 shared.send_owned(ctx.idx, bytes, ctx.peer);
+                shared.leisure_tasks.fetch_sub(1, Ordering::AcqRel);
             });
         } else {
             if ctx.confirmable {
@@ -1177,6 +1203,7 @@ impl Endpoint {
             }),
             echo: EchoSecret::default(),
             deferred_sends: AtomicUsize::new(0),
+            leisure_tasks: AtomicUsize::new(0),
             handler,
             params,
         });

@@ -74,14 +74,15 @@ pub fn host_name_for_port(host: &str, port: u16) -> String {
 /// TXT keys that let a device use the RD without a discovery round trip (RFC 6763 §6): the
 /// version of this key set first (§6.7), the resource type, the registration resource
 /// (RFC 9176 §5), the lookup resources (§6) and, when enabled, simple registration (§5.1).
-/// Paths are the ones `rd::route` serves.
+/// Paths are the ones `rd::route` serves. Keys are at most nine characters (RFC 6763 §6.4),
+/// hence `res-lkup`.
 pub fn txt_records(simple_registration: bool) -> Vec<(&'static str, &'static str)> {
     let mut txt = vec![
         ("txtvers", "1"),
         ("rt", "core.rd"),
         ("path", "/rd"),
         ("ep-lookup", "/rd-lookup/ep"),
-        ("res-lookup", "/rd-lookup/res"),
+        ("res-lkup", "/rd-lookup/res"),
     ];
     if simple_registration {
         txt.push(("simple", "/.well-known/rd"));
@@ -166,13 +167,17 @@ mod tests {
         assert!(txt.contains(&("rt", "core.rd")));
         assert!(txt.contains(&("path", "/rd")));
         assert!(txt.contains(&("ep-lookup", "/rd-lookup/ep")));
-        assert!(txt.contains(&("res-lookup", "/rd-lookup/res")));
+        assert!(txt.contains(&("res-lkup", "/rd-lookup/res")));
         assert!(!txt.iter().any(|(k, _)| *k == "simple"));
         assert!(txt_records(true).contains(&("simple", "/.well-known/rd")));
         // RFC 6763 §6.1: each string at most 255 bytes; keys printable ASCII without '='.
         for (k, v) in txt_records(true) {
             assert!(k.len() + 1 + v.len() <= 255);
             assert!(k.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b'='));
+            assert!(
+                k.len() <= 9,
+                "{k}: keys SHOULD be at most nine characters (§6.4)"
+            );
         }
     }
 }

@@ -53,6 +53,23 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `sysctl -w` inside namespace `ns`.
+fn sysctl_in(ns: &str, setting: &str) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-qw", setting])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run sysctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "sysctl {setting} in {ns} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 impl NetnsPair {
     /// Create the pair; `Err` says why it could not be made (not root, no iproute2 ...).
     pub fn create(tag: &str) -> Result<NetnsPair, String> {
@@ -75,6 +92,10 @@ impl NetnsPair {
         ])?;
         for (ns, old, v4, v6) in [(&pair.a, &va, A_V4, A_V6), (&pair.b, &vb, B_V4, B_V6)] {
             ip(&["-n", ns, "link", "set", old, "name", IFACE])?;
+            // No duplicate address detection on this private link: a tentative link-local
+            // address would make the kernel pick the fd77:: address as the source of link-local
+            // multicast for the first second or two, and tests would see the wrong address.
+            sysctl_in(ns, &format!("net.ipv6.conf.{IFACE}.accept_dad=0"))?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", IFACE])?;
             ip(&[
