@@ -6,57 +6,25 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::coap_peer::{lookup, Link, Peer};
+use common::device_sim::{self, DeviceSim};
 use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, IFACE};
 use common::{Gateway, GatewayOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A `device-sim` in namespace `b`, killed on drop.
-struct Sim(Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim(pair: &NetnsPair, bind: &str, prefix: &str, extra: &[&str]) -> Sim {
-    let mut child = pair
-        .command(Side::B, env!("CARGO_BIN_EXE_device-sim"))
-        .args(["--bind", bind, "--first-port", "5683", "--count", "1"])
+/// A `device-sim` device in namespace `b` on port 5683 that does not register itself.
+fn start_sim(pair: &NetnsPair, bind: &str, prefix: &str, extra: &[&str]) -> DeviceSim {
+    let mut cmd = pair.command(Side::B, device_sim::bin());
+    cmd.args(["--bind", bind, "--first-port", "5683", "--count", "1"])
         .args(["--no-register", "--prefix", prefix])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn device-sim in namespace b");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let sim = Sim(child);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with("device-sim ready") => return sim,
-            Ok(_) => {}
-            Err(_) => panic!("device-sim ({bind}) did not get ready"),
-        }
-    }
+        .args(extra);
+    let mut sim = DeviceSim::spawn_command(cmd);
+    assert!(sim.ready(WAIT), "device-sim ({bind}) did not get ready");
+    sim
 }
 
 fn lookup_until(peer: &Peer, uri: &str, done: impl Fn(&[Link]) -> bool) -> Vec<Link> {
@@ -91,15 +59,10 @@ fn devices_answering_a_group_are_registered_each_under_its_own_name() {
     let _v4 = start_sim(&pair, "0.0.0.0", "mc4-", &leisure);
     let _v6 = start_sim(&pair, "::", "mc6-", &leisure);
     // A device that does not join the group is not found by it.
-    let _deaf = pair
-        .command(Side::B, env!("CARGO_BIN_EXE_device-sim"))
-        .args(["--bind", "0.0.0.0", "--first-port", "5700", "--count", "1"])
-        .args(["--no-register"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Sim)
-        .expect("spawn device-sim");
+    let mut deaf = pair.command(Side::B, device_sim::bin());
+    deaf.args(["--bind", "0.0.0.0", "--first-port", "5700", "--count", "1"])
+        .args(["--no-register"]);
+    let _deaf = DeviceSim::spawn_command(deaf);
 
     // Lookups from the link: a registration with a link-local base is shown only to
     // link-local requesters (RFC 9176 §6.1), and the IPv6 device answered from fe80::.

@@ -12,14 +12,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::coap_peer::{lookup, register, run_bounded, Link, Peer};
+use common::device_sim::{self, DeviceSim};
 use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, A_V6, B_V4, B_V6};
 use common::{Gateway, GatewayOptions};
 use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -352,57 +350,17 @@ fn dnssd_interfaces_keeps_the_advertisement_off_other_interfaces() {
     let _ = browser.shutdown();
 }
 
-/// `device-sim` in namespace b, killed on drop.
-struct SimInB {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl SimInB {
-    fn start(pair: &NetnsPair, rd: SocketAddr, port: u16) -> SimInB {
-        let mut child = pair
-            .command(Side::B, env!("CARGO_BIN_EXE_device-sim"))
-            .args(["--rd", &rd.to_string(), "--count", "1", "--no-register"])
-            .args([
-                "--bind",
-                &B_V4.to_string(),
-                "--first-port",
-                &port.to_string(),
-            ])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn device-sim in namespace b");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        SimInB { child, lines }
-    }
-
-    fn ready(&self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with("device-sim ready") => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-}
-
-impl Drop for SimInB {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `device-sim` in namespace b on `port`, not registering itself.
+fn sim_in_b(pair: &NetnsPair, rd: SocketAddr, port: u16) -> DeviceSim {
+    let mut cmd = pair.command(Side::B, device_sim::bin());
+    cmd.args(["--rd", &rd.to_string(), "--count", "1", "--no-register"])
+        .args([
+            "--bind",
+            &B_V4.to_string(),
+            "--first-port",
+            &port.to_string(),
+        ]);
+    DeviceSim::spawn_command(cmd)
 }
 
 fn lookup_until(peer: &Peer, uri: &str, budget: Duration) -> Vec<Link> {
@@ -434,8 +392,11 @@ fn a_passive_device_advertised_as_coap_udp_is_discovered_and_registered() {
         },
     );
     let rd = SocketAddr::new(IpAddr::V4(A_V4), gw.addr().port());
-    let sim = SimInB::start(&pair, rd, DEVICE_PORT);
-    assert!(sim.ready(), "device-sim did not come up in namespace b");
+    let mut sim = sim_in_b(&pair, rd, DEVICE_PORT);
+    assert!(
+        sim.ready(Duration::from_secs(15)),
+        "device-sim did not come up in namespace b"
+    );
 
     let advertiser = daemon_in(&pair, Side::B);
     let device = ServiceInfo::new(

@@ -9,6 +9,11 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The `device-sim` binary built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_device-sim")
+}
+
 pub struct DeviceSim {
     child: Child,
     stdin: ChildStdin,
@@ -20,9 +25,16 @@ pub struct DeviceSim {
 impl DeviceSim {
     /// `device-sim --rd RD --count N` plus `extra` arguments; stderr is discarded.
     pub fn spawn(rd: SocketAddr, count: usize, extra: &[&str]) -> DeviceSim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
-            .args(["--rd", &rd.to_string(), "--count", &count.to_string()])
-            .args(extra)
+        let mut cmd = Command::new(bin());
+        cmd.args(["--rd", &rd.to_string(), "--count", &count.to_string()])
+            .args(extra);
+        DeviceSim::spawn_command(cmd)
+    }
+
+    /// Run `cmd`, a device-sim command line built by the caller, e.g. inside a network
+    /// namespace: `pair.command(Side::B, device_sim::bin())` plus its arguments.
+    pub fn spawn_command(mut cmd: Command) -> DeviceSim {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
