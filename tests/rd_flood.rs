@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+use coap_gateway::sim::flood::flood_datagram;
 use common::coap_peer::{lookup, Peer};
 use common::Gateway;
-use rand::Rng;
 
 const FLOOD_FOR: Duration = Duration::from_secs(5);
 const FLOOD_RATE: u64 = 50_000;
@@ -38,37 +37,6 @@ fn start() -> (Gateway, tempfile::TempDir) {
     let path = tmp.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     (Gateway::spawn(Path::new(&path), data, 1), tmp)
-}
-
-/// One flood datagram: garbage, a CON registration, a CON lookup or a NON lookup.
-fn flood_datagram(i: u64, rng: &mut impl Rng) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.message_id = i as u16;
-    p.set_token((i as u32).to_be_bytes().to_vec());
-    match i % 4 {
-        0 => return (0..rng.gen_range(1..64)).map(|_| rng.gen()).collect(),
-        1 => {
-            p.header.set_type(MessageType::Confirmable);
-            p.header.code = MessageClass::Request(RequestType::Post);
-            p.add_option(CoapOption::UriPath, b"rd".to_vec());
-            p.add_option(CoapOption::ContentFormat, vec![40]);
-            p.add_option(CoapOption::UriQuery, format!("ep=flood-{i}").into_bytes());
-            p.payload = b"</junk>;rt=\"x\"".to_vec();
-        }
-        2 => {
-            p.header.set_type(MessageType::Confirmable);
-            p.header.code = MessageClass::Request(RequestType::Get);
-            p.add_option(CoapOption::UriPath, b"rd-lookup".to_vec());
-            p.add_option(CoapOption::UriPath, b"res".to_vec());
-        }
-        _ => {
-            p.header.set_type(MessageType::NonConfirmable);
-            p.header.code = MessageClass::Request(RequestType::Get);
-            p.add_option(CoapOption::UriPath, b".well-known".to_vec());
-            p.add_option(CoapOption::UriPath, b"core".to_vec());
-        }
-    }
-    p.to_bytes().unwrap()
 }
 
 #[derive(Default)]

@@ -7,9 +7,11 @@
 //! - `silence`: which devices go silent, and the stdin control commands (pure).
 //! - `fleet`: binding, registering, refreshing, notifying, silencing and waking devices.
 //! - `limits`: raising the open-file limit for 10,000 sockets.
+//! - `flood`: hostile datagrams for the flood test and benchmark.
 
 pub mod device;
 pub mod fleet;
+pub mod flood;
 pub mod limits;
 pub mod options;
 pub mod silence;
