@@ -1,5 +1,5 @@
 //! One token bucket: `rate` tokens per second up to `burst`, one token per request.
-//! Used per source by the rate limiter.
+//! Used per source by the RD's rate limiter and per device by the Observer's frame budget.
 
 use std::time::Instant;
 

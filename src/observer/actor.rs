@@ -30,11 +30,11 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::schedule::{first_due_ms, next_due_ms};
 use super::strategy::{
-    backoff, forward_poll, loss_deadline, watched_links, Reading, SelectError, Selection,
-    TokenBucket, Watched,
+    backoff, forward_poll, loss_deadline, watched_links, Reading, SelectError, Selection, Watched,
 };
 use crate::coap::{ClientRequest, ClientResponse, CoapClient};
 use crate::config::ObserverConfig;
+use crate::limits::TokenBucket;
 use crate::pinger::ping_target;
 use crate::platform::protocol::DataFrame;
 use crate::platform::{OutboundFrame, SendFrame};
@@ -250,7 +250,11 @@ impl Observer {
             }
         }
         self.watched += links.len();
-        let bucket = TokenBucket::new(self.settings.max_frames_per_s, now);
+        // A burst of one second's worth, then `max_frames_per_s`.
+        let bucket = TokenBucket::full(
+            frame_rate(self.settings.max_frames_per_s),
+            std::time::Instant::now(),
+        );
         self.devices.insert(
             reg.id,
             Device {
@@ -286,11 +290,13 @@ impl Observer {
     /// Forward one value, within the device's rate.
     fn forward(&mut self, id: RegistrationId, generation: u64, path: &str, resp: &ClientResponse) {
         let now = now_ms();
+        let max_frames_per_s = self.settings.max_frames_per_s;
         let stats = Arc::clone(&self.stats);
         let Some(dev) = self.current(id, generation) else {
             return;
         };
-        if !dev.bucket.try_take(now) {
+        let rate = frame_rate(max_frames_per_s);
+        if !dev.bucket.try_take(rate, rate, std::time::Instant::now()) {
             stats.rate_dropped.fetch_add(1, Ordering::Relaxed);
             crate::metrics::global().record_data_rate_limited();
             return;
@@ -582,4 +588,9 @@ pub fn start(
     platform: Recipient<SendFrame>,
 ) -> Addr<Observer> {
     Observer::new(settings, reader, client, platform).start()
+}
+
+/// The per-device frame budget as a token-bucket rate (at least one frame per second).
+fn frame_rate(max_frames_per_s: u32) -> f64 {
+    f64::from(max_frames_per_s.max(1))
 }

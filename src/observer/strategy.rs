@@ -147,43 +147,6 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_MIN.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
-/// A token bucket: `rate` frames per second, bursts up to `rate`.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: u32,
-    /// Thousandths of a token, so refills stay exact in integer arithmetic.
-    milli_tokens: u64,
-    last_ms: u64,
-}
-
-impl TokenBucket {
-    pub fn new(rate: u32, now_ms: u64) -> Self {
-        let rate = rate.max(1);
-        TokenBucket {
-            rate,
-            milli_tokens: u64::from(rate) * 1000,
-            last_ms: now_ms,
-        }
-    }
-
-    /// Take one token if there is one. A clock going backwards refills nothing.
-    pub fn try_take(&mut self, now_ms: u64) -> bool {
-        let cap = u64::from(self.rate) * 1000;
-        let elapsed = now_ms.saturating_sub(self.last_ms);
-        self.milli_tokens = self
-            .milli_tokens
-            .saturating_add(elapsed.saturating_mul(u64::from(self.rate)))
-            .min(cap);
-        self.last_ms = self.last_ms.max(now_ms);
-        if self.milli_tokens >= 1000 {
-            self.milli_tokens -= 1000;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// What `only_changes` compares: a poll result equals the previous one when code,
 /// Content-Format and payload are all the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,18 +262,6 @@ mod tests {
         assert_eq!(backoff(0), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(8));
         assert_eq!(backoff(100), BACKOFF_MAX);
-    }
-
-    #[test]
-    fn token_bucket_limits_rate_and_refills() {
-        let mut b = TokenBucket::new(10, 1_000);
-        let taken = (0..25).filter(|_| b.try_take(1_000)).count();
-        assert_eq!(taken, 10, "a full bucket gives a burst of `rate`");
-        assert!(!b.try_take(1_050), "half a token after 50 ms");
-        assert!(b.try_take(1_100), "one token after 100 ms");
-        let later = (0..25).filter(|_| b.try_take(60_000)).count();
-        assert_eq!(later, 10, "never more than the capacity");
-        assert!(!b.try_take(0), "a clock going backwards refills nothing");
     }
 
     #[test]
