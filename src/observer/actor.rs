@@ -677,6 +677,23 @@ impl Handler<StopObserver> for Observer {
     }
 }
 
+/// The ids of the devices being watched, sorted (tests).
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "Vec<RegistrationId>")]
+struct WatchedDevices;
+
+#[cfg(test)]
+impl Handler<WatchedDevices> for Observer {
+    type Result = MessageResult<WatchedDevices>;
+
+    fn handle(&mut self, _: WatchedDevices, _: &mut Self::Context) -> Self::Result {
+        let mut ids: Vec<RegistrationId> = self.devices.keys().copied().collect();
+        ids.sort();
+        MessageResult(ids)
+    }
+}
+
 /// Start the Observer on the current actix system.
 pub fn start(
     settings: ObserverSettings,
@@ -892,5 +909,67 @@ mod tests {
         assert_eq!(frames.load(Ordering::SeqCst), LINK_CAPACITY);
         drop(tasks);
         arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_resync_brings_the_watches_in_line_with_the_registry() {
+        use crate::registry::{FeedItem, Register, RegistryFeed, Remove};
+
+        let endpoint = Endpoint::bind(
+            &["127.0.0.1:0".parse().unwrap()],
+            TransmissionParams::default(),
+            Arc::new(NoDevice),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (registry, reader) = crate::registry::start(RegistryConfig {
+            data_dir: dir.path().join("db"),
+            cache_mb: 1,
+            expiry_grace_s: 0,
+            max_registrations: None,
+        })
+        .unwrap();
+        let frames = Arc::new(AtomicUsize::new(0));
+        let sink = LinkSink { frames }.start();
+        let settings = ObserverSettings {
+            selection: Selection::parse(&["rt=temp"]).unwrap(),
+            poll_interval: Duration::from_secs(3_600),
+            only_changes: false,
+            max_frames_per_s: 10,
+            max_in_flight: 1,
+            max_watched: 100,
+        };
+        // Not subscribed: it learns about the registrations below only through the resync.
+        let observer = start(settings, reader, endpoint.client(), sink.recipient());
+        assert!(observer.send(WatchedDevices).await.unwrap().is_empty());
+        let mut ids = Vec::new();
+        for i in 0..3u16 {
+            let registered = registry
+                .send(Register {
+                    ep: EndpointName::new(format!("dev{i}")).unwrap(),
+                    d: None,
+                    base: Some(format!("coap://127.0.0.1:{}", 9_000 + i)),
+                    lifetime_s: 3_600,
+                    attrs: Vec::new(),
+                    links: vec![Link::new("/t").with("rt", Some("temp"))],
+                    source: SocketAddr::from(([127, 0, 0, 1], 9_000 + i)),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(registered.registration.id);
+        }
+        ids.sort();
+        observer.do_send(RegistryFeed::unbounded(FeedItem::Resync { dropped: 3 }));
+        assert_eq!(observer.send(WatchedDevices).await.unwrap(), ids);
+
+        registry.send(Remove { id: ids[1] }).await.unwrap().unwrap();
+        observer.do_send(RegistryFeed::unbounded(FeedItem::Resync { dropped: 1 }));
+        assert_eq!(
+            observer.send(WatchedDevices).await.unwrap(),
+            vec![ids[0], ids[2]],
+            "a removed registration's watch is stopped"
+        );
     }
 }
