@@ -23,7 +23,9 @@ use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, MulticastError, RunningRd};
 use crate::rd::service::RdSettings;
-use crate::registry::{self, Registration, RegistryConfig, RegistryReader, StoreError, Subscribe};
+use crate::registry::{
+    self, Registration, RegistryConfig, RegistryReader, StoreError, SubscribeFeed,
+};
 use crate::time::now_ms;
 
 /// Why the gateway could not start or stopped with an error.
@@ -118,7 +120,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             Arc::new(reader.clone()),
             None,
         );
-        registry.do_send(Subscribe(link.clone().recipient()));
+        registry.do_send(SubscribeFeed(link.clone().recipient()));
         Some((link, arbiter))
     };
     let settings = Arc::new(RdSettings::from_config(config));
@@ -164,7 +166,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                 rd.client(),
                 link.clone().recipient(),
             );
-            registry.do_send(Subscribe(observer.clone().recipient()));
+            registry.do_send(SubscribeFeed(observer.clone().recipient()));
             Some(observer)
         }
         (None, true) => {

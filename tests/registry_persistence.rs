@@ -147,6 +147,12 @@ struct Collector(mpsc::UnboundedSender<RegistryEvent>);
 
 impl Actor for Collector {
     type Context = Context<Self>;
+
+    /// A plain `Subscribe` recipient gets events with `try_send` (issue 11: bounded), so it
+    /// needs room for a whole burst; actix's default is 16.
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(65_536);
+    }
 }
 
 impl Handler<RegistryEvent> for Collector {

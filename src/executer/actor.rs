@@ -9,8 +9,16 @@
 //! sees the address it registered with. Each request runs as a future spawned on the actor's
 //! context; at most `max_in_flight` run at once. A command id seen again within the dedup
 //! window gets the first execution's result (waiting for it when it is still running).
+//!
+//! Results go to the link with `try_send` (its mailbox is bounded). A result the link's full
+//! mailbox refuses is not dropped: it waits, in order, in a queue of at most
+//! [`PENDING_RESULTS`] retried every [`RETRY_EVERY`]. Commands themselves arrive from that same
+//! link, so a link too busy to take results also sends few commands; the queue fills only if
+//! the link stalls for long. Past it a result is dropped, counted
+//! (`command_results_dropped_total`) and logged; the platform's retry of that id gets the
+//! remembered result from the dedup window.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,6 +28,7 @@ use super::dedup::{Dedup, Seen};
 use super::plan::{choose_registration, device_key, plan, Plan, Refusal};
 use crate::coap::{ClientError, CoapClient};
 use crate::config::ExecuterConfig;
+use crate::limits::LogThrottle;
 use crate::platform::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
 use crate::platform::{Command, PlatformCommand, SendFrame};
 use crate::registry::{RegistryReader, Status};
@@ -27,6 +36,14 @@ use crate::time::now_ms;
 
 /// Finished command ids remembered at most (the window bounds them in time too).
 const DEDUP_CAPACITY: usize = 100_000;
+
+/// Results the link's mailbox refused, waiting to be handed over again (one per command).
+pub const PENDING_RESULTS: usize = 4096;
+/// How often waiting results are offered to the link again.
+pub const RETRY_EVERY: Duration = Duration::from_millis(20);
+/// Deferred and dropped results: one log line per kind per 10 s.
+static DEFERRED_LOG: LogThrottle = LogThrottle::new();
+static DROPPED_LOG: LogThrottle = LogThrottle::new();
 
 /// Extra time past a command's budget before the Executer gives up on the CoAP layer itself:
 /// the client enforces the budget, this only guarantees the one result is always sent.
@@ -68,6 +85,12 @@ pub struct ExecuterStats {
     /// Results sent, duplicates' included.
     pub results: u64,
     pub in_flight: usize,
+    /// Results the link's full mailbox refused at first (they waited and were retried).
+    pub results_deferred: u64,
+    /// Results dropped because [`PENDING_RESULTS`] were already waiting.
+    pub results_dropped: u64,
+    /// Results waiting for room in the link's mailbox now.
+    pub results_pending: usize,
 }
 
 pub struct Executer {
@@ -78,6 +101,8 @@ pub struct Executer {
     dedup: Dedup<CommandResult>,
     /// Duplicates waiting for a running command's result, by id.
     waiting: HashMap<String, u32>,
+    /// Results the link's mailbox refused, oldest first.
+    pending: VecDeque<CommandResult>,
     stats: ExecuterStats,
 }
 
@@ -96,6 +121,7 @@ impl Executer {
             client,
             results,
             waiting: HashMap::new(),
+            pending: VecDeque::new(),
             stats: ExecuterStats::default(),
         }
     }
@@ -122,8 +148,63 @@ impl Executer {
 
     fn send(&mut self, result: CommandResult) {
         self.stats.results += 1;
-        self.results
-            .do_send(SendFrame(OutboundFrame::CommandResult(result)));
+        if !self.pending.is_empty() {
+            // Keep results in order behind those already waiting.
+            self.defer(result);
+            self.retry_pending();
+            return;
+        }
+        if let Err(SendError::Full(SendFrame(OutboundFrame::CommandResult(result)))) = self
+            .results
+            .try_send(SendFrame(OutboundFrame::CommandResult(result)))
+        {
+            self.defer(result);
+        }
+    }
+
+    fn defer(&mut self, result: CommandResult) {
+        if self.pending.len() >= PENDING_RESULTS {
+            self.stats.results_dropped += 1;
+            crate::metrics::global().record_command_result_dropped();
+            if let Some(n) = DROPPED_LOG.note() {
+                log::error!(
+                    "executer: {n} command result(s) dropped in the last {} s: the platform link took none of the {PENDING_RESULTS} waiting (a retry of the id gets the remembered result)",
+                    crate::limits::log_throttle::REPORT_EVERY_S
+                );
+            }
+            return;
+        }
+        self.stats.results_deferred += 1;
+        if let Some(n) = DEFERRED_LOG.note() {
+            log::warn!(
+                "executer: {n} command result(s) waiting in the last {} s: the platform link's mailbox is full",
+                crate::limits::log_throttle::REPORT_EVERY_S
+            );
+        }
+        self.pending.push_back(result);
+        self.stats.results_pending = self.pending.len();
+    }
+
+    /// Hand waiting results to the link, oldest first, until its mailbox refuses one.
+    fn retry_pending(&mut self) {
+        while let Some(result) = self.pending.pop_front() {
+            match self
+                .results
+                .try_send(SendFrame(OutboundFrame::CommandResult(result)))
+            {
+                Ok(()) => {}
+                Err(SendError::Full(SendFrame(OutboundFrame::CommandResult(result)))) => {
+                    self.pending.push_front(result);
+                    break;
+                }
+                // The link is gone (shutdown): nothing can carry them any more.
+                Err(_) => {
+                    self.pending.clear();
+                    break;
+                }
+            }
+        }
+        self.stats.results_pending = self.pending.len();
     }
 
     /// A command (first of its id) ended: answer it and every duplicate waiting for it.
@@ -232,6 +313,14 @@ fn failed_from(id: String, error: ClientError, budget: Duration) -> CommandResul
 
 impl Actor for Executer {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(RETRY_EVERY, |act, _| {
+            if !act.pending.is_empty() {
+                act.retry_pending();
+            }
+        });
+    }
 }
 
 impl Handler<PlatformCommand> for Executer {

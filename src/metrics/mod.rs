@@ -57,6 +57,9 @@ pub struct Metrics {
     commands_in_flight: Gauge,
     data_forwarded: Counter,
     data_rate_limited: Counter,
+    data_mailbox_full: Counter,
+    registry_feed_overflows: Counter,
+    command_results_dropped: Counter,
     frames_sent: [Counter; FrameType::COUNT],
 }
 
@@ -75,6 +78,9 @@ impl Metrics {
             commands_in_flight: Gauge::new(),
             data_forwarded: Counter::new(),
             data_rate_limited: Counter::new(),
+            data_mailbox_full: Counter::new(),
+            registry_feed_overflows: Counter::new(),
+            command_results_dropped: Counter::new(),
             frames_sent: [const { Counter::new() }; FrameType::COUNT],
         }
     }
@@ -138,6 +144,21 @@ impl Metrics {
     /// The Observer dropped a value because the device exceeded its rate.
     pub fn record_data_rate_limited(&self) {
         self.data_rate_limited.inc();
+    }
+
+    /// A data frame or notification was dropped because the next actor's mailbox was full.
+    pub fn record_data_mailbox_full(&self) {
+        self.data_mailbox_full.inc();
+    }
+
+    /// A registry feed subscriber fell too far behind and will be resynced from the index.
+    pub fn record_registry_feed_overflow(&self) {
+        self.registry_feed_overflows.inc();
+    }
+
+    /// A command result could not be handed to the platform link (its retry queue was full).
+    pub fn record_command_result_dropped(&self) {
+        self.command_results_dropped.inc();
     }
 
     /// The platform link handed `frame` to its WebSocket.

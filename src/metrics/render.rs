@@ -170,12 +170,30 @@ fn platform(w: &mut TextWriter, m: &Metrics, inputs: &ScrapeInputs) {
     w.family(
         name,
         Kind::Counter,
-        "Data frames dropped: over the device's rate (rate_limit) or by a full platform queue \
-         (queue_full).",
+        "Data frames dropped: over the device's rate (rate_limit), by a full platform queue \
+         (queue_full) or by a full actor mailbox on the way (mailbox_full).",
     );
     w.sample(name, &[("reason", "rate_limit")], m.data_rate_limited.get());
+    w.sample(
+        name,
+        &[("reason", "mailbox_full")],
+        m.data_mailbox_full.get(),
+    );
     let queue_full = inputs.platform.as_ref().map_or(0, |p| p.dropped_data);
     w.sample(name, &[("reason", "queue_full")], queue_full);
+
+    w.single(
+        "coap_gateway_registry_feed_overflows_total",
+        Kind::Counter,
+        "Times a registry event subscriber fell over its backlog and was resynced from the index.",
+        m.registry_feed_overflows.get(),
+    );
+    w.single(
+        "coap_gateway_command_results_dropped_total",
+        Kind::Counter,
+        "Command results the Executer could not hand to the platform link (retry queue full).",
+        m.command_results_dropped.get(),
+    );
 
     let name = "coap_gateway_platform_frames_sent_total";
     w.family(

@@ -14,13 +14,19 @@
 //!   watch are never forwarded.
 //! - Frames per device are capped by a token bucket (`max_frames_per_s`); drops are counted
 //!   and logged every [`STATS_EVERY`] with the other counters.
+//! - Bounded queues (issue 11): at most [`NOTIFIED_BACKLOG`] notifications wait in this actor's
+//!   mailbox, however many observation tasks there are (a shared count, not actix's per-sender
+//!   bound); beyond it a value is dropped and counted (`data_frames_dropped_total{reason=
+//!   "mailbox_full"}`). Data frames go to PlatformLink with `try_send`; a full link mailbox
+//!   drops the frame the same way. Registry events come through the bounded registry feed; on
+//!   its `Resync` the Observer re-scans the registrations in the index.
 //!
 //! Started by `gateway::start` when `observer.enabled` and a platform is configured.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,11 +40,15 @@ use super::strategy::{
 };
 use crate::coap::{ClientRequest, ClientResponse, CoapClient};
 use crate::config::ObserverConfig;
+use crate::limits::LogThrottle;
 use crate::limits::TokenBucket;
 use crate::pinger::ping_target;
 use crate::platform::protocol::DataFrame;
 use crate::platform::{OutboundFrame, SendFrame};
-use crate::registry::{Registration, RegistrationId, RegistryEvent, RegistryReader, Status};
+use crate::registry::subscription::SUBSCRIBER_MAILBOX;
+use crate::registry::{
+    FeedItem, Registration, RegistrationId, RegistryEvent, RegistryFeed, RegistryReader, Status,
+};
 use crate::time::now_ms;
 
 /// How often due polls are released.
@@ -47,6 +57,11 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const STATS_EVERY: Duration = Duration::from_secs(10);
 /// Budget of one observation set-up or deregistration.
 const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+/// Notifications waiting in the Observer's mailbox, across all observation tasks; each holds
+/// one response (payload ≤ a few KB with Block2), so a few MB at most.
+pub const NOTIFIED_BACKLOG: usize = 1024;
+/// Drops for a full mailbox are logged at most once per 10 s.
+static MAILBOX_FULL_LOG: LogThrottle = LogThrottle::new();
 /// How long a stop waits for the deregistration GETs (a silent device must not hold it up).
 const DEREGISTER_BUDGET: Duration = Duration::from_secs(2);
 
@@ -79,7 +94,8 @@ impl ObserverSettings {
 #[rtype(result = "()")]
 pub struct StopObserver;
 
-/// A value from an observation task.
+/// A value from an observation task. Holds one unit of the shared notification backlog until
+/// it is handled (or discarded with the mailbox).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Notified {
@@ -87,6 +103,15 @@ struct Notified {
     generation: u64,
     path: Arc<str>,
     response: ClientResponse,
+    _slot: NotifiedSlot,
+}
+
+struct NotifiedSlot(Arc<Stats>);
+
+impl Drop for NotifiedSlot {
+    fn drop(&mut self) {
+        self.0.notified_queued.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Counters shared with the observation tasks.
@@ -99,10 +124,25 @@ struct Stats {
     setup_failed: AtomicU64,
     polls_failed: AtomicU64,
     capped: AtomicU64,
+    /// Values dropped because a mailbox on the way (ours or the link's) was full.
+    mailbox_full: AtomicU64,
+    /// `Notified` messages in the mailbox now.
+    notified_queued: AtomicUsize,
 }
 
 impl Stats {
-    fn snapshot(&self) -> [u64; 7] {
+    fn dropped_for_full_mailbox(&self, whose: &str) {
+        self.mailbox_full.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().record_data_mailbox_full();
+        if let Some(n) = MAILBOX_FULL_LOG.note() {
+            log::warn!(
+                "observer: {n} value(s) dropped in the last {} s: the {whose} mailbox was full",
+                crate::limits::log_throttle::REPORT_EVERY_S
+            );
+        }
+    }
+
+    fn snapshot(&self) -> [u64; 8] {
         [
             &self.frames,
             &self.rate_dropped,
@@ -111,6 +151,7 @@ impl Stats {
             &self.setup_failed,
             &self.polls_failed,
             &self.capped,
+            &self.mailbox_full,
         ]
         .map(|c| c.load(Ordering::Relaxed))
     }
@@ -152,7 +193,7 @@ pub struct Observer {
     watched: usize,
     next_generation: u64,
     stats: Arc<Stats>,
-    last_logged: [u64; 7],
+    last_logged: [u64; 8],
 }
 
 impl Observer {
@@ -175,7 +216,7 @@ impl Observer {
             watched: 0,
             next_generation: 1,
             stats: Arc::default(),
-            last_logged: [0; 7],
+            last_logged: [0; 8],
         }
     }
 
@@ -310,9 +351,44 @@ impl Observer {
             &resp.payload,
             now,
         );
-        stats.frames.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::global().record_data_forwarded();
-        self.platform.do_send(SendFrame(OutboundFrame::Data(frame)));
+        match self
+            .platform
+            .try_send(SendFrame(OutboundFrame::Data(frame)))
+        {
+            Ok(()) => {
+                stats.frames.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::global().record_data_forwarded();
+            }
+            // A closed link is shutting down; nothing to count.
+            Err(SendError::Closed(_)) => {}
+            Err(SendError::Full(_)) => stats.dropped_for_full_mailbox("platform link's"),
+        }
+    }
+
+    /// The registry feed dropped events for us: bring every watch in line with the index
+    /// (start the missing, rebuild the changed, stop the removed).
+    fn resync(&mut self, dropped: u64, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let live: HashMap<RegistrationId, Arc<Registration>> = self
+            .reader
+            .with_index(|idx| idx.live(now).map(|r| (r.id, Arc::clone(r))).collect());
+        let gone: Vec<RegistrationId> = self
+            .devices
+            .keys()
+            .filter(|id| !live.contains_key(id))
+            .copied()
+            .collect();
+        info!(
+            "observer: resyncing from the registry after {dropped} dropped events ({} live, {} watches gone)",
+            live.len(),
+            gone.len()
+        );
+        for id in gone {
+            self.stop_device(id);
+        }
+        for reg in live.values() {
+            self.sync(reg, false, ctx);
+        }
     }
 
     fn release_polls(&mut self, ctx: &mut Context<Self>) {
@@ -391,7 +467,7 @@ impl Observer {
         info!(
             "observer: {} devices, {} links watched; last {} s: {} frames, {} dropped by the \
              rate limit, {} unchanged polls not sent, {} observations lost, {} set-ups failed, \
-             {} polls failed, {} devices over max_watched",
+             {} polls failed, {} devices over max_watched, {} values dropped for a full mailbox",
             self.devices.len(),
             self.watched,
             STATS_EVERY.as_secs(),
@@ -401,7 +477,8 @@ impl Observer {
             d[3],
             d[4],
             d[5],
-            d[6]
+            d[6],
+            d[7]
         );
         self.last_logged = now;
     }
@@ -420,13 +497,27 @@ struct ObservationTask {
 }
 
 impl ObservationTask {
+    /// Hand a value to the Observer, or drop it when [`NOTIFIED_BACKLOG`] values already
+    /// wait (the next notification brings a fresher value anyway).
     fn notify(&self, response: ClientResponse) {
-        self.observer.do_send(Notified {
+        let queued = self.stats.notified_queued.fetch_add(1, Ordering::AcqRel);
+        // The slot gives the unit back when the message is handled, refused or dropped.
+        let slot = NotifiedSlot(Arc::clone(&self.stats));
+        if queued >= NOTIFIED_BACKLOG {
+            drop(slot);
+            self.stats.dropped_for_full_mailbox("observer's");
+            return;
+        }
+        let sent = self.observer.try_send(Notified {
             id: self.id,
             generation: self.generation,
             path: Arc::clone(&self.path),
             response,
+            _slot: slot,
         });
+        if let Err(SendError::Full(_)) = sent {
+            self.stats.dropped_for_full_mailbox("observer's");
+        }
     }
 
     async fn run(self, mut cancel: oneshot::Receiver<()>) {
@@ -504,6 +595,7 @@ impl Actor for Observer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(SUBSCRIBER_MAILBOX);
         info!(
             "observer: polling every {} s, at most {} frames/s per device, {} in flight",
             self.settings.poll_interval.as_secs(),
@@ -546,6 +638,17 @@ impl Handler<RegistryEvent> for Observer {
     }
 }
 
+impl Handler<RegistryFeed> for Observer {
+    type Result = ();
+
+    fn handle(&mut self, feed: RegistryFeed, ctx: &mut Self::Context) {
+        match feed.item {
+            FeedItem::Event(event) => <Self as Handler<RegistryEvent>>::handle(self, event, ctx),
+            FeedItem::Resync { dropped } => self.resync(dropped, ctx),
+        }
+    }
+}
+
 impl Handler<Notified> for Observer {
     type Result = ();
 
@@ -580,6 +683,23 @@ impl Handler<StopObserver> for Observer {
     }
 }
 
+/// The ids of the devices being watched, sorted (tests).
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "Vec<RegistrationId>")]
+struct WatchedDevices;
+
+#[cfg(test)]
+impl Handler<WatchedDevices> for Observer {
+    type Result = MessageResult<WatchedDevices>;
+
+    fn handle(&mut self, _: WatchedDevices, _: &mut Self::Context) -> Self::Result {
+        let mut ids: Vec<RegistrationId> = self.devices.keys().copied().collect();
+        ids.sort();
+        MessageResult(ids)
+    }
+}
+
 /// Start the Observer on the current actix system.
 pub fn start(
     settings: ObserverSettings,
@@ -593,4 +713,273 @@ pub fn start(
 /// The per-device frame budget as a token-bucket rate (at least one frame per second).
 fn frame_rate(max_frames_per_s: u32) -> f64 {
     f64::from(max_frames_per_s.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Floods of notifications and data frames against mailboxes that cannot drain: each
+    //! queue stays at its bound and every value beyond it is counted as dropped.
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+    use crate::coap::{
+        Code, Endpoint, HandlerFuture, InboundRequest, OutboundResponse, RequestHandler,
+        TransmissionParams,
+    };
+    use crate::link_format::Link;
+    use crate::registry::{BaseOrigin, EndpointName, RegistryConfig};
+
+    const LINK_CAPACITY: usize = 64;
+    const FLOOD: usize = 5_000;
+
+    struct NoDevice;
+
+    impl RequestHandler for NoDevice {
+        fn handle(&self, _: InboundRequest) -> HandlerFuture {
+            Box::pin(async { OutboundResponse::new(Code::NOT_FOUND) })
+        }
+    }
+
+    /// Stands in for PlatformLink: a small mailbox; its thread can be stalled.
+    struct LinkSink {
+        frames: Arc<AtomicUsize>,
+    }
+
+    impl Actor for LinkSink {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            ctx.set_mailbox_capacity(LINK_CAPACITY);
+        }
+    }
+
+    impl Handler<SendFrame> for LinkSink {
+        type Result = ();
+        fn handle(&mut self, _: SendFrame, _: &mut Context<Self>) {
+            self.frames.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Block(std_mpsc::Sender<()>, std_mpsc::Receiver<()>);
+
+    impl Handler<Block> for LinkSink {
+        type Result = ();
+        fn handle(&mut self, Block(entered, release): Block, _: &mut Context<Self>) {
+            let _ = entered.send(());
+            let _ = release.recv_timeout(Duration::from_secs(30));
+        }
+    }
+
+    fn registration(peer: SocketAddr) -> Arc<Registration> {
+        Arc::new(Registration {
+            id: RegistrationId(7),
+            ep: EndpointName::new("sensor").unwrap(),
+            d: None,
+            base: format!("coap://{peer}"),
+            base_origin: BaseOrigin::Explicit,
+            lifetime_s: 3_600,
+            attrs: Vec::new(),
+            links: vec![Link::new("/t").with("obs", None)],
+            status: Status::Connected,
+            registered_at_ms: 0,
+            updated_at_ms: 0,
+            expires_at_ms: u64::MAX,
+            source: peer,
+        })
+    }
+
+    fn response(i: usize) -> ClientResponse {
+        ClientResponse {
+            code: Code::CONTENT,
+            content_format: Some(0),
+            payload: i.to_string().into_bytes(),
+            observe: Some(i as u32),
+            max_age: None,
+            etag: None,
+            location_path: Vec::new(),
+            location_query: Vec::new(),
+            rtt: Duration::ZERO,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn floods_of_notifications_and_data_frames_stay_within_the_mailbox_bounds() {
+        let endpoint = Endpoint::bind(
+            &["127.0.0.1:0".parse().unwrap()],
+            TransmissionParams::default(),
+            Arc::new(NoDevice),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (_registry, reader) = crate::registry::start(RegistryConfig {
+            data_dir: dir.path().join("db"),
+            cache_mb: 1,
+            expiry_grace_s: 0,
+            max_registrations: None,
+        })
+        .unwrap();
+        let frames = Arc::new(AtomicUsize::new(0));
+        let arbiter = Arbiter::new();
+        let sink = {
+            let frames = frames.clone();
+            LinkSink::start_in_arbiter(&arbiter.handle(), move |_| LinkSink { frames })
+        };
+        let (entered_tx, entered) = std_mpsc::channel();
+        let (release, release_rx) = std_mpsc::channel();
+        sink.do_send(Block(entered_tx, release_rx));
+        entered.recv_timeout(Duration::from_secs(10)).unwrap();
+
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let settings = ObserverSettings {
+            selection: Selection::parse(&["*"]).unwrap(),
+            poll_interval: Duration::from_secs(3_600),
+            only_changes: false,
+            max_frames_per_s: 1_000_000,
+            max_in_flight: 1,
+            max_watched: 10,
+        };
+        let mut stats = None;
+        let client = endpoint.client();
+        let observer = Observer::create(|_| {
+            let mut observer = Observer::new(settings, reader, client, sink.clone().recipient());
+            observer.devices.insert(
+                RegistrationId(7),
+                Device {
+                    reg: registration(peer),
+                    peer,
+                    generation: 1,
+                    links: Vec::new(),
+                    cancels: Vec::new(),
+                    tasks: Vec::new(),
+                    bucket: TokenBucket::full(1_000_000.0, std::time::Instant::now()),
+                    last_poll: HashMap::new(),
+                },
+            );
+            stats = Some(Arc::clone(&observer.stats));
+            observer
+        });
+        let stats = stats.unwrap();
+        // Let the Observer start (it sets its mailbox capacity there).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        // Many tasks' worth of notifications, with no chance for the Observer to run.
+        let task = |path: &str| ObservationTask {
+            client: endpoint.client(),
+            setups: Arc::new(Semaphore::new(1)),
+            observer: observer.clone(),
+            stats: Arc::clone(&stats),
+            peer,
+            id: RegistrationId(7),
+            generation: 1,
+            path: Arc::from(path),
+        };
+        let tasks: Vec<ObservationTask> = (0..50).map(|i| task(&format!("/t{i}"))).collect();
+        for i in 0..FLOOD {
+            tasks[i % tasks.len()].notify(response(i));
+        }
+        assert_eq!(
+            stats.notified_queued.load(Ordering::SeqCst),
+            NOTIFIED_BACKLOG,
+            "at most NOTIFIED_BACKLOG notifications wait, however many tasks send"
+        );
+        assert_eq!(
+            stats.mailbox_full.load(Ordering::SeqCst),
+            (FLOOD - NOTIFIED_BACKLOG) as u64
+        );
+
+        // The Observer forwards the queued ones; the stalled link's mailbox takes its capacity.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while stats.notified_queued.load(Ordering::SeqCst) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "notifications not handled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            stats.frames.load(Ordering::SeqCst),
+            LINK_CAPACITY as u64,
+            "the link's mailbox took exactly its capacity"
+        );
+        assert_eq!(
+            stats.mailbox_full.load(Ordering::SeqCst),
+            (FLOOD - LINK_CAPACITY) as u64,
+            "every other value was counted as dropped"
+        );
+
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while frames.load(Ordering::SeqCst) < LINK_CAPACITY {
+            assert!(std::time::Instant::now() < deadline, "frames not delivered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(frames.load(Ordering::SeqCst), LINK_CAPACITY);
+        drop(tasks);
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_resync_brings_the_watches_in_line_with_the_registry() {
+        use crate::registry::{FeedItem, Register, RegistryFeed, Remove};
+
+        let endpoint = Endpoint::bind(
+            &["127.0.0.1:0".parse().unwrap()],
+            TransmissionParams::default(),
+            Arc::new(NoDevice),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (registry, reader) = crate::registry::start(RegistryConfig {
+            data_dir: dir.path().join("db"),
+            cache_mb: 1,
+            expiry_grace_s: 0,
+            max_registrations: None,
+        })
+        .unwrap();
+        let frames = Arc::new(AtomicUsize::new(0));
+        let sink = LinkSink { frames }.start();
+        let settings = ObserverSettings {
+            selection: Selection::parse(&["rt=temp"]).unwrap(),
+            poll_interval: Duration::from_secs(3_600),
+            only_changes: false,
+            max_frames_per_s: 10,
+            max_in_flight: 1,
+            max_watched: 100,
+        };
+        // Not subscribed: it learns about the registrations below only through the resync.
+        let observer = start(settings, reader, endpoint.client(), sink.recipient());
+        assert!(observer.send(WatchedDevices).await.unwrap().is_empty());
+        let mut ids = Vec::new();
+        for i in 0..3u16 {
+            let registered = registry
+                .send(Register {
+                    ep: EndpointName::new(format!("dev{i}")).unwrap(),
+                    d: None,
+                    base: Some(format!("coap://127.0.0.1:{}", 9_000 + i)),
+                    lifetime_s: 3_600,
+                    attrs: Vec::new(),
+                    links: vec![Link::new("/t").with("rt", Some("temp"))],
+                    source: SocketAddr::from(([127, 0, 0, 1], 9_000 + i)),
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(registered.registration.id);
+        }
+        ids.sort();
+        observer.do_send(RegistryFeed::unbounded(FeedItem::Resync { dropped: 3 }));
+        assert_eq!(observer.send(WatchedDevices).await.unwrap(), ids);
+
+        registry.send(Remove { id: ids[1] }).await.unwrap().unwrap();
+        observer.do_send(RegistryFeed::unbounded(FeedItem::Resync { dropped: 1 }));
+        assert_eq!(
+            observer.send(WatchedDevices).await.unwrap(),
+            vec![ids[0], ids[2]],
+            "a removed registration's watch is stopped"
+        );
+    }
 }

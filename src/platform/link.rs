@@ -11,9 +11,15 @@
 //! out every `ping_interval`; a link that has heard nothing (no pong, no frame) for
 //! `pong_timeout` is closed and re-dialled.
 //!
-//! Who calls it: the Registry publishes [`RegistryEvent`]s to it (it subscribes with
-//! `Subscribe(addr.recipient())`); the Executer and the Observer send [`SendFrame`]s; `command`
-//! frames go to the [`PlatformCommand`] recipient.
+//! Who calls it: the Registry publishes [`RegistryEvent`]s to it through the bounded registry
+//! feed (`SubscribeFeed(addr.recipient())`); the Executer and the Observer send [`SendFrame`]s
+//! with `try_send` (mailbox [`SUBSCRIBER_MAILBOX`]); `command` frames go to the
+//! [`PlatformCommand`] recipient.
+//! - A registry feed `Resync` (this link fell more than `EVENT_BACKLOG` events behind and some
+//!   were dropped): the protocol sends a `snapshot` only right after `hello` on a (re)connect,
+//!   so the link closes the connection (frames already handed to the writer go out first) and
+//!   re-dials at once; the new `snapshot` holds every registration. While down or dialling,
+//!   nothing is needed: the coming connect reads the snapshot after the resync anyway.
 //!
 //! Choices where the contract is silent:
 //! - No command recipient (no Executer configured, or it stopped): every command is answered at
@@ -56,7 +62,9 @@ use super::protocol::{
 };
 use super::queue::{OwedQueue, PushOutcome};
 use crate::config::{PlatformConfig, Secret};
-use crate::registry::{Registration, RegistryEvent};
+use crate::limits::LogThrottle;
+use crate::registry::subscription::SUBSCRIBER_MAILBOX;
+use crate::registry::{FeedItem, Registration, RegistryEvent, RegistryFeed};
 use crate::time::now_ms;
 
 /// How often the link pings the platform.
@@ -74,6 +82,8 @@ pub const WRITER_HIGH_WATER: usize = 4_096;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often frames waiting behind a busy writer are moved on.
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
+/// Resyncs are logged at most once per 10 s.
+static RESYNC_LOG: LogThrottle = LogThrottle::new();
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
 const MAX_INBOUND_FRAME: usize = 1 << 20;
 
@@ -534,6 +544,32 @@ impl PlatformLink {
         ctx.run_later(delay, |link, ctx| link.dial(ctx));
     }
 
+    /// The registry feed dropped `dropped` events for this link: give the platform a fresh
+    /// snapshot, which protocol v1 allows only after `hello` on a new connection.
+    fn resync(&mut self, dropped: u64, ctx: &mut Context<Self>) {
+        self.stats.resyncs += 1;
+        if let Some(n) = RESYNC_LOG.note() {
+            log::warn!(
+                "platform link: registry events dropped ({dropped} this time, {n} resync(s) in the last {} s); reconnecting to send a fresh snapshot",
+                crate::limits::log_throttle::REPORT_EVERY_S
+            );
+        }
+        if self.closing {
+            return;
+        }
+        let LinkState::Up(_) = &self.state else {
+            // Down or dialling: the next connect reads the snapshot after this point anyway.
+            return;
+        };
+        if let LinkState::Up(conn) = std::mem::replace(&mut self.state, LinkState::Down) {
+            ctx.cancel_future(conn.reader);
+            // Queued behind the frames the writer holds, which are written first.
+            let _ = conn.send(WsMessage::Close(Some(awc::ws::CloseCode::Restart.into())));
+        }
+        self.stats.connected = false;
+        self.dial(ctx);
+    }
+
     fn check_liveness(&mut self, ctx: &mut Context<Self>) {
         let LinkState::Up(conn) = &self.state else {
             return;
@@ -593,6 +629,8 @@ impl Actor for PlatformLink {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Data frames and command results arrive with try_send: this is their bound.
+        ctx.set_mailbox_capacity(SUBSCRIBER_MAILBOX);
         let interval = self.settings.ping_interval;
         ctx.run_interval(interval, |link, ctx| link.check_liveness(ctx));
         ctx.run_interval(PUMP_INTERVAL, |link, ctx| {
@@ -717,6 +755,20 @@ impl Handler<RegistryEvent> for PlatformLink {
     fn handle(&mut self, event: RegistryEvent, ctx: &mut Context<Self>) {
         let frame = OutboundFrame::from_event(&event, now_ms());
         self.deliver(frame, ctx);
+    }
+}
+
+impl Handler<RegistryFeed> for PlatformLink {
+    type Result = ();
+
+    fn handle(&mut self, feed: RegistryFeed, ctx: &mut Context<Self>) {
+        match feed.item {
+            FeedItem::Event(event) => {
+                let frame = OutboundFrame::from_event(&event, now_ms());
+                self.deliver(frame, ctx);
+            }
+            FeedItem::Resync { dropped } => self.resync(dropped, ctx),
+        }
     }
 }
 

@@ -63,4 +63,6 @@ pub struct LinkStats {
     pub dropped_data: u64,
     /// Events and results dropped because the owed queue was full of them.
     pub dropped_events: u64,
+    /// Registry resyncs (the registry feed overflowed): each re-sends `hello` + `snapshot`.
+    pub resyncs: u64,
 }

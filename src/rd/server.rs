@@ -18,7 +18,8 @@ use log::{error, info, warn};
 use super::drain::DrainGate;
 use super::service::{lookup_observe_key, RdService, RdSettings};
 use crate::coap::{CoapClient, CoapError, Endpoint, ServerHandle, TransmissionParams};
-use crate::registry::{Registry, RegistryEvent, RegistryReader, Subscribe};
+use crate::registry::subscription::SUBSCRIBER_MAILBOX;
+use crate::registry::{Registry, RegistryEvent, RegistryFeed, RegistryReader, SubscribeFeed};
 
 /// Registry events within this window share one notification round: a burst of registrations
 /// must not become a burst of full lookup results per observer.
@@ -32,12 +33,15 @@ pub struct RdServer {
 
 impl Actor for RdServer {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(SUBSCRIBER_MAILBOX);
+    }
 }
 
-impl Handler<RegistryEvent> for RdServer {
-    type Result = ();
-
-    fn handle(&mut self, _event: RegistryEvent, ctx: &mut Context<Self>) {
+impl RdServer {
+    /// Lookup observers get one notification round per `NOTIFY_COALESCE`, whatever changed.
+    fn registry_changed(&mut self, ctx: &mut Context<Self>) {
         if self.notify_scheduled {
             return;
         }
@@ -46,6 +50,24 @@ impl Handler<RegistryEvent> for RdServer {
             act.notify_scheduled = false;
             act.server.notify(&lookup_observe_key());
         });
+    }
+}
+
+impl Handler<RegistryEvent> for RdServer {
+    type Result = ();
+
+    fn handle(&mut self, _event: RegistryEvent, ctx: &mut Context<Self>) {
+        self.registry_changed(ctx);
+    }
+}
+
+impl Handler<RegistryFeed> for RdServer {
+    type Result = ();
+
+    /// A `Resync` (events were dropped for this actor) is answered like any change: every
+    /// lookup observer is notified, and each notification is rendered from the index.
+    fn handle(&mut self, _feed: RegistryFeed, ctx: &mut Context<Self>) {
+        self.registry_changed(ctx);
     }
 }
 
@@ -202,7 +224,7 @@ pub async fn start(
         notify_scheduled: false,
     }
     .start();
-    registry.do_send(Subscribe(actor.clone().recipient()));
+    registry.do_send(SubscribeFeed(actor.clone().recipient()));
     Ok(RunningRd {
         endpoint,
         gate,

@@ -35,7 +35,10 @@ use super::messages::{
 use super::model::{base_from_source, BaseOrigin, Registration, Status};
 use super::reader::RegistryReader;
 use super::store::Store;
-use crate::limits::{check_registration, check_update, Holder, SourceCounts, WritePolicy};
+use super::subscription::{Offer, SubscribeFeed, Subscriber};
+use crate::limits::{
+    check_registration, check_update, Holder, LogThrottle, SourceCounts, WritePolicy,
+};
 use crate::time::now_ms;
 
 /// The longest the expiry timer sleeps before looking again; keeps wake-ups sane when the
@@ -43,6 +46,13 @@ use crate::time::now_ms;
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(3600);
 /// Enough room for many concurrent registrants without making them wait on the mailbox.
 const MAILBOX_CAPACITY: usize = 4096;
+/// How often an overflowed subscriber's backlog is checked for room to queue its `Resync`.
+const RESYNC_POLL: Duration = Duration::from_millis(20);
+
+/// Subscribers that fell behind (resynced) and plain subscribers that lost events: one log line
+/// per kind per 10 s.
+static OVERFLOW_LOG: LogThrottle = LogThrottle::new();
+static LOST_LOG: LogThrottle = LogThrottle::new();
 
 /// What the Registry needs from `config.yaml`.
 #[derive(Debug, Clone)]
@@ -120,6 +130,7 @@ pub fn start_with_policy(
         policy,
         counts,
         subscribers: Vec::new(),
+        resync_poll_armed: false,
         batch: Vec::new(),
         flush_in_flight: false,
         flush_scheduled: false,
@@ -149,7 +160,9 @@ pub struct Registry {
     policy: WritePolicy,
     /// Registrations held (live or in grace) per source IP, for the quota.
     counts: SourceCounts,
-    subscribers: Vec<Recipient<RegistryEvent>>,
+    subscribers: Vec<Subscriber>,
+    /// Whether the resync poll is armed (some subscriber overflowed).
+    resync_poll_armed: bool,
     /// Applied changes not yet covered by a started flush.
     batch: Vec<Parked>,
     flush_in_flight: bool,
@@ -407,12 +420,17 @@ impl Registry {
         let flush = self.store.flush_async();
         ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
             act.flush_in_flight = false;
-            act.finish(parked, result.err());
+            act.finish(parked, result.err(), ctx);
             act.schedule_flush(ctx);
         }));
     }
 
-    fn finish(&mut self, parked: Vec<Parked>, failure: Option<StoreError>) {
+    fn finish(
+        &mut self,
+        parked: Vec<Parked>,
+        failure: Option<StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
         match &failure {
             Some(e) => self.health.record_failure(e, now_ms()),
             None => self.health.record_flush_ok(),
@@ -430,27 +448,75 @@ impl Registry {
                 complete(failure.as_ref());
             }
             if durable_or_nothing_to_write {
-                self.publish(p.events);
+                self.publish(p.events, ctx);
             }
         }
     }
 
-    fn publish(&mut self, events: Vec<RegistryEvent>) {
+    /// Offer each event to every subscriber without ever waiting (see `subscription`): a feed
+    /// subscriber that is too far behind skips events until it is resynced from the index.
+    fn publish(&mut self, events: Vec<RegistryEvent>, ctx: &mut Context<Self>) {
         if events.is_empty() {
             return;
         }
-        self.subscribers.retain(|s| s.connected());
+        self.subscribers.retain(Subscriber::connected);
+        let mut closed = false;
         for event in events {
-            for subscriber in &self.subscribers {
-                subscriber.do_send(event.clone());
+            for subscriber in &mut self.subscribers {
+                match subscriber.offer(&event) {
+                    Offer::Sent => {}
+                    Offer::Deferred { overflowed_now } => {
+                        if overflowed_now {
+                            crate::metrics::global().record_registry_feed_overflow();
+                            if let Some(n) = OVERFLOW_LOG.note() {
+                                log::warn!(
+                                    "registry: {n} subscriber overflow(s) in the last {} s (over {} undelivered events); dropping their events until they resync from the index",
+                                    crate::limits::log_throttle::REPORT_EVERY_S,
+                                    super::subscription::EVENT_BACKLOG
+                                );
+                            }
+                        }
+                    }
+                    Offer::Lost => {
+                        if let Some(n) = LOST_LOG.note() {
+                            log::error!(
+                                "registry: {n} event(s) lost by plain subscribers with a full mailbox (no resync for them)"
+                            );
+                        }
+                    }
+                    Offer::Closed => closed = true,
+                }
             }
         }
+        if closed {
+            self.subscribers.retain(Subscriber::connected);
+        }
+        self.arm_resync_poll(ctx);
+    }
+
+    /// While a subscriber is overflowed, look every `RESYNC_POLL` for room to queue its
+    /// `Resync`. Never waits: the Registry keeps writing meanwhile.
+    fn arm_resync_poll(&mut self, ctx: &mut Context<Self>) {
+        if self.resync_poll_armed || !self.subscribers.iter().any(Subscriber::overflowed) {
+            return;
+        }
+        self.resync_poll_armed = true;
+        ctx.run_later(RESYNC_POLL, |act, ctx| {
+            act.resync_poll_armed = false;
+            act.subscribers.retain(Subscriber::connected);
+            for subscriber in &mut act.subscribers {
+                if let Some(missed) = subscriber.try_resync() {
+                    log::info!("registry: subscriber resynced after missing {missed} events");
+                }
+            }
+            act.arm_resync_poll(ctx);
+        });
     }
 
     /// Publish events that need no flush, without overtaking events still waiting for one.
-    fn publish_in_order(&mut self, events: Vec<RegistryEvent>) {
+    fn publish_in_order(&mut self, events: Vec<RegistryEvent>, ctx: &mut Context<Self>) {
         if self.batch.is_empty() && !self.flush_in_flight {
-            self.publish(events);
+            self.publish(events, ctx);
         } else {
             self.batch.push(Parked {
                 complete: None,
@@ -517,7 +583,7 @@ impl Registry {
                     reason: RemovalReason::Expired,
                 })
                 .collect();
-            self.publish_in_order(events);
+            self.publish_in_order(events, ctx);
         }
     }
 
@@ -665,7 +731,15 @@ impl Handler<Subscribe> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) {
-        self.subscribers.push(msg.0);
+        self.subscribers.push(Subscriber::plain(msg.0));
+    }
+}
+
+impl Handler<SubscribeFeed> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeFeed, _ctx: &mut Self::Context) {
+        self.subscribers.push(Subscriber::feed(msg.0));
     }
 }
 

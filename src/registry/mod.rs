@@ -8,6 +8,7 @@
 //! - `actor`: the Registry actor (group commit, expiry, events).
 //! - `health`: whether the last write or flush failed (`GetHealth`, for `/health`).
 //! - `reader`: the lock-based read handle for lookups.
+//! - `subscription`: the bounded event feed to subscribers, with resync on overflow.
 
 pub mod actor;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod messages;
 pub mod model;
 pub mod reader;
 pub mod store;
+pub mod subscription;
 
 pub use actor::{start, start_with_policy, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
@@ -26,3 +28,4 @@ pub use messages::*;
 pub use model::*;
 pub use reader::RegistryReader;
 pub use store::Store;
+pub use subscription::{FeedItem, RegistryFeed, SubscribeFeed};
