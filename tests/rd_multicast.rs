@@ -491,7 +491,10 @@ fn a_multicast_answer_is_bounded_by_the_amplification_factor() {
     let resp = Resp::from_packet(&packet);
     assert_eq!(resp.mtype, MessageType::NonConfirmable);
     assert_eq!(resp.code, "2.05");
-    let block = resp.block2.clone().expect("the answer is the first Block2 block");
+    let block = resp
+        .block2
+        .clone()
+        .expect("the answer is the first Block2 block");
     assert_eq!(block.num, 0);
     assert!(block.more, "more blocks follow");
     assert!(resp.text().starts_with("</rd>"), "{}", resp.text());
