@@ -206,6 +206,47 @@ async fn block2_of_10_kib_block_by_block_over_raw_udp() {
     }
 }
 
+/// Follow-up blocks come from the endpoint's Block2 cache (the handler runs once) and are the
+/// same bytes as slicing the handler's shared body, block by block.
+#[tokio::test]
+async fn block2_follow_ups_from_the_cache_slice_the_shared_body() {
+    let (_ep, h, local) = start(V4).await;
+    let sock = raw_socket(V4).await;
+    let mut num = 0u32;
+    loop {
+        let mut p = request(
+            MessageType::Confirmable,
+            1,
+            300 + num as u16,
+            &[9],
+            "/shared",
+        );
+        if num > 0 {
+            let v = (num << 4) | 6;
+            p.add_option(CoapOption::Block2, v.to_be_bytes()[2..].to_vec());
+        }
+        sock.send_to(&p.to_bytes().unwrap(), local).await.unwrap();
+        let (r, _) = recv_packet(&sock, WAIT).await.unwrap();
+        assert_eq!(code(&r), Code::CONTENT);
+        let (n, more, szx) = block_value(&r, CoapOption::Block2).unwrap();
+        assert_eq!((n, szx), (num, 6));
+        let body = h.shared_body.get().expect("the handler made the body");
+        let start = num as usize * 1024;
+        let end = (start + 1024).min(body.len());
+        assert_eq!(r.payload, body[start..end], "block {num}");
+        if !more {
+            break;
+        }
+        num += 1;
+    }
+    assert_eq!(num, 9, "10 KiB in 1 KiB blocks");
+    assert_eq!(
+        h.shared_runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "follow-up blocks were served from the Block2 cache"
+    );
+}
+
 #[tokio::test]
 async fn coap_crate_client_reassembles_our_block2() {
     let (_ep, _h, local) = start(V4).await;

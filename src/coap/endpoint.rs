@@ -536,6 +536,7 @@ impl Shared {
         if req.block2.is_some_and(|b| b.num > 0) {
             let cached = lock(&self.block2).get(peer, &ctx.block_key, now);
             if let Some(resp) = cached {
+                // Cheap: the body is a shared `Bytes`; only the small header fields are cloned.
                 self.reply(ctx, (*resp).clone(), ResponseExtras::default());
                 return;
             }

@@ -1,9 +1,15 @@
 //! The values the endpoint hands to handlers and clients: [`InboundRequest`] /
 //! [`OutboundResponse`] on the server side, [`ClientRequest`] / [`ClientResponse`] on the
 //! client side. Plain data; the wire format lives in `codec`.
+//!
+//! A response body is [`Bytes`]: a handler can hand out a cached representation (e.g. a
+//! 7 MB lookup result) by reference count, and the endpoint slices each Block2 block from it
+//! and keeps it for follow-up blocks without copying.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::block::BlockOption;
 use super::code::{Code, Method};
@@ -75,7 +81,8 @@ pub struct OutboundResponse {
     pub location_query: Vec<String>,
     pub max_age: Option<u32>,
     pub etag: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// Shared, immutable body: cloning a response or slicing a block never copies it.
+    pub payload: Bytes,
     /// Some(k): if the request had Observe=0 and the code is 2.xx, the peer becomes an
     /// observer of `k` until it deregisters, resets a notification, or one times out.
     pub observe: Option<ObserveKey>,
@@ -92,21 +99,23 @@ impl OutboundResponse {
             location_query: Vec::new(),
             max_age: None,
             etag: None,
-            payload: Vec::new(),
+            payload: Bytes::new(),
             observe: None,
             echo: None,
         }
     }
 
-    pub fn with_payload(mut self, content_format: u16, payload: Vec<u8>) -> Self {
+    /// The body with its Content-Format. A `Vec<u8>`/`String` is taken over without a copy;
+    /// a [`Bytes`] (e.g. from a cache) is shared.
+    pub fn with_payload(mut self, content_format: u16, payload: impl Into<Bytes>) -> Self {
         self.content_format = Some(content_format);
-        self.payload = payload;
+        self.payload = payload.into();
         self
     }
 
     /// A diagnostic payload (RFC 7252 §5.5.2), no Content-Format.
     pub fn with_diagnostic(mut self, text: impl Into<String>) -> Self {
-        self.payload = text.into().into_bytes();
+        self.payload = Bytes::from(text.into());
         self
     }
 

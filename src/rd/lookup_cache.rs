@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
 
 use super::resolve::is_link_local_ip;
 use super::route::Route;
@@ -39,10 +41,11 @@ impl CacheKey {
     }
 }
 
-/// A rendered lookup: the payload and its ETag.
+/// A rendered lookup: the payload and its ETag. Cloning shares the payload (a reference
+/// count), so every request answered from one entry sends from the same allocation.
 #[derive(Clone, Debug)]
 pub struct Rendered {
-    pub payload: Arc<Vec<u8>>,
+    pub payload: Bytes,
     pub etag: Vec<u8>,
 }
 
@@ -171,7 +174,7 @@ mod tests {
 
     fn rendered(n: usize) -> Rendered {
         Rendered {
-            payload: Arc::new(vec![b'x'; n]),
+            payload: Bytes::from(vec![b'x'; n]),
             etag: vec![1, 2],
         }
     }
@@ -183,6 +186,17 @@ mod tests {
         assert!(c.get(&key("rt=a"), 7).is_some());
         assert!(c.get(&key("rt=a"), 8).is_none(), "registry changed since");
         assert!(c.get(&key("rt=b"), 7).is_none());
+    }
+
+    #[test]
+    fn hits_share_the_rendered_allocation() {
+        let c = LookupCache::new(8, 1 << 20);
+        let original = rendered(1000);
+        c.put(key("rt=a"), 1, original.clone());
+        let a = c.get(&key("rt=a"), 1).unwrap();
+        let b = c.get(&key("rt=a"), 1).unwrap();
+        assert_eq!(a.payload.as_ptr(), original.payload.as_ptr());
+        assert_eq!(a.payload.as_ptr(), b.payload.as_ptr(), "no copy per hit");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use futures::future::{ready, FutureExt};
 use log::{debug, error, warn};
 
@@ -429,7 +430,7 @@ impl RdService {
                 });
                 let rendered = Rendered {
                     etag: representation_etag(payload.as_bytes()),
-                    payload: Arc::new(payload.into_bytes()),
+                    payload: Bytes::from(payload),
                 };
                 self.lookups.put(key, version, rendered.clone());
                 rendered
@@ -440,7 +441,7 @@ impl RdService {
             return OutboundResponse::new(Code::VALID).with_etag(rendered.etag);
         }
         let mut response = OutboundResponse::new(Code::CONTENT)
-            .with_payload(LINK_FORMAT, rendered.payload.as_ref().clone())
+            .with_payload(LINK_FORMAT, rendered.payload)
             .with_etag(rendered.etag);
         if req.observe == Some(0) {
             response = response.with_observe(lookup_observe_key());
@@ -590,5 +591,73 @@ fn route_name(route: Route) -> &'static str {
         Route::LookupDomains => "lookup-d",
         Route::LookupGroups => "lookup-gp",
         Route::NotFound => "not-found",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coap::InboundRequest;
+    use crate::registry::RegistryConfig;
+
+    fn request(method: Method, path: &[&str], query: &[&str], payload: &[u8]) -> InboundRequest {
+        InboundRequest {
+            source: "[2001:db8::7]:5683".parse().unwrap(),
+            local: "[2001:db8::1]:5683".parse().unwrap(),
+            method,
+            confirmable: true,
+            path: path.iter().map(|s| s.to_string()).collect(),
+            query: query.iter().map(|s| s.to_string()).collect(),
+            content_format: Some(LINK_FORMAT),
+            accept: None,
+            observe: None,
+            etags: Vec::new(),
+            if_match: Vec::new(),
+            if_none_match: false,
+            block2: None,
+            payload: payload.to_vec(),
+            multicast: false,
+            token: vec![1],
+        }
+    }
+
+    /// Every request answered from one cached rendering sends from the same allocation: a
+    /// per-request copy of a 7 MB lookup is what capped the first-block rate (issue 10).
+    #[actix_rt::test]
+    async fn requests_answered_from_the_lookup_cache_share_one_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let (registry, reader) = crate::registry::start(RegistryConfig {
+            data_dir: dir.path().join("db"),
+            cache_mb: 1,
+            expiry_grace_s: 0,
+            max_registrations: None,
+        })
+        .unwrap();
+        let settings = Arc::new(RdSettings::from_config(&Config::default()));
+        let service = RdService::new(settings, registry, reader);
+        for ep in ["ep=node1", "ep=node2"] {
+            let created = service
+                .handle(request(
+                    Method::Post,
+                    &["rd"],
+                    &[ep],
+                    b"</temp>;rt=\"temperature\"",
+                ))
+                .await;
+            assert_eq!(created.code, Code::CREATED);
+        }
+        let lookup = || request(Method::Get, &["rd-lookup", "res"], &["rt=temperature"], b"");
+        let first = service.handle(lookup()).await;
+        let second = service.handle(lookup()).await;
+        assert_eq!(first.code, Code::CONTENT);
+        let text = std::str::from_utf8(&first.payload).unwrap();
+        assert_eq!(text.matches("rt=\"temperature\"").count(), 2, "{text}");
+        assert_eq!(first.payload, second.payload);
+        assert_eq!(first.etag, second.etag);
+        assert_eq!(
+            first.payload.as_ptr(),
+            second.payload.as_ptr(),
+            "the second answer shares the cached body instead of copying it"
+        );
     }
 }

@@ -31,13 +31,16 @@ pub fn text_body(len: usize) -> Vec<u8> {
 
 /// Routes used by the tests. `/x` "hello"; `/big` 10 KiB; `/count` counts handler runs;
 /// `/panic` and `/panic-later` panic; `/slow` answers after 50 ms, `/slower` after 300 ms; `/echo` (POST) returns the body; `/obs` observable counter; `/bigobs` observable, 3000 + counter bytes;
-/// `/text3k` 3 KiB of text.
+/// `/text3k` 3 KiB of text; `/shared` the 10 KiB pattern from one shared `Bytes` (counted in
+/// `shared_runs`).
 #[derive(Default)]
 pub struct TestHandler {
     pub runs: AtomicUsize,
     pub count_runs: AtomicUsize,
     pub obs_value: AtomicUsize,
     pub big_len: AtomicUsize,
+    pub shared_runs: AtomicUsize,
+    pub shared_body: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl RequestHandler for TestHandler {
@@ -56,6 +59,13 @@ impl RequestHandler for TestHandler {
                 OutboundResponse::new(Code::CONTENT)
                     .with_payload(42, pattern(len))
                     .with_etag(vec![1, 2])
+            }
+            (Method::Get, "shared") => {
+                self.shared_runs.fetch_add(1, Ordering::SeqCst);
+                let body = self
+                    .shared_body
+                    .get_or_init(|| bytes::Bytes::from(pattern(10 * 1024)));
+                OutboundResponse::new(Code::CONTENT).with_payload(42, body.clone())
             }
             (Method::Get, "text3k") => {
                 OutboundResponse::new(Code::CONTENT).with_payload(0, text_body(3 * 1024))
