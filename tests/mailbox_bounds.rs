@@ -287,12 +287,14 @@ impl SnapshotSource for StallingSnapshot {
 }
 
 /// The endpoint names of the snapshot that follows the last `hello` (None until it is whole).
+/// platform-sim logs the frames of all connections in one list: the old connection's last
+/// event frames can land after the new connection's `hello`, so only snapshot frames count.
 fn last_snapshot(frames: &[Value]) -> Option<BTreeSet<String>> {
     let start = frames.iter().rposition(|f| f["type"] == "hello")?;
     let mut names = BTreeSet::new();
     for frame in &frames[start + 1..] {
         if frame["type"] != "snapshot" {
-            return None;
+            continue;
         }
         for d in frame["devices"].as_array()? {
             names.insert(d["ep"].as_str()?.to_owned());
