@@ -11,7 +11,6 @@ use super::device::{DevicePage, DeviceView};
 use super::error::ApiError;
 use super::health::health_report;
 use super::query::{DeviceQuery, DeviceSelector};
-use super::scrape::scrape_inputs;
 use super::state::AdminState;
 use super::status_page::{STATUS_HTML, STATUS_JS};
 use crate::registry::Registration;
@@ -64,10 +63,7 @@ async fn health(state: web::Data<AdminState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
     let platform = state.link_stats().await;
-    let now = now_ms();
-    let inputs = state
-        .reader
-        .with_index(|idx| scrape_inputs(idx.live(now), platform));
+    let inputs = crate::metrics::ScrapeInputs::from_registry(&state.reader, platform);
     let body = crate::metrics::render(crate::metrics::global(), &inputs);
     HttpResponse::Ok()
         .content_type(METRICS_CONTENT_TYPE)

@@ -12,14 +12,13 @@
 //! Files: `server` (bind, run, stop), `handlers` (thin actix-web handlers), `state` (the
 //! handles the handlers read, with bounded waits on actors), and pure shaping that knows
 //! nothing of HTTP: `query` (query string to RD filters and paging), `device` (device JSON),
-//! `health` (health JSON), `scrape` (metric inputs from the registry), `error` (errors).
+//! `health` (health JSON), `error` (errors); metric inputs come from `metrics::ScrapeInputs`.
 
 pub mod device;
 pub mod error;
 pub mod handlers;
 pub mod health;
 pub mod query;
-pub mod scrape;
 pub mod server;
 pub mod state;
 pub mod status_page;
