@@ -45,7 +45,8 @@ fn devices_answering_a_group_are_registered_each_under_its_own_name() {
     };
     let yaml = format!(
         "discovery:\n  enabled: true\n  interval_s: 2\n  lifetime_s: 30\n  timeout_ms: 1500\n  \
-         targets: [\"224.0.1.187\", \"[ff02::fd%{IFACE}]\"]\npinger:\n  enabled: false\n"
+         targets: [\"224.0.1.187\", \"[ff02::fd%{IFACE}]\"]\n\
+         pinger:\n  enabled: true\n  interval_s: 1\n  timeout_ms: 300\n  attempts: 1\n"
     );
     let gw = Gateway::start_in_netns(
         &pair.a,
@@ -115,6 +116,14 @@ fn devices_answering_a_group_are_registered_each_under_its_own_name() {
         gw.log_text()
     );
     assert_eq!(lookup(&peer, "/rd-lookup/ep?src=discovery").len(), 2);
+    // The Pinger reaches both: the link-local base gets its interface from the source the
+    // device was found at (a base carries no zone id), so neither is marked disconnected.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !gw.log_text().contains("(status 0)"),
+        "a discovered device was marked disconnected:\n{}",
+        gw.log_text()
+    );
 }
 
 /// A client in namespace `b` talking to the RD's link-local address on `veth0`.

@@ -29,6 +29,7 @@ use super::plan::{choose_registration, device_key, plan, Plan, Refusal};
 use crate::coap::{ClientError, CoapClient};
 use crate::config::ExecuterConfig;
 use crate::limits::LogThrottle;
+use crate::pinger::registration_target;
 use crate::platform::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
 use crate::platform::{Command, PlatformCommand, SendFrame};
 use crate::registry::{RegistryReader, Status};
@@ -143,7 +144,12 @@ impl Executer {
                 ),
             });
         }
-        plan(command, &registration.base, self.settings.default_timeout)
+        let mut plan = plan(command, &registration.base, self.settings.default_timeout)?;
+        // A link-local base needs the interface the device registered over.
+        if let Ok(peer) = registration_target(&registration.base, registration.source) {
+            plan.peer = peer;
+        }
+        Ok(plan)
     }
 
     fn send(&mut self, result: CommandResult) {

@@ -42,7 +42,7 @@ use crate::coap::{ClientRequest, ClientResponse, CoapClient};
 use crate::config::ObserverConfig;
 use crate::limits::LogThrottle;
 use crate::limits::TokenBucket;
-use crate::pinger::ping_target;
+use crate::pinger::registration_target;
 use crate::platform::protocol::DataFrame;
 use crate::platform::{OutboundFrame, SendFrame};
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
@@ -226,7 +226,7 @@ impl Observer {
             self.stop_device(reg.id);
             return;
         }
-        let peer = match ping_target(&reg.base) {
+        let peer = match registration_target(&reg.base, reg.source) {
             Ok(peer) => peer,
             Err(e) => {
                 debug!("observer: not watching {} ({}): {e}", reg.ep, reg.id);

@@ -21,7 +21,7 @@ use super::schedule::{
     attempts_for, classify, plan_sweep, status_change, Attempt, Attempts, Next, SweepTally,
     Verdict, TICK,
 };
-use super::target::ping_target;
+use super::target::registration_target;
 use crate::coap::CoapClient;
 use crate::config::PingerConfig;
 use crate::registry::{Registration, RegistrationId, Registry, RegistryReader, SetStatus, Status};
@@ -120,7 +120,7 @@ impl Pinger {
                         skipped += 1;
                         return None;
                     }
-                    match ping_target(&reg.base) {
+                    match registration_target(&reg.base, reg.source) {
                         Ok(peer) => Some(Job {
                             registration: Arc::clone(reg),
                             peer,

@@ -10,4 +10,4 @@ pub mod schedule;
 pub mod target;
 
 pub use actor::{start, Pinger, PingerSettings, StopPinger};
-pub use target::{ping_target, TargetError};
+pub use target::{ping_target, registration_target, TargetError};

@@ -36,6 +36,20 @@ pub fn ping_target(base: &str) -> Result<SocketAddr, TargetError> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The address to reach a registration at: its base's address, with the scope (interface) of
+/// a link-local IPv6 address taken from the source it registered from. A base never carries a
+/// zone id (RFC 9176 §6.1), but a socket needs one to send to `fe80::/10`.
+pub fn registration_target(base: &str, source: SocketAddr) -> Result<SocketAddr, TargetError> {
+    let mut target = ping_target(base)?;
+    if let (SocketAddr::V6(t), SocketAddr::V6(src)) = (&mut target, source) {
+        let link_local = (t.ip().segments()[0] & 0xffc0) == 0xfe80;
+        if link_local && t.scope_id() == 0 && t.ip() == src.ip() {
+            t.set_scope_id(src.scope_id());
+        }
+    }
+    Ok(target)
+}
+
 fn strip_scheme(base: &str) -> Option<&str> {
     let (scheme, rest) = base.split_once("://")?;
     scheme.eq_ignore_ascii_case("coap").then_some(rest)
@@ -65,6 +79,25 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_local_base_takes_the_scope_of_the_registrant_source() {
+        let source: SocketAddr = "[fe80::2%7]:5683".parse().unwrap();
+        let target = registration_target("coap://[fe80::2]:5683", source).unwrap();
+        assert_eq!(target, "[fe80::2%7]:5683".parse().unwrap());
+        match target {
+            SocketAddr::V6(v6) => assert_eq!(v6.scope_id(), 7),
+            SocketAddr::V4(_) => panic!("v6 expected"),
+        }
+        // Another address, a global address or IPv4: unchanged.
+        let other = registration_target("coap://[fe80::3]:5683", source).unwrap();
+        assert!(matches!(other, SocketAddr::V6(v6) if v6.scope_id() == 0));
+        let global =
+            registration_target("coap://[fd77::2]:5683", "[fd77::2]:5683".parse().unwrap());
+        assert_eq!(global, Ok("[fd77::2]:5683".parse().unwrap()));
+        let v4 = registration_target("coap://10.0.0.7", "[fe80::2%7]:1".parse().unwrap());
+        assert_eq!(v4, Ok("10.0.0.7:5683".parse().unwrap()));
+    }
 
     #[test]
     fn ipv4_with_and_without_port() {
