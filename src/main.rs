@@ -7,6 +7,12 @@ use clap::Parser;
 use coap_gateway::config::Config;
 use coap_gateway::gateway::{self, GatewayError};
 
+/// Every request allocates and frees many small blocks (CoAP messages, registrations, sled
+/// nodes); glibc malloc's consolidation and chunk unlinking were a fifth of the RD thread's
+/// time in the update profile (docs/benchmarks.md), mimalloc's thread-local free lists are not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// CoAP IoT edge gateway: a CoRE Resource Directory (RFC 9176) with a persistent registry,
 /// device liveness, and a WebSocket link to a cloud platform.
 ///
