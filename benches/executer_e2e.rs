@@ -17,33 +17,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-struct Args {
-    devices: usize,
-    in_flight: usize,
-    commands: usize,
-    max_s: u64,
-}
+use clap::Parser;
 
-fn parse_args() -> Args {
-    let mut map = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        if let Some(key) = a.strip_prefix("--") {
-            if key == "bench" {
-                continue;
-            }
-            if let Some(v) = it.next() {
-                map.insert(key.to_string(), v);
-            }
-        }
-    }
-    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_string());
-    Args {
-        devices: get("devices", "100").parse().expect("--devices"),
-        in_flight: get("in-flight", "64").parse().expect("--in-flight"),
-        commands: get("commands", "20000").parse().expect("--commands"),
-        max_s: get("max-s", "60").parse().expect("--max-s"),
-    }
+/// Command line (cargo bench passes `--bench`, accepted and ignored).
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    #[arg(long, default_value_t = 20_000)]
+    commands: usize,
+    #[arg(long, default_value_t = 60)]
+    max_s: u64,
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// A child process killed on drop, with its lines (stdout or stderr) on a channel.
@@ -100,7 +88,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let a = parse_args();
+    let a = Args::parse();
     let tmp = tempfile::tempdir().unwrap();
 
     let mut platform = Proc::spawn(

@@ -13,42 +13,27 @@
 #[path = "support/proc_stats.rs"]
 mod proc_stats;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-struct Args {
-    devices: usize,
-    window_s: u64,
-    warmup_s: u64,
-    max_in_flight: usize,
-}
+use clap::Parser;
 
-fn parse_args() -> Args {
-    let mut map = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        if let Some(key) = a.strip_prefix("--") {
-            if key == "bench" {
-                continue;
-            }
-            if let Some(v) = it.next() {
-                map.insert(key.to_string(), v);
-            }
-        }
-    }
-    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_string());
-    Args {
-        devices: get("devices", "10000").parse().expect("--devices"),
-        window_s: get("window", "20").parse().expect("--window"),
-        warmup_s: get("warmup", "15").parse().expect("--warmup"),
-        max_in_flight: get("max-in-flight", "256")
-            .parse()
-            .expect("--max-in-flight"),
-    }
+/// Command line (cargo bench passes `--bench`, accepted and ignored).
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    devices: usize,
+    #[arg(long = "window", default_value_t = 20)]
+    window_s: u64,
+    #[arg(long = "warmup", default_value_t = 15)]
+    warmup_s: u64,
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// A child process; its output lines are kept (or, for `data` frames, only counted).
@@ -138,7 +123,7 @@ fn notifications_sent(summary: &str) -> u64 {
 }
 
 fn main() {
-    let a = parse_args();
+    let a = Args::parse();
     let tmp = tempfile::tempdir().unwrap();
     let platform = Proc::spawn(
         Command::new(env!("CARGO_BIN_EXE_platform-sim"))

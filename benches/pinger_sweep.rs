@@ -27,49 +27,33 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 
+/// Command line (cargo bench passes `--bench`, accepted and ignored).
+#[derive(Parser)]
 struct Args {
+    #[arg(long, default_value_t = 10_000)]
     devices: usize,
+    #[arg(long, default_value_t = 0.1)]
     silent: f64,
+    #[arg(long = "interval", default_value_t = 30)]
     interval_s: u64,
+    #[arg(long, default_value_t = 2_000)]
     timeout_ms: u64,
+    #[arg(long, default_value_t = 3)]
     attempts: u32,
+    #[arg(long, default_value_t = 1_024)]
     max_in_flight: usize,
+    #[arg(long, default_value_t = 2_048)]
     coap_max_in_flight: usize,
+    #[arg(long, default_value_t = 3)]
     lookup_s: u64,
+    #[arg(long, default_value_t = 8)]
     lookup_k: usize,
-}
-
-fn parse_args() -> Args {
-    let mut map = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        if let Some(key) = a.strip_prefix("--") {
-            if key == "bench" {
-                continue;
-            }
-            if let Some(v) = it.next() {
-                map.insert(key.to_string(), v);
-            }
-        }
-    }
-    let get = |k: &str, d: &str| map.get(k).cloned().unwrap_or_else(|| d.to_string());
-    Args {
-        devices: get("devices", "10000").parse().expect("--devices"),
-        silent: get("silent", "0.1").parse().expect("--silent"),
-        interval_s: get("interval", "30").parse().expect("--interval"),
-        timeout_ms: get("timeout-ms", "2000").parse().expect("--timeout-ms"),
-        attempts: get("attempts", "3").parse().expect("--attempts"),
-        max_in_flight: get("max-in-flight", "1024")
-            .parse()
-            .expect("--max-in-flight"),
-        coap_max_in_flight: get("coap-max-in-flight", "2048")
-            .parse()
-            .expect("--coap-max-in-flight"),
-        lookup_s: get("lookup-s", "3").parse().expect("--lookup-s"),
-        lookup_k: get("lookup-k", "8").parse().expect("--lookup-k"),
-    }
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// A child process whose output lines are collected with their arrival time; killed on drop.
@@ -251,7 +235,7 @@ fn sweep_start_of(line: &str, devices: usize) -> Option<u64> {
 }
 
 fn main() {
-    let a = parse_args();
+    let a = Args::parse();
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("config.yaml");
     std::fs::write(
