@@ -10,38 +10,18 @@
 //!
 //! Run: `cargo bench --bench admin_http` (release). `BENCH_SIZES` (default `100000`) sets N.
 
-use std::net::SocketAddr;
+#[path = "support/registrations.rs"]
+mod registrations;
+
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coap_gateway::admin::{self, AdminState};
-use coap_gateway::link_format::{Link, Param};
-use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig};
+use coap_gateway::registry::{self, RegistryConfig};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 const IN_FLIGHT: usize = 64;
 const REPS: usize = 30;
-
-fn register(i: usize) -> Register {
-    Register {
-        ep: EndpointName::new(format!("bench-node-{i:06}")).expect("a valid generated name"),
-        d: None,
-        base: None,
-        lifetime_s: 86_400,
-        attrs: vec![Param::new("et", Some("oic.d.sensor"))],
-        links: vec![
-            Link::new("/sensors/temp")
-                .with("rt", Some("temperature"))
-                .with("if", Some("core.s"))
-                .with("obs", None),
-            Link::new("/sensors/light")
-                .with("rt", Some(if i % 10 == 0 { "light-lux" } else { "light" }))
-                .with("ct", Some("0")),
-            Link::new(format!("/fw/{i}")).with("title", Some("firmware")),
-        ],
-        source: SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
-    }
-}
 
 async fn run(n: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -61,7 +41,7 @@ async fn run(n: usize) {
         let registry = registry.clone();
         in_flight.push(async move {
             registry
-                .send(register(i))
+                .send(registrations::register(i))
                 .await
                 .expect("mailbox")
                 .expect("registered")

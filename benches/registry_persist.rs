@@ -13,38 +13,19 @@
 //! temporary data directories (default: the system temp dir; it must be a real disk, not tmpfs,
 //! for the fsync cost to count).
 
+#[path = "support/registrations.rs"]
+mod registrations;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coap_gateway::link_format::{Link, Param};
-use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig, Update};
+use coap_gateway::registry::{self, RegistryConfig, Update};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 const IN_FLIGHT: usize = 64;
 /// `gateway.cache_mb`'s default; `BENCH_CACHE_MB` overrides it.
 const DEFAULT_CACHE_MB: u64 = 32;
-
-fn register(i: usize) -> Register {
-    Register {
-        ep: EndpointName::new(format!("bench-node-{i:06}")).expect("a valid generated name"),
-        d: None,
-        base: None,
-        lifetime_s: 86_400,
-        attrs: vec![Param::new("et", Some("oic.d.sensor"))],
-        links: vec![
-            Link::new("/sensors/temp")
-                .with("rt", Some("temperature"))
-                .with("if", Some("core.s"))
-                .with("obs", None),
-            Link::new("/sensors/light")
-                .with("rt", Some("light-lux"))
-                .with("ct", Some("0")),
-            Link::new(format!("/fw/{i}")).with("title", Some("firmware")),
-        ],
-        source: SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
-    }
-}
 
 struct Run {
     n: usize,
@@ -106,7 +87,7 @@ async fn populate(n: usize, dir: &std::path::Path, cache_mb: u64) -> Run {
     let (mut sent, mut done) = (0usize, 0usize);
     while done < n {
         while sent < n && in_flight.len() < IN_FLIGHT {
-            in_flight.push(addr.send(register(sent)));
+            in_flight.push(addr.send(registrations::register(sent)));
             sent += 1;
         }
         if let Some(reply) = in_flight.next().await {

@@ -1,0 +1,29 @@
+//! The registration every in-process registry benchmark writes: endpoint `bench-node-NNNNNN`,
+//! `et=oic.d.sensor`, three links (temperature, light, firmware), as the RD benchmark's devices
+//! register. Every tenth endpoint's light is `rt=light-lux`, so a selective filter matches 10%.
+
+use std::net::SocketAddr;
+
+use coap_gateway::link_format::{Link, Param};
+use coap_gateway::registry::{EndpointName, Register};
+
+pub fn register(i: usize) -> Register {
+    Register {
+        ep: EndpointName::new(format!("bench-node-{i:06}")).expect("a valid generated name"),
+        d: None,
+        base: None,
+        lifetime_s: 86_400,
+        attrs: vec![Param::new("et", Some("oic.d.sensor"))],
+        links: vec![
+            Link::new("/sensors/temp")
+                .with("rt", Some("temperature"))
+                .with("if", Some("core.s"))
+                .with("obs", None),
+            Link::new("/sensors/light")
+                .with("rt", Some(if i % 10 == 0 { "light-lux" } else { "light" }))
+                .with("ct", Some("0")),
+            Link::new(format!("/fw/{i}")).with("title", Some("firmware")),
+        ],
+        source: SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
+    }
+}
