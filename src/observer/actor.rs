@@ -803,8 +803,13 @@ mod tests {
         }
     }
 
-    #[actix_rt::test]
-    async fn floods_of_notifications_and_data_frames_stay_within_the_mailbox_bounds() {
+    /// A CoAP endpoint for the Observer's client and an empty registry in a temporary directory.
+    async fn endpoint_and_registry() -> (
+        Endpoint,
+        Addr<crate::registry::Registry>,
+        RegistryReader,
+        tempfile::TempDir,
+    ) {
         let endpoint = Endpoint::bind(
             &["127.0.0.1:0".parse().unwrap()],
             TransmissionParams::default(),
@@ -813,13 +818,19 @@ mod tests {
         .await
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let (_registry, reader) = crate::registry::start(RegistryConfig {
+        let (registry, reader) = crate::registry::start(RegistryConfig {
             data_dir: dir.path().join("db"),
             cache_mb: 1,
             expiry_grace_s: 0,
             max_registrations: None,
         })
         .unwrap();
+        (endpoint, registry, reader, dir)
+    }
+
+    #[actix_rt::test]
+    async fn floods_of_notifications_and_data_frames_stay_within_the_mailbox_bounds() {
+        let (endpoint, _registry, reader, _dir) = endpoint_and_registry().await;
         let frames = Arc::new(AtomicUsize::new(0));
         let arbiter = Arbiter::new();
         let sink = {
@@ -925,21 +936,7 @@ mod tests {
     async fn a_resync_brings_the_watches_in_line_with_the_registry() {
         use crate::registry::{FeedItem, Register, RegistryFeed, Remove};
 
-        let endpoint = Endpoint::bind(
-            &["127.0.0.1:0".parse().unwrap()],
-            TransmissionParams::default(),
-            Arc::new(NoDevice),
-        )
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (registry, reader) = crate::registry::start(RegistryConfig {
-            data_dir: dir.path().join("db"),
-            cache_mb: 1,
-            expiry_grace_s: 0,
-            max_registrations: None,
-        })
-        .unwrap();
+        let (endpoint, registry, reader, _dir) = endpoint_and_registry().await;
         let frames = Arc::new(AtomicUsize::new(0));
         let sink = LinkSink { frames }.start();
         let settings = ObserverSettings {
