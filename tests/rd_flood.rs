@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use coap_gateway::sim::flood::flood_datagram;
 use common::coap_peer::{lookup, Peer};
-use common::Gateway;
+use common::{Gateway, GatewayOptions};
 
 const FLOOD_FOR: Duration = Duration::from_secs(5);
 const FLOOD_RATE: u64 = 50_000;
@@ -27,16 +26,16 @@ const BURST: u64 = 1_000;
 fn start() -> (Gateway, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let yaml = format!(
-        "gateway:\n  id: flood-test\n  data_dir: {data:?}\n  cache_mb: 8\n\
-         rd:\n  listen: [\"127.0.0.1:0\"]\n\
-         pinger:\n  enabled: false\nhttp:\n  listen: \"\"\n\
-         limits:\n  exempt_loopback: false\n  request_rate_per_s: {RATE}\n  request_burst: {BURST}\n",
-        data = data.display().to_string()
-    );
-    let path = tmp.path().join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    (Gateway::spawn(Path::new(&path), data, 1), tmp)
+    let opts = GatewayOptions {
+        listen: vec!["127.0.0.1:0".into()],
+        extra_yaml: format!(
+            "pinger:\n  enabled: false\nlimits:\n  exempt_loopback: false\n  \
+             request_rate_per_s: {RATE}\n  request_burst: {BURST}\n"
+        ),
+        data_dir: Some(data.clone()),
+    };
+    let path = common::write_config(tmp.path(), &data, &opts);
+    (Gateway::spawn(&path, data, 1), tmp)
 }
 
 #[derive(Default)]

@@ -9,29 +9,26 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use common::coap_peer::{ep_link, lookup, register, simple_register, Peer, Req};
-use common::Gateway;
+use common::{Gateway, GatewayOptions};
 
 /// A gateway whose config has `rd_extra` under `rd:` and `limits` as its `limits:` section.
 /// Loopback is not exempt: every test source is a loopback address.
 fn start(rd_extra: &str, limits: &str) -> (Gateway, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let yaml = format!(
-        "gateway:\n  id: limits-test\n  data_dir: {data:?}\n  cache_mb: 8\n\
-         rd:\n  listen: [\"127.0.0.1:0\"]\n{rd_extra}\
-         pinger:\n  enabled: false\nhttp:\n  listen: \"\"\n\
-         limits:\n  exempt_loopback: false\n{limits}",
-        data = data.display().to_string()
-    );
-    let path = tmp.path().join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let gw = Gateway::spawn(Path::new(&path), data, 1);
-    (gw, tmp)
+    let opts = GatewayOptions {
+        listen: vec!["127.0.0.1:0".into()],
+        extra_yaml: format!(
+            "rd:\n{rd_extra}pinger:\n  enabled: false\nlimits:\n  exempt_loopback: false\n{limits}"
+        ),
+        data_dir: Some(data.clone()),
+    };
+    let path = common::write_config(tmp.path(), &data, &opts);
+    (Gateway::spawn(&path, data, 1), tmp)
 }
 
 /// A client on loopback address 127.0.0.`host`.
