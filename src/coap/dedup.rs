@@ -2,7 +2,12 @@
 //! (peer, Message ID) for EXCHANGE_LIFETIME, with the response sent for it, so that a
 //! retransmitted CON is answered from the cache and its handler runs once.
 //!
-//! Bounded by entry count and by bytes of cached responses; the oldest entries go first.
+//! Bounded by entry count and by bytes: every entry is charged its bookkeeping
+//! ([`ENTRY_COST`]) plus its cached response, so the byte bound is the cache's real memory and
+//! holds however small the responses are. The oldest entries go first: under a load that
+//! fills the budget faster than EXCHANGE_LIFETIME, a retransmission older than the budget's
+//! reach is handled again (the RD's requests are idempotent in effect, except that a repeated
+//! DELETE then gets 4.04).
 //! Entries are queued in arrival order, and since every entry lives the same time the queue is
 //! also the expiry order: expiry and eviction pop the front, never scan. Pure: time is passed in.
 
@@ -24,9 +29,16 @@ pub enum Seen<'a> {
 }
 
 struct Slot {
-    response: Option<Vec<u8>>,
+    response: Option<Box<[u8]>>,
     generation: u64,
 }
+
+type Key = (SocketAddr, u16);
+
+/// What one entry costs besides its response: its queue element and its hash-table bucket,
+/// the table counted twice since hashbrown keeps up to half its buckets free after growing.
+pub const ENTRY_COST: usize =
+    std::mem::size_of::<(Instant, Key, u64)>() + 2 * std::mem::size_of::<(Key, Slot)>();
 
 /// Multiplicative hasher for the (address, MID) key: the key is not attacker-chosen in a way
 /// that matters (a collision flood only slows the peer's own entries), and SipHash was a
@@ -63,8 +75,8 @@ impl Hasher for FastHasher {
 pub type FastBuild = BuildHasherDefault<FastHasher>;
 
 pub struct DedupCache {
-    map: HashMap<(SocketAddr, u16), Slot, FastBuild>,
-    order: VecDeque<(Instant, (SocketAddr, u16), u64)>,
+    map: HashMap<Key, Slot, FastBuild>,
+    order: VecDeque<(Instant, Key, u64)>,
     lifetime: Duration,
     max_entries: usize,
     max_bytes: usize,
@@ -93,6 +105,7 @@ impl DedupCache {
         self.map.is_empty()
     }
 
+    /// Memory charged to the cache: [`ENTRY_COST`] per entry plus the cached responses.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -109,6 +122,7 @@ impl DedupCache {
                 generation: self.generation,
             });
             self.order.push_back((now, key, self.generation));
+            self.bytes += ENTRY_COST;
             self.evict_to_bounds();
             return Seen::New;
         }
@@ -124,8 +138,8 @@ impl DedupCache {
     pub fn answered(&mut self, peer: SocketAddr, mid: u16, response: &[u8]) {
         if let Entry::Occupied(mut e) = self.map.entry((peer, mid)) {
             let slot = e.get_mut();
-            let old = slot.response.as_ref().map_or(0, Vec::len);
-            slot.response = Some(response.to_vec());
+            let old = slot.response.as_ref().map_or(0, |r| r.len());
+            slot.response = Some(response.into());
             self.bytes = self.bytes + response.len() - old;
             self.evict_to_bounds();
         }
@@ -135,7 +149,7 @@ impl DedupCache {
     /// failed before answering).
     pub fn forget(&mut self, peer: SocketAddr, mid: u16) {
         if let Some(slot) = self.map.remove(&(peer, mid)) {
-            self.bytes -= slot.response.map_or(0, |r| r.len());
+            self.bytes -= ENTRY_COST + slot.response.map_or(0, |r| r.len());
         }
     }
 
@@ -164,7 +178,7 @@ impl DedupCache {
             // A key forgotten and seen again has a newer queue entry; keep it.
             if e.get().generation == generation {
                 let slot = e.remove();
-                self.bytes -= slot.response.map_or(0, |r| r.len());
+                self.bytes -= ENTRY_COST + slot.response.map_or(0, |r| r.len());
             }
         }
         true
@@ -182,26 +196,26 @@ mod tests {
     #[test]
     fn duplicates_are_answered_from_the_cache() {
         let now = Instant::now();
-        let mut c = DedupCache::new(Duration::from_secs(247), 10, 1000);
+        let mut c = DedupCache::new(Duration::from_secs(247), 10, 10 * ENTRY_COST);
         assert_eq!(c.check(p(1), 7, now), Seen::New);
         assert_eq!(c.check(p(1), 7, now), Seen::InProgress);
         c.answered(p(1), 7, b"abc");
         assert_eq!(c.check(p(1), 7, now), Seen::Answered(b"abc"));
         // Same MID, other peer: a different exchange.
         assert_eq!(c.check(p(2), 7, now), Seen::New);
-        assert_eq!(c.bytes(), 3);
+        assert_eq!(c.bytes(), 2 * ENTRY_COST + 3);
     }
 
     #[test]
     fn entries_expire_after_the_exchange_lifetime() {
         let now = Instant::now();
-        let mut c = DedupCache::new(Duration::from_secs(10), 10, 1000);
+        let mut c = DedupCache::new(Duration::from_secs(10), 10, 10 * ENTRY_COST);
         c.check(p(1), 1, now);
         c.answered(p(1), 1, b"x");
         c.check(p(1), 2, now + Duration::from_secs(5));
         assert_eq!(c.check(p(1), 3, now + Duration::from_secs(10)), Seen::New);
         assert_eq!(c.len(), 2, "MID 1 expired");
-        assert_eq!(c.bytes(), 0);
+        assert_eq!(c.bytes(), 2 * ENTRY_COST, "no response cached any more");
         assert_eq!(
             c.check(p(1), 2, now + Duration::from_secs(11)),
             Seen::InProgress
@@ -211,7 +225,8 @@ mod tests {
     #[test]
     fn bounded_by_entries_and_bytes() {
         let now = Instant::now();
-        let mut c = DedupCache::new(Duration::from_secs(247), 3, 10);
+        let budget = 3 * ENTRY_COST + 10;
+        let mut c = DedupCache::new(Duration::from_secs(247), 3, budget);
         for mid in 0..5 {
             c.check(p(1), mid, now);
         }
@@ -220,14 +235,32 @@ mod tests {
         c.answered(p(1), 0, &[0; 8]);
         c.check(p(1), 9, now);
         c.answered(p(1), 9, &[0; 8]);
-        assert!(c.bytes() <= 10);
-        assert!(c.len() <= 3);
+        assert!(c.bytes() <= budget);
+        assert_eq!(c.len(), 2, "two responses of 8 bytes do not fit in 10");
+        assert_eq!(
+            c.check(p(1), 9, now),
+            Seen::Answered(&[0; 8]),
+            "newest kept"
+        );
+    }
+
+    #[test]
+    fn entry_cost_bounds_a_cache_of_empty_responses() {
+        // Many tiny responses must not escape the byte bound through their bookkeeping.
+        let now = Instant::now();
+        let mut c = DedupCache::new(Duration::from_secs(247), 1_000_000, 100 * ENTRY_COST);
+        for mid in 0..1000 {
+            c.check(p(1), mid, now);
+            c.answered(p(1), mid, &[]);
+        }
+        assert_eq!(c.len(), 100);
+        assert_eq!(c.bytes(), 100 * ENTRY_COST);
     }
 
     #[test]
     fn forget_then_reinsert_survives_the_stale_queue_entry() {
         let now = Instant::now();
-        let mut c = DedupCache::new(Duration::from_secs(10), 10, 1000);
+        let mut c = DedupCache::new(Duration::from_secs(10), 10, 10 * ENTRY_COST);
         c.check(p(1), 1, now);
         c.forget(p(1), 1);
         let later = now + Duration::from_secs(5);

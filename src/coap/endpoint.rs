@@ -1184,7 +1184,7 @@ impl Endpoint {
             block2: Mutex::new(Block2Cache::new(
                 Duration::from_secs(60),
                 params.max_block1_transfers,
-                params.dedup_max_bytes,
+                params.block2_max_bytes,
             )),
             observers: Mutex::new(ObserverRegistry::new(params.max_observers)),
             observer_total: AtomicUsize::new(0),

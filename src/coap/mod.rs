@@ -20,8 +20,9 @@
 //! let ep = Endpoint::bind(&addrs, TransmissionParams::from_config(&cfg.coap), Arc::new(Rd)).await?;
 //! ```
 //! - Deduplication by (peer, Message ID) for EXCHANGE_LIFETIME, bounded by
-//!   `dedup_capacity` entries and `dedup_max_bytes`: a duplicate CON gets the cached response
-//!   and the handler runs once; a duplicate arriving while the handler runs is dropped.
+//!   `dedup_capacity` entries and `dedup_max_bytes` of memory (bookkeeping included): a
+//!   duplicate CON gets the cached response and the handler runs once; a duplicate arriving
+//!   while the handler runs is dropped.
 //! - A handler slower than `separate_response_after` (ACK_TIMEOUT/2) gets the CON
 //!   acknowledged with an empty ACK and its answer sent as a separate CON, retransmitted until
 //!   ACKed (RFC 7252 §5.2.2).

@@ -27,8 +27,11 @@ pub struct TransmissionParams {
     pub max_body: usize,
     /// Entries in the (peer, MID) deduplication cache.
     pub dedup_capacity: usize,
-    /// Bytes of cached responses the deduplication cache may hold.
+    /// Memory the deduplication cache may use: its entries' bookkeeping and cached responses.
     pub dedup_max_bytes: usize,
+    /// Bytes of block-wise response bodies kept for follow-up Block2 requests (a body shared
+    /// by several peers is counted once per peer, so this bounds the real memory from above).
+    pub block2_max_bytes: usize,
     /// How long a (peer, MID) is remembered (RFC 7252 §4.8.2 EXCHANGE_LIFETIME, 247 s).
     pub exchange_lifetime: Duration,
     /// Concurrent Block1 uploads being reassembled.
@@ -64,7 +67,10 @@ impl TransmissionParams {
             block_size: normalize_block_size(c.block_size),
             max_body: 1 << 20,
             dedup_capacity: 200_000,
-            dedup_max_bytes: 64 << 20,
+            // 16 MiB hold ~90,000 exchanges of the RD's size: EXCHANGE_LIFETIME's worth at up
+            // to ~360 requests/s, ~2 s at the benchmark's 50,000/s (docs/benchmarks.md).
+            dedup_max_bytes: 16 << 20,
+            block2_max_bytes: 32 << 20,
             exchange_lifetime: Duration::from_secs(247),
             max_block1_transfers: 1_024,
             max_observers: 100_000,
