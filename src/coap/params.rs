@@ -67,8 +67,8 @@ impl TransmissionParams {
             block_size: normalize_block_size(c.block_size),
             max_body: 1 << 20,
             dedup_capacity: 200_000,
-            // 16 MiB hold ~90,000 exchanges of the RD's size: EXCHANGE_LIFETIME's worth at up
-            // to ~360 requests/s, ~2 s at the benchmark's 50,000/s (docs/benchmarks.md).
+            // 16 MiB hold ~75,000 exchanges of the RD's size (ENTRY_COST 192 B + ~30 B answers):
+            // EXCHANGE_LIFETIME at up to ~300 requests/s, ~1.5 s at 50,000/s (docs/benchmarks.md).
             dedup_max_bytes: 16 << 20,
             block2_max_bytes: 32 << 20,
             exchange_lifetime: Duration::from_secs(247),
