@@ -106,7 +106,7 @@ fn registration(id: u64) -> Arc<Registration> {
         id: RegistrationId(id),
         ep: EndpointName::new(format!("node{id}")).unwrap(),
         d: Some(Sector::new("floor1").unwrap()),
-        base: format!("coap://127.0.0.1:{port}"),
+        base: format!("coap://127.0.0.1:{port}").into(),
         base_origin: BaseOrigin::FromSource,
         lifetime_s: 90_000,
         attrs: vec![Param::new("et", Some("oic.d.sensor"))],
@@ -123,7 +123,8 @@ fn registration(id: u64) -> Arc<Registration> {
             Link::new("/actuators/led")
                 .with("rt", Some("light"))
                 .with("if", Some("core.a")),
-        ],
+        ]
+        .into(),
         status: Status::Connected,
         registered_at_ms: 1_795_615_200_000,
         updated_at_ms: 1_795_615_200_000,

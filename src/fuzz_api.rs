@@ -110,7 +110,7 @@ pub fn rd_query(data: &[u8]) {
     if let Ok(reg) = RegistrationRequest::parse(&query, Some(40), payload, source, 90_000) {
         candidates.push(Arc::new(Registration {
             id: RegistrationId(100),
-            base: reg.effective_base(),
+            base: reg.effective_base().into(),
             base_origin: match reg.base {
                 Some(_) => BaseOrigin::Explicit,
                 None => BaseOrigin::FromSource,
@@ -119,7 +119,7 @@ pub fn rd_query(data: &[u8]) {
             d: reg.d,
             lifetime_s: reg.lifetime_s,
             attrs: reg.attrs,
-            links: reg.links,
+            links: reg.links.into(),
             status: Status::Connected,
             registered_at_ms: 0,
             updated_at_ms: 0,
@@ -172,11 +172,11 @@ fn fixture_registrations() -> Vec<Arc<Registration>> {
             id: RegistrationId(id),
             ep: crate::registry::model::EndpointName::new(ep).expect("fixture name"),
             d: d.map(|d| crate::registry::model::Sector::new(d).expect("fixture sector")),
-            base: base.to_string(),
+            base: base.into(),
             base_origin: BaseOrigin::Explicit,
             lifetime_s: 90_000,
             attrs,
-            links: links(payload),
+            links: links(payload).into(),
             status: if id % 2 == 0 {
                 Status::Connected
             } else {

@@ -71,7 +71,7 @@ async fn discovery_creates_then_refreshes_its_own_registration() {
         second.registration.id, first.registration.id,
         "same location"
     );
-    assert_eq!(second.registration.links, vec![Link::new("/y")]);
+    assert_eq!(second.registration.links, vec![Link::new("/y")].into());
 }
 
 #[actix_rt::test]
@@ -97,7 +97,7 @@ async fn a_self_registered_device_is_never_overwritten() {
         other => panic!("expected a skip, got {other:?}"),
     }
     let stored = reader.get(mine.id).expect("still registered");
-    assert_eq!(stored.links, vec![Link::new("/own")]);
+    assert_eq!(stored.links, vec![Link::new("/own")].into());
     assert_eq!(stored.attrs, vec![Param::new("et", Some("oic.d.light"))]);
     assert_eq!(stored.lifetime_s, 600);
 }
@@ -126,5 +126,5 @@ async fn a_name_discovered_at_one_address_is_not_taken_by_another() {
     }
     let stored = reader.get(first.id).unwrap();
     assert_eq!(stored.source, source());
-    assert_eq!(stored.links, vec![Link::new("/a")]);
+    assert_eq!(stored.links, vec![Link::new("/a")].into());
 }

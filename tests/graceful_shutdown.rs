@@ -165,7 +165,10 @@ fn graceful_stop(signal: &str) {
         .iter()
         .filter(|(ep, links)| {
             stored.get(ep).is_none_or(|r| {
-                r.links != coap_gateway::link_format::parse(links).expect("test links parse")
+                r.links
+                    != coap_gateway::link_format::parse(links)
+                        .expect("test links parse")
+                        .into()
             })
         })
         .map(|(ep, _)| ep)

@@ -188,7 +188,7 @@ fn registration(id: u64, ep: &str) -> Arc<Registration> {
         id: RegistrationId(id),
         ep: EndpointName::new(ep).unwrap(),
         d: Some(Sector::new("floor1").unwrap()),
-        base: format!("coap://127.0.0.1:{}", 40_000 + id % 20_000),
+        base: format!("coap://127.0.0.1:{}", 40_000 + id % 20_000).into(),
         base_origin: BaseOrigin::FromSource,
         lifetime_s: 90_000,
         attrs: vec![Param::new("et", Some("oic.d.sensor"))],
@@ -199,7 +199,8 @@ fn registration(id: u64, ep: &str) -> Arc<Registration> {
                 .with("obs", None),
             Link::new("/sensors/hum").with("rt", Some("humidity")),
             Link::new("/actuators/led").with("if", Some("core.a")),
-        ],
+        ]
+        .into(),
         status: Status::Connected,
         registered_at_ms: 1_795_615_200_000,
         updated_at_ms: 1_795_615_200_000,

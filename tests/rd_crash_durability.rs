@@ -185,7 +185,9 @@ fn check(book: &BTreeMap<String, Expected>, dump: &BTreeMap<String, Registration
                 assert_eq!(reg.id.location(), want.location, "{ep} moved");
                 assert_eq!(
                     reg.links,
-                    link_format::parse(&want.links).expect("the test's links parse"),
+                    link_format::parse(&want.links)
+                        .expect("the test's links parse")
+                        .into(),
                     "{ep}'s links changed"
                 );
                 let seq = seq_of(reg);

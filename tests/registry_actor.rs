@@ -142,7 +142,7 @@ async fn register_creates_then_replaces_keeping_the_id() {
     assert_eq!(second.registration.base_origin, BaseOrigin::Explicit);
     assert_eq!(
         second.registration.links,
-        vec![Link::new("/h").with("rt", Some("humidity"))]
+        vec![Link::new("/h").with("rt", Some("humidity"))].into()
     );
     assert_eq!(second.registration.registered_at_ms, reg.registered_at_ms);
     assert!(matches!(next_event(&mut h).await, RegistryEvent::Updated(r) if r.id == reg.id));

@@ -140,7 +140,7 @@ fn a_thousand_registrations_come_back_after_a_restart() {
         .filter(|r| r.status == Status::Disconnected)
         .count();
     assert_eq!(disconnected, 100);
-    assert_eq!(after["node-7"].links, three_links(7));
+    assert_eq!(after["node-7"].links, three_links(7).into());
 }
 
 struct Collector(mpsc::UnboundedSender<RegistryEvent>);

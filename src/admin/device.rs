@@ -61,8 +61,8 @@ pub struct DevicePage {
 impl From<&Param> for ParamView {
     fn from(p: &Param) -> Self {
         ParamView {
-            name: p.name.clone(),
-            value: p.value.clone(),
+            name: p.name.to_string(),
+            value: p.value.as_ref().map(|v| v.to_string()),
         }
     }
 }
@@ -70,7 +70,7 @@ impl From<&Param> for ParamView {
 impl From<&Link> for LinkView {
     fn from(link: &Link) -> Self {
         LinkView {
-            href: link.target.clone(),
+            href: link.target.to_string(),
             attributes: link.params.iter().map(ParamView::from).collect(),
         }
     }
@@ -80,7 +80,7 @@ impl LinkView {
     /// Back to a link-format link (for `rd-dump --url`'s table).
     pub fn to_link(&self) -> Link {
         Link {
-            target: self.href.clone(),
+            target: self.href.as_str().into(),
             params: self
                 .attributes
                 .iter()
@@ -96,7 +96,7 @@ impl From<&Registration> for DeviceView {
             location: reg.id.location(),
             ep: reg.ep.as_str().to_string(),
             d: reg.d.as_ref().map(|d| d.as_str().to_string()),
-            base: reg.base.clone(),
+            base: reg.base.to_string(),
             lt: reg.lifetime_s,
             status: reg.status.as_u8(),
             registered_at_ms: reg.registered_at_ms,
@@ -125,7 +125,8 @@ mod tests {
             attrs: vec![Param::new("et", Some("oic.d.sensor"))],
             links: vec![Link::new("/sensors/temp")
                 .with("rt", Some("temperature"))
-                .with("obs", None)],
+                .with("obs", None)]
+            .into(),
             status: Status::Disconnected,
             registered_at_ms: 1_000,
             updated_at_ms: 2_000,

@@ -199,7 +199,7 @@ impl Row {
             reg.d
                 .as_ref()
                 .map_or_else(|| "-".to_string(), |d| d.to_string()),
-            reg.base.clone(),
+            reg.base.to_string(),
             reg.status.as_u8().to_string(),
             reg.lifetime_s.to_string(),
             expires,

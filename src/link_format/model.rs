@@ -1,21 +1,26 @@
 //! The link-format data model shared by the parser, the serializer, the registry and the RD.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// One target attribute (`rt="temperature"`, `ct=40`, or the valueless `obs`).
 ///
 /// Names are stored lower-case (RFC 8288 §3: parameter names are case-insensitive); values are
 /// stored unquoted and unescaped, exactly as the device meant them.
+///
+/// Names and values are [`CompactString`]s: a registry of 100,000 devices holds millions of
+/// them, nearly all shorter than 24 bytes (`rt`, `temperature`), which it keeps inline instead of
+/// in a heap block each (issue 10's memory budget; docs/benchmarks.md).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Param {
     #[serde(rename = "n")]
-    pub name: String,
+    pub name: CompactString,
     #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
+    pub value: Option<CompactString>,
 }
 
 impl Param {
-    pub fn new(name: impl Into<String>, value: Option<impl Into<String>>) -> Self {
+    pub fn new(name: impl Into<CompactString>, value: Option<impl Into<CompactString>>) -> Self {
         Param {
             name: name.into(),
             value: value.map(Into::into),
@@ -24,16 +29,16 @@ impl Param {
 }
 
 /// One link: `<target>` followed by its parameters, in the order the device sent them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Link {
     #[serde(rename = "t")]
-    pub target: String,
+    pub target: CompactString,
     #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<Param>,
 }
 
 impl Link {
-    pub fn new(target: impl Into<String>) -> Self {
+    pub fn new(target: impl Into<CompactString>) -> Self {
         Link {
             target: target.into(),
             params: Vec::new(),

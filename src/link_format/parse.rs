@@ -18,6 +18,8 @@
 //! lead byte of a multi-byte character; each slice it takes therefore starts and ends on a char
 //! boundary. Each byte is looked at a bounded number of times: linear time.
 
+use compact_str::CompactString;
+
 use super::{Link, LinkFormatError, Param};
 
 /// Parses a whole `application/link-format` document.
@@ -121,14 +123,14 @@ impl<'a> Lexer<'a> {
         if self.peek() == Some(b'*') {
             self.pos += 1;
         }
-        let name = self.input[start..self.pos].to_ascii_lowercase();
+        let name = CompactString::from(self.input[start..self.pos].to_ascii_lowercase());
         match self.peek() {
             Some(b'=') => {
                 self.pos += 1;
                 let value = self.value()?;
                 Ok(Param {
                     name,
-                    value: Some(value),
+                    value: Some(value.into()),
                 })
             }
             None => Ok(Param { name, value: None }),

@@ -175,7 +175,7 @@ mod tests {
             base_origin: BaseOrigin::FromSource,
             lifetime_s: 90_000,
             attrs: Vec::new(),
-            links: crate::link_format::parse(links).unwrap(),
+            links: crate::link_format::parse(links).unwrap().into(),
             status: Status::Connected,
             registered_at_ms: 0,
             updated_at_ms: 0,

@@ -145,7 +145,7 @@ pub(crate) mod tests {
             base_origin: BaseOrigin::FromSource,
             lifetime_s: 90_000,
             attrs: vec![],
-            links: vec![],
+            links: vec![].into(),
             status: Status::Connected,
             registered_at_ms: 1_795_615_200_123,
             updated_at_ms: 1_795_615_260_000,
@@ -171,7 +171,8 @@ pub(crate) mod tests {
             .with("if", Some("sensor"))
             .with("ct", Some("0"))
             .with("obs", None)
-            .with("title", Some("Room temperature"))];
+            .with("title", Some("Room temperature"))]
+        .into();
         assert_eq!(
             render(&r),
             json!({"ep": "node1", "d": "floor1", "base": "coap://127.0.0.1:56830", "lt": 90000,
@@ -187,7 +188,7 @@ pub(crate) mod tests {
     fn absent_values_are_null_and_the_shape_stays_the_same() {
         let mut r = registration("bare");
         r.status = Status::Disconnected;
-        r.links = vec![Link::new("/x")];
+        r.links = vec![Link::new("/x")].into();
         assert_eq!(
             render(&r),
             json!({"ep": "bare", "d": null, "base": "coap://127.0.0.1:56830", "lt": 90000,
@@ -215,7 +216,8 @@ pub(crate) mod tests {
             .with("rt", Some("temperature"))
             .with("rt", Some("humidity"))
             .with("anchor", Some("coap://h/"))
-            .with("sz", None)];
+            .with("sz", None)]
+        .into();
         let v = render(&r);
         assert_eq!(v["et"], "a.b c.d");
         assert_eq!(v["attrs"], json!({"flag": true, "x": "1 2", "y": "v"}));

@@ -15,11 +15,11 @@ pub(crate) fn reg(id: u64, ep: &str, base: &str) -> RegBuilder {
         id: RegistrationId(id),
         ep: EndpointName::new(ep).expect("fixture names are valid"),
         d: None,
-        base: base.to_string(),
+        base: base.into(),
         base_origin: BaseOrigin::Explicit,
         lifetime_s: 90_000,
         attrs: Vec::new(),
-        links: Vec::new(),
+        links: Vec::new().into(),
         status: Status::Connected,
         registered_at_ms: 0,
         updated_at_ms: 0,
@@ -42,7 +42,9 @@ impl RegBuilder {
         self
     }
     pub(crate) fn link(mut self, link: Link) -> Self {
-        self.0.links.push(link);
+        let mut links = self.0.links.to_vec();
+        links.push(link);
+        self.0.links = links.into();
         self
     }
     pub(crate) fn status(mut self, status: Status) -> Self {

@@ -212,8 +212,8 @@ pub(crate) fn extra_attrs(params: &QueryParams, known: &[&str]) -> Result<Vec<Pa
                 return Err(invalid("value holds a control character"));
             }
             Ok(Param {
-                name: i.name.clone(),
-                value: i.value.clone(),
+                name: i.name.as_str().into(),
+                value: i.value.as_deref().map(Into::into),
             })
         })
         .collect()
@@ -251,7 +251,7 @@ fn parse_limited_links(content_format: Option<u16>, payload: &[u8]) -> Result<Ve
 pub fn check_limited_link(link: &Link) -> Result<(), LimitedLinkError> {
     let target_ok = is_full_uri(&link.target) || is_path_absolute(&link.target);
     if !target_ok {
-        return Err(LimitedLinkError::Target(link.target.clone()));
+        return Err(LimitedLinkError::Target(link.target.to_string()));
     }
     let mut anchors = link.params.iter().filter(|p| p.name == "anchor");
     let Some(anchor) = anchors.next() else {
@@ -267,7 +267,7 @@ pub fn check_limited_link(link: &Link) -> Result<(), LimitedLinkError> {
     if is_full_uri(anchor) {
         if !is_full_uri(&link.target) {
             return Err(LimitedLinkError::RelativeTargetWithAbsoluteAnchor(
-                link.target.clone(),
+                link.target.to_string(),
             ));
         }
     } else if !anchor.is_empty() && !is_path_absolute(anchor) {
@@ -580,11 +580,11 @@ mod payload_tests {
             id: RegistrationId(4521),
             ep: r.ep.clone(),
             d: r.d.clone(),
-            base: r.effective_base(),
+            base: r.effective_base().into(),
             base_origin: BaseOrigin::FromSource,
             lifetime_s: r.lifetime_s,
             attrs: r.attrs.clone(),
-            links: r.links.clone(),
+            links: r.links.clone().into(),
             status: Status::Connected,
             registered_at_ms: 0,
             updated_at_ms: 0,

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use super::error::{RegistryError, StoreError};
 use super::health::{GetHealth, WriteHealth};
 use super::index::Index;
+use super::link_set::LinkSetPool;
 use super::messages::{
     is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registered, RegistryEvent,
     RemovalReason, Remove, SetStatus, Subscribe, Update,
@@ -99,8 +100,10 @@ pub fn start_with_policy(
     let mut index = Index::new();
     let mut purged = 0usize;
     let mut counts = SourceCounts::default();
+    let mut link_sets = LinkSetPool::new();
     for mut reg in loaded.registrations {
         shrink(&mut reg);
+        reg.links = link_sets.share(reg.links);
         if reg.expires_at_ms.saturating_add(grace_ms) <= now {
             store.remove(reg.id)?;
             purged += 1;
@@ -136,6 +139,7 @@ pub fn start_with_policy(
         flush_scheduled: false,
         timer: None,
         health: WriteHealth::default(),
+        link_sets,
     };
     Ok((registry.start(), reader))
 }
@@ -171,6 +175,8 @@ pub struct Registry {
     timer: Option<(u64, SpawnHandle)>,
     /// Outcome of the latest writes and flushes, for `GetHealth`.
     health: WriteHealth,
+    /// Equal link sets of different registrations share one copy.
+    link_sets: LinkSetPool,
 }
 
 impl Actor for Registry {
@@ -234,11 +240,11 @@ impl Registry {
             id,
             ep: msg.ep,
             d: msg.d,
-            base,
+            base: base.into(),
             base_origin,
             lifetime_s: msg.lifetime_s,
             attrs: msg.attrs,
-            links: msg.links,
+            links: self.link_sets.share(msg.links.into()),
             status: Status::Connected,
             registered_at_ms,
             updated_at_ms: now,
@@ -290,12 +296,12 @@ impl Registry {
         }
         match msg.base {
             Some(base) => {
-                next.base = base;
+                next.base = base.into();
                 next.base_origin = BaseOrigin::Explicit;
             }
             // RFC 9176 §5.3.1: only a base the RD derived follows a changed source address.
             None if next.base_origin == BaseOrigin::FromSource && next.source != msg.source => {
-                next.base = base_from_source(msg.source);
+                next.base = base_from_source(msg.source).into();
             }
             None => {}
         }
@@ -612,11 +618,6 @@ fn shrink(reg: &mut Registration) {
     }
     reg.base.shrink_to_fit();
     shrink_params(&mut reg.attrs);
-    reg.links.shrink_to_fit();
-    for link in &mut reg.links {
-        link.target.shrink_to_fit();
-        shrink_params(&mut link.params);
-    }
 }
 
 fn expiry(now_ms: u64, lifetime_s: u32) -> u64 {

@@ -3,6 +3,7 @@
 //! - `model`: the RFC 9176 data model (validated names, ids, status).
 //! - `messages`: the typed messages the actor takes, and the events it publishes.
 //! - `error`: RegistryError and StoreError.
+//! - `link_set`: a registration's links, shared between registrations with equal ones.
 //! - `index`: the in-memory index (by id, by `ep`+`d`, inverted by attribute, by deadline).
 //! - `store`: the sled store (versioned encoding, id counter, flush).
 //! - `actor`: the Registry actor (group commit, expiry, events).
@@ -14,6 +15,7 @@ pub mod actor;
 pub mod error;
 pub mod health;
 pub mod index;
+pub mod link_set;
 pub mod messages;
 pub mod model;
 pub mod reader;
@@ -24,6 +26,7 @@ pub use actor::{start, start_with_policy, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
 pub use health::{GetHealth, RegistryHealth};
 pub use index::Index;
+pub use link_set::{LinkSet, LinkSetPool};
 pub use messages::*;
 pub use model::*;
 pub use reader::RegistryReader;

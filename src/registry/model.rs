@@ -5,10 +5,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::link_format::{Link, Param};
+use super::link_set::LinkSet;
+use crate::link_format::Param;
 
 /// RFC 9176 §5: `ep` and `d` are at most 63 bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 63;
@@ -43,10 +45,10 @@ macro_rules! name_type {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
-            pub fn new(s: impl Into<String>) -> Result<Self, NameError> {
+            pub fn new(s: impl Into<CompactString>) -> Result<Self, NameError> {
                 let s = s.into();
                 validate_name(&s)?;
                 Ok($name(s))
@@ -65,7 +67,7 @@ macro_rules! name_type {
 
         impl From<$name> for String {
             fn from(n: $name) -> String {
-                n.0
+                n.0.into_string()
             }
         }
 
@@ -78,7 +80,8 @@ macro_rules! name_type {
 }
 
 name_type!(
-    /// An endpoint name (`ep`), unique within its sector.
+    /// An endpoint name (`ep`), unique within its sector. Names of up to 24 bytes are kept inline
+    /// (no heap block per registration).
     EndpointName
 );
 name_type!(
@@ -159,13 +162,15 @@ pub struct Registration {
     pub ep: EndpointName,
     pub d: Option<Sector>,
     /// Always set: the explicit `base`, or `coap://<source>` when none was given.
-    pub base: String,
+    /// (A `coap://` IPv4 base of up to 24 bytes is kept inline, not in a heap block.)
+    pub base: CompactString,
     pub base_origin: BaseOrigin,
     /// `lt` in seconds, 1..=2^32-1.
     pub lifetime_s: u32,
     /// Extra endpoint attributes (`et`, and any unknown query parameter), in order; repeatable.
     pub attrs: Vec<Param>,
-    pub links: Vec<Link>,
+    /// Shared with the registrations that registered the same links ([`LinkSet`]).
+    pub links: LinkSet,
     pub status: Status,
     pub registered_at_ms: u64,
     pub updated_at_ms: u64,

@@ -89,7 +89,7 @@ mod tests {
             base_origin: BaseOrigin::FromSource,
             lifetime_s: 60,
             attrs: vec![],
-            links: vec![],
+            links: vec![].into(),
             status: Status::Connected,
             registered_at_ms: 0,
             updated_at_ms: 0,

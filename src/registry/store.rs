@@ -279,7 +279,7 @@ mod tests {
             base_origin: BaseOrigin::FromSource,
             lifetime_s: 60,
             attrs: vec![],
-            links: vec![Link::new("/t").with("rt", Some("temperature"))],
+            links: vec![Link::new("/t").with("rt", Some("temperature"))].into(),
             status: Status::Connected,
             registered_at_ms: 1,
             updated_at_ms: 2,

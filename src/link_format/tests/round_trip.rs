@@ -91,8 +91,8 @@ fn random_link(rng: &mut StdRng) -> Link {
             _ => Some(random_string(rng, VALUE_CHARS, 16)),
         };
         link.params.push(Param {
-            name: random_name(rng),
-            value,
+            name: random_name(rng).into(),
+            value: value.map(Into::into),
         });
     }
     link
