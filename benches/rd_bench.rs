@@ -95,6 +95,10 @@ struct Args {
     /// Skip the SIGKILL + restart measurement (spawn mode only).
     #[arg(long)]
     no_restart: bool,
+    /// Give every endpoint links of its own (per-device paths and a `title`), so no two
+    /// registrations have equal link sets: the registry's memory without link-set sharing.
+    #[arg(long)]
+    distinct_links: bool,
     /// `perf record` the gateway during each phase of the last checkpoint into FILE.<phase>.
     #[arg(long)]
     perf_record: Option<PathBuf>,
@@ -209,6 +213,7 @@ struct Registrations {
     first: u64,
     lt: u32,
     dir: Rc<RefCell<Directory>>,
+    distinct_links: bool,
 }
 
 impl Workload for Registrations {
@@ -216,10 +221,19 @@ impl Workload for Registrations {
         let ep = self.first + i;
         let query = vec![format!("ep=dev-{ep}"), format!("lt={}", self.lt)];
         let rare = self.dir.borrow().rare[ep as usize];
-        let payload = if rare {
-            format!("{PAYLOAD3}{RARE_LINK}")
+        let links = if self.distinct_links {
+            format!(
+                "</sensors/temp>;rt=\"temperature\";if=\"sensor\";obs;title=\"dev-{ep}\",\
+                 </sensors/hum/{ep}>;rt=\"humidity\";if=\"sensor\",\
+                 </actuators/led/{ep}>;rt=\"light\";if=\"actuator\""
+            )
         } else {
             PAYLOAD3.to_string()
+        };
+        let payload = if rare {
+            format!("{links}{RARE_LINK}")
+        } else {
+            links
         };
         encode_request(
             2,
@@ -1411,7 +1425,7 @@ fn main() {
     };
     let mut result = json!({
         "bench": "rd_bench", "target": addr.to_string(), "pid": pid,
-        "spawned": gateway.is_some(), "endpoints": n, "inflight": run.args.inflight,
+        "spawned": gateway.is_some(), "endpoints": n, "inflight": run.args.inflight, "distinct_links": run.args.distinct_links,
         "sockets": run.args.sockets, "seconds_each": run.args.seconds, "checkpoints": checkpoints,
         "mem_start": mem_json(sample_proc(pid).as_ref()),
     });
@@ -1452,6 +1466,7 @@ fn main() {
             first: from,
             lt: run.args.lt,
             dir: dir.clone(),
+            distinct_links: run.args.distinct_links,
         };
         let (_, mut st, el) = run_phase(
             addr,
