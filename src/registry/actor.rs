@@ -94,35 +94,36 @@ pub fn start_with_policy(
     policy: WritePolicy,
 ) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
     let store = Store::open(&config.data_dir, config.cache_mb)?;
-    let loaded = store.load_all()?;
     let now = now_ms();
     let grace_ms = u64::from(config.expiry_grace_s) * 1000;
     let mut index = Index::new();
-    let mut purged = 0usize;
+    let mut purge = Vec::new();
     let mut counts = SourceCounts::default();
     let mut link_sets = LinkSetPool::new();
-    for mut reg in loaded.registrations {
+    let skipped = store.load_each(|mut reg| {
+        if reg.expires_at_ms.saturating_add(grace_ms) <= now {
+            purge.push(reg.id);
+            return;
+        }
         shrink(&mut reg);
         reg.links = link_sets.share(reg.links);
-        if reg.expires_at_ms.saturating_add(grace_ms) <= now {
-            store.remove(reg.id)?;
-            purged += 1;
-            continue;
-        }
         counts.add(reg.source.ip());
         if reg.is_expired_at(now) {
             index.insert_in_grace(Arc::new(reg));
         } else {
             index.insert(Arc::new(reg));
         }
+    })?;
+    for id in &purge {
+        store.remove(*id)?;
     }
     log::info!(
         "registry {}: {} live, {} expired in grace, {} purged, {} undecodable records skipped",
         config.data_dir.display(),
         index.len_live(),
         index.len_in_grace(),
-        purged,
-        loaded.skipped
+        purge.len(),
+        skipped
     );
     let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
     let registry = Registry {

@@ -104,23 +104,37 @@ impl Store {
     /// record must not keep the gateway from starting); a record of an unknown format version
     /// stops the load, since it means a newer build wrote this database.
     pub fn load_all(&self) -> Result<Loaded, StoreError> {
-        let mut loaded = Loaded::default();
+        let mut registrations = Vec::new();
+        let skipped = self.load_each(|reg| registrations.push(reg))?;
+        Ok(Loaded {
+            registrations,
+            skipped,
+        })
+    }
+
+    /// [`Self::load_all`] one record at a time, in id order: `f` gets each decodable
+    /// registration; returns how many were skipped. The gateway loads this way so that each
+    /// record's temporary buffers are freed before the next one is decoded: collecting 100,000
+    /// first left them scattered between the registrations kept, ~80 MB of RSS that the
+    /// allocator could not give back.
+    pub fn load_each(&self, mut f: impl FnMut(Registration)) -> Result<usize, StoreError> {
+        let mut skipped = 0;
         for item in self.registrations.iter() {
             let (key, value) = item?;
             let key_text = describe_key(&key);
             match decode(&key_text, &value) {
-                Ok(reg) => loaded.registrations.push(reg),
+                Ok(reg) => f(reg),
                 Err(e @ StoreError::UnsupportedVersion { .. }) => return Err(e),
                 Err(e) => {
                     log::error!(
                         "registry database {}: skipping record: {e}",
                         self.path.display()
                     );
-                    loaded.skipped += 1;
+                    skipped += 1;
                 }
             }
         }
-        Ok(loaded)
+        Ok(skipped)
     }
 
     /// A fresh id, never handed out before in this database. The counter is written before
