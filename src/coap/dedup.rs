@@ -3,8 +3,9 @@
 //! retransmitted CON is answered from the cache and its handler runs once.
 //!
 //! Bounded by entry count and by bytes: every entry is charged its bookkeeping
-//! ([`ENTRY_COST`]) plus its cached response, so the byte bound is the cache's real memory and
-//! holds however small the responses are. The oldest entries go first: under a load that
+//! ([`ENTRY_COST`]) plus its cached response, so the byte bound approximates the cache's real
+//! memory (within hash-table control bytes, queue slack and allocator rounding) and holds
+//! however small the responses are. The oldest entries go first: under a load that
 //! fills the budget faster than EXCHANGE_LIFETIME, a retransmission older than the budget's
 //! reach is handled again (the RD's requests are idempotent in effect, except that a repeated
 //! DELETE then gets 4.04).

@@ -338,6 +338,7 @@ impl Registry {
             .remove(msg.id)
             .ok_or(RegistryError::NotFound(msg.id))?;
         self.counts.remove(removed.source.ip());
+        self.trim_link_sets();
         let event = RegistryEvent::Removed {
             registration: Arc::clone(&removed),
             reason: RemovalReason::Deleted,
@@ -578,6 +579,7 @@ impl Registry {
             }
         }
         if !purged.is_empty() {
+            self.trim_link_sets();
             self.schedule_flush_of_unparked_writes(ctx);
         }
         if !expired.is_empty() {
@@ -592,6 +594,13 @@ impl Registry {
                 .collect();
             self.publish_in_order(events, ctx);
         }
+    }
+
+    fn trim_link_sets(&mut self) {
+        let held = self
+            .reader
+            .with_index(|index| index.len_live() + index.len_in_grace());
+        self.link_sets.trim(held);
     }
 
     /// Purges are written without a waiting caller; piggy-back them on a flush anyway so they

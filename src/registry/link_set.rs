@@ -86,8 +86,9 @@ impl<'de> Deserialize<'de> for LinkSet {
 /// The distinct link sets in use, so that equal ones share one allocation.
 ///
 /// Sets no registration uses any more are dropped by a sweep that runs when the pool has
-/// doubled since the last one: amortized O(1) per `share`, and the pool never holds more
-/// than twice the sets in use (plus a floor of [`SWEEP_FLOOR`]).
+/// doubled since the last one (amortized O(1) per `share`), and by [`LinkSetPool::trim`]
+/// after removals, so the pool holds at most about twice the registrations held (plus a floor
+/// of [`SWEEP_FLOOR`]) even when a mass deregistration is followed by no new sets.
 #[derive(Debug, Default)]
 pub struct LinkSetPool {
     sets: HashSet<LinkSet>,
@@ -112,6 +113,14 @@ impl LinkSetPool {
             self.sweep();
         }
         links
+    }
+
+    /// After removals: sweep when the pool holds more than twice `held` sets (`held`: the
+    /// registrations that can still use one, live or in grace).
+    pub fn trim(&mut self, held: usize) {
+        if self.sets.len() > SWEEP_FLOOR.max(held.saturating_mul(2)) {
+            self.sweep();
+        }
     }
 
     /// Drop the sets only the pool still holds.
@@ -182,6 +191,21 @@ mod tests {
             pool.len(),
             in_use.len()
         );
+    }
+
+    #[test]
+    fn trim_after_a_mass_removal_drops_the_unused_sets() {
+        let mut pool = LinkSetPool::new();
+        let mut held: Vec<LinkSet> = (0..5_000)
+            .map(|i| pool.share(links(&format!("rt{i}")).into()))
+            .collect();
+        held.truncate(10);
+        pool.trim(held.len());
+        assert_eq!(pool.len(), 10);
+        // Below the floor nothing is swept: not worth a pass.
+        drop(held.pop());
+        pool.trim(held.len());
+        assert_eq!(pool.len(), 10);
     }
 
     #[test]
