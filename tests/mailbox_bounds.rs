@@ -218,7 +218,14 @@ async fn a_stalled_feed_subscriber_is_resynced_and_ends_with_the_registry_state(
         registry.send(update(*id)).await.unwrap().unwrap();
     }
     for id in &ids[100..200] {
-        registry.send(Remove { id: *id }).await.unwrap().unwrap();
+        registry
+            .send(Remove {
+                id: *id,
+                source: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
     }
     let published = DEVICES + 200;
     release.send(()).unwrap();
@@ -254,7 +261,14 @@ async fn a_stalled_feed_subscriber_is_resynced_and_ends_with_the_registry_state(
 
     // In sync again: events flow as before, with no further resync.
     for id in &ids[200..250] {
-        registry.send(Remove { id: *id }).await.unwrap().unwrap();
+        registry
+            .send(Remove {
+                id: *id,
+                source: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
     }
     let expected = registry_view(&reader);
     wait_until("the mirror to follow later events", || {
@@ -333,7 +347,14 @@ async fn platform_link_sends_a_fresh_snapshot_of_every_registration_after_an_ove
 
     let ids = register_many(&registry, DEVICES).await;
     for id in &ids[..100] {
-        registry.send(Remove { id: *id }).await.unwrap().unwrap();
+        registry
+            .send(Remove {
+                id: *id,
+                source: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
     }
     release.send(()).unwrap();
 

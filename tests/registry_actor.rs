@@ -350,7 +350,12 @@ async fn remove_deletes_and_publishes() {
         .registration
         .id;
     next_event(&mut h).await;
-    let removed = h.addr.send(Remove { id }).await.unwrap().unwrap();
+    let removed = h
+        .addr
+        .send(Remove { id, source: None })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(removed.id, id);
     match next_event(&mut h).await {
         RegistryEvent::Removed {
@@ -372,7 +377,7 @@ async fn remove_deletes_and_publishes() {
         0
     );
     assert!(matches!(
-        h.addr.send(Remove { id }).await.unwrap(),
+        h.addr.send(Remove { id, source: None }).await.unwrap(),
         Err(RegistryError::NotFound(_))
     ));
     // A new registration of the same name gets a new id: ids are never reused.
@@ -422,7 +427,13 @@ async fn expiry_hides_then_an_update_in_grace_revives() {
     let ep = EndpointName::new("short").unwrap();
     assert!(h.reader.find(&ep, None).is_none());
     assert!(matches!(
-        h.addr.send(Remove { id: short.id }).await.unwrap(),
+        h.addr
+            .send(Remove {
+                id: short.id,
+                source: None
+            })
+            .await
+            .unwrap(),
         Err(RegistryError::NotFound(_))
     ));
 

@@ -82,7 +82,8 @@ pub fn check_registration(
     Ok(())
 }
 
-/// An update (POST /reg/N) of the registration `holder` from `source`.
+/// An update (POST /reg/N) or a removal (DELETE /reg/N) of the registration `holder` from
+/// `source`.
 pub fn check_update(
     policy: WritePolicy,
     ep: &str,

@@ -971,7 +971,14 @@ mod tests {
         observer.do_send(RegistryFeed::unbounded(FeedItem::Resync { dropped: 3 }));
         assert_eq!(observer.send(WatchedDevices).await.unwrap(), ids);
 
-        registry.send(Remove { id: ids[1] }).await.unwrap().unwrap();
+        registry
+            .send(Remove {
+                id: ids[1],
+                source: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
         observer.do_send(RegistryFeed::unbounded(FeedItem::Resync { dropped: 1 }));
         assert_eq!(
             observer.send(WatchedDevices).await.unwrap(),

@@ -82,9 +82,6 @@ pub struct RdSettings {
     /// `limits.max_payload_bytes` / `limits.max_links`: larger registrations get 4.13.
     pub max_payload_bytes: usize,
     pub max_links: usize,
-    /// `rd.endpoint_protection` (FCFR): a DELETE from another address gets 4.03 (the Registry
-    /// enforces it for registrations and updates).
-    pub endpoint_protection: bool,
 }
 
 impl RdSettings {
@@ -96,8 +93,6 @@ impl RdSettings {
             advertise_draft11: true,
             max_payload_bytes: config.limits.max_payload_bytes,
             max_links: config.limits.max_links,
-            endpoint_protection: config.rd.endpoint_protection
-                == crate::config::EndpointProtection::FirstComeFirstRemembered,
         }
     }
 }
@@ -382,22 +377,14 @@ impl RdService {
         .boxed()
     }
 
-    /// `DELETE /reg/<id>` (RFC 9176 §5.3.2): 2.02, or 4.04.
+    /// `DELETE /reg/<id>` (RFC 9176 §5.3.2): 2.02, 4.03 (another address holds it), or 4.04.
+    /// First come, first remembered is decided by the Registry, in the same step as the
+    /// removal, so no other write can slip between the check and the delete.
     fn remove(&self, id: RegistrationId, req: &InboundRequest) -> HandlerFuture {
-        if self.settings.endpoint_protection {
-            if let Some(reg) = self.reader.get(id) {
-                if reg.source.ip() != req.source.ip() {
-                    return now(registry_error_response(RegistryError::Refused(
-                        crate::limits::Refusal::NameProtected {
-                            ep: reg.ep.as_str().to_string(),
-                        },
-                    )));
-                }
-            }
-        }
         let registry = self.registry.clone();
+        let source = Some(req.source);
         async move {
-            match registry.send(Remove { id }).await {
+            match registry.send(Remove { id, source }).await {
                 Ok(Ok(_)) => OutboundResponse::new(Code::DELETED),
                 Ok(Err(e)) => registry_error_response(e),
                 Err(_) => registry_error_response(RegistryError::Unavailable),

@@ -328,8 +328,16 @@ impl Registry {
         &mut self,
         msg: Remove,
     ) -> Result<(Arc<Registration>, Vec<RegistryEvent>), RegistryError> {
-        if self.reader.get(msg.id).is_none() {
-            return Err(RegistryError::NotFound(msg.id));
+        let held = self
+            .reader
+            .get(msg.id)
+            .ok_or(RegistryError::NotFound(msg.id))?;
+        if let Some(source) = msg.source {
+            let holder = Holder {
+                source: held.source,
+                live: true,
+            };
+            check_update(self.policy, held.ep.as_str(), holder, source)?;
         }
         self.store.remove(msg.id)?;
         let removed = self
@@ -793,6 +801,57 @@ mod tests {
         let health = registry.send(GetHealth).await.unwrap();
         assert!(health.writable);
         assert_eq!(health.last_error, None);
+    }
+
+    #[actix_rt::test]
+    async fn a_delete_from_another_address_is_refused_inside_the_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = WritePolicy {
+            endpoint_protection: true,
+            max_per_source: None,
+            exempt_loopback: true,
+        };
+        let config = RegistryConfig {
+            data_dir: dir.path().join("db"),
+            cache_mb: 1,
+            expiry_grace_s: 0,
+            max_registrations: None,
+        };
+        let (registry, reader) = start_with_policy(config, policy).unwrap();
+        let owner: std::net::SocketAddr = "10.0.0.1:5683".parse().unwrap();
+        let register = Register {
+            ep: crate::registry::EndpointName::new("node").unwrap(),
+            d: None,
+            base: None,
+            lifetime_s: 60,
+            attrs: Vec::new(),
+            links: vec![crate::link_format::Link::new("/t")],
+            source: owner,
+        };
+        let id = registry
+            .send(register)
+            .await
+            .unwrap()
+            .unwrap()
+            .registration
+            .id;
+        let thief = Some("10.0.0.2:5683".parse().unwrap());
+        assert!(matches!(
+            registry.send(Remove { id, source: thief }).await.unwrap(),
+            Err(RegistryError::Refused(_))
+        ));
+        assert!(reader.get(id).is_some(), "still registered");
+        // The same host from another port (a reboot, a NAT rebinding) may delete it.
+        let rebooted = Some("10.0.0.1:40000".parse().unwrap());
+        let removed = registry
+            .send(Remove {
+                id,
+                source: rebooted,
+            })
+            .await
+            .unwrap();
+        assert_eq!(removed.unwrap().id, id);
+        assert!(reader.get(id).is_none());
     }
 
     #[test]

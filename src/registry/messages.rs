@@ -85,6 +85,10 @@ pub struct Update {
 #[rtype(result = "Result<Arc<Registration>, RegistryError>")]
 pub struct Remove {
     pub id: RegistrationId,
+    /// Who asks: a DELETE's source, checked against the write policy (FCFR) inside the
+    /// actor, like an update. `None` for the gateway's own removals (discovery), which are
+    /// not subject to it.
+    pub source: Option<SocketAddr>,
 }
 
 /// Record a liveness change seen by the Pinger. Replies whether the status changed.
