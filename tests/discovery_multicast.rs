@@ -7,9 +7,9 @@
 mod common;
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::coap_peer::{lookup, Link, Peer};
+use common::coap_peer::{lookup, lookup_until, Peer};
 use common::device_sim::{self, DeviceSim};
 use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, IFACE};
 use common::{Gateway, GatewayOptions};
@@ -25,17 +25,6 @@ fn start_sim(pair: &NetnsPair, bind: &str, prefix: &str, extra: &[&str]) -> Devi
     let mut sim = DeviceSim::spawn_command(cmd);
     assert!(sim.ready(WAIT), "device-sim ({bind}) did not get ready");
     sim
-}
-
-fn lookup_until(peer: &Peer, uri: &str, done: impl Fn(&[Link]) -> bool) -> Vec<Link> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let links = lookup(peer, uri);
-        if done(&links) || Instant::now() > deadline {
-            return links;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -68,7 +57,7 @@ fn devices_answering_a_group_are_registered_each_under_its_own_name() {
     // Lookups from the link: a registration with a link-local base is shown only to
     // link-local requesters (RFC 9176 §6.1), and the IPv6 device answered from fe80::.
     let peer = link_local_peer(&pair);
-    let found = lookup_until(&peer, "/rd-lookup/ep?src=discovery", |l| l.len() >= 2);
+    let found = lookup_until(&peer, "/rd-lookup/ep?src=discovery", WAIT, |l| l.len() >= 2);
     assert_eq!(found.len(), 2, "{found:?}\n{}", gw.log_text());
     let names: Vec<&str> = found.iter().filter_map(|l| l.get("ep")).collect();
     assert_eq!(names.len(), 2);

@@ -15,10 +15,8 @@ fn start() -> (
 ) {
     let dir = tempfile::tempdir().unwrap();
     let (addr, reader) = registry::start(RegistryConfig {
-        data_dir: dir.path().to_path_buf(),
-        cache_mb: 8,
         expiry_grace_s: 60,
-        max_registrations: None,
+        ..RegistryConfig::in_dir(dir.path().to_path_buf())
     })
     .unwrap();
     (addr, reader, dir)

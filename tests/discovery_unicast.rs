@@ -65,18 +65,6 @@ fn discovery_yaml(target: &str, interval_s: u64, lifetime_s: u32) -> String {
     )
 }
 
-/// Poll an endpoint lookup until `done` holds or the budget runs out; the last answer.
-fn lookup_until(peer: &Peer, uri: &str, done: impl Fn(&[Link]) -> bool) -> Vec<Link> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let links = lookup(peer, uri);
-        if done(&links) || Instant::now() > deadline {
-            return links;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn twenty_passive_devices_are_discovered_registered_and_reported() {
     const COUNT: u16 = 20;
@@ -97,7 +85,7 @@ fn twenty_passive_devices_are_discovered_registered_and_reported() {
         .expect("device-sim binds the probed range");
     let peer = Peer::new(gw.addr());
 
-    let links = lookup_until(&peer, "/rd-lookup/ep?src=discovery", |l| {
+    let links = lookup_until(&peer, "/rd-lookup/ep?src=discovery", WAIT, |l| {
         l.len() == COUNT as usize
     });
     assert_eq!(links.len(), COUNT as usize, "{links:?}\n{}", gw.log_text());
@@ -195,13 +183,13 @@ fn a_device_registering_itself_later_supersedes_its_discovered_registration() {
     });
     drop(gw0);
     let peer = Peer::new(gw.addr());
-    let found = lookup_until(&peer, "/rd-lookup/ep?src=discovery", |l| l.len() == 1);
+    let found = lookup_until(&peer, "/rd-lookup/ep?src=discovery", WAIT, |l| l.len() == 1);
     assert_eq!(found.len(), 1, "{}", gw.log_text());
     // The device now registers itself, from the same address, under its own name.
     passive.command("silent 0");
     drop(passive);
     let own = start_sim(gw.addr(), 1, port, &["--prefix", "own-"]).expect("port still free");
-    let gone = lookup_until(&peer, "/rd-lookup/ep?src=discovery", |l| l.is_empty());
+    let gone = lookup_until(&peer, "/rd-lookup/ep?src=discovery", WAIT, |l| l.is_empty());
     assert!(gone.is_empty(), "{gone:?}\n{}", gw.log_text());
     assert_eq!(lookup(&peer, "/rd-lookup/ep?ep=own-0").len(), 1);
     drop(own);
@@ -218,12 +206,12 @@ fn a_discovered_device_that_disappears_expires_after_its_lifetime() {
     });
     drop(gw0);
     let peer = Peer::new(gw.addr());
-    let found = lookup_until(&peer, "/rd-lookup/ep?src=discovery", |l| l.len() == 2);
+    let found = lookup_until(&peer, "/rd-lookup/ep?src=discovery", WAIT, |l| l.len() == 2);
     assert_eq!(found.len(), 2, "{}", gw.log_text());
 
     sim.command("silent 0");
     let silenced_at = Instant::now();
-    let left = lookup_until(&peer, "/rd-lookup/ep?src=discovery", |l| l.len() == 1);
+    let left = lookup_until(&peer, "/rd-lookup/ep?src=discovery", WAIT, |l| l.len() == 1);
     let took = silenced_at.elapsed();
     assert_eq!(left.len(), 1, "{left:?}\n{}", gw.log_text());
     assert_eq!(

@@ -219,10 +219,7 @@ async fn a_stalled_feed_subscriber_is_resynced_and_ends_with_the_registry_state(
     }
     for id in &ids[100..200] {
         registry
-            .send(Remove {
-                id: *id,
-                source: None,
-            })
+            .send(Remove::by_gateway(*id))
             .await
             .unwrap()
             .unwrap();
@@ -262,10 +259,7 @@ async fn a_stalled_feed_subscriber_is_resynced_and_ends_with_the_registry_state(
     // In sync again: events flow as before, with no further resync.
     for id in &ids[200..250] {
         registry
-            .send(Remove {
-                id: *id,
-                source: None,
-            })
+            .send(Remove::by_gateway(*id))
             .await
             .unwrap()
             .unwrap();
@@ -348,10 +342,7 @@ async fn platform_link_sends_a_fresh_snapshot_of_every_registration_after_an_ove
     let ids = register_many(&registry, DEVICES).await;
     for id in &ids[..100] {
         registry
-            .send(Remove {
-                id: *id,
-                source: None,
-            })
+            .send(Remove::by_gateway(*id))
             .await
             .unwrap()
             .unwrap();

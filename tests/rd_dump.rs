@@ -56,10 +56,8 @@ fn populate(dir: &Path) -> Vec<Registration> {
     let sys = System::new();
     let regs = sys.block_on(async {
         let (addr, _reader) = registry::start(RegistryConfig {
-            data_dir: dir.to_path_buf(),
-            cache_mb: 8,
             expiry_grace_s: 60,
-            max_registrations: None,
+            ..RegistryConfig::in_dir(dir.to_path_buf())
         })
         .unwrap();
         let mut regs = Vec::new();

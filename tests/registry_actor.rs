@@ -44,10 +44,9 @@ struct Harness {
 
 fn config(dir: &std::path::Path, grace_s: u32, max: Option<usize>) -> RegistryConfig {
     RegistryConfig {
-        data_dir: dir.to_path_buf(),
-        cache_mb: 8,
         expiry_grace_s: grace_s,
         max_registrations: max,
+        ..RegistryConfig::in_dir(dir)
     }
 }
 
@@ -350,12 +349,7 @@ async fn remove_deletes_and_publishes() {
         .registration
         .id;
     next_event(&mut h).await;
-    let removed = h
-        .addr
-        .send(Remove { id, source: None })
-        .await
-        .unwrap()
-        .unwrap();
+    let removed = h.addr.send(Remove::by_gateway(id)).await.unwrap().unwrap();
     assert_eq!(removed.id, id);
     match next_event(&mut h).await {
         RegistryEvent::Removed {
@@ -377,7 +371,7 @@ async fn remove_deletes_and_publishes() {
         0
     );
     assert!(matches!(
-        h.addr.send(Remove { id, source: None }).await.unwrap(),
+        h.addr.send(Remove::by_gateway(id)).await.unwrap(),
         Err(RegistryError::NotFound(_))
     ));
     // A new registration of the same name gets a new id: ids are never reused.
@@ -427,13 +421,7 @@ async fn expiry_hides_then_an_update_in_grace_revives() {
     let ep = EndpointName::new("short").unwrap();
     assert!(h.reader.find(&ep, None).is_none());
     assert!(matches!(
-        h.addr
-            .send(Remove {
-                id: short.id,
-                source: None
-            })
-            .await
-            .unwrap(),
+        h.addr.send(Remove::by_gateway(short.id)).await.unwrap(),
         Err(RegistryError::NotFound(_))
     ));
 

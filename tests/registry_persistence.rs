@@ -21,10 +21,8 @@ const CHILD_DIR_ENV: &str = "REGISTRY_SIGKILL_CHILD_DIR";
 
 fn config(dir: &Path) -> RegistryConfig {
     RegistryConfig {
-        data_dir: dir.to_path_buf(),
-        cache_mb: 8,
         expiry_grace_s: 60,
-        max_registrations: None,
+        ..RegistryConfig::in_dir(dir.to_path_buf())
     }
 }
 

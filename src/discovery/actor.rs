@@ -215,7 +215,7 @@ impl Discovery {
         });
         for (id, ep) in superseded {
             info!("discovery: {ep} ({id}) registered itself; removing its discovered registration");
-            self.registry.do_send(Remove { id, source: None });
+            self.registry.do_send(Remove::by_gateway(id));
         }
     }
 

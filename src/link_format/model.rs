@@ -26,6 +26,14 @@ impl Param {
             value: value.map(Into::into),
         }
     }
+
+    /// Drop spare capacity (a parser's or a builder's) before the parameter is kept for long.
+    pub fn shrink_to_fit(&mut self) {
+        self.name.shrink_to_fit();
+        if let Some(v) = &mut self.value {
+            v.shrink_to_fit();
+        }
+    }
 }
 
 /// One link: `<target>` followed by its parameters, in the order the device sent them.
@@ -43,6 +51,13 @@ impl Link {
             target: target.into(),
             params: Vec::new(),
         }
+    }
+
+    /// Drop spare capacity before the link is kept for long (see [`Param::shrink_to_fit`]).
+    pub fn shrink_to_fit(&mut self) {
+        self.target.shrink_to_fit();
+        self.params.shrink_to_fit();
+        self.params.iter_mut().for_each(Param::shrink_to_fit);
     }
 
     /// Builder-style: append a parameter.

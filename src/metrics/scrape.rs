@@ -51,10 +51,8 @@ mod tests {
     async fn live_registrations_are_counted_by_status() {
         let dir = tempfile::tempdir().unwrap();
         let (registry, reader) = registry::start(RegistryConfig {
-            data_dir: dir.path().to_path_buf(),
-            cache_mb: 8,
             expiry_grace_s: 60,
-            max_registrations: None,
+            ..RegistryConfig::in_dir(dir.path().to_path_buf())
         })
         .unwrap();
         let mut ids = Vec::new();

@@ -818,13 +818,8 @@ mod tests {
         .await
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let (registry, reader) = crate::registry::start(RegistryConfig {
-            data_dir: dir.path().join("db"),
-            cache_mb: 1,
-            expiry_grace_s: 0,
-            max_registrations: None,
-        })
-        .unwrap();
+        let (registry, reader) =
+            crate::registry::start(RegistryConfig::in_dir(dir.path().join("db"))).unwrap();
         (endpoint, registry, reader, dir)
     }
 
@@ -972,10 +967,7 @@ mod tests {
         assert_eq!(observer.send(WatchedDevices).await.unwrap(), ids);
 
         registry
-            .send(Remove {
-                id: ids[1],
-                source: None,
-            })
+            .send(Remove::by_gateway(ids[1]))
             .await
             .unwrap()
             .unwrap();

@@ -382,9 +382,9 @@ impl RdService {
     /// removal, so no other write can slip between the check and the delete.
     fn remove(&self, id: RegistrationId, req: &InboundRequest) -> HandlerFuture {
         let registry = self.registry.clone();
-        let source = Some(req.source);
+        let remove = Remove::requested_by(id, req.source);
         async move {
-            match registry.send(Remove { id, source }).await {
+            match registry.send(remove).await {
                 Ok(Ok(_)) => OutboundResponse::new(Code::DELETED),
                 Ok(Err(e)) => registry_error_response(e),
                 Err(_) => registry_error_response(RegistryError::Unavailable),
@@ -613,13 +613,8 @@ mod tests {
     #[actix_rt::test]
     async fn requests_answered_from_the_lookup_cache_share_one_body() {
         let dir = tempfile::tempdir().unwrap();
-        let (registry, reader) = crate::registry::start(RegistryConfig {
-            data_dir: dir.path().join("db"),
-            cache_mb: 1,
-            expiry_grace_s: 0,
-            max_registrations: None,
-        })
-        .unwrap();
+        let (registry, reader) =
+            crate::registry::start(RegistryConfig::in_dir(dir.path().join("db"))).unwrap();
         let settings = Arc::new(RdSettings::from_config(&Config::default()));
         let service = RdService::new(settings, registry, reader);
         for ep in ["ep=node1", "ep=node2"] {

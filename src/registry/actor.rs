@@ -79,6 +79,17 @@ impl RegistryConfig {
             max_registrations: Some(config.rd.max_registrations),
         }
     }
+
+    /// A registry in `data_dir` with a small (8 MiB) cache, no grace period and no limit: for
+    /// tests, benches and tools that need a registry but no `config.yaml`.
+    pub fn in_dir(data_dir: impl Into<PathBuf>) -> Self {
+        RegistryConfig {
+            data_dir: data_dir.into(),
+            cache_mb: 8,
+            expiry_grace_s: 0,
+            max_registrations: None,
+        }
+    }
 }
 
 /// Open the store, load every registration into the index, and start the actor. Must be called
@@ -625,17 +636,11 @@ impl Registry {
 /// Drop spare capacity before a registration is kept for good: at 100,000 registrations the
 /// slack a parser or a growing `Vec` leaves behind is tens of megabytes (issue 10: ≤ 200 MB).
 fn shrink(reg: &mut Registration) {
-    fn shrink_params(params: &mut Vec<crate::link_format::Param>) {
-        params.shrink_to_fit();
-        for p in params {
-            p.name.shrink_to_fit();
-            if let Some(v) = &mut p.value {
-                v.shrink_to_fit();
-            }
-        }
-    }
     reg.base.shrink_to_fit();
-    shrink_params(&mut reg.attrs);
+    reg.attrs.shrink_to_fit();
+    reg.attrs
+        .iter_mut()
+        .for_each(crate::link_format::Param::shrink_to_fit);
 }
 
 fn expiry(now_ms: u64, lifetime_s: u32) -> u64 {
@@ -791,13 +796,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_fresh_registry_reports_itself_writable() {
         let dir = tempfile::tempdir().unwrap();
-        let (registry, _reader) = start(RegistryConfig {
-            data_dir: dir.path().join("db"),
-            cache_mb: 1,
-            expiry_grace_s: 0,
-            max_registrations: None,
-        })
-        .unwrap();
+        let (registry, _reader) = start(RegistryConfig::in_dir(dir.path().join("db"))).unwrap();
         let health = registry.send(GetHealth).await.unwrap();
         assert!(health.writable);
         assert_eq!(health.last_error, None);
@@ -811,12 +810,7 @@ mod tests {
             max_per_source: None,
             exempt_loopback: true,
         };
-        let config = RegistryConfig {
-            data_dir: dir.path().join("db"),
-            cache_mb: 1,
-            expiry_grace_s: 0,
-            max_registrations: None,
-        };
+        let config = RegistryConfig::in_dir(dir.path().join("db"));
         let (registry, reader) = start_with_policy(config, policy).unwrap();
         let owner: std::net::SocketAddr = "10.0.0.1:5683".parse().unwrap();
         let register = Register {
@@ -835,19 +829,19 @@ mod tests {
             .unwrap()
             .registration
             .id;
-        let thief = Some("10.0.0.2:5683".parse().unwrap());
+        let thief = "10.0.0.2:5683".parse().unwrap();
         assert!(matches!(
-            registry.send(Remove { id, source: thief }).await.unwrap(),
+            registry
+                .send(Remove::requested_by(id, thief))
+                .await
+                .unwrap(),
             Err(RegistryError::Refused(_))
         ));
         assert!(reader.get(id).is_some(), "still registered");
         // The same host from another port (a reboot, a NAT rebinding) may delete it.
-        let rebooted = Some("10.0.0.1:40000".parse().unwrap());
+        let rebooted = "10.0.0.1:40000".parse().unwrap();
         let removed = registry
-            .send(Remove {
-                id,
-                source: rebooted,
-            })
+            .send(Remove::requested_by(id, rebooted))
             .await
             .unwrap();
         assert_eq!(removed.unwrap().id, id);

@@ -25,16 +25,7 @@ pub struct LinkSet(Arc<[Link]>);
 impl LinkSet {
     /// Freeze `links`, trimming every buffer to its length first: a registration lives long.
     pub fn new(mut links: Vec<Link>) -> Self {
-        for link in &mut links {
-            link.target.shrink_to_fit();
-            link.params.shrink_to_fit();
-            for p in &mut link.params {
-                p.name.shrink_to_fit();
-                if let Some(v) = &mut p.value {
-                    v.shrink_to_fit();
-                }
-            }
-        }
+        links.iter_mut().for_each(Link::shrink_to_fit);
         LinkSet(links.into())
     }
 

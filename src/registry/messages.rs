@@ -91,6 +91,21 @@ pub struct Remove {
     pub source: Option<SocketAddr>,
 }
 
+impl Remove {
+    /// A DELETE from `source`, subject to the write policy.
+    pub fn requested_by(id: RegistrationId, source: SocketAddr) -> Self {
+        Remove {
+            id,
+            source: Some(source),
+        }
+    }
+
+    /// The gateway's own removal, not subject to the write policy.
+    pub fn by_gateway(id: RegistrationId) -> Self {
+        Remove { id, source: None }
+    }
+}
+
 /// Record a liveness change seen by the Pinger. Replies whether the status changed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<bool, RegistryError>")]

@@ -645,6 +645,23 @@ pub fn lookup(peer: &Peer, uri: &str) -> Vec<Link> {
     resp.links()
 }
 
+/// Poll a lookup every 200 ms until `done` holds or `budget` runs out; the last answer.
+pub fn lookup_until(
+    peer: &Peer,
+    uri: &str,
+    budget: std::time::Duration,
+    done: impl Fn(&[Link]) -> bool,
+) -> Vec<Link> {
+    let deadline = std::time::Instant::now() + budget;
+    loop {
+        let links = lookup(peer, uri);
+        if done(&links) || std::time::Instant::now() > deadline {
+            return links;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// The endpoint-lookup link of `ep`, if listed.
 pub fn ep_link(peer: &Peer, ep: &str) -> Option<Link> {
     let links = lookup(peer, &format!("/rd-lookup/ep?ep={ep}"));
