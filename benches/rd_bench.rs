@@ -37,6 +37,10 @@ use rand::Rng;
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
+#[path = "support/gateway_process.rs"]
+mod gateway_process;
+use gateway_process::{spawn_gateway, GatewayProcess};
+
 /// A fresh source socket after this many messages: 65,536 MIDs must not wrap within 247 s.
 const MIDS_PER_SOCKET: u32 = 30_000;
 /// RFC 7252 §4.8 defaults, with fewer retransmissions: a loss on loopback is an overload.
@@ -782,11 +786,6 @@ fn mem_json(s: Option<&ProcSample>) -> Value {
     }
 }
 
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-}
-
 fn write_config(dir: &Path, listen: &str, cache_mb: u64) -> std::io::Result<PathBuf> {
     let cfg = dir.join("config.yaml");
     let text = format!(
@@ -797,48 +796,8 @@ fn write_config(dir: &Path, listen: &str, cache_mb: u64) -> std::io::Result<Path
     Ok(cfg)
 }
 
-/// Start the gateway and wait (≤ 60 s) for its `rd listening on udp://ADDR` line.
-fn spawn_gateway(bin: &Path, config: &Path, log: &Path) -> Result<(Gateway, Duration), String> {
-    let out = fs::File::create(log).map_err(|e| format!("log file: {e}"))?;
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (run `cargo build --release` first)",
-                bin.display()
-            )
-        })?;
-    let deadline = started + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "gateway exited with {status}: {}",
-                fs::read_to_string(log).unwrap_or_default()
-            ));
-        }
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .find_map(|l| l.split("rd listening on udp://").nth(1))
-            .and_then(|a| a.trim().parse().ok())
-        {
-            return Ok((Gateway { child, addr }, started.elapsed()));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Err("gateway did not log its address within 60 s".into())
-}
-
 /// SIGTERM, then SIGKILL after 10 s: the end of the run is bounded.
-fn stop_gateway(mut g: Gateway) {
+fn stop_gateway(mut g: GatewayProcess) {
     let pid = g.child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1562,7 +1521,7 @@ fn gateway_log_summary(dir: &Path) -> Value {
 }
 
 /// SIGKILL the gateway, start it on the same data dir and port, and time the first good lookup.
-fn restart(g: &mut Gateway, args: &Args, dir: &Path) -> Value {
+fn restart(g: &mut GatewayProcess, args: &Args, dir: &Path) -> Value {
     let old_addr = g.addr;
     let _ = g.child.kill();
     let _ = g.child.wait();

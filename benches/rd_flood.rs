@@ -17,7 +17,6 @@
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -26,6 +25,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use serde_json::json;
+
+#[path = "support/gateway_process.rs"]
+mod gateway_process;
+use gateway_process::{spawn_gateway, GatewayProcess};
 
 use coap_gateway::sim::flood::flood_datagram;
 
@@ -47,19 +50,8 @@ struct Args {
     bench: bool,
 }
 
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_gateway(bin: &Path, dir: &Path, rate_limit: f64) -> Result<Gateway, String> {
+/// Write the flood's gateway config in `dir` and start the gateway on it.
+fn spawn_flood_gateway(bin: &Path, dir: &Path, rate_limit: f64) -> Result<GatewayProcess, String> {
     let config = dir.join("config.yaml");
     let text = format!(
         "gateway:\n  data_dir: {:?}\nrd:\n  listen: [\"127.0.0.1:0\"]\npinger:\n  enabled: false\n\
@@ -67,42 +59,7 @@ fn spawn_gateway(bin: &Path, dir: &Path, rate_limit: f64) -> Result<Gateway, Str
         dir.join("data").display().to_string()
     );
     fs::write(&config, text).map_err(|e| e.to_string())?;
-    let log = dir.join("gateway.log");
-    let out = fs::File::create(&log).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (cargo build --release first)",
-                bin.display()
-            )
-        })?;
-    let mut gw = Gateway {
-        child,
-        addr: "0.0.0.0:0".parse().expect("literal address"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .find_map(|l| l.split("rd listening on udp://").nth(1))
-            .and_then(|a| a.trim().parse().ok())
-        {
-            gw.addr = addr;
-            return Ok(gw);
-        }
-        if let Ok(Some(status)) = gw.child.try_wait() {
-            return Err(format!("gateway exited with {status}: {text}"));
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    Err("gateway did not log its address within 60 s".into())
+    spawn_gateway(bin, &config, &dir.join("gateway.log")).map(|(gateway, _)| gateway)
 }
 
 /// One CON registration with retransmission; the response code byte and the latency.
@@ -146,7 +103,7 @@ fn register(sock: &UdpSocket, rd: SocketAddr, n: usize, mid: u16) -> Option<(u8,
 fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = match spawn_gateway(&args.gateway_bin, dir.path(), args.rate_limit) {
+    let gw = match spawn_flood_gateway(&args.gateway_bin, dir.path(), args.rate_limit) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("rd_flood: {e}");
