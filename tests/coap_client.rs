@@ -170,6 +170,141 @@ async fn ping_to_a_silent_socket_times_out_after_the_budget_with_retransmissions
     }
 }
 
+/// NSTART is 1: while a request to a peer is outstanding, a ping to it cannot be sent. If the
+/// peer stays silent for the ping's whole budget the ping says so (`answered_meanwhile: false`),
+/// and the peer never sees an empty CON: only the request's retransmissions.
+#[tokio::test]
+async fn ping_behind_an_unanswered_request_reports_a_silent_busy_peer() {
+    let silent = raw_socket(V4).await;
+    let target = silent.local_addr().unwrap();
+    let (ep, _, _) = start(V4).await;
+    let client = ep.client();
+    let holder = {
+        let c = client.clone();
+        tokio::spawn(async move {
+            c.request(
+                target,
+                ClientRequest::get("/slow").timeout(Duration::from_secs(3)),
+            )
+            .await
+        })
+    };
+    // The request goes out first and holds the peer's slot.
+    let (first, _) = recv_packet(&silent, WAIT).await.expect("the request");
+    assert_eq!(code(&first), Code::GET);
+    let err = client
+        .ping(target, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::PeerBusy {
+                answered_meanwhile: false
+            }
+        ),
+        "{err:?}"
+    );
+    while let Some((p, _)) = recv_packet(&silent, Duration::from_millis(10)).await {
+        assert_eq!(
+            code(&p),
+            Code::GET,
+            "only the request's retransmissions, no ping"
+        );
+    }
+    holder.abort();
+}
+
+/// The same, with a peer that acknowledges the request (an empty ACK: its answer will come
+/// separately) during the ping's wait: the ping reports a busy peer that answered.
+#[tokio::test]
+async fn ping_behind_an_acknowledged_request_reports_a_peer_that_answered() {
+    let device = raw_socket(V4).await;
+    let target = device.local_addr().unwrap();
+    let (ep, _, _) = start(V4).await;
+    let client = ep.client();
+    let holder = {
+        let c = client.clone();
+        tokio::spawn(async move {
+            c.request(
+                target,
+                ClientRequest::get("/slow").timeout(Duration::from_secs(3)),
+            )
+            .await
+        })
+    };
+    let (req, from) = recv_packet(&device, WAIT).await.expect("the request");
+    let ping = {
+        let c = client.clone();
+        tokio::spawn(async move { c.ping(target, Duration::from_millis(600)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.code = MessageClass::Empty;
+    ack.header.message_id = req.header.message_id;
+    device
+        .send_to(&ack.to_bytes().unwrap(), from)
+        .await
+        .unwrap();
+    let err = ping.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::PeerBusy {
+                answered_meanwhile: true
+            }
+        ),
+        "{err:?}"
+    );
+    holder.abort();
+}
+
+/// A stray datagram from the peer's address that matches none of our exchanges (a spoofer
+/// trying to keep a dead device "alive") does not count as an answer.
+#[tokio::test]
+async fn an_unmatched_datagram_from_a_busy_peer_is_not_an_answer() {
+    let device = raw_socket(V4).await;
+    let target = device.local_addr().unwrap();
+    let (ep, _, local) = start(V4).await;
+    let client = ep.client();
+    let holder = {
+        let c = client.clone();
+        tokio::spawn(async move {
+            c.request(
+                target,
+                ClientRequest::get("/slow").timeout(Duration::from_secs(3)),
+            )
+            .await
+        })
+    };
+    let (req, _) = recv_packet(&device, WAIT).await.expect("the request");
+    let ping = {
+        let c = client.clone();
+        tokio::spawn(async move { c.ping(target, Duration::from_millis(600)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut stray = Packet::new();
+    stray.header.set_type(MessageType::Acknowledgement);
+    stray.header.code = MessageClass::Empty;
+    stray.header.message_id = req.header.message_id.wrapping_add(7);
+    device
+        .send_to(&stray.to_bytes().unwrap(), local)
+        .await
+        .unwrap();
+    let err = ping.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::PeerBusy {
+                answered_meanwhile: false
+            }
+        ),
+        "{err:?}"
+    );
+    holder.abort();
+}
+
 #[tokio::test]
 async fn con_request_is_retransmitted_max_retransmit_times_then_fails() {
     let silent = raw_socket(V4).await;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::block::BlockOption;
 use super::code::Code;
@@ -21,6 +21,7 @@ use super::error::{ClientError, ProtocolError};
 use super::exchange::{new_token, Backoff};
 use super::message::{ClientRequest, ClientResponse};
 use super::observe::Freshness;
+use super::peer_slot::PeerSlot;
 
 /// Most members one multicast request collects answers from (RFC 7252 §8: answers can be
 /// spoofed, so a group cannot make the client hold an unbounded list).
@@ -32,23 +33,38 @@ pub struct CoapClient {
     shared: Arc<Shared>,
 }
 
-/// Slots held for one request: NSTART per peer and the overall bound.
+/// Slots held for one request: NSTART per peer and, for requests, the overall bound.
 struct Permits {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    slot: Arc<PeerSlot>,
     peer_permit: Option<OwnedSemaphorePermit>,
-    _global: OwnedSemaphorePermit,
+    _global: Option<OwnedSemaphorePermit>,
+}
+
+impl Permits {
+    /// Nothing held yet; the slot's entry is forgotten on drop if nobody else uses it.
+    fn new(shared: &Arc<Shared>, peer: SocketAddr, slot: Arc<PeerSlot>) -> Self {
+        Permits {
+            shared: Arc::clone(shared),
+            peer,
+            slot,
+            peer_permit: None,
+            _global: None,
+        }
+    }
 }
 
 impl Drop for Permits {
     fn drop(&mut self) {
-        // Forget the peer's semaphore once nobody holds or waits for it, so the map stays the
-        // size of the peers actually being talked to.
+        // Forget the peer's slot once nobody holds or waits for it (the map's reference and
+        // ours are the only ones left), so the map stays the size of the peers actually being
+        // talked to.
         let mut map = lock(&self.shared.per_peer);
         drop(self.peer_permit.take());
         if map
             .get(&self.peer)
-            .is_some_and(|s| Arc::strong_count(s) == 1)
+            .is_some_and(|s| Arc::ptr_eq(s, &self.slot) && Arc::strong_count(s) == 2)
         {
             map.remove(&self.peer);
         }
@@ -60,30 +76,35 @@ impl CoapClient {
         CoapClient { shared }
     }
 
-    async fn acquire(&self, peer: SocketAddr, deadline: Instant) -> Result<Permits, ClientError> {
-        let peer_sem = Arc::clone(
+    /// The peer's slot, created on first use (see `peer_slot.rs`).
+    fn peer_slot(&self, peer: SocketAddr) -> Arc<PeerSlot> {
+        Arc::clone(
             lock(&self.shared.per_peer)
                 .entry(peer)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.shared.params.nstart))),
-        );
+                .or_insert_with(|| Arc::new(PeerSlot::new(self.shared.params.nstart))),
+        )
+    }
+
+    async fn acquire(&self, peer: SocketAddr, deadline: Instant) -> Result<Permits, ClientError> {
+        let mut permits = Permits::new(&self.shared, peer, self.peer_slot(peer));
+        let sem = Arc::clone(&permits.slot.sem);
         let both = async {
             let global = Arc::clone(&self.shared.in_flight)
                 .acquire_owned()
                 .await
                 .map_err(|_| ClientError::Cancelled)?;
-            let local = peer_sem
+            let local = sem
                 .acquire_owned()
                 .await
                 .map_err(|_| ClientError::Cancelled)?;
             Ok::<_, ClientError>((global, local))
         };
         match tokio::time::timeout_at(deadline.into(), both).await {
-            Ok(Ok((global, local))) => Ok(Permits {
-                shared: Arc::clone(&self.shared),
-                peer,
-                peer_permit: Some(local),
-                _global: global,
-            }),
+            Ok(Ok((global, local))) => {
+                permits.peer_permit = Some(local);
+                permits._global = Some(global);
+                Ok(permits)
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ClientError::Overloaded),
         }
@@ -362,18 +383,39 @@ impl CoapClient {
 
     /// CoAP ping (§4.3): an empty CON, retransmitted within `budget`. Ok(rtt) on RST or
     /// empty ACK.
+    ///
+    /// A ping waits for the peer's NSTART slot within its budget but takes no overall slot:
+    /// its caller bounds how many run (the Pinger's `max_in_flight`), so a client saturated
+    /// by other work never keeps liveness from being judged. When another exchange holds the
+    /// peer's slot for the whole budget, the ping fails with [`ClientError::PeerBusy`], which
+    /// says whether the peer answered that exchange meanwhile (see `peer_slot.rs`).
     pub async fn ping(&self, peer: SocketAddr, budget: Duration) -> Result<Duration, ClientError> {
+        if self.shared.is_closed() {
+            return Err(ClientError::Cancelled);
+        }
         let deadline = Instant::now() + budget;
-        let _permits = self.acquire(peer, deadline).await?;
+        let mut permits = Permits::new(&self.shared, peer, self.peer_slot(peer));
+        let heard_before = permits.slot.heard();
+        let sem = Arc::clone(&permits.slot.sem);
+        match tokio::time::timeout_at(deadline.into(), sem.acquire_owned()).await {
+            Ok(Ok(permit)) => permits.peer_permit = Some(permit),
+            Ok(Err(_)) => return Err(ClientError::Cancelled),
+            Err(_) => {
+                return Err(ClientError::PeerBusy {
+                    answered_meanwhile: permits.slot.heard() != heard_before,
+                })
+            }
+        }
         let idx = self.socket_for(peer)?;
         let mid = self.shared.next_mid(idx);
         let bytes = encode_empty(MsgType::Con, mid);
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match self
+        let outcome = self
             .shared
             .confirm(idx, peer, mid, &bytes, remaining, &|| true)
-            .await?
-        {
+            .await;
+        drop(permits);
+        match outcome? {
             (Event::Reset | Event::EmptyAck, rtt) => Ok(rtt),
             _ => Err(ProtocolError::BadResponse.into()),
         }

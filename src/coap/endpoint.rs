@@ -46,6 +46,7 @@ use super::exchange::Backoff;
 use super::message::{InboundRequest, ObserveKey, OutboundResponse};
 use super::observe::ObserverRegistry;
 use super::params::TransmissionParams;
+use super::peer_slot::PeerSlot;
 use crate::limits::{
     block_size_within, within_budget, Admission, EchoSecret, HandlerSlots, ProvenSources,
     RateLimiter,
@@ -129,7 +130,8 @@ pub(crate) struct Shared {
     /// Set (and `closing` notified) by shutdown: every waiting exchange ends as Cancelled.
     closed: std::sync::atomic::AtomicBool,
     closing: tokio::sync::Notify,
-    pub per_peer: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+    /// NSTART slots and answers heard, per peer being talked to (`peer_slot.rs`).
+    pub per_peer: Mutex<HashMap<SocketAddr, Arc<PeerSlot>>>,
     /// Per-source request rate (issue 11); `None` when `limits.request_rate_per_s` is 0.
     rate: Option<Mutex<RateLimiter>>,
     /// Handlers running at once.
@@ -355,9 +357,29 @@ impl Shared {
     }
 
     fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
-        if let Some(tx) = lock(&self.exchanges).by_mid.get(&(peer, mid)) {
-            let _ = tx.try_send(ev);
+        let matched = match lock(&self.exchanges).by_mid.get(&(peer, mid)) {
+            Some(tx) => {
+                let _ = tx.try_send(ev);
+                true
+            }
+            None => false,
+        };
+        if matched {
+            self.note_heard(peer);
         }
+    }
+
+    /// The peer answered one of our exchanges: evidence of life for a ping waiting on its
+    /// slot (`peer_slot.rs`). Only answers matched by token or MID get here.
+    fn note_heard(&self, peer: SocketAddr) {
+        if let Some(slot) = lock(&self.per_peer).get(&peer) {
+            slot.note_heard();
+        }
+    }
+
+    /// Shutdown has begun: no new exchange should start.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     fn on_response(self: &Arc<Self>, idx: usize, packet: Packet, mtype: MsgType, peer: SocketAddr) {
@@ -392,6 +414,9 @@ impl Shared {
             // It answered with our random token: it receives at this address. Not so for a
             // group answer: anyone who saw the group request could send one from any address.
             lock(proven).mark(peer.ip());
+        }
+        if tx.is_some() && !group {
+            self.note_heard(peer);
         }
         match mtype {
             MsgType::Ack => {

@@ -42,6 +42,10 @@ pub enum ClientError {
     Unreachable(io::Error),
     #[error("too many requests in flight")]
     Overloaded,
+    /// A ping could not be sent within its budget: another exchange held the peer's NSTART
+    /// slot all along. `answered_meanwhile` tells whether the peer answered that exchange.
+    #[error("another exchange with the peer held its slot for the whole budget (peer answered meanwhile: {answered_meanwhile})")]
+    PeerBusy { answered_meanwhile: bool },
     #[error("endpoint shut down")]
     Cancelled,
     #[error("protocol error: {0}")]

@@ -51,6 +51,9 @@
 //!   NON requests; Block1 for payloads over `block_size`; Block2 reassembled (ETag checked).
 //!   `ClientRequest::timeout` bounds everything (default MAX_TRANSMIT_WAIT).
 //! - [`CoapClient::ping`]: empty CON retransmitted within the budget; `Ok(rtt)` on RST/ACK.
+//!   It waits for the peer's NSTART slot but takes no overall slot (its caller bounds it); if
+//!   another exchange holds the slot all along it fails with [`ClientError::PeerBusy`], saying
+//!   whether the peer answered that exchange meanwhile (`peer_slot`).
 //! - [`CoapClient::observe`]: an [`Observation`] with `first` and `next()`; notifications
 //!   are ACKed, stale ones dropped by the RFC 7641 §3.4 rule; `cancel()` deregisters with
 //!   Observe=1; dropping it makes later notifications answered with RST.
@@ -61,7 +64,7 @@
 //! `code` (codes, methods), `codec` (wire format and RFC error rules), `dedup`, `block`
 //! (Block options, slicing, Block1 reassembly, Block2 cache), `observe` (freshness rule,
 //! observer registry), `exchange` (back-off, tokens), `message` (request/response values),
-//! `params`, `error` — all pure; `endpoint` (sockets, receive loop, server) and `client` use
+//! `params`, `error`, `peer_slot` — all pure; `endpoint` (sockets, receive loop, server) and `client` use
 //! tokio; `multicast` (group membership, interface lookup) and `batch_io` are Linux socket code.
 
 #[cfg(target_os = "linux")]
@@ -79,6 +82,7 @@ mod message;
 pub mod multicast;
 pub mod observe;
 mod params;
+mod peer_slot;
 
 pub use block::BlockOption;
 pub use client::{CoapClient, Observation};

@@ -304,7 +304,7 @@ fn failed_from(id: String, error: ClientError, budget: Duration) -> CommandResul
             CommandErrorKind::Timeout,
             format!("no response within {} ms", budget.as_millis()),
         ),
-        ClientError::Overloaded => (
+        ClientError::Overloaded | ClientError::PeerBusy { .. } => (
             CommandErrorKind::Overloaded,
             "the CoAP layer has too many requests in flight".to_string(),
         ),

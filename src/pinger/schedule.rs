@@ -48,8 +48,8 @@ pub enum Attempt {
     Answered,
     /// No answer within the attempt's budget, or the network refused the datagram.
     NoAnswer,
-    /// The gateway could not try (shutting down, no socket of the peer's address family,
-    /// CoAP client saturated): says nothing about the device.
+    /// The gateway could not try (shutting down, no socket of the peer's address family):
+    /// says nothing about the device.
     NotTried,
 }
 
@@ -64,6 +64,18 @@ pub fn classify(result: &Result<Duration, ClientError>) -> Attempt {
             Attempt::NotTried
         }
         Err(ClientError::Unreachable(_)) => Attempt::NoAnswer,
+        // Another exchange (an Observer poll, a command) held the device's NSTART slot for the
+        // whole attempt, so the ping could not be sent. If the device answered that exchange
+        // meanwhile it is alive; if it answered nothing for the whole attempt, that exchange
+        // went unanswered too: the same evidence as an unanswered ping. Either way the attempt
+        // counts, so the bound `interval + attempts * timeout` holds whatever else talks to
+        // the device (issue 23).
+        Err(ClientError::PeerBusy {
+            answered_meanwhile: true,
+        }) => Attempt::Answered,
+        Err(ClientError::PeerBusy {
+            answered_meanwhile: false,
+        }) => Attempt::NoAnswer,
         Err(ClientError::Overloaded) | Err(ClientError::Cancelled) => Attempt::NotTried,
     }
 }
@@ -263,6 +275,9 @@ mod tests {
         assert_eq!(classify(&Err(ClientError::Timeout)), Attempt::NoAnswer);
         assert_eq!(classify(&Err(ClientError::Cancelled)), Attempt::NotTried);
         assert_eq!(classify(&Err(ClientError::Overloaded)), Attempt::NotTried);
+        let busy = |answered_meanwhile| Err(ClientError::PeerBusy { answered_meanwhile });
+        assert_eq!(classify(&busy(true)), Attempt::Answered);
+        assert_eq!(classify(&busy(false)), Attempt::NoAnswer);
         let no_family = std::io::Error::new(ErrorKind::AddrNotAvailable, "no v6 socket");
         assert_eq!(
             classify(&Err(ClientError::Unreachable(no_family))),
