@@ -32,9 +32,60 @@ if ! command -v aiocoap-client >/dev/null 2>&1; then
   command -v aiocoap-client >/dev/null || { echo "aiocoap-client not found after install" >&2; exit 1; }
 fi
 
-# One release build serves the tests (they exercise the real binaries) and the benchmarks.
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --release --no-fail-fast "$@"
-else
-  cargo test --release --no-fail-fast "$@"
+if ! command -v ip >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1; then
+  echo "== installing iproute2 and util-linux (network and mount namespaces for the multicast, DNS-SD and disk-full tests)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iproute2 util-linux >/dev/null
 fi
+
+# A test that cannot run must not pass silently (tests/common/skip.rs): every skip is recorded
+# in this file and listed below; under CI (or with COAP_GATEWAY_NO_SKIPS already set) a skip is a
+# failure instead, so CI proves that the namespace, IPv6 and interop tests really ran.
+SKIP_LOG="$(mktemp -t coap-gateway-skips.XXXXXX)"
+export COAP_GATEWAY_SKIP_LOG="$SKIP_LOG"
+if [ -n "${CI:-}" ]; then
+  export COAP_GATEWAY_NO_SKIPS=1
+  # The namespace tests need root (ip netns, unshare -m): say so now rather than in 20 failures.
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "CI needs root for the network and mount namespace tests (ip netns, unshare -m)" >&2
+    exit 1
+  fi
+  if ! ip netns add cgw-ci-probe-$$ 2>/dev/null; then
+    echo "CI cannot create network namespaces (ip netns add failed): the multicast tests cannot run" >&2
+    exit 1
+  fi
+  ip netns del cgw-ci-probe-$$
+fi
+
+# One release build serves the tests (they exercise the real binaries) and the benchmarks.
+status=0
+RUN_LOG="$(mktemp -t coap-gateway-run.XXXXXX)"
+set +e
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --no-fail-fast "$@" 2>&1 | tee "$RUN_LOG"
+  status=${PIPESTATUS[0]}
+else
+  cargo test --release --no-fail-fast "$@" 2>&1 | tee "$RUN_LOG"
+  status=${PIPESTATUS[0]}
+fi
+set -e
+
+early=$(wc -l < "$SKIP_LOG" | tr -d ' ')
+echo "== tests that returned early because something was missing: $early"
+if [ "$early" -gt 0 ]; then
+  sed 's/^/   skipped: /' "$SKIP_LOG"
+fi
+if [ -n "${COAP_GATEWAY_NO_SKIPS:-}" ] && [ "$early" -gt 0 ]; then
+  status=1
+fi
+# nextest counts an early return as a pass; the closing line counts it as what it was.
+summary=$(grep -E "Summary \[" "$RUN_LOG" | tail -1 || true)
+if [ -n "$summary" ]; then
+  passed=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed.*/\1/p')
+  failed=$(echo "$summary" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+  ignored=$(echo "$summary" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
+  passed=$(( ${passed:-0} - early ))
+  echo "tests: ${passed} passed, ${failed:-0} failed, $(( ${ignored:-0} + early )) skipped"
+fi
+rm -f "$SKIP_LOG" "$RUN_LOG"
+exit "$status"

@@ -3,8 +3,8 @@
 //! register until sled hits ENOSPC, and the health endpoint turns from 200 "up" into 503
 //! "down" with the store's error, while the read side (device API, metrics) keeps answering.
 //!
-//! Needs `unshare --mount` and `mount -t tmpfs` (root, or CAP_SYS_ADMIN); without them the test
-//! prints why it is skipped.
+//! Needs `unshare --mount` and `mount -t tmpfs` (root, or CAP_SYS_ADMIN); without them the
+//! skip policy of `common/skip.rs` applies (a failure under CI).
 
 mod common;
 
@@ -51,7 +51,10 @@ fn health_is_503_with_the_error_once_the_registry_disk_is_full() {
     let data_dir = tmp.path().join("data");
     std::fs::create_dir(&data_dir).unwrap();
     if let Err(why) = can_mount_tmpfs(&data_dir) {
-        eprintln!("SKIPPED: needs a private mount namespace with a tmpfs: {why}");
+        common::skip::skip(
+            "a private mount namespace with a tmpfs (unshare -m, root)",
+            &why,
+        );
         return;
     }
     let config = write_config_with_http(

@@ -1,33 +1,17 @@
 //! Interop: independent CoAP clients (libcoap's `coap-client-notls`, aiocoap's
 //! `aiocoap-client`) GET a 3 KiB body (Block2) from our server over 127.0.0.1 and ::1.
-//! Tools missing: the test is skipped with a message, unless `CI` is set (CI installs them).
+//! Tools missing: the one skip policy of `common/skip.rs` (a failure under CI).
 
 #[path = "common/peers.rs"]
 mod peers;
+#[path = "common/skip.rs"]
+mod skip;
+use skip::require_tool;
 
 use std::process::Command;
 use std::time::Duration;
 
 use peers::*;
-
-/// Whether `name` can run; panics if it is missing under CI.
-fn require_tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "{name} is required in CI (apt libcoap3-bin / pip aiocoap) but is not installed"
-            );
-        }
-        println!("SKIP: {name} not installed");
-    }
-    found
-}
 
 /// Run a CLI (bounded by coreutils `timeout`) without blocking the runtime.
 async fn run(args: Vec<String>) -> std::process::Output {

@@ -358,8 +358,7 @@ fn a_device_still_being_pinged_is_skipped_by_the_next_sweep() {
 
 #[test]
 fn ipv6_devices_are_pinged_over_ipv6() {
-    if !can_bind_v6() {
-        eprintln!("SKIP: no ::1 on this machine");
+    if !common::skip::require_ipv6_loopback() {
         return;
     }
     let gw = Gateway::start_with(GatewayOptions {

@@ -433,8 +433,7 @@ fn lookup_of_200_endpoints_is_complete_over_block2() {
 
 #[test]
 fn registration_and_lookup_over_ipv6_loopback() {
-    if !can_bind_v6() {
-        eprintln!("SKIP: cannot bind ::1 on this machine");
+    if !common::skip::require_ipv6_loopback() {
         return;
     }
     let gw = Gateway::start_with(GatewayOptions {

@@ -15,6 +15,7 @@ pub mod netns;
 pub mod platform_sim;
 pub mod raw_device;
 pub mod rd_dump;
+pub mod skip;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -396,21 +397,7 @@ impl Drop for Gateway {
     }
 }
 
-/// Whether an external test peer is installed. In CI (env `CI` set) a missing peer is a
-/// failure, because `.ci/run` installs them; elsewhere the test is skipped with a message.
+/// Whether an external test peer is installed; see [`skip::require_tool`].
 pub fn require_tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is not installed; .ci/run installs it (see README)");
-        }
-        eprintln!("SKIP: {name} not installed (scripts/test.sh installs it)");
-    }
-    found
+    skip::require_tool(name)
 }

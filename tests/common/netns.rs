@@ -1,8 +1,8 @@
 //! Private network namespaces for tests that must send multicast (RD multicast discovery,
 //! mDNS): two namespaces joined by one veth pair, so nothing ever reaches the host's real
 //! interfaces. Needs `ip` (iproute2) and CAP_SYS_ADMIN; where either is missing,
-//! [`NetnsPair::create`] returns the reason and the test skips with a clear message
-//! ([`netns_or_skip`]), unless `CI` is set and `COAP_GATEWAY_REQUIRE_NETNS` asks for them.
+//! [`NetnsPair::create`] returns the reason and [`netns_or_skip`] applies the one skip policy
+//! of `skip.rs` (a failure under `COAP_GATEWAY_NO_SKIPS`, which CI sets).
 //!
 //! Layout of a pair (the same addresses in every pair: each pair is its own world):
 //! namespace `a` has `veth0` with 10.77.0.1/24 and fd77::1/64, namespace `b` has `veth0` with
@@ -163,19 +163,15 @@ impl Drop for NetnsPair {
     }
 }
 
-/// A pair, or `None` after printing why the test is skipped. With `CI` and
-/// `COAP_GATEWAY_REQUIRE_NETNS` both set, a missing capability fails the test instead.
+/// A pair, or `None` after the skip is printed and recorded (a failure under
+/// `COAP_GATEWAY_NO_SKIPS`, see `skip.rs`).
 pub fn netns_or_skip(tag: &str) -> Option<NetnsPair> {
     match NetnsPair::create(tag) {
         Ok(pair) => Some(pair),
         Err(why) => {
-            if std::env::var_os("CI").is_some()
-                && std::env::var_os("COAP_GATEWAY_REQUIRE_NETNS").is_some()
-            {
-                panic!("network namespaces are required here but unavailable: {why}");
-            }
-            eprintln!(
-                "SKIPPED: this test needs its own network namespaces and cannot make them: {why}"
+            super::skip::skip(
+                "its own network namespaces (ip netns, root)",
+                &why.to_string(),
             );
             None
         }
