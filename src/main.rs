@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use coap_gateway::config::Config;
-use coap_gateway::gateway::{self, GatewayError};
+use coap_gateway::gateway;
 
 /// Every request allocates and frees many small blocks (CoAP messages, registrations, sled
 /// nodes); glibc malloc's consolidation and chunk unlinking were a fifth of the RD thread's
@@ -57,9 +57,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("coap-gateway: {e}");
-            ExitCode::from(match e {
-                GatewayError::Config(_) | GatewayError::Store(_) => EXIT_CONFIG,
-                _ => EXIT_RUNTIME,
+            ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
             })
         }
     }
