@@ -41,7 +41,13 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
 
-    let config = match Config::load(&cli.config) {
+    // `--check` also probes the data directory, without opening (and locking) the database.
+    let loaded = if cli.check {
+        Config::load_and_check(&cli.config)
+    } else {
+        Config::load(&cli.config)
+    };
+    let config = match loaded {
         Ok(config) => config,
         Err(e) => {
             eprintln!("coap-gateway: {e}");
