@@ -189,3 +189,23 @@ fn check_accepts_a_usable_config_and_creates_nothing() {
     assert!(text.contains("is valid"), "{text}");
     assert!(!data.exists(), "--check must not create the data directory");
 }
+
+#[test]
+fn every_tool_describes_itself_not_the_crate() {
+    for (bin, own) in [
+        (env!("CARGO_BIN_EXE_rd-dump"), "registration"),
+        (env!("CARGO_BIN_EXE_device-sim"), "Simulated CoAP devices"),
+        (env!("CARGO_BIN_EXE_platform-sim"), "latform simulator"),
+    ] {
+        for flag in ["-h", "--help"] {
+            let out = Command::new(bin).arg(flag).output().unwrap();
+            assert!(out.status.success(), "{bin} {flag}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let about = text.lines().next().unwrap_or_default();
+            assert!(
+                about.contains(own) && !text.contains(env!("CARGO_PKG_DESCRIPTION")),
+                "{bin} {flag} should open with its own description:\n{text}"
+            );
+        }
+    }
+}

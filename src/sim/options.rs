@@ -12,7 +12,7 @@ use clap::Parser;
 /// / answers again), `silent all`, `wake all` (the --silent-fraction devices).
 /// Logging via RUST_LOG (debug prints each device's port).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "device-sim", version, about)]
+#[command(name = "device-sim", version)]
 pub struct SimOptions {
     /// The Resource Directory to register with.
     #[arg(long, default_value = "127.0.0.1:5683")]
