@@ -19,14 +19,38 @@ use crate::time::now_ms;
 /// The Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Every admin route.
+/// Every admin route. All are read-only: GET, and HEAD answered by the same handler (actix-web
+/// sends the headers without the body). Another method on a known path is 405 with `Allow`
+/// (RFC 9110 §15.5.6), an unknown path 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(status_page))
-        .route("/status.js", web::get().to(status_script))
-        .route("/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics))
-        .route("/api/devices", web::get().to(devices))
-        .route("/api/devices/{ep}", web::get().to(device));
+    cfg.service(read_only("/", status_page))
+        .service(read_only("/status.js", status_script))
+        .service(read_only("/health", health))
+        .service(read_only("/metrics", metrics))
+        .service(read_only("/api/devices", devices))
+        .service(read_only("/api/devices/{ep}", device));
+}
+
+/// The methods every admin route allows.
+const ALLOW: &str = "GET, HEAD";
+
+/// `path` served by `handler` for GET and HEAD, 405 for any other method.
+fn read_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, ALLOW))
+        .finish()
 }
 
 fn api_error(e: &ApiError) -> HttpResponse {
