@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::health::health_report;
 use super::query::{DeviceQuery, DeviceSelector};
 use super::state::AdminState;
-use super::status_page::{STATUS_HTML, STATUS_JS};
+use super::status_page::{self, STATUS_JS};
 use crate::registry::Registration;
 use crate::time::now_ms;
 
@@ -62,13 +62,33 @@ fn api_error(e: &ApiError) -> HttpResponse {
 const STATUS_PAGE_CSP: &str =
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'";
 
-async fn status_page() -> HttpResponse {
+/// The first paint: the health summary and the first page of devices, as the script would
+/// draw them after its first poll.
+async fn status_page(state: web::Data<AdminState>) -> HttpResponse {
+    let registry = state.registry_health().await;
+    let platform = state.platform_state().await;
+    let now = now_ms();
+    let (total, devices): (u64, Vec<DeviceView>) = state.reader.with_index(|idx| {
+        let mut total = 0u64;
+        let mut devices = Vec::new();
+        for reg in idx.live(now) {
+            total += 1;
+            if devices.len() < STATUS_PAGE_DEVICES {
+                devices.push(DeviceView::from(reg.as_ref()));
+            }
+        }
+        (total, devices)
+    });
+    let (_, health) = health_report(state.reader.len() as u64, registry.as_ref(), &platform);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", STATUS_PAGE_CSP))
         .insert_header(("X-Content-Type-Options", "nosniff"))
-        .body(STATUS_HTML)
+        .body(status_page::render(&health, &devices, total, now))
 }
+
+/// Devices in the server-rendered first paint, as many as the script's first poll asks for.
+const STATUS_PAGE_DEVICES: usize = 1000;
 
 async fn status_script() -> HttpResponse {
     HttpResponse::Ok()
