@@ -7,7 +7,7 @@
 //!
 //! Spawns the release `coap-gateway` (pinger as given, RUST_LOG with the pinger at debug so the
 //! sweep start is visible) and the release `device-sim` (lt 3600 so no refresh traffic, then
-//! `silent all` on its stdin). Measures:
+//! `silent fraction` on its stdin). Measures:
 //! 1. the first full sweep with nothing else running: duration (the gateway's own log line),
 //!    CPU (utime+stime from /proc/PID/stat) over the sweep and over one interval;
 //! 2. idle lookup rate: K sockets each with one CON `GET /rd-lookup/ep?ep=sim-123` in flight,
@@ -281,7 +281,7 @@ fn main() {
         "{ready} ({:.1} s after the gateway started)",
         ready_at.duration_since(gw_started).as_secs_f64()
     );
-    writeln!(sim_stdin, "silent all").unwrap();
+    writeln!(sim_stdin, "silent fraction").unwrap();
     sim_stdin.flush().unwrap();
     let sim_rss = sim.rss_kib();
     let interval = Duration::from_secs(a.interval_s);

@@ -13,6 +13,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+mod key_line;
+mod preflight;
+
+pub use key_line::line_of_key;
+
 /// Environment variable that supplies the platform token (see
 /// [`Config::resolve_platform_token`]).
 pub const TOKEN_ENV: &str = "COAP_GATEWAY_PLATFORM_TOKEN";
@@ -30,6 +35,28 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid config value for `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    /// An [`ConfigError::Invalid`] whose key was found in the file: the line is named, as
+    /// serde-saphyr names it for syntax errors.
+    #[error("invalid config value for `{key}` at line {line}: {message}")]
+    InvalidAt {
+        key: &'static str,
+        line: usize,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// Name the line of the refused key in `yaml`, the text the config was parsed from (a key
+    /// not written in the file, i.e. a refused default, stays without a line).
+    pub fn located_in(self, yaml: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid { key, message } => match line_of_key(yaml, key) {
+                Some(line) => ConfigError::InvalidAt { key, line, message },
+                None => ConfigError::Invalid { key, message },
+            },
+            other => other,
+        }
+    }
 }
 
 /// A secret that never prints: `Debug` and `Display` show only whether it is set.
@@ -417,8 +444,27 @@ impl Config {
         self.rd.dnssd || (self.discovery.enabled && self.discovery.mdns)
     }
 
-    /// Read, parse and validate a config file.
+    /// Read, parse and validate a config file, and read the files it names (token, CA).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_text(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], then what `--check` adds: the data directory exists or can be
+    /// created, and is writable (a probe file; the database itself is not opened, since sled
+    /// locks it and a gateway may be running on it).
+    pub fn load_and_check(path: &Path) -> Result<Config, ConfigError> {
+        let (config, text) = Config::load_with_text(path)?;
+        preflight::check_data_dir(&config.gateway.data_dir).map_err(|message| {
+            ConfigError::Invalid {
+                key: "gateway.data_dir",
+                message,
+            }
+            .located_in(&text)
+        })?;
+        Ok(config)
+    }
+
+    fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -430,9 +476,13 @@ impl Config {
             },
             other => other,
         })?;
-        config.resolve_platform_token(std::env::var(TOKEN_ENV).ok())?;
-        config.resolve_platform_ca()?;
-        Ok(config)
+        config
+            .resolve_platform_token(std::env::var(TOKEN_ENV).ok())
+            .map_err(|e| e.located_in(&text))?;
+        config
+            .resolve_platform_ca()
+            .map_err(|e| e.located_in(&text))?;
+        Ok((config, text))
     }
 
     /// Read `platform.ca_file` (one or more PEM certificates) into `platform.ca_certs`. A
@@ -480,7 +530,7 @@ impl Config {
                 message: e.to_string(),
             })?
         };
-        config.validate()?;
+        config.validate().map_err(|e| e.located_in(text))?;
         Ok(config)
     }
 
@@ -883,6 +933,60 @@ mod tests {
         assert!(err.to_string().contains("rd.listen"), "{err}");
         let err = Config::from_yaml("platform:\n  url: http://x\n").unwrap_err();
         assert!(err.to_string().contains("platform.url"), "{err}");
+    }
+
+    #[test]
+    fn value_errors_name_the_line_of_their_key() {
+        for (yaml, key, line) in [
+            (
+                "gateway:\n  id: gw\nrd:\n  listen: [\"not an address\"]\n",
+                "rd.listen",
+                4,
+            ),
+            (
+                "# comment\ncoap:\n  block_size: 100\n",
+                "coap.block_size",
+                3,
+            ),
+            ("http:\n  listen: localhost\n", "http.listen", 2),
+        ] {
+            let msg = Config::from_yaml(yaml).unwrap_err().to_string();
+            assert!(
+                msg.contains(key) && msg.contains(&format!("line {line}")),
+                "{yaml}: {msg}"
+            );
+        }
+        // A refused default has no line to name; the key is still named.
+        let msg = Config::from_yaml("discovery:\n  interval_s: 600\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("discovery.lifetime_s") && !msg.contains("line"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn load_and_check_refuses_an_unusable_data_dir_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "gateway:\n  id: gw\n  data_dir: /proc/nope\n").unwrap();
+        Config::load(&path).expect("the YAML itself is valid");
+        let msg = Config::load_and_check(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("gateway.data_dir")
+                && msg.contains("line 3")
+                && msg.contains("/proc/nope"),
+            "{msg}"
+        );
+        let data = dir.path().join("data");
+        std::fs::write(
+            &path,
+            format!("gateway:\n  data_dir: {:?}\n", data.display().to_string()),
+        )
+        .unwrap();
+        Config::load_and_check(&path).unwrap();
+        assert!(!data.exists(), "--check creates nothing");
     }
 
     #[test]

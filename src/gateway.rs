@@ -33,16 +33,26 @@ use crate::time::now_ms;
 pub enum GatewayError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error(transparent)]
+    /// The registry database cannot be opened (locked by another process, not a directory).
+    #[error("gateway.data_dir: {0}")]
     Store(#[from] StoreError),
+    /// A listen address from the config that cannot be bound (taken, not local): as much a
+    /// configuration error as an unparsable one, so it names the key.
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Listen {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start the CoAP endpoint: {0}")]
-    Coap(#[from] CoapError),
+    Coap(CoapError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Multicast(#[from] MulticastError),
     #[error(transparent)]
-    Admin(#[from] AdminError),
+    Admin(AdminError),
 }
 
 /// How long shutdown waits for the mDNS daemon to send its goodbyes and stop.
@@ -56,6 +66,46 @@ const PLATFORM_CLOSE_BUDGET: std::time::Duration = std::time::Duration::from_sec
 /// Run the gateway on a fresh actix system until a shutdown signal arrives.
 pub fn run_blocking(config: Config) -> Result<(), GatewayError> {
     actix::System::new().block_on(run(config))
+}
+
+impl GatewayError {
+    /// Whether the error is an unusable setting (exit code 2): a bad value, an address that
+    /// cannot be bound, a data directory that cannot be opened.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Config(_)
+                | GatewayError::Store(_)
+                | GatewayError::Listen { .. }
+                | GatewayError::Multicast(_)
+        )
+    }
+}
+
+impl From<CoapError> for GatewayError {
+    fn from(e: CoapError) -> Self {
+        match e {
+            CoapError::Bind { addr, source } => GatewayError::Listen {
+                key: "rd.listen",
+                addr,
+                source,
+            },
+            other => GatewayError::Coap(other),
+        }
+    }
+}
+
+impl From<AdminError> for GatewayError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Bind { addr, source } => GatewayError::Listen {
+                key: "http.listen",
+                addr,
+                source,
+            },
+            other => GatewayError::Admin(other),
+        }
+    }
 }
 
 /// A started gateway: what `run` needs to shut it down, and what tests may inspect.
@@ -87,6 +137,8 @@ impl SnapshotSource for RegistryReader {
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     let listen = config.rd_listen_addrs()?;
+    // Bound before any actor starts: a taken admin port stops the start with nothing to undo.
+    let admin_listener = config.http_listen_addr()?.map(admin::bind).transpose()?;
     // Before anything else runs: a daemon that cannot start is refused as a configuration
     // error while there is nothing to stop yet.
     let mdns = if config.needs_mdns() {
@@ -107,6 +159,15 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         config.gateway.data_dir.display(),
         reader.len()
     );
+    // The RD's sockets before the platform link: a taken CoAP port must stop the start before
+    // the gateway says hello to the platform.
+    let settings = Arc::new(RdSettings::from_config(config));
+    let params = TransmissionParams {
+        multicast_leisure: std::time::Duration::from_millis(config.rd.multicast_leisure_ms),
+        admission: crate::limits::AdmissionSettings::from_config(&config.limits),
+        ..TransmissionParams::from_config(&config.coap)
+    };
+    let rd = rd_server::start(&listen, params, settings, registry.clone(), reader.clone()).await?;
     let platform = if config.platform.url.is_empty() {
         info!("platform link disabled (platform.url is empty)");
         None
@@ -123,13 +184,6 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         registry.do_send(SubscribeFeed(link.clone().recipient()));
         Some((link, arbiter))
     };
-    let settings = Arc::new(RdSettings::from_config(config));
-    let params = TransmissionParams {
-        multicast_leisure: std::time::Duration::from_millis(config.rd.multicast_leisure_ms),
-        admission: crate::limits::AdmissionSettings::from_config(&config.limits),
-        ..TransmissionParams::from_config(&config.coap)
-    };
-    let rd = rd_server::start(&listen, params, settings, registry.clone(), reader.clone()).await?;
     if config.rd.multicast {
         rd.join_multicast(&config.rd.multicast_interfaces)?;
     }
@@ -200,9 +254,9 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
-    let admin = match config.http_listen_addr()? {
-        Some(listen) => Some(admin::start(
-            listen,
+    let admin = match admin_listener {
+        Some(listener) => Some(admin::start_on(
+            listener,
             AdminState {
                 reader,
                 registry,
@@ -256,7 +310,13 @@ fn use_mdns(
 
 /// Start, wait for SIGINT or SIGTERM, stop.
 pub async fn run(config: Config) -> Result<(), GatewayError> {
-    let running = start(&config).await?;
+    let running = match start(&config).await {
+        Ok(running) => running,
+        Err(e) => {
+            settle_unstarted_actors().await;
+            return Err(e);
+        }
+    };
     wait_for_shutdown_signal().await?;
     info!("shutting down");
     stop(running).await;
@@ -309,6 +369,17 @@ pub async fn stop(mut running: Running) {
         arbiter.stop();
     }
     running.rd.shutdown().await;
+}
+
+/// Let actors that were started but never polled run their `started` on this runtime. A start
+/// that fails half-way drops them unpolled; the actix system would then start them while it is
+/// being dropped, outside the Tokio runtime, and their timers (`run_later`, `run_interval`)
+/// panic with "there is no reactor running". One turn of the local task set is enough; a few
+/// are given so that actors started from another actor's `started` get theirs too.
+async fn settle_unstarted_actors() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
 }
 
 async fn wait_for_shutdown_signal() -> Result<(), std::io::Error> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use coap_gateway::config::Config;
-use coap_gateway::gateway::{self, GatewayError};
+use coap_gateway::gateway;
 
 /// Every request allocates and frees many small blocks (CoAP messages, registrations, sled
 /// nodes); glibc malloc's consolidation and chunk unlinking were a fifth of the RD thread's
@@ -41,7 +41,13 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
 
-    let config = match Config::load(&cli.config) {
+    // `--check` also probes the data directory, without opening (and locking) the database.
+    let loaded = if cli.check {
+        Config::load_and_check(&cli.config)
+    } else {
+        Config::load(&cli.config)
+    };
+    let config = match loaded {
         Ok(config) => config,
         Err(e) => {
             eprintln!("coap-gateway: {e}");
@@ -57,9 +63,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("coap-gateway: {e}");
-            ExitCode::from(match e {
-                GatewayError::Config(_) | GatewayError::Store(_) => EXIT_CONFIG,
-                _ => EXIT_RUNTIME,
+            ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
             })
         }
     }

@@ -437,3 +437,43 @@ fn rd_dump_reads_a_running_gateway_over_http_across_pages() {
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("127.0.0.1:9"), "{err}");
 }
+
+#[test]
+fn wrong_methods_are_405_with_allow_and_head_is_served_like_get() {
+    use common::http::request;
+    let gw = Gateway::start_with_http(GatewayOptions::default());
+    let http = gw.http_addr();
+    register_device(&gw, "methods-node", None, "temp");
+    for path in [
+        "/",
+        "/status.js",
+        "/health",
+        "/metrics",
+        "/api/devices",
+        "/api/devices/methods-node",
+    ] {
+        // HEAD: the GET answer's status and headers, no body (RFC 9110 §9.3.2).
+        let full = get(http, path);
+        assert_eq!(full.status, 200, "GET {path}");
+        let head = request(http, "HEAD", path);
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path} sent a body");
+        assert_eq!(
+            head.header("content-type"),
+            full.header("content-type"),
+            "HEAD {path}"
+        );
+        for method in ["POST", "PUT", "DELETE"] {
+            let resp = request(http, method, path);
+            assert_eq!(resp.status, 405, "{method} {path}: {}", resp.text());
+            let allow = resp.header("allow").unwrap_or_default().to_string();
+            assert!(
+                allow.contains("GET") && allow.contains("HEAD"),
+                "{method} {path}: Allow {allow:?}"
+            );
+        }
+    }
+    // An unknown path stays 404, whatever the method.
+    assert_eq!(get(http, "/nope").status, 404);
+    assert_eq!(request(http, "POST", "/nope").status, 404);
+}

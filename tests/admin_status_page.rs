@@ -235,3 +235,39 @@ fn status_page_screenshot_is_a_real_rendering_and_shows_the_platform_link() {
         blank.len()
     );
 }
+
+#[test]
+fn the_first_paint_is_rendered_on_the_server_with_every_value_escaped() {
+    // No browser and no script: what `curl` (or a screenshot before any script ran) sees.
+    let gw = Gateway::start_with_http(GatewayOptions::default());
+    let peer = common::coap_peer::Peer::new(gw.addr());
+    let resp = peer.post_links("/rd?ep=first-paint&lt=600", "</sensors/temp>;rt=\"t\";obs");
+    assert_eq!(resp.code, "2.01");
+    let evil = "<script>alert(1)</script>";
+    let resp = peer.post_links(&format!("/rd?ep={evil}&lt=600"), "</a>");
+    assert_eq!(
+        resp.code, "2.01",
+        "the RD accepts any ep without control characters"
+    );
+
+    let page = get(gw.http_addr(), "/");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(
+        html.contains(r#"data-ep="first-paint""#) && html.contains(">first-paint</td>"),
+        "a row for the registered device:\n{html}"
+    );
+    assert!(html.contains("&lt;/sensors/temp&gt;;rt=t;obs"), "{html}");
+    assert!(html.contains(r#"id="registrations">2<"#), "{html}");
+    assert!(
+        html.contains(r#"id="platform" class="">not configured<"#),
+        "{html}"
+    );
+    // The device's name is text, never markup: the only <script> is the page's own.
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped ep:\n{html}"
+    );
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    assert!(!html.contains("{{"), "every marker filled:\n{html}");
+}

@@ -115,3 +115,97 @@ fn check_accepts_the_shipped_config_and_rejects_a_bad_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rd.default_lifetime_s"));
 }
+
+/// `coap-gateway --check --config` on `yaml`: (exit code, stderr + stdout).
+fn check_config(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(gateway_bin())
+        .arg("--check")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("COAP_GATEWAY_PLATFORM_TOKEN")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), text)
+}
+
+#[test]
+fn check_refuses_a_data_dir_that_cannot_be_created() {
+    let (code, text) = check_config("gateway:\n  data_dir: /proc/nope\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("gateway.data_dir") && text.contains("/proc/nope") && text.contains("line 2"),
+        "{text}"
+    );
+    assert!(!text.contains("is valid"), "{text}");
+}
+
+#[test]
+fn check_names_the_line_of_a_bad_value() {
+    let (code, text) = check_config("gateway:\n  id: gw\nrd:\n  listen: [\"127.0.0.1:99999\"]\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("rd.listen") && text.contains("line 4"),
+        "{text}"
+    );
+    let (code, text) = check_config("coap:\n  ack_timeout_ms: 2000\n  block_size: 100\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("coap.block_size") && text.contains("line 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reads_the_files_named_by_keys() {
+    let (code, text) =
+        check_config("platform:\n  url: wss://127.0.0.1:9/\n  ca_file: /nonexistent/ca.pem\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("platform.ca_file") && text.contains("/nonexistent/ca.pem"),
+        "{text}"
+    );
+    let (code, text) = check_config("platform:\n  token_file: /nonexistent/token\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("platform.token_file") && text.contains("line 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_accepts_a_usable_config_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, text) = check_config(&format!(
+        "gateway:\n  data_dir: {:?}\nrd:\n  listen: [\"127.0.0.1:0\"]\n",
+        data.display().to_string()
+    ));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("is valid"), "{text}");
+    assert!(!data.exists(), "--check must not create the data directory");
+}
+
+#[test]
+fn every_tool_describes_itself_not_the_crate() {
+    for (bin, own) in [
+        (env!("CARGO_BIN_EXE_rd-dump"), "registration"),
+        (env!("CARGO_BIN_EXE_device-sim"), "Simulated CoAP devices"),
+        (env!("CARGO_BIN_EXE_platform-sim"), "latform simulator"),
+    ] {
+        for flag in ["-h", "--help"] {
+            let out = Command::new(bin).arg(flag).output().unwrap();
+            assert!(out.status.success(), "{bin} {flag}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let about = text.lines().next().unwrap_or_default();
+            assert!(
+                about.contains(own) && !text.contains(env!("CARGO_PKG_DESCRIPTION")),
+                "{bin} {flag} should open with its own description:\n{text}"
+            );
+        }
+    }
+}

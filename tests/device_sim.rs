@@ -225,3 +225,50 @@ fn silent_fraction_goes_quiet_and_returns_on_schedule() {
         ready.elapsed()
     );
 }
+
+#[test]
+fn every_stdin_command_is_confirmed_and_silent_all_silences_every_device() {
+    let gw = Gateway::start();
+    let mut sim = start_sim(gw.addr(), 3, &[]);
+    assert!(sim.ready(Duration::from_secs(30)), "device-sim ready");
+    let addrs: Vec<SocketAddr> = (0..3)
+        .map(|i| device_addr(gw.addr(), &format!("sim-{i}")))
+        .collect();
+    // One reply line per command, in order, on stdout.
+    sim.command("silent 0");
+    let line = sim.wait_line("device-sim: silent 0", WAIT_REPLY);
+    assert!(line.contains("sim-0"), "{line}");
+    assert!(dev_is_silent(addrs[0]));
+    sim.command("wake 0");
+    let line = sim.wait_line("device-sim: wake 0", WAIT_REPLY);
+    assert!(line.contains("sim-0"), "{line}");
+    sim.command("wake 7");
+    let line = sim.wait_line("device-sim: wake 7", WAIT_REPLY);
+    assert!(line.contains("no device 7"), "{line}");
+    sim.command("reboot 1");
+    let line = sim.wait_line("device-sim: unknown command", WAIT_REPLY);
+    assert!(
+        line.contains("silent all"),
+        "the usage is explained: {line}"
+    );
+    // `silent all` with the default --silent-fraction (0) silences every device.
+    sim.command("silent all");
+    let line = sim.wait_line("device-sim: silent all", WAIT_REPLY);
+    assert!(line.contains("3 devices"), "{line}");
+    for addr in &addrs {
+        assert!(
+            dev_is_silent(*addr),
+            "{addr} still answers after `silent all`"
+        );
+    }
+    sim.command("wake all");
+    let line = sim.wait_line("device-sim: wake all", WAIT_REPLY);
+    assert!(line.contains("3 devices"), "{line}");
+    // Answering again: a CON GET is answered within a few tries (bounded).
+    assert!(
+        (0..10).any(|_| !dev_is_silent(addrs[2])),
+        "sim-2 answers after `wake all`"
+    );
+}
+
+const WAIT_REPLY: Duration = Duration::from_secs(10);

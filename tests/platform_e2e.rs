@@ -215,3 +215,16 @@ fn a_status_change_from_the_pinger_arrives_as_device_status() {
         "disconnected, not removed"
     );
 }
+
+#[test]
+fn platform_sim_stops_promptly_on_sigterm_with_a_gateway_connected() {
+    let mut sim = PlatformSim::start("127.0.0.1:0", None);
+    let _gw = gateway_for(&sim.url(), "");
+    sim.wait_type("snapshot", None, WAIT)
+        .expect("the gateway is connected");
+    // A defect bound, not a benchmark: it took ~32 s (actix-web's 30 s graceful timeout
+    // waiting for the open WebSocket) instead of closing the session.
+    let status = sim.terminate_within(Duration::from_secs(10));
+    let status = status.expect("platform-sim exits within 10 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

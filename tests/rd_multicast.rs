@@ -419,8 +419,9 @@ fn an_unknown_interface_stops_the_start() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "an unusable setting: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         stderr.contains("rd.multicast_interfaces") && stderr.contains("nosuchif0"),
         "{stderr}"

@@ -14,6 +14,8 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot serve admin HTTP on the bound listener: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
 /// A refused API request, answered as JSON.

@@ -12,21 +12,45 @@ use super::error::ApiError;
 use super::health::health_report;
 use super::query::{DeviceQuery, DeviceSelector};
 use super::state::AdminState;
-use super::status_page::{STATUS_HTML, STATUS_JS};
+use super::status_page::{self, STATUS_JS};
 use crate::registry::Registration;
 use crate::time::now_ms;
 
 /// The Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Every admin route.
+/// Every admin route. All are read-only: GET, and HEAD answered by the same handler (actix-web
+/// sends the headers without the body). Another method on a known path is 405 with `Allow`
+/// (RFC 9110 §15.5.6), an unknown path 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(status_page))
-        .route("/status.js", web::get().to(status_script))
-        .route("/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics))
-        .route("/api/devices", web::get().to(devices))
-        .route("/api/devices/{ep}", web::get().to(device));
+    cfg.service(read_only("/", status_page))
+        .service(read_only("/status.js", status_script))
+        .service(read_only("/health", health))
+        .service(read_only("/metrics", metrics))
+        .service(read_only("/api/devices", devices))
+        .service(read_only("/api/devices/{ep}", device));
+}
+
+/// The methods every admin route allows.
+const ALLOW: &str = "GET, HEAD";
+
+/// `path` served by `handler` for GET and HEAD, 405 for any other method.
+fn read_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, ALLOW))
+        .finish()
 }
 
 fn api_error(e: &ApiError) -> HttpResponse {
@@ -38,13 +62,33 @@ fn api_error(e: &ApiError) -> HttpResponse {
 const STATUS_PAGE_CSP: &str =
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'";
 
-async fn status_page() -> HttpResponse {
+/// The first paint: the health summary and the first page of devices, as the script would
+/// draw them after its first poll.
+async fn status_page(state: web::Data<AdminState>) -> HttpResponse {
+    let registry = state.registry_health().await;
+    let platform = state.platform_state().await;
+    let now = now_ms();
+    let (total, devices): (u64, Vec<DeviceView>) = state.reader.with_index(|idx| {
+        let mut total = 0u64;
+        let mut devices = Vec::new();
+        for reg in idx.live(now) {
+            total += 1;
+            if devices.len() < STATUS_PAGE_DEVICES {
+                devices.push(DeviceView::from(reg.as_ref()));
+            }
+        }
+        (total, devices)
+    });
+    let (_, health) = health_report(state.reader.len() as u64, registry.as_ref(), &platform);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", STATUS_PAGE_CSP))
         .insert_header(("X-Content-Type-Options", "nosniff"))
-        .body(STATUS_HTML)
+        .body(status_page::render(&health, &devices, total, now))
 }
+
+/// Devices in the server-rendered first paint, as many as the script's first poll asks for.
+const STATUS_PAGE_DEVICES: usize = 1000;
 
 async fn status_script() -> HttpResponse {
     HttpResponse::Ok()

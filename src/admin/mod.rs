@@ -25,5 +25,5 @@ pub mod status_page;
 
 pub use device::{DevicePage, DeviceView, LinkView, ParamView};
 pub use error::{AdminError, ApiError};
-pub use server::{start, RunningAdmin};
+pub use server::{bind, start, start_on, RunningAdmin};
 pub use state::AdminState;

@@ -26,9 +26,29 @@ pub struct RunningAdmin {
     handle: ServerHandle,
 }
 
-/// Bind `listen` and start serving; logs `admin http listening on http://ADDR` with the bound
-/// address (port 0 resolved). Must be called inside a running actix system.
+/// Bind `listen` and start serving; see [`bind`] and [`start_on`].
 pub fn start(listen: SocketAddr, state: AdminState) -> Result<RunningAdmin, AdminError> {
+    start_on(bind(listen)?, state)
+}
+
+/// Bind the admin listener. Separate from [`start_on`] so the gateway can bind it before any
+/// actor runs: a taken port is then refused while there is nothing to unwind.
+pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, AdminError> {
+    // std sets SO_REUSEADDR on Unix, as actix-web's own `bind` does.
+    std::net::TcpListener::bind(listen).map_err(|source| AdminError::Bind {
+        addr: listen,
+        source,
+    })
+}
+
+/// Start serving on a bound listener; logs `admin http listening on http://ADDR` with the
+/// bound address (port 0 resolved). Must be called inside a running actix system.
+pub fn start_on(
+    listener: std::net::TcpListener,
+    state: AdminState,
+) -> Result<RunningAdmin, AdminError> {
+    // The kernel resolved port 0 at bind time.
+    let addr = listener.local_addr().map_err(AdminError::Serve)?;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -38,12 +58,8 @@ pub fn start(listen: SocketAddr, state: AdminState) -> Result<RunningAdmin, Admi
     .workers(WORKERS)
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_BUDGET.as_secs())
-    .bind(listen)
-    .map_err(|source| AdminError::Bind {
-        addr: listen,
-        source,
-    })?;
-    let addr = server.addrs().first().copied().unwrap_or(listen);
+    .listen(listener)
+    .map_err(AdminError::Serve)?;
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(async move {

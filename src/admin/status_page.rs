@@ -1,12 +1,146 @@
 //! The status page at `GET /`: plain HTML and a little vanilla JavaScript, compiled into the
-//! binary with `include_str!` (no build step, no external assets). The script polls
-//! `/health` and `/api/devices` every 2 seconds and redraws the platform link state and one
-//! table row per device (ep, sector, status, last seen, links). Served by `handlers`.
+//! binary with `include_str!` (no build step, no external assets). The first paint is rendered
+//! here, on the server ([`render`]): the summary and one table row per device are in the HTML,
+//! so the page shows data without JavaScript (a screenshot, `curl`, a text browser). The script
+//! then polls `/health` and `/api/devices` every 2 seconds and redraws the same elements.
+//! Device data comes from the network, so every value is HTML-escaped ([`escape`]). Served by
+//! `handlers`.
 
-/// `GET /`.
-pub const STATUS_HTML: &str = include_str!("status.html");
+use super::device::DeviceView;
+use super::health::HealthView;
+use crate::time::rfc3339_ms;
+
+/// The page template: `{{name}}` markers are replaced by [`render`].
+const STATUS_HTML: &str = include_str!("status.html");
 /// `GET /status.js`.
 pub const STATUS_JS: &str = include_str!("status.js");
+
+/// `GET /`: the page with `health` and the first `devices` (of `total`) filled in, as the script
+/// would draw them (the "last seen" column relative to `now_ms`).
+pub fn render(health: &HealthView, devices: &[DeviceView], total: u64, now_ms: u64) -> String {
+    let up_down = |up: bool| if up { "up" } else { "down" };
+    let (platform, platform_class) = match (health.platform.configured, health.platform.connected) {
+        (false, _) => ("not configured", ""),
+        (true, true) => ("connected", "up"),
+        (true, false) => ("disconnected", "down"),
+    };
+    let rows: String = devices.iter().map(|d| device_row(d, now_ms)).collect();
+    let more = if total > devices.len() as u64 {
+        format!("showing {} of {total} devices", devices.len())
+    } else {
+        String::new()
+    };
+    // Markers are replaced in one pass over the template, so a value that contains a marker
+    // (all values are escaped, but `{{` is not markup) is never expanded.
+    let values = [
+        ("gateway-class", escape(up_down(health.status == "up"))),
+        ("gateway-status", escape(&health.status)),
+        ("registrations", health.registrations.to_string()),
+        ("platform-class", platform_class.to_string()),
+        ("platform", platform.to_string()),
+        ("updated", format!("as of {}", rfc3339_ms(now_ms))),
+        ("devices", rows),
+        ("more", more),
+    ];
+    fill(STATUS_HTML, &values)
+}
+
+/// Replace each `{{name}}` of `template` by its value; unknown markers stay as they are.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    // Bounded: each turn consumes at least the marker's `{{`.
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}").and_then(|end| {
+            let name = &after[..end];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (v, end))
+        }) {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One `<tr>`, the same cells and classes as `status.js` draws.
+fn device_row(d: &DeviceView, now_ms: u64) -> String {
+    let up = d.status == 1;
+    let links: Vec<String> = d
+        .links
+        .iter()
+        .map(|l| {
+            let attrs: Vec<String> = l
+                .attributes
+                .iter()
+                .map(|a| match &a.value {
+                    None => a.name.clone(),
+                    Some(v) => format!("{}={v}", a.name),
+                })
+                .collect();
+            let attrs = if attrs.is_empty() {
+                String::new()
+            } else {
+                format!(";{}", attrs.join(";"))
+            };
+            escape(&format!("<{}>{attrs}", l.href))
+        })
+        .collect();
+    format!(
+        "<tr class=\"device\" data-ep=\"{ep}\" data-status=\"{status}\"><td class=\"ep\">{ep}</td>\
+         <td class=\"d\">{d}</td><td class=\"status {ud}\">{ud}</td>\
+         <td class=\"seen\" title=\"{seen_iso}\">{seen}</td><td class=\"expires\">{expires}</td>\
+         <td class=\"base\">{base}</td><td class=\"links\">{links}</td></tr>\n",
+        ep = escape(&d.ep),
+        status = d.status,
+        d = escape(d.d.as_deref().unwrap_or("")),
+        ud = if up { "up" } else { "down" },
+        seen_iso = rfc3339_ms(d.updated_at_ms),
+        seen = ago(now_ms.saturating_sub(d.updated_at_ms)),
+        expires = rfc3339_ms(d.expires_at_ms),
+        base = escape(&d.base),
+        links = links.join("<br>"),
+    )
+}
+
+/// `status.js`'s `ago`: seconds up to 2 min, minutes up to 2 h, then hours.
+fn ago(elapsed_ms: u64) -> String {
+    let s = (elapsed_ms + 500) / 1000;
+    if s < 120 {
+        format!("{s} s ago")
+    } else if s < 7200 {
+        format!("{} min ago", (s + 30) / 60)
+    } else {
+        format!("{} h ago", (s + 1800) / 3600)
+    }
+}
+
+/// Text as HTML element content or a quoted attribute value.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -20,5 +154,19 @@ mod tests {
         assert!(STATUS_JS.contains("/health"));
         // Device data goes into the DOM as text, never as markup.
         assert!(!STATUS_JS.contains("innerHTML"));
+    }
+
+    #[test]
+    fn escaping_and_filling_never_let_data_become_markup() {
+        assert_eq!(
+            escape(r#"<script>alert("x&'y")</script>"#),
+            "&lt;script&gt;alert(&quot;x&amp;&#39;y&quot;)&lt;/script&gt;"
+        );
+        let values = [("a", "{{b}}".to_string()), ("b", "B".to_string())];
+        assert_eq!(fill("x{{a}}y{{b}}z{{c}}", &values), "x{{b}}yBz{{c}}");
+        assert_eq!(fill("{{", &values), "{{");
+        assert_eq!(ago(0), "0 s ago");
+        assert_eq!(ago(125_000), "2 min ago");
+        assert_eq!(ago(3 * 3_600_000), "3 h ago");
     }
 }

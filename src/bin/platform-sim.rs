@@ -37,7 +37,8 @@ Sending to the gateway:
 
 With --token T, a gateway must send `Authorization: Bearer T` or is refused with HTTP 401.
 With --tls-cert and --tls-key (PEM files), it serves wss:// instead of ws:// (and https:// for
-POST /command); the first line then reads `platform-sim listening on wss://ADDR`.";
+POST /command); the first line then reads `platform-sim listening on wss://ADDR`.
+SIGTERM or SIGINT closes every gateway session with 1001 Going Away and exits within ~2 s.";
 
 #[derive(Parser, Debug)]
 #[command(name = "platform-sim", version, about = "Platform simulator for the coap-gateway WebSocket link", long_about = LONG_ABOUT)]
@@ -100,7 +101,27 @@ impl Shared {
         }
         sent
     }
+
+    /// Close every session with 1001 Going Away (RFC 6455 §7.4.1), so the gateway's link ends
+    /// now instead of holding the server's graceful stop until its timeout.
+    async fn close_all(&self) {
+        let sessions = match self.sessions.lock() {
+            Ok(mut sessions) => std::mem::take(&mut *sessions),
+            Err(_) => return,
+        };
+        for (_, session) in sessions {
+            let _ = session
+                .close(Some(actix_ws::CloseReason {
+                    code: actix_ws::CloseCode::Away,
+                    description: Some("platform-sim stopping".into()),
+                }))
+                .await;
+        }
+    }
 }
+
+/// How long the stop waits for connections after their sessions were closed.
+const STOP_GRACE_S: u64 = 1;
 
 /// One received frame, one stdout line. JSON does not need raw line breaks (inside strings
 /// they are invalid anyway), so a frame that has some is flattened rather than split.
@@ -258,7 +279,11 @@ async fn main() -> std::io::Result<()> {
         };
         app.default_service(web::to(gateway_socket))
     })
-    .workers(1);
+    .workers(1)
+    // Signals are handled below: open WebSocket sessions must be closed first, or the graceful
+    // stop waits for them until its timeout (30 s by default).
+    .disable_signals()
+    .shutdown_timeout(STOP_GRACE_S);
     let (server, scheme) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => (
             server.bind_rustls_0_23(args.listen, server_tls(cert, key)?)?,
@@ -300,7 +325,27 @@ async fn main() -> std::io::Result<()> {
         }
     });
 
-    server.run().await?;
+    let server = server.run();
+    let handle = server.handle();
+    let signal_shared = shared.clone();
+    actix_web::rt::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("platform-sim: cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("platform-sim: stopping");
+        signal_shared.close_all().await;
+        handle.stop(true).await;
+    });
+    server.await?;
     // The stdin reader thread may still be blocked in read(); do not wait for it.
     std::process::exit(0)
 }

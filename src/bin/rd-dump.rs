@@ -34,7 +34,7 @@ const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Print every registration stored in a coap-gateway data directory.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "rd-dump", version)]
 struct Args {
     /// The gateway's sled directory (`gateway.data_dir` in config.yaml).
     #[arg(long, default_value = "./data")]

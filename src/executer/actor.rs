@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use actix::prelude::*;
-use log::{debug, info};
+use log::debug;
 
 use super::dedup::{Dedup, Seen};
 use super::plan::{choose_registration, device_key, plan, Plan, Refusal};
@@ -219,9 +219,12 @@ impl Executer {
     fn finish(&mut self, result: CommandResult, reached_device: bool) {
         crate::metrics::global().record_command(&result);
         match &result.outcome {
-            CommandOutcome::Failed { error } => info!(
+            CommandOutcome::Failed { error } => log::log!(
+                crate::platform::protocol::command_failure_level(error.kind),
                 "executer: command {:?} failed: {:?}: {}",
-                result.id, error.kind, error.message
+                result.id,
+                error.kind,
+                error.message
             ),
             CommandOutcome::Response { code, rtt_ms, .. } => debug!(
                 "executer: command {:?} answered {code} in {rtt_ms} ms",

@@ -978,4 +978,13 @@ mod tests {
             "a removed registration's watch is stopped"
         );
     }
+
+    #[test]
+    fn the_shipped_config_states_the_stats_period() {
+        // config.yaml is what operators read; it must name the period the counters are logged.
+        let yaml = include_str!("../../config.yaml");
+        let said = format!("logged every {} s", STATS_EVERY.as_secs());
+        assert!(yaml.contains(&said), "config.yaml should say {said:?}");
+        assert!(!yaml.contains("logged every minute"));
+    }
 }

@@ -597,7 +597,10 @@ impl PlatformLink {
         match parsed {
             Ok(InboundFrame::Command(command)) => self.forward_command(command, ctx),
             Err(error) => {
-                log::warn!("platform link: unusable frame from the platform: {error}");
+                log::log!(
+                    super::protocol::PLATFORM_FAULT_LEVEL,
+                    "platform link: unusable frame from the platform: {error}"
+                );
                 self.deliver(error.reply(), ctx);
             }
         }
@@ -614,11 +617,14 @@ impl PlatformLink {
                 });
             }
             _ => {
-                let result = CommandResult::failed(
-                    command.id,
-                    CommandErrorKind::BadCommand,
-                    "this gateway executes no commands (no command executer is running)",
+                let message = "this gateway executes no commands (no command executer is running)";
+                log::log!(
+                    super::protocol::command_failure_level(CommandErrorKind::BadCommand),
+                    "platform link: command {:?} refused: {message}",
+                    command.id
                 );
+                let result =
+                    CommandResult::failed(command.id, CommandErrorKind::BadCommand, message);
                 self.deliver(OutboundFrame::CommandResult(result), ctx);
             }
         }
@@ -661,7 +667,8 @@ impl StreamHandler<Inbound> for PlatformLink {
             Inbound::Frame(g, Ok(frame)) => match frame {
                 Frame::Text(bytes) => self.on_text(&bytes, ctx),
                 Frame::Binary(_) => {
-                    log::warn!(
+                    log::log!(
+                        super::protocol::PLATFORM_FAULT_LEVEL,
                         "platform link: binary frame from the platform; answered with an error"
                     );
                     self.deliver(ProtocolError::BinaryFrame.reply(), ctx);

@@ -148,6 +148,26 @@ impl DataFrame {
     }
 }
 
+/// The log level of everything that says "the platform sent something bad": an unusable frame
+/// (malformed JSON, unknown type, binary) in the link, and a `bad_command` answer, whether the
+/// link or the Executer found the fault. One level, so an operator can alert on it; WARN
+/// because it points at a platform bug, not at a device or the network.
+pub const PLATFORM_FAULT_LEVEL: log::Level = log::Level::Warn;
+
+/// The level at which a failed command is logged: [`PLATFORM_FAULT_LEVEL`] for `bad_command`
+/// (the platform's fault); INFO for the others, which describe devices and load (unknown or
+/// offline device, timeout, CoAP error, overloaded) and are answered to the platform anyway.
+pub fn command_failure_level(kind: CommandErrorKind) -> log::Level {
+    match kind {
+        CommandErrorKind::BadCommand => PLATFORM_FAULT_LEVEL,
+        CommandErrorKind::UnknownDevice
+        | CommandErrorKind::DeviceOffline
+        | CommandErrorKind::Timeout
+        | CommandErrorKind::CoapError
+        | CommandErrorKind::Overloaded => log::Level::Info,
+    }
+}
+
 /// `command_result.error.kind`, exactly the contract's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -784,5 +804,23 @@ mod tests {
             parse_inbound(r#"{"type":"command","ep":"e","method":"GET","path":"/"}"#).unwrap_err();
         assert!(matches!(no_id, ProtocolError::CommandWithoutId { .. }));
         assert_eq!(to_value(&no_id.reply())["type"], "error");
+    }
+
+    #[test]
+    fn a_bad_command_is_logged_at_the_platform_fault_level_wherever_it_is_found() {
+        assert_eq!(PLATFORM_FAULT_LEVEL, log::Level::Warn);
+        assert_eq!(
+            command_failure_level(CommandErrorKind::BadCommand),
+            PLATFORM_FAULT_LEVEL
+        );
+        for kind in [
+            CommandErrorKind::UnknownDevice,
+            CommandErrorKind::DeviceOffline,
+            CommandErrorKind::Timeout,
+            CommandErrorKind::CoapError,
+            CommandErrorKind::Overloaded,
+        ] {
+            assert_eq!(command_failure_level(kind), log::Level::Info, "{kind:?}");
+        }
     }
 }

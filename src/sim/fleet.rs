@@ -322,59 +322,83 @@ impl Fleet {
             .collect()
     }
 
-    pub async fn apply(&mut self, command: Command) {
-        match command {
-            Command::Silent(i) => self.silence(i).await,
-            Command::Wake(i) => self.wake(i).await,
-            Command::SilentFraction => {
-                let picked = self.fraction();
-                info!("device-sim: {} devices go silent", picked.len());
-                for i in picked {
-                    self.silence(i).await;
+    /// Carry out `command`; the one-line reply says what it did (`device-sim` prints it).
+    pub async fn apply(&mut self, command: Command) -> String {
+        let reply = match &command {
+            Command::Silent(i) => self.silence(*i).await,
+            Command::Wake(i) => self.wake(*i).await,
+            Command::SilentAll | Command::SilentFraction => {
+                let picked = self.picked(&command);
+                let mut changed = 0;
+                for &i in &picked {
+                    changed += usize::from(self.silence(i).await.ends_with("is silent"));
                 }
+                format!("{} devices silent ({changed} newly)", picked.len())
             }
-            Command::WakeFraction => {
-                let picked = self.fraction();
-                info!("device-sim: {} devices wake up", picked.len());
-                for i in picked {
-                    self.wake(i).await;
+            Command::WakeAll | Command::WakeFraction => {
+                let picked = self.picked(&command);
+                let mut failed = 0;
+                for &i in &picked {
+                    failed += usize::from(self.wake(i).await.contains("cannot wake"));
                 }
+                format!(
+                    "{} devices answer ({failed} could not rebind yet)",
+                    picked.len() - failed
+                )
             }
-        }
-    }
-
-    async fn silence(&mut self, index: usize) {
-        let Some(dev) = self.devices.get_mut(index) else {
-            warn!("device-sim: no device {index}");
-            return;
         };
-        if let Some(live) = dev.live.take() {
-            debug!("device-sim: {} is silent", dev.ep);
-            let Live {
-                endpoint,
-                client,
-                server,
-            } = live;
-            drop((client, server));
-            endpoint.shutdown().await;
+        let reply = format!("device-sim: {command}: {reply}");
+        debug!("{reply}");
+        reply
+    }
+
+    /// The devices a group command acts on.
+    fn picked(&self, command: &Command) -> Vec<usize> {
+        match command {
+            Command::SilentFraction | Command::WakeFraction => self.fraction(),
+            _ => (0..self.devices.len()).collect(),
         }
     }
 
-    async fn wake(&mut self, index: usize) {
+    async fn silence(&mut self, index: usize) -> String {
+        let count = self.devices.len();
         let Some(dev) = self.devices.get_mut(index) else {
-            warn!("device-sim: no device {index}");
-            return;
+            return format!(
+                "no device {index} (devices are 0..={})",
+                count.saturating_sub(1)
+            );
+        };
+        let Some(live) = dev.live.take() else {
+            return format!("{} was already silent", dev.ep);
+        };
+        let Live {
+            endpoint,
+            client,
+            server,
+        } = live;
+        drop((client, server));
+        endpoint.shutdown().await;
+        format!("{} is silent", dev.ep)
+    }
+
+    async fn wake(&mut self, index: usize) -> String {
+        let count = self.devices.len();
+        let Some(dev) = self.devices.get_mut(index) else {
+            return format!(
+                "no device {index} (devices are 0..={})",
+                count.saturating_sub(1)
+            );
         };
         if dev.live.is_some() {
-            return;
+            return format!("{} was already answering", dev.ep);
         }
         match bind_device(&self.opts, dev.port, &self.params, dev.handler.clone()).await {
             Ok(live) => {
-                debug!("device-sim: {} answers again", dev.ep);
                 dev.live = Some(live);
+                format!("{} answers again", dev.ep)
             }
-            // Most likely a refresh still holds the old socket: the next tick tries again.
-            Err(e) => warn!("device-sim: {} cannot wake yet: {e}", dev.ep),
+            // Most likely a refresh still holds the old socket: try the command again.
+            Err(e) => format!("{} cannot wake yet: {e}", dev.ep),
         }
     }
 

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 pub use fleet::{Fleet, SimError};
 pub use options::SimOptions;
-use silence::{parse_command, Command};
+use silence::{parse_command, Command, CommandError};
 
 /// How often the fleet looks for new temperature values to notify and for due refreshes.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -75,18 +75,18 @@ fn say(line: &str) {
 }
 
 /// Stdin is read on a plain thread (blocking reads), and each parsed command handed over.
-fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Command> {
+/// A refused line travels the same way, so its reply comes in order with the others.
+fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Result<Command, CommandError>> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            match parse_command(&line) {
-                Ok(Some(cmd)) => {
-                    if tx.send(cmd).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => warn!("device-sim: {e}"),
+            let parsed = match parse_command(&line) {
+                Ok(Some(cmd)) => Ok(cmd),
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            };
+            if tx.send(parsed).is_err() {
+                return;
             }
         }
     });
@@ -95,7 +95,7 @@ fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Command> {
 
 async fn event_loop(
     fleet: &mut Fleet,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<Result<Command, CommandError>>,
     ready: tokio::time::Instant,
     silent_after: Option<Duration>,
     return_after: Option<Duration>,
@@ -121,17 +121,19 @@ async fn event_loop(
             _ = ticker.tick() => fleet.tick(),
             _ = fleet.next_outcome() => {}
             cmd = commands.recv(), if stdin_open => match cmd {
-                Some(cmd) => fleet.apply(cmd).await,
+                // Every command is answered with one line on stdout, next to `ready`.
+                Some(Ok(cmd)) => say(&fleet.apply(cmd).await),
+                Some(Err(e)) => say(&format!("device-sim: {e}")),
                 // Stdin closed (e.g. /dev/null): keep running on timers and signals alone.
                 None => stdin_open = false,
             },
             _ = tokio::time::sleep_until(silence_at) => {
                 silence_at = never;
-                fleet.apply(Command::SilentFraction).await;
+                say(&fleet.apply(Command::SilentFraction).await);
             }
             _ = tokio::time::sleep_until(return_at) => {
                 return_at = never;
-                fleet.apply(Command::WakeFraction).await;
+                say(&fleet.apply(Command::WakeFraction).await);
             }
             _ = term.recv() => { info!("device-sim: SIGTERM"); break; }
             _ = int.recv() => { info!("device-sim: SIGINT"); break; }

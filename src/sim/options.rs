@@ -9,10 +9,11 @@ use clap::Parser;
 /// /sensors/temp (observable), /actuators/led (GET/PUT) and /.well-known/core.
 ///
 /// Control on stdin, one command per line: `silent <i>`, `wake <i>` (device i drops all traffic
-/// / answers again), `silent all`, `wake all` (the --silent-fraction devices).
+/// / answers again), `silent all`, `wake all` (every device), `silent fraction`, `wake fraction`
+/// (the --silent-fraction devices). Each is answered with one line on stdout.
 /// Logging via RUST_LOG (debug prints each device's port).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "device-sim", version, about)]
+#[command(name = "device-sim", version)]
 pub struct SimOptions {
     /// The Resource Directory to register with.
     #[arg(long, default_value = "127.0.0.1:5683")]

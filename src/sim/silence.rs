@@ -1,6 +1,7 @@
 //! Which simulated devices go silent, and the stdin control language of `device-sim`.
 //!
-//! Pure: called by `sim::fleet` when it starts the fleet and for every stdin line.
+//! Pure: called by `sim::fleet` when it starts the fleet and for every stdin line. Every
+//! command is answered with one line on stdout (`device-sim: <command>: <what it did>`).
 
 use thiserror::Error;
 
@@ -23,13 +24,35 @@ pub enum Command {
     Silent(usize),
     /// `wake <i>`: device i answers again.
     Wake(usize),
-    /// `silent all` / `wake all`: every device of the silent fraction.
+    /// `silent all` / `wake all`: every device.
+    SilentAll,
+    WakeAll,
+    /// `silent fraction` / `wake fraction`: the `--silent-fraction` devices (what
+    /// `--silent-after` and `--return-after` act on).
     SilentFraction,
     WakeFraction,
 }
 
+impl std::fmt::Display for Command {
+    /// The command as typed, e.g. `silent 3`: the prefix of its reply line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Silent(i) => write!(f, "silent {i}"),
+            Command::Wake(i) => write!(f, "wake {i}"),
+            Command::SilentAll => f.write_str("silent all"),
+            Command::WakeAll => f.write_str("wake all"),
+            Command::SilentFraction => f.write_str("silent fraction"),
+            Command::WakeFraction => f.write_str("wake fraction"),
+        }
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("unknown command {0:?}: expected `silent <i>`, `wake <i>`, `silent all` or `wake all`")]
+#[error(
+    "unknown command {0:?}: expected `silent <i>`, `wake <i>` (device i), `silent all`, \
+     `wake all` (every device), `silent fraction` or `wake fraction` (the --silent-fraction \
+     devices)"
+)]
 pub struct CommandError(pub String);
 
 /// Parse one control line; blank lines are `Ok(None)`.
@@ -44,8 +67,10 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
     };
     let bad = || CommandError(line.trim().to_string());
     match (verb, arg) {
-        ("silent", Some("all")) => Ok(Some(Command::SilentFraction)),
-        ("wake", Some("all")) => Ok(Some(Command::WakeFraction)),
+        ("silent", Some("all")) => Ok(Some(Command::SilentAll)),
+        ("wake", Some("all")) => Ok(Some(Command::WakeAll)),
+        ("silent", Some("fraction")) => Ok(Some(Command::SilentFraction)),
+        ("wake", Some("fraction")) => Ok(Some(Command::WakeFraction)),
         ("silent", Some(i)) => Ok(Some(Command::Silent(i.parse().map_err(|_| bad())?))),
         ("wake", Some(i)) => Ok(Some(Command::Wake(i.parse().map_err(|_| bad())?))),
         _ => Err(bad()),
@@ -79,11 +104,16 @@ mod tests {
     fn commands() {
         assert_eq!(parse_command("silent 3"), Ok(Some(Command::Silent(3))));
         assert_eq!(parse_command("  wake 12 "), Ok(Some(Command::Wake(12))));
+        assert_eq!(parse_command("silent all"), Ok(Some(Command::SilentAll)));
+        assert_eq!(parse_command("wake all"), Ok(Some(Command::WakeAll)));
         assert_eq!(
-            parse_command("silent all"),
+            parse_command("silent fraction"),
             Ok(Some(Command::SilentFraction))
         );
-        assert_eq!(parse_command("wake all"), Ok(Some(Command::WakeFraction)));
+        assert_eq!(
+            parse_command("wake fraction"),
+            Ok(Some(Command::WakeFraction))
+        );
         assert_eq!(parse_command(""), Ok(None));
         for bad in ["silent", "silent x", "wake 1 2", "reboot 1", "silent -1"] {
             assert!(parse_command(bad).is_err(), "{bad}");

@@ -39,12 +39,19 @@ impl HttpResponse {
 
 /// `GET path_and_query` from `addr`.
 pub fn get(addr: SocketAddr, path_and_query: &str) -> HttpResponse {
+    request(addr, "GET", path_and_query)
+}
+
+/// `method path_and_query` from `addr`, without a request body. For `HEAD` the response body
+/// is whatever the server sent before closing (it must be nothing).
+pub fn request(addr: SocketAddr, method: &str, path_and_query: &str) -> HttpResponse {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     write!(
         stream,
-        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{length}\r\n",
+        length = if method == "POST" || method == "PUT" { "Content-Length: 0\r\n" } else { "" }
     )
     .expect("send request");
     let mut reader = BufReader::new(stream);
@@ -71,7 +78,9 @@ pub fn get(addr: SocketAddr, path_and_query: &str) -> HttpResponse {
         headers,
         body: Vec::new(),
     };
-    if response
+    if method == "HEAD" {
+        reader.read_to_end(&mut response.body).expect("body");
+    } else if response
         .header("transfer-encoding")
         .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
     {

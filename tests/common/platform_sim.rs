@@ -149,6 +149,24 @@ impl PlatformSim {
     }
 }
 
+impl PlatformSim {
+    /// SIGTERM, then wait for the exit up to `budget`: the exit status, or `None` when it
+    /// was still running at the deadline (it is killed on drop).
+    pub fn terminate_within(&mut self, budget: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + budget;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
 impl Drop for PlatformSim {
     fn drop(&mut self) {
         let _ = self.child.kill();
