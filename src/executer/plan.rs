@@ -1,4 +1,4 @@
-//! From a platform `command` (shared/platform-protocol.md) to the CoAP request the gateway
+//! From a platform `command` (docs/platform-protocol.md) to the CoAP request the gateway
 //! sends: choosing the registration, validating the fields, resolving the path against the
 //! registration's base (RFC 3986 §5.2 as for a link target, RFC 6690 §2.1), and mapping the
 //! method (RFC 7252 §5.8, RFC 8132).

@@ -90,7 +90,7 @@ label_set! {
 
 label_set! {
     /// How a platform command ended: a device response, or a `command_result` error kind
-    /// (the wire names of /work/shared/platform-protocol.md).
+    /// (the wire names of docs/platform-protocol.md).
     CommandResultKind {
         Response => "response",
         UnknownDevice => "unknown_device",

@@ -1,4 +1,4 @@
-//! The contract's device object (`shared/platform-protocol.md`, "A device object"), rendered
+//! The contract's device object (`docs/platform-protocol.md`, "A device object"), rendered
 //! straight from a [`Registration`] without copying it: used by `snapshot`, `device_registered`
 //! and `device_updated` frames (see `platform::protocol`). Pure.
 //!

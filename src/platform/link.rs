@@ -1,5 +1,5 @@
 //! The PlatformLink actor: the gateway's one WebSocket to the platform
-//! (`shared/platform-protocol.md`, protocol v1).
+//! (`docs/platform-protocol.md`, protocol v1).
 //!
 //! It dials `platform.url` with awc (`ws://`, or `wss://` over rustls), sending
 //! `Authorization: Bearer <token>` when a token is configured. After every connect it sends

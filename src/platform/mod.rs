@@ -1,5 +1,5 @@
 //! The platform link (issue 6): the gateway's WebSocket to the cloud platform, protocol v1
-//! (`shared/platform-protocol.md`).
+//! (`docs/platform-protocol.md`).
 //!
 //! - `protocol`: the serde frame types of both directions, payload encoding, lenient parsing of
 //!   platform frames into commands or typed errors (pure).

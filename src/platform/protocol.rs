@@ -1,4 +1,4 @@
-//! The platform link's wire format, protocol version 1 (`shared/platform-protocol.md`).
+//! The platform link's wire format, protocol version 1 (`docs/platform-protocol.md`).
 //!
 //! Owns the serde types of both directions (every frame is one JSON object tagged by `type`),
 //! the payload encoding rules (`utf8` when the bytes are valid UTF-8, else standard padded
