@@ -7,12 +7,13 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::device::{DevicePage, DeviceView};
+use super::device::DevicePage;
 use super::error::ApiError;
 use super::health::health_report;
 use super::query::{DeviceQuery, DeviceSelector};
 use super::state::AdminState;
 use super::status_page::{STATUS_HTML, STATUS_JS};
+use crate::device_object::DeviceObject;
 use crate::registry::Registration;
 use crate::time::now_ms;
 
@@ -100,7 +101,7 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         total,
         page: query.page,
         count: query.count,
-        devices: page.iter().map(|r| DeviceView::from(r.as_ref())).collect(),
+        devices: page.iter().map(|r| DeviceObject(r.as_ref())).collect(),
     })
 }
 
@@ -131,7 +132,7 @@ async fn device(
         }
     };
     match found {
-        Some(reg) => HttpResponse::Ok().json(DeviceView::from(reg.as_ref())),
+        Some(reg) => HttpResponse::Ok().json(DeviceObject(reg.as_ref())),
         None => api_error(&ApiError::not_found(match &selector.d {
             Some(d) => format!(
                 "no device {} in sector {}",

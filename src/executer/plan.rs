@@ -333,7 +333,7 @@ mod tests {
         let none = choose_registration(&key, None, Vec::new).unwrap_err();
         assert_eq!(none.kind, CommandErrorKind::UnknownDevice);
         let reg = |d: &str| {
-            let mut r = crate::platform::device::tests::registration("node1");
+            let mut r = crate::device_object::tests::registration("node1");
             r.d = Some(Sector::new(d).unwrap());
             Arc::new(r)
         };

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use super::device::DeviceObject;
+use crate::device_object::DeviceObject;
 use crate::registry::{Registration, RegistryEvent, RemovalReason};
 
 /// The protocol version sent in `hello`.
@@ -649,7 +649,7 @@ mod tests {
             json!({"type": "snapshot", "devices": [], "part": 0, "last": true})
         );
         let regs: Vec<_> = (0..2_001)
-            .map(|i| Arc::new(super::super::device::tests::registration(&format!("n{i}"))))
+            .map(|i| Arc::new(crate::device_object::tests::registration(&format!("n{i}"))))
             .collect();
         let parts = snapshot_parts(&regs);
         assert_eq!(parts.len(), 3);
@@ -673,7 +673,7 @@ mod tests {
     #[test]
     fn registry_events_map_to_their_frames() {
         use crate::registry::{Sector, Status};
-        let mut r = super::super::device::tests::registration("n1");
+        let mut r = crate::device_object::tests::registration("n1");
         r.d = Some(Sector::new("f1").unwrap());
         r.status = Status::Disconnected;
         let r = Arc::new(r);
