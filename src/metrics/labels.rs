@@ -128,6 +128,7 @@ label_set! {
         DeviceRemoved => "device_removed",
         DeviceStatus => "device_status",
         Data => "data",
+        DataError => "data_error",
         CommandResult => "command_result",
         Error => "error",
     }
@@ -143,6 +144,7 @@ impl FrameType {
             OutboundFrame::DeviceRemoved { .. } => FrameType::DeviceRemoved,
             OutboundFrame::DeviceStatus { .. } => FrameType::DeviceStatus,
             OutboundFrame::Data(_) => FrameType::Data,
+            OutboundFrame::DataError(_) => FrameType::DataError,
             OutboundFrame::CommandResult(_) => FrameType::CommandResult,
             OutboundFrame::Error { .. } => FrameType::Error,
         }

@@ -596,6 +596,12 @@ impl PlatformLink {
         };
         match parsed {
             Ok(InboundFrame::Command(command)) => self.forward_command(command, ctx),
+            Ok(InboundFrame::Error { message, id }) => {
+                log::warn!(
+                    "platform link: the platform reported an error{}: {message}",
+                    id.map(|id| format!(" for {id}")).unwrap_or_default()
+                );
+            }
             Err(error) => {
                 log::warn!("platform link: unusable frame from the platform: {error}");
                 self.deliver(error.reply(), ctx);
