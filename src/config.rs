@@ -330,6 +330,10 @@ pub struct ObserverConfig {
     pub max_in_flight: usize,
     /// Cap on observations plus polled links held at once (bounded state).
     pub max_watched: usize,
+    /// A polled link answering with an error is asked again after twice the interval, then
+    /// four times, ..., at most this many seconds apart (never less than the interval) until
+    /// it answers with a value.
+    pub error_backoff_max_s: u64,
 }
 
 impl Default for ObserverConfig {
@@ -342,6 +346,7 @@ impl Default for ObserverConfig {
             max_frames_per_s: 10,
             max_in_flight: 256,
             max_watched: 400_000,
+            error_backoff_max_s: 600,
         }
     }
 }

@@ -235,8 +235,10 @@ pub fn platform_frame(data: &[u8]) {
             }
             match parse_inbound(&value.to_string()) {
                 Ok(InboundFrame::Command(again)) => assert_eq!(again, command),
+                Ok(other) => panic!("re-serialized command parses as {other:?}"),
                 Err(e) => panic!("re-serialized command does not parse: {e}"),
             }
         }
+        Ok(InboundFrame::Error { .. }) => {}
     }
 }

@@ -26,6 +26,8 @@
 //!   exactly one `command_result`.
 //! - [`metrics`]: process-wide lock-free counters and histograms that the actors record into,
 //!   rendered in the Prometheus text format for the admin HTTP server's `/metrics`.
+//! - [`device_object`]: the one JSON shape of a device, shared by the platform frames, the
+//!   admin API and `rd-dump`.
 //! - [`admin`]: the admin HTTP server (`http.listen`): `/health`, `/metrics`, the device API
 //!   and the live status page.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
@@ -35,6 +37,7 @@
 pub mod admin;
 pub mod coap;
 pub mod config;
+pub mod device_object;
 pub mod discovery;
 pub mod dnssd;
 pub mod executer;

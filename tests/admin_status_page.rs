@@ -171,7 +171,11 @@ fn status_page_shows_every_device_with_its_status_in_headless_chromium() {
         assert!(text.contains(&format!(" {shown} ")), "{text}");
         assert!(text.contains("s ago"), "last seen: {text}");
         // The DOM dump escapes the text's angle brackets.
-        assert!(text.contains("&lt;/sensors/temp&gt;"), "links: {text}");
+        assert!(
+            text.contains("&lt;/sensors/temp&gt;;rt=temperature;if=sensor;obs"),
+            "links, from the device object's link fields: {text}"
+        );
+        assert!(text.contains("Z"), "expires as RFC 3339: {text}");
         assert!(text.contains("coap://127.0.0.1:"), "base: {text}");
     }
     assert!(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::coap_peer::*;
 use common::platform_sim::PlatformSim;
 use common::raw_device::RawDevice;
-use common::rd_dump::stored_registrations;
+use common::rd_dump::{link_records, stored_registrations};
 use common::{Gateway, GatewayOptions};
 
 /// Exit budget: the shutdown's own bounds (RD drain 2 s, deregistrations 2 s, platform close
@@ -164,12 +164,9 @@ fn graceful_stop(signal: &str) {
         .acknowledged
         .iter()
         .filter(|(ep, links)| {
-            stored.get(ep).is_none_or(|r| {
-                r.links
-                    != coap_gateway::link_format::parse(links)
-                        .expect("test links parse")
-                        .into()
-            })
+            stored
+                .get(ep)
+                .is_none_or(|r| r.links != link_records(links))
         })
         .map(|(ep, _)| ep)
         .collect();

@@ -1,6 +1,6 @@
 //! The platform link end to end (issue 6), with the real binaries over loopback: devices
 //! register, update, expire and are deleted over CoAP at the gateway, and `platform-sim` must see
-//! exactly the frames of `shared/platform-protocol.md`, in order, across an outage.
+//! exactly the frames of `docs/platform-protocol.md`, in order, across an outage.
 
 mod common;
 

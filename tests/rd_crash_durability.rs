@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coap_gateway::link_format;
-use coap_gateway::registry::{Registration, Status};
+use coap_gateway::device_object::{AttrRecord, DeviceRecord};
 use common::coap_peer::*;
-use common::rd_dump::stored_registrations;
+use common::rd_dump::{link_records, stored_registrations};
 use common::{write_config, Gateway, GatewayOptions};
 use rand::Rng;
 
@@ -142,10 +141,14 @@ fn refused(r: &Resp, counts: &Mutex<RoundCounts>) -> bool {
     true
 }
 
-fn seq_of(reg: &Registration) -> u64 {
-    reg.attr_values("seq")
-        .last()
-        .map_or(0, |v| v.parse().expect("seq is a number"))
+fn seq_of(dev: &DeviceRecord) -> u64 {
+    match dev.attrs.get("seq") {
+        Some(AttrRecord::Text(v)) => v
+            .split(' ')
+            .next_back()
+            .map_or(0, |v| v.parse().expect("seq is a number")),
+        _ => 0,
+    }
 }
 
 #[derive(Default)]
@@ -160,13 +163,13 @@ struct Checked {
 }
 
 /// Every acknowledged change of `book` is in `dump`.
-fn check(book: &BTreeMap<String, Expected>, dump: &BTreeMap<String, Registration>) -> Checked {
+fn check(book: &BTreeMap<String, Expected>, dump: &BTreeMap<String, DeviceRecord>) -> Checked {
     let mut c = Checked::default();
     for (ep, want) in book {
         if want.delete_sent && !want.delete_acked {
             c.in_doubt += 1;
             if let Some(reg) = dump.get(ep) {
-                assert_eq!(reg.id.location(), want.location, "{ep} moved");
+                assert_eq!(reg.location, want.location, "{ep} moved");
             }
             continue;
         }
@@ -182,14 +185,8 @@ fn check(book: &BTreeMap<String, Expected>, dump: &BTreeMap<String, Registration
                 c.lost += 1;
             }
             Some(reg) => {
-                assert_eq!(reg.id.location(), want.location, "{ep} moved");
-                assert_eq!(
-                    reg.links,
-                    link_format::parse(&want.links)
-                        .expect("the test's links parse")
-                        .into(),
-                    "{ep}'s links changed"
-                );
+                assert_eq!(reg.location, want.location, "{ep} moved");
+                assert_eq!(reg.links, link_records(&want.links), "{ep}'s links changed");
                 let seq = seq_of(reg);
                 if seq < want.seq_acked || seq > want.seq_sent {
                     eprintln!(
@@ -270,7 +267,7 @@ fn acknowledged_changes_survive_sigkill_under_load() {
         let lost = checked.lost;
         let status_lost = silent_acked
             .iter()
-            .filter(|ep| dump.get(*ep).map(|r| r.status) != Some(Status::Disconnected))
+            .filter(|ep| dump.get(*ep).map(|r| r.status) != Some(0))
             .inspect(|ep| eprintln!("LOST: status 0 of {ep}"))
             .count();
         let c = counts.lock().unwrap();

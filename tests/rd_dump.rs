@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use coap_gateway::device_object::DeviceObject;
 use coap_gateway::link_format::{self, Link, Param};
 use coap_gateway::registry::{
     self, EndpointName, Register, Registration, RegistryConfig, Sector, SetStatus, Status, Store,
@@ -178,7 +179,7 @@ fn prints_an_aligned_table_of_every_registration() {
 }
 
 #[test]
-fn json_mode_prints_one_registration_per_line() {
+fn json_mode_prints_one_device_object_per_line() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let regs = populate(dir.path());
@@ -189,15 +190,32 @@ fn json_mode_prints_one_registration_per_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    let parsed: Vec<Registration> = text
+    let parsed: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(parsed, regs);
-    let raw: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    // The one device object of the admin API and the platform frames, not the storage record.
+    let want: Vec<serde_json::Value> = regs
+        .iter()
+        .map(|r| serde_json::to_value(DeviceObject(r)).unwrap())
+        .collect();
+    assert_eq!(parsed, want);
+    let raw = &parsed[1];
     assert_eq!(raw["ep"], "node-bravo");
     assert_eq!(raw["d"], "roof");
     assert_eq!(raw["status"], 1);
+    assert_eq!(raw["lt"], 300);
+    assert_eq!(raw["et"], "oic.d.sensor");
+    assert_eq!(raw["location"], regs[1].id.location());
+    assert_eq!(raw["expires_at"], rfc3339_ms(regs[1].expires_at_ms));
+    assert_eq!(
+        raw["links"][1],
+        serde_json::json!({"href": "/fw", "rt": null, "if": null, "ct": null, "obs": true,
+                           "attrs": {}})
+    );
+    for storage_only in ["id", "lifetime_s", "base_origin", "registered_at_ms"] {
+        assert!(raw.get(storage_only).is_none(), "{storage_only} in {raw}");
+    }
 }
 
 #[test]

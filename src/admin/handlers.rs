@@ -7,12 +7,13 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::device::{DevicePage, DeviceView};
+use super::device::DevicePage;
 use super::error::ApiError;
 use super::health::health_report;
 use super::query::{DeviceQuery, DeviceSelector};
 use super::state::AdminState;
 use super::status_page::{self, STATUS_JS};
+use crate::device_object::DeviceObject;
 use crate::registry::Registration;
 use crate::time::now_ms;
 
@@ -68,17 +69,18 @@ async fn status_page(state: web::Data<AdminState>) -> HttpResponse {
     let registry = state.registry_health().await;
     let platform = state.platform_state().await;
     let now = now_ms();
-    let (total, devices): (u64, Vec<DeviceView>) = state.reader.with_index(|idx| {
+    let (total, devices): (u64, Vec<Arc<Registration>>) = state.reader.with_index(|idx| {
         let mut total = 0u64;
         let mut devices = Vec::new();
         for reg in idx.live(now) {
             total += 1;
             if devices.len() < STATUS_PAGE_DEVICES {
-                devices.push(DeviceView::from(reg.as_ref()));
+                devices.push(Arc::clone(reg));
             }
         }
         (total, devices)
     });
+    let devices: Vec<&Registration> = devices.iter().map(Arc::as_ref).collect();
     let (_, health) = health_report(state.reader.len() as u64, registry.as_ref(), &platform);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
@@ -144,7 +146,7 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         total,
         page: query.page,
         count: query.count,
-        devices: page.iter().map(|r| DeviceView::from(r.as_ref())).collect(),
+        devices: page.iter().map(|r| DeviceObject(r.as_ref())).collect(),
     })
 }
 
@@ -175,7 +177,7 @@ async fn device(
         }
     };
     match found {
-        Some(reg) => HttpResponse::Ok().json(DeviceView::from(reg.as_ref())),
+        Some(reg) => HttpResponse::Ok().json(DeviceObject(reg.as_ref())),
         None => api_error(&ApiError::not_found(match &selector.d {
             Some(d) => format!(
                 "no device {} in sector {}",

@@ -11,7 +11,7 @@
 //!
 //! Files: `server` (bind, run, stop), `handlers` (thin actix-web handlers), `state` (the
 //! handles the handlers read, with bounded waits on actors), and pure shaping that knows
-//! nothing of HTTP: `query` (query string to RD filters and paging), `device` (device JSON),
+//! nothing of HTTP: `query` (query string to RD filters and paging), `device` (a page of device objects),
 //! `health` (health JSON), `error` (errors); metric inputs come from `metrics::ScrapeInputs`.
 
 pub mod device;
@@ -23,7 +23,7 @@ pub mod server;
 pub mod state;
 pub mod status_page;
 
-pub use device::{DevicePage, DeviceView, LinkView, ParamView};
+pub use device::DevicePage;
 pub use error::{AdminError, ApiError};
 pub use server::{bind, start, start_on, RunningAdmin};
 pub use state::AdminState;

@@ -27,8 +27,16 @@ function cell(row, value, cls) {
   return td;
 }
 
+// A link object of the device object (docs/platform-protocol.md) as link-format-like text.
 function linkText(link) {
-  const attrs = link.attributes.map(a => a.value === null ? a.name : a.name + "=" + a.value);
+  const attrs = [];
+  for (const name of ["rt", "if", "ct"]) {
+    if (link[name] !== null && link[name] !== undefined) attrs.push(name + "=" + link[name]);
+  }
+  if (link.obs) attrs.push("obs");
+  for (const [name, value] of Object.entries(link.attrs || {})) {
+    attrs.push(value === true ? name : name + "=" + value);
+  }
   return "<" + link.href + ">" + (attrs.length ? ";" + attrs.join(";") : "");
 }
 
@@ -42,9 +50,9 @@ function drawDevices(page) {
     cell(tr, d.ep, "ep");
     cell(tr, d.d === null ? "" : d.d, "d");
     cell(tr, d.status === 1 ? "up" : "down", "status " + (d.status === 1 ? "up" : "down"));
-    const seen = cell(tr, ago(d.updated_at_ms), "seen");
-    seen.title = new Date(d.updated_at_ms).toISOString();
-    cell(tr, new Date(d.expires_at_ms).toISOString(), "expires");
+    const seen = cell(tr, ago(Date.parse(d.updated_at)), "seen");
+    seen.title = d.updated_at;
+    cell(tr, d.expires_at, "expires");
     cell(tr, d.base, "base");
     const links = cell(tr, "", "links");
     d.links.forEach((l, i) => {

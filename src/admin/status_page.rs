@@ -6,8 +6,11 @@
 //! Device data comes from the network, so every value is HTML-escaped ([`escape`]). Served by
 //! `handlers`.
 
-use super::device::DeviceView;
+use serde_json::Value;
+
 use super::health::HealthView;
+use crate::device_object::DeviceObject;
+use crate::registry::Registration;
 use crate::time::rfc3339_ms;
 
 /// The page template: `{{name}}` markers are replaced by [`render`].
@@ -17,14 +20,21 @@ pub const STATUS_JS: &str = include_str!("status.js");
 
 /// `GET /`: the page with `health` and the first `devices` (of `total`) filled in, as the script
 /// would draw them (the "last seen" column relative to `now_ms`).
-pub fn render(health: &HealthView, devices: &[DeviceView], total: u64, now_ms: u64) -> String {
+pub fn render(health: &HealthView, devices: &[&Registration], total: u64, now_ms: u64) -> String {
     let up_down = |up: bool| if up { "up" } else { "down" };
     let (platform, platform_class) = match (health.platform.configured, health.platform.connected) {
         (false, _) => ("not configured", ""),
         (true, true) => ("connected", "up"),
         (true, false) => ("disconnected", "down"),
     };
-    let rows: String = devices.iter().map(|d| device_row(d, now_ms)).collect();
+    // Drawn from the device object itself, the JSON the script draws from, so both paints agree.
+    let rows: String = devices
+        .iter()
+        .filter_map(|reg| {
+            let object = serde_json::to_value(DeviceObject(reg)).ok()?;
+            Some(device_row(&object, reg.updated_at_ms, now_ms))
+        })
+        .collect();
     let more = if total > devices.len() as u64 {
         format!("showing {} of {total} devices", devices.len())
     } else {
@@ -74,42 +84,56 @@ fn fill(template: &str, values: &[(&str, String)]) -> String {
     out
 }
 
-/// One `<tr>`, the same cells and classes as `status.js` draws.
-fn device_row(d: &DeviceView, now_ms: u64) -> String {
-    let up = d.status == 1;
-    let links: Vec<String> = d
-        .links
-        .iter()
-        .map(|l| {
-            let attrs: Vec<String> = l
-                .attributes
-                .iter()
-                .map(|a| match &a.value {
-                    None => a.name.clone(),
-                    Some(v) => format!("{}={v}", a.name),
-                })
-                .collect();
-            let attrs = if attrs.is_empty() {
-                String::new()
-            } else {
-                format!(";{}", attrs.join(";"))
-            };
-            escape(&format!("<{}>{attrs}", l.href))
-        })
-        .collect();
+/// `status.js`'s `linkText`: a link object as link-format-like text.
+fn link_text(link: &Value) -> String {
+    let mut attrs: Vec<String> = Vec::new();
+    for name in ["rt", "if", "ct"] {
+        match &link[name] {
+            Value::Null => {}
+            Value::String(v) => attrs.push(format!("{name}={v}")),
+            other => attrs.push(format!("{name}={other}")),
+        }
+    }
+    if link["obs"] == Value::Bool(true) {
+        attrs.push("obs".into());
+    }
+    if let Some(extra) = link["attrs"].as_object() {
+        for (name, value) in extra {
+            match value {
+                Value::Bool(true) => attrs.push(name.clone()),
+                Value::String(v) => attrs.push(format!("{name}={v}")),
+                other => attrs.push(format!("{name}={other}")),
+            }
+        }
+    }
+    let href = link["href"].as_str().unwrap_or_default();
+    if attrs.is_empty() {
+        format!("<{href}>")
+    } else {
+        format!("<{href}>;{}", attrs.join(";"))
+    }
+}
+
+/// One `<tr>`, the same cells and classes as `status.js` draws, from a device object.
+fn device_row(d: &Value, updated_at_ms: u64, now_ms: u64) -> String {
+    let status = d["status"].as_u64().unwrap_or(0);
+    let up = status == 1;
+    let links: Vec<String> = d["links"]
+        .as_array()
+        .map(|links| links.iter().map(|l| escape(&link_text(l))).collect())
+        .unwrap_or_default();
     format!(
         "<tr class=\"device\" data-ep=\"{ep}\" data-status=\"{status}\"><td class=\"ep\">{ep}</td>\
-         <td class=\"d\">{d}</td><td class=\"status {ud}\">{ud}</td>\
+         <td class=\"d\">{dd}</td><td class=\"status {ud}\">{ud}</td>\
          <td class=\"seen\" title=\"{seen_iso}\">{seen}</td><td class=\"expires\">{expires}</td>\
          <td class=\"base\">{base}</td><td class=\"links\">{links}</td></tr>\n",
-        ep = escape(&d.ep),
-        status = d.status,
-        d = escape(d.d.as_deref().unwrap_or("")),
+        ep = escape(d["ep"].as_str().unwrap_or_default()),
+        dd = escape(d["d"].as_str().unwrap_or("")),
         ud = if up { "up" } else { "down" },
-        seen_iso = rfc3339_ms(d.updated_at_ms),
-        seen = ago(now_ms.saturating_sub(d.updated_at_ms)),
-        expires = rfc3339_ms(d.expires_at_ms),
-        base = escape(&d.base),
+        seen_iso = escape(d["updated_at"].as_str().unwrap_or_default()),
+        seen = ago(now_ms.saturating_sub(updated_at_ms)),
+        expires = escape(d["expires_at"].as_str().unwrap_or_default()),
+        base = escape(d["base"].as_str().unwrap_or_default()),
         links = links.join("<br>"),
     )
 }

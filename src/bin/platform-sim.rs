@@ -2,7 +2,7 @@
 //! gateway (issue 6). A WebSocket server (actix-web + actix-ws) that accepts the gateway's link
 //! on any path, checks its bearer token, prints every frame it receives as one JSON line on
 //! stdout, and sends frames to the gateway from its stdin (one JSON line each) or from
-//! `POST /command`. It speaks `shared/platform-protocol.md` v1 only as far as a human or a test
+//! `POST /command`. It speaks `docs/platform-protocol.md` v1 only as far as a human or a test
 //! drives it: it never answers frames on its own (except WebSocket pings).
 
 use std::io::{BufRead, Write};

@@ -2,10 +2,14 @@
 //!
 //! Two sources:
 //! - `--data-dir DIR` (offline): opens the sled database through `registry::store` (never
-//!   creating one), so it cannot run while the gateway holds the lock. JSON lines are the
-//!   stored registrations.
+//!   creating one), so it cannot run while the gateway holds the lock.
 //! - `--url http://127.0.0.1:8080` (online): pages through the running gateway's
-//!   `GET /api/devices` (admin HTTP API, issue 12). JSON lines are the API's device objects.
+//!   `GET /api/devices` (admin HTTP API, issue 12).
+//!
+//! Either way a JSON line is the one device object (`coap_gateway::device_object`, documented
+//! in docs/platform-protocol.md), the same the admin API and the platform frames carry: from a
+//! data directory it is rendered by that serializer, from `--url` the API's object is printed
+//! as served. The table is built from that object too, so both sources print the same table.
 //!   The HTTP client is awc, already a dependency for the platform link: it handles chunked
 //!   bodies, keep-alive and body limits correctly, at the cost of a one-thread actix runtime
 //!   for the duration of the dump.
@@ -18,10 +22,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use coap_gateway::admin::{DevicePage, DeviceView};
+use coap_gateway::device_object::{DeviceObject, DeviceRecord};
 use coap_gateway::link_format::{self, Link};
-use coap_gateway::registry::{Registration, Store, StoreError};
-use coap_gateway::time::{now_ms, rfc3339_ms};
+use coap_gateway::registry::{Store, StoreError};
+use coap_gateway::time::now_ms;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// A small cache is enough to read every record once.
 const CACHE_MB: u64 = 16;
@@ -46,8 +52,8 @@ struct Args {
     /// Devices per HTTP request with --url (1..=1000).
     #[arg(long, default_value_t = MAX_PAGE, value_parser = clap::value_parser!(u64).range(1..=1000))]
     page_size: u64,
-    /// One JSON object per line (the stored registration, or with --url the API's device
-    /// object) instead of a table.
+    /// One device object per line (docs/platform-protocol.md, "A device object") instead of a
+    /// table.
     #[arg(long)]
     json: bool,
 }
@@ -90,15 +96,21 @@ fn main() -> ExitCode {
     }
     let mut out = BufWriter::new(io::stdout().lock());
     let written = if args.json {
-        write_json(&mut out, &loaded.registrations)
+        write_json(&mut out, loaded.registrations.iter().map(DeviceObject))
     } else {
         let now = now_ms();
-        let rows: Vec<Row> = loaded
+        let rows: Result<Vec<Row>, serde_json::Error> = loaded
             .registrations
             .iter()
-            .map(|r| Row::stored(r, now))
+            .map(|r| {
+                let record = serde_json::from_value(serde_json::to_value(DeviceObject(r))?)?;
+                // Stored records may be expired, in their grace period; the API serves live
+                // ones only.
+                Ok(Row::new(&record, r.is_expired_at(now)))
+            })
             .collect();
-        write_table(&mut out, &rows)
+        rows.map_err(io::Error::other)
+            .and_then(|rows| write_table(&mut out, &rows))
     };
     finish(written.and_then(|()| out.flush()))
 }
@@ -126,17 +138,30 @@ fn dump_url(url: &str, page_size: u64, json: bool) -> ExitCode {
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let written = if json {
-        write_json(&mut out, &devices)
+        write_json(&mut out, devices.iter().map(|d| &d.raw))
     } else {
-        let rows: Vec<Row> = devices.iter().map(Row::served).collect();
+        let rows: Vec<Row> = devices.iter().map(|d| Row::new(&d.record, false)).collect();
         write_table(&mut out, &rows)
     };
     finish(written.and_then(|()| out.flush()))
 }
 
+/// One page of `GET /api/devices`, its devices kept as served.
+#[derive(Deserialize)]
+struct ServedPage {
+    total: u64,
+    devices: Vec<Box<RawValue>>,
+}
+
+/// A device as the API served it (printed verbatim by `--json`) and as read for the table.
+struct Served {
+    raw: Box<RawValue>,
+    record: DeviceRecord,
+}
+
 /// Every device, page by page, until a page comes back short. Devices registered or removed
 /// meanwhile may shift the pages; the dump is a best-effort view of a live registry.
-async fn fetch_all(url: &str, page_size: u64) -> Result<Vec<DeviceView>, String> {
+async fn fetch_all(url: &str, page_size: u64) -> Result<Vec<Served>, String> {
     let client = awc::Client::builder().timeout(HTTP_TIMEOUT).finish();
     let base = url.trim_end_matches('/');
     let mut devices = Vec::new();
@@ -159,10 +184,14 @@ async fn fetch_all(url: &str, page_size: u64) -> Result<Vec<DeviceView>, String>
                 String::from_utf8_lossy(&body)
             ));
         }
-        let page: DevicePage = serde_json::from_slice(&body)
+        let page: ServedPage = serde_json::from_slice(&body)
             .map_err(|e| format!("GET {uri}: not a device page: {e}"))?;
         let short = (page.devices.len() as u64) < page_size;
-        devices.extend(page.devices);
+        for raw in page.devices {
+            let record = serde_json::from_str(raw.get())
+                .map_err(|e| format!("GET {uri}: not a device object: {e}"))?;
+            devices.push(Served { raw, record });
+        }
         if short || devices.len() as u64 >= page.total {
             break;
         }
@@ -170,9 +199,12 @@ async fn fetch_all(url: &str, page_size: u64) -> Result<Vec<DeviceView>, String>
     Ok(devices)
 }
 
-fn write_json<T: serde::Serialize>(out: &mut impl Write, items: &[T]) -> io::Result<()> {
+fn write_json<T: serde::Serialize>(
+    out: &mut impl Write,
+    items: impl IntoIterator<Item = T>,
+) -> io::Result<()> {
     for item in items {
-        serde_json::to_writer(&mut *out, item)?;
+        serde_json::to_writer(&mut *out, &item)?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -186,30 +218,15 @@ const HEADERS: [&str; 8] = [
 struct Row([String; 8]);
 
 impl Row {
-    /// A registration read from sled (it may be expired, in its grace period).
-    fn stored(reg: &Registration, now_ms: u64) -> Row {
-        let expires = if reg.is_expired_at(now_ms) {
-            format!("{} (expired)", rfc3339_ms(reg.expires_at_ms))
-        } else {
-            rfc3339_ms(reg.expires_at_ms)
-        };
-        Row([
-            reg.id.location(),
-            reg.ep.to_string(),
-            reg.d
-                .as_ref()
-                .map_or_else(|| "-".to_string(), |d| d.to_string()),
-            reg.base.to_string(),
-            reg.status.as_u8().to_string(),
-            reg.lifetime_s.to_string(),
-            expires,
-            link_format::serialize(&reg.links),
-        ])
-    }
-
-    /// A device served by the admin API (always live).
-    fn served(dev: &DeviceView) -> Row {
+    /// A device object; `expired` marks a stored registration past its lifetime (kept for its
+    /// grace period).
+    fn new(dev: &DeviceRecord, expired: bool) -> Row {
         let links: Vec<Link> = dev.links.iter().map(|l| l.to_link()).collect();
+        let expires = if expired {
+            format!("{} (expired)", dev.expires_at)
+        } else {
+            dev.expires_at.clone()
+        };
         Row([
             dev.location.clone(),
             dev.ep.clone(),
@@ -217,7 +234,7 @@ impl Row {
             dev.base.clone(),
             dev.status.to_string(),
             dev.lt.to_string(),
-            rfc3339_ms(dev.expires_at_ms),
+            expires,
             link_format::serialize(&links),
         ])
     }

@@ -1,6 +1,6 @@
 //! The Executer actor (issue 7): turns each platform `command` into one CoAP request to the
 //! device and answers exactly one `command_result` for it through the PlatformLink
-//! (shared/platform-protocol.md).
+//! (docs/platform-protocol.md).
 //!
 //! Started by `gateway::start` when the platform link is configured; the link delivers
 //! `PlatformCommand`s to it (`SetCommandRecipient`), and it answers with

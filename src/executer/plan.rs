@@ -1,4 +1,4 @@
-//! From a platform `command` (shared/platform-protocol.md) to the CoAP request the gateway
+//! From a platform `command` (docs/platform-protocol.md) to the CoAP request the gateway
 //! sends: choosing the registration, validating the fields, resolving the path against the
 //! registration's base (RFC 3986 §5.2 as for a link target, RFC 6690 §2.1), and mapping the
 //! method (RFC 7252 §5.8, RFC 8132).
@@ -333,7 +333,7 @@ mod tests {
         let none = choose_registration(&key, None, Vec::new).unwrap_err();
         assert_eq!(none.kind, CommandErrorKind::UnknownDevice);
         let reg = |d: &str| {
-            let mut r = crate::platform::device::tests::registration("node1");
+            let mut r = crate::device_object::tests::registration("node1");
             r.d = Some(Sector::new(d).unwrap());
             Arc::new(r)
         };

@@ -90,7 +90,7 @@ label_set! {
 
 label_set! {
     /// How a platform command ended: a device response, or a `command_result` error kind
-    /// (the wire names of /work/shared/platform-protocol.md).
+    /// (the wire names of docs/platform-protocol.md).
     CommandResultKind {
         Response => "response",
         UnknownDevice => "unknown_device",
@@ -128,6 +128,7 @@ label_set! {
         DeviceRemoved => "device_removed",
         DeviceStatus => "device_status",
         Data => "data",
+        DataError => "data_error",
         CommandResult => "command_result",
         Error => "error",
     }
@@ -143,6 +144,7 @@ impl FrameType {
             OutboundFrame::DeviceRemoved { .. } => FrameType::DeviceRemoved,
             OutboundFrame::DeviceStatus { .. } => FrameType::DeviceStatus,
             OutboundFrame::Data(_) => FrameType::Data,
+            OutboundFrame::DataError(_) => FrameType::DataError,
             OutboundFrame::CommandResult(_) => FrameType::CommandResult,
             OutboundFrame::Error { .. } => FrameType::Error,
         }

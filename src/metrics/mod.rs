@@ -17,7 +17,7 @@
 //! - `rd::service` — registration operations by outcome, lookups by kind;
 //! - `registry::actor` — expiries; `pinger::actor` — pings sent / unanswered;
 //! - `executer::actor` — commands by result and round trip, commands in flight;
-//! - `observer::actor` — data frames forwarded / rate-limited;
+//! - `observer::actor` — data frames forwarded / rate-limited, error answers by code;
 //! - `platform::link` — frames written to the platform socket, by type.
 //!
 //! CONTRACT (issue 12): `global()`, `ScrapeInputs` and `render` keep these signatures.
@@ -58,6 +58,8 @@ pub struct Metrics {
     data_forwarded: Counter,
     data_rate_limited: Counter,
     data_mailbox_full: Counter,
+    /// Error answers (4.xx, 5.xx) to the Observer's polls and observations, by raw code byte.
+    observer_errors: [Counter; 256],
     registry_feed_overflows: Counter,
     command_results_dropped: Counter,
     frames_sent: [Counter; FrameType::COUNT],
@@ -79,6 +81,7 @@ impl Metrics {
             data_forwarded: Counter::new(),
             data_rate_limited: Counter::new(),
             data_mailbox_full: Counter::new(),
+            observer_errors: [const { Counter::new() }; 256],
             registry_feed_overflows: Counter::new(),
             command_results_dropped: Counter::new(),
             frames_sent: [const { Counter::new() }; FrameType::COUNT],
@@ -149,6 +152,16 @@ impl Metrics {
     /// A data frame or notification was dropped because the next actor's mailbox was full.
     pub fn record_data_mailbox_full(&self) {
         self.data_mailbox_full.inc();
+    }
+
+    /// A watched resource answered the Observer with an error `code` (not a reading).
+    pub fn record_observer_error(&self, code: Code) {
+        self.observer_errors[usize::from(code.0)].inc();
+    }
+
+    /// Error answers with `code` the Observer got so far.
+    pub fn observer_errors(&self, code: Code) -> u64 {
+        self.observer_errors[usize::from(code.0)].get()
     }
 
     /// A registry feed subscriber fell too far behind and will be resynced from the index.

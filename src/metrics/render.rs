@@ -182,6 +182,24 @@ fn platform(w: &mut TextWriter, m: &Metrics, inputs: &ScrapeInputs) {
     let queue_full = inputs.platform.as_ref().map_or(0, |p| p.dropped_data);
     w.sample(name, &[("reason", "queue_full")], queue_full);
 
+    let name = "coap_gateway_observer_error_answers_total";
+    w.family(
+        name,
+        Kind::Counter,
+        "Error answers (4.xx, 5.xx) to the Observer's polls and observations, by code; each is \
+         reported to the platform as data_error, never as data, and backs that resource off.",
+    );
+    for (code, counter) in m.observer_errors.iter().enumerate() {
+        let Ok(code) = u8::try_from(code) else {
+            continue;
+        };
+        // 4.04 is shown from the first scrape, so the series exists; others once seen.
+        let value = counter.get();
+        if value > 0 || Code(code) == Code::NOT_FOUND {
+            w.sample(name, &[("code", &code_label(code))], value);
+        }
+    }
+
     w.single(
         "coap_gateway_registry_feed_overflows_total",
         Kind::Counter,
@@ -385,6 +403,7 @@ mod tests {
         m.command_in_flight(true);
         m.record_data_forwarded();
         m.record_data_rate_limited();
+        m.record_observer_error(Code::SERVICE_UNAVAILABLE);
         m.record_frame_sent(&OutboundFrame::Error {
             message: "x".into(),
             id: None,
@@ -435,6 +454,10 @@ mod tests {
             );
             assert!(scrape.docs.contains_key(name));
         }
+
+        let errors = "coap_gateway_observer_error_answers_total";
+        assert_eq!(value_of(&scrape, errors, &[("code", "5.03")]), 1.0);
+        assert_eq!(value_of(&scrape, errors, &[("code", "4.04")]), 0.0);
 
         let reg = "coap_gateway_registration_operations_total";
         assert_eq!(

@@ -12,6 +12,11 @@
 //!   (an update), and when it returns to status 1; it is cancelled when the device goes to
 //!   status 0, is removed or expires. Every watch carries a generation, so values from an old
 //!   watch are never forwarded.
+//! - An error answer (4.xx, 5.xx) is not a reading: it is counted
+//!   (`observer_error_answers_total{code}`), sent as a `data_error` frame (never `data`), and
+//!   backs that resource off: a polled link is asked again after 2, 4, 8, ... intervals up to
+//!   `observer.error_backoff_max_s` (`schedule::after_error_due_ms`), an observation ended by an
+//!   error (RFC 7641 §3.2) is re-established after the set-up back-off; a value resets both.
 //! - Frames per device are capped by a token bucket (`max_frames_per_s`); drops are counted
 //!   and logged every [`STATS_EVERY`] with the other counters.
 //! - Bounded queues (issue 11): at most [`NOTIFIED_BACKLOG`] notifications wait in this actor's
@@ -34,7 +39,7 @@ use actix::prelude::*;
 use log::{debug, info};
 use tokio::sync::{oneshot, Semaphore};
 
-use super::schedule::{first_due_ms, next_due_ms};
+use super::schedule::{after_error_due_ms, first_due_ms, next_due_ms};
 use super::strategy::{
     backoff, forward_poll, loss_deadline, watched_links, Reading, SelectError, Selection, Watched,
 };
@@ -43,7 +48,7 @@ use crate::config::ObserverConfig;
 use crate::limits::LogThrottle;
 use crate::limits::TokenBucket;
 use crate::pinger::registration_target;
-use crate::platform::protocol::DataFrame;
+use crate::platform::protocol::{DataErrorFrame, DataFrame, WatchedBy};
 use crate::platform::{OutboundFrame, SendFrame};
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::{
@@ -74,6 +79,8 @@ pub struct ObserverSettings {
     pub max_frames_per_s: u32,
     pub max_in_flight: usize,
     pub max_watched: usize,
+    /// The longest gap between polls of a link that keeps answering with errors.
+    pub error_backoff_max: Duration,
 }
 
 impl ObserverSettings {
@@ -85,6 +92,7 @@ impl ObserverSettings {
             max_frames_per_s: config.max_frames_per_s.max(1),
             max_in_flight: config.max_in_flight.max(1),
             max_watched: config.max_watched.max(1),
+            error_backoff_max: Duration::from_secs(config.error_backoff_max_s.max(1)),
         })
     }
 }
@@ -103,7 +111,19 @@ struct Notified {
     generation: u64,
     path: Arc<str>,
     response: ClientResponse,
+    /// Set when the response is an error answer: not a value, reported as `data_error`.
+    error: Option<ErrorAnswer>,
     _slot: NotifiedSlot,
+}
+
+/// An error answer's place in its resource's back-off.
+#[derive(Debug, Clone, Copy)]
+struct ErrorAnswer {
+    via: WatchedBy,
+    /// Error answers in a row, this one included.
+    consecutive: u32,
+    /// When the resource is asked again.
+    retry_in: Duration,
 }
 
 struct NotifiedSlot(Arc<Stats>);
@@ -123,6 +143,8 @@ struct Stats {
     lost: AtomicU64,
     setup_failed: AtomicU64,
     polls_failed: AtomicU64,
+    /// Error answers (4.xx, 5.xx) to polls and observations.
+    error_answers: AtomicU64,
     capped: AtomicU64,
     /// Values dropped because a mailbox on the way (ours or the link's) was full.
     mailbox_full: AtomicU64,
@@ -142,7 +164,7 @@ impl Stats {
         }
     }
 
-    fn snapshot(&self) -> [u64; 8] {
+    fn snapshot(&self) -> [u64; 9] {
         [
             &self.frames,
             &self.rate_dropped,
@@ -152,6 +174,7 @@ impl Stats {
             &self.polls_failed,
             &self.capped,
             &self.mailbox_full,
+            &self.error_answers,
         ]
         .map(|c| c.load(Ordering::Relaxed))
     }
@@ -170,6 +193,8 @@ struct Device {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     bucket: TokenBucket,
     last_poll: HashMap<Arc<str>, Reading>,
+    /// Polled links whose last answers were errors: how many in a row.
+    poll_errors: HashMap<Arc<str>, u32>,
 }
 
 /// A polled link's next turn.
@@ -193,7 +218,7 @@ pub struct Observer {
     watched: usize,
     next_generation: u64,
     stats: Arc<Stats>,
-    last_logged: [u64; 8],
+    last_logged: [u64; 9],
 }
 
 impl Observer {
@@ -216,7 +241,7 @@ impl Observer {
             watched: 0,
             next_generation: 1,
             stats: Arc::default(),
-            last_logged: [0; 8],
+            last_logged: [0; 9],
         }
     }
 
@@ -307,6 +332,7 @@ impl Observer {
                 tasks,
                 bucket,
                 last_poll: HashMap::new(),
+                poll_errors: HashMap::new(),
             },
         );
     }
@@ -328,8 +354,15 @@ impl Observer {
             .filter(|d| d.generation == generation)
     }
 
-    /// Forward one value, within the device's rate.
-    fn forward(&mut self, id: RegistrationId, generation: u64, path: &str, resp: &ClientResponse) {
+    /// Forward one value (`data`) or error answer (`data_error`), within the device's rate.
+    fn forward(
+        &mut self,
+        id: RegistrationId,
+        generation: u64,
+        path: &str,
+        resp: &ClientResponse,
+        error: Option<ErrorAnswer>,
+    ) {
         let now = now_ms();
         let max_frames_per_s = self.settings.max_frames_per_s;
         let stats = Arc::clone(&self.stats);
@@ -342,19 +375,32 @@ impl Observer {
             crate::metrics::global().record_data_rate_limited();
             return;
         }
-        let frame = DataFrame::new(
-            dev.reg.ep.to_string(),
-            dev.reg.d.as_ref().map(ToString::to_string),
-            path,
-            resp.code.to_string(),
-            resp.content_format,
-            &resp.payload,
-            now,
-        );
-        match self
-            .platform
-            .try_send(SendFrame(OutboundFrame::Data(frame)))
-        {
+        let ep = dev.reg.ep.to_string();
+        let d = dev.reg.d.as_ref().map(ToString::to_string);
+        let frame = match error {
+            None => OutboundFrame::Data(DataFrame::new(
+                ep,
+                d,
+                path,
+                resp.code.to_string(),
+                resp.content_format,
+                &resp.payload,
+                now,
+            )),
+            Some(e) => OutboundFrame::DataError(DataErrorFrame {
+                ep,
+                d,
+                path: path.to_owned(),
+                code: resp.code.to_string(),
+                content_format: resp.content_format,
+                payload: crate::platform::protocol::encode_payload(&resp.payload),
+                at: crate::time::rfc3339_ms(now),
+                via: e.via,
+                consecutive: e.consecutive,
+                retry_in_ms: u64::try_from(e.retry_in.as_millis()).unwrap_or(u64::MAX),
+            }),
+        };
+        match self.platform.try_send(SendFrame(frame)) {
             Ok(()) => {
                 stats.frames.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::global().record_data_forwarded();
@@ -420,13 +466,34 @@ impl Observer {
     fn finish_poll(&mut self, due: Due, result: Result<ClientResponse, crate::coap::ClientError>) {
         self.polls_in_flight -= 1;
         let interval_ms = self.settings.poll_interval.as_millis() as u64;
+        let cap_ms = self.settings.error_backoff_max.as_millis() as u64;
         let only_changes = self.settings.only_changes;
         let stats = Arc::clone(&self.stats);
         let Some(dev) = self.current(due.id, due.generation) else {
             return;
         };
+        let now = now_ms();
+        let mut next_at = next_due_ms(due.at_ms, interval_ms, now);
+        // `Some(error)`: forward the response, as `data_error` when `error` is set.
         let forward = match &result {
+            Ok(resp) if !resp.code.is_success() => {
+                // Not a reading: count it, back off, report it as an error.
+                let errors = dev.poll_errors.entry(Arc::clone(&due.path)).or_insert(0);
+                *errors = errors.saturating_add(1);
+                let consecutive = *errors;
+                // After an error, the next value is news even if it equals the last one.
+                dev.last_poll.remove(&due.path);
+                stats.error_answers.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::global().record_observer_error(resp.code);
+                next_at = after_error_due_ms(due.at_ms, interval_ms, consecutive, cap_ms, now);
+                Some(Some(ErrorAnswer {
+                    via: WatchedBy::Poll,
+                    consecutive,
+                    retry_in: Duration::from_millis(next_at.saturating_sub(now)),
+                }))
+            }
             Ok(resp) => {
+                dev.poll_errors.remove(&due.path);
                 let reading = Reading {
                     code: resp.code.to_string(),
                     content_format: resp.content_format,
@@ -437,21 +504,22 @@ impl Observer {
                     stats.unchanged.fetch_add(1, Ordering::Relaxed);
                 }
                 dev.last_poll.insert(Arc::clone(&due.path), reading);
-                fwd
+                fwd.then_some(None)
             }
             Err(e) => {
                 stats.polls_failed.fetch_add(1, Ordering::Relaxed);
                 debug!("observer: GET {} from {}: {e}", due.path, dev.reg.ep);
-                false
+                None
             }
         };
-        if let (true, Ok(resp)) = (forward, &result) {
-            self.forward(due.id, due.generation, &due.path, resp);
+        if let (Some(error), Ok(resp)) = (forward, &result) {
+            self.forward(due.id, due.generation, &due.path, resp, error);
         }
-        self.polls.push(Reverse(Due {
-            at_ms: next_due_ms(due.at_ms, interval_ms, now_ms()),
-            ..due
-        }));
+        self.requeue(due, next_at);
+    }
+
+    fn requeue(&mut self, due: Due, at_ms: u64) {
+        self.polls.push(Reverse(Due { at_ms, ..due }));
     }
 
     fn log_stats(&mut self) {
@@ -467,7 +535,8 @@ impl Observer {
         info!(
             "observer: {} devices, {} links watched; last {} s: {} frames, {} dropped by the \
              rate limit, {} unchanged polls not sent, {} observations lost, {} set-ups failed, \
-             {} polls failed, {} devices over max_watched, {} values dropped for a full mailbox",
+             {} polls failed, {} devices over max_watched, {} values dropped for a full mailbox, \
+             {} error answers",
             self.devices.len(),
             self.watched,
             STATS_EVERY.as_secs(),
@@ -478,7 +547,8 @@ impl Observer {
             d[4],
             d[5],
             d[6],
-            d[7]
+            d[7],
+            d[8]
         );
         self.last_logged = now;
     }
@@ -499,7 +569,7 @@ struct ObservationTask {
 impl ObservationTask {
     /// Hand a value to the Observer, or drop it when [`NOTIFIED_BACKLOG`] values already
     /// wait (the next notification brings a fresher value anyway).
-    fn notify(&self, response: ClientResponse) {
+    fn notify(&self, response: ClientResponse, error: Option<ErrorAnswer>) {
         let queued = self.stats.notified_queued.fetch_add(1, Ordering::AcqRel);
         // The slot gives the unit back when the message is handled, refused or dropped.
         let slot = NotifiedSlot(Arc::clone(&self.stats));
@@ -513,11 +583,25 @@ impl ObservationTask {
             generation: self.generation,
             path: Arc::clone(&self.path),
             response,
+            error,
             _slot: slot,
         });
         if let Err(SendError::Full(_)) = sent {
             self.stats.dropped_for_full_mailbox("observer's");
         }
+    }
+
+    /// Count an error answer and report it with its place in the back-off (`failures` set-up
+    /// attempts failed in a row, this one included).
+    fn notify_error(&self, response: &ClientResponse, failures: u32) {
+        self.stats.error_answers.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().record_observer_error(response.code);
+        let error = ErrorAnswer {
+            via: WatchedBy::Observe,
+            consecutive: failures,
+            retry_in: backoff(failures.saturating_sub(1)),
+        };
+        self.notify(response.clone(), Some(error));
     }
 
     async fn run(self, mut cancel: oneshot::Receiver<()>) {
@@ -539,9 +623,15 @@ impl ObservationTask {
                 Some(Ok(mut obs)) => {
                     let observing = obs.first.code.is_success() && obs.first.observe.is_some();
                     let mut quiet = loss_deadline(obs.first.max_age);
-                    self.notify(obs.first.clone());
+                    if obs.first.code.is_success() {
+                        self.notify(obs.first.clone(), None);
+                    } else {
+                        failures += 1;
+                        self.notify_error(&obs.first, failures);
+                    }
                     if observing {
                         failures = 0;
+                        let mut ended_by_error = false;
                         loop {
                             tokio::select! {
                                 biased;
@@ -550,21 +640,32 @@ impl ObservationTask {
                                     return;
                                 }
                                 next = tokio::time::timeout(quiet, obs.next()) => match next {
+                                    Ok(Some(resp)) if !resp.code.is_success() => {
+                                        // RFC 7641 §3.2: an error notification ends the
+                                        // observation; ask again only after the back-off.
+                                        failures = 1;
+                                        ended_by_error = true;
+                                        self.notify_error(&resp, failures);
+                                        break;
+                                    }
                                     Ok(Some(resp)) => {
                                         quiet = loss_deadline(resp.max_age);
-                                        self.notify(resp);
+                                        self.notify(resp, None);
                                     }
                                     // Ended by the device (final response or RST) or lost.
                                     Ok(None) | Err(_) => break,
                                 },
                             }
                         }
-                        self.stats.lost.fetch_add(1, Ordering::Relaxed);
-                        debug!(
-                            "observer: observation of {} at {} lost",
-                            self.path, self.peer
-                        );
-                    } else {
+                        if !ended_by_error {
+                            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+                            debug!(
+                                "observer: observation of {} at {} lost",
+                                self.path, self.peer
+                            );
+                        }
+                    } else if obs.first.code.is_success() {
+                        // A value without Observe: the device does not offer observation now.
                         failures += 1;
                     }
                 }
@@ -653,7 +754,7 @@ impl Handler<Notified> for Observer {
     type Result = ();
 
     fn handle(&mut self, n: Notified, _: &mut Self::Context) {
-        self.forward(n.id, n.generation, &n.path, &n.response);
+        self.forward(n.id, n.generation, &n.path, &n.response, n.error);
     }
 }
 
@@ -845,6 +946,7 @@ mod tests {
             max_frames_per_s: 1_000_000,
             max_in_flight: 1,
             max_watched: 10,
+            error_backoff_max: Duration::from_secs(600),
         };
         let mut stats = None;
         let client = endpoint.client();
@@ -861,6 +963,7 @@ mod tests {
                     tasks: Vec::new(),
                     bucket: TokenBucket::full(1_000_000.0, std::time::Instant::now()),
                     last_poll: HashMap::new(),
+                    poll_errors: HashMap::new(),
                 },
             );
             stats = Some(Arc::clone(&observer.stats));
@@ -883,7 +986,7 @@ mod tests {
         };
         let tasks: Vec<ObservationTask> = (0..50).map(|i| task(&format!("/t{i}"))).collect();
         for i in 0..FLOOD {
-            tasks[i % tasks.len()].notify(response(i));
+            tasks[i % tasks.len()].notify(response(i), None);
         }
         assert_eq!(
             stats.notified_queued.load(Ordering::SeqCst),
@@ -941,6 +1044,7 @@ mod tests {
             max_frames_per_s: 10,
             max_in_flight: 1,
             max_watched: 100,
+            error_backoff_max: Duration::from_secs(600),
         };
         // Not subscribed: it learns about the registrations below only through the resync.
         let observer = start(settings, reader, endpoint.client(), sink.recipient());

@@ -34,9 +34,38 @@ pub fn next_due_ms(prev_due_ms: u64, interval_ms: u64, now_ms: u64) -> u64 {
     now_ms + (interval - behind % interval)
 }
 
+/// The poll after one due at `prev_due_ms` that got its `errors`-th error answer in a row:
+/// `interval * 2^errors` later (so the link keeps its phase), at most `cap_ms` (but never less
+/// than one interval) later; like [`next_due_ms`] when the actor fell behind. A success goes
+/// back to [`next_due_ms`].
+pub fn after_error_due_ms(
+    prev_due_ms: u64,
+    interval_ms: u64,
+    errors: u32,
+    cap_ms: u64,
+    now_ms: u64,
+) -> u64 {
+    let interval = interval_ms.max(1);
+    let factor = 1u64 << errors.min(20);
+    let step = interval.saturating_mul(factor).min(cap_ms.max(interval));
+    next_due_ms(prev_due_ms, step, now_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_answers_back_off_exponentially_up_to_the_cap() {
+        let interval = 1_000;
+        let cap = 60_000;
+        assert_eq!(after_error_due_ms(0, interval, 1, cap, 0), 2_000);
+        assert_eq!(after_error_due_ms(2_000, interval, 2, cap, 2_000), 6_000);
+        assert_eq!(after_error_due_ms(6_000, interval, 3, cap, 6_000), 14_000);
+        assert_eq!(after_error_due_ms(0, interval, 40, cap, 0), 60_000);
+        // A cap below the interval never polls faster than the interval.
+        assert_eq!(after_error_due_ms(0, 10_000, 5, 1_000, 0), 10_000);
+    }
 
     #[test]
     fn first_polls_spread_over_the_interval() {

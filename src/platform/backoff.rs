@@ -1,4 +1,4 @@
-//! Reconnect back-off for the platform link (`shared/platform-protocol.md`, "Delivery"):
+//! Reconnect back-off for the platform link (`docs/platform-protocol.md`, "Delivery"):
 //! exponential from 0.5 s up to `platform.reconnect_max_s`, with jitter so that many gateways
 //! cut off by the same platform outage do not all return in the same instant. Pure; the RNG is
 //! injected so the schedule is testable. Owned by the PlatformLink actor.

@@ -1,5 +1,5 @@
 //! The PlatformLink actor: the gateway's one WebSocket to the platform
-//! (`shared/platform-protocol.md`, protocol v1).
+//! (`docs/platform-protocol.md`, protocol v1).
 //!
 //! It dials `platform.url` with awc (`ws://`, or `wss://` over rustls), sending
 //! `Authorization: Bearer <token>` when a token is configured. After every connect it sends
@@ -596,6 +596,12 @@ impl PlatformLink {
         };
         match parsed {
             Ok(InboundFrame::Command(command)) => self.forward_command(command, ctx),
+            Ok(InboundFrame::Error { message, id }) => {
+                log::warn!(
+                    "platform link: the platform reported an error{}: {message}",
+                    id.map(|id| format!(" for {id}")).unwrap_or_default()
+                );
+            }
             Err(error) => {
                 log::log!(
                     super::protocol::PLATFORM_FAULT_LEVEL,

@@ -1,19 +1,20 @@
 //! The platform link (issue 6): the gateway's WebSocket to the cloud platform, protocol v1
-//! (`shared/platform-protocol.md`).
+//! (`docs/platform-protocol.md`).
 //!
 //! - `protocol`: the serde frame types of both directions, payload encoding, lenient parsing of
 //!   platform frames into commands or typed errors (pure).
-//! - `device`: a registration rendered as the contract's device object (pure).
 //! - `queue`: the bounded queue of frames owed while the link is down (pure).
 //! - `backoff`: reconnect delays with jitter (pure).
 //! - `ca_file`: `platform.ca_file`, the PEM roots trusted for `wss://` besides the web roots.
 //! - `error`: why a dial failed.
 //! - `messages`: the actor's typed messages (`SendFrame`, `PlatformCommand`, `GetLinkStats`...).
 //! - `link`: the PlatformLink actor itself (awc client, ping/pong, reconnects).
+//!
+//! Devices in frames are rendered by `crate::device_object`, shared with the admin API and
+//! rd-dump.
 
 pub mod backoff;
 pub mod ca_file;
-pub mod device;
 pub mod error;
 pub mod link;
 pub mod messages;

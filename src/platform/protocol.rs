@@ -1,4 +1,4 @@
-//! The platform link's wire format, protocol version 1 (`shared/platform-protocol.md`).
+//! The platform link's wire format, protocol version 1 (`docs/platform-protocol.md`).
 //!
 //! Owns the serde types of both directions (every frame is one JSON object tagged by `type`),
 //! the payload encoding rules (`utf8` when the bytes are valid UTF-8, else standard padded
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use super::device::DeviceObject;
+use crate::device_object::DeviceObject;
 use crate::registry::{Registration, RegistryEvent, RemovalReason};
 
 /// The protocol version sent in `hello`.
@@ -168,6 +168,36 @@ pub fn command_failure_level(kind: CommandErrorKind) -> log::Level {
     }
 }
 
+/// How the Observer was watching the resource that answered with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchedBy {
+    Poll,
+    Observe,
+}
+
+/// `data_error`: a watched resource answered with an error code (4.xx, 5.xx) instead of a value.
+/// Not a reading, so never a `data` frame: the platform learns the code and the diagnostic
+/// payload (RFC 7252 §5.5.2), how many error answers in a row that resource gave, and when the
+/// gateway asks again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataErrorFrame {
+    pub ep: String,
+    pub d: Option<String>,
+    pub path: String,
+    /// The error code in dotted form, e.g. `"4.04"`.
+    pub code: String,
+    pub content_format: Option<u16>,
+    #[serde(flatten)]
+    pub payload: EncodedPayload,
+    pub at: String,
+    pub via: WatchedBy,
+    /// Error answers in a row from this resource, this one included (1 after a success).
+    pub consecutive: u32,
+    /// When the gateway asks the resource again (the back-off), in milliseconds from `at`.
+    pub retry_in_ms: u64,
+}
+
 /// `command_result.error.kind`, exactly the contract's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -282,6 +312,7 @@ pub enum OutboundFrame {
         at: String,
     },
     Data(DataFrame),
+    DataError(DataErrorFrame),
     CommandResult(CommandResult),
     Error {
         message: String,
@@ -291,9 +322,10 @@ pub enum OutboundFrame {
 }
 
 impl OutboundFrame {
-    /// `data` frames are the ones the owed queue may drop first (see `platform::queue`).
+    /// `data` and `data_error` frames (the Observer's) are the ones the owed queue may drop
+    /// first (see `platform::queue`): the next value or error supersedes them.
     pub fn is_data(&self) -> bool {
-        matches!(self, OutboundFrame::Data(_))
+        matches!(self, OutboundFrame::Data(_) | OutboundFrame::DataError(_))
     }
 
     /// The frame's JSON text. Our types serialize infallibly (string keys only); an error here
@@ -491,6 +523,13 @@ impl ProtocolError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundFrame {
     Command(Command),
+    /// The platform could not use a frame of ours (e.g. a platform that answers frame types
+    /// added within v1, like `data_error`, with `error`). Logged, never answered: answering an
+    /// `error` with an `error` could ping-pong.
+    Error {
+        message: String,
+        id: Option<String>,
+    },
 }
 
 /// A frame's `id`, echoed in replies: a string as is, a number as its decimal text.
@@ -535,6 +574,13 @@ pub fn parse_inbound(text: &str) -> Result<InboundFrame, ProtocolError> {
                 }),
             }
         }
+        "error" => Ok(InboundFrame::Error {
+            message: match value.get("message") {
+                Some(Value::String(m)) => m.clone(),
+                _ => String::new(),
+            },
+            id,
+        }),
         _ => Err(ProtocolError::UnknownType { type_name, id }),
     }
 }
@@ -669,7 +715,7 @@ mod tests {
             json!({"type": "snapshot", "devices": [], "part": 0, "last": true})
         );
         let regs: Vec<_> = (0..2_001)
-            .map(|i| Arc::new(super::super::device::tests::registration(&format!("n{i}"))))
+            .map(|i| Arc::new(crate::device_object::tests::registration(&format!("n{i}"))))
             .collect();
         let parts = snapshot_parts(&regs);
         assert_eq!(parts.len(), 3);
@@ -693,7 +739,7 @@ mod tests {
     #[test]
     fn registry_events_map_to_their_frames() {
         use crate::registry::{Sector, Status};
-        let mut r = super::super::device::tests::registration("n1");
+        let mut r = crate::device_object::tests::registration("n1");
         r.d = Some(Sector::new("f1").unwrap());
         r.status = Status::Disconnected;
         let r = Arc::new(r);
@@ -738,7 +784,9 @@ mod tests {
         let text = r#"{"type":"command","id":"c7","ep":"node1","d":"f1","method":"iPATCH",
             "path":"/a/led","query":"a=1&b=2","payload":"AQI=","payload_encoding":"base64",
             "content_format":60,"accept":60,"confirmable":false,"timeout_ms":500,"future":1}"#;
-        let InboundFrame::Command(c) = parse_inbound(text).unwrap();
+        let Ok(InboundFrame::Command(c)) = parse_inbound(text) else {
+            panic!("not a command")
+        };
         assert_eq!(c.method, CommandMethod::IPatch);
         assert_eq!(c.payload_bytes().unwrap(), vec![1, 2]);
         assert_eq!(c.d.as_deref(), Some("f1"));
@@ -749,9 +797,11 @@ mod tests {
 
     #[test]
     fn a_minimal_command_takes_the_defaults() {
-        let InboundFrame::Command(c) =
+        let Ok(InboundFrame::Command(c)) =
             parse_inbound(r#"{"type":"command","id":"1","ep":"e","method":"GET","path":"/x"}"#)
-                .unwrap();
+        else {
+            panic!("not a command")
+        };
         assert!(c.confirmable);
         assert_eq!(c.timeout_ms, None);
         assert_eq!(c.d, None);
@@ -822,5 +872,43 @@ mod tests {
         ] {
             assert_eq!(command_failure_level(kind), log::Level::Info, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_platform_error_frame_is_understood_not_answered() {
+        assert_eq!(
+            parse_inbound(r#"{"type":"error","message":"unknown type data_error"}"#),
+            Ok(InboundFrame::Error {
+                message: "unknown type data_error".into(),
+                id: None
+            })
+        );
+    }
+
+    #[test]
+    fn data_error_frames_carry_the_error_and_the_back_off() {
+        let frame = OutboundFrame::DataError(DataErrorFrame {
+            ep: "n".into(),
+            d: None,
+            path: "/missing".into(),
+            code: "4.04".into(),
+            content_format: None,
+            payload: encode_payload(b"Not Found"),
+            at: "2026-11-25T14:00:00.000Z".into(),
+            via: WatchedBy::Poll,
+            consecutive: 2,
+            retry_in_ms: 4_000,
+        });
+        assert!(
+            frame.is_data(),
+            "dropped before events when the queue is full"
+        );
+        assert_eq!(
+            to_value(&frame),
+            json!({"type": "data_error", "ep": "n", "d": null, "path": "/missing",
+                   "code": "4.04", "content_format": null, "payload": "Not Found",
+                   "payload_encoding": "utf8", "at": "2026-11-25T14:00:00.000Z",
+                   "via": "poll", "consecutive": 2, "retry_in_ms": 4000})
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The bounded queue of frames the gateway owes the platform while the link is down, or while
-//! the socket writer is backed up by a slow platform (`shared/platform-protocol.md`,
+//! the socket writer is backed up by a slow platform (`docs/platform-protocol.md`,
 //! "Delivery"). Owned by the PlatformLink actor; pure.
 //!
 //! Frames leave in the order they came. When the queue is full, the oldest `data` frame is

@@ -1,5 +1,5 @@
 //! Runs the real `rd-dump --json` on a stopped gateway's data directory and returns what the
-//! store holds, by endpoint name: the ground truth for durability tests.
+//! store holds, by endpoint name, as device objects: the ground truth for durability tests.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -7,19 +7,32 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use coap_gateway::registry::Registration;
+use coap_gateway::device_object::{DeviceRecord, LinkObject, LinkRecord};
 
 use super::coap_peer::run_bounded;
 
-/// Every stored registration, keyed by `ep` (the tests use distinct names without sectors).
-pub fn stored_registrations(data_dir: &Path) -> BTreeMap<String, Registration> {
+/// Every stored registration as its device object, keyed by `ep` (the tests use distinct names
+/// without sectors).
+pub fn stored_registrations(data_dir: &Path) -> BTreeMap<String, DeviceRecord> {
     let out = rd_dump_output(data_dir, &["--json"]);
     out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let reg: Registration =
+            let dev: DeviceRecord =
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("bad rd-dump line ({e}): {l}"));
-            (reg.ep.to_string(), reg)
+            (dev.ep.clone(), dev)
+        })
+        .collect()
+}
+
+/// The link objects a device registering `link_format` links is shown with.
+pub fn link_records(link_format: &str) -> Vec<LinkRecord> {
+    coap_gateway::link_format::parse(link_format)
+        .expect("the test's links parse")
+        .iter()
+        .map(|l| {
+            serde_json::from_value(serde_json::to_value(LinkObject(l)).expect("serializes"))
+                .expect("reads back")
         })
         .collect()
 }

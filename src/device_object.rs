@@ -1,6 +1,13 @@
-//! The contract's device object (`shared/platform-protocol.md`, "A device object"), rendered
-//! straight from a [`Registration`] without copying it: used by `snapshot`, `device_registered`
-//! and `device_updated` frames (see `platform::protocol`). Pure.
+//! The device object: the one JSON shape of a registration in every user-facing output. The
+//! platform's `snapshot` / `device_registered` / `device_updated` frames, the admin API
+//! (`GET /api/devices`, `/api/devices/{ep}`) and `rd-dump --json` (both from a data directory
+//! and with `--url`) all serialize [`DeviceObject`], so they print the same object for the same
+//! registration; documented in `docs/platform-protocol.md`, "A device object". The storage
+//! encoding (`registry::store`) stays private to the store. Pure.
+//!
+//! Rendered straight from a [`Registration`] without copying it (a snapshot of 100,000 devices
+//! is serialized on the link's thread). [`DeviceRecord`] reads the object back (rd-dump's table
+//! from `--url`, tests); it is the parse side of this one shape, not a second rendering.
 //!
 //! Choices where the contract is silent (a platform team can rely on these shapes):
 //! - `et` is a string or `null`. RFC 9176 lets `et` repeat; repeated values are joined with one
@@ -12,10 +19,16 @@
 //! - In `links`, `rt`, `if` and `ct` are the raw values (repeats joined with a space) or `null`
 //!   when absent; `obs` is `true` when the link has an `obs` attribute; every other attribute,
 //!   `anchor` included, goes into the link's `attrs` with the same rules as above.
-//! - `lt` is the registration lifetime in seconds; `registered_at` and `updated_at` are RFC 3339
-//!   UTC with milliseconds.
+//! - `lt` is the registration lifetime in seconds; `registered_at`, `updated_at` and
+//!   `expires_at` are RFC 3339 UTC with milliseconds.
+//! - Added within v1 (unknown fields are ignored by both sides): `expires_at`, `location` (the
+//!   registration resource, `/reg/N`) and `source` (the address the last registration or
+//!   update came from), which operators need and a platform may use.
+
+use std::collections::BTreeMap;
 
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
+use serde::Deserialize;
 
 use crate::link_format::{Link, Param};
 use crate::registry::Registration;
@@ -85,7 +98,9 @@ impl Serialize for AttrMap<'_> {
 /// Link attributes that have their own field in a link object.
 const LINK_FIELDS: [&str; 4] = ["rt", "if", "ct", "obs"];
 
-struct LinkObject<'a>(&'a Link);
+/// Serializes one link as the device object's link object.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkObject<'a>(pub &'a Link);
 
 impl Serialize for LinkObject<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -114,7 +129,7 @@ impl Serialize for DeviceObject<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let attrs = merged_attrs(&r.attrs, &["et"]);
-        let mut st = s.serialize_struct("Device", 11)?;
+        let mut st = s.serialize_struct("Device", 13)?;
         st.serialize_field("ep", r.ep.as_str())?;
         st.serialize_field("d", &r.d.as_ref().map(|d| d.as_str()))?;
         st.serialize_field("base", &r.base)?;
@@ -124,9 +139,76 @@ impl Serialize for DeviceObject<'_> {
         st.serialize_field("attrs", &AttrMap(&attrs))?;
         st.serialize_field("registered_at", &rfc3339_ms(r.registered_at_ms))?;
         st.serialize_field("updated_at", &rfc3339_ms(r.updated_at_ms))?;
+        st.serialize_field("expires_at", &rfc3339_ms(r.expires_at_ms))?;
+        st.serialize_field("location", &r.id.location())?;
+        st.serialize_field("source", &r.source)?;
         st.serialize_field("links", &LinkList(&r.links))?;
         st.end()
     }
+}
+
+/// An attribute value of a device object as read back: a string, or `true` for a flag.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum AttrRecord {
+    Flag(bool),
+    Text(String),
+}
+
+/// A link object read back.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LinkRecord {
+    pub href: String,
+    pub rt: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub ct: Option<String>,
+    pub obs: bool,
+    #[serde(default)]
+    pub attrs: BTreeMap<String, AttrRecord>,
+}
+
+impl LinkRecord {
+    /// The link as link-format (for tables): `rt`, `if`, `ct`, `obs`, then the other
+    /// attributes by name. Joined values stay one value, as the object carries them.
+    pub fn to_link(&self) -> Link {
+        let mut link = Link::new(self.href.as_str());
+        for (name, value) in [("rt", &self.rt), ("if", &self.if_), ("ct", &self.ct)] {
+            if let Some(v) = value {
+                link = link.with(name, Some(v));
+            }
+        }
+        if self.obs {
+            link = link.with("obs", None);
+        }
+        for (name, value) in &self.attrs {
+            match value {
+                AttrRecord::Flag(false) => {}
+                AttrRecord::Flag(true) => link = link.with(name, None),
+                AttrRecord::Text(v) => link = link.with(name, Some(v)),
+            }
+        }
+        link
+    }
+}
+
+/// A device object read back (the fields every output carries).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeviceRecord {
+    pub ep: String,
+    pub d: Option<String>,
+    pub base: String,
+    pub lt: u32,
+    pub status: u8,
+    pub et: Option<String>,
+    #[serde(default)]
+    pub attrs: BTreeMap<String, AttrRecord>,
+    pub registered_at: String,
+    pub updated_at: String,
+    pub expires_at: String,
+    pub location: String,
+    pub source: String,
+    pub links: Vec<LinkRecord>,
 }
 
 #[cfg(test)]
@@ -179,6 +261,8 @@ pub(crate) mod tests {
                    "status": 1, "et": "oic.d.sensor", "attrs": {"foo": "bar"},
                    "registered_at": "2026-11-25T14:00:00.123Z",
                    "updated_at": "2026-11-25T14:01:00.000Z",
+                   "expires_at": "2026-11-26T15:00:00.123Z",
+                   "location": "/reg/1", "source": "127.0.0.1:56830",
                    "links": [{"href": "/sensors/temp", "rt": "temperature", "if": "sensor",
                               "ct": "0", "obs": true, "attrs": {"title": "Room temperature"}}]})
         );
@@ -195,6 +279,8 @@ pub(crate) mod tests {
                    "status": 0, "et": null, "attrs": {},
                    "registered_at": "2026-11-25T14:00:00.123Z",
                    "updated_at": "2026-11-25T14:01:00.000Z",
+                   "expires_at": "2026-11-26T15:00:00.123Z",
+                   "location": "/reg/1", "source": "127.0.0.1:56830",
                    "links": [{"href": "/x", "rt": null, "if": null, "ct": null, "obs": false,
                               "attrs": {}}]})
         );
@@ -225,6 +311,26 @@ pub(crate) mod tests {
         assert_eq!(
             v["links"][0]["attrs"],
             json!({"anchor": "coap://h/", "sz": true})
+        );
+    }
+
+    #[test]
+    fn reads_back_and_links_become_link_format_again() {
+        let mut r = registration("back");
+        r.links = vec![Link::new("/s")
+            .with("if", Some("sensor"))
+            .with("rt", Some("temperature"))
+            .with("obs", None)
+            .with("title", Some("Room"))
+            .with("sz", None)]
+        .into();
+        let text = serde_json::to_string(&DeviceObject(&r)).unwrap();
+        let back: DeviceRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.location, "/reg/1");
+        assert_eq!(back.expires_at, "2026-11-26T15:00:00.123Z");
+        assert_eq!(
+            crate::link_format::serialize(&[back.links[0].to_link()]),
+            "</s>;rt=\"temperature\";if=\"sensor\";obs;sz;title=\"Room\""
         );
     }
 }
