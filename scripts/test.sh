@@ -32,6 +32,11 @@ if ! command -v aiocoap-client >/dev/null 2>&1; then
   command -v aiocoap-client >/dev/null || { echo "aiocoap-client not found after install" >&2; exit 1; }
 fi
 
+if ! command -v curl >/dev/null 2>&1; then
+  echo "== installing curl (the README walkthrough test runs the README's curl examples)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq curl >/dev/null
+fi
 if ! command -v ip >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1; then
   echo "== installing iproute2 and util-linux (network and mount namespaces for the multicast, DNS-SD and disk-full tests)"
   $SUDO apt-get update -qq
