@@ -106,13 +106,44 @@ fn devices_answering_a_group_are_registered_each_under_its_own_name() {
     );
     assert_eq!(lookup(&peer, "/rd-lookup/ep?src=discovery").len(), 2);
     // The Pinger reaches both: the link-local base gets its interface from the source the
-    // device was found at (a base carries no zone id), so neither is marked disconnected.
-    std::thread::sleep(Duration::from_secs(3));
+    // device was found at (a base carries no zone id). Positively: two sweeps that started
+    // after both were registered complete with both pinged and both alive, and none was ever
+    // marked disconnected.
+    let sweeps_before = completed_sweeps(&gw.log_text()).len();
+    let deadline = std::time::Instant::now() + WAIT;
+    let both_alive = loop {
+        let log = gw.log_text();
+        let sweeps = completed_sweeps(&log);
+        let later: Vec<&String> = sweeps.iter().skip(sweeps_before + 1).collect();
+        if later.len() >= 2 {
+            break later.into_iter().cloned().collect::<Vec<String>>();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not two completed Pinger sweeps after discovery:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for sweep in &both_alive {
+        assert!(
+            sweep.contains("pinged 2, alive 2, failed 0, inconclusive 0"),
+            "a sweep did not find both devices alive: {sweep}\n{}",
+            gw.log_text()
+        );
+    }
     assert!(
         !gw.log_text().contains("(status 0)"),
         "a discovered device was marked disconnected:\n{}",
         gw.log_text()
     );
+}
+
+/// The Pinger's "sweep N done" lines, in order.
+fn completed_sweeps(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("pinger: sweep ") && l.contains(" done in "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A client in namespace `b` talking to the RD's link-local address on `veth0`.

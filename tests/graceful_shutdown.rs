@@ -34,7 +34,8 @@ struct LoadOutcome {
     acknowledged: Vec<(String, String)>,
     /// 5.03 (the RD was draining) and 4.29 answers.
     refused: usize,
-    first_refusal_max_age: Option<u32>,
+    /// (Max-Age, diagnostic) of every 5.03 answer, in order.
+    unavailable: Vec<(Option<u32>, String)>,
 }
 
 fn register_until_gone(addr: std::net::SocketAddr, out: Arc<Mutex<LoadOutcome>>) {
@@ -52,8 +53,9 @@ fn register_until_gone(addr: std::net::SocketAddr, out: Arc<Mutex<LoadOutcome>>)
             Ok(r) if r.code == "5.03" || r.code == "4.29" => {
                 let mut o = out.lock().unwrap();
                 o.refused += 1;
-                o.first_refusal_max_age
-                    .get_or_insert(r.max_age.unwrap_or(0));
+                if r.code == "5.03" {
+                    o.unavailable.push((r.max_age, r.text()));
+                }
                 drop(o);
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -117,7 +119,12 @@ fn graceful_stop(signal: &str) {
         let load = load.clone();
         std::thread::spawn(move || register_until_gone(addr, load))
     };
-    std::thread::sleep(Duration::from_millis(700));
+    // The signal arrives while registrations are being acknowledged (an event, not a sleep).
+    let deadline = Instant::now() + WAIT;
+    while load.lock().unwrap().acknowledged.len() < 5 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let before_signal = load.lock().unwrap().acknowledged.len();
     let (code, took) = gw
         .signal_and_wait(signal, EXIT_BUDGET)
@@ -151,7 +158,9 @@ fn graceful_stop(signal: &str) {
         .expect("watcher thread")
         .expect("the lookup observer got no final notification");
     assert_eq!(last.code, "5.03", "{}", last.text());
-    assert!(last.max_age.is_some_and(|s| s > 0), "5.03 without Max-Age");
+    // Max-Age 10: about how long a restart takes (`rd::drain::RETRY_AFTER_S`), so the observer
+    // comes back when the gateway is up again rather than at the 60 s default (RFC 7252 §5.10.5).
+    assert_eq!(last.max_age, Some(10), "the final 5.03's Max-Age");
     assert_eq!(
         last.observe, None,
         "a final notification carries no Observe"
@@ -171,14 +180,19 @@ fn graceful_stop(signal: &str) {
         .map(|(ep, _)| ep)
         .collect();
     eprintln!(
-        "SIG{signal}: {} registrations acknowledged ({before_signal} before the signal), {} refused with 5.03 (Max-Age {:?}), {} stored, lost {}",
+        "SIG{signal}: {} registrations acknowledged ({before_signal} before the signal), {} refused ({} with 5.03), {} stored, lost {}",
         load.acknowledged.len(),
         load.refused,
-        load.first_refusal_max_age,
+        load.unavailable.len(),
         stored.len(),
         lost.len()
     );
     assert!(before_signal > 0, "the load never got going");
+    // Every 5.03 the registering client got is the drain's: Max-Age 10, "shutting down".
+    for (max_age, diagnostic) in &load.unavailable {
+        assert_eq!(*max_age, Some(10), "a 5.03 while draining ({diagnostic:?})");
+        assert!(diagnostic.contains("shutting down"), "{diagnostic:?}");
+    }
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     assert!(stored.contains_key("gs-device"));
 }

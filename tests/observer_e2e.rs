@@ -6,6 +6,8 @@
 //! a device the Pinger marks 0 produces no frames and is observed again once it is back at 1.
 
 mod common;
+#[path = "common/frame_time.rs"]
+mod frame_time;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -51,6 +53,62 @@ fn wait_frames(sim: &PlatformSim, ep: &str, path: &str, n: usize, budget: Durati
         if frames.len() >= n || Instant::now() > deadline {
             return frames;
         }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sum over the Observer's periodic stats lines of the counter logged as `N <what>`
+/// (e.g. "unchanged polls not sent"): what the gateway counted, without timing it ourselves.
+fn observer_stat(gw: &Gateway, what: &str) -> u64 {
+    gw.log_text()
+        .lines()
+        .filter(|l| l.contains("observer: ") && l.contains(" links watched; last "))
+        .filter_map(|l| {
+            let before = l.split(&format!(" {what}")).next()?;
+            before.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Wait until `observer_stat(gw, what)` reaches `n`. The stats are logged every 10 s
+/// (`observer::STATS_EVERY`), hence the long deadline.
+fn wait_observer_stat(gw: &Gateway, what: &str, n: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let got = observer_stat(gw, what);
+        if got >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Observer never counted {n} {what} (got {got}):\n{}",
+            gw.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Wait for `n` more completed Pinger sweeps than the log shows now.
+fn wait_more_sweeps(gw: &Gateway, n: usize) -> Vec<String> {
+    let sweeps = |gw: &Gateway| -> Vec<String> {
+        gw.log_text()
+            .lines()
+            .filter(|l| l.contains("pinger: sweep ") && l.contains(" done in "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = sweeps(gw).len();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = sweeps(gw);
+        if now.len() >= before + n {
+            return now[before..].to_vec();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {n} more Pinger sweeps:\n{}",
+            gw.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -104,15 +162,40 @@ fn polled_resource_yields_about_one_frame_per_interval() {
         "  poll_interval_s: 1\n  select: [\"if=actuator\"]\n",
     );
     let _sim = start_sim(&gw, 1);
-    let first = wait_frames(&platform, "obs-0", "/actuators/led", 1, WAIT);
-    assert_eq!(first.len(), 1, "no poll result within {WAIT:?}");
-    assert_eq!(first[0]["code"], "2.05");
-    let before = data_frames(&platform, "obs-0", "/actuators/led").len();
-    std::thread::sleep(Duration::from_secs(4));
-    let during = data_frames(&platform, "obs-0", "/actuators/led").len() - before;
+    // Six results, however long a loaded machine takes to produce them...
+    let frames = wait_frames(
+        &platform,
+        "obs-0",
+        "/actuators/led",
+        6,
+        Duration::from_secs(60),
+    );
     assert!(
-        (3..=5).contains(&during),
-        "{during} polls in 4 s at a 1 s interval"
+        frames.len() >= 6,
+        "only {} poll results: {frames:?}",
+        frames.len()
+    );
+    for f in &frames {
+        assert_eq!(f["code"], "2.05", "{f}");
+    }
+    // ...spread over about five intervals by the gateway's own clock (the frames' `at`). Each
+    // poll has a fixed slot in the interval, so five gaps span 5 s less at most the first
+    // poll's lateness. Wide bounds that only a defect violates: two polls per slot or a hot
+    // loop (< 3 s), or polls every few intervals instead of every one (> 20 s).
+    let ats: Vec<u64> = frames[..6]
+        .iter()
+        .map(|f| {
+            f["at"]
+                .as_str()
+                .and_then(frame_time::at_ms)
+                .unwrap_or_else(|| panic!("no `at` in {f}"))
+        })
+        .collect();
+    assert!(ats.windows(2).all(|w| w[0] <= w[1]), "{ats:?}");
+    let span_ms = ats[5] - ats[0];
+    assert!(
+        (3_000..=20_000).contains(&span_ms),
+        "6 polls at a 1 s interval spanned {span_ms} ms: {ats:?}"
     );
     assert!(
         data_frames(&platform, "obs-0", "/sensors/temp").is_empty(),
@@ -130,9 +213,14 @@ fn only_changes_drops_repeated_poll_results() {
     let _sim = start_sim(&gw, 1);
     let first = wait_frames(&platform, "obs-0", "/actuators/led", 1, WAIT);
     assert_eq!(first.len(), 1, "the first result is always sent");
-    // The LED stays as it is: later polls repeat the first result and are not forwarded.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(data_frames(&platform, "obs-0", "/actuators/led").len(), 1);
+    // The LED stays as it is: later polls repeat the first result and are not forwarded. The
+    // Observer counts them; wait until it counted at least two instead of sleeping.
+    wait_observer_stat(&gw, "unchanged polls not sent", 2);
+    assert_eq!(
+        data_frames(&platform, "obs-0", "/actuators/led").len(),
+        1,
+        "a repeated poll result was forwarded"
+    );
 }
 
 #[test]
@@ -142,15 +230,18 @@ fn silent_device_stops_frames_and_its_observation_comes_back() {
     let mut sim = start_sim(&gw, 1);
     let frames = wait_frames(&platform, "obs-0", "/sensors/temp", 2, WAIT);
     assert!(frames.len() >= 2, "observation never started");
+    let lost_before = observer_stat(&gw, "observations lost");
+    let at_silence = data_frames(&platform, "obs-0", "/sensors/temp").len();
     sim.command("silent 0");
-    // One notification may already be on its way.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The Observer gives the observation up only after Max-Age (1 s) + 5 s without a
+    // notification: wait for it to count that loss, then check what arrived meanwhile.
+    wait_observer_stat(&gw, "observations lost", lost_before + 1);
     let quiet_start = data_frames(&platform, "obs-0", "/sensors/temp").len();
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        data_frames(&platform, "obs-0", "/sensors/temp").len(),
-        quiet_start,
-        "a silent device produced frames"
+    // A device notifying once a second would have sent about six; allow the one that may
+    // have been on its way and one sent before device-sim read the command.
+    assert!(
+        quiet_start <= at_silence + 2,
+        "a silent device produced frames: {at_silence} before, {quiet_start} at the loss"
     );
     sim.command("wake 0");
     // Lost after Max-Age (1 s) + 5 s, then re-established with back-off.
@@ -196,10 +287,14 @@ fn delete_stops_frames_and_the_device_sees_the_deregistration() {
         "the device saw no deregistration GET (resets: {})",
         dev.resets.load(Ordering::Relaxed)
     );
-    // After the deregistration the device stops notifying, and no frame follows.
+    // After the deregistration the device stops notifying, and no frame follows. A barrier
+    // instead of a quiet second: a later registration's frame has reached the platform.
     let after = data_frames(&platform, "raw1", "/temp").len();
     let sent = dev.notifications.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(1));
+    register(&p, "ep=barrier", "</b>");
+    platform
+        .wait_type("device_registered", Some("barrier"), WAIT)
+        .expect("the barrier registration reached the platform");
     assert_eq!(dev.notifications.load(Ordering::Relaxed), sent);
     assert_eq!(data_frames(&platform, "raw1", "/temp").len(), after);
 }
@@ -237,7 +332,10 @@ fn status_zero_stops_the_watch_and_status_one_brings_it_back() {
         .expect("the Pinger marks the silent device 0");
     assert_eq!(down["ep"], "obs-0");
     let at_zero = data_frames(&platform, "obs-0", "/sensors/temp").len();
-    std::thread::sleep(Duration::from_secs(2));
+    // Two more Pinger sweeps (events, not a sleep) with the device at 0 and still silent.
+    for sweep in wait_more_sweeps(&gw, 2) {
+        assert!(sweep.contains("alive 0"), "{sweep}");
+    }
     assert_eq!(
         data_frames(&platform, "obs-0", "/sensors/temp").len(),
         at_zero,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::coap_peer::*;
 use common::platform_sim::PlatformSim;
@@ -104,7 +104,16 @@ fn frames_owed_during_an_outage_arrive_in_order_after_hello_and_snapshot() {
         locations.push(register(&p, &format!("ep=owed-{i}"), "</s>"));
     }
     assert_eq!(p.request(&Req::delete(&locations[0])).code, "2.02");
-    std::thread::sleep(Duration::from_secs(2));
+    // The outage spans failed re-dials (an event, not a fixed sleep).
+    let deadline = Instant::now() + WAIT;
+    while gw.log_text().matches("retrying in").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no failed re-dials during the outage:\n{}",
+            gw.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let sim = PlatformSim::start(&listen, None);
     let last = sim
@@ -144,15 +153,21 @@ fn frames_owed_during_an_outage_arrive_in_order_after_hello_and_snapshot() {
 fn wrong_token_is_refused_logged_without_the_token_and_retried() {
     let sim = PlatformSim::start("127.0.0.1:0", Some("right-token"));
     let gw = gateway_for(&sim.url(), "s3cret-wrong-token");
+    // Retried, not given up on: a second refusal follows the first (after the back-off).
+    let deadline = Instant::now() + WAIT;
+    while gw.log_text().matches("platform refused the token").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no clear error logged twice (first dial and a retry):\n{}",
+            gw.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
-        gw.wait_for_log("platform refused the token", WAIT),
-        "a clear error is logged:\n{}",
-        gw.log_text()
+        sim.wait_stderr("wrong bearer token (HTTP 401)", WAIT),
+        "platform-sim never saw the refused dial"
     );
-    std::thread::sleep(Duration::from_secs(2));
     let log = gw.log_text();
-    let refusals = log.matches("platform refused the token").count();
-    assert!(refusals >= 2, "keeps retrying with back-off:\n{log}");
     assert!(
         !log.contains("s3cret-wrong-token"),
         "the token never appears in logs"
@@ -163,6 +178,14 @@ fn wrong_token_is_refused_logged_without_the_token_and_retried() {
     );
 }
 
+/// Every `command_result` frame the platform received so far, by command id.
+fn results_for(sim: &PlatformSim, id: &str) -> Vec<Value> {
+    sim.frames()
+        .into_iter()
+        .filter(|f| f["type"] == "command_result" && f["id"] == id)
+        .collect()
+}
+
 #[test]
 fn malformed_platform_frames_get_error_frames_and_commands_get_one_result() {
     let mut sim = PlatformSim::start("127.0.0.1:0", None);
@@ -171,16 +194,45 @@ fn malformed_platform_frames_get_error_frames_and_commands_get_one_result() {
     sim.send_line("this is not json");
     sim.send_line(r#"{"type":"reboot","id":"x1"}"#);
     sim.send_line(r#"{"type":"command","id":"c1","ep":"nobody","method":"GET","path":"/x"}"#);
+    sim.send_line(r#"{"type":"command","id":"c2","ep":"nobody","method":"BREW","path":"/x"}"#);
     let err = sim
-        .wait_type("error", None, WAIT)
+        .wait_for(WAIT, |v| v["type"] == "error" && v.get("id").is_none())
         .expect("error frame for garbage");
     assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
     sim.wait_for(WAIT, |v| v["type"] == "error" && v["id"] == "x1")
         .expect("unknown type answered with its id");
-    let result = sim
+    let c1 = sim
         .wait_for(WAIT, |v| v["type"] == "command_result" && v["id"] == "c1")
-        .expect("every command gets exactly one result");
-    assert!(result["error"]["kind"].is_string(), "{result}");
+        .expect("a command for an unregistered device gets a result");
+    assert_eq!(c1["error"]["kind"], "unknown_device", "{c1}");
+    assert!(
+        c1.get("code").is_none(),
+        "an error result has no code: {c1}"
+    );
+    let c2 = sim
+        .wait_for(WAIT, |v| v["type"] == "command_result" && v["id"] == "c2")
+        .expect("an invalid command with an id gets a result");
+    assert_eq!(c2["error"]["kind"], "bad_command", "{c2}");
+
+    // A barrier instead of a quiet period: the platform's frames are handled in order, so once
+    // the result of a later command and the error for a later frame are in, a second result
+    // for c1 or c2 would have had every chance to arrive before them.
+    sim.send_line(r#"{"type":"command","id":"c3","ep":"nobody","method":"GET","path":"/y"}"#);
+    sim.send_line(r#"{"type":"reboot","id":"x2"}"#);
+    sim.wait_for(WAIT, |v| v["type"] == "command_result" && v["id"] == "c3")
+        .expect("the barrier command's result");
+    sim.wait_for(WAIT, |v| v["type"] == "error" && v["id"] == "x2")
+        .expect("the barrier frame's error");
+    for id in ["c1", "c2", "c3"] {
+        let results = results_for(&sim, id);
+        assert_eq!(results.len(), 1, "exactly one result for {id}: {results:?}");
+    }
+    let errors = sim
+        .frames()
+        .into_iter()
+        .filter(|f| f["type"] == "error")
+        .count();
+    assert_eq!(errors, 3, "one error frame each for garbage, x1 and x2");
 }
 
 /// A device that stops answering pings is reported as `device_status` 0 (and stays registered).

@@ -970,8 +970,12 @@ mod tests {
             observer
         });
         let stats = stats.unwrap();
-        // Let the Observer start (it sets its mailbox capacity there).
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The flood below must meet the bounded mailbox, which `started` sets. A round trip
+        // proves `started` ran: an actor handles no message before it.
+        assert_eq!(
+            observer.send(WatchedDevices).await.unwrap(),
+            vec![RegistrationId(7)]
+        );
 
         // Many tasks' worth of notifications, with no chance for the Observer to run.
         let task = |path: &str| ObservationTask {
