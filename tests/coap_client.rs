@@ -14,7 +14,12 @@ use coap_gateway::coap::{
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet};
 use peers::*;
 
-const WAIT: Duration = Duration::from_secs(3);
+/// How long an awaited datagram or state change may take before it counts as missing.
+const WAIT: Duration = Duration::from_secs(10);
+/// Added to a budget the client must run out before failing: a bound that only a client which
+/// overruns its budget by seconds (a defect, e.g. waiting for one more retransmission or the
+/// whole exchange lifetime) can break. How close to the budget it stops is a benchmark's job.
+const OVERRUN: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn client_gets_from_our_server_on_both_families() {
@@ -134,12 +139,13 @@ async fn ping_to_our_server_is_alive() {
     for addr in [V4, V6] {
         let (_server, _h, local) = start(addr).await;
         let (ep, _, _) = start(addr).await;
+        let budget = Duration::from_secs(10);
         let rtt = ep
             .client()
-            .ping(local, Duration::from_secs(2))
+            .ping(local, budget)
             .await
-            .unwrap();
-        assert!(rtt < Duration::from_secs(1));
+            .unwrap_or_else(|e| panic!("{addr}: our server did not answer the ping: {e:?}"));
+        assert!(rtt <= budget, "{addr}: {rtt:?}");
     }
 }
 
@@ -154,18 +160,18 @@ async fn ping_to_a_silent_socket_times_out_after_the_budget_with_retransmissions
         let err = ep.client().ping(target, budget).await.unwrap_err();
         let took = t0.elapsed();
         assert!(matches!(err, ClientError::Timeout), "{err:?}");
-        assert!(
-            took >= budget && took < budget + Duration::from_millis(400),
-            "{took:?}"
-        );
-        // ACK_TIMEOUT 100 ms doubling within 700 ms: the first send plus retransmissions.
+        // It waited out its whole budget, and stopped (not hung on, e.g., for the exchange).
+        assert!(took >= budget, "gave up early: {took:?}");
+        assert!(took < budget + OVERRUN, "overran its budget: {took:?}");
+        // ACK_TIMEOUT 100 ms doubling within 700 ms: the first send plus retransmissions (up
+        // to 3 fit; at least one retransmission however late the timers fire).
         let mut mids = Vec::new();
         while let Some((bytes, _)) = recv(&silent, Duration::from_millis(10)).await {
             assert_eq!(bytes.len(), 4, "empty CON");
             assert_eq!(bytes[0], 0x40);
             mids.push(u16::from_be_bytes([bytes[2], bytes[3]]));
         }
-        assert!(mids.len() >= 3, "retransmitted: {mids:?}");
+        assert!(mids.len() >= 2, "retransmitted: {mids:?}");
         assert!(mids.iter().all(|m| *m == mids[0]), "same MID each time");
     }
 }
@@ -236,7 +242,8 @@ async fn ping_behind_an_acknowledged_request_reports_a_peer_that_answered() {
     let (req, from) = recv_packet(&device, WAIT).await.expect("the request");
     let ping = {
         let c = client.clone();
-        tokio::spawn(async move { c.ping(target, Duration::from_millis(600)).await })
+        // A budget far beyond the 100 ms pause below: the ACK falls inside the ping's wait.
+        tokio::spawn(async move { c.ping(target, Duration::from_secs(3)).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut ack = Packet::new();
@@ -324,11 +331,10 @@ async fn con_request_is_retransmitted_max_retransmit_times_then_fails() {
         .unwrap_err();
     let took = t0.elapsed();
     assert!(matches!(err, ClientError::Timeout), "{err:?}");
-    // 50 + 100 + 200 + 400 ms.
-    assert!(
-        took >= Duration::from_millis(750) && took < Duration::from_millis(1500),
-        "{took:?}"
-    );
+    // The whole schedule ran: 50 + 100 + 200 + 400 ms, and then it stopped.
+    let schedule = Duration::from_millis(750);
+    assert!(took >= schedule, "gave up early: {took:?}");
+    assert!(took < schedule + OVERRUN, "overran the schedule: {took:?}");
     let mut copies = Vec::new();
     while let Some((bytes, _)) = recv(&silent, Duration::from_millis(10)).await {
         copies.push(bytes);
@@ -395,8 +401,12 @@ async fn rst_fails_the_request_at_once() {
     for addr in [V4, V6] {
         let peer = raw_socket(addr).await;
         let target = peer.local_addr().unwrap();
+        // The first retransmission would come after ACK_TIMEOUT: 20 s here, so an answer
+        // well before it (and no second copy of the request) can only come from the RST.
+        let ack_timeout = Duration::from_secs(20);
         let params = TransmissionParams {
-            ack_timeout: Duration::from_secs(2),
+            ack_timeout,
+            ack_random_factor: 1.0,
             ..TransmissionParams::default()
         };
         let (ep, _, _) = start_with(addr, params).await;
@@ -414,9 +424,10 @@ async fn rst_fails_the_request_at_once() {
         peer.send_to(&rst, from).await.unwrap();
         let err = task.await.unwrap().unwrap_err();
         assert!(matches!(err, ClientError::Reset), "{err:?}");
+        assert!(t0.elapsed() < ack_timeout, "no retransmission wait");
         assert!(
-            t0.elapsed() < Duration::from_secs(1),
-            "no retransmission wait"
+            recv(&peer, Duration::from_millis(10)).await.is_none(),
+            "no retransmission after the RST"
         );
     }
 }
@@ -683,7 +694,7 @@ async fn shutdown_cancels_pending_requests() {
         client
             .request(
                 target,
-                ClientRequest::get("/s").timeout(Duration::from_secs(5)),
+                ClientRequest::get("/s").timeout(Duration::from_secs(60)),
             )
             .await
     });
@@ -692,7 +703,8 @@ async fn shutdown_cancels_pending_requests() {
     ep.shutdown().await;
     let err = task.await.unwrap().unwrap_err();
     assert!(matches!(err, ClientError::Cancelled), "{err:?}");
-    assert!(t0.elapsed() < Duration::from_secs(1));
+    // Far less than the request's 60 s: shutdown ended it, not its own timeout.
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
 }
 
 #[tokio::test]

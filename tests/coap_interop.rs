@@ -56,6 +56,7 @@ async fn libcoap_client_gets_3k_block2_body() {
             url(local, "x"),
         ])
         .await;
+        assert!(out.status.success(), "{addr}: second GET failed: {out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "hello");
     }
 }
@@ -78,5 +79,8 @@ async fn aiocoap_client_gets_3k_block2_body() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(all.contains("4.04") || all.contains("Not Found"), "{all}");
+        // aiocoap-client exits 1 on an error response: it ended by itself on the answer (not
+        // 124 from `timeout`, not a crash).
+        assert_eq!(out.status.code(), Some(1), "{addr}: {out:?}");
     }
 }

@@ -5,8 +5,10 @@
 //! got 2.01 is present at its location with its links, each acknowledged update (2.04) is at
 //! least as new as acknowledged, each acknowledged DELETE (2.02) stays deleted, and each status
 //! change the Pinger reported (status 0, logged only after the Registry's flush) is stored.
-//! tests/rd_persistence.rs covers the single-request cases; this adds concurrency and random
-//! kill points. Bounded: 4 rounds of at most ~7 s each.
+//! Each round waits for at least one such status change before it picks its kill point, so the
+//! status check always has something to check. tests/rd_persistence.rs covers the
+//! single-request cases; this adds concurrency and random kill points. Bounded: 4 rounds, each
+//! at most the status deadline plus ~3 s of load (about 5 s each when nothing is wrong).
 
 mod common;
 
@@ -27,6 +29,11 @@ const THREADS: usize = 4;
 const REQUEST_BUDGET: Duration = Duration::from_secs(2);
 /// Devices per round that never answer a ping: the Pinger marks them 0.
 const SILENT_PER_ROUND: usize = 3;
+/// How long the first status change of a round may take (due after about one 1 s interval plus
+/// a 300 ms timeout): a defect bound for a loaded 2-core box, not a timing claim.
+const STATUS_DEADLINE: Duration = Duration::from_secs(30);
+/// Hard stop of a client thread: the kill (which ends it) comes well before.
+const CLIENT_HARD_STOP: Duration = Duration::from_secs(60);
 
 /// What the clients know about one endpoint they registered.
 #[derive(Clone, Debug, Default)]
@@ -71,7 +78,7 @@ fn drive(
     let mut rng = rand::thread_rng();
     let mut mine: Vec<String> = Vec::new();
     let mut seq = 0u64;
-    let hard_stop = Instant::now() + Duration::from_secs(10);
+    let hard_stop = Instant::now() + CLIENT_HARD_STOP;
     for i in 0.. {
         if stop.load(Ordering::Relaxed) || Instant::now() > hard_stop {
             break;
@@ -221,11 +228,15 @@ fn acknowledged_changes_survive_sigkill_under_load() {
     for round in 0..ROUNDS {
         let mut gw = Gateway::spawn(&config, data_dir.clone(), 1);
         let addr = gw.addr();
-        // Silent devices: registered from a socket that is closed right after.
-        for k in 0..SILENT_PER_ROUND {
-            let p = Peer::new(addr);
-            register(&p, &format!("ep=crash-silent-r{round}-{k}&lt=3600"), "</q>");
-        }
+        // Silent devices: registered from sockets that stay open until the kill and never
+        // read, so every ping times out (an open socket: no ICMP, no port reuse by a client).
+        let silent: Vec<Peer> = (0..SILENT_PER_ROUND)
+            .map(|k| {
+                let p = Peer::new(addr);
+                register(&p, &format!("ep=crash-silent-r{round}-{k}&lt=3600"), "</q>");
+                p
+            })
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let counts: Arc<Mutex<RoundCounts>> = Arc::default();
         let workers: Vec<_> = (0..THREADS)
@@ -234,9 +245,18 @@ fn acknowledged_changes_survive_sigkill_under_load() {
                 std::thread::spawn(move || drive(addr, round, t, stop, book, counts))
             })
             .collect();
-        let delay = Duration::from_millis(rng.gen_range(800..3_500));
-        std::thread::sleep(delay);
+        // A status change of this round is acknowledged (its log line follows the flush)
+        // before the kill point is chosen: the check below is never vacuous. The other silent
+        // devices' changes may still be in flight at the kill.
+        let t0 = Instant::now();
+        assert!(
+            gw.wait_for_log(&format!("pinger: crash-silent-r{round}-"), STATUS_DEADLINE),
+            "round {round}: no silent device went to status 0 within {STATUS_DEADLINE:?}"
+        );
+        let delay = t0.elapsed() + Duration::from_millis(rng.gen_range(0..2_500));
+        std::thread::sleep(delay.saturating_sub(t0.elapsed()));
         gw.kill9();
+        drop(silent);
         stop.store(true, Ordering::Relaxed);
         for w in workers {
             w.join().expect("client thread");
@@ -289,6 +309,10 @@ fn acknowledged_changes_survive_sigkill_under_load() {
             c.registered > 0,
             "round {round}: no registration was acknowledged"
         );
+        assert!(
+            c.status_acked > 0,
+            "round {round}: no status change was acknowledged, the status check would be vacuous"
+        );
         // The book is cumulative: the last round's check covers every round.
         total_acked = checked.acknowledged;
         total_found = checked.found;
@@ -315,6 +339,10 @@ fn acknowledged_changes_survive_sigkill_under_load() {
         );
         drop(gw);
     }
+    assert!(
+        silent_acked.len() >= ROUNDS,
+        "each round acknowledged a status change: {silent_acked:?}"
+    );
     eprintln!(
         "summary: {ROUNDS} rounds, last check: {total_acked} acknowledged, {total_found} found, {total_lost} lost; \
          {} status-0 changes acknowledged and kept",

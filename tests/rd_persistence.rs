@@ -41,8 +41,25 @@ fn assert_same_after_restart(gw: &Gateway, ep: &str, before: &Before) {
     }
     let res = lookup(&p, &format!("/rd-lookup/res?ep={ep}"));
     assert_eq!(link_set(&res), link_set(&before.res), "links changed");
-    // The registration resource is live: update and delete work at the old location.
+    // The registration resource is live: an update works at the old location.
     assert_eq!(p.request(&Req::post(&before.loc)).code, "2.04");
+}
+
+/// `ep`'s registration at `loc` is gone: not in either lookup, and its location answers 4.04
+/// to an update (a deleted registration has no grace: it is not revived) and to a DELETE.
+fn assert_gone(gw: &Gateway, ep: &str, loc: &str) {
+    let p = Peer::new(gw.addr());
+    assert!(ep_link(&p, ep).is_none(), "deleted {ep} is listed again");
+    assert!(
+        lookup(&p, &format!("/rd-lookup/res?ep={ep}")).is_empty(),
+        "deleted {ep}'s links are listed again"
+    );
+    assert_eq!(
+        p.request(&Req::post(loc)).code,
+        "4.04",
+        "an update revived deleted {ep}"
+    );
+    assert_eq!(p.delete(loc).code, "4.04", "deleted {ep} is still there");
 }
 
 #[test]
@@ -51,8 +68,16 @@ fn registration_survives_sigterm_restart_with_same_location_and_links() {
     let (_p, before) = register_and_capture(&gw, "ep=durable1&d=sec1&et=oic.d.sensor", "durable1");
     let code = gw.terminate();
     assert_eq!(code, Some(0), "SIGTERM should be a clean exit");
-    let gw2 = Gateway::spawn(&gw.config_path, gw.data_dir.clone(), 1);
+    let mut gw2 = Gateway::spawn(&gw.config_path, gw.data_dir.clone(), 1);
     assert_same_after_restart(&gw2, "durable1", &before);
+    // The restored registration is a real one: a DELETE at its old location removes it, and
+    // the removal is what the next start sees.
+    let p = Peer::new(gw2.addr());
+    assert_eq!(p.delete(&before.loc).code, "2.02");
+    assert_gone(&gw2, "durable1", &before.loc);
+    assert_eq!(gw2.terminate(), Some(0), "SIGTERM should be a clean exit");
+    let gw3 = Gateway::spawn(&gw.config_path, gw.data_dir.clone(), 1);
+    assert_gone(&gw3, "durable1", &before.loc);
 }
 
 #[test]
@@ -90,9 +115,8 @@ fn update_and_delete_survive_sigkill() {
         "2.04"
     );
     gw.kill9();
-    let gw2 = Gateway::spawn(&gw.config_path, gw.data_dir.clone(), 1);
+    let mut gw2 = Gateway::spawn(&gw.config_path, gw.data_dir.clone(), 1);
     let r = Peer::new(gw2.addr());
-    assert!(ep_link(&r, "deleted").is_none(), "a deletion was lost");
     let l = ep_link(&r, "moved").expect("moved lost");
     assert_eq!(
         l.get("base"),
@@ -100,6 +124,22 @@ fn update_and_delete_survive_sigkill() {
         "update's base lost"
     );
     assert_eq!(l.get("foo"), Some("bar"), "update's extra attribute lost");
+    assert_gone(&gw2, "deleted", &gone);
+
+    // Stays gone: more writes (a new registration, an update) and a second SIGKILL must not
+    // bring the deleted registration back from an older record on disk.
+    let s = Peer::new(gw2.addr());
+    register(&s, "ep=later", "</b>");
+    assert_eq!(s.request(&Req::post(&moved)).code, "2.04");
+    gw2.kill9();
+    let gw3 = Gateway::spawn(&gw.config_path, gw.data_dir.clone(), 1);
+    let t = Peer::new(gw3.addr());
+    assert!(
+        ep_link(&t, "later").is_some(),
+        "the later registration lost"
+    );
+    assert!(ep_link(&t, "moved").is_some(), "moved lost");
+    assert_gone(&gw3, "deleted", &gone);
 }
 
 #[test]
