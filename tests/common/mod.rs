@@ -11,6 +11,7 @@
 pub mod coap_peer;
 pub mod device_sim;
 pub mod http;
+pub mod libcoap;
 pub mod netns;
 pub mod platform_sim;
 pub mod raw_device;
