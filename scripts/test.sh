@@ -91,6 +91,12 @@ if [ -n "$summary" ]; then
   ignored=$(echo "$summary" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
   passed=$(( ${passed:-0} - early ))
   echo "tests: ${passed} passed, ${failed:-0} failed, $(( ${ignored:-0} + early )) skipped"
+else
+  # cargo test's fallback: one "test result:" line per test binary.
+  read -r passed failed ignored < <(grep -E "^test result:" "$RUN_LOG" |
+    sed -nE 's/.* ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p' |
+    awk '{p+=$1; f+=$2; i+=$3} END {print p+0, f+0, i+0}')
+  echo "tests: $(( passed - early )) passed, ${failed} failed, $(( ignored + early )) skipped"
 fi
 rm -f "$SKIP_LOG" "$RUN_LOG"
 exit "$status"

@@ -291,6 +291,8 @@ fn run(shell: &str, cwd: &Path) -> (bool, String, String) {
     let out = Command::new("timeout")
         .args(["60", "sh", "-c", shell])
         .current_dir(cwd)
+        // The README's `mktemp -d` lands in the test's own directory, removed with it.
+        .env("TMPDIR", cwd)
         .output()
         .unwrap_or_else(|e| panic!("run {shell}: {e}"));
     (

@@ -37,7 +37,8 @@ pub struct CoapClient {
 struct Permits {
     shared: Arc<Shared>,
     peer: SocketAddr,
-    slot: Arc<PeerSlot>,
+    /// Always `Some` until dropped (taken in `drop`, under the map's lock).
+    slot: Option<Arc<PeerSlot>>,
     peer_permit: Option<OwnedSemaphorePermit>,
     _global: Option<OwnedSemaphorePermit>,
 }
@@ -48,10 +49,14 @@ impl Permits {
         Permits {
             shared: Arc::clone(shared),
             peer,
-            slot,
+            slot: Some(slot),
             peer_permit: None,
             _global: None,
         }
+    }
+
+    fn slot(&self) -> Option<&PeerSlot> {
+        self.slot.as_deref()
     }
 }
 
@@ -59,16 +64,28 @@ impl Drop for Permits {
     fn drop(&mut self) {
         // Forget the peer's slot once nobody holds or waits for it (the map's reference and
         // ours are the only ones left), so the map stays the size of the peers actually being
-        // talked to.
+        // talked to. Our reference is released under the lock too, so of two holders dropping
+        // at once the second always sees the first one gone.
         let mut map = lock(&self.shared.per_peer);
         drop(self.peer_permit.take());
-        if map
-            .get(&self.peer)
-            .is_some_and(|s| Arc::ptr_eq(s, &self.slot) && Arc::strong_count(s) == 2)
-        {
-            map.remove(&self.peer);
+        if let Some(slot) = self.slot.take() {
+            let unused = map
+                .get(&self.peer)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot) && Arc::strong_count(s) == 2);
+            drop(slot);
+            if unused {
+                map.remove(&self.peer);
+            }
         }
     }
+}
+
+/// How a ping got its turn.
+enum Turn {
+    /// It holds the peer's NSTART slot.
+    Slot(OwnedSemaphorePermit),
+    /// The holder's request is acknowledged, so not outstanding (RFC 7252 §4.7).
+    HolderAcked,
 }
 
 impl CoapClient {
@@ -86,8 +103,9 @@ impl CoapClient {
     }
 
     async fn acquire(&self, peer: SocketAddr, deadline: Instant) -> Result<Permits, ClientError> {
-        let mut permits = Permits::new(&self.shared, peer, self.peer_slot(peer));
-        let sem = Arc::clone(&permits.slot.sem);
+        let slot = self.peer_slot(peer);
+        let sem = Arc::clone(&slot.sem);
+        let mut permits = Permits::new(&self.shared, peer, slot);
         let both = async {
             let global = Arc::clone(&self.shared.in_flight)
                 .acquire_owned()
@@ -101,6 +119,9 @@ impl CoapClient {
         };
         match tokio::time::timeout_at(deadline.into(), both).await {
             Ok(Ok((global, local))) => {
+                if let Some(slot) = permits.slot() {
+                    slot.taken();
+                }
                 permits.peer_permit = Some(local);
                 permits._global = Some(global);
                 Ok(permits)
@@ -386,23 +407,48 @@ impl CoapClient {
     ///
     /// A ping waits for the peer's NSTART slot within its budget but takes no overall slot:
     /// its caller bounds how many run (the Pinger's `max_in_flight`), so a client saturated
-    /// by other work never keeps liveness from being judged. When another exchange holds the
-    /// peer's slot for the whole budget, the ping fails with [`ClientError::PeerBusy`], which
-    /// says whether the peer answered that exchange meanwhile (see `peer_slot.rs`).
+    /// by other work never keeps liveness from being judged. It goes out without the slot as
+    /// soon as the holder's request is acknowledged (no longer outstanding, §4.7). When an
+    /// unacknowledged exchange holds the slot for the whole budget, or frees it too late for
+    /// the ping to be answered, the ping fails with [`ClientError::PeerBusy`], which says
+    /// whether the peer answered any of our exchanges meanwhile (see `peer_slot.rs`).
     pub async fn ping(&self, peer: SocketAddr, budget: Duration) -> Result<Duration, ClientError> {
         if self.shared.is_closed() {
             return Err(ClientError::Cancelled);
         }
         let deadline = Instant::now() + budget;
-        let mut permits = Permits::new(&self.shared, peer, self.peer_slot(peer));
-        let heard_before = permits.slot.heard();
-        let sem = Arc::clone(&permits.slot.sem);
-        match tokio::time::timeout_at(deadline.into(), sem.acquire_owned()).await {
-            Ok(Ok(permit)) => permits.peer_permit = Some(permit),
-            Ok(Err(_)) => return Err(ClientError::Cancelled),
+        let slot = self.peer_slot(peer);
+        let sem = Arc::clone(&slot.sem);
+        let mut permits = Permits::new(&self.shared, peer, slot);
+        let Some(slot) = permits.slot.clone() else {
+            return Err(ClientError::Cancelled);
+        };
+        let heard_before = slot.heard();
+        let turn = async {
+            let acked = slot.acked();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            if slot.holder_acked() && sem.available_permits() == 0 {
+                return Ok(Turn::HolderAcked);
+            }
+            tokio::select! {
+                permit = Arc::clone(&sem).acquire_owned() => {
+                    permit.map(Turn::Slot).map_err(|_| ClientError::Cancelled)
+                }
+                _ = acked => Ok(Turn::HolderAcked),
+            }
+        };
+        let answered_meanwhile = || slot.heard() != heard_before;
+        match tokio::time::timeout_at(deadline.into(), turn).await {
+            Ok(Ok(Turn::Slot(permit))) => {
+                slot.taken();
+                permits.peer_permit = Some(permit);
+            }
+            Ok(Ok(Turn::HolderAcked)) => {}
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(ClientError::PeerBusy {
-                    answered_meanwhile: permits.slot.heard() != heard_before,
+                    answered_meanwhile: answered_meanwhile(),
                 })
             }
         }
@@ -414,10 +460,18 @@ impl CoapClient {
             .shared
             .confirm(idx, peer, mid, &bytes, remaining, &|| true)
             .await;
+        let heard = answered_meanwhile();
+        drop(slot);
         drop(permits);
-        match outcome? {
-            (Event::Reset | Event::EmptyAck, rtt) => Ok(rtt),
-            _ => Err(ProtocolError::BadResponse.into()),
+        match outcome {
+            Ok((Event::Reset | Event::EmptyAck, rtt)) => Ok(rtt),
+            Ok(_) => Err(ProtocolError::BadResponse.into()),
+            // The slot came free too late for the ping to be answered in time, but the peer
+            // answered the exchange that held it: that is an answer in this attempt.
+            Err(ClientError::Timeout) if heard => Err(ClientError::PeerBusy {
+                answered_meanwhile: true,
+            }),
+            Err(e) => Err(e),
         }
     }
 

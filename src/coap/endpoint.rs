@@ -357,6 +357,7 @@ impl Shared {
     }
 
     fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
+        let acked = matches!(ev, Event::EmptyAck);
         let matched = match lock(&self.exchanges).by_mid.get(&(peer, mid)) {
             Some(tx) => {
                 let _ = tx.try_send(ev);
@@ -366,6 +367,11 @@ impl Shared {
         };
         if matched {
             self.note_heard(peer);
+            if acked {
+                if let Some(slot) = lock(&self.per_peer).get(&peer) {
+                    slot.note_acked();
+                }
+            }
         }
     }
 

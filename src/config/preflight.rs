@@ -48,9 +48,10 @@ fn nearest_existing_ancestor(path: &Path) -> Option<PathBuf> {
     None
 }
 
-/// Create and remove a probe file in `dir`.
+/// Create and remove a probe file in `dir`. Named after this process, so two `--check` runs
+/// at once (systemd's ExecStartPre and an operator) do not collide.
 fn probe_writable(dir: &Path) -> Result<(), String> {
-    let probe = dir.join(PROBE);
+    let probe = dir.join(format!("{PROBE}.{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
