@@ -188,6 +188,11 @@ pub struct LimitsConfig {
     /// Responses to sources not proven to receive at their address are at most this many times
     /// the request's size (RFC 7252 §11.3); 0 turns it off.
     pub amplification_factor: u32,
+    /// Bytes per second (for the whole gateway) by which responses that fit in one block may
+    /// exceed `amplification_factor` for unproven sources, so clients that implement neither
+    /// Block2 nor Echo get whole answers; once spent, the factor is strict until it refills.
+    /// 0 makes the factor strict always.
+    pub unproven_excess_bytes_per_s: u64,
     /// Loopback sources (local processes; unspoofable from the network) are exempt from the
     /// rate limit, the per-source quota and the amplification bound.
     pub exempt_loopback: bool,
@@ -204,6 +209,7 @@ impl Default for LimitsConfig {
             source_table_size: 65_536,
             max_concurrent_handlers: 4_096,
             amplification_factor: 3,
+            unproven_excess_bytes_per_s: 262_144,
             exempt_loopback: true,
         }
     }
@@ -793,6 +799,12 @@ impl Config {
             l.amplification_factor.into(),
             0,
             1_000,
+        )?;
+        in_range(
+            "limits.unproven_excess_bytes_per_s",
+            l.unproven_excess_bytes_per_s,
+            0,
+            1 << 30,
         )
     }
 

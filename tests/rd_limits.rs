@@ -419,7 +419,11 @@ fn with_every_handler_slot_busy_a_con_gets_5_03_and_a_non_nothing() {
 
 #[test]
 fn an_unproven_source_gets_small_blocks_within_three_times_its_request() {
-    let (gw, _tmp) = start("", "  amplification_factor: 3\n");
+    // The strict bound: no excess budget (the default's whole first blocks are tested below).
+    let (gw, _tmp) = start(
+        "",
+        "  amplification_factor: 3\n  unproven_excess_bytes_per_s: 0\n",
+    );
     let registrar = peer_at(1, &gw);
     for i in 0..30 {
         register(

@@ -48,9 +48,12 @@ use super::observe::ObserverRegistry;
 use super::params::TransmissionParams;
 use super::peer_slot::PeerSlot;
 use crate::limits::{
-    block_size_within, within_budget, Admission, EchoSecret, HandlerSlots, ProvenSources,
-    RateLimiter,
+    block_size_within, within_budget, Admission, EchoSecret, ExcessBudget, HandlerSlots,
+    LogThrottle, ProvenSources, RateLimiter,
 };
+
+/// Answers cut to the amplification bound because the excess budget was spent.
+static EXCESS_SPENT_LOG: LogThrottle = LogThrottle::new();
 
 /// What a handler returns; `futures::future::ready(..).boxed()` for synchronous handlers.
 pub type HandlerFuture = BoxFuture<'static, OutboundResponse>;
@@ -140,6 +143,9 @@ pub(crate) struct Shared {
     proven: Option<Mutex<ProvenSources>>,
     /// Keys the Echo values of bounded responses (RFC 9175 §2.4).
     echo: EchoSecret,
+    /// Bytes per second that one-block answers to unproven sources may exceed the factor by
+    /// (issue 18); `None` when the bound is off or strict.
+    excess: Option<Mutex<ExcessBudget>>,
     /// Datagrams waiting on a task for room in a full socket buffer.
     deferred_sends: AtomicUsize,
     /// Multicast answers waiting out their leisure (bounded by `MAX_LEISURE_TASKS`).
@@ -481,8 +487,13 @@ impl Shared {
                 Seen::InProgress => return,
                 Seen::Answered(bytes) => {
                     // §8.1: a request sent to a group is never acknowledged, even when its MID
-                    // matches one this peer sent by unicast.
-                    if mtype == MsgType::Con && !multicast {
+                    // matches one this peer sent by unicast. A replayed answer is bounded like
+                    // a fresh one: a 4-byte duplicate must not fetch a 1 KB answer again and
+                    // again for an unproven (possibly spoofed) source (issue 18).
+                    if mtype == MsgType::Con
+                        && !multicast
+                        && self.may_send(peer, bytes.len(), request_len)
+                    {
                         self.send_now(idx, bytes, peer);
                     }
                     return;
@@ -670,6 +681,35 @@ impl Shared {
         Some(request_len.saturating_mul(factor))
     }
 
+    /// Whether `len` bytes may go to `peer` in answer to a request of `request_len` bytes:
+    /// always when the peer is proven (or the bound is off), within the factor, or when the
+    /// excess over the factor can be paid from the gateway-wide budget (which is then spent).
+    fn may_send(&self, peer: SocketAddr, len: usize, request_len: usize) -> bool {
+        let Some(budget) = self.amplification_budget(peer, request_len) else {
+            return true;
+        };
+        len <= budget || self.spend_excess(len - budget)
+    }
+
+    /// Pay `bytes` over the factor from the excess budget; false when it cannot.
+    fn spend_excess(&self, bytes: usize) -> bool {
+        let granted = self
+            .excess
+            .as_ref()
+            .is_some_and(|b| lock(b).try_spend(bytes, Instant::now()));
+        if !granted {
+            if let Some(n) = EXCESS_SPENT_LOG.note() {
+                log::warn!(
+                    "coap: {n} answer(s) to unproven sources cut to the amplification bound in \
+                     the last {}s: the excess budget (limits.unproven_excess_bytes_per_s) is \
+                     spent, which a reflection attack or an unusually busy LAN does",
+                    crate::limits::log_throttle::REPORT_EVERY_S
+                );
+            }
+        }
+        granted
+    }
+
     /// RFC 7641 §3.6 / §4.1: Observe=1 or a plain GET with an observing token deregisters;
     /// Observe=0 on the first block remembers the request for a possible registration.
     fn observe_bookkeeping(&self, ctx: &mut ReplyCtx, req: &InboundRequest) {
@@ -744,11 +784,13 @@ impl Shared {
             &encoded,
             self.amplification_budget(ctx.peer, ctx.request_len),
         ) {
-            if !within_budget(
-                bytes.len(),
-                ctx.request_len,
-                self.params.admission.amplification_factor,
-            ) && !resp.payload.is_empty()
+            let factor = self.params.admission.amplification_factor;
+            // A unicast answer over the factor goes out with its first block whole while the
+            // excess budget lasts (clients without Block2 or Echo then work, issue 18);
+            // otherwise it is cut. A group request stays strict: every member answers it.
+            if !within_budget(bytes.len(), ctx.request_len, factor)
+                && !resp.payload.is_empty()
+                && (ctx.multicast || !self.spend_excess(bytes.len().saturating_sub(budget)))
             {
                 // Too big for a source that has not proven its address: the first block only,
                 // small enough to fit (Block2 and Size2 add at most 8 bytes, the Echo option
@@ -1234,6 +1276,14 @@ impl Endpoint {
                 Mutex::new(ProvenSources::new(a.source_table_size, a.exempt_loopback))
             }),
             echo: EchoSecret::default(),
+            excess: (params.admission.amplification_factor > 0
+                && params.admission.unproven_excess_bytes_per_s > 0.0)
+                .then(|| {
+                    Mutex::new(ExcessBudget::new(
+                        params.admission.unproven_excess_bytes_per_s,
+                        Instant::now(),
+                    ))
+                }),
             deferred_sends: AtomicUsize::new(0),
             leisure_tasks: AtomicUsize::new(0),
             handler,

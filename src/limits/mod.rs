@@ -11,11 +11,14 @@
 //! - `log_throttle`: one log line per interval per kind of refusal.
 //! - `amplification`: the response budget for sources that have not proven they receive at
 //!   their address (RFC 7252 §11.3), and the set of proven sources.
+//! - `excess_budget`: the gateway-wide bytes per second that one-block answers to unproven
+//!   sources may exceed that budget by, so constrained clients get whole answers (issue 18).
 //! - `registration_policy`: First Come First Remembered (RFC 9176 §7.5) and the per-source
 //!   registration quota, decided in the Registry's single-writer path.
 //! - `settings`: the `limits:` section of `config.yaml` turned into these policies' inputs.
 
 pub mod amplification;
+pub mod excess_budget;
 pub mod handler_slots;
 pub mod log_throttle;
 pub mod rate_limiter;
@@ -25,6 +28,7 @@ pub mod source_table;
 pub mod token_bucket;
 
 pub use amplification::{block_size_within, within_budget, EchoSecret, ProvenSources};
+pub use excess_budget::ExcessBudget;
 pub use handler_slots::{HandlerSlot, HandlerSlots};
 pub use log_throttle::LogThrottle;
 pub use rate_limiter::{Admission, RateLimiter, RateStats};

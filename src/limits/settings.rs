@@ -22,6 +22,9 @@ pub struct AdmissionSettings {
     pub busy_retry_after: Duration,
     /// Response size bound, as a multiple of the request's, for unproven sources; 0 is off.
     pub amplification_factor: usize,
+    /// Bytes per second, over the whole endpoint, that one-block responses to unproven sources
+    /// may exceed the factor by (`ExcessBudget`); 0: the factor is strict.
+    pub unproven_excess_bytes_per_s: f64,
     /// Largest request body reassembled from Block1 (RFC 7959 §2.9.3: 4.13 with Size1 beyond).
     pub max_request_body: Option<usize>,
 }
@@ -36,6 +39,7 @@ impl Default for AdmissionSettings {
             max_handlers: usize::MAX,
             busy_retry_after: Duration::from_secs(2),
             amplification_factor: 0,
+            unproven_excess_bytes_per_s: 0.0,
             max_request_body: None,
         }
     }
@@ -51,6 +55,7 @@ impl AdmissionSettings {
             max_handlers: limits.max_concurrent_handlers,
             busy_retry_after: Duration::from_secs(2),
             amplification_factor: limits.amplification_factor as usize,
+            unproven_excess_bytes_per_s: limits.unproven_excess_bytes_per_s as f64,
             max_request_body: Some(limits.max_payload_bytes),
         }
     }

@@ -1,5 +1,6 @@
-//! One token bucket: `rate` tokens per second up to `burst`, one token per request.
-//! Used per source by the RD's rate limiter and per device by the Observer's frame budget.
+//! One token bucket: `rate` tokens per second up to `burst`, one token per request (or `n`).
+//! Used per source by the RD's rate limiter, per device by the Observer's frame budget, and in
+//! bytes by the amplification excess budget.
 
 use std::time::Instant;
 
@@ -26,9 +27,14 @@ impl TokenBucket {
 
     /// Take one token if there is one.
     pub fn try_take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        self.try_take_n(1.0, rate, burst, now)
+    }
+
+    /// Take `n` tokens if there are that many; nothing otherwise.
+    pub fn try_take_n(&mut self, n: f64, rate: f64, burst: f64, now: Instant) -> bool {
         self.refill(rate, burst, now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
