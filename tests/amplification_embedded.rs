@@ -19,20 +19,10 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use common::coap_peer::{register, Peer};
-use common::{Gateway, GatewayOptions};
+use common::Gateway;
 
 fn start(limits: &str) -> (Gateway, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let opts = GatewayOptions {
-        listen: vec!["127.0.0.1:0".into()],
-        extra_yaml: format!(
-            "pinger:\n  enabled: false\nlimits:\n  exempt_loopback: false\n{limits}"
-        ),
-        data_dir: Some(data.clone()),
-    };
-    let path = common::write_config(tmp.path(), &data, &opts);
-    (Gateway::spawn(&path, data, 1), tmp)
+    common::start_unexempt("", limits)
 }
 
 /// A client that knows only the basics: CON, a 2-byte token, one datagram in, one out.

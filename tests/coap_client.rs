@@ -176,6 +176,19 @@ async fn ping_to_a_silent_socket_times_out_after_the_budget_with_retransmissions
     }
 }
 
+/// A GET to `target` that holds its NSTART slot (the peer must not answer it) for `budget`.
+fn hold_slot(
+    client: &coap_gateway::coap::CoapClient,
+    target: std::net::SocketAddr,
+    budget: Duration,
+) -> tokio::task::JoinHandle<Result<coap_gateway::coap::ClientResponse, ClientError>> {
+    let c = client.clone();
+    tokio::spawn(async move {
+        c.request(target, ClientRequest::get("/slow").timeout(budget))
+            .await
+    })
+}
+
 /// NSTART is 1: while a request to a peer is outstanding, a ping to it cannot be sent. If the
 /// peer stays silent for the ping's whole budget the ping says so (`answered_meanwhile: false`),
 /// and the peer never sees an empty CON: only the request's retransmissions.
@@ -185,16 +198,7 @@ async fn ping_behind_an_unanswered_request_reports_a_silent_busy_peer() {
     let target = silent.local_addr().unwrap();
     let (ep, _, _) = start(V4).await;
     let client = ep.client();
-    let holder = {
-        let c = client.clone();
-        tokio::spawn(async move {
-            c.request(
-                target,
-                ClientRequest::get("/slow").timeout(Duration::from_secs(3)),
-            )
-            .await
-        })
-    };
+    let holder = hold_slot(&client, target, Duration::from_secs(3));
     // The request goes out first and holds the peer's slot.
     let (first, _) = recv_packet(&silent, WAIT).await.expect("the request");
     assert_eq!(code(&first), Code::GET);
@@ -231,16 +235,7 @@ async fn ping_behind_an_acknowledged_request_goes_out_and_is_answered() {
     let target = device.local_addr().unwrap();
     let (ep, _, _) = start(V4).await;
     let client = ep.client();
-    let holder = {
-        let c = client.clone();
-        tokio::spawn(async move {
-            c.request(
-                target,
-                ClientRequest::get("/slow").timeout(Duration::from_secs(20)),
-            )
-            .await
-        })
-    };
+    let holder = hold_slot(&client, target, Duration::from_secs(20));
     let (req, from) = recv_packet(&device, WAIT).await.expect("the request");
     let mut ack = Packet::new();
     ack.header.set_type(MessageType::Acknowledgement);
@@ -288,16 +283,7 @@ async fn an_unmatched_datagram_from_a_busy_peer_is_not_an_answer() {
     let target = device.local_addr().unwrap();
     let (ep, _, local) = start(V4).await;
     let client = ep.client();
-    let holder = {
-        let c = client.clone();
-        tokio::spawn(async move {
-            c.request(
-                target,
-                ClientRequest::get("/slow").timeout(Duration::from_secs(3)),
-            )
-            .await
-        })
-    };
+    let holder = hold_slot(&client, target, Duration::from_secs(3));
     let (req, _) = recv_packet(&device, WAIT).await.expect("the request");
     let ping = {
         let c = client.clone();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use common::coap_peer::{ep_link, lookup, register, simple_register, Peer, Req};
-use common::{Gateway, GatewayOptions};
+use common::Gateway;
 
 /// How long an expiry or purge may take to show before it counts as missing: a defect bound for
 /// a loaded 2-core box (the lifetimes here are a few seconds), not a timing claim.
@@ -22,17 +22,7 @@ const EXPIRY_DEADLINE: Duration = Duration::from_secs(30);
 /// A gateway whose config has `rd_extra` under `rd:` and `limits` as its `limits:` section.
 /// Loopback is not exempt: every test source is a loopback address.
 fn start(rd_extra: &str, limits: &str) -> (Gateway, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let opts = GatewayOptions {
-        listen: vec!["127.0.0.1:0".into()],
-        extra_yaml: format!(
-            "rd:\n{rd_extra}pinger:\n  enabled: false\nlimits:\n  exempt_loopback: false\n{limits}"
-        ),
-        data_dir: Some(data.clone()),
-    };
-    let path = common::write_config(tmp.path(), &data, &opts);
-    (Gateway::spawn(&path, data, 1), tmp)
+    common::start_unexempt(rd_extra, limits)
 }
 
 /// A client on loopback address 127.0.0.`host`.

@@ -398,6 +398,24 @@ impl Drop for Gateway {
     }
 }
 
+/// A gateway on 127.0.0.1 running the production policy for other hosts: loopback is not
+/// exempt from the limits (`limits.exempt_loopback: false`), so 127.0.0.x sources stand for LAN
+/// hosts; the Pinger is off. `rd_extra` goes under `rd:`, `limits` under `limits:` (each line
+/// indented by two). The temporary directory holds the config and data.
+pub fn start_unexempt(rd_extra: &str, limits: &str) -> (Gateway, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let opts = GatewayOptions {
+        listen: vec!["127.0.0.1:0".into()],
+        extra_yaml: format!(
+            "rd:\n{rd_extra}pinger:\n  enabled: false\nlimits:\n  exempt_loopback: false\n{limits}"
+        ),
+        data_dir: Some(data.clone()),
+    };
+    let path = write_config(tmp.path(), &data, &opts);
+    (Gateway::spawn(&path, data, 1), tmp)
+}
+
 /// Whether an external test peer is installed; see [`skip::require_tool`].
 pub fn require_tool(name: &str) -> bool {
     skip::require_tool(name)
