@@ -58,6 +58,10 @@ struct RoundCounts {
     refused: usize,
 }
 
+/// Registrations one client thread makes per round at most (the lookup check reads them all,
+/// ~90 bytes each, Block2 up to 1,000 blocks).
+const MAX_REGISTRATIONS_PER_THREAD: usize = 2_000;
+
 fn gateway_yaml() -> String {
     // A fast pinger so that status changes happen within a round; silent devices are found by
     // their first missed ping.
@@ -78,12 +82,19 @@ fn drive(
     let mut rng = rand::thread_rng();
     let mut mine: Vec<String> = Vec::new();
     let mut seq = 0u64;
+    let mut created = 0usize;
     let hard_stop = Instant::now() + CLIENT_HARD_STOP;
     for i in 0.. {
         if stop.load(Ordering::Relaxed) || Instant::now() > hard_stop {
             break;
         }
-        let roll: f64 = rng.gen();
+        // Past the cap a thread only updates and deletes: a round that waits long for its
+        // status change must not grow the store (and the Pinger's sweep) without bound.
+        let roll: f64 = if created >= MAX_REGISTRATIONS_PER_THREAD && !mine.is_empty() {
+            rng.gen_range(0.0..0.35)
+        } else {
+            rng.gen()
+        };
         if roll < 0.25 && !mine.is_empty() {
             let ep = mine[rng.gen_range(0..mine.len())].clone();
             let location = book.lock().unwrap()[&ep].location.clone();
@@ -127,6 +138,7 @@ fn drive(
                         },
                     );
                     mine.push(ep);
+                    created += 1;
                     counts.lock().unwrap().registered += 1;
                 }
                 Ok(r) if refused(&r, &counts) => {}

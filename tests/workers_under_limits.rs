@@ -328,6 +328,24 @@ fn flood_gets_429(rd: SocketAddr, bind: &str) -> bool {
     let sock = UdpSocket::bind(bind).expect("bind the flooding socket");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
+    // Read while sending: over a thousand answers come back, far more than a socket's default
+    // receive buffer holds, and the 4.29 comes last.
+    let reader = {
+        let sock = sock.try_clone().expect("clone the flooding socket");
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + WAIT;
+            let mut buf = [0u8; 1500];
+            while Instant::now() < deadline {
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    if Packet::from_bytes(&buf[..n]).is_ok_and(|p| u8::from(p.header.code) == 0x9d)
+                    {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+    };
     for i in 0..1_500u16 {
         let mut p = Packet::new();
         p.header.set_type(MessageType::Confirmable);
@@ -338,16 +356,7 @@ fn flood_gets_429(rd: SocketAddr, bind: &str) -> bool {
             let _ = sock.send_to(&bytes, rd);
         }
     }
-    let deadline = Instant::now() + WAIT;
-    let mut buf = [0u8; 1500];
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if Packet::from_bytes(&buf[..n]).is_ok_and(|p| u8::from(p.header.code) == 0x9d) {
-                return true;
-            }
-        }
-    }
-    false
+    reader.join().unwrap_or(false)
 }
 
 fn status_position(frames: &[Value], ep: &str, status: u64, after: usize) -> Option<usize> {
