@@ -10,6 +10,10 @@
 //! silent is marked 0 and gives no data, and on waking returns to status 1 and its data (the
 //! observed sensor and the polled actuator) resumes. `tests/device_status_e2e.rs` covers the
 //! way down (status 0 before expiry); this covers the return.
+//!
+//! (c) Notifications the gateway asked for are not charged to the device's request rate: two
+//! observed devices behind one address, notifying every second, under a rate of 1 request/s,
+//! keep their registrations (their refreshes are never refused) and their data flowing.
 
 mod common;
 
@@ -449,4 +453,43 @@ fn a_device_that_wakes_returns_to_status_1_and_its_data_resumes() {
         status_position(&frames, "wk-1", 0, 0).is_none(),
         "wk-1 answered all along and was marked 0"
     );
+}
+
+#[test]
+fn notifications_do_not_use_up_the_request_rate_of_devices_behind_one_address() {
+    let platform = PlatformSim::start("127.0.0.1:0", None);
+    // 1 request/s with a burst of 3 from 127.0.0.2: plenty for two devices' own refreshes
+    // (one each per 7.5 s), far less than their two notifications a second.
+    let gw = gateway(
+        &platform,
+        "limits:\n  exempt_loopback: false\n  request_rate_per_s: 1\n  request_burst: 3\n",
+    );
+    let mut sim = DeviceSim::spawn(
+        gw.addr(),
+        2,
+        &["--bind", "127.0.0.2", "--prefix", "nat-", "--lt", "10"],
+    );
+    assert!(sim.ready(WAIT), "device-sim ready line");
+    for ep in ["nat-0", "nat-1"] {
+        wait_data(&platform, ep, "/sensors/temp", 3);
+    }
+    // Two lifetimes and more: each device refreshed at least twice meanwhile.
+    let until = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < until {
+        let removed: Vec<Value> = platform
+            .frames()
+            .into_iter()
+            .filter(|f| f["type"] == "device_removed")
+            .collect();
+        assert!(
+            removed.is_empty(),
+            "a device lost its registration: its refreshes were refused: {removed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for ep in ["nat-0", "nat-1"] {
+        let before = data_count(&platform, ep, "/sensors/temp");
+        wait_data(&platform, ep, "/sensors/temp", before + 2);
+    }
+    drop(sim);
 }

@@ -300,10 +300,11 @@ impl Shared {
     }
 
     /// The per-source rate limit (issue 11), checked on the raw datagram before any decoding:
-    /// every CON and NON costs a token — requests, pings, undecodable ones, and separate
-    /// responses or notifications too, since each may make the endpoint answer (a RST at
-    /// least); ACK and RST cost nothing (never answered). Over the rate: one 4.29 now and then
-    /// for a CON request, silence otherwise (see `limits`).
+    /// every CON and NON costs a token — requests, pings, undecodable ones, and responses that
+    /// match none of our exchanges, since each may make the endpoint answer (a RST at least);
+    /// ACK and RST cost nothing (never answered), nor do notifications and separate responses
+    /// carrying the token of one of our own requests (traffic the gateway asked for). Over the
+    /// rate: one 4.29 now and then for a CON request, silence otherwise (see `limits`).
     fn admit(
         self: &Arc<Self>,
         idx: usize,
@@ -319,6 +320,14 @@ impl Shared {
         };
         let answerable = matches!(mtype, MsgType::Con | MsgType::Non);
         if !answerable || (self.params.admission.exempt_loopback && peer.ip().is_loopback()) {
+            return true;
+        }
+        if !code.is_request() && !code.is_empty() && self.answers_our_exchange(bytes, peer) {
+            // A notification or separate response to one of our own requests (an Observer
+            // observation, a command) is traffic the gateway asked for: charging it to the
+            // device's request rate would make a busy observed device, or many behind one NAT,
+            // lose its own registration refreshes to 4.29 (issue 18's review of the defaults).
+            // Only our random 8-byte tokens match, so a spoofer gains nothing by it.
             return true;
         }
         let now = Instant::now();
@@ -360,6 +369,21 @@ impl Shared {
                 false
             }
         }
+    }
+
+    /// Whether the raw datagram carries the token of one of our exchanges with `peer`.
+    fn answers_our_exchange(&self, bytes: &[u8], peer: SocketAddr) -> bool {
+        let token_len = usize::from(bytes.first().map_or(0, |b| b & 0x0f));
+        let Some(token) = bytes
+            .get(4..4 + token_len)
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+        else {
+            return false;
+        };
+        lock(&self.exchanges)
+            .by_token
+            .get(&token)
+            .is_some_and(|(p, _)| *p == peer)
     }
 
     fn deliver_by_mid(&self, peer: SocketAddr, mid: u16, ev: Event) {
