@@ -237,12 +237,11 @@ async fn ping_behind_an_acknowledged_request_goes_out_and_is_answered() {
     let client = ep.client();
     let holder = hold_slot(&client, target, Duration::from_secs(20));
     let (req, from) = recv_packet(&device, WAIT).await.expect("the request");
-    let mut ack = Packet::new();
-    ack.header.set_type(MessageType::Acknowledgement);
-    ack.header.code = MessageClass::Empty;
-    ack.header.message_id = req.header.message_id;
     device
-        .send_to(&ack.to_bytes().unwrap(), from)
+        .send_to(
+            &empty(MessageType::Acknowledgement, req.header.message_id),
+            from,
+        )
         .await
         .unwrap();
     // The ACK is in before the ping starts: the case a slow command creates.
@@ -251,19 +250,15 @@ async fn ping_behind_an_acknowledged_request_goes_out_and_is_answered() {
         let c = client.clone();
         tokio::spawn(async move { c.ping(target, Duration::from_secs(3)).await })
     };
-    let (empty, from) = recv_packet(&device, WAIT).await.expect("the ping");
+    let (ping_msg, from) = recv_packet(&device, WAIT).await.expect("the ping");
     assert_eq!(
-        code(&empty),
+        code(&ping_msg),
         Code::EMPTY,
         "a ping, not a retransmitted request"
     );
-    assert_eq!(empty.header.get_type(), MessageType::Confirmable);
-    let mut rst = Packet::new();
-    rst.header.set_type(MessageType::Reset);
-    rst.header.code = MessageClass::Empty;
-    rst.header.message_id = empty.header.message_id;
+    assert_eq!(ping_msg.header.get_type(), MessageType::Confirmable);
     device
-        .send_to(&rst.to_bytes().unwrap(), from)
+        .send_to(&empty(MessageType::Reset, ping_msg.header.message_id), from)
         .await
         .unwrap();
     let answered = ping.await.unwrap();
@@ -290,12 +285,14 @@ async fn an_unmatched_datagram_from_a_busy_peer_is_not_an_answer() {
         tokio::spawn(async move { c.ping(target, Duration::from_millis(600)).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut stray = Packet::new();
-    stray.header.set_type(MessageType::Acknowledgement);
-    stray.header.code = MessageClass::Empty;
-    stray.header.message_id = req.header.message_id.wrapping_add(7);
     device
-        .send_to(&stray.to_bytes().unwrap(), local)
+        .send_to(
+            &empty(
+                MessageType::Acknowledgement,
+                req.header.message_id.wrapping_add(7),
+            ),
+            local,
+        )
         .await
         .unwrap();
     let err = ping.await.unwrap().unwrap_err();

@@ -160,6 +160,15 @@ pub fn request(mtype: MessageType, code: u8, mid: u16, token: &[u8], path: &str)
     p
 }
 
+/// An empty message (an ACK or RST answering `mid`, or a ping), as bytes.
+pub fn empty(mtype: MessageType, mid: u16) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(mtype);
+    p.header.code = MessageClass::Empty;
+    p.header.message_id = mid;
+    p.to_bytes().expect("an empty message encodes")
+}
+
 pub fn get(mid: u16, path: &str) -> Vec<u8> {
     request(MessageType::Confirmable, 1, mid, &[0xa, 0xb], path)
         .to_bytes()
