@@ -396,9 +396,9 @@ impl Shared {
             None => false,
         };
         if matched {
-            self.note_heard(peer);
-            if acked {
-                if let Some(slot) = lock(&self.per_peer).get(&peer) {
+            if let Some(slot) = lock(&self.per_peer).get(&peer) {
+                slot.note_heard();
+                if acked {
                     slot.note_acked();
                 }
             }
@@ -715,12 +715,13 @@ impl Shared {
         len <= budget || self.spend_excess(len - budget)
     }
 
-    /// Pay `bytes` over the factor from the excess budget; false when it cannot.
+    /// Pay `bytes` over the factor from the excess budget; false when it cannot. A strict
+    /// configuration (no budget) cuts without a warning: that is what it asked for.
     fn spend_excess(&self, bytes: usize) -> bool {
-        let granted = self
-            .excess
-            .as_ref()
-            .is_some_and(|b| lock(b).try_spend(bytes, Instant::now()));
+        let Some(budget) = &self.excess else {
+            return false;
+        };
+        let granted = lock(budget).try_spend(bytes, Instant::now());
         if !granted {
             if let Some(n) = EXCESS_SPENT_LOG.note() {
                 log::warn!(
