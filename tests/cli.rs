@@ -133,47 +133,46 @@ fn check_config(yaml: &str) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// `--check` on `yaml` exits 2 and its message holds every one of `needles`; the message.
+fn assert_check_refuses(yaml: &str, needles: &[&str]) -> String {
+    let (code, text) = check_config(yaml);
+    assert_eq!(code, Some(2), "{text}");
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in: {text}");
+    }
+    text
+}
+
 #[test]
 fn check_refuses_a_data_dir_that_cannot_be_created() {
-    let (code, text) = check_config("gateway:\n  data_dir: /proc/nope\n");
-    assert_eq!(code, Some(2), "{text}");
-    assert!(
-        text.contains("gateway.data_dir") && text.contains("/proc/nope") && text.contains("line 2"),
-        "{text}"
+    let text = assert_check_refuses(
+        "gateway:\n  data_dir: /proc/nope\n",
+        &["gateway.data_dir", "/proc/nope", "line 2"],
     );
     assert!(!text.contains("is valid"), "{text}");
 }
 
 #[test]
 fn check_names_the_line_of_a_bad_value() {
-    let (code, text) = check_config("gateway:\n  id: gw\nrd:\n  listen: [\"127.0.0.1:99999\"]\n");
-    assert_eq!(code, Some(2), "{text}");
-    assert!(
-        text.contains("rd.listen") && text.contains("line 4"),
-        "{text}"
+    assert_check_refuses(
+        "gateway:\n  id: gw\nrd:\n  listen: [\"127.0.0.1:99999\"]\n",
+        &["rd.listen", "line 4"],
     );
-    let (code, text) = check_config("coap:\n  ack_timeout_ms: 2000\n  block_size: 100\n");
-    assert_eq!(code, Some(2), "{text}");
-    assert!(
-        text.contains("coap.block_size") && text.contains("line 3"),
-        "{text}"
+    assert_check_refuses(
+        "coap:\n  ack_timeout_ms: 2000\n  block_size: 100\n",
+        &["coap.block_size", "line 3"],
     );
 }
 
 #[test]
 fn check_reads_the_files_named_by_keys() {
-    let (code, text) =
-        check_config("platform:\n  url: wss://127.0.0.1:9/\n  ca_file: /nonexistent/ca.pem\n");
-    assert_eq!(code, Some(2), "{text}");
-    assert!(
-        text.contains("platform.ca_file") && text.contains("/nonexistent/ca.pem"),
-        "{text}"
+    assert_check_refuses(
+        "platform:\n  url: wss://127.0.0.1:9/\n  ca_file: /nonexistent/ca.pem\n",
+        &["platform.ca_file", "/nonexistent/ca.pem"],
     );
-    let (code, text) = check_config("platform:\n  token_file: /nonexistent/token\n");
-    assert_eq!(code, Some(2), "{text}");
-    assert!(
-        text.contains("platform.token_file") && text.contains("line 2"),
-        "{text}"
+    assert_check_refuses(
+        "platform:\n  token_file: /nonexistent/token\n",
+        &["platform.token_file", "line 2"],
     );
 }
 
