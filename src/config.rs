@@ -196,6 +196,9 @@ pub struct LimitsConfig {
     /// Loopback sources (local processes; unspoofable from the network) are exempt from the
     /// rate limit, the per-source quota and the amplification bound.
     pub exempt_loopback: bool,
+    /// IPv6 sources count per prefix of this length for every per-source limit (rate, quota,
+    /// observers); 128 counts each address alone.
+    pub ipv6_source_prefix: u8,
 }
 
 impl Default for LimitsConfig {
@@ -210,6 +213,7 @@ impl Default for LimitsConfig {
             max_concurrent_handlers: 4_096,
             amplification_factor: 3,
             unproven_excess_bytes_per_s: 262_144,
+            ipv6_source_prefix: crate::limits::source_key::DEFAULT_IPV6_PREFIX,
             exempt_loopback: true,
         }
     }
@@ -805,6 +809,12 @@ impl Config {
             l.unproven_excess_bytes_per_s,
             0,
             1 << 30,
+        )?;
+        in_range(
+            "limits.ipv6_source_prefix",
+            l.ipv6_source_prefix.into(),
+            32,
+            128,
         )
     }
 

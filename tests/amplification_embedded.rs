@@ -11,6 +11,11 @@
 //!   gateway-wide excess budget (`limits.unproven_excess_bytes_per_s`).
 //! - Duplicates (4-byte datagrams repeating a Message ID) do not replay a cached answer beyond
 //!   the bound: before, 100 of them fetched the answer 100 times.
+//! - Answering the gateway's own request proves nothing: a spoofed simple registration makes
+//!   the gateway ask the victim, and the victim's honest answer used to unlock full-size answers
+//!   (and notifications) to everything sent in its name.
+//! - Any source may observe, at most 16 times per address over all its ports; notifications to
+//!   an unproven observer are paid from the excess budget, and stop when it cannot pay.
 
 mod common;
 
@@ -18,7 +23,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
-use common::coap_peer::{register, Peer};
+use common::coap_peer::{register, simple_register_at, Peer};
 use common::Gateway;
 
 fn start(limits: &str) -> (Gateway, tempfile::TempDir) {
@@ -288,5 +293,209 @@ fn duplicates_do_not_replay_an_answer_beyond_the_bound() {
     assert!(
         bytes <= 3 * dup.len() * 100,
         "{datagrams} replays, {bytes} bytes for 400 bytes of duplicates"
+    );
+}
+
+/// The Observe option's value, when present.
+fn observe_of(p: &Packet) -> Option<u32> {
+    p.get_option(CoapOption::Observe)
+        .and_then(|v| v.front())
+        .map(|v| v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
+}
+
+fn observe_request(mid: u16, token: &[u8], query: &str) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(RequestType::Get);
+    p.header.message_id = mid;
+    p.set_token(token.to_vec());
+    p.add_option(CoapOption::Observe, vec![]);
+    p.add_option(CoapOption::UriPath, b"rd-lookup".to_vec());
+    p.add_option(CoapOption::UriPath, b"ep".to_vec());
+    p.add_option(CoapOption::UriQuery, query.as_bytes().to_vec());
+    p.to_bytes().unwrap()
+}
+
+#[test]
+fn a_victim_answering_the_gateway_does_not_unlock_answers_sent_in_its_name() {
+    // The strict bound: every byte over 3x would be the attack working.
+    let (gw, _tmp) = start("  unproven_excess_bytes_per_s: 0\n");
+    let registrar = Peer::with_socket(UdpSocket::bind("127.0.0.2:0").unwrap(), gw.addr());
+    for i in 0..30 {
+        register(
+            &registrar,
+            &format!("ep=proof-{i:02}&et=proof"),
+            "</sensors/temperature>;rt=\"temperature\";if=\"sensor\"",
+        );
+    }
+    // The attacker's spoofed simple registration from the victim's address: the gateway GETs
+    // the victim's /.well-known/core and the victim, an honest device, answers it.
+    let outcome = simple_register_at(
+        "127.0.0.40:0",
+        gw.addr(),
+        "/.well-known/rd?ep=planted",
+        Some("</p>"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(outcome.wkc_gets, 1, "the gateway asked the victim");
+    assert_eq!(outcome.response.map(|r| r.code), Some("2.04".to_string()));
+
+    // Now lookups and observations "from" the victim (another port of its address).
+    let victim = UdpSocket::bind("127.0.0.40:0").unwrap();
+    let mut sent = 0usize;
+    for mid in 1..=20u16 {
+        let req = request(
+            RequestType::Get,
+            "/rd-lookup/ep",
+            &["et=proof"],
+            b"",
+            mid,
+            &[7, 7],
+        );
+        sent += req.len();
+        victim.send_to(&req, gw.addr()).unwrap();
+    }
+    for mid in 100..140u16 {
+        let req = observe_request(mid, &mid.to_be_bytes(), "et=proof");
+        sent += req.len();
+        victim.send_to(&req, gw.addr()).unwrap();
+    }
+    let (bytes, datagrams, _) = drain(&victim, Duration::from_millis(800));
+    assert_eq!(datagrams, 60, "every request answered once");
+    assert!(
+        bytes <= 3 * sent,
+        "{bytes} bytes sent to the victim for {sent}: the victim's answer proved its address"
+    );
+    // A registration changes the observed lookup: no notification can be paid to the
+    // unproven observers, so none arrives (before: one per observation, retransmitted).
+    register(
+        &registrar,
+        "ep=proof-new&et=proof",
+        "</sensors/temperature>;rt=\"temperature\"",
+    );
+    let (late, n, _) = drain(&victim, Duration::from_millis(1_500));
+    assert_eq!((late, n), (0, 0), "notifications to an unproven observer");
+}
+
+#[test]
+fn an_unproven_observer_is_notified_from_the_budget_and_one_address_holds_at_most_16() {
+    // The default budget: a constrained client on the LAN observes a lookup like any client.
+    let (gw, _tmp) = start("");
+    let registrar = Peer::with_socket(UdpSocket::bind("127.0.0.2:0").unwrap(), gw.addr());
+    register(&registrar, "ep=watched-0&et=watch", "</s>");
+    let observer = UdpSocket::bind("127.0.0.11:0").unwrap();
+    observer
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let req = observe_request(1, &[0xa1, 0xa2], "et=watch");
+    observer.send_to(&req, gw.addr()).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = observer.recv_from(&mut buf).expect("the first answer");
+    let first = Packet::from_bytes(&buf[..n]).unwrap();
+    assert_eq!(code(&first), "2.05");
+    assert!(observe_of(&first).is_some(), "registered as an observer");
+    assert!(text(&first).contains("watched-0"));
+
+    register(&registrar, "ep=watched-1&et=watch", "</s>");
+    let (n, _) = observer.recv_from(&mut buf).expect("a notification");
+    let note = Packet::from_bytes(&buf[..n]).unwrap();
+    assert_eq!(note.get_token(), &[0xa1, 0xa2]);
+    assert_eq!(note.header.get_type(), MessageType::Confirmable);
+    assert!(observe_of(&note).is_some());
+    assert!(text(&note).contains("watched-1"), "{}", text(&note));
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = note.header.message_id;
+    observer
+        .send_to(&ack.to_bytes().unwrap(), gw.addr())
+        .unwrap();
+
+    // The same address from 20 more ports: 15 more observations are taken, the rest are
+    // answered without Observe (RFC 7641 §4.1).
+    let mut accepted = 1;
+    for port in 0..20u16 {
+        let other = UdpSocket::bind("127.0.0.11:0").unwrap();
+        other
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        other
+            .send_to(
+                &observe_request(2, &port.to_be_bytes(), "et=watch"),
+                gw.addr(),
+            )
+            .unwrap();
+        let (n, _) = other.recv_from(&mut buf).expect("an answer");
+        let answer = Packet::from_bytes(&buf[..n]).unwrap();
+        assert_eq!(code(&answer), "2.05");
+        if observe_of(&answer).is_some() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 16, "observations held by one address");
+}
+
+/// How many copies of its separate 2.04 a simple-registering device at `ip` receives when it
+/// answers the gateway's GET late (so the answer goes separately) and never acknowledges it.
+fn separate_response_copies(ip: &str, limits: &str) -> usize {
+    // Short CoAP timers: separate after 150 ms, every retransmission within ~7 s.
+    let (gw, _tmp) = start(&format!("{limits}coap:\n  ack_timeout_ms: 300\n"));
+    let device = UdpSocket::bind(format!("{ip}:0")).unwrap();
+    let post = request(
+        RequestType::Post,
+        "/.well-known/rd",
+        &["ep=slow-answerer"],
+        b"",
+        0x0101,
+        &[5, 5],
+    );
+    device.send_to(&post, gw.addr()).unwrap();
+    let end = Instant::now() + Duration::from_secs(9);
+    let mut copies = 0;
+    let mut buf = [0u8; 2048];
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        device
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let Ok((n, from)) = device.recv_from(&mut buf) else {
+            break;
+        };
+        let Ok(p) = Packet::from_bytes(&buf[..n]) else {
+            continue;
+        };
+        match p.header.code {
+            MessageClass::Request(RequestType::Get) => {
+                // Late enough that the RD stops waiting and answers the POST separately.
+                std::thread::sleep(Duration::from_millis(600));
+                let mut answer = Packet::new();
+                answer.header.set_type(MessageType::Acknowledgement);
+                answer.header.code = MessageClass::Response(coap_lite::ResponseType::Content);
+                answer.header.message_id = p.header.message_id;
+                answer.set_token(p.get_token().to_vec());
+                answer.add_option(CoapOption::ContentFormat, vec![40]);
+                answer.payload = b"</p>".to_vec();
+                device.send_to(&answer.to_bytes().unwrap(), from).unwrap();
+            }
+            MessageClass::Response(_) if p.get_token() == [5, 5] => {
+                assert_eq!(code(&p), "2.04");
+                assert_eq!(p.header.get_type(), MessageType::Confirmable, "separate");
+                copies += 1;
+            }
+            _ => {}
+        }
+    }
+    copies
+}
+
+#[test]
+fn a_separate_response_to_an_unproven_source_is_resent_only_while_the_budget_pays() {
+    let strict = separate_response_copies("127.0.0.42", "  unproven_excess_bytes_per_s: 0\n");
+    assert_eq!(
+        strict, 1,
+        "resends to an unproven source are paid from the budget"
+    );
+    let default = separate_response_copies("127.0.0.43", "");
+    assert!(
+        default >= 3,
+        "with the budget it is retransmitted as usual (RFC 7252 §4.2): {default}"
     );
 }

@@ -503,8 +503,9 @@ fn an_unproven_source_gets_small_blocks_within_three_times_its_request() {
         1024,
         "proven by Echo: a full block ({len} bytes)"
     );
-    // A proven source (it answered the RD's GET during simple registration) gets the same
-    // representation in big blocks.
+    // Answering a request of the gateway (a simple registration's GET) proves nothing: an
+    // attacker can make the gateway ask a victim (issue 18). Still small blocks, with the
+    // same representation.
     let outcome = simple_register(
         gw.addr(),
         "/.well-known/rd?ep=prover",
@@ -512,10 +513,13 @@ fn an_unproven_source_gets_small_blocks_within_three_times_its_request() {
         Duration::from_secs(10),
     );
     assert_eq!(outcome.response.map(|r| r.code), Some("2.04".to_string()));
-    let proven = peer_at(1, &gw);
-    let first = proven.get("/rd-lookup/ep?et=amplification-test");
-    assert_eq!(first.payload.len(), 1024, "a full-size first block");
-    let all = proven.get_all_blocks("/rd-lookup/ep?et=amplification-test", None);
+    let answered = peer_at(1, &gw);
+    let first = answered.get("/rd-lookup/ep?et=amplification-test");
+    assert!(
+        first.payload.len() < 1024,
+        "no full-size first block for an address proven only by answering the gateway"
+    );
+    let all = answered.get_all_blocks("/rd-lookup/ep?et=amplification-test", None);
     assert_eq!(String::from_utf8_lossy(&body), all.text());
 }
 
@@ -635,15 +639,19 @@ fn a_discovered_name_is_remembered_for_the_device_address() {
     server.join().unwrap();
 }
 
-/// Notifications are unsolicited datagrams to the observer's address (RFC 7252 §11.3): a
-/// source that has not proven it receives there is answered without Observe and gets no
-/// notifications; once proven (it answered the RD's own GET), it is registered as usual.
+/// Notifications are unsolicited datagrams to the observer's address (RFC 7252 §11.3). With no
+/// excess budget (the strict bound), an unproven source may register but is never sent a
+/// notification, and the observation ends at the first one that cannot be paid; once it proves
+/// its address with Echo (RFC 9175 §2.4), it is notified as usual.
 #[test]
-fn only_a_proven_source_becomes_an_observer() {
-    let (gw, _tmp) = start("", "  amplification_factor: 3\n");
+fn with_the_strict_bound_only_an_echo_proven_observer_is_notified() {
+    let (gw, _tmp) = start(
+        "",
+        "  amplification_factor: 3\n  unproven_excess_bytes_per_s: 0\n",
+    );
     let registrar = peer_at(1, &gw);
     register(&registrar, "ep=obs-a&et=observe-test", "</s>");
-    let observe_get = |mid: u16| {
+    let observe_get = |mid: u16, echo: Option<&[u8]>| {
         let mut p = Packet::new();
         p.header.set_type(MessageType::Confirmable);
         p.header.code = MessageClass::Request(RequestType::Get);
@@ -653,42 +661,56 @@ fn only_a_proven_source_becomes_an_observer() {
         p.add_option(CoapOption::UriPath, b"rd-lookup".to_vec());
         p.add_option(CoapOption::UriPath, b"ep".to_vec());
         p.add_option(CoapOption::UriQuery, b"et=observe-test".to_vec());
+        if let Some(e) = echo {
+            p.add_option(CoapOption::Unknown(252), e.to_vec());
+        }
         p.to_bytes().unwrap()
     };
 
     let stranger = UdpSocket::bind("127.0.0.8:0").unwrap();
-    stranger.send_to(&observe_get(1), gw.addr()).unwrap();
+    stranger.send_to(&observe_get(1, None), gw.addr()).unwrap();
     let (answer, _) = recv_one(&stranger, ANSWER_DEADLINE).expect("an answer");
     assert_eq!(code(&answer), "2.05");
-    assert!(
-        answer.get_option(CoapOption::Observe).is_none(),
-        "an unproven source is not registered as an observer"
-    );
     register(&registrar, "ep=obs-b&et=observe-test", "</s>");
     let late = recv_all(&stranger, Duration::from_millis(1_500));
     assert!(
         late.is_empty(),
-        "no notification to an unproven address: {late:?}"
+        "no notification to an unproven address without budget: {late:?}"
     );
 
-    // 127.0.0.1 proves its address by answering the RD's GET of a simple registration.
-    let outcome = simple_register(
-        gw.addr(),
-        "/.well-known/rd?ep=prover",
-        Some("</p>"),
-        Duration::from_secs(10),
+    // The Echo of a bounded answer (a lookup too big for 3x a tiny request) proves 127.0.0.8.
+    for i in 0..20 {
+        register(
+            &registrar,
+            &format!("ep=obs-pad-{i:02}&et=observe-pad"),
+            "</sensors/temperature>;rt=\"temperature\";if=\"sensor\"",
+        );
+    }
+    let lookup = raw_request(
+        RequestType::Get,
+        "/rd-lookup/ep",
+        &["et=observe-pad".to_string()],
+        b"",
+        true,
+        2,
     );
-    assert_eq!(outcome.response.map(|r| r.code), Some("2.04".to_string()));
-    let observer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    observer.send_to(&observe_get(2), gw.addr()).unwrap();
-    let (answer, _) = recv_one(&observer, ANSWER_DEADLINE).expect("an answer");
+    stranger.send_to(&lookup, gw.addr()).unwrap();
+    let (cut, _) = recv_one(&stranger, ANSWER_DEADLINE).expect("an answer");
+    let echo = cut
+        .get_option(CoapOption::Unknown(252))
+        .and_then(|v| v.front().cloned())
+        .expect("a bounded answer carries Echo");
+    stranger
+        .send_to(&observe_get(3, Some(&echo)), gw.addr())
+        .unwrap();
+    let (answer, _) = recv_one(&stranger, ANSWER_DEADLINE).expect("an answer");
     assert_eq!(code(&answer), "2.05");
     assert!(
         answer.get_option(CoapOption::Observe).is_some(),
         "observing"
     );
     register(&registrar, "ep=obs-c&et=observe-test", "</s>");
-    let notes = recv_until(&observer, ANSWER_DEADLINE, |p| {
+    let notes = recv_until(&stranger, ANSWER_DEADLINE, |p| {
         String::from_utf8_lossy(&p.payload).contains("obs-c")
     });
     assert!(

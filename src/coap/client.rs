@@ -458,7 +458,7 @@ impl CoapClient {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let outcome = self
             .shared
-            .confirm(idx, peer, mid, &bytes, remaining, &|| true)
+            .confirm(idx, peer, mid, &bytes, remaining, &|_| true)
             .await;
         let heard = answered_meanwhile();
         drop(slot);

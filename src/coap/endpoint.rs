@@ -336,7 +336,9 @@ impl Shared {
         let con_request = !multicast && mtype == MsgType::Con && code.is_request();
         let (admission, log_line) = {
             let mut limiter = lock(limiter);
-            let admission = limiter.check(peer.ip(), con_request, now);
+            // One bucket per source: an IPv4 address, an IPv6 /64 (`source_key.rs`).
+            let source = self.params.admission.source_grouping.key(peer.ip());
+            let admission = limiter.check(source, con_request, now);
             let log_line = match admission {
                 Admission::Admit => None,
                 _ => limiter.log_line(now),
@@ -446,11 +448,10 @@ impl Shared {
                 })
         });
         let acceptable = codec::parse_response(&packet).is_some();
-        if let (Some(_), Some(proven), false) = (&tx, &self.proven, group) {
-            // It answered with our random token: it receives at this address. Not so for a
-            // group answer: anyone who saw the group request could send one from any address.
-            lock(proven).mark(peer.ip());
-        }
+        // An answer carrying our random token does not prove its address for the amplification
+        // bound: whoever spoofs a simple registration from a victim's address makes us ask the
+        // victim, and its honest answer would then unlock large answers to the spoofer's
+        // requests (issue 18). Only a returned Echo value proves an address (`check_echo`).
         if tx.is_some() && !group {
             self.note_heard(peer);
         }
@@ -715,6 +716,13 @@ impl Shared {
         len <= budget || self.spend_excess(len - budget)
     }
 
+    /// Whether `len` bytes that answer no request of the moment (a notification, a resent
+    /// separate response) may go to `peer`: always when it is proven (or the bound is off or it
+    /// is an exempt loopback address); otherwise all of them are paid from the excess budget.
+    fn may_send_unsolicited(&self, peer: SocketAddr, len: usize) -> bool {
+        self.may_send(peer, len, 0)
+    }
+
     /// Pay `bytes` over the factor from the excess budget; false when it cannot. A strict
     /// configuration (no budget) cuts without a warning: that is what it asked for.
     fn spend_excess(&self, bytes: usize) -> bool {
@@ -780,13 +788,12 @@ impl Shared {
             extras.size1 = Some(self.max_request_body() as u32);
         }
         if let (Some(orig), Some(key)) = (ctx.observe_req.take(), &resp.observe) {
-            // Notifications are unsolicited traffic to the observer's address: a source that has
-            // not proven it receives there (RFC 7252 §11.3, RFC 9175 §2.4) gets its answer
-            // without Observe, i.e. it is not registered as an observer.
-            let proven = self
-                .amplification_budget(ctx.peer, ctx.request_len)
-                .is_none();
-            if resp.code.is_success() && proven {
+            // Any source may observe, a bounded number of times per source address or /64
+            // (`MAX_OBSERVATIONS_PER_SOURCE`). Notifications are unsolicited traffic to the
+            // observer's address, so while it has not proven it receives there (RFC 7252 §11.3,
+            // RFC 9175 §2.4) every notification byte is paid from the excess budget, and an
+            // observer that does not acknowledge them is dropped (`send_notification`).
+            if resp.code.is_success() {
                 let mut obs = lock(&self.observers);
                 let (peer, token) = (orig.source, orig.token.clone());
                 if obs.register(key.clone(), orig) {
@@ -856,12 +863,16 @@ impl Shared {
             }
         };
         if ctx.separate {
-            // Retransmitted until the client ACKs it (or gives up with RST / silence).
+            // Retransmitted until the client ACKs it (or gives up with RST / silence). The
+            // first transmission was bounded above; each resend to an unproven source is paid
+            // in full from the excess budget, and stops when it cannot be (issue 18).
             let shared = Arc::clone(self);
             let budget = self.params.max_transmit_wait();
             tokio::spawn(async move {
+                let len = bytes.len();
+                let pay = |resend: bool| !resend || shared.may_send_unsolicited(ctx.peer, len);
                 let _ = shared
-                    .confirm(ctx.idx, ctx.peer, mid, &bytes, budget, &|| true)
+                    .confirm(ctx.idx, ctx.peer, mid, &bytes, budget, &pay)
                     .await;
             });
         } else if ctx.multicast {
@@ -958,7 +969,10 @@ impl Shared {
         }
     }
 
-    /// Send a CON (ping or notification) and wait for its ACK or RST within `budget`.
+    /// Send a CON (ping, notification, separate response) and wait for its ACK or RST within
+    /// `budget`. `still_wanted(resend)` is asked at each timeout, `resend` saying whether a
+    /// retransmission is due; false ends the exchange as `Cancelled`. A caller that pays for
+    /// what it sends (an unproven peer's share of the excess budget) pays a resend there.
     pub async fn confirm(
         self: &Arc<Self>,
         idx: usize,
@@ -966,7 +980,7 @@ impl Shared {
         mid: u16,
         bytes: &[u8],
         budget: Duration,
-        still_wanted: &(dyn Fn() -> bool + Send + Sync),
+        still_wanted: &(dyn Fn(bool) -> bool + Send + Sync),
     ) -> Result<(Event, Duration), ClientError> {
         let mut reg = Registration::new(Arc::clone(self), peer, None);
         reg.set_mid(peer, mid);
@@ -990,10 +1004,11 @@ impl Shared {
                     if now >= deadline {
                         return Err(ClientError::Timeout);
                     }
-                    if !still_wanted() {
+                    let resend = retransmitting && backoff.on_timeout();
+                    if !still_wanted(resend) {
                         return Err(ClientError::Cancelled);
                     }
-                    if retransmitting && backoff.on_timeout() {
+                    if resend {
                         self.send(idx, bytes, peer).await?;
                         next = now + backoff.timeout();
                     } else {
@@ -1067,13 +1082,25 @@ impl Shared {
                 Instant::now(),
             );
         }
-        let budget = self.params.max_transmit_wait();
-        let outcome = self.confirm(idx, peer, mid, &bytes, budget, &current).await;
-        if matches!(outcome, Err(ClientError::Cancelled)) {
+        // To an unproven observer every transmission is paid from the excess budget; one that
+        // cannot be paid ends the observation (the client re-registers when its Max-Age
+        // runs out, RFC 7641 §3.3.1), so a spoofed observer costs at most the budget.
+        let len = bytes.len();
+        let paid = |resend: bool| !resend || self.may_send_unsolicited(peer, len);
+        let outcome = if self.may_send_unsolicited(peer, len) {
+            let budget = self.params.max_transmit_wait();
+            let still_wanted = |resend: bool| current() && paid(resend);
+            self.confirm(idx, peer, mid, &bytes, budget, &still_wanted)
+                .await
+        } else {
+            Err(ClientError::Cancelled)
+        };
+        if matches!(outcome, Err(ClientError::Cancelled)) && !current() {
+            // Superseded by a newer notification to this observer.
             return;
         }
         // RFC 7641 §4.5: a RST or an unacknowledged CON notification ends the observation; so
-        // does an error response (§4.2).
+        // does an error response (§4.2), and a notification the excess budget cannot pay.
         if ends || !matches!(outcome, Ok((Event::EmptyAck, _))) {
             let mut obs = lock(&self.observers);
             obs.remove(peer, &token);
@@ -1284,7 +1311,10 @@ impl Endpoint {
                 params.max_block1_transfers,
                 params.block2_max_bytes,
             )),
-            observers: Mutex::new(ObserverRegistry::new(params.max_observers)),
+            observers: Mutex::new(ObserverRegistry::new(
+                params.max_observers,
+                params.admission.source_grouping,
+            )),
             observer_total: AtomicUsize::new(0),
             exchanges: Mutex::new(Exchanges::default()),
             in_flight: Arc::new(Semaphore::new(params.max_in_flight)),

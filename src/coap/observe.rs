@@ -2,10 +2,11 @@
 //! registry of observers (§4.1). Pure: time is passed in.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::message::{InboundRequest, ObserveKey};
+use crate::limits::SourceGrouping;
 
 const HALF: u32 = 1 << 23;
 /// RFC 7641 §3.4: after 128 s any notification is fresher (the sequence may have wrapped).
@@ -36,10 +37,12 @@ impl Freshness {
     }
 }
 
-/// Observations one peer may hold at once. Each costs a handler run per notification round, so a
-/// peer registering thousands of tokens must not multiply the server's work; real clients
-/// observe a handful of resources.
-pub const MAX_OBSERVATIONS_PER_PEER: usize = 16;
+/// Observations one source (an IPv4 address or an IPv6 /64, `limits/source_key.rs`) may hold at
+/// once, over all its ports. Each costs a handler run per notification round and a datagram to
+/// that address, so a host (or an attacker spoofing one: 50 ports x 16 observations sent a
+/// victim 874 KB at once, issue 18) must not multiply either; real clients observe a handful of
+/// resources.
+pub const MAX_OBSERVATIONS_PER_SOURCE: usize = 16;
 
 /// Observers by resource key, and the reverse index by (peer, token) for deregistration.
 #[derive(Default)]
@@ -52,17 +55,19 @@ pub struct ObserverRegistry {
     /// Per observer: the ETag of the last representation it was sent, so an unchanged
     /// representation is not sent again (RFC 7641 §4.2: notify when the state changes).
     sent_etag: HashMap<(SocketAddr, Vec<u8>), Vec<u8>>,
-    /// Observations held per peer (bounded by [`MAX_OBSERVATIONS_PER_PEER`]).
-    per_peer: HashMap<SocketAddr, usize>,
+    /// Observations held per source (bounded by [`MAX_OBSERVATIONS_PER_SOURCE`]).
+    per_source: HashMap<IpAddr, usize>,
+    grouping: SourceGrouping,
     generation: u64,
     next_seq: u32,
     max: usize,
 }
 
 impl ObserverRegistry {
-    pub fn new(max: usize) -> Self {
+    pub fn new(max: usize, grouping: SourceGrouping) -> Self {
         ObserverRegistry {
             max,
+            grouping,
             next_seq: 2,
             ..Default::default()
         }
@@ -77,17 +82,18 @@ impl ObserverRegistry {
     }
 
     /// Register (or re-register, §4.1: same token replaces) `req`'s sender as observer of `key`.
-    /// False when full, overall or for that peer (the request is then answered without
+    /// False when full, overall or for that source (the request is then answered without
     /// registering, which RFC 7641 §4.1 allows).
     pub fn register(&mut self, key: ObserveKey, req: InboundRequest) -> bool {
         let id = (req.source, req.token.clone());
         self.remove(req.source, &req.token);
+        let source = self.grouping.key(req.source.ip());
         if self.by_token.len() >= self.max
-            || self.per_peer.get(&req.source).copied().unwrap_or(0) >= MAX_OBSERVATIONS_PER_PEER
+            || self.per_source.get(&source).copied().unwrap_or(0) >= MAX_OBSERVATIONS_PER_SOURCE
         {
             return false;
         }
-        *self.per_peer.entry(req.source).or_default() += 1;
+        *self.per_source.entry(source).or_default() += 1;
         self.by_token.insert(id.clone(), key.clone());
         self.by_key.entry(key).or_default().insert(id, req);
         true
@@ -101,10 +107,11 @@ impl ObserverRegistry {
         let Some(key) = self.by_token.remove(&id) else {
             return false;
         };
-        if let Some(n) = self.per_peer.get_mut(&peer) {
+        let source = self.grouping.key(peer.ip());
+        if let Some(n) = self.per_source.get_mut(&source) {
             *n -= 1;
             if *n == 0 {
-                self.per_peer.remove(&peer);
+                self.per_source.remove(&source);
             }
         }
         if let Some(m) = self.by_key.get_mut(&key) {
@@ -205,7 +212,10 @@ mod tests {
     }
 
     fn req(port: u16, token: u8) -> InboundRequest {
-        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        req_from(SocketAddr::from(([127, 0, 0, 1], port)), token)
+    }
+
+    fn req_from(a: SocketAddr, token: u8) -> InboundRequest {
         InboundRequest {
             source: a,
             local: a,
@@ -226,36 +236,56 @@ mod tests {
         }
     }
 
+    fn registry(max: usize) -> ObserverRegistry {
+        ObserverRegistry::new(max, SourceGrouping::default())
+    }
+
     #[test]
-    fn one_peer_holds_a_bounded_number_of_observations() {
-        let mut r = ObserverRegistry::new(1000);
+    fn one_source_holds_a_bounded_number_of_observations() {
+        let mut r = registry(1000);
         let key = ObserveKey("k".into());
-        for t in 0..MAX_OBSERVATIONS_PER_PEER as u8 {
-            assert!(r.register(key.clone(), req(1000, t)));
+        for t in 0..MAX_OBSERVATIONS_PER_SOURCE as u8 {
+            // Spread over ports: the bound is per address, not per socket.
+            assert!(r.register(key.clone(), req(1000 + u16::from(t), t)));
         }
         assert!(
-            !r.register(key.clone(), req(1000, 200)),
-            "over the per-peer cap"
+            !r.register(key.clone(), req(2000, 200)),
+            "over the per-source cap, from a fresh port"
         );
+        let other = SocketAddr::from(([127, 0, 0, 2], 1000));
         assert!(
-            r.register(key.clone(), req(1001, 200)),
-            "another peer is unaffected"
+            r.register(key.clone(), req_from(other, 200)),
+            "another source is unaffected"
         );
         assert!(
             r.register(key.clone(), req(1000, 0)),
             "re-registering a token is no new slot"
         );
-        let first = req(1000, 1);
+        let first = req(1001, 1);
         assert!(r.remove(first.source, &first.token));
         assert!(
-            r.register(key, req(1000, 201)),
+            r.register(key, req(3000, 201)),
             "a freed slot can be reused"
         );
     }
 
     #[test]
+    fn ipv6_observers_are_bounded_per_prefix() {
+        let mut r = registry(1000);
+        let key = ObserveKey("k".into());
+        for n in 0..MAX_OBSERVATIONS_PER_SOURCE as u16 {
+            let a: SocketAddr = format!("[fd99::{}]:5683", n + 1).parse().unwrap();
+            assert!(r.register(key.clone(), req_from(a, 1)));
+        }
+        let same_64: SocketAddr = "[fd99::ffff]:5683".parse().unwrap();
+        assert!(!r.register(key.clone(), req_from(same_64, 1)));
+        let next_64: SocketAddr = "[fd99:0:0:1::1]:5683".parse().unwrap();
+        assert!(r.register(key, req_from(next_64, 1)));
+    }
+
+    #[test]
     fn unchanged_etag_is_reported_once_per_observer() {
-        let mut r = ObserverRegistry::new(10);
+        let mut r = registry(10);
         let a = req(1000, 1);
         let b = req(1001, 2);
         let key = ObserveKey("k".into());
@@ -285,7 +315,7 @@ mod tests {
 
     #[test]
     fn registry_registers_replaces_and_removes() {
-        let mut r = ObserverRegistry::new(2);
+        let mut r = registry(2);
         let k = ObserveKey("x".into());
         assert!(r.register(k.clone(), req(1, 1)));
         assert!(r.register(k.clone(), req(1, 1)), "same token replaces");

@@ -5,15 +5,16 @@
 //! to fit, and each further block is asked for by a request of its own, which is bounded the
 //! same way.
 //!
-//! "Proven" here, either:
-//! - the source answered a request the gateway sent it, with the random 8-byte token of that
-//!   request (simple-registration fetches, platform commands, observations, polls, discovery):
-//!   only a host that receives at that address can know the token. Pings are matched by
-//!   Message ID alone (16 bits, sequential), so they do not count; or
-//! - it completed an Echo round trip (RFC 9175 §2.4): every bounded response carries an Echo
-//!   option whose value is a keyed hash of the source address and the current minute
-//!   ([`EchoSecret`], stateless); a request that returns a current value proves the address.
-//!   A client that ignores Echo keeps getting small blocks.
+//! "Proven" here means one thing only: the source completed an Echo round trip (RFC 9175
+//! §2.4). Every bounded response carries an Echo option whose value is a keyed hash of the
+//! source address and the current minute ([`EchoSecret`], stateless); a request that returns a
+//! current value proves the address. A client that ignores Echo keeps getting small blocks.
+//!
+//! An answer to one of the gateway's own requests (carrying its random token) does not count,
+//! although only a host at that address could know the token: it proves the address is
+//! alive, not that the *requests* from it are genuine. A spoofed simple registration makes the
+//! gateway ask a victim, and the victim's honest answer would then unlock full-size answers
+//! and notifications to everything an attacker sends in its name (issue 18).
 //!
 //! Loopback addresses cannot be spoofed from the network (the kernel drops such packets
 //! arriving on other interfaces) and may be trusted by configuration. Called by the CoAP

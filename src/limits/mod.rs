@@ -15,6 +15,8 @@
 //!   sources may exceed that budget by, so constrained clients get whole answers (issue 18).
 //! - `registration_policy`: First Come First Remembered (RFC 9176 §7.5) and the per-source
 //!   registration quota, decided in the Registry's single-writer path.
+//! - `source_key`: what counts as one source: an IPv4 address or an IPv6 prefix (/64 by
+//!   default), for every per-source limit.
 //! - `settings`: the `limits:` section of `config.yaml` turned into these policies' inputs.
 
 pub mod amplification;
@@ -24,6 +26,7 @@ pub mod log_throttle;
 pub mod rate_limiter;
 pub mod registration_policy;
 pub mod settings;
+pub mod source_key;
 pub mod source_table;
 pub mod token_bucket;
 
@@ -36,5 +39,6 @@ pub use registration_policy::{
     check_registration, check_update, Holder, Refusal, SourceCounts, WritePolicy,
 };
 pub use settings::AdmissionSettings;
+pub use source_key::SourceGrouping;
 pub use source_table::SourceTable;
 pub use token_bucket::TokenBucket;

@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use super::source_key::SourceGrouping;
+
 use thiserror::Error;
 
 /// The Registry's write policy, from `rd.endpoint_protection` and
@@ -28,6 +30,8 @@ pub struct WritePolicy {
     pub max_per_source: Option<usize>,
     /// Loopback sources (local processes) are exempt from the quota (`limits.exempt_loopback`).
     pub exempt_loopback: bool,
+    /// What the quota counts as one source (an IPv6 /64 by default).
+    pub grouping: SourceGrouping,
 }
 
 impl WritePolicy {
@@ -37,6 +41,7 @@ impl WritePolicy {
                 == crate::config::EndpointProtection::FirstComeFirstRemembered,
             max_per_source: Some(config.limits.max_registrations_per_source),
             exempt_loopback: config.limits.exempt_loopback,
+            grouping: SourceGrouping::new(config.limits.ipv6_source_prefix),
         }
     }
 }
@@ -74,8 +79,11 @@ pub fn check_registration(
         return Err(Refusal::NameProtected { ep: ep.to_string() });
     }
     let exempt = policy.exempt_loopback && source.ip().is_loopback();
+    // Moving a name between addresses of one source (an IPv6 /64) takes no new quota.
+    let key = |ip| policy.grouping.key(ip);
+    let same_source = holder.is_some_and(|h| key(h.source.ip()) == key(source.ip()));
     if let Some(limit) = policy.max_per_source.filter(|_| !exempt) {
-        if !same_host && held_by_source >= limit {
+        if !same_source && held_by_source >= limit {
             return Err(Refusal::SourceQuota { limit });
         }
     }
@@ -96,23 +104,34 @@ pub fn check_update(
     Ok(())
 }
 
-/// Registrations held per source IP (live or in grace), kept by the Registry on every write,
-/// expiry purge and load. One entry per distinct address that holds anything.
+/// Registrations held per source (live or in grace), kept by the Registry on every write,
+/// expiry purge and load. One entry per distinct source (an IPv4 address, an IPv6 prefix; see
+/// `source_key.rs`) that holds anything.
 #[derive(Debug, Default)]
 pub struct SourceCounts {
     counts: HashMap<IpAddr, usize>,
+    grouping: SourceGrouping,
 }
 
 impl SourceCounts {
+    pub fn new(grouping: SourceGrouping) -> Self {
+        SourceCounts {
+            counts: HashMap::new(),
+            grouping,
+        }
+    }
+
     pub fn held_by(&self, ip: IpAddr) -> usize {
-        self.counts.get(&ip).copied().unwrap_or(0)
+        let key = self.grouping.key(ip);
+        self.counts.get(&key).copied().unwrap_or(0)
     }
 
     pub fn add(&mut self, ip: IpAddr) {
-        *self.counts.entry(ip).or_insert(0) += 1;
+        *self.counts.entry(self.grouping.key(ip)).or_insert(0) += 1;
     }
 
     pub fn remove(&mut self, ip: IpAddr) {
+        let ip = self.grouping.key(ip);
         if let Some(n) = self.counts.get_mut(&ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -123,7 +142,7 @@ impl SourceCounts {
 
     /// A held registration was rewritten from `to` (it was last written from `from`).
     pub fn moved(&mut self, from: IpAddr, to: IpAddr) {
-        if from != to {
+        if self.grouping.key(from) != self.grouping.key(to) {
             self.remove(from);
             self.add(to);
         }
@@ -146,6 +165,7 @@ mod tests {
         endpoint_protection: true,
         max_per_source: None,
         exempt_loopback: false,
+        grouping: SourceGrouping::new(64),
     };
 
     #[test]
@@ -197,6 +217,7 @@ mod tests {
             endpoint_protection: false,
             max_per_source: Some(2),
             exempt_loopback: true,
+            grouping: SourceGrouping::new(64),
         };
         let me = addr("10.0.0.1:5683");
         assert_eq!(check_registration(policy, "a", None, me, 1), Ok(()));
@@ -227,5 +248,37 @@ mod tests {
         c.remove(a);
         assert_eq!(c.held_by(a), 0);
         assert_eq!(c.sources(), 1);
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_share_one_quota() {
+        let mut c = SourceCounts::new(SourceGrouping::default());
+        for n in 3..=8 {
+            c.add(format!("fd99::{n}").parse().unwrap());
+        }
+        assert_eq!(c.held_by("fd99::1234".parse().unwrap()), 6);
+        assert_eq!(c.held_by("fd99:0:0:1::3".parse().unwrap()), 0);
+        c.moved("fd99::3".parse().unwrap(), "fd99::9".parse().unwrap());
+        assert_eq!(c.held_by("fd99::1".parse().unwrap()), 6);
+        assert_eq!(c.sources(), 1);
+
+        let policy = WritePolicy {
+            max_per_source: Some(6),
+            ..WritePolicy::default()
+        };
+        let other_address = addr("[fd99::77]:5683");
+        assert_eq!(
+            check_registration(policy, "new", None, other_address, 6),
+            Err(Refusal::SourceQuota { limit: 6 })
+        );
+        let held_from_the_prefix = Holder {
+            source: addr("[fd99::3]:5683"),
+            live: true,
+        };
+        assert_eq!(
+            check_registration(policy, "mine", Some(held_from_the_prefix), other_address, 6),
+            Ok(()),
+            "re-registering a name the prefix holds takes no new quota"
+        );
     }
 }

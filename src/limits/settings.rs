@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::source_key::SourceGrouping;
 use crate::config::LimitsConfig;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,8 @@ pub struct AdmissionSettings {
     pub unproven_excess_bytes_per_s: f64,
     /// Largest request body reassembled from Block1 (RFC 7959 §2.9.3: 4.13 with Size1 beyond).
     pub max_request_body: Option<usize>,
+    /// What the per-source limits (rate, observers) count as one source.
+    pub source_grouping: SourceGrouping,
 }
 
 impl Default for AdmissionSettings {
@@ -41,6 +44,7 @@ impl Default for AdmissionSettings {
             amplification_factor: 0,
             unproven_excess_bytes_per_s: 0.0,
             max_request_body: None,
+            source_grouping: SourceGrouping::default(),
         }
     }
 }
@@ -57,6 +61,7 @@ impl AdmissionSettings {
             amplification_factor: limits.amplification_factor as usize,
             unproven_excess_bytes_per_s: limits.unproven_excess_bytes_per_s as f64,
             max_request_body: Some(limits.max_payload_bytes),
+            source_grouping: SourceGrouping::new(limits.ipv6_source_prefix),
         }
     }
 

@@ -109,7 +109,7 @@ pub fn start_with_policy(
     let grace_ms = u64::from(config.expiry_grace_s) * 1000;
     let mut index = Index::new();
     let mut purge = Vec::new();
-    let mut counts = SourceCounts::default();
+    let mut counts = SourceCounts::new(policy.grouping);
     let mut link_sets = LinkSetPool::new();
     let skipped = store.load_each(|mut reg| {
         if reg.expires_at_ms.saturating_add(grace_ms) <= now {
@@ -809,6 +809,7 @@ mod tests {
             endpoint_protection: true,
             max_per_source: None,
             exempt_loopback: true,
+            grouping: crate::limits::SourceGrouping::new(64),
         };
         let config = RegistryConfig::in_dir(dir.path().join("db"));
         let (registry, reader) = start_with_policy(config, policy).unwrap();

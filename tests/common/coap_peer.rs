@@ -861,6 +861,17 @@ pub fn simple_register(
     } else {
         "127.0.0.1:0"
     };
+    simple_register_at(bind, rd, uri, wkc_links, budget)
+}
+
+/// [`simple_register`] from a device socket bound to `bind` (e.g. "127.0.0.40:0").
+pub fn simple_register_at(
+    bind: &str,
+    rd: SocketAddr,
+    uri: &str,
+    wkc_links: Option<&str>,
+    budget: Duration,
+) -> SimpleRegOutcome {
     let sock = UdpSocket::bind(bind).expect("bind device socket");
     let device = sock.local_addr().expect("device addr");
     let mut rng = rand::thread_rng();
