@@ -199,6 +199,11 @@ pub struct LimitsConfig {
     /// IPv6 sources count per prefix of this length for every per-source limit (rate, quota,
     /// observers); 128 counts each address alone.
     pub ipv6_source_prefix: u8,
+    /// Simple registrations (the RD fetching the registrant's links) in progress at once, over
+    /// all sources; at most half of `coap.max_in_flight`. Beyond: 5.03.
+    pub max_simple_registrations_in_progress: usize,
+    /// ... and per source (IPv4 address, IPv6 prefix). Beyond: 5.03.
+    pub max_simple_registrations_per_source: usize,
 }
 
 impl Default for LimitsConfig {
@@ -214,6 +219,8 @@ impl Default for LimitsConfig {
             amplification_factor: 3,
             unproven_excess_bytes_per_s: 262_144,
             ipv6_source_prefix: crate::limits::source_key::DEFAULT_IPV6_PREFIX,
+            max_simple_registrations_in_progress: 64,
+            max_simple_registrations_per_source: 2,
             exempt_loopback: true,
         }
     }
@@ -815,6 +822,20 @@ impl Config {
             l.ipv6_source_prefix.into(),
             32,
             128,
+        )?;
+        // Half of the client's slots at most: the Pinger, Executer and Observer share them,
+        // and a host that never answers the RD's GET must not take them all (issue 25).
+        in_range(
+            "limits.max_simple_registrations_in_progress",
+            l.max_simple_registrations_in_progress as u64,
+            1,
+            (self.coap.max_in_flight as u64 / 2).max(1),
+        )?;
+        in_range(
+            "limits.max_simple_registrations_per_source",
+            l.max_simple_registrations_per_source as u64,
+            1,
+            l.max_simple_registrations_in_progress as u64,
         )
     }
 

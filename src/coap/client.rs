@@ -351,7 +351,13 @@ impl CoapClient {
     ) -> Result<ClientResponse, ClientError> {
         let mut body = first.payload.clone();
         let mut block = first.block2;
-        let max = self.shared.params.max_body;
+        let max = req.max_body.map_or(self.shared.params.max_body, |m| {
+            m.min(self.shared.params.max_body)
+        });
+        if first.size2.is_some_and(|s| s as usize > max) {
+            // The peer announced a representation larger than we accept (RFC 7959 §4).
+            return Err(ProtocolError::TooLarge(max).into());
+        }
         let follow_up = ClientRequest {
             payload: Vec::new(),
             ..req.clone()

@@ -159,6 +159,10 @@ pub struct ClientRequest {
     /// per block exchange.
     pub timeout: Option<Duration>,
     pub etags: Vec<Vec<u8>>,
+    /// Largest response body this request accepts, Block2 reassembled (None: the endpoint's
+    /// `max_body`). Beyond it the exchange ends with `ProtocolError::TooLarge` without
+    /// fetching the rest, so a peer cannot make us hold more than the caller can use.
+    pub max_body: Option<usize>,
 }
 
 impl ClientRequest {
@@ -173,6 +177,7 @@ impl ClientRequest {
             confirmable: true,
             timeout: None,
             etags: Vec::new(),
+            max_body: None,
         }
     }
 
@@ -203,6 +208,12 @@ impl ClientRequest {
 
     pub fn timeout(mut self, budget: Duration) -> Self {
         self.timeout = Some(budget);
+        self
+    }
+
+    /// Accept a response body of at most `bytes` (see [`ClientRequest::max_body`]).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
         self
     }
 

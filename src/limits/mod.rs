@@ -13,6 +13,8 @@
 //!   their address (RFC 7252 §11.3), and the set of proven sources.
 //! - `excess_budget`: the gateway-wide bytes per second that one-block answers to unproven
 //!   sources may exceed that budget by, so constrained clients get whole answers (issue 18).
+//! - `fetch_gate`: simple registrations in progress, per source and overall (issue 25), so a
+//!   host that never answers the RD's GET cannot hold the client's slots.
 //! - `registration_policy`: First Come First Remembered (RFC 9176 §7.5) and the per-source
 //!   registration quota, decided in the Registry's single-writer path.
 //! - `source_key`: what counts as one source: an IPv4 address or an IPv6 prefix (/64 by
@@ -21,6 +23,7 @@
 
 pub mod amplification;
 pub mod excess_budget;
+pub mod fetch_gate;
 pub mod handler_slots;
 pub mod log_throttle;
 pub mod rate_limiter;
@@ -32,6 +35,7 @@ pub mod token_bucket;
 
 pub use amplification::{block_size_within, within_budget, EchoSecret, ProvenSources};
 pub use excess_budget::ExcessBudget;
+pub use fetch_gate::{FetchGate, FetchTicket, GateRefusal};
 pub use handler_slots::{HandlerSlot, HandlerSlots};
 pub use log_throttle::LogThrottle;
 pub use rate_limiter::{Admission, RateLimiter, RateStats};

@@ -33,7 +33,7 @@ use crate::coap::{
     ObserveKey, OutboundResponse, RequestHandler,
 };
 use crate::config::Config;
-use crate::limits::LogThrottle;
+use crate::limits::{FetchGate, GateRefusal, LogThrottle, SourceGrouping};
 use crate::metrics::{LookupKind, RegistrationOp};
 use crate::registry::{
     Index, Register, Registered, Registration, RegistrationId, Registry, RegistryError,
@@ -79,9 +79,12 @@ pub struct RdSettings {
     /// Advertise the draft-11 resources (`/rd-group`, `/rd-lookup/d`, `/rd-lookup/gp`) in
     /// `/.well-known/core`. They are served either way.
     pub advertise_draft11: bool,
-    /// `limits.max_payload_bytes` / `limits.max_links`: larger registrations get 4.13.
+    /// `limits.max_payload_bytes` / `limits.max_links`: larger registrations get 4.13 (and a
+    /// simple registration whose fetched links are larger, 5.02).
     pub max_payload_bytes: usize,
     pub max_links: usize,
+    /// Simple registrations in progress, per source and overall.
+    pub simple_gate: FetchGate,
 }
 
 impl RdSettings {
@@ -93,6 +96,12 @@ impl RdSettings {
             advertise_draft11: true,
             max_payload_bytes: config.limits.max_payload_bytes,
             max_links: config.limits.max_links,
+            simple_gate: FetchGate::new(
+                config.limits.max_simple_registrations_in_progress,
+                config.limits.max_simple_registrations_per_source,
+                SourceGrouping::new(config.limits.ipv6_source_prefix),
+                config.limits.exempt_loopback,
+            ),
         }
     }
 }
@@ -278,13 +287,31 @@ impl RdService {
         let Some(client) = self.client.get().cloned() else {
             return now(unavailable("the CoAP client is not ready yet"));
         };
+        let ticket = match self.settings.simple_gate.try_enter(req.source.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                let why = match refusal {
+                    GateRefusal::Source => "simple registrations from this source in progress",
+                    GateRefusal::Full => "too many simple registrations in progress",
+                };
+                note_refusal(why);
+                return now(OutboundResponse::new(Code::SERVICE_UNAVAILABLE)
+                    .with_max_age(SIMPLE_REGISTRATION_FETCH_BUDGET.as_secs() as u32)
+                    .with_diagnostic(why));
+            }
+        };
         let registry = self.registry.clone();
         let source = req.source;
         let max_links = self.settings.max_links;
+        let max_payload = self.settings.max_payload_bytes;
         async move {
+            let _ticket = ticket;
+            // The fetched links obey the same size bound as a POST /rd body: a device answering
+            // with 880 KB via Block2 must not fill memory and the data dir (issue 25).
             let fetch = ClientRequest::get("/.well-known/core")
                 .accept(LINK_FORMAT)
-                .timeout(SIMPLE_REGISTRATION_FETCH_BUDGET);
+                .timeout(SIMPLE_REGISTRATION_FETCH_BUDGET)
+                .max_body(max_payload);
             let answer = match client.request(source, fetch).await {
                 Ok(answer) => answer,
                 Err(ClientError::Timeout) => {
