@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use common::coap_peer::{link, link_set, parse_links, register, run_bounded, Link, Peer, Ran};
+use common::constrained::{code, empty, path_of, request};
 use common::netns::{netns_or_skip, NetnsPair, Side, B_V4, B_V6};
 use common::{libcoap, require_tool, Gateway, GatewayOptions};
 
@@ -97,23 +98,8 @@ struct Constrained {
     queued: Vec<Packet>,
 }
 
-fn code(p: &Packet) -> String {
-    let c = u8::from(p.header.code);
-    format!("{}.{:02}", c >> 5, c & 0x1f)
-}
-
 fn text(p: &Packet) -> String {
     String::from_utf8_lossy(&p.payload).into_owned()
-}
-
-fn path_of(p: &Packet) -> Vec<String> {
-    p.get_option(CoapOption::UriPath)
-        .map(|l| {
-            l.iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn uint(bytes: &[u8]) -> u32 {
@@ -122,46 +108,6 @@ fn uint(bytes: &[u8]) -> u32 {
 
 fn observe_of(p: &Packet) -> Option<u32> {
     p.get_first_option(CoapOption::Observe).map(|v| uint(v))
-}
-
-/// One CoAP request, as a constrained stack encodes it.
-fn request(
-    method: RequestType,
-    path: &str,
-    query: &[&str],
-    payload: &[u8],
-    observe: Option<u32>,
-    mid: u16,
-    token: &[u8],
-) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(token.to_vec());
-    if let Some(o) = observe {
-        let v = if o == 0 { Vec::new() } else { vec![o as u8] };
-        p.add_option(CoapOption::Observe, v);
-    }
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    if !payload.is_empty() {
-        p.add_option(CoapOption::ContentFormat, vec![40]);
-    }
-    for q in query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    p.payload = payload.to_vec();
-    p.to_bytes().expect("encode a request")
-}
-
-fn empty(mtype: MessageType, mid: u16) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_type(mtype);
-    p.header.code = MessageClass::Empty;
-    p.header.message_id = mid;
-    p.to_bytes().expect("encode an empty message")
 }
 
 /// What the client does with one incoming datagram while it waits.
@@ -636,8 +582,13 @@ fn libcoap_in_another_namespace_discovers_registers_looks_up_and_observes() {
     );
     let observing = |m: &libcoap::Message| m.code == "2.05" && m.option("Observe").is_some();
     assert!(
-        obs.wait_for(WAIT, |m| m.iter().any(observing)),
-        "no Observe answer from the RD:\n{}",
+        obs.wait_for(WAIT, |m| m.iter().any(|m| m.code == "2.05")),
+        "no answer from the RD:\n{}",
+        obs.text()
+    );
+    assert!(
+        obs.messages().iter().any(observing),
+        "the RD did not register the observation (no Observe in its answer):\n{}",
         obs.text()
     );
     register(
