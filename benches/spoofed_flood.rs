@@ -24,12 +24,12 @@
 //! gateway are removed on every exit path (their `Drop`).
 
 // netns.rs reports a missing namespace through `super::skip` (unused here: the bench fails).
-#[path = "../tests/common/skip.rs"]
-mod skip;
-#[path = "../tests/common/netns.rs"]
-mod netns;
 #[path = "support/gateway_process.rs"]
 mod gateway_process;
+#[path = "../tests/common/netns.rs"]
+mod netns;
+#[path = "../tests/common/skip.rs"]
+mod skip;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -112,7 +112,10 @@ fn spoofed(src: Ipv4Addr, sport: u16, coap: &[u8]) -> Vec<u8> {
     let udp_len = 8 + coap.len();
     let total = 20 + udp_len;
     let mut d = Vec::with_capacity(total);
-    d.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    d.extend_from_slice(&[0x45, 0]); // version 4, IHL 5 words; DSCP 0
+    d.extend_from_slice(&(total as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0, 0x40, 0]); // ID (the kernel's), don't fragment
+    d.extend_from_slice(&[64, 17, 0, 0]); // TTL, UDP, header checksum (the kernel's)
     d.extend_from_slice(&src.octets());
     d.extend_from_slice(&A_V4.octets());
     d.extend_from_slice(&sport.to_be_bytes());
@@ -265,7 +268,10 @@ fn register(sock: &UdpSocket, rd: SocketAddr, i: usize) -> Result<(), String> {
     p.set_token(vec![0x55, i as u8]);
     p.add_option(CoapOption::UriPath, b"rd".to_vec());
     p.add_option(CoapOption::ContentFormat, vec![40]);
-    p.add_option(CoapOption::UriQuery, format!("ep=flood-{i:02}").into_bytes());
+    p.add_option(
+        CoapOption::UriQuery,
+        format!("ep=flood-{i:02}").into_bytes(),
+    );
     p.add_option(CoapOption::UriQuery, b"et=flood".to_vec());
     p.payload = b"</sensors/temperature>;rt=\"temperature\";if=\"sensor\"".to_vec();
     let bytes = p.to_bytes().map_err(|e| format!("{e:?}"))?;
@@ -374,7 +380,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let bin = fs::canonicalize(&args.gateway_bin)
         .map_err(|e| format!("{}: {e} (build it first)", args.gateway_bin.display()))?;
     let pair = NetnsPair::create("flood")?;
-    ip(&["-n", &pair.a, "route", "add", "10.78.0.0/22", "via", &B_V4.to_string()])?;
+    ip(&[
+        "-n",
+        &pair.a,
+        "route",
+        "add",
+        "10.78.0.0/22",
+        "via",
+        &B_V4.to_string(),
+    ])?;
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = dir.path().join("config.yaml");

@@ -298,7 +298,8 @@ fn location(p: &Packet) -> String {
     format!("/{}", segs.join("/"))
 }
 
-/// Five endpoints with two links each (`et=nsb`), registered from namespace `b`.
+/// Five endpoints `{tag}-node-N` of type `et={tag}`, two links each, registered from
+/// namespace `b`.
 fn populate(registrar: &Peer, tag: &str) {
     for i in 0..5 {
         register(
