@@ -23,14 +23,27 @@ impl Drop for GatewayProcess {
 
 /// Start `bin --config config` (RUST_LOG=info, stderr to `log`) and wait ≤ 60 s for its RD
 /// address; also returns how long that took.
+#[allow(dead_code)]
 pub fn spawn_gateway(
+    bin: &Path,
+    config: &Path,
+    log: &Path,
+) -> Result<(GatewayProcess, Duration), String> {
+    spawn_gateway_with(Command::new(bin), bin, config, log)
+}
+
+/// [`spawn_gateway`] through `cmd` (the binary `bin`, or a wrapper such as `ip netns exec NS
+/// bin` that execs it in place, so the child's pid is the gateway's and drop kills it).
+#[allow(dead_code)]
+pub fn spawn_gateway_with(
+    mut cmd: Command,
     bin: &Path,
     config: &Path,
     log: &Path,
 ) -> Result<(GatewayProcess, Duration), String> {
     let out = fs::File::create(log).map_err(|e| format!("log file: {e}"))?;
     let started = Instant::now();
-    let child = Command::new(bin)
+    let child = cmd
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")

@@ -89,8 +89,16 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(bound_s: u64, args: &[&str]) -> Running {
+        Running::spawn_with_prefix(&[], bound_s, args)
+    }
+
+    /// Like [`Running::spawn`], with `prefix` (e.g. `ip netns exec NS`) run under `timeout`
+    /// in front of `stdbuf`; every program in it must exec the next, so the TERM sent to
+    /// `timeout` on drop reaches coap-client.
+    pub fn spawn_with_prefix(prefix: &[&str], bound_s: u64, args: &[&str]) -> Running {
         let mut child = Command::new("timeout")
             .arg(bound_s.to_string())
+            .args(prefix)
             .args(["stdbuf", "-oL", TOOL])
             .args(args)
             .stdin(Stdio::null())

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod coap_peer;
+pub mod constrained;
 pub mod device_sim;
 pub mod http;
 pub mod libcoap;
