@@ -32,6 +32,9 @@ struct Args {
     warmup_s: u64,
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
+    /// `platform.queue_capacity` (the shipped default is 10,000).
+    #[arg(long, default_value_t = 100_000)]
+    queue_capacity: usize,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -145,9 +148,10 @@ fn main() {
         format!(
             "gateway:\n  data_dir: {:?}\n  cache_mb: 32\nrd:\n  listen: [\"127.0.0.1:0\"]\n\
              coap:\n  max_in_flight: 1024\npinger:\n  enabled: false\nhttp:\n  listen: \"\"\n\
-             platform:\n  url: {url:?}\n  queue_capacity: 100000\n\
+             platform:\n  url: {url:?}\n  queue_capacity: {}\n\
              observer:\n  enabled: true\n  max_in_flight: {}\n",
             tmp.path().join("data").display().to_string(),
+            a.queue_capacity,
             a.max_in_flight
         ),
     )
@@ -211,7 +215,7 @@ fn main() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|l| l.contains("observer:"))
+        .filter(|l| l.contains("observer:") || l.contains("owed queue full"))
         .cloned()
         .collect();
 
@@ -222,6 +226,17 @@ fn main() {
         "data frames delivered: {frames} ({rate:.0}/s; expected ~{expected:.0}/s = 1/s x devices)"
     );
     println!("per second: {per_second:?}");
+    let mean = per_second.iter().sum::<u64>() as f64 / per_second.len().max(1) as f64;
+    let worst = per_second
+        .iter()
+        .map(|&n| (n as f64 - mean).abs() / mean.max(1.0))
+        .fold(0.0, f64::max);
+    println!(
+        "one-second buckets: min {}, max {}, worst {:.1}% from the mean {mean:.0}",
+        per_second.iter().min().unwrap_or(&0),
+        per_second.iter().max().unwrap_or(&0),
+        100.0 * worst
+    );
     println!(
         "gateway CPU: {cpu_s:.2} s over {wall:.1} s = {:.1}% of one core; RSS {} MiB",
         100.0 * cpu_s / wall,

@@ -144,12 +144,17 @@ impl Metrics {
         self.data_forwarded.inc();
     }
 
+    /// The Observer handed `n` frames to the platform link in one batch.
+    pub fn record_data_forwarded_n(&self, n: u64) {
+        self.data_forwarded.add(n);
+    }
+
     /// The Observer dropped a value because the device exceeded its rate.
     pub fn record_data_rate_limited(&self) {
         self.data_rate_limited.inc();
     }
 
-    /// A data frame or notification was dropped because the next actor's mailbox was full.
+    /// A poll result was dropped because the Observer's queue was full.
     pub fn record_data_mailbox_full(&self) {
         self.data_mailbox_full.inc();
     }

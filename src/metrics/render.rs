@@ -170,8 +170,9 @@ fn platform(w: &mut TextWriter, m: &Metrics, inputs: &ScrapeInputs) {
     w.family(
         name,
         Kind::Counter,
-        "Data frames dropped: over the device's rate (rate_limit), by a full platform queue \
-         (queue_full) or by a full actor mailbox on the way (mailbox_full).",
+        "Data frames dropped: over the device's rate (rate_limit), by the platform link's full \
+         owed queue (queue_full), or poll results refused by the Observer's full value queue \
+         (mailbox_full).",
     );
     w.sample(name, &[("reason", "rate_limit")], m.data_rate_limited.get());
     w.sample(

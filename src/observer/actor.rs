@@ -19,25 +19,32 @@
 //!   error (RFC 7641 §3.2) is re-established after the set-up back-off; a value resets both.
 //! - Frames per device are capped by a token bucket (`max_frames_per_s`); drops are counted
 //!   and logged every [`STATS_EVERY`] with the other counters.
-//! - Bounded queues (issue 11): at most [`NOTIFIED_BACKLOG`] notifications wait in this actor's
-//!   mailbox, however many observation tasks there are (a shared count, not actix's per-sender
-//!   bound); beyond it a value is dropped and counted (`data_frames_dropped_total{reason=
-//!   "mailbox_full"}`). Data frames go to PlatformLink with `try_send`; a full link mailbox
-//!   drops the frame the same way. Registry events come through the bounded registry feed; on
-//!   its `Resync` the Observer re-scans the registrations in the index.
+//! - Bounded, lossless path to the platform (issues 11 and 26): every value (notification or
+//!   poll result) enters one bounded queue, [`queue_capacity`]`(max_watched)` = two values per
+//!   watchable link, so a whole fleet notifying in the same instant fits twice over. The actor
+//!   drains it in batches of up to [`BATCH`] per wake-up and hands each batch to PlatformLink
+//!   as one [`DataFrames`] message, holding one hand-off permit per frame ([`HANDOFF`] in all)
+//!   until the link has taken the batch. When the queue is full (the gateway itself is more
+//!   than two values per link behind) an observation task waits for room (counted as
+//!   `values waited for room`); a poll result cannot wait and is dropped and counted
+//!   (`data_frames_dropped_total{reason="mailbox_full"}`). When the link has no permits left
+//!   the actor stops draining, and the queue holds the values. The platform being slower than
+//!   the gateway is handled in one place only: PlatformLink's owed queue drops the oldest
+//!   `data` first. Registry events come through the bounded registry feed; on its `Resync`
+//!   the Observer re-scans the registrations in the index.
 //!
 //! Started by `gateway::start` when `observer.enabled` and a platform is configured.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use log::{debug, info};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::schedule::{after_error_due_ms, first_due_ms, next_due_ms};
 use super::strategy::{
@@ -49,7 +56,7 @@ use crate::limits::LogThrottle;
 use crate::limits::TokenBucket;
 use crate::pinger::registration_target;
 use crate::platform::protocol::{DataErrorFrame, DataFrame, WatchedBy};
-use crate::platform::{OutboundFrame, SendFrame};
+use crate::platform::{DataFrames, OutboundFrame};
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::{
     FeedItem, Registration, RegistrationId, RegistryEvent, RegistryFeed, RegistryReader, Status,
@@ -62,11 +69,31 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const STATS_EVERY: Duration = Duration::from_secs(10);
 /// Budget of one observation set-up or deregistration.
 const REQUEST_BUDGET: Duration = Duration::from_secs(10);
-/// Notifications waiting in the Observer's mailbox, across all observation tasks; each holds
-/// one response (payload ≤ a few KB with Block2), so a few MB at most.
-pub const NOTIFIED_BACKLOG: usize = 1024;
-/// Drops for a full mailbox are logged at most once per 10 s.
-static MAILBOX_FULL_LOG: LogThrottle = LogThrottle::new();
+/// Values waiting for the Observer per watchable link (`observer.max_watched`): a fleet that
+/// samples in lockstep delivers one per link at the same instant, and the queue takes two such
+/// bursts before anyone waits.
+pub const VALUES_PER_LINK: usize = 2;
+/// The queue is never smaller than this (a small `max_watched` still absorbs a burst).
+pub const MIN_QUEUE: usize = 1024;
+/// Nor larger (each value holds one response; a bound on memory whatever `max_watched` says).
+pub const MAX_QUEUE: usize = 1 << 22;
+/// Values drained from the queue per wake-up, and the most frames in one [`DataFrames`].
+pub const BATCH: usize = 1024;
+/// Frames handed to PlatformLink and not yet taken by it (the hand-off permits). The link
+/// takes a batch at once (into its socket writer or owed queue), so this only bounds the
+/// messages in its mailbox when its thread is busy.
+pub const HANDOFF: usize = 16 * BATCH;
+/// Drops for a full queue are logged at most once per 10 s.
+static QUEUE_FULL_LOG: LogThrottle = LogThrottle::new();
+/// Waits for a full queue are logged at most once per 10 s.
+static QUEUE_WAIT_LOG: LogThrottle = LogThrottle::new();
+
+/// The Observer's queue capacity for `max_watched` links.
+pub fn queue_capacity(max_watched: usize) -> usize {
+    max_watched
+        .saturating_mul(VALUES_PER_LINK)
+        .clamp(MIN_QUEUE, MAX_QUEUE)
+}
 /// How long a stop waits for the deregistration GETs (a silent device must not hold it up).
 const DEREGISTER_BUDGET: Duration = Duration::from_secs(2);
 
@@ -102,10 +129,7 @@ impl ObserverSettings {
 #[rtype(result = "()")]
 pub struct StopObserver;
 
-/// A value from an observation task. Holds one unit of the shared notification backlog until
-/// it is handled (or discarded with the mailbox).
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A value (or error answer) for the platform, from an observation task or a poll.
 struct Notified {
     id: RegistrationId,
     generation: u64,
@@ -113,7 +137,6 @@ struct Notified {
     response: ClientResponse,
     /// Set when the response is an error answer: not a value, reported as `data_error`.
     error: Option<ErrorAnswer>,
-    _slot: NotifiedSlot,
 }
 
 /// An error answer's place in its resource's back-off.
@@ -124,14 +147,6 @@ struct ErrorAnswer {
     consecutive: u32,
     /// When the resource is asked again.
     retry_in: Duration,
-}
-
-struct NotifiedSlot(Arc<Stats>);
-
-impl Drop for NotifiedSlot {
-    fn drop(&mut self) {
-        self.0.notified_queued.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Counters shared with the observation tasks.
@@ -146,25 +161,35 @@ struct Stats {
     /// Error answers (4.xx, 5.xx) to polls and observations.
     error_answers: AtomicU64,
     capped: AtomicU64,
-    /// Values dropped because a mailbox on the way (ours or the link's) was full.
+    /// Poll results dropped because the Observer's queue was full.
     mailbox_full: AtomicU64,
-    /// `Notified` messages in the mailbox now.
-    notified_queued: AtomicUsize,
+    /// Notifications that found the queue full and waited for room (not lost).
+    waited: AtomicU64,
 }
 
 impl Stats {
-    fn dropped_for_full_mailbox(&self, whose: &str) {
+    fn dropped_for_full_queue(&self) {
         self.mailbox_full.fetch_add(1, Ordering::Relaxed);
         crate::metrics::global().record_data_mailbox_full();
-        if let Some(n) = MAILBOX_FULL_LOG.note() {
+        if let Some(n) = QUEUE_FULL_LOG.note() {
             log::warn!(
-                "observer: {n} value(s) dropped in the last {} s: the {whose} mailbox was full",
+                "observer: {n} poll result(s) dropped in the last {} s: the observer's queue was full",
                 crate::limits::log_throttle::REPORT_EVERY_S
             );
         }
     }
 
-    fn snapshot(&self) -> [u64; 9] {
+    fn waited_for_room(&self) {
+        self.waited.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = QUEUE_WAIT_LOG.note() {
+            log::warn!(
+                "observer: {n} notification(s) waited for room in the last {} s: the observer's queue was full (the gateway is behind its devices)",
+                crate::limits::log_throttle::REPORT_EVERY_S
+            );
+        }
+    }
+
+    fn snapshot(&self) -> [u64; 10] {
         [
             &self.frames,
             &self.rate_dropped,
@@ -175,6 +200,7 @@ impl Stats {
             &self.capped,
             &self.mailbox_full,
             &self.error_answers,
+            &self.waited,
         ]
         .map(|c| c.load(Ordering::Relaxed))
     }
@@ -210,7 +236,13 @@ pub struct Observer {
     settings: ObserverSettings,
     reader: RegistryReader,
     client: CoapClient,
-    platform: Recipient<SendFrame>,
+    platform: Recipient<DataFrames>,
+    /// The bounded queue of values: observation tasks and polls send, the actor drains.
+    queue_tx: mpsc::Sender<Notified>,
+    /// Taken by the drain loop when the actor starts.
+    queue_rx: Option<mpsc::Receiver<Notified>>,
+    /// Hand-off permits: frames given to the link and not yet taken by it.
+    handoff: Arc<Semaphore>,
     devices: HashMap<RegistrationId, Device>,
     polls: BinaryHeap<Reverse<Due>>,
     polls_in_flight: usize,
@@ -218,7 +250,7 @@ pub struct Observer {
     watched: usize,
     next_generation: u64,
     stats: Arc<Stats>,
-    last_logged: [u64; 9],
+    last_logged: [u64; 10],
 }
 
 impl Observer {
@@ -226,14 +258,18 @@ impl Observer {
         settings: ObserverSettings,
         reader: RegistryReader,
         client: CoapClient,
-        platform: Recipient<SendFrame>,
+        platform: Recipient<DataFrames>,
     ) -> Self {
         let setups = Arc::new(Semaphore::new(settings.max_in_flight));
+        let (queue_tx, queue_rx) = mpsc::channel(queue_capacity(settings.max_watched));
         Observer {
             settings,
             reader,
             client,
             platform,
+            queue_tx,
+            queue_rx: Some(queue_rx),
+            handoff: Arc::new(Semaphore::new(HANDOFF)),
             devices: HashMap::new(),
             polls: BinaryHeap::new(),
             polls_in_flight: 0,
@@ -241,12 +277,12 @@ impl Observer {
             watched: 0,
             next_generation: 1,
             stats: Arc::default(),
-            last_logged: [0; 9],
+            last_logged: [0; 10],
         }
     }
 
     /// Bring one device's watch in line with its registration.
-    fn sync(&mut self, reg: &Arc<Registration>, force: bool, ctx: &mut Context<Self>) {
+    fn sync(&mut self, reg: &Arc<Registration>, force: bool) {
         if reg.status == Status::Disconnected {
             self.stop_device(reg.id);
             return;
@@ -274,16 +310,10 @@ impl Observer {
             self.stats.capped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.start_device(Arc::clone(reg), peer, links, ctx);
+        self.start_device(Arc::clone(reg), peer, links);
     }
 
-    fn start_device(
-        &mut self,
-        reg: Arc<Registration>,
-        peer: SocketAddr,
-        links: Vec<Watched>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn start_device(&mut self, reg: Arc<Registration>, peer: SocketAddr, links: Vec<Watched>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let now = now_ms();
@@ -298,7 +328,7 @@ impl Observer {
                 let task = ObservationTask {
                     client: self.client.clone(),
                     setups: Arc::clone(&self.setups),
-                    observer: ctx.address(),
+                    queue: self.queue_tx.clone(),
                     stats: Arc::clone(&self.stats),
                     peer,
                     id: reg.id,
@@ -354,26 +384,26 @@ impl Observer {
             .filter(|d| d.generation == generation)
     }
 
-    /// Forward one value (`data`) or error answer (`data_error`), within the device's rate.
-    fn forward(
-        &mut self,
-        id: RegistrationId,
-        generation: u64,
-        path: &str,
-        resp: &ClientResponse,
-        error: Option<ErrorAnswer>,
-    ) {
+    /// The frame for one value (`data`) or error answer (`data_error`), within the device's
+    /// rate; `None` for a stale watch or a value over the rate (counted).
+    fn frame_for(&mut self, n: Notified) -> Option<OutboundFrame> {
+        let Notified {
+            id,
+            generation,
+            path,
+            response: resp,
+            error,
+        } = n;
+        let path: &str = &path;
         let now = now_ms();
         let max_frames_per_s = self.settings.max_frames_per_s;
         let stats = Arc::clone(&self.stats);
-        let Some(dev) = self.current(id, generation) else {
-            return;
-        };
+        let dev = self.current(id, generation)?;
         let rate = frame_rate(max_frames_per_s);
         if !dev.bucket.try_take(rate, rate, std::time::Instant::now()) {
             stats.rate_dropped.fetch_add(1, Ordering::Relaxed);
             crate::metrics::global().record_data_rate_limited();
-            return;
+            return None;
         }
         let ep = dev.reg.ep.to_string();
         let d = dev.reg.d.as_ref().map(ToString::to_string);
@@ -400,20 +430,65 @@ impl Observer {
                 retry_in_ms: u64::try_from(e.retry_in.as_millis()).unwrap_or(u64::MAX),
             }),
         };
-        match self.platform.try_send(SendFrame(frame)) {
-            Ok(()) => {
-                stats.frames.fetch_add(1, Ordering::Relaxed);
-                crate::metrics::global().record_data_forwarded();
+        Some(frame)
+    }
+
+    /// Drain the queue: up to [`BATCH`] values per wake-up, then room for them at the link
+    /// (hand-off permits), then the batch to the link, and again. Runs for the actor's life.
+    fn drain(&mut self, mut rx: mpsc::Receiver<Notified>, ctx: &mut Context<Self>) {
+        let handoff = Arc::clone(&self.handoff);
+        ctx.spawn(
+            async move {
+                let mut batch = Vec::with_capacity(BATCH);
+                rx.recv_many(&mut batch, BATCH).await;
+                // A batch is at most BATCH ≤ HANDOFF, so the wait ends once the link catches up;
+                // meanwhile the queue holds (and, full, makes the tasks wait).
+                let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+                let room = handoff.acquire_many_owned(n).await.ok();
+                (rx, batch, room)
             }
-            // A closed link is shutting down; nothing to count.
-            Err(SendError::Closed(_)) => {}
-            Err(SendError::Full(_)) => stats.dropped_for_full_mailbox("platform link's"),
+            .into_actor(self)
+            .map(|(rx, batch, room), act, ctx| {
+                // Empty only when every sender is gone; the actor holds one, so it is stopping.
+                if batch.is_empty() {
+                    return;
+                }
+                act.forward_batch(batch, room);
+                act.drain(rx, ctx);
+            }),
+        );
+    }
+
+    /// Turn a drained batch into frames and hand them to the link in one message.
+    fn forward_batch(&mut self, batch: Vec<Notified>, room: Option<OwnedSemaphorePermit>) {
+        let frames: Vec<OutboundFrame> = batch
+            .into_iter()
+            .filter_map(|n| self.frame_for(n))
+            .collect();
+        if frames.is_empty() {
+            return;
+        }
+        let count = frames.len() as u64;
+        // do_send: bounded by `room`, not by the link's mailbox (which would refuse a burst).
+        self.platform.do_send(DataFrames { frames, room });
+        self.stats.frames.fetch_add(count, Ordering::Relaxed);
+        crate::metrics::global().record_data_forwarded_n(count);
+    }
+
+    /// A poll's value or error answer into the queue; it cannot wait, so a full queue drops it
+    /// (counted).
+    fn enqueue(&self, n: Notified) {
+        match self.queue_tx.try_send(n) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.stats.dropped_for_full_queue(),
+            // Only while the actor stops.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
     /// The registry feed dropped events for us: bring every watch in line with the index
     /// (start the missing, rebuild the changed, stop the removed).
-    fn resync(&mut self, dropped: u64, ctx: &mut Context<Self>) {
+    fn resync(&mut self, dropped: u64) {
         let now = now_ms();
         let live: HashMap<RegistrationId, Arc<Registration>> = self
             .reader
@@ -433,7 +508,7 @@ impl Observer {
             self.stop_device(id);
         }
         for reg in live.values() {
-            self.sync(reg, false, ctx);
+            self.sync(reg, false);
         }
     }
 
@@ -512,8 +587,14 @@ impl Observer {
                 None
             }
         };
-        if let (Some(error), Ok(resp)) = (forward, &result) {
-            self.forward(due.id, due.generation, &due.path, resp, error);
+        if let (Some(error), Ok(response)) = (forward, result) {
+            self.enqueue(Notified {
+                id: due.id,
+                generation: due.generation,
+                path: Arc::clone(&due.path),
+                response,
+                error,
+            });
         }
         self.requeue(due, next_at);
     }
@@ -535,8 +616,8 @@ impl Observer {
         info!(
             "observer: {} devices, {} links watched; last {} s: {} frames, {} dropped by the \
              rate limit, {} unchanged polls not sent, {} observations lost, {} set-ups failed, \
-             {} polls failed, {} devices over max_watched, {} values dropped for a full mailbox, \
-             {} error answers",
+             {} polls failed, {} devices over max_watched, {} values dropped for a full queue, \
+             {} error answers, {} values waited for room",
             self.devices.len(),
             self.watched,
             STATS_EVERY.as_secs(),
@@ -548,7 +629,8 @@ impl Observer {
             d[5],
             d[6],
             d[7],
-            d[8]
+            d[8],
+            d[9]
         );
         self.last_logged = now;
     }
@@ -558,7 +640,7 @@ impl Observer {
 struct ObservationTask {
     client: CoapClient,
     setups: Arc<Semaphore>,
-    observer: Addr<Observer>,
+    queue: mpsc::Sender<Notified>,
     stats: Arc<Stats>,
     peer: SocketAddr,
     id: RegistrationId,
@@ -567,41 +649,51 @@ struct ObservationTask {
 }
 
 impl ObservationTask {
-    /// Hand a value to the Observer, or drop it when [`NOTIFIED_BACKLOG`] values already
-    /// wait (the next notification brings a fresher value anyway).
-    fn notify(&self, response: ClientResponse, error: Option<ErrorAnswer>) {
-        let queued = self.stats.notified_queued.fetch_add(1, Ordering::AcqRel);
-        // The slot gives the unit back when the message is handled, refused or dropped.
-        let slot = NotifiedSlot(Arc::clone(&self.stats));
-        if queued >= NOTIFIED_BACKLOG {
-            drop(slot);
-            self.stats.dropped_for_full_mailbox("observer's");
-            return;
-        }
-        let sent = self.observer.try_send(Notified {
+    /// Hand a value to the Observer's queue; when it is full, wait for room (the CoAP layer
+    /// holds this observation's next notifications meanwhile). False when the Observer is
+    /// gone.
+    async fn notify(&self, response: ClientResponse, error: Option<ErrorAnswer>) -> bool {
+        let n = Notified {
             id: self.id,
             generation: self.generation,
             path: Arc::clone(&self.path),
             response,
             error,
-            _slot: slot,
-        });
-        if let Err(SendError::Full(_)) = sent {
-            self.stats.dropped_for_full_mailbox("observer's");
+        };
+        match self.queue.try_send(n) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(n)) => {
+                self.stats.waited_for_room();
+                self.queue.send(n).await.is_ok()
+            }
         }
     }
 
-    /// Count an error answer and report it with its place in the back-off (`failures` set-up
-    /// attempts failed in a row, this one included).
-    fn notify_error(&self, response: &ClientResponse, failures: u32) {
+    /// [`Self::notify`] unless cancelled meanwhile: false when the task should end.
+    async fn deliver(
+        &self,
+        cancel: &mut oneshot::Receiver<()>,
+        response: ClientResponse,
+        error: Option<ErrorAnswer>,
+    ) -> bool {
+        tokio::select! {
+            biased;
+            _ = cancel => false,
+            delivered = self.notify(response, error) => delivered,
+        }
+    }
+
+    /// Count an error answer and place it in the back-off (`failures` set-up attempts failed
+    /// in a row, this one included).
+    fn error_answer(&self, response: &ClientResponse, failures: u32) -> ErrorAnswer {
         self.stats.error_answers.fetch_add(1, Ordering::Relaxed);
         crate::metrics::global().record_observer_error(response.code);
-        let error = ErrorAnswer {
+        ErrorAnswer {
             via: WatchedBy::Observe,
             consecutive: failures,
             retry_in: backoff(failures.saturating_sub(1)),
-        };
-        self.notify(response.clone(), Some(error));
+        }
     }
 
     async fn run(self, mut cancel: oneshot::Receiver<()>) {
@@ -623,11 +715,15 @@ impl ObservationTask {
                 Some(Ok(mut obs)) => {
                     let observing = obs.first.code.is_success() && obs.first.observe.is_some();
                     let mut quiet = loss_deadline(obs.first.max_age);
-                    if obs.first.code.is_success() {
-                        self.notify(obs.first.clone(), None);
+                    let error = if obs.first.code.is_success() {
+                        None
                     } else {
                         failures += 1;
-                        self.notify_error(&obs.first, failures);
+                        Some(self.error_answer(&obs.first, failures))
+                    };
+                    if !self.deliver(&mut cancel, obs.first.clone(), error).await {
+                        obs.cancel().await;
+                        return;
                     }
                     if observing {
                         failures = 0;
@@ -645,12 +741,18 @@ impl ObservationTask {
                                         // observation; ask again only after the back-off.
                                         failures = 1;
                                         ended_by_error = true;
-                                        self.notify_error(&resp, failures);
+                                        let error = self.error_answer(&resp, failures);
+                                        if !self.deliver(&mut cancel, resp, Some(error)).await {
+                                            return;
+                                        }
                                         break;
                                     }
                                     Ok(Some(resp)) => {
                                         quiet = loss_deadline(resp.max_age);
-                                        self.notify(resp, None);
+                                        if !self.deliver(&mut cancel, resp, None).await {
+                                            obs.cancel().await;
+                                            return;
+                                        }
                                     }
                                     // Ended by the device (final response or RST) or lost.
                                     Ok(None) | Err(_) => break,
@@ -698,17 +800,21 @@ impl Actor for Observer {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(SUBSCRIBER_MAILBOX);
         info!(
-            "observer: polling every {} s, at most {} frames/s per device, {} in flight",
+            "observer: polling every {} s, at most {} frames/s per device, {} in flight, a queue of {} values",
             self.settings.poll_interval.as_secs(),
             self.settings.max_frames_per_s,
-            self.settings.max_in_flight
+            self.settings.max_in_flight,
+            queue_capacity(self.settings.max_watched)
         );
         let now = now_ms();
         let live: Vec<Arc<Registration>> = self
             .reader
             .with_index(|idx| idx.live(now).cloned().collect());
         for reg in &live {
-            self.sync(reg, false, ctx);
+            self.sync(reg, false);
+        }
+        if let Some(rx) = self.queue_rx.take() {
+            self.drain(rx, ctx);
         }
         ctx.run_interval(TICK, |act, ctx| act.release_polls(ctx));
         ctx.run_interval(STATS_EVERY, |act, _| act.log_stats());
@@ -725,14 +831,14 @@ impl Actor for Observer {
 impl Handler<RegistryEvent> for Observer {
     type Result = ();
 
-    fn handle(&mut self, event: RegistryEvent, ctx: &mut Self::Context) {
+    fn handle(&mut self, event: RegistryEvent, _: &mut Self::Context) {
         match event {
             // A (re-)registration: the device may have restarted and forgotten its observers.
-            RegistryEvent::Registered(reg) => self.sync(&reg, true, ctx),
-            RegistryEvent::Updated(reg) => self.sync(&reg, false, ctx),
+            RegistryEvent::Registered(reg) => self.sync(&reg, true),
+            RegistryEvent::Updated(reg) => self.sync(&reg, false),
             RegistryEvent::StatusChanged(reg) => {
                 // Back at 1: whatever it had, its observations are re-established.
-                self.sync(&reg, reg.status == Status::Connected, ctx)
+                self.sync(&reg, reg.status == Status::Connected)
             }
             RegistryEvent::Removed { registration, .. } => self.stop_device(registration.id),
         }
@@ -745,16 +851,8 @@ impl Handler<RegistryFeed> for Observer {
     fn handle(&mut self, feed: RegistryFeed, ctx: &mut Self::Context) {
         match feed.item {
             FeedItem::Event(event) => <Self as Handler<RegistryEvent>>::handle(self, event, ctx),
-            FeedItem::Resync { dropped } => self.resync(dropped, ctx),
+            FeedItem::Resync { dropped } => self.resync(dropped),
         }
-    }
-}
-
-impl Handler<Notified> for Observer {
-    type Result = ();
-
-    fn handle(&mut self, n: Notified, _: &mut Self::Context) {
-        self.forward(n.id, n.generation, &n.path, &n.response, n.error);
     }
 }
 
@@ -806,7 +904,7 @@ pub fn start(
     settings: ObserverSettings,
     reader: RegistryReader,
     client: CoapClient,
-    platform: Recipient<SendFrame>,
+    platform: Recipient<DataFrames>,
 ) -> Addr<Observer> {
     Observer::new(settings, reader, client, platform).start()
 }
@@ -818,8 +916,10 @@ fn frame_rate(max_frames_per_s: u32) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    //! Floods of notifications and data frames against mailboxes that cannot drain: each
-    //! queue stays at its bound and every value beyond it is counted as dropped.
+    //! A flood of notifications against a link that cannot take them: the Observer's queue and
+    //! hand-off stay at their bounds, the senders wait, and every value arrives once the link
+    //! drains; and the resync of the watches.
+    use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc as std_mpsc;
 
     use super::*;
@@ -831,7 +931,6 @@ mod tests {
     use crate::registry::{BaseOrigin, EndpointName, RegistryConfig};
 
     const LINK_CAPACITY: usize = 64;
-    const FLOOD: usize = 5_000;
 
     struct NoDevice;
 
@@ -853,10 +952,10 @@ mod tests {
         }
     }
 
-    impl Handler<SendFrame> for LinkSink {
+    impl Handler<DataFrames> for LinkSink {
         type Result = ();
-        fn handle(&mut self, _: SendFrame, _: &mut Context<Self>) {
-            self.frames.fetch_add(1, Ordering::SeqCst);
+        fn handle(&mut self, batch: DataFrames, _: &mut Context<Self>) {
+            self.frames.fetch_add(batch.frames.len(), Ordering::SeqCst);
         }
     }
 
@@ -925,7 +1024,7 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn floods_of_notifications_and_data_frames_stay_within_the_mailbox_bounds() {
+    async fn a_flood_larger_than_every_bound_waits_and_reaches_a_stalled_link_whole() {
         let (endpoint, _registry, reader, _dir) = endpoint_and_registry().await;
         let frames = Arc::new(AtomicUsize::new(0));
         let arbiter = Arbiter::new();
@@ -939,6 +1038,7 @@ mod tests {
         entered.recv_timeout(Duration::from_secs(10)).unwrap();
 
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        // A small fleet: the queue is its minimum, far below the flood.
         let settings = ObserverSettings {
             selection: Selection::parse(&["*"]).unwrap(),
             poll_interval: Duration::from_secs(3_600),
@@ -948,7 +1048,8 @@ mod tests {
             max_watched: 10,
             error_backoff_max: Duration::from_secs(600),
         };
-        let mut stats = None;
+        assert_eq!(queue_capacity(settings.max_watched), MIN_QUEUE);
+        let mut handles = None;
         let client = endpoint.client();
         let observer = Observer::create(|_| {
             let mut observer = Observer::new(settings, reader, client, sink.clone().recipient());
@@ -966,22 +1067,22 @@ mod tests {
                     poll_errors: HashMap::new(),
                 },
             );
-            stats = Some(Arc::clone(&observer.stats));
+            handles = Some((Arc::clone(&observer.stats), observer.queue_tx.clone()));
             observer
         });
-        let stats = stats.unwrap();
-        // The flood below must meet the bounded mailbox, which `started` sets. A round trip
-        // proves `started` ran: an actor handles no message before it.
+        let (stats, queue) = handles.unwrap();
         assert_eq!(
             observer.send(WatchedDevices).await.unwrap(),
             vec![RegistrationId(7)]
         );
 
-        // Many tasks' worth of notifications, with no chance for the Observer to run.
+        // More values than the link's hand-off permits and the queue together, from 50
+        // observations, while the link cannot take any.
+        let flood = HANDOFF + 2 * MIN_QUEUE;
         let task = |path: &str| ObservationTask {
             client: endpoint.client(),
             setups: Arc::new(Semaphore::new(1)),
-            observer: observer.clone(),
+            queue: queue.clone(),
             stats: Arc::clone(&stats),
             peer,
             id: RegistrationId(7),
@@ -989,48 +1090,39 @@ mod tests {
             path: Arc::from(path),
         };
         let tasks: Vec<ObservationTask> = (0..50).map(|i| task(&format!("/t{i}"))).collect();
-        for i in 0..FLOOD {
-            tasks[i % tasks.len()].notify(response(i), None);
-        }
-        assert_eq!(
-            stats.notified_queued.load(Ordering::SeqCst),
-            NOTIFIED_BACKLOG,
-            "at most NOTIFIED_BACKLOG notifications wait, however many tasks send"
-        );
-        assert_eq!(
-            stats.mailbox_full.load(Ordering::SeqCst),
-            (FLOOD - NOTIFIED_BACKLOG) as u64
-        );
-
-        // The Observer forwards the queued ones; the stalled link's mailbox takes its capacity.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while stats.notified_queued.load(Ordering::SeqCst) > 0 {
+        let sender = actix_rt::spawn(async move {
+            for i in 0..flood {
+                assert!(tasks[i % tasks.len()].notify(response(i), None).await);
+            }
+        });
+        // The Observer drains until the link's permits run out; then the queue fills and the
+        // senders wait (counted), nothing is dropped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while stats.waited.load(Ordering::SeqCst) == 0 {
             assert!(
                 std::time::Instant::now() < deadline,
-                "notifications not handled"
+                "no sender ever waited"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(
-            stats.frames.load(Ordering::SeqCst),
-            LINK_CAPACITY as u64,
-            "the link's mailbox took exactly its capacity"
-        );
-        assert_eq!(
-            stats.mailbox_full.load(Ordering::SeqCst),
-            (FLOOD - LINK_CAPACITY) as u64,
-            "every other value was counted as dropped"
-        );
+        assert_eq!(stats.mailbox_full.load(Ordering::SeqCst), 0);
+        assert!(stats.frames.load(Ordering::SeqCst) <= HANDOFF as u64);
 
         release.send(()).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while frames.load(Ordering::SeqCst) < LINK_CAPACITY {
-            assert!(std::time::Instant::now() < deadline, "frames not delivered");
+        sender.await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while frames.load(Ordering::SeqCst) < flood {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {flood} frames reached the link",
+                frames.load(Ordering::SeqCst)
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(frames.load(Ordering::SeqCst), LINK_CAPACITY);
-        drop(tasks);
+        assert_eq!(frames.load(Ordering::SeqCst), flood);
+        assert_eq!(stats.frames.load(Ordering::SeqCst), flood as u64);
+        assert_eq!(stats.mailbox_full.load(Ordering::SeqCst), 0);
+        assert_eq!(stats.rate_dropped.load(Ordering::SeqCst), 0);
         arbiter.stop();
     }
 

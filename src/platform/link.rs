@@ -12,9 +12,11 @@
 //! `pong_timeout` is closed and re-dialled.
 //!
 //! Who calls it: the Registry publishes [`RegistryEvent`]s to it through the bounded registry
-//! feed (`SubscribeFeed(addr.recipient())`); the Executer and the Observer send [`SendFrame`]s
-//! with `try_send` (mailbox [`SUBSCRIBER_MAILBOX`]); `command` frames go to the
-//! [`PlatformCommand`] recipient.
+//! feed (`SubscribeFeed(addr.recipient())`); the Executer sends [`SendFrame`]s with `try_send`
+//! (mailbox [`SUBSCRIBER_MAILBOX`]); the Observer sends batches of `data` frames
+//! ([`DataFrames`]) with `do_send`, bounded by its own hand-off permits, so a burst of a whole
+//! fleet's values is never refused here; `command` frames go to the [`PlatformCommand`]
+//! recipient.
 //! - A registry feed `Resync` (this link fell more than `EVENT_BACKLOG` events behind and some
 //!   were dropped): the protocol sends a `snapshot` only right after `hello` on a (re)connect,
 //!   so the link closes the connection (frames already handed to the writer go out first) and
@@ -54,7 +56,7 @@ use rand::SeedableRng;
 use super::backoff::{Backoff, INITIAL_DELAY};
 use super::error::LinkError;
 use super::messages::{
-    GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
+    DataFrames, GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
 };
 use super::protocol::{
     hello, parse_inbound, snapshot_parts, CommandErrorKind, CommandResult, InboundFrame,
@@ -790,6 +792,18 @@ impl Handler<SendFrame> for PlatformLink {
 
     fn handle(&mut self, SendFrame(frame): SendFrame, ctx: &mut Context<Self>) {
         self.deliver(frame, ctx);
+    }
+}
+
+impl Handler<DataFrames> for PlatformLink {
+    type Result = ();
+
+    /// Every frame goes to the writer or, behind a busy writer or while down, to the owed
+    /// queue; the Observer's hand-off permits return when this returns.
+    fn handle(&mut self, batch: DataFrames, ctx: &mut Context<Self>) {
+        for frame in batch.frames {
+            self.deliver(frame, ctx);
+        }
     }
 }
 

@@ -22,6 +22,18 @@ pub struct PlatformCommand {
 #[rtype(result = "()")]
 pub struct SendFrame(pub OutboundFrame);
 
+/// A batch of `data` / `data_error` frames from the Observer, drained from its queue in one
+/// wake-up. Sent with `do_send`: what bounds these messages is `room`, the Observer's
+/// hand-off permits (one per frame), given back when the link has handled the batch, i.e. when
+/// every frame is in the socket writer or in the owed queue. The link never refuses a batch;
+/// the owed queue is the one place where `data` is dropped (oldest first, a slow platform).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DataFrames {
+    pub frames: Vec<OutboundFrame>,
+    pub room: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// Where `command` frames go from now on. `None` (the default) answers every command with a
 /// `command_result` error of kind `bad_command` (see `platform::link`). Lets the gateway start
 /// the link and the Executer in either order, since each needs the other's address.

@@ -24,6 +24,6 @@ pub mod queue;
 pub use error::LinkError;
 pub use link::{LinkSettings, PlatformLink, SnapshotSource};
 pub use messages::{
-    GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
+    DataFrames, GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
 };
 pub use protocol::{Command, CommandResult, OutboundFrame, ProtocolError};

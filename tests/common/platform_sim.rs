@@ -120,6 +120,16 @@ impl PlatformSim {
         self.frames.lock().unwrap().clone()
     }
 
+    /// How many frames received so far satisfy `pred` (without copying them).
+    pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.frames
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| pred(v))
+            .count()
+    }
+
     /// Send one line (a frame, or garbage) to every connected gateway.
     pub fn send_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin");
