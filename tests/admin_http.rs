@@ -337,9 +337,16 @@ fn unknown_devices_are_404_and_bad_queries_400_naming_the_parameter() {
 
     api_error(&get(http, "/api/devices/nobody"), 404, None);
     api_error(&get(http, "/api/devices/twin?d=s9"), 404, None);
-    // `twin` exists in two sectors: the sector must be named.
-    api_error(&get(http, "/api/devices/twin"), 400, Some("d"));
+    // `twin` exists without a sector and in `s2` (issue 25 item 4): no `d`, or an empty one,
+    // is the registration without a sector; the second sector neither blocks nor replaces it.
+    assert_eq!(json_ok(http, "/api/devices/twin")["d"], Value::Null);
+    assert_eq!(json_ok(http, "/api/devices/twin?d=")["d"], Value::Null);
     assert_eq!(json_ok(http, "/api/devices/twin?d=s2")["d"], "s2");
+    // A name held only in a sector is not found without one; the answer names the sector.
+    let _c = register_device(&gw, "lonely", Some("s3"), "light");
+    let lonely = get(http, "/api/devices/lonely");
+    api_error(&lonely, 404, None);
+    assert!(lonely.text().contains("s3"), "{}", lonely.text());
     api_error(&get(http, "/api/devices/twin?x=1"), 400, Some("x"));
 
     let bad = [
