@@ -223,9 +223,10 @@ impl Registry {
             let reg = index.get_including_expired(id)?;
             Some((Arc::clone(reg), index.is_in_grace(id)))
         });
-        let holder = existing.as_ref().map(|(prev, in_grace)| Holder {
+        // Held in the index, live or in grace: remembered for its owner (issue 25 item 5).
+        let holder = existing.as_ref().map(|(prev, _)| Holder {
             source: prev.source,
-            live: !in_grace && !prev.is_expired_at(now),
+            remembered: true,
         });
         check_registration(
             self.policy,
@@ -297,9 +298,10 @@ impl Registry {
                 Some((Arc::clone(reg), index.is_in_grace(msg.id)))
             })
             .ok_or(RegistryError::NotFound(msg.id))?;
+        // In grace it is still the owner's: only the owner revives it (issue 25 item 5).
         let holder = Holder {
             source: prev.source,
-            live: !in_grace && !prev.is_expired_at(now),
+            remembered: true,
         };
         check_update(self.policy, prev.ep.as_str(), holder, msg.source)?;
         let mut next = (*prev).clone();
@@ -339,16 +341,25 @@ impl Registry {
         &mut self,
         msg: Remove,
     ) -> Result<(Arc<Registration>, Vec<RegistryEvent>), RegistryError> {
-        let held = self
+        let (held, in_grace) = self
             .reader
-            .get(msg.id)
+            .with_index(|index| {
+                let reg = index.get_including_expired(msg.id)?;
+                Some((Arc::clone(reg), index.is_in_grace(msg.id)))
+            })
             .ok_or(RegistryError::NotFound(msg.id))?;
-        if let Some(source) = msg.source {
-            let holder = Holder {
-                source: held.source,
-                live: true,
-            };
-            check_update(self.policy, held.ep.as_str(), holder, source)?;
+        match msg.source {
+            // A registration in grace is still remembered: another address gets 4.03, its
+            // owner may delete it (and so free the name before the grace ends).
+            Some(source) => {
+                let holder = Holder {
+                    source: held.source,
+                    remembered: true,
+                };
+                check_update(self.policy, held.ep.as_str(), holder, source)?;
+            }
+            None if in_grace => return Err(RegistryError::NotFound(msg.id)),
+            None => {}
         }
         self.store.remove(msg.id)?;
         let removed = self
@@ -358,11 +369,16 @@ impl Registry {
             .ok_or(RegistryError::NotFound(msg.id))?;
         self.counts.remove(removed.source.ip());
         self.trim_link_sets();
-        let event = RegistryEvent::Removed {
-            registration: Arc::clone(&removed),
-            reason: RemovalReason::Deleted,
+        // An expired registration was announced as removed when it expired.
+        let events = if in_grace {
+            Vec::new()
+        } else {
+            vec![RegistryEvent::Removed {
+                registration: Arc::clone(&removed),
+                reason: RemovalReason::Deleted,
+            }]
         };
-        Ok((removed, vec![event]))
+        Ok((removed, events))
     }
 
     fn apply_set_status(
