@@ -35,6 +35,7 @@ use super::messages::{
 };
 use super::model::{base_from_source, BaseOrigin, Registration, Status};
 use super::reader::RegistryReader;
+use super::recovery::{probe_writable, AwaitStoreRestart, PROBE_EVERY};
 use super::store::Store;
 use super::subscription::{Offer, SubscribeFeed, Subscriber};
 use crate::limits::{
@@ -152,6 +153,9 @@ pub fn start_with_policy(
         timer: None,
         health: WriteHealth::default(),
         link_sets,
+        probe_armed: false,
+        restart_reason: None,
+        restart_waiters: Vec::new(),
     };
     Ok((registry.start(), reader))
 }
@@ -189,6 +193,12 @@ pub struct Registry {
     health: WriteHealth,
     /// Equal link sets of different registrations share one copy.
     link_sets: LinkSetPool,
+    /// Whether the free-space probe is armed (writes are failing; see `recovery`).
+    probe_armed: bool,
+    /// Set once only a restart can recover the store: the reason, for every waiter.
+    restart_reason: Option<String>,
+    /// The gateway, waiting for `restart_reason`.
+    restart_waiters: Vec<oneshot::Sender<String>>,
 }
 
 impl Actor for Registry {
@@ -411,7 +421,7 @@ impl Registry {
             Ok(applied) => applied,
             Err(e) => {
                 if let RegistryError::Store(store_error) = &e {
-                    self.health.record_failure(store_error, now_ms());
+                    self.store_failed(store_error, ctx);
                 }
                 return Box::pin(async move { Err(e) });
             }
@@ -475,7 +485,7 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) {
         match &failure {
-            Some(e) => self.health.record_failure(e, now_ms()),
+            Some(e) => self.store_failed(e, ctx),
             None => self.health.record_flush_ok(),
         }
         if let Some(e) = &failure {
@@ -606,7 +616,7 @@ impl Registry {
             self.counts.remove(reg.source.ip());
             // Losing this delete in a crash is harmless: the next start purges it again.
             if let Err(e) = self.store.remove(reg.id) {
-                self.health.record_failure(&e, now_ms());
+                self.store_failed(&e, ctx);
                 log::error!(
                     "registry: cannot delete expired registration {}: {e}",
                     reg.id
@@ -629,6 +639,58 @@ impl Registry {
                 .collect();
             self.publish_in_order(events, ctx);
         }
+    }
+
+    /// A write or flush failed: report it, and watch for the disk to take writes again.
+    fn store_failed(&mut self, error: &dyn std::fmt::Display, ctx: &mut Context<Self>) {
+        self.health.record_failure(error, now_ms());
+        self.arm_probe(ctx);
+    }
+
+    /// While writes fail, probe the data directory every `PROBE_EVERY`; once it takes a write
+    /// again, only a restart brings sled back (see `recovery`). A later successful flush
+    /// disarms it: the store recovered by itself.
+    fn arm_probe(&mut self, ctx: &mut Context<Self>) {
+        if self.probe_armed || self.restart_reason.is_some() {
+            return;
+        }
+        self.probe_armed = true;
+        ctx.run_later(PROBE_EVERY, |act, ctx| {
+            if !act.health.failing() {
+                act.probe_armed = false;
+                return;
+            }
+            let dir = act.store.path().to_path_buf();
+            let probe = tokio::task::spawn_blocking(move || probe_writable(&dir));
+            ctx.spawn(probe.into_actor(act).map(|outcome, act, ctx| {
+                act.probe_armed = false;
+                match outcome {
+                    Ok(Ok(())) if act.health.failing() => act.request_restart(),
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        log::debug!("registry: data directory still refuses writes: {e}");
+                        act.arm_probe(ctx);
+                    }
+                    Err(e) => {
+                        log::error!("registry: the write probe did not run: {e}");
+                        act.arm_probe(ctx);
+                    }
+                }
+            }));
+        });
+    }
+
+    fn request_restart(&mut self) {
+        let reason = format!(
+            "the registry database at {} failed a write ({}) and the disk takes writes again, but sled cannot resume after an I/O error: restarting recovers every acknowledged registration from disk",
+            self.store.path().display(),
+            self.health.last_error().unwrap_or("unknown error")
+        );
+        log::error!("registry: {reason}; stopping the gateway to exit non-zero");
+        for waiter in self.restart_waiters.drain(..) {
+            let _ = waiter.send(reason.clone());
+        }
+        self.restart_reason = Some(reason);
     }
 
     fn trim_link_sets(&mut self) {
@@ -764,6 +826,26 @@ impl Handler<GetHealth> for Registry {
 
     fn handle(&mut self, _msg: GetHealth, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.health.report())
+    }
+}
+
+impl Handler<AwaitStoreRestart> for Registry {
+    type Result = ResponseFuture<String>;
+
+    fn handle(&mut self, _msg: AwaitStoreRestart, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(reason) = &self.restart_reason {
+            let reason = reason.clone();
+            return Box::pin(async move { reason });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.restart_waiters.push(tx);
+        // The actor stopped without asking for a restart: never resolve.
+        Box::pin(async move {
+            match rx.await {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        })
     }
 }
 

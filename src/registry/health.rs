@@ -44,6 +44,16 @@ impl WriteHealth {
         self.failing = false;
     }
 
+    /// Whether the most recent write or flush failed.
+    pub fn failing(&self) -> bool {
+        self.failing
+    }
+
+    /// The most recent failure's message.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_ref().map(|(e, _)| e.as_str())
+    }
+
     pub fn report(&self) -> RegistryHealth {
         RegistryHealth {
             writable: !self.failing,

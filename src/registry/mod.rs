@@ -8,6 +8,7 @@
 //! - `store`: the sled store (versioned encoding, id counter, flush).
 //! - `actor`: the Registry actor (group commit, expiry, events).
 //! - `health`: whether the last write or flush failed (`GetHealth`, for `/health`).
+//! - `recovery`: after a failed write, probe for space and ask for a restart.
 //! - `reader`: the lock-based read handle for lookups.
 //! - `subscription`: the bounded event feed to subscribers, with resync on overflow.
 
@@ -19,6 +20,7 @@ pub mod link_set;
 pub mod messages;
 pub mod model;
 pub mod reader;
+pub mod recovery;
 pub mod store;
 pub mod subscription;
 
@@ -30,5 +32,6 @@ pub use link_set::{LinkSet, LinkSetPool};
 pub use messages::*;
 pub use model::*;
 pub use reader::RegistryReader;
+pub use recovery::AwaitStoreRestart;
 pub use store::Store;
 pub use subscription::{FeedItem, RegistryFeed, SubscribeFeed};
