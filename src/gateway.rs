@@ -267,6 +267,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                 reader,
                 registry: registry.clone(),
                 platform: platform.as_ref().map(|(link, _)| link.clone()),
+                allowed_hosts: admin::AllowedHosts::new(&config.http.allowed_hosts),
             },
         )?),
         None => {
