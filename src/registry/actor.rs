@@ -12,6 +12,9 @@
 //! fails, every request of its batch is answered `RegistryError::Store` and its events are not
 //! published; the changes stay applied in memory (sled holds them too and the next successful
 //! flush writes them), which errs towards keeping registrations rather than losing them.
+//! Each flush batch is numbered in sled and, once durable and before its replies, recorded in
+//! the acknowledged mark outside sled (`watermark`), so a start on a database that lost its
+//! tail reports it (`RegistryHealth::lost_at_start`).
 //!
 //! Expiry: one timer, armed at the earliest deadline. An expired registration leaves the live
 //! views (event `Removed{Expired}`) but stays revivable by an Update for the grace period, after
@@ -55,6 +58,8 @@ const RESYNC_POLL: Duration = Duration::from_millis(20);
 /// per kind per 10 s.
 static OVERFLOW_LOG: LogThrottle = LogThrottle::new();
 static LOST_LOG: LogThrottle = LogThrottle::new();
+/// Failures to write the acknowledged mark (`watermark`): one line per 10 s.
+static MARK_LOG: LogThrottle = LogThrottle::new();
 
 /// What the Registry needs from `config.yaml`.
 #[derive(Debug, Clone)]
@@ -137,6 +142,12 @@ pub fn start_with_policy(
         purge.len(),
         skipped
     );
+    let mut health = WriteHealth::default();
+    if let Some(lost) = store.shortfall() {
+        // Loud, and kept in /health for this run: the next flush moves the mark on.
+        log::error!("registry {}: {lost}", config.data_dir.display());
+        health.record_lost_at_start(lost.to_string());
+    }
     let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
     let registry = Registry {
         store,
@@ -151,7 +162,7 @@ pub fn start_with_policy(
         flush_in_flight: false,
         flush_scheduled: false,
         timer: None,
-        health: WriteHealth::default(),
+        health,
         link_sets,
         probe_armed: false,
         restart_reason: None,
@@ -470,9 +481,20 @@ impl Registry {
         }
         let parked = std::mem::take(&mut self.batch);
         self.flush_in_flight = true;
+        // A failure here fails the flush below too; the batch is then answered with it.
+        let mark = self.store.seal_batch().ok();
         let flush = self.store.flush_async();
         ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
             act.flush_in_flight = false;
+            if let (Ok(()), Some(mark)) = (&result, mark) {
+                if let Err(e) = act.store.record_acknowledged(mark) {
+                    if let Some(n) = MARK_LOG.note() {
+                        log::warn!(
+                            "registry: cannot record the acknowledged mark ({n} times): {e}; a lost database tail may go unnoticed at the next start"
+                        );
+                    }
+                }
+            }
             act.finish(parked, result.err(), ctx);
             act.schedule_flush(ctx);
         }));

@@ -6,6 +6,7 @@
 //! - `link_set`: a registration's links, shared between registrations with equal ones.
 //! - `index`: the in-memory index (by id, by `ep`+`d`, inverted by attribute, by deadline).
 //! - `store`: the sled store (versioned encoding, id counter, flush).
+//! - `watermark`: the acknowledged mark outside sled, to tell a database that lost its tail.
 //! - `actor`: the Registry actor (group commit, expiry, events).
 //! - `health`: whether the last write or flush failed (`GetHealth`, for `/health`).
 //! - `recovery`: after a failed write, probe for space and ask for a restart.
@@ -23,6 +24,7 @@ pub mod reader;
 pub mod recovery;
 pub mod store;
 pub mod subscription;
+pub mod watermark;
 
 pub use actor::{start, start_with_policy, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
