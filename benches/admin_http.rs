@@ -56,6 +56,7 @@ async fn run(n: usize) {
             reader,
             registry,
             platform: None,
+            allowed_hosts: admin::AllowedHosts::default(),
         },
     )
     .expect("admin server");

@@ -430,12 +430,16 @@ impl Default for PlatformConfig {
 pub struct HttpConfig {
     /// Admin HTTP address; empty disables it. Localhost by default: it is not authenticated.
     pub listen: String,
+    /// Host names the admin server answers to besides literal addresses and `localhost`
+    /// (DNS-rebinding defence, `admin::host_check`); other `Host` headers get 421.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -708,6 +712,26 @@ impl Config {
         self.validate_multicast()?;
         self.validate_limits()?;
         self.http_listen_addr()?;
+        self.validate_allowed_hosts()?;
+        Ok(())
+    }
+
+    /// `http.allowed_hosts`: DNS names (letters, digits, `-`, `.`; at most 253 bytes), so that
+    /// a typo such as a URL or a `host:port` is refused at start instead of never matching.
+    fn validate_allowed_hosts(&self) -> Result<(), ConfigError> {
+        for name in &self.http.allowed_hosts {
+            let plausible = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !plausible {
+                return Err(ConfigError::Invalid {
+                    key: "http.allowed_hosts",
+                    message: format!("{name:?} is not a host name like gateway.example"),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -954,6 +978,20 @@ mod tests {
         assert_eq!(off.http_listen_addr().unwrap(), None);
         let err = Config::from_yaml("http:\n  listen: localhost\n").unwrap_err();
         assert!(err.to_string().contains("http.listen"), "{err}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_host_names() {
+        let ok = Config::from_yaml("http:\n  allowed_hosts: [gateway.lan, gw-1]\n").unwrap();
+        assert_eq!(ok.http.allowed_hosts, ["gateway.lan", "gw-1"]);
+        for bad in ["http://gw.lan", "gw.lan:8080", "\"\""] {
+            let yaml = format!("http:\n  allowed_hosts: [{bad}]\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            assert!(
+                err.to_string().contains("http.allowed_hosts"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::platform::{LinkSettings, PlatformLink, SetCommandRecipient, SnapshotS
 use crate::rd::server::{self as rd_server, MulticastError, RunningRd};
 use crate::rd::service::RdSettings;
 use crate::registry::{
-    self, Registration, RegistryConfig, RegistryReader, StoreError, SubscribeFeed,
+    self, AwaitStoreRestart, Registration, Registry, RegistryConfig, RegistryReader, StoreError,
+    SubscribeFeed,
 };
 use crate::time::now_ms;
 
@@ -53,6 +54,9 @@ pub enum GatewayError {
     Multicast(#[from] MulticastError),
     #[error(transparent)]
     Admin(AdminError),
+    /// The registry's store failed a write and can only recover by a restart.
+    #[error("exiting for a restart: {0}")]
+    StoreNeedsRestart(String),
 }
 
 /// How long shutdown waits for the mDNS daemon to send its goodbyes and stop.
@@ -125,6 +129,8 @@ pub struct Running {
     pub admin: Option<RunningAdmin>,
     /// The mDNS daemon; `None` unless `rd.dnssd` or `discovery.mdns` (`Config::needs_mdns`).
     pub mdns: Option<Mdns>,
+    /// The Registry, for [`AwaitStoreRestart`].
+    pub registry: Addr<Registry>,
 }
 
 /// The platform's snapshot after every connect: every live registration, in id order.
@@ -259,8 +265,9 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             listener,
             AdminState {
                 reader,
-                registry,
+                registry: registry.clone(),
                 platform: platform.as_ref().map(|(link, _)| link.clone()),
+                allowed_hosts: admin::AllowedHosts::new(&config.http.allowed_hosts),
             },
         )?),
         None => {
@@ -277,6 +284,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         pinger,
         discovery,
         observer,
+        registry,
     })
 }
 
@@ -317,11 +325,24 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
             return Err(e);
         }
     };
-    wait_for_shutdown_signal().await?;
+    // The Registry asks for a restart when its store can only recover that way (a full disk
+    // that has room again: `registry::recovery`); the gateway then stops as on SIGTERM and
+    // exits non-zero, for the service manager to restart it.
+    let restart = running.registry.send(AwaitStoreRestart);
+    let restart = async {
+        match restart.await {
+            Ok(reason) => reason,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        signal = wait_for_shutdown_signal() => signal.map_err(GatewayError::from),
+        reason = restart => Err(GatewayError::StoreNeedsRestart(reason)),
+    };
     info!("shutting down");
     stop(running).await;
     info!("gateway stopped");
-    Ok(())
+    outcome
 }
 
 /// The graceful stop, in order: the admin server (it only reads, and must not report on

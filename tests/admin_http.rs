@@ -337,9 +337,16 @@ fn unknown_devices_are_404_and_bad_queries_400_naming_the_parameter() {
 
     api_error(&get(http, "/api/devices/nobody"), 404, None);
     api_error(&get(http, "/api/devices/twin?d=s9"), 404, None);
-    // `twin` exists in two sectors: the sector must be named.
-    api_error(&get(http, "/api/devices/twin"), 400, Some("d"));
+    // `twin` exists without a sector and in `s2` (issue 25 item 4): no `d`, or an empty one,
+    // is the registration without a sector; the second sector neither blocks nor replaces it.
+    assert_eq!(json_ok(http, "/api/devices/twin")["d"], Value::Null);
+    assert_eq!(json_ok(http, "/api/devices/twin?d=")["d"], Value::Null);
     assert_eq!(json_ok(http, "/api/devices/twin?d=s2")["d"], "s2");
+    // A name held only in a sector is not found without one; the answer names the sector.
+    let _c = register_device(&gw, "lonely", Some("s3"), "light");
+    let lonely = get(http, "/api/devices/lonely");
+    api_error(&lonely, 404, None);
+    assert!(lonely.text().contains("s3"), "{}", lonely.text());
     api_error(&get(http, "/api/devices/twin?x=1"), 400, Some("x"));
 
     let bad = [
@@ -476,4 +483,72 @@ fn wrong_methods_are_405_with_allow_and_head_is_served_like_get() {
     // An unknown path stays 404, whatever the method.
     assert_eq!(get(http, "/nope").status, 404);
     assert_eq!(request(http, "POST", "/nope").status, 404);
+}
+
+/// One raw request with `host` as its `Host` header (or none); the status and the whole answer.
+fn raw_get_with_host(addr: SocketAddr, path: &str, host: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let host_line = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+    let version = if host.is_some() { "1.1" } else { "1.0" };
+    write!(
+        stream,
+        "GET {path} HTTP/{version}\r\n{host_line}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    (status, answer)
+}
+
+/// Issue 25 item 10: a page on `http://evil.example:PORT` whose name rebinds to 127.0.0.1 is
+/// same-origin with the admin API in the browser, which sends `Host: evil.example:PORT`.
+/// Only addresses, `localhost` and the names in `http.allowed_hosts` are answered; any other
+/// Host gets 421 and no data.
+#[test]
+fn a_rebinding_host_name_gets_421_and_no_data() {
+    let gw = Gateway::start_with_http(GatewayOptions {
+        // Continues the `http:` section the harness writes.
+        extra_yaml: "  allowed_hosts: [gateway.test]\n".into(),
+        ..GatewayOptions::default()
+    });
+    let http = gw.http_addr();
+    let _device = register_device(&gw, "secret-1", None, "light");
+    let port = http.port();
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".into(),
+        format!("127.0.0.1.evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+    ] {
+        for path in ["/api/devices", "/health", "/metrics", "/"] {
+            let (status, answer) = raw_get_with_host(http, path, Some(&host));
+            assert_eq!(status, 421, "Host {host} {path}: {answer}");
+            assert!(!answer.contains("secret-1"), "{answer}");
+        }
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("Gateway.Test:{port}"),
+        "127.0.0.1".into(),
+    ] {
+        let (status, answer) = raw_get_with_host(http, "/api/devices", Some(&host));
+        assert_eq!(status, 200, "Host {host}: {answer}");
+        assert!(answer.contains("secret-1"), "{answer}");
+    }
+    // HTTP/1.0 without Host: not a browser, answered.
+    assert_eq!(raw_get_with_host(http, "/health", None).0, 200);
+    assert!(
+        gw.wait_for_log("refused with 421", WAIT),
+        "{}",
+        gw.log_text()
+    );
 }

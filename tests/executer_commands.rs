@@ -313,10 +313,15 @@ fn unknown_and_ambiguous_devices() {
                 && v["device"]["d"] == "b"
         })
         .expect("second twin registered");
+    // Without "d" a command names the registration without a sector; `twin` has none, so the
+    // refusal names the sectors it does have.
     let r = s.run(json!({"id": "u3", "ep": "twin", "method": "GET", "path": "/sensors/temp"}));
-    assert_eq!(error_kind(&r), "bad_command", "{r}");
+    assert_eq!(error_kind(&r), "unknown_device", "{r}");
     assert!(
-        r["error"]["message"].as_str().unwrap().contains("sectors"),
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"a\", \"b\""),
         "{r}"
     );
     let r = s.run(json!({"id": "u4", "ep": "twin", "d": "b", "method": "GET",
@@ -340,6 +345,61 @@ fn unknown_and_ambiguous_devices() {
             v["type"] == "command_result" && v["id"] == "u1" && v["code"] == "2.05"
         })
         .expect("the retried id is executed");
+}
+
+/// Issue 25 item 4: another host registering the same name in a sector of its own neither
+/// blocks the commands for the registration without a sector nor takes them over; `"d": ""`
+/// names that registration explicitly, and the attacker's sector is reachable only by name.
+#[test]
+fn a_second_sector_neither_blocks_nor_takes_the_name_without_one() {
+    let mut s = setup("");
+    s.device.register(&s.gw, "victim-0", None);
+    s.sim
+        .wait_type("device_registered", Some("victim-0"), WAIT)
+        .expect("victim registered");
+    // The attacker, from another address, points its registration at a socket that never
+    // answers: a command that reached it would time out instead of reading the sensor.
+    let attacker_base = std::net::UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    let attacker = Peer::with_socket(
+        std::net::UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2"),
+        s.gw.addr(),
+    );
+    register(
+        &attacker,
+        &format!(
+            "ep=victim-0&d=attacker&base=coap://{}",
+            attacker_base.local_addr().unwrap()
+        ),
+        "</sensors/temp>",
+    );
+    s.sim
+        .wait_for(WAIT, |v| {
+            v["type"] == "device_registered"
+                && v["device"]["ep"] == "victim-0"
+                && v["device"]["d"] == "attacker"
+        })
+        .expect("attacker registered");
+
+    let before = s.device.count("Get /sensors/temp");
+    let cases = [
+        json!({"id": "s1", "ep": "victim-0", "method": "GET", "path": "/sensors/temp"}),
+        json!({"id": "s2", "ep": "victim-0", "d": null, "method": "GET", "path": "/sensors/temp"}),
+        json!({"id": "s3", "ep": "victim-0", "d": "", "method": "GET", "path": "/sensors/temp"}),
+    ];
+    for case in cases {
+        let id = case["id"].as_str().unwrap().to_string();
+        let r = s.run(case);
+        assert_eq!(r["code"], "2.05", "{id}: {r}");
+        s.assert_results(&id, 1);
+    }
+    assert_eq!(s.device.count("Get /sensors/temp"), before + 3);
+
+    let r = s.run(
+        json!({"id": "s4", "ep": "victim-0", "d": "attacker", "method": "GET",
+                         "path": "/sensors/temp", "timeout_ms": 300}),
+    );
+    assert_eq!(error_kind(&r), "timeout", "{r}");
+    assert_eq!(s.device.count("Get /sensors/temp"), before + 3);
 }
 
 #[test]

@@ -231,16 +231,61 @@ fn first_come_first_remembered_refuses_another_address_until_removal() {
     assert!(gw.wait_for_log("writes refused", ANSWER_DEADLINE));
 }
 
+/// Issue 25 item 5: the owner registers with `lt=3`; once it has expired, another address
+/// used to revive its `/reg/N` with `POST /reg/N?lt=4294967295` (2.04), re-pointing the base
+/// and locking the owner out. In grace the registration is still the owner's.
 #[test]
-fn first_come_first_remembered_forgets_an_expired_registration() {
+fn a_registration_in_grace_is_still_remembered_for_its_owner() {
     let (gw, _tmp) = start("", "");
+    let owner = peer_at(1, &gw);
+    let thief = peer_at(2, &gw);
+    let loc = register(&owner, "ep=graced&lt=3", "</own>");
+    let deadline = Instant::now() + EXPIRY_DEADLINE;
+    while ep_link(&owner, "graced").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "not expired within {EXPIRY_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Expired, inside its 3600 s grace.
+    let resp = thief.request(&Req::post(&format!("{loc}?lt=4294967295")));
+    assert_eq!(resp.code, "4.03", "update in grace from another address");
+    let resp = thief.post_links("/rd?ep=graced&lt=600", "</stolen>");
+    assert_eq!(
+        resp.code, "4.03",
+        "re-registration in grace from another address"
+    );
+    assert_eq!(thief.delete(&loc).code, "4.03", "removal in grace");
+    assert!(ep_link(&owner, "graced").is_none(), "nothing revived it");
+    // The owner comes back, from a new port, at the same location, with its own base.
+    let rebooted = peer_at(1, &gw);
+    let resp = rebooted.request(&Req::post(&format!("{loc}?lt=600")));
+    assert_eq!(resp.code, "2.04", "{}", resp.text());
+    let l = ep_link(&owner, "graced").expect("revived by its owner");
+    assert!(l.target.ends_with(&loc), "{l:?}");
+    assert_eq!(
+        l.get("base"),
+        Some(rebooted.derived_base().as_str()),
+        "{l:?}"
+    );
+    let targets: Vec<String> = lookup(&owner, "/rd-lookup/res?ep=graced")
+        .into_iter()
+        .map(|l| l.target)
+        .collect();
+    assert!(targets.iter().all(|t| t.ends_with("/own")), "{targets:?}");
+}
+
+#[test]
+fn first_come_first_remembered_forgets_a_registration_after_its_grace() {
+    let (gw, _tmp) = start("  expiry_grace_s: 2\n", "");
     let owner = peer_at(1, &gw);
     let next = peer_at(2, &gw);
     register(&owner, "ep=brief&lt=4", "</a>");
     // At once, far inside its 4 s: the live name is protected.
     assert_eq!(next.post_links("/rd?ep=brief", "</b>").code, "4.03");
-    // Once it has expired the name is free (the grace, 3600 s, does not protect it). Each
-    // refused attempt writes nothing; the first accepted one is the new owner's.
+    // Once it has expired and its 2 s grace is over, the name is free. Each refused attempt
+    // writes nothing; the first accepted one is the new owner's.
     let deadline = Instant::now() + EXPIRY_DEADLINE;
     let loc = loop {
         let resp = next.post_links("/rd?ep=brief&lt=600", "</b>");

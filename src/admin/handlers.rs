@@ -159,32 +159,31 @@ async fn device(
         Ok(s) => s,
         Err(e) => return api_error(&e),
     };
-    let found = match &selector.d {
-        Some(d) => state.reader.find(&selector.ep, Some(d)),
-        None => {
-            let mut all = state.reader.find_ep(&selector.ep);
-            if all.len() > 1 {
-                return api_error(&ApiError::bad_parameter(
-                    "d",
-                    format!(
-                        "{} is registered in {} sectors: name one with ?d=",
-                        selector.ep.as_str(),
-                        all.len()
-                    ),
-                ));
-            }
-            all.pop()
-        }
-    };
-    match found {
-        Some(reg) => HttpResponse::Ok().json(DeviceObject(reg.as_ref())),
-        None => api_error(&ApiError::not_found(match &selector.d {
-            Some(d) => format!(
-                "no device {} in sector {}",
-                selector.ep.as_str(),
-                d.as_str()
-            ),
-            None => format!("no device {}", selector.ep.as_str()),
-        })),
+    // No `?d` (or an empty one) is the registration without a sector: a default meaning "the
+    // only sector the name has" could be blocked or redirected by a later registrant of the
+    // same name in another sector (issue 25 item 4).
+    if let Some(reg) = state.reader.find(&selector.ep, selector.d.as_ref()) {
+        return HttpResponse::Ok().json(DeviceObject(reg.as_ref()));
     }
+    let mut message = match &selector.d {
+        Some(d) => format!(
+            "no device {} in sector {}",
+            selector.ep.as_str(),
+            d.as_str()
+        ),
+        None => format!("no device {} without a sector", selector.ep.as_str()),
+    };
+    let elsewhere: Vec<String> = state
+        .reader
+        .find_ep(&selector.ep)
+        .iter()
+        .map(|r| r.d.as_ref().map_or("(none)", |d| d.as_str()).to_string())
+        .collect();
+    if !elsewhere.is_empty() {
+        message.push_str(&format!(
+            "; registered in sectors {}: name one with ?d=",
+            elsewhere.join(", ")
+        ));
+    }
+    api_error(&ApiError::not_found(message))
 }

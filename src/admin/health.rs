@@ -27,6 +27,9 @@ pub struct RegistryView {
     pub writable: bool,
     pub last_error: Option<String>,
     pub last_error_at_ms: Option<u64>,
+    /// The database opened with less than it had acknowledged (issue 25 item 9): what is lost.
+    /// Reported, not a failure: the gateway serves what it has.
+    pub lost_at_start: Option<String>,
 }
 
 /// The `platform` part of the health JSON.
@@ -64,11 +67,13 @@ pub fn health_report(
             writable: h.writable,
             last_error: h.last_error.clone(),
             last_error_at_ms: h.last_error_at_ms,
+            lost_at_start: h.lost_at_start.clone(),
         },
         None => RegistryView {
             writable: false,
             last_error: Some("the registry did not answer".into()),
             last_error_at_ms: None,
+            lost_at_start: None,
         },
     };
     let platform = match platform {
@@ -111,6 +116,7 @@ mod tests {
             writable: true,
             last_error: None,
             last_error_at_ms: None,
+            lost_at_start: None,
         }
     }
 
@@ -150,6 +156,7 @@ mod tests {
             writable: false,
             last_error: Some("No space left on device".into()),
             last_error_at_ms: Some(9),
+            lost_at_start: None,
         };
         let (code, view) = health_report(1, Some(&failed), &PlatformState::NotConfigured);
         assert_eq!(code, 503);

@@ -9,6 +9,9 @@
 //!   `GET /api/devices/{ep}[?d=]` ([`query`], [`device`]).
 //! - `GET /`: the live status page ([`status_page`]).
 //!
+//! Every request first passes [`host_check`]: a `Host` that is neither a literal address,
+//! `localhost` nor in `http.allowed_hosts` gets 421 (DNS rebinding).
+//!
 //! Files: `server` (bind, run, stop), `handlers` (thin actix-web handlers), `state` (the
 //! handles the handlers read, with bounded waits on actors), and pure shaping that knows
 //! nothing of HTTP: `query` (query string to RD filters and paging), `device` (a page of device objects),
@@ -18,6 +21,7 @@ pub mod device;
 pub mod error;
 pub mod handlers;
 pub mod health;
+pub mod host_check;
 pub mod query;
 pub mod server;
 pub mod state;
@@ -25,5 +29,6 @@ pub mod status_page;
 
 pub use device::DevicePage;
 pub use error::{AdminError, ApiError};
+pub use host_check::AllowedHosts;
 pub use server::{bind, start, start_on, RunningAdmin};
 pub use state::AdminState;

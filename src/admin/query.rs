@@ -158,7 +158,7 @@ impl DeviceQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSelector {
     pub ep: EndpointName,
-    /// `None`: any sector (the device must then be unambiguous).
+    /// `None` (no `d`, or `d=`): the registration without a sector.
     pub d: Option<Sector>,
 }
 
@@ -181,6 +181,7 @@ impl DeviceSelector {
         let d = params
             .single("d")
             .map_err(|e| ApiError::bad_parameter("d", e.to_string()))?
+            .filter(|d| !d.is_empty())
             .map(|d| {
                 Sector::new(d).map_err(|e| ApiError::bad_parameter("d", format!("invalid d: {e}")))
             })
@@ -336,6 +337,11 @@ mod tests {
         assert_eq!(s.ep.as_str(), "node1");
         assert_eq!(s.d.unwrap().as_str(), "floor 1");
         assert_eq!(DeviceSelector::parse("node1", "").unwrap().d, None);
+        assert_eq!(
+            DeviceSelector::parse("node1", "d=").unwrap().d,
+            None,
+            "no sector"
+        );
         let e = DeviceSelector::parse("node1", "x=1").unwrap_err();
         assert_eq!(e.parameter.as_deref(), Some("x"));
         let e = DeviceSelector::parse("node1", "d=a&d=b").unwrap_err();

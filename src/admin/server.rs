@@ -8,8 +8,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServerHandle, ServiceRequest};
+use actix_web::http::header::HOST;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpResponse, HttpServer};
 
 use super::error::AdminError;
 use super::handlers;
@@ -19,6 +22,30 @@ use super::state::AdminState;
 const WORKERS: usize = 2;
 /// How long a graceful stop lets requests in progress finish.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
+
+/// Requests refused for their `Host` (DNS rebinding): one log line per 10 s.
+static MISDIRECTED_LOG: crate::limits::LogThrottle = crate::limits::LogThrottle::new();
+
+/// The `Host` header, or the authority of an absolute-form request target; `None` when the
+/// request has neither. A header that is not text is kept as a value that never matches.
+fn host_of(req: &ServiceRequest) -> Option<&str> {
+    match req.headers().get(HOST) {
+        Some(value) => Some(value.to_str().unwrap_or("\u{fffd}")),
+        None => req.uri().authority().map(|a| a.as_str()),
+    }
+}
+
+/// 421 Misdirected Request (RFC 9110 §15.5.20), with the API's JSON error shape.
+fn misdirected() -> HttpResponse {
+    if let Some(n) = MISDIRECTED_LOG.note() {
+        log::warn!(
+            "admin http: {n} request(s) refused with 421 for a Host header that is not an address, localhost or in http.allowed_hosts (DNS rebinding?)"
+        );
+    }
+    HttpResponse::MisdirectedRequest().json(serde_json::json!({
+        "error": "unknown Host: use an address, localhost, or a name in http.allowed_hosts"
+    }))
+}
 
 /// A running admin server.
 pub struct RunningAdmin {
@@ -49,9 +76,20 @@ pub fn start_on(
 ) -> Result<RunningAdmin, AdminError> {
     // The kernel resolved port 0 at bind time.
     let addr = listener.local_addr().map_err(AdminError::Serve)?;
+    let allowed = state.allowed_hosts.clone();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
+        let allowed = allowed.clone();
         App::new()
+            .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
+                let refused = !allowed.allows(host_of(&req));
+                async move {
+                    if refused {
+                        return Ok(req.into_response(misdirected()));
+                    }
+                    next.call(req).await
+                }
+            }))
             .app_data(data.clone())
             .configure(handlers::configure)
     })

@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix::Addr;
 
 use super::health::PlatformState;
+use super::host_check::AllowedHosts;
 use crate::platform::{GetLinkStats, LinkStats, PlatformLink};
 use crate::registry::{GetHealth, Registry, RegistryHealth, RegistryReader};
 
@@ -22,6 +23,8 @@ pub struct AdminState {
     pub registry: Addr<Registry>,
     /// `None` when `platform.url` is empty.
     pub platform: Option<Addr<PlatformLink>>,
+    /// The `Host` values answered (`http.allowed_hosts`; DNS-rebinding defence).
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl AdminState {

@@ -81,6 +81,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(lost) = store.shortfall() {
+        eprintln!("rd-dump: WARNING: {lost}");
+    }
     let loaded = match store.load_all() {
         Ok(loaded) => loaded,
         Err(e) => {

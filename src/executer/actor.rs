@@ -130,10 +130,7 @@ impl Executer {
     /// Everything short of sending: the registration, its status, the request.
     fn prepare(&self, command: &Command) -> Result<Plan, Refusal> {
         let key = device_key(command)?;
-        let exact = key
-            .d
-            .as_ref()
-            .and_then(|d| self.reader.find(&key.ep, Some(d)));
+        let exact = self.reader.find(&key.ep, key.d.as_ref());
         let registration = choose_registration(&key, exact, || self.reader.find_ep(&key.ep))?;
         if registration.status == Status::Disconnected && !self.settings.send_to_offline {
             return Err(Refusal {

@@ -35,57 +35,67 @@ impl Refusal {
     }
 }
 
-/// The device's name as the registry keys it, validated.
+/// The device's name as the registry keys it, validated. `d: None` is the registration
+/// without a sector: a command names exactly one `ep`+`d`, never "whichever sector".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceKey {
     pub ep: EndpointName,
     pub d: Option<Sector>,
 }
 
-/// Validate the `ep` and `d` of a command.
+/// Validate the `ep` and `d` of a command. An absent `d`, `"d": null` and `"d": ""` all name
+/// the registration without a sector (issue 25 item 4): a default that meant "the only sector
+/// the name has" could be blocked by anyone registering the name in a second sector, or
+/// redirected by anyone registering it without one.
 pub fn device_key(command: &Command) -> Result<DeviceKey, Refusal> {
     let ep = EndpointName::new(command.ep.clone())
         .map_err(|e| Refusal::bad(format!("invalid \"ep\": {e}")))?;
-    let d = match &command.d {
-        Some(d) => {
-            Some(Sector::new(d.clone()).map_err(|e| Refusal::bad(format!("invalid \"d\": {e}")))?)
-        }
-        None => None,
+    let d = match command.d.as_deref() {
+        None | Some("") => None,
+        Some(d) => Some(Sector::new(d).map_err(|e| Refusal::bad(format!("invalid \"d\": {e}")))?),
     };
     Ok(DeviceKey { ep, d })
 }
 
-/// Pick the registration a command addresses. `candidates` are the live registrations
-/// of `ep` in every sector (used when the command gives no `d`); `exact` is the lookup by
-/// `ep`+`d` (used when it does).
+/// The registration a command addresses: `exact`, the live lookup by `ep`+`d`. When there is
+/// none, `elsewhere` (the live registrations of `ep` in any sector) only makes the refusal
+/// say which sectors the name does have, so the platform can name one.
 pub fn choose_registration(
     key: &DeviceKey,
     exact: Option<Arc<Registration>>,
-    candidates: impl FnOnce() -> Vec<Arc<Registration>>,
+    elsewhere: impl FnOnce() -> Vec<Arc<Registration>>,
 ) -> Result<Arc<Registration>, Refusal> {
-    let unknown = || Refusal {
-        kind: CommandErrorKind::UnknownDevice,
-        message: match &key.d {
-            Some(d) => format!(
-                "no registration for ep {:?} in d {:?}",
-                key.ep.as_str(),
-                d.as_str()
-            ),
-            None => format!("no registration for ep {:?}", key.ep.as_str()),
-        },
-    };
-    if key.d.is_some() {
-        return exact.ok_or_else(unknown);
+    if let Some(found) = exact {
+        return Ok(found);
     }
-    let mut all = candidates();
-    match all.len() {
-        0 => Err(unknown()),
-        1 => Ok(all.remove(0)),
-        n => Err(Refusal::bad(format!(
-            "ep {:?} is registered in {n} sectors; name one with \"d\"",
+    let mut message = match &key.d {
+        Some(d) => format!(
+            "no registration for ep {:?} in d {:?}",
+            key.ep.as_str(),
+            d.as_str()
+        ),
+        None => format!(
+            "no registration for ep {:?} without a sector",
             key.ep.as_str()
-        ))),
+        ),
+    };
+    let sectors: Vec<String> = elsewhere()
+        .iter()
+        .map(|r| match &r.d {
+            Some(d) => format!("{:?}", d.as_str()),
+            None => "\"\" (no sector)".to_string(),
+        })
+        .collect();
+    if !sectors.is_empty() {
+        message.push_str(&format!(
+            "; it is registered with d {}: name one with \"d\"",
+            sectors.join(", ")
+        ));
     }
+    Err(Refusal {
+        kind: CommandErrorKind::UnknownDevice,
+        message,
+    })
 }
 
 /// What to send, and where.
@@ -328,20 +338,30 @@ mod tests {
     }
 
     #[test]
-    fn lookup_without_d_is_ambiguous_across_sectors() {
+    fn without_d_only_the_registration_without_a_sector_is_addressed() {
         let key = device_key(&command("/x")).unwrap();
+        assert_eq!(key.d, None);
+        let mut empty = command("/x");
+        empty.d = Some(String::new());
+        assert_eq!(device_key(&empty).unwrap(), key, "\"d\": \"\" is no sector");
         let none = choose_registration(&key, None, Vec::new).unwrap_err();
         assert_eq!(none.kind, CommandErrorKind::UnknownDevice);
-        let reg = |d: &str| {
+        let reg = |d: Option<&str>| {
             let mut r = crate::device_object::tests::registration("node1");
-            r.d = Some(Sector::new(d).unwrap());
+            r.d = d.map(|d| Sector::new(d).unwrap());
             Arc::new(r)
         };
-        let two = choose_registration(&key, None, || vec![reg("a"), reg("b")]).unwrap_err();
-        assert_eq!(two.kind, CommandErrorKind::BadCommand);
-        assert!(two.message.contains("2 sectors"), "{}", two.message);
-        let one = choose_registration(&key, None, || vec![reg("a")]).unwrap();
-        assert_eq!(one.d.as_ref().unwrap().as_str(), "a");
+        // Other sectors never stand in for the missing one; they are named in the refusal.
+        let elsewhere =
+            choose_registration(&key, None, || vec![reg(Some("a")), reg(Some("b"))]).unwrap_err();
+        assert_eq!(elsewhere.kind, CommandErrorKind::UnknownDevice);
+        assert!(
+            elsewhere.message.contains("\"a\", \"b\""),
+            "{}",
+            elsewhere.message
+        );
+        let found = choose_registration(&key, Some(reg(None)), || unreachable!()).unwrap();
+        assert_eq!(found.d, None);
     }
 
     #[test]
@@ -349,7 +369,7 @@ mod tests {
         let mut c = command("/x");
         c.d = Some("b".into());
         let key = device_key(&c).unwrap();
-        let err = choose_registration(&key, None, || unreachable!()).unwrap_err();
+        let err = choose_registration(&key, None, Vec::new).unwrap_err();
         assert_eq!(err.kind, CommandErrorKind::UnknownDevice);
         assert!(err.message.contains("\"b\""));
     }

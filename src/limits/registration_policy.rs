@@ -3,8 +3,16 @@
 //! writer path, so a check and the write it allows cannot be separated by another write.
 //!
 //! FCFR without credentials: the "subject" remembered is the source IP address the
-//! registration was last written from. A live registration of an `ep`+`d` may then be replaced
-//! or updated only from that address; anyone else gets 4.03 until it is removed or expires.
+//! registration was last written from. A registration of an `ep`+`d` may then be replaced,
+//! updated or removed only from that address; anyone else gets 4.03 until it is removed or
+//! its grace ends.
+//!
+//! The grace (`rd.expiry_grace_s`) counts as remembered: an expired registration in grace is
+//! still held for its owner, who may revive it at the same `/reg/N` with an update or a
+//! re-registration, and the RD will forget it only at the end of that grace. Forgetting it at
+//! expiry let another address revive `/reg/N` in the owner's place (`POST /reg/4?lt=…`),
+//! re-pointing its base and locking the owner out (issue 25 item 5). The name is free once the
+//! grace is over and the record purged; an owner whose address changed waits that long.
 //! The port does not count: a device behind NAT gets a new port after a rebinding, and a device
 //! that reboots picks a new ephemeral port, both normal; a port change on the same address
 //! is the same host (or something on-path, which could hijack the address too).
@@ -61,8 +69,8 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy)]
 pub struct Holder {
     pub source: SocketAddr,
-    /// Live (not expired, not in grace).
-    pub live: bool,
+    /// Still remembered for its owner: live, or expired and within its grace.
+    pub remembered: bool,
 }
 
 /// A registration (POST /rd, simple, group) of `ep` from `source`, where `holder` holds the
@@ -75,7 +83,7 @@ pub fn check_registration(
     held_by_source: usize,
 ) -> Result<(), Refusal> {
     let same_host = holder.is_some_and(|h| h.source.ip() == source.ip());
-    if policy.endpoint_protection && holder.is_some_and(|h| h.live) && !same_host {
+    if policy.endpoint_protection && holder.is_some_and(|h| h.remembered) && !same_host {
         return Err(Refusal::NameProtected { ep: ep.to_string() });
     }
     let exempt = policy.exempt_loopback && source.ip().is_loopback();
@@ -98,7 +106,7 @@ pub fn check_update(
     holder: Holder,
     source: SocketAddr,
 ) -> Result<(), Refusal> {
-    if policy.endpoint_protection && holder.live && holder.source.ip() != source.ip() {
+    if policy.endpoint_protection && holder.remembered && holder.source.ip() != source.ip() {
         return Err(Refusal::NameProtected { ep: ep.to_string() });
     }
     Ok(())
@@ -172,7 +180,7 @@ mod tests {
     fn fcfr_refuses_another_address_while_live() {
         let holder = Holder {
             source: addr("10.0.0.1:5683"),
-            live: true,
+            remembered: true,
         };
         assert_eq!(
             check_registration(ON, "n1", Some(holder), addr("10.0.0.2:5683"), 0),
@@ -194,16 +202,16 @@ mod tests {
     }
 
     #[test]
-    fn fcfr_forgets_an_expired_registration_and_can_be_off() {
+    fn fcfr_forgets_a_purged_registration_and_can_be_off() {
         let expired = Holder {
             source: addr("10.0.0.1:5683"),
-            live: false,
+            remembered: false,
         };
         let other = addr("10.0.0.2:5683");
         assert_eq!(check_registration(ON, "n", Some(expired), other, 0), Ok(()));
         assert_eq!(check_update(ON, "n", expired, other), Ok(()));
         let live = Holder {
-            live: true,
+            remembered: true,
             ..expired
         };
         let off = WritePolicy::default();
@@ -228,7 +236,7 @@ mod tests {
         // Re-registering a name it holds is always fine.
         let mine = Holder {
             source: me,
-            live: true,
+            remembered: true,
         };
         assert_eq!(check_registration(policy, "a", Some(mine), me, 2), Ok(()));
         let local = addr("127.0.0.1:5683");
@@ -273,7 +281,7 @@ mod tests {
         );
         let held_from_the_prefix = Holder {
             source: addr("[fd99::3]:5683"),
-            live: true,
+            remembered: true,
         };
         assert_eq!(
             check_registration(policy, "mine", Some(held_from_the_prefix), other_address, 6),

@@ -12,6 +12,9 @@
 //! fails, every request of its batch is answered `RegistryError::Store` and its events are not
 //! published; the changes stay applied in memory (sled holds them too and the next successful
 //! flush writes them), which errs towards keeping registrations rather than losing them.
+//! Each flush batch is numbered in sled and, once durable and before its replies, recorded in
+//! the acknowledged mark outside sled (`watermark`), so a start on a database that lost its
+//! tail reports it (`RegistryHealth::lost_at_start`).
 //!
 //! Expiry: one timer, armed at the earliest deadline. An expired registration leaves the live
 //! views (event `Removed{Expired}`) but stays revivable by an Update for the grace period, after
@@ -35,6 +38,7 @@ use super::messages::{
 };
 use super::model::{base_from_source, BaseOrigin, Registration, Status};
 use super::reader::RegistryReader;
+use super::recovery::{probe_writable, AwaitStoreRestart, PROBE_EVERY};
 use super::store::Store;
 use super::subscription::{Offer, SubscribeFeed, Subscriber};
 use crate::limits::{
@@ -54,6 +58,8 @@ const RESYNC_POLL: Duration = Duration::from_millis(20);
 /// per kind per 10 s.
 static OVERFLOW_LOG: LogThrottle = LogThrottle::new();
 static LOST_LOG: LogThrottle = LogThrottle::new();
+/// Failures to write the acknowledged mark (`watermark`): one line per 10 s.
+static MARK_LOG: LogThrottle = LogThrottle::new();
 
 /// What the Registry needs from `config.yaml`.
 #[derive(Debug, Clone)]
@@ -136,6 +142,12 @@ pub fn start_with_policy(
         purge.len(),
         skipped
     );
+    let mut health = WriteHealth::default();
+    if let Some(lost) = store.shortfall() {
+        // Loud, and kept in /health for this run: the next flush moves the mark on.
+        log::error!("registry {}: {lost}", config.data_dir.display());
+        health.record_lost_at_start(lost.to_string());
+    }
     let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
     let registry = Registry {
         store,
@@ -150,8 +162,11 @@ pub fn start_with_policy(
         flush_in_flight: false,
         flush_scheduled: false,
         timer: None,
-        health: WriteHealth::default(),
+        health,
         link_sets,
+        probe_armed: false,
+        restart_reason: None,
+        restart_waiters: Vec::new(),
     };
     Ok((registry.start(), reader))
 }
@@ -189,6 +204,12 @@ pub struct Registry {
     health: WriteHealth,
     /// Equal link sets of different registrations share one copy.
     link_sets: LinkSetPool,
+    /// Whether the free-space probe is armed (writes are failing; see `recovery`).
+    probe_armed: bool,
+    /// Set once only a restart can recover the store: the reason, for every waiter.
+    restart_reason: Option<String>,
+    /// The gateway, waiting for `restart_reason`.
+    restart_waiters: Vec<oneshot::Sender<String>>,
 }
 
 impl Actor for Registry {
@@ -223,9 +244,10 @@ impl Registry {
             let reg = index.get_including_expired(id)?;
             Some((Arc::clone(reg), index.is_in_grace(id)))
         });
-        let holder = existing.as_ref().map(|(prev, in_grace)| Holder {
+        // Held in the index, live or in grace: remembered for its owner (issue 25 item 5).
+        let holder = existing.as_ref().map(|(prev, _)| Holder {
             source: prev.source,
-            live: !in_grace && !prev.is_expired_at(now),
+            remembered: true,
         });
         check_registration(
             self.policy,
@@ -297,9 +319,10 @@ impl Registry {
                 Some((Arc::clone(reg), index.is_in_grace(msg.id)))
             })
             .ok_or(RegistryError::NotFound(msg.id))?;
+        // In grace it is still the owner's: only the owner revives it (issue 25 item 5).
         let holder = Holder {
             source: prev.source,
-            live: !in_grace && !prev.is_expired_at(now),
+            remembered: true,
         };
         check_update(self.policy, prev.ep.as_str(), holder, msg.source)?;
         let mut next = (*prev).clone();
@@ -339,16 +362,25 @@ impl Registry {
         &mut self,
         msg: Remove,
     ) -> Result<(Arc<Registration>, Vec<RegistryEvent>), RegistryError> {
-        let held = self
+        let (held, in_grace) = self
             .reader
-            .get(msg.id)
+            .with_index(|index| {
+                let reg = index.get_including_expired(msg.id)?;
+                Some((Arc::clone(reg), index.is_in_grace(msg.id)))
+            })
             .ok_or(RegistryError::NotFound(msg.id))?;
-        if let Some(source) = msg.source {
-            let holder = Holder {
-                source: held.source,
-                live: true,
-            };
-            check_update(self.policy, held.ep.as_str(), holder, source)?;
+        match msg.source {
+            // A registration in grace is still remembered: another address gets 4.03, its
+            // owner may delete it (and so free the name before the grace ends).
+            Some(source) => {
+                let holder = Holder {
+                    source: held.source,
+                    remembered: true,
+                };
+                check_update(self.policy, held.ep.as_str(), holder, source)?;
+            }
+            None if in_grace => return Err(RegistryError::NotFound(msg.id)),
+            None => {}
         }
         self.store.remove(msg.id)?;
         let removed = self
@@ -358,11 +390,16 @@ impl Registry {
             .ok_or(RegistryError::NotFound(msg.id))?;
         self.counts.remove(removed.source.ip());
         self.trim_link_sets();
-        let event = RegistryEvent::Removed {
-            registration: Arc::clone(&removed),
-            reason: RemovalReason::Deleted,
+        // An expired registration was announced as removed when it expired.
+        let events = if in_grace {
+            Vec::new()
+        } else {
+            vec![RegistryEvent::Removed {
+                registration: Arc::clone(&removed),
+                reason: RemovalReason::Deleted,
+            }]
         };
-        Ok((removed, vec![event]))
+        Ok((removed, events))
     }
 
     fn apply_set_status(
@@ -395,7 +432,7 @@ impl Registry {
             Ok(applied) => applied,
             Err(e) => {
                 if let RegistryError::Store(store_error) = &e {
-                    self.health.record_failure(store_error, now_ms());
+                    self.store_failed(store_error, ctx);
                 }
                 return Box::pin(async move { Err(e) });
             }
@@ -444,9 +481,20 @@ impl Registry {
         }
         let parked = std::mem::take(&mut self.batch);
         self.flush_in_flight = true;
+        // A failure here fails the flush below too; the batch is then answered with it.
+        let mark = self.store.seal_batch().ok();
         let flush = self.store.flush_async();
         ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
             act.flush_in_flight = false;
+            if let (Ok(()), Some(mark)) = (&result, mark) {
+                if let Err(e) = act.store.record_acknowledged(mark) {
+                    if let Some(n) = MARK_LOG.note() {
+                        log::warn!(
+                            "registry: cannot record the acknowledged mark ({n} times): {e}; a lost database tail may go unnoticed at the next start"
+                        );
+                    }
+                }
+            }
             act.finish(parked, result.err(), ctx);
             act.schedule_flush(ctx);
         }));
@@ -459,7 +507,7 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) {
         match &failure {
-            Some(e) => self.health.record_failure(e, now_ms()),
+            Some(e) => self.store_failed(e, ctx),
             None => self.health.record_flush_ok(),
         }
         if let Some(e) = &failure {
@@ -590,7 +638,7 @@ impl Registry {
             self.counts.remove(reg.source.ip());
             // Losing this delete in a crash is harmless: the next start purges it again.
             if let Err(e) = self.store.remove(reg.id) {
-                self.health.record_failure(&e, now_ms());
+                self.store_failed(&e, ctx);
                 log::error!(
                     "registry: cannot delete expired registration {}: {e}",
                     reg.id
@@ -613,6 +661,58 @@ impl Registry {
                 .collect();
             self.publish_in_order(events, ctx);
         }
+    }
+
+    /// A write or flush failed: report it, and watch for the disk to take writes again.
+    fn store_failed(&mut self, error: &dyn std::fmt::Display, ctx: &mut Context<Self>) {
+        self.health.record_failure(error, now_ms());
+        self.arm_probe(ctx);
+    }
+
+    /// While writes fail, probe the data directory every `PROBE_EVERY`; once it takes a write
+    /// again, only a restart brings sled back (see `recovery`). A later successful flush
+    /// disarms it: the store recovered by itself.
+    fn arm_probe(&mut self, ctx: &mut Context<Self>) {
+        if self.probe_armed || self.restart_reason.is_some() {
+            return;
+        }
+        self.probe_armed = true;
+        ctx.run_later(PROBE_EVERY, |act, ctx| {
+            if !act.health.failing() {
+                act.probe_armed = false;
+                return;
+            }
+            let dir = act.store.path().to_path_buf();
+            let probe = tokio::task::spawn_blocking(move || probe_writable(&dir));
+            ctx.spawn(probe.into_actor(act).map(|outcome, act, ctx| {
+                act.probe_armed = false;
+                match outcome {
+                    Ok(Ok(())) if act.health.failing() => act.request_restart(),
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        log::debug!("registry: data directory still refuses writes: {e}");
+                        act.arm_probe(ctx);
+                    }
+                    Err(e) => {
+                        log::error!("registry: the write probe did not run: {e}");
+                        act.arm_probe(ctx);
+                    }
+                }
+            }));
+        });
+    }
+
+    fn request_restart(&mut self) {
+        let reason = format!(
+            "the registry database at {} failed a write ({}) and the disk takes writes again, but sled cannot resume after an I/O error: restarting recovers every acknowledged registration from disk",
+            self.store.path().display(),
+            self.health.last_error().unwrap_or("unknown error")
+        );
+        log::error!("registry: {reason}; stopping the gateway to exit non-zero");
+        for waiter in self.restart_waiters.drain(..) {
+            let _ = waiter.send(reason.clone());
+        }
+        self.restart_reason = Some(reason);
     }
 
     fn trim_link_sets(&mut self) {
@@ -748,6 +848,26 @@ impl Handler<GetHealth> for Registry {
 
     fn handle(&mut self, _msg: GetHealth, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.health.report())
+    }
+}
+
+impl Handler<AwaitStoreRestart> for Registry {
+    type Result = ResponseFuture<String>;
+
+    fn handle(&mut self, _msg: AwaitStoreRestart, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(reason) = &self.restart_reason {
+            let reason = reason.clone();
+            return Box::pin(async move { reason });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.restart_waiters.push(tx);
+        // The actor stopped without asking for a restart: never resolve.
+        Box::pin(async move {
+            match rx.await {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        })
     }
 }
 

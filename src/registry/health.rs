@@ -23,6 +23,10 @@ pub struct RegistryHealth {
     pub last_error: Option<String>,
     /// When the most recent failure happened (Unix ms).
     pub last_error_at_ms: Option<u64>,
+    /// Set when the database opened with less than it had acknowledged (a lost tail; see
+    /// `watermark`): what is missing. Does not make the registry unwritable.
+    #[serde(default)]
+    pub lost_at_start: Option<String>,
 }
 
 /// Tracks the outcome of the registry's writes; see the module docs.
@@ -30,6 +34,7 @@ pub struct RegistryHealth {
 pub struct WriteHealth {
     failing: bool,
     last_error: Option<(String, u64)>,
+    lost_at_start: Option<String>,
 }
 
 impl WriteHealth {
@@ -44,11 +49,27 @@ impl WriteHealth {
         self.failing = false;
     }
 
+    /// The database opened with less than it had acknowledged.
+    pub fn record_lost_at_start(&mut self, what: String) {
+        self.lost_at_start = Some(what);
+    }
+
+    /// Whether the most recent write or flush failed.
+    pub fn failing(&self) -> bool {
+        self.failing
+    }
+
+    /// The most recent failure's message.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_ref().map(|(e, _)| e.as_str())
+    }
+
     pub fn report(&self) -> RegistryHealth {
         RegistryHealth {
             writable: !self.failing,
             last_error: self.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at_ms: self.last_error.as_ref().map(|(_, at)| *at),
+            lost_at_start: self.lost_at_start.clone(),
         }
     }
 }

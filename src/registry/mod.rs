@@ -6,8 +6,10 @@
 //! - `link_set`: a registration's links, shared between registrations with equal ones.
 //! - `index`: the in-memory index (by id, by `ep`+`d`, inverted by attribute, by deadline).
 //! - `store`: the sled store (versioned encoding, id counter, flush).
+//! - `watermark`: the acknowledged mark outside sled, to tell a database that lost its tail.
 //! - `actor`: the Registry actor (group commit, expiry, events).
 //! - `health`: whether the last write or flush failed (`GetHealth`, for `/health`).
+//! - `recovery`: after a failed write, probe for space and ask for a restart.
 //! - `reader`: the lock-based read handle for lookups.
 //! - `subscription`: the bounded event feed to subscribers, with resync on overflow.
 
@@ -19,8 +21,10 @@ pub mod link_set;
 pub mod messages;
 pub mod model;
 pub mod reader;
+pub mod recovery;
 pub mod store;
 pub mod subscription;
+pub mod watermark;
 
 pub use actor::{start, start_with_policy, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
@@ -30,5 +34,6 @@ pub use link_set::{LinkSet, LinkSetPool};
 pub use messages::*;
 pub use model::*;
 pub use reader::RegistryReader;
+pub use recovery::AwaitStoreRestart;
 pub use store::Store;
 pub use subscription::{FeedItem, RegistryFeed, SubscribeFeed};

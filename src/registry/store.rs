@@ -6,6 +6,9 @@
 //!   value = JSON `{"v":1,"reg":{...}}`. Unknown versions are refused, never dropped.
 //! - default tree, key `next_id`: the next id to hand out (u64 big-endian). Ids are never
 //!   reused, even for ids whose registration was deleted before a restart.
+//! - default tree, key `ack_seq`: the sequence number of the latest flush batch (u64
+//!   big-endian), compared at open with the acknowledged mark kept outside sled
+//!   (`watermark`), so that a database that lost its tail says so.
 //!
 //! Nothing here ever deletes a database or a record it cannot read.
 
@@ -16,12 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
 use super::model::{Registration, RegistrationId};
+use super::watermark::{self, Mark, MarkWriter, Recorded, Shortfall};
 
 /// The value encoding version written by this build.
 pub const FORMAT_VERSION: u64 = 1;
 
 const REGISTRATIONS_TREE: &str = "registrations";
 const NEXT_ID_KEY: &[u8] = b"next_id";
+const ACK_SEQ_KEY: &[u8] = b"ack_seq";
 /// sled's own message when `flock` on the database file fails (sled 0.34.7 `Config::try_lock`,
 /// which wraps the error as `io::ErrorKind::Other`, so the kind cannot be used).
 const LOCK_FAILURE_MESSAGE: &str = "could not acquire lock";
@@ -62,6 +67,11 @@ pub struct Store {
     registrations: sled::Tree,
     path: PathBuf,
     next_id: u64,
+    /// The latest flush batch's sequence number (see [`Self::seal_batch`]).
+    seq: u64,
+    mark: MarkWriter,
+    /// Set at open when the acknowledged mark is ahead of what sled recovered.
+    shortfall: Option<Shortfall>,
 }
 
 impl Store {
@@ -80,8 +90,30 @@ impl Store {
             registrations,
             path: path.to_path_buf(),
             next_id: 1,
+            seq: 0,
+            mark: MarkWriter::new(path),
+            shortfall: None,
         };
         store.next_id = store.recover_next_id()?;
+        store.seq = match store.db.get(ACK_SEQ_KEY)? {
+            Some(bytes) => decode_u64(&bytes).unwrap_or(0),
+            None => 0,
+        };
+        let recovered = Mark {
+            seq: store.seq,
+            next_id: store.next_id,
+        };
+        match watermark::read(path) {
+            Recorded::Mark(acknowledged) => {
+                store.shortfall = Shortfall::between(acknowledged, recovered);
+            }
+            Recorded::Missing => {}
+            Recorded::Unreadable => log::warn!(
+                "registry database {}: the acknowledged mark ({}) is unreadable; cannot check the database for a lost tail",
+                path.display(),
+                watermark::MARK_FILE
+            ),
+        }
         Ok(store)
     }
 
@@ -98,6 +130,31 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this database holds less than it had acknowledged when it was last written
+    /// (found at open; see `watermark`).
+    pub fn shortfall(&self) -> Option<Shortfall> {
+        self.shortfall
+    }
+
+    /// Number the writes since the previous batch as one flush batch: the number is written
+    /// to sled with them, so the flush that makes them durable makes it durable too. Returns
+    /// the mark to [`Self::record_acknowledged`] once that flush has completed.
+    pub fn seal_batch(&mut self) -> Result<Mark, StoreError> {
+        self.seq = self.seq.saturating_add(1);
+        self.db.insert(ACK_SEQ_KEY, &self.seq.to_be_bytes())?;
+        Ok(Mark {
+            seq: self.seq,
+            next_id: self.next_id,
+        })
+    }
+
+    /// The flush covering `mark`'s batch completed: record it outside sled, before the batch
+    /// is answered. A failure only weakens the check at the next open, so it is returned for
+    /// logging, never turned into a failed write.
+    pub fn record_acknowledged(&mut self, mark: Mark) -> std::io::Result<()> {
+        self.mark.write(mark)
     }
 
     /// Every record, decoded. An undecodable record is logged, counted and skipped (one bad
@@ -374,6 +431,31 @@ mod tests {
             3,
             "the bad record's id stays taken"
         );
+    }
+
+    #[test]
+    fn a_database_that_lost_acknowledged_batches_says_so_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(dir.path(), 4).unwrap();
+            let id = store.allocate_id().unwrap();
+            store.put(&sample(id.0)).unwrap();
+            let mark = store.seal_batch().unwrap();
+            store.flush().unwrap();
+            store.record_acknowledged(mark).unwrap();
+        }
+        let store = reopen(dir.path());
+        assert_eq!(store.shortfall(), None, "a whole database");
+        drop(store);
+        // The mark of a later acknowledged batch that the database does not hold (what a cut
+        // log looks like): two more batches, two more registrations.
+        MarkWriter::new(dir.path())
+            .write(Mark { seq: 3, next_id: 4 })
+            .unwrap();
+        let store = reopen(dir.path());
+        let lost = store.shortfall().expect("the lost tail is seen");
+        assert_eq!(lost.recovered, Mark { seq: 1, next_id: 2 });
+        assert_eq!(lost.acknowledged, Mark { seq: 3, next_id: 4 });
     }
 
     #[test]

@@ -365,6 +365,23 @@ impl Gateway {
         }
     }
 
+    /// Wait up to `budget` for the gateway to exit by itself: `Some(code)` (`None` inside:
+    /// killed by a signal), or `None` when it still runs (it is left running).
+    pub fn wait_exit(&mut self, budget: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + budget;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
