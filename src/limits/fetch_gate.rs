@@ -134,7 +134,11 @@ mod tests {
         let _other = gate.try_enter(ip("10.0.0.2")).unwrap();
         drop(a);
         assert!(gate.try_enter(ip("10.0.0.1")).is_ok());
-        assert_eq!(gate.in_progress(), 2, "a dropped ticket leaves the gate at once");
+        assert_eq!(
+            gate.in_progress(),
+            2,
+            "a dropped ticket leaves the gate at once"
+        );
     }
 
     #[test]
