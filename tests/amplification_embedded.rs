@@ -71,6 +71,7 @@ impl Constrained {
     }
 }
 
+/// A constrained stack's request (`common::constrained`), without Observe.
 fn request(
     method: RequestType,
     path: &str,
@@ -79,22 +80,7 @@ fn request(
     mid: u16,
     token: &[u8],
 ) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(token.to_vec());
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    if !payload.is_empty() {
-        p.add_option(CoapOption::ContentFormat, vec![40]);
-    }
-    for q in query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    p.payload = payload.to_vec();
-    p.to_bytes().unwrap()
+    common::constrained::request(method, path, query, payload, None, mid, token)
 }
 
 fn code(p: &Packet) -> String {
@@ -303,17 +289,17 @@ fn observe_of(p: &Packet) -> Option<u32> {
         .map(|v| v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
 }
 
+/// A constrained stack's Observe registration on an endpoint lookup.
 fn observe_request(mid: u16, token: &[u8], query: &str) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Get);
-    p.header.message_id = mid;
-    p.set_token(token.to_vec());
-    p.add_option(CoapOption::Observe, vec![]);
-    p.add_option(CoapOption::UriPath, b"rd-lookup".to_vec());
-    p.add_option(CoapOption::UriPath, b"ep".to_vec());
-    p.add_option(CoapOption::UriQuery, query.as_bytes().to_vec());
-    p.to_bytes().unwrap()
+    common::constrained::request(
+        RequestType::Get,
+        "/rd-lookup/ep",
+        &[query],
+        b"",
+        Some(0),
+        mid,
+        token,
+    )
 }
 
 #[test]

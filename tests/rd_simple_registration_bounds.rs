@@ -25,15 +25,16 @@ fn code(p: &Packet) -> String {
 }
 
 fn post_simple(ep: &str, mid: u16) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = mid;
-    p.set_token(mid.to_be_bytes().to_vec());
-    p.add_option(CoapOption::UriPath, b".well-known".to_vec());
-    p.add_option(CoapOption::UriPath, b"rd".to_vec());
-    p.add_option(CoapOption::UriQuery, format!("ep={ep}").into_bytes());
-    p.to_bytes().unwrap()
+    let ep = format!("ep={ep}");
+    common::constrained::request(
+        RequestType::Post,
+        "/.well-known/rd",
+        &[&ep],
+        b"",
+        None,
+        mid,
+        &mid.to_be_bytes(),
+    )
 }
 
 /// What one silent simple-registrant socket saw within `window`: the gateway's GETs of its
