@@ -6,7 +6,8 @@
 //! socket counts it (and dissects it: whole, or cut to the strict bound with Echo). Meanwhile
 //! an honest constrained client at 10.77.0.2 (CON, 2-byte token, no Block2, no Echo, one
 //! datagram per answer, RFC 7252 retransmission) looks up a result that fits in one block, one
-//! lookup at a time every `--honest-interval-ms`.
+//! lookup at a time every `--honest-interval-ms`, from `--warmup-s` before the flood on (so
+//! that it is a client the gateway knew before the flood: the excess budget's reserve).
 //!
 //! Prints ONE JSON line: the flood sent (datagrams, bytes), what went back to the /22 (bytes,
 //! whole and cut answers), the bytes beyond 3x each request (against the excess budget times
@@ -62,6 +63,11 @@ struct Args {
     /// Endpoints registered for the looked-up result (12: one ~1 KB block).
     #[arg(long, default_value_t = 12)]
     endpoints: usize,
+    /// Seconds the honest client looks up before the flood begins (the excess budget's reserve
+    /// pays only sources answered at least 10 s before a flood; 0: client and flood start
+    /// together, so the client is a newcomer to the flood).
+    #[arg(long, default_value_t = 11)]
+    warmup_s: u64,
     /// Ignored (cargo bench passes it).
     #[arg(long)]
     bench: bool,
@@ -295,6 +301,9 @@ fn register(sock: &UdpSocket, rd: SocketAddr, i: usize) -> Result<(), String> {
 /// The honest client's tally.
 #[derive(Default, Debug)]
 struct Honest {
+    /// Lookups begun before the flood (all expected complete).
+    calm_attempted: u64,
+    calm_complete: u64,
     attempted: u64,
     complete: u64,
     cut: u64,
@@ -309,6 +318,7 @@ fn honest_client(
     rd: SocketAddr,
     expect: usize,
     interval: Duration,
+    flooding: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     hard_stop: Instant,
 ) -> Honest {
@@ -318,7 +328,10 @@ fn honest_client(
     while !stop.load(Ordering::Relaxed) && Instant::now() < hard_stop {
         mid = mid.wrapping_add(1);
         let req = lookup(mid, mid.to_be_bytes());
-        h.attempted += 1;
+        let calm = !flooding.load(Ordering::Relaxed);
+        if !calm {
+            h.attempted += 1;
+        }
         let t0 = Instant::now();
         let mut answer = None;
         let mut timeout = Duration::from_secs(2);
@@ -348,7 +361,15 @@ fn honest_client(
             }
         }
         match answer {
+            None if calm => h.calm_attempted += 1,
             None => h.failed += 1,
+            Some(p) if calm => {
+                h.calm_attempted += 1;
+                let whole = u8::from(p.header.code) == 0x45
+                    && p.get_option(CoapOption::Block2).is_none()
+                    && p.payload.len() > 3 * req.len();
+                h.calm_complete += u64::from(whole);
+            }
             Some(p) => {
                 h.latencies.push(t0.elapsed());
                 let body = String::from_utf8_lossy(&p.payload);
@@ -433,13 +454,19 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let rx_before = veth_rx_bytes(&pair);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let flood_end_bound = Instant::now() + Duration::from_secs(args.seconds);
+    let flooding = Arc::new(AtomicBool::new(false));
+    let flood_end_bound = Instant::now() + Duration::from_secs(args.warmup_s + args.seconds);
     let honest = {
         let (stop, interval) = (stop.clone(), Duration::from_millis(args.honest_interval_ms));
+        let flooding = flooding.clone();
         let expect = args.endpoints;
         let hard_stop = flood_end_bound + Duration::from_secs(45);
-        thread::spawn(move || honest_client(honest_sock, rd, expect, interval, stop, hard_stop))
+        thread::spawn(move || {
+            honest_client(honest_sock, rd, expect, interval, flooding, stop, hard_stop)
+        })
     };
+    thread::sleep(Duration::from_secs(args.warmup_s));
+    flooding.store(true, Ordering::Relaxed);
 
     // The flood, paced per millisecond, bounded by time and by count.
     let dst = socket2::SockAddr::from(SocketAddrV4::new(A_V4, RD_PORT));
@@ -501,6 +528,8 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             "veth_rx_bytes_in_b": rx_delta,
         },
         "honest": {
+            "warmup_s": args.warmup_s,
+            "calm_complete_of": format!("{}/{}", honest.calm_complete, honest.calm_attempted),
             "attempted": honest.attempted,
             "complete": honest.complete,
             "cut": honest.cut,

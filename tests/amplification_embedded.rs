@@ -9,6 +9,8 @@
 //!   discovery answer was cut to 64 bytes in the middle of a link.
 //! - What spoofed lookups reflect to a victim stays within 3x what was sent plus the
 //!   gateway-wide excess budget (`limits.unproven_excess_bytes_per_s`).
+//! - A client that was answered before a flood of spoofed lookups spent the open half of the
+//!   budget keeps getting whole answers through it, from the reserve; a newcomer does not.
 //! - Duplicates (4-byte datagrams repeating a Message ID) do not replay a cached answer beyond
 //!   the bound: before, 100 of them fetched the answer 100 times.
 //! - Answering the gateway's own request proves nothing: a spoofed simple registration makes
@@ -237,6 +239,106 @@ fn spoofed_lookups_reflect_at_most_three_times_plus_the_excess_budget() {
         cut > 0,
         "once the budget is spent, answers are cut to the strict bound (with Echo)"
     );
+}
+
+/// Keep spending the excess budget: lookups whose answers exceed 3x, from 50 addresses that
+/// were never heard before, until `stop` (or 20 s at most).
+fn flood_lookups(rd: SocketAddr, stop: &std::sync::atomic::AtomicBool) -> usize {
+    use std::sync::atomic::Ordering;
+    let socks: Vec<UdpSocket> = (100..150)
+        .map(|n| {
+            let s = UdpSocket::bind(format!("127.0.0.{n}:0")).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    let mut mid = 0u16;
+    // One lookup every ~2 ms, round robin: ~200 KB/s asked of an 8,000 B/s open pool, evenly,
+    // so the pool never holds a whole answer's excess for long.
+    'flood: while Instant::now() < deadline {
+        for s in &socks {
+            if stop.load(Ordering::Relaxed) {
+                break 'flood;
+            }
+            mid = mid.wrapping_add(1);
+            let req = request(
+                RequestType::Get,
+                "/rd-lookup/ep",
+                &["et=flood"],
+                b"",
+                mid,
+                &[9, 9],
+            );
+            let _ = s.send_to(&req, rd);
+            sent += 1;
+            // The answers are read only to drop them, as a victim would.
+            let mut buf = [0u8; 2048];
+            while s.recv_from(&mut buf).is_ok() {}
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_client_heard_before_a_flood_keeps_whole_answers_through_it() {
+    // Open pool 8,000 B/s, reserve 8,000 B/s, a familiar source's share 1,000 B/s (burst 2,000).
+    let (gw, _tmp) = start("  unproven_excess_bytes_per_s: 16000\n");
+    let registrar = Peer::with_socket(UdpSocket::bind("127.0.0.2:0").unwrap(), gw.addr());
+    for i in 0..6 {
+        register(
+            &registrar,
+            &format!("ep=flood-target-{i}&et=flood"),
+            "</sensors/temperature>;rt=\"temperature\";if=\"sensor\"",
+        );
+    }
+    let lookup = |c: &mut Constrained, what: &str| {
+        let p = c.ask(RequestType::Get, "/rd-lookup/ep", &["et=flood"], b"");
+        let links = assert_whole(&p, what);
+        assert_eq!(links.len(), 6, "{what}: {}", text(&p));
+        assert!(
+            p.payload.len() > 3 * 40,
+            "the answer exceeds 3x its request"
+        );
+    };
+    let mut honest = Constrained::at("127.0.0.9", gw.addr());
+    lookup(&mut honest, "before the flood");
+    // Familiar: answered at least 10 s (FAMILIAR_AFTER) before the flood begins.
+    std::thread::sleep(Duration::from_millis(10_500));
+    lookup(&mut honest, "still calm");
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let flood = scope.spawn(|| flood_lookups(gw.addr(), &stop));
+        std::thread::sleep(Duration::from_millis(500));
+        // A client first heard now cannot be told from a spoofed source: the strict bound.
+        // (The open pool pays whoever asks first when it has refilled, so one of a few asks.)
+        let mut newcomer = Constrained::at("127.0.0.60", gw.addr());
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let cut = (0..5).any(|_| {
+                let p = newcomer.ask(RequestType::Get, "/rd-lookup/ep", &["et=flood"], b"");
+                assert_eq!(code(&p), "2.05");
+                p.get_option(CoapOption::Block2).is_some()
+                    && p.get_option(CoapOption::Unknown(252)).is_some()
+            });
+            assert!(
+                cut,
+                "the flood spent the open pool: a newcomer gets a small block with Echo"
+            );
+            for n in 0..8 {
+                lookup(&mut honest, &format!("lookup {n} during the flood"));
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        }));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = flood.join().unwrap();
+        assert!(sent > 500, "the flood ran ({sent} lookups)");
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    });
 }
 
 #[test]

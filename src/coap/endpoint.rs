@@ -713,7 +713,7 @@ impl Shared {
         let Some(budget) = self.amplification_budget(peer, request_len) else {
             return true;
         };
-        len <= budget || self.spend_excess(len - budget)
+        len <= budget || self.spend_excess(peer, len - budget)
     }
 
     /// Whether `len` bytes that answer no request of the moment (a notification, a resent
@@ -723,13 +723,23 @@ impl Shared {
         self.may_send(peer, len, 0)
     }
 
+    /// Remember that `peer` was answered, so that it is familiar to the excess budget's
+    /// reserve should a flood spend the open pool later (`ExcessBudget`).
+    fn note_answered(&self, peer: SocketAddr) {
+        if let Some(budget) = &self.excess {
+            let source = self.params.admission.source_grouping.key(peer.ip());
+            lock(budget).note(source, Instant::now());
+        }
+    }
+
     /// Pay `bytes` over the factor from the excess budget; false when it cannot. A strict
     /// configuration (no budget) cuts without a warning: that is what it asked for.
-    fn spend_excess(&self, bytes: usize) -> bool {
+    fn spend_excess(&self, peer: SocketAddr, bytes: usize) -> bool {
         let Some(budget) = &self.excess else {
             return false;
         };
-        let granted = lock(budget).try_spend(bytes, Instant::now());
+        let source = self.params.admission.source_grouping.key(peer.ip());
+        let granted = lock(budget).try_spend(source, bytes, Instant::now());
         if !granted {
             if let Some(n) = EXCESS_SPENT_LOG.note() {
                 log::warn!(
@@ -817,12 +827,16 @@ impl Shared {
             self.amplification_budget(ctx.peer, ctx.request_len),
         ) {
             let factor = self.params.admission.amplification_factor;
+            if within_budget(bytes.len(), ctx.request_len, factor) && !ctx.multicast {
+                self.note_answered(ctx.peer);
+            }
             // A unicast answer over the factor goes out with its first block whole while the
             // excess budget lasts (clients without Block2 or Echo then work, issue 18);
             // otherwise it is cut. A group request stays strict: every member answers it.
             if !within_budget(bytes.len(), ctx.request_len, factor)
                 && !resp.payload.is_empty()
-                && (ctx.multicast || !self.spend_excess(bytes.len().saturating_sub(budget)))
+                && (ctx.multicast
+                    || !self.spend_excess(ctx.peer, bytes.len().saturating_sub(budget)))
             {
                 // Too big for a source that has not proven its address: the first block only,
                 // small enough to fit (Block2 and Size2 add at most 8 bytes, the Echo option
@@ -1336,6 +1350,7 @@ impl Endpoint {
                 .then(|| {
                     Mutex::new(ExcessBudget::new(
                         params.admission.unproven_excess_bytes_per_s,
+                        params.admission.source_table_size,
                         Instant::now(),
                     ))
                 }),

@@ -6,7 +6,7 @@
 //! memory stays below `capacity` entries, and each operation is O(1) amortized; a flood of new
 //! (e.g. spoofed) addresses only rotates the generations faster. The price: under such a flood an
 //! idle source's state is forgotten sooner, which for rate limiting means it starts afresh.
-//! Used by the rate limiter and the proven-source set.
+//! Used by the rate limiter, the proven-source set and the excess budget's familiar sources.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -43,6 +43,14 @@ impl<V> SourceTable<V> {
 
     pub fn get(&self, ip: &IpAddr) -> Option<&V> {
         self.current.get(ip).or_else(|| self.previous.get(ip))
+    }
+
+    /// The entry of `ip` if it is held, without refreshing it (so a lookup never rotates).
+    pub fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut V> {
+        match self.current.get_mut(ip) {
+            Some(v) => Some(v),
+            None => self.previous.get_mut(ip),
+        }
     }
 
     pub fn len(&self) -> usize {
