@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
@@ -381,6 +381,65 @@ fn a_source_over_its_rate_gets_one_4_29_then_silence_and_others_are_served() {
         "no 4.29 for NON"
     );
     assert!(gw.wait_for_log("rate limit", ANSWER_DEADLINE));
+}
+
+/// Lookups with up to `window` outstanding (as a LAN tool or script runs them), `n` of them;
+/// the codes of the answers, each awaited at most ANSWER_DEADLINE.
+fn windowed_lookups(sock: &UdpSocket, rd: SocketAddr, first_mid: u16, n: u16) -> Vec<String> {
+    const WINDOW: u16 = 32;
+    let mut codes = Vec::new();
+    let (mut next, mut outstanding) = (0u16, 0u16);
+    let end = Instant::now() + ANSWER_DEADLINE * 3;
+    while (next < n || outstanding > 0) && Instant::now() < end {
+        while next < n && outstanding < WINDOW {
+            let mid = first_mid.wrapping_add(next);
+            let req = raw_request(
+                RequestType::Get,
+                "/rd-lookup/ep",
+                &["ep=tool-0".to_string()],
+                b"",
+                true,
+                mid,
+            );
+            sock.send_to(&req, rd).unwrap();
+            next += 1;
+            outstanding += 1;
+        }
+        let Some((p, _)) = recv_one(sock, Duration::from_secs(2)) else {
+            // The rest were dropped (over the rate: one 4.29, then silence).
+            break;
+        };
+        outstanding = outstanding.saturating_sub(1);
+        codes.push(code(&p));
+    }
+    codes
+}
+
+#[test]
+fn a_lan_tools_burst_of_1000_lookups_is_answered_in_full_at_the_default_limits() {
+    // Default limits (200 requests/s per source, burst 1,000), loopback not exempt.
+    let (gw, _tmp) = start("", "");
+    let registrar = peer_at(2, &gw);
+    assert_eq!(
+        registrar.post_links("/rd?ep=tool-0&lt=600", "</s>").code,
+        "2.01"
+    );
+    let tool = UdpSocket::bind("127.0.0.8:0").unwrap();
+    let started = Instant::now();
+    let codes = windowed_lookups(&tool, gw.addr(), 1, 1_000);
+    let took = started.elapsed();
+    let ok = codes.iter().filter(|c| *c == "2.05").count();
+    assert_eq!(ok, 1_000, "every lookup of the burst answered 2.05: {codes:?}");
+    println!("1,000 lookups, 32 outstanding, in {took:?}");
+    // Going on at full speed exceeds 200/s once the burst is spent: one 4.29 with Max-Age,
+    // then silence, and served again once the Max-Age has passed.
+    let more = windowed_lookups(&tool, gw.addr(), 2_000, 1_000);
+    let refused = more.iter().filter(|c| *c == "4.29").count();
+    assert_eq!(refused, 1, "one 4.29 tells the tool to slow down: {more:?}");
+    assert!(more.len() < 1_000, "the rest over the rate are dropped");
+    std::thread::sleep(Duration::from_secs(2));
+    let after = windowed_lookups(&tool, gw.addr(), 4_000, 50);
+    assert_eq!(after.iter().filter(|c| *c == "2.05").count(), 50, "{after:?}");
 }
 
 #[test]
