@@ -429,7 +429,10 @@ fn a_lan_tools_burst_of_1000_lookups_is_answered_in_full_at_the_default_limits()
     let codes = windowed_lookups(&tool, gw.addr(), 1, 1_000);
     let took = started.elapsed();
     let ok = codes.iter().filter(|c| *c == "2.05").count();
-    assert_eq!(ok, 1_000, "every lookup of the burst answered 2.05: {codes:?}");
+    assert_eq!(
+        ok, 1_000,
+        "every lookup of the burst answered 2.05: {codes:?}"
+    );
     println!("1,000 lookups, 32 outstanding, in {took:?}");
     // Going on at full speed exceeds 200/s once the burst is spent: one 4.29 with Max-Age,
     // then silence, and served again once the Max-Age has passed.
@@ -439,7 +442,11 @@ fn a_lan_tools_burst_of_1000_lookups_is_answered_in_full_at_the_default_limits()
     assert!(more.len() < 1_000, "the rest over the rate are dropped");
     std::thread::sleep(Duration::from_secs(2));
     let after = windowed_lookups(&tool, gw.addr(), 4_000, 50);
-    assert_eq!(after.iter().filter(|c| *c == "2.05").count(), 50, "{after:?}");
+    assert_eq!(
+        after.iter().filter(|c| *c == "2.05").count(),
+        50,
+        "{after:?}"
+    );
 }
 
 #[test]
