@@ -449,6 +449,71 @@ fn a_lan_tools_burst_of_1000_lookups_is_answered_in_full_at_the_default_limits()
     );
 }
 
+/// Block `num` of a `POST /rd?ep=<ep>` upload in 16-byte blocks (RFC 7959 Block1, SZX 0).
+fn block1_post(ep: &str, num: u32, more: bool, payload: &[u8], mid: u16) -> Vec<u8> {
+    let mut p = Packet::from_bytes(&raw_request(
+        RequestType::Post,
+        "/rd",
+        &[format!("ep={ep}")],
+        payload,
+        true,
+        mid,
+    ))
+    .unwrap();
+    let value = (num << 4) | (u32::from(more) << 3);
+    let bytes: Vec<u8> = value
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    p.add_option(CoapOption::Block1, bytes);
+    p.to_bytes().unwrap()
+}
+
+#[test]
+fn first_blocks_from_one_address_do_not_lock_other_hosts_out_of_block1() {
+    // The burst is raised so that all 1,030 first blocks reach the reassembly table.
+    let (gw, _tmp) = start("", "  request_burst: 5000\n");
+    let attacker = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let mut continued = 0;
+    for batch in 0..(1_030u16).div_ceil(50) {
+        for i in 0..50u16 {
+            let n = batch * 50 + i;
+            if n >= 1_030 {
+                break;
+            }
+            let req = block1_post(&format!("never-finished-{n}"), 0, true, &[b'x'; 16], n + 1);
+            attacker.send_to(&req, gw.addr()).unwrap();
+        }
+        continued += recv_all(&attacker, Duration::from_millis(100))
+            .iter()
+            .filter(|(p, _)| code(p) == "2.31")
+            .count();
+    }
+    assert!(
+        continued > 1_000,
+        "the first blocks were taken: {continued} x 2.31"
+    );
+    // Another host uploads a 21-byte registration in two blocks.
+    let body = b"</sensors/temp1>,</x>";
+    let honest = UdpSocket::bind("127.0.0.4:0").unwrap();
+    let first = block1_post("block1-honest", 0, true, &body[..16], 7_001);
+    honest.send_to(&first, gw.addr()).unwrap();
+    let got = recv_one(&honest, ANSWER_DEADLINE).expect("an answer to the first block");
+    assert_eq!(
+        code(&got.0),
+        "2.31",
+        "the first block is taken, not refused with 4.08"
+    );
+    let last = block1_post("block1-honest", 1, false, &body[16..], 7_002);
+    honest.send_to(&last, gw.addr()).unwrap();
+    let got = recv_one(&honest, ANSWER_DEADLINE).expect("an answer to the last block");
+    assert_eq!(code(&got.0), "2.01");
+    let eps = lookup(&peer_at(5, &gw), "/rd-lookup/res?ep=block1-honest");
+    assert_eq!(eps.len(), 2, "both links stored: {eps:?}");
+    assert!(gw.wait_for_log("Block1 upload(s) displaced", ANSWER_DEADLINE));
+}
+
 #[test]
 fn with_every_handler_slot_busy_a_con_gets_5_03_and_a_non_nothing() {
     let (gw, _tmp) = start("", "  max_concurrent_handlers: 1\n");

@@ -5,7 +5,7 @@
 //! passed in so tests need no clock.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// A Block1/Block2 option value (RFC 7959 §2.2): block number, more flag, size exponent.
@@ -112,24 +112,76 @@ struct Transfer {
     next_num: u32,
     szx: u8,
     touched: Instant,
+    /// The per-source limit's key (an address or IPv6 prefix); `None` when exempt.
+    source: Option<IpAddr>,
 }
+
+/// Transfers one source may hold at once by default: a device uploads one body at a time, a
+/// NAT or border router in front of a few devices a handful.
+pub const DEFAULT_TRANSFERS_PER_SOURCE: usize = 16;
 
 /// Block1 reassembly keyed by (peer, request key) — the request key is everything that
 /// identifies the resource (RFC 7959 §2.5: same endpoint, same Uri options).
+///
+/// Bounded twice (issue 25 item 3): at most `max_per_source` transfers per source (a new one
+/// beyond it replaces that source's least recently active transfer), and at most
+/// `max_transfers` in all (a new one beyond it, after expiry, replaces the least recently
+/// active transfer of anyone). Before, 1,030 first blocks from one address filled the table and
+/// every other host's upload got 4.08 for minutes; now one source can only cycle its own slots,
+/// and a flood of first blocks from many (spoofed) addresses must outpace an honest client's
+/// round trip to displace its upload.
 pub struct Block1Assembler {
     transfers: HashMap<(SocketAddr, String), Transfer>,
+    per_source: HashMap<IpAddr, usize>,
     max_body: usize,
     max_transfers: usize,
+    max_per_source: usize,
     idle_timeout: Duration,
+    evicted: u64,
 }
 
 impl Block1Assembler {
     pub fn new(max_body: usize, max_transfers: usize, idle_timeout: Duration) -> Self {
         Block1Assembler {
             transfers: HashMap::new(),
+            per_source: HashMap::new(),
             max_body,
             max_transfers,
+            max_per_source: DEFAULT_TRANSFERS_PER_SOURCE,
             idle_timeout,
+            evicted: 0,
+        }
+    }
+
+    /// Transfers displaced by newer ones so far (for the endpoint's warning).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    fn remove(&mut self, key: &(SocketAddr, String)) -> Option<Transfer> {
+        let t = self.transfers.remove(key)?;
+        if let Some(src) = t.source {
+            if let Some(n) = self.per_source.get_mut(&src) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&src);
+                }
+            }
+        }
+        Some(t)
+    }
+
+    /// Displace the least recently active transfer, of `source` only when given.
+    fn evict_oldest(&mut self, source: Option<IpAddr>) {
+        let oldest = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| source.is_none() || t.source == source)
+            .min_by_key(|(_, t)| t.touched)
+            .map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            self.remove(&k);
+            self.evicted += 1;
         }
     }
 
@@ -141,9 +193,13 @@ impl Block1Assembler {
         self.transfers.is_empty()
     }
 
+    /// One block from `peer`; `source` is what the per-source bound counts it as (`None`:
+    /// exempt, e.g. trusted loopback).
+    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &mut self,
         peer: SocketAddr,
+        source: Option<IpAddr>,
         key: String,
         block: BlockOption,
         payload: &[u8],
@@ -151,14 +207,14 @@ impl Block1Assembler {
         now: Instant,
     ) -> Block1Outcome {
         if size1.is_some_and(|s| s as usize > self.max_body) {
-            self.transfers.remove(&(peer, key));
+            self.remove(&(peer, key));
             return Block1Outcome::TooLarge;
         }
         let map_key = (peer, key);
         if block.num == 0 {
             // A fresh start replaces any earlier transfer of the same resource.
             if !block.more {
-                self.transfers.remove(&map_key);
+                self.remove(&map_key);
                 if payload.len() > self.max_body {
                     return Block1Outcome::TooLarge;
                 }
@@ -168,12 +224,17 @@ impl Block1Assembler {
             if payload.len() != block.size() {
                 return Block1Outcome::Incomplete;
             }
-            if self.transfers.len() >= self.max_transfers && !self.transfers.contains_key(&map_key)
-            {
+            // A fresh start replaces an earlier transfer of the same resource.
+            self.remove(&map_key);
+            if let Some(src) = source {
+                if self.per_source.get(&src).copied().unwrap_or(0) >= self.max_per_source {
+                    self.evict_oldest(Some(src));
+                }
+            }
+            if self.transfers.len() >= self.max_transfers {
                 self.expire(now);
                 if self.transfers.len() >= self.max_transfers {
-                    // Shedding load: the client retries the whole upload later.
-                    return Block1Outcome::Incomplete;
+                    self.evict_oldest(None);
                 }
             }
             self.transfers.insert(
@@ -183,8 +244,12 @@ impl Block1Assembler {
                     next_num: 1,
                     szx: block.szx,
                     touched: now,
+                    source,
                 },
             );
+            if let Some(src) = source {
+                *self.per_source.entry(src).or_insert(0) += 1;
+            }
             return Block1Outcome::Continue(block);
         }
         let Some(t) = self.transfers.get_mut(&map_key) else {
@@ -193,15 +258,15 @@ impl Block1Assembler {
         // A client may lower the block size mid-transfer (RFC 7959 §2.5), which renumbers:
         // accept any block whose byte offset is exactly where we are.
         if block.offset() != t.body.len() || (block.szx != t.szx && block.szx > t.szx) {
-            self.transfers.remove(&map_key);
+            self.remove(&map_key);
             return Block1Outcome::Incomplete;
         }
         if t.body.len() + payload.len() > self.max_body {
-            self.transfers.remove(&map_key);
+            self.remove(&map_key);
             return Block1Outcome::TooLarge;
         }
         if block.more && payload.len() != block.size() {
-            self.transfers.remove(&map_key);
+            self.remove(&map_key);
             return Block1Outcome::Incomplete;
         }
         t.body.extend_from_slice(payload);
@@ -211,11 +276,7 @@ impl Block1Assembler {
         if block.more {
             Block1Outcome::Continue(block)
         } else {
-            let body = self
-                .transfers
-                .remove(&map_key)
-                .map(|t| t.body)
-                .unwrap_or_default();
+            let body = self.remove(&map_key).map(|t| t.body).unwrap_or_default();
             Block1Outcome::Complete(body, block)
         }
     }
@@ -223,8 +284,15 @@ impl Block1Assembler {
     /// Forget transfers idle longer than the timeout.
     pub fn expire(&mut self, now: Instant) {
         let idle = self.idle_timeout;
-        self.transfers
-            .retain(|_, t| now.saturating_duration_since(t.touched) < idle);
+        let stale: Vec<_> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.touched) >= idle)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            self.remove(&k);
+        }
     }
 }
 
@@ -307,14 +375,14 @@ mod tests {
         let k = || "POST /rd".to_string();
         let blk = |num, more| BlockOption::new(num, more, 16);
         assert_eq!(
-            a.offer(peer(), k(), blk(0, true), &[1; 16], None, now),
+            a.offer(peer(), None, k(), blk(0, true), &[1; 16], None, now),
             Block1Outcome::Continue(blk(0, true))
         );
         assert_eq!(
-            a.offer(peer(), k(), blk(1, true), &[2; 16], None, now),
+            a.offer(peer(), None, k(), blk(1, true), &[2; 16], None, now),
             Block1Outcome::Continue(blk(1, true))
         );
-        match a.offer(peer(), k(), blk(2, false), &[3; 5], None, now) {
+        match a.offer(peer(), None, k(), blk(2, false), &[3; 5], None, now) {
             Block1Outcome::Complete(body, b) => {
                 assert_eq!(body.len(), 37);
                 assert_eq!(&body[16..32], &[2; 16]);
@@ -324,14 +392,14 @@ mod tests {
         }
         assert!(a.is_empty());
         // A gap is 4.08.
-        a.offer(peer(), k(), blk(0, true), &[1; 16], None, now);
+        a.offer(peer(), None, k(), blk(0, true), &[1; 16], None, now);
         assert_eq!(
-            a.offer(peer(), k(), blk(2, true), &[1; 16], None, now),
+            a.offer(peer(), None, k(), blk(2, true), &[1; 16], None, now),
             Block1Outcome::Incomplete
         );
         // A middle block without a transfer is 4.08.
         assert_eq!(
-            a.offer(peer(), k(), blk(1, true), &[1; 16], None, now),
+            a.offer(peer(), None, k(), blk(1, true), &[1; 16], None, now),
             Block1Outcome::Incomplete
         );
     }
@@ -342,18 +410,111 @@ mod tests {
         let mut a = Block1Assembler::new(32, 4, Duration::from_secs(1));
         let blk = |num, more| BlockOption::new(num, more, 16);
         assert_eq!(
-            a.offer(peer(), "x".into(), blk(0, true), &[0; 16], Some(100), now),
+            a.offer(
+                peer(),
+                None,
+                "x".into(),
+                blk(0, true),
+                &[0; 16],
+                Some(100),
+                now
+            ),
             Block1Outcome::TooLarge
         );
-        a.offer(peer(), "x".into(), blk(0, true), &[0; 16], None, now);
-        a.offer(peer(), "x".into(), blk(1, true), &[0; 16], None, now);
+        a.offer(peer(), None, "x".into(), blk(0, true), &[0; 16], None, now);
+        a.offer(peer(), None, "x".into(), blk(1, true), &[0; 16], None, now);
         assert_eq!(
-            a.offer(peer(), "x".into(), blk(2, false), &[0; 1], None, now),
+            a.offer(peer(), None, "x".into(), blk(2, false), &[0; 1], None, now),
             Block1Outcome::TooLarge
         );
-        a.offer(peer(), "y".into(), blk(0, true), &[0; 16], None, now);
+        a.offer(peer(), None, "y".into(), blk(0, true), &[0; 16], None, now);
         a.expire(now + Duration::from_secs(2));
         assert!(a.is_empty());
+    }
+
+    fn start(a: &mut Block1Assembler, ip: [u8; 4], port: u16, key: &str, now: Instant) {
+        let peer = SocketAddr::from((ip, port));
+        let block = BlockOption::new(0, true, 16);
+        let out = a.offer(
+            peer,
+            Some(peer.ip()),
+            key.into(),
+            block,
+            &[0; 16],
+            None,
+            now,
+        );
+        assert_eq!(out, Block1Outcome::Continue(block));
+    }
+
+    fn finish(a: &mut Block1Assembler, ip: [u8; 4], port: u16, key: &str, now: Instant) -> bool {
+        let peer = SocketAddr::from((ip, port));
+        let block = BlockOption::new(1, false, 16);
+        let out = a.offer(peer, Some(peer.ip()), key.into(), block, &[1; 3], None, now);
+        matches!(out, Block1Outcome::Complete(body, _) if body.len() == 19)
+    }
+
+    #[test]
+    fn one_source_cycles_its_own_slots_and_never_fills_the_table() {
+        let t0 = Instant::now();
+        let mut a = Block1Assembler::new(4096, 1_024, Duration::from_secs(247));
+        // The review's attack: 1,030 first blocks from one address.
+        for n in 0..1_030u16 {
+            start(&mut a, [192, 0, 2, 66], 10_000 + n, "POST rd?ep=x", t0);
+        }
+        assert_eq!(a.len(), DEFAULT_TRANSFERS_PER_SOURCE);
+        // Another host's upload goes through.
+        let t1 = t0 + Duration::from_millis(5);
+        start(&mut a, [192, 0, 2, 7], 5683, "POST rd?ep=honest", t1);
+        assert!(finish(
+            &mut a,
+            [192, 0, 2, 7],
+            5683,
+            "POST rd?ep=honest",
+            t1
+        ));
+    }
+
+    #[test]
+    fn a_full_table_displaces_the_least_recently_active_transfer() {
+        let t0 = Instant::now();
+        let mut a = Block1Assembler::new(4096, 64, Duration::from_secs(247));
+        let honest_at = t0 + Duration::from_millis(1);
+        start(&mut a, [192, 0, 2, 7], 5683, "POST rd", honest_at);
+        // 64 addresses (a spoofed flood) start 2 transfers each, after the honest client.
+        for n in 0..128u16 {
+            let at = t0 + Duration::from_millis(2 + u64::from(n));
+            start(
+                &mut a,
+                [198, 51, 100, (n / 2) as u8],
+                1_000 + n,
+                "POST rd",
+                at,
+            );
+        }
+        assert_eq!(a.len(), 64);
+        assert!(a.evicted() >= 65);
+        // The honest client went quiet for 128 ms while 128 starts arrived: displaced.
+        let late = t0 + Duration::from_millis(200);
+        assert!(!finish(&mut a, [192, 0, 2, 7], 5683, "POST rd", late));
+        // A client that answers faster than the flood's 64 new starts keeps its slot.
+        start(&mut a, [192, 0, 2, 8], 5683, "POST rd", late);
+        for n in 0..63u16 {
+            start(&mut a, [203, 0, 113, (n / 2) as u8], n, "POST rd", late);
+        }
+        assert!(finish(&mut a, [192, 0, 2, 8], 5683, "POST rd", late));
+    }
+
+    #[test]
+    fn an_exempt_source_is_not_bounded_per_source() {
+        let now = Instant::now();
+        let mut a = Block1Assembler::new(4096, 1_024, Duration::from_secs(60));
+        let block = BlockOption::new(0, true, 16);
+        for port in 0..100u16 {
+            let peer = SocketAddr::from(([127, 0, 0, 1], port));
+            a.offer(peer, None, "POST rd".into(), block, &[0; 16], None, now);
+        }
+        assert_eq!(a.len(), 100);
     }
 }
 

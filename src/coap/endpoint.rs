@@ -54,6 +54,8 @@ use crate::limits::{
 
 /// Answers cut to the amplification bound because the excess budget was spent.
 static EXCESS_SPENT_LOG: LogThrottle = LogThrottle::new();
+/// Block1 uploads displaced by newer ones (a source over its share, or a full table).
+static BLOCK1_EVICTED_LOG: LogThrottle = LogThrottle::new();
 
 /// What a handler returns; `futures::future::ready(..).boxed()` for synchronous handlers.
 pub type HandlerFuture = BoxFuture<'static, OutboundResponse>;
@@ -563,7 +565,28 @@ impl Shared {
         }
         if let Some(b1) = parsed.block1 {
             let key = request_key(&req);
-            let outcome = lock(&self.block1).offer(peer, key, b1, &req.payload, parsed.size1, now);
+            let a = &self.params.admission;
+            let source = (!(a.exempt_loopback && peer.ip().is_loopback()))
+                .then(|| a.source_grouping.key(peer.ip()));
+            let (outcome, evicted) = {
+                let mut assembler = lock(&self.block1);
+                let before = assembler.evicted();
+                let outcome =
+                    assembler.offer(peer, source, key, b1, &req.payload, parsed.size1, now);
+                (outcome, assembler.evicted() - before)
+            };
+            if evicted > 0 {
+                if let Some(n) = BLOCK1_EVICTED_LOG.note() {
+                    log::warn!(
+                        "coap: {n} Block1 upload(s) displaced by newer ones in the last {}s (at \
+                         most {} per source, {} in all; the displaced client gets 4.08 and \
+                         starts again): a host starting uploads it never finishes does this",
+                        crate::limits::log_throttle::REPORT_EVERY_S,
+                        crate::coap::block::DEFAULT_TRANSFERS_PER_SOURCE,
+                        self.params.max_block1_transfers
+                    );
+                }
+            }
             match outcome {
                 Block1Outcome::Continue(b) => {
                     let extras = ResponseExtras {
