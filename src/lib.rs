@@ -32,6 +32,7 @@
 //!   and the live status page.
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`limits`]: resource limits and abuse protection (rate, quotas, FCFR, amplification).
+//! - [`host_addrs`]: the host's own addresses, which a foreign registrant's base may not name.
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod admin;
@@ -44,6 +45,7 @@ pub mod executer;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod gateway;
+pub mod host_addrs;
 pub mod limits;
 pub mod link_format;
 pub mod metrics;

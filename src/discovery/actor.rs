@@ -35,6 +35,7 @@ use super::naming::endpoint_name;
 use super::targets::{expand_targets, group_targets, GroupTarget, TargetError};
 use crate::coap::{ClientRequest, CoapClient, Code};
 use crate::config::DiscoveryConfig;
+use crate::limits::LogThrottle;
 use crate::link_format::{Link, Param};
 use crate::pinger::ping_target;
 use crate::rd::register::{check_limited_link, parse_link_payload};
@@ -112,6 +113,9 @@ async fn ask_group(client: &CoapClient, group: SocketAddr, window: Duration) -> 
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopDiscovery;
+
+/// mDNS services that resolved to this host's own address: one log line per period at most.
+static OWN_HOST_ANNOUNCED: LogThrottle = LogThrottle::new();
 
 /// The most mDNS-found targets kept at once, so a noisy network cannot grow the state without
 /// bound.
@@ -444,6 +448,21 @@ impl Handler<AddMdnsTarget> for Discovery {
 
     fn handle(&mut self, msg: AddMdnsTarget, ctx: &mut Self::Context) {
         if self.stopped {
+            return;
+        }
+        // Issue 25 item 7: an mDNS answer is anyone's claim on the LAN. One that names this
+        // host (loopback, unspecified, one of its addresses) would make the gateway register a
+        // service of its own host and stream it to the platform; only the operator may ask
+        // the host itself, by listing it in `discovery.targets`.
+        if crate::host_addrs::is_own(msg.addr.ip()) {
+            self.mdns_targets.remove(&msg.instance);
+            if let Some(n) = OWN_HOST_ANNOUNCED.note() {
+                warn!(
+                    "discovery: {n} mDNS services naming this host ignored (latest: {} at {}); \
+                     list a service of this host in discovery.targets to discover it",
+                    msg.instance, msg.addr
+                );
+            }
             return;
         }
         let known = self.mdns_targets.get(&msg.instance) == Some(&msg.addr);

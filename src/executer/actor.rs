@@ -32,6 +32,7 @@ use crate::limits::LogThrottle;
 use crate::pinger::registration_target;
 use crate::platform::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
 use crate::platform::{Command, PlatformCommand, SendFrame};
+use crate::rd::resolve::gateway_may_contact;
 use crate::registry::{RegistryReader, Status};
 use crate::time::now_ms;
 
@@ -145,6 +146,18 @@ impl Executer {
         // A link-local base needs the interface the device registered over.
         if let Ok(peer) = registration_target(&registration.base, registration.source) {
             plan.peer = peer;
+        }
+        // Issue 25 item 7: the RD refuses such a base now, but one stored by an older version
+        // must not carry platform commands to a service on the gateway's own host.
+        if !gateway_may_contact(plan.peer.ip(), registration.source.ip()) {
+            return Err(Refusal {
+                kind: CommandErrorKind::CoapError,
+                message: format!(
+                    "device cannot be addressed: its base {:?} names the gateway's own host \
+                     and it registered from {}; the gateway does not send there",
+                    registration.base, registration.source
+                ),
+            });
         }
         Ok(plan)
     }

@@ -57,6 +57,7 @@ use crate::limits::TokenBucket;
 use crate::pinger::registration_target;
 use crate::platform::protocol::{DataErrorFrame, DataFrame, WatchedBy};
 use crate::platform::{DataFrames, OutboundFrame};
+use crate::rd::resolve::gateway_may_contact;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::{
     FeedItem, Registration, RegistrationId, RegistryEvent, RegistryFeed, RegistryReader, Status,
@@ -295,6 +296,19 @@ impl Observer {
                 return;
             }
         };
+        // Issue 25 item 7: a base stored by an older version may name the gateway's own host
+        // for a registrant elsewhere; its data must not stream to the platform.
+        if !gateway_may_contact(peer.ip(), reg.source.ip()) {
+            if !self.devices.contains_key(&reg.id) {
+                info!(
+                    "observer: not watching {} ({}): base {} names the gateway's own host and it \
+                     registered from {}",
+                    reg.ep, reg.id, reg.base, reg.source
+                );
+            }
+            self.stop_device(reg.id);
+            return;
+        }
         let links = watched_links(&self.settings.selection, reg);
         if let Some(dev) = self.devices.get_mut(&reg.id) {
             if !force && dev.peer == peer && dev.links == links {

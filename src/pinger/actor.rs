@@ -24,6 +24,7 @@ use super::schedule::{
 use super::target::registration_target;
 use crate::coap::CoapClient;
 use crate::config::PingerConfig;
+use crate::rd::resolve::gateway_may_contact;
 use crate::registry::{Registration, RegistrationId, Registry, RegistryReader, SetStatus, Status};
 use crate::time::now_ms;
 
@@ -121,6 +122,16 @@ impl Pinger {
                         return None;
                     }
                     match registration_target(&reg.base, reg.source) {
+                        // Issue 25 item 7: never the gateway's own host for a foreign
+                        // registrant (a base stored by an older version).
+                        Ok(peer) if !gateway_may_contact(peer.ip(), reg.source.ip()) => {
+                            debug!(
+                                "pinger: not pinging {} ({}): base names this host",
+                                reg.ep, reg.id
+                            );
+                            skipped += 1;
+                            None
+                        }
                         Ok(peer) => Some(Job {
                             registration: Arc::clone(reg),
                             peer,

@@ -33,6 +33,12 @@ pub enum BaseError {
     ZoneId,
     #[error("it is link-local but the request did not come from a link-local address")]
     LinkLocalFromAfar,
+    #[error(
+        "it names the gateway's own host (loopback, unspecified, localhost or one of the \
+         gateway's addresses), which only a registrant on that host may do; give the device's \
+         own address"
+    )]
+    NamesGatewayHost,
 }
 
 /// Why a registered link is not in Limited Link Format (RFC 9176 Appendix C).

@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::error::BaseError;
+use crate::host_addrs::{canonical, is_loopback_or_unspecified};
 use crate::link_format::Link;
 
 /// The five components of a URI reference (RFC 3986 §3, split as in its Appendix B).
@@ -331,6 +332,76 @@ pub fn check_link_local_base(base: &str, source: SocketAddr) -> Result<(), BaseE
     Ok(())
 }
 
+/// Whether the gateway may send to `target` for a registration made from `registrant` (issue
+/// 25 item 7): a target on the gateway's own host (loopback, unspecified, or an address
+/// `is_own` reports, see `host_addrs`) only for a registrant on that host too. Anything else
+/// (another LAN host, the registrant itself) is allowed. `is_own` is asked only when the answer
+/// depends on it, so the common case (a device that names itself) costs no interface read.
+pub fn may_target(target: IpAddr, registrant: IpAddr, is_own: impl Fn(IpAddr) -> bool) -> bool {
+    let (target, registrant) = (canonical(target), canonical(registrant));
+    if target == registrant || is_loopback_or_unspecified(registrant) {
+        return true;
+    }
+    if is_loopback_or_unspecified(target) {
+        return is_own(registrant);
+    }
+    !is_own(target) || is_own(registrant)
+}
+
+/// [`may_target`] with the host's real addresses: what the Executer, Observer and Pinger ask
+/// before sending to a stored registration's base (one stored by an older version may name
+/// the host).
+pub fn gateway_may_contact(target: IpAddr, registrant: IpAddr) -> bool {
+    may_target(target, registrant, crate::host_addrs::is_own)
+}
+
+/// RFC 6761 §6.3: `localhost` and names under it are the loopback host.
+fn is_localhost_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
+}
+
+/// The host of a URI's authority as written (brackets kept), without userinfo and port.
+fn host_text(uri: &str) -> Option<&str> {
+    let authority = UriRef::parse(uri).authority?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if host_port.starts_with('[') {
+        return host_port
+            .split_once(']')
+            .map(|(h, _)| &host_port[..=h.len()]);
+    }
+    Some(host_port.rsplit_once(':').map_or(host_port, |(h, _)| h))
+}
+
+/// Issue 25 item 7: a base must not turn the gateway against its own host. A registrant on
+/// the LAN that names loopback (127.0.0.0/8, `::1`, `::ffff:127.0.0.1`), an unspecified
+/// address (`0.0.0.0`, `::`), one of the gateway's own addresses or a `localhost` name would
+/// make the Observer stream a loopback-only service's data to the platform and the Executer
+/// carry platform commands to it. Only a registrant on the gateway's host (its source is
+/// loopback or one of the host's addresses) may name the host. Other host names are stored
+/// as given: the gateway never resolves them (Pinger, Observer and Executer need an IP
+/// literal), so they cannot reach the host through it.
+pub fn check_self_base(
+    base: &str,
+    source: SocketAddr,
+    is_own: impl Fn(IpAddr) -> bool,
+) -> Result<(), BaseError> {
+    let allowed = match host_ip(base) {
+        Some(ip) => may_target(ip, source.ip(), is_own),
+        None => match host_text(base) {
+            Some(name) if is_localhost_name(name) => {
+                is_loopback_or_unspecified(source.ip()) || is_own(canonical(source.ip()))
+            }
+            _ => true,
+        },
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(BaseError::NamesGatewayHost)
+    }
+}
+
 /// The path of a reference given either path-absolute or as a full URI (RFC 9176 §6.2: endpoint
 /// `href` queries SHOULD be path-absolute, the RD SHOULD recognise either form).
 pub fn path_of(reference: &str) -> &str {
@@ -517,6 +588,73 @@ mod tests {
         assert!(is_link_local_ip(
             "[::ffff:169.254.0.1]:1".parse::<SocketAddr>().unwrap().ip()
         ));
+    }
+
+    /// Issue 25 item 7: the gateway's host, in every form, only for a registrant on it.
+    #[test]
+    fn bases_naming_the_gateway_host() {
+        let own = |ip: IpAddr| {
+            is_loopback_or_unspecified(ip)
+                || ip == "10.77.0.1".parse::<IpAddr>().unwrap()
+                || ip == "fd77::1".parse::<IpAddr>().unwrap()
+        };
+        let lan: SocketAddr = "10.77.0.2:40000".parse().unwrap();
+        let lan6: SocketAddr = "[fd77::2]:40000".parse().unwrap();
+        for base in [
+            "coap://127.0.0.1:5800",
+            "coap://127.9.9.9",
+            "coap://0.0.0.0:5800",
+            "coap://[::1]:5800",
+            "coap://[::]:5800",
+            "coap://[::ffff:127.0.0.1]:5800",
+            "coap://[::ffff:10.77.0.1]",
+            "coap://10.77.0.1:5800",
+            "coap://[fd77::1]:5683",
+            "coap://localhost:5800",
+            "coap://LocalHost.:5800",
+            "coap://x.localhost",
+            "http://u@127.0.0.1:8080/admin",
+        ] {
+            for source in [lan, lan6] {
+                assert_eq!(
+                    check_self_base(base, source, own),
+                    Err(BaseError::NamesGatewayHost),
+                    "{base} from {source}"
+                );
+            }
+            // From the host itself (loopback, or one of its own addresses): allowed.
+            for source in ["127.0.0.1:1", "127.0.0.2:1", "[::1]:1", "10.77.0.1:1"] {
+                let source: SocketAddr = source.parse().unwrap();
+                assert_eq!(check_self_base(base, source, own), Ok(()), "{base}");
+            }
+        }
+        for base in [
+            "coap://10.77.0.2:40000",
+            "coap://10.77.0.9",
+            "coap://[fd77::2]:5683",
+            "coap://[2001:db8::1]",
+            "coap://sensor.example",
+            "coap://localhost.example",
+            "coap://[ff05::fd]",
+        ] {
+            assert_eq!(check_self_base(base, lan, own), Ok(()), "{base}");
+        }
+    }
+
+    #[test]
+    fn the_interface_list_is_read_only_when_it_decides() {
+        let asked = std::cell::Cell::new(0);
+        let own = |_: IpAddr| {
+            asked.set(asked.get() + 1);
+            false
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(may_target(ip("10.0.0.2"), ip("10.0.0.2"), own));
+        assert!(may_target(ip("127.0.0.1"), ip("127.0.0.1"), own));
+        assert!(may_target(ip("10.0.0.9"), ip("::1"), own));
+        assert_eq!(asked.get(), 0);
+        assert!(!may_target(ip("127.0.0.1"), ip("10.0.0.2"), own));
+        assert!(may_target(ip("10.0.0.9"), ip("10.0.0.2"), own));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::lookup::{
 };
 use super::lookup_cache::{CacheKey, LookupCache, Rendered};
 use super::register::{RegistrationRequest, SimpleRegistrationRequest};
+use super::resolve::check_self_base;
 use super::route::{route, Route};
 use super::update::UpdateRequest;
 use super::well_known::well_known_core;
@@ -227,7 +228,9 @@ impl RdService {
             &req.payload,
             req.source,
             self.settings.default_lifetime_s,
-        ) {
+        )
+        .and_then(|parsed| own_host_base(parsed.base.as_deref(), req.source).map(|()| parsed))
+        {
             Ok(parsed) => match self.too_many_links(parsed.links.len()) {
                 Some(refused) => now(refused),
                 None => self.store(parsed, Code::CREATED),
@@ -353,7 +356,9 @@ impl RdService {
         if let Some(refused) = self.payload_too_large(req.payload.len()) {
             return now(refused);
         }
-        let group = match GroupRequest::parse(&req.query, req.content_format, &req.payload) {
+        let group = match GroupRequest::parse(&req.query, req.content_format, &req.payload)
+            .and_then(|g| own_host_base(g.base.as_deref(), req.source).map(|()| g))
+        {
             Ok(g) => g,
             Err(e) => return now(error_response(&e)),
         };
@@ -382,6 +387,7 @@ impl RdService {
     fn update(&self, id: RegistrationId, req: &InboundRequest) -> HandlerFuture {
         let parsed = match UpdateRequest::parse(&req.query, req.content_format, &req.payload)
             .and_then(|u| u.check_source(req.source).map(|()| u))
+            .and_then(|u| own_host_base(u.base.as_deref(), req.source).map(|()| u))
         {
             Ok(u) => u,
             Err(e) => return now(error_response(&e)),
@@ -501,6 +507,25 @@ fn render_lookup(
         (_, true) => render_domains(by_id, &query).0,
         (_, false) => render_domains(all, &query).0,
     }
+}
+
+/// Issue 25 item 7: an explicit base (registration, update, group `con`) that names the
+/// gateway's own host is 4.00 unless the request came from that host (`check_self_base`).
+/// Checked here rather than in the pure parsers because it reads the host's addresses.
+fn own_host_base(base: Option<&str>, source: SocketAddr) -> Result<(), RdError> {
+    let Some(base) = base else {
+        return Ok(());
+    };
+    check_self_base(base, source, crate::host_addrs::is_own).map_err(|reason| {
+        note_refusal(&format!(
+            "base {base:?} from {source} names the gateway's host"
+        ));
+        RdError::InvalidBase {
+            param: "base",
+            value: base.to_string(),
+            reason,
+        }
+    })
 }
 
 /// The Registry message for a parsed registration (POST /rd, simple, group).

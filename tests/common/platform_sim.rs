@@ -30,7 +30,24 @@ impl PlatformSim {
 
     /// `start` with extra platform-sim arguments, e.g. `--tls-cert C --tls-key K` for wss://.
     pub fn start_args(listen: &str, token: Option<&str>, extra: &[&str]) -> PlatformSim {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-sim"));
+        PlatformSim::spawn(
+            Command::new(env!("CARGO_BIN_EXE_platform-sim")),
+            listen,
+            token,
+            extra,
+        )
+    }
+
+    /// `start` inside network namespace `netns` (`ip netns exec` runs the binary in place, so
+    /// killing the child kills platform-sim).
+    pub fn start_in_netns(netns: &str, listen: &str, token: Option<&str>) -> PlatformSim {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_platform-sim")]);
+        PlatformSim::spawn(cmd, listen, token, &[])
+    }
+
+    /// Run `cmd` (platform-sim, possibly behind a wrapper) with the listen arguments.
+    fn spawn(mut cmd: Command, listen: &str, token: Option<&str>, extra: &[&str]) -> PlatformSim {
         cmd.args(["--listen", listen]);
         if let Some(t) = token {
             cmd.args(["--token", t]);
