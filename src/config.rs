@@ -404,6 +404,10 @@ pub struct PlatformConfig {
     pub token_file: Option<PathBuf>,
     pub reconnect_max_s: u64,
     pub queue_capacity: usize,
+    /// The largest WebSocket frame the platform accepts, in bytes: the gateway writes no larger
+    /// frame (snapshot parts are cut by bytes, a device object that cannot fit alone loses links
+    /// from its end, see `platform::fit`).
+    pub max_frame_bytes: usize,
     /// PEM file of certificates trusted for `wss://` besides the public web roots.
     pub ca_file: Option<PathBuf>,
     /// The certificates of `ca_file`, read by `Config::load` (`resolve_platform_ca`).
@@ -419,6 +423,7 @@ impl Default for PlatformConfig {
             token_file: None,
             reconnect_max_s: 30,
             queue_capacity: 10_000,
+            max_frame_bytes: 1 << 20,
             ca_file: None,
             ca_certs: Vec::new(),
         }
@@ -697,6 +702,12 @@ impl Config {
         if self.platform.queue_capacity == 0 {
             return Err(invalid("platform.queue_capacity", "must be at least 1"));
         }
+        in_range(
+            "platform.max_frame_bytes",
+            self.platform.max_frame_bytes as u64,
+            crate::platform::fit::MIN_FRAME_BYTES as u64,
+            1 << 30,
+        )?;
         in_range(
             "platform.reconnect_max_s",
             self.platform.reconnect_max_s,
@@ -1198,6 +1209,7 @@ mod tests {
     #[test]
     fn limits_have_defaults_and_are_validated() {
         let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.platform.max_frame_bytes, 1 << 20);
         assert_eq!(c.limits.max_payload_bytes, 65_536);
         assert_eq!(c.limits.request_rate_per_s, 200.0);
         assert_eq!(c.limits.amplification_factor, 3);
@@ -1230,6 +1242,10 @@ mod tests {
             (
                 "limits:\n  max_payload_bytes: 1\n",
                 "limits.max_payload_bytes",
+            ),
+            (
+                "platform:\n  max_frame_bytes: 65535\n",
+                "platform.max_frame_bytes",
             ),
         ] {
             let err = Config::from_yaml(yaml).unwrap_err().to_string();

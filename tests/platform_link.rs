@@ -1,9 +1,10 @@
 //! Integration tests of the PlatformLink actor against the real `platform-sim` binary over
 //! loopback: hello and snapshot parts on connect, live events in order, an outage during which
 //! frames are owed and then delivered in order, a refused token retried with back-off (and never
-//! logged), error frames for unusable platform frames, commands reaching their recipient, and
-//! ping/pong liveness. The Registry is not part of this worktree: the tests feed the link
-//! `RegistryEvent`s and a fake `SnapshotSource` themselves.
+//! logged), error frames for unusable platform frames, commands reaching their recipient,
+//! ping/pong liveness, and a platform that drops every snapshot re-dialled with back-off. The
+//! Registry is not part of this worktree: the tests feed the link `RegistryEvent`s and a fake
+//! `SnapshotSource` themselves.
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
@@ -902,4 +903,88 @@ async fn the_link_speaks_wss_with_a_trusted_certificate_and_refuses_an_untrusted
     link.do_send(SendFrame(data_frame(5)));
     assert_eq!(sim.next_frame().await["payload"], "5");
     sim.stop();
+}
+
+/// A platform that reads the first frame (`hello`) and then closes, without a close code and
+/// without reading the snapshot: what a platform does that drops a connection on a frame it
+/// will not take. Counts connections.
+async fn dropping_platform() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn socket(
+        req: HttpRequest,
+        body: web::Payload,
+        count: web::Data<AtomicUsize>,
+    ) -> Result<HttpResponse, actix_web::Error> {
+        let (response, session, mut stream) = actix_ws::handle(&req, body)?;
+        count.fetch_add(1, Ordering::Relaxed);
+        actix_web::rt::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                if let actix_ws::Message::Text(_) = message {
+                    break;
+                }
+            }
+            let _ = session.close(None).await;
+        });
+        Ok(response)
+    }
+
+    let count = web::Data::new(AtomicUsize::new(0));
+    let shared = count.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(shared.clone())
+            .default_service(web::to(socket))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .expect("bind the dropping platform");
+    let addr = server.addrs()[0];
+    actix_rt::spawn(server.run());
+    (format!("ws://{addr}/gateway"), count.into_inner())
+}
+
+/// Issue 25 item 2: the link used to reset its back-off on every connect, so a platform that
+/// dropped each connection during the snapshot was re-dialled every 0.5 s forever. A connection
+/// that ends before the platform answered the Ping behind the snapshot is a failed attempt.
+#[actix_rt::test]
+async fn a_platform_that_drops_every_snapshot_is_redialled_with_growing_delays() {
+    use std::sync::atomic::Ordering;
+    let logs = capture_logs();
+    let (url, connections) = dropping_platform().await;
+    let mut s = settings(&url);
+    s.reconnect_max = Duration::from_secs(8);
+    let started = Instant::now();
+    let link = PlatformLink::start(s, FakeRegistry::with_devices(50), None);
+
+    // Events, not a time window: six connections, however slow the machine is.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connections.load(Ordering::Relaxed) < 6 {
+        assert!(Instant::now() < deadline, "{:?}", stats(&link).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Five delays of back-off: at least 0.5 + 0.5 + 1 + 2 + 4 s. A lower bound only (a loaded
+    // machine makes it longer); the old link got there in about 2.5 s.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(7_500),
+        "6 connections within {elapsed:?}: no back-off"
+    );
+    let lines = logs.lines();
+    let causes: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("before the platform accepted the snapshot"))
+        .collect();
+    assert!(
+        !causes.is_empty() && causes.len() <= (elapsed.as_secs() / 10 + 1) as usize,
+        "one error line per 10 s naming the cause: {causes:#?}"
+    );
+    assert!(causes[0].starts_with("ERROR"), "{}", causes[0]);
+    let st = stats(&link).await;
+    assert_eq!(st.snapshots_accepted, 0, "{st:?}");
+    assert!(st.snapshots_unaccepted >= 5, "{st:?}");
+    link.do_send(StopLink);
 }

@@ -58,7 +58,8 @@ struct Args {
     /// PEM private key for serving wss:// (needs --tls-cert).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
-    /// Largest frame accepted from the gateway, in bytes (snapshot parts can be ~1 MB).
+    /// Largest frame accepted from the gateway, in bytes; a larger one ends the session with
+    /// close code 1009 "message too big", as a platform with this limit would.
     #[arg(long, default_value_t = 64 << 20)]
     max_frame: usize,
 }
@@ -181,6 +182,7 @@ async fn gateway_socket(
     let shared = shared.into_inner();
     actix_web::rt::spawn(async move {
         let mut session = session;
+        let mut close_reason = None;
         while let Some(message) = stream.next().await {
             match message {
                 Ok(actix_ws::AggregatedMessage::Text(text)) => print_frame(&text),
@@ -200,6 +202,18 @@ async fn gateway_socket(
                     eprintln!("platform-sim: session {id}: gateway closed ({reason:?})");
                     break;
                 }
+                Err(actix_ws::ProtocolError::Overflow) => {
+                    // What a platform with a frame limit does (RFC 6455 §7.4.1).
+                    eprintln!(
+                        "platform-sim: session {id}: frame over --max-frame ({} bytes); closing with 1009",
+                        shared.max_frame
+                    );
+                    close_reason = Some(actix_ws::CloseReason {
+                        code: actix_ws::CloseCode::Size,
+                        description: Some("message too big".into()),
+                    });
+                    break;
+                }
                 Err(e) => {
                     eprintln!("platform-sim: session {id}: protocol error: {e}");
                     break;
@@ -207,7 +221,7 @@ async fn gateway_socket(
             }
         }
         shared.forget(id);
-        let _ = session.close(None).await;
+        let _ = session.close(close_reason).await;
         eprintln!("platform-sim: session {id} ended");
     });
     response

@@ -3,11 +3,19 @@
 //!
 //! It dials `platform.url` with awc (`ws://`, or `wss://` over rustls), sending
 //! `Authorization: Bearer <token>` when a token is configured. After every connect it sends
-//! `hello`, the registry `snapshot` (parts of at most 1,000 devices, from a [`SnapshotSource`]),
-//! then every frame owed from the outage, in order, then live frames. While the link is down,
+//! `hello`, the registry `snapshot` (parts of at most 1,000 devices and `platform.max_frame_bytes`
+//! bytes, from a [`SnapshotSource`], cut by `platform::fit`), a Ping, then every frame owed from
+//! the outage, in order, then live frames. No frame written is larger than the frame bound.
+//! While the link is down,
 //! or while the socket writer already holds [`WRITER_HIGH_WATER`] unwritten frames (a platform
 //! slower than the gateway), frames go to the bounded [`OwedQueue`], so memory stays bounded
-//! and `data` is what gets dropped first. Reconnects follow [`Backoff`]. A WebSocket ping goes
+//! and `data` is what gets dropped first. Reconnects follow [`Backoff`], which is reset only when
+//! the Pong to the Ping behind the snapshot arrives: a platform that refuses a snapshot frame
+//! and closes (issue 25 item 2: at every connect, every 0.5 s, forever) is re-dialled ever more
+//! slowly, with one error line per 10 s naming the cause. A close with 1009 "message too big"
+//! also halves the frame bound below the largest frame sent (floor [`MIN_FRAME_BYTES`]), so a
+//! platform whose limit is lower than `platform.max_frame_bytes` still gets everything after a
+//! few reconnects. A WebSocket ping goes
 //! out every `ping_interval`; a link that has heard nothing (no pong, no frame) for
 //! `pong_timeout` is closed and re-dialled.
 //!
@@ -55,12 +63,13 @@ use rand::SeedableRng;
 
 use super::backoff::{Backoff, INITIAL_DELAY};
 use super::error::LinkError;
+use super::fit::{frame_within, snapshot_parts, MIN_FRAME_BYTES};
 use super::messages::{
     DataFrames, GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
 };
 use super::protocol::{
-    hello, parse_inbound, snapshot_parts, CommandErrorKind, CommandResult, InboundFrame,
-    OutboundFrame, ProtocolError,
+    hello, parse_inbound, CommandErrorKind, CommandResult, InboundFrame, OutboundFrame,
+    ProtocolError,
 };
 use super::queue::{OwedQueue, PushOutcome};
 use crate::config::{PlatformConfig, Secret};
@@ -86,6 +95,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 /// Resyncs are logged at most once per 10 s.
 static RESYNC_LOG: LogThrottle = LogThrottle::new();
+/// Connections lost before the platform accepted the snapshot: at most one line per 10 s.
+static UNACCEPTED_LOG: LogThrottle = LogThrottle::new();
+/// Frames that could not be fitted into the frame bound, and devices sent truncated.
+static OVERSIZE_LOG: LogThrottle = LogThrottle::new();
+/// The Ping sent right behind the snapshot: its Pong proves the platform read every part.
+const SNAPSHOT_PROBE: &[u8] = b"snapshot";
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
 const MAX_INBOUND_FRAME: usize = 1 << 20;
 
@@ -109,6 +124,8 @@ pub struct LinkSettings {
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub connect_timeout: Duration,
+    /// `platform.max_frame_bytes`: no frame written is larger.
+    pub max_frame_bytes: usize,
     /// Certificates trusted for `wss://` besides the public web roots (a platform with a
     /// private CA, or a test's self-signed certificate). DER-encoded.
     pub extra_root_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -126,6 +143,7 @@ impl LinkSettings {
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_frame_bytes: config.max_frame_bytes,
             extra_root_certs: config.ca_certs.clone(),
         }
     }
@@ -185,6 +203,12 @@ struct Connection {
     in_flight: Rc<Cell<usize>>,
     reader: SpawnHandle,
     last_heard: Instant,
+    /// The platform answered the Ping sent behind the snapshot: it read every part. Only then
+    /// is the back-off reset, so a platform that refuses a snapshot frame (and closes) is
+    /// re-dialled ever more slowly instead of every 0.5 s.
+    snapshot_accepted: bool,
+    /// The largest frame written on this connection, in bytes (for the refusal's log line).
+    largest_frame: usize,
 }
 
 impl Connection {
@@ -218,6 +242,9 @@ pub struct PlatformLink {
     backoff: Backoff,
     rng: StdRng,
     stats: LinkStats,
+    /// The largest frame written: `platform.max_frame_bytes`, lowered when the platform closes
+    /// with 1009 "message too big" (its limit is below the configured one).
+    frame_bound: usize,
     /// A `StopLink` sent our Close frame: nothing more is written, no re-dial, stop when the
     /// platform answers (or after `CLOSE_GRACE`).
     closing: bool,
@@ -255,6 +282,11 @@ impl PlatformLink {
     ) -> PlatformLink {
         let queue = OwedQueue::new(settings.queue_capacity);
         let backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+        let frame_bound = settings.max_frame_bytes.max(MIN_FRAME_BYTES);
+        let stats = LinkStats {
+            frame_bound,
+            ..LinkStats::default()
+        };
         PlatformLink {
             settings,
             snapshot,
@@ -265,7 +297,8 @@ impl PlatformLink {
             queue,
             backoff,
             rng: StdRng::from_entropy(),
-            stats: LinkStats::default(),
+            stats,
+            frame_bound,
             closing: false,
         }
     }
@@ -408,28 +441,50 @@ impl PlatformLink {
             in_flight,
             reader,
             last_heard: Instant::now(),
+            snapshot_accepted: false,
+            largest_frame: 0,
         });
-        self.backoff.reset();
         self.stats.connects += 1;
         self.stats.reconnects = self.stats.connects.saturating_sub(1);
 
         let devices = self.snapshot.snapshot();
+        let parts = snapshot_parts(&devices, self.frame_bound);
+        drop(devices);
         let owed = self.queue.len();
         log::info!(
-            "platform link: connected to {} as {:?}; sending snapshot of {} devices, then {} owed frames",
+            "platform link: connected to {} as {:?}; sending snapshot of {} devices in {} parts (largest {} bytes, bound {}), then {} owed frames",
             loggable_url(&self.settings.url),
             self.settings.gateway_id,
-            devices.len(),
+            parts.devices,
+            parts.frames.len(),
+            parts.largest_part,
+            self.frame_bound,
             owed
         );
-        let mut frames = vec![hello(&self.settings.gateway_id, devices.len())];
-        frames.extend(snapshot_parts(&devices));
-        drop(devices);
+        if parts.truncated + parts.skipped > 0 {
+            self.stats.devices_truncated += parts.truncated as u64;
+            self.stats.devices_skipped += parts.skipped as u64;
+            if let Some(n) = OVERSIZE_LOG.note() {
+                log::warn!(
+                    "platform link: {} device(s) too big for a frame of {} bytes went into the snapshot with their links truncated (\"links_truncated\": true) and {} larger even without links were left out ({n} oversize event(s) in the last {} s); raise platform.max_frame_bytes if the platform accepts larger frames",
+                    parts.truncated,
+                    self.frame_bound,
+                    parts.skipped,
+                    crate::limits::log_throttle::REPORT_EVERY_S
+                );
+            }
+        }
         // hello and the snapshot go first and whole, whatever the writer's backlog.
-        for frame in frames {
+        let hello = hello(&self.settings.gateway_id, parts.devices);
+        for frame in std::iter::once(hello).chain(parts.frames) {
             if !self.write(&frame) {
                 return;
             }
+        }
+        // Answered only once the platform has read every part before it (frames are read in
+        // order): the proof the snapshot was accepted, which resets the back-off.
+        if let LinkState::Up(conn) = &self.state {
+            let _ = conn.send(WsMessage::Ping(SNAPSHOT_PROBE.into()));
         }
         self.stats.connected = true;
         self.pump(ctx);
@@ -462,17 +517,44 @@ impl PlatformLink {
     }
 
     /// Hand a frame to the socket writer. False when the writer is gone (the socket died).
+    /// Nothing larger than the frame bound is written: a device frame goes with its links
+    /// truncated, a command result becomes a failure saying why, anything else is skipped
+    /// (counted and logged): the platform would only close the link on it.
     fn write(&mut self, frame: &OutboundFrame) -> bool {
-        let LinkState::Up(conn) = &self.state else {
+        let LinkState::Up(_) = &self.state else {
             return false;
         };
-        let text = match frame.to_json() {
-            Ok(text) => text,
-            Err(e) => {
-                log::error!("platform link: cannot serialize a frame ({e}); skipped");
+        let text = match frame_within(frame, self.frame_bound) {
+            Ok(fitted) => {
+                if fitted.device_truncated {
+                    self.stats.devices_truncated += 1;
+                    if let Some(n) = OVERSIZE_LOG.note() {
+                        log::warn!(
+                            "platform link: a device frame over {} bytes was sent with its links truncated ({n} oversize event(s) in the last {} s); raise platform.max_frame_bytes if the platform accepts larger frames",
+                            self.frame_bound,
+                            crate::limits::log_throttle::REPORT_EVERY_S
+                        );
+                    }
+                }
+                fitted.text
+            }
+            Err(too_big) => {
+                self.stats.frames_too_big += 1;
+                if let Some(n) = OVERSIZE_LOG.note() {
+                    log::error!(
+                        "platform link: a frame of {} bytes is over the platform's frame limit of {} bytes (platform.max_frame_bytes) and was not sent ({n} oversize event(s) in the last {} s)",
+                        too_big.bytes,
+                        self.frame_bound,
+                        crate::limits::log_throttle::REPORT_EVERY_S
+                    );
+                }
                 return true;
             }
         };
+        let LinkState::Up(conn) = &mut self.state else {
+            return false;
+        };
+        conn.largest_frame = conn.largest_frame.max(text.len());
         if !conn.send(WsMessage::Text(text.into())) {
             return false;
         }
@@ -532,17 +614,36 @@ impl PlatformLink {
             ctx.stop();
             return;
         }
+        let mut refused_snapshot = None;
         if let LinkState::Up(conn) = std::mem::replace(&mut self.state, LinkState::Down) {
             ctx.cancel_future(conn.reader);
             // Best effort: tell the platform we are going; dropping `tx` then closes the socket.
             let _ = conn.send(WsMessage::Close(None));
+            if !conn.snapshot_accepted {
+                refused_snapshot = Some(conn.largest_frame);
+            }
         }
         self.stats.connected = false;
         let delay = self.backoff.next_delay(&mut self.rng);
-        log::warn!(
-            "platform link: connection lost ({why}); queueing frames, re-dialling in {:.1} s",
-            delay.as_secs_f64()
-        );
+        match refused_snapshot {
+            // The back-off was not reset on this connection, so these grow to
+            // `reconnect_max`; the line says why at most once per 10 s.
+            Some(largest) => {
+                self.stats.snapshots_unaccepted += 1;
+                if let Some(n) = UNACCEPTED_LOG.note() {
+                    log::error!(
+                        "platform link: the connection ended before the platform accepted the snapshot ({why}); largest frame sent {largest} bytes, frame bound {} bytes (platform.max_frame_bytes; a platform whose frame limit is lower refuses larger frames); {n} such connection(s) in the last {} s; re-dialling in {:.1} s",
+                        self.frame_bound,
+                        crate::limits::log_throttle::REPORT_EVERY_S,
+                        delay.as_secs_f64()
+                    );
+                }
+            }
+            None => log::warn!(
+                "platform link: connection lost ({why}); queueing frames, re-dialling in {:.1} s",
+                delay.as_secs_f64()
+            ),
+        }
         ctx.run_later(delay, |link, ctx| link.dial(ctx));
     }
 
@@ -570,6 +671,44 @@ impl PlatformLink {
         }
         self.stats.connected = false;
         self.dial(ctx);
+    }
+
+    /// Any Pong after the snapshot probe (every Ping on a connection follows its snapshot):
+    /// the platform has read every part.
+    fn on_pong(&mut self) {
+        let LinkState::Up(conn) = &mut self.state else {
+            return;
+        };
+        if conn.snapshot_accepted {
+            return;
+        }
+        conn.snapshot_accepted = true;
+        self.backoff.reset();
+        self.stats.snapshots_accepted += 1;
+        log::debug!("platform link: the platform accepted the snapshot");
+    }
+
+    /// The platform closed with 1009 "message too big": its frame limit is below our bound.
+    /// Halve the bound below the largest frame this connection carried (never under
+    /// [`MIN_FRAME_BYTES`]), so the next snapshot is cut finer and events get through.
+    fn lower_frame_bound(&mut self) {
+        let LinkState::Up(conn) = &self.state else {
+            return;
+        };
+        let largest = conn.largest_frame;
+        let lowered = (self.frame_bound.min(largest) / 2).max(MIN_FRAME_BYTES);
+        if lowered >= self.frame_bound {
+            log::error!(
+                "platform link: the platform refused a frame as too big (close 1009; largest frame sent {largest} bytes) although frames are already at the floor of {MIN_FRAME_BYTES} bytes"
+            );
+            return;
+        }
+        log::error!(
+            "platform link: the platform refused a frame as too big (close 1009; largest frame sent {largest} bytes): frames are limited to {lowered} bytes from now on; set platform.max_frame_bytes (now {}) to the platform's limit",
+            self.settings.max_frame_bytes
+        );
+        self.frame_bound = lowered;
+        self.stats.frame_bound = lowered;
     }
 
     fn check_liveness(&mut self, ctx: &mut Context<Self>) {
@@ -696,8 +835,14 @@ impl StreamHandler<Inbound> for PlatformLink {
                         let _ = conn.send(WsMessage::Pong(payload));
                     }
                 }
-                Frame::Pong(_) => {}
+                Frame::Pong(_) => self.on_pong(),
                 Frame::Close(reason) => {
+                    if reason
+                        .as_ref()
+                        .is_some_and(|r| r.code == awc::ws::CloseCode::Size)
+                    {
+                        self.lower_frame_bound();
+                    }
                     let why = match reason {
                         Some(r) => format!(
                             "platform closed the link ({:?}{})",

@@ -77,4 +77,17 @@ pub struct LinkStats {
     pub dropped_events: u64,
     /// Registry resyncs (the registry feed overflowed): each re-sends `hello` + `snapshot`.
     pub resyncs: u64,
+    /// The largest frame the link writes now (`platform.max_frame_bytes`, or lower after the
+    /// platform closed with 1009 "message too big").
+    pub frame_bound: usize,
+    /// Snapshots the platform acknowledged (answered the Ping sent behind them).
+    pub snapshots_accepted: u64,
+    /// Connections that ended before the platform accepted their snapshot.
+    pub snapshots_unaccepted: u64,
+    /// Device objects sent with their links truncated to fit a frame.
+    pub devices_truncated: u64,
+    /// Devices left out of a snapshot: too big for a frame even without links.
+    pub devices_skipped: u64,
+    /// Frames not sent because they could not be made to fit a frame.
+    pub frames_too_big: u64,
 }

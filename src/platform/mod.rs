@@ -3,6 +3,8 @@
 //!
 //! - `protocol`: the serde frame types of both directions, payload encoding, lenient parsing of
 //!   platform frames into commands or typed errors (pure).
+//! - `fit`: keeping every frame within `platform.max_frame_bytes` (snapshot parts cut by
+//!   bytes, device objects with truncated links) (pure).
 //! - `queue`: the bounded queue of frames owed while the link is down (pure).
 //! - `backoff`: reconnect delays with jitter (pure).
 //! - `ca_file`: `platform.ca_file`, the PEM roots trusted for `wss://` besides the web roots.
@@ -16,6 +18,7 @@
 pub mod backoff;
 pub mod ca_file;
 pub mod error;
+pub mod fit;
 pub mod link;
 pub mod messages;
 pub mod protocol;

@@ -22,14 +22,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use super::fit::RawDevice;
 use crate::device_object::DeviceObject;
 use crate::registry::{Registration, RegistryEvent, RemovalReason};
 
 /// The protocol version sent in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
-
-/// At most this many devices travel in one `snapshot` frame.
-pub const SNAPSHOT_PART_MAX: usize = 1_000;
 
 /// How a `payload` string is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,8 +287,9 @@ pub enum OutboundFrame {
         protocol: u32,
         devices: usize,
     },
+    /// Built by `fit::snapshot_parts`, which renders each device once to measure it.
     Snapshot {
-        devices: Vec<DeviceRef>,
+        devices: Vec<RawDevice>,
         part: usize,
         last: bool,
     },
@@ -387,29 +386,6 @@ pub fn hello(gateway: &str, devices: usize) -> OutboundFrame {
         protocol: PROTOCOL_VERSION,
         devices,
     }
-}
-
-/// Split a registry snapshot into `snapshot` frames of at most [`SNAPSHOT_PART_MAX`] devices.
-/// An empty registry is still one part (`part` 0, `last` true, no devices), so the platform
-/// always sees where the snapshot ends.
-pub fn snapshot_parts(devices: &[Arc<Registration>]) -> Vec<OutboundFrame> {
-    if devices.is_empty() {
-        return vec![OutboundFrame::Snapshot {
-            devices: Vec::new(),
-            part: 0,
-            last: true,
-        }];
-    }
-    let parts = devices.len().div_ceil(SNAPSHOT_PART_MAX);
-    devices
-        .chunks(SNAPSHOT_PART_MAX)
-        .enumerate()
-        .map(|(part, chunk)| OutboundFrame::Snapshot {
-            devices: chunk.iter().cloned().map(DeviceRef).collect(),
-            part,
-            last: part + 1 == parts,
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -706,34 +682,6 @@ mod tests {
             id: None,
         };
         assert_eq!(to_value(&error), json!({"type": "error", "message": "x"}));
-    }
-
-    #[test]
-    fn snapshot_parts_hold_at_most_a_thousand_devices() {
-        assert_eq!(
-            to_value(&snapshot_parts(&[])[0]),
-            json!({"type": "snapshot", "devices": [], "part": 0, "last": true})
-        );
-        let regs: Vec<_> = (0..2_001)
-            .map(|i| Arc::new(crate::device_object::tests::registration(&format!("n{i}"))))
-            .collect();
-        let parts = snapshot_parts(&regs);
-        assert_eq!(parts.len(), 3);
-        let sizes: Vec<(usize, usize, bool)> = parts
-            .iter()
-            .map(|p| match p {
-                OutboundFrame::Snapshot {
-                    devices,
-                    part,
-                    last,
-                } => (devices.len(), *part, *last),
-                other => panic!("not a snapshot: {other:?}"),
-            })
-            .collect();
-        assert_eq!(
-            sizes,
-            vec![(1_000, 0, false), (1_000, 1, false), (1, 2, true)]
-        );
     }
 
     #[test]

@@ -475,8 +475,10 @@ impl Peer {
     fn exchange(&self, packet: Packet) -> io::Result<Resp> {
         let mid = packet.header.message_id;
         let token = packet.get_token().to_vec();
+        // Up to a UDP datagram, not coap-lite's 1,280-byte default: a test may send what a
+        // device on loopback can (the gateway takes datagrams of up to 8 KiB whole).
         let bytes = packet
-            .to_bytes()
+            .to_bytes_with_limit(65_507)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
         let confirmable = packet.header.get_type() == MessageType::Confirmable;
         let started = Instant::now();
