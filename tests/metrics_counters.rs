@@ -402,7 +402,7 @@ fn commands_and_frames_match_what_the_platform_received() {
         let d = delta(
             &before,
             &scrape_with(&ScrapeInputs {
-                platform: Some(stats),
+                platform: Some((&stats).into()),
                 ..ScrapeInputs::default()
             }),
         );
@@ -445,7 +445,7 @@ fn commands_and_frames_match_what_the_platform_received() {
         "only the answered command has a round trip"
     );
     let now = scrape_with(&ScrapeInputs {
-        platform: Some(futures::executor::block_on(link.send(GetLinkStats)).unwrap()),
+        platform: Some((&futures::executor::block_on(link.send(GetLinkStats)).unwrap()).into()),
         ..ScrapeInputs::default()
     });
     assert_eq!(now[&key("coap_gateway_commands_in_flight", &[])], 0.0);

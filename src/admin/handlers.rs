@@ -109,7 +109,15 @@ async fn health(state: web::Data<AdminState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
     let platform = state.link_stats().await;
-    let inputs = crate::metrics::ScrapeInputs::from_registry(&state.reader, platform);
+    let (connected, disconnected) = state.reader.devices_by_status(crate::time::now_ms());
+    let inputs = crate::metrics::ScrapeInputs {
+        registrations: connected + disconnected,
+        devices_connected: connected,
+        devices_disconnected: disconnected,
+        platform: platform
+            .as_ref()
+            .map(crate::metrics::PlatformLinkSample::from),
+    };
     let body = crate::metrics::render(crate::metrics::global(), &inputs);
     HttpResponse::Ok()
         .content_type(METRICS_CONTENT_TYPE)

@@ -227,7 +227,7 @@ impl Executer {
     /// Only a command that reached the device is remembered for later duplicates; a refusal
     /// (unknown device, offline, bad command, overloaded) sent nothing, so a retry runs.
     fn finish(&mut self, result: CommandResult, reached_device: bool) {
-        crate::metrics::global().record_command(&result);
+        crate::metrics::global().record_command((&result).into(), result.round_trip_ms());
         match &result.outcome {
             CommandOutcome::Failed { error } => log::log!(
                 crate::platform::protocol::command_failure_level(error.kind),

@@ -2,12 +2,29 @@
 //! labelled counter is an array of atomics and recording never hashes or locks; `ALL` fixes
 //! the rendering order and `as_str` the label value.
 //!
-//! The mappings from the gateway's own types (CoAP response codes, platform frames and
-//! command outcomes) live here too, so the call sites in the actors stay one line.
+//! The metrics module is a leaf: it imports nothing from the rest of the gateway. The
+//! producers convert their own types into these labels (`From` impls beside those types:
+//! `coap::code` for [`ResponseCode`], `platform::metric_labels` for frames and commands).
 
-use crate::coap::Code;
-use crate::platform::protocol::{CommandErrorKind, CommandOutcome};
-use crate::platform::{CommandResult, OutboundFrame};
+/// A CoAP response code as metrics count it: the raw code byte (class << 5 | detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseCode(pub u8);
+
+impl ResponseCode {
+    pub const CREATED: ResponseCode = ResponseCode(0x41);
+    pub const DELETED: ResponseCode = ResponseCode(0x42);
+    pub const VALID: ResponseCode = ResponseCode(0x43);
+    pub const CHANGED: ResponseCode = ResponseCode(0x44);
+    pub const CONTENT: ResponseCode = ResponseCode(0x45);
+    pub const BAD_REQUEST: ResponseCode = ResponseCode(0x80);
+    pub const NOT_FOUND: ResponseCode = ResponseCode(0x84);
+    pub const INTERNAL_SERVER_ERROR: ResponseCode = ResponseCode(0xa0);
+    pub const SERVICE_UNAVAILABLE: ResponseCode = ResponseCode(0xa3);
+
+    pub fn class(self) -> u8 {
+        self.0 >> 5
+    }
+}
 
 /// A label value set: dense indices `0..COUNT`, in the order of `ALL`.
 pub trait LabelSet: Copy + 'static {
@@ -67,12 +84,12 @@ label_set! {
 }
 
 impl RegistrationOutcome {
-    pub fn from_code(code: Code) -> Self {
+    pub fn from_code(code: ResponseCode) -> Self {
         match code.class() {
             2 => RegistrationOutcome::Ok,
-            4 if code == Code::NOT_FOUND => RegistrationOutcome::NotFound,
+            4 if code == ResponseCode::NOT_FOUND => RegistrationOutcome::NotFound,
             4 => RegistrationOutcome::Rejected,
-            5 if code == Code::SERVICE_UNAVAILABLE => RegistrationOutcome::Unavailable,
+            5 if code == ResponseCode::SERVICE_UNAVAILABLE => RegistrationOutcome::Unavailable,
             _ => RegistrationOutcome::Failed,
         }
     }
@@ -102,22 +119,6 @@ label_set! {
     }
 }
 
-impl CommandResultKind {
-    pub fn of(result: &CommandResult) -> Self {
-        match &result.outcome {
-            CommandOutcome::Response { .. } => CommandResultKind::Response,
-            CommandOutcome::Failed { error } => match error.kind {
-                CommandErrorKind::UnknownDevice => CommandResultKind::UnknownDevice,
-                CommandErrorKind::DeviceOffline => CommandResultKind::DeviceOffline,
-                CommandErrorKind::Timeout => CommandResultKind::Timeout,
-                CommandErrorKind::BadCommand => CommandResultKind::BadCommand,
-                CommandErrorKind::CoapError => CommandResultKind::CoapError,
-                CommandErrorKind::Overloaded => CommandResultKind::Overloaded,
-            },
-        }
-    }
-}
-
 label_set! {
     /// The `type` of a frame sent to the platform (platform-protocol.md).
     FrameType {
@@ -134,26 +135,9 @@ label_set! {
     }
 }
 
-impl FrameType {
-    pub fn of(frame: &OutboundFrame) -> Self {
-        match frame {
-            OutboundFrame::Hello { .. } => FrameType::Hello,
-            OutboundFrame::Snapshot { .. } => FrameType::Snapshot,
-            OutboundFrame::DeviceRegistered { .. } => FrameType::DeviceRegistered,
-            OutboundFrame::DeviceUpdated { .. } => FrameType::DeviceUpdated,
-            OutboundFrame::DeviceRemoved { .. } => FrameType::DeviceRemoved,
-            OutboundFrame::DeviceStatus { .. } => FrameType::DeviceStatus,
-            OutboundFrame::Data(_) => FrameType::Data,
-            OutboundFrame::DataError(_) => FrameType::DataError,
-            OutboundFrame::CommandResult(_) => FrameType::CommandResult,
-            OutboundFrame::Error { .. } => FrameType::Error,
-        }
-    }
-}
-
 /// A CoAP response code as a label value, "class.detail" ("2.05"), for any of the 256 codes.
 pub fn code_label(code: u8) -> String {
-    Code(code).to_string()
+    format!("{}.{:02}", code >> 5, code & 0x1f)
 }
 
 #[cfg(test)]
@@ -180,21 +164,15 @@ mod tests {
     #[test]
     fn outcomes_follow_the_response_code() {
         use RegistrationOutcome as O;
-        assert_eq!(O::from_code(Code::CREATED), O::Ok);
-        assert_eq!(O::from_code(Code::DELETED), O::Ok);
-        assert_eq!(O::from_code(Code::NOT_FOUND), O::NotFound);
-        assert_eq!(O::from_code(Code::BAD_REQUEST), O::Rejected);
-        assert_eq!(O::from_code(Code::SERVICE_UNAVAILABLE), O::Unavailable);
-        assert_eq!(O::from_code(Code::INTERNAL_SERVER_ERROR), O::Failed);
-        assert_eq!(code_label(Code::CONTENT.0), "2.05");
-        assert_eq!(code_label(Code::NOT_FOUND.0), "4.04");
-    }
-
-    #[test]
-    fn command_kinds_use_the_wire_names() {
-        let ok = CommandResult::response("a", "2.05", None, b"x", 3);
-        assert_eq!(CommandResultKind::of(&ok), CommandResultKind::Response);
-        let late = CommandResult::failed("b", CommandErrorKind::Timeout, "late");
-        assert_eq!(CommandResultKind::of(&late).as_str(), "timeout");
+        type C = ResponseCode;
+        assert_eq!(O::from_code(C::CREATED), O::Ok);
+        assert_eq!(O::from_code(C::DELETED), O::Ok);
+        assert_eq!(O::from_code(C::NOT_FOUND), O::NotFound);
+        assert_eq!(O::from_code(C::BAD_REQUEST), O::Rejected);
+        assert_eq!(O::from_code(C::SERVICE_UNAVAILABLE), O::Unavailable);
+        assert_eq!(O::from_code(C::INTERNAL_SERVER_ERROR), O::Failed);
+        assert_eq!(code_label(C::CONTENT.0), "2.05");
+        assert_eq!(code_label(C::NOT_FOUND.0), "4.04");
+        assert_eq!(code_label(0x9f), "4.31");
     }
 }

@@ -31,16 +31,14 @@ pub mod text;
 
 use std::time::Duration;
 
-use crate::coap::Code;
-use crate::platform::protocol::CommandOutcome;
-use crate::platform::{CommandResult, LinkStats, OutboundFrame};
-
 pub use counter::{Counter, Gauge};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use labels::{
     CommandResultKind, FrameType, LabelSet, LookupKind, RegistrationOp, RegistrationOutcome,
+    ResponseCode,
 };
 pub use render::render;
+pub use scrape::PlatformLinkSample;
 
 /// Counters recorded by the actors; see the module doc for who records what.
 #[derive(Debug)]
@@ -90,8 +88,8 @@ impl Metrics {
 
     /// The CoAP endpoint answered a request with `code`, `handling` after its datagram arrived.
     #[inline]
-    pub fn record_response(&self, code: Code, handling: Duration) {
-        self.responses[usize::from(code.0)].inc();
+    pub fn record_response(&self, code: impl Into<ResponseCode>, handling: Duration) {
+        self.responses[usize::from(code.into().0)].inc();
         self.request_duration.observe(handling);
     }
 
@@ -102,8 +100,8 @@ impl Metrics {
     }
 
     /// A registration write (`op`) was answered with `code`.
-    pub fn record_registration(&self, op: RegistrationOp, code: Code) {
-        let outcome = RegistrationOutcome::from_code(code);
+    pub fn record_registration(&self, op: RegistrationOp, code: impl Into<ResponseCode>) {
+        let outcome = RegistrationOutcome::from_code(code.into());
         self.registrations[op.index()][outcome.index()].inc();
     }
 
@@ -121,12 +119,13 @@ impl Metrics {
         }
     }
 
-    /// A command's first (not duplicate) result; a device response also feeds the round trip.
-    pub fn record_command(&self, result: &CommandResult) {
-        self.commands[CommandResultKind::of(result).index()].inc();
-        if let CommandOutcome::Response { rtt_ms, .. } = &result.outcome {
+    /// A command's first (not duplicate) result; a device response (`round_trip_ms`) also
+    /// feeds the round-trip histogram.
+    pub fn record_command(&self, kind: CommandResultKind, round_trip_ms: Option<u64>) {
+        self.commands[kind.index()].inc();
+        if let Some(ms) = round_trip_ms {
             self.command_round_trip
-                .observe_ns(rtt_ms.saturating_mul(1_000_000));
+                .observe_ns(ms.saturating_mul(1_000_000));
         }
     }
 
@@ -160,13 +159,13 @@ impl Metrics {
     }
 
     /// A watched resource answered the Observer with an error `code` (not a reading).
-    pub fn record_observer_error(&self, code: Code) {
-        self.observer_errors[usize::from(code.0)].inc();
+    pub fn record_observer_error(&self, code: impl Into<ResponseCode>) {
+        self.observer_errors[usize::from(code.into().0)].inc();
     }
 
     /// Error answers with `code` the Observer got so far.
-    pub fn observer_errors(&self, code: Code) -> u64 {
-        self.observer_errors[usize::from(code.0)].get()
+    pub fn observer_errors(&self, code: impl Into<ResponseCode>) -> u64 {
+        self.observer_errors[usize::from(code.into().0)].get()
     }
 
     /// A registry feed subscriber fell too far behind and will be resynced from the index.
@@ -180,13 +179,13 @@ impl Metrics {
     }
 
     /// The platform link handed `frame` to its WebSocket.
-    pub fn record_frame_sent(&self, frame: &OutboundFrame) {
-        self.frames_sent[FrameType::of(frame).index()].inc();
+    pub fn record_frame_sent(&self, frame: FrameType) {
+        self.frames_sent[frame.index()].inc();
     }
 
     /// Responses sent with `code` so far.
-    pub fn responses(&self, code: Code) -> u64 {
-        self.responses[usize::from(code.0)].get()
+    pub fn responses(&self, code: impl Into<ResponseCode>) -> u64 {
+        self.responses[usize::from(code.into().0)].get()
     }
 }
 
@@ -213,5 +212,5 @@ pub struct ScrapeInputs {
     /// Registrations with status 0 (disconnected).
     pub devices_disconnected: u64,
     /// The platform link's counters; `None` when no platform is configured.
-    pub platform: Option<LinkStats>,
+    pub platform: Option<PlatformLinkSample>,
 }

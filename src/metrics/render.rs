@@ -11,9 +11,8 @@ use super::labels::{code_label, LabelSet};
 use super::text::{Kind, TextWriter};
 use super::{
     CommandResultKind, FrameType, LookupKind, Metrics, RegistrationOp, RegistrationOutcome,
-    ScrapeInputs,
+    ResponseCode as Code, ScrapeInputs,
 };
-use crate::coap::Code;
 
 /// Response codes rendered even at zero: what the RD answers in normal operation.
 const USUAL_CODES: &[Code] = &[
@@ -284,8 +283,7 @@ mod tests {
     use prometheus_parse::{Scrape, Value};
 
     use super::*;
-    use crate::platform::protocol::CommandErrorKind;
-    use crate::platform::{CommandResult, LinkStats, OutboundFrame};
+    use crate::metrics::PlatformLinkSample as LinkStats;
 
     fn parse(text: &str) -> Scrape {
         let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -395,27 +393,19 @@ mod tests {
         m.record_expired(3);
         m.record_ping(true);
         m.record_ping(false);
-        m.record_command(&CommandResult::response("c1", "2.05", None, b"1", 12));
-        m.record_command(&CommandResult::failed(
-            "c2",
-            CommandErrorKind::Timeout,
-            "late",
-        ));
+        m.record_command(CommandResultKind::Response, Some(12));
+        m.record_command(CommandResultKind::Timeout, None);
         m.command_in_flight(true);
         m.record_data_forwarded();
         m.record_data_rate_limited();
         m.record_observer_error(Code::SERVICE_UNAVAILABLE);
-        m.record_frame_sent(&OutboundFrame::Error {
-            message: "x".into(),
-            id: None,
-        });
+        m.record_frame_sent(FrameType::Error);
     }
 
     fn link() -> LinkStats {
         LinkStats {
             connected: true,
             dial_attempts: 4,
-            connects: 3,
             reconnects: 2,
             queued: 7,
             in_flight: 1,

@@ -559,7 +559,7 @@ impl PlatformLink {
             return false;
         }
         self.stats.frames_sent += 1;
-        crate::metrics::global().record_frame_sent(frame);
+        crate::metrics::global().record_frame_sent(frame.into());
         true
     }
 

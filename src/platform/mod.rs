@@ -21,6 +21,7 @@ pub mod error;
 pub mod fit;
 pub mod link;
 pub mod messages;
+mod metric_labels;
 pub mod protocol;
 pub mod queue;
 

@@ -1,0 +1,95 @@
+//! How the platform link's values are counted by `metrics` (a leaf module that knows none of
+//! the gateway's types): frames by type, command results by kind, the link's counters.
+
+#[cfg(test)]
+use crate::metrics::LabelSet;
+use crate::metrics::{CommandResultKind, FrameType, PlatformLinkSample};
+
+use super::messages::LinkStats;
+use super::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
+
+impl From<&OutboundFrame> for FrameType {
+    fn from(frame: &OutboundFrame) -> Self {
+        match frame {
+            OutboundFrame::Hello { .. } => FrameType::Hello,
+            OutboundFrame::Snapshot { .. } => FrameType::Snapshot,
+            OutboundFrame::DeviceRegistered { .. } => FrameType::DeviceRegistered,
+            OutboundFrame::DeviceUpdated { .. } => FrameType::DeviceUpdated,
+            OutboundFrame::DeviceRemoved { .. } => FrameType::DeviceRemoved,
+            OutboundFrame::DeviceStatus { .. } => FrameType::DeviceStatus,
+            OutboundFrame::Data(_) => FrameType::Data,
+            OutboundFrame::DataError(_) => FrameType::DataError,
+            OutboundFrame::CommandResult(_) => FrameType::CommandResult,
+            OutboundFrame::Error { .. } => FrameType::Error,
+        }
+    }
+}
+
+impl From<&CommandResult> for CommandResultKind {
+    fn from(result: &CommandResult) -> Self {
+        match &result.outcome {
+            CommandOutcome::Response { .. } => CommandResultKind::Response,
+            CommandOutcome::Failed { error } => match error.kind {
+                CommandErrorKind::UnknownDevice => CommandResultKind::UnknownDevice,
+                CommandErrorKind::DeviceOffline => CommandResultKind::DeviceOffline,
+                CommandErrorKind::Timeout => CommandResultKind::Timeout,
+                CommandErrorKind::BadCommand => CommandResultKind::BadCommand,
+                CommandErrorKind::CoapError => CommandResultKind::CoapError,
+                CommandErrorKind::Overloaded => CommandResultKind::Overloaded,
+            },
+        }
+    }
+}
+
+impl CommandResult {
+    /// The device's round trip when the command reached it and it answered.
+    pub fn round_trip_ms(&self) -> Option<u64> {
+        match &self.outcome {
+            CommandOutcome::Response { rtt_ms, .. } => Some(*rtt_ms),
+            CommandOutcome::Failed { .. } => None,
+        }
+    }
+}
+
+impl From<&LinkStats> for PlatformLinkSample {
+    fn from(s: &LinkStats) -> Self {
+        PlatformLinkSample {
+            connected: s.connected,
+            dial_attempts: s.dial_attempts,
+            reconnects: s.reconnects,
+            auth_failures: s.auth_failures,
+            queued: s.queued as u64,
+            in_flight: s.in_flight as u64,
+            dropped_data: s.dropped_data,
+            dropped_events: s.dropped_events,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_kinds_use_the_wire_names() {
+        let ok = CommandResult::response("a", "2.05", None, b"x", 3);
+        assert_eq!(CommandResultKind::from(&ok), CommandResultKind::Response);
+        assert_eq!(ok.round_trip_ms(), Some(3));
+        let late = CommandResult::failed("b", CommandErrorKind::Timeout, "late");
+        assert_eq!(CommandResultKind::from(&late).as_str(), "timeout");
+        assert_eq!(late.round_trip_ms(), None);
+    }
+
+    #[test]
+    fn link_counters_carry_over() {
+        let stats = LinkStats {
+            connected: true,
+            queued: 7,
+            dropped_data: 5,
+            ..LinkStats::default()
+        };
+        let sample = PlatformLinkSample::from(&stats);
+        assert!(sample.connected);
+        assert_eq!((sample.queued, sample.dropped_data), (7, 5));
+    }
+}
