@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::block::BlockOption;
 use super::code::Code;
 use super::codec::{self, encode_empty, encode_request, MsgType, ParsedResponse, RequestExtras};
-use super::endpoint::{lock, Event, Registration, Shared};
+use super::endpoint::{lock, Event, ExchangeClaim, Shared};
 use super::error::{ClientError, ProtocolError};
 use super::exchange::{new_token, Backoff};
 use super::message::{ClientRequest, ClientResponse};
@@ -158,7 +158,7 @@ impl CoapClient {
         let _permits = self.acquire(peer, deadline).await?;
         let idx = self.socket_for(peer)?;
         let token = new_token(&mut rand::thread_rng());
-        let mut reg = Registration::new(Arc::clone(&self.shared), peer, Some(token));
+        let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
         let (first, rtt) = self
             .send_body(&mut reg, idx, peer, &req, None, deadline)
             .await?;
@@ -181,7 +181,7 @@ impl CoapClient {
         let _permits = self.acquire(group, deadline).await?;
         let idx = self.socket_for(group)?;
         let token = new_token(&mut rand::thread_rng());
-        let mut reg = Registration::new(Arc::clone(&self.shared), group, Some(token));
+        let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), group, Some(token));
         let mid = self.shared.next_mid(idx);
         let bytes = encode_request(
             MsgType::Non,
@@ -220,7 +220,7 @@ impl CoapClient {
     #[allow(clippy::too_many_arguments)]
     async fn transact(
         &self,
-        reg: &mut Registration,
+        reg: &mut ExchangeClaim,
         idx: usize,
         peer: SocketAddr,
         req: &ClientRequest,
@@ -283,7 +283,7 @@ impl CoapClient {
     /// is larger than the block size. Returns the final response (maybe the first of Block2).
     async fn send_body(
         &self,
-        reg: &mut Registration,
+        reg: &mut ExchangeClaim,
         idx: usize,
         peer: SocketAddr,
         req: &ClientRequest,
@@ -341,7 +341,7 @@ impl CoapClient {
     #[allow(clippy::too_many_arguments)]
     async fn complete_block2(
         &self,
-        reg: &mut Registration,
+        reg: &mut ExchangeClaim,
         idx: usize,
         peer: SocketAddr,
         req: &ClientRequest,
@@ -491,7 +491,7 @@ impl CoapClient {
         let deadline = self.deadline(&req);
         let idx = self.socket_for(peer)?;
         let token = new_token(&mut rand::thread_rng());
-        let mut reg = Registration::new(Arc::clone(&self.shared), peer, Some(token));
+        let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
         let (first, rtt) = {
             let _permits = self.acquire(peer, deadline).await?;
             self.send_body(&mut reg, idx, peer, &req, Some(0), deadline)
@@ -523,7 +523,7 @@ impl CoapClient {
 pub struct Observation {
     pub first: ClientResponse,
     client: CoapClient,
-    reg: Option<Registration>,
+    reg: Option<ExchangeClaim>,
     idx: usize,
     peer: SocketAddr,
     req: ClientRequest,
@@ -579,7 +579,7 @@ impl Observation {
         let client = self.client.clone();
         let deadline = client.deadline(&self.req);
         let token = new_token(&mut rand::thread_rng());
-        let mut reg = Registration::new(Arc::clone(&client.shared), self.peer, Some(token));
+        let mut reg = ExchangeClaim::new(Arc::clone(&client.shared), self.peer, Some(token));
         let seq = parsed.observe;
         match client
             .complete_block2(

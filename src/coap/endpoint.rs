@@ -1019,7 +1019,7 @@ impl Shared {
         budget: Duration,
         still_wanted: &(dyn Fn(bool) -> bool + Send + Sync),
     ) -> Result<(Event, Duration), ClientError> {
-        let mut reg = Registration::new(Arc::clone(self), peer, None);
+        let mut reg = ExchangeClaim::new(Arc::clone(self), peer, None);
         reg.set_mid(peer, mid);
         let start = Instant::now();
         let deadline = start + budget;
@@ -1184,7 +1184,7 @@ fn request_key(req: &InboundRequest) -> String {
 
 /// An exchange's claim on a token and/or MID in the routing tables, removed on drop (so a
 /// cancelled request leaves nothing behind).
-pub(crate) struct Registration {
+pub(crate) struct ExchangeClaim {
     shared: Arc<Shared>,
     token: Option<[u8; 8]>,
     mid: Option<(SocketAddr, u16)>,
@@ -1192,15 +1192,15 @@ pub(crate) struct Registration {
     pub rx: mpsc::Receiver<Event>,
 }
 
-impl Registration {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, token: Option<[u8; 8]>) -> Registration {
+impl ExchangeClaim {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, token: Option<[u8; 8]>) -> ExchangeClaim {
         let (tx, rx) = mpsc::channel(EXCHANGE_EVENTS);
         if let Some(t) = token {
             lock(&shared.exchanges)
                 .by_token
                 .insert(t, (peer, tx.clone()));
         }
-        Registration {
+        ExchangeClaim {
             shared,
             token,
             mid: None,
@@ -1250,7 +1250,7 @@ impl Registration {
     }
 }
 
-impl Drop for Registration {
+impl Drop for ExchangeClaim {
     fn drop(&mut self) {
         let mut ex = lock(&self.shared.exchanges);
         if let Some(t) = self.token {

@@ -31,8 +31,14 @@ pub use error::{RegistryError, StoreError};
 pub use health::{GetHealth, RegistryHealth};
 pub use index::Index;
 pub use link_set::{LinkSet, LinkSetPool};
-pub use messages::*;
-pub use model::*;
+pub use messages::{
+    is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registered, RegistryEvent,
+    RemovalReason, Remove, SetStatus, Subscribe, Update, DISCOVERED_MARKER,
+};
+pub use model::{
+    base_from_source, BaseOrigin, EndpointName, NameError, Registration, RegistrationId, Sector,
+    Status, MAX_NAME_BYTES,
+};
 pub use reader::RegistryReader;
 pub use recovery::AwaitStoreRestart;
 pub use store::Store;
