@@ -167,7 +167,7 @@ pub enum EndpointProtection {
     Off,
 }
 
-/// Resource limits and abuse protection (issue 11); see `config.yaml` for why each default.
+/// Resource limits and abuse protection; see `config.yaml` for why each default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -295,7 +295,7 @@ impl Default for PingerConfig {
     }
 }
 
-/// Active discovery (issue 9): unicast `GET /.well-known/core` to configured targets.
+/// Active discovery: unicast `GET /.well-known/core` to configured targets.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscoveryConfig {
@@ -859,7 +859,7 @@ impl Config {
             128,
         )?;
         // Half of the client's slots at most: the Pinger, Executer and Observer share them,
-        // and a host that never answers the RD's GET must not take them all (issue 25).
+        // and a host that never answers the RD's GET must not take them all.
         in_range(
             "limits.max_simple_registrations_in_progress",
             l.max_simple_registrations_in_progress as u64,

@@ -1,5 +1,5 @@
 //! The gateway host's own IP addresses: what a registration `base` must not name unless the
-//! registrant is on this host itself (issue 25 item 7, rule in `rd::resolve`).
+//! registrant is on this host itself (rule in `rd::resolve`).
 //!
 //! "Own" means every address the kernel delivers locally: loopback (127.0.0.0/8, `::1`), the
 //! unspecified addresses (`0.0.0.0/8`, `::`, which a socket sends to as to itself), and every

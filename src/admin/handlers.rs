@@ -169,7 +169,7 @@ async fn device(
     };
     // No `?d` (or an empty one) is the registration without a sector: a default meaning "the
     // only sector the name has" could be blocked or redirected by a later registrant of the
-    // same name in another sector (issue 25 item 4).
+    // same name in another sector.
     if let Some(reg) = state.reader.find(&selector.ep, selector.d.as_ref()) {
         return HttpResponse::Ok().json(DeviceObject(reg.as_ref()));
     }

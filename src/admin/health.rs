@@ -27,7 +27,7 @@ pub struct RegistryView {
     pub writable: bool,
     pub last_error: Option<String>,
     pub last_error_at_ms: Option<u64>,
-    /// The database opened with less than it had acknowledged (issue 25 item 9): what is lost.
+    /// The database opened with less than it had acknowledged: what is lost.
     /// Reported, not a failure: the gateway serves what it has.
     pub lost_at_start: Option<String>,
 }

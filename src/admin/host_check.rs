@@ -1,5 +1,5 @@
-//! Which `Host` headers the admin server answers: the defence against DNS rebinding (issue 25
-//! item 10). A web page on `http://evil.example:8080` whose name the attacker re-points at
+//! Which `Host` headers the admin server answers: the defence against DNS
+//! rebinding. A web page on `http://evil.example:8080` whose name the attacker re-points at
 //! 127.0.0.1 makes the victim's browser send same-origin requests to the admin port, with
 //! `Host: evil.example:8080`; without this check the page could read `/api/devices`.
 //!

@@ -1,4 +1,4 @@
-//! The admin HTTP server (issue 12): lets operators look inside a running gateway without
+//! The admin HTTP server: lets operators look inside a running gateway without
 //! stopping it, and wires it into monitoring. Started by `gateway::start` when `http.listen` is
 //! non-empty; stopped first on shutdown.
 //!

@@ -1,5 +1,5 @@
 //! `platform-sim`: a stand-in for the cloud platform, for tests and for anyone trying the
-//! gateway (issue 6). A WebSocket server (actix-web + actix-ws) that accepts the gateway's link
+//! gateway. A WebSocket server (actix-web + actix-ws) that accepts the gateway's link
 //! on any path, checks its bearer token, prints every frame it receives as one JSON line on
 //! stdout, and sends frames to the gateway from its stdin (one JSON line each) or from
 //! `POST /command`. It speaks `docs/platform-protocol.md` v1 only as far as a human or a test

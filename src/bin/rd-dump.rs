@@ -4,7 +4,7 @@
 //! - `--data-dir DIR` (offline): opens the sled database through `registry::store` (never
 //!   creating one), so it cannot run while the gateway holds the lock.
 //! - `--url http://127.0.0.1:8080` (online): pages through the running gateway's
-//!   `GET /api/devices` (admin HTTP API, issue 12).
+//!   `GET /api/devices` (admin HTTP API).
 //!
 //! Either way a JSON line is the one device object (`coap_gateway::device_object`, documented
 //! in docs/platform-protocol.md), the same the admin API and the platform frames carry: from a

@@ -123,7 +123,7 @@ pub const DEFAULT_TRANSFERS_PER_SOURCE: usize = 16;
 /// Block1 reassembly keyed by (peer, request key) — the request key is everything that
 /// identifies the resource (RFC 7959 §2.5: same endpoint, same Uri options).
 ///
-/// Bounded twice (issue 25 item 3): at most `max_per_source` transfers per source (a new one
+/// Bounded twice: at most `max_per_source` transfers per source (a new one
 /// beyond it replaces that source's least recently active transfer), and at most
 /// `max_transfers` in all (a new one beyond it, after expiry, replaces the least recently
 /// active transfer of anyone). Before, 1,030 first blocks from one address filled the table and

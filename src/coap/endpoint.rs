@@ -74,7 +74,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Events queued for one exchange. An exchange reads its events as they come; only an
 /// observation whose consumer is slower than its device's notifications fills this, and then
 /// the newest notifications are dropped (a later one carries the then-current state) rather
-/// than queued without bound (issue 11).
+/// than queued without bound.
 const EXCHANGE_EVENTS: usize = 64;
 
 /// Datagrams that may wait for room in a full socket buffer at once (~ 8 MB of responses at
@@ -137,7 +137,7 @@ pub(crate) struct Shared {
     closing: tokio::sync::Notify,
     /// NSTART slots and answers heard, per peer being talked to (`peer_slot.rs`).
     pub per_peer: Mutex<HashMap<SocketAddr, Arc<PeerSlot>>>,
-    /// Per-source request rate (issue 11); `None` when `limits.request_rate_per_s` is 0.
+    /// Per-source request rate; `None` when `limits.request_rate_per_s` is 0.
     rate: Option<Mutex<RateLimiter>>,
     /// Handlers running at once.
     slots: Arc<HandlerSlots>,
@@ -145,8 +145,8 @@ pub(crate) struct Shared {
     proven: Option<Mutex<ProvenSources>>,
     /// Keys the Echo values of bounded responses (RFC 9175 §2.4).
     echo: EchoSecret,
-    /// Bytes per second that one-block answers to unproven sources may exceed the factor by
-    /// (issue 18); `None` when the bound is off or strict.
+    /// Bytes per second that one-block answers to unproven sources may exceed the factor by;
+    /// `None` when the bound is off or strict.
     excess: Option<Mutex<ExcessBudget>>,
     /// Datagrams waiting on a task for room in a full socket buffer.
     deferred_sends: AtomicUsize,
@@ -213,7 +213,7 @@ impl Shared {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // A full socket buffer: wait for room on a task, but only for so many datagrams
-                // (issue 11: no unbounded queue). Beyond that the datagram is lost like any UDP
+                // (no unbounded queue). Beyond that the datagram is lost like any UDP
                 // datagram; a CON's retransmission is answered from the deduplication cache.
                 if self.deferred_sends.fetch_add(1, Ordering::AcqRel) >= MAX_DEFERRED_SENDS {
                     self.deferred_sends.fetch_sub(1, Ordering::AcqRel);
@@ -301,7 +301,7 @@ impl Shared {
         }
     }
 
-    /// The per-source rate limit (issue 11), checked on the raw datagram before any decoding:
+    /// The per-source rate limit, checked on the raw datagram before any decoding:
     /// every CON and NON costs a token — requests, pings, undecodable ones, and responses that
     /// match none of our exchanges, since each may make the endpoint answer (a RST at least);
     /// ACK and RST cost nothing (never answered), nor do notifications and separate responses
@@ -328,7 +328,7 @@ impl Shared {
             // A notification or separate response to one of our own requests (an Observer
             // observation, a command) is traffic the gateway asked for: charging it to the
             // device's request rate would make a busy observed device, or many behind one NAT,
-            // lose its own registration refreshes to 4.29 (issue 18's review of the defaults).
+            // lose its own registration refreshes to 4.29.
             // Only our random 8-byte tokens match, so a spoofer gains nothing by it.
             return true;
         }
@@ -453,7 +453,7 @@ impl Shared {
         // An answer carrying our random token does not prove its address for the amplification
         // bound: whoever spoofs a simple registration from a victim's address makes us ask the
         // victim, and its honest answer would then unlock large answers to the spoofer's
-        // requests (issue 18). Only a returned Echo value proves an address (`check_echo`).
+        // requests. Only a returned Echo value proves an address (`check_echo`).
         if tx.is_some() && !group {
             self.note_heard(peer);
         }
@@ -516,7 +516,7 @@ impl Shared {
                     // §8.1: a request sent to a group is never acknowledged, even when its MID
                     // matches one this peer sent by unicast. A replayed answer is bounded like
                     // a fresh one: a 4-byte duplicate must not fetch a 1 KB answer again and
-                    // again for an unproven (possibly spoofed) source (issue 18).
+                    // again for an unproven (possibly spoofed) source.
                     if mtype == MsgType::Con
                         && !multicast
                         && self.may_send(peer, bytes.len(), request_len)
@@ -854,7 +854,7 @@ impl Shared {
                 self.note_answered(ctx.peer);
             }
             // A unicast answer over the factor goes out with its first block whole while the
-            // excess budget lasts (clients without Block2 or Echo then work, issue 18);
+            // excess budget lasts (clients without Block2 or Echo then work);
             // otherwise it is cut. A group request stays strict: every member answers it.
             if !within_budget(bytes.len(), ctx.request_len, factor)
                 && !resp.payload.is_empty()
@@ -902,7 +902,7 @@ impl Shared {
         if ctx.separate {
             // Retransmitted until the client ACKs it (or gives up with RST / silence). The
             // first transmission was bounded above; each resend to an unproven source is paid
-            // in full from the excess budget, and stops when it cannot be (issue 18).
+            // in full from the excess budget, and stops when it cannot be.
             let shared = Arc::clone(self);
             let budget = self.params.max_transmit_wait();
             tokio::spawn(async move {

@@ -40,7 +40,7 @@ impl Freshness {
 /// Observations one source (an IPv4 address or an IPv6 /64, `limits/source_key.rs`) may hold at
 /// once, over all its ports. Each costs a handler run per notification round and a datagram to
 /// that address, so a host (or an attacker spoofing one: 50 ports x 16 observations sent a
-/// victim 874 KB at once, issue 18) must not multiply either; real clients observe a handful of
+/// victim 874 KB at once) must not multiply either; real clients observe a handful of
 /// resources.
 pub const MAX_OBSERVATIONS_PER_SOURCE: usize = 16;
 

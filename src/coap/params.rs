@@ -44,7 +44,7 @@ pub struct TransmissionParams {
     /// A 2.xx answer to a multicast request leaves after a random delay in `[0, this]`
     /// (RFC 7252 §8.2 Leisure), so a group's answers do not collide.
     pub multicast_leisure: Duration,
-    /// Rate limiting, handler bound and amplification bound of requests served (issue 11);
+    /// Rate limiting, handler bound and amplification bound of requests served;
     /// unlimited by default, set from `limits:` by the gateway.
     pub admission: AdmissionSettings,
 }

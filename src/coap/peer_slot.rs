@@ -3,7 +3,7 @@
 //! holding the slot has been acknowledged.
 //!
 //! The count is what lets a ping that never got a slot still say something true about the
-//! device (issue 23): NSTART is 1, so while another exchange (an Observer poll, a command)
+//! device: NSTART is 1, so while another exchange (an Observer poll, a command)
 //! holds the slot the ping cannot be sent. If the peer answered nothing during the whole
 //! attempt, the exchange holding the slot was itself unanswered, which is the same evidence
 //! an unanswered ping gives; if it answered something, it is alive. Only messages that matched

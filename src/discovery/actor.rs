@@ -1,4 +1,4 @@
-//! The Discovery actor (issue 9): on start and every `discovery.interval_s` it sends
+//! The Discovery actor: on start and every `discovery.interval_s` it sends
 //! `GET /.well-known/core` (Accept: 40, RFC 6690 §4) to every configured target through the
 //! RD's `CoapClient`, and registers each device that answers on its behalf (RFC 9176 §5,
 //! third-party registration): its Limited Link Format links (Appendix C), `base` =
@@ -19,7 +19,7 @@
 
 //!
 //! With `discovery.mdns`, `dnssd::browse` adds the address of every `_coap._udp` service it
-//! resolves (`AddMdnsTarget`, issue 13): it is asked at once and then in every round like a
+//! resolves (`AddMdnsTarget`): it is asked at once and then in every round like a
 //! configured target, until its service is withdrawn (`RemoveMdnsTarget`); its registration
 //! then expires with its lifetime.
 
@@ -450,7 +450,7 @@ impl Handler<AddMdnsTarget> for Discovery {
         if self.stopped {
             return;
         }
-        // Issue 25 item 7: an mDNS answer is anyone's claim on the LAN. One that names this
+        // An mDNS answer is anyone's claim on the LAN. One that names this
         // host (loopback, unspecified, one of its addresses) would make the gateway register a
         // service of its own host and stream it to the platform; only the operator may ask
         // the host itself, by listing it in `discovery.targets`.

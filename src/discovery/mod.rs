@@ -1,4 +1,4 @@
-//! Active discovery (issue 9): the RD finds devices that do not register themselves by asking
+//! Active discovery: the RD finds devices that do not register themselves by asking
 //! configured unicast targets, and multicast groups (RFC 7252 §8), for `/.well-known/core`
 //! (RFC 6690 §4) and registers them on their behalf as third-party registrations (RFC 9176 §5,
 //! `src=discovery`, explicit `base`).
@@ -6,7 +6,7 @@
 //! - `targets`: parsing and expanding `discovery.targets` (pure).
 //! - `naming`: the endpoint name of a discovered device (pure).
 //! - `actor`: the Discovery actor that runs rounds on the RD's `CoapClient`; it also asks the
-//!   `_coap._udp` services `dnssd::browse` finds (`AddMdnsTarget`, issue 13).
+//!   `_coap._udp` services `dnssd::browse` finds (`AddMdnsTarget`).
 
 pub mod actor;
 pub mod naming;

@@ -1,4 +1,4 @@
-//! The endpoint name of a discovered device (issue 9). Pure: no I/O.
+//! The endpoint name of a discovered device. Pure: no I/O.
 //!
 //! A device that names itself with an `ep` attribute in its `/.well-known/core` links keeps
 //! that name. Otherwise the name is derived from the address it answered from, injectively:

@@ -1,4 +1,4 @@
-//! Parsing `discovery.targets` (issue 9): each entry names where the Discovery actor sends
+//! Parsing `discovery.targets`: each entry names where the Discovery actor sends
 //! `GET /.well-known/core` (RFC 6690 §4). Pure: no I/O.
 //!
 //! Accepted forms: a unicast `host:port` (`127.0.0.1:5683`, `[::1]:5683`), a port range on one

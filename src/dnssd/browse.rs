@@ -1,4 +1,4 @@
-//! Browsing mDNS for `_coap._udp` devices (issue 13, `discovery.mdns`): each resolved service
+//! Browsing mDNS for `_coap._udp` devices (`discovery.mdns`): each resolved service
 //! becomes one address for the Discovery actor (`AddMdnsTarget`), each goodbye or expiry a
 //! `RemoveMdnsTarget` (RFC 6762 §10.1, RFC 6763 §4-5). The Discovery actor then asks and
 //! registers the device exactly like a configured unicast target.

@@ -1,4 +1,4 @@
-//! Why DNS-SD could not be started (issue 13). Raised by `responder`; the gateway reports it
+//! Why DNS-SD could not be started. Raised by `responder`; the gateway reports it
 //! as a configuration error (exit code 2), never a panic.
 
 use thiserror::Error;

@@ -1,4 +1,4 @@
-//! DNS-SD over mDNS (issue 13; RFC 6762, RFC 6763, RFC 9176 §4.1.2): devices find the RD
+//! DNS-SD over mDNS (RFC 6762, RFC 6763, RFC 9176 §4.1.2): devices find the RD
 //! without knowing its address, and the Discovery actor finds passive `_coap._udp` devices.
 //! Built on the `mdns-sd` crate (pure Rust, one daemon thread); nothing here runs unless
 //! `rd.dnssd` or `discovery.mdns` is set.

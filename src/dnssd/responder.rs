@@ -1,4 +1,4 @@
-//! The gateway's one mDNS daemon (issue 13), a plain owned handle rather than an actor: the
+//! The gateway's one mDNS daemon, a plain owned handle rather than an actor: the
 //! `mdns-sd` daemon is already a thread of its own with a command channel, so an actor would
 //! only add a second queue. It advertises the RD's UDP listeners as `_core-rd._udp` (RFC 9176
 //! §4.1.2, RFC 6763) and is shared by `browse` for `discovery.mdns`.

@@ -1,4 +1,4 @@
-//! The Executer actor (issue 7): turns each platform `command` into one CoAP request to the
+//! The Executer actor: turns each platform `command` into one CoAP request to the
 //! device and answers exactly one `command_result` for it through the PlatformLink
 //! (docs/platform-protocol.md).
 //!
@@ -147,7 +147,7 @@ impl Executer {
         if let Ok(peer) = registration_target(&registration.base, registration.source) {
             plan.peer = peer;
         }
-        // Issue 25 item 7: the RD refuses such a base now, but one stored by an older version
+        // The RD refuses such a base now, but one stored by an older version
         // must not carry platform commands to a service on the gateway's own host.
         if !gateway_may_contact(plan.peer.ip(), registration.source.ip()) {
             return Err(Refusal {

@@ -1,5 +1,5 @@
 //! Recent command ids and their first result, so a platform retry of a command (same `id`)
-//! is answered from the first execution instead of being executed again (issue 7: a retry
+//! is answered from the first execution instead of being executed again (a retry
 //! must not toggle an actuator twice).
 //!
 //! Called by the Executer actor on every command (`begin`) and when one finishes (`finish`).

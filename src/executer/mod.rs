@@ -1,4 +1,4 @@
-//! Platform commands to devices (issue 7): each `command` frame becomes one CoAP request to
+//! Platform commands to devices: each `command` frame becomes one CoAP request to
 //! the device it names, and exactly one `command_result` goes back to the platform.
 //!
 //! - `plan`: validation, registration choice, path resolution, method mapping (pure).

@@ -44,7 +44,7 @@ pub struct DeviceKey {
 }
 
 /// Validate the `ep` and `d` of a command. An absent `d`, `"d": null` and `"d": ""` all name
-/// the registration without a sector (issue 25 item 4): a default that meant "the only sector
+/// the registration without a sector: a default that meant "the only sector
 /// the name has" could be blocked by anyone registering the name in a second sector, or
 /// redirected by anyone registering it without one.
 pub fn device_key(command: &Command) -> Result<DeviceKey, Refusal> {

@@ -14,7 +14,7 @@
 //! although only a host at that address could know the token: it proves the address is
 //! alive, not that the *requests* from it are genuine. A spoofed simple registration makes the
 //! gateway ask a victim, and the victim's honest answer would then unlock full-size answers
-//! and notifications to everything an attacker sends in its name (issue 18).
+//! and notifications to everything an attacker sends in its name.
 //!
 //! Loopback addresses cannot be spoofed from the network (the kernel drops such packets
 //! arriving on other interfaces) and may be trusted by configuration. Called by the CoAP

@@ -1,5 +1,4 @@
-//! The global budget of bytes that may go to unproven sources beyond the amplification factor
-//! (issue 18).
+//! The global budget of bytes that may go to unproven sources beyond the amplification factor.
 //!
 //! RFC 7252 §11.3 bounds what a spoofed request can make a server reflect; the factor (3x the
 //! request) does that per response. Applied strictly, it also cuts every lookup answer larger

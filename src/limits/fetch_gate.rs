@@ -1,4 +1,4 @@
-//! Simple registrations in progress (issue 25 item 1). A simple registration (RFC 9176 §5.1)
+//! Simple registrations in progress. A simple registration (RFC 9176 §5.1)
 //! makes the gateway GET the registrant's `/.well-known/core` and wait up to 10 s for it, holding
 //! a handler slot and one of the CoAP client's outgoing-request slots meanwhile. Without a bound,
 //! a host that sends `POST /.well-known/rd` from many ports and never answers the GET held

@@ -1,4 +1,4 @@
-//! The bound on request handlers running at once in the CoAP endpoint (issue 11).
+//! The bound on request handlers running at once in the CoAP endpoint.
 //!
 //! A handler that cannot answer on its first poll (it waits for the Registry or a device)
 //! becomes a task; without a bound, a flood of such requests is a flood of tasks. The endpoint

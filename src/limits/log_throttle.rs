@@ -1,5 +1,5 @@
 //! At most one log line per interval for a kind of refusal, however many happen: a flood of
-//! refused requests must not become a flood of log lines (issue 11). Lock-free, so the CoAP
+//! refused requests must not become a flood of log lines. Lock-free, so the CoAP
 //! receive loop and request handlers can count from any thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! Resource limits and abuse protection (issue 11): pure policy, no sockets, no actors.
+//! Resource limits and abuse protection: pure policy, no sockets, no actors.
 //!
 //! The CoAP endpoint and the Registry actor call these; everything here is decided from the
 //! arguments (source address, sizes, the current instant), so each rule is unit-tested alone.
@@ -12,8 +12,8 @@
 //! - `amplification`: the response budget for sources that have not proven they receive at
 //!   their address (RFC 7252 §11.3), and the set of proven sources.
 //! - `excess_budget`: the gateway-wide bytes per second that one-block answers to unproven
-//!   sources may exceed that budget by, so constrained clients get whole answers (issue 18).
-//! - `fetch_gate`: simple registrations in progress, per source and overall (issue 25), so a
+//!   sources may exceed that budget by, so constrained clients get whole answers.
+//! - `fetch_gate`: simple registrations in progress, per source and overall, so a
 //!   host that never answers the RD's GET cannot hold the client's slots.
 //! - `registration_policy`: First Come First Remembered (RFC 9176 §7.5) and the per-source
 //!   registration quota, decided in the Registry's single-writer path.

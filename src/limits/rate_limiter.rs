@@ -1,4 +1,4 @@
-//! Per-source request admission for the RD (issue 11): a token bucket per source IP address,
+//! Per-source request admission for the RD: a token bucket per source IP address,
 //! in a bounded [`SourceTable`].
 //!
 //! Over its rate, a source's confirmable request is answered 4.29 Too Many Requests with

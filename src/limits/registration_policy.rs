@@ -1,5 +1,5 @@
 //! Who may write a registration: First Come First Remembered (RFC 9176 §7.5) and the quota of
-//! registrations per source address (issue 11). Decided by the Registry actor inside its single
+//! registrations per source address. Decided by the Registry actor inside its single
 //! writer path, so a check and the write it allows cannot be separated by another write.
 //!
 //! FCFR without credentials: the "subject" remembered is the source IP address the
@@ -11,7 +11,7 @@
 //! still held for its owner, who may revive it at the same `/reg/N` with an update or a
 //! re-registration, and the RD will forget it only at the end of that grace. Forgetting it at
 //! expiry let another address revive `/reg/N` in the owner's place (`POST /reg/4?lt=…`),
-//! re-pointing its base and locking the owner out (issue 25 item 5). The name is free once the
+//! re-pointing its base and locking the owner out. The name is free once the
 //! grace is over and the record purged; an owner whose address changed waits that long.
 //! The port does not count: a device behind NAT gets a new port after a rebinding, and a device
 //! that reboots picks a new ephemeral port, both normal; a port change on the same address

@@ -2,7 +2,7 @@
 //!
 //! An IPv6 host usually holds a whole /64 and can pick any address in it (SLAAC, privacy
 //! addresses, or simply `ip addr add`), so counting IPv6 sources per address lets one host
-//! sidestep every per-source quota by changing its address (issue 25 item 8, issue 18). The
+//! sidestep every per-source quota by changing its address. The
 //! rate limiter, the registration quota and the observer bound therefore count IPv6 sources per
 //! prefix (`limits.ipv6_source_prefix`, default 64). IPv4-mapped IPv6 addresses count as their
 //! IPv4 address, so a dual-stack socket does not give an IPv4 host a second identity.
@@ -37,7 +37,7 @@ impl SourceGrouping {
         }
     }
 
-    /// Every address on its own (what the limits did before issue 18).
+    /// Every address on its own (how the limits counted before IPv6 prefixes).
     pub const fn per_address() -> Self {
         SourceGrouping { ipv6_prefix: 128 }
     }

@@ -1,5 +1,5 @@
 //! Process-wide operational metrics, rendered in the Prometheus text exposition format for the
-//! admin HTTP server's `GET /metrics` (issue 12).
+//! admin HTTP server's `GET /metrics`.
 //!
 //! Counters that actors bump live in one process-wide [`Metrics`] ([`global`]) so an actor
 //! records an event with a one-line call and without holding a handle; values that are
@@ -20,7 +20,7 @@
 //! - `observer::actor` — data frames forwarded / rate-limited, error answers by code;
 //! - `platform::link` — frames written to the platform socket, by type.
 //!
-//! CONTRACT (issue 12): `global()`, `ScrapeInputs` and `render` keep these signatures.
+//! CONTRACT: `global()`, `ScrapeInputs` and `render` keep these signatures.
 
 pub mod counter;
 pub mod histogram;

@@ -1,4 +1,4 @@
-//! The Pinger actor (issue 5): every `pinger.interval_s` it pings each live registration at
+//! The Pinger actor: every `pinger.interval_s` it pings each live registration at
 //! its base address with an empty CON (RFC 7252 §4.3) through the RD's `CoapClient`, and asks
 //! the Registry (`SetStatus`) to mark a device 0 after `attempts` consecutive unanswered
 //! pings and 1 on its first answer. It never writes state itself.
@@ -122,7 +122,7 @@ impl Pinger {
                         return None;
                     }
                     match registration_target(&reg.base, reg.source) {
-                        // Issue 25 item 7: never the gateway's own host for a foreign
+                        // Never the gateway's own host for a foreign
                         // registrant (a base stored by an older version).
                         Ok(peer) if !gateway_may_contact(peer.ip(), reg.source.ip()) => {
                             debug!(

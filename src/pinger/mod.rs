@@ -1,4 +1,4 @@
-//! Device liveness (issue 5): the Pinger pings every registered device with an empty CON and
+//! Device liveness: the Pinger pings every registered device with an empty CON and
 //! records status 0/1 through the Registry.
 //!
 //! - `target`: the address to ping, from a registration's `base` (pure).

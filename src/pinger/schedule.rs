@@ -1,5 +1,5 @@
 //! The Pinger's decisions, free of actors and sockets: how a sweep of N devices is spread over
-//! the interval, how consecutive failed attempts add up to "disconnected" (issue 5), and which
+//! the interval, how consecutive failed attempts add up to "disconnected", and which
 //! status change, if any, a finished ping calls for.
 //!
 //! Called by `actor.rs`; unit-tested here.
@@ -69,7 +69,7 @@ pub fn classify(result: &Result<Duration, ClientError>) -> Attempt {
         // meanwhile it is alive; if it answered nothing for the whole attempt, that exchange
         // went unanswered too: the same evidence as an unanswered ping. Either way the attempt
         // counts, so the bound `interval + attempts * timeout` holds whatever else talks to
-        // the device (issue 23).
+        // the device.
         Err(ClientError::PeerBusy {
             answered_meanwhile: true,
         }) => Attempt::Answered,

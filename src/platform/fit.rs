@@ -1,4 +1,4 @@
-//! Fitting frames into the platform's frame limit (`platform.max_frame_bytes`, issue 25 item 2).
+//! Fitting frames into the platform's frame limit (`platform.max_frame_bytes`).
 //!
 //! A platform refuses a WebSocket frame larger than its own limit (RFC 6455 close 1009, or just
 //! a dropped connection). The gateway therefore never writes a frame above its bound:

@@ -11,7 +11,7 @@
 //! slower than the gateway), frames go to the bounded [`OwedQueue`], so memory stays bounded
 //! and `data` is what gets dropped first. Reconnects follow [`Backoff`], which is reset only when
 //! the Pong to the Ping behind the snapshot arrives: a platform that refuses a snapshot frame
-//! and closes (issue 25 item 2: at every connect, every 0.5 s, forever) is re-dialled ever more
+//! and closes (at every connect, every 0.5 s, forever) is re-dialled ever more
 //! slowly, with one error line per 10 s naming the cause. A close with 1009 "message too big"
 //! also halves the frame bound below the largest frame sent (floor [`MIN_FRAME_BYTES`]), so a
 //! platform whose limit is lower than `platform.max_frame_bytes` still gets everything after a

@@ -1,6 +1,6 @@
 //! The PlatformLink actor's typed messages: what other actors hand it (frames to send, registry
 //! events via `RegistryEvent`, the command recipient) and what it hands on (`PlatformCommand`
-//! to the Executer, issue 7). Kept apart from `protocol` so the wire types stay free of actix.
+//! to the Executer). Kept apart from `protocol` so the wire types stay free of actix.
 
 use actix::prelude::*;
 

@@ -1,4 +1,4 @@
-//! The platform link (issue 6): the gateway's WebSocket to the cloud platform, protocol v1
+//! The platform link: the gateway's WebSocket to the cloud platform, protocol v1
 //! (`docs/platform-protocol.md`).
 //!
 //! - `protocol`: the serde frame types of both directions, payload encoding, lenient parsing of

@@ -373,7 +373,7 @@ fn host_text(uri: &str) -> Option<&str> {
     Some(host_port.rsplit_once(':').map_or(host_port, |(h, _)| h))
 }
 
-/// Issue 25 item 7: a base must not turn the gateway against its own host. A registrant on
+/// A base must not turn the gateway against its own host. A registrant on
 /// the LAN that names loopback (127.0.0.0/8, `::1`, `::ffff:127.0.0.1`), an unspecified
 /// address (`0.0.0.0`, `::`), one of the gateway's own addresses or a `localhost` name would
 /// make the Observer stream a loopback-only service's data to the platform and the Executer
@@ -590,7 +590,7 @@ mod tests {
         ));
     }
 
-    /// Issue 25 item 7: the gateway's host, in every form, only for a registrant on it.
+    /// The gateway's host, in every form, only for a registrant on it.
     #[test]
     fn bases_naming_the_gateway_host() {
         let own = |ip: IpAddr| {

@@ -310,7 +310,7 @@ impl RdService {
         async move {
             let _ticket = ticket;
             // The fetched links obey the same size bound as a POST /rd body: a device answering
-            // with 880 KB via Block2 must not fill memory and the data dir (issue 25).
+            // with 880 KB via Block2 must not fill memory and the data dir.
             let fetch = ClientRequest::get("/.well-known/core")
                 .accept(LINK_FORMAT)
                 .timeout(SIMPLE_REGISTRATION_FETCH_BUDGET)
@@ -509,7 +509,7 @@ fn render_lookup(
     }
 }
 
-/// Issue 25 item 7: an explicit base (registration, update, group `con`) that names the
+/// An explicit base (registration, update, group `con`) that names the
 /// gateway's own host is 4.00 unless the request came from that host (`check_self_base`).
 /// Checked here rather than in the pure parsers because it reads the host's addresses.
 fn own_host_base(base: Option<&str>, source: SocketAddr) -> Result<(), RdError> {
@@ -599,7 +599,7 @@ fn registry_error_response(e: RegistryError) -> OutboundResponse {
     }
 }
 
-/// Count a registration write by the code it is answered with (issue 12 metrics).
+/// Count a registration write by the code it is answered with (the registration metrics).
 fn recorded(op: RegistrationOp, answer: HandlerFuture) -> HandlerFuture {
     answer
         .map(move |resp| {
@@ -661,7 +661,7 @@ mod tests {
     }
 
     /// Every request answered from one cached rendering sends from the same allocation: a
-    /// per-request copy of a 7 MB lookup is what capped the first-block rate (issue 10).
+    /// per-request copy of a 7 MB lookup is what capped the first-block rate.
     #[actix_rt::test]
     async fn requests_answered_from_the_lookup_cache_share_one_body() {
         let dir = tempfile::tempdir().unwrap();

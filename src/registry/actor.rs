@@ -105,7 +105,7 @@ pub fn start(config: RegistryConfig) -> Result<(Addr<Registry>, RegistryReader),
     start_with_policy(config, WritePolicy::default())
 }
 
-/// [`start`] with a write policy (FCFR, per-source quota; issue 11). `start` has none.
+/// [`start`] with a write policy (FCFR, per-source quota). `start` has none.
 pub fn start_with_policy(
     config: RegistryConfig,
     policy: WritePolicy,
@@ -244,7 +244,7 @@ impl Registry {
             let reg = index.get_including_expired(id)?;
             Some((Arc::clone(reg), index.is_in_grace(id)))
         });
-        // Held in the index, live or in grace: remembered for its owner (issue 25 item 5).
+        // Held in the index, live or in grace: remembered for its owner.
         let holder = existing.as_ref().map(|(prev, _)| Holder {
             source: prev.source,
             remembered: true,
@@ -319,7 +319,7 @@ impl Registry {
                 Some((Arc::clone(reg), index.is_in_grace(msg.id)))
             })
             .ok_or(RegistryError::NotFound(msg.id))?;
-        // In grace it is still the owner's: only the owner revives it (issue 25 item 5).
+        // In grace it is still the owner's: only the owner revives it.
         let holder = Holder {
             source: prev.source,
             remembered: true,
@@ -734,7 +734,7 @@ impl Registry {
 }
 
 /// Drop spare capacity before a registration is kept for good: at 100,000 registrations the
-/// slack a parser or a growing `Vec` leaves behind is tens of megabytes (issue 10: ≤ 200 MB).
+/// slack a parser or a growing `Vec` leaves behind is tens of megabytes (≤ 200 MB).
 fn shrink(reg: &mut Registration) {
     reg.base.shrink_to_fit();
     reg.attrs.shrink_to_fit();

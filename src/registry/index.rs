@@ -13,7 +13,7 @@
 //! - `link_attrs` / `endpoint_attrs`: inverted indexes from (attribute name, value) to ids, kept
 //!   in a `BTreeMap` so that both exact and prefix (`rt=temp*`) filters are range scans.
 //!
-//! Memory matters (100,000 registrations in ≤ 200 MB, issue 10): the per-registration indexes
+//! Memory matters (100,000 registrations in ≤ 200 MB): the per-registration indexes
 //! hold ids, hashes and `Arc`s, never copies of names. The names live once, in the
 //! registration.
 //! - `deadlines` / `graves`: expiry instants in deadline order, so the next one is found

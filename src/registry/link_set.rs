@@ -2,7 +2,7 @@
 //!
 //! Why: a fleet is many devices of few kinds, and devices of one kind register identical
 //! links (same firmware, same resources). At 100,000 registrations a private copy of three
-//! links costs ~50 MB; shared, a registration pays one pointer (issue 10's memory budget,
+//! links costs ~50 MB; shared, a registration pays one pointer (the memory budget,
 //! docs/benchmarks.md). A device with links of its own pays exactly what it did before.
 //!
 //! [`LinkSet`] is immutable (an update replaces it whole), so sharing needs no locking.

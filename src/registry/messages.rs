@@ -47,7 +47,7 @@ pub fn is_discovered(registration: &Registration) -> bool {
         .any(|v| v == DISCOVERED_MARKER.1)
 }
 
-/// A registration on a device's behalf by Discovery (issue 9): a [`Register`] that never
+/// A registration on a device's behalf by Discovery: a [`Register`] that never
 /// replaces a registration of the same `ep`+`d` the device made itself (one without
 /// [`DISCOVERED_MARKER`], live or still in its expiry grace), nor one discovered at another
 /// address (two devices offering the same `ep`: the first keeps it until it expires, RFC 9176

@@ -1,4 +1,4 @@
-//! What the Registry does after sled fails a write (issue 25 item 6): sled 0.34 keeps the
+//! What the Registry does after sled fails a write: sled 0.34 keeps the
 //! first I/O error of a database and returns it from every later write and flush, so a full
 //! disk used to disable writes until someone restarted the process, and nothing restarted it.
 //!

@@ -1,4 +1,4 @@
-//! Bounded registry-event subscriptions with recovery (issue 11: "bounded queues everywhere").
+//! Bounded registry-event subscriptions with recovery ("bounded queues everywhere").
 //!
 //! The Registry must never block on a slow subscriber, yet a subscriber must never end up with a
 //! view that differs from the registry. So each `SubscribeFeed` subscriber gets at most

@@ -1,4 +1,4 @@
-//! The acknowledged high-water mark (issue 25 item 9): what the store has acknowledged, kept
+//! The acknowledged high-water mark: what the store has acknowledged, kept
 //! outside sled's log so that a database that lost its tail can be told from one that is whole.
 //!
 //! sled recovers the longest valid prefix of its log. A log cut short (a truncated file, a
