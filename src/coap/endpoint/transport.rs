@@ -1,0 +1,191 @@
+//! The transport under the endpoint: its UDP sockets, the receive loop of each (batched
+//! `recvmmsg`/`sendmmsg` on Linux) and every send. The rest of the endpoint sees datagrams and
+//! peers only; a second transport (DTLS) is meant to slot in here.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{lock, Shared, MAX_DEFERRED_SENDS};
+use crate::coap::codec::{self, encode_empty, MsgType};
+use crate::coap::error::ClientError;
+
+pub(super) fn is_unreachable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
+    )
+}
+
+pub(super) fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // So that 0.0.0.0:P and [::]:P can both be bound.
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(target_os = "linux")]
+    crate::coap::multicast::only_own_groups(&socket, addr.is_ipv4());
+    // Absorb bursts (many devices re-registering at once); the kernel caps it anyway.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+impl Shared {
+    /// Send without waiting; a full socket buffer defers the send to a task.
+    pub(super) fn send_now(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
+            queue.push((bytes.to_vec(), peer));
+            return;
+        }
+        self.send_unbatched(idx, bytes, peer);
+    }
+
+    /// Like `send_now`, taking ownership so the batched path needs no copy.
+    pub(super) fn send_owned(self: &Arc<Self>, idx: usize, bytes: Vec<u8>, peer: SocketAddr) {
+        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
+            queue.push((bytes, peer));
+            return;
+        }
+        self.send_unbatched(idx, &bytes, peer);
+    }
+
+    pub(super) fn send_unbatched(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        match self.sockets[idx].socket.try_send_to(bytes, peer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // A full socket buffer: wait for room on a task, but only for so many datagrams
+                // (no unbounded queue). Beyond that the datagram is lost like any UDP
+                // datagram; a CON's retransmission is answered from the deduplication cache.
+                if self.deferred_sends.fetch_add(1, Ordering::AcqRel) >= MAX_DEFERRED_SENDS {
+                    self.deferred_sends.fetch_sub(1, Ordering::AcqRel);
+                    log::debug!("coap: send buffer full, response to {peer} dropped");
+                    return;
+                }
+                let shared = Arc::clone(self);
+                let bytes = bytes.to_vec();
+                tokio::spawn(async move {
+                    let _ = shared.sockets[idx].socket.send_to(&bytes, peer).await;
+                    shared.deferred_sends.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            Err(e) => log::debug!("coap: send to {peer} failed: {e}"),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        idx: usize,
+        bytes: &[u8],
+        peer: SocketAddr,
+    ) -> Result<(), ClientError> {
+        match self.sockets[idx].socket.send_to(bytes, peer).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unreachable(&e) => Err(ClientError::Unreachable(e)),
+            Err(e) => Err(ClientError::Io(e)),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
+    // The largest UDP payload: a datagram must never be truncated into a "valid" message.
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let socket = &shared.sockets[idx].socket;
+        // Drain what is queued before sleeping again: one readiness wake-up per burst.
+        match socket.try_recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                shared.on_datagram(idx, &buf[..n], peer, false);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                log::debug!("coap: receive error on {}: {e}", shared.sockets[idx].local);
+                continue;
+            }
+        }
+        if let Err(e) = socket.readable().await {
+            log::warn!("coap: socket {} failed: {e}", shared.sockets[idx].local);
+            return;
+        }
+    }
+}
+
+/// Linux: receive up to 32 datagrams per `recvmmsg`, handle them, and send every answer of
+/// the batch with `sendmmsg`.
+#[cfg(target_os = "linux")]
+pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
+    use crate::coap::batch_io::{send_batch, RecvBatch};
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let ctx = &shared.sockets[idx];
+    let fd = ctx.socket.as_raw_fd();
+    let mut batch = RecvBatch::new();
+    loop {
+        match ctx.socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => {
+                *lock(&ctx.outbox) = Some(Vec::with_capacity(n));
+                for i in 0..n {
+                    let (bytes, peer, truncated) = batch.get(i);
+                    let Some(peer) = peer else { continue };
+                    let multicast = batch.destination(i).is_some_and(|d| d.is_multicast());
+                    if truncated {
+                        // Too big to have been read whole: reject a CON (RFC 7252 §4.2), the
+                        // client should have used Block1. Never a RST to multicast (§8.1).
+                        if let (Some((MsgType::Con, _, mid)), false) =
+                            (codec::peek(bytes), multicast)
+                        {
+                            shared.send_now(idx, &encode_empty(MsgType::Rst, mid), peer);
+                        }
+                        continue;
+                    }
+                    shared.on_datagram(idx, bytes, peer, multicast);
+                }
+                let out = lock(&ctx.outbox).take().unwrap_or_default();
+                let mut sent = 0;
+                while sent < out.len() {
+                    match ctx
+                        .socket
+                        .try_io(Interest::WRITABLE, || send_batch(fd, &out[sent..]))
+                    {
+                        Ok(0) => sent += 1,
+                        Ok(k) => sent += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            for (bytes, peer) in &out[sent..] {
+                                shared.send_unbatched(idx, bytes, *peer);
+                            }
+                            break;
+                        }
+                        // The first datagram was refused (e.g. unreachable): skip it.
+                        Err(e) => {
+                            log::debug!("coap: send to {} failed: {e}", out[sent].1);
+                            sent += 1;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = ctx.socket.readable().await {
+                    log::warn!("coap: socket {} failed: {e}", ctx.local);
+                    return;
+                }
+            }
+            Err(e) => log::debug!("coap: receive error on {}: {e}", ctx.local),
+        }
+    }
+}
