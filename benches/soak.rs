@@ -7,7 +7,8 @@
 //! `--silent-fraction 0 --lt 3600` it is the plain lockstep measurement.
 //!
 //! One device-sim holds at most `--per-sim` devices (one socket each: the open-file limit of
-//! one process is the bound), so 20,000 devices run as two processes.
+//! one process is the bound), so 20,000 devices run as two processes; process k binds
+//! 127.0.0.(k+1), since one address has only the ephemeral port range for free ports.
 //!
 //! Every 10 s it prints the gateway's RSS and CPU (share of one core, /proc), the `data` frames
 //! per second platform-sim printed and the range of its one-second buckets, the notifications
@@ -22,7 +23,9 @@
 //!
 //! It fails (exit 1) on RSS growth in the second half (more than 5 % + 8 MiB from the middle
 //! sample to the last), on a panic in the gateway's log, on any dropped value (platform-sim
-//! reads as fast as it can, so no drop is explained by the platform's pace), and, with
+//! reads as fast as it can, so no drop is explained by the platform's pace): in the Observer,
+//! in the owed queue, at the gateway's UDP socket (the kernel's `drops` count), or values
+//! sent by the devices and never received without silence, and, with
 //! `--max-bucket-deviation P`, on a one-second bucket more than P % from the mean.
 //!
 //! `cargo build --release && cargo bench --bench soak [-- --duration 600 --devices 2000]`
@@ -75,6 +78,10 @@ struct Args {
     /// run without a silence toggle) is more than this many percent from their mean.
     #[arg(long)]
     max_bucket_deviation: Option<f64>,
+    /// Another device-sim binary (e.g. an older build, to compare); it is run without
+    /// `--per-second`, so the "sent" buckets stay empty.
+    #[arg(long)]
+    device_sim_bin: Option<std::path::PathBuf>,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -102,9 +109,13 @@ impl Proc {
 }
 
 fn unix_s() -> u64 {
+    unix_ms() / 1000
+}
+
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// platform-sim's stdout, counted by frame type, by second and by device.
@@ -126,6 +137,13 @@ struct Buckets {
     last_step: HashMap<String, u64>,
     duplicates: u64,
     skipped: u64,
+    /// Values older than one the device already delivered.
+    reordered: u64,
+    /// The first few skips, for the log.
+    examples: Vec<String>,
+    /// Milliseconds from a frame's `at` (the gateway got the value) to the bench reading it
+    /// from platform-sim, by bucket of 10 ms (the last bucket: 10 s and more).
+    latency: Vec<u64>,
 }
 
 /// `"key":"value"` → value (the frames are compact JSON without escapes in these fields).
@@ -146,6 +164,25 @@ fn second_of_day(at: &str) -> Option<u64> {
     Some(h * 3600 + m * 60 + s)
 }
 
+/// Millisecond of the day of an RFC 3339 `...THH:MM:SS.mmmZ`.
+fn ms_of_day(at: &str) -> Option<u64> {
+    let ms: u64 = at.rsplit('.').next()?.get(..3)?.parse().ok()?;
+    Some(second_of_day(at)? * 1000 + ms)
+}
+
+/// The `q` quantile of a 10-ms latency histogram, in ms (upper edge of its bucket).
+fn quantile(hist: &[u64], q: f64) -> u64 {
+    let total: u64 = hist.iter().sum();
+    let mut seen = 0;
+    for (i, n) in hist.iter().enumerate() {
+        seen += n;
+        if seen as f64 >= q * total as f64 && *n > 0 {
+            return (i as u64 + 1) * 10;
+        }
+    }
+    0
+}
+
 /// The sawtooth step of device-sim's temperature ("23.4" → 34).
 fn step_of(payload: &str) -> Option<u64> {
     let (whole, tenth) = payload.split_once('.')?;
@@ -153,22 +190,42 @@ fn step_of(payload: &str) -> Option<u64> {
 }
 
 impl Buckets {
-    fn data_frame(&mut self, line: &str, now_s: u64) {
+    fn data_frame(&mut self, line: &str, now_ms: u64) {
+        let now_s = now_ms / 1000;
         *self.arrived.entry(now_s).or_default() += 1;
-        if let Some(s) = field(line, "at").and_then(second_of_day) {
-            *self.stamped.entry(s).or_default() += 1;
+        if let Some(at) = field(line, "at") {
+            if let Some(s) = second_of_day(at) {
+                *self.stamped.entry(s).or_default() += 1;
+            }
+            if let Some(ms) = ms_of_day(at) {
+                let lat = (now_ms % 86_400_000 + 86_400_000 - ms) % 86_400_000;
+                if self.latency.is_empty() {
+                    self.latency = vec![0; 1001];
+                }
+                self.latency[(lat / 10).min(1000) as usize] += 1;
+            }
         }
         let (Some(ep), Some(step)) = (field(line, "ep"), field(line, "payload").and_then(step_of))
         else {
             return;
         };
-        match self.last_step.insert(ep.to_owned(), step) {
-            Some(prev) => match (step + 100 - prev) % 100 {
-                0 => self.duplicates += 1,
-                1 => {}
-                jump => self.skipped += jump - 1,
-            },
-            None => {}
+        let Some(prev) = self.last_step.get_mut(ep) else {
+            self.last_step.insert(ep.to_owned(), step);
+            return;
+        };
+        match (step + 100 - *prev) % 100 {
+            0 => self.duplicates += 1,
+            1 => *prev = step,
+            // Half the sawtooth or more "ahead" is an older value after a newer one.
+            jump if jump >= 50 => self.reordered += 1,
+            jump => {
+                self.skipped += jump - 1;
+                if self.examples.len() < 5 {
+                    self.examples
+                        .push(format!("{ep}: step {} then {step} at {now_ms} ms", *prev));
+                }
+                *prev = step;
+            }
         }
     }
 }
@@ -245,6 +302,27 @@ fn read_log(path: &Path) -> Logged {
     l
 }
 
+/// Datagrams the kernel dropped at the UDP socket bound to `port` (its receive buffer was
+/// full): the `d` of `ss -uanm`'s socket memory line. Through `ss` (netlink, filtered in the
+/// kernel): reading /proc/net/udp with 30,000 device sockets took seconds.
+fn udp_drops(port: u16) -> u64 {
+    let Ok(out) = Command::new("ss")
+        .args(["-uanm", &format!("sport = :{port}")])
+        .output()
+    else {
+        return 0;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split("skmem:(")
+        .skip(1)
+        .filter_map(|m| {
+            let m = m.split(')').next()?;
+            m.split(',')
+                .find_map(|f| f.strip_prefix('d')?.parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// CPU ticks of every thread of `pid`, by thread name (threads of one name summed).
 fn thread_ticks(pid: u32) -> HashMap<String, u64> {
     let mut out = HashMap::new();
@@ -283,7 +361,7 @@ fn spawn_platform(counts: Arc<Counts>) -> Result<(Proc, String), String> {
             if line.contains("\"type\":\"data\"") {
                 counts.data.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut b) = counts.buckets.lock() {
-                    b.data_frame(&line, unix_s());
+                    b.data_frame(&line, unix_ms());
                 }
             } else if line.contains("\"type\":\"device_status\"") {
                 counts.status.fetch_add(1, Ordering::Relaxed);
@@ -312,11 +390,21 @@ struct Sim {
 type Sent = Arc<Mutex<BTreeMap<u64, u64>>>;
 
 fn spawn_devices(a: &Args, rd: &str, k: usize, count: usize, sent: Sent) -> Result<Sim, String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
+    let mut cmd = match &a.device_sim_bin {
+        Some(bin) => Command::new(bin),
+        None => {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_device-sim"));
+            cmd.arg("--per-second");
+            cmd
+        }
+    };
+    let mut child = cmd
         .args(["--rd", rd, "--count", &count.to_string()])
         .args(["--lt", &a.lt.to_string(), "--prefix", &format!("soak{k}-")])
         .args(["--silent-fraction", &a.silent_fraction.to_string()])
-        .arg("--per-second")
+        // Each process on its own loopback address: a device takes a free port, and one
+        // address has only the ephemeral range (32768-60999 here, ~28,000 ports).
+        .args(["--bind", &format!("127.0.0.{}", k + 1)])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -436,7 +524,7 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
         a.lt,
         if a.pinger_interval == 0 { "off".to_owned() } else { format!("every {} s", a.pinger_interval) }
     );
-    println!("   t_s  rss_mib  cpu_%  data/s  bucket_min  bucket_max  sent/s  flips  obs_dropped  obs_waited  owed_dropped");
+    println!("   t_s  rss_mib  cpu_%  data/s  bucket_min  bucket_max  sent/s  flips  obs_dropped  obs_waited  owed_dropped  udp_drops_gw");
 
     let t0 = Instant::now();
     let t0_s = unix_s();
@@ -450,6 +538,7 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
     );
     let (data0, cpu0) = (last.2, last.1);
     let threads0 = thread_ticks(pid);
+    let gw_drops0 = udp_drops(gw.addr.port());
     let platform_cpu0 = proc_stats::cpu_ticks(platform.0.id()).unwrap_or(0);
     let sims_cpu0: u64 = sims
         .iter()
@@ -516,7 +605,7 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
             })
             .unwrap_or(0.0);
         println!(
-            "{:>6} {:>8.1} {:>6.1} {:>7.0} {:>11} {:>11} {:>7.0} {:>6} {:>12} {:>11} {:>13}",
+            "{:>6} {:>8.1} {:>6.1} {:>7.0} {:>11} {:>11} {:>7.0} {:>6} {:>12} {:>11} {:>13} {:>13}",
             now.duration_since(t0).as_secs(),
             r as f64 / 1024.0,
             cpu_pct(cpu - last.1, secs),
@@ -527,7 +616,8 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
             status - last.3,
             logged.observer_dropped,
             logged.observer_waited,
-            logged.owed_dropped
+            logged.owed_dropped,
+            udp_drops(gw.addr.port()) - gw_drops0,
         );
         last = (now, cpu, data, status, now_s);
     }
@@ -542,6 +632,7 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
         .sum::<u64>()
         - sims_cpu0;
     let logged = read_log(&log);
+    let gw_drops = udp_drops(gw.addr.port()) - gw_drops0;
     let frames = counts.data.load(Ordering::Relaxed) - data0;
     let mid = rss
         .iter()
@@ -567,7 +658,16 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
         .iter()
         .map(|(name, t)| (name.clone(), t - threads0.get(name).copied().unwrap_or(0)))
         .collect();
-    busiest.sort_by(|x, y| y.1.cmp(&x.1));
+    busiest.sort_by_key(|t| std::cmp::Reverse(t.1));
+    println!("udp: {gw_drops} datagrams dropped at the gateway's socket (receive buffer full)");
+    println!(
+        "device-sim RSS: {} MiB (largest process)",
+        sims.iter()
+            .filter_map(|s| proc_stats::rss_kib(s.proc.0.id()))
+            .max()
+            .unwrap_or(0)
+            / 1024
+    );
     println!(
         "cpu: platform-sim {:.1} %, device-sim {:.1} % (all {} processes), gateway threads: {}",
         cpu_pct(platform_cpu, wall),
@@ -647,11 +747,22 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
             worst = worst.max(worst_deviation(&b.arrived, *from, *to));
         }
         println!(
-            "per device: {} devices seen, {} duplicated values, {} skipped device-seconds",
+            "latency from the gateway's at to the bench (whole run): p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
+            quantile(&b.latency, 0.5),
+            quantile(&b.latency, 0.99),
+            quantile(&b.latency, 0.999),
+            quantile(&b.latency, 1.0)
+        );
+        println!(
+            "per device: {} devices seen, {} duplicated values, {} skipped device-seconds, {} out of order",
             b.last_step.len(),
             b.duplicates,
-            b.skipped
+            b.skipped,
+            b.reordered
         );
+        for e in &b.examples {
+            println!("  skip: {e}");
+        }
     }
 
     let mut failures = Vec::new();
@@ -669,6 +780,19 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
     if logged.observer_dropped + logged.observer_waited + logged.owed_dropped > 0 {
         failures.push(format!(
             "values dropped or held up with a platform that keeps up: {logged:?}"
+        ));
+    }
+    if gw_drops > 0 {
+        failures.push(format!(
+            "{gw_drops} notifications dropped at the gateway's socket (its receive buffer was full: \
+             the gateway read them slower than the devices sent, not the platform's pace)"
+        ));
+    }
+    // Without silence every value sent must arrive (a silenced device may lose the one it was
+    // sending when its socket closed).
+    if a.silent_fraction <= 0.0 && summaries == sims.len() && sent_total != received {
+        failures.push(format!(
+            "devices sent {sent_total} values, the platform received {received}"
         ));
     }
     if let Some(max) = a.max_bucket_deviation {
