@@ -1,16 +1,32 @@
-//! Soak (issue 26): a release gateway, `platform-sim` and `device-sim` for `--duration` seconds
-//! (600 by default; any length works). The devices notify in lockstep (device-sim changes every
-//! device's value in the same 250 ms tick each second), refresh their registrations
-//! (`--lt`, refresh at 3/4 of it), and a share of them (`--silent-fraction`) goes silent and
-//! comes back every `--cycle` seconds, so the Pinger flips their status 1 → 0 → 1 and the
-//! Observer stops and re-establishes their observations.
+//! Soak and lockstep load (issue 26): a release gateway, `platform-sim` and one or more
+//! `device-sim` processes for `--duration` seconds (600 by default; any length works). The
+//! devices sample and notify in lockstep at each whole second of the wall clock, refresh their
+//! registrations (`--lt`, refresh at 3/4 of it), and a share of them (`--silent-fraction`)
+//! goes silent and comes back every `--cycle` seconds, so the Pinger flips their status
+//! 1 → 0 → 1 and the Observer stops and re-establishes their observations. With
+//! `--silent-fraction 0 --lt 3600` it is the plain lockstep measurement.
+//!
+//! One device-sim holds at most `--per-sim` devices (one socket each: the open-file limit of
+//! one process is the bound), so 20,000 devices run as two processes; process k binds
+//! 127.0.0.(k+1), since one address has only the ephemeral port range for free ports.
 //!
 //! Every 10 s it prints the gateway's RSS and CPU (share of one core, /proc), the `data` frames
-//! per second platform-sim printed, the drops the gateway logged (Observer queue, owed queue)
-//! and the status flips platform-sim saw; then a summary. It fails (exit 1) on RSS growth in
-//! the second half (more than 5 % + 8 MiB from the middle sample to the last), on a panic in
-//! the gateway's log, or on any dropped value: platform-sim reads as fast as it can, so no drop
-//! is explained by the platform's pace.
+//! per second platform-sim printed and the range of its one-second buckets, the notifications
+//! the devices started per second, the drops the gateway logged (Observer queue, owed queue)
+//! and the status flips platform-sim saw; then a summary with the one-second buckets three
+//! ways — notifications started by device-sim (its `--per-second` lines), values received by
+//! the gateway (the frames' `at`) and frames arrived at the bench from platform-sim — the CPU
+//! of every process and of the gateway's busiest threads, and a per-device check of the values
+//! (each device's value moves one step a second: a repeated step is a duplicate, a jump a
+//! skipped second). A bucket is one second of the wall clock: the devices notify right after
+//! the whole second, so the boundaries fall between the bursts, not through them.
+//!
+//! It fails (exit 1) on RSS growth in the second half (more than 5 % + 8 MiB from the middle
+//! sample to the last), on a panic in the gateway's log, on any dropped value (platform-sim
+//! reads as fast as it can, so no drop is explained by the platform's pace): in the Observer,
+//! in the owed queue, at the gateway's UDP socket (the kernel's `drops` count), or values
+//! sent by the devices and never received without silence, and, with
+//! `--max-bucket-deviation P`, on a one-second bucket more than P % from the mean.
 //!
 //! `cargo build --release && cargo bench --bench soak [-- --duration 600 --devices 2000]`
 //!
@@ -21,13 +37,14 @@ mod gateway_process;
 #[path = "support/proc_stats.rs"]
 mod proc_stats;
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
@@ -39,6 +56,9 @@ struct Args {
     duration: u64,
     #[arg(long, default_value_t = 2_000)]
     devices: usize,
+    /// Devices per device-sim process (one socket each).
+    #[arg(long, default_value_t = 10_000)]
+    per_sim: usize,
     /// Registration lifetime; devices refresh at three quarters of it.
     #[arg(long, default_value_t = 60)]
     lt: u32,
@@ -48,6 +68,20 @@ struct Args {
     /// Seconds between the share going silent and coming back (and back again).
     #[arg(long, default_value_t = 60)]
     cycle: u64,
+    /// The Pinger's interval (0: Pinger off).
+    #[arg(long, default_value_t = 10)]
+    pinger_interval: u64,
+    /// `platform.queue_capacity` (the gateway's default when not given).
+    #[arg(long)]
+    queue_capacity: Option<usize>,
+    /// Fail when a one-second bucket (frames arrived from platform-sim, whole seconds of the
+    /// run without a silence toggle) is more than this many percent from their mean.
+    #[arg(long)]
+    max_bucket_deviation: Option<f64>,
+    /// Another device-sim binary (e.g. an older build, to compare); it is run without
+    /// `--per-second`, so the "sent" buckets stay empty.
+    #[arg(long)]
+    device_sim_bin: Option<std::path::PathBuf>,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -65,22 +99,180 @@ impl Drop for Proc {
     }
 }
 
-/// platform-sim's stdout, counted by frame type.
+impl Proc {
+    fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+    }
+}
+
+fn unix_s() -> u64 {
+    unix_ms() / 1000
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// platform-sim's stdout, counted by frame type, by second and by device.
 #[derive(Default)]
 struct Counts {
     data: AtomicU64,
     status: AtomicU64,
     registered: AtomicU64,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    /// `data` frames by the Unix second the bench read them from platform-sim.
+    arrived: BTreeMap<u64, u64>,
+    /// `data` frames by the second of the day of their `at` (when the gateway got the value).
+    stamped: BTreeMap<u64, u64>,
+    /// Per device: the last value's step (0..100) and the frames seen.
+    last_step: HashMap<String, u64>,
+    duplicates: u64,
+    skipped: u64,
+    /// Values older than one the device already delivered.
+    reordered: u64,
+    /// The first few skips, for the log.
+    examples: Vec<String>,
+    /// Milliseconds from a frame's `at` (the gateway got the value) to the bench reading it
+    /// from platform-sim, by bucket of 10 ms (the last bucket: 10 s and more).
+    latency: Vec<u64>,
+}
+
+/// `"key":"value"` → value (the frames are compact JSON without escapes in these fields).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":\"");
+    let start = line.find(&pat)? + pat.len();
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
+/// Second of the day of an RFC 3339 `...THH:MM:SS.mmmZ`.
+fn second_of_day(at: &str) -> Option<u64> {
+    let t = at.split('T').nth(1)?;
+    let mut parts = t.split(':');
+    let h: u64 = parts.next()?.parse().ok()?;
+    let m: u64 = parts.next()?.parse().ok()?;
+    let s: u64 = parts.next()?.get(..2)?.parse().ok()?;
+    Some(h * 3600 + m * 60 + s)
+}
+
+/// Millisecond of the day of an RFC 3339 `...THH:MM:SS.mmmZ`.
+fn ms_of_day(at: &str) -> Option<u64> {
+    let ms: u64 = at.rsplit('.').next()?.get(..3)?.parse().ok()?;
+    Some(second_of_day(at)? * 1000 + ms)
+}
+
+/// The `q` quantile of a 10-ms latency histogram, in ms (upper edge of its bucket).
+fn quantile(hist: &[u64], q: f64) -> u64 {
+    let total: u64 = hist.iter().sum();
+    let mut seen = 0;
+    for (i, n) in hist.iter().enumerate() {
+        seen += n;
+        if seen as f64 >= q * total as f64 && *n > 0 {
+            return (i as u64 + 1) * 10;
+        }
+    }
+    0
+}
+
+/// The sawtooth step of device-sim's temperature ("23.4" → 34).
+fn step_of(payload: &str) -> Option<u64> {
+    let (whole, tenth) = payload.split_once('.')?;
+    Some((whole.parse::<u64>().ok()?.checked_sub(20)?) * 10 + tenth.parse::<u64>().ok()?)
+}
+
+impl Buckets {
+    fn data_frame(&mut self, line: &str, now_ms: u64) {
+        let now_s = now_ms / 1000;
+        *self.arrived.entry(now_s).or_default() += 1;
+        if let Some(at) = field(line, "at") {
+            if let Some(s) = second_of_day(at) {
+                *self.stamped.entry(s).or_default() += 1;
+            }
+            if let Some(ms) = ms_of_day(at) {
+                let lat = (now_ms % 86_400_000 + 86_400_000 - ms) % 86_400_000;
+                if self.latency.is_empty() {
+                    self.latency = vec![0; 1001];
+                }
+                self.latency[(lat / 10).min(1000) as usize] += 1;
+            }
+        }
+        let (Some(ep), Some(step)) = (field(line, "ep"), field(line, "payload").and_then(step_of))
+        else {
+            return;
+        };
+        let Some(prev) = self.last_step.get_mut(ep) else {
+            self.last_step.insert(ep.to_owned(), step);
+            return;
+        };
+        match (step + 100 - *prev) % 100 {
+            0 => self.duplicates += 1,
+            1 => *prev = step,
+            // Half the sawtooth or more "ahead" is an older value after a newer one.
+            jump if jump >= 50 => self.reordered += 1,
+            jump => {
+                self.skipped += jump - 1;
+                if self.examples.len() < 5 {
+                    self.examples
+                        .push(format!("{ep}: step {} then {step} at {now_ms} ms", *prev));
+                }
+                *prev = step;
+            }
+        }
+    }
+}
+
+/// One-second buckets `first..=last` of `map` (missing seconds count 0): min, max, mean,
+/// the worst deviation from the mean in %, and how many were more than `tolerance` % off.
+fn spread(map: &BTreeMap<u64, u64>, first: u64, last: u64, tolerance: f64) -> String {
+    if last < first {
+        return "no whole seconds".into();
+    }
+    let v: Vec<u64> = (first..=last)
+        .map(|s| map.get(&s).copied().unwrap_or(0))
+        .collect();
+    let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
+    let dev = |n: u64| 100.0 * (n as f64 - mean).abs() / mean.max(1.0);
+    let worst = v.iter().map(|&n| dev(n)).fold(0.0, f64::max);
+    let off = v.iter().filter(|&&n| dev(n) > tolerance).count();
+    format!(
+        "{} s: min {}, max {}, mean {mean:.0}, worst {worst:.2} % from the mean, {off} beyond {tolerance} %",
+        v.len(),
+        v.iter().min().unwrap_or(&0),
+        v.iter().max().unwrap_or(&0)
+    )
+}
+
+fn worst_deviation(map: &BTreeMap<u64, u64>, first: u64, last: u64) -> f64 {
+    if last < first {
+        return 0.0;
+    }
+    let v: Vec<u64> = (first..=last)
+        .map(|s| map.get(&s).copied().unwrap_or(0))
+        .collect();
+    let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
+    v.iter()
+        .map(|&n| 100.0 * (n as f64 - mean).abs() / mean.max(1.0))
+        .fold(0.0, f64::max)
 }
 
 /// What the gateway's log says so far: values dropped or waiting at the Observer, `data`
-/// frames dropped by the owed queue, panics.
+/// frames dropped by the owed queue, panics, observations lost.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 struct Logged {
     observer_dropped: u64,
     observer_waited: u64,
     owed_dropped: u64,
     panics: u64,
+    lost: u64,
 }
 
 /// The number just before `what` in `line` ("... 12 values dropped ...").
@@ -97,6 +289,7 @@ fn read_log(path: &Path) -> Logged {
             l.observer_dropped +=
                 number_before(line, " values dropped for a full queue").unwrap_or(0);
             l.observer_waited += number_before(line, " values waited for room").unwrap_or(0);
+            l.lost += number_before(line, " observations lost").unwrap_or(0);
         }
         if line.contains("owed queue full") {
             let n = number_before(line, " data frames dropped so far").unwrap_or(0);
@@ -107,6 +300,49 @@ fn read_log(path: &Path) -> Logged {
         }
     }
     l
+}
+
+/// Datagrams the kernel dropped at the UDP socket bound to `port` (its receive buffer was
+/// full): the `d` of `ss -uanm`'s socket memory line. Through `ss` (netlink, filtered in the
+/// kernel): reading /proc/net/udp with 30,000 device sockets took seconds.
+fn udp_drops(port: u16) -> u64 {
+    let Ok(out) = Command::new("ss")
+        .args(["-uanm", &format!("sport = :{port}")])
+        .output()
+    else {
+        return 0;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split("skmem:(")
+        .skip(1)
+        .filter_map(|m| {
+            let m = m.split(')').next()?;
+            m.split(',')
+                .find_map(|f| f.strip_prefix('d')?.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// CPU ticks of every thread of `pid`, by thread name (threads of one name summed).
+fn thread_ticks(pid: u32) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(name).or_default() += ticks;
+    }
+    out
 }
 
 fn spawn_platform(counts: Arc<Counts>) -> Result<(Proc, String), String> {
@@ -124,6 +360,9 @@ fn spawn_platform(counts: Arc<Counts>) -> Result<(Proc, String), String> {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             if line.contains("\"type\":\"data\"") {
                 counts.data.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut b) = counts.buckets.lock() {
+                    b.data_frame(&line, unix_ms());
+                }
             } else if line.contains("\"type\":\"device_status\"") {
                 counts.status.fetch_add(1, Ordering::Relaxed);
             } else if line.contains("\"type\":\"device_registered\"") {
@@ -139,42 +378,106 @@ fn spawn_platform(counts: Arc<Counts>) -> Result<(Proc, String), String> {
     Ok((proc, url))
 }
 
-/// device-sim, its stdin (control commands) and a channel of its stdout lines.
-fn spawn_devices(a: &Args, rd: &str) -> Result<(Proc, ChildStdin, mpsc::Receiver<String>), String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
-        .args(["--rd", rd, "--count", &a.devices.to_string()])
-        .args(["--lt", &a.lt.to_string(), "--prefix", "soak-"])
+/// One device-sim process: its stdin (control commands) and a channel of its stdout lines
+/// (the `--per-second` lines are taken out into `sent`).
+struct Sim {
+    proc: Proc,
+    control: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Notifications started per Unix second, over every device-sim.
+type Sent = Arc<Mutex<BTreeMap<u64, u64>>>;
+
+fn spawn_devices(a: &Args, rd: &str, k: usize, count: usize, sent: Sent) -> Result<Sim, String> {
+    let mut cmd = match &a.device_sim_bin {
+        Some(bin) => Command::new(bin),
+        None => {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_device-sim"));
+            cmd.arg("--per-second");
+            cmd
+        }
+    };
+    let mut child = cmd
+        .args(["--rd", rd, "--count", &count.to_string()])
+        .args(["--lt", &a.lt.to_string(), "--prefix", &format!("soak{k}-")])
         .args(["--silent-fraction", &a.silent_fraction.to_string()])
+        // Each process on its own loopback address: a device takes a free port, and one
+        // address has only the ephemeral range (32768-60999 here, ~28,000 ports).
+        .args(["--bind", &format!("127.0.0.{}", k + 1)])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("device-sim: {e}"))?;
-    let stdin = child.stdin.take().ok_or("device-sim stdin")?;
+    let control = child.stdin.take().ok_or("device-sim stdin")?;
     let out = child.stdout.take().ok_or("device-sim stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
+            // "device-sim second S: notified N, observe answers M"
+            if let Some(rest) = line.strip_prefix("device-sim second ") {
+                let parsed = rest.split_once(": notified ").and_then(|(s, r)| {
+                    Some((
+                        s.parse::<u64>().ok()?,
+                        r.split(',').next()?.parse::<u64>().ok()?,
+                    ))
+                });
+                if let (Some((s, n)), Ok(mut sent)) = (parsed, sent.lock()) {
+                    *sent.entry(s).or_default() += n;
+                }
+                continue;
+            }
             if tx.send(line).is_err() {
                 return;
             }
         }
     });
-    Ok((Proc(child), stdin, rx))
+    Ok(Sim {
+        proc: Proc(child),
+        control,
+        lines: rx,
+    })
+}
+
+/// "... (with Observe, notifications included: N), ..." from device-sim's exit summary.
+fn notifications_sent(summary: &str) -> Option<u64> {
+    summary
+        .split("notifications included: ")
+        .nth(1)?
+        .split(')')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn cpu_pct(ticks: u64, secs: f64) -> f64 {
+    100.0 * ticks as f64 / proc_stats::clk_tck() / secs.max(0.001)
 }
 
 fn run(a: &Args) -> Result<Vec<String>, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let counts = Arc::new(Counts::default());
-    let (_platform, url) = spawn_platform(counts.clone())?;
+    let (platform, url) = spawn_platform(counts.clone())?;
     let config = tmp.path().join("config.yaml");
+    let pinger = if a.pinger_interval == 0 {
+        "pinger:\n  enabled: false\n".to_owned()
+    } else {
+        format!(
+            "pinger:\n  enabled: true\n  interval_s: {}\n  timeout_ms: 1000\n  attempts: 2\n",
+            a.pinger_interval
+        )
+    };
+    let queue = a
+        .queue_capacity
+        .map_or(String::new(), |q| format!("  queue_capacity: {q}\n"));
     std::fs::write(
         &config,
         format!(
             "gateway:\n  data_dir: {:?}\nrd:\n  listen: [\"127.0.0.1:0\"]\nhttp:\n  listen: \"\"\n\
-             pinger:\n  enabled: true\n  interval_s: 10\n  timeout_ms: 1000\n  attempts: 2\n\
-             platform:\n  url: {url:?}\nobserver:\n  enabled: true\n",
+             {pinger}platform:\n  url: {url:?}\n{queue}observer:\n  enabled: true\n",
             tmp.path().join("data").display().to_string()
         ),
     )
@@ -183,59 +486,94 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
     let bin = Path::new(env!("CARGO_BIN_EXE_coap-gateway"));
     let (gw, _) = gateway_process::spawn_gateway(bin, &config, &log)?;
     let pid = gw.child.id();
-    let (_devices, mut control, lines) = spawn_devices(a, &gw.addr.to_string())?;
+    let sent: Sent = Arc::default();
+    let per_sim = a.per_sim.max(1);
+    let mut sims = Vec::new();
+    let mut left = a.devices;
+    while left > 0 {
+        let n = left.min(per_sim);
+        sims.push(spawn_devices(
+            a,
+            &gw.addr.to_string(),
+            sims.len(),
+            n,
+            sent.clone(),
+        )?);
+        left -= n;
+    }
     let started = Instant::now();
-    loop {
-        match lines.recv_timeout(Duration::from_secs(1)) {
-            Ok(l) if l.starts_with("device-sim ready") => break,
-            _ if started.elapsed() > Duration::from_secs(300) => {
-                return Err("device-sim not ready within 300 s".into())
+    for sim in &sims {
+        loop {
+            match sim.lines.recv_timeout(Duration::from_secs(1)) {
+                Ok(l) if l.starts_with("device-sim ready") => break,
+                _ if started.elapsed() > Duration::from_secs(600) => {
+                    return Err("device-sim not ready within 600 s".into())
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     println!(
-        "soak: {} devices registered in {:.1} s; {} s of lockstep notifications, {:.0} % silent every other {} s, lt {} s",
+        "soak: {} devices ({} device-sim) registered in {:.1} s; {} s of lockstep notifications, {:.0} % silent every other {} s, lt {} s, Pinger {}",
         a.devices,
+        sims.len(),
         started.elapsed().as_secs_f64(),
         a.duration,
         a.silent_fraction * 100.0,
         a.cycle,
-        a.lt
+        a.lt,
+        if a.pinger_interval == 0 { "off".to_owned() } else { format!("every {} s", a.pinger_interval) }
     );
-    println!("   t_s  rss_mib  cpu_%  data/s  flips  obs_dropped  obs_waited  owed_dropped");
+    println!("   t_s  rss_mib  cpu_%  data/s  bucket_min  bucket_max  sent/s  flips  obs_dropped  obs_waited  owed_dropped  udp_drops_gw");
 
     let t0 = Instant::now();
+    let t0_s = unix_s();
     let mut rss = Vec::new();
     let mut last = (
         t0,
         proc_stats::cpu_ticks(pid).unwrap_or(0),
         counts.data.load(Ordering::Relaxed),
         counts.status.load(Ordering::Relaxed),
+        t0_s,
     );
     let (data0, cpu0) = (last.2, last.1);
+    let threads0 = thread_ticks(pid);
+    let gw_drops0 = udp_drops(gw.addr.port());
+    let platform_cpu0 = proc_stats::cpu_ticks(platform.0.id()).unwrap_or(0);
+    let sims_cpu0: u64 = sims
+        .iter()
+        .filter_map(|s| proc_stats::cpu_ticks(s.proc.0.id()))
+        .sum();
     let mut silent = false;
+    // Seconds around a silence toggle: the rate changes there by design.
+    let mut toggles: Vec<u64> = Vec::new();
     let mut next_toggle = t0 + Duration::from_secs(a.cycle);
     let end = t0 + Duration::from_secs(a.duration);
     while Instant::now() < end {
         let wake_at = (last.0 + EVERY).min(next_toggle).min(end);
         std::thread::sleep(wake_at.saturating_duration_since(Instant::now()));
-        while lines.try_recv().is_ok() {}
-        if Instant::now() >= next_toggle && Instant::now() < end {
+        for sim in &sims {
+            while sim.lines.try_recv().is_ok() {}
+        }
+        if a.silent_fraction > 0.0 && Instant::now() >= next_toggle && Instant::now() < end {
             silent = !silent;
             let cmd = if silent {
                 "silent fraction"
             } else {
                 "wake fraction"
             };
-            writeln!(control, "{cmd}").map_err(|e| format!("device-sim control: {e}"))?;
-            let _ = control.flush();
+            for sim in &mut sims {
+                writeln!(sim.control, "{cmd}").map_err(|e| format!("device-sim control: {e}"))?;
+                let _ = sim.control.flush();
+            }
+            toggles.push(unix_s());
             next_toggle += Duration::from_secs(a.cycle);
         }
         if last.0.elapsed() < EVERY && Instant::now() < end {
             continue;
         }
         let now = Instant::now();
+        let now_s = unix_s();
         let cpu = proc_stats::cpu_ticks(pid).ok_or("the gateway exited")?;
         let data = counts.data.load(Ordering::Relaxed);
         let status = counts.status.load(Ordering::Relaxed);
@@ -243,22 +581,58 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
         let r = proc_stats::rss_kib(pid).unwrap_or(0);
         rss.push((now.duration_since(t0).as_secs(), r));
         let logged = read_log(&log);
+        // Whole seconds since the last line (the current one is not over).
+        let (bmin, bmax) = counts
+            .buckets
+            .lock()
+            .map(|b| {
+                let v: Vec<u64> = (last.4..now_s)
+                    .map(|s| b.arrived.get(&s).copied().unwrap_or(0))
+                    .collect();
+                (
+                    v.iter().min().copied().unwrap_or(0),
+                    v.iter().max().copied().unwrap_or(0),
+                )
+            })
+            .unwrap_or((0, 0));
+        let sent_rate = sent
+            .lock()
+            .map(|m| {
+                let n: u64 = (last.4..now_s)
+                    .map(|s| m.get(&s).copied().unwrap_or(0))
+                    .sum();
+                n as f64 / (now_s - last.4).max(1) as f64
+            })
+            .unwrap_or(0.0);
         println!(
-            "{:>6} {:>8.1} {:>6.1} {:>7.0} {:>6} {:>12} {:>11} {:>13}",
+            "{:>6} {:>8.1} {:>6.1} {:>7.0} {:>11} {:>11} {:>7.0} {:>6} {:>12} {:>11} {:>13} {:>13}",
             now.duration_since(t0).as_secs(),
             r as f64 / 1024.0,
-            100.0 * (cpu - last.1) as f64 / proc_stats::clk_tck() / secs,
+            cpu_pct(cpu - last.1, secs),
             (data - last.2) as f64 / secs,
+            bmin,
+            bmax,
+            sent_rate,
             status - last.3,
             logged.observer_dropped,
             logged.observer_waited,
-            logged.owed_dropped
+            logged.owed_dropped,
+            udp_drops(gw.addr.port()) - gw_drops0,
         );
-        last = (now, cpu, data, status);
+        last = (now, cpu, data, status, now_s);
     }
     let wall = t0.elapsed().as_secs_f64();
+    let end_s = unix_s();
     let cpu = proc_stats::cpu_ticks(pid).unwrap_or(cpu0);
+    let threads1 = thread_ticks(pid);
+    let platform_cpu = proc_stats::cpu_ticks(platform.0.id()).unwrap_or(0) - platform_cpu0;
+    let sims_cpu: u64 = sims
+        .iter()
+        .filter_map(|s| proc_stats::cpu_ticks(s.proc.0.id()))
+        .sum::<u64>()
+        - sims_cpu0;
     let logged = read_log(&log);
+    let gw_drops = udp_drops(gw.addr.port()) - gw_drops0;
     let frames = counts.data.load(Ordering::Relaxed) - data0;
     let mid = rss
         .iter()
@@ -266,9 +640,9 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
         .map_or(0, |s| s.1);
     let final_rss = rss.last().map_or(0, |s| s.1);
     println!(
-        "summary: {wall:.0} s, {frames} data frames ({:.0}/s), gateway CPU {:.1} % of one core, RSS {:.1} MiB at the middle, {:.1} MiB at the end (max {:.1}), {} status frames, {} registrations seen by the platform, drops: observer {} (waited {}), owed queue {}, panics {}",
+        "summary: {wall:.0} s, {frames} data frames ({:.0}/s), gateway CPU {:.1} % of one core, RSS {:.1} MiB at the middle, {:.1} MiB at the end (max {:.1}), {} status frames, {} registrations seen by the platform, drops: observer {} (waited {}), owed queue {}, observations lost {}, panics {}",
         frames as f64 / wall,
-        100.0 * (cpu - cpu0) as f64 / proc_stats::clk_tck() / wall,
+        cpu_pct(cpu - cpu0, wall),
         mid as f64 / 1024.0,
         final_rss as f64 / 1024.0,
         rss.iter().map(|s| s.1).max().unwrap_or(0) as f64 / 1024.0,
@@ -277,8 +651,120 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
         logged.observer_dropped,
         logged.observer_waited,
         logged.owed_dropped,
+        logged.lost,
         logged.panics
     );
+    let mut busiest: Vec<(String, u64)> = threads1
+        .iter()
+        .map(|(name, t)| (name.clone(), t - threads0.get(name).copied().unwrap_or(0)))
+        .collect();
+    busiest.sort_by_key(|t| std::cmp::Reverse(t.1));
+    println!("udp: {gw_drops} datagrams dropped at the gateway's socket (receive buffer full)");
+    println!(
+        "device-sim RSS: {} MiB (largest process)",
+        sims.iter()
+            .filter_map(|s| proc_stats::rss_kib(s.proc.0.id()))
+            .max()
+            .unwrap_or(0)
+            / 1024
+    );
+    println!(
+        "cpu: platform-sim {:.1} %, device-sim {:.1} % (all {} processes), gateway threads: {}",
+        cpu_pct(platform_cpu, wall),
+        cpu_pct(sims_cpu, wall),
+        sims.len(),
+        busiest
+            .iter()
+            .take(5)
+            .map(|(n, t)| format!("{n} {:.1} %", cpu_pct(*t, wall)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Stop the devices (their exit summaries count every value sent), then let the frames in
+    // flight arrive.
+    for sim in &sims {
+        sim.proc.sigterm();
+    }
+    let mut sent_total = 0u64;
+    let mut summaries = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for sim in &sims {
+        while Instant::now() < deadline {
+            match sim.lines.recv_timeout(Duration::from_secs(1)) {
+                Ok(l) if l.starts_with("device-sim requests served:") => {
+                    sent_total += notifications_sent(&l).unwrap_or(0);
+                    summaries += 1;
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                _ => {}
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let received = counts.data.load(Ordering::Relaxed);
+    println!(
+        "values: devices sent {sent_total} ({summaries} of {} summaries), platform received {received}, difference {}",
+        sims.len(),
+        sent_total as i64 - received as i64
+    );
+
+    // Buckets: whole seconds of the load, the first and the last left out (partly outside),
+    // and with silence, the seconds around each toggle.
+    let (first, last_s) = (t0_s + 1, end_s.saturating_sub(1));
+    let tol = a.max_bucket_deviation.unwrap_or(5.0);
+    let mut worst = 0.0f64;
+    if let (Ok(b), Ok(sent)) = (counts.buckets.lock(), sent.lock()) {
+        // Quiet stretches between toggles (all of the run without silence).
+        let mut edges = vec![first];
+        for &t in &toggles {
+            edges.push(t + 3);
+        }
+        let mut stretches = Vec::new();
+        for (i, &from) in edges.iter().enumerate() {
+            let to = toggles.get(i).map_or(last_s, |t| t.saturating_sub(2));
+            if to > from {
+                stretches.push((from, to));
+            }
+        }
+        for (from, to) in &stretches {
+            let day = |s: u64| s % 86_400;
+            let stamped: BTreeMap<u64, u64> = b.stamped.clone();
+            println!("buckets {}..{} (unix s):", from, to);
+            println!(
+                "  sent by device-sim:      {}",
+                spread(&sent, *from, *to, tol)
+            );
+            println!(
+                "  got by the gateway (at): {}",
+                spread(&stamped, day(*from), day(*to), tol)
+            );
+            println!(
+                "  arrived from platform:   {}",
+                spread(&b.arrived, *from, *to, tol)
+            );
+            worst = worst.max(worst_deviation(&b.arrived, *from, *to));
+        }
+        println!(
+            "latency from the gateway's at to the bench (whole run): p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
+            quantile(&b.latency, 0.5),
+            quantile(&b.latency, 0.99),
+            quantile(&b.latency, 0.999),
+            quantile(&b.latency, 1.0)
+        );
+        println!(
+            "per device: {} devices seen, {} duplicated values, {} skipped device-seconds, {} out of order",
+            b.last_step.len(),
+            b.duplicates,
+            b.skipped,
+            b.reordered
+        );
+        for e in &b.examples {
+            println!("  skip: {e}");
+        }
+    }
+
     let mut failures = Vec::new();
     if final_rss as f64 > mid as f64 * 1.05 + 8.0 * 1024.0 {
         failures.push(format!(
@@ -296,6 +782,27 @@ fn run(a: &Args) -> Result<Vec<String>, String> {
             "values dropped or held up with a platform that keeps up: {logged:?}"
         ));
     }
+    if gw_drops > 0 {
+        failures.push(format!(
+            "{gw_drops} notifications dropped at the gateway's socket (its receive buffer was full: \
+             the gateway read them slower than the devices sent, not the platform's pace)"
+        ));
+    }
+    // Without silence every value sent must arrive (a silenced device may lose the one it was
+    // sending when its socket closed).
+    if a.silent_fraction <= 0.0 && summaries == sims.len() && sent_total != received {
+        failures.push(format!(
+            "devices sent {sent_total} values, the platform received {received}"
+        ));
+    }
+    if let Some(max) = a.max_bucket_deviation {
+        if worst > max {
+            failures.push(format!(
+                "a one-second bucket was {worst:.2} % from the mean (bound {max} %)"
+            ));
+        }
+    }
+    drop(sims);
     drop(gw);
     Ok(failures)
 }

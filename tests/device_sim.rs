@@ -272,3 +272,66 @@ fn every_stdin_command_is_confirmed_and_silent_all_silences_every_device() {
 }
 
 const WAIT_REPLY: Duration = Duration::from_secs(10);
+
+/// The sawtooth step (0..100) of a device-sim temperature ("23.4" → 34).
+fn step(resp: &Resp) -> u64 {
+    let text = resp.text();
+    let (whole, tenth) = text.split_once('.').expect("one decimal");
+    (whole.parse::<u64>().expect("whole") - 20) * 10 + tenth.parse::<u64>().expect("tenth")
+}
+
+/// Issue 26: every device samples its sensor at each whole second and notifies its observers
+/// once, with that second's value: an observer of each of 20 devices gets values that move
+/// exactly one step a second (no value twice, none skipped), and device-sim's `--per-second`
+/// line for a second after every observation was set up says it notified all 20.
+#[test]
+fn every_device_notifies_once_a_second_with_that_seconds_value() {
+    let gw = Gateway::start();
+    let mut sim = start_sim(gw.addr(), COUNT, &["--per-second"]);
+    sim.wait_line("device-sim ready:", Duration::from_secs(30));
+    // (peer, token, last step, last Observe value) per device.
+    let mut observers: Vec<(Peer, Vec<u8>, u64, Option<u32>)> = (0..COUNT)
+        .map(|i| {
+            let peer = Peer::new(device_addr(gw.addr(), &format!("sim-{i}")));
+            let (token, first) = peer.observe("/sensors/temp");
+            assert!(first.observe.is_some(), "sim-{i} accepts observers");
+            let s = step(&first);
+            (peer, token, s, first.observe)
+        })
+        .collect();
+    let all_observed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    // Round by round, every device once per round, so each notification is acknowledged
+    // within about a second (an unacknowledged CON notification would be sent again).
+    for round in 0..4 {
+        for (i, (peer, token, last, seq)) in observers.iter_mut().enumerate() {
+            let next = loop {
+                let n = peer
+                    .wait_notification(token, Duration::from_secs(5))
+                    .unwrap_or_else(|| panic!("sim-{i}: notification {round} within 5 s"));
+                // A retransmission repeats the Observe value: the same notification.
+                if n.observe != *seq {
+                    break n;
+                }
+            };
+            let s = step(&next);
+            assert_eq!(
+                s,
+                (*last + 1) % 100,
+                "sim-{i}, notification {round}: one step a second ({last} then {s})"
+            );
+            *last = s;
+            *seq = next.observe;
+        }
+    }
+    let line = sim.wait_line(
+        &format!("device-sim second {}: ", all_observed + 1),
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains(&format!(": notified {COUNT}, ")),
+        "{line}: every observed device notified once in that second"
+    );
+}

@@ -138,6 +138,9 @@ struct Notified {
     response: ClientResponse,
     /// Set when the response is an error answer: not a value, reported as `data_error`.
     error: Option<ErrorAnswer>,
+    /// When the gateway got it (Unix ms): the frame's `at` ("the Observer got a value"),
+    /// not the later moment the actor drained it from the queue.
+    received_ms: u64,
 }
 
 /// An error answer's place in its resource's back-off.
@@ -407,9 +410,9 @@ impl Observer {
             path,
             response: resp,
             error,
+            received_ms: now,
         } = n;
         let path: &str = &path;
-        let now = now_ms();
         let max_frames_per_s = self.settings.max_frames_per_s;
         let stats = Arc::clone(&self.stats);
         let dev = self.current(id, generation)?;
@@ -608,6 +611,7 @@ impl Observer {
                 path: Arc::clone(&due.path),
                 response,
                 error,
+                received_ms: now,
             });
         }
         self.requeue(due, next_at);
@@ -673,6 +677,7 @@ impl ObservationTask {
             path: Arc::clone(&self.path),
             response,
             error,
+            received_ms: now_ms(),
         };
         match self.queue.try_send(n) {
             Ok(()) => true,

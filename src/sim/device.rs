@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use futures::future::{self, FutureExt};
 
+use super::rate::PerSecond;
+
 use crate::coap::{
     Code, HandlerFuture, InboundRequest, Method, ObserveKey, OutboundResponse, RequestHandler,
 };
@@ -37,6 +39,11 @@ pub fn temperature(index: usize, now_s: u64) -> String {
 /// Requests served, by resource, over the whole fleet.
 #[derive(Debug, Default)]
 pub struct RequestCounts {
+    /// Temperature representations served with Observe (set-ups and notifications) per
+    /// Unix second (issue 26: what the devices sent, second by second).
+    pub observe_per_second: PerSecond,
+    /// Notifications the fleet started per Unix second (one per observed device and second).
+    pub notified_per_second: PerSecond,
     /// Every GET of the sensor; a notification re-runs the observer's GET, so it counts too.
     pub temp_get: AtomicU64,
     /// Those GETs that carried Observe: 0 (registrations and the notifications they cause).
@@ -68,9 +75,12 @@ impl fmt::Display for RequestCounts {
 pub struct DeviceHandler {
     index: usize,
     led_on: AtomicBool,
-    /// The Unix second whose temperature observers last received (the value changes with
-    /// the second), so a notification goes out only when there is something new.
-    observed_second: AtomicU64,
+    /// The Unix second of the current reading: the sensor is sampled once a second (by the
+    /// fleet, for every device at the same instant) and every GET and notification serves
+    /// that sample. Serving the wall clock's value instead made a notification that ran late
+    /// (past the next second) carry the next second's value, and the next sample then saw
+    /// nothing new for that device: one device-second skipped, another doubled (issue 26).
+    sampled_second: AtomicU64,
     counts: Arc<RequestCounts>,
 }
 
@@ -79,14 +89,15 @@ impl DeviceHandler {
         DeviceHandler {
             index,
             led_on: AtomicBool::new(false),
-            observed_second: AtomicU64::new(0),
+            sampled_second: AtomicU64::new(crate::time::now_ms() / 1000),
             counts,
         }
     }
 
-    /// Whether the temperature at `now_s` differs from what observers last received.
-    pub fn temperature_changed(&self, now_s: u64) -> bool {
-        self.observed_second.load(Ordering::Relaxed) != now_s
+    /// Take the sample of Unix second `now_s`; true when that is a new value (observers are
+    /// then to be notified), false when this second was already sampled.
+    pub fn sample(&self, now_s: u64) -> bool {
+        self.sampled_second.swap(now_s, Ordering::Relaxed) != now_s
     }
 
     fn respond(&self, req: &InboundRequest) -> OutboundResponse {
@@ -97,12 +108,13 @@ impl DeviceHandler {
         match (path.as_slice(), req.method) {
             (["sensors", "temp"], Method::Get) => {
                 count(&self.counts.temp_get);
-                let now_s = crate::time::now_ms() / 1000;
                 if req.observe == Some(0) {
                     count(&self.counts.temp_observe);
-                    self.observed_second.store(now_s, Ordering::Relaxed);
+                    self.counts
+                        .observe_per_second
+                        .add(crate::time::now_ms() / 1000, 1);
                 }
-                let value = temperature(self.index, now_s);
+                let value = temperature(self.index, self.sampled_second.load(Ordering::Relaxed));
                 OutboundResponse::new(Code::CONTENT)
                     .with_payload(CT_TEXT_PLAIN, value.into_bytes())
                     .with_max_age(1)

@@ -1,7 +1,8 @@
 //! The running fleet of `device-sim`: binds one CoAP `Endpoint` per device on `--bind` (127.0.0.1),
 //! registers each with the RD from its own socket (RFC 9176 §5, so the RD derives the base from
-//! the device's address), refreshes before the lifetime ends (§5.3.1), notifies observers of
-//! the temperature every second, and makes devices silent and wakes them.
+//! the device's address), refreshes before the lifetime ends (§5.3.1), samples every device's
+//! temperature at each whole second and notifies its observers then, and makes devices silent
+//! and wakes them.
 //!
 //! A silent device drops all traffic: its endpoint is shut down and its socket closed, so the
 //! kernel discards whatever arrives (the gateway sees no answer, not even to a ping); waking
@@ -264,6 +265,7 @@ impl Fleet {
         let mut queue: Vec<(usize, u32)> = (0..self.devices.len()).rev().map(|i| (i, 0)).collect();
         let mut running = FuturesUnordered::new();
         let started = Instant::now();
+        let (mut sample_at, _) = super::next_whole_second();
         loop {
             while running.len() < limit {
                 let Some((index, tries)) = queue.pop() else {
@@ -280,7 +282,17 @@ impl Fleet {
                     (register(client, rd, req, index).await, tries)
                 });
             }
-            let Some((outcome, tries)) = running.next().await else {
+            // The devices keep sampling (and notifying whoever already observes them) while
+            // the rest register, so no device's value stands still during a long start.
+            let next = tokio::select! {
+                next = running.next() => next,
+                _ = tokio::time::sleep_until(sample_at) => {
+                    self.sample(crate::time::now_ms() / 1000);
+                    sample_at = super::next_whole_second().0;
+                    continue;
+                }
+            };
+            let Some((outcome, tries)) = next else {
                 break;
             };
             match outcome {
@@ -402,16 +414,27 @@ impl Fleet {
         }
     }
 
-    /// Every [`super::TICK`]: notify temperature observers of a new value, send due refreshes.
+    /// At each whole Unix second `now_s`: every device samples its sensor, and the observers
+    /// of every device with a new value are notified, all in this one pass (the lockstep of
+    /// issue 26). A device notifies at most once per second whatever the timers do.
+    pub fn sample(&mut self, now_s: u64) {
+        let key = temperature_key();
+        let mut notified = 0;
+        for dev in &self.devices {
+            let Some(live) = &dev.live else { continue };
+            if dev.handler.sample(now_s) && live.server.observer_count(&key) > 0 {
+                live.server.notify(&key);
+                notified += 1;
+            }
+        }
+        self.counts.notified_per_second.add(now_s, notified);
+    }
+
+    /// Every [`super::TICK`]: send due refreshes (and registrations that failed before).
     pub fn tick(&mut self) {
         let now = Instant::now();
-        let now_s = crate::time::now_ms() / 1000;
-        let key = temperature_key();
         for dev in &mut self.devices {
             let Some(live) = &dev.live else { continue };
-            if dev.handler.temperature_changed(now_s) && live.server.observer_count(&key) > 0 {
-                live.server.notify(&key);
-            }
             if dev.busy || dev.next_refresh.is_none_or(|t| t > now) {
                 continue;
             }

@@ -6,6 +6,7 @@
 //! - `device`: one device's resources (the `RequestHandler`) and the request counters.
 //! - `silence`: which devices go silent, and the stdin control commands (pure).
 //! - `fleet`: binding, registering, refreshing, notifying, silencing and waking devices.
+//! - `rate`: counts per wall-clock second (`--per-second`).
 //! - `limits`: raising the open-file limit for 10,000 sockets.
 //! - `flood`: hostile datagrams for the flood test and benchmark.
 
@@ -14,6 +15,7 @@ pub mod fleet;
 pub mod flood;
 pub mod limits;
 pub mod options;
+pub mod rate;
 pub mod silence;
 
 use std::io::{BufRead, Write};
@@ -26,7 +28,8 @@ pub use fleet::{Fleet, SimError};
 pub use options::SimOptions;
 use silence::{parse_command, Command, CommandError};
 
-/// How often the fleet looks for new temperature values to notify and for due refreshes.
+/// How often the fleet looks for due refreshes. Sampling (and notifying) has its own timer, at
+/// each whole second of the wall clock.
 pub const TICK: Duration = Duration::from_millis(250);
 
 /// File descriptors kept for everything that is not a device socket.
@@ -47,6 +50,7 @@ pub async fn run(opts: SimOptions) -> Result<(), SimError> {
     let register = !opts.no_register;
     let silent_after = opts.silent_after.map(Duration::from_secs);
     let return_after = opts.return_after.map(Duration::from_secs);
+    let opts_per_second = opts.per_second;
     let mut fleet = Fleet::bind(opts).await?;
     if register {
         fleet.register_all().await?;
@@ -63,7 +67,16 @@ pub async fn run(opts: SimOptions) -> Result<(), SimError> {
     let ready = tokio::time::Instant::now();
     let commands = spawn_stdin_reader();
     let counts = fleet.counts();
-    event_loop(&mut fleet, commands, ready, silent_after, return_after).await;
+    let per_second = opts_per_second;
+    event_loop(
+        &mut fleet,
+        commands,
+        ready,
+        silent_after,
+        return_after,
+        per_second,
+    )
+    .await;
     say(&format!("device-sim requests served: {counts}"));
     Ok(())
 }
@@ -93,12 +106,33 @@ fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Result<Command, CommandError>
     rx
 }
 
+/// The instant of the next whole second of the wall clock (tokio timers are monotonic: the
+/// distance is taken from the system clock each time, so the samples stay on the second).
+fn next_whole_second() -> (tokio::time::Instant, u64) {
+    let now_ms = crate::time::now_ms();
+    let next_s = now_ms / 1000 + 1;
+    let wait = Duration::from_millis(next_s * 1000 - now_ms);
+    (tokio::time::Instant::now() + wait, next_s)
+}
+
+/// `--per-second`: one line about second `s`, printed once it is over (its notifications have
+/// been started and, unless the fleet is more than a second behind, served).
+fn say_second(fleet: &Fleet, s: u64) {
+    let counts = fleet.counts();
+    say(&format!(
+        "device-sim second {s}: notified {}, observe answers {}",
+        counts.notified_per_second.get(s),
+        counts.observe_per_second.get(s)
+    ));
+}
+
 async fn event_loop(
     fleet: &mut Fleet,
     mut commands: mpsc::UnboundedReceiver<Result<Command, CommandError>>,
     ready: tokio::time::Instant,
     silent_after: Option<Duration>,
     return_after: Option<Duration>,
+    per_second: bool,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (
@@ -115,9 +149,21 @@ async fn event_loop(
     let mut silence_at = silent_after.map_or(never, |d| ready + d);
     let mut return_at = return_after.map_or(never, |d| ready + d);
     let mut ticker = tokio::time::interval(TICK);
+    let (mut sample_at, mut sample_s) = next_whole_second();
     let mut stdin_open = true;
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(sample_at) => {
+                // The wall clock, not the timer, names the second (a late wake-up still samples
+                // the second it is in, and never the same one twice).
+                let now_s = (crate::time::now_ms() / 1000).max(sample_s);
+                fleet.sample(now_s);
+                if per_second {
+                    say_second(fleet, now_s - 1);
+                }
+                (sample_at, sample_s) = next_whole_second();
+                sample_s = sample_s.max(now_s + 1);
+            }
             _ = ticker.tick() => fleet.tick(),
             _ = fleet.next_outcome() => {}
             cmd = commands.recv(), if stdin_open => match cmd {

@@ -68,6 +68,12 @@ pub struct SimOptions {
     #[arg(long)]
     pub join_multicast: bool,
 
+    /// Print `device-sim second S: notified N, observe answers M` once a second: the
+    /// notifications started at second S (one per observed device) and the temperature
+    /// representations served with Observe in it (set-ups and notifications).
+    #[arg(long)]
+    pub per_second: bool,
+
     /// Upper bound of the random delay before a device answers a multicast request.
     #[arg(long, default_value_t = 1_000)]
     pub multicast_leisure_ms: u64,
