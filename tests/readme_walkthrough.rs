@@ -1,8 +1,10 @@
-//! The README's examples, run in the order a new user runs them (issue 23, item 6): every shell
-//! command in a ```sh block of README.md is either executed here, with what the README says it
-//! shows checked, or listed with the reason it cannot run in a test (it is this suite, it
-//! installs into the system, Docker). A command added to or changed in the README without a
-//! matching entry here fails the test, so the walkthrough cannot drift from the document.
+//! The README's examples, run in the order a new user runs them: every shell
+//! command in a ```sh block of README.md, then of the docs/ pages in [`WALKED`], is either
+//! executed here, with what the document says it shows checked, or listed with the reason it
+//! cannot run in a test (it is this suite, it installs into the system, Docker). A command added
+//! to or changed in a document without a matching entry here fails the test, so the walkthrough
+//! cannot drift from the documents; a new document with ```sh blocks must join [`WALKED`] (or
+//! [`RECORDED`]) or the test fails too.
 //!
 //! It runs in a fresh temporary directory holding a copy of the shipped `config.yaml` (so `./data`
 //! is new, as on a fresh machine), with `cargo run --release [--bin NAME] --` mapped to the
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 /// A defect bound for anything to show up (a loaded 2-core box), not a measurement.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// What the walkthrough does with a README command that contains `key`.
+/// What the walkthrough does with a documented command that contains `key`.
 enum Action {
     /// Start it and leave it running; ready once its output contains `ready`.
     Spawn {
@@ -39,10 +41,34 @@ enum Action {
     NotRun(#[allow(dead_code)] &'static str),
 }
 
-/// Every README command, in README order, by a substring only it contains.
-fn plan() -> Vec<(&'static str, Action)> {
+/// The documents whose ```sh blocks tell a user what to run, in the order the walkthrough runs
+/// them: the README's tour first (it starts the gateway the later pages' commands talk to).
+const WALKED: &[&str] = &[
+    "README.md",
+    "docs/resource-directory.md",
+    "docs/devices.md",
+    "docs/operations.md",
+];
+
+/// Documents whose ```sh blocks record how a measurement was taken (minutes of full load each,
+/// and `scripts/bench.sh` repeats them), so they are not run here: every command in them must
+/// start with one of the given prefixes, so any other kind of command added there fails.
+const RECORDED: &[(&str, &[&str])] = &[(
+    "docs/benchmarks.md",
+    &[
+        "cargo build --release",
+        "cargo bench --bench ",
+        "python3 ../shared/bench/coap_rd_load.py ",
+        "scripts/bench.sh ",
+    ],
+)];
+
+/// Every command of the [`WALKED`] documents, in document order, by its document and a
+/// substring only it contains there.
+fn plan() -> Vec<(&'static str, &'static str, Action)> {
     use Action::*;
-    vec![
+    let readme = |(key, action): (&'static str, Action)| ("README.md", key, action);
+    let mut plan: Vec<(&'static str, &'static str, Action)> = vec![
         (
             "cargo run --release -- --config config.yaml",
             Spawn {
@@ -122,34 +148,53 @@ fn plan() -> Vec<(&'static str, Action)> {
                 expect: &["coap_gateway_registrations"],
             },
         ),
+    ]
+    .into_iter()
+    .map(readme)
+    .collect();
+    plan.push((
+        "docs/resource-directory.md",
+        "coap-client-notls -N -m get -B 6 'coap://224.0.1.187",
+        NotRun("multicast leaves by the host's interfaces; tests/rd_multicast.rs runs it inside network namespaces"),
+    ));
+    plan.push((
+        "docs/devices.md",
+        "--bin device-sim -- --rd 127.0.0.1:5683 --count 100",
+        Spawn {
+            name: "device-sim x100",
+            ready: "device-sim ready: 100",
+        },
+    ));
+    for (key, action) in [
         (
-            "coap-client-notls -N -m get -B 6 'coap://224.0.1.187",
-            NotRun("multicast leaves by the host's interfaces; tests/rd_multicast.rs runs it inside network namespaces"),
+            "cargo build --release --locked",
+            NotRun("the suite's own release build"),
         ),
-        (
-            "--bin device-sim -- --rd 127.0.0.1:5683 --count 100",
-            Spawn {
-                name: "device-sim x100",
-                ready: "device-sim ready: 100",
-            },
-        ),
-        ("cargo build --release --locked", NotRun("the suite's own release build")),
         ("install -m 0755", NotRun("installs into the system")),
         ("install -D -m 0644", NotRun("installs into the system")),
-        ("install -m 0644 contrib/", NotRun("installs into the system")),
+        (
+            "install -m 0644 contrib/",
+            NotRun("installs into the system"),
+        ),
         ("systemctl daemon-reload", NotRun("needs systemd as init")),
-        ("journalctl -u coap-gateway", NotRun("needs systemd as init")),
+        (
+            "journalctl -u coap-gateway",
+            NotRun("needs systemd as init"),
+        ),
         ("docker build", NotRun("no Docker engine on this machine")),
         ("docker run", NotRun("no Docker engine on this machine")),
-    ]
+    ] {
+        plan.push(("docs/operations.md", key, action));
+    }
+    plan
 }
 
 /// The commands of every ```sh block, continuation lines joined, comment lines dropped.
-fn readme_commands(readme: &str) -> Vec<String> {
+fn sh_commands(document: &str) -> Vec<String> {
     let mut commands = Vec::new();
     let mut in_sh = false;
     let mut pending = String::new();
-    for line in readme.lines() {
+    for line in document.lines() {
         if line.starts_with("```") {
             in_sh = !in_sh && line.trim() == "```sh";
             continue;
@@ -173,6 +218,31 @@ fn readme_commands(readme: &str) -> Vec<String> {
         }
     }
     commands
+}
+
+/// Every command of the [`WALKED`] documents, in walkthrough order, with its document.
+fn walked_commands() -> Vec<(&'static str, String)> {
+    WALKED
+        .iter()
+        .flat_map(|doc| {
+            let text = std::fs::read_to_string(repository().join(doc))
+                .unwrap_or_else(|e| panic!("{doc}: {e}"));
+            sh_commands(&text).into_iter().map(move |c| (*doc, c))
+        })
+        .collect()
+}
+
+/// The walkthrough entry for `command` of `doc`, if exactly one matches.
+fn entries_for<'p>(
+    plan: &'p [(&'static str, &'static str, Action)],
+    doc: &str,
+    command: &str,
+) -> Vec<(usize, &'p Action)> {
+    plan.iter()
+        .enumerate()
+        .filter(|(_, (d, key, _))| *d == doc && command.contains(key))
+        .map(|(i, (_, _, action))| (i, action))
+        .collect()
 }
 
 /// `cargo run --release [--bin NAME] --` becomes the binary this suite built.
@@ -307,40 +377,74 @@ fn repository() -> PathBuf {
 }
 
 #[test]
-fn every_readme_command_is_covered_by_the_walkthrough() {
-    let readme = std::fs::read_to_string(repository().join("README.md")).expect("README.md");
-    let commands = readme_commands(&readme);
+fn every_documented_command_is_covered_by_the_walkthrough() {
+    let commands = walked_commands();
     let plan = plan();
-    for command in &commands {
-        let matching = plan.iter().filter(|(key, _)| command.contains(key)).count();
+    let mut order = Vec::new();
+    for (doc, command) in &commands {
+        let matching = entries_for(&plan, doc, command);
         assert_eq!(
-            matching, 1,
-            "README command {command:?} matches {matching} walkthrough entries (want exactly 1)"
+            matching.len(),
+            1,
+            "{doc} command {command:?} matches {} walkthrough entries (want exactly 1)",
+            matching.len()
         );
+        order.push(matching[0].0);
     }
-    for (key, _) in &plan {
+    for (doc, key, _) in &plan {
         assert!(
-            commands.iter().any(|c| c.contains(key)),
-            "walkthrough entry {key:?} is no longer in the README"
+            commands.iter().any(|(d, c)| d == doc && c.contains(key)),
+            "walkthrough entry {key:?} is no longer in {doc}"
         );
     }
-    // In README order: each command's entry comes after the previous one's.
-    let order: Vec<usize> = commands
-        .iter()
-        .filter_map(|c| plan.iter().position(|(key, _)| c.contains(key)))
-        .collect();
+    // In document order: each command's entry comes after the previous one's.
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
-        "the walkthrough's order differs from the README's: {order:?}"
+        "the walkthrough's order differs from the documents': {order:?}"
     );
 }
 
 #[test]
-fn readme_examples_do_what_the_readme_says_in_order_on_a_fresh_directory() {
+fn every_document_with_commands_is_walked_or_recorded() {
+    let mut documents = Vec::new();
+    for dir in [".", "docs"] {
+        let entries =
+            std::fs::read_dir(repository().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        for entry in entries.map_while(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".md") {
+                documents.push(if dir == "." {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                });
+            }
+        }
+    }
+    assert!(documents.iter().any(|d| d == "README.md"), "{documents:?}");
+    for doc in &documents {
+        let text = std::fs::read_to_string(repository().join(doc)).expect("document");
+        let commands = sh_commands(&text);
+        if commands.is_empty() || WALKED.contains(&doc.as_str()) {
+            continue;
+        }
+        let Some((_, prefixes)) = RECORDED.iter().find(|(d, _)| d == doc) else {
+            panic!("{doc} has ```sh commands but is neither walked nor recorded: {commands:?}");
+        };
+        for command in &commands {
+            assert!(
+                prefixes.iter().any(|p| command.starts_with(p)),
+                "{doc} command {command:?} is not a recorded kind of command ({prefixes:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn documented_examples_do_what_the_documents_say_in_order_on_a_fresh_directory() {
     if !common::require_tool("coap-client-notls") || !common::require_tool("curl") {
         return;
     }
-    let readme = std::fs::read_to_string(repository().join("README.md")).expect("README.md");
     let bin_dir = PathBuf::from(common::gateway_bin())
         .parent()
         .expect("binary directory")
@@ -351,9 +455,9 @@ fn readme_examples_do_what_the_readme_says_in_order_on_a_fresh_directory() {
 
     let plan = plan();
     let mut running: Vec<Running> = Vec::new();
-    for command in readme_commands(&readme) {
-        let Some((_, action)) = plan.iter().find(|(key, _)| command.contains(key)) else {
-            panic!("README command {command:?} has no walkthrough entry");
+    for (doc, command) in walked_commands() {
+        let Some(&(_, action)) = entries_for(&plan, doc, &command).first() else {
+            panic!("{doc} command {command:?} has no walkthrough entry");
         };
         let shell = with_built_binaries(&command, &bin_dir);
         match action {
