@@ -1,7 +1,8 @@
 //! Link-format parse errors, each with the byte offset where parsing stopped.
 //!
-//! Returned by [`super::parse`]; the RD maps every variant to 4.00 Bad Request (RFC 9176 §5).
-//! `at` is a byte offset into the parsed `&str` and always falls on a char boundary.
+//! Returned by [`crate::parse`]; a CoRE Resource Directory answers every variant with 4.00 Bad
+//! Request (RFC 9176 §5). `at` is a byte offset into the parsed `&str` and always falls on a char
+//! boundary.
 
 use thiserror::Error;
 
