@@ -39,5 +39,5 @@ mod tests;
 
 pub use error::LinkFormatError;
 pub use model::{Link, Param};
-pub use parse::{is_param_name, is_param_value, parse};
+pub use parse::{is_param_name, is_param_value, parse, parse_bytes};
 pub use serialize::{serialize, write_link, write_param};

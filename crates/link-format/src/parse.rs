@@ -31,6 +31,15 @@ pub fn parse(input: &str) -> Result<Vec<Link>, LinkFormatError> {
     Lexer { input, pos: 0 }.document()
 }
 
+/// [`parse`] for a payload as it arrives (a CoAP body): bytes that are not UTF-8 are
+/// [`LinkFormatError::NotUtf8`], pointing at the first invalid byte, before any lexing.
+pub fn parse_bytes(input: &[u8]) -> Result<Vec<Link>, LinkFormatError> {
+    let text = std::str::from_utf8(input).map_err(|error| LinkFormatError::NotUtf8 {
+        at: error.valid_up_to(),
+    })?;
+    parse(text)
+}
+
 struct Lexer<'a> {
     input: &'a str,
     pos: usize,

@@ -4,8 +4,10 @@
 //! error variant with its offset. `quoting`: the serializer output and its quoting policy.
 //! `round_trip`: examples and randomly generated links survive serialize→parse. `robustness`:
 //! mutated and random input never panics and errors always point inside the input.
-//! `serde_form`: the stored form behind the `serde` feature.
+//! `edge_cases`: escapes and delimiters inside quotes, unterminated `<`, empty and non-UTF-8
+//! input. `serde_form`: the stored form behind the `serde` feature.
 
+mod edge_cases;
 mod parse_errors;
 mod parse_valid;
 mod quoting;
