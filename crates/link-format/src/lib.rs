@@ -31,11 +31,18 @@
 //! renaming those fields is a storage format change.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod model;
 mod parse;
 mod serialize;
 #[cfg(test)]
 mod tests;
+
+// The README's example runs as a doctest, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use error::LinkFormatError;
 pub use model::{Link, Param};

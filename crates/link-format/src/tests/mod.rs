@@ -5,11 +5,13 @@
 //! `round_trip`: examples and randomly generated links survive serialize→parse. `robustness`:
 //! mutated and random input never panics and errors always point inside the input.
 //! `edge_cases`: escapes and delimiters inside quotes, unterminated `<`, empty and non-UTF-8
-//! input. `serde_form`: the stored form behind the `serde` feature.
+//! input. `property`: the fuzz target's invariant on fixed-seed random bytes. `serde_form`: the
+//! stored form behind the `serde` feature.
 
 mod edge_cases;
 mod parse_errors;
 mod parse_valid;
+mod property;
 mod quoting;
 mod robustness;
 mod round_trip;
