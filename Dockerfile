@@ -11,6 +11,8 @@ WORKDIR /src
 # Cargo.toml names the benches, so cargo wants their files even for `--bin`.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's member crates (crates/link-format): path dependencies of the gateway.
+COPY crates ./crates
 COPY benches ./benches
 # No debug info in the image's binary (the repository's release profile keeps some for perf).
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 \

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use coap_gateway::link_format::{parse, serialize};
+use link_format::{parse, serialize};
 
 fn main() {
     let unit = "</sensors/temp>;rt=\"temperature-c\";if=\"sensor\";obs;ct=40;\

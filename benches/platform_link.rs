@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coap_gateway::link_format::{Link, Param};
 use coap_gateway::platform::link::LinkSettings;
 use coap_gateway::platform::protocol::{encode_payload, DataFrame};
 use coap_gateway::platform::{
@@ -23,6 +22,7 @@ use coap_gateway::platform::{
 use coap_gateway::registry::{
     BaseOrigin, EndpointName, Registration, RegistrationId, Sector, Status,
 };
+use link_format::{Link, Param};
 
 const DATA_FRAMES: u64 = 200_000;
 const SNAPSHOT_DEVICES: u64 = 100_000;

@@ -30,9 +30,9 @@ use std::collections::BTreeMap;
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 use serde::Deserialize;
 
-use crate::link_format::{Link, Param};
 use crate::registry::Registration;
 use crate::time::rfc3339_ms;
+use link_format::{Link, Param};
 
 /// Serializes a registration as the contract's device object.
 #[derive(Debug, Clone, Copy)]
@@ -329,7 +329,7 @@ pub(crate) mod tests {
         assert_eq!(back.location, "/reg/1");
         assert_eq!(back.expires_at, "2026-11-26T15:00:00.123Z");
         assert_eq!(
-            crate::link_format::serialize(&[back.links[0].to_link()]),
+            link_format::serialize(&[back.links[0].to_link()]),
             "</s>;rt=\"temperature\";if=\"sensor\";obs;sz;title=\"Room\""
         );
     }

@@ -16,7 +16,6 @@ use coap_lite::Packet;
 
 use crate::coap::codec::{self, DecodeError};
 use crate::coap::Method;
-use crate::link_format::{self, Link};
 use crate::platform::protocol::{parse_inbound, InboundFrame};
 use crate::rd::register::check_limited_link;
 use crate::rd::{
@@ -25,6 +24,7 @@ use crate::rd::{
     UpdateRequest,
 };
 use crate::registry::model::{BaseOrigin, Registration, RegistrationId, Status};
+use link_format::Link;
 
 const SOURCE: &str = "[2001:db8::1]:5683";
 const LOCAL: &str = "[::1]:5683";

@@ -10,7 +10,8 @@
 //! - [`coap`]: the CoAP endpoint. A codec over `coap-lite`, deduplication, block-wise transfer,
 //!   Observe, pings, and the one owned UDP socket (per listen address) that serves the RD and
 //!   sends every request the gateway makes to devices.
-//! - [`link_format`]: RFC 6690 link-format parsing and serialization (pure, no I/O).
+//! - [`link_format`] (the `crates/link-format` workspace crate): RFC 6690 link-format parsing and
+//!   serialization (pure, no I/O).
 //! - [`registry`]: the Registry actor, the single writer of registrations: the in-memory index
 //!   (by `ep`+`d`, by location, inverted by link attribute), the sled store with group commit,
 //!   lifetime expiry, and events to subscribers.
@@ -47,7 +48,6 @@ pub mod fuzz_api;
 pub mod gateway;
 pub mod host_addrs;
 pub mod limits;
-pub mod link_format;
 pub mod metrics;
 pub mod observer;
 pub mod pinger;

@@ -3,10 +3,10 @@
 
 use std::net::SocketAddr;
 
-use coap_gateway::link_format::{Link, Param};
 use coap_gateway::registry::{
     self, DiscoveredOutcome, EndpointName, Register, RegisterDiscovered, RegistryConfig,
 };
+use link_format::{Link, Param};
 
 fn start() -> (
     actix::Addr<registry::Registry>,

@@ -19,7 +19,6 @@ use coap_gateway::coap::{
     TransmissionParams,
 };
 use coap_gateway::executer::{self, ExecuterSettings, GetExecuterStats};
-use coap_gateway::link_format::Link;
 use coap_gateway::platform::link::LinkSettings;
 use coap_gateway::platform::{
     Command, GetLinkStats, OutboundFrame, PlatformCommand, PlatformLink, SendFrame, SnapshotSource,
@@ -31,6 +30,7 @@ use coap_gateway::registry::{
 };
 use common::platform_sim::PlatformSim;
 use futures::StreamExt;
+use link_format::Link;
 use serde_json::Value;
 
 /// More than the feed's backlog, so a stalled subscriber must overflow.

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coap_gateway::config::Secret;
-use coap_gateway::link_format::{Link, Param};
 use coap_gateway::platform::link::LinkSettings;
 use coap_gateway::platform::protocol::{encode_payload, CommandErrorKind, DataFrame};
 use coap_gateway::platform::{
@@ -26,6 +25,7 @@ use coap_gateway::registry::{
     BaseOrigin, EndpointName, Registration, RegistrationId, RegistryEvent, RemovalReason, Sector,
     Status,
 };
+use link_format::{Link, Param};
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 

@@ -24,13 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coap_gateway::link_format::Link as GwLink;
 use coap_gateway::registry::{self, EndpointName, Register, RegistryConfig, Store, StoreError};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet};
 use common::coap_peer::{lookup, register, Peer, Req};
 use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, B_V4, B_V6};
 use common::platform_sim::PlatformSim;
 use common::{Gateway, GatewayOptions};
+use link_format::Link as GwLink;
 use serde_json::json;
 
 /// Generous for a loaded 2-core box: only a real defect runs it out.

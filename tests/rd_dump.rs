@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coap_gateway::device_object::DeviceObject;
-use coap_gateway::link_format::{self, Link, Param};
 use coap_gateway::registry::{
     self, EndpointName, Register, Registration, RegistryConfig, Sector, SetStatus, Status, Store,
     StoreError,
 };
 use coap_gateway::time::rfc3339_ms;
+use link_format::{Link, Param};
 
 /// Tests here run one at a time: a child spawned by one test holds a copy of every open
 /// descriptor in this process (sled's lock included) until it execs, which would make another

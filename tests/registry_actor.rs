@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use coap_gateway::link_format::{Link, Param};
 use coap_gateway::registry::{
     self, BaseOrigin, EndpointName, Register, Registration, RegistrationId, RegistryConfig,
     RegistryError, RegistryEvent, RemovalReason, Remove, Sector, SetStatus, Status, Subscribe,
     Update,
 };
+use link_format::{Link, Param};
 use tokio::sync::mpsc;
 
 /// Forwards every registry event into a channel the test reads.

@@ -10,11 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coap_gateway::link_format::{Link, Param};
 use coap_gateway::registry::{
     self, EndpointName, Register, Registration, RegistryConfig, RegistryEvent, RemovalReason,
     SetStatus, Status, Store, Subscribe,
 };
+use link_format::{Link, Param};
 use tokio::sync::mpsc;
 
 const CHILD_DIR_ENV: &str = "REGISTRY_SIGKILL_CHILD_DIR";

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 
-use coap_gateway::link_format::{Link, Param};
 use coap_gateway::registry::{EndpointName, Register};
+use link_format::{Link, Param};
 
 pub fn register(i: usize) -> Register {
     Register {

@@ -193,8 +193,8 @@ impl DeviceSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_format::{Link, Param};
     use crate::registry::model::{BaseOrigin, RegistrationId, Status};
+    use link_format::{Link, Param};
 
     fn reg(id: u64, ep: &str, status: Status, rt: &str) -> Arc<Registration> {
         Arc::new(Registration {

@@ -23,9 +23,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use coap_gateway::device_object::{DeviceObject, DeviceRecord};
-use coap_gateway::link_format::{self, Link};
 use coap_gateway::registry::{Store, StoreError};
 use coap_gateway::time::now_ms;
+use link_format::Link;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 

@@ -36,7 +36,6 @@ use super::targets::{expand_targets, group_targets, GroupTarget, TargetError};
 use crate::coap::{ClientRequest, CoapClient, Code};
 use crate::config::DiscoveryConfig;
 use crate::limits::LogThrottle;
-use crate::link_format::{Link, Param};
 use crate::pinger::ping_target;
 use crate::rd::register::{check_limited_link, parse_link_payload};
 use crate::rd::LINK_FORMAT;
@@ -45,6 +44,7 @@ use crate::registry::{
     Remove, DISCOVERED_MARKER,
 };
 use crate::time::now_ms;
+use link_format::{Link, Param};
 
 /// The Discovery actor's knobs, from `discovery.*` in the config.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@
 
 use std::net::SocketAddr;
 
-use crate::link_format::Link;
 use crate::registry::EndpointName;
+use link_format::Link;
 
 /// Prefix of every generated name.
 pub const GENERATED_PREFIX: &str = "disc-";

@@ -946,8 +946,8 @@ mod tests {
         Code, Endpoint, HandlerFuture, InboundRequest, OutboundResponse, RequestHandler,
         TransmissionParams,
     };
-    use crate::link_format::Link;
     use crate::registry::{BaseOrigin, EndpointName, RegistryConfig};
+    use link_format::Link;
 
     const LINK_CAPACITY: usize = 64;
 

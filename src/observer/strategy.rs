@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::link_format::Link;
 use crate::rd::filter::{link_matches, Filter, LookupQuery};
 use crate::registry::Registration;
+use link_format::Link;
 
 /// RFC 7252 §5.10.5: Max-Age when a response carries none.
 pub const DEFAULT_MAX_AGE_S: u32 = 60;
@@ -175,7 +175,7 @@ mod tests {
             base_origin: BaseOrigin::FromSource,
             lifetime_s: 90_000,
             attrs: Vec::new(),
-            links: crate::link_format::parse(links).unwrap().into(),
+            links: link_format::parse(links).unwrap().into(),
             status: Status::Connected,
             registered_at_ms: 0,
             updated_at_ms: 0,

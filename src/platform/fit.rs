@@ -298,7 +298,7 @@ pub fn frame_within(frame: &OutboundFrame, max: usize) -> Result<FittedFrame, Fr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_format::Link;
+    use link_format::Link;
     use serde_json::Value;
 
     fn registration(ep: &str, links: usize, title_len: usize) -> Arc<Registration> {

@@ -7,8 +7,8 @@
 
 use thiserror::Error;
 
-use crate::link_format::LinkFormatError;
 use crate::registry::model::NameError;
+use link_format::LinkFormatError;
 
 /// Why a `base` (or draft-11 `con`) value is unusable as a registration base URI (RFC 9176 §5).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -27,9 +27,9 @@ use std::collections::BTreeSet;
 use super::error::RdError;
 use super::params::QueryParams;
 use super::resolve::{path_of, resolve, resolved_target};
-use crate::link_format::Link;
 use crate::registry::index::Index;
 use crate::registry::model::{EndpointName, Registration, RegistrationId, Sector};
+use link_format::Link;
 
 /// The resource type of registration resources in endpoint lookup (RFC 9176 §6.4, §9.1).
 pub const ENDPOINT_RT: &str = "core.rd-ep";

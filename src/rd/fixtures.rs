@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::link_format::{Link, Param};
 use crate::registry::model::{
     BaseOrigin, EndpointName, Registration, RegistrationId, Sector, Status,
 };
+use link_format::{Link, Param};
 
 pub(crate) struct RegBuilder(Registration);
 

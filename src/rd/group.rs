@@ -28,8 +28,8 @@ use std::net::SocketAddr;
 use super::error::RdError;
 use super::params::QueryParams;
 use super::register::{extra_attrs, parse_base, parse_lifetime, parse_link_payload, parse_sector};
-use crate::link_format::{Link, Param};
 use crate::registry::model::{EndpointName, Registration, Sector};
+use link_format::{Link, Param};
 
 /// The endpoint type of group registrations (RFC 9176 §9.4, App. A).
 pub const GROUP_ENDPOINT_TYPE: &str = "core.rd-group";

@@ -4,7 +4,7 @@
 //! intermediate `Link` values. Parameters go through `link_format::write_param`, so the RD's
 //! documents follow the serializer's one quoting policy.
 
-use crate::link_format::write_param;
+use link_format::write_param;
 
 /// Appends `,` unless `out` is empty, then `<target>` and each parameter.
 pub(crate) fn push_link<'a>(

@@ -225,10 +225,10 @@ pub fn render_groups<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_format::Link;
     use crate::rd::fixtures::{reg, rfc6690_example_links};
     use crate::rd::group::GroupRequest;
     use crate::registry::model::{EndpointName, Status};
+    use link_format::Link;
 
     fn q(items: &[&str]) -> LookupQuery {
         LookupQuery::parse(items).unwrap()

@@ -12,8 +12,8 @@ use super::error::{LimitedLinkError, RdError};
 use super::params::QueryParams;
 use super::resolve::{check_link_local_base, is_full_uri, is_path_absolute, validate_base};
 use super::LINK_FORMAT;
-use crate::link_format::{self, Link, Param};
 use crate::registry::model::{base_from_source, EndpointName, Sector};
+use link_format::{Link, Param};
 
 /// RFC 9176 §5: "a default value of 90000 (25 hours) SHOULD be assumed".
 pub const DEFAULT_LIFETIME_S: u32 = 90_000;

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::error::BaseError;
 use crate::host_addrs::{canonical, is_loopback_or_unspecified};
-use crate::link_format::Link;
+use link_format::Link;
 
 /// The five components of a URI reference (RFC 3986 §3, split as in its Appendix B).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use super::error::RdError;
 use super::params::QueryParams;
 use super::register::{extra_attrs, parse_base, parse_lifetime};
 use super::resolve::check_link_local_base;
-use crate::link_format::Param;
+use link_format::Param;
 
 const UPDATE_PARAMS: &[&str] = &["lt", "base", "con"];
 

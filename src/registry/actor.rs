@@ -740,7 +740,7 @@ fn shrink(reg: &mut Registration) {
     reg.attrs.shrink_to_fit();
     reg.attrs
         .iter_mut()
-        .for_each(crate::link_format::Param::shrink_to_fit);
+        .for_each(link_format::Param::shrink_to_fit);
 }
 
 fn expiry(now_ms: u64, lifetime_s: u32) -> u64 {
@@ -748,10 +748,7 @@ fn expiry(now_ms: u64, lifetime_s: u32) -> u64 {
 }
 
 /// RFC 9176 §5.3.1: attributes in an update replace every attribute of the same name.
-fn override_attrs(
-    attrs: &mut Vec<crate::link_format::Param>,
-    updates: Vec<crate::link_format::Param>,
-) {
+fn override_attrs(attrs: &mut Vec<link_format::Param>, updates: Vec<link_format::Param>) {
     for update in &updates {
         attrs.retain(|p| p.name != update.name);
     }
@@ -890,7 +887,7 @@ impl Handler<SubscribeFeed> for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_format::Param;
+    use link_format::Param;
 
     #[test]
     fn update_attributes_replace_same_named_ones() {
@@ -940,7 +937,7 @@ mod tests {
             base: None,
             lifetime_s: 60,
             attrs: Vec::new(),
-            links: vec![crate::link_format::Link::new("/t")],
+            links: vec![link_format::Link::new("/t")],
             source: owner,
         };
         let id = registry

@@ -566,8 +566,8 @@ fn lookup(index: &AttrIndex, name: &str, value: &str, prefix: bool) -> BTreeSet<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_format::{Link, Param};
     use crate::registry::model::{BaseOrigin, Status};
+    use link_format::{Link, Param};
 
     fn reg(
         id: u64,

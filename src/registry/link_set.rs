@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::link_format::Link;
+use link_format::Link;
 
 /// An immutable, cheaply cloned list of links. Serialized exactly like `Vec<Link>`.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]

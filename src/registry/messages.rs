@@ -11,7 +11,7 @@ use actix::prelude::*;
 
 use super::error::RegistryError;
 use super::model::{EndpointName, Registration, RegistrationId, Sector, Status};
-use crate::link_format::{Link, Param};
+use link_format::{Link, Param};
 
 /// Create or replace the registration of `ep`+`d` (RFC 9176 §5). Idempotent: the same `ep`+`d`
 /// keeps its id and location; links, attributes, base and lifetime are replaced.

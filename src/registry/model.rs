@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::link_set::LinkSet;
-use crate::link_format::Param;
+use link_format::Param;
 
 /// RFC 9176 §5: `ep` and `d` are at most 63 bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 63;

@@ -323,8 +323,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_format::Link;
     use crate::registry::model::{BaseOrigin, EndpointName, Status};
+    use link_format::Link;
 
     /// Reopen a store this process just closed. sled releases its file lock from a background
     /// thread shortly after the last `Db` handle drops, so an immediate in-process reopen can

@@ -27,7 +27,7 @@ pub fn stored_registrations(data_dir: &Path) -> BTreeMap<String, DeviceRecord> {
 
 /// The link objects a device registering `link_format` links is shown with.
 pub fn link_records(link_format: &str) -> Vec<LinkRecord> {
-    coap_gateway::link_format::parse(link_format)
+    link_format::parse(link_format)
         .expect("the test's links parse")
         .iter()
         .map(|l| {

@@ -1,6 +1,6 @@
 //! The serializer's exact output: separators and the quoting policy.
 
-use crate::link_format::{serialize, write_link, Link};
+use crate::{serialize, write_link, Link};
 
 #[test]
 fn no_links_is_an_empty_document() {

@@ -1,10 +1,10 @@
-//! The link-format API as other modules use it, through the crate's public paths.
+//! The link-format API as a dependent crate uses it, through the crate's public paths.
 //!
-//! The unit tests beside the code (src/link_format/tests/) cover the grammar; these check the
-//! re-exports and the RD's typical flow. Parse and serialize throughput is measured by
-//! `cargo bench --bench link_format`, not here.
+//! The unit tests beside the code (src/tests/) cover the grammar; these check the re-exports and
+//! a Resource Directory's typical flow. Parse and serialize throughput is measured by the
+//! gateway's `cargo bench --bench link_format`, not here.
 
-use coap_gateway::link_format::{parse, serialize, write_link, Link, LinkFormatError, Param};
+use link_format::{parse, serialize, write_link, Link, LinkFormatError, Param};
 
 #[test]
 fn registration_payload_to_lookup_reply() {

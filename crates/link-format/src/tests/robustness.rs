@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 
 use super::assert_round_trips;
 use super::round_trip::SAMPLES;
-use crate::link_format::parse;
+use crate::parse;
 
 /// Delimiters dominate so that random text reaches every lexer state.
 const NOISE: &[char] = &[

@@ -1,6 +1,6 @@
 //! RFC 6690 §2 serializer: links back to `application/link-format` text.
 //!
-//! Called by the RD for lookup results and `/.well-known/core`. Output has no whitespace:
+//! For lookup results and `/.well-known/core` replies. Output has no whitespace:
 //! `<target>;name;name=value` with links joined by `,`.
 //!
 //! Quoting policy, chosen for interoperability rather than brevity:
@@ -15,11 +15,11 @@
 //! - A quoted value escapes `"` and `\` with a backslash and nothing else.
 //!
 //! The target and parameter names are written as they are: they cannot be escaped in
-//! link-format. Links returned by [`super::parse`] always serialize to text that parses back to
+//! link-format. Links returned by [`crate::parse`] always serialize to text that parses back to
 //! the same links; a hand-built link whose target holds `>` or whitespace, whose name is not a
 //! `parmname`, or whose value holds a control character other than HTAB does not.
 
-use super::Link;
+use crate::Link;
 
 /// Parameters written as a quoted-string whatever their value.
 const ALWAYS_QUOTED: [&str; 6] = ["anchor", "title", "rt", "if", "rel", "rev"];
@@ -46,8 +46,8 @@ pub fn write_link(out: &mut String, link: &Link) {
     }
 }
 
-/// Appends one `;name` or `;name=value` with this module's quoting policy. The RD writes lookup
-/// results from borrowed strings through this, so every document the gateway emits is quoted
+/// Appends one `;name` or `;name=value` with this module's quoting policy. A caller writing links
+/// from borrowed strings (the gateway's RD lookups) goes through this, so every document is quoted
 /// the same way.
 pub fn write_param(out: &mut String, name: &str, value: Option<&str>) {
     out.push(';');

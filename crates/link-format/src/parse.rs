@@ -1,6 +1,6 @@
 //! RFC 6690 §2 parser: a single-pass lexer over the document's bytes.
 //!
-//! Called by the RD on registration payloads and by discovery on `/.well-known/core` replies.
+//! For registration payloads and `/.well-known/core` replies, i.e. input from the network.
 //! Grammar accepted (RFC 6690 §2, RFC 5987 `parmname`, RFC 2616 `quoted-string`):
 //!
 //! ```text
@@ -12,7 +12,7 @@
 //!
 //! Leniency is limited to that optional whitespace (devices put newlines after commas). The target
 //! is not validated as a URI-Reference beyond rejecting `<`, whitespace and control characters;
-//! Limited Link Format checks (RFC 9176 App. C) belong to the RD.
+//! Limited Link Format checks (RFC 9176 App. C) belong to the Resource Directory using this.
 //!
 //! Every delimiter is ASCII, so the lexer walks bytes and only stops on an ASCII byte or on the
 //! lead byte of a multi-byte character; each slice it takes therefore starts and ends on a char
@@ -20,7 +20,7 @@
 
 use compact_str::CompactString;
 
-use super::{Link, LinkFormatError, Param};
+use crate::{Link, LinkFormatError, Param};
 
 /// Parses a whole `application/link-format` document.
 ///
@@ -29,6 +29,15 @@ use super::{Link, LinkFormatError, Param};
 /// An empty or whitespace-only document is zero links.
 pub fn parse(input: &str) -> Result<Vec<Link>, LinkFormatError> {
     Lexer { input, pos: 0 }.document()
+}
+
+/// [`parse`] for a payload as it arrives (a CoAP body): bytes that are not UTF-8 are
+/// [`LinkFormatError::NotUtf8`], pointing at the first invalid byte, before any lexing.
+pub fn parse_bytes(input: &[u8]) -> Result<Vec<Link>, LinkFormatError> {
+    let text = std::str::from_utf8(input).map_err(|error| LinkFormatError::NotUtf8 {
+        at: error.valid_up_to(),
+    })?;
+    parse(text)
 }
 
 struct Lexer<'a> {

@@ -5,7 +5,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::{assert_round_trips, parse_ok, Link, Param};
-use crate::link_format::serialize;
+use crate::serialize;
 
 /// Documents from RFC 6690 §5, RFC 9176 §4.3/§6 and device stacks (aiocoap, RIOT, libcoap).
 pub(super) const SAMPLES: &[&str] = &[

@@ -1,7 +1,9 @@
-//! The link-format data model shared by the parser, the serializer, the registry and the RD.
+//! The link-format data model: what the parser returns and the serializer writes.
+//!
+//! With the `serde` feature, the short field names (`t`, `p`, `n`, `v`) are the coap-gateway
+//! registry's stored form; keep them as they are.
 
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
 
 /// One target attribute (`rt="temperature"`, `ct=40`, or the valueless `obs`).
 ///
@@ -10,12 +12,16 @@ use serde::{Deserialize, Serialize};
 ///
 /// Names and values are [`CompactString`]s: a registry of 100,000 devices holds millions of
 /// them, nearly all shorter than 24 bytes (`rt`, `temperature`), which it keeps inline instead of
-/// in a heap block each (issue 10's memory budget; docs/benchmarks.md).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// in a heap block each.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Param {
-    #[serde(rename = "n")]
+    #[cfg_attr(feature = "serde", serde(rename = "n"))]
     pub name: CompactString,
-    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "v", default, skip_serializing_if = "Option::is_none")
+    )]
     pub value: Option<CompactString>,
 }
 
@@ -37,11 +43,15 @@ impl Param {
 }
 
 /// One link: `<target>` followed by its parameters, in the order the device sent them.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Link {
-    #[serde(rename = "t")]
+    #[cfg_attr(feature = "serde", serde(rename = "t"))]
     pub target: CompactString,
-    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")
+    )]
     pub params: Vec<Param>,
 }
 

@@ -1,15 +1,22 @@
 //! Unit tests for the link-format parser and serializer (no I/O, no sockets needed).
 //!
 //! `parse_valid`: RFC 6690 / RFC 9176 examples and the accepted edge cases. `parse_errors`: every
-//! error variant with its offset. `quoting`: the serializer output and its quoting policy. `round_trip`: examples and
-//! randomly generated links survive serialize→parse. `robustness`: mutated and random input
-//! never panics and errors always point inside the input.
+//! error variant with its offset. `quoting`: the serializer output and its quoting policy.
+//! `round_trip`: examples and randomly generated links survive serialize→parse. `robustness`:
+//! mutated and random input never panics and errors always point inside the input.
+//! `edge_cases`: escapes and delimiters inside quotes, unterminated `<`, empty and non-UTF-8
+//! input. `property`: the fuzz target's invariant on fixed-seed random bytes. `serde_form`: the
+//! stored form behind the `serde` feature.
 
+mod edge_cases;
 mod parse_errors;
 mod parse_valid;
+mod property;
 mod quoting;
 mod robustness;
 mod round_trip;
+#[cfg(feature = "serde")]
+mod serde_form;
 
 use super::{parse, serialize, Link, Param};
 

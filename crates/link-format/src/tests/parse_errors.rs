@@ -1,6 +1,6 @@
 //! Malformed documents: each error variant, and the byte offset it points at.
 
-use crate::link_format::{parse, LinkFormatError as E};
+use crate::{parse, LinkFormatError as E};
 
 fn err(input: &str) -> E {
     match parse(input) {
@@ -199,7 +199,7 @@ fn error_offset_accessor_matches_the_variant() {
 
 #[test]
 fn param_name_and_value_predicates_match_what_the_parser_accepts() {
-    use crate::link_format::{is_param_name, is_param_value};
+    use crate::{is_param_name, is_param_value};
     for name in ["rt", "title*", "a!#$&+-.^_`|~z", "X1"] {
         assert!(is_param_name(name), "{name}");
         assert!(parse(&format!("<>;{name}=1")).is_ok(), "{name}");

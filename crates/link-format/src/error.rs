@@ -1,7 +1,8 @@
 //! Link-format parse errors, each with the byte offset where parsing stopped.
 //!
-//! Returned by [`super::parse`]; the RD maps every variant to 4.00 Bad Request (RFC 9176 §5).
-//! `at` is a byte offset into the parsed `&str` and always falls on a char boundary.
+//! Returned by [`crate::parse`] and [`crate::parse_bytes`]; a CoRE Resource Directory answers
+//! every variant with 4.00 Bad Request (RFC 9176 §5). `at` is a byte offset into the input; for
+//! `parse` it always falls on a char boundary of the `&str`.
 
 use thiserror::Error;
 
@@ -37,6 +38,10 @@ pub enum LinkFormatError {
     /// The input ended after `,` or `;`, where a link or a parameter must follow.
     #[error("unexpected end of input at byte {at}")]
     UnexpectedEnd { at: usize },
+    /// [`crate::parse_bytes`] only: link-format is UTF-8 (RFC 6690 §2) and the bytes from `at`
+    /// on are not; everything before `at` is valid UTF-8.
+    #[error("invalid UTF-8 at byte {at}")]
+    NotUtf8 { at: usize },
 }
 
 impl LinkFormatError {
@@ -52,7 +57,8 @@ impl LinkFormatError {
             | LinkFormatError::UnterminatedQuote { at }
             | LinkFormatError::InvalidValueChar { at, .. }
             | LinkFormatError::EmptyValue { at }
-            | LinkFormatError::UnexpectedEnd { at } => at,
+            | LinkFormatError::UnexpectedEnd { at }
+            | LinkFormatError::NotUtf8 { at } => at,
         }
     }
 }

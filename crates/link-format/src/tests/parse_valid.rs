@@ -1,7 +1,7 @@
 //! Documents the parser must accept, and exactly what it must make of them.
 
 use super::{param, parse_ok};
-use crate::link_format::Link;
+use crate::Link;
 
 #[test]
 fn rfc6690_section5_well_known_core() {
