@@ -258,6 +258,8 @@ pub struct CoapConfig {
     pub max_in_flight: usize,
     /// Largest payload per block (16, 32, ..., 1024); larger bodies use Block2/Block1.
     pub block_size: usize,
+    /// Receive and send buffer asked of the kernel for each CoAP socket.
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for CoapConfig {
@@ -269,6 +271,7 @@ impl Default for CoapConfig {
             nstart: 1,
             max_in_flight: 2_048,
             block_size: 1_024,
+            socket_buffer_bytes: 16 << 20,
         }
     }
 }
@@ -422,7 +425,7 @@ impl Default for PlatformConfig {
             token: Secret::default(),
             token_file: None,
             reconnect_max_s: 30,
-            queue_capacity: 10_000,
+            queue_capacity: 50_000,
             max_frame_bytes: 1 << 20,
             ca_file: None,
             ca_certs: Vec::new(),
@@ -609,6 +612,12 @@ impl Config {
                 "nstart and max_in_flight must be at least 1",
             ));
         }
+        in_range(
+            "coap.socket_buffer_bytes",
+            self.coap.socket_buffer_bytes as u64,
+            64 << 10,
+            1 << 30,
+        )?;
         if !matches!(self.coap.block_size, 16 | 32 | 64 | 128 | 256 | 512 | 1024) {
             return Err(invalid(
                 "coap.block_size",

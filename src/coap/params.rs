@@ -22,6 +22,10 @@ pub struct TransmissionParams {
     pub max_in_flight: usize,
     /// Block size for Block1/Block2 (16..=1024, a power of two).
     pub block_size: usize,
+    /// Receive and send buffer asked of the kernel per socket (`coap.socket_buffer_bytes`);
+    /// `None` (an endpoint without a config: tests, device-sim) asks 4 MiB and says nothing
+    /// when the kernel grants less.
+    pub socket_buffer_bytes: Option<usize>,
     /// Largest request body reassembled from Block1, and largest response body reassembled
     /// from Block2 by the client.
     pub max_body: usize,
@@ -51,7 +55,10 @@ pub struct TransmissionParams {
 
 impl Default for TransmissionParams {
     fn default() -> Self {
-        TransmissionParams::from_config(&CoapConfig::default())
+        TransmissionParams {
+            socket_buffer_bytes: None,
+            ..TransmissionParams::from_config(&CoapConfig::default())
+        }
     }
 }
 
@@ -65,6 +72,7 @@ impl TransmissionParams {
             nstart: c.nstart.max(1),
             max_in_flight: c.max_in_flight.max(1),
             block_size: normalize_block_size(c.block_size),
+            socket_buffer_bytes: Some(c.socket_buffer_bytes),
             max_body: 1 << 20,
             dedup_capacity: 200_000,
             // 16 MiB hold ~75,000 exchanges of the RD's size (ENTRY_COST 192 B + ~30 B answers):

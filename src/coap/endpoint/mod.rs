@@ -187,7 +187,7 @@ impl Endpoint {
         let mut sockets = Vec::with_capacity(addrs.len());
         for &addr in addrs {
             let bind_err = |source| CoapError::Bind { addr, source };
-            let std_socket = bind_one(addr).map_err(bind_err)?;
+            let std_socket = bind_one(addr, params.socket_buffer_bytes).map_err(bind_err)?;
             let socket = UdpSocket::from_std(std_socket).map_err(bind_err)?;
             let local = socket.local_addr().map_err(bind_err)?;
             sockets.push(SocketCtx {

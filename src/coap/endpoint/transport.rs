@@ -22,7 +22,56 @@ pub(super) fn is_unreachable(e: &std::io::Error) -> bool {
     )
 }
 
-pub(super) fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// Ask the kernel for `bytes` of receive and send buffer. An unprivileged process gets at most
+/// `net.core.rmem_max`/`wmem_max`; with CAP_NET_ADMIN the FORCE options lift that cap. Less
+/// than asked is logged once per socket, with the fix, since a burst beyond it is lost silently.
+/// `None`: 4 MiB as far as the kernel allows, quietly (endpoints without a config).
+fn size_buffers(socket: &socket2::Socket, addr: SocketAddr, bytes: Option<usize>) {
+    let Some(bytes) = bytes else {
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        let _ = socket.set_send_buffer_size(4 << 20);
+        return;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        for option in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+            // SAFETY: setsockopt on an open socket with a c_int value of the right size; a
+            // refusal (EPERM without CAP_NET_ADMIN) changes nothing.
+            unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    std::ptr::addr_of!(value).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+    // The kernel doubles what it grants (bookkeeping); it reports the doubled value.
+    if socket.recv_buffer_size().is_ok_and(|got| got < bytes) {
+        let _ = socket.set_recv_buffer_size(bytes);
+    }
+    if socket.send_buffer_size().is_ok_and(|got| got < bytes) {
+        let _ = socket.set_send_buffer_size(bytes);
+    }
+    if let Ok(got) = socket.recv_buffer_size() {
+        if got < bytes {
+            log::warn!(
+                "coap: {addr}: the kernel granted a {got}-byte receive buffer of the \
+                 {bytes} asked (coap.socket_buffer_bytes); datagrams of a burst beyond it are \
+                 dropped unseen. Raise net.core.rmem_max (sysctl) or grant CAP_NET_ADMIN"
+            );
+        }
+    }
+}
+
+pub(super) fn bind_one(
+    addr: SocketAddr,
+    buffer: Option<usize>,
+) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv4() {
         Domain::IPV4
@@ -36,9 +85,9 @@ pub(super) fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket>
     }
     #[cfg(target_os = "linux")]
     crate::coap::multicast::only_own_groups(&socket, addr.is_ipv4());
-    // Absorb bursts (many devices re-registering at once); the kernel caps it anyway.
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    let _ = socket.set_send_buffer_size(4 << 20);
+    // Absorb bursts: a fleet notifying in lockstep, many devices re-registering at once.
+    // Beyond the buffer the kernel drops datagrams before the gateway sees them.
+    size_buffers(&socket, addr, buffer);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
