@@ -55,10 +55,9 @@ pub struct TransmissionParams {
 
 impl Default for TransmissionParams {
     fn default() -> Self {
-        TransmissionParams {
-            socket_buffer_bytes: None,
-            ..TransmissionParams::from_config(&CoapConfig::default())
-        }
+        let mut p = TransmissionParams::from_config(&CoapConfig::default());
+        p.socket_buffer_bytes = None;
+        p
     }
 }
 
