@@ -73,6 +73,14 @@ else
   cargo test --release --no-fail-fast "$@" 2>&1 | tee "$RUN_LOG"
   status=${PIPESTATUS[0]}
 fi
+# nextest does not run doctests: the link-format crate's examples (its lib.rs and README).
+if ! cargo test --release --doc -p link-format 2>&1 | tee -a "$RUN_LOG.doc" | tail -3; then
+  status=1
+fi
+if ! grep -q "test result: ok" "$RUN_LOG.doc"; then
+  status=1
+fi
+rm -f "$RUN_LOG.doc"
 set -e
 
 early=$(wc -l < "$SKIP_LOG" | tr -d ' ')
