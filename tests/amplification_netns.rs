@@ -19,7 +19,6 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use common::coap_peer::{register, Peer};
 use common::constrained::{code, path_of, request, request_packet};
-use common::netns::{netns_or_skip, NetnsPair, Side, B_V4, IFACE};
+use common::netns::{netns_or_skip, NetnsPair, Side, B_V4};
 use common::{Gateway, GatewayOptions};
 
 /// `limits.unproven_excess_bytes_per_s` for these tests: small, so 3x + budget is a tight bound.
@@ -52,23 +51,7 @@ fn start_rd(pair: &NetnsPair) -> Gateway {
 
 /// Give namespace `b` the victim's address too.
 fn add_victim(pair: &NetnsPair) {
-    let out = Command::new("ip")
-        .args([
-            "-n",
-            &pair.b,
-            "addr",
-            "add",
-            &format!("{VICTIM}/24"),
-            "dev",
-            IFACE,
-        ])
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip addr add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pair.add_address(Side::B, &format!("{VICTIM}/24"));
 }
 
 fn b_socket(pair: &NetnsPair, ip: Ipv4Addr) -> UdpSocket {

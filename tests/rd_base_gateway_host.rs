@@ -77,14 +77,7 @@ impl Service {
                 let MessageClass::Request(method) = req.header.code else {
                     continue;
                 };
-                let path: Vec<String> = req
-                    .get_option(CoapOption::UriPath)
-                    .map(|segs| {
-                        segs.iter()
-                            .map(|s| String::from_utf8_lossy(s).into_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let path = common::constrained::path_of(&req);
                 seen2
                     .lock()
                     .unwrap()

@@ -15,11 +15,10 @@
 mod common;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::process::Command;
 use std::time::Duration;
 
 use common::coap_peer::Peer;
-use common::netns::{netns_or_skip, NetnsPair, Side, IFACE};
+use common::netns::{netns_or_skip, NetnsPair, Side};
 use common::{Gateway, GatewayOptions};
 
 /// The host's six addresses in fd77::/64 (namespace `b` already has fd77::2).
@@ -27,24 +26,7 @@ fn host_addresses(pair: &NetnsPair) -> Vec<Ipv6Addr> {
     (3..=8u16)
         .map(|n| {
             let addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, n);
-            let out = Command::new("ip")
-                .args([
-                    "-n",
-                    &pair.b,
-                    "addr",
-                    "add",
-                    &format!("{addr}/64"),
-                    "dev",
-                    IFACE,
-                    "nodad",
-                ])
-                .output()
-                .expect("run ip");
-            assert!(
-                out.status.success(),
-                "ip addr add {addr}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            pair.add_address(Side::B, &format!("{addr}/64"));
             addr
         })
         .collect()

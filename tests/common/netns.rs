@@ -114,6 +114,21 @@ impl NetnsPair {
         Ok(pair)
     }
 
+    /// Give `side`'s veth one more address (`cidr`, e.g. "10.77.0.3/24" or "fd77::3/64"; IPv6
+    /// without duplicate address detection, so it is usable at once).
+    pub fn add_address(&self, side: Side, cidr: &str) {
+        let mut args = vec!["-n", self.name(side), "addr", "add", cidr, "dev", IFACE];
+        if cidr.contains(':') {
+            args.push("nodad");
+        }
+        let out = Command::new("ip").args(&args).output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip addr add {cidr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn name(&self, side: Side) -> &str {
         match side {
             Side::A => &self.a,
