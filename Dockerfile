@@ -1,4 +1,4 @@
-# coap-gateway container image (see README.md, "Running as a service").
+# coap-gateway container image (see docs/operations.md, "Running as a service").
 #
 #   docker build -t coap-gateway .
 #   docker run -d --name coap-gateway -p 5683:5683/udp -p 127.0.0.1:8080:8080 \
