@@ -31,6 +31,26 @@ fn peer_at(host: u8, gw: &Gateway) -> Peer {
     Peer::with_socket(sock, gw.addr())
 }
 
+/// A request as a constrained stack encodes it (`common::constrained`), CON or NON, its token
+/// the Message ID's bytes.
+fn raw_request_packet(
+    method: RequestType,
+    path: &str,
+    query: &[String],
+    payload: &[u8],
+    confirmable: bool,
+    mid: u16,
+) -> Packet {
+    let query: Vec<&str> = query.iter().map(String::as_str).collect();
+    let token = mid.to_be_bytes();
+    let mut p =
+        common::constrained::request_packet(method, path, &query, payload, None, mid, &token);
+    if !confirmable {
+        p.header.set_type(MessageType::NonConfirmable);
+    }
+    p
+}
+
 fn raw_request(
     method: RequestType,
     path: &str,
@@ -39,26 +59,9 @@ fn raw_request(
     confirmable: bool,
     mid: u16,
 ) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_type(if confirmable {
-        MessageType::Confirmable
-    } else {
-        MessageType::NonConfirmable
-    });
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(mid.to_be_bytes().to_vec());
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    if !payload.is_empty() {
-        p.add_option(CoapOption::ContentFormat, vec![40]);
-    }
-    for q in query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    p.payload = payload.to_vec();
-    p.to_bytes().unwrap()
+    raw_request_packet(method, path, query, payload, confirmable, mid)
+        .to_bytes()
+        .unwrap()
 }
 
 /// Every datagram arriving on `sock` within `window`, with its size.
@@ -451,15 +454,14 @@ fn a_lan_tools_burst_of_1000_lookups_is_answered_in_full_at_the_default_limits()
 
 /// Block `num` of a `POST /rd?ep=<ep>` upload in 16-byte blocks (RFC 7959 Block1, SZX 0).
 fn block1_post(ep: &str, num: u32, more: bool, payload: &[u8], mid: u16) -> Vec<u8> {
-    let mut p = Packet::from_bytes(&raw_request(
+    let mut p = raw_request_packet(
         RequestType::Post,
         "/rd",
         &[format!("ep={ep}")],
         payload,
         true,
         mid,
-    ))
-    .unwrap();
+    );
     let value = (num << 4) | (u32::from(more) << 3);
     let bytes: Vec<u8> = value
         .to_be_bytes()

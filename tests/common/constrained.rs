@@ -1,7 +1,8 @@
 //! Requests as a constrained CoAP stack encodes them (issue 18): CON, a short token, Uri-Path
 //! and Uri-Query, Content-Format 40 when there is a body, Observe when asked; nothing else (no
 //! Block2, no Echo, no Size2). Shared by the namespace tests of the production policy
-//! (`rd_netns_policy.rs`) and of the amplification attacks (`amplification_netns.rs`).
+//! (`rd_netns_policy.rs`), of the amplification attacks (`amplification_netns.rs`) and of the
+//! limits (`rd_limits.rs`).
 #![allow(dead_code)]
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
