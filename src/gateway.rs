@@ -13,10 +13,11 @@ use thiserror::Error;
 use actix::prelude::*;
 
 use crate::admin::{self, AdminError, AdminState, RunningAdmin};
-use crate::coap::{CoapError, TransmissionParams};
+use crate::coap::CoapError;
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
 use crate::dnssd::{self, Mdns, RdAdvertisement};
+use crate::endpoint_settings::rd_endpoint_params;
 use crate::executer::{self, ExecuterSettings};
 use crate::observer::{self, ObserverSettings, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
@@ -168,11 +169,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     // The RD's sockets before the platform link: a taken CoAP port must stop the start before
     // the gateway says hello to the platform.
     let settings = Arc::new(RdSettings::from_config(config));
-    let params = TransmissionParams {
-        multicast_leisure: std::time::Duration::from_millis(config.rd.multicast_leisure_ms),
-        admission: crate::limits::AdmissionSettings::from_config(&config.limits),
-        ..TransmissionParams::from_config(&config.coap)
-    };
+    let params = rd_endpoint_params(config);
     let rd = rd_server::start(&listen, params, settings, registry.clone(), reader.clone()).await?;
     let platform = if config.platform.url.is_empty() {
         info!("platform link disabled (platform.url is empty)");

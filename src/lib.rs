@@ -7,9 +7,12 @@
 //! The crate reads like `actors.md`:
 //!
 //! - [`config`]: the typed `config.yaml`, validated with key names and line numbers.
-//! - [`coap`]: the CoAP endpoint. A codec over `coap-lite`, deduplication, block-wise transfer,
-//!   Observe, pings, and the one owned UDP socket (per listen address) that serves the RD and
-//!   sends every request the gateway makes to devices.
+//! - [`coap`] (the `crates/coap-endpoint` workspace crate): the CoAP endpoint. A codec over
+//!   `coap-lite`, deduplication, block-wise transfer, Observe, pings, admission limits, and the
+//!   one owned UDP socket (per listen address) that serves the RD and sends every request the
+//!   gateway makes to devices.
+//! - [`endpoint_settings`]: `config.yaml` turned into the RD endpoint's parameters, and the
+//!   endpoint's counters fed into [`metrics`].
 //! - [`link_format`] (the `crates/link-format` workspace crate): RFC 6690 link-format parsing and
 //!   serialization (pure, no I/O).
 //! - [`registry`]: the Registry actor, the single writer of registrations: the in-memory index
@@ -37,11 +40,12 @@
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod admin;
-pub mod coap;
+pub use coap_endpoint as coap;
 pub mod config;
 pub mod device_object;
 pub mod discovery;
 pub mod dnssd;
+pub mod endpoint_settings;
 pub mod executer;
 #[doc(hidden)]
 pub mod fuzz_api;

@@ -18,6 +18,7 @@ use log::{error, info, warn};
 use super::drain::DrainGate;
 use super::service::{lookup_observe_key, RdService, RdSettings};
 use crate::coap::{CoapClient, CoapError, Endpoint, ServerHandle, TransmissionParams};
+use crate::endpoint_settings::MetricsHooks;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::{Registry, RegistryEvent, RegistryFeed, RegistryReader, SubscribeFeed};
 
@@ -217,7 +218,9 @@ pub async fn start(
 ) -> Result<RunningRd, CoapError> {
     let service = Arc::new(RdService::new(settings, registry.clone(), reader));
     let gate = Arc::new(DrainGate::new(service.clone()));
-    let endpoint = Endpoint::bind(listen, params, gate.clone()).await?;
+    // The RD's endpoint counts its responses in the process-wide metrics.
+    let endpoint =
+        Endpoint::bind_with_hooks(listen, params, gate.clone(), Arc::new(MetricsHooks)).await?;
     service.set_client(endpoint.client());
     let actor = RdServer {
         server: endpoint.server(),

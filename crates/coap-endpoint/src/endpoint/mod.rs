@@ -38,15 +38,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::block::{Block1Assembler, Block2Cache};
-use super::client::CoapClient;
-use super::dedup::DedupCache;
-use super::error::CoapError;
-use super::message::{InboundRequest, ObserveKey, OutboundResponse};
-use super::observe::ObserverRegistry;
-use super::params::TransmissionParams;
-use super::peer_slot::PeerSlot;
-use crate::limits::{EchoSecret, ExcessBudget, HandlerSlots, ProvenSources, RateLimiter};
+use crate::admission::{EchoSecret, ExcessBudget, HandlerSlots, ProvenSources, RateLimiter};
+use crate::block::{Block1Assembler, Block2Cache};
+use crate::client::CoapClient;
+use crate::dedup::DedupCache;
+use crate::error::CoapError;
+use crate::hooks::{EndpointHooks, NoHooks};
+use crate::message::{InboundRequest, ObserveKey, OutboundResponse};
+use crate::observe::ObserverRegistry;
+use crate::params::TransmissionParams;
+use crate::peer_slot::PeerSlot;
 
 mod amplification;
 mod confirm;
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     pub sockets: Vec<SocketCtx>,
     pub params: TransmissionParams,
     handler: Arc<dyn RequestHandler>,
+    /// The application's callbacks (counters).
+    hooks: Arc<dyn EndpointHooks>,
     dedup: Mutex<DedupCache>,
     block1: Mutex<Block1Assembler>,
     block2: Mutex<Block2Cache<Arc<OutboundResponse>>>,
@@ -175,10 +178,21 @@ impl ServerHandle {
 }
 
 impl Endpoint {
+    /// Bind one socket per address and start serving `handler`; nothing is reported.
     pub async fn bind(
         addrs: &[SocketAddr],
         params: TransmissionParams,
         handler: Arc<dyn RequestHandler>,
+    ) -> Result<Endpoint, CoapError> {
+        Endpoint::bind_with_hooks(addrs, params, handler, Arc::new(NoHooks)).await
+    }
+
+    /// [`Endpoint::bind`], reporting the endpoint's work to `hooks`.
+    pub async fn bind_with_hooks(
+        addrs: &[SocketAddr],
+        params: TransmissionParams,
+        handler: Arc<dyn RequestHandler>,
+        hooks: Arc<dyn EndpointHooks>,
     ) -> Result<Endpoint, CoapError> {
         if addrs.is_empty() {
             return Err(CoapError::NoAddress);
@@ -246,6 +260,7 @@ impl Endpoint {
             deferred_sends: AtomicUsize::new(0),
             leisure_tasks: AtomicUsize::new(0),
             handler,
+            hooks,
             params,
         });
         let tasks = (0..shared.sockets.len())
@@ -289,7 +304,7 @@ impl Endpoint {
                     format!("no socket bound to {any}:{port}"),
                 )
             })?;
-        crate::coap::multicast::join(&ctx.socket, group, ifindex)
+        crate::multicast::join(&ctx.socket, group, ifindex)
     }
 
     pub fn server(&self) -> ServerHandle {

@@ -8,9 +8,9 @@ use std::time::Instant;
 use super::exchange_claim::Event;
 use super::server::request_key;
 use super::{lock, Shared};
-use crate::coap::codec::{encode_response, MsgType, ResponseExtras};
-use crate::coap::error::ClientError;
-use crate::coap::message::{InboundRequest, ObserveKey};
+use crate::codec::{encode_response, MsgType, ResponseExtras};
+use crate::error::ClientError;
+use crate::message::{InboundRequest, ObserveKey};
 
 impl Shared {
     pub(super) fn notify(self: &Arc<Self>, key: &ObserveKey) {

@@ -11,8 +11,8 @@ use coap_lite::Packet;
 use tokio::sync::mpsc;
 
 use super::{lock, Shared, EXCHANGE_EVENTS};
-use crate::coap::codec::MsgType;
-use crate::coap::dedup::FastBuild;
+use crate::codec::MsgType;
+use crate::dedup::FastBuild;
 
 /// Something the receive loop delivers to a waiting exchange.
 #[derive(Debug)]

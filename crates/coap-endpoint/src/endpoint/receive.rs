@@ -10,13 +10,13 @@ use coap_lite::Packet;
 
 use super::exchange_claim::Event;
 use super::{lock, Shared};
-use crate::coap::code::Code;
-use crate::coap::codec::{
+use crate::admission::Admission;
+use crate::code::Code;
+use crate::codec::{
     self, code_of, encode_empty, encode_response, msg_type, DecodeError, MsgType, ResponseExtras,
 };
-use crate::coap::dedup::Seen;
-use crate::coap::message::OutboundResponse;
-use crate::limits::Admission;
+use crate::dedup::Seen;
+use crate::message::OutboundResponse;
 
 impl Shared {
     pub(super) fn on_datagram(
@@ -148,8 +148,8 @@ impl Shared {
                         ResponseExtras::default(),
                     );
                     self.send_owned(idx, reply, peer);
-                    crate::metrics::global()
-                        .record_response(Code::TOO_MANY_REQUESTS, Duration::ZERO);
+                    self.hooks
+                        .response_sent(Code::TOO_MANY_REQUESTS, Duration::ZERO);
                 }
                 false
             }

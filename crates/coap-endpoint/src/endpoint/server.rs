@@ -12,12 +12,12 @@ use futures::FutureExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{lock, Shared};
-use crate::coap::block::{Block1Outcome, BlockOption};
-use crate::coap::code::{Code, Method};
-use crate::coap::codec::{self, encode_empty, MsgType, ResponseExtras};
-use crate::coap::dedup::Seen;
-use crate::coap::message::{InboundRequest, OutboundResponse};
-use crate::limits::LogThrottle;
+use crate::admission::LogThrottle;
+use crate::block::{Block1Outcome, BlockOption};
+use crate::code::{Code, Method};
+use crate::codec::{self, encode_empty, MsgType, ResponseExtras};
+use crate::dedup::Seen;
+use crate::message::{InboundRequest, OutboundResponse};
 
 /// Block1 uploads displaced by newer ones (a source over its share, or a full table).
 pub(super) static BLOCK1_EVICTED_LOG: LogThrottle = LogThrottle::new();
@@ -132,8 +132,8 @@ impl Shared {
                         "coap: {n} Block1 upload(s) displaced by newer ones in the last {}s (at \
                          most {} per source, {} in all; the displaced client gets 4.08 and \
                          starts again): a host starting uploads it never finishes does this",
-                        crate::limits::log_throttle::REPORT_EVERY_S,
-                        crate::coap::block::DEFAULT_TRANSFERS_PER_SOURCE,
+                        crate::admission::log_throttle::REPORT_EVERY_S,
+                        crate::block::DEFAULT_TRANSFERS_PER_SOURCE,
                         self.params.max_block1_transfers
                     );
                 }

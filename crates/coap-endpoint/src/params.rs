@@ -1,12 +1,13 @@
 //! Transmission parameters (RFC 7252 §4.8) and the endpoint's own resource bounds.
 //!
-//! Built from `config.yaml`'s `coap` section by [`TransmissionParams::from_config`]; the derived
-//! times (MAX_TRANSMIT_WAIT, EXCHANGE_LIFETIME) follow RFC 7252 §4.8.2.
+//! The default is RFC 7252's (ACK_TIMEOUT 2 s, ACK_RANDOM_FACTOR 1.5, MAX_RETRANSMIT 4,
+//! NSTART 1) with the endpoint's own bounds; an application changes the timing with
+//! [`TransmissionParams::with_timing`], which keeps the derived times (MAX_TRANSMIT_WAIT,
+//! EXCHANGE_LIFETIME, RFC 7252 §4.8.2) consistent.
 
 use std::time::Duration;
 
-use crate::config::CoapConfig;
-use crate::limits::AdmissionSettings;
+use crate::admission::AdmissionSettings;
 
 /// RFC 7252 §4.8 DEFAULT_LEISURE; the RD sets its own from `rd.multicast_leisure_ms`.
 pub const DEFAULT_LEISURE: Duration = Duration::from_secs(5);
@@ -55,23 +56,23 @@ pub struct TransmissionParams {
 
 impl Default for TransmissionParams {
     fn default() -> Self {
-        let mut p = TransmissionParams::from_config(&CoapConfig::default());
-        p.socket_buffer_bytes = None;
-        p
+        TransmissionParams::with_timing(Duration::from_secs(2), 1.5, 4)
     }
 }
 
 impl TransmissionParams {
-    pub fn from_config(c: &CoapConfig) -> Self {
-        let ack_timeout = Duration::from_millis(c.ack_timeout_ms.max(1));
+    /// RFC 7252 §4.8's three timing parameters (clamped to sane ranges) with the times derived
+    /// from them, and the endpoint's default bounds for everything else.
+    pub fn with_timing(ack_timeout: Duration, ack_random_factor: f64, max_retransmit: u32) -> Self {
+        let ack_timeout = ack_timeout.max(Duration::from_millis(1));
         let mut p = TransmissionParams {
             ack_timeout,
-            ack_random_factor: c.ack_random_factor.clamp(1.0, 10.0),
-            max_retransmit: c.max_retransmit,
-            nstart: c.nstart.max(1),
-            max_in_flight: c.max_in_flight.max(1),
-            block_size: normalize_block_size(c.block_size),
-            socket_buffer_bytes: Some(c.socket_buffer_bytes),
+            ack_random_factor: ack_random_factor.clamp(1.0, 10.0),
+            max_retransmit,
+            nstart: 1,
+            max_in_flight: 2_048,
+            block_size: 1_024,
+            socket_buffer_bytes: None,
             max_body: 1 << 20,
             dedup_capacity: 200_000,
             // 16 MiB hold ~75,000 exchanges of the RD's size (ENTRY_COST 192 B + ~30 B answers):
@@ -108,8 +109,9 @@ impl TransmissionParams {
     }
 }
 
-/// Largest power of two in 16..=1024 not above `size`.
-fn normalize_block_size(size: usize) -> usize {
+/// Largest power of two in 16..=1024 not above `size`: the block size to use for a
+/// configured one.
+pub fn normalize_block_size(size: usize) -> usize {
     let mut b = 1024;
     while b > 16 && b > size {
         b /= 2;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use coap_lite::Packet;
 
 use super::{lock, Shared};
-use crate::limits::{LogThrottle, ProvenSources};
+use crate::admission::{LogThrottle, ProvenSources};
 
 /// Answers cut to the amplification bound because the excess budget was spent.
 pub(super) static EXCESS_SPENT_LOG: LogThrottle = LogThrottle::new();
@@ -95,7 +95,7 @@ impl Shared {
                     "coap: {n} answer(s) to unproven sources cut to the amplification bound in \
                      the last {}s: the excess budget (limits.unproven_excess_bytes_per_s) is \
                      spent, which a reflection attack or an unusually busy LAN does",
-                    crate::limits::log_throttle::REPORT_EVERY_S
+                    crate::admission::log_throttle::REPORT_EVERY_S
                 );
             }
         }

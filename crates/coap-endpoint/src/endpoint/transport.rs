@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{lock, Shared, MAX_DEFERRED_SENDS};
-use crate::coap::codec::{self, encode_empty, MsgType};
-use crate::coap::error::ClientError;
+use crate::codec::{self, encode_empty, MsgType};
+use crate::error::ClientError;
 
 pub(super) fn is_unreachable(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
@@ -84,7 +84,7 @@ pub(super) fn bind_one(
         socket.set_only_v6(true)?;
     }
     #[cfg(target_os = "linux")]
-    crate::coap::multicast::only_own_groups(&socket, addr.is_ipv4());
+    crate::multicast::only_own_groups(&socket, addr.is_ipv4());
     // Absorb bursts: a fleet notifying in lockstep, many devices re-registering at once.
     // Beyond the buffer the kernel drops datagrams before the gateway sees them.
     size_buffers(&socket, addr, buffer);
@@ -178,7 +178,7 @@ pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
 /// the batch with `sendmmsg`.
 #[cfg(target_os = "linux")]
 pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
-    use crate::coap::batch_io::{send_batch, RecvBatch};
+    use crate::batch_io::{send_batch, RecvBatch};
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 

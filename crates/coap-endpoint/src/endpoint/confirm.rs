@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::exchange_claim::{Event, ExchangeClaim};
 use super::Shared;
-use crate::coap::error::ClientError;
-use crate::coap::exchange::Backoff;
+use crate::error::ClientError;
+use crate::exchange::Backoff;
 
 impl Shared {
     /// Send a CON (ping, notification, separate response) and wait for its ACK or RST within

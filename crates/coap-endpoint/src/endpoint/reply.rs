@@ -10,11 +10,11 @@ use rand::Rng;
 use super::amplification::unix_now_s;
 use super::server::ReplyCtx;
 use super::{lock, Shared, MAX_LEISURE_TASKS};
-use crate::coap::block::{slice_block, szx_for, BlockOption};
-use crate::coap::code::Code;
-use crate::coap::codec::{encode_response, MsgType, ResponseExtras};
-use crate::coap::message::OutboundResponse;
-use crate::limits::{block_size_within, within_budget};
+use crate::admission::{block_size_within, within_budget};
+use crate::block::{slice_block, szx_for, BlockOption};
+use crate::code::Code;
+use crate::codec::{encode_response, MsgType, ResponseExtras};
+use crate::message::OutboundResponse;
 
 impl Shared {
     pub(super) fn reply(
@@ -31,7 +31,7 @@ impl Shared {
             );
             return;
         }
-        crate::metrics::global().record_response(resp.code, ctx.received.elapsed());
+        self.hooks.response_sent(resp.code, ctx.received.elapsed());
         if extras.block1.is_none() {
             extras.block1 = ctx.block1;
         }

@@ -1,4 +1,8 @@
-//! The CoAP endpoint: the project's own RFC 7252 messaging layer, with coap-lite as the codec.
+//! # coap-endpoint
+//!
+//! The coap-gateway's CoAP layer: an RFC 7252 messaging layer on tokio, with coap-lite as the
+//! codec. It knows nothing of the gateway: settings come in as [`TransmissionParams`] (with
+//! [`admission::AdmissionSettings`]), counters go out through [`EndpointHooks`].
 //!
 //! One [`Endpoint`] owns the UDP sockets (one per bind address; IPv6 sockets are bound
 //! `IPV6_V6ONLY`, so `0.0.0.0:P` and `[::]:P` coexist) and runs one receive loop per socket.
@@ -17,7 +21,7 @@
 //!             .with_payload(40, b"</rd>".to_vec())).boxed()
 //!     }
 //! }
-//! let ep = Endpoint::bind(&addrs, TransmissionParams::from_config(&cfg.coap), Arc::new(Rd)).await?;
+//! let ep = Endpoint::bind(&addrs, TransmissionParams::default(), Arc::new(Rd)).await?;
 //! ```
 //! - Deduplication by (peer, Message ID) for EXCHANGE_LIFETIME, bounded by
 //!   `dedup_capacity` entries and `dedup_max_bytes` of memory (bookkeeping included): a
@@ -64,9 +68,11 @@
 //! `code` (codes, methods), `codec` (wire format and RFC error rules), `dedup`, `block`
 //! (Block options, slicing, Block1 reassembly, Block2 cache), `observe` (freshness rule,
 //! observer registry), `exchange` (back-off, tokens), `message` (request/response values),
-//! `params`, `error`, `peer_slot` — all pure; `endpoint` (sockets, receive loop, server) and `client` use
+//! `params`, `error`, `peer_slot`, `admission` (rate, handler and amplification limits) — all
+//! pure; `hooks` (the application's callbacks); `endpoint` (sockets, receive loop, server) and `client` use
 //! tokio; `multicast` (group membership, interface lookup) and `batch_io` are Linux socket code.
 
+pub mod admission;
 #[cfg(target_os = "linux")]
 mod batch_io;
 pub mod block;
@@ -77,6 +83,7 @@ pub mod dedup;
 mod endpoint;
 mod error;
 pub mod exchange;
+mod hooks;
 mod message;
 #[cfg(target_os = "linux")]
 pub mod multicast;
@@ -89,5 +96,6 @@ pub use client::{CoapClient, Observation};
 pub use code::{Code, Method};
 pub use endpoint::{Endpoint, HandlerFuture, RequestHandler, ServerHandle};
 pub use error::{ClientError, CoapError, ProtocolError};
+pub use hooks::{EndpointHooks, NoHooks};
 pub use message::{ClientRequest, ClientResponse, InboundRequest, ObserveKey, OutboundResponse};
-pub use params::{TransmissionParams, DEFAULT_LEISURE};
+pub use params::{normalize_block_size, TransmissionParams, DEFAULT_LEISURE};

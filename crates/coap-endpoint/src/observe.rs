@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::message::{InboundRequest, ObserveKey};
-use crate::limits::SourceGrouping;
+use crate::admission::SourceGrouping;
 
 const HALF: u32 = 1 << 23;
 /// RFC 7641 §3.4: after 128 s any notification is fresher (the sequence may have wrapped).
@@ -190,7 +190,7 @@ impl ObserverRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coap::code::Method;
+    use crate::code::Method;
 
     #[test]
     fn freshness_follows_rfc_7641_3_4() {

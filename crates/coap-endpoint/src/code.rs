@@ -13,13 +13,6 @@ const fn code(class: u8, detail: u8) -> Code {
     Code(class << 5 | detail)
 }
 
-/// Metrics count response codes as raw bytes (the metrics module knows no CoAP types).
-impl From<Code> for crate::metrics::ResponseCode {
-    fn from(code: Code) -> Self {
-        crate::metrics::ResponseCode(code.0)
-    }
-}
-
 impl Code {
     pub const EMPTY: Code = code(0, 0);
     pub const GET: Code = code(0, 1);
