@@ -12,10 +12,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use coap_lite::Packet;
-
-use crate::coap::codec::{self, DecodeError};
-use crate::coap::Method;
 use crate::platform::protocol::{parse_inbound, InboundFrame};
 use crate::rd::register::check_limited_link;
 use crate::rd::{
@@ -34,32 +30,10 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("literal socket address")
 }
 
-/// A datagram as the endpoint sees it: `peek`, `decode`, then `parse_request` for a request
-/// code or `parse_response` for anything else. Oracles: `decode` agrees with `peek` on type and
-/// MID; a decoded packet re-encodes and decodes to the same packet.
+/// A datagram as the endpoint sees it: the CoAP crate's own invariant
+/// (`coap_endpoint::fuzz_api::datagram_invariant`: peek, decode, parse as request or response).
 pub fn coap_datagram(data: &[u8]) {
-    let peeked = codec::peek(data);
-    match codec::decode(data) {
-        Err(DecodeError::Ignore) => assert!(peeked.is_none(), "decode ignored a peekable datagram"),
-        Err(DecodeError::Format { mtype, mid }) => {
-            let (t, _, m) = peeked.expect("a format error needs a readable header");
-            assert_eq!((t, m), (mtype, mid), "format error names another type/MID");
-        }
-        Ok(mut packet) => {
-            let (t, code, m) = peeked.expect("a decoded datagram has a readable header");
-            assert_eq!(t, codec::msg_type(&packet));
-            assert_eq!(m, packet.header.message_id);
-            assert_eq!(code, codec::code_of(&packet));
-            if let Ok(bytes) = packet.to_bytes() {
-                let again = Packet::from_bytes(&bytes).expect("re-encoded packet decodes");
-                assert_eq!(again, packet, "decode(encode(p)) != p");
-            }
-            let _ = codec::parse_response(&packet);
-            if Method::from_code(code).is_some() {
-                let _ = codec::parse_request(&mut packet, addr(SOURCE), addr(LOCAL));
-            }
-        }
-    }
+    coap_endpoint::fuzz_api::datagram_invariant(data);
 }
 
 /// A link-format document (a registration payload, a device's `/.well-known/core`). Oracles:

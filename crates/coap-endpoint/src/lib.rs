@@ -83,6 +83,8 @@ pub mod dedup;
 mod endpoint;
 mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod hooks;
 mod message;
 #[cfg(target_os = "linux")]
