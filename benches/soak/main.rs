@@ -1,4 +1,4 @@
-//! Soak and lockstep load (issue 26): a release gateway, `platform-sim` and one or more
+//! Soak and lockstep load: a release gateway, `platform-sim` and one or more
 //! `device-sim` processes for `--duration` seconds (600 by default; any length works). The
 //! devices sample and notify in lockstep at each whole second of the wall clock, refresh their
 //! registrations (`--lt`, refresh at 3/4 of it), and a share of them (`--silent-fraction`)
@@ -31,22 +31,34 @@
 //! `cargo build --release && cargo bench --bench soak [-- --duration 600 --devices 2000]`
 //!
 //! Loopback only; every process is killed when the bench ends (or fails).
+//!
+//! Modules: `children` (platform-sim and device-sim processes), `buckets` (platform-sim's
+//! frames counted by second and by device, and their spread), `gateway` (the gateway's config,
+//! log, socket drops and CPU).
 
-#[path = "support/gateway_process.rs"]
+#[path = "../support/gateway_process.rs"]
 mod gateway_process;
-#[path = "support/proc_stats.rs"]
+#[path = "../support/proc_stats.rs"]
 mod proc_stats;
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
+mod buckets;
+mod children;
+mod gateway;
+
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+use buckets::{quantile, spread, unix_s, worst_deviation, Counts};
+use children::{notifications_sent, spawn_devices, spawn_platform, Sent};
+use gateway::{cpu_pct, read_log, thread_ticks, udp_drops, write_config};
 
 /// Command line (cargo bench passes `--bench`, accepted and ignored).
 #[derive(Parser)]
@@ -89,399 +101,11 @@ struct Args {
 /// How often a line is printed.
 const EVERY: Duration = Duration::from_secs(10);
 
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn sigterm(&self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-    }
-}
-
-fn unix_s() -> u64 {
-    unix_ms() / 1000
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// platform-sim's stdout, counted by frame type, by second and by device.
-#[derive(Default)]
-struct Counts {
-    data: AtomicU64,
-    status: AtomicU64,
-    registered: AtomicU64,
-    buckets: Mutex<Buckets>,
-}
-
-#[derive(Default)]
-struct Buckets {
-    /// `data` frames by the Unix second the bench read them from platform-sim.
-    arrived: BTreeMap<u64, u64>,
-    /// `data` frames by the second of the day of their `at` (when the gateway got the value).
-    stamped: BTreeMap<u64, u64>,
-    /// Per device: the last value's step (0..100) and the frames seen.
-    last_step: HashMap<String, u64>,
-    duplicates: u64,
-    skipped: u64,
-    /// Values older than one the device already delivered.
-    reordered: u64,
-    /// The first few skips, for the log.
-    examples: Vec<String>,
-    /// Milliseconds from a frame's `at` (the gateway got the value) to the bench reading it
-    /// from platform-sim, by bucket of 10 ms (the last bucket: 10 s and more).
-    latency: Vec<u64>,
-}
-
-/// `"key":"value"` → value (the frames are compact JSON without escapes in these fields).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":\"");
-    let start = line.find(&pat)? + pat.len();
-    let len = line[start..].find('"')?;
-    Some(&line[start..start + len])
-}
-
-/// Second of the day of an RFC 3339 `...THH:MM:SS.mmmZ`.
-fn second_of_day(at: &str) -> Option<u64> {
-    let t = at.split('T').nth(1)?;
-    let mut parts = t.split(':');
-    let h: u64 = parts.next()?.parse().ok()?;
-    let m: u64 = parts.next()?.parse().ok()?;
-    let s: u64 = parts.next()?.get(..2)?.parse().ok()?;
-    Some(h * 3600 + m * 60 + s)
-}
-
-/// Millisecond of the day of an RFC 3339 `...THH:MM:SS.mmmZ`.
-fn ms_of_day(at: &str) -> Option<u64> {
-    let ms: u64 = at.rsplit('.').next()?.get(..3)?.parse().ok()?;
-    Some(second_of_day(at)? * 1000 + ms)
-}
-
-/// The `q` quantile of a 10-ms latency histogram, in ms (upper edge of its bucket).
-fn quantile(hist: &[u64], q: f64) -> u64 {
-    let total: u64 = hist.iter().sum();
-    let mut seen = 0;
-    for (i, n) in hist.iter().enumerate() {
-        seen += n;
-        if seen as f64 >= q * total as f64 && *n > 0 {
-            return (i as u64 + 1) * 10;
-        }
-    }
-    0
-}
-
-/// The sawtooth step of device-sim's temperature ("23.4" → 34).
-fn step_of(payload: &str) -> Option<u64> {
-    let (whole, tenth) = payload.split_once('.')?;
-    Some((whole.parse::<u64>().ok()?.checked_sub(20)?) * 10 + tenth.parse::<u64>().ok()?)
-}
-
-impl Buckets {
-    fn data_frame(&mut self, line: &str, now_ms: u64) {
-        let now_s = now_ms / 1000;
-        *self.arrived.entry(now_s).or_default() += 1;
-        if let Some(at) = field(line, "at") {
-            if let Some(s) = second_of_day(at) {
-                *self.stamped.entry(s).or_default() += 1;
-            }
-            if let Some(ms) = ms_of_day(at) {
-                let lat = (now_ms % 86_400_000 + 86_400_000 - ms) % 86_400_000;
-                if self.latency.is_empty() {
-                    self.latency = vec![0; 1001];
-                }
-                self.latency[(lat / 10).min(1000) as usize] += 1;
-            }
-        }
-        let (Some(ep), Some(step)) = (field(line, "ep"), field(line, "payload").and_then(step_of))
-        else {
-            return;
-        };
-        let Some(prev) = self.last_step.get_mut(ep) else {
-            self.last_step.insert(ep.to_owned(), step);
-            return;
-        };
-        match (step + 100 - *prev) % 100 {
-            0 => self.duplicates += 1,
-            1 => *prev = step,
-            // Half the sawtooth or more "ahead" is an older value after a newer one.
-            jump if jump >= 50 => self.reordered += 1,
-            jump => {
-                self.skipped += jump - 1;
-                if self.examples.len() < 5 {
-                    self.examples
-                        .push(format!("{ep}: step {} then {step} at {now_ms} ms", *prev));
-                }
-                *prev = step;
-            }
-        }
-    }
-}
-
-/// One-second buckets `first..=last` of `map` (missing seconds count 0): min, max, mean,
-/// the worst deviation from the mean in %, and how many were more than `tolerance` % off.
-fn spread(map: &BTreeMap<u64, u64>, first: u64, last: u64, tolerance: f64) -> String {
-    if last < first {
-        return "no whole seconds".into();
-    }
-    let v: Vec<u64> = (first..=last)
-        .map(|s| map.get(&s).copied().unwrap_or(0))
-        .collect();
-    let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
-    let dev = |n: u64| 100.0 * (n as f64 - mean).abs() / mean.max(1.0);
-    let worst = v.iter().map(|&n| dev(n)).fold(0.0, f64::max);
-    let off = v.iter().filter(|&&n| dev(n) > tolerance).count();
-    format!(
-        "{} s: min {}, max {}, mean {mean:.0}, worst {worst:.2} % from the mean, {off} beyond {tolerance} %",
-        v.len(),
-        v.iter().min().unwrap_or(&0),
-        v.iter().max().unwrap_or(&0)
-    )
-}
-
-fn worst_deviation(map: &BTreeMap<u64, u64>, first: u64, last: u64) -> f64 {
-    if last < first {
-        return 0.0;
-    }
-    let v: Vec<u64> = (first..=last)
-        .map(|s| map.get(&s).copied().unwrap_or(0))
-        .collect();
-    let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
-    v.iter()
-        .map(|&n| 100.0 * (n as f64 - mean).abs() / mean.max(1.0))
-        .fold(0.0, f64::max)
-}
-
-/// What the gateway's log says so far: values dropped or waiting at the Observer, `data`
-/// frames dropped by the owed queue, panics, observations lost.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Logged {
-    observer_dropped: u64,
-    observer_waited: u64,
-    owed_dropped: u64,
-    panics: u64,
-    lost: u64,
-}
-
-/// The number just before `what` in `line` ("... 12 values dropped ...").
-fn number_before(line: &str, what: &str) -> Option<u64> {
-    let before = line.split(what).next()?;
-    before.trim_end().rsplit(' ').next()?.parse().ok()
-}
-
-fn read_log(path: &Path) -> Logged {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut l = Logged::default();
-    for line in text.lines() {
-        if line.contains(" links watched; last ") {
-            l.observer_dropped +=
-                number_before(line, " values dropped for a full queue").unwrap_or(0);
-            l.observer_waited += number_before(line, " values waited for room").unwrap_or(0);
-            l.lost += number_before(line, " observations lost").unwrap_or(0);
-        }
-        if line.contains("owed queue full") {
-            let n = number_before(line, " data frames dropped so far").unwrap_or(0);
-            l.owed_dropped = l.owed_dropped.max(n);
-        }
-        if line.contains("panicked") {
-            l.panics += 1;
-        }
-    }
-    l
-}
-
-/// Datagrams the kernel dropped at the UDP socket bound to `port` (its receive buffer was
-/// full): the `d` of `ss -uanm`'s socket memory line. Through `ss` (netlink, filtered in the
-/// kernel): reading /proc/net/udp with 30,000 device sockets took seconds.
-fn udp_drops(port: u16) -> u64 {
-    let Ok(out) = Command::new("ss")
-        .args(["-uanm", &format!("sport = :{port}")])
-        .output()
-    else {
-        return 0;
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .split("skmem:(")
-        .skip(1)
-        .filter_map(|m| {
-            let m = m.split(')').next()?;
-            m.split(',')
-                .find_map(|f| f.strip_prefix('d')?.parse::<u64>().ok())
-        })
-        .sum()
-}
-
-/// CPU ticks of every thread of `pid`, by thread name (threads of one name summed).
-fn thread_ticks(pid: u32) -> HashMap<String, u64> {
-    let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for task in dir.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_owned();
-        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        *out.entry(name).or_default() += ticks;
-    }
-    out
-}
-
-fn spawn_platform(counts: Arc<Counts>) -> Result<(Proc, String), String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_platform-sim"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("platform-sim: {e}"))?;
-    let out = child.stdout.take().ok_or("platform-sim stdout")?;
-    let proc = Proc(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("\"type\":\"data\"") {
-                counts.data.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut b) = counts.buckets.lock() {
-                    b.data_frame(&line, unix_ms());
-                }
-            } else if line.contains("\"type\":\"device_status\"") {
-                counts.status.fetch_add(1, Ordering::Relaxed);
-            } else if line.contains("\"type\":\"device_registered\"") {
-                counts.registered.fetch_add(1, Ordering::Relaxed);
-            } else if let Some(addr) = line.strip_prefix("platform-sim listening on ") {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .map_err(|_| "platform-sim did not say where it listens")?;
-    Ok((proc, url))
-}
-
-/// One device-sim process: its stdin (control commands) and a channel of its stdout lines
-/// (the `--per-second` lines are taken out into `sent`).
-struct Sim {
-    proc: Proc,
-    control: ChildStdin,
-    lines: mpsc::Receiver<String>,
-}
-
-/// Notifications started per Unix second, over every device-sim.
-type Sent = Arc<Mutex<BTreeMap<u64, u64>>>;
-
-fn spawn_devices(a: &Args, rd: &str, k: usize, count: usize, sent: Sent) -> Result<Sim, String> {
-    let mut cmd = match &a.device_sim_bin {
-        Some(bin) => Command::new(bin),
-        None => {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_device-sim"));
-            cmd.arg("--per-second");
-            cmd
-        }
-    };
-    let mut child = cmd
-        .args(["--rd", rd, "--count", &count.to_string()])
-        .args(["--lt", &a.lt.to_string(), "--prefix", &format!("soak{k}-")])
-        .args(["--silent-fraction", &a.silent_fraction.to_string()])
-        // Each process on its own loopback address: a device takes a free port, and one
-        // address has only the ephemeral range (32768-60999 here, ~28,000 ports).
-        .args(["--bind", &format!("127.0.0.{}", k + 1)])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("device-sim: {e}"))?;
-    let control = child.stdin.take().ok_or("device-sim stdin")?;
-    let out = child.stdout.take().ok_or("device-sim stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            // "device-sim second S: notified N, observe answers M"
-            if let Some(rest) = line.strip_prefix("device-sim second ") {
-                let parsed = rest.split_once(": notified ").and_then(|(s, r)| {
-                    Some((
-                        s.parse::<u64>().ok()?,
-                        r.split(',').next()?.parse::<u64>().ok()?,
-                    ))
-                });
-                if let (Some((s, n)), Ok(mut sent)) = (parsed, sent.lock()) {
-                    *sent.entry(s).or_default() += n;
-                }
-                continue;
-            }
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(Sim {
-        proc: Proc(child),
-        control,
-        lines: rx,
-    })
-}
-
-/// "... (with Observe, notifications included: N), ..." from device-sim's exit summary.
-fn notifications_sent(summary: &str) -> Option<u64> {
-    summary
-        .split("notifications included: ")
-        .nth(1)?
-        .split(')')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn cpu_pct(ticks: u64, secs: f64) -> f64 {
-    100.0 * ticks as f64 / proc_stats::clk_tck() / secs.max(0.001)
-}
-
 fn run(a: &Args) -> Result<Vec<String>, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let counts = Arc::new(Counts::default());
     let (platform, url) = spawn_platform(counts.clone())?;
-    let config = tmp.path().join("config.yaml");
-    let pinger = if a.pinger_interval == 0 {
-        "pinger:\n  enabled: false\n".to_owned()
-    } else {
-        format!(
-            "pinger:\n  enabled: true\n  interval_s: {}\n  timeout_ms: 1000\n  attempts: 2\n",
-            a.pinger_interval
-        )
-    };
-    let queue = a
-        .queue_capacity
-        .map_or(String::new(), |q| format!("  queue_capacity: {q}\n"));
-    std::fs::write(
-        &config,
-        format!(
-            "gateway:\n  data_dir: {:?}\nrd:\n  listen: [\"127.0.0.1:0\"]\nhttp:\n  listen: \"\"\n\
-             {pinger}platform:\n  url: {url:?}\n{queue}observer:\n  enabled: true\n",
-            tmp.path().join("data").display().to_string()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
+    let config = write_config(a, tmp.path(), &url)?;
     let log = tmp.path().join("gateway.log");
     let bin = Path::new(env!("CARGO_BIN_EXE_coap-gateway"));
     let (gw, _) = gateway_process::spawn_gateway(bin, &config, &log)?;
