@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::bounded_cache::BoundedCache;
+
 /// A Block1/Block2 option value (RFC 7959 §2.2): block number, more flag, size exponent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockOption {
@@ -521,107 +523,39 @@ mod tests {
 /// Bodies of block-wise responses, so that follow-up Block2 requests are served from the
 /// same representation without re-running the handler (RFC 7959 §2.4; needed for a POST
 /// whose response is block-wise, and keeps large lookups consistent across blocks).
-/// Keyed by (peer, request key); bounded by entries and bytes; entries expire after `ttl`.
+/// Keyed by (peer, request key); bounded by entries and bytes; entries expire after `ttl`
+/// (the endpoint's one [`BoundedCache`]).
 pub struct Block2Cache<V> {
-    map: HashMap<(SocketAddr, String), (Instant, u64, V, usize)>,
-    order: std::collections::VecDeque<((SocketAddr, String), u64)>,
-    ttl: Duration,
-    max_entries: usize,
-    max_bytes: usize,
-    bytes: usize,
-    generation: u64,
+    cache: BoundedCache<(SocketAddr, String), V>,
 }
 
 impl<V: Clone> Block2Cache<V> {
     pub fn new(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
         Block2Cache {
-            map: HashMap::new(),
-            order: Default::default(),
-            ttl,
-            max_entries: max_entries.max(1),
-            max_bytes,
-            bytes: 0,
-            generation: 0,
+            cache: BoundedCache::new(ttl, max_entries, max_bytes, 0),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.cache.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.cache.is_empty()
     }
 
     /// Remember `value` (of `size` bytes) for (peer, key), replacing an older one.
     pub fn insert(&mut self, peer: SocketAddr, key: String, value: V, size: usize, now: Instant) {
-        if size > self.max_bytes {
-            return;
-        }
-        self.generation += 1;
-        let k = (peer, key);
-        if let Some((_, _, _, old)) = self
-            .map
-            .insert(k.clone(), (now, self.generation, value, size))
-        {
-            self.bytes -= old;
-        }
-        self.bytes += size;
-        self.order.push_back((k, self.generation));
-        self.trim(now);
-        while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
-            if !self.pop_front() {
-                break;
-            }
-        }
+        self.cache.insert((peer, key), value, size, now);
     }
 
     pub fn get(&mut self, peer: SocketAddr, key: &str, now: Instant) -> Option<V> {
-        self.trim(now);
-        self.map
-            .get(&(peer, key.to_string()))
-            .map(|(_, _, v, _)| v.clone())
+        self.cache.get(&(peer, key.to_string()), now).cloned()
     }
 
-    /// Entries in the order queue, live or not (bounded: see `trim`).
+    /// Entries in the order queue, live or not (bounded by the cache's compaction).
     pub fn queued(&self) -> usize {
-        self.order.len()
-    }
-
-    /// Drop expired and replaced entries from the front of the queue (insertion order is
-    /// expiry order), and compact the queue when replaced keys pile up behind a live front:
-    /// the same response re-inserted again and again must not grow it without bound.
-    fn trim(&mut self, now: Instant) {
-        while let Some((k, generation)) = self.order.front() {
-            let live = self.map.get(k).is_some_and(|(at, g, _, _)| {
-                g == generation && now.saturating_duration_since(*at) < self.ttl
-            });
-            if live {
-                break;
-            }
-            self.pop_front();
-        }
-        if self.order.len() > 2 * self.map.len() + 16 {
-            let map = &self.map;
-            self.order
-                .retain(|(k, generation)| map.get(k).is_some_and(|(_, g, _, _)| g == generation));
-        }
-    }
-
-    fn pop_front(&mut self) -> bool {
-        let Some((k, generation)) = self.order.pop_front() else {
-            return false;
-        };
-        if self
-            .map
-            .get(&k)
-            .is_some_and(|(_, g, _, _)| *g == generation)
-        {
-            if let Some((_, _, _, size)) = self.map.remove(&k) {
-                self.bytes -= size;
-            }
-        }
-        true
+        self.cache.queued()
     }
 }
 

@@ -9,14 +9,14 @@
 //! fills the budget faster than EXCHANGE_LIFETIME, a retransmission older than the budget's
 //! reach is handled again (the RD's requests are idempotent in effect, except that a repeated
 //! DELETE then gets 4.04).
-//! Entries are queued in arrival order, and since every entry lives the same time the queue is
-//! also the expiry order: expiry and eviction pop the front, never scan. Pure: time is passed in.
+//! The bookkeeping (expiry order, bounds, eviction) is the endpoint's one [`BoundedCache`].
+//! Pure: time is passed in.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use crate::bounded_cache::BoundedCache;
 
 /// What is known about a (peer, MID) already seen.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,17 +29,13 @@ pub enum Seen<'a> {
     Answered(&'a [u8]),
 }
 
-struct Slot {
-    response: Option<Box<[u8]>>,
-    generation: u64,
-}
-
 type Key = (SocketAddr, u16);
 
-/// What one entry costs besides its response: its queue element and its hash-table bucket,
-/// the table counted twice since hashbrown keeps up to half its buckets free after growing.
-pub const ENTRY_COST: usize =
-    std::mem::size_of::<(Instant, Key, u64)>() + 2 * std::mem::size_of::<(Key, Slot)>();
+/// What one entry costs besides its response: its queue element and its hash-table bucket
+/// ([`BoundedCache::BOOKKEEPING`]).
+pub const ENTRY_COST: usize = Cache::BOOKKEEPING;
+
+type Cache = BoundedCache<Key, Option<Box<[u8]>>, FastBuild>;
 
 /// Multiplicative hasher for the (address, MID) key: the key is not attacker-chosen in a way
 /// that matters (a collision flood only slows the peer's own entries), and SipHash was a
@@ -75,114 +71,51 @@ impl Hasher for FastHasher {
 
 pub type FastBuild = BuildHasherDefault<FastHasher>;
 
+/// The (peer, MID) cache: a [`BoundedCache`] whose value is the response sent, `None` while
+/// the handler runs.
 pub struct DedupCache {
-    map: HashMap<Key, Slot, FastBuild>,
-    order: VecDeque<(Instant, Key, u64)>,
-    lifetime: Duration,
-    max_entries: usize,
-    max_bytes: usize,
-    bytes: usize,
-    generation: u64,
+    cache: Cache,
 }
 
 impl DedupCache {
     pub fn new(lifetime: Duration, max_entries: usize, max_bytes: usize) -> Self {
         DedupCache {
-            map: HashMap::default(),
-            order: VecDeque::new(),
-            lifetime,
-            max_entries: max_entries.max(1),
-            max_bytes,
-            bytes: 0,
-            generation: 0,
+            cache: BoundedCache::new(lifetime, max_entries, max_bytes, ENTRY_COST),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.cache.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.cache.is_empty()
     }
 
     /// Memory charged to the cache: [`ENTRY_COST`] per entry plus the cached responses.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.cache.bytes()
     }
 
     /// Look up (peer, mid); when new, remember it as in progress.
     pub fn check(&mut self, peer: SocketAddr, mid: u16, now: Instant) -> Seen<'_> {
-        self.expire(now);
-        let key = (peer, mid);
-        // One hash lookup on the hot path: the entry API, with eviction after the insert.
-        if let Entry::Vacant(v) = self.map.entry(key) {
-            self.generation += 1;
-            v.insert(Slot {
-                response: None,
-                generation: self.generation,
-            });
-            self.order.push_back((now, key, self.generation));
-            self.bytes += ENTRY_COST;
-            self.evict_to_bounds();
-            return Seen::New;
-        }
-        match self.map.get(&key) {
-            Some(Slot {
-                response: Some(r), ..
-            }) => Seen::Answered(r),
-            _ => Seen::InProgress,
+        match self.cache.get_or_insert_with((peer, mid), now, 0, || None) {
+            None => Seen::New,
+            Some(None) => Seen::InProgress,
+            Some(Some(response)) => Seen::Answered(response),
         }
     }
 
     /// Record the bytes sent for (peer, mid), to be resent for duplicates.
     pub fn answered(&mut self, peer: SocketAddr, mid: u16, response: &[u8]) {
-        if let Entry::Occupied(mut e) = self.map.entry((peer, mid)) {
-            let slot = e.get_mut();
-            let old = slot.response.as_ref().map_or(0, |r| r.len());
-            slot.response = Some(response.into());
-            self.bytes = self.bytes + response.len() - old;
-            self.evict_to_bounds();
-        }
+        self.cache
+            .replace(&(peer, mid), Some(response.into()), response.len());
     }
 
     /// Forget (peer, mid) so that a retransmission is handled afresh (used when a handler
     /// failed before answering).
     pub fn forget(&mut self, peer: SocketAddr, mid: u16) {
-        if let Some(slot) = self.map.remove(&(peer, mid)) {
-            self.bytes -= ENTRY_COST + slot.response.map_or(0, |r| r.len());
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        while let Some((at, _, _)) = self.order.front() {
-            if now.saturating_duration_since(*at) < self.lifetime {
-                break;
-            }
-            self.pop_front();
-        }
-    }
-
-    fn evict_to_bounds(&mut self) {
-        while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
-            if !self.pop_front() {
-                break;
-            }
-        }
-    }
-
-    fn pop_front(&mut self) -> bool {
-        let Some((_, key, generation)) = self.order.pop_front() else {
-            return false;
-        };
-        if let Entry::Occupied(e) = self.map.entry(key) {
-            // A key forgotten and seen again has a newer queue entry; keep it.
-            if e.get().generation == generation {
-                let slot = e.remove();
-                self.bytes -= ENTRY_COST + slot.response.map_or(0, |r| r.len());
-            }
-        }
-        true
+        self.cache.remove(&(peer, mid));
     }
 }
 

@@ -65,7 +65,8 @@
 //!   request's budget ([`ClientError::Overloaded`] when it runs out).
 //!
 //! # Files
-//! `code` (codes, methods), `codec` (wire format and RFC error rules), `dedup`, `block`
+//! `code` (codes, methods), `codec` (wire format and RFC error rules), `bounded_cache` (the one
+//! TTL cache bounded by entries and bytes, under `dedup` and the Block2 cache), `dedup`, `block`
 //! (Block options, slicing, Block1 reassembly, Block2 cache), `observe` (freshness rule,
 //! observer registry), `exchange` (back-off, tokens), `message` (request/response values),
 //! `params`, `error`, `peer_slot`, `admission` (rate, handler and amplification limits) — all
@@ -76,6 +77,7 @@ pub mod admission;
 #[cfg(target_os = "linux")]
 mod batch_io;
 pub mod block;
+mod bounded_cache;
 mod client;
 mod code;
 pub mod codec;

@@ -75,7 +75,7 @@ impl TransmissionParams {
             socket_buffer_bytes: None,
             max_body: 1 << 20,
             dedup_capacity: 200_000,
-            // 16 MiB hold ~75,000 exchanges of the RD's size (ENTRY_COST 192 B + ~30 B answers):
+            // 16 MiB hold ~75,000 exchanges of the RD's size (ENTRY_COST 184 B + ~30 B answers):
             // EXCHANGE_LIFETIME at up to ~300 requests/s, ~1.5 s at 50,000/s (docs/benchmarks.md).
             dedup_max_bytes: 16 << 20,
             block2_max_bytes: 32 << 20,
