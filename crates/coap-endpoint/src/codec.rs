@@ -320,6 +320,70 @@ pub struct ResponseExtras {
     pub size2: Option<u32>,
 }
 
+/// The one option writer under both encoders: header and token, then options (coap-lite
+/// keeps them ordered by number, so the order of the calls does not matter), then the payload.
+struct MessageWriter {
+    packet: Packet,
+}
+
+impl MessageWriter {
+    fn new(mtype: MsgType, code: Code, mid: u16, token: &[u8]) -> Self {
+        let mut packet = Packet::new();
+        packet.header.set_type(mtype.lite());
+        packet.header.code = MessageClass::from(code.0);
+        packet.header.message_id = mid;
+        packet.set_token(token.to_vec());
+        MessageWriter { packet }
+    }
+
+    fn uint(&mut self, option: CoapOption, value: Option<u32>) -> &mut Self {
+        if let Some(v) = value {
+            self.packet.add_option(option, encode_uint(v));
+        }
+        self
+    }
+
+    fn opaque(&mut self, option: CoapOption, value: Option<&Vec<u8>>) -> &mut Self {
+        if let Some(v) = value {
+            self.packet.add_option(option, v.clone());
+        }
+        self
+    }
+
+    fn strings<'a>(
+        &mut self,
+        option: CoapOption,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> &mut Self {
+        for v in values {
+            self.packet.add_option(option, v.as_bytes().to_vec());
+        }
+        self
+    }
+
+    fn blocks(
+        &mut self,
+        block1: Option<BlockOption>,
+        block2: Option<BlockOption>,
+        size1: Option<u32>,
+    ) -> &mut Self {
+        for (option, block) in [(CoapOption::Block1, block1), (CoapOption::Block2, block2)] {
+            if let Some(b) = block {
+                self.packet.add_option(option, b.encode());
+            }
+        }
+        self.uint(CoapOption::Size1, size1)
+    }
+
+    /// The datagram; `Err` only when an option is longer than 65 KiB.
+    fn finish(mut self, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
+        self.packet.payload = payload.to_vec();
+        self.packet
+            .to_bytes_with_limit(MAX_DATAGRAM)
+            .map_err(|_| EncodeError)
+    }
+}
+
 /// Encode a response (piggybacked ACK, CON/NON separate response or notification).
 pub fn encode_response(
     mtype: MsgType,
@@ -329,47 +393,30 @@ pub fn encode_response(
     payload: &[u8],
     extras: ResponseExtras,
 ) -> Vec<u8> {
-    let mut p = Packet::new();
-    p.header.set_type(mtype.lite());
-    p.header.code = MessageClass::from(resp.code.0);
-    p.header.message_id = mid;
-    p.set_token(token.to_vec());
-    if let Some(seq) = extras.observe {
-        p.add_option(CoapOption::Observe, encode_uint(seq & 0x00ff_ffff));
-    }
-    if let Some(etag) = &resp.etag {
-        p.add_option(CoapOption::ETag, etag.clone());
-    }
-    for seg in &resp.location_path {
-        p.add_option(CoapOption::LocationPath, seg.as_bytes().to_vec());
-    }
-    for q in &resp.location_query {
-        p.add_option(CoapOption::LocationQuery, q.as_bytes().to_vec());
-    }
-    if let Some(cf) = resp.content_format {
-        p.add_option(CoapOption::ContentFormat, encode_uint(u32::from(cf)));
-    }
-    if let Some(age) = resp.max_age {
-        p.add_option(CoapOption::MaxAge, encode_uint(age));
-    }
-    if let Some(b) = extras.block2 {
-        p.add_option(CoapOption::Block2, b.encode());
-    }
-    if let Some(b) = extras.block1 {
-        p.add_option(CoapOption::Block1, b.encode());
-    }
-    if let Some(s) = extras.size2 {
-        p.add_option(CoapOption::Size2, encode_uint(s));
-    }
-    if let Some(s) = extras.size1 {
-        p.add_option(CoapOption::Size1, encode_uint(s));
-    }
-    if let Some(echo) = &resp.echo {
-        p.add_option(CoapOption::Unknown(opt::ECHO), echo.clone());
-    }
-    p.payload = payload.to_vec();
+    let mut w = MessageWriter::new(mtype, resp.code, mid, token);
+    w.uint(
+        CoapOption::Observe,
+        extras.observe.map(|seq| seq & 0x00ff_ffff),
+    )
+    .opaque(CoapOption::ETag, resp.etag.as_ref())
+    .strings(
+        CoapOption::LocationPath,
+        resp.location_path.iter().map(|s| s.as_str()),
+    )
+    .strings(
+        CoapOption::LocationQuery,
+        resp.location_query.iter().map(|s| s.as_str()),
+    )
+    .uint(
+        CoapOption::ContentFormat,
+        resp.content_format.map(u32::from),
+    )
+    .uint(CoapOption::MaxAge, resp.max_age)
+    .blocks(extras.block1, extras.block2, extras.size1)
+    .uint(CoapOption::Size2, extras.size2)
+    .opaque(CoapOption::Unknown(opt::ECHO), resp.echo.as_ref());
     // Only an option longer than 65 KiB could fail to encode; a handler bug, not input.
-    p.to_bytes_with_limit(MAX_DATAGRAM)
+    w.finish(payload)
         .unwrap_or_else(|_| encode_empty(mtype, mid).to_vec())
 }
 
@@ -394,40 +441,17 @@ pub fn encode_request(
     payload: &[u8],
     extras: RequestExtras,
 ) -> Result<Vec<u8>, EncodeError> {
-    let mut p = Packet::new();
-    p.header.set_type(mtype.lite());
-    p.header.code = MessageClass::from(req.method.code().0);
-    p.header.message_id = mid;
-    p.set_token(token.to_vec());
+    let mut w = MessageWriter::new(mtype, req.method.code(), mid, token);
     for etag in &req.etags {
-        p.add_option(CoapOption::ETag, etag.clone());
+        w.opaque(CoapOption::ETag, Some(etag));
     }
-    if let Some(o) = extras.observe {
-        p.add_option(CoapOption::Observe, encode_uint(o));
-    }
-    for seg in req.path_segments() {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    if let Some(cf) = req.content_format {
-        p.add_option(CoapOption::ContentFormat, encode_uint(u32::from(cf)));
-    }
-    for q in &req.query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    if let Some(a) = req.accept {
-        p.add_option(CoapOption::Accept, encode_uint(u32::from(a)));
-    }
-    if let Some(b) = extras.block2 {
-        p.add_option(CoapOption::Block2, b.encode());
-    }
-    if let Some(b) = extras.block1 {
-        p.add_option(CoapOption::Block1, b.encode());
-    }
-    if let Some(s) = extras.size1 {
-        p.add_option(CoapOption::Size1, encode_uint(s));
-    }
-    p.payload = payload.to_vec();
-    p.to_bytes_with_limit(MAX_DATAGRAM).map_err(|_| EncodeError)
+    w.uint(CoapOption::Observe, extras.observe)
+        .strings(CoapOption::UriPath, req.path_segments())
+        .uint(CoapOption::ContentFormat, req.content_format.map(u32::from))
+        .strings(CoapOption::UriQuery, req.query.iter().map(|s| s.as_str()))
+        .uint(CoapOption::Accept, req.accept.map(u32::from))
+        .blocks(extras.block1, extras.block2, extras.size1);
+    w.finish(payload)
 }
 
 /// A response as the client reads it, before Block2 reassembly.
