@@ -23,7 +23,6 @@ use crate::registry::model::{BaseOrigin, Registration, RegistrationId, Status};
 use link_format::Link;
 
 const SOURCE: &str = "[2001:db8::1]:5683";
-const LOCAL: &str = "[::1]:5683";
 
 fn addr(s: &str) -> SocketAddr {
     // Invariant: the two constants above are socket address literals.
