@@ -1,0 +1,289 @@
+//! Connecting the PlatformLink: the awc client and its TLS roots, one dial and its failure
+//! (classified into a [`LinkError`] and logged without credentials), and what follows a
+//! connect: the writer task, the reader stream, then `hello`, the snapshot parts and the
+//! Ping whose Pong proves the platform read them.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use awc::error::SendRequestError;
+use awc::error::WsClientError;
+use awc::ws::Message as WsMessage;
+use futures::channel::mpsc;
+use futures::StreamExt;
+
+use super::connection::{Connection, LinkState};
+use super::inbound::{Inbound, WriterFailed};
+use super::{PlatformLink, OVERSIZE_LOG};
+use crate::platform::error::LinkError;
+use crate::platform::fit::snapshot_parts;
+use crate::platform::protocol::hello;
+
+/// The Ping sent right behind the snapshot: its Pong proves the platform read every part.
+const SNAPSHOT_PROBE: &[u8] = b"snapshot";
+/// Largest frame accepted from the platform. Commands are small; this only bounds memory.
+const MAX_INBOUND_FRAME: usize = 1 << 20;
+
+/// `url` without user-info or query, for logs.
+fn loggable_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => without_query.to_owned(),
+    }
+}
+
+fn classify(error: WsClientError) -> LinkError {
+    match error {
+        WsClientError::InvalidResponseStatus(status)
+            if status.as_u16() == 401 || status.as_u16() == 403 =>
+        {
+            LinkError::Unauthorized {
+                status: status.as_u16(),
+            }
+        }
+        WsClientError::InvalidResponseStatus(status) => LinkError::UpgradeRefused {
+            status: status.as_u16(),
+        },
+        WsClientError::SendRequest(SendRequestError::Url(e)) => {
+            LinkError::InvalidUrl(e.to_string())
+        }
+        WsClientError::SendRequest(SendRequestError::Http(e)) => {
+            LinkError::InvalidUrl(e.to_string())
+        }
+        other => LinkError::Transport(other.to_string()),
+    }
+}
+
+impl PlatformLink {
+    /// TLS for `wss://`: the public web roots plus `extra_root_certs`, ALPN `http/1.1` only
+    /// (WebSocket upgrades are HTTP/1.1; offering h2 could break them).
+    fn tls_config(&self) -> rustls::ClientConfig {
+        let mut roots = actix_tls::connect::rustls_0_23::webpki_roots_cert_store();
+        for cert in &self.settings.extra_root_certs {
+            if let Err(e) = roots.add(cert.clone()) {
+                log::error!("platform link: an extra root certificate is unusable: {e}");
+            }
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
+    }
+
+    fn build_client(&self) -> awc::Client {
+        // Without a process-wide provider rustls cannot build a TLS config; installing fails
+        // harmlessly when some other part of the process installed one first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let connector = awc::Connector::new()
+            .rustls_0_23(Arc::new(self.tls_config()))
+            .timeout(self.settings.connect_timeout);
+        awc::Client::builder()
+            .connector(connector)
+            .timeout(self.settings.connect_timeout)
+            .finish()
+    }
+
+    pub(super) fn dial(&mut self, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.state = LinkState::Dialling;
+        self.stats.dial_attempts += 1;
+        let client = match &self.client {
+            Some(client) => client.clone(),
+            None => {
+                let client = self.build_client();
+                self.client = Some(client.clone());
+                client
+            }
+        };
+        let mut request = client
+            .ws(self.settings.url.as_str())
+            .max_frame_size(MAX_INBOUND_FRAME);
+        if !self.settings.token.is_empty() {
+            request = request.bearer_auth(self.settings.token.expose());
+        }
+        log::debug!(
+            "platform link: dialling {} (attempt {})",
+            loggable_url(&self.settings.url),
+            self.backoff.attempts() + 1
+        );
+        ctx.spawn(async move { request.connect().await }.into_actor(self).map(
+            move |result, link, ctx| match result {
+                Ok((_response, framed)) => link.on_connected(generation, framed, ctx),
+                Err(e) => link.on_dial_failed(generation, classify(e), ctx),
+            },
+        ));
+    }
+
+    fn on_dial_failed(&mut self, generation: u64, error: LinkError, ctx: &mut Context<Self>) {
+        if self.closing {
+            ctx.stop();
+            return;
+        }
+        if generation != self.generation {
+            return;
+        }
+        self.state = LinkState::Down;
+        let delay = self.backoff.next_delay(&mut self.rng);
+        let url = loggable_url(&self.settings.url);
+        match &error {
+            LinkError::Unauthorized { .. } => {
+                self.stats.auth_failures += 1;
+                log::error!(
+                    "platform link: {error} at {url}; check platform.token (token {}); retrying in {:.1} s",
+                    if self.settings.token.is_empty() { "not set" } else { "set, not shown" },
+                    delay.as_secs_f64()
+                );
+            }
+            e if e.is_configuration_problem() => log::error!(
+                "platform link: {error} ({url}); retrying in {:.1} s",
+                delay.as_secs_f64()
+            ),
+            _ => log::warn!(
+                "platform link: {error} ({url}); retrying in {:.1} s",
+                delay.as_secs_f64()
+            ),
+        }
+        ctx.run_later(delay, |link, ctx| link.dial(ctx));
+    }
+
+    fn on_connected(
+        &mut self,
+        generation: u64,
+        framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+        ctx: &mut Context<Self>,
+    ) {
+        if generation != self.generation || self.closing {
+            return;
+        }
+        let (sink, stream) = framed.split();
+        let (tx, rx) = mpsc::unbounded::<WsMessage>();
+        let in_flight = Rc::new(Cell::new(0usize));
+        let taken = in_flight.clone();
+        // The writer is its own task, not the actor's: when the connection (or the whole
+        // actor) is dropped, `tx` closes and the writer still flushes what it holds, a final
+        // Close frame included, before closing the socket.
+        let link = ctx.address();
+        actix_rt::spawn(async move {
+            let written = rx
+                .map(move |message| {
+                    taken.set(taken.get().saturating_sub(1));
+                    Ok(message)
+                })
+                .forward(sink)
+                .await;
+            if let Err(e) = written {
+                link.do_send(WriterFailed {
+                    generation,
+                    error: e.to_string(),
+                });
+            }
+        });
+        let reader = ctx.add_stream(
+            stream
+                .map(move |item| Inbound::Frame(generation, item))
+                .chain(futures::stream::once(
+                    async move { Inbound::Closed(generation) },
+                )),
+        );
+        self.state = LinkState::Up(Connection {
+            generation,
+            tx,
+            in_flight,
+            reader,
+            last_heard: Instant::now(),
+            snapshot_accepted: false,
+            largest_frame: 0,
+        });
+        self.stats.connects += 1;
+        self.stats.reconnects = self.stats.connects.saturating_sub(1);
+
+        let devices = self.snapshot.snapshot();
+        let parts = snapshot_parts(&devices, self.frame_bound);
+        drop(devices);
+        let owed = self.queue.len();
+        log::info!(
+            "platform link: connected to {} as {:?}; sending snapshot of {} devices in {} parts (largest {} bytes, bound {}), then {} owed frames",
+            loggable_url(&self.settings.url),
+            self.settings.gateway_id,
+            parts.devices,
+            parts.frames.len(),
+            parts.largest_part,
+            self.frame_bound,
+            owed
+        );
+        if parts.truncated + parts.skipped > 0 {
+            self.stats.devices_truncated += parts.truncated as u64;
+            self.stats.devices_skipped += parts.skipped as u64;
+            if let Some(n) = OVERSIZE_LOG.note() {
+                log::warn!(
+                    "platform link: {} device(s) too big for a frame of {} bytes went into the snapshot with their links truncated (\"links_truncated\": true) and {} larger even without links were left out ({n} oversize event(s) in the last {} s); raise platform.max_frame_bytes if the platform accepts larger frames",
+                    parts.truncated,
+                    self.frame_bound,
+                    parts.skipped,
+                    crate::limits::log_throttle::REPORT_EVERY_S
+                );
+            }
+        }
+        // hello and the snapshot go first and whole, whatever the writer's backlog.
+        let hello = hello(&self.settings.gateway_id, parts.devices);
+        for frame in std::iter::once(hello).chain(parts.frames) {
+            if !self.write(&frame) {
+                return;
+            }
+        }
+        // Answered only once the platform has read every part before it (frames are read in
+        // order): the proof the snapshot was accepted, which resets the back-off.
+        if let LinkState::Up(conn) = &self.state {
+            let _ = conn.send(WsMessage::Ping(SNAPSHOT_PROBE.into()));
+        }
+        self.stats.connected = true;
+        self.pump(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_lose_credentials_and_queries() {
+        assert_eq!(
+            loggable_url("wss://user:secret@platform.example:8443/gw?token=abc"),
+            "wss://platform.example:8443/gw"
+        );
+        assert_eq!(loggable_url("ws://127.0.0.1:9000"), "ws://127.0.0.1:9000");
+        assert_eq!(loggable_url("ws://h/p#frag"), "ws://h/p");
+    }
+
+    #[test]
+    fn http_401_and_403_mean_a_refused_token() {
+        use awc::http::StatusCode;
+        assert_eq!(
+            classify(WsClientError::InvalidResponseStatus(
+                StatusCode::UNAUTHORIZED
+            )),
+            LinkError::Unauthorized { status: 401 }
+        );
+        assert_eq!(
+            classify(WsClientError::InvalidResponseStatus(StatusCode::FORBIDDEN)),
+            LinkError::Unauthorized { status: 403 }
+        );
+        assert_eq!(
+            classify(WsClientError::InvalidResponseStatus(StatusCode::NOT_FOUND)),
+            LinkError::UpgradeRefused { status: 404 }
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Reading what the platform sends: lenient parsing of a text frame into an [`InboundFrame`]
+//! (a command, or the platform's own `error`) or a typed [`ProtocolError`], and the frame the
+//! gateway answers an unusable one with.
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::command::{Command, CommandErrorKind, CommandResult};
+use super::outbound::OutboundFrame;
+
+/// Why a platform frame could not be used. `id` is the frame's `id` when it had one, so the
+/// reply can name it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtocolError {
+    #[error("frame is not valid JSON: {reason}")]
+    MalformedJson { reason: String },
+    #[error("frame is not a JSON object")]
+    NotAnObject { id: Option<String> },
+    #[error("frame has no string \"type\" field")]
+    MissingType { id: Option<String> },
+    #[error("unknown frame type {type_name:?}")]
+    UnknownType {
+        type_name: String,
+        id: Option<String>,
+    },
+    /// A `command` whose `id` is known but whose other fields are invalid.
+    #[error("invalid command: {reason}")]
+    InvalidCommand { id: String, reason: String },
+    /// A `command` without a usable `id`: it cannot get a `command_result`.
+    #[error("command without a string \"id\": {reason}")]
+    CommandWithoutId { reason: String },
+    #[error("binary frames are not part of protocol v1; send JSON text frames")]
+    BinaryFrame,
+}
+
+impl ProtocolError {
+    /// The frame the gateway answers with: a `command_result` (`bad_command`) for a command
+    /// whose id is known, otherwise an `error` frame echoing the id when there was one.
+    pub fn reply(&self) -> OutboundFrame {
+        let message = self.to_string();
+        match self {
+            ProtocolError::InvalidCommand { id, .. } => OutboundFrame::CommandResult(
+                CommandResult::failed(id.clone(), CommandErrorKind::BadCommand, message),
+            ),
+            ProtocolError::NotAnObject { id }
+            | ProtocolError::MissingType { id }
+            | ProtocolError::UnknownType { id, .. } => OutboundFrame::Error {
+                message,
+                id: id.clone(),
+            },
+            ProtocolError::MalformedJson { .. }
+            | ProtocolError::CommandWithoutId { .. }
+            | ProtocolError::BinaryFrame => OutboundFrame::Error { message, id: None },
+        }
+    }
+}
+
+/// Every frame the platform may send that the gateway understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundFrame {
+    Command(Command),
+    /// The platform could not use a frame of ours (e.g. a platform that answers frame types
+    /// added within v1, like `data_error`, with `error`). Logged, never answered: answering an
+    /// `error` with an `error` could ping-pong.
+    Error {
+        message: String,
+        id: Option<String>,
+    },
+}
+
+/// A frame's `id`, echoed in replies: a string as is, a number as its decimal text.
+fn frame_id(value: &Value) -> Option<String> {
+    match value.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parse one text frame from the platform. Lenient first (any JSON), so that the id of a bad
+/// frame can still be echoed; then strict per type.
+pub fn parse_inbound(text: &str) -> Result<InboundFrame, ProtocolError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson {
+        reason: e.to_string(),
+    })?;
+    let id = frame_id(&value);
+    if !value.is_object() {
+        return Err(ProtocolError::NotAnObject { id });
+    }
+    let type_name = match value.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        _ => return Err(ProtocolError::MissingType { id }),
+    };
+    match type_name.as_str() {
+        "command" => {
+            let string_id = match value.get("id") {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            match serde_json::from_value::<Command>(value) {
+                Ok(command) => Ok(InboundFrame::Command(command)),
+                Err(e) => Err(match string_id {
+                    Some(id) => ProtocolError::InvalidCommand {
+                        id,
+                        reason: e.to_string(),
+                    },
+                    None => ProtocolError::CommandWithoutId {
+                        reason: e.to_string(),
+                    },
+                }),
+            }
+        }
+        "error" => Ok(InboundFrame::Error {
+            message: match value.get("message") {
+                Some(Value::String(m)) => m.clone(),
+                _ => String::new(),
+            },
+            id,
+        }),
+        _ => Err(ProtocolError::UnknownType { type_name, id }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::protocol::to_value;
+    use serde_json::json;
+
+    #[test]
+    fn bad_frames_become_typed_errors_with_the_id_echoed() {
+        let unknown = parse_inbound(r#"{"type":"reboot","id":"r1"}"#).unwrap_err();
+        assert_eq!(
+            unknown,
+            ProtocolError::UnknownType {
+                type_name: "reboot".into(),
+                id: Some("r1".into())
+            }
+        );
+        assert_eq!(
+            to_value(&unknown.reply()),
+            json!({"type": "error", "id": "r1", "message": "unknown frame type \"reboot\""})
+        );
+        let numeric = parse_inbound(r#"{"id": 42}"#).unwrap_err();
+        assert_eq!(
+            numeric,
+            ProtocolError::MissingType {
+                id: Some("42".into())
+            }
+        );
+        let malformed = parse_inbound("{not json").unwrap_err();
+        assert!(matches!(malformed, ProtocolError::MalformedJson { .. }));
+        let reply = to_value(&malformed.reply());
+        assert_eq!(reply["type"], "error");
+        assert!(reply.get("id").is_none());
+        assert_eq!(
+            parse_inbound("[1,2]").unwrap_err(),
+            ProtocolError::NotAnObject { id: None }
+        );
+    }
+
+    #[test]
+    fn an_invalid_command_with_an_id_gets_a_bad_command_result() {
+        let err =
+            parse_inbound(r#"{"type":"command","id":"c9","ep":"e","method":"BREW","path":"/"}"#)
+                .unwrap_err();
+        assert!(matches!(err, ProtocolError::InvalidCommand { ref id, .. } if id == "c9"));
+        let reply = to_value(&err.reply());
+        assert_eq!(reply["type"], "command_result");
+        assert_eq!(reply["id"], "c9");
+        assert_eq!(reply["error"]["kind"], "bad_command");
+        let no_id =
+            parse_inbound(r#"{"type":"command","ep":"e","method":"GET","path":"/"}"#).unwrap_err();
+        assert!(matches!(no_id, ProtocolError::CommandWithoutId { .. }));
+        assert_eq!(to_value(&no_id.reply())["type"], "error");
+    }
+
+    #[test]
+    fn a_platform_error_frame_is_understood_not_answered() {
+        assert_eq!(
+            parse_inbound(r#"{"type":"error","message":"unknown type data_error"}"#),
+            Ok(InboundFrame::Error {
+                message: "unknown type data_error".into(),
+                id: None
+            })
+        );
+    }
+}
