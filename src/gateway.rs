@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DiscoverySettings, StopDiscovery};
 use crate::dnssd::{self, Mdns, RdAdvertisement};
 use crate::executer::{self, ExecuterSettings};
-use crate::observer::{self, ObserverSettings, StopObserver};
+use crate::observer::{self, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, MulticastError, RunningRd};
@@ -142,6 +142,8 @@ impl SnapshotSource for RegistryReader {
 
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
+    // What validation parsed (discovery targets, the observer's settings): not parsed again.
+    let parsed = config.parsed()?;
     let listen = config.rd_listen_addrs()?;
     // Bound before any actor starts: a taken admin port stops the start with nothing to undo.
     let admin_listener = config.http_listen_addr()?.map(admin::bind).transpose()?;
@@ -195,12 +197,11 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     }
     // Discovery asks from the RD's sockets too: devices see the RD's address.
     let discovery = if config.discovery.enabled {
-        let settings = DiscoverySettings::from_config(&config.discovery).map_err(|e| {
-            ConfigError::Invalid {
+        let settings = DiscoverySettings::new(&config.discovery, &parsed.discovery_targets)
+            .map_err(|e| ConfigError::Invalid {
                 key: "discovery.targets",
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Some(discovery::start(
             settings,
             registry.clone(),
@@ -214,14 +215,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     // would have nowhere to go, so the Observer only runs when one is configured.
     let observer = match (&platform, config.observer.enabled) {
         (Some((link, _)), true) => {
-            let settings = ObserverSettings::from_config(&config.observer).map_err(|e| {
-                ConfigError::Invalid {
-                    key: "observer.select",
-                    message: e.to_string(),
-                }
-            })?;
             let observer = observer::start(
-                settings,
+                parsed.observer.clone(),
                 reader.clone(),
                 rd.client(),
                 link.clone().recipient(),

@@ -48,10 +48,9 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::schedule::{after_error_due_ms, first_due_ms, next_due_ms};
 use super::strategy::{
-    backoff, forward_poll, loss_deadline, watched_links, Reading, SelectError, Selection, Watched,
+    backoff, forward_poll, loss_deadline, watched_links, Reading, Selection, Watched,
 };
 use crate::coap::{ClientRequest, ClientResponse, CoapClient};
-use crate::config::ObserverConfig;
 use crate::limits::LogThrottle;
 use crate::limits::TokenBucket;
 use crate::pinger::registration_target;
@@ -98,7 +97,8 @@ pub fn queue_capacity(max_watched: usize) -> usize {
 /// How long a stop waits for the deregistration GETs (a silent device must not hold it up).
 const DEREGISTER_BUDGET: Duration = Duration::from_secs(2);
 
-/// The Observer's knobs, from `observer.*` in the config.
+/// The Observer's knobs, built from `observer.*` by config validation
+/// (`ObserverConfig::settings`).
 #[derive(Debug, Clone)]
 pub struct ObserverSettings {
     pub selection: Selection,
@@ -109,20 +109,6 @@ pub struct ObserverSettings {
     pub max_watched: usize,
     /// The longest gap between polls of a link that keeps answering with errors.
     pub error_backoff_max: Duration,
-}
-
-impl ObserverSettings {
-    pub fn from_config(config: &ObserverConfig) -> Result<Self, SelectError> {
-        Ok(ObserverSettings {
-            selection: Selection::parse(&config.select)?,
-            poll_interval: Duration::from_secs(config.poll_interval_s.max(1)),
-            only_changes: config.only_changes,
-            max_frames_per_s: config.max_frames_per_s.max(1),
-            max_in_flight: config.max_in_flight.max(1),
-            max_watched: config.max_watched.max(1),
-            error_backoff_max: Duration::from_secs(config.error_backoff_max_s.max(1)),
-        })
-    }
 }
 
 /// Stop observing and polling (sent by the gateway before the CoAP endpoint shuts down).
