@@ -142,11 +142,12 @@ impl SnapshotSource for RegistryReader {
 
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
-    // What validation parsed (discovery targets, the observer's settings): not parsed again.
+    // What validation parsed (listen addresses, discovery targets, the observer's settings):
+    // not parsed again.
     let parsed = config.parsed()?;
-    let listen = config.rd_listen_addrs()?;
+    let listen = &parsed.rd_listen;
     // Bound before any actor starts: a taken admin port stops the start with nothing to undo.
-    let admin_listener = config.http_listen_addr()?.map(admin::bind).transpose()?;
+    let admin_listener = parsed.http_listen.map(admin::bind).transpose()?;
     // Before anything else runs: a daemon that cannot start is refused as a configuration
     // error while there is nothing to stop yet.
     let mdns = if config.needs_mdns() {
@@ -175,7 +176,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         admission: crate::limits::AdmissionSettings::from_config(&config.limits),
         ..TransmissionParams::from_config(&config.coap)
     };
-    let rd = rd_server::start(&listen, params, settings, registry.clone(), reader.clone()).await?;
+    let rd = rd_server::start(listen, params, settings, registry.clone(), reader.clone()).await?;
     let platform = if config.platform.url.is_empty() {
         info!("platform link disabled (platform.url is empty)");
         None

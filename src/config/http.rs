@@ -40,9 +40,11 @@ impl HttpConfig {
             })
     }
 
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addr()?;
-        self.validate_allowed_hosts()
+    /// Check `http.*`; returns `http.listen` parsed.
+    pub(super) fn validate(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let listen = self.listen_addr()?;
+        self.validate_allowed_hosts()?;
+        Ok(listen)
     }
 
     /// `http.allowed_hosts`: DNS names (letters, digits, `-`, `.`; at most 253 bytes), so that

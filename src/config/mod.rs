@@ -4,9 +4,9 @@
 //! unknown key or a value of the wrong type is an error that names the key and its line: a typo
 //! in a production config must not be silently ignored. Semantic checks (ranges, parsable
 //! addresses) run after parsing, in [`Config::validate`], which asks each section to check
-//! itself; what it parses out of text (discovery targets, the observer selection) it returns
-//! as [`Parsed`], which [`Config::from_yaml`] keeps for `gateway::start`, so nothing is parsed
-//! twice.
+//! itself; what it parses out of text (listen addresses, discovery targets, the observer
+//! selection) it returns as [`Parsed`], which [`Config::from_yaml`] keeps for `gateway::start`,
+//! so nothing is parsed twice.
 //!
 //! One file per section (`gateway`, `rd`, `coap`, `pinger`, `discovery`, `observer`,
 //! `executer`, `platform`, `http`, `limits`), each with its type, defaults, checks and tests;
@@ -129,6 +129,10 @@ pub struct Config {
 /// A setting read from text goes here; one that is only copied stays in its section.
 #[derive(Debug, Clone)]
 pub struct Parsed {
+    /// `rd.listen`.
+    pub rd_listen: Vec<SocketAddr>,
+    /// `http.listen`; `None` when empty (admin HTTP disabled).
+    pub http_listen: Option<SocketAddr>,
     /// `discovery.targets`: unicast addresses and multicast groups.
     pub discovery_targets: Targets,
     /// `observer.*`, with `observer.select` parsed.
@@ -208,7 +212,7 @@ impl Config {
     /// keys is reported.
     pub fn validate(&self) -> Result<Parsed, ConfigError> {
         self.gateway.validate()?;
-        self.rd.validate_listen()?;
+        let rd_listen = self.rd.validate_listen()?;
         self.coap.validate()?;
         self.pinger.validate()?;
         let discovery_targets = self.discovery.validate()?;
@@ -217,10 +221,12 @@ impl Config {
         self.executer.validate()?;
         self.platform.validate()?;
         self.rd.validate_capacity()?;
-        self.rd.validate_multicast()?;
+        self.rd.validate_multicast(&rd_listen)?;
         self.limits.validate(&self.coap)?;
-        self.http.validate()?;
+        let http_listen = self.http.validate()?;
         Ok(Parsed {
+            rd_listen,
+            http_listen,
             discovery_targets,
             observer,
         })
@@ -382,6 +388,8 @@ mod tests {
         .unwrap();
         let parsed = c.parsed().unwrap();
         assert!(matches!(parsed, Cow::Borrowed(_)), "kept, not parsed again");
+        assert_eq!(parsed.rd_listen, c.rd_listen_addrs().unwrap());
+        assert_eq!(parsed.http_listen, c.http_listen_addr().unwrap());
         let unicast: Vec<SocketAddr> = vec![
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),

@@ -96,16 +96,16 @@ impl RdConfig {
             .collect()
     }
 
-    /// `rd.listen` and `rd.default_lifetime_s`.
-    pub(super) fn validate_listen(&self) -> Result<(), ConfigError> {
+    /// `rd.listen` and `rd.default_lifetime_s`; returns the listen addresses.
+    pub(super) fn validate_listen(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         if self.listen.is_empty() {
             return Err(invalid("rd.listen", "needs at least one UDP address"));
         }
-        self.listen_addrs()?;
+        let listen = self.listen_addrs()?;
         if self.default_lifetime_s == 0 {
             return Err(invalid("rd.default_lifetime_s", "must be 1..=4294967295"));
         }
-        Ok(())
+        Ok(listen)
     }
 
     /// `rd.dnssd_interfaces`: plausible interface names.
@@ -130,8 +130,9 @@ impl RdConfig {
 
     /// `rd.multicast*`: a leisure within a minute, plausible interface names, and a listener
     /// that can receive group traffic (only a socket bound to the unspecified address on the
-    /// CoAP port gets datagrams sent to `224.0.1.187:5683` and the like).
-    pub(super) fn validate_multicast(&self) -> Result<(), ConfigError> {
+    /// CoAP port gets datagrams sent to `224.0.1.187:5683` and the like). `listen`: `rd.listen`
+    /// as [`RdConfig::validate_listen`] parsed it.
+    pub(super) fn validate_multicast(&self, listen: &[SocketAddr]) -> Result<(), ConfigError> {
         in_range(
             "rd.multicast_leisure_ms",
             self.multicast_leisure_ms,
@@ -150,7 +151,7 @@ impl RdConfig {
         if !self.multicast {
             return Ok(());
         }
-        let wildcard_coap_port = self.listen_addrs()?.iter().any(|a| {
+        let wildcard_coap_port = listen.iter().any(|a| {
             a.ip().is_unspecified() && a.port() == crate::rd::multicast::RD_MULTICAST_PORT
         });
         if !wildcard_coap_port {
