@@ -19,7 +19,7 @@ use crate::discovery::{self, DiscoverySettings, StopDiscovery};
 use crate::dnssd::{self, Mdns, RdAdvertisement};
 use crate::endpoint_settings::rd_endpoint_params;
 use crate::executer::{self, ExecuterSettings};
-use crate::observer::{self, ObserverSettings, StopObserver};
+use crate::observer::{self, StopObserver};
 use crate::pinger::{self, PingerSettings, StopPinger};
 use crate::platform::{LinkSettings, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, MulticastError, RunningRd};
@@ -143,9 +143,12 @@ impl SnapshotSource for RegistryReader {
 
 /// Start every component on the current actix system.
 pub async fn start(config: &Config) -> Result<Running, GatewayError> {
-    let listen = config.rd_listen_addrs()?;
+    // What validation parsed (listen addresses, discovery targets, the observer's settings):
+    // not parsed again.
+    let parsed = config.parsed()?;
+    let listen = &parsed.rd_listen;
     // Bound before any actor starts: a taken admin port stops the start with nothing to undo.
-    let admin_listener = config.http_listen_addr()?.map(admin::bind).transpose()?;
+    let admin_listener = parsed.http_listen.map(admin::bind).transpose()?;
     // Before anything else runs: a daemon that cannot start is refused as a configuration
     // error while there is nothing to stop yet.
     let mdns = if config.needs_mdns() {
@@ -170,7 +173,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     // the gateway says hello to the platform.
     let settings = Arc::new(RdSettings::from_config(config));
     let params = rd_endpoint_params(config);
-    let rd = rd_server::start(&listen, params, settings, registry.clone(), reader.clone()).await?;
+    let rd = rd_server::start(listen, params, settings, registry.clone(), reader.clone()).await?;
     let platform = if config.platform.url.is_empty() {
         info!("platform link disabled (platform.url is empty)");
         None
@@ -192,12 +195,11 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     }
     // Discovery asks from the RD's sockets too: devices see the RD's address.
     let discovery = if config.discovery.enabled {
-        let settings = DiscoverySettings::from_config(&config.discovery).map_err(|e| {
-            ConfigError::Invalid {
+        let settings = DiscoverySettings::new(&config.discovery, &parsed.discovery_targets)
+            .map_err(|e| ConfigError::Invalid {
                 key: "discovery.targets",
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Some(discovery::start(
             settings,
             registry.clone(),
@@ -211,14 +213,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     // would have nowhere to go, so the Observer only runs when one is configured.
     let observer = match (&platform, config.observer.enabled) {
         (Some((link, _)), true) => {
-            let settings = ObserverSettings::from_config(&config.observer).map_err(|e| {
-                ConfigError::Invalid {
-                    key: "observer.select",
-                    message: e.to_string(),
-                }
-            })?;
             let observer = observer::start(
-                settings,
+                parsed.observer.clone(),
                 reader.clone(),
                 rd.client(),
                 link.clone().recipient(),

@@ -32,7 +32,7 @@ use futures::stream::{self, StreamExt};
 use log::{debug, info, warn};
 
 use super::naming::endpoint_name;
-use super::targets::{expand_targets, group_targets, GroupTarget, TargetError};
+use super::targets::{GroupTarget, TargetError, Targets};
 use crate::coap::{ClientRequest, CoapClient, Code};
 use crate::config::DiscoveryConfig;
 use crate::limits::LogThrottle;
@@ -60,14 +60,18 @@ pub struct DiscoverySettings {
 }
 
 impl DiscoverySettings {
-    pub fn from_config(config: &DiscoveryConfig) -> Result<Self, TargetError> {
+    /// From `discovery.*` and its targets as config validation parsed them
+    /// (`Config::parsed`); only the groups' interfaces are looked up here, since they must
+    /// exist when the gateway starts, not when its config is checked.
+    pub fn new(config: &DiscoveryConfig, targets: &Targets) -> Result<Self, TargetError> {
         Ok(DiscoverySettings {
             interval: Duration::from_secs(config.interval_s.max(1)),
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
             lifetime_s: config.lifetime_s.max(1),
             max_in_flight: config.max_in_flight.max(1),
-            targets: expand_targets(&config.targets)?,
-            groups: group_targets(&config.targets)?
+            targets: targets.unicast.clone(),
+            groups: targets
+                .groups
                 .iter()
                 .map(group_addr)
                 .collect::<Result<_, _>>()?,

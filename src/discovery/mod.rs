@@ -17,4 +17,4 @@ pub use actor::{
     MAX_MDNS_TARGETS,
 };
 pub use naming::{endpoint_name, generated_name};
-pub use targets::{expand_targets, group_targets, parse_target, GroupTarget, Target, TargetError};
+pub use targets::{parse_target, GroupTarget, Target, TargetError, Targets};

@@ -158,19 +158,6 @@ fn parse_group(entry: &str, s: &str) -> Result<Option<GroupTarget>, TargetError>
     }
 }
 
-/// The multicast groups among `entries`, in configuration order, without duplicates.
-pub fn group_targets<S: AsRef<str>>(entries: &[S]) -> Result<Vec<GroupTarget>, TargetError> {
-    let mut out: Vec<GroupTarget> = Vec::new();
-    for entry in entries {
-        if let Target::Group(g) = parse_target(entry.as_ref())? {
-            if !out.contains(&g) {
-                out.push(g);
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn unicast(entry: &str, addr: SocketAddr) -> Result<Target, TargetError> {
     if addr.ip().is_multicast() {
         return Err(TargetError::Multicast(entry.to_string()));
@@ -181,16 +168,35 @@ fn unicast(entry: &str, addr: SocketAddr) -> Result<Target, TargetError> {
     Ok(Target::Unicast(addr))
 }
 
-/// Parse every entry and expand them to distinct unicast addresses, in configuration order
-/// (groups are checked too, but listed by [`group_targets`]).
-pub fn expand_targets<S: AsRef<str>>(entries: &[S]) -> Result<Vec<SocketAddr>, TargetError> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for entry in entries {
-        let target = parse_target(entry.as_ref())?;
-        out.extend(target.addrs().filter(|a| seen.insert(*a)));
+/// `discovery.targets` parsed, each entry once: what the Discovery actor asks every round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Every unicast address, expanded from addresses and ranges: distinct, in configuration
+    /// order.
+    pub unicast: Vec<SocketAddr>,
+    /// The multicast groups, in configuration order, without duplicates.
+    pub groups: Vec<GroupTarget>,
+}
+
+impl Targets {
+    /// Parse every entry; the first bad one is the error.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Targets, TargetError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Targets::default();
+        for entry in entries {
+            match parse_target(entry.as_ref())? {
+                Target::Group(g) => {
+                    if !out.groups.contains(&g) {
+                        out.groups.push(g);
+                    }
+                }
+                target => out
+                    .unicast
+                    .extend(target.addrs().filter(|a| seen.insert(*a))),
+            }
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -311,22 +317,27 @@ mod tests {
         // Site-local scope routes like a global group: no interface needed.
         assert_eq!(parse_target("[ff05::fd]"), group("ff05::fd", 5683, None));
         assert_eq!(parse_target("224.0.1.187").unwrap().addrs().count(), 0);
-        let groups =
-            group_targets(&["127.0.0.1:1", "224.0.1.187", "224.0.1.187", "[ff02::fd%lo]"]).unwrap();
-        assert_eq!(groups.len(), 2);
+        let targets =
+            Targets::parse(&["127.0.0.1:1", "224.0.1.187", "224.0.1.187", "[ff02::fd%lo]"])
+                .unwrap();
+        assert_eq!(targets.groups.len(), 2);
         assert_eq!(
-            expand_targets(&["224.0.1.187", "127.0.0.1:1"]).unwrap(),
+            Targets::parse(&["224.0.1.187", "127.0.0.1:1"])
+                .unwrap()
+                .unicast,
             vec![sa("127.0.0.1:1")]
         );
     }
 
     #[test]
     fn expansion_drops_duplicates_and_keeps_order() {
-        let addrs = expand_targets(&["127.0.0.1:3-4", "127.0.0.1:4", "127.0.0.1:1"]).unwrap();
+        let addrs = Targets::parse(&["127.0.0.1:3-4", "127.0.0.1:4", "127.0.0.1:1"])
+            .unwrap()
+            .unicast;
         assert_eq!(
             addrs,
             vec![sa("127.0.0.1:3"), sa("127.0.0.1:4"), sa("127.0.0.1:1")]
         );
-        assert!(expand_targets(&["127.0.0.1:1", "bad"]).is_err());
+        assert!(Targets::parse(&["127.0.0.1:1", "bad"]).is_err());
     }
 }

@@ -17,7 +17,8 @@
 //! - `rd::service` — registration operations by outcome, lookups by kind;
 //! - `registry::actor` — expiries; `pinger::actor` — pings sent / unanswered;
 //! - `executer::actor` — commands by result and round trip, commands in flight;
-//! - `observer::actor` — data frames forwarded / rate-limited, error answers by code;
+//! - `observer::forward` — data frames forwarded / rate-limited; `observer::poll` and
+//!   `observer::observation` — error answers by code;
 //! - `platform::link` — frames written to the platform socket, by type.
 //!
 //! CONTRACT: `global()`, `ScrapeInputs` and `render` keep these signatures.

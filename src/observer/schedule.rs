@@ -1,9 +1,10 @@
-//! When polled links are due (issue 8): every link gets a fixed phase within
+//! When polled links are due: every link gets a fixed phase within
 //! `observer.poll_interval_s`, derived from its registration id and path, so the polls of many
 //! devices are spread evenly over the interval instead of all firing together, and a link keeps
 //! its slot from one interval to the next. Pure: times are passed in as milliseconds.
 //!
-//! Called by `observer::actor` when a link starts being polled and after every poll.
+//! Called by `observer::actor` when a link starts being polled and by `observer::poll` after
+//! every poll.
 
 /// FNV-1a: a stable, well-spread hash (the std hasher is seeded per process).
 fn fnv1a(id: u64, path: &str) -> u64 {

@@ -1,10 +1,10 @@
-//! What the Observer watches and what it forwards (issue 8), as pure decisions: which links
+//! What the Observer watches and what it forwards, as pure decisions: which links
 //! `observer.select` picks (RD lookup filters, RFC 9176 §6.2, matched by `rd::filter`), whether
 //! a link is observed (RFC 7641, the link has `obs`) or polled, the per-device token bucket of
 //! `observer.max_frames_per_s`, the `only_changes` comparison, and when an observation counts
 //! as lost (no notification within Max-Age, RFC 7252 §5.10.5, plus a margin).
 //!
-//! Called by `observer::actor`. No actix, tokio or I/O here.
+//! Called by `observer::actor`, `observer::poll` and `observer::observation`. No actix, tokio or I/O here.
 
 use std::time::Duration;
 
