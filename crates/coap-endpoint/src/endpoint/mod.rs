@@ -17,7 +17,8 @@
 //! multicast request it cannot answer usefully; §8.1: no error responses to multicast).
 //!
 //! The files, in the order a datagram meets them:
-//! - `transport`: the sockets, the receive loops (batched on Linux) and every send;
+//! - `transport`: the seam below the pipeline ([`transport::Transport`]) and its UDP
+//!   implementation: the sockets, the receive loops (batched on Linux) and every send;
 //! - `receive`: the per-source rate limit and routing of one datagram;
 //! - `exchange_claim`: the routing tables that find the exchange an answer belongs to;
 //! - `server`: a request's dedup, Block1 reassembly, handler bound and handler run;
@@ -34,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use rand::Rng;
-use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -42,7 +42,7 @@ use crate::admission::{EchoSecret, ExcessBudget, HandlerSlots, ProvenSources, Ra
 use crate::block::{Block1Assembler, Block2Cache};
 use crate::client::CoapClient;
 use crate::dedup::DedupCache;
-use crate::error::CoapError;
+use crate::error::{ClientError, CoapError};
 use crate::hooks::{EndpointHooks, NoHooks};
 use crate::message::{InboundRequest, ObserveKey, OutboundResponse};
 use crate::observe::ObserverRegistry;
@@ -59,7 +59,8 @@ mod server;
 mod transport;
 
 pub(crate) use exchange_claim::{Event, ExchangeClaim, Exchanges};
-use transport::{bind_one, recv_loop};
+use transport::udp::UdpTransport;
+use transport::{is_unreachable, DatagramSink, Transport};
 
 /// What a handler returns; `futures::future::ready(..).boxed()` for synchronous handlers.
 pub type HandlerFuture = BoxFuture<'static, OutboundResponse>;
@@ -81,23 +82,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// than queued without bound.
 const EXCHANGE_EVENTS: usize = 64;
 
-/// Datagrams that may wait for room in a full socket buffer at once (~ 8 MB of responses at
-/// the 1 KiB block size, twice the socket's own 4 MB buffer).
-const MAX_DEFERRED_SENDS: usize = 8_192;
 /// Multicast answers waiting out their leisure (RFC 7252 §8.2) at once; more are dropped.
 const MAX_LEISURE_TASKS: usize = 1_024;
 
-/// An outgoing datagram waiting for the receive loop's batched send.
-type Queued = (Vec<u8>, SocketAddr);
-
+/// One bound local address: its transport and the Message IDs of what the endpoint sends
+/// from it.
 pub(crate) struct SocketCtx {
-    pub socket: UdpSocket,
+    transport: Box<dyn Transport>,
     pub local: SocketAddr,
     mid: AtomicU16,
-    /// `Some` while the receive loop processes a batch: sends are queued and leave together
-    /// in one `sendmmsg` when the batch is done. Checked under the same lock by other tasks,
-    /// so nothing is queued after the flush.
-    outbox: Mutex<Option<Vec<Queued>>>,
 }
 
 pub(crate) struct Shared {
@@ -129,8 +122,6 @@ pub(crate) struct Shared {
     /// Bytes per second that one-block answers to unproven sources may exceed the factor by;
     /// `None` when the bound is off or strict.
     excess: Option<Mutex<ExcessBudget>>,
-    /// Datagrams waiting on a task for room in a full socket buffer.
-    deferred_sends: AtomicUsize,
     /// Multicast answers waiting out their leisure (bounded by `MAX_LEISURE_TASKS`).
     leisure_tasks: AtomicUsize,
 }
@@ -150,6 +141,42 @@ impl Shared {
     /// Shutdown has begun: no new exchange should start.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Send from socket `idx` without waiting (see [`Transport::send_now`]).
+    pub(super) fn send_now(&self, idx: usize, bytes: &[u8], peer: SocketAddr) {
+        self.sockets[idx].transport.send_now(bytes.to_vec(), peer);
+    }
+
+    /// Like `send_now`, taking ownership so the batched path needs no copy.
+    pub(super) fn send_owned(&self, idx: usize, bytes: Vec<u8>, peer: SocketAddr) {
+        self.sockets[idx].transport.send_now(bytes, peer);
+    }
+
+    /// Send from socket `idx`, waiting for room.
+    pub async fn send(
+        &self,
+        idx: usize,
+        bytes: &[u8],
+        peer: SocketAddr,
+    ) -> Result<(), ClientError> {
+        match self.sockets[idx].transport.send(bytes, peer).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_unreachable(&e) => Err(ClientError::Unreachable(e)),
+            Err(e) => Err(ClientError::Io(e)),
+        }
+    }
+}
+
+/// The pipeline as one socket's transport sees it.
+struct SocketSink {
+    shared: Arc<Shared>,
+    idx: usize,
+}
+
+impl DatagramSink for SocketSink {
+    fn on_datagram(&self, bytes: &[u8], peer: SocketAddr, multicast: bool) {
+        self.shared.on_datagram(self.idx, bytes, peer, multicast);
     }
 }
 
@@ -199,16 +226,18 @@ impl Endpoint {
         }
         let mut rng = rand::thread_rng();
         let mut sockets = Vec::with_capacity(addrs.len());
+        let deferred_sends = Arc::new(AtomicUsize::new(0));
         for &addr in addrs {
-            let bind_err = |source| CoapError::Bind { addr, source };
-            let std_socket = bind_one(addr, params.socket_buffer_bytes).map_err(bind_err)?;
-            let socket = UdpSocket::from_std(std_socket).map_err(bind_err)?;
-            let local = socket.local_addr().map_err(bind_err)?;
+            let transport = UdpTransport::bind(
+                addr,
+                params.socket_buffer_bytes,
+                Arc::clone(&deferred_sends),
+            )
+            .map_err(|source| CoapError::Bind { addr, source })?;
             sockets.push(SocketCtx {
-                socket,
-                local,
+                local: transport.local_addr(),
+                transport: Box::new(transport),
                 mid: AtomicU16::new(rng.gen()),
-                outbox: Mutex::new(None),
             });
         }
         let shared = Arc::new(Shared {
@@ -257,14 +286,19 @@ impl Endpoint {
                         Instant::now(),
                     ))
                 }),
-            deferred_sends: AtomicUsize::new(0),
             leisure_tasks: AtomicUsize::new(0),
             handler,
             hooks,
             params,
         });
         let tasks = (0..shared.sockets.len())
-            .map(|idx| tokio::spawn(recv_loop(Arc::clone(&shared), idx)))
+            .map(|idx| {
+                let sink = Arc::new(SocketSink {
+                    shared: Arc::clone(&shared),
+                    idx,
+                });
+                tokio::spawn(shared.sockets[idx].transport.receive(sink))
+            })
             .collect();
         Ok(Endpoint { shared, tasks })
     }
@@ -304,7 +338,7 @@ impl Endpoint {
                     format!("no socket bound to {any}:{port}"),
                 )
             })?;
-        crate::multicast::join(&ctx.socket, group, ifindex)
+        ctx.transport.join_multicast(group, ifindex)
     }
 
     pub fn server(&self) -> ServerHandle {

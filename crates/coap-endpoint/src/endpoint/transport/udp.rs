@@ -1,25 +1,89 @@
-//! The transport under the endpoint: its UDP sockets, the receive loop of each (batched
-//! `recvmmsg`/`sendmmsg` on Linux) and every send. The rest of the endpoint sees datagrams and
-//! peers only; a second transport (DTLS) is meant to slot in here.
+//! The UDP transport (RFC 7252 over plain UDP): one socket per bind address, its receive loop
+//! (batched `recvmmsg`/`sendmmsg` on Linux: the answers to a batch leave together) and every
+//! send, with a bounded deferral when the socket's send buffer is full.
 
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::{lock, Shared, MAX_DEFERRED_SENDS};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::net::UdpSocket;
+
+use super::{DatagramSink, Transport};
 use crate::codec::{self, encode_empty, MsgType};
-use crate::error::ClientError;
+use crate::endpoint::lock;
 
-pub(super) fn is_unreachable(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused
-            | ConnectionReset
-            | HostUnreachable
-            | NetworkUnreachable
-            | AddrNotAvailable
-    )
+/// Datagrams that may wait for room in a full socket buffer at once, over all of an
+/// endpoint's sockets (~ 8 MB of responses at the 1 KiB block size).
+pub(crate) const MAX_DEFERRED_SENDS: usize = 8_192;
+
+/// An outgoing datagram waiting for the receive loop's batched send.
+type Queued = (Vec<u8>, SocketAddr);
+
+/// What the receive loop and the deferred sends share.
+struct UdpIo {
+    socket: UdpSocket,
+    local: SocketAddr,
+    /// `Some` while the receive loop processes a batch: sends are queued and leave together
+    /// in one `sendmmsg` when the batch is done. Checked under the same lock by other tasks,
+    /// so nothing is queued after the flush.
+    outbox: Mutex<Option<Vec<Queued>>>,
+    /// Datagrams waiting on a task for room in a full socket buffer, counted endpoint-wide.
+    deferred_sends: Arc<AtomicUsize>,
+}
+
+/// One bound UDP socket.
+pub(crate) struct UdpTransport {
+    io: Arc<UdpIo>,
+}
+
+impl UdpTransport {
+    /// Bind `addr` (IPv6 sockets `IPV6_V6ONLY`), asking `buffer` bytes of socket buffer;
+    /// `deferred_sends` is the endpoint-wide count of sends waiting for room.
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        buffer: Option<usize>,
+        deferred_sends: Arc<AtomicUsize>,
+    ) -> std::io::Result<UdpTransport> {
+        let socket = UdpSocket::from_std(bind_one(addr, buffer)?)?;
+        let local = socket.local_addr()?;
+        Ok(UdpTransport {
+            io: Arc::new(UdpIo {
+                socket,
+                local,
+                outbox: Mutex::new(None),
+                deferred_sends,
+            }),
+        })
+    }
+}
+
+impl Transport for UdpTransport {
+    fn local_addr(&self) -> SocketAddr {
+        self.io.local
+    }
+
+    fn send_now(&self, bytes: Vec<u8>, peer: SocketAddr) {
+        if let Some(queue) = lock(&self.io.outbox).as_mut() {
+            queue.push((bytes, peer));
+            return;
+        }
+        self.io.send_unbatched(&bytes, peer);
+    }
+
+    fn send<'a>(&'a self, bytes: &'a [u8], peer: SocketAddr) -> BoxFuture<'a, std::io::Result<()>> {
+        async move { self.io.socket.send_to(bytes, peer).await.map(|_| ()) }.boxed()
+    }
+
+    fn receive(&self, sink: Arc<dyn DatagramSink>) -> BoxFuture<'static, ()> {
+        recv_loop(Arc::clone(&self.io), sink).boxed()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn join_multicast(&self, group: IpAddr, ifindex: u32) -> std::io::Result<()> {
+        crate::multicast::join(&self.io.socket, group, ifindex)
+    }
 }
 
 /// Ask the kernel for `bytes` of receive and send buffer. An unprivileged process gets at most
@@ -68,10 +132,7 @@ fn size_buffers(socket: &socket2::Socket, addr: SocketAddr, bytes: Option<usize>
     }
 }
 
-pub(super) fn bind_one(
-    addr: SocketAddr,
-    buffer: Option<usize>,
-) -> std::io::Result<std::net::UdpSocket> {
+fn bind_one(addr: SocketAddr, buffer: Option<usize>) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv4() {
         Domain::IPV4
@@ -93,27 +154,9 @@ pub(super) fn bind_one(
     Ok(socket.into())
 }
 
-impl Shared {
-    /// Send without waiting; a full socket buffer defers the send to a task.
-    pub(super) fn send_now(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
-        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
-            queue.push((bytes.to_vec(), peer));
-            return;
-        }
-        self.send_unbatched(idx, bytes, peer);
-    }
-
-    /// Like `send_now`, taking ownership so the batched path needs no copy.
-    pub(super) fn send_owned(self: &Arc<Self>, idx: usize, bytes: Vec<u8>, peer: SocketAddr) {
-        if let Some(queue) = lock(&self.sockets[idx].outbox).as_mut() {
-            queue.push((bytes, peer));
-            return;
-        }
-        self.send_unbatched(idx, &bytes, peer);
-    }
-
-    pub(super) fn send_unbatched(self: &Arc<Self>, idx: usize, bytes: &[u8], peer: SocketAddr) {
-        match self.sockets[idx].socket.try_send_to(bytes, peer) {
+impl UdpIo {
+    fn send_unbatched(self: &Arc<Self>, bytes: &[u8], peer: SocketAddr) {
+        match self.socket.try_send_to(bytes, peer) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // A full socket buffer: wait for room on a task, but only for so many datagrams
@@ -124,51 +167,38 @@ impl Shared {
                     log::debug!("coap: send buffer full, response to {peer} dropped");
                     return;
                 }
-                let shared = Arc::clone(self);
+                let io = Arc::clone(self);
                 let bytes = bytes.to_vec();
                 tokio::spawn(async move {
-                    let _ = shared.sockets[idx].socket.send_to(&bytes, peer).await;
-                    shared.deferred_sends.fetch_sub(1, Ordering::AcqRel);
+                    let _ = io.socket.send_to(&bytes, peer).await;
+                    io.deferred_sends.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Err(e) => log::debug!("coap: send to {peer} failed: {e}"),
         }
     }
-
-    pub async fn send(
-        &self,
-        idx: usize,
-        bytes: &[u8],
-        peer: SocketAddr,
-    ) -> Result<(), ClientError> {
-        match self.sockets[idx].socket.send_to(bytes, peer).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_unreachable(&e) => Err(ClientError::Unreachable(e)),
-            Err(e) => Err(ClientError::Io(e)),
-        }
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
+async fn recv_loop(io: Arc<UdpIo>, sink: Arc<dyn DatagramSink>) {
     // The largest UDP payload: a datagram must never be truncated into a "valid" message.
     let mut buf = vec![0u8; 65_536];
     loop {
-        let socket = &shared.sockets[idx].socket;
+        let socket = &io.socket;
         // Drain what is queued before sleeping again: one readiness wake-up per burst.
         match socket.try_recv_from(&mut buf) {
             Ok((n, peer)) => {
-                shared.on_datagram(idx, &buf[..n], peer, false);
+                sink.on_datagram(&buf[..n], peer, false);
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
-                log::debug!("coap: receive error on {}: {e}", shared.sockets[idx].local);
+                log::debug!("coap: receive error on {}: {e}", io.local);
                 continue;
             }
         }
         if let Err(e) = socket.readable().await {
-            log::warn!("coap: socket {} failed: {e}", shared.sockets[idx].local);
+            log::warn!("coap: socket {} failed: {e}", io.local);
             return;
         }
     }
@@ -177,12 +207,12 @@ pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
 /// Linux: receive up to 32 datagrams per `recvmmsg`, handle them, and send every answer of
 /// the batch with `sendmmsg`.
 #[cfg(target_os = "linux")]
-pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
+async fn recv_loop(io: Arc<UdpIo>, sink: Arc<dyn DatagramSink>) {
     use crate::batch_io::{send_batch, RecvBatch};
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
-    let ctx = &shared.sockets[idx];
+    let ctx = &io;
     let fd = ctx.socket.as_raw_fd();
     let mut batch = RecvBatch::new();
     loop {
@@ -199,11 +229,13 @@ pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
                         if let (Some((MsgType::Con, _, mid)), false) =
                             (codec::peek(bytes), multicast)
                         {
-                            shared.send_now(idx, &encode_empty(MsgType::Rst, mid), peer);
+                            lock(&ctx.outbox)
+                                .get_or_insert_with(Vec::new)
+                                .push((encode_empty(MsgType::Rst, mid).to_vec(), peer));
                         }
                         continue;
                     }
-                    shared.on_datagram(idx, bytes, peer, multicast);
+                    sink.on_datagram(bytes, peer, multicast);
                 }
                 let out = lock(&ctx.outbox).take().unwrap_or_default();
                 let mut sent = 0;
@@ -216,7 +248,7 @@ pub(super) async fn recv_loop(shared: Arc<Shared>, idx: usize) {
                         Ok(k) => sent += k,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             for (bytes, peer) in &out[sent..] {
-                                shared.send_unbatched(idx, bytes, *peer);
+                                io.send_unbatched(bytes, *peer);
                             }
                             break;
                         }

@@ -1,0 +1,63 @@
+//! The transport seam: how the endpoint's datagrams arrive and leave. The request pipeline
+//! (`receive`, `server`, `reply`, `confirm`, `notify`) and the client see only a socket index,
+//! datagrams and peer addresses; everything below that — sockets, batching, buffer sizing,
+//! waiting for room in a full send buffer, multicast membership — is a [`Transport`].
+//!
+//! UDP (`udp`) is the one implementation today. CoAP over DTLS (RFC 7252 §9) is meant to be a
+//! second one: it decrypts records into the same [`DatagramSink`] calls and encrypts what the
+//! pipeline sends, with the peer's identity attached at the handshake, so no stage above needs
+//! to change.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+pub(super) mod udp;
+
+/// Where a transport delivers what it receives: the endpoint's pipeline for one socket.
+pub(crate) trait DatagramSink: Send + Sync + 'static {
+    /// One datagram from `peer`; `multicast` when it was sent to a group address.
+    fn on_datagram(&self, bytes: &[u8], peer: SocketAddr, multicast: bool);
+}
+
+/// One bound local address of the endpoint.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// The local address datagrams arrive at and leave from.
+    fn local_addr(&self) -> SocketAddr;
+
+    /// Send without waiting: joined to the batch being received when called from the receive
+    /// loop, sent at once otherwise; a full send buffer defers it (boundedly) rather than
+    /// blocking the caller. Loss is possible, as for any datagram.
+    fn send_now(&self, bytes: Vec<u8>, peer: SocketAddr);
+
+    /// Send, waiting for room: the client's and the endpoint's own confirmable messages.
+    fn send<'a>(&'a self, bytes: &'a [u8], peer: SocketAddr) -> BoxFuture<'a, std::io::Result<()>>;
+
+    /// The receive loop, delivering every datagram to `sink` until the transport fails or the
+    /// task is aborted.
+    fn receive(&self, sink: Arc<dyn DatagramSink>) -> BoxFuture<'static, ()>;
+
+    /// Join a multicast group on interface `ifindex` (RFC 7252 §8).
+    fn join_multicast(&self, group: IpAddr, ifindex: u32) -> std::io::Result<()> {
+        let _ = (group, ifindex);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this transport has no multicast",
+        ))
+    }
+}
+
+/// An error that says the peer cannot be reached (ICMP unreachable, no route), as opposed to a
+/// failure of the local socket.
+pub(crate) fn is_unreachable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
+    )
+}
