@@ -134,7 +134,7 @@ fn registration(id: u64) -> Arc<Registration> {
 }
 
 fn settings(url: &str) -> LinkSettings {
-    let mut s = LinkSettings::new(&Default::default(), "bench-gw");
+    let mut s = coap_gateway::config::PlatformConfig::default().link_settings("bench-gw");
     s.url = url.to_owned();
     s
 }

@@ -15,18 +15,15 @@ use actix::prelude::*;
 use crate::admin::{self, AdminError, AdminState, RunningAdmin};
 use crate::coap::CoapError;
 use crate::config::{Config, ConfigError};
-use crate::discovery::{self, DiscoverySettings, StopDiscovery};
+use crate::discovery::{self, StopDiscovery};
 use crate::dnssd::{self, Mdns, RdAdvertisement};
-use crate::endpoint_settings::rd_endpoint_params;
-use crate::executer::{self, ExecuterSettings};
+use crate::executer::{self};
 use crate::observer::{self, StopObserver};
-use crate::pinger::{self, PingerSettings, StopPinger};
-use crate::platform::{LinkSettings, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
+use crate::pinger::{self, StopPinger};
+use crate::platform::{PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
 use crate::rd::server::{self as rd_server, MulticastError, RunningRd};
-use crate::rd::service::RdSettings;
 use crate::registry::{
-    self, AwaitStoreRestart, Registration, Registry, RegistryConfig, RegistryReader, StoreError,
-    SubscribeFeed,
+    self, AwaitStoreRestart, Registration, Registry, RegistryReader, StoreError, SubscribeFeed,
 };
 use crate::time::now_ms;
 
@@ -160,10 +157,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     } else {
         None
     };
-    let (registry, reader) = registry::start_with_policy(
-        RegistryConfig::from_config(config),
-        crate::limits::WritePolicy::from_config(config),
-    )?;
+    let (registry, reader) =
+        registry::start_with_policy(config.registry_config(), config.write_policy())?;
     info!(
         "registry opened at {} with {} registrations",
         config.gateway.data_dir.display(),
@@ -171,8 +166,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     );
     // The RD's sockets before the platform link: a taken CoAP port must stop the start before
     // the gateway says hello to the platform.
-    let settings = Arc::new(RdSettings::from_config(config));
-    let params = rd_endpoint_params(config);
+    let settings = Arc::new(config.rd_settings());
+    let params = config.rd_endpoint_params();
     let rd = rd_server::start(listen, params, settings, registry.clone(), reader.clone()).await?;
     let platform = if config.platform.url.is_empty() {
         info!("platform link disabled (platform.url is empty)");
@@ -183,7 +178,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         let arbiter = Arbiter::new();
         let link = PlatformLink::start_on(
             &arbiter.handle(),
-            LinkSettings::new(&config.platform, config.gateway.id.clone()),
+            config.platform.link_settings(config.gateway.id.clone()),
             Arc::new(reader.clone()),
             None,
         );
@@ -195,7 +190,9 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     }
     // Discovery asks from the RD's sockets too: devices see the RD's address.
     let discovery = if config.discovery.enabled {
-        let settings = DiscoverySettings::new(&config.discovery, &parsed.discovery_targets)
+        let settings = config
+            .discovery
+            .settings(&parsed.discovery_targets)
             .map_err(|e| ConfigError::Invalid {
                 key: "discovery.targets",
                 message: e.to_string(),
@@ -232,7 +229,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     // registered with.
     let executer = platform.as_ref().map(|(link, _)| {
         let executer = executer::start(
-            ExecuterSettings::from_config(&config.executer),
+            config.executer.settings(),
             reader.clone(),
             rd.client(),
             link.clone().recipient(),
@@ -243,7 +240,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     // Pings leave from the RD's sockets, so devices see the address they registered with.
     let pinger = config.pinger.enabled.then(|| {
         pinger::start(
-            PingerSettings::from_config(&config.pinger),
+            config.pinger.settings(),
             registry.clone(),
             reader.clone(),
             rd.client(),

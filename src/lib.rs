@@ -11,8 +11,7 @@
 //!   `coap-lite`, deduplication, block-wise transfer, Observe, pings, admission limits, and the
 //!   one owned UDP socket (per listen address) that serves the RD and sends every request the
 //!   gateway makes to devices.
-//! - [`endpoint_settings`]: `config.yaml` turned into the RD endpoint's parameters, and the
-//!   endpoint's counters fed into [`metrics`].
+//! - [`coap_metrics`]: the CoAP endpoint's counters fed into [`metrics`].
 //! - [`link_format`] (the `crates/link-format` workspace crate): RFC 6690 link-format parsing and
 //!   serialization (pure, no I/O).
 //! - [`registry`]: the Registry actor, the single writer of registrations: the in-memory index
@@ -37,15 +36,16 @@
 //! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`limits`]: resource limits and abuse protection (rate, quotas, FCFR, amplification).
 //! - [`host_addrs`]: the host's own addresses, which a foreign registrant's base may not name.
+//! - [`secret`]: a value (token, key) that never prints.
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
 
 pub mod admin;
 pub use coap_endpoint as coap;
+pub mod coap_metrics;
 pub mod config;
 pub mod device_object;
 pub mod discovery;
 pub mod dnssd;
-pub mod endpoint_settings;
 pub mod executer;
 #[doc(hidden)]
 pub mod fuzz_api;
@@ -58,5 +58,6 @@ pub mod pinger;
 pub mod platform;
 pub mod rd;
 pub mod registry;
+pub mod secret;
 pub mod sim;
 pub mod time;

@@ -19,7 +19,6 @@ use coap_gateway::coap::{
     TransmissionParams,
 };
 use coap_gateway::executer::{self, ExecuterSettings, GetExecuterStats};
-use coap_gateway::platform::link::LinkSettings;
 use coap_gateway::platform::{
     Command, GetLinkStats, OutboundFrame, PlatformCommand, PlatformLink, SendFrame, SnapshotSource,
 };
@@ -324,7 +323,7 @@ async fn platform_link_sends_a_fresh_snapshot_of_every_registration_after_an_ove
         reader: reader.clone(),
         first: Mutex::new(Some((entered_tx, release_rx))),
     });
-    let mut settings = LinkSettings::new(&Default::default(), "test-gw");
+    let mut settings = coap_gateway::config::PlatformConfig::default().link_settings("test-gw");
     settings.url = sim.url();
     settings.reconnect_max = Duration::from_secs(1);
     let arbiter = Arbiter::new();

@@ -278,7 +278,7 @@ impl Handler<PlatformCommand> for CommandSink {
 }
 
 fn settings(url: &str) -> LinkSettings {
-    let mut s = LinkSettings::new(&Default::default(), "test-gw");
+    let mut s = coap_gateway::config::PlatformConfig::default().link_settings("test-gw");
     s.url = url.to_owned();
     s.reconnect_max = Duration::from_secs(1);
     s.connect_timeout = Duration::from_secs(2);

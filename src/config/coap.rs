@@ -2,7 +2,10 @@
 
 use serde::Deserialize;
 
+use super::Config;
 use super::{in_range, invalid, ConfigError};
+use crate::coap::{normalize_block_size, TransmissionParams};
+use std::time::Duration;
 
 /// RFC 7252 §4.8 transmission parameters and the endpoint's own bounds.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,5 +71,41 @@ impl CoapConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The RD endpoint's parameters: RFC 7252 §4.8 timing and bounds from `coap:`, admission
+    /// from `limits:`, multicast leisure from `rd.multicast_leisure_ms`.
+    pub fn rd_endpoint_params(&self) -> TransmissionParams {
+        let c = &self.coap;
+        let mut p = TransmissionParams::with_timing(
+            Duration::from_millis(c.ack_timeout_ms),
+            c.ack_random_factor,
+            c.max_retransmit,
+        );
+        p.nstart = c.nstart.max(1);
+        p.max_in_flight = c.max_in_flight.max(1);
+        p.block_size = normalize_block_size(c.block_size);
+        p.socket_buffer_bytes = Some(c.socket_buffer_bytes);
+        p.multicast_leisure = Duration::from_millis(self.rd.multicast_leisure_ms);
+        p.admission = self.limits.admission_settings();
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_gives_rfc_7252_timing_and_the_configured_bounds() {
+        let config = Config::default();
+        let p = config.rd_endpoint_params();
+        assert_eq!(p.ack_timeout, Duration::from_secs(2));
+        assert_eq!(p.exchange_lifetime, Duration::from_secs(247));
+        assert_eq!(p.block_size, 1024);
+        assert_eq!(p.socket_buffer_bytes, Some(16 << 20));
+        assert_eq!(p.admission, config.limits.admission_settings());
     }
 }

@@ -5,7 +5,10 @@
 use serde::Deserialize;
 
 use super::{in_range, invalid, ConfigError};
+use crate::discovery::actor::group_addr;
 use crate::discovery::Targets;
+use crate::discovery::{DiscoverySettings, TargetError};
+use std::time::Duration;
 
 /// Active discovery: unicast `GET /.well-known/core` to configured targets.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +76,26 @@ impl DiscoveryConfig {
             ));
         }
         Ok(targets)
+    }
+}
+
+impl DiscoveryConfig {
+    /// From `discovery.*` and its targets as config validation parsed them
+    /// (`Config::parsed`); only the groups' interfaces are looked up here, since they must
+    /// exist when the gateway starts, not when its config is checked.
+    pub fn settings(&self, targets: &Targets) -> Result<DiscoverySettings, TargetError> {
+        Ok(DiscoverySettings {
+            interval: Duration::from_secs(self.interval_s.max(1)),
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            lifetime_s: self.lifetime_s.max(1),
+            max_in_flight: self.max_in_flight.max(1),
+            targets: targets.unicast.clone(),
+            groups: targets
+                .groups
+                .iter()
+                .map(group_addr)
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 
 use super::{in_range, ConfigError};
+use crate::executer::ExecuterSettings;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,6 +39,18 @@ impl ExecuterConfig {
             1,
             100_000,
         )
+    }
+}
+
+impl ExecuterConfig {
+    /// The Executer's settings.
+    pub fn settings(&self) -> ExecuterSettings {
+        ExecuterSettings {
+            default_timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            max_in_flight: self.max_in_flight.max(1),
+            send_to_offline: self.send_to_offline,
+            dedup_window: Duration::from_secs(self.dedup_window_s),
+        }
     }
 }
 

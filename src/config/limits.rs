@@ -4,6 +4,11 @@
 use serde::Deserialize;
 
 use super::{in_range, CoapConfig, ConfigError};
+use super::{Config, EndpointProtection};
+use crate::coap::admission::{AdmissionSettings, SourceGrouping};
+use crate::limits::WritePolicy;
+use crate::registry::RegistryConfig;
+use std::time::Duration;
 
 /// Resource limits and abuse protection; see `config.yaml` for why each default.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +141,48 @@ impl LimitsConfig {
             1,
             self.max_simple_registrations_in_progress as u64,
         )
+    }
+}
+
+impl LimitsConfig {
+    /// What `limits:` asks of the RD's CoAP endpoint.
+    pub fn admission_settings(&self) -> AdmissionSettings {
+        AdmissionSettings {
+            rate_per_s: self.request_rate_per_s,
+            burst: f64::from(self.request_burst),
+            source_table_size: self.source_table_size,
+            exempt_loopback: self.exempt_loopback,
+            max_handlers: self.max_concurrent_handlers,
+            busy_retry_after: Duration::from_secs(2),
+            amplification_factor: self.amplification_factor as usize,
+            unproven_excess_bytes_per_s: self.unproven_excess_bytes_per_s as f64,
+            max_request_body: Some(self.max_payload_bytes),
+            source_grouping: SourceGrouping::new(self.ipv6_source_prefix),
+        }
+    }
+}
+
+impl Config {
+    /// The Registry's write policy: FCFR from `rd.endpoint_protection`, the per-source quota.
+    pub fn write_policy(&self) -> WritePolicy {
+        WritePolicy {
+            endpoint_protection: self.rd.endpoint_protection
+                == EndpointProtection::FirstComeFirstRemembered,
+            max_per_source: Some(self.limits.max_registrations_per_source),
+            exempt_loopback: self.limits.exempt_loopback,
+            grouping: SourceGrouping::new(self.limits.ipv6_source_prefix),
+        }
+    }
+
+    /// The Registry's part of `config.yaml`: `gateway.data_dir`, `gateway.cache_mb`,
+    /// `rd.expiry_grace_s`, `rd.max_registrations`.
+    pub fn registry_config(&self) -> RegistryConfig {
+        RegistryConfig {
+            data_dir: self.gateway.data_dir.clone(),
+            cache_mb: self.gateway.cache_mb,
+            expiry_grace_s: self.rd.expiry_grace_s,
+            max_registrations: Some(self.rd.max_registrations),
+        }
     }
 }
 

@@ -36,8 +36,8 @@ mod pinger;
 mod platform;
 mod preflight;
 mod rd;
-mod secret;
 
+pub use crate::secret::Secret;
 pub use coap::CoapConfig;
 pub use discovery::DiscoveryConfig;
 pub use executer::ExecuterConfig;
@@ -49,7 +49,6 @@ pub use observer::ObserverConfig;
 pub use pinger::PingerConfig;
 pub use platform::{PlatformConfig, TOKEN_ENV};
 pub use rd::{EndpointProtection, RdConfig};
-pub use secret::Secret;
 
 /// Why a config could not be used. The binary prints it and exits with code 2.
 #[derive(Debug, Error)]

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 
 use super::{in_range, invalid, ConfigError};
+use crate::pinger::PingerSettings;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,5 +37,18 @@ impl PingerConfig {
             return Err(invalid("pinger.max_in_flight", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+impl PingerConfig {
+    /// The Pinger's settings.
+    pub fn settings(&self) -> PingerSettings {
+        PingerSettings {
+            // A zero interval would spin; one second is the shortest sweep period.
+            interval: Duration::from_secs(self.interval_s.max(1)),
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            attempts: self.attempts.max(1),
+            max_in_flight: self.max_in_flight.max(1),
+        }
     }
 }

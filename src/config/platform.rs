@@ -5,7 +5,13 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{in_range, invalid, ConfigError, Secret};
+use super::{in_range, invalid, ConfigError};
+use crate::platform::backoff::INITIAL_DELAY;
+use crate::platform::link::{
+    LinkSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
+};
+use crate::secret::Secret;
+use std::time::Duration;
 
 /// Environment variable that supplies the platform token (see
 /// [`PlatformConfig::resolve_token`]).
@@ -103,6 +109,25 @@ impl PlatformConfig {
             self.token = Secret::new(text.trim());
         }
         Ok(())
+    }
+}
+
+impl PlatformConfig {
+    /// The PlatformLink's settings, for the gateway `gateway_id`.
+    pub fn link_settings(&self, gateway_id: impl Into<String>) -> LinkSettings {
+        LinkSettings {
+            url: self.url.clone(),
+            token: self.token.clone(),
+            gateway_id: gateway_id.into(),
+            queue_capacity: self.queue_capacity,
+            reconnect_initial: INITIAL_DELAY,
+            reconnect_max: Duration::from_secs(self.reconnect_max_s),
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_frame_bytes: self.max_frame_bytes,
+            extra_root_certs: self.ca_certs.clone(),
+        }
     }
 }
 

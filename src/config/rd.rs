@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::Config;
 use super::{in_range, invalid, ConfigError};
+use crate::coap::admission::SourceGrouping;
+use crate::limits::FetchGate;
+use crate::rd::service::RdSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -163,6 +167,26 @@ impl RdConfig {
             });
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The RD's request handling settings, from `rd:` and `limits:`.
+    pub fn rd_settings(&self) -> RdSettings {
+        RdSettings {
+            default_lifetime_s: self.rd.default_lifetime_s,
+            expose_status: self.rd.expose_status,
+            simple_registration: self.rd.simple_registration,
+            advertise_draft11: true,
+            max_payload_bytes: self.limits.max_payload_bytes,
+            max_links: self.limits.max_links,
+            simple_gate: FetchGate::new(
+                self.limits.max_simple_registrations_in_progress,
+                self.limits.max_simple_registrations_per_source,
+                SourceGrouping::new(self.limits.ipv6_source_prefix),
+                self.limits.exempt_loopback,
+            ),
+        }
     }
 }
 

@@ -32,9 +32,8 @@ use futures::stream::{self, StreamExt};
 use log::{debug, info, warn};
 
 use super::naming::endpoint_name;
-use super::targets::{GroupTarget, TargetError, Targets};
+use super::targets::{GroupTarget, TargetError};
 use crate::coap::{ClientRequest, CoapClient, Code};
-use crate::config::DiscoveryConfig;
 use crate::limits::LogThrottle;
 use crate::pinger::ping_target;
 use crate::rd::register::{check_limited_link, parse_link_payload};
@@ -59,28 +58,8 @@ pub struct DiscoverySettings {
     pub groups: Vec<SocketAddr>,
 }
 
-impl DiscoverySettings {
-    /// From `discovery.*` and its targets as config validation parsed them
-    /// (`Config::parsed`); only the groups' interfaces are looked up here, since they must
-    /// exist when the gateway starts, not when its config is checked.
-    pub fn new(config: &DiscoveryConfig, targets: &Targets) -> Result<Self, TargetError> {
-        Ok(DiscoverySettings {
-            interval: Duration::from_secs(config.interval_s.max(1)),
-            timeout: Duration::from_millis(config.timeout_ms.max(1)),
-            lifetime_s: config.lifetime_s.max(1),
-            max_in_flight: config.max_in_flight.max(1),
-            targets: targets.unicast.clone(),
-            groups: targets
-                .groups
-                .iter()
-                .map(group_addr)
-                .collect::<Result<_, _>>()?,
-        })
-    }
-}
-
 /// A group as a socket address: an IPv6 group's interface becomes its scope id.
-fn group_addr(g: &GroupTarget) -> Result<SocketAddr, TargetError> {
+pub fn group_addr(g: &GroupTarget) -> Result<SocketAddr, TargetError> {
     match (g.ip, &g.interface) {
         (IpAddr::V6(ip), Some(name)) => {
             #[cfg(target_os = "linux")]

@@ -27,7 +27,6 @@ use log::debug;
 use super::dedup::{Dedup, Seen};
 use super::plan::{choose_registration, device_key, plan, Plan, Refusal};
 use crate::coap::{ClientError, CoapClient};
-use crate::config::ExecuterConfig;
 use crate::limits::LogThrottle;
 use crate::pinger::registration_target;
 use crate::platform::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
@@ -58,17 +57,6 @@ pub struct ExecuterSettings {
     pub max_in_flight: usize,
     pub send_to_offline: bool,
     pub dedup_window: Duration,
-}
-
-impl ExecuterSettings {
-    pub fn from_config(config: &ExecuterConfig) -> Self {
-        ExecuterSettings {
-            default_timeout: Duration::from_millis(config.timeout_ms.max(1)),
-            max_in_flight: config.max_in_flight.max(1),
-            send_to_offline: config.send_to_offline,
-            dedup_window: Duration::from_secs(config.dedup_window_s),
-        }
-    }
 }
 
 /// Counters for tests and metrics.

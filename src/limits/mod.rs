@@ -9,12 +9,9 @@
 //!   host that never answers the RD's GET cannot hold the client's slots.
 //! - `registration_policy`: First Come First Remembered (RFC 9176 §7.5) and the per-source
 //!   registration quota, decided in the Registry's single-writer path.
-//! - `settings`: the `limits:` section of `config.yaml` turned into the endpoint's
-//!   admission settings.
 
 pub mod fetch_gate;
 pub mod registration_policy;
-pub mod settings;
 
 pub use coap_endpoint::admission::{
     log_throttle, source_key, LogThrottle, SourceGrouping, SourceTable, TokenBucket,
@@ -23,4 +20,3 @@ pub use fetch_gate::{FetchGate, FetchTicket, GateRefusal};
 pub use registration_policy::{
     check_registration, check_update, Holder, Refusal, SourceCounts, WritePolicy,
 };
-pub use settings::admission_settings;

@@ -42,18 +42,6 @@ pub struct WritePolicy {
     pub grouping: SourceGrouping,
 }
 
-impl WritePolicy {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        WritePolicy {
-            endpoint_protection: config.rd.endpoint_protection
-                == crate::config::EndpointProtection::FirstComeFirstRemembered,
-            max_per_source: Some(config.limits.max_registrations_per_source),
-            exempt_loopback: config.limits.exempt_loopback,
-            grouping: SourceGrouping::new(config.limits.ipv6_source_prefix),
-        }
-    }
-}
-
 /// Why a write was refused; the RD answers 4.03 Forbidden with this as diagnostic.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Refusal {

@@ -23,7 +23,6 @@ use super::schedule::{
 };
 use super::target::registration_target;
 use crate::coap::CoapClient;
-use crate::config::PingerConfig;
 use crate::rd::resolve::gateway_may_contact;
 use crate::registry::{Registration, RegistrationId, Registry, RegistryReader, SetStatus, Status};
 use crate::time::now_ms;
@@ -36,18 +35,6 @@ pub struct PingerSettings {
     pub timeout: Duration,
     pub attempts: u32,
     pub max_in_flight: usize,
-}
-
-impl PingerSettings {
-    pub fn from_config(config: &PingerConfig) -> Self {
-        PingerSettings {
-            // A zero interval would spin; one second is the shortest sweep period.
-            interval: Duration::from_secs(config.interval_s.max(1)),
-            timeout: Duration::from_millis(config.timeout_ms.max(1)),
-            attempts: config.attempts.max(1),
-            max_in_flight: config.max_in_flight.max(1),
-        }
-    }
 }
 
 /// Stop pinging (sent by the gateway before it shuts the CoAP endpoint down).

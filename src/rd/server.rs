@@ -18,7 +18,7 @@ use log::{error, info, warn};
 use super::drain::DrainGate;
 use super::service::{lookup_observe_key, RdService, RdSettings};
 use crate::coap::{CoapClient, CoapError, Endpoint, ServerHandle, TransmissionParams};
-use crate::endpoint_settings::MetricsHooks;
+use crate::coap_metrics::MetricsHooks;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::{Registry, RegistryEvent, RegistryFeed, RegistryReader, SubscribeFeed};
 

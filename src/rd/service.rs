@@ -33,8 +33,7 @@ use crate::coap::{
     ClientError, ClientRequest, CoapClient, Code, HandlerFuture, InboundRequest, Method,
     ObserveKey, OutboundResponse, RequestHandler,
 };
-use crate::config::Config;
-use crate::limits::{FetchGate, GateRefusal, LogThrottle, SourceGrouping};
+use crate::limits::{FetchGate, GateRefusal, LogThrottle};
 use crate::metrics::{LookupKind, RegistrationOp};
 use crate::registry::{
     Index, Register, Registered, Registration, RegistrationId, Registry, RegistryError,
@@ -86,25 +85,6 @@ pub struct RdSettings {
     pub max_links: usize,
     /// Simple registrations in progress, per source and overall.
     pub simple_gate: FetchGate,
-}
-
-impl RdSettings {
-    pub fn from_config(config: &Config) -> Self {
-        RdSettings {
-            default_lifetime_s: config.rd.default_lifetime_s,
-            expose_status: config.rd.expose_status,
-            simple_registration: config.rd.simple_registration,
-            advertise_draft11: true,
-            max_payload_bytes: config.limits.max_payload_bytes,
-            max_links: config.limits.max_links,
-            simple_gate: FetchGate::new(
-                config.limits.max_simple_registrations_in_progress,
-                config.limits.max_simple_registrations_per_source,
-                SourceGrouping::new(config.limits.ipv6_source_prefix),
-                config.limits.exempt_loopback,
-            ),
-        }
-    }
 }
 
 /// The RD's request handler; see the module doc.
@@ -667,7 +647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (registry, reader) =
             crate::registry::start(RegistryConfig::in_dir(dir.path().join("db"))).unwrap();
-        let settings = Arc::new(RdSettings::from_config(&Config::default()));
+        let settings = Arc::new(crate::config::Config::default().rd_settings());
         let service = RdService::new(settings, registry, reader);
         for ep in ["ep=node1", "ep=node2"] {
             let created = service

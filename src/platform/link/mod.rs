@@ -65,15 +65,15 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use self::connection::LinkState;
-use super::backoff::{Backoff, INITIAL_DELAY};
+use super::backoff::Backoff;
 use super::fit::MIN_FRAME_BYTES;
 use super::messages::{LinkStats, PlatformCommand};
 use super::protocol::OutboundFrame;
 use super::queue::OwedQueue;
-use crate::config::{PlatformConfig, Secret};
 use crate::limits::LogThrottle;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::Registration;
+use crate::secret::Secret;
 
 /// How often the link pings the platform.
 pub(crate) const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
@@ -115,24 +115,6 @@ pub struct LinkSettings {
     /// Certificates trusted for `wss://` besides the public web roots (a platform with a
     /// private CA, or a test's self-signed certificate). DER-encoded.
     pub extra_root_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
-}
-
-impl LinkSettings {
-    pub fn new(config: &PlatformConfig, gateway_id: impl Into<String>) -> Self {
-        LinkSettings {
-            url: config.url.clone(),
-            token: config.token.clone(),
-            gateway_id: gateway_id.into(),
-            queue_capacity: config.queue_capacity,
-            reconnect_initial: INITIAL_DELAY,
-            reconnect_max: Duration::from_secs(config.reconnect_max_s),
-            ping_interval: DEFAULT_PING_INTERVAL,
-            pong_timeout: DEFAULT_PONG_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            max_frame_bytes: config.max_frame_bytes,
-            extra_root_certs: config.ca_certs.clone(),
-        }
-    }
 }
 
 pub struct PlatformLink {

@@ -68,17 +68,6 @@ pub struct RegistryConfig {
 }
 
 impl RegistryConfig {
-    /// The registry's part of `config.yaml`: `gateway.data_dir`, `gateway.cache_mb`,
-    /// `rd.expiry_grace_s`; no registration limit.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        RegistryConfig {
-            data_dir: config.gateway.data_dir.clone(),
-            cache_mb: config.gateway.cache_mb,
-            expiry_grace_s: config.rd.expiry_grace_s,
-            max_registrations: Some(config.rd.max_registrations),
-        }
-    }
-
     /// A registry in `data_dir` with a small (8 MiB) cache, no grace period and no limit: for
     /// tests, benches and tools that need a registry but no `config.yaml`.
     pub fn in_dir(data_dir: impl Into<PathBuf>) -> Self {
