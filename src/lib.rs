@@ -34,7 +34,6 @@
 //!   admin API and `rd-dump`.
 //! - [`admin`]: the admin HTTP server (`http.listen`): `/health`, `/metrics`, the device API
 //!   and the live status page.
-//! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`limits`]: resource limits and abuse protection (rate, quotas, FCFR, amplification).
 //! - [`host_addrs`]: the host's own addresses, which a foreign registrant's base may not name.
 //! - [`gateway`]: wires the actors together for the `coap-gateway` binary.
@@ -58,5 +57,4 @@ pub mod pinger;
 pub mod platform;
 pub mod rd;
 pub mod registry;
-pub mod sim;
 pub mod time;
