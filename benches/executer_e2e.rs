@@ -133,13 +133,15 @@ fn main() {
     let rd = line.split("udp://").nth(1).unwrap().trim().to_string();
 
     let sim = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_device-sim"))
-            .args(["--rd", &rd, "--count", &a.devices.to_string()])
-            .args(["--prefix", "bench-", "--lt", "3600"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
+        Command::new(
+            device_sim::binary::path().unwrap_or_else(|e| panic!("device-sim binary: {e}")),
+        )
+        .args(["--rd", &rd, "--count", &a.devices.to_string()])
+        .args(["--prefix", "bench-", "--lt", "3600"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null()),
         true,
     );
     sim.wait(Duration::from_secs(120), |l| {

@@ -266,7 +266,9 @@ fn main() {
     let rd: SocketAddr = line.split("udp://").nth(1).unwrap().trim().parse().unwrap();
     let gw_started = Instant::now();
 
-    let mut sim_cmd = Command::new(env!("CARGO_BIN_EXE_device-sim"));
+    let mut sim_cmd = Command::new(
+        device_sim::binary::path().unwrap_or_else(|e| panic!("device-sim binary: {e}")),
+    );
     sim_cmd
         .args(["--rd", &rd.to_string(), "--count", &a.devices.to_string()])
         .args(["--lt", "3600", "--silent-fraction", &a.silent.to_string()])

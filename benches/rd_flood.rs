@@ -30,7 +30,7 @@ use serde_json::json;
 mod gateway_process;
 use gateway_process::{spawn_gateway, GatewayProcess};
 
-use coap_gateway::sim::flood::flood_datagram;
+use device_sim::flood::flood_datagram;
 
 #[derive(Parser)]
 struct Args {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use coap_gateway::sim::silence::is_in_silent_fraction;
+use device_sim::silence::is_in_silent_fraction;
 use gateway_process::spawn_gateway;
 
 #[derive(Parser)]

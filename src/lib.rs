@@ -33,7 +33,6 @@
 //!   admin API and `rd-dump`.
 //! - [`admin`]: the admin HTTP server (`http.listen`): `/health`, `/metrics`, the device API
 //!   and the live status page.
-//! - [`sim`]: the `device-sim` simulated devices (tests, benchmarks, demos).
 //! - [`limits`]: resource limits and abuse protection (rate, quotas, FCFR, amplification).
 //! - [`host_addrs`]: the host's own addresses, which a foreign registrant's base may not name.
 //! - [`secret`]: a value (token, key) that never prints.
@@ -59,5 +58,4 @@ pub mod platform;
 pub mod rd;
 pub mod registry;
 pub mod secret;
-pub mod sim;
 pub mod time;

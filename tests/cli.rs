@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::gateway_bin;
@@ -192,18 +193,22 @@ fn check_accepts_a_usable_config_and_creates_nothing() {
 #[test]
 fn every_tool_describes_itself_not_the_crate() {
     for (bin, own) in [
-        (env!("CARGO_BIN_EXE_rd-dump"), "registration"),
-        (env!("CARGO_BIN_EXE_device-sim"), "Simulated CoAP devices"),
-        (env!("CARGO_BIN_EXE_platform-sim"), "latform simulator"),
+        (PathBuf::from(env!("CARGO_BIN_EXE_rd-dump")), "registration"),
+        (common::device_sim::bin(), "Simulated CoAP devices"),
+        (
+            PathBuf::from(env!("CARGO_BIN_EXE_platform-sim")),
+            "latform simulator",
+        ),
     ] {
         for flag in ["-h", "--help"] {
-            let out = Command::new(bin).arg(flag).output().unwrap();
-            assert!(out.status.success(), "{bin} {flag}");
+            let out = Command::new(&bin).arg(flag).output().unwrap();
+            assert!(out.status.success(), "{} {flag}", bin.display());
             let text = String::from_utf8_lossy(&out.stdout);
             let about = text.lines().next().unwrap_or_default();
             assert!(
                 about.contains(own) && !text.contains(env!("CARGO_PKG_DESCRIPTION")),
-                "{bin} {flag} should open with its own description:\n{text}"
+                "{} {flag} should open with its own description:\n{text}",
+                bin.display()
             );
         }
     }

@@ -73,7 +73,7 @@ fn get_put_and_a_retried_put_against_device_sim() {
         ..GatewayOptions::default()
     });
     sim.wait_type("snapshot", None, WAIT).expect("connected");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_device-sim"))
+    let mut child = Command::new(common::device_sim::bin())
         .args(["--rd", &gw.addr().to_string(), "--count", "2"])
         .args(["--prefix", "ex-", "--lt", "60"])
         .stdin(Stdio::piped())

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use coap_gateway::sim::flood::flood_datagram;
 use common::coap_peer::{lookup, Peer};
 use common::{Gateway, GatewayOptions};
+use device_sim::flood::flood_datagram;
 
 const FLOOD_FOR: Duration = Duration::from_secs(5);
 const FLOOD_RATE: u64 = 50_000;

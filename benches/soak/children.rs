@@ -86,7 +86,8 @@ pub fn spawn_devices(
     let mut cmd = match &a.device_sim_bin {
         Some(bin) => Command::new(bin),
         None => {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_device-sim"));
+            let bin = device_sim::binary::path().map_err(|e| format!("device-sim binary: {e}"))?;
+            let mut cmd = Command::new(bin);
             cmd.arg("--per-second");
             cmd
         }

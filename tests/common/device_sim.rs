@@ -5,13 +5,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The `device-sim` binary built for these tests.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_device-sim")
+/// The `device-sim` binary (crates/device-sim), built up to date for these tests: another
+/// package's binary, so cargo gives no `CARGO_BIN_EXE_device-sim` here.
+pub fn bin() -> PathBuf {
+    ::device_sim::binary::path().unwrap_or_else(|e| panic!("device-sim binary: {e}"))
 }
 
 pub struct DeviceSim {

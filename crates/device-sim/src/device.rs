@@ -13,7 +13,7 @@ use futures::future::{self, FutureExt};
 
 use super::rate::PerSecond;
 
-use crate::coap::{
+use coap_endpoint::{
     Code, HandlerFuture, InboundRequest, Method, ObserveKey, OutboundResponse, RequestHandler,
 };
 

@@ -1,6 +1,7 @@
 //! `device-sim`'s library part (issue 5): N simulated CoAP devices for tests, benchmarks and
-//! trying the gateway without hardware. Built on the project's own CoAP layer (`coap::Endpoint`,
-//! one per device).
+//! trying the gateway without hardware. Built on the project's own CoAP layer
+//! (`coap_endpoint::Endpoint`, the `crates/coap-endpoint` workspace crate, one per device). Not
+//! part of the product: the gateway does not depend on this crate.
 //!
 //! - `options`: the command line.
 //! - `device`: one device's resources (the `RequestHandler`) and the request counters.
@@ -9,7 +10,11 @@
 //! - `rate`: counts per wall-clock second (`--per-second`).
 //! - `limits`: raising the open-file limit for 10,000 sockets.
 //! - `flood`: hostile datagrams for the flood test and benchmark.
+//! - `time`: the wall clock in Unix milliseconds.
+//! - `binary`: where the built `device-sim` executable is, for the tests and benchmarks of
+//!   other packages that spawn it.
 
+pub mod binary;
 pub mod device;
 pub mod fleet;
 pub mod flood;
@@ -17,6 +22,7 @@ pub mod limits;
 pub mod options;
 pub mod rate;
 pub mod silence;
+pub mod time;
 
 use std::io::{BufRead, Write};
 use std::time::Duration;

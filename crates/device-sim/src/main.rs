@@ -1,10 +1,10 @@
-//! `device-sim`: simulated CoAP devices for the gateway (issue 5). The work is in
-//! `coap_gateway::sim`; this file parses the command line and runs it on one thread.
+//! `device-sim`: simulated CoAP devices for the gateway (issue 5). The work is in the
+//! `device_sim` library; this file parses the command line and runs it on one thread.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use coap_gateway::sim::{self, SimOptions};
+use device_sim::SimOptions;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sim::run(opts)) {
+    match runtime.block_on(device_sim::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("device-sim: {e}");

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::device::{temperature_key, DeviceHandler, RequestCounts, LINKS};
 use super::options::SimOptions;
 use super::silence::{is_in_silent_fraction, Command};
-use crate::coap::{
+use coap_endpoint::{
     ClientError, ClientRequest, CoapClient, CoapError, Code, Endpoint, Method, ServerHandle,
     TransmissionParams,
 };
@@ -127,7 +127,7 @@ fn join_all_coap_nodes(endpoint: &Endpoint, bind: IpAddr, port: u16) {
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfd)),
     };
     #[cfg(target_os = "linux")]
-    match crate::coap::multicast::resolve_interfaces(&[]) {
+    match coap_endpoint::multicast::resolve_interfaces(&[]) {
         Ok(interfaces) if !interfaces.is_empty() => {
             for iface in interfaces {
                 if let Err(e) = endpoint.join_multicast(group, port, iface.index) {
