@@ -13,7 +13,7 @@ use crate::metrics::ResponseCode;
 
 /// The RD endpoint's parameters: RFC 7252 §4.8 timing and bounds from `coap:`, admission
 /// from `limits:`, multicast leisure from `rd.multicast_leisure_ms`.
-pub fn rd_endpoint_params(config: &Config) -> TransmissionParams {
+pub(crate) fn rd_endpoint_params(config: &Config) -> TransmissionParams {
     let c = &config.coap;
     let mut p = TransmissionParams::with_timing(
         Duration::from_millis(c.ack_timeout_ms),
@@ -37,7 +37,7 @@ impl From<Code> for ResponseCode {
 }
 
 /// The endpoint's callbacks into the process-wide metrics.
-pub struct MetricsHooks;
+pub(crate) struct MetricsHooks;
 
 impl EndpointHooks for MetricsHooks {
     fn response_sent(&self, code: Code, handling: Duration) {

@@ -7,7 +7,7 @@ use super::{in_range, invalid, ConfigError};
 /// RFC 7252 §4.8 transmission parameters and the endpoint's own bounds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CoapConfig {
+pub(crate) struct CoapConfig {
     pub ack_timeout_ms: u64,
     pub ack_random_factor: f64,
     pub max_retransmit: u32,

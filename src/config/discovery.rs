@@ -10,7 +10,7 @@ use crate::discovery::Targets;
 /// Active discovery: unicast `GET /.well-known/core` to configured targets.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DiscoveryConfig {
+pub(crate) struct DiscoveryConfig {
     pub enabled: bool,
     /// Seconds between discovery rounds (the first runs at start).
     pub interval_s: u64,

@@ -6,7 +6,7 @@ use super::{in_range, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ExecuterConfig {
+pub(crate) struct ExecuterConfig {
     pub timeout_ms: u64,
     /// Commands running at once; one more is answered `overloaded`.
     pub max_in_flight: usize,

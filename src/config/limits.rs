@@ -8,7 +8,7 @@ use super::{in_range, CoapConfig, ConfigError};
 /// Resource limits and abuse protection; see `config.yaml` for why each default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
+pub(crate) struct LimitsConfig {
     /// Largest request body (a registration's links), whole or reassembled from Block1: 4.13.
     pub max_payload_bytes: usize,
     /// Most links in one registration: 4.13.

@@ -6,7 +6,7 @@ use super::{in_range, invalid, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PingerConfig {
+pub(crate) struct PingerConfig {
     pub enabled: bool,
     pub interval_s: u64,
     pub timeout_ms: u64,

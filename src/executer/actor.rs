@@ -40,9 +40,9 @@ use crate::time::now_ms;
 const DEDUP_CAPACITY: usize = 100_000;
 
 /// Results the link's mailbox refused, waiting to be handed over again (one per command).
-pub const PENDING_RESULTS: usize = 4096;
+pub(crate) const PENDING_RESULTS: usize = 4096;
 /// How often waiting results are offered to the link again.
-pub const RETRY_EVERY: Duration = Duration::from_millis(20);
+pub(crate) const RETRY_EVERY: Duration = Duration::from_millis(20);
 /// Deferred and dropped results: one log line per kind per 10 s.
 static DEFERRED_LOG: LogThrottle = LogThrottle::new();
 static DROPPED_LOG: LogThrottle = LogThrottle::new();
@@ -61,7 +61,7 @@ pub struct ExecuterSettings {
 }
 
 impl ExecuterSettings {
-    pub fn from_config(config: &ExecuterConfig) -> Self {
+    pub(crate) fn from_config(config: &ExecuterConfig) -> Self {
         ExecuterSettings {
             default_timeout: Duration::from_millis(config.timeout_ms.max(1)),
             max_in_flight: config.max_in_flight.max(1),
@@ -109,7 +109,7 @@ pub struct Executer {
 }
 
 impl Executer {
-    pub fn new(
+    pub(crate) fn new(
         settings: ExecuterSettings,
         reader: RegistryReader,
         client: CoapClient,

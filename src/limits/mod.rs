@@ -12,15 +12,15 @@
 //! - `settings`: the `limits:` section of `config.yaml` turned into the endpoint's
 //!   admission settings.
 
-pub mod fetch_gate;
-pub mod registration_policy;
-pub mod settings;
+pub(crate) mod fetch_gate;
+pub(crate) mod registration_policy;
+pub(crate) mod settings;
 
-pub use coap_endpoint::admission::{
-    log_throttle, source_key, LogThrottle, SourceGrouping, SourceTable, TokenBucket,
+pub(crate) use coap_endpoint::admission::{
+    log_throttle, source_key, LogThrottle, SourceGrouping, TokenBucket,
 };
-pub use fetch_gate::{FetchGate, FetchTicket, GateRefusal};
-pub use registration_policy::{
+pub(crate) use fetch_gate::{FetchGate, GateRefusal};
+pub(crate) use registration_policy::{
     check_registration, check_update, Holder, Refusal, SourceCounts, WritePolicy,
 };
-pub use settings::admission_settings;
+pub(crate) use settings::admission_settings;

@@ -8,7 +8,7 @@ use coap_endpoint::admission::{AdmissionSettings, SourceGrouping};
 use crate::config::LimitsConfig;
 
 /// What `limits:` asks of the RD's CoAP endpoint.
-pub fn admission_settings(limits: &LimitsConfig) -> AdmissionSettings {
+pub(crate) fn admission_settings(limits: &LimitsConfig) -> AdmissionSettings {
     AdmissionSettings {
         rate_per_s: limits.request_rate_per_s,
         burst: f64::from(limits.request_burst),

@@ -30,7 +30,7 @@ use crate::time::now_ms;
 
 /// The Pinger's knobs, from `pinger.*` in the config.
 #[derive(Debug, Clone)]
-pub struct PingerSettings {
+pub(crate) struct PingerSettings {
     pub interval: Duration,
     /// Budget of one attempt.
     pub timeout: Duration,
@@ -39,7 +39,7 @@ pub struct PingerSettings {
 }
 
 impl PingerSettings {
-    pub fn from_config(config: &PingerConfig) -> Self {
+    pub(crate) fn from_config(config: &PingerConfig) -> Self {
         PingerSettings {
             // A zero interval would spin; one second is the shortest sweep period.
             interval: Duration::from_secs(config.interval_s.max(1)),
@@ -87,7 +87,7 @@ pub struct Pinger {
 }
 
 impl Pinger {
-    pub fn new(
+    pub(crate) fn new(
         settings: PingerSettings,
         registry: Addr<Registry>,
         reader: RegistryReader,
@@ -324,7 +324,7 @@ impl Handler<StopPinger> for Pinger {
 }
 
 /// Start the Pinger on the current actix system.
-pub fn start(
+pub(crate) fn start(
     settings: PingerSettings,
     registry: Addr<Registry>,
     reader: RegistryReader,

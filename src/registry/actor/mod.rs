@@ -70,7 +70,7 @@ pub struct RegistryConfig {
 impl RegistryConfig {
     /// The registry's part of `config.yaml`: `gateway.data_dir`, `gateway.cache_mb`,
     /// `rd.expiry_grace_s`; no registration limit.
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
         RegistryConfig {
             data_dir: config.gateway.data_dir.clone(),
             cache_mb: config.gateway.cache_mb,
@@ -99,7 +99,7 @@ pub fn start(config: RegistryConfig) -> Result<(Addr<Registry>, RegistryReader),
 }
 
 /// [`start`] with a write policy (FCFR, per-source quota). `start` has none.
-pub fn start_with_policy(
+pub(crate) fn start_with_policy(
     config: RegistryConfig,
     policy: WritePolicy,
 ) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
