@@ -14,7 +14,7 @@ impl From<Code> for ResponseCode {
 }
 
 /// The endpoint's callbacks into the process-wide metrics.
-pub struct MetricsHooks;
+pub(crate) struct MetricsHooks;
 
 impl EndpointHooks for MetricsHooks {
     fn response_sent(&self, code: Code, handling: Duration) {

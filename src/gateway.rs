@@ -21,7 +21,9 @@ use crate::executer::{self};
 use crate::observer::{self, StopObserver};
 use crate::pinger::{self, StopPinger};
 use crate::platform::{PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
-use crate::rd::server::{self as rd_server, MulticastError, RunningRd};
+use crate::rd::server as rd_server;
+/// The RD's running handle (`Running::rd`) and the error of joining its multicast groups.
+pub use crate::rd::server::{MulticastError, RunningRd};
 use crate::registry::{
     self, AwaitStoreRestart, Registration, Registry, RegistryReader, StoreError, SubscribeFeed,
 };
@@ -116,19 +118,21 @@ pub struct Running {
     /// `None` when `pinger.enabled` is false.
     pub pinger: Option<actix::Addr<pinger::Pinger>>,
     /// `None` when `discovery.enabled` is false.
-    pub discovery: Option<actix::Addr<discovery::Discovery>>,
+    pub(crate) discovery: Option<actix::Addr<discovery::Discovery>>,
     /// `None` when `observer.enabled` is false or no platform is configured.
-    pub observer: Option<Addr<observer::Observer>>,
+    pub(crate) observer: Option<Addr<observer::Observer>>,
     /// The platform link, on its own arbiter, when `platform.url` is set.
     pub platform: Option<(Addr<PlatformLink>, Arbiter)>,
-    /// Executes the platform's commands; present exactly when `platform` is.
-    pub executer: Option<Addr<executer::Executer>>,
+    /// Executes the platform's commands; present exactly when `platform` is. Never read: held
+    /// so the Executer lives as long as the gateway.
+    #[allow(dead_code)]
+    pub(crate) executer: Option<Addr<executer::Executer>>,
     /// The admin HTTP server; `None` when `http.listen` is empty.
-    pub admin: Option<RunningAdmin>,
+    pub(crate) admin: Option<RunningAdmin>,
     /// The mDNS daemon; `None` unless `rd.dnssd` or `discovery.mdns` (`Config::needs_mdns`).
-    pub mdns: Option<Mdns>,
+    pub(crate) mdns: Option<Mdns>,
     /// The Registry, for [`AwaitStoreRestart`].
-    pub registry: Addr<Registry>,
+    pub(crate) registry: Addr<Registry>,
 }
 
 /// The platform's snapshot after every connect: every live registration, in id order.
@@ -307,7 +311,7 @@ fn use_mdns(
 }
 
 /// Start, wait for SIGINT or SIGTERM, stop.
-pub async fn run(config: Config) -> Result<(), GatewayError> {
+pub(crate) async fn run(config: Config) -> Result<(), GatewayError> {
     let running = match start(&config).await {
         Ok(running) => running,
         Err(e) => {
@@ -342,7 +346,7 @@ pub async fn run(config: Config) -> Result<(), GatewayError> {
 /// observations with a final 5.03; pings and discovery stop; the Observer deregisters its
 /// observations (RFC 7641 §3.6) while the endpoint can still send; the platform link sends its
 /// Close frame and waits for the platform's; then the sockets close. Each step is bounded.
-pub async fn stop(mut running: Running) {
+pub(crate) async fn stop(mut running: Running) {
     if let Some(admin) = running.admin.take() {
         admin.shutdown().await;
     }

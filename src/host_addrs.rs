@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a read of the interface addresses is reused.
-pub const REFRESH: Duration = Duration::from_secs(2);
+pub(crate) const REFRESH: Duration = Duration::from_secs(2);
 
 /// The address with an IPv4-mapped IPv6 form (`::ffff:a.b.c.d`) taken as IPv4: the kernel
 /// sends to it as to the IPv4 address.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
@@ -32,7 +32,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Loopback or unspecified: the host itself whatever its interfaces are (0.0.0.0/8 is "this
 /// host on this network", RFC 1122 §3.2.1.3).
-pub fn is_loopback_or_unspecified(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback_or_unspecified(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => v4.is_loopback() || v4.octets()[0] == 0,
         IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
@@ -40,7 +40,7 @@ pub fn is_loopback_or_unspecified(ip: IpAddr) -> bool {
 }
 
 /// Whether `ip` is this host: loopback, unspecified, or an address of one of its interfaces.
-pub fn is_own(ip: IpAddr) -> bool {
+pub(crate) fn is_own(ip: IpAddr) -> bool {
     let ip = canonical(ip);
     is_loopback_or_unspecified(ip) || interface_addrs().contains(&ip)
 }

@@ -15,10 +15,10 @@ impl Secret {
         Secret(s.into())
     }
     /// The secret itself, for the one place that must send it (the Authorization header).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

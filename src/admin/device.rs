@@ -8,7 +8,7 @@ use crate::device_object::DeviceObject;
 
 /// One page of `GET /api/devices`: `{"total","page","count","devices":[..]}`.
 #[derive(Debug, Clone, Serialize)]
-pub struct DevicePage<'a> {
+pub(crate) struct DevicePage<'a> {
     /// Devices matching the filters, over all pages.
     pub total: u64,
     pub page: u64,

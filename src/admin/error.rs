@@ -21,7 +21,7 @@ pub enum AdminError {
 /// A refused API request, answered as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
 #[error("{error}")]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status code (400 or 404).
     #[serde(skip)]
     pub status: u16,
@@ -34,7 +34,10 @@ pub struct ApiError {
 
 impl ApiError {
     /// 400, blaming `parameter`.
-    pub fn bad_parameter(parameter: impl Into<String>, error: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_parameter(
+        parameter: impl Into<String>,
+        error: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status: 400,
             error: error.into(),
@@ -43,7 +46,7 @@ impl ApiError {
     }
 
     /// 404 for something that does not exist.
-    pub fn not_found(error: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(error: impl Into<String>) -> ApiError {
         ApiError {
             status: 404,
             error: error.into(),

@@ -18,12 +18,12 @@ use crate::registry::Registration;
 use crate::time::now_ms;
 
 /// The Prometheus text exposition format, version 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every admin route. All are read-only: GET, and HEAD answered by the same handler (actix-web
 /// sends the headers without the body). Another method on a known path is 405 with `Allow`
 /// (RFC 9110 §15.5.6), an unknown path 404.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(read_only("/", status_page))
         .service(read_only("/status.js", status_script))
         .service(read_only("/health", health))

@@ -13,7 +13,7 @@ use crate::registry::RegistryHealth;
 
 /// What the handler learned from the PlatformLink.
 #[derive(Debug, Clone)]
-pub enum PlatformState {
+pub(crate) enum PlatformState {
     /// `platform.url` is empty.
     NotConfigured,
     /// Configured, but the link did not answer in time.
@@ -23,7 +23,7 @@ pub enum PlatformState {
 
 /// The `registry` part of the health JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistryView {
+pub(crate) struct RegistryView {
     pub writable: bool,
     pub last_error: Option<String>,
     pub last_error_at_ms: Option<u64>,
@@ -34,7 +34,7 @@ pub struct RegistryView {
 
 /// The `platform` part of the health JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlatformView {
+pub(crate) struct PlatformView {
     pub configured: bool,
     pub connected: bool,
     /// Frames waiting for the link (only when the link answered).
@@ -45,7 +45,7 @@ pub struct PlatformView {
 
 /// The whole health JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthView {
+pub(crate) struct HealthView {
     /// `"up"` or `"down"`.
     pub status: String,
     /// Live registrations.
@@ -57,7 +57,7 @@ pub struct HealthView {
 
 /// The status code and body of `/health`. `registry` is `None` when the Registry did not
 /// answer (stopped, or its mailbox stuck): that is as bad as a failed write.
-pub fn health_report(
+pub(crate) fn health_report(
     registrations: u64,
     registry: Option<&RegistryHealth>,
     platform: &PlatformState,

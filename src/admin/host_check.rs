@@ -21,7 +21,7 @@ pub struct AllowedHosts {
 
 impl AllowedHosts {
     /// From `http.allowed_hosts`.
-    pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
+    pub(crate) fn new<S: AsRef<str>>(names: &[S]) -> Self {
         AllowedHosts {
             names: names.iter().map(|n| normalise(n.as_ref())).collect(),
         }
@@ -29,7 +29,7 @@ impl AllowedHosts {
 
     /// Whether a request carrying `host` (the `Host` header's value, `None` when absent) may
     /// be answered.
-    pub fn allows(&self, host: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, host: Option<&str>) -> bool {
         let Some(host) = host else { return true };
         let Some(name) = host_part(host.trim()) else {
             return false;

@@ -17,18 +17,18 @@
 //! nothing of HTTP: `query` (query string to RD filters and paging), `device` (a page of device objects),
 //! `health` (health JSON), `error` (errors); metric inputs come from `metrics::ScrapeInputs`.
 
-pub mod device;
-pub mod error;
-pub mod handlers;
-pub mod health;
-pub mod host_check;
-pub mod query;
-pub mod server;
-pub mod state;
-pub mod status_page;
+pub(crate) mod device;
+pub(crate) mod error;
+pub(crate) mod handlers;
+pub(crate) mod health;
+pub(crate) mod host_check;
+pub(crate) mod query;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod status_page;
 
-pub use device::DevicePage;
-pub use error::{AdminError, ApiError};
+pub use error::AdminError;
 pub use host_check::AllowedHosts;
-pub use server::{bind, start, start_on, RunningAdmin};
+pub(crate) use server::{bind, start_on};
+pub use server::{start, RunningAdmin};
 pub use state::AdminState;

@@ -21,16 +21,16 @@ use crate::registry::index::Index;
 use crate::registry::model::{EndpointName, Registration, RegistrationId, Sector};
 
 /// Devices per page when the request does not say.
-pub const DEFAULT_COUNT: u64 = 100;
+pub(crate) const DEFAULT_COUNT: u64 = 100;
 /// The largest page: one page of JSON stays well under a megabyte.
-pub const MAX_COUNT: u64 = 1000;
+pub(crate) const MAX_COUNT: u64 = 1000;
 
 /// The status attribute is always filterable here: operators want "every device that is down".
 const EXPOSE_STATUS: bool = true;
 
 /// A parsed `GET /api/devices` query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceQuery {
+pub(crate) struct DeviceQuery {
     /// The RD filters (its own `page`/`count` unset).
     pub lookup: LookupQuery,
     /// Page number, from 0.
@@ -41,7 +41,7 @@ pub struct DeviceQuery {
 
 /// Split a raw query string into decoded `name[=value]` items; empty items (`a&&b`) are
 /// skipped. An item that is not valid UTF-8 once decoded is refused, naming it.
-pub fn decode_query_string(raw: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) fn decode_query_string(raw: &str) -> Result<Vec<String>, ApiError> {
     raw.split('&')
         .filter(|item| !item.is_empty())
         .map(|item| {
@@ -101,7 +101,7 @@ fn paging(params: &QueryParams, name: &'static str) -> Result<Option<u64>, ApiEr
 
 impl DeviceQuery {
     /// Parse a raw (still percent-encoded) query string.
-    pub fn parse(raw: &str) -> Result<DeviceQuery, ApiError> {
+    pub(crate) fn parse(raw: &str) -> Result<DeviceQuery, ApiError> {
         let items = decode_query_string(raw)?;
         let params = QueryParams::parse(&items).map_err(|e| rd_error(e, &items))?;
         let page = paging(&params, "page")?.unwrap_or(0);
@@ -128,13 +128,13 @@ impl DeviceQuery {
     /// id order), or `None` when no filter is indexable and every live registration must be
     /// checked: exactly the RD lookups' plan (`rd::filter::candidate_ids`). [`Self::select`]
     /// still runs the exact matchers.
-    pub fn candidate_ids(&self, idx: &Index) -> Option<BTreeSet<RegistrationId>> {
+    pub(crate) fn candidate_ids(&self, idx: &Index) -> Option<BTreeSet<RegistrationId>> {
         candidate_ids(idx, &self.lookup)
     }
 
     /// The matching registrations among `candidates` (in the order given) and the page asked
     /// for: `(total matches, the page's registrations)`.
-    pub fn select<'a>(
+    pub(crate) fn select<'a>(
         &self,
         candidates: impl IntoIterator<Item = &'a Arc<Registration>>,
     ) -> (u64, Vec<Arc<Registration>>) {
@@ -156,7 +156,7 @@ impl DeviceQuery {
 
 /// `GET /api/devices/{ep}[?d=sector]`: which registration is meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceSelector {
+pub(crate) struct DeviceSelector {
     pub ep: EndpointName,
     /// `None` (no `d`, or `d=`): the registration without a sector.
     pub d: Option<Sector>,
@@ -164,7 +164,7 @@ pub struct DeviceSelector {
 
 impl DeviceSelector {
     /// `ep` is the (already decoded) path segment; `raw_query` may only carry `d`.
-    pub fn parse(ep: &str, raw_query: &str) -> Result<DeviceSelector, ApiError> {
+    pub(crate) fn parse(ep: &str, raw_query: &str) -> Result<DeviceSelector, ApiError> {
         let ep = EndpointName::new(ep)
             .map_err(|e| ApiError::bad_parameter("ep", format!("invalid ep: {e}")))?;
         let items = decode_query_string(raw_query)?;

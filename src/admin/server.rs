@@ -60,7 +60,7 @@ pub fn start(listen: SocketAddr, state: AdminState) -> Result<RunningAdmin, Admi
 
 /// Bind the admin listener. Separate from [`start_on`] so the gateway can bind it before any
 /// actor runs: a taken port is then refused while there is nothing to unwind.
-pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, AdminError> {
+pub(crate) fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, AdminError> {
     // std sets SO_REUSEADDR on Unix, as actix-web's own `bind` does.
     std::net::TcpListener::bind(listen).map_err(|source| AdminError::Bind {
         addr: listen,
@@ -70,7 +70,7 @@ pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, AdminError> {
 
 /// Start serving on a bound listener; logs `admin http listening on http://ADDR` with the
 /// bound address (port 0 resolved). Must be called inside a running actix system.
-pub fn start_on(
+pub(crate) fn start_on(
     listener: std::net::TcpListener,
     state: AdminState,
 ) -> Result<RunningAdmin, AdminError> {

@@ -14,7 +14,7 @@ use crate::platform::{GetLinkStats, LinkStats, PlatformLink};
 use crate::registry::{GetHealth, Registry, RegistryHealth, RegistryReader};
 
 /// How long a handler waits for an actor's answer.
-pub const ACTOR_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const ACTOR_WAIT: Duration = Duration::from_secs(1);
 
 /// Shared by every admin worker thread (all handles are cheap clones and `Send`).
 #[derive(Clone)]
@@ -29,7 +29,7 @@ pub struct AdminState {
 
 impl AdminState {
     /// The Registry's write health; `None` when it did not answer within [`ACTOR_WAIT`].
-    pub async fn registry_health(&self) -> Option<RegistryHealth> {
+    pub(crate) async fn registry_health(&self) -> Option<RegistryHealth> {
         match tokio::time::timeout(ACTOR_WAIT, self.registry.send(GetHealth)).await {
             Ok(Ok(health)) => Some(health),
             _ => None,
@@ -37,7 +37,7 @@ impl AdminState {
     }
 
     /// The PlatformLink's counters; `None` when not configured or it did not answer.
-    pub async fn link_stats(&self) -> Option<LinkStats> {
+    pub(crate) async fn link_stats(&self) -> Option<LinkStats> {
         let link = self.platform.as_ref()?;
         match tokio::time::timeout(ACTOR_WAIT, link.send(GetLinkStats)).await {
             Ok(Ok(stats)) => Some(stats),
@@ -46,7 +46,7 @@ impl AdminState {
     }
 
     /// The platform link as `/health` reports it.
-    pub async fn platform_state(&self) -> PlatformState {
+    pub(crate) async fn platform_state(&self) -> PlatformState {
         if self.platform.is_none() {
             return PlatformState::NotConfigured;
         }

@@ -16,11 +16,16 @@ use crate::time::rfc3339_ms;
 /// The page template: `{{name}}` markers are replaced by [`render`].
 const STATUS_HTML: &str = include_str!("status.html");
 /// `GET /status.js`.
-pub const STATUS_JS: &str = include_str!("status.js");
+pub(crate) const STATUS_JS: &str = include_str!("status.js");
 
 /// `GET /`: the page with `health` and the first `devices` (of `total`) filled in, as the script
 /// would draw them (the "last seen" column relative to `now_ms`).
-pub fn render(health: &HealthView, devices: &[&Registration], total: u64, now_ms: u64) -> String {
+pub(crate) fn render(
+    health: &HealthView,
+    devices: &[&Registration],
+    total: u64,
+    now_ms: u64,
+) -> String {
     let up_down = |up: bool| if up { "up" } else { "down" };
     let (platform, platform_class) = match (health.platform.configured, health.platform.connected) {
         (false, _) => ("not configured", ""),
@@ -151,7 +156,7 @@ fn ago(elapsed_ms: u64) -> String {
 }
 
 /// Text as HTML element content or a quoted attribute value.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

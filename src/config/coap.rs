@@ -10,7 +10,7 @@ use std::time::Duration;
 /// RFC 7252 §4.8 transmission parameters and the endpoint's own bounds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CoapConfig {
+pub(crate) struct CoapConfig {
     pub ack_timeout_ms: u64,
     pub ack_random_factor: f64,
     pub max_retransmit: u32,
@@ -77,7 +77,7 @@ impl CoapConfig {
 impl Config {
     /// The RD endpoint's parameters: RFC 7252 §4.8 timing and bounds from `coap:`, admission
     /// from `limits:`, multicast leisure from `rd.multicast_leisure_ms`.
-    pub fn rd_endpoint_params(&self) -> TransmissionParams {
+    pub(crate) fn rd_endpoint_params(&self) -> TransmissionParams {
         let c = &self.coap;
         let mut p = TransmissionParams::with_timing(
             Duration::from_millis(c.ack_timeout_ms),

@@ -6,14 +6,15 @@ use serde::Deserialize;
 
 use super::{in_range, invalid, ConfigError};
 use crate::discovery::actor::group_addr;
+use crate::discovery::targets::TargetError;
+use crate::discovery::DiscoverySettings;
 use crate::discovery::Targets;
-use crate::discovery::{DiscoverySettings, TargetError};
 use std::time::Duration;
 
 /// Active discovery: unicast `GET /.well-known/core` to configured targets.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DiscoveryConfig {
+pub(crate) struct DiscoveryConfig {
     pub enabled: bool,
     /// Seconds between discovery rounds (the first runs at start).
     pub interval_s: u64,
@@ -83,7 +84,7 @@ impl DiscoveryConfig {
     /// From `discovery.*` and its targets as config validation parsed them
     /// (`Config::parsed`); only the groups' interfaces are looked up here, since they must
     /// exist when the gateway starts, not when its config is checked.
-    pub fn settings(&self, targets: &Targets) -> Result<DiscoverySettings, TargetError> {
+    pub(crate) fn settings(&self, targets: &Targets) -> Result<DiscoverySettings, TargetError> {
         Ok(DiscoverySettings {
             interval: Duration::from_secs(self.interval_s.max(1)),
             timeout: Duration::from_millis(self.timeout_ms.max(1)),

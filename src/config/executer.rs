@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ExecuterConfig {
+pub(crate) struct ExecuterConfig {
     pub timeout_ms: u64,
     /// Commands running at once; one more is answered `overloaded`.
     pub max_in_flight: usize,
@@ -44,7 +44,7 @@ impl ExecuterConfig {
 
 impl ExecuterConfig {
     /// The Executer's settings.
-    pub fn settings(&self) -> ExecuterSettings {
+    pub(crate) fn settings(&self) -> ExecuterSettings {
         ExecuterSettings {
             default_timeout: Duration::from_millis(self.timeout_ms.max(1)),
             max_in_flight: self.max_in_flight.max(1),

@@ -8,7 +8,7 @@ use super::{invalid, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct GatewayConfig {
+pub(crate) struct GatewayConfig {
     /// Identifies this gateway to the platform (`hello.gateway`).
     pub id: String,
     /// The sled database directory; created when missing.

@@ -8,7 +8,7 @@ use super::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// Admin HTTP address; empty disables it. Localhost by default: it is not authenticated.
     pub listen: String,
     /// Host names the admin server answers to besides literal addresses and `localhost`
@@ -27,7 +27,7 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     /// `http.listen` as a socket address; `None` when empty (admin HTTP disabled).
-    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+    pub(crate) fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         if self.listen.is_empty() {
             return Ok(None);
         }

@@ -9,7 +9,7 @@
 
 /// The 1-based line of `dotted` (`section.key`, any depth) in `yaml`, or of the deepest of its
 /// parents written in flow style; `None` when the key is not written at all.
-pub fn line_of_key(yaml: &str, dotted: &str) -> Option<usize> {
+pub(crate) fn line_of_key(yaml: &str, dotted: &str) -> Option<usize> {
     let path: Vec<&str> = dotted.split('.').collect();
     let mut depth = 0;
     // Indentation of the mapping whose keys we are matching at `depth`; None: not yet known

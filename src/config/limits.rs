@@ -13,7 +13,7 @@ use std::time::Duration;
 /// Resource limits and abuse protection; see `config.yaml` for why each default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
+pub(crate) struct LimitsConfig {
     /// Largest request body (a registration's links), whole or reassembled from Block1: 4.13.
     pub max_payload_bytes: usize,
     /// Most links in one registration: 4.13.
@@ -146,7 +146,7 @@ impl LimitsConfig {
 
 impl LimitsConfig {
     /// What `limits:` asks of the RD's CoAP endpoint.
-    pub fn admission_settings(&self) -> AdmissionSettings {
+    pub(crate) fn admission_settings(&self) -> AdmissionSettings {
         AdmissionSettings {
             rate_per_s: self.request_rate_per_s,
             burst: f64::from(self.request_burst),
@@ -164,7 +164,7 @@ impl LimitsConfig {
 
 impl Config {
     /// The Registry's write policy: FCFR from `rd.endpoint_protection`, the per-source quota.
-    pub fn write_policy(&self) -> WritePolicy {
+    pub(crate) fn write_policy(&self) -> WritePolicy {
         WritePolicy {
             endpoint_protection: self.rd.endpoint_protection
                 == EndpointProtection::FirstComeFirstRemembered,
@@ -176,7 +176,7 @@ impl Config {
 
     /// The Registry's part of `config.yaml`: `gateway.data_dir`, `gateway.cache_mb`,
     /// `rd.expiry_grace_s`, `rd.max_registrations`.
-    pub fn registry_config(&self) -> RegistryConfig {
+    pub(crate) fn registry_config(&self) -> RegistryConfig {
         RegistryConfig {
             data_dir: self.gateway.data_dir.clone(),
             cache_mb: self.gateway.cache_mb,

@@ -16,7 +16,6 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -38,17 +37,18 @@ mod preflight;
 mod rd;
 
 pub use crate::secret::Secret;
-pub use coap::CoapConfig;
-pub use discovery::DiscoveryConfig;
-pub use executer::ExecuterConfig;
-pub use gateway::GatewayConfig;
-pub use http::HttpConfig;
-pub use key_line::line_of_key;
-pub use limits::LimitsConfig;
-pub use observer::ObserverConfig;
-pub use pinger::PingerConfig;
-pub use platform::{PlatformConfig, TOKEN_ENV};
-pub use rd::{EndpointProtection, RdConfig};
+pub(crate) use coap::CoapConfig;
+pub(crate) use discovery::DiscoveryConfig;
+pub(crate) use executer::ExecuterConfig;
+pub(crate) use gateway::GatewayConfig;
+pub(crate) use http::HttpConfig;
+pub(crate) use key_line::line_of_key;
+pub(crate) use limits::LimitsConfig;
+pub(crate) use observer::ObserverConfig;
+pub(crate) use pinger::PingerConfig;
+pub use platform::PlatformConfig;
+pub(crate) use platform::TOKEN_ENV;
+pub(crate) use rd::{EndpointProtection, RdConfig};
 
 /// Why a config could not be used. The binary prints it and exits with code 2.
 #[derive(Debug, Error)]
@@ -76,7 +76,7 @@ pub enum ConfigError {
 impl ConfigError {
     /// Name the line of the refused key in `yaml`, the text the config was parsed from (a key
     /// not written in the file, i.e. a refused default, stays without a line).
-    pub fn located_in(self, yaml: &str) -> ConfigError {
+    pub(crate) fn located_in(self, yaml: &str) -> ConfigError {
         match self {
             ConfigError::Invalid { key, message } => match line_of_key(yaml, key) {
                 Some(line) => ConfigError::InvalidAt { key, line, message },
@@ -107,16 +107,16 @@ fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), Con
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub gateway: GatewayConfig,
-    pub rd: RdConfig,
-    pub coap: CoapConfig,
-    pub pinger: PingerConfig,
-    pub discovery: DiscoveryConfig,
-    pub observer: ObserverConfig,
-    pub executer: ExecuterConfig,
-    pub platform: PlatformConfig,
-    pub http: HttpConfig,
-    pub limits: LimitsConfig,
+    pub(crate) gateway: GatewayConfig,
+    pub(crate) rd: RdConfig,
+    pub(crate) coap: CoapConfig,
+    pub(crate) pinger: PingerConfig,
+    pub(crate) discovery: DiscoveryConfig,
+    pub(crate) observer: ObserverConfig,
+    pub(crate) executer: ExecuterConfig,
+    pub(crate) platform: PlatformConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) limits: LimitsConfig,
     /// What [`Config::validate`] parsed, kept by [`Config::from_yaml`]; `None` for a config
     /// built in code (see [`Config::parsed`]).
     #[serde(skip)]
@@ -127,7 +127,7 @@ pub struct Config {
 /// it: each value is parsed once, by [`Config::validate`], and `gateway::start` hands it on.
 /// A setting read from text goes here; one that is only copied stays in its section.
 #[derive(Debug, Clone)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     /// `rd.listen`.
     pub rd_listen: Vec<SocketAddr>,
     /// `http.listen`; `None` when empty (admin HTTP disabled).
@@ -140,7 +140,7 @@ pub struct Parsed {
 
 impl Config {
     /// Whether the gateway runs an mDNS daemon at all: nothing is sent on port 5353 otherwise.
-    pub fn needs_mdns(&self) -> bool {
+    pub(crate) fn needs_mdns(&self) -> bool {
         self.rd.dnssd || (self.discovery.enabled && self.discovery.mdns)
     }
 
@@ -181,13 +181,16 @@ impl Config {
     }
 
     /// Read `platform.ca_file` into `platform.ca_certs` ([`PlatformConfig::resolve_ca`]).
-    pub fn resolve_platform_ca(&mut self) -> Result<(), ConfigError> {
+    pub(crate) fn resolve_platform_ca(&mut self) -> Result<(), ConfigError> {
         self.platform.resolve_ca()
     }
 
     /// Settle the platform token: [`TOKEN_ENV`] (`from_env`), then `platform.token_file`, then
     /// `platform.token` ([`PlatformConfig::resolve_token`]).
-    pub fn resolve_platform_token(&mut self, from_env: Option<String>) -> Result<(), ConfigError> {
+    pub(crate) fn resolve_platform_token(
+        &mut self,
+        from_env: Option<String>,
+    ) -> Result<(), ConfigError> {
         self.platform.resolve_token(from_env)
     }
 
@@ -209,7 +212,7 @@ impl Config {
     /// Range and syntax checks that the YAML types cannot express, section by section; returns
     /// what it parsed. The order of the checks is the order in which the first of several wrong
     /// keys is reported.
-    pub fn validate(&self) -> Result<Parsed, ConfigError> {
+    pub(crate) fn validate(&self) -> Result<Parsed, ConfigError> {
         self.gateway.validate()?;
         let rd_listen = self.rd.validate_listen()?;
         self.coap.validate()?;
@@ -235,7 +238,7 @@ impl Config {
     /// a config built in code, which never went through it, is validated here instead. A
     /// config loaded from text and then edited in code must go through [`Config::from_yaml`]
     /// or [`Config::validate`] again: the kept values are those of the text.
-    pub fn parsed(&self) -> Result<Cow<'_, Parsed>, ConfigError> {
+    pub(crate) fn parsed(&self) -> Result<Cow<'_, Parsed>, ConfigError> {
         match &self.parsed {
             Some(parsed) => Ok(Cow::Borrowed(parsed)),
             None => self.validate().map(Cow::Owned),
@@ -243,23 +246,22 @@ impl Config {
     }
 
     /// `rd.listen` as socket addresses.
-    pub fn rd_listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+    #[cfg(test)]
+    pub(crate) fn rd_listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         self.rd.listen_addrs()
     }
 
     /// `http.listen` as a socket address; `None` when empty (admin HTTP disabled).
-    pub fn http_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+    #[cfg(test)]
+    pub(crate) fn http_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         self.http.listen_addr()
-    }
-
-    pub fn coap_ack_timeout(&self) -> Duration {
-        Duration::from_millis(self.coap.ack_timeout_ms)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn empty_document_is_the_default() {

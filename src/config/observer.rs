@@ -11,7 +11,7 @@ use crate::observer::{ObserverSettings, Selection};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ObserverConfig {
+pub(crate) struct ObserverConfig {
     pub enabled: bool,
     pub poll_interval_s: u64,
     /// RD-style filters choosing the links to watch; a link is watched when it matches any
@@ -49,7 +49,7 @@ impl Default for ObserverConfig {
 impl ObserverConfig {
     /// Check `observer.*` and build the Observer's settings from it (also when the Observer is
     /// disabled: a bad value is refused either way).
-    pub fn settings(&self) -> Result<ObserverSettings, ConfigError> {
+    pub(crate) fn settings(&self) -> Result<ObserverSettings, ConfigError> {
         in_range(
             "observer.max_frames_per_s",
             self.max_frames_per_s.into(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PingerConfig {
+pub(crate) struct PingerConfig {
     pub enabled: bool,
     pub interval_s: u64,
     pub timeout_ms: u64,
@@ -42,7 +42,7 @@ impl PingerConfig {
 
 impl PingerConfig {
     /// The Pinger's settings.
-    pub fn settings(&self) -> PingerSettings {
+    pub(crate) fn settings(&self) -> PingerSettings {
         PingerSettings {
             // A zero interval would spin; one second is the shortest sweep period.
             interval: Duration::from_secs(self.interval_s.max(1)),

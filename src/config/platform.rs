@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Environment variable that supplies the platform token (see
 /// [`PlatformConfig::resolve_token`]).
-pub const TOKEN_ENV: &str = "COAP_GATEWAY_PLATFORM_TOKEN";
+pub(crate) const TOKEN_ENV: &str = "COAP_GATEWAY_PLATFORM_TOKEN";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,7 +78,7 @@ impl PlatformConfig {
 
     /// Read `ca_file` (one or more PEM certificates) into `ca_certs`. A missing or unreadable
     /// file, or one without a usable certificate, is a config error.
-    pub fn resolve_ca(&mut self) -> Result<(), ConfigError> {
+    pub(crate) fn resolve_ca(&mut self) -> Result<(), ConfigError> {
         let Some(path) = &self.ca_file else {
             return Ok(());
         };
@@ -96,7 +96,7 @@ impl PlatformConfig {
     /// Where the token comes from, strongest first: the environment variable [`TOKEN_ENV`]
     /// (`from_env`), then `token_file`, then `token`. Keeping the token out of config.yaml
     /// lets the file be world-readable.
-    pub fn resolve_token(&mut self, from_env: Option<String>) -> Result<(), ConfigError> {
+    pub(crate) fn resolve_token(&mut self, from_env: Option<String>) -> Result<(), ConfigError> {
         if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
             self.token = Secret::new(token.trim());
             return Ok(());

@@ -11,7 +11,7 @@ const PROBE: &str = ".coap-gateway-check";
 /// Whether `data_dir` exists as a writable directory, or can be created: its nearest existing
 /// ancestor must be a writable directory. Creates nothing that stays. The error says why, with
 /// the path.
-pub fn check_data_dir(data_dir: &Path) -> Result<(), String> {
+pub(super) fn check_data_dir(data_dir: &Path) -> Result<(), String> {
     if data_dir.exists() {
         if !data_dir.is_dir() {
             return Err(format!("{} is not a directory", data_dir.display()));

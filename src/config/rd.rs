@@ -13,7 +13,7 @@ use crate::rd::service::RdSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RdConfig {
+pub(crate) struct RdConfig {
     /// UDP addresses the RD (and every request the gateway makes) uses. Port 0 picks a free port.
     pub listen: Vec<String>,
     /// `lt` assumed when a registration carries none (RFC 9176 §5: 90000 s).
@@ -50,7 +50,7 @@ pub struct RdConfig {
 /// `rd.endpoint_protection`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum EndpointProtection {
+pub(crate) enum EndpointProtection {
     FirstComeFirstRemembered,
     Off,
 }
@@ -86,7 +86,7 @@ fn is_interface_name(name: &str) -> bool {
 // of several wrong keys), hence four checks rather than one.
 impl RdConfig {
     /// `rd.listen` as socket addresses.
-    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+    pub(crate) fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         self.listen
             .iter()
             .map(|s| {
@@ -172,7 +172,7 @@ impl RdConfig {
 
 impl Config {
     /// The RD's request handling settings, from `rd:` and `limits:`.
-    pub fn rd_settings(&self) -> RdSettings {
+    pub(crate) fn rd_settings(&self) -> RdSettings {
         RdSettings {
             default_lifetime_s: self.rd.default_lifetime_s,
             expose_status: self.rd.expose_status,

@@ -47,7 +47,7 @@ use link_format::{Link, Param};
 
 /// The Discovery actor's knobs, from `discovery.*` in the config.
 #[derive(Debug, Clone)]
-pub struct DiscoverySettings {
+pub(crate) struct DiscoverySettings {
     pub interval: Duration,
     pub timeout: Duration,
     pub lifetime_s: u32,
@@ -59,7 +59,7 @@ pub struct DiscoverySettings {
 }
 
 /// A group as a socket address: an IPv6 group's interface becomes its scope id.
-pub fn group_addr(g: &GroupTarget) -> Result<SocketAddr, TargetError> {
+pub(crate) fn group_addr(g: &GroupTarget) -> Result<SocketAddr, TargetError> {
     match (g.ip, &g.interface) {
         (IpAddr::V6(ip), Some(name)) => {
             #[cfg(target_os = "linux")]
@@ -95,20 +95,20 @@ async fn ask_group(client: &CoapClient, group: SocketAddr, window: Duration) -> 
 /// Stop discovering (sent by the gateway before it shuts the CoAP endpoint down).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopDiscovery;
+pub(crate) struct StopDiscovery;
 
 /// mDNS services that resolved to this host's own address: one log line per period at most.
 static OWN_HOST_ANNOUNCED: LogThrottle = LogThrottle::new();
 
 /// The most mDNS-found targets kept at once, so a noisy network cannot grow the state without
 /// bound.
-pub const MAX_MDNS_TARGETS: usize = 4_096;
+pub(crate) const MAX_MDNS_TARGETS: usize = 4_096;
 
 /// A `_coap._udp` service found by mDNS (sent by `dnssd::browse`): ask `addr` now and in every
 /// round while the service is announced.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct AddMdnsTarget {
+pub(crate) struct AddMdnsTarget {
     /// The service instance's full name, e.g. `lamp._coap._udp.local.`.
     pub instance: String,
     pub addr: SocketAddr,
@@ -117,13 +117,13 @@ pub struct AddMdnsTarget {
 /// The service was withdrawn (goodbye) or expired: stop asking its address.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct RemoveMdnsTarget {
+pub(crate) struct RemoveMdnsTarget {
     pub instance: String,
 }
 
 /// What one round found, logged at its end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoundDone {
+pub(crate) struct RoundDone {
     pub asked: usize,
     pub registered: usize,
     /// Left alone: the device registered itself (by address or by name).
@@ -142,7 +142,7 @@ enum Found {
     ResourceDirectory,
 }
 
-pub struct Discovery {
+pub(crate) struct Discovery {
     settings: DiscoverySettings,
     registry: Addr<Registry>,
     reader: RegistryReader,
@@ -158,7 +158,7 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    pub fn new(
+    pub(crate) fn new(
         settings: DiscoverySettings,
         registry: Addr<Registry>,
         reader: RegistryReader,
@@ -501,7 +501,7 @@ impl Handler<RemoveMdnsTarget> for Discovery {
 }
 
 /// Start the Discovery actor on the current arbiter.
-pub fn start(
+pub(crate) fn start(
     settings: DiscoverySettings,
     registry: Addr<Registry>,
     reader: RegistryReader,

@@ -8,13 +8,11 @@
 //! - `actor`: the Discovery actor that runs rounds on the RD's `CoapClient`; it also asks the
 //!   `_coap._udp` services `dnssd::browse` finds (`AddMdnsTarget`).
 
-pub mod actor;
-pub mod naming;
-pub mod targets;
+pub(crate) mod actor;
+pub(crate) mod naming;
+pub(crate) mod targets;
 
-pub use actor::{
-    start, AddMdnsTarget, Discovery, DiscoverySettings, RemoveMdnsTarget, RoundDone, StopDiscovery,
-    MAX_MDNS_TARGETS,
+pub(crate) use actor::{
+    start, AddMdnsTarget, Discovery, DiscoverySettings, RemoveMdnsTarget, StopDiscovery,
 };
-pub use naming::{endpoint_name, generated_name};
-pub use targets::{parse_target, GroupTarget, Target, TargetError, Targets};
+pub(crate) use targets::Targets;

@@ -12,15 +12,15 @@ use crate::registry::EndpointName;
 use link_format::Link;
 
 /// Prefix of every generated name.
-pub const GENERATED_PREFIX: &str = "disc-";
+pub(crate) const GENERATED_PREFIX: &str = "disc-";
 
 /// The name to register a discovered device under.
-pub fn endpoint_name(links: &[Link], addr: SocketAddr) -> EndpointName {
+pub(crate) fn endpoint_name(links: &[Link], addr: SocketAddr) -> EndpointName {
     offered_name(links).unwrap_or_else(|| generated_name(addr))
 }
 
 /// The first valid `ep` attribute among `links`, if any.
-pub fn offered_name(links: &[Link]) -> Option<EndpointName> {
+pub(crate) fn offered_name(links: &[Link]) -> Option<EndpointName> {
     links
         .iter()
         .flat_map(|l| l.values("ep"))
@@ -28,7 +28,7 @@ pub fn offered_name(links: &[Link]) -> Option<EndpointName> {
 }
 
 /// `disc-127-0-0-1-40003`, `disc-fe80-0-0-0-0-0-0-1-s2-5683` (scope 2), at most 50 bytes.
-pub fn generated_name(addr: SocketAddr) -> EndpointName {
+pub(crate) fn generated_name(addr: SocketAddr) -> EndpointName {
     let mut name = String::from(GENERATED_PREFIX);
     match addr {
         SocketAddr::V4(a) => {

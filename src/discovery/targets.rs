@@ -13,14 +13,11 @@ use std::net::{IpAddr, SocketAddr};
 use thiserror::Error;
 
 /// CoAP's default UDP port (RFC 7252 §6.1).
-pub const COAP_PORT: u16 = 5683;
-
-/// The most addresses one range may expand to, so a typo cannot make a round of millions.
-pub const MAX_RANGE_LEN: usize = 65_536;
+pub(crate) const COAP_PORT: u16 = 5683;
 
 /// Why a target entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     #[error("`{0}` is not an address, address:port or address:first-last")]
     Syntax(String),
     #[error("`{0}`: the port range is empty (first port above last)")]
@@ -39,7 +36,7 @@ pub enum TargetError {
 
 /// A multicast group to ask, with the interface that scopes it (IPv6 only).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupTarget {
+pub(crate) struct GroupTarget {
     pub ip: IpAddr,
     pub port: u16,
     pub interface: Option<String>,
@@ -47,7 +44,7 @@ pub struct GroupTarget {
 
 /// One configured target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Unicast(SocketAddr),
     /// Every port from `first` to `last`, inclusive, on `ip`.
     Range {
@@ -60,7 +57,7 @@ pub enum Target {
 
 impl Target {
     /// Every unicast address this target stands for (none for a group).
-    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    pub(crate) fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         let (ip, first, last) = match self {
             Target::Unicast(addr) => (addr.ip(), addr.port(), addr.port()),
             Target::Range { ip, first, last } => (*ip, *first, *last),
@@ -72,7 +69,7 @@ impl Target {
 }
 
 /// Parse one entry of `discovery.targets`.
-pub fn parse_target(entry: &str) -> Result<Target, TargetError> {
+pub(crate) fn parse_target(entry: &str) -> Result<Target, TargetError> {
     let s = entry.trim();
     let syntax = || TargetError::Syntax(entry.to_string());
     if let Some(group) = parse_group(entry, s)? {
@@ -170,7 +167,7 @@ fn unicast(entry: &str, addr: SocketAddr) -> Result<Target, TargetError> {
 
 /// `discovery.targets` parsed, each entry once: what the Discovery actor asks every round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Targets {
+pub(crate) struct Targets {
     /// Every unicast address, expanded from addresses and ranges: distinct, in configuration
     /// order.
     pub unicast: Vec<SocketAddr>,
@@ -180,7 +177,7 @@ pub struct Targets {
 
 impl Targets {
     /// Parse every entry; the first bad one is the error.
-    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Targets, TargetError> {
+    pub(crate) fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Targets, TargetError> {
         let mut seen = std::collections::HashSet::new();
         let mut out = Targets::default();
         for entry in entries {

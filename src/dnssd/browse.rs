@@ -19,7 +19,7 @@ use super::target::pick_device_addr;
 use crate::discovery::{AddMdnsTarget, RemoveMdnsTarget};
 
 /// Start browsing `_coap._udp.local.` and forward what is found.
-pub fn browse_coap(
+pub(crate) fn browse_coap(
     mdns: &Mdns,
     found: Recipient<AddMdnsTarget>,
     gone: Recipient<RemoveMdnsTarget>,

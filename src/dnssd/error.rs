@@ -4,7 +4,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum DnssdError {
+pub(crate) enum DnssdError {
     /// The mDNS daemon thread or its poller could not be created.
     #[error("cannot start the mDNS daemon: {0}")]
     Daemon(#[source] mdns_sd::Error),

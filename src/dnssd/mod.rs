@@ -10,18 +10,12 @@
 //! - `browse`: forwards resolved `_coap._udp` services to the Discovery actor.
 //! - `error`: [`DnssdError`].
 
-pub mod browse;
-pub mod error;
-pub mod naming;
-pub mod plan;
-pub mod responder;
-pub mod target;
+pub(crate) mod browse;
+pub(crate) mod error;
+pub(crate) mod naming;
+pub(crate) mod plan;
+pub(crate) mod responder;
+pub(crate) mod target;
 
-pub use browse::browse_coap;
-pub use error::DnssdError;
-pub use naming::{
-    host_name, host_name_for_port, instance_name, txt_records, COAP_SERVICE_TYPE, RD_SERVICE_TYPE,
-};
-pub use plan::{plan_adverts, Advert};
-pub use responder::{Mdns, RdAdvertisement};
-pub use target::pick_device_addr;
+pub(crate) use browse::browse_coap;
+pub(crate) use responder::{Mdns, RdAdvertisement};

@@ -3,21 +3,21 @@
 //! Called by `responder` when the gateway starts advertising.
 
 /// The RD's service type (RFC 9176 §4.1.2, §12.5 registration), in mDNS's `.local.` domain.
-pub const RD_SERVICE_TYPE: &str = "_core-rd._udp.local.";
+pub(crate) const RD_SERVICE_TYPE: &str = "_core-rd._udp.local.";
 
 /// Plain CoAP servers (RFC 7252 §12.8): what `discovery.mdns` browses for passive devices.
-pub const COAP_SERVICE_TYPE: &str = "_coap._udp.local.";
+pub(crate) const COAP_SERVICE_TYPE: &str = "_coap._udp.local.";
 
 /// Used when `gateway.id` leaves nothing usable.
 const FALLBACK_NAME: &str = "coap-gateway";
 
 /// A DNS label's limit, for instance names (RFC 6763 §4.1.1) and host labels (RFC 1035 §2.3.4).
-pub const MAX_LABEL: usize = 63;
+pub(crate) const MAX_LABEL: usize = 63;
 
 /// The user-visible instance name: `gateway.id` as it is (RFC 6763 §4.1.1 allows any UTF-8),
 /// except that dots and control characters become `-` (a dot would split the DNS label for
 /// receivers that do not unescape), cut to 63 bytes on a character boundary.
-pub fn instance_name(gateway_id: &str) -> String {
+pub(crate) fn instance_name(gateway_id: &str) -> String {
     let cleaned: String = gateway_id
         .trim()
         .chars()
@@ -33,7 +33,7 @@ pub fn instance_name(gateway_id: &str) -> String {
 
 /// The instance name for a listener on another port than the first one: a DNS-SD instance
 /// names one port, so each further port gets its own, e.g. `gw-1 port 5684`.
-pub fn instance_name_for_port(instance: &str, port: u16) -> String {
+pub(crate) fn instance_name_for_port(instance: &str, port: u16) -> String {
     let suffix = format!(" port {port}");
     let head = truncate_utf8(instance, MAX_LABEL - suffix.len()).trim_end();
     format!("{head}{suffix}")
@@ -42,7 +42,7 @@ pub fn instance_name_for_port(instance: &str, port: u16) -> String {
 /// The mDNS host name (`<label>.local.`): `gateway.id` lowercased, every run of characters
 /// other than ASCII letters and digits turned into one `-`, trimmed of `-`, at most 63 bytes
 /// (RFC 952/1123 host name rules, so any resolver accepts it).
-pub fn host_name(gateway_id: &str) -> String {
+pub(crate) fn host_name(gateway_id: &str) -> String {
     let mut label = String::new();
     for c in gateway_id.chars() {
         if c.is_ascii_alphanumeric() {
@@ -64,7 +64,7 @@ pub fn host_name(gateway_id: &str) -> String {
 /// The host name for a listener whose addresses differ from the first one's: DNS-SD resolves
 /// addresses by host name, so one shared host would merge both address sets and send devices to
 /// a family the port is not served on. `test-gw.local.` + 5684 -> `test-gw-5684.local.`.
-pub fn host_name_for_port(host: &str, port: u16) -> String {
+pub(crate) fn host_name_for_port(host: &str, port: u16) -> String {
     let label = host.strip_suffix(".local.").unwrap_or(host);
     let suffix = format!("-{port}");
     let head = &label[..label.len().min(MAX_LABEL - suffix.len())];
@@ -76,7 +76,7 @@ pub fn host_name_for_port(host: &str, port: u16) -> String {
 /// (RFC 9176 §5), the lookup resources (§6) and, when enabled, simple registration (§5.1).
 /// Paths are the ones `rd::route` serves. Keys are at most nine characters (RFC 6763 §6.4),
 /// hence `res-lkup`.
-pub fn txt_records(simple_registration: bool) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn txt_records(simple_registration: bool) -> Vec<(&'static str, &'static str)> {
     let mut txt = vec![
         ("txtvers", "1"),
         ("rt", "core.rd"),

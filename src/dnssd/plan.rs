@@ -14,7 +14,7 @@ use super::naming::{host_name_for_port, instance_name_for_port};
 
 /// One `_core-rd._udp` instance to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advert {
+pub(crate) struct Advert {
     pub instance: String,
     /// `<label>.local.`: the SRV target whose A/AAAA records are `addrs` (and the automatic ones).
     pub host: String,
@@ -39,7 +39,7 @@ impl Advert {
 /// The instances for `listeners` (in their order): the first port's instance is `instance` on
 /// `host`, each further port's is `instance port N`, on `host` when it has the same addresses,
 /// else on `host-N`. Port 0 (not bound) is skipped.
-pub fn plan_adverts(instance: &str, host: &str, listeners: &[SocketAddr]) -> Vec<Advert> {
+pub(crate) fn plan_adverts(instance: &str, host: &str, listeners: &[SocketAddr]) -> Vec<Advert> {
     let mut adverts: Vec<Advert> = Vec::new();
     for listener in listeners.iter().filter(|l| l.port() != 0) {
         let index = match adverts.iter().position(|a| a.port == listener.port()) {

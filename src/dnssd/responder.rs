@@ -29,7 +29,7 @@ const GOODBYE_REPEAT: Duration = Duration::from_millis(200);
 
 /// What the RD advertisement needs to know about the gateway.
 #[derive(Debug, Clone)]
-pub struct RdAdvertisement {
+pub(crate) struct RdAdvertisement {
     /// `gateway.id`: the instance name and host name derive from it.
     pub gateway_id: String,
     /// The addresses the RD actually bound (ports resolved).
@@ -39,7 +39,7 @@ pub struct RdAdvertisement {
 }
 
 /// The running mDNS daemon and what it advertises.
-pub struct Mdns {
+pub(crate) struct Mdns {
     daemon: ServiceDaemon,
     /// Full names of the registered instances, withdrawn on shutdown.
     advertised: Vec<String>,
@@ -63,7 +63,7 @@ impl Drop for Mdns {
 impl Mdns {
     /// Start the daemon, restricted to `interfaces` (by name) when that is not empty. Must run
     /// on an actix arbiter (the daemon's events are logged by a task on it).
-    pub fn start(interfaces: &[String]) -> Result<Mdns, DnssdError> {
+    pub(crate) fn start(interfaces: &[String]) -> Result<Mdns, DnssdError> {
         probe_mdns_port()?;
         let daemon = ServiceDaemon::new().map_err(DnssdError::Daemon)?;
         let command = |what| move |source| DnssdError::Command { what, source };
@@ -105,17 +105,12 @@ impl Mdns {
     }
 
     /// The daemon, for browsing.
-    pub fn daemon(&self) -> &ServiceDaemon {
+    pub(crate) fn daemon(&self) -> &ServiceDaemon {
         &self.daemon
     }
 
-    /// Full names of the advertised RD instances.
-    pub fn advertised(&self) -> &[String] {
-        &self.advertised
-    }
-
     /// Register one `_core-rd._udp` instance per listening port.
-    pub fn advertise_rd(&mut self, rd: &RdAdvertisement) -> Result<(), DnssdError> {
+    pub(crate) fn advertise_rd(&mut self, rd: &RdAdvertisement) -> Result<(), DnssdError> {
         let instance = instance_name(&rd.gateway_id);
         let host = host_name(&rd.gateway_id);
         let txt = txt_records(rd.simple_registration);
@@ -140,7 +135,7 @@ impl Mdns {
     }
 
     /// Withdraw every advertisement (goodbye packets) and stop the daemon, within `budget`.
-    pub async fn shutdown(mut self, budget: Duration) {
+    pub(crate) async fn shutdown(mut self, budget: Duration) {
         self.stop_requested = true;
         let deadline = tokio::time::Instant::now() + budget;
         for fullname in &self.advertised {

@@ -9,7 +9,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// The address to ask, or `None` when no candidate is usable.
-pub fn pick_device_addr(candidates: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+pub(crate) fn pick_device_addr(
+    candidates: impl IntoIterator<Item = SocketAddr>,
+) -> Option<SocketAddr> {
     candidates
         .into_iter()
         .filter(|a| a.port() != 0)

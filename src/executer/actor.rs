@@ -39,9 +39,9 @@ use crate::time::now_ms;
 const DEDUP_CAPACITY: usize = 100_000;
 
 /// Results the link's mailbox refused, waiting to be handed over again (one per command).
-pub const PENDING_RESULTS: usize = 4096;
+pub(crate) const PENDING_RESULTS: usize = 4096;
 /// How often waiting results are offered to the link again.
-pub const RETRY_EVERY: Duration = Duration::from_millis(20);
+pub(crate) const RETRY_EVERY: Duration = Duration::from_millis(20);
 /// Deferred and dropped results: one log line per kind per 10 s.
 static DEFERRED_LOG: LogThrottle = LogThrottle::new();
 static DROPPED_LOG: LogThrottle = LogThrottle::new();
@@ -97,7 +97,7 @@ pub struct Executer {
 }
 
 impl Executer {
-    pub fn new(
+    pub(crate) fn new(
         settings: ExecuterSettings,
         reader: RegistryReader,
         client: CoapClient,

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 /// What the Executer should do with a command id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seen<R> {
+pub(crate) enum Seen<R> {
     /// First sighting: execute it. The id is now recorded as running.
     New,
     /// The first command with this id is still running: wait for its result.
@@ -35,7 +35,7 @@ struct Entry<R> {
 
 /// Command id → first result.
 #[derive(Debug)]
-pub struct Dedup<R> {
+pub(crate) struct Dedup<R> {
     entries: HashMap<String, Entry<R>>,
     /// Ids in stamping order; an item whose stamp no longer matches its entry is stale.
     order: VecDeque<(String, u64)>,
@@ -44,7 +44,7 @@ pub struct Dedup<R> {
 }
 
 impl<R: Clone> Dedup<R> {
-    pub fn new(window_ms: u64, capacity: usize) -> Self {
+    pub(crate) fn new(window_ms: u64, capacity: usize) -> Self {
         Dedup {
             entries: HashMap::new(),
             order: VecDeque::new(),
@@ -54,7 +54,7 @@ impl<R: Clone> Dedup<R> {
     }
 
     /// Record a command id arriving at `now_ms`.
-    pub fn begin(&mut self, id: &str, now_ms: u64) -> Seen<R> {
+    pub(crate) fn begin(&mut self, id: &str, now_ms: u64) -> Seen<R> {
         self.prune(now_ms);
         if let Some(entry) = self.entries.get(id) {
             return match &entry.state {
@@ -78,7 +78,7 @@ impl<R: Clone> Dedup<R> {
     }
 
     /// The command `id` finished with `result`; it is remembered for the window from now.
-    pub fn finish(&mut self, id: &str, result: R, now_ms: u64) {
+    pub(crate) fn finish(&mut self, id: &str, result: R, now_ms: u64) {
         if self.window_ms == 0 {
             return;
         }
@@ -94,16 +94,18 @@ impl<R: Clone> Dedup<R> {
     }
 
     /// Forget `id` at once (a command that never reached the device may be retried).
-    pub fn forget(&mut self, id: &str) {
+    pub(crate) fn forget(&mut self, id: &str) {
         self.entries.remove(id);
     }
 
     /// Number of ids remembered (running or finished).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 

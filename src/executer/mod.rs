@@ -5,9 +5,8 @@
 //! - `dedup`: recent command ids and their first result, so retries run once (pure).
 //! - `actor`: the Executer actor that sends the requests on the RD's `CoapClient`.
 
-pub mod actor;
-pub mod dedup;
-pub mod plan;
+pub(crate) mod actor;
+pub(crate) mod dedup;
+pub(crate) mod plan;
 
 pub use actor::{start, Executer, ExecuterSettings, ExecuterStats, GetExecuterStats};
-pub use plan::{Plan, Refusal};

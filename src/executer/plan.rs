@@ -21,7 +21,7 @@ use crate::registry::{EndpointName, Registration, Sector};
 /// Why a command is answered with an error instead of a CoAP request.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{message}")]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub kind: CommandErrorKind,
     pub message: String,
 }
@@ -38,7 +38,7 @@ impl Refusal {
 /// The device's name as the registry keys it, validated. `d: None` is the registration
 /// without a sector: a command names exactly one `ep`+`d`, never "whichever sector".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceKey {
+pub(crate) struct DeviceKey {
     pub ep: EndpointName,
     pub d: Option<Sector>,
 }
@@ -47,7 +47,7 @@ pub struct DeviceKey {
 /// the registration without a sector: a default that meant "the only sector
 /// the name has" could be blocked by anyone registering the name in a second sector, or
 /// redirected by anyone registering it without one.
-pub fn device_key(command: &Command) -> Result<DeviceKey, Refusal> {
+pub(crate) fn device_key(command: &Command) -> Result<DeviceKey, Refusal> {
     let ep = EndpointName::new(command.ep.clone())
         .map_err(|e| Refusal::bad(format!("invalid \"ep\": {e}")))?;
     let d = match command.d.as_deref() {
@@ -60,7 +60,7 @@ pub fn device_key(command: &Command) -> Result<DeviceKey, Refusal> {
 /// The registration a command addresses: `exact`, the live lookup by `ep`+`d`. When there is
 /// none, `elsewhere` (the live registrations of `ep` in any sector) only makes the refusal
 /// say which sectors the name does have, so the platform can name one.
-pub fn choose_registration(
+pub(crate) fn choose_registration(
     key: &DeviceKey,
     exact: Option<Arc<Registration>>,
     elsewhere: impl FnOnce() -> Vec<Arc<Registration>>,
@@ -100,7 +100,7 @@ pub fn choose_registration(
 
 /// What to send, and where.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub peer: SocketAddr,
     pub request: ClientRequest,
     /// The overall budget, retransmissions and every block included.
@@ -109,7 +109,11 @@ pub struct Plan {
 
 /// Build the request for `command` against `base` (the registration's `coap://` base).
 /// `default_timeout` applies when the command has no `timeout_ms`.
-pub fn plan(command: &Command, base: &str, default_timeout: Duration) -> Result<Plan, Refusal> {
+pub(crate) fn plan(
+    command: &Command,
+    base: &str,
+    default_timeout: Duration,
+) -> Result<Plan, Refusal> {
     let path = resolve_path(&command.path)?;
     let payload = command
         .payload_bytes()
@@ -140,7 +144,7 @@ pub fn plan(command: &Command, base: &str, default_timeout: Duration) -> Result<
 }
 
 /// The CoAP method of a command method.
-pub fn method(m: CommandMethod) -> Method {
+pub(crate) fn method(m: CommandMethod) -> Method {
     match m {
         CommandMethod::Get => Method::Get,
         CommandMethod::Post => Method::Post,
@@ -155,7 +159,7 @@ pub fn method(m: CommandMethod) -> Method {
 /// The command's path as the request's path: it must be absolute (so it replaces whatever
 /// path the base has, RFC 3986 §5.2.2), carry no query or fragment, and `.`/`..` segments
 /// are removed (RFC 3986 §5.2.4) so the device never sees them as Uri-Path options.
-pub fn resolve_path(path: &str) -> Result<String, Refusal> {
+pub(crate) fn resolve_path(path: &str) -> Result<String, Refusal> {
     if path.is_empty() {
         return Err(Refusal::bad("\"path\" is empty; it must start with '/'"));
     }
@@ -199,7 +203,7 @@ pub fn resolve_path(path: &str) -> Result<String, Refusal> {
 }
 
 /// `a=1&b=2` as Uri-Query items; empty items are dropped.
-pub fn query_items(query: Option<&str>) -> Vec<String> {
+pub(crate) fn query_items(query: Option<&str>) -> Vec<String> {
     query
         .map(|q| {
             q.split('&')

@@ -18,7 +18,7 @@ use super::source_key::SourceGrouping;
 
 /// Why the gate refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateRefusal {
+pub(crate) enum GateRefusal {
     /// This source already has `per_source` in progress.
     Source,
     /// `total` are in progress.
@@ -33,7 +33,7 @@ struct State {
 
 /// The bound; cheap to share (`Clone`).
 #[derive(Debug, Clone)]
-pub struct FetchGate {
+pub(crate) struct FetchGate {
     state: Arc<Mutex<State>>,
     max_total: usize,
     max_per_source: usize,
@@ -43,14 +43,14 @@ pub struct FetchGate {
 
 /// One admitted simple registration; leaving the gate when dropped.
 #[derive(Debug)]
-pub struct FetchTicket {
+pub(crate) struct FetchTicket {
     state: Arc<Mutex<State>>,
     /// `None` for an exempt source (counted only in the total).
     source: Option<IpAddr>,
 }
 
 impl FetchGate {
-    pub fn new(
+    pub(crate) fn new(
         max_total: usize,
         max_per_source: usize,
         grouping: SourceGrouping,
@@ -69,7 +69,7 @@ impl FetchGate {
     }
 
     /// Admit a simple registration from `ip`, or say why not.
-    pub fn try_enter(&self, ip: IpAddr) -> Result<FetchTicket, GateRefusal> {
+    pub(crate) fn try_enter(&self, ip: IpAddr) -> Result<FetchTicket, GateRefusal> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let source = (!(self.exempt_loopback && ip.is_loopback())).then(|| self.grouping.key(ip));
         if let Some(key) = source {
@@ -91,7 +91,8 @@ impl FetchGate {
     }
 
     /// Simple registrations in progress now.
-    pub fn in_progress(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn in_progress(&self) -> usize {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

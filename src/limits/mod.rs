@@ -10,13 +10,11 @@
 //! - `registration_policy`: First Come First Remembered (RFC 9176 §7.5) and the per-source
 //!   registration quota, decided in the Registry's single-writer path.
 
-pub mod fetch_gate;
-pub mod registration_policy;
+pub(crate) mod fetch_gate;
+pub(crate) mod registration_policy;
 
-pub use coap_endpoint::admission::{
-    log_throttle, source_key, LogThrottle, SourceGrouping, SourceTable, TokenBucket,
-};
-pub use fetch_gate::{FetchGate, FetchTicket, GateRefusal};
-pub use registration_policy::{
+pub(crate) use coap_endpoint::admission::{log_throttle, source_key, LogThrottle, TokenBucket};
+pub(crate) use fetch_gate::{FetchGate, GateRefusal};
+pub(crate) use registration_policy::{
     check_registration, check_update, Holder, Refusal, SourceCounts, WritePolicy,
 };

@@ -33,7 +33,7 @@ use thiserror::Error;
 /// The Registry's write policy, from `rd.endpoint_protection` and
 /// `limits.max_registrations_per_source`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WritePolicy {
+pub(crate) struct WritePolicy {
     pub endpoint_protection: bool,
     pub max_per_source: Option<usize>,
     /// Loopback sources (local processes) are exempt from the quota (`limits.exempt_loopback`).
@@ -55,7 +55,7 @@ pub enum Refusal {
 
 /// What the policy needs to know about the registration already held under the name.
 #[derive(Debug, Clone, Copy)]
-pub struct Holder {
+pub(crate) struct Holder {
     pub source: SocketAddr,
     /// Still remembered for its owner: live, or expired and within its grace.
     pub remembered: bool,
@@ -63,7 +63,7 @@ pub struct Holder {
 
 /// A registration (POST /rd, simple, group) of `ep` from `source`, where `holder` holds the
 /// name now and `source` already holds `held_by_source` registrations.
-pub fn check_registration(
+pub(crate) fn check_registration(
     policy: WritePolicy,
     ep: &str,
     holder: Option<Holder>,
@@ -88,7 +88,7 @@ pub fn check_registration(
 
 /// An update (POST /reg/N) or a removal (DELETE /reg/N) of the registration `holder` from
 /// `source`.
-pub fn check_update(
+pub(crate) fn check_update(
     policy: WritePolicy,
     ep: &str,
     holder: Holder,
@@ -104,29 +104,29 @@ pub fn check_update(
 /// expiry purge and load. One entry per distinct source (an IPv4 address, an IPv6 prefix; see
 /// `source_key.rs`) that holds anything.
 #[derive(Debug, Default)]
-pub struct SourceCounts {
+pub(crate) struct SourceCounts {
     counts: HashMap<IpAddr, usize>,
     grouping: SourceGrouping,
 }
 
 impl SourceCounts {
-    pub fn new(grouping: SourceGrouping) -> Self {
+    pub(crate) fn new(grouping: SourceGrouping) -> Self {
         SourceCounts {
             counts: HashMap::new(),
             grouping,
         }
     }
 
-    pub fn held_by(&self, ip: IpAddr) -> usize {
+    pub(crate) fn held_by(&self, ip: IpAddr) -> usize {
         let key = self.grouping.key(ip);
         self.counts.get(&key).copied().unwrap_or(0)
     }
 
-    pub fn add(&mut self, ip: IpAddr) {
+    pub(crate) fn add(&mut self, ip: IpAddr) {
         *self.counts.entry(self.grouping.key(ip)).or_insert(0) += 1;
     }
 
-    pub fn remove(&mut self, ip: IpAddr) {
+    pub(crate) fn remove(&mut self, ip: IpAddr) {
         let ip = self.grouping.key(ip);
         if let Some(n) = self.counts.get_mut(&ip) {
             *n = n.saturating_sub(1);
@@ -137,14 +137,15 @@ impl SourceCounts {
     }
 
     /// A held registration was rewritten from `to` (it was last written from `from`).
-    pub fn moved(&mut self, from: IpAddr, to: IpAddr) {
+    pub(crate) fn moved(&mut self, from: IpAddr, to: IpAddr) {
         if self.grouping.key(from) != self.grouping.key(to) {
             self.remove(from);
             self.add(to);
         }
     }
 
-    pub fn sources(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn sources(&self) -> usize {
         self.counts.len()
     }
 }

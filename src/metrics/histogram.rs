@@ -11,11 +11,11 @@ use std::time::Duration;
 use super::counter::Counter;
 
 /// Most buckets any histogram here has (plus the `+Inf` one).
-pub const MAX_BUCKETS: usize = 20;
+pub(crate) const MAX_BUCKETS: usize = 20;
 
 /// Upper bounds for the RD's request handling, 50 µs .. 10 s: the fast path answers in
 /// microseconds, a write waits for a sled flush (~0.3 ms), a simple registration for a device.
-pub const REQUEST_BOUNDS_NS: &[u64] = &[
+pub(crate) const REQUEST_BOUNDS_NS: &[u64] = &[
     50_000,
     100_000,
     250_000,
@@ -36,7 +36,7 @@ pub const REQUEST_BOUNDS_NS: &[u64] = &[
 
 /// Upper bounds for a command's round trip to a device, 1 ms .. 60 s (CoAP retransmissions
 /// take up to EXCHANGE_LIFETIME; commands carry their own budget).
-pub const ROUND_TRIP_BOUNDS_NS: &[u64] = &[
+pub(crate) const ROUND_TRIP_BOUNDS_NS: &[u64] = &[
     1_000_000,
     2_500_000,
     5_000_000,
@@ -56,7 +56,7 @@ pub const ROUND_TRIP_BOUNDS_NS: &[u64] = &[
 
 /// See the module doc. `bounds_ns` are strictly increasing upper bounds (inclusive, `le`).
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds_ns: &'static [u64],
     /// `buckets[i]` counts observations in (bounds[i-1], bounds[i]]; the slot after the last
     /// bound counts everything larger (+Inf).
@@ -66,7 +66,7 @@ pub struct Histogram {
 
 /// A consistent-enough reading of a histogram for rendering.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
+pub(crate) struct HistogramSnapshot {
     /// (upper bound in seconds, cumulative count), without +Inf.
     pub cumulative: Vec<(f64, u64)>,
     /// Every observation (the +Inf bucket).
@@ -77,7 +77,7 @@ pub struct HistogramSnapshot {
 impl Histogram {
     /// `bounds_ns` must hold at most [`MAX_BUCKETS`] increasing values (checked by the tests
     /// of every bound list used here; a longer list would put the excess into +Inf).
-    pub const fn new(bounds_ns: &'static [u64]) -> Self {
+    pub(crate) const fn new(bounds_ns: &'static [u64]) -> Self {
         Histogram {
             bounds_ns,
             buckets: [const { Counter::new() }; MAX_BUCKETS + 1],
@@ -86,21 +86,21 @@ impl Histogram {
     }
 
     #[inline]
-    pub fn observe(&self, elapsed: Duration) {
+    pub(crate) fn observe(&self, elapsed: Duration) {
         // Saturates after 584 years: not a concern for one observation.
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.observe_ns(ns);
     }
 
     #[inline]
-    pub fn observe_ns(&self, ns: u64) {
+    pub(crate) fn observe_ns(&self, ns: u64) {
         let bounds = &self.bounds_ns[..self.bounds_ns.len().min(MAX_BUCKETS)];
         let slot = bounds.iter().position(|b| ns <= *b).unwrap_or(bounds.len());
         self.buckets[slot].inc();
         self.sum_ns.add(ns);
     }
 
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let bounds = &self.bounds_ns[..self.bounds_ns.len().min(MAX_BUCKETS)];
         let mut running = 0u64;
         let mut cumulative = Vec::with_capacity(bounds.len());

@@ -8,26 +8,27 @@
 
 /// A CoAP response code as metrics count it: the raw code byte (class << 5 | detail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResponseCode(pub u8);
+pub(crate) struct ResponseCode(pub u8);
 
 impl ResponseCode {
-    pub const CREATED: ResponseCode = ResponseCode(0x41);
-    pub const DELETED: ResponseCode = ResponseCode(0x42);
-    pub const VALID: ResponseCode = ResponseCode(0x43);
-    pub const CHANGED: ResponseCode = ResponseCode(0x44);
-    pub const CONTENT: ResponseCode = ResponseCode(0x45);
-    pub const BAD_REQUEST: ResponseCode = ResponseCode(0x80);
-    pub const NOT_FOUND: ResponseCode = ResponseCode(0x84);
-    pub const INTERNAL_SERVER_ERROR: ResponseCode = ResponseCode(0xa0);
-    pub const SERVICE_UNAVAILABLE: ResponseCode = ResponseCode(0xa3);
+    pub(crate) const CREATED: ResponseCode = ResponseCode(0x41);
+    pub(crate) const DELETED: ResponseCode = ResponseCode(0x42);
+    pub(crate) const VALID: ResponseCode = ResponseCode(0x43);
+    pub(crate) const CHANGED: ResponseCode = ResponseCode(0x44);
+    pub(crate) const CONTENT: ResponseCode = ResponseCode(0x45);
+    pub(crate) const BAD_REQUEST: ResponseCode = ResponseCode(0x80);
+    pub(crate) const NOT_FOUND: ResponseCode = ResponseCode(0x84);
+    #[cfg(test)]
+    pub(crate) const INTERNAL_SERVER_ERROR: ResponseCode = ResponseCode(0xa0);
+    pub(crate) const SERVICE_UNAVAILABLE: ResponseCode = ResponseCode(0xa3);
 
-    pub fn class(self) -> u8 {
+    pub(crate) fn class(self) -> u8 {
         self.0 >> 5
     }
 }
 
 /// A label value set: dense indices `0..COUNT`, in the order of `ALL`.
-pub trait LabelSet: Copy + 'static {
+pub(crate) trait LabelSet: Copy + 'static {
     const ALL: &'static [Self];
     fn index(self) -> usize;
     fn as_str(self) -> &'static str;
@@ -39,10 +40,10 @@ macro_rules! label_set {
     }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($(#[$vdoc])* $variant),+ }
+        pub(crate) enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
-            pub const COUNT: usize = [$($name::$variant),+].len();
+            pub(crate) const COUNT: usize = [$($name::$variant),+].len();
         }
 
         impl LabelSet for $name {
@@ -84,7 +85,7 @@ label_set! {
 }
 
 impl RegistrationOutcome {
-    pub fn from_code(code: ResponseCode) -> Self {
+    pub(crate) fn from_code(code: ResponseCode) -> Self {
         match code.class() {
             2 => RegistrationOutcome::Ok,
             4 if code == ResponseCode::NOT_FOUND => RegistrationOutcome::NotFound,
@@ -136,7 +137,7 @@ label_set! {
 }
 
 /// A CoAP response code as a label value, "class.detail" ("2.05"), for any of the 256 codes.
-pub fn code_label(code: u8) -> String {
+pub(crate) fn code_label(code: u8) -> String {
     format!("{}.{:02}", code >> 5, code & 0x1f)
 }
 

@@ -23,18 +23,18 @@
 //!
 //! CONTRACT: `global()`, `ScrapeInputs` and `render` keep these signatures.
 
-pub mod counter;
-pub mod histogram;
-pub mod labels;
+pub(crate) mod counter;
+pub(crate) mod histogram;
+pub(crate) mod labels;
 mod render;
 mod scrape;
-pub mod text;
+pub(crate) mod text;
 
 use std::time::Duration;
 
-pub use counter::{Counter, Gauge};
-pub use histogram::{Histogram, HistogramSnapshot};
-pub use labels::{
+pub(crate) use counter::{Counter, Gauge};
+pub(crate) use histogram::Histogram;
+pub(crate) use labels::{
     CommandResultKind, FrameType, LabelSet, LookupKind, RegistrationOp, RegistrationOutcome,
     ResponseCode,
 };
@@ -65,7 +65,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Metrics {
             registrations: [const { [const { Counter::new() }; RegistrationOutcome::COUNT] };
                 RegistrationOp::COUNT],
@@ -89,31 +89,31 @@ impl Metrics {
 
     /// The CoAP endpoint answered a request with `code`, `handling` after its datagram arrived.
     #[inline]
-    pub fn record_response(&self, code: impl Into<ResponseCode>, handling: Duration) {
+    pub(crate) fn record_response(&self, code: impl Into<ResponseCode>, handling: Duration) {
         self.responses[usize::from(code.into().0)].inc();
         self.request_duration.observe(handling);
     }
 
     /// A lookup was answered (any code, cache hit or not).
     #[inline]
-    pub fn record_lookup(&self, kind: LookupKind) {
+    pub(crate) fn record_lookup(&self, kind: LookupKind) {
         self.lookups[kind.index()].inc();
     }
 
     /// A registration write (`op`) was answered with `code`.
-    pub fn record_registration(&self, op: RegistrationOp, code: impl Into<ResponseCode>) {
+    pub(crate) fn record_registration(&self, op: RegistrationOp, code: impl Into<ResponseCode>) {
         let outcome = RegistrationOutcome::from_code(code.into());
         self.registrations[op.index()][outcome.index()].inc();
     }
 
     /// `count` registrations reached the end of their lifetime.
-    pub fn record_expired(&self, count: usize) {
+    pub(crate) fn record_expired(&self, count: usize) {
         let row = &self.registrations[RegistrationOp::Expire.index()];
         row[RegistrationOutcome::Ok.index()].add(count as u64);
     }
 
     /// A ping went out; `answered` is false when it timed out or the network refused it.
-    pub fn record_ping(&self, answered: bool) {
+    pub(crate) fn record_ping(&self, answered: bool) {
         self.pings_sent.inc();
         if !answered {
             self.pings_failed.inc();
@@ -122,7 +122,7 @@ impl Metrics {
 
     /// A command's first (not duplicate) result; a device response (`round_trip_ms`) also
     /// feeds the round-trip histogram.
-    pub fn record_command(&self, kind: CommandResultKind, round_trip_ms: Option<u64>) {
+    pub(crate) fn record_command(&self, kind: CommandResultKind, round_trip_ms: Option<u64>) {
         self.commands[kind.index()].inc();
         if let Some(ms) = round_trip_ms {
             self.command_round_trip
@@ -131,7 +131,7 @@ impl Metrics {
     }
 
     /// A command's CoAP request started (`true`) or ended (`false`).
-    pub fn command_in_flight(&self, started: bool) {
+    pub(crate) fn command_in_flight(&self, started: bool) {
         if started {
             self.commands_in_flight.inc();
         } else {
@@ -139,54 +139,46 @@ impl Metrics {
         }
     }
 
-    /// The Observer handed a `data` frame to the platform link.
-    pub fn record_data_forwarded(&self) {
+    /// The Observer handed a `data` frame to the platform link (the tests' single-frame form
+    /// of [`Metrics::record_data_forwarded_n`]).
+    #[cfg(test)]
+    pub(crate) fn record_data_forwarded(&self) {
         self.data_forwarded.inc();
     }
 
     /// The Observer handed `n` frames to the platform link in one batch.
-    pub fn record_data_forwarded_n(&self, n: u64) {
+    pub(crate) fn record_data_forwarded_n(&self, n: u64) {
         self.data_forwarded.add(n);
     }
 
     /// The Observer dropped a value because the device exceeded its rate.
-    pub fn record_data_rate_limited(&self) {
+    pub(crate) fn record_data_rate_limited(&self) {
         self.data_rate_limited.inc();
     }
 
     /// A poll result was dropped because the Observer's queue was full.
-    pub fn record_data_mailbox_full(&self) {
+    pub(crate) fn record_data_mailbox_full(&self) {
         self.data_mailbox_full.inc();
     }
 
     /// A watched resource answered the Observer with an error `code` (not a reading).
-    pub fn record_observer_error(&self, code: impl Into<ResponseCode>) {
+    pub(crate) fn record_observer_error(&self, code: impl Into<ResponseCode>) {
         self.observer_errors[usize::from(code.into().0)].inc();
     }
 
-    /// Error answers with `code` the Observer got so far.
-    pub fn observer_errors(&self, code: impl Into<ResponseCode>) -> u64 {
-        self.observer_errors[usize::from(code.into().0)].get()
-    }
-
     /// A registry feed subscriber fell too far behind and will be resynced from the index.
-    pub fn record_registry_feed_overflow(&self) {
+    pub(crate) fn record_registry_feed_overflow(&self) {
         self.registry_feed_overflows.inc();
     }
 
     /// A command result could not be handed to the platform link (its retry queue was full).
-    pub fn record_command_result_dropped(&self) {
+    pub(crate) fn record_command_result_dropped(&self) {
         self.command_results_dropped.inc();
     }
 
     /// The platform link handed `frame` to its WebSocket.
-    pub fn record_frame_sent(&self, frame: FrameType) {
+    pub(crate) fn record_frame_sent(&self, frame: FrameType) {
         self.frames_sent[frame.index()].inc();
-    }
-
-    /// Responses sent with `code` so far.
-    pub fn responses(&self, code: impl Into<ResponseCode>) -> u64 {
-        self.responses[usize::from(code.into().0)].get()
     }
 }
 

@@ -8,7 +8,7 @@ use super::histogram::HistogramSnapshot;
 
 /// The metric types this gateway exposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -26,38 +26,38 @@ impl Kind {
 
 /// Accumulates one exposition.
 #[derive(Debug, Default)]
-pub struct TextWriter {
+pub(crate) struct TextWriter {
     out: String,
 }
 
 impl TextWriter {
-    pub fn with_capacity(bytes: usize) -> Self {
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
         TextWriter {
             out: String::with_capacity(bytes),
         }
     }
 
     /// Start a family: its HELP and TYPE lines. Counters are named with their `_total`.
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
     }
 
     /// One sample line of the current family.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
         self.out.push_str(name);
         write_labels(&mut self.out, labels);
         let _ = writeln!(self.out, " {value}");
     }
 
     /// A family with a single unlabelled sample.
-    pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) {
+    pub(crate) fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) {
         self.family(name, kind, help);
         self.sample(name, &[], value);
     }
 
     /// A whole histogram family: cumulative `_bucket`s, `+Inf`, `_sum`, `_count`.
-    pub fn histogram(&mut self, name: &str, help: &str, snapshot: &HistogramSnapshot) {
+    pub(crate) fn histogram(&mut self, name: &str, help: &str, snapshot: &HistogramSnapshot) {
         self.family(name, Kind::Histogram, help);
         let bucket = format!("{name}_bucket");
         for (le, count) in &snapshot.cumulative {
@@ -68,7 +68,7 @@ impl TextWriter {
         self.sample(&format!("{name}_count"), &[], snapshot.count);
     }
 
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }

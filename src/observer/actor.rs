@@ -49,7 +49,7 @@ const DEREGISTER_BUDGET: Duration = Duration::from_secs(2);
 /// Stop observing and polling (sent by the gateway before the CoAP endpoint shuts down).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopObserver;
+pub(crate) struct StopObserver;
 
 /// One device being watched.
 pub(super) struct Device {
@@ -68,7 +68,7 @@ pub(super) struct Device {
     pub(super) poll_errors: HashMap<Arc<str>, u32>,
 }
 
-pub struct Observer {
+pub(crate) struct Observer {
     pub(super) settings: ObserverSettings,
     reader: RegistryReader,
     pub(super) client: CoapClient,
@@ -90,7 +90,7 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn new(
+    pub(crate) fn new(
         settings: ObserverSettings,
         reader: RegistryReader,
         client: CoapClient,
@@ -367,7 +367,7 @@ impl Handler<WatchedDevices> for Observer {
 }
 
 /// Start the Observer on the current actix system.
-pub fn start(
+pub(crate) fn start(
     settings: ObserverSettings,
     reader: RegistryReader,
     client: CoapClient,

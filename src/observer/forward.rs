@@ -30,24 +30,24 @@ use crate::registry::RegistrationId;
 /// Values waiting for the Observer per watchable link (`observer.max_watched`): a fleet that
 /// samples in lockstep delivers one per link at the same instant, and the queue takes two such
 /// bursts before anyone waits.
-pub const VALUES_PER_LINK: usize = 2;
+pub(crate) const VALUES_PER_LINK: usize = 2;
 
 /// The queue is never smaller than this (a small `max_watched` still absorbs a burst).
-pub const MIN_QUEUE: usize = 1024;
+pub(crate) const MIN_QUEUE: usize = 1024;
 
 /// Nor larger (each value holds one response; a bound on memory whatever `max_watched` says).
-pub const MAX_QUEUE: usize = 1 << 22;
+pub(crate) const MAX_QUEUE: usize = 1 << 22;
 
 /// Values drained from the queue per wake-up, and the most frames in one [`DataFrames`].
-pub const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 /// Frames handed to PlatformLink and not yet taken by it (the hand-off permits). The link
 /// takes a batch at once (into its socket writer or owed queue), so this only bounds the
 /// messages in its mailbox when its thread is busy.
-pub const HANDOFF: usize = 16 * BATCH;
+pub(crate) const HANDOFF: usize = 16 * BATCH;
 
 /// The Observer's queue capacity for `max_watched` links.
-pub fn queue_capacity(max_watched: usize) -> usize {
+pub(crate) fn queue_capacity(max_watched: usize) -> usize {
     max_watched
         .saturating_mul(VALUES_PER_LINK)
         .clamp(MIN_QUEUE, MAX_QUEUE)

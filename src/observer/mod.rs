@@ -10,17 +10,17 @@
 //! - `forward`: the bounded value queue and the frames handed to PlatformLink.
 //! - `stats`: the counters and their periodic log line.
 
-pub mod actor;
-pub mod forward;
-pub mod observation;
-pub mod poll;
-pub mod schedule;
-pub mod settings;
-pub mod stats;
-pub mod strategy;
+pub(crate) mod actor;
+pub(crate) mod forward;
+pub(crate) mod observation;
+pub(crate) mod poll;
+pub(crate) mod schedule;
+pub(crate) mod settings;
+pub(crate) mod stats;
+pub(crate) mod strategy;
 #[cfg(test)]
 mod tests;
 
-pub use actor::{start, Observer, StopObserver};
-pub use settings::ObserverSettings;
-pub use strategy::{SelectError, Selection};
+pub(crate) use actor::{start, Observer, StopObserver};
+pub(crate) use settings::ObserverSettings;
+pub(crate) use strategy::Selection;

@@ -25,7 +25,7 @@ use crate::registry::RegistrationId;
 use crate::time::now_ms;
 
 /// How often due polls are released.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// A polled link's next turn.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]

@@ -17,7 +17,7 @@ fn fnv1a(id: u64, path: &str) -> u64 {
 }
 
 /// The first poll of link (`id`, `path`): within one interval from `now_ms`, at its phase.
-pub fn first_due_ms(now_ms: u64, interval_ms: u64, id: u64, path: &str) -> u64 {
+pub(crate) fn first_due_ms(now_ms: u64, interval_ms: u64, id: u64, path: &str) -> u64 {
     let interval = interval_ms.max(1);
     now_ms + fnv1a(id, path) % interval
 }
@@ -25,7 +25,7 @@ pub fn first_due_ms(now_ms: u64, interval_ms: u64, id: u64, path: &str) -> u64 {
 /// The poll after one due at `prev_due_ms`: one interval later, or, when polls fell behind
 /// (`now_ms` already past that), the next slot of the same phase, so missed slots are skipped
 /// rather than fired in a burst.
-pub fn next_due_ms(prev_due_ms: u64, interval_ms: u64, now_ms: u64) -> u64 {
+pub(crate) fn next_due_ms(prev_due_ms: u64, interval_ms: u64, now_ms: u64) -> u64 {
     let interval = interval_ms.max(1);
     let next = prev_due_ms.saturating_add(interval);
     if next > now_ms {
@@ -39,7 +39,7 @@ pub fn next_due_ms(prev_due_ms: u64, interval_ms: u64, now_ms: u64) -> u64 {
 /// `interval * 2^errors` later (so the link keeps its phase), at most `cap_ms` (but never less
 /// than one interval) later; like [`next_due_ms`] when the actor fell behind. A success goes
 /// back to [`next_due_ms`].
-pub fn after_error_due_ms(
+pub(crate) fn after_error_due_ms(
     prev_due_ms: u64,
     interval_ms: u64,
     errors: u32,

@@ -8,7 +8,7 @@ use super::strategy::Selection;
 
 /// The Observer's knobs, from `observer.*` in the config.
 #[derive(Debug, Clone)]
-pub struct ObserverSettings {
+pub(crate) struct ObserverSettings {
     pub selection: Selection,
     pub poll_interval: Duration,
     pub only_changes: bool,

@@ -12,7 +12,7 @@ use super::actor::Observer;
 use crate::limits::LogThrottle;
 
 /// How often the counters are logged (when anything moved).
-pub const STATS_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const STATS_EVERY: Duration = Duration::from_secs(10);
 
 /// Drops for a full queue are logged at most once per 10 s.
 static QUEUE_FULL_LOG: LogThrottle = LogThrottle::new();

@@ -15,16 +15,16 @@ use crate::registry::Registration;
 use link_format::Link;
 
 /// RFC 7252 §5.10.5: Max-Age when a response carries none.
-pub const DEFAULT_MAX_AGE_S: u32 = 60;
+pub(crate) const DEFAULT_MAX_AGE_S: u32 = 60;
 /// Slack on top of Max-Age before an observation without notifications is re-established.
-pub const LOSS_MARGIN: Duration = Duration::from_secs(5);
+pub(crate) const LOSS_MARGIN: Duration = Duration::from_secs(5);
 /// First and last delay between attempts to (re-)establish one observation.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Why `observer.select` is unusable.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum SelectError {
+pub(crate) enum SelectError {
     #[error("entry {0:?} is empty")]
     Empty(String),
     #[error("entry {entry:?}: {message}")]
@@ -33,14 +33,14 @@ pub enum SelectError {
 
 /// `observer.select`: entries ORed, the filters inside one entry ANDed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selection {
+pub(crate) struct Selection {
     entries: Vec<Vec<Filter>>,
 }
 
 impl Selection {
     /// Parse entries like `"obs"`, `"if=sensor"`, `"rt=temp*&if=sensor"` with the RD's own
     /// lookup-query parser, so the syntax is exactly that of a resource lookup.
-    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Selection, SelectError> {
+    pub(crate) fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Selection, SelectError> {
         let mut parsed = Vec::with_capacity(entries.len());
         for entry in entries {
             let entry = entry.as_ref().trim();
@@ -64,7 +64,7 @@ impl Selection {
         Ok(Selection { entries: parsed })
     }
 
-    pub fn selects(&self, reg: &Registration, link: &Link) -> bool {
+    pub(crate) fn selects(&self, reg: &Registration, link: &Link) -> bool {
         self.entries
             .iter()
             .any(|all| all.iter().all(|f| link_matches(reg, link, f, false)))
@@ -73,7 +73,8 @@ impl Selection {
 
 /// How a selected link is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Watch {
+#[cfg(test)]
+pub(crate) enum Watch {
     /// RFC 7641 observation: the link advertises `obs`.
     Observe,
     /// GET every `poll_interval_s`.
@@ -82,13 +83,14 @@ pub enum Watch {
 
 /// One link to watch: the Uri-Path to request at the device's base.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Watched {
+pub(crate) struct Watched {
     pub path: String,
     pub observe: bool,
 }
 
 impl Watched {
-    pub fn watch(&self) -> Watch {
+    #[cfg(test)]
+    pub(crate) fn watch(&self) -> Watch {
         if self.observe {
             Watch::Observe
         } else {
@@ -100,7 +102,7 @@ impl Watched {
 /// The links of `reg` that `selection` picks, as paths on the device, sorted and deduplicated.
 /// A link whose target lies outside the device's base (another host) is left out: the
 /// Observer only talks to the registered device.
-pub fn watched_links(selection: &Selection, reg: &Registration) -> Vec<Watched> {
+pub(crate) fn watched_links(selection: &Selection, reg: &Registration) -> Vec<Watched> {
     let mut out: Vec<Watched> = reg
         .links
         .iter()
@@ -120,7 +122,7 @@ pub fn watched_links(selection: &Selection, reg: &Registration) -> Vec<Watched> 
 
 /// `/p` as is; `coap://base/p` when it starts with `base`; anything else (relative references,
 /// foreign hosts) is not watched.
-pub fn path_on_device(base: &str, target: &str) -> Option<String> {
+pub(crate) fn path_on_device(base: &str, target: &str) -> Option<String> {
     let path = if target.starts_with('/') {
         target
     } else {
@@ -136,13 +138,13 @@ pub fn path_on_device(base: &str, target: &str) -> Option<String> {
 }
 
 /// How long an observation may stay quiet before it counts as lost.
-pub fn loss_deadline(max_age_s: Option<u32>) -> Duration {
+pub(crate) fn loss_deadline(max_age_s: Option<u32>) -> Duration {
     Duration::from_secs(u64::from(max_age_s.unwrap_or(DEFAULT_MAX_AGE_S))) + LOSS_MARGIN
 }
 
 /// The delay before attempt `failures + 1` to establish an observation: doubling from
 /// [`BACKOFF_MIN`], capped at [`BACKOFF_MAX`].
-pub fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let factor = 1u32 << failures.min(16);
     BACKOFF_MIN.saturating_mul(factor).min(BACKOFF_MAX)
 }
@@ -150,14 +152,14 @@ pub fn backoff(failures: u32) -> Duration {
 /// What `only_changes` compares: a poll result equals the previous one when code,
 /// Content-Format and payload are all the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub code: String,
     pub content_format: Option<u16>,
     pub payload: Vec<u8>,
 }
 
 /// Whether a poll result is forwarded.
-pub fn forward_poll(only_changes: bool, previous: Option<&Reading>, new: &Reading) -> bool {
+pub(crate) fn forward_poll(only_changes: bool, previous: Option<&Reading>, new: &Reading) -> bool {
     !only_changes || previous != Some(new)
 }
 

@@ -29,7 +29,7 @@ use crate::time::now_ms;
 
 /// The Pinger's knobs, from `pinger.*` in the config.
 #[derive(Debug, Clone)]
-pub struct PingerSettings {
+pub(crate) struct PingerSettings {
     pub interval: Duration,
     /// Budget of one attempt.
     pub timeout: Duration,
@@ -74,7 +74,7 @@ pub struct Pinger {
 }
 
 impl Pinger {
-    pub fn new(
+    pub(crate) fn new(
         settings: PingerSettings,
         registry: Addr<Registry>,
         reader: RegistryReader,
@@ -311,7 +311,7 @@ impl Handler<StopPinger> for Pinger {
 }
 
 /// Start the Pinger on the current actix system.
-pub fn start(
+pub(crate) fn start(
     settings: PingerSettings,
     registry: Addr<Registry>,
     reader: RegistryReader,

@@ -5,9 +5,10 @@
 //! - `schedule`: spreading a sweep, counting attempts, deciding status changes (pure).
 //! - `actor`: the Pinger actor that runs sweeps on the RD's `CoapClient`.
 
-pub mod actor;
-pub mod schedule;
-pub mod target;
+pub(crate) mod actor;
+pub(crate) mod schedule;
+pub(crate) mod target;
 
-pub use actor::{start, Pinger, PingerSettings, StopPinger};
-pub use target::{ping_target, registration_target, TargetError};
+pub(crate) use actor::{start, PingerSettings};
+pub use actor::{Pinger, StopPinger};
+pub(crate) use target::{ping_target, registration_target};

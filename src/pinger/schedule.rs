@@ -11,16 +11,16 @@ use crate::coap::ClientError;
 use crate::registry::Status;
 
 /// How often the actor releases a slice of a sweep.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// The steady rate at which a sweep starts pings. At this rate 10,000 devices take 2.5 s and
 /// 100,000 would take 25 s; a short interval compresses it (see [`plan_sweep`]). The rate is
 /// what keeps a large fleet from becoming one burst of datagrams.
-pub const START_RATE_PER_S: u64 = 4_000;
+pub(crate) const START_RATE_PER_S: u64 = 4_000;
 
 /// A sweep spread in slices: `per_tick` devices are released every [`TICK`] for `ticks` ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SweepPlan {
+pub(crate) struct SweepPlan {
     pub ticks: u64,
     pub per_tick: usize,
 }
@@ -28,7 +28,7 @@ pub struct SweepPlan {
 /// Spread `devices` over at most three quarters of `interval` (the last quarter leaves room
 /// for the slow answers and retries of the sweep's tail before the next one begins), at
 /// [`START_RATE_PER_S`] when that is fast enough.
-pub fn plan_sweep(devices: usize, interval: Duration) -> SweepPlan {
+pub(crate) fn plan_sweep(devices: usize, interval: Duration) -> SweepPlan {
     let tick_ms = TICK.as_millis() as u64;
     let at_rate_ms = (devices as u64).saturating_mul(1000) / START_RATE_PER_S;
     let cap_ms = (interval.as_millis() as u64).saturating_mul(3) / 4;
@@ -43,7 +43,7 @@ pub fn plan_sweep(devices: usize, interval: Duration) -> SweepPlan {
 
 /// What one ping attempt says about the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// It answered (RST or empty ACK — or anything at all, which still proves it is there).
     Answered,
     /// No answer within the attempt's budget, or the network refused the datagram.
@@ -54,7 +54,7 @@ pub enum Attempt {
 }
 
 /// Classify the result of `CoapClient::ping`.
-pub fn classify(result: &Result<Duration, ClientError>) -> Attempt {
+pub(crate) fn classify(result: &Result<Duration, ClientError>) -> Attempt {
     match result {
         Ok(_) => Attempt::Answered,
         // A message came back, just not the expected empty one: the device is reachable.
@@ -82,7 +82,7 @@ pub fn classify(result: &Result<Duration, ClientError>) -> Attempt {
 
 /// The verdict of one device's turn in a sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Alive,
     /// `attempts` consecutive attempts went unanswered.
     Silent,
@@ -93,28 +93,28 @@ pub enum Verdict {
 /// device that stops answering is declared silent within `attempts * timeout` of its turn and
 /// the bound `interval + attempts * timeout` holds.
 #[derive(Debug, Clone, Copy)]
-pub struct Attempts {
+pub(crate) struct Attempts {
     allowed: u32,
     failed: u32,
 }
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     PingAgain,
     Done(Verdict),
 }
 
 impl Attempts {
     /// `allowed` is clamped to at least one attempt.
-    pub fn new(allowed: u32) -> Self {
+    pub(crate) fn new(allowed: u32) -> Self {
         Attempts {
             allowed: allowed.max(1),
             failed: 0,
         }
     }
 
-    pub fn record(&mut self, attempt: Attempt) -> Next {
+    pub(crate) fn record(&mut self, attempt: Attempt) -> Next {
         match attempt {
             Attempt::Answered => Next::Done(Verdict::Alive),
             Attempt::NotTried => Next::Done(Verdict::Inconclusive),
@@ -129,7 +129,7 @@ impl Attempts {
         }
     }
 
-    pub fn failed(&self) -> u32 {
+    pub(crate) fn failed(&self) -> u32 {
         self.failed
     }
 }
@@ -138,7 +138,7 @@ impl Attempts {
 /// connected device to 0; a device already at 0 only needs one answer to come back, and a
 /// missed ping changes nothing for it, so one attempt is enough — persistently silent devices
 /// then hold a ping slot for one timeout per sweep instead of `attempts` of them.
-pub fn attempts_for(current: Status, configured: u32) -> u32 {
+pub(crate) fn attempts_for(current: Status, configured: u32) -> u32 {
     match current {
         Status::Connected => configured.max(1),
         Status::Disconnected => 1,
@@ -148,7 +148,7 @@ pub fn attempts_for(current: Status, configured: u32) -> u32 {
 /// The status to send to the Registry, if any. `current` is the registration's status when
 /// the ping finished; `refreshed_during_ping` is true when the device updated or re-registered
 /// after its first attempt was sent — fresher evidence of life than a missed ping.
-pub fn status_change(
+pub(crate) fn status_change(
     current: Status,
     verdict: Verdict,
     refreshed_during_ping: bool,
@@ -164,7 +164,7 @@ pub fn status_change(
 
 /// Counters of one sweep, logged when its last device is done.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SweepTally {
+pub(crate) struct SweepTally {
     /// Devices the sweep will ping.
     pub planned: usize,
     /// Registrations left out: unparsable or multicast base, or still busy from an earlier sweep.
@@ -177,7 +177,7 @@ pub struct SweepTally {
 }
 
 impl SweepTally {
-    pub fn record(&mut self, verdict: Verdict) {
+    pub(crate) fn record(&mut self, verdict: Verdict) {
         match verdict {
             Verdict::Alive => self.alive += 1,
             Verdict::Silent => self.silent += 1,
@@ -185,11 +185,11 @@ impl SweepTally {
         }
     }
 
-    pub fn done(&self) -> usize {
+    pub(crate) fn done(&self) -> usize {
         self.alive + self.silent + self.inconclusive
     }
 
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.done() >= self.planned
     }
 }

@@ -14,7 +14,7 @@ const COAP_DEFAULT_PORT: u16 = 5683;
 
 /// Why a registration's base gives no address to ping.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     #[error("base {0:?} is not a coap:// URI")]
     NotCoap(String),
     #[error("base {0:?} has no IP literal host and port")]
@@ -24,7 +24,7 @@ pub enum TargetError {
 }
 
 /// The unicast address to ping for `base`.
-pub fn ping_target(base: &str) -> Result<SocketAddr, TargetError> {
+pub(crate) fn ping_target(base: &str) -> Result<SocketAddr, TargetError> {
     let rest = strip_scheme(base).ok_or_else(|| TargetError::NotCoap(base.to_string()))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let unparsable = || TargetError::Unparsable(base.to_string());
@@ -39,7 +39,10 @@ pub fn ping_target(base: &str) -> Result<SocketAddr, TargetError> {
 /// The address to reach a registration at: its base's address, with the scope (interface) of
 /// a link-local IPv6 address taken from the source it registered from. A base never carries a
 /// zone id (RFC 9176 §6.1), but a socket needs one to send to `fe80::/10`.
-pub fn registration_target(base: &str, source: SocketAddr) -> Result<SocketAddr, TargetError> {
+pub(crate) fn registration_target(
+    base: &str,
+    source: SocketAddr,
+) -> Result<SocketAddr, TargetError> {
     let mut target = ping_target(base)?;
     if let (SocketAddr::V6(t), SocketAddr::V6(src)) = (&mut target, source) {
         let link_local = (t.ip().segments()[0] & 0xffc0) == 0xfe80;

@@ -12,10 +12,10 @@ use std::time::Duration;
 use rand::Rng;
 
 /// The first and smallest reconnect delay.
-pub const INITIAL_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const INITIAL_DELAY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     attempt: u32,
@@ -23,7 +23,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// `max` below `initial` is raised to `initial`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Backoff {
             initial,
             max: max.max(initial),
@@ -32,7 +32,7 @@ impl Backoff {
     }
 
     /// The delay before the next attempt; each call counts one more failure.
-    pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
+    pub(crate) fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
         // 2^20 × 0.5 s is already days: stop doubling long before overflow.
         let factor = 1u32 << self.attempt.min(20);
         let ceiling = self.initial.saturating_mul(factor).min(self.max);
@@ -46,12 +46,12 @@ impl Backoff {
     }
 
     /// After a successful connect, the next outage starts again from the initial delay.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// Failed attempts since the last reset.
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempt
     }
 }

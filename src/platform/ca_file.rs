@@ -9,7 +9,7 @@ use thiserror::Error;
 
 /// Why a CA file cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum CaFileError {
+pub(crate) enum CaFileError {
     #[error("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file")]
     NoCertificate,
     #[error("certificate {index} is not valid PEM: {reason}")]
@@ -20,7 +20,7 @@ pub enum CaFileError {
 
 /// Every `CERTIFICATE` section of a PEM document, each checked to be usable as a root.
 /// Other sections (keys, CRLs) are ignored.
-pub fn parse_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+pub(crate) fn parse_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
     let mut certs = Vec::new();
     for (index, item) in CertificateDer::pem_slice_iter(pem).enumerate() {
         let cert = item.map_err(|e| CaFileError::BadPem {

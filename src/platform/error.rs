@@ -5,7 +5,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// HTTP 401 or 403 on the WebSocket upgrade: the token is missing, wrong or revoked.
     #[error("platform refused the token (HTTP {status} on the WebSocket upgrade)")]
     Unauthorized { status: u16 },
@@ -22,7 +22,7 @@ pub enum LinkError {
 
 impl LinkError {
     /// Whether retrying can only help once someone fixes the configuration.
-    pub fn is_configuration_problem(&self) -> bool {
+    pub(crate) fn is_configuration_problem(&self) -> bool {
         matches!(
             self,
             LinkError::Unauthorized { .. } | LinkError::InvalidUrl(_)

@@ -25,33 +25,25 @@ use crate::device_object::DeviceObject;
 use crate::registry::Registration;
 
 /// At most this many devices travel in one `snapshot` frame (whatever their size).
-pub const SNAPSHOT_PART_MAX: usize = 1_000;
+pub(crate) const SNAPSHOT_PART_MAX: usize = 1_000;
 
 /// Bytes of a frame's bound kept for the envelope around device objects:
 /// `{"type":"snapshot","devices":[` … `],"part":18446744073709551615,"last":false}` is 77 bytes,
 /// `{"type":"device_registered","device":` … `}` 38.
-pub const ENVELOPE_BYTES: usize = 128;
+pub(crate) const ENVELOPE_BYTES: usize = 128;
 
 /// The smallest frame bound: the floor of `platform.max_frame_bytes` and of the link's own
 /// shrinking after a platform refused a frame as too big. A device object without links fits
 /// in it (endpoint attributes come from one CoAP request).
-pub const MIN_FRAME_BYTES: usize = 65_536;
+pub(crate) const MIN_FRAME_BYTES: usize = 65_536;
 
 /// One rendered device object (JSON text).
 #[derive(Debug, Clone)]
 pub struct RawDevice(Box<RawValue>);
 
 impl RawDevice {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.get().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.get().is_empty()
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.get()
     }
 }
 
@@ -78,7 +70,7 @@ struct TruncatedDevice<'a> {
 
 /// How a device object came out of [`fit_device`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum FittedDevice {
+pub(crate) enum FittedDevice {
     Whole(RawDevice),
     /// Only the first `links_sent` of its links fit.
     Truncated {
@@ -112,7 +104,7 @@ fn render_truncated(r: &Registration, links: usize) -> Option<RawDevice> {
 
 /// The device object of `r` in at most `max` bytes: whole when it fits, else with the longest
 /// prefix of its links that fits (found by bisection: this is the rare path).
-pub fn fit_device(r: &Registration, max: usize) -> FittedDevice {
+pub(crate) fn fit_device(r: &Registration, max: usize) -> FittedDevice {
     let Some(whole) = render(&DeviceObject(r)) else {
         return FittedDevice::TooBig { bytes: usize::MAX };
     };
@@ -145,7 +137,7 @@ pub fn fit_device(r: &Registration, max: usize) -> FittedDevice {
 
 /// The snapshot as frames, with what had to give way to the frame bound.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SnapshotParts {
+pub(crate) struct SnapshotParts {
     pub frames: Vec<OutboundFrame>,
     /// Devices in the parts (for `hello.devices`).
     pub devices: usize,
@@ -161,7 +153,10 @@ pub struct SnapshotParts {
 /// and at most `max_frame_bytes` bytes each (at least [`MIN_FRAME_BYTES`] is assumed). An empty
 /// registry is still one part (`part` 0, `last` true, no devices), so the platform always sees
 /// where the snapshot ends.
-pub fn snapshot_parts(devices: &[Arc<Registration>], max_frame_bytes: usize) -> SnapshotParts {
+pub(crate) fn snapshot_parts(
+    devices: &[Arc<Registration>],
+    max_frame_bytes: usize,
+) -> SnapshotParts {
     let max_frame_bytes = max_frame_bytes.max(MIN_FRAME_BYTES);
     let device_max = max_frame_bytes - ENVELOPE_BYTES;
     let mut out = SnapshotParts {
@@ -219,13 +214,13 @@ fn close_part(part: &mut Vec<RawDevice>, part_bytes: &mut usize, out: &mut Snaps
 
 /// Why a frame was not written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameTooBig {
+pub(crate) struct FrameTooBig {
     pub bytes: usize,
 }
 
 /// A frame's JSON text within `max` bytes, and whether its device was truncated to get there.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FittedFrame {
+pub(crate) struct FittedFrame {
     pub text: String,
     pub device_truncated: bool,
 }
@@ -242,7 +237,7 @@ enum DeviceFrame<'a> {
 /// `bad_command` failure saying why (the contract promises one result per command, and the
 /// same command would only produce the same oversized answer). Anything else over `max` is
 /// [`FrameTooBig`].
-pub fn frame_within(frame: &OutboundFrame, max: usize) -> Result<FittedFrame, FrameTooBig> {
+pub(crate) fn frame_within(frame: &OutboundFrame, max: usize) -> Result<FittedFrame, FrameTooBig> {
     let text = frame.to_json().map_err(|_| FrameTooBig { bytes: 0 })?;
     if text.len() <= max {
         return Ok(FittedFrame {

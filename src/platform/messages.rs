@@ -29,8 +29,10 @@ pub struct SendFrame(pub OutboundFrame);
 /// the owed queue is the one place where `data` is dropped (oldest first, a slow platform).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct DataFrames {
+pub(crate) struct DataFrames {
     pub frames: Vec<OutboundFrame>,
+    /// Never read: dropped with the batch, which gives the permits back.
+    #[allow(dead_code)]
     pub room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
@@ -39,7 +41,7 @@ pub struct DataFrames {
 /// the link and the Executer in either order, since each needs the other's address.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetCommandRecipient(pub Option<Recipient<PlatformCommand>>);
+pub(crate) struct SetCommandRecipient(pub Option<Recipient<PlatformCommand>>);
 
 /// Close the WebSocket (Close frame "going away", flushed by the writer) and stop the actor,
 /// for a graceful gateway shutdown. Frames still owed are lost (and logged as a count).

@@ -43,7 +43,7 @@ impl From<&CommandResult> for CommandResultKind {
 
 impl CommandResult {
     /// The device's round trip when the command reached it and it answered.
-    pub fn round_trip_ms(&self) -> Option<u64> {
+    pub(crate) fn round_trip_ms(&self) -> Option<u64> {
         match &self.outcome {
             CommandOutcome::Response { rtt_ms, .. } => Some(*rtt_ms),
             CommandOutcome::Failed { .. } => None,

@@ -15,19 +15,17 @@
 //! Devices in frames are rendered by `crate::device_object`, shared with the admin API and
 //! rd-dump.
 
-pub mod backoff;
-pub mod ca_file;
-pub mod error;
-pub mod fit;
+pub(crate) mod backoff;
+pub(crate) mod ca_file;
+pub(crate) mod error;
+pub(crate) mod fit;
 pub mod link;
-pub mod messages;
+pub(crate) mod messages;
 mod metric_labels;
 pub mod protocol;
-pub mod queue;
+pub(crate) mod queue;
 
-pub use error::LinkError;
 pub use link::{LinkSettings, PlatformLink, SnapshotSource};
-pub use messages::{
-    DataFrames, GetLinkStats, LinkStats, PlatformCommand, SendFrame, SetCommandRecipient, StopLink,
-};
-pub use protocol::{Command, CommandResult, OutboundFrame, ProtocolError};
+pub(crate) use messages::{DataFrames, SetCommandRecipient};
+pub use messages::{GetLinkStats, LinkStats, PlatformCommand, SendFrame, StopLink};
+pub use protocol::{Command, CommandResult, OutboundFrame};

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 /// What the queue needs to know about a frame to choose what to drop.
-pub trait Owed {
+pub(crate) trait Owed {
     /// `data` frames are dropped before anything else.
     fn is_data(&self) -> bool;
 }
@@ -27,7 +27,7 @@ impl Owed for super::protocol::OutboundFrame {
 
 /// What a push had to give up to keep the queue bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushOutcome {
+pub(crate) enum PushOutcome {
     /// Queued; nothing dropped.
     Queued,
     /// Queued after dropping the oldest `data` frame (or the pushed `data` frame itself was
@@ -39,7 +39,7 @@ pub enum PushOutcome {
 
 /// Bounded FIFO of owed frames with data-first dropping.
 #[derive(Debug)]
-pub struct OwedQueue<T> {
+pub(crate) struct OwedQueue<T> {
     frames: VecDeque<T>,
     capacity: usize,
     /// How many queued frames are `data`, so a full queue of events is not scanned in vain.
@@ -50,7 +50,7 @@ pub struct OwedQueue<T> {
 
 impl<T: Owed> OwedQueue<T> {
     /// `capacity` of at least 1 (config validation guarantees it; 0 is treated as 1).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         OwedQueue {
             frames: VecDeque::new(),
             capacity: capacity.max(1),
@@ -60,7 +60,7 @@ impl<T: Owed> OwedQueue<T> {
         }
     }
 
-    pub fn push(&mut self, frame: T) -> PushOutcome {
+    pub(crate) fn push(&mut self, frame: T) -> PushOutcome {
         let mut outcome = PushOutcome::Queued;
         if self.frames.len() >= self.capacity {
             if self.data_queued > 0 {
@@ -89,7 +89,7 @@ impl<T: Owed> OwedQueue<T> {
     }
 
     /// Take the oldest frame.
-    pub fn pop_front(&mut self) -> Option<T> {
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
         let frame = self.frames.pop_front()?;
         if frame.is_data() {
             self.data_queued -= 1;
@@ -98,30 +98,31 @@ impl<T: Owed> OwedQueue<T> {
     }
 
     /// Take every queued frame, oldest first.
-    pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+    #[cfg(test)]
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.data_queued = 0;
         self.frames.drain(..)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.frames.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// `data` frames dropped since the start.
-    pub fn dropped_data(&self) -> u64 {
+    pub(crate) fn dropped_data(&self) -> u64 {
         self.dropped_data
     }
 
     /// Events and results dropped since the start (only when no data was left to drop).
-    pub fn dropped_events(&self) -> u64 {
+    pub(crate) fn dropped_events(&self) -> u64 {
         self.dropped_events
     }
 }

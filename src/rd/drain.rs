@@ -15,17 +15,17 @@ use std::sync::Arc;
 use crate::coap::{Code, HandlerFuture, InboundRequest, OutboundResponse, RequestHandler};
 
 /// Max-Age of the 5.03 sent while stopping: about how long a restart takes.
-pub const RETRY_AFTER_S: u32 = 10;
+pub(crate) const RETRY_AFTER_S: u32 = 10;
 
 /// See the module doc.
-pub struct DrainGate<H> {
+pub(crate) struct DrainGate<H> {
     inner: Arc<H>,
     draining: AtomicBool,
     in_service: Arc<AtomicUsize>,
 }
 
 impl<H: RequestHandler> DrainGate<H> {
-    pub fn new(inner: Arc<H>) -> DrainGate<H> {
+    pub(crate) fn new(inner: Arc<H>) -> DrainGate<H> {
         DrainGate {
             inner,
             draining: AtomicBool::new(false),
@@ -34,16 +34,16 @@ impl<H: RequestHandler> DrainGate<H> {
     }
 
     /// From now on every request (and every notification re-run) is answered 5.03.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
 
     /// Requests that passed the gate and whose response is not computed yet.
-    pub fn in_service(&self) -> usize {
+    pub(crate) fn in_service(&self) -> usize {
         self.in_service.load(Ordering::SeqCst)
     }
 }

@@ -12,7 +12,7 @@ use link_format::LinkFormatError;
 
 /// Why a `base` (or draft-11 `con`) value is unusable as a registration base URI (RFC 9176 §5).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum BaseError {
+pub(crate) enum BaseError {
     #[error("it is not an absolute URI (no scheme)")]
     NoScheme,
     #[error("it holds a character no URI may hold (RFC 3986 §2)")]
@@ -43,7 +43,7 @@ pub enum BaseError {
 
 /// Why a registered link is not in Limited Link Format (RFC 9176 Appendix C).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum LimitedLinkError {
+pub(crate) enum LimitedLinkError {
     #[error("target {0:?} is neither a full URI nor path-absolute")]
     Target(String),
     #[error("anchor {0:?} is neither a full URI nor path-absolute")]
@@ -58,7 +58,7 @@ pub enum LimitedLinkError {
 
 /// A refused RD request. `code()` gives the CoAP response code, `Display` the diagnostic.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RdError {
+pub(crate) enum RdError {
     #[error("{0} argument missing")]
     MissingParam(&'static str),
     #[error("{0} argument has no value")]
@@ -124,7 +124,7 @@ pub enum RdError {
 
 impl RdError {
     /// The CoAP response code as (class, detail), e.g. `(4, 0)` for 4.00 Bad Request.
-    pub fn code(&self) -> (u8, u8) {
+    pub(crate) fn code(&self) -> (u8, u8) {
         match self {
             RdError::UnsupportedContentFormat(_) => (4, 15),
             RdError::UnknownGroupMember(_) | RdError::NotFound => (4, 4),

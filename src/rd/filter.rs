@@ -32,14 +32,14 @@ use crate::registry::model::{EndpointName, Registration, RegistrationId, Sector}
 use link_format::Link;
 
 /// The resource type of registration resources in endpoint lookup (RFC 9176 §6.4, §9.1).
-pub const ENDPOINT_RT: &str = "core.rd-ep";
+pub(crate) const ENDPOINT_RT: &str = "core.rd-ep";
 
 /// Attributes whose value is a space-separated list.
 const LIST_ATTRS: &[&str] = &["rt", "if", "rel", "ct"];
 
 /// What a filter requires of an attribute's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pattern {
+pub(crate) enum Pattern {
     /// `name=value`
     Exact(String),
     /// `name=val*`: the value starts with the given text (RFC 6690 §4.1).
@@ -53,7 +53,7 @@ pub enum Pattern {
 
 impl Pattern {
     /// The pattern of a query item's value: valueless → `Present`, trailing `*` → `Prefix`.
-    pub fn from_value(value: Option<&str>) -> Pattern {
+    pub(crate) fn from_value(value: Option<&str>) -> Pattern {
         match value {
             None => Pattern::Present,
             Some(v) => match v.strip_suffix('*') {
@@ -64,7 +64,7 @@ impl Pattern {
     }
 
     /// Whether an attribute value (absent for a valueless attribute) satisfies the pattern.
-    pub fn matches(&self, value: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, value: Option<&str>) -> bool {
         match (self, value) {
             (Pattern::Present, _) => true,
             (Pattern::Exact(want), Some(v)) => v == want,
@@ -74,7 +74,7 @@ impl Pattern {
     }
 
     /// Like `matches`, for a space-separated list: any element may match.
-    pub fn matches_any_token(&self, value: Option<&str>) -> bool {
+    pub(crate) fn matches_any_token(&self, value: Option<&str>) -> bool {
         match (self, value) {
             (Pattern::Present, _) => true,
             (_, Some(v)) => v.split(' ').any(|t| self.matches(Some(t))),
@@ -85,14 +85,14 @@ impl Pattern {
 
 /// One search criterion.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     pub name: String,
     pub pattern: Pattern,
 }
 
 /// A parsed lookup query: filters (ANDed) and paging.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LookupQuery {
+pub(crate) struct LookupQuery {
     pub filters: Vec<Filter>,
     pub page: Option<u64>,
     pub count: Option<u64>,
@@ -117,7 +117,7 @@ fn parse_paging(params: &QueryParams, name: &'static str) -> Result<Option<u64>,
 impl LookupQuery {
     /// `page` and `count`: non-negative integers, single-valued; `page` requires `count`
     /// (§6.2); all 4.00 otherwise. Every other item is a filter.
-    pub fn parse<S: AsRef<str>>(query: &[S]) -> Result<LookupQuery, RdError> {
+    pub(crate) fn parse<S: AsRef<str>>(query: &[S]) -> Result<LookupQuery, RdError> {
         let params = QueryParams::parse(query)?;
         let page = parse_paging(&params, "page")?;
         let count = parse_paging(&params, "count")?;
@@ -140,7 +140,7 @@ impl LookupQuery {
 
     /// Links to skip and the maximum to return: `page*count` and `count` (§6.2, pages and links
     /// numbered from zero); everything when there is no `count`.
-    pub fn window(&self) -> (usize, Option<usize>) {
+    pub(crate) fn window(&self) -> (usize, Option<usize>) {
         match self.count {
             None => (0, None),
             Some(count) => {
@@ -154,14 +154,19 @@ impl LookupQuery {
     }
 
     /// Endpoint lookup: every filter matches the endpoint (with cross-matching).
-    pub fn matches_endpoint(&self, reg: &Registration, expose_status: bool) -> bool {
+    pub(crate) fn matches_endpoint(&self, reg: &Registration, expose_status: bool) -> bool {
         self.filters
             .iter()
             .all(|f| endpoint_matches(reg, f, expose_status))
     }
 
     /// Resource lookup: every filter matches the link (with cross-matching).
-    pub fn matches_link(&self, reg: &Registration, link: &Link, expose_status: bool) -> bool {
+    pub(crate) fn matches_link(
+        &self,
+        reg: &Registration,
+        link: &Link,
+        expose_status: bool,
+    ) -> bool {
         self.filters
             .iter()
             .all(|f| link_matches(reg, link, f, expose_status))
@@ -171,7 +176,10 @@ impl LookupQuery {
     /// group"): replaces each `gp` filter by the members of the matching groups. `groups` are
     /// the group registrations (see `group`); call before matching. Without this call `gp` is an
     /// ordinary attribute filter.
-    pub fn bind_groups<'a>(&mut self, groups: impl IntoIterator<Item = &'a Registration> + Clone) {
+    pub(crate) fn bind_groups<'a>(
+        &mut self,
+        groups: impl IntoIterator<Item = &'a Registration> + Clone,
+    ) {
         for filter in self.filters.iter_mut().filter(|f| f.name == "gp") {
             let members = groups
                 .clone()
@@ -254,7 +262,7 @@ fn link_own_matches(reg: &Registration, link: &Link, f: &Filter) -> bool {
 
 /// Whether an endpoint (registration) satisfies one filter: its own attributes, or any of its
 /// links (cross-matching, §6.2).
-pub fn endpoint_matches(reg: &Registration, filter: &Filter, expose_status: bool) -> bool {
+pub(crate) fn endpoint_matches(reg: &Registration, filter: &Filter, expose_status: bool) -> bool {
     endpoint_own_matches(reg, filter, expose_status)
         || (!matches!(filter.pattern, Pattern::MemberOf(_))
             && reg.links.iter().any(|l| link_own_matches(reg, l, filter)))
@@ -262,7 +270,12 @@ pub fn endpoint_matches(reg: &Registration, filter: &Filter, expose_status: bool
 
 /// Whether a resource link satisfies one filter: its own attributes, or its endpoint's
 /// (cross-matching, §6.2). Sibling links do not count.
-pub fn link_matches(reg: &Registration, link: &Link, filter: &Filter, expose_status: bool) -> bool {
+pub(crate) fn link_matches(
+    reg: &Registration,
+    link: &Link,
+    filter: &Filter,
+    expose_status: bool,
+) -> bool {
     if matches!(filter.pattern, Pattern::MemberOf(_)) {
         return endpoint_own_matches(reg, filter, expose_status);
     }
@@ -270,7 +283,7 @@ pub fn link_matches(reg: &Registration, link: &Link, filter: &Filter, expose_sta
 }
 
 /// Attribute names an inverted index may key on.
-pub const INDEXABLE: &[&str] = &["rt", "if", "rel", "ct", "et", "ep", "d"];
+pub(crate) const INDEXABLE: &[&str] = &["rt", "if", "rel", "ct", "et", "ep", "d"];
 
 /// The filters an inverted index can use to pre-select registrations for endpoint, resource and
 /// domain lookups, as `(name, value, is_prefix)`. A registration can match the query only if,
@@ -285,7 +298,7 @@ pub const INDEXABLE: &[&str] = &["rt", "if", "rel", "ct", "et", "ep", "d"];
 /// satisfies is left out: every endpoint carries that type. An empty plan means "check every
 /// candidate". The exact matchers run on the pre-selected set in all cases. Not for draft-11
 /// group lookup, where `ep` names a member (pre-select with `et=core.rd-group` there).
-pub fn plan_candidates(query: &LookupQuery) -> Vec<(&str, &str, bool)> {
+pub(crate) fn plan_candidates(query: &LookupQuery) -> Vec<(&str, &str, bool)> {
     query
         .filters
         .iter()
@@ -304,7 +317,7 @@ pub fn plan_candidates(query: &LookupQuery) -> Vec<(&str, &str, bool)> {
 /// levels, because of cross-matching, RFC 9176 §6.2; the registry indexes every such name at
 /// both levels). `None` when no filter is indexable: the caller scans. The exact matchers always
 /// run on the result, so the pre-selection only has to be a superset.
-pub fn candidate_ids(idx: &Index, query: &LookupQuery) -> Option<BTreeSet<RegistrationId>> {
+pub(crate) fn candidate_ids(idx: &Index, query: &LookupQuery) -> Option<BTreeSet<RegistrationId>> {
     let mut acc: Option<BTreeSet<RegistrationId>> = None;
     for (name, value, prefix) in plan_candidates(query) {
         // The index keys are single words; a value with whitespace could only be matched

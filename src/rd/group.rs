@@ -32,15 +32,15 @@ use crate::registry::model::{EndpointName, Registration, Sector};
 use link_format::{Link, Param};
 
 /// The endpoint type of group registrations (RFC 9176 §9.4, App. A).
-pub const GROUP_ENDPOINT_TYPE: &str = "core.rd-group";
+pub(crate) const GROUP_ENDPOINT_TYPE: &str = "core.rd-group";
 /// The attribute that lists one member of a group registration.
-pub const MEMBER_ATTR: &str = "member";
+pub(crate) const MEMBER_ATTR: &str = "member";
 
 const GROUP_PARAMS: &[&str] = &["gp", "d", "con", "base", "lt"];
 
 /// A validated `POST /rd-group` request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GroupRequest {
+pub(crate) struct GroupRequest {
     /// The group name (`gp`), validated like an endpoint name (≤63 bytes, no control chars).
     pub gp: EndpointName,
     pub d: Option<Sector>,
@@ -58,7 +58,7 @@ impl GroupRequest {
     /// Errors: `gp` missing or invalid, `d`/`con`/`base`/`lt` invalid or repeated, payload not
     /// UTF-8 or not link-format, a member link without a single valid `ep` (all 4.00); payload
     /// Content-Format other than 40 (4.15). Link targets are ignored (draft-11 writes `<>`).
-    pub fn parse<S: AsRef<str>>(
+    pub(crate) fn parse<S: AsRef<str>>(
         query: &[S],
         content_format: Option<u16>,
         payload: &[u8],
@@ -87,7 +87,7 @@ impl GroupRequest {
 
     /// The attributes of the group's registration: `et=core.rd-group`, one `member` per
     /// member, then the extra attributes.
-    pub fn registration_attrs(&self) -> Vec<Param> {
+    pub(crate) fn registration_attrs(&self) -> Vec<Param> {
         let mut attrs = Vec::with_capacity(1 + self.members.len() + self.attrs.len());
         attrs.push(Param::new("et", Some(GROUP_ENDPOINT_TYPE)));
         attrs.extend(
@@ -100,7 +100,7 @@ impl GroupRequest {
     }
 
     /// The group as a registration request (RFC 9176 App. A), ready for `registry::Register`.
-    pub fn into_registration(
+    pub(crate) fn into_registration(
         self,
         source: SocketAddr,
         default_lt: u32,
@@ -120,7 +120,7 @@ impl GroupRequest {
 
 /// The members named by draft-11 member links (`<>;ep="node1"`): each link needs exactly one
 /// valid `ep`; targets are ignored; duplicates are dropped, first occurrence kept.
-pub fn members_from_links(links: &[Link]) -> Result<Vec<EndpointName>, RdError> {
+pub(crate) fn members_from_links(links: &[Link]) -> Result<Vec<EndpointName>, RdError> {
     let mut members: Vec<EndpointName> = Vec::with_capacity(links.len());
     for (index, link) in links.iter().enumerate() {
         let invalid = |reason: String| RdError::InvalidGroupMember { index, reason };
@@ -142,12 +142,12 @@ pub fn members_from_links(links: &[Link]) -> Result<Vec<EndpointName>, RdError> 
 }
 
 /// Whether a registration is a group (`et=core.rd-group`, RFC 9176 App. A).
-pub fn is_group(reg: &Registration) -> bool {
+pub(crate) fn is_group(reg: &Registration) -> bool {
     reg.attr_values("et").any(|v| v == GROUP_ENDPOINT_TYPE)
 }
 
 /// The members recorded on a group registration (same sector as the group).
-pub fn members(reg: &Registration) -> impl Iterator<Item = EndpointName> + '_ {
+pub(crate) fn members(reg: &Registration) -> impl Iterator<Item = EndpointName> + '_ {
     reg.attr_values(MEMBER_ATTR)
         .filter_map(|v| EndpointName::new(v).ok())
 }

@@ -27,7 +27,7 @@ use crate::registry::model::{BaseOrigin, Registration};
 /// from the link on which the registered endpoint can be reached". Approximated as: the requester
 /// is link-local too and, when both addresses carry an IPv6 scope (interface) id, the same one
 /// as the registrant's. The RdServer filters candidates with this before rendering.
-pub fn visible_to(reg: &Registration, requester: SocketAddr) -> bool {
+pub(crate) fn visible_to(reg: &Registration, requester: SocketAddr) -> bool {
     if !is_link_local_base(&reg.base) {
         return true;
     }
@@ -86,7 +86,7 @@ impl Pager {
 
 /// Endpoint lookup (`/rd-lookup/ep`, RFC 9176 §6.4). `expose_status` adds `status=1|0` to each
 /// link and makes `status` filterable.
-pub fn render_endpoints<'a>(
+pub(crate) fn render_endpoints<'a>(
     candidates: impl IntoIterator<Item = &'a Arc<Registration>>,
     query: &LookupQuery,
     expose_status: bool,
@@ -121,7 +121,7 @@ fn write_endpoint_link(out: &mut String, reg: &Registration, expose_status: bool
 }
 
 /// Resource lookup (`/rd-lookup/res`, RFC 9176 §6.1). Paging counts links, not endpoints.
-pub fn render_resources<'a>(
+pub(crate) fn render_resources<'a>(
     candidates: impl IntoIterator<Item = &'a Arc<Registration>>,
     query: &LookupQuery,
     expose_status: bool,
@@ -152,7 +152,7 @@ pub fn render_resources<'a>(
 
 /// draft-11 domain lookup (`/rd-lookup/d`, draft-11 §7): the distinct sectors of the endpoints
 /// matching the query, sorted, as `<>;d="…"`. Endpoints without a sector contribute nothing.
-pub fn render_domains<'a>(
+pub(crate) fn render_domains<'a>(
     candidates: impl IntoIterator<Item = &'a Arc<Registration>>,
     query: &LookupQuery,
 ) -> (String, usize) {
@@ -188,7 +188,7 @@ fn group_matches(reg: &Registration, f: &Filter) -> bool {
 /// draft-11 group lookup (`/rd-lookup/gp`, draft-11 §7) over group registrations
 /// (`et=core.rd-group`, see `group`): `</reg/12>;gp="lights";d="…";con="coap://[ff35::1]"`.
 /// `con` is shown only for an explicit base (a multicast address), `d` only when set.
-pub fn render_groups<'a>(
+pub(crate) fn render_groups<'a>(
     candidates: impl IntoIterator<Item = &'a Arc<Registration>>,
     query: &LookupQuery,
 ) -> (String, usize) {

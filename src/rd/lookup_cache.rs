@@ -19,7 +19,7 @@ use super::route::Route;
 /// What a rendered lookup depends on besides the registry: the resource, the query as sent,
 /// and which link-local registrations the requester may see (`lookup::visible_to`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CacheKey {
+pub(crate) struct CacheKey {
     route: Route,
     query: Vec<String>,
     /// `None` for a requester outside any link-local scope (it sees no link-local bases);
@@ -28,7 +28,7 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    pub fn new(route: Route, query: &[String], requester: SocketAddr) -> CacheKey {
+    pub(crate) fn new(route: Route, query: &[String], requester: SocketAddr) -> CacheKey {
         let link_scope = is_link_local_ip(requester.ip()).then(|| match requester {
             SocketAddr::V6(a) => a.scope_id(),
             SocketAddr::V4(_) => 0,
@@ -44,7 +44,7 @@ impl CacheKey {
 /// A rendered lookup: the payload and its ETag. Cloning shares the payload (a reference
 /// count), so every request answered from one entry sends from the same allocation.
 #[derive(Clone, Debug)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub payload: Bytes,
     pub etag: Vec<u8>,
 }
@@ -62,14 +62,14 @@ struct Inner {
     clock: u64,
 }
 
-pub struct LookupCache {
+pub(crate) struct LookupCache {
     inner: Mutex<Inner>,
     max_entries: usize,
     max_bytes: usize,
 }
 
 impl LookupCache {
-    pub fn new(max_entries: usize, max_bytes: usize) -> LookupCache {
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> LookupCache {
         LookupCache {
             inner: Mutex::new(Inner::default()),
             max_entries: max_entries.max(1),
@@ -84,7 +84,7 @@ impl LookupCache {
     }
 
     /// The rendering of `key` at registry `version`, if cached.
-    pub fn get(&self, key: &CacheKey, version: u64) -> Option<Rendered> {
+    pub(crate) fn get(&self, key: &CacheKey, version: u64) -> Option<Rendered> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -98,7 +98,7 @@ impl LookupCache {
 
     /// Remember a rendering made at `version`. Results larger than half the byte budget are not
     /// kept (they would evict everything else).
-    pub fn put(&self, key: CacheKey, version: u64, rendered: Rendered) {
+    pub(crate) fn put(&self, key: CacheKey, version: u64, rendered: Rendered) {
         let size = rendered.payload.len() + rendered.etag.len();
         if size > self.max_bytes / 2 {
             return;
@@ -147,15 +147,13 @@ impl LookupCache {
         );
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
     }
 }

@@ -20,33 +20,31 @@
 //!
 //! Everything but `service` and `server` is pure: no actix, tokio, sled or sockets.
 
-pub mod drain;
-pub mod error;
-pub mod filter;
+pub(crate) mod drain;
+pub(crate) mod error;
+pub(crate) mod filter;
 #[cfg(test)]
 mod fixtures;
-pub mod group;
+pub(crate) mod group;
 mod link_writer;
-pub mod lookup;
-pub mod lookup_cache;
-pub mod multicast;
-pub mod params;
-pub mod register;
-pub mod resolve;
-pub mod route;
-pub mod server;
-pub mod service;
-pub mod update;
-pub mod well_known;
+pub(crate) mod lookup;
+pub(crate) mod lookup_cache;
+pub(crate) mod multicast;
+pub(crate) mod params;
+pub(crate) mod register;
+pub(crate) mod resolve;
+pub(crate) mod route;
+pub(crate) mod server;
+pub(crate) mod service;
+pub(crate) mod update;
+pub(crate) mod well_known;
 
-pub use error::{BaseError, LimitedLinkError, RdError};
-pub use filter::{endpoint_matches, link_matches, plan_candidates, Filter, LookupQuery, Pattern};
-pub use group::GroupRequest;
-pub use lookup::{render_domains, render_endpoints, render_groups, render_resources, visible_to};
-pub use params::{decode_query, QueryItem, QueryParams};
-pub use register::{RegistrationRequest, SimpleRegistrationRequest, DEFAULT_LIFETIME_S};
-pub use update::UpdateRequest;
-pub use well_known::well_known_core;
+pub(crate) use filter::{plan_candidates, LookupQuery};
+pub(crate) use group::GroupRequest;
+pub(crate) use lookup::{render_domains, render_endpoints, render_groups, render_resources};
+pub(crate) use params::decode_query;
+pub(crate) use register::{RegistrationRequest, SimpleRegistrationRequest};
+pub(crate) use update::UpdateRequest;
 
 /// Content-Format of `application/link-format` (RFC 6690 §7.3), the only one the RD speaks.
-pub const LINK_FORMAT: u16 = 40;
+pub(crate) const LINK_FORMAT: u16 = 40;

@@ -14,28 +14,28 @@ use super::route::Route;
 use crate::coap::Method;
 
 /// All-CoRE-RDs (RFC 9176 §9.5): IPv4, IPv6 link-local and IPv6 site-local.
-pub const ALL_CORE_RDS: [IpAddr; 3] = [
+pub(crate) const ALL_CORE_RDS: [IpAddr; 3] = [
     IpAddr::V4(Ipv4Addr::new(224, 0, 1, 190)),
     IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfe)),
     IpAddr::V6(Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0xfe)),
 ];
 
 /// All-CoAP-Nodes (RFC 7252 §12.8): IPv4 and IPv6 link-local.
-pub const ALL_COAP_NODES: [IpAddr; 2] = [
+pub(crate) const ALL_COAP_NODES: [IpAddr; 2] = [
     IpAddr::V4(Ipv4Addr::new(224, 0, 1, 187)),
     IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfd)),
 ];
 
 /// The port clients send multicast discovery to (RFC 7252 §6.1 default port).
-pub const RD_MULTICAST_PORT: u16 = 5683;
+pub(crate) const RD_MULTICAST_PORT: u16 = 5683;
 
 /// Every group the RD joins with `rd.multicast: true`.
-pub fn rd_groups() -> impl Iterator<Item = IpAddr> {
+pub(crate) fn rd_groups() -> impl Iterator<Item = IpAddr> {
     ALL_CORE_RDS.into_iter().chain(ALL_COAP_NODES)
 }
 
 /// Whether a multicast request for `route` with `method` is served at all: only discovery.
-pub fn answered_by_multicast(route: Route, method: Method) -> bool {
+pub(crate) fn answered_by_multicast(route: Route, method: Method) -> bool {
     route == Route::WellKnownCore && method == Method::Get
 }
 
@@ -45,10 +45,10 @@ pub fn answered_by_multicast(route: Route, method: Method) -> bool {
 /// node of a large link answering an unfiltered query); R, the data rate, 6250 bytes/s
 /// (50 kbit/s, a loaded IEEE 802.15.4 link). 4000 ms, below DEFAULT_LEISURE (5 s), so a
 /// client that waits DEFAULT_LEISURE gets every answer.
-pub const DEFAULT_LEISURE_MS: u64 = leisure_ms(250, 100, 6_250);
+pub(crate) const DEFAULT_LEISURE_MS: u64 = leisure_ms(250, 100, 6_250);
 
 /// `S * G / R` in milliseconds.
-pub const fn leisure_ms(size_bytes: u64, group_size: u64, rate_bytes_per_s: u64) -> u64 {
+pub(crate) const fn leisure_ms(size_bytes: u64, group_size: u64, rate_bytes_per_s: u64) -> u64 {
     size_bytes * group_size * 1_000 / rate_bytes_per_s
 }
 

@@ -9,20 +9,20 @@ use super::error::RdError;
 
 /// One query item: `name=value` or a valueless `name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryItem {
+pub(crate) struct QueryItem {
     pub name: String,
     pub value: Option<String>,
 }
 
 /// The query items in request order; names may repeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueryParams {
+pub(crate) struct QueryParams {
     items: Vec<QueryItem>,
 }
 
 /// Uri-Query option values as text. RFC 7252 §5.10 makes them UTF-8 strings; one that is not
 /// UTF-8 is a bad request (4.00), as is an `ep` that cannot be stored as text.
-pub fn decode_query<B: AsRef<[u8]>>(raw: &[B]) -> Result<Vec<String>, RdError> {
+pub(crate) fn decode_query<B: AsRef<[u8]>>(raw: &[B]) -> Result<Vec<String>, RdError> {
     raw.iter()
         .map(|b| {
             std::str::from_utf8(b.as_ref())
@@ -35,7 +35,7 @@ pub fn decode_query<B: AsRef<[u8]>>(raw: &[B]) -> Result<Vec<String>, RdError> {
 impl QueryParams {
     /// Splits each Uri-Query value at its first `=`. An empty name (`=x`, or an empty option) is
     /// refused with 4.00: it cannot be stored as an attribute nor used as a filter.
-    pub fn parse<S: AsRef<str>>(query: &[S]) -> Result<QueryParams, RdError> {
+    pub(crate) fn parse<S: AsRef<str>>(query: &[S]) -> Result<QueryParams, RdError> {
         let mut items = Vec::with_capacity(query.len());
         for raw in query {
             let raw = raw.as_ref();
@@ -54,17 +54,17 @@ impl QueryParams {
         Ok(QueryParams { items })
     }
 
-    pub fn items(&self) -> &[QueryItem] {
+    pub(crate) fn items(&self) -> &[QueryItem] {
         &self.items
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.items.iter().any(|i| i.name == name)
     }
 
     /// The value of a single-valued parameter (`ep`, `d`, `lt`, `base`, `page`, `count`):
     /// `None` when absent, 4.00 "Multiple values for X" when repeated, 4.00 when valueless.
-    pub fn single(&self, name: &str) -> Result<Option<&str>, RdError> {
+    pub(crate) fn single(&self, name: &str) -> Result<Option<&str>, RdError> {
         let mut found = self.items.iter().filter(|i| i.name == name);
         let first = match found.next() {
             None => return Ok(None),
@@ -80,7 +80,10 @@ impl QueryParams {
     }
 
     /// Every item whose name is not in `known`, in request order (the extra-attrs of RFC 9176 §5).
-    pub fn others<'a>(&'a self, known: &'a [&str]) -> impl Iterator<Item = &'a QueryItem> + 'a {
+    pub(crate) fn others<'a>(
+        &'a self,
+        known: &'a [&str],
+    ) -> impl Iterator<Item = &'a QueryItem> + 'a {
         self.items
             .iter()
             .filter(move |i| !known.contains(&i.name.as_str()))

@@ -16,14 +16,15 @@ use crate::registry::model::{base_from_source, EndpointName, Sector};
 use link_format::{Link, Param};
 
 /// RFC 9176 §5: "a default value of 90000 (25 hours) SHOULD be assumed".
-pub const DEFAULT_LIFETIME_S: u32 = 90_000;
+#[cfg(test)]
+pub(crate) const DEFAULT_LIFETIME_S: u32 = 90_000;
 
 /// Query parameters with registration semantics; every other item is an extra attribute.
 const REGISTRATION_PARAMS: &[&str] = &["ep", "d", "lt", "base", "con"];
 
 /// A validated `POST /rd` request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RegistrationRequest {
+pub(crate) struct RegistrationRequest {
     pub ep: EndpointName,
     pub d: Option<Sector>,
     /// `lt`, or the default given to `parse`.
@@ -45,7 +46,7 @@ impl RegistrationRequest {
     /// Content-Format other than 40 (4.15); payload not UTF-8, not link-format or not Limited
     /// Link Format. An empty payload registers zero links; a payload without Content-Format is
     /// read as link-format (what clients that omit the option mean).
-    pub fn parse<S: AsRef<str>>(
+    pub(crate) fn parse<S: AsRef<str>>(
         query: &[S],
         content_format: Option<u16>,
         payload: &[u8],
@@ -78,7 +79,7 @@ impl RegistrationRequest {
     }
 
     /// The registration's base URI: the explicit one, or `coap://<source>` (§5).
-    pub fn effective_base(&self) -> String {
+    pub(crate) fn effective_base(&self) -> String {
         self.base
             .clone()
             .unwrap_or_else(|| base_from_source(self.source))
@@ -88,7 +89,7 @@ impl RegistrationRequest {
 /// A validated simple registration (`POST /.well-known/rd`, RFC 9176 §5.1). The links come
 /// later, from a GET of the device's `/.well-known/core`; the base is always the source.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SimpleRegistrationRequest {
+pub(crate) struct SimpleRegistrationRequest {
     pub ep: EndpointName,
     pub d: Option<Sector>,
     pub lifetime_s: u32,
@@ -99,7 +100,7 @@ impl SimpleRegistrationRequest {
     /// Same rules as a registration for `ep`, `d`, `lt` and extra attributes; `base` (or `con`)
     /// is refused with 4.00 (§5.1 "The base attribute is not accepted"), and so is a payload
     /// (the body "is empty"). The Content-Format option is irrelevant without a payload.
-    pub fn parse<S: AsRef<str>>(
+    pub(crate) fn parse<S: AsRef<str>>(
         query: &[S],
         payload: &[u8],
         default_lt: u32,
@@ -121,7 +122,7 @@ impl SimpleRegistrationRequest {
 
     /// Completes the request with the links fetched from the device (which must be Limited
     /// Link Format too, §5.1) and its source address.
-    pub fn with_links(
+    pub(crate) fn with_links(
         self,
         content_format: Option<u16>,
         payload: &[u8],
@@ -248,7 +249,7 @@ fn parse_limited_links(content_format: Option<u16>, payload: &[u8]) -> Result<Ve
 /// RFC 9176 Appendix C: target and anchor are each a full URI or path-absolute, and a full-URI
 /// anchor needs a full-URI target. An empty anchor is also accepted: RFC 9176 §5 names "empty
 /// anchors" among what the RD resolves, and it means the base under both RFC 6690 and RFC 8288.
-pub fn check_limited_link(link: &Link) -> Result<(), LimitedLinkError> {
+pub(crate) fn check_limited_link(link: &Link) -> Result<(), LimitedLinkError> {
     let target_ok = is_full_uri(&link.target) || is_path_absolute(&link.target);
     if !target_ok {
         return Err(LimitedLinkError::Target(link.target.to_string()));

@@ -14,7 +14,7 @@ use link_format::Link;
 
 /// The five components of a URI reference (RFC 3986 §3, split as in its Appendix B).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UriRef<'a> {
+pub(crate) struct UriRef<'a> {
     pub scheme: Option<&'a str>,
     pub authority: Option<&'a str>,
     pub path: &'a str,
@@ -40,7 +40,7 @@ fn scheme_of(s: &str) -> Option<&str> {
 }
 
 impl<'a> UriRef<'a> {
-    pub fn parse(s: &'a str) -> UriRef<'a> {
+    pub(crate) fn parse(s: &'a str) -> UriRef<'a> {
         let (s, fragment) = match s.split_once('#') {
             Some((rest, f)) => (rest, Some(f)),
             None => (s, None),
@@ -71,18 +71,18 @@ impl<'a> UriRef<'a> {
 }
 
 /// Whether `s` is a full URI (starts with a scheme).
-pub fn is_full_uri(s: &str) -> bool {
+pub(crate) fn is_full_uri(s: &str) -> bool {
     scheme_of(s).is_some()
 }
 
 /// Whether `s` is a path-absolute reference: starts with a single `/` (not `//`). A query or
 /// fragment after the path is tolerated (RFC 9176 App. C is about how the path resolves).
-pub fn is_path_absolute(s: &str) -> bool {
+pub(crate) fn is_path_absolute(s: &str) -> bool {
     s.starts_with('/') && !s.starts_with("//")
 }
 
 /// RFC 3986 §5.2.4.
-pub fn remove_dot_segments(path: &str) -> String {
+pub(crate) fn remove_dot_segments(path: &str) -> String {
     let mut input = path;
     let mut output: Vec<&str> = Vec::new();
     // Each output element is a segment *with* its leading '/', except possibly the first.
@@ -158,7 +158,7 @@ fn recompose(
 
 /// Resolves `reference` against `base` (RFC 3986 §5.2.2, strict). A full URI comes back as
 /// given (but with dot-segments removed); an empty reference gives the base without fragment.
-pub fn resolve(base: &str, reference: &str) -> String {
+pub(crate) fn resolve(base: &str, reference: &str) -> String {
     let r = UriRef::parse(reference);
     let b = UriRef::parse(base);
     if r.scheme.is_some() {
@@ -193,7 +193,7 @@ pub fn resolve(base: &str, reference: &str) -> String {
 
 /// The URI schemes a registration base may use: CoAP over every transport (RFC 7252, RFC 8323)
 /// and HTTP, which RFC 9176 §5 mentions as an alternative registrant protocol.
-pub const BASE_SCHEMES: &[&str] = &[
+pub(crate) const BASE_SCHEMES: &[&str] = &[
     "coap",
     "coaps",
     "coap+tcp",
@@ -207,7 +207,7 @@ pub const BASE_SCHEMES: &[&str] = &[
 /// Checks a `base` value (RFC 9176 §5): an absolute URI with a known scheme and an authority,
 /// no query or fragment, no IPv6 zone identifier. A path is allowed (the RFC allows it, and
 /// Limited Link Format references resolve the same with or without it).
-pub fn validate_base(base: &str) -> Result<(), BaseError> {
+pub(crate) fn validate_base(base: &str) -> Result<(), BaseError> {
     // Control characters, spaces, quotes and the like would be stored and rendered into every
     // lookup (found by the rd_query fuzzer: a NUL in a base broke endpoint lookups).
     if !base.bytes().all(is_uri_char) {
@@ -306,7 +306,7 @@ fn host_ip(uri: &str) -> Option<IpAddr> {
 
 /// Whether an address is link-local: fe80::/10 or 169.254.0.0/16 (an IPv4-mapped IPv6 source
 /// counts as its IPv4 address).
-pub fn is_link_local_ip(ip: IpAddr) -> bool {
+pub(crate) fn is_link_local_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -317,7 +317,7 @@ pub fn is_link_local_ip(ip: IpAddr) -> bool {
 }
 
 /// Whether a base URI's host is a link-local IP literal (RFC 9176 §5, §6.1, §6.4 restrict those).
-pub fn is_link_local_base(base: &str) -> bool {
+pub(crate) fn is_link_local_base(base: &str) -> bool {
     host_ip(base).is_some_and(is_link_local_ip)
 }
 
@@ -325,7 +325,7 @@ pub fn is_link_local_base(base: &str) -> bool {
 /// is received". The RD cannot see the base's link, so it requires the request itself to come
 /// from a link-local address: a registrant (or CT) that reached us from afar cannot vouch for a
 /// link-local address on our links.
-pub fn check_link_local_base(base: &str, source: SocketAddr) -> Result<(), BaseError> {
+pub(crate) fn check_link_local_base(base: &str, source: SocketAddr) -> Result<(), BaseError> {
     if is_link_local_base(base) && !is_link_local_ip(source.ip()) {
         return Err(BaseError::LinkLocalFromAfar);
     }
@@ -337,7 +337,11 @@ pub fn check_link_local_base(base: &str, source: SocketAddr) -> Result<(), BaseE
 /// `is_own` reports, see `host_addrs`) only for a registrant on that host too. Anything else
 /// (another LAN host, the registrant itself) is allowed. `is_own` is asked only when the answer
 /// depends on it, so the common case (a device that names itself) costs no interface read.
-pub fn may_target(target: IpAddr, registrant: IpAddr, is_own: impl Fn(IpAddr) -> bool) -> bool {
+pub(crate) fn may_target(
+    target: IpAddr,
+    registrant: IpAddr,
+    is_own: impl Fn(IpAddr) -> bool,
+) -> bool {
     let (target, registrant) = (canonical(target), canonical(registrant));
     if target == registrant || is_loopback_or_unspecified(registrant) {
         return true;
@@ -351,7 +355,7 @@ pub fn may_target(target: IpAddr, registrant: IpAddr, is_own: impl Fn(IpAddr) ->
 /// [`may_target`] with the host's real addresses: what the Executer, Observer and Pinger ask
 /// before sending to a stored registration's base (one stored by an older version may name
 /// the host).
-pub fn gateway_may_contact(target: IpAddr, registrant: IpAddr) -> bool {
+pub(crate) fn gateway_may_contact(target: IpAddr, registrant: IpAddr) -> bool {
     may_target(target, registrant, crate::host_addrs::is_own)
 }
 
@@ -381,7 +385,7 @@ fn host_text(uri: &str) -> Option<&str> {
 /// loopback or one of the host's addresses) may name the host. Other host names are stored
 /// as given: the gateway never resolves them (Pinger, Observer and Executer need an IP
 /// literal), so they cannot reach the host through it.
-pub fn check_self_base(
+pub(crate) fn check_self_base(
     base: &str,
     source: SocketAddr,
     is_own: impl Fn(IpAddr) -> bool,
@@ -404,7 +408,7 @@ pub fn check_self_base(
 
 /// The path of a reference given either path-absolute or as a full URI (RFC 9176 §6.2: endpoint
 /// `href` queries SHOULD be path-absolute, the RD SHOULD recognise either form).
-pub fn path_of(reference: &str) -> &str {
+pub(crate) fn path_of(reference: &str) -> &str {
     if is_full_uri(reference) {
         UriRef::parse(reference).path
     } else {
@@ -415,7 +419,7 @@ pub fn path_of(reference: &str) -> &str {
 /// A registered link's target, fully resolved (RFC 9176 §6.1). When the link has an anchor the
 /// target is resolved against the resolved anchor (RFC 6690 §2.1); Limited Link Format (App. C)
 /// guarantees that this gives the same URI as resolving against the base (RFC 8288 App. B.2).
-pub fn resolved_target(base: &str, link: &Link) -> String {
+pub(crate) fn resolved_target(base: &str, link: &Link) -> String {
     match link.anchor() {
         Some(anchor) if !is_full_uri(&link.target) => resolve(&resolve(base, anchor), &link.target),
         _ => resolve(base, &link.target),
@@ -424,7 +428,8 @@ pub fn resolved_target(base: &str, link: &Link) -> String {
 
 /// A registered link's anchor resolved against the base, or `None` when it had none: links
 /// registered without an anchor are returned without one (RFC 9176 §6.1).
-pub fn resolved_anchor(base: &str, link: &Link) -> Option<String> {
+#[cfg(test)]
+pub(crate) fn resolved_anchor(base: &str, link: &Link) -> Option<String> {
     link.anchor().map(|a| resolve(base, a))
 }
 

@@ -7,7 +7,7 @@ use crate::registry::RegistrationId;
 
 /// An RD resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
+pub(crate) enum Route {
     /// `/.well-known/core`: discovery (RFC 6690 §4, RFC 9176 §4.3); POST = draft-11 simple
     /// registration.
     WellKnownCore,
@@ -28,7 +28,7 @@ pub enum Route {
     NotFound,
 }
 
-pub fn route(path: &[String]) -> Route {
+pub(crate) fn route(path: &[String]) -> Route {
     let segments: Vec<&str> = path.iter().map(String::as_str).collect();
     match segments.as_slice() {
         [".well-known", "core"] => Route::WellKnownCore,

@@ -27,7 +27,7 @@ use crate::registry::{Registry, RegistryEvent, RegistryFeed, RegistryReader, Sub
 const NOTIFY_COALESCE: Duration = Duration::from_millis(50);
 
 /// The actor; see the module doc.
-pub struct RdServer {
+pub(crate) struct RdServer {
     server: ServerHandle,
     notify_scheduled: bool,
 }
@@ -76,7 +76,7 @@ impl Handler<RegistryFeed> for RdServer {
 pub struct RunningRd {
     endpoint: Endpoint,
     gate: Arc<DrainGate<RdService>>,
-    pub actor: Addr<RdServer>,
+    pub(crate) actor: Addr<RdServer>,
 }
 
 impl RunningRd {
@@ -86,7 +86,7 @@ impl RunningRd {
     }
 
     /// The client that sends from the RD's sockets (pings, commands, polls, observations).
-    pub fn client(&self) -> CoapClient {
+    pub(crate) fn client(&self) -> CoapClient {
         self.endpoint.client()
     }
 
@@ -95,7 +95,7 @@ impl RunningRd {
     /// Returns once the requests already inside the RD are answered and every lookup observer
     /// acknowledged its 5.03, or after `budget`. The endpoint keeps running (the gateway's own
     /// requests, e.g. observation deregistrations, still go out) until `shutdown`.
-    pub async fn drain(&self, budget: Duration) {
+    pub(crate) async fn drain(&self, budget: Duration) {
         self.gate.close();
         let server = self.endpoint.server();
         let key = lookup_observe_key();
@@ -141,7 +141,7 @@ impl RunningRd {
     /// joined at all, is an error; finding no interface to default to is logged as an error
     /// and returns 0 (the RD still serves unicast).
     #[cfg(target_os = "linux")]
-    pub fn join_multicast(&self, interfaces: &[String]) -> Result<usize, MulticastError> {
+    pub(crate) fn join_multicast(&self, interfaces: &[String]) -> Result<usize, MulticastError> {
         let chosen = crate::coap::multicast::resolve_interfaces(interfaces)?;
         if chosen.is_empty() {
             error!(
@@ -209,7 +209,7 @@ impl Handler<StopRd> for RdServer {
 }
 
 /// Bind the RD's sockets and start serving. Must run inside an actix system.
-pub async fn start(
+pub(crate) async fn start(
     listen: &[SocketAddr],
     params: TransmissionParams,
     settings: Arc<RdSettings>,

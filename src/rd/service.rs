@@ -66,13 +66,13 @@ fn note_refusal(why: &str) {
 
 /// The key under which every lookup observation is registered: any registry change may change
 /// any lookup's result, so one notification round covers them all.
-pub fn lookup_observe_key() -> ObserveKey {
+pub(crate) fn lookup_observe_key() -> ObserveKey {
     ObserveKey("rd-lookup".to_string())
 }
 
 /// What the RD needs from `config.yaml`.
 #[derive(Debug, Clone)]
-pub struct RdSettings {
+pub(crate) struct RdSettings {
     pub default_lifetime_s: u32,
     pub expose_status: bool,
     pub simple_registration: bool,
@@ -88,7 +88,7 @@ pub struct RdSettings {
 }
 
 /// The RD's request handler; see the module doc.
-pub struct RdService {
+pub(crate) struct RdService {
     settings: Arc<RdSettings>,
     registry: Addr<Registry>,
     reader: RegistryReader,
@@ -98,7 +98,7 @@ pub struct RdService {
 }
 
 impl RdService {
-    pub fn new(
+    pub(crate) fn new(
         settings: Arc<RdSettings>,
         registry: Addr<Registry>,
         reader: RegistryReader,
@@ -113,7 +113,7 @@ impl RdService {
     }
 
     /// Give the service the endpoint's client (for simple registration).
-    pub fn set_client(&self, client: CoapClient) {
+    pub(crate) fn set_client(&self, client: CoapClient) {
         let _ = self.client.set(client);
     }
 }

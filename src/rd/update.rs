@@ -14,7 +14,7 @@ const UPDATE_PARAMS: &[&str] = &["lt", "base", "con"];
 
 /// A validated registration update.
 #[derive(Debug, Clone, PartialEq)]
-pub struct UpdateRequest {
+pub(crate) struct UpdateRequest {
     /// A new `lt`; `None` keeps the last one (§5.3.1).
     pub lifetime_s: Option<u32>,
     /// A new explicit base, validated like at registration.
@@ -28,7 +28,7 @@ impl UpdateRequest {
     /// payload"; aiocoap: "Registration update with body not specified"), `ep` or `d` present
     /// (they identify the registration and cannot change), and the `lt`/`base` rules of
     /// registration. The Content-Format option is ignored when there is no payload.
-    pub fn parse<S: AsRef<str>>(
+    pub(crate) fn parse<S: AsRef<str>>(
         query: &[S],
         _content_format: Option<u16>,
         payload: &[u8],
@@ -53,7 +53,7 @@ impl UpdateRequest {
 impl UpdateRequest {
     /// RFC 9176 §5: a new link-local base must come from the link (see
     /// `resolve::check_link_local_base`); the RdServer calls this with the update's source.
-    pub fn check_source(&self, source: std::net::SocketAddr) -> Result<(), RdError> {
+    pub(crate) fn check_source(&self, source: std::net::SocketAddr) -> Result<(), RdError> {
         match &self.base {
             Some(b) => check_link_local_base(b, source).map_err(|reason| RdError::InvalidBase {
                 param: "base",

@@ -101,7 +101,7 @@ impl Entry {
 
 /// The `/.well-known/core` payload for a query, or `None` when no link matches. A query item
 /// with an empty name is refused with 4.00 (draft-11 §5.2 "malformed").
-pub fn well_known_core<S: AsRef<str>>(
+pub(crate) fn well_known_core<S: AsRef<str>>(
     query: &[S],
     include_draft11: bool,
 ) -> Result<Option<String>, RdError> {

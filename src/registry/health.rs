@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 /// Asks the Registry for its write health. Sent by the admin HTTP server.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "RegistryHealth")]
-pub struct GetHealth;
+pub(crate) struct GetHealth;
 
 /// The registry's write health at the moment it was asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistryHealth {
+pub(crate) struct RegistryHealth {
     /// False while the most recent write or flush failed.
     pub writable: bool,
     /// The most recent failure's message, kept after recovery for the operator to see.
@@ -31,7 +31,7 @@ pub struct RegistryHealth {
 
 /// Tracks the outcome of the registry's writes; see the module docs.
 #[derive(Debug, Clone, Default)]
-pub struct WriteHealth {
+pub(crate) struct WriteHealth {
     failing: bool,
     last_error: Option<(String, u64)>,
     lost_at_start: Option<String>,
@@ -39,32 +39,32 @@ pub struct WriteHealth {
 
 impl WriteHealth {
     /// A write or flush failed with `error` at `at_ms`.
-    pub fn record_failure(&mut self, error: &dyn std::fmt::Display, at_ms: u64) {
+    pub(crate) fn record_failure(&mut self, error: &dyn std::fmt::Display, at_ms: u64) {
         self.failing = true;
         self.last_error = Some((error.to_string(), at_ms));
     }
 
     /// A flush succeeded: everything written before it is on disk.
-    pub fn record_flush_ok(&mut self) {
+    pub(crate) fn record_flush_ok(&mut self) {
         self.failing = false;
     }
 
     /// The database opened with less than it had acknowledged.
-    pub fn record_lost_at_start(&mut self, what: String) {
+    pub(crate) fn record_lost_at_start(&mut self, what: String) {
         self.lost_at_start = Some(what);
     }
 
     /// Whether the most recent write or flush failed.
-    pub fn failing(&self) -> bool {
+    pub(crate) fn failing(&self) -> bool {
         self.failing
     }
 
     /// The most recent failure's message.
-    pub fn last_error(&self) -> Option<&str> {
+    pub(crate) fn last_error(&self) -> Option<&str> {
         self.last_error.as_ref().map(|(e, _)| e.as_str())
     }
 
-    pub fn report(&self) -> RegistryHealth {
+    pub(crate) fn report(&self) -> RegistryHealth {
         RegistryHealth {
             writable: !self.failing,
             last_error: self.last_error.as_ref().map(|(e, _)| e.clone()),

@@ -81,21 +81,21 @@ impl<'de> Deserialize<'de> for LinkSet {
 /// after removals, so the pool holds at most about twice the registrations held (plus a floor
 /// of [`SWEEP_FLOOR`]) even when a mass deregistration is followed by no new sets.
 #[derive(Debug, Default)]
-pub struct LinkSetPool {
+pub(crate) struct LinkSetPool {
     sets: HashSet<LinkSet>,
     size_after_sweep: usize,
 }
 
 /// No sweep below this many pooled sets: not worth a pass.
-pub const SWEEP_FLOOR: usize = 1024;
+pub(crate) const SWEEP_FLOOR: usize = 1024;
 
 impl LinkSetPool {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The pooled set equal to `links`, or `links` itself, now pooled.
-    pub fn share(&mut self, links: LinkSet) -> LinkSet {
+    pub(crate) fn share(&mut self, links: LinkSet) -> LinkSet {
         if let Some(pooled) = self.sets.get(&links) {
             return pooled.clone();
         }
@@ -108,25 +108,22 @@ impl LinkSetPool {
 
     /// After removals: sweep when the pool holds more than twice `held` sets (`held`: the
     /// registrations that can still use one, live or in grace).
-    pub fn trim(&mut self, held: usize) {
+    pub(crate) fn trim(&mut self, held: usize) {
         if self.sets.len() > SWEEP_FLOOR.max(held.saturating_mul(2)) {
             self.sweep();
         }
     }
 
     /// Drop the sets only the pool still holds.
-    pub fn sweep(&mut self) {
+    pub(crate) fn sweep(&mut self) {
         self.sets.retain(|set| Arc::strong_count(&set.0) > 1);
         self.size_after_sweep = self.sets.len();
     }
 
     /// Distinct sets pooled (some possibly unused until the next sweep).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.sets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sets.is_empty()
     }
 }
 

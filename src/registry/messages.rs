@@ -38,10 +38,10 @@ pub struct Registered {
 
 /// The endpoint attribute (`src=discovery`) that marks a registration the Discovery actor made on
 /// a device's behalf.
-pub const DISCOVERED_MARKER: (&str, &str) = ("src", "discovery");
+pub(crate) const DISCOVERED_MARKER: (&str, &str) = ("src", "discovery");
 
 /// `true` when `registration` was made by the Discovery actor, not by the device itself.
-pub fn is_discovered(registration: &Registration) -> bool {
+pub(crate) fn is_discovered(registration: &Registration) -> bool {
     registration
         .attr_values(DISCOVERED_MARKER.0)
         .any(|v| v == DISCOVERED_MARKER.1)
@@ -93,7 +93,7 @@ pub struct Remove {
 
 impl Remove {
     /// A DELETE from `source`, subject to the write policy.
-    pub fn requested_by(id: RegistrationId, source: SocketAddr) -> Self {
+    pub(crate) fn requested_by(id: RegistrationId, source: SocketAddr) -> Self {
         Remove {
             id,
             source: Some(source),
@@ -127,14 +127,7 @@ pub enum RemovalReason {
     Expired,
 }
 
-impl RemovalReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RemovalReason::Deleted => "deleted",
-            RemovalReason::Expired => "expired",
-        }
-    }
-}
+impl RemovalReason {}
 
 /// What happened to the registry. Sent to every subscriber, in the order the changes became
 /// durable.

@@ -13,33 +13,34 @@
 //! - `reader`: the lock-based read handle for lookups.
 //! - `subscription`: the bounded event feed to subscribers, with resync on overflow.
 
-pub mod actor;
-pub mod error;
-pub mod health;
-pub mod index;
-pub mod link_set;
-pub mod messages;
-pub mod model;
-pub mod reader;
-pub mod recovery;
-pub mod store;
+pub(crate) mod actor;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod index;
+pub(crate) mod link_set;
+pub(crate) mod messages;
+pub(crate) mod model;
+pub(crate) mod reader;
+pub(crate) mod recovery;
+pub(crate) mod store;
 pub mod subscription;
-pub mod watermark;
+pub(crate) mod watermark;
 
-pub use actor::{start, start_with_policy, Registry, RegistryConfig};
+/// What `RegistryError::Refused` carries: the write policy lives in `limits`.
+pub use crate::limits::registration_policy::Refusal;
+pub(crate) use actor::start_with_policy;
+pub use actor::{start, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
-pub use health::{GetHealth, RegistryHealth};
+pub(crate) use health::{GetHealth, RegistryHealth};
 pub use index::Index;
-pub use link_set::{LinkSet, LinkSetPool};
+pub(crate) use messages::{is_discovered, DISCOVERED_MARKER};
 pub use messages::{
-    is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registered, RegistryEvent,
-    RemovalReason, Remove, SetStatus, Subscribe, Update, DISCOVERED_MARKER,
+    DiscoveredOutcome, Register, RegisterDiscovered, Registered, RegistryEvent, RemovalReason,
+    Remove, SetStatus, Subscribe, Update,
 };
-pub use model::{
-    base_from_source, BaseOrigin, EndpointName, NameError, Registration, RegistrationId, Sector,
-    Status, MAX_NAME_BYTES,
-};
+pub use model::{BaseOrigin, EndpointName, Registration, RegistrationId, Sector, Status};
 pub use reader::RegistryReader;
-pub use recovery::AwaitStoreRestart;
-pub use store::Store;
+pub(crate) use recovery::AwaitStoreRestart;
+pub use store::{Loaded, Store};
 pub use subscription::{FeedItem, RegistryFeed, SubscribeFeed};
+pub use watermark::{Mark, Shortfall};

@@ -13,7 +13,7 @@ use super::link_set::LinkSet;
 use link_format::Param;
 
 /// RFC 9176 §5: `ep` and `d` are at most 63 bytes of UTF-8.
-pub const MAX_NAME_BYTES: usize = 63;
+pub(crate) const MAX_NAME_BYTES: usize = 63;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -96,10 +96,10 @@ pub struct RegistrationId(pub u64);
 
 impl RegistrationId {
     /// The first path segment of every registration resource.
-    pub const PATH_SEGMENT: &'static str = "reg";
+    pub(crate) const PATH_SEGMENT: &'static str = "reg";
 
     /// The location path segments, as sent in Location-Path options.
-    pub fn location_segments(&self) -> [String; 2] {
+    pub(crate) fn location_segments(&self) -> [String; 2] {
         [Self::PATH_SEGMENT.to_string(), self.0.to_string()]
     }
 
@@ -182,7 +182,7 @@ pub struct Registration {
 
 impl Registration {
     /// The values of an extra endpoint attribute (e.g. every `et`).
-    pub fn attr_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn attr_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.attrs
             .iter()
             .filter(move |p| p.name == name)
@@ -197,7 +197,7 @@ impl Registration {
 /// `coap://<addr>` for a source address: the default base of RFC 9176 §5. IPv6 addresses are
 /// bracketed; a zone id is never included (RFC 9176 §5, §6.1), and the port is omitted when it
 /// is CoAP's default 5683.
-pub fn base_from_source(addr: SocketAddr) -> String {
+pub(crate) fn base_from_source(addr: SocketAddr) -> String {
     let host = match addr {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {

@@ -50,7 +50,7 @@ impl RegistryReader {
     }
 
     /// The index version (changes with every registry change).
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.read().version()
     }
 
@@ -62,7 +62,7 @@ impl RegistryReader {
 
     /// Live registrations at `now_ms` counted by status: (connected, disconnected). One pass
     /// under the read lock (~1 ms per 100,000 registrations), once per `/metrics` scrape.
-    pub fn devices_by_status(&self, now_ms: u64) -> (u64, u64) {
+    pub(crate) fn devices_by_status(&self, now_ms: u64) -> (u64, u64) {
         self.with_index(|idx| {
             idx.live(now_ms)
                 .fold((0u64, 0u64), |(up, down), reg| match reg.status {

@@ -22,9 +22,9 @@ use std::time::Duration;
 use actix::Message;
 
 /// How often the data directory is probed while writes fail.
-pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// The probe's size: two of sled's default 512 KiB log segments, room for sled to write again.
-pub const PROBE_BYTES: usize = 1024 * 1024;
+pub(crate) const PROBE_BYTES: usize = 1024 * 1024;
 /// The probe file, in the data directory (sled ignores files it does not know).
 const PROBE_FILE: &str = ".write-probe";
 
@@ -32,11 +32,11 @@ const PROBE_FILE: &str = ".write-probe";
 /// once by the gateway, which then stops and exits non-zero.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "String")]
-pub struct AwaitStoreRestart;
+pub(crate) struct AwaitStoreRestart;
 
 /// Whether `dir` takes a [`PROBE_BYTES`] write that reaches the disk; the file is removed
 /// again either way. Blocking: run it off the actor's thread.
-pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn probe_writable(dir: &Path) -> std::io::Result<()> {
     let path = probe_path(dir);
     let result = write_probe(&path);
     // Best effort: a probe that could not be written may still have been created.

@@ -22,7 +22,7 @@ use super::model::{Registration, RegistrationId};
 use super::watermark::{self, Mark, MarkWriter, Recorded, Shortfall};
 
 /// The value encoding version written by this build.
-pub const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 1;
 
 const REGISTRATIONS_TREE: &str = "registrations";
 const NEXT_ID_KEY: &[u8] = b"next_id";
@@ -128,7 +128,7 @@ impl Store {
         Store::open(path, cache_mb)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -141,7 +141,7 @@ impl Store {
     /// Number the writes since the previous batch as one flush batch: the number is written
     /// to sled with them, so the flush that makes them durable makes it durable too. Returns
     /// the mark to [`Self::record_acknowledged`] once that flush has completed.
-    pub fn seal_batch(&mut self) -> Result<Mark, StoreError> {
+    pub(crate) fn seal_batch(&mut self) -> Result<Mark, StoreError> {
         self.seq = self.seq.saturating_add(1);
         self.db.insert(ACK_SEQ_KEY, &self.seq.to_be_bytes())?;
         Ok(Mark {
@@ -153,7 +153,7 @@ impl Store {
     /// The flush covering `mark`'s batch completed: record it outside sled, before the batch
     /// is answered. A failure only weakens the check at the next open, so it is returned for
     /// logging, never turned into a failed write.
-    pub fn record_acknowledged(&mut self, mark: Mark) -> std::io::Result<()> {
+    pub(crate) fn record_acknowledged(&mut self, mark: Mark) -> std::io::Result<()> {
         self.mark.write(mark)
     }
 
@@ -174,7 +174,7 @@ impl Store {
     /// record's temporary buffers are freed before the next one is decoded: collecting 100,000
     /// first left them scattered between the registrations kept, ~80 MB of RSS that the
     /// allocator could not give back.
-    pub fn load_each(&self, mut f: impl FnMut(Registration)) -> Result<usize, StoreError> {
+    pub(crate) fn load_each(&self, mut f: impl FnMut(Registration)) -> Result<usize, StoreError> {
         let mut skipped = 0;
         for item in self.registrations.iter() {
             let (key, value) = item?;
@@ -197,7 +197,7 @@ impl Store {
     /// A fresh id, never handed out before in this database. The counter is written before
     /// the registration that uses it, so a flush that makes the registration durable also
     /// makes the counter durable (sled recovers a prefix of its log).
-    pub fn allocate_id(&mut self) -> Result<RegistrationId, StoreError> {
+    pub(crate) fn allocate_id(&mut self) -> Result<RegistrationId, StoreError> {
         let id = self.next_id;
         // A corrupt counter near u64::MAX must not wrap to 0 and hand out ids in use.
         self.next_id = id.checked_add(1).ok_or(StoreError::IdsExhausted)?;
@@ -208,27 +208,29 @@ impl Store {
     }
 
     /// Write a registration (not yet durable: see [`Self::flush_async`]).
-    pub fn put(&self, reg: &Registration) -> Result<(), StoreError> {
+    pub(crate) fn put(&self, reg: &Registration) -> Result<(), StoreError> {
         let value = encode(reg)?;
         self.registrations.insert(reg.id.0.to_be_bytes(), value)?;
         Ok(())
     }
 
     /// Delete a registration (not yet durable).
-    pub fn remove(&self, id: RegistrationId) -> Result<(), StoreError> {
+    pub(crate) fn remove(&self, id: RegistrationId) -> Result<(), StoreError> {
         self.registrations.remove(id.0.to_be_bytes())?;
         Ok(())
     }
 
     /// Make every write so far durable, blocking the calling thread.
-    pub fn flush(&self) -> Result<(), StoreError> {
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }
 
     /// Make every write issued before this call durable, on sled's I/O threads. The future
     /// owns a handle to the database, so the actor can await it while it keeps writing.
-    pub fn flush_async(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    pub(crate) fn flush_async(
+        &self,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let db = self.db.clone();
         async move {
             db.flush_async().await?;
@@ -251,7 +253,7 @@ impl Store {
 }
 
 /// The stored form of a registration.
-pub fn encode(reg: &Registration) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode(reg: &Registration) -> Result<Vec<u8>, StoreError> {
     // Sized for a typical record (a few links: a few hundred bytes) so it is written without
     // regrowing; the bytes are the same as `to_vec`'s, so the format is unchanged.
     let mut out = Vec::with_capacity(ENCODE_CAPACITY);
@@ -267,7 +269,7 @@ pub fn encode(reg: &Registration) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Decode a stored record; `key` only names it in errors.
-pub fn decode(key: &str, value: &[u8]) -> Result<Registration, StoreError> {
+pub(crate) fn decode(key: &str, value: &[u8]) -> Result<Registration, StoreError> {
     match serde_json::from_slice::<EnvelopeIn>(value) {
         Ok(envelope) if envelope.v == FORMAT_VERSION => Ok(envelope.reg),
         Ok(envelope) => Err(StoreError::UnsupportedVersion {

@@ -34,7 +34,7 @@ pub const RESUME_BELOW: usize = EVENT_BACKLOG / 4;
 /// registry feed (at most [`EVENT_BACKLOG`] plus one `Resync`, sent with `do_send` under the
 /// slot bound) is never refused by it, so a mailbox holds at most this + 4,097 + one message
 /// per `try_send` sender.
-pub const SUBSCRIBER_MAILBOX: usize = 8192;
+pub(crate) const SUBSCRIBER_MAILBOX: usize = 8192;
 
 /// One message of the registry feed. The private slot frees one unit of the subscriber's
 /// backlog when this message is dropped (handled, or discarded with the mailbox).
@@ -47,7 +47,8 @@ pub struct RegistryFeed {
 
 impl RegistryFeed {
     /// A feed message outside any backlog (tests that drive a subscriber directly).
-    pub fn unbounded(item: FeedItem) -> Self {
+    #[cfg(test)]
+    pub(crate) fn unbounded(item: FeedItem) -> Self {
         RegistryFeed {
             item,
             _slot: BacklogSlot(None),

@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The mark's file, in the database directory (sled ignores files it does not know).
-pub const MARK_FILE: &str = "acknowledged";
+pub(crate) const MARK_FILE: &str = "acknowledged";
 const MARK_LEN: usize = 24;
 const CHECK_SALT: u64 = 0x6163_6b6e_6f77_6c65;
 
@@ -60,7 +60,7 @@ fn check(mark: Mark) -> u64 {
 
 /// What the mark file says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
+pub(crate) enum Recorded {
     /// No file: a new database, or one written before marks existed.
     Missing,
     /// Unreadable or torn: nothing can be concluded.
@@ -69,7 +69,7 @@ pub enum Recorded {
 }
 
 /// Read the mark in `dir`.
-pub fn read(dir: &Path) -> Recorded {
+pub(crate) fn read(dir: &Path) -> Recorded {
     match std::fs::read(dir.join(MARK_FILE)) {
         Ok(bytes) => Mark::decode(&bytes).map_or(Recorded::Unreadable, Recorded::Mark),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Recorded::Missing,
@@ -86,7 +86,7 @@ pub struct Shortfall {
 
 impl Shortfall {
     /// `Some` when `acknowledged` is ahead of `recovered`.
-    pub fn between(acknowledged: Mark, recovered: Mark) -> Option<Shortfall> {
+    pub(crate) fn between(acknowledged: Mark, recovered: Mark) -> Option<Shortfall> {
         (acknowledged.seq > recovered.seq || acknowledged.next_id > recovered.next_id).then_some(
             Shortfall {
                 acknowledged,
@@ -112,13 +112,13 @@ impl fmt::Display for Shortfall {
 /// Writes the mark in place, opening the file on first use (so that read-only tools never
 /// create it).
 #[derive(Debug)]
-pub struct MarkWriter {
+pub(crate) struct MarkWriter {
     path: PathBuf,
     file: Option<File>,
 }
 
 impl MarkWriter {
-    pub fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         MarkWriter {
             path: dir.join(MARK_FILE),
             file: None,
@@ -126,7 +126,7 @@ impl MarkWriter {
     }
 
     /// Record `mark` as acknowledged (see the module docs: no `fsync`).
-    pub fn write(&mut self, mark: Mark) -> std::io::Result<()> {
+    pub(crate) fn write(&mut self, mark: Mark) -> std::io::Result<()> {
         let file = match &mut self.file {
             Some(file) => file,
             None => self.file.insert(

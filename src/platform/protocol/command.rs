@@ -12,12 +12,12 @@ use super::payload::{
 /// (malformed JSON, unknown type, binary) in the link, and a `bad_command` answer, whether the
 /// link or the Executer found the fault. One level, so an operator can alert on it; WARN
 /// because it points at a platform bug, not at a device or the network.
-pub const PLATFORM_FAULT_LEVEL: log::Level = log::Level::Warn;
+pub(crate) const PLATFORM_FAULT_LEVEL: log::Level = log::Level::Warn;
 
 /// The level at which a failed command is logged: [`PLATFORM_FAULT_LEVEL`] for `bad_command`
 /// (the platform's fault); INFO for the others, which describe devices and load (unknown or
 /// offline device, timeout, CoAP error, overloaded) and are answered to the platform anyway.
-pub fn command_failure_level(kind: CommandErrorKind) -> log::Level {
+pub(crate) fn command_failure_level(kind: CommandErrorKind) -> log::Level {
     match kind {
         CommandErrorKind::BadCommand => PLATFORM_FAULT_LEVEL,
         CommandErrorKind::UnknownDevice
@@ -73,7 +73,7 @@ pub struct CommandResult {
 
 impl CommandResult {
     /// The device answered: its response code (e.g. `"2.05"`), content format and payload.
-    pub fn response(
+    pub(crate) fn response(
         id: impl Into<String>,
         code: impl Into<String>,
         content_format: Option<u16>,

@@ -11,7 +11,7 @@ use super::outbound::OutboundFrame;
 /// Why a platform frame could not be used. `id` is the frame's `id` when it had one, so the
 /// reply can name it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ProtocolError {
+pub(crate) enum ProtocolError {
     #[error("frame is not valid JSON: {reason}")]
     MalformedJson { reason: String },
     #[error("frame is not a JSON object")]
@@ -36,7 +36,7 @@ pub enum ProtocolError {
 impl ProtocolError {
     /// The frame the gateway answers with: a `command_result` (`bad_command`) for a command
     /// whose id is known, otherwise an `error` frame echoing the id when there was one.
-    pub fn reply(&self) -> OutboundFrame {
+    pub(crate) fn reply(&self) -> OutboundFrame {
         let message = self.to_string();
         match self {
             ProtocolError::InvalidCommand { id, .. } => OutboundFrame::CommandResult(
@@ -57,7 +57,7 @@ impl ProtocolError {
 
 /// Every frame the platform may send that the gateway understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InboundFrame {
+pub(crate) enum InboundFrame {
     Command(Command),
     /// The platform could not use a frame of ours (e.g. a platform that answers frame types
     /// added within v1, like `data_error`, with `error`). Logged, never answered: answering an
@@ -79,7 +79,7 @@ fn frame_id(value: &Value) -> Option<String> {
 
 /// Parse one text frame from the platform. Lenient first (any JSON), so that the id of a bad
 /// frame can still be echoed; then strict per type.
-pub fn parse_inbound(text: &str) -> Result<InboundFrame, ProtocolError> {
+pub(crate) fn parse_inbound(text: &str) -> Result<InboundFrame, ProtocolError> {
     let value: Value = serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson {
         reason: e.to_string(),
     })?;

@@ -24,18 +24,19 @@ mod inbound;
 mod outbound;
 mod payload;
 
+/// What `OutboundFrame::Snapshot` carries: devices fitted to the frame budget in `fit`.
+pub use super::fit::RawDevice;
+pub(crate) use command::{command_failure_level, PLATFORM_FAULT_LEVEL};
 pub use command::{
-    command_failure_level, Command, CommandError, CommandErrorKind, CommandMethod, CommandOutcome,
-    CommandResult, PLATFORM_FAULT_LEVEL,
+    Command, CommandError, CommandErrorKind, CommandMethod, CommandOutcome, CommandResult,
 };
-pub use inbound::{parse_inbound, InboundFrame, ProtocolError};
-pub use outbound::{
-    hello, DataErrorFrame, DataFrame, DeviceRef, OutboundFrame, RemovedReason, WatchedBy,
-};
-pub use payload::{decode_payload, encode_payload, EncodedPayload, PayloadEncoding, PayloadError};
+pub(crate) use inbound::{parse_inbound, InboundFrame, ProtocolError};
+pub(crate) use outbound::hello;
+pub use outbound::{DataErrorFrame, DataFrame, DeviceRef, OutboundFrame, RemovedReason, WatchedBy};
+pub use payload::{encode_payload, EncodedPayload, PayloadEncoding, PayloadError};
 
 /// The protocol version sent in `hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// A frame as JSON, for the tests' assertions.
 #[cfg(test)]

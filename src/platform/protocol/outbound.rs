@@ -50,7 +50,7 @@ pub struct DataFrame {
 impl DataFrame {
     /// A `data` frame for a value read at `at_ms` (Unix ms); the payload is encoded by the
     /// contract's rule.
-    pub fn new(
+    pub(crate) fn new(
         ep: impl Into<String>,
         d: Option<String>,
         path: impl Into<String>,
@@ -147,13 +147,13 @@ pub enum OutboundFrame {
 impl OutboundFrame {
     /// `data` and `data_error` frames (the Observer's) are the ones the owed queue may drop
     /// first (see `platform::queue`): the next value or error supersedes them.
-    pub fn is_data(&self) -> bool {
+    pub(crate) fn is_data(&self) -> bool {
         matches!(self, OutboundFrame::Data(_) | OutboundFrame::DataError(_))
     }
 
     /// The frame's JSON text. Our types serialize infallibly (string keys only); an error here
     /// would be a bug, reported rather than panicking.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+    pub(crate) fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(self)
     }
 }
@@ -161,7 +161,7 @@ impl OutboundFrame {
 impl OutboundFrame {
     /// The frame a registry event becomes. `at_ms` is when the link learned of the event: a
     /// status change carries no time of its own, and a queued one must keep its original time.
-    pub fn from_event(event: &RegistryEvent, at_ms: u64) -> OutboundFrame {
+    pub(crate) fn from_event(event: &RegistryEvent, at_ms: u64) -> OutboundFrame {
         fn names(r: &Registration) -> (String, Option<String>) {
             (
                 r.ep.as_str().to_owned(),
@@ -203,7 +203,7 @@ impl OutboundFrame {
 }
 
 /// The `hello` frame for this gateway.
-pub fn hello(gateway: &str, devices: usize) -> OutboundFrame {
+pub(crate) fn hello(gateway: &str, devices: usize) -> OutboundFrame {
     OutboundFrame::Hello {
         gateway: gateway.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -47,7 +47,7 @@ pub enum PayloadError {
 
 /// The bytes a command asks to send. A payload without `payload_encoding` is read as `utf8`
 /// (the natural reading of a JSON string); no payload is an empty body.
-pub fn decode_payload(
+pub(crate) fn decode_payload(
     payload: Option<&str>,
     encoding: Option<PayloadEncoding>,
 ) -> Result<Vec<u8>, PayloadError> {

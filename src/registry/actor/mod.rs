@@ -88,7 +88,7 @@ pub fn start(config: RegistryConfig) -> Result<(Addr<Registry>, RegistryReader),
 }
 
 /// [`start`] with a write policy (FCFR, per-source quota). `start` has none.
-pub fn start_with_policy(
+pub(crate) fn start_with_policy(
     config: RegistryConfig,
     policy: WritePolicy,
 ) -> Result<(Addr<Registry>, RegistryReader), StoreError> {

@@ -274,7 +274,7 @@ mod tests {
             endpoint_protection: true,
             max_per_source: None,
             exempt_loopback: true,
-            grouping: crate::limits::SourceGrouping::new(64),
+            grouping: crate::coap::admission::SourceGrouping::new(64),
         };
         let config = RegistryConfig::in_dir(dir.path().join("db"));
         let (registry, reader) = start_with_policy(config, policy).unwrap();

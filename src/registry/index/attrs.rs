@@ -41,7 +41,7 @@ impl Index {
     }
 
     /// Like [`Self::ids_with_link_attr`] for the endpoint attributes `ep`, `d` and `et`.
-    pub fn ids_with_endpoint_attr(
+    pub(crate) fn ids_with_endpoint_attr(
         &self,
         name: &str,
         value: &str,

@@ -18,7 +18,7 @@ use crate::registry::model::{
 
 impl Index {
     /// The live registration of `ep` in sector `d` (`None` is the default sector).
-    pub fn find(&self, ep: &EndpointName, d: Option<&Sector>) -> Option<&Arc<Registration>> {
+    pub(crate) fn find(&self, ep: &EndpointName, d: Option<&Sector>) -> Option<&Arc<Registration>> {
         self.find_id_including_expired(ep, d)
             .and_then(|id| self.live.get(&id))
     }
@@ -28,7 +28,7 @@ impl Index {
     }
 
     /// The id held by `ep`+`d`, live or in grace: a re-registration keeps it.
-    pub fn find_id_including_expired(
+    pub(crate) fn find_id_including_expired(
         &self,
         ep: &EndpointName,
         d: Option<&Sector>,
@@ -42,7 +42,7 @@ impl Index {
 
     /// Every live registration of `ep`, whatever its sector: no sector first, then by sector
     /// name, then by id.
-    pub fn find_ep<'a>(
+    pub(crate) fn find_ep<'a>(
         &'a self,
         ep: &EndpointName,
     ) -> impl Iterator<Item = &'a Arc<Registration>> + 'a {

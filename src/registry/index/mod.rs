@@ -60,12 +60,12 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// A live registration by id.
-    pub fn get(&self, id: RegistrationId) -> Option<&Arc<Registration>> {
+    pub(crate) fn get(&self, id: RegistrationId) -> Option<&Arc<Registration>> {
         self.live.get(&id)
     }
 
@@ -75,7 +75,7 @@ impl Index {
     }
 
     /// Whether `id` is expired but still revivable.
-    pub fn is_in_grace(&self, id: RegistrationId) -> bool {
+    pub(crate) fn is_in_grace(&self, id: RegistrationId) -> bool {
         self.expired.contains_key(&id)
     }
 
@@ -86,7 +86,8 @@ impl Index {
     }
 
     /// Live registrations starting at `from` (inclusive), in id order: resumable paging.
-    pub fn live_from(
+    #[cfg(test)]
+    pub(crate) fn live_from(
         &self,
         from: RegistrationId,
         now_ms: u64,
@@ -98,28 +99,28 @@ impl Index {
     }
 
     /// Number of live registrations.
-    pub fn len_live(&self) -> usize {
+    pub(crate) fn len_live(&self) -> usize {
         self.live.len()
     }
 
     /// Number of registrations expired but still in grace.
-    pub fn len_in_grace(&self) -> usize {
+    pub(crate) fn len_in_grace(&self) -> usize {
         self.expired.len()
     }
 
     /// Bumped by every change; lookup caches and ETags compare it.
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.version
     }
 
     /// The earliest live expiry (Unix ms), if any.
-    pub fn next_deadline(&self) -> Option<u64> {
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// The earliest expiry among registrations in grace; add the grace period to get the
     /// instant it is purged.
-    pub fn next_grave(&self) -> Option<u64> {
+    pub(crate) fn next_grave(&self) -> Option<u64> {
         self.graves.first().map(|(at, _)| *at)
     }
 }

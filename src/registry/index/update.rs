@@ -12,7 +12,7 @@ use crate::registry::model::{Registration, RegistrationId};
 impl Index {
     /// Insert or replace a live registration (keyed by its id). Returns the previous value,
     /// live or in grace.
-    pub fn insert(&mut self, reg: Arc<Registration>) -> Option<Arc<Registration>> {
+    pub(crate) fn insert(&mut self, reg: Arc<Registration>) -> Option<Arc<Registration>> {
         if let Some(previous) = self.live.get(&reg.id).cloned() {
             if previous.ep == reg.ep && previous.d == reg.d {
                 self.replace_live(&previous, reg);
@@ -33,7 +33,7 @@ impl Index {
     }
 
     /// Insert a registration loaded from disk that expired within the grace period.
-    pub fn insert_in_grace(&mut self, reg: Arc<Registration>) {
+    pub(crate) fn insert_in_grace(&mut self, reg: Arc<Registration>) {
         if let Some(old) = self.detach(reg.id) {
             self.unlink_name(&old);
         }
@@ -44,7 +44,7 @@ impl Index {
     }
 
     /// Remove a registration entirely (live or in grace).
-    pub fn remove(&mut self, id: RegistrationId) -> Option<Arc<Registration>> {
+    pub(crate) fn remove(&mut self, id: RegistrationId) -> Option<Arc<Registration>> {
         let removed = self.detach(id)?;
         self.unlink_name(&removed);
         self.version += 1;
@@ -53,7 +53,7 @@ impl Index {
 
     /// Move every live registration whose lifetime ended at or before `now_ms` into grace, and
     /// return them in deadline order.
-    pub fn expire_due(&mut self, now_ms: u64) -> Vec<Arc<Registration>> {
+    pub(crate) fn expire_due(&mut self, now_ms: u64) -> Vec<Arc<Registration>> {
         let mut due = Vec::new();
         while let Some(&(at, id)) = self.deadlines.first() {
             if at > now_ms {
@@ -75,7 +75,7 @@ impl Index {
 
     /// Forget every registration that expired at or before `cutoff_ms` (now minus grace), and
     /// return them.
-    pub fn purge_graves(&mut self, cutoff_ms: u64) -> Vec<Arc<Registration>> {
+    pub(crate) fn purge_graves(&mut self, cutoff_ms: u64) -> Vec<Arc<Registration>> {
         let mut purged = Vec::new();
         while let Some(&(at, id)) = self.graves.first() {
             if at > cutoff_ms {
