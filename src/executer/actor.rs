@@ -24,8 +24,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use log::debug;
 
-use super::dedup::{Dedup, Seen};
-use super::plan::{choose_registration, device_key, plan, Plan, Refusal};
+use super::dedup::{CommandSeen, Dedup};
+use super::plan::{choose_registration, device_key, plan, CommandRefusal, Plan};
 use crate::coap::{ClientError, CoapClient};
 use crate::limits::LogThrottle;
 use crate::pinger::registration_target;
@@ -117,12 +117,12 @@ impl Executer {
     }
 
     /// Everything short of sending: the registration, its status, the request.
-    fn prepare(&self, command: &Command) -> Result<Plan, Refusal> {
+    fn prepare(&self, command: &Command) -> Result<Plan, CommandRefusal> {
         let key = device_key(command)?;
         let exact = self.reader.find(&key.ep, key.d.as_ref());
         let registration = choose_registration(&key, exact, || self.reader.find_ep(&key.ep))?;
         if registration.status == Status::Disconnected && !self.settings.send_to_offline {
-            return Err(Refusal {
+            return Err(CommandRefusal {
                 kind: CommandErrorKind::DeviceOffline,
                 message: format!(
                     "device {:?} is offline (status 0)",
@@ -138,7 +138,7 @@ impl Executer {
         // The RD refuses such a base now, but one stored by an older version
         // must not carry platform commands to a service on the gateway's own host.
         if !gateway_may_contact(plan.peer.ip(), registration.source.ip()) {
-            return Err(Refusal {
+            return Err(CommandRefusal {
                 kind: CommandErrorKind::CoapError,
                 message: format!(
                     "device cannot be addressed: its base {:?} names the gateway's own host \
@@ -341,8 +341,8 @@ impl Handler<PlatformCommand> for Executer {
             command.id, command.method, command.path, command.ep, command.d
         );
         match self.dedup.begin(&command.id, now_ms()) {
-            Seen::New => self.execute(command, ctx),
-            Seen::Running => {
+            CommandSeen::New => self.execute(command, ctx),
+            CommandSeen::Running => {
                 self.stats.duplicates += 1;
                 debug!(
                     "executer: command {:?} is a duplicate of a running one",
@@ -350,7 +350,7 @@ impl Handler<PlatformCommand> for Executer {
                 );
                 *self.waiting.entry(command.id).or_insert(0) += 1;
             }
-            Seen::Done(result) => {
+            CommandSeen::Done(result) => {
                 self.stats.duplicates += 1;
                 debug!(
                     "executer: command {:?} already answered; sending that again",

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 /// What the Executer should do with a command id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seen<R> {
+pub(crate) enum CommandSeen<R> {
     /// First sighting: execute it. The id is now recorded as running.
     New,
     /// The first command with this id is still running: wait for its result.
@@ -54,17 +54,17 @@ impl<R: Clone> Dedup<R> {
     }
 
     /// Record a command id arriving at `now_ms`.
-    pub(crate) fn begin(&mut self, id: &str, now_ms: u64) -> Seen<R> {
+    pub(crate) fn begin(&mut self, id: &str, now_ms: u64) -> CommandSeen<R> {
         self.prune(now_ms);
         if let Some(entry) = self.entries.get(id) {
             return match &entry.state {
-                State::Running => Seen::Running,
-                State::Done(r) => Seen::Done(r.clone()),
+                State::Running => CommandSeen::Running,
+                State::Done(r) => CommandSeen::Done(r.clone()),
             };
         }
         if self.window_ms == 0 {
             // Deduplication off: nothing is remembered.
-            return Seen::New;
+            return CommandSeen::New;
         }
         self.entries.insert(
             id.to_string(),
@@ -74,7 +74,7 @@ impl<R: Clone> Dedup<R> {
             },
         );
         self.order.push_back((id.to_string(), now_ms));
-        Seen::New
+        CommandSeen::New
     }
 
     /// The command `id` finished with `result`; it is remembered for the window from now.
@@ -148,11 +148,11 @@ mod tests {
     #[test]
     fn first_is_new_then_running_then_done() {
         let mut d = Dedup::new(1_000, 10);
-        assert_eq!(d.begin("a", 0), Seen::New);
-        assert_eq!(d.begin("a", 10), Seen::Running);
+        assert_eq!(d.begin("a", 0), CommandSeen::New);
+        assert_eq!(d.begin("a", 10), CommandSeen::Running);
         d.finish("a", 7, 20);
-        assert_eq!(d.begin("a", 30), Seen::Done(7));
-        assert_eq!(d.begin("b", 30), Seen::New);
+        assert_eq!(d.begin("a", 30), CommandSeen::Done(7));
+        assert_eq!(d.begin("b", 30), CommandSeen::New);
     }
 
     #[test]
@@ -160,8 +160,8 @@ mod tests {
         let mut d = Dedup::new(1_000, 10);
         d.begin("a", 0);
         d.finish("a", 1, 500);
-        assert_eq!(d.begin("a", 1_499), Seen::Done(1));
-        assert_eq!(d.begin("a", 1_500), Seen::New);
+        assert_eq!(d.begin("a", 1_499), CommandSeen::Done(1));
+        assert_eq!(d.begin("a", 1_500), CommandSeen::New);
     }
 
     #[test]
@@ -169,10 +169,10 @@ mod tests {
         let mut d = Dedup::new(100, 10);
         d.begin("slow", 0);
         d.begin("other", 5_000);
-        assert_eq!(d.begin("slow", 5_000), Seen::Running);
+        assert_eq!(d.begin("slow", 5_000), CommandSeen::Running);
         d.finish("slow", 2, 6_000);
-        assert_eq!(d.begin("slow", 6_050), Seen::Done(2));
-        assert_eq!(d.begin("slow", 6_100), Seen::New);
+        assert_eq!(d.begin("slow", 6_050), CommandSeen::Done(2));
+        assert_eq!(d.begin("slow", 6_100), CommandSeen::New);
     }
 
     #[test]
@@ -183,18 +183,18 @@ mod tests {
             d.finish(id, i, i as u64);
         }
         assert!(d.len() <= 3, "{}", d.len());
-        assert_eq!(d.begin("e", 10), Seen::Done(4));
-        assert_eq!(d.begin("a", 10), Seen::New);
+        assert_eq!(d.begin("e", 10), CommandSeen::Done(4));
+        assert_eq!(d.begin("a", 10), CommandSeen::New);
     }
 
     #[test]
     fn running_ids_are_kept_over_capacity() {
         let mut d: Dedup<u32> = Dedup::new(1_000_000, 2);
         for id in ["a", "b", "c", "d"] {
-            assert_eq!(d.begin(id, 0), Seen::New);
+            assert_eq!(d.begin(id, 0), CommandSeen::New);
         }
         for id in ["a", "b", "c", "d"] {
-            assert_eq!(d.begin(id, 1), Seen::Running, "{id}");
+            assert_eq!(d.begin(id, 1), CommandSeen::Running, "{id}");
         }
         d.finish("a", 1, 2);
         d.finish("b", 2, 2);
@@ -208,16 +208,16 @@ mod tests {
         let mut d = Dedup::new(1_000, 10);
         d.begin("a", 0);
         d.forget("a");
-        assert_eq!(d.begin("a", 1), Seen::New);
+        assert_eq!(d.begin("a", 1), CommandSeen::New);
         d.finish("a", 3, 2);
-        assert_eq!(d.begin("a", 3), Seen::Done(3));
+        assert_eq!(d.begin("a", 3), CommandSeen::Done(3));
     }
 
     #[test]
     fn zero_window_remembers_nothing() {
         let mut d = Dedup::new(0, 10);
-        assert_eq!(d.begin("a", 0), Seen::New);
-        assert_eq!(d.begin("a", 0), Seen::New);
+        assert_eq!(d.begin("a", 0), CommandSeen::New);
+        assert_eq!(d.begin("a", 0), CommandSeen::New);
         d.finish("a", 1, 0);
         assert!(d.is_empty());
     }

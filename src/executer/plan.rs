@@ -4,7 +4,7 @@
 //! method (RFC 7252 §5.8, RFC 8132).
 //!
 //! Called by the Executer actor for every command. Pure: no actix, no sockets, no clock.
-//! Every refusal is a [`Refusal`] carrying the `command_result.error.kind` and a message
+//! Every refusal is a [`CommandRefusal`] carrying the `command_result.error.kind` and a message
 //! that names the offending field, so the platform can fix its command.
 
 use std::net::SocketAddr;
@@ -21,14 +21,14 @@ use crate::registry::{EndpointName, Registration, Sector};
 /// Why a command is answered with an error instead of a CoAP request.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{message}")]
-pub(crate) struct Refusal {
+pub(crate) struct CommandRefusal {
     pub kind: CommandErrorKind,
     pub message: String,
 }
 
-impl Refusal {
+impl CommandRefusal {
     fn bad(message: impl Into<String>) -> Self {
-        Refusal {
+        CommandRefusal {
             kind: CommandErrorKind::BadCommand,
             message: message.into(),
         }
@@ -47,12 +47,14 @@ pub(crate) struct DeviceKey {
 /// the registration without a sector: a default that meant "the only sector
 /// the name has" could be blocked by anyone registering the name in a second sector, or
 /// redirected by anyone registering it without one.
-pub(crate) fn device_key(command: &Command) -> Result<DeviceKey, Refusal> {
+pub(crate) fn device_key(command: &Command) -> Result<DeviceKey, CommandRefusal> {
     let ep = EndpointName::new(command.ep.clone())
-        .map_err(|e| Refusal::bad(format!("invalid \"ep\": {e}")))?;
+        .map_err(|e| CommandRefusal::bad(format!("invalid \"ep\": {e}")))?;
     let d = match command.d.as_deref() {
         None | Some("") => None,
-        Some(d) => Some(Sector::new(d).map_err(|e| Refusal::bad(format!("invalid \"d\": {e}")))?),
+        Some(d) => {
+            Some(Sector::new(d).map_err(|e| CommandRefusal::bad(format!("invalid \"d\": {e}")))?)
+        }
     };
     Ok(DeviceKey { ep, d })
 }
@@ -64,7 +66,7 @@ pub(crate) fn choose_registration(
     key: &DeviceKey,
     exact: Option<Arc<Registration>>,
     elsewhere: impl FnOnce() -> Vec<Arc<Registration>>,
-) -> Result<Arc<Registration>, Refusal> {
+) -> Result<Arc<Registration>, CommandRefusal> {
     if let Some(found) = exact {
         return Ok(found);
     }
@@ -92,7 +94,7 @@ pub(crate) fn choose_registration(
             sectors.join(", ")
         ));
     }
-    Err(Refusal {
+    Err(CommandRefusal {
         kind: CommandErrorKind::UnknownDevice,
         message,
     })
@@ -113,19 +115,19 @@ pub(crate) fn plan(
     command: &Command,
     base: &str,
     default_timeout: Duration,
-) -> Result<Plan, Refusal> {
+) -> Result<Plan, CommandRefusal> {
     let path = resolve_path(&command.path)?;
     let payload = command
         .payload_bytes()
-        .map_err(|e| Refusal::bad(format!("invalid \"payload\": {e}")))?;
+        .map_err(|e| CommandRefusal::bad(format!("invalid \"payload\": {e}")))?;
     let budget = match command.timeout_ms {
-        Some(0) => return Err(Refusal::bad("\"timeout_ms\" must be at least 1")),
+        Some(0) => return Err(CommandRefusal::bad("\"timeout_ms\" must be at least 1")),
         Some(ms) => Duration::from_millis(ms),
         None => default_timeout,
     };
     // The base comes from the device's registration, not from the command: a base we cannot
     // reach is a transport problem, not a malformed command.
-    let peer = ping_target(base).map_err(|e| Refusal {
+    let peer = ping_target(base).map_err(|e| CommandRefusal {
         kind: CommandErrorKind::CoapError,
         message: format!("device cannot be addressed: {e}"),
     })?;
@@ -159,17 +161,19 @@ pub(crate) fn method(m: CommandMethod) -> Method {
 /// The command's path as the request's path: it must be absolute (so it replaces whatever
 /// path the base has, RFC 3986 §5.2.2), carry no query or fragment, and `.`/`..` segments
 /// are removed (RFC 3986 §5.2.4) so the device never sees them as Uri-Path options.
-pub(crate) fn resolve_path(path: &str) -> Result<String, Refusal> {
+pub(crate) fn resolve_path(path: &str) -> Result<String, CommandRefusal> {
     if path.is_empty() {
-        return Err(Refusal::bad("\"path\" is empty; it must start with '/'"));
+        return Err(CommandRefusal::bad(
+            "\"path\" is empty; it must start with '/'",
+        ));
     }
     if !path.starts_with('/') {
-        return Err(Refusal::bad(format!(
+        return Err(CommandRefusal::bad(format!(
             "\"path\" {path:?} is not absolute; it must start with '/'"
         )));
     }
     if path.starts_with("//") {
-        return Err(Refusal::bad(format!(
+        return Err(CommandRefusal::bad(format!(
             "\"path\" {path:?} starts with \"//\" (an authority); give a path only"
         )));
     }
@@ -177,7 +181,7 @@ pub(crate) fn resolve_path(path: &str) -> Result<String, Refusal> {
         .chars()
         .find(|c| matches!(c, '?' | '#') || c.is_control())
     {
-        return Err(Refusal::bad(format!(
+        return Err(CommandRefusal::bad(format!(
             "\"path\" {path:?} contains {c:?}; put a query in \"query\""
         )));
     }

@@ -14,7 +14,7 @@ const COAP_DEFAULT_PORT: u16 = 5683;
 
 /// Why a registration's base gives no address to ping.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub(crate) enum TargetError {
+pub(crate) enum PingTargetError {
     #[error("base {0:?} is not a coap:// URI")]
     NotCoap(String),
     #[error("base {0:?} has no IP literal host and port")]
@@ -24,14 +24,14 @@ pub(crate) enum TargetError {
 }
 
 /// The unicast address to ping for `base`.
-pub(crate) fn ping_target(base: &str) -> Result<SocketAddr, TargetError> {
-    let rest = strip_scheme(base).ok_or_else(|| TargetError::NotCoap(base.to_string()))?;
+pub(crate) fn ping_target(base: &str) -> Result<SocketAddr, PingTargetError> {
+    let rest = strip_scheme(base).ok_or_else(|| PingTargetError::NotCoap(base.to_string()))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let unparsable = || TargetError::Unparsable(base.to_string());
+    let unparsable = || PingTargetError::Unparsable(base.to_string());
     let (host, port) = split_host_port(authority).ok_or_else(unparsable)?;
     let ip: IpAddr = host.parse().map_err(|_| unparsable())?;
     if ip.is_multicast() {
-        return Err(TargetError::Multicast(base.to_string()));
+        return Err(PingTargetError::Multicast(base.to_string()));
     }
     Ok(SocketAddr::new(ip, port))
 }
@@ -42,7 +42,7 @@ pub(crate) fn ping_target(base: &str) -> Result<SocketAddr, TargetError> {
 pub(crate) fn registration_target(
     base: &str,
     source: SocketAddr,
-) -> Result<SocketAddr, TargetError> {
+) -> Result<SocketAddr, PingTargetError> {
     let mut target = ping_target(base)?;
     if let (SocketAddr::V6(t), SocketAddr::V6(src)) = (&mut target, source) {
         let link_local = (t.ip().segments()[0] & 0xffc0) == 0xfe80;
@@ -134,11 +134,11 @@ mod tests {
     fn multicast_bases_are_groups() {
         assert!(matches!(
             ping_target("coap://224.0.1.187"),
-            Err(TargetError::Multicast(_))
+            Err(PingTargetError::Multicast(_))
         ));
         assert!(matches!(
             ping_target("coap://[ff05::fd]:5683"),
-            Err(TargetError::Multicast(_))
+            Err(PingTargetError::Multicast(_))
         ));
     }
 
@@ -151,7 +151,7 @@ mod tests {
             "",
         ] {
             assert!(
-                matches!(ping_target(base), Err(TargetError::NotCoap(_))),
+                matches!(ping_target(base), Err(PingTargetError::NotCoap(_))),
                 "{base}"
             );
         }
@@ -164,7 +164,7 @@ mod tests {
             "coap://127.0.0.1:70000",
         ] {
             assert!(
-                matches!(ping_target(base), Err(TargetError::Unparsable(_))),
+                matches!(ping_target(base), Err(PingTargetError::Unparsable(_))),
                 "{base}"
             );
         }

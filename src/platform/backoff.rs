@@ -15,16 +15,16 @@ use rand::Rng;
 pub(crate) const INITIAL_DELAY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub(crate) struct ReconnectBackoff {
     initial: Duration,
     max: Duration,
     attempt: u32,
 }
 
-impl Backoff {
+impl ReconnectBackoff {
     /// `max` below `initial` is raised to `initial`.
     pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
+        ReconnectBackoff {
             initial,
             max: max.max(initial),
             attempt: 0,
@@ -62,8 +62,8 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn backoff() -> Backoff {
-        Backoff::new(INITIAL_DELAY, Duration::from_secs(30))
+    fn backoff() -> ReconnectBackoff {
+        ReconnectBackoff::new(INITIAL_DELAY, Duration::from_secs(30))
     }
 
     #[test]
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn a_maximum_below_the_floor_is_the_floor() {
         let mut rng = StdRng::seed_from_u64(9);
-        let mut b = Backoff::new(INITIAL_DELAY, Duration::from_millis(100));
+        let mut b = ReconnectBackoff::new(INITIAL_DELAY, Duration::from_millis(100));
         for _ in 0..5 {
             assert_eq!(b.next_delay(&mut rng), INITIAL_DELAY);
         }
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn many_failures_do_not_overflow() {
         let mut rng = StdRng::seed_from_u64(11);
-        let mut b = Backoff::new(INITIAL_DELAY, Duration::from_secs(u64::MAX / 4));
+        let mut b = ReconnectBackoff::new(INITIAL_DELAY, Duration::from_secs(u64::MAX / 4));
         for _ in 0..200 {
             b.next_delay(&mut rng);
         }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::device::{temperature_key, DeviceHandler, RequestCounts, LINKS};
 use super::options::SimOptions;
-use super::silence::{is_in_silent_fraction, Command};
+use super::silence::{is_in_silent_fraction, SilenceCommand};
 use coap_endpoint::{
     ClientError, ClientRequest, CoapClient, CoapError, Code, Endpoint, Method, ServerHandle,
     TransmissionParams,
@@ -335,11 +335,11 @@ impl Fleet {
     }
 
     /// Carry out `command`; the one-line reply says what it did (`device-sim` prints it).
-    pub async fn apply(&mut self, command: Command) -> String {
+    pub async fn apply(&mut self, command: SilenceCommand) -> String {
         let reply = match &command {
-            Command::Silent(i) => self.silence(*i).await,
-            Command::Wake(i) => self.wake(*i).await,
-            Command::SilentAll | Command::SilentFraction => {
+            SilenceCommand::Silent(i) => self.silence(*i).await,
+            SilenceCommand::Wake(i) => self.wake(*i).await,
+            SilenceCommand::SilentAll | SilenceCommand::SilentFraction => {
                 let picked = self.picked(&command);
                 let mut changed = 0;
                 for &i in &picked {
@@ -347,7 +347,7 @@ impl Fleet {
                 }
                 format!("{} devices silent ({changed} newly)", picked.len())
             }
-            Command::WakeAll | Command::WakeFraction => {
+            SilenceCommand::WakeAll | SilenceCommand::WakeFraction => {
                 let picked = self.picked(&command);
                 let mut failed = 0;
                 for &i in &picked {
@@ -365,9 +365,9 @@ impl Fleet {
     }
 
     /// The devices a group command acts on.
-    fn picked(&self, command: &Command) -> Vec<usize> {
+    fn picked(&self, command: &SilenceCommand) -> Vec<usize> {
         match command {
-            Command::SilentFraction | Command::WakeFraction => self.fraction(),
+            SilenceCommand::SilentFraction | SilenceCommand::WakeFraction => self.fraction(),
             _ => (0..self.devices.len()).collect(),
         }
     }

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 pub use fleet::{Fleet, SimError};
 pub use options::SimOptions;
-use silence::{parse_command, Command, CommandError};
+use silence::{parse_command, SilenceCommand, SilenceCommandError};
 
 /// How often the fleet looks for due refreshes. Sampling (and notifying) has its own timer, at
 /// each whole second of the wall clock.
@@ -95,7 +95,7 @@ fn say(line: &str) {
 
 /// Stdin is read on a plain thread (blocking reads), and each parsed command handed over.
 /// A refused line travels the same way, so its reply comes in order with the others.
-fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Result<Command, CommandError>> {
+fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Result<SilenceCommand, SilenceCommandError>> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -134,7 +134,7 @@ fn say_second(fleet: &Fleet, s: u64) {
 
 async fn event_loop(
     fleet: &mut Fleet,
-    mut commands: mpsc::UnboundedReceiver<Result<Command, CommandError>>,
+    mut commands: mpsc::UnboundedReceiver<Result<SilenceCommand, SilenceCommandError>>,
     ready: tokio::time::Instant,
     silent_after: Option<Duration>,
     return_after: Option<Duration>,
@@ -181,11 +181,11 @@ async fn event_loop(
             },
             _ = tokio::time::sleep_until(silence_at) => {
                 silence_at = never;
-                say(&fleet.apply(Command::SilentFraction).await);
+                say(&fleet.apply(SilenceCommand::SilentFraction).await);
             }
             _ = tokio::time::sleep_until(return_at) => {
                 return_at = never;
-                say(&fleet.apply(Command::WakeFraction).await);
+                say(&fleet.apply(SilenceCommand::WakeFraction).await);
             }
             _ = term.recv() => { info!("device-sim: SIGTERM"); break; }
             _ = int.recv() => { info!("device-sim: SIGINT"); break; }

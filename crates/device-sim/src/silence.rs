@@ -19,7 +19,7 @@ pub fn is_in_silent_fraction(index: usize, fraction: f64) -> bool {
 
 /// A line on `device-sim`'s stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub enum SilenceCommand {
     /// `silent <i>`: device i drops all traffic (no answers, not even to pings).
     Silent(usize),
     /// `wake <i>`: device i answers again.
@@ -33,16 +33,16 @@ pub enum Command {
     WakeFraction,
 }
 
-impl std::fmt::Display for Command {
+impl std::fmt::Display for SilenceCommand {
     /// The command as typed, e.g. `silent 3`: the prefix of its reply line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::Silent(i) => write!(f, "silent {i}"),
-            Command::Wake(i) => write!(f, "wake {i}"),
-            Command::SilentAll => f.write_str("silent all"),
-            Command::WakeAll => f.write_str("wake all"),
-            Command::SilentFraction => f.write_str("silent fraction"),
-            Command::WakeFraction => f.write_str("wake fraction"),
+            SilenceCommand::Silent(i) => write!(f, "silent {i}"),
+            SilenceCommand::Wake(i) => write!(f, "wake {i}"),
+            SilenceCommand::SilentAll => f.write_str("silent all"),
+            SilenceCommand::WakeAll => f.write_str("wake all"),
+            SilenceCommand::SilentFraction => f.write_str("silent fraction"),
+            SilenceCommand::WakeFraction => f.write_str("wake fraction"),
         }
     }
 }
@@ -53,26 +53,26 @@ impl std::fmt::Display for Command {
      `wake all` (every device), `silent fraction` or `wake fraction` (the --silent-fraction \
      devices)"
 )]
-pub struct CommandError(pub String);
+pub struct SilenceCommandError(pub String);
 
 /// Parse one control line; blank lines are `Ok(None)`.
-pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
+pub fn parse_command(line: &str) -> Result<Option<SilenceCommand>, SilenceCommandError> {
     let mut words = line.split_whitespace();
     let (Some(verb), arg, None) = (words.next(), words.next(), words.next()) else {
         return if line.trim().is_empty() {
             Ok(None)
         } else {
-            Err(CommandError(line.trim().to_string()))
+            Err(SilenceCommandError(line.trim().to_string()))
         };
     };
-    let bad = || CommandError(line.trim().to_string());
+    let bad = || SilenceCommandError(line.trim().to_string());
     match (verb, arg) {
-        ("silent", Some("all")) => Ok(Some(Command::SilentAll)),
-        ("wake", Some("all")) => Ok(Some(Command::WakeAll)),
-        ("silent", Some("fraction")) => Ok(Some(Command::SilentFraction)),
-        ("wake", Some("fraction")) => Ok(Some(Command::WakeFraction)),
-        ("silent", Some(i)) => Ok(Some(Command::Silent(i.parse().map_err(|_| bad())?))),
-        ("wake", Some(i)) => Ok(Some(Command::Wake(i.parse().map_err(|_| bad())?))),
+        ("silent", Some("all")) => Ok(Some(SilenceCommand::SilentAll)),
+        ("wake", Some("all")) => Ok(Some(SilenceCommand::WakeAll)),
+        ("silent", Some("fraction")) => Ok(Some(SilenceCommand::SilentFraction)),
+        ("wake", Some("fraction")) => Ok(Some(SilenceCommand::WakeFraction)),
+        ("silent", Some(i)) => Ok(Some(SilenceCommand::Silent(i.parse().map_err(|_| bad())?))),
+        ("wake", Some(i)) => Ok(Some(SilenceCommand::Wake(i.parse().map_err(|_| bad())?))),
         _ => Err(bad()),
     }
 }
@@ -102,17 +102,26 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(parse_command("silent 3"), Ok(Some(Command::Silent(3))));
-        assert_eq!(parse_command("  wake 12 "), Ok(Some(Command::Wake(12))));
-        assert_eq!(parse_command("silent all"), Ok(Some(Command::SilentAll)));
-        assert_eq!(parse_command("wake all"), Ok(Some(Command::WakeAll)));
+        assert_eq!(
+            parse_command("silent 3"),
+            Ok(Some(SilenceCommand::Silent(3)))
+        );
+        assert_eq!(
+            parse_command("  wake 12 "),
+            Ok(Some(SilenceCommand::Wake(12)))
+        );
+        assert_eq!(
+            parse_command("silent all"),
+            Ok(Some(SilenceCommand::SilentAll))
+        );
+        assert_eq!(parse_command("wake all"), Ok(Some(SilenceCommand::WakeAll)));
         assert_eq!(
             parse_command("silent fraction"),
-            Ok(Some(Command::SilentFraction))
+            Ok(Some(SilenceCommand::SilentFraction))
         );
         assert_eq!(
             parse_command("wake fraction"),
-            Ok(Some(Command::WakeFraction))
+            Ok(Some(SilenceCommand::WakeFraction))
         );
         assert_eq!(parse_command(""), Ok(None));
         for bad in ["silent", "silent x", "wake 1 2", "reboot 1", "silent -1"] {

@@ -14,7 +14,7 @@ use super::PlatformLink;
 use crate::platform::messages::PlatformCommand;
 use crate::platform::protocol::{
     command_failure_level, parse_inbound, Command, CommandErrorKind, CommandResult, InboundFrame,
-    OutboundFrame, ProtocolError, PLATFORM_FAULT_LEVEL,
+    InboundFrameError, OutboundFrame, PLATFORM_FAULT_LEVEL,
 };
 use crate::time::now_ms;
 
@@ -29,7 +29,7 @@ impl PlatformLink {
     fn on_text(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
         let parsed = match std::str::from_utf8(bytes) {
             Ok(text) => parse_inbound(text),
-            Err(e) => Err(ProtocolError::MalformedJson {
+            Err(e) => Err(InboundFrameError::MalformedJson {
                 reason: format!("text frame is not UTF-8: {e}"),
             }),
         };
@@ -99,7 +99,7 @@ impl StreamHandler<Inbound> for PlatformLink {
                         PLATFORM_FAULT_LEVEL,
                         "platform link: binary frame from the platform; answered with an error"
                     );
-                    self.deliver(ProtocolError::BinaryFrame.reply(), ctx);
+                    self.deliver(InboundFrameError::BinaryFrame.reply(), ctx);
                 }
                 Frame::Continuation(Item::Last(_)) => {
                     self.deliver(

@@ -9,7 +9,7 @@
 //! While the link is down,
 //! or while the socket writer already holds [`WRITER_HIGH_WATER`] unwritten frames (a platform
 //! slower than the gateway), frames go to the bounded [`OwedQueue`], so memory stays bounded
-//! and `data` is what gets dropped first. Reconnects follow [`Backoff`], which is reset only when
+//! and `data` is what gets dropped first. Reconnects follow [`ReconnectBackoff`], which is reset only when
 //! the Pong to the Ping behind the snapshot arrives: a platform that refuses a snapshot frame
 //! and closes (at every connect, every 0.5 s, forever) is re-dialled ever more
 //! slowly, with one error line per 10 s naming the cause. A close with 1009 "message too big"
@@ -65,7 +65,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use self::connection::LinkState;
-use super::backoff::Backoff;
+use super::backoff::ReconnectBackoff;
 use super::fit::MIN_FRAME_BYTES;
 use super::messages::{LinkStats, PlatformCommand};
 use super::protocol::OutboundFrame;
@@ -125,7 +125,7 @@ pub struct PlatformLink {
     state: LinkState,
     generation: u64,
     queue: OwedQueue<OutboundFrame>,
-    backoff: Backoff,
+    backoff: ReconnectBackoff,
     rng: StdRng,
     stats: LinkStats,
     /// The largest frame written: `platform.max_frame_bytes`, lowered when the platform closes
@@ -167,7 +167,7 @@ impl PlatformLink {
         commands: Option<Recipient<PlatformCommand>>,
     ) -> PlatformLink {
         let queue = OwedQueue::new(settings.queue_capacity);
-        let backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
+        let backoff = ReconnectBackoff::new(settings.reconnect_initial, settings.reconnect_max);
         let frame_bound = settings.max_frame_bytes.max(MIN_FRAME_BYTES);
         let stats = LinkStats {
             frame_bound,

@@ -1,5 +1,5 @@
 //! Reading what the platform sends: lenient parsing of a text frame into an [`InboundFrame`]
-//! (a command, or the platform's own `error`) or a typed [`ProtocolError`], and the frame the
+//! (a command, or the platform's own `error`) or a typed [`InboundFrameError`], and the frame the
 //! gateway answers an unusable one with.
 
 use serde_json::Value;
@@ -11,7 +11,7 @@ use super::outbound::OutboundFrame;
 /// Why a platform frame could not be used. `id` is the frame's `id` when it had one, so the
 /// reply can name it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub(crate) enum ProtocolError {
+pub(crate) enum InboundFrameError {
     #[error("frame is not valid JSON: {reason}")]
     MalformedJson { reason: String },
     #[error("frame is not a JSON object")]
@@ -33,24 +33,24 @@ pub(crate) enum ProtocolError {
     BinaryFrame,
 }
 
-impl ProtocolError {
+impl InboundFrameError {
     /// The frame the gateway answers with: a `command_result` (`bad_command`) for a command
     /// whose id is known, otherwise an `error` frame echoing the id when there was one.
     pub(crate) fn reply(&self) -> OutboundFrame {
         let message = self.to_string();
         match self {
-            ProtocolError::InvalidCommand { id, .. } => OutboundFrame::CommandResult(
+            InboundFrameError::InvalidCommand { id, .. } => OutboundFrame::CommandResult(
                 CommandResult::failed(id.clone(), CommandErrorKind::BadCommand, message),
             ),
-            ProtocolError::NotAnObject { id }
-            | ProtocolError::MissingType { id }
-            | ProtocolError::UnknownType { id, .. } => OutboundFrame::Error {
+            InboundFrameError::NotAnObject { id }
+            | InboundFrameError::MissingType { id }
+            | InboundFrameError::UnknownType { id, .. } => OutboundFrame::Error {
                 message,
                 id: id.clone(),
             },
-            ProtocolError::MalformedJson { .. }
-            | ProtocolError::CommandWithoutId { .. }
-            | ProtocolError::BinaryFrame => OutboundFrame::Error { message, id: None },
+            InboundFrameError::MalformedJson { .. }
+            | InboundFrameError::CommandWithoutId { .. }
+            | InboundFrameError::BinaryFrame => OutboundFrame::Error { message, id: None },
         }
     }
 }
@@ -79,17 +79,18 @@ fn frame_id(value: &Value) -> Option<String> {
 
 /// Parse one text frame from the platform. Lenient first (any JSON), so that the id of a bad
 /// frame can still be echoed; then strict per type.
-pub(crate) fn parse_inbound(text: &str) -> Result<InboundFrame, ProtocolError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson {
-        reason: e.to_string(),
-    })?;
+pub(crate) fn parse_inbound(text: &str) -> Result<InboundFrame, InboundFrameError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| InboundFrameError::MalformedJson {
+            reason: e.to_string(),
+        })?;
     let id = frame_id(&value);
     if !value.is_object() {
-        return Err(ProtocolError::NotAnObject { id });
+        return Err(InboundFrameError::NotAnObject { id });
     }
     let type_name = match value.get("type") {
         Some(Value::String(t)) => t.clone(),
-        _ => return Err(ProtocolError::MissingType { id }),
+        _ => return Err(InboundFrameError::MissingType { id }),
     };
     match type_name.as_str() {
         "command" => {
@@ -100,11 +101,11 @@ pub(crate) fn parse_inbound(text: &str) -> Result<InboundFrame, ProtocolError> {
             match serde_json::from_value::<Command>(value) {
                 Ok(command) => Ok(InboundFrame::Command(command)),
                 Err(e) => Err(match string_id {
-                    Some(id) => ProtocolError::InvalidCommand {
+                    Some(id) => InboundFrameError::InvalidCommand {
                         id,
                         reason: e.to_string(),
                     },
-                    None => ProtocolError::CommandWithoutId {
+                    None => InboundFrameError::CommandWithoutId {
                         reason: e.to_string(),
                     },
                 }),
@@ -117,7 +118,7 @@ pub(crate) fn parse_inbound(text: &str) -> Result<InboundFrame, ProtocolError> {
             },
             id,
         }),
-        _ => Err(ProtocolError::UnknownType { type_name, id }),
+        _ => Err(InboundFrameError::UnknownType { type_name, id }),
     }
 }
 
@@ -132,7 +133,7 @@ mod tests {
         let unknown = parse_inbound(r#"{"type":"reboot","id":"r1"}"#).unwrap_err();
         assert_eq!(
             unknown,
-            ProtocolError::UnknownType {
+            InboundFrameError::UnknownType {
                 type_name: "reboot".into(),
                 id: Some("r1".into())
             }
@@ -144,18 +145,18 @@ mod tests {
         let numeric = parse_inbound(r#"{"id": 42}"#).unwrap_err();
         assert_eq!(
             numeric,
-            ProtocolError::MissingType {
+            InboundFrameError::MissingType {
                 id: Some("42".into())
             }
         );
         let malformed = parse_inbound("{not json").unwrap_err();
-        assert!(matches!(malformed, ProtocolError::MalformedJson { .. }));
+        assert!(matches!(malformed, InboundFrameError::MalformedJson { .. }));
         let reply = to_value(&malformed.reply());
         assert_eq!(reply["type"], "error");
         assert!(reply.get("id").is_none());
         assert_eq!(
             parse_inbound("[1,2]").unwrap_err(),
-            ProtocolError::NotAnObject { id: None }
+            InboundFrameError::NotAnObject { id: None }
         );
     }
 
@@ -164,14 +165,14 @@ mod tests {
         let err =
             parse_inbound(r#"{"type":"command","id":"c9","ep":"e","method":"BREW","path":"/"}"#)
                 .unwrap_err();
-        assert!(matches!(err, ProtocolError::InvalidCommand { ref id, .. } if id == "c9"));
+        assert!(matches!(err, InboundFrameError::InvalidCommand { ref id, .. } if id == "c9"));
         let reply = to_value(&err.reply());
         assert_eq!(reply["type"], "command_result");
         assert_eq!(reply["id"], "c9");
         assert_eq!(reply["error"]["kind"], "bad_command");
         let no_id =
             parse_inbound(r#"{"type":"command","ep":"e","method":"GET","path":"/"}"#).unwrap_err();
-        assert!(matches!(no_id, ProtocolError::CommandWithoutId { .. }));
+        assert!(matches!(no_id, InboundFrameError::CommandWithoutId { .. }));
         assert_eq!(to_value(&no_id.reply())["type"], "error");
     }
 

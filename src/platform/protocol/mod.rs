@@ -3,7 +3,7 @@
 //! Owns the serde types of both directions (every frame is one JSON object tagged by `type`),
 //! the payload encoding rules (`utf8` when the bytes are valid UTF-8, else standard padded
 //! `base64`), and the lenient parsing of platform frames into either a [`Command`] or a typed
-//! [`ProtocolError`] that the link answers instead of crashing. Pure: no actix, no sockets.
+//! [`InboundFrameError`] that the link answers instead of crashing. Pure: no actix, no sockets.
 //! Called by `platform::link` (both directions) and, later, by the Executer and Observer, which
 //! build [`DataFrame`] and [`CommandResult`] values.
 //!
@@ -30,7 +30,7 @@ pub(crate) use command::{command_failure_level, PLATFORM_FAULT_LEVEL};
 pub use command::{
     Command, CommandError, CommandErrorKind, CommandMethod, CommandOutcome, CommandResult,
 };
-pub(crate) use inbound::{parse_inbound, InboundFrame, ProtocolError};
+pub(crate) use inbound::{parse_inbound, InboundFrame, InboundFrameError};
 pub(crate) use outbound::hello;
 pub use outbound::{DataErrorFrame, DataFrame, DeviceRef, OutboundFrame, RemovedReason, WatchedBy};
 pub use payload::{encode_payload, EncodedPayload, PayloadEncoding, PayloadError};
