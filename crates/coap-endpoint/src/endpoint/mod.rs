@@ -145,12 +145,16 @@ impl Shared {
 
     /// Send from socket `idx` without waiting (see [`Transport::send_now`]).
     pub(super) fn send_now(&self, idx: usize, bytes: &[u8], peer: SocketAddr) {
-        self.sockets[idx].transport.send_now(bytes.to_vec(), peer);
+        self.sockets[idx]
+            .transport
+            .send_now(std::borrow::Cow::Borrowed(bytes), peer);
     }
 
     /// Like `send_now`, taking ownership so the batched path needs no copy.
     pub(super) fn send_owned(&self, idx: usize, bytes: Vec<u8>, peer: SocketAddr) {
-        self.sockets[idx].transport.send_now(bytes, peer);
+        self.sockets[idx]
+            .transport
+            .send_now(std::borrow::Cow::Owned(bytes), peer);
     }
 
     /// Send from socket `idx`, waiting for room.

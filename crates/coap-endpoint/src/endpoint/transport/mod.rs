@@ -8,6 +8,7 @@
 //! pipeline sends, with the peer's identity attached at the handshake, so no stage above needs
 //! to change.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// Send without waiting: joined to the batch being received when called from the receive
     /// loop, sent at once otherwise; a full send buffer defers it (boundedly) rather than
     /// blocking the caller. Loss is possible, as for any datagram.
-    fn send_now(&self, bytes: Vec<u8>, peer: SocketAddr);
+    /// Borrowed bytes are copied only when they must wait (in the batch or for room).
+    fn send_now(&self, bytes: Cow<'_, [u8]>, peer: SocketAddr);
 
     /// Send, waiting for room: the client's and the endpoint's own confirmable messages.
     fn send<'a>(&'a self, bytes: &'a [u8], peer: SocketAddr) -> BoxFuture<'a, std::io::Result<()>>;

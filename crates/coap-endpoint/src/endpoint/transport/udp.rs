@@ -2,6 +2,7 @@
 //! (batched `recvmmsg`/`sendmmsg` on Linux: the answers to a batch leave together) and every
 //! send, with a bounded deferral when the socket's send buffer is full.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,9 +65,9 @@ impl Transport for UdpTransport {
         self.io.local
     }
 
-    fn send_now(&self, bytes: Vec<u8>, peer: SocketAddr) {
+    fn send_now(&self, bytes: Cow<'_, [u8]>, peer: SocketAddr) {
         if let Some(queue) = lock(&self.io.outbox).as_mut() {
-            queue.push((bytes, peer));
+            queue.push((bytes.into_owned(), peer));
             return;
         }
         self.io.send_unbatched(&bytes, peer);
