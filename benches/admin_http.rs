@@ -1,4 +1,4 @@
-//! Admin HTTP latency at scale (issue 12 at issue 10's 100,000 devices): how long `/health`,
+//! Admin HTTP latency at scale (at the RD's design scale of 100,000 devices): how long `/health`,
 //! `/metrics` and `/api/devices` take over a real loopback socket when the registry holds N
 //! registrations (3 links each).
 //!

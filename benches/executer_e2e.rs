@@ -1,4 +1,4 @@
-//! Platform commands end to end (issue 7 "What it must show"): commands/s from platform-sim
+//! Platform commands end to end: commands/s from platform-sim
 //! through the gateway to device-sim and back, with a fixed number in flight, and the latency
 //! the gateway adds (end to end minus the device round trip `rtt_ms` it reports).
 //!

@@ -1,4 +1,4 @@
-//! The Observer under load (issue 8 "What it must show"): N simulated devices (10,000 by
+//! The Observer under load: N simulated devices (10,000 by
 //! default), each observed on `/sensors/temp`, which notifies once a second. Measures, over a
 //! window after every observation is up: `data` frames per second delivered to the platform,
 //! the gateway's CPU share (utime+stime from /proc/PID/stat over the window) and RSS, and loss:

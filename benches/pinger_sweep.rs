@@ -1,5 +1,5 @@
-//! One Pinger sweep over 10,000 simulated devices, 10% of them silent (issue 5 "What it must
-//! show"): sweep duration, the gateway's CPU during the sweep, and RD lookup throughput during
+//! One Pinger sweep over 10,000 simulated devices, 10% of them silent:
+//! sweep duration, the gateway's CPU during the sweep, and RD lookup throughput during
 //! the sweep against idle.
 //!
 //! `cargo bench --bench pinger_sweep [-- --devices N --silent F --interval S --timeout-ms T

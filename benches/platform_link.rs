@@ -1,4 +1,4 @@
-//! Release benchmark of the platform link (issue 6), over loopback against the real
+//! Release benchmark of the platform link, over loopback against the real
 //! `platform-sim` binary:
 //! - gateway→platform throughput: `data` frames with a 20-byte payload, handed to the link as
 //!   `SendFrame`s at the rate the link sustains (the producer waits while the link's writer is

@@ -1,4 +1,4 @@
-//! Release benchmark of the RD under a flood (issue 11): one source (127.0.0.2, two sockets)
+//! Release benchmark of the RD under a flood: one source (127.0.0.2, two sockets)
 //! sends garbage, CON registrations, CON and NON lookups at up to `--rate` datagrams/s for
 //! `--seconds`, while a well-behaved source (127.0.0.1) registers `--endpoints` endpoints, one
 //! CON at a time with RFC 7252 retransmission (2 s, 4 retries). Prints ONE JSON line: the flood

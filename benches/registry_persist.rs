@@ -1,12 +1,12 @@
-//! Durable registrations per second through the Registry actor (issue 10 target: the RD must
+//! Durable registrations per second through the Registry actor (the RD's target: it must
 //! sustain ≥ 20,000 durable registrations/s, so group commit has to batch well).
 //!
 //! Registers N endpoints (3 links each) with 64 `Register` messages in flight on a fresh data
 //! directory, for N = 10,000 and 100,000; every reply is an acknowledgement after a flush.
 //! Prints one JSON line: overall rate per run, the rate over the first 1,000 and the last 10%
 //! (the registry must not slow down as it grows), VmRSS with N registered, durable updates/s
-//! of all N (issue 10: ≥ 50,000/s at 100,000), and the time a
-//! restart on that directory takes until lookups answer (issue 10: ≤ 3 s at 100,000).
+//! of all N (target: ≥ 50,000/s at 100,000), and the time a
+//! restart on that directory takes until lookups answer (target: ≤ 3 s at 100,000).
 //!
 //! Run: `cargo bench --bench registry_persist` (release). `BENCH_SIZES` (e.g. `100000`) and
 //! `BENCH_CACHE_MB` override the sizes and the sled cache. `BENCH_DIR` picks the parent of the

@@ -1,4 +1,4 @@
-//! Release benchmark of the amplification defence under a spoofed-source flood (issue 18): the
+//! Release benchmark of the amplification defence under a spoofed-source flood: the
 //! gateway (release binary, default limits) runs in network namespace `a` (10.77.0.1); in
 //! namespace `b` a raw socket (IP_HDRINCL) writes CON lookups whose IPv4 sources cycle through
 //! 10.78.0.0/22 (1,024 addresses) at `--rate` datagrams/s for `--seconds`. A route in `a` sends

@@ -1,5 +1,5 @@
-//! How late device status is when the gateway's other workers talk to the devices (issue 23,
-//! item 1): the release gateway with the Pinger, the Observer (observing `/sensors/temp`,
+//! How late device status is when the gateway's other workers talk to the devices:
+//! the release gateway with the Pinger, the Observer (observing `/sensors/temp`,
 //! polling `/actuators/led`) and the platform link to `platform-sim`, and `device-sim` with N
 //! devices. Once the Observer is talking to every device, a fraction goes silent at once;
 //! for each silent device the bench takes the time from that moment to its `device_status` 0

@@ -57,7 +57,7 @@ use workload::{get_request, Directory, Registrations, CODE_CONTENT};
 const RARE_ENDPOINTS: u64 = 10;
 
 #[derive(Debug, Parser)]
-#[command(about = "CoRE Resource Directory benchmark (issue 10 figures)")]
+#[command(about = "CoRE Resource Directory benchmark (throughput, latency and memory at scale)")]
 struct Args {
     /// Measure an already running RD at this address instead of spawning the gateway.
     #[arg(long)]

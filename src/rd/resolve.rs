@@ -332,8 +332,8 @@ pub(crate) fn check_link_local_base(base: &str, source: SocketAddr) -> Result<()
     Ok(())
 }
 
-/// Whether the gateway may send to `target` for a registration made from `registrant` (issue
-/// 25 item 7): a target on the gateway's own host (loopback, unspecified, or an address
+/// Whether the gateway may send to `target` for a registration made from `registrant` (the
+/// foreign-base rule): a target on the gateway's own host (loopback, unspecified, or an address
 /// `is_own` reports, see `host_addrs`) only for a registrant on that host too. Anything else
 /// (another LAN host, the registrant itself) is allowed. `is_own` is asked only when the answer
 /// depends on it, so the common case (a device that names itself) costs no interface read.

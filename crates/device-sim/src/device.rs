@@ -40,7 +40,7 @@ pub fn temperature(index: usize, now_s: u64) -> String {
 #[derive(Debug, Default)]
 pub struct RequestCounts {
     /// Temperature representations served with Observe (set-ups and notifications) per
-    /// Unix second (issue 26: what the devices sent, second by second).
+    /// Unix second (what the devices sent, second by second).
     pub observe_per_second: PerSecond,
     /// Notifications the fleet started per Unix second (one per observed device and second).
     pub notified_per_second: PerSecond,
@@ -79,7 +79,7 @@ pub struct DeviceHandler {
     /// fleet, for every device at the same instant) and every GET and notification serves
     /// that sample. Serving the wall clock's value instead made a notification that ran late
     /// (past the next second) carry the next second's value, and the next sample then saw
-    /// nothing new for that device: one device-second skipped, another doubled (issue 26).
+    /// nothing new for that device: one device-second skipped, another doubled.
     sampled_second: AtomicU64,
     counts: Arc<RequestCounts>,
 }

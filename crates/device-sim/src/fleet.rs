@@ -415,8 +415,8 @@ impl Fleet {
     }
 
     /// At each whole Unix second `now_s`: every device samples its sensor, and the observers
-    /// of every device with a new value are notified, all in this one pass (the lockstep of
-    /// issue 26). A device notifies at most once per second whatever the timers do.
+    /// of every device with a new value are notified, all in this one pass (no lockstep of
+    /// devices drifting across second boundaries). A device notifies at most once per second whatever the timers do.
     pub fn sample(&mut self, now_s: u64) {
         let key = temperature_key();
         let mut notified = 0;

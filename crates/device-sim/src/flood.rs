@@ -1,4 +1,4 @@
-//! Hostile traffic for the flood test and benchmark (issue 11): a mix of garbage, CON
+//! Hostile traffic for the flood test and benchmark (abuse limits): a mix of garbage, CON
 //! registrations, CON lookups and NON discovery requests from one source, so the RD's
 //! per-source rate limit, handler bound and decoder all get exercised together.
 

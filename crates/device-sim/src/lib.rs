@@ -1,4 +1,4 @@
-//! `device-sim`'s library part (issue 5): N simulated CoAP devices for tests, benchmarks and
+//! `device-sim`'s library part: N simulated CoAP devices for tests, benchmarks and
 //! trying the gateway without hardware. Built on the project's own CoAP layer
 //! (`coap_endpoint::Endpoint`, the `crates/coap-endpoint` workspace crate, one per device). Not
 //! part of the product: the gateway does not depend on this crate.

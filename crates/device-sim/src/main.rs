@@ -1,4 +1,4 @@
-//! `device-sim`: simulated CoAP devices for the gateway (issue 5). The work is in the
+//! `device-sim`: simulated CoAP devices for the gateway. The work is in the
 //! `device_sim` library; this file parses the command line and runs it on one thread.
 
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! Counts per wall-clock second (issue 26): how many notifications `device-sim` started and how
+//! Counts per wall-clock second: how many notifications `device-sim` started and how
 //! many temperature representations it served in each Unix second, so a benchmark can compare
 //! what the devices sent with what the gateway and the platform received, second by second.
 //!
