@@ -332,8 +332,11 @@ fn flood_gets_429(rd: SocketAddr, bind: &str) -> bool {
     let sock = UdpSocket::bind(bind).expect("bind the flooding socket");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
-    // Read while sending: over a thousand answers come back, far more than a socket's default
-    // receive buffer holds, and the 4.29 comes last.
+    // Read while sending, into a buffer that holds every answer: over a thousand answers come
+    // back, far more than a socket's default receive buffer (~200 KB, ~270 small datagrams)
+    // holds, and the 4.29 comes last. Under a full parallel test run the reader thread can be
+    // descheduled for long enough that the default buffer drops the 4.29 itself.
+    grow_receive_buffer(&sock, 4 << 20);
     let reader = {
         let sock = sock.try_clone().expect("clone the flooding socket");
         std::thread::spawn(move || {
@@ -361,6 +364,28 @@ fn flood_gets_429(rd: SocketAddr, bind: &str) -> bool {
         }
     }
     reader.join().unwrap_or(false)
+}
+
+/// Ask for `bytes` of receive buffer: SO_RCVBUFFORCE when the test runs as root (CI does),
+/// otherwise as much as `net.core.rmem_max` allows.
+fn grow_receive_buffer(sock: &UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt on an open socket with a c_int value of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::addr_of!(value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
 }
 
 fn status_position(frames: &[Value], ep: &str, status: u64, after: usize) -> Option<usize> {
