@@ -2,7 +2,7 @@
 """Report cycles between the gateway crate's top-level modules (src/<module>/ or src/<module>.rs).
 
 A module depends on another when any of its files names `crate::<other>` (in a `use` or a
-path), outside its unit tests: a file's text from its first `#[cfg(test)]` on, and files
+path), outside its unit tests: a file's text from its first `#[cfg(test)] mod` on, and files
 named tests.rs or under a tests/ folder, are skipped (unit tests may use any module to build
 their fixtures, e.g. a default Config). Binaries (src/bin/) are not modules of the library and are skipped.
 Exit status 1 when a cycle exists, with the cycle's modules and one edge of each pair.
@@ -29,7 +29,9 @@ for root, _dirs, files in os.walk(src):
             continue
         modules.add(top)
         text = open(os.path.join(root, f), encoding="utf-8").read()
-        text = text.split("#[cfg(test)]", 1)[0]
+        # Only a test *module* ends the product code: a single `#[cfg(test)]` helper in the
+        # middle of a file must not hide the references after it.
+        text = re.split(r"#\[cfg\(test\)\]\s*mod\s+\w+", text, maxsplit=1)[0]
         for m in ref.finditer(text):
             other = m.group(1)
             if other != top:
