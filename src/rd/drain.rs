@@ -110,6 +110,7 @@ mod tests {
             payload: Vec::new(),
             multicast: false,
             token: vec![1],
+            identity: None,
         }
     }
 

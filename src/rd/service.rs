@@ -637,6 +637,7 @@ mod tests {
             payload: payload.to_vec(),
             multicast: false,
             token: vec![1],
+            identity: None,
         }
     }
 

@@ -297,6 +297,7 @@ pub fn parse_request(
         payload: Vec::new(),
         multicast: false,
         token: p.get_token().to_vec(),
+        identity: None,
     };
     let block1 = block(opt::BLOCK1)?;
     let size1 = first_uint(p, opt::SIZE1, 4, "bad Size1")?;

@@ -15,6 +15,8 @@ pub enum CoapError {
         #[source]
         source: io::Error,
     },
+    #[error("DTLS: {0}")]
+    Dtls(#[from] crate::dtls::DtlsError),
 }
 
 /// Why a response did not come back as expected.

@@ -46,6 +46,9 @@ pub struct InboundRequest {
     /// answer, as a NON after the leisure; any other answer is dropped (RFC 7252 §8).
     pub multicast: bool,
     pub token: Vec<u8>,
+    /// The identity the peer authenticated with (its PSK identity or certificate CN) when the
+    /// request came over DTLS; `None` over plain UDP.
+    pub identity: Option<std::sync::Arc<str>>,
 }
 
 impl InboundRequest {

@@ -232,6 +232,7 @@ mod tests {
             block2: None,
             payload: vec![],
             multicast: false,
+            identity: None,
             token: vec![token],
         }
     }

@@ -42,6 +42,7 @@ use crate::admission::{EchoSecret, ExcessBudget, HandlerSlots, ProvenSources, Ra
 use crate::block::{Block1Assembler, Block2Cache};
 use crate::client::CoapClient;
 use crate::dedup::DedupCache;
+use crate::dtls::{DtlsServerConfig, DtlsStats};
 use crate::error::{ClientError, CoapError};
 use crate::hooks::{EndpointHooks, NoHooks};
 use crate::message::{InboundRequest, ObserveKey, OutboundResponse};
@@ -59,6 +60,7 @@ mod server;
 mod transport;
 
 pub(crate) use exchange_claim::{Event, ExchangeClaim, Exchanges};
+use transport::dtls::{DtlsBindError, DtlsTransport};
 use transport::udp::UdpTransport;
 use transport::{is_unreachable, DatagramSink, Transport};
 
@@ -90,6 +92,9 @@ const MAX_LEISURE_TASKS: usize = 1_024;
 pub(crate) struct SocketCtx {
     transport: Box<dyn Transport>,
     pub local: SocketAddr,
+    /// A DTLS socket: requests carry the peer's identity; the client sends plain requests
+    /// from the plain sockets only.
+    pub secure: bool,
     mid: AtomicU16,
 }
 
@@ -124,6 +129,8 @@ pub(crate) struct Shared {
     excess: Option<Mutex<ExcessBudget>>,
     /// Multicast answers waiting out their leisure (bounded by `MAX_LEISURE_TASKS`).
     leisure_tasks: AtomicUsize,
+    /// The DTLS sockets' handshake and session counters (all zero without DTLS).
+    dtls_stats: Arc<DtlsStats>,
 }
 
 impl Shared {
@@ -131,11 +138,11 @@ impl Shared {
         self.sockets[idx].mid.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The socket for a peer: same address family (IPv6 sockets are V6ONLY).
+    /// The plain socket for a peer: same address family (IPv6 sockets are V6ONLY).
     pub fn socket_for(&self, peer: SocketAddr) -> Option<usize> {
         self.sockets
             .iter()
-            .position(|s| s.local.is_ipv4() == peer.is_ipv4())
+            .position(|s| !s.secure && s.local.is_ipv4() == peer.is_ipv4())
     }
 
     /// Shutdown has begun: no new exchange should start.
@@ -225,7 +232,20 @@ impl Endpoint {
         handler: Arc<dyn RequestHandler>,
         hooks: Arc<dyn EndpointHooks>,
     ) -> Result<Endpoint, CoapError> {
-        if addrs.is_empty() {
+        Endpoint::bind_secure(addrs, None, params, handler, hooks).await
+    }
+
+    /// Bind plain UDP sockets on `addrs` and, with `dtls`, DTLS sockets (CoAP over DTLS,
+    /// RFC 7252 §9) on its addresses, all serving `handler`. Requests over DTLS carry
+    /// [`InboundRequest::identity`]; [`Endpoint::dtls_stats`] counts the handshakes.
+    pub async fn bind_secure(
+        addrs: &[SocketAddr],
+        dtls: Option<(&[SocketAddr], &DtlsServerConfig)>,
+        params: TransmissionParams,
+        handler: Arc<dyn RequestHandler>,
+        hooks: Arc<dyn EndpointHooks>,
+    ) -> Result<Endpoint, CoapError> {
+        if addrs.is_empty() && dtls.is_none_or(|(a, _)| a.is_empty()) {
             return Err(CoapError::NoAddress);
         }
         let mut rng = rand::thread_rng();
@@ -241,8 +261,30 @@ impl Endpoint {
             sockets.push(SocketCtx {
                 local: transport.local_addr(),
                 transport: Box::new(transport),
+                secure: false,
                 mid: AtomicU16::new(rng.gen()),
             });
+        }
+        let dtls_stats = Arc::new(DtlsStats::default());
+        if let Some((dtls_addrs, config)) = dtls {
+            for &addr in dtls_addrs {
+                let transport = DtlsTransport::bind(
+                    addr,
+                    params.socket_buffer_bytes,
+                    config,
+                    Arc::clone(&dtls_stats),
+                )
+                .map_err(|e| match e {
+                    DtlsBindError::Io(source) => CoapError::Bind { addr, source },
+                    DtlsBindError::Dtls(e) => CoapError::Dtls(e),
+                })?;
+                sockets.push(SocketCtx {
+                    local: transport.local_addr(),
+                    secure: transport.is_secure(),
+                    transport: Box::new(transport),
+                    mid: AtomicU16::new(rng.gen()),
+                });
+            }
         }
         let shared = Arc::new(Shared {
             sockets,
@@ -291,6 +333,7 @@ impl Endpoint {
                     ))
                 }),
             leisure_tasks: AtomicUsize::new(0),
+            dtls_stats,
             handler,
             hooks,
             params,
@@ -307,8 +350,39 @@ impl Endpoint {
         Ok(Endpoint { shared, tasks })
     }
 
+    /// The plain UDP sockets' addresses.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.shared.sockets.iter().map(|s| s.local).collect()
+        self.shared
+            .sockets
+            .iter()
+            .filter(|s| !s.secure)
+            .map(|s| s.local)
+            .collect()
+    }
+
+    /// The DTLS sockets' addresses.
+    pub fn secure_addrs(&self) -> Vec<SocketAddr> {
+        self.shared
+            .sockets
+            .iter()
+            .filter(|s| s.secure)
+            .map(|s| s.local)
+            .collect()
+    }
+
+    /// The DTLS handshake and session counters.
+    pub fn dtls_stats(&self) -> Arc<DtlsStats> {
+        Arc::clone(&self.shared.dtls_stats)
+    }
+
+    /// Close (with close_notify) every DTLS session whose identity `revoked` names: an
+    /// identity removed from the credentials must not keep talking. How many were closed.
+    pub fn close_dtls_sessions(&self, revoked: &dyn Fn(&str) -> bool) -> usize {
+        self.shared
+            .sockets
+            .iter()
+            .map(|s| s.transport.close_sessions(revoked))
+            .sum()
     }
 
     pub fn client(&self) -> CoapClient {

@@ -29,6 +29,12 @@ impl Shared {
         if self.rate.is_some() && !self.admit(idx, bytes, peer, multicast) {
             return;
         }
+        if self.sockets[idx].secure {
+            // A DTLS peer answered a cookie at its address: it is no reflection victim.
+            if let Some(proven) = &self.proven {
+                lock(proven).mark(peer.ip());
+            }
+        }
         if multicast {
             return self.on_multicast(idx, bytes, peer);
         }

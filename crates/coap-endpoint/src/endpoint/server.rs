@@ -109,6 +109,9 @@ impl Shared {
         drop(packet);
         let mut req = parsed.request;
         req.multicast = multicast;
+        if self.sockets[idx].secure {
+            req.identity = self.sockets[idx].transport.peer_identity(peer);
+        }
         ctx.block2 = req.block2;
         if multicast && parsed.block1.is_some() {
             log::debug!("coap: multicast Block1 request from {peer} dropped");

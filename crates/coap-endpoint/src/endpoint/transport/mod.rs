@@ -3,10 +3,9 @@
 //! datagrams and peer addresses; everything below that — sockets, batching, buffer sizing,
 //! waiting for room in a full send buffer, multicast membership — is a [`Transport`].
 //!
-//! UDP (`udp`) is the one implementation today. CoAP over DTLS (RFC 7252 §9) is meant to be a
-//! second one: it decrypts records into the same [`DatagramSink`] calls and encrypts what the
-//! pipeline sends, with the peer's identity attached at the handshake, so no stage above needs
-//! to change.
+//! Two implementations: plain UDP (`udp`) and CoAP over DTLS (`dtls`, RFC 7252 §9), which
+//! decrypts records into the same [`DatagramSink`] calls and encrypts what the pipeline sends;
+//! the pipeline asks [`Transport::peer_identity`] who sent a request.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +13,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub(super) mod dtls;
 pub(super) mod udp;
 
 /// Where a transport delivers what it receives: the endpoint's pipeline for one socket.
@@ -39,6 +39,23 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// The receive loop, delivering every datagram to `sink` until the transport fails or the
     /// task is aborted.
     fn receive(&self, sink: Arc<dyn DatagramSink>) -> BoxFuture<'static, ()>;
+
+    /// Whether what arrives is authenticated and encrypted (DTLS).
+    fn is_secure(&self) -> bool {
+        false
+    }
+
+    /// The authenticated identity of `peer`'s session; `None` on plain UDP.
+    fn peer_identity(&self, peer: SocketAddr) -> Option<Arc<str>> {
+        let _ = peer;
+        None
+    }
+
+    /// Close every session whose identity `revoked` names; how many were closed.
+    fn close_sessions(&self, revoked: &dyn Fn(&str) -> bool) -> usize {
+        let _ = revoked;
+        0
+    }
 
     /// Join a multicast group on interface `ifindex` (RFC 7252 §8).
     fn join_multicast(&self, group: IpAddr, ifindex: u32) -> std::io::Result<()> {

@@ -133,7 +133,10 @@ fn size_buffers(socket: &socket2::Socket, addr: SocketAddr, bytes: Option<usize>
     }
 }
 
-fn bind_one(addr: SocketAddr, buffer: Option<usize>) -> std::io::Result<std::net::UdpSocket> {
+pub(super) fn bind_one(
+    addr: SocketAddr,
+    buffer: Option<usize>,
+) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv4() {
         Domain::IPV4

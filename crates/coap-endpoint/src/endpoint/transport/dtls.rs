@@ -1,0 +1,407 @@
+//! The DTLS transport (CoAP over DTLS, RFC 7252 §9): one UDP socket whose datagrams are
+//! demultiplexed by peer address into DTLS sessions (`crate::dtls::session`). The pipeline
+//! above sees the decrypted CoAP messages through the same [`DatagramSink`] as plain UDP, and
+//! asks [`Transport::peer_identity`] who sent them.
+//!
+//! Before anything is allocated for a peer (RFC 6347 §4.2.1, RFC 9147 §5.1):
+//! - a datagram from an unknown address must be a ClientHello; anything else is dropped;
+//! - a hello without a valid cookie is answered with a HelloVerifyRequest computed from the
+//!   datagram alone (`dtls::cookie`), and only when it is no larger than the hello, so a
+//!   spoofed source can neither make the gateway hold state nor amplify;
+//! - a hello with a valid cookie (the sender receives at its address) counts against the
+//!   per-source handshake rate and `max_sessions`, then gets a session.
+//!
+//! A sweep each second ends handshakes older than the handshake timeout and closes sessions
+//! idle past the idle timeout.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use openssl::ssl::SslContext;
+use tokio::net::UdpSocket;
+
+use super::{DatagramSink, Transport};
+use crate::admission::{Admission, RateLimiter};
+use crate::dtls::cookie::CookieJar;
+use crate::dtls::record::{self, client_hello, hello_verify_request};
+use crate::dtls::session::{Phase, Session};
+use crate::dtls::{server_context, DtlsError, DtlsServerConfig, DtlsStats};
+use crate::endpoint::lock;
+
+/// Sources whose handshake rate is tracked at once.
+const RATE_TABLE: usize = 65_536;
+/// How often handshake and idle timeouts are checked.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A session and, once established, who is on the other end.
+struct Entry {
+    session: Arc<Mutex<Session>>,
+    identity: Option<Arc<str>>,
+}
+
+struct DtlsIo {
+    socket: UdpSocket,
+    local: SocketAddr,
+    context: SslContext,
+    cookies: CookieJar,
+    config: DtlsServerConfig,
+    sessions: Mutex<HashMap<SocketAddr, Entry>>,
+    handshake_rate: Option<Mutex<RateLimiter>>,
+    stats: Arc<DtlsStats>,
+}
+
+/// One bound DTLS socket.
+pub(crate) struct DtlsTransport {
+    io: Arc<DtlsIo>,
+}
+
+impl DtlsTransport {
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        buffer: Option<usize>,
+        config: &DtlsServerConfig,
+        stats: Arc<DtlsStats>,
+    ) -> Result<DtlsTransport, DtlsBindError> {
+        let context = server_context(config)?;
+        let socket = super::udp::bind_one(addr, buffer)
+            .and_then(UdpSocket::from_std)
+            .map_err(DtlsBindError::Io)?;
+        let local = socket.local_addr().map_err(DtlsBindError::Io)?;
+        Ok(DtlsTransport {
+            io: Arc::new(DtlsIo {
+                socket,
+                local,
+                context,
+                cookies: CookieJar::new().map_err(DtlsError::from)?,
+                handshake_rate: (config.handshake_rate_per_s > 0.0).then(|| {
+                    Mutex::new(RateLimiter::new(
+                        config.handshake_rate_per_s,
+                        config.handshake_burst,
+                        RATE_TABLE,
+                    ))
+                }),
+                config: config.clone(),
+                sessions: Mutex::new(HashMap::new()),
+                stats,
+            }),
+        })
+    }
+}
+
+/// Why a DTLS socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DtlsBindError {
+    #[error(transparent)]
+    Dtls(#[from] DtlsError),
+    #[error(transparent)]
+    Io(std::io::Error),
+}
+
+impl Transport for DtlsTransport {
+    fn local_addr(&self) -> SocketAddr {
+        self.io.local
+    }
+
+    fn send_now(&self, bytes: Cow<'_, [u8]>, peer: SocketAddr) {
+        if !self.io.seal_and_send(&bytes, peer) {
+            log::debug!("dtls: no session with {peer}: message dropped");
+        }
+    }
+
+    fn send<'a>(&'a self, bytes: &'a [u8], peer: SocketAddr) -> BoxFuture<'a, std::io::Result<()>> {
+        let sent = self.io.seal_and_send(bytes, peer);
+        async move {
+            if sent {
+                Ok(())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "no DTLS session with the peer",
+                ))
+            }
+        }
+        .boxed()
+    }
+
+    fn receive(&self, sink: Arc<dyn DatagramSink>) -> BoxFuture<'static, ()> {
+        recv_loop(Arc::clone(&self.io), sink).boxed()
+    }
+
+    fn is_secure(&self) -> bool {
+        true
+    }
+
+    fn peer_identity(&self, peer: SocketAddr) -> Option<Arc<str>> {
+        lock(&self.io.sessions)
+            .get(&peer)
+            .and_then(|e| e.identity.clone())
+    }
+
+    fn close_sessions(&self, revoked: &dyn Fn(&str) -> bool) -> usize {
+        let doomed: Vec<(SocketAddr, Arc<Mutex<Session>>)> = {
+            let mut sessions = lock(&self.io.sessions);
+            let peers: Vec<SocketAddr> = sessions
+                .iter()
+                .filter(|(_, e)| e.identity.as_deref().is_some_and(revoked))
+                .map(|(p, _)| *p)
+                .collect();
+            peers
+                .into_iter()
+                .filter_map(|p| sessions.remove(&p).map(|e| (p, e.session)))
+                .collect()
+        };
+        for (peer, session) in &doomed {
+            let out = {
+                let mut s = lock(session);
+                s.close();
+                s.take_outbound()
+            };
+            self.io.send_raw(out, *peer);
+        }
+        self.io.update_gauge();
+        doomed.len()
+    }
+}
+
+impl DtlsIo {
+    /// Encrypt `plaintext` for `peer`'s session and send it; false without an established
+    /// session.
+    fn seal_and_send(&self, plaintext: &[u8], peer: SocketAddr) -> bool {
+        let Some(session) = lock(&self.sessions)
+            .get(&peer)
+            .map(|e| Arc::clone(&e.session))
+        else {
+            return false;
+        };
+        let out = {
+            let mut s = lock(&session);
+            if !s.seal(plaintext) {
+                return false;
+            }
+            s.last_active = Instant::now();
+            s.take_outbound()
+        };
+        self.send_raw(out, peer);
+        true
+    }
+
+    fn send_raw(&self, datagrams: Vec<Vec<u8>>, peer: SocketAddr) {
+        for d in datagrams {
+            if let Err(e) = self.socket.try_send_to(&d, peer) {
+                log::debug!("dtls: send to {peer} failed: {e}");
+            }
+        }
+    }
+
+    fn update_gauge(&self) {
+        let n = lock(&self.sessions).len() as u64;
+        self.stats
+            .sessions
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One datagram from `peer`.
+    fn on_datagram(
+        &self,
+        datagram: &[u8],
+        peer: SocketAddr,
+        scratch: &mut [u8],
+        sink: &dyn DatagramSink,
+    ) {
+        if record::record_header(datagram).is_none() {
+            DtlsStats::bump(&self.stats.datagrams_dropped);
+            return;
+        }
+        let existing = lock(&self.sessions)
+            .get(&peer)
+            .map(|e| Arc::clone(&e.session));
+        if let Some(hello) = client_hello(datagram) {
+            let handshaking = existing
+                .as_ref()
+                .is_some_and(|s| lock(s).phase() == Phase::Handshaking);
+            // A hello during a handshake is the client's retransmission: its session answers.
+            // A hello on an established session is a client that lost its session (a reboot):
+            // it gets a new one once it proves its address with a cookie.
+            if !handshaking {
+                return self.on_hello(datagram, &hello, peer);
+            }
+        }
+        let Some(session) = existing else {
+            DtlsStats::bump(&self.stats.datagrams_dropped);
+            return;
+        };
+        let now = Instant::now();
+        let (received, out, phase, identity) = {
+            let mut s = lock(&session);
+            let received = s.receive(datagram, scratch, now);
+            (
+                received,
+                s.take_outbound(),
+                s.phase(),
+                s.identity().cloned(),
+            )
+        };
+        self.send_raw(out, peer);
+        if received.established {
+            DtlsStats::bump(&self.stats.handshakes_completed);
+            if let Some(entry) = lock(&self.sessions).get_mut(&peer) {
+                if Arc::ptr_eq(&entry.session, &session) {
+                    entry.identity = identity.clone();
+                }
+            }
+            log::debug!(
+                "dtls: session with {peer} established (identity {})",
+                identity.as_deref().unwrap_or("-")
+            );
+        }
+        if phase == Phase::Closed {
+            // Closed before it had an identity: the handshake failed.
+            if identity.is_none() {
+                DtlsStats::bump(&self.stats.handshakes_failed);
+            }
+            log::debug!(
+                "dtls: session with {peer} ended: {}",
+                received.failure.as_deref().unwrap_or("closed")
+            );
+            self.forget(peer, &session);
+            return;
+        }
+        for plaintext in &received.plaintexts {
+            sink.on_datagram(plaintext, peer, false);
+        }
+    }
+
+    /// A ClientHello from `peer`: a HelloVerifyRequest, or a new session.
+    fn on_hello(&self, datagram: &[u8], hello: &record::ClientHello<'_>, peer: SocketAddr) {
+        if !self.cookies.verify(peer, hello) {
+            let Some(cookie) = self.cookies.mint(peer, hello) else {
+                return;
+            };
+            let hvr = hello_verify_request(hello.sequence, &cookie);
+            // Never answer a datagram with a larger one (no amplification).
+            if hvr.len() <= datagram.len() {
+                self.send_raw(vec![hvr], peer);
+                DtlsStats::bump(&self.stats.hello_verify_sent);
+            } else {
+                DtlsStats::bump(&self.stats.datagrams_dropped);
+            }
+            return;
+        }
+        let now = Instant::now();
+        let replaces = lock(&self.sessions).contains_key(&peer);
+        if !replaces && lock(&self.sessions).len() >= self.config.max_sessions {
+            DtlsStats::bump(&self.stats.hellos_refused);
+            log::debug!(
+                "dtls: session table full ({}): hello from {peer} dropped",
+                self.config.max_sessions
+            );
+            return;
+        }
+        let exempt = self.config.exempt_loopback && peer.ip().is_loopback();
+        if let (Some(rate), false) = (&self.handshake_rate, exempt) {
+            if lock(rate).check(peer.ip(), false, now) != Admission::Admit {
+                DtlsStats::bump(&self.stats.hellos_refused);
+                return;
+            }
+        }
+        DtlsStats::bump(&self.stats.handshakes_started);
+        let Some(mut session) = Session::accept(&self.context, datagram, now) else {
+            DtlsStats::bump(&self.stats.handshakes_failed);
+            return;
+        };
+        let out = session.take_outbound();
+        let entry = Entry {
+            session: Arc::new(Mutex::new(session)),
+            identity: None,
+        };
+        lock(&self.sessions).insert(peer, entry);
+        self.send_raw(out, peer);
+        self.update_gauge();
+    }
+
+    /// Drop `peer`'s session if it is still `session` (not a newer one).
+    fn forget(&self, peer: SocketAddr, session: &Arc<Mutex<Session>>) {
+        let mut sessions = lock(&self.sessions);
+        if sessions
+            .get(&peer)
+            .is_some_and(|e| Arc::ptr_eq(&e.session, session))
+        {
+            sessions.remove(&peer);
+        }
+        drop(sessions);
+        self.update_gauge();
+    }
+
+    /// End handshakes past the handshake timeout and sessions idle past the idle timeout.
+    fn sweep(&self, now: Instant) {
+        let mut expired = Vec::new();
+        {
+            let sessions = lock(&self.sessions);
+            for (peer, entry) in sessions.iter() {
+                let Ok(s) = entry.session.try_lock() else {
+                    continue;
+                };
+                let stale = match s.phase() {
+                    Phase::Handshaking => {
+                        now.saturating_duration_since(s.started) > self.config.handshake_timeout
+                    }
+                    Phase::Established => {
+                        now.saturating_duration_since(s.last_active) > self.config.idle_timeout
+                    }
+                    Phase::Closed => true,
+                };
+                if stale {
+                    expired.push((*peer, Arc::clone(&entry.session), s.phase()));
+                }
+            }
+        }
+        for (peer, session, phase) in expired {
+            if phase == Phase::Handshaking {
+                DtlsStats::bump(&self.stats.handshakes_timed_out);
+            }
+            let out = {
+                let mut s = lock(&session);
+                s.close();
+                s.take_outbound()
+            };
+            self.send_raw(out, peer);
+            self.forget(peer, &session);
+        }
+    }
+}
+
+async fn recv_loop(io: Arc<DtlsIo>, sink: Arc<dyn DatagramSink>) {
+    // The largest UDP payload: a datagram must never be truncated into a "valid" record.
+    let mut buf = vec![0u8; 65_536];
+    // One TLS record's plaintext at most.
+    let mut scratch = vec![0u8; 16_384];
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ready = io.socket.readable() => {
+                if let Err(e) = ready {
+                    log::warn!("dtls: socket {} failed: {e}", io.local);
+                    return;
+                }
+                // Drain what is queued, boundedly, before the next sweep check.
+                for _ in 0..256 {
+                    match io.socket.try_recv_from(&mut buf) {
+                        Ok((n, peer)) => io.on_datagram(&buf[..n], peer, &mut scratch, &*sink),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            log::debug!("dtls: receive error on {}: {e}", io.local);
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = sweep.tick() => io.sweep(Instant::now()),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! CoAP over DTLS with PSK against libcoap's clients (`coap-client-openssl`,
+//! `coap-client-gnutls`, Debian's libcoap3-bin): the handshake, a request and its answer with
+//! the identity the handler saw, a wrong key refused, and a spoofed hello answered only with a
+//! HelloVerifyRequest no larger than itself and no session.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coap_endpoint::{
+    Code, DtlsServerConfig, Endpoint, HandlerFuture, InboundRequest, NoHooks, OutboundResponse,
+    PskStore, RequestHandler, TransmissionParams,
+};
+use futures::FutureExt;
+
+struct Keys;
+
+impl PskStore for Keys {
+    fn psk(&self, identity: &[u8], out: &mut [u8]) -> Option<usize> {
+        let key: &[u8] = match identity {
+            b"node1" => b"secret-node1",
+            b"node2" => b"secret-node2",
+            _ => return None,
+        };
+        out.get_mut(..key.len())?.copy_from_slice(key);
+        Some(key.len())
+    }
+}
+
+/// Answers every request with who asked, and remembers it.
+#[derive(Default)]
+struct WhoAmI {
+    seen: Mutex<Vec<Option<String>>>,
+}
+
+impl RequestHandler for WhoAmI {
+    fn handle(&self, req: InboundRequest) -> HandlerFuture {
+        let who = req.identity.as_deref().map(str::to_string);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(who.clone());
+        }
+        let body = who.unwrap_or_else(|| "plain".into()).into_bytes();
+        futures::future::ready(OutboundResponse::new(Code::CONTENT).with_payload(0, body)).boxed()
+    }
+}
+
+fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+async fn serve(handler: Arc<WhoAmI>) -> (Endpoint, SocketAddr, SocketAddr) {
+    let config = DtlsServerConfig {
+        psk: Some(Arc::new(Keys)),
+        ..DtlsServerConfig::default()
+    };
+    let plain: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let secure: [SocketAddr; 1] = ["127.0.0.1:0".parse().unwrap()];
+    let ep = Endpoint::bind_secure(
+        &[plain],
+        Some((&secure, &config)),
+        TransmissionParams::default(),
+        handler,
+        Arc::new(NoHooks),
+    )
+    .await
+    .unwrap();
+    let plain = ep.local_addrs()[0];
+    let secure = ep.secure_addrs()[0];
+    (ep, plain, secure)
+}
+
+async fn coap_client(tool: &str, args: Vec<String>) -> (bool, String) {
+    let tool = tool.to_string();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(&tool)
+            .args(&args)
+            .output()
+            .expect("run the libcoap client");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn psk_get(addr: SocketAddr, identity: &str, key: &str) -> Vec<String> {
+    ["-B", "10", "-u", identity, "-k", key, "-m", "get"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("coaps://{addr}/who")])
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libcoap_clients_speak_psk_and_the_handler_sees_the_identity() {
+    for tool in ["coap-client-openssl", "coap-client-gnutls"] {
+        if !which(tool) {
+            panic!("{tool} missing: install libcoap3-bin");
+        }
+        let handler = Arc::new(WhoAmI::default());
+        let (ep, _plain, secure) = serve(Arc::clone(&handler)).await;
+        let (ok, out) = coap_client(tool, psk_get(secure, "node1", "secret-node1")).await;
+        assert!(ok, "{tool} failed");
+        assert_eq!(out.trim(), "node1", "{tool}");
+        let stats = ep.dtls_stats();
+        assert_eq!(
+            stats
+                .handshakes_completed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            handler.seen.lock().unwrap().as_slice(),
+            &[Some("node1".to_string())]
+        );
+
+        // A wrong key: no handshake, the handler never runs.
+        // (libcoap prints its own error on stdout, never an answer.)
+        let (_, out) = coap_client(tool, psk_get(secure, "node2", "not-the-key")).await;
+        assert!(!out.contains("node"), "{tool}: {out}");
+        let (_, out) = coap_client(tool, psk_get(secure, "nobody", "whatever")).await;
+        assert!(!out.contains("node"), "{tool}: {out}");
+        assert_eq!(handler.seen.lock().unwrap().len(), 1, "{tool}");
+        ep.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_hello_gets_a_small_hello_verify_request_and_no_session() {
+    let handler = Arc::new(WhoAmI::default());
+    let (ep, _plain, secure) = serve(handler).await;
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let hello = client_hello();
+    probe.send_to(&hello, secure).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = probe.recv_from(&mut buf).expect("a HelloVerifyRequest");
+    assert!(
+        n <= hello.len(),
+        "{n} bytes answer a {}-byte hello",
+        hello.len()
+    );
+    assert_eq!(buf[0], 22, "a handshake record");
+    assert_eq!(buf[13], 3, "HelloVerifyRequest");
+    let stats = ep.dtls_stats();
+    assert_eq!(
+        stats
+            .hello_verify_sent
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        stats
+            .handshakes_started
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    // A hello echoing a forged cookie: another HelloVerifyRequest, still no session.
+    let forged = client_hello_with_cookie(&[0x55; 32]);
+    probe.send_to(&forged, secure).unwrap();
+    probe.recv_from(&mut buf).expect("a HelloVerifyRequest");
+    assert_eq!(stats.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        stats
+            .handshakes_started
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    ep.shutdown().await;
+}
+
+fn client_hello() -> Vec<u8> {
+    client_hello_with_cookie(&[])
+}
+
+/// A DTLS 1.2 ClientHello offering TLS_PSK_WITH_AES_128_CCM_8, in one record.
+fn client_hello_with_cookie(cookie: &[u8]) -> Vec<u8> {
+    let mut body = vec![0xfe, 0xfd];
+    body.extend_from_slice(&[0x42; 32]);
+    body.push(0);
+    body.push(cookie.len() as u8);
+    body.extend_from_slice(cookie);
+    body.extend_from_slice(&[0, 2, 0xc0, 0xa8, 1, 0]);
+    let ext = [0x00, 0x17, 0x00, 0x00]; // extended_master_secret
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let len = body.len();
+    let mut hs = vec![
+        1,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+    ];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
