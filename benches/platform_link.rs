@@ -103,6 +103,7 @@ impl SnapshotSource for Devices {
 fn registration(id: u64) -> Arc<Registration> {
     let port = 20_000 + (id % 40_000) as u16;
     Arc::new(Registration {
+        identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(format!("node{id}")).unwrap(),
         d: Some(Sector::new("floor1").unwrap()),

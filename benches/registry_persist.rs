@@ -117,6 +117,7 @@ async fn populate(n: usize, dir: &std::path::Path, cache_mb: u64) -> Run {
         while in_flight.len() < IN_FLIGHT {
             let Some(&id) = pending.next() else { break };
             in_flight.push(addr.send(Update {
+                identity: None,
                 id,
                 lifetime_s: None,
                 base: None,

@@ -220,6 +220,7 @@ pub(crate) mod tests {
     /// A plain registration for tests of this module and its neighbours.
     pub(crate) fn registration(ep: &str) -> Registration {
         Registration {
+            identity: None,
             id: RegistrationId(1),
             ep: EndpointName::new(ep).unwrap(),
             d: None,

@@ -82,6 +82,7 @@ pub fn rd_query(data: &[u8]) {
     let mut candidates = fixture_registrations();
     if let Ok(reg) = RegistrationRequest::parse(&query, Some(40), payload, source, 90_000) {
         candidates.push(Arc::new(Registration {
+            identity: None,
             id: RegistrationId(100),
             base: reg.effective_base().into(),
             base_origin: match reg.base {
@@ -142,6 +143,7 @@ fn fixture_registrations() -> Vec<Arc<Registration>> {
             .map(|l| l.params)
             .unwrap_or_default();
         Arc::new(Registration {
+            identity: None,
             id: RegistrationId(id),
             ep: crate::registry::model::EndpointName::new(ep).expect("fixture name"),
             d: d.map(|d| crate::registry::model::Sector::new(d).expect("fixture sector")),

@@ -32,6 +32,7 @@ fn discovered(ep: &str, link: &str) -> Register {
 
 fn discovered_at(ep: &str, link: &str, source: SocketAddr) -> Register {
     Register {
+        identity: None,
         ep: EndpointName::new(ep).unwrap(),
         d: None,
         base: Some("coap://127.0.0.1:40001".into()),
@@ -76,6 +77,7 @@ async fn discovery_creates_then_refreshes_its_own_registration() {
 async fn a_self_registered_device_is_never_overwritten() {
     let (registry, reader, _dir) = start();
     let own = Register {
+        identity: None,
         ep: EndpointName::new("lamp").unwrap(),
         d: None,
         base: None,

@@ -50,6 +50,7 @@ fn start_registry() -> (Addr<registry::Registry>, RegistryReader, tempfile::Temp
 
 fn register(i: usize) -> Register {
     Register {
+        identity: None,
         ep: EndpointName::new(format!("node{i}")).unwrap(),
         d: None,
         base: Some(format!("coap://127.0.0.1:{}", 20_000 + i % 30_000)),
@@ -83,6 +84,7 @@ async fn register_many(registry: &Addr<registry::Registry>, n: usize) -> Vec<Reg
 
 fn update(id: RegistrationId) -> Update {
     Update {
+        identity: None,
         id,
         lifetime_s: Some(7_200),
         base: None,

@@ -218,6 +218,7 @@ impl Drop for Sim {
 
 fn registration(id: u64, ep: &str) -> Arc<Registration> {
     Arc::new(Registration {
+        identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(ep).unwrap(),
         d: Some(Sector::new("floor1").unwrap()),

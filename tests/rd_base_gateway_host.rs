@@ -239,6 +239,7 @@ fn store_legacy(dir: &std::path::Path, ep: &str, base: &str, source: SocketAddr)
         let (addr, _reader) =
             registry::start(RegistryConfig::in_dir(dir.to_path_buf())).expect("the registry opens");
         addr.send(Register {
+            identity: None,
             ep: EndpointName::new(ep).expect("a valid name"),
             d: None,
             base: Some(base.to_string()),

@@ -85,6 +85,7 @@ fn populate(dir: &Path) -> Vec<Registration> {
         for (ep, d, base, links) in requests {
             let reply = addr
                 .send(Register {
+                    identity: None,
                     ep: EndpointName::new(ep).unwrap(),
                     d: d.map(|d| Sector::new(d).unwrap()),
                     base: base.map(str::to_string),

@@ -69,6 +69,7 @@ fn src(port: u16) -> SocketAddr {
 
 fn register(ep: &str, d: Option<&str>, lt: u32, links: Vec<Link>) -> Register {
     Register {
+        identity: None,
         ep: EndpointName::new(ep).unwrap(),
         d: d.map(|d| Sector::new(d).unwrap()),
         base: None,
@@ -195,6 +196,7 @@ async fn update_renews_and_overrides_and_moves_a_derived_base() {
     let updated = h
         .addr
         .send(Update {
+            identity: None,
             id: reg.id,
             lifetime_s: Some(100),
             base: None,
@@ -232,6 +234,7 @@ async fn update_renews_and_overrides_and_moves_a_derived_base() {
     let explicit = h
         .addr
         .send(Update {
+            identity: None,
             id: reg.id,
             lifetime_s: None,
             base: Some("coap://device.example".into()),
@@ -247,6 +250,7 @@ async fn update_renews_and_overrides_and_moves_a_derived_base() {
     let moved = h
         .addr
         .send(Update {
+            identity: None,
             id: reg.id,
             lifetime_s: None,
             base: None,
@@ -263,6 +267,7 @@ async fn update_renews_and_overrides_and_moves_a_derived_base() {
     let missing = h
         .addr
         .send(Update {
+            identity: None,
             id: RegistrationId(9999),
             lifetime_s: None,
             base: None,
@@ -308,6 +313,7 @@ async fn status_changes_are_published_once_and_an_update_reconnects() {
 
     h.addr
         .send(Update {
+            identity: None,
             id,
             lifetime_s: None,
             base: None,
@@ -432,6 +438,7 @@ async fn expiry_hides_then_an_update_in_grace_revives() {
     let revived = h
         .addr
         .send(Update {
+            identity: None,
             id: short.id,
             lifetime_s: Some(60),
             base: None,
@@ -517,6 +524,7 @@ async fn after_the_grace_an_expired_registration_is_gone_for_good() {
     let late = h
         .addr
         .send(Update {
+            identity: None,
             id: reg.id,
             lifetime_s: None,
             base: None,

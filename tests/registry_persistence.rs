@@ -58,6 +58,7 @@ fn three_links(i: usize) -> Vec<Link> {
 
 fn register(i: usize, lt: u32) -> Register {
     Register {
+        identity: None,
         ep: EndpointName::new(format!("node-{i}")).unwrap(),
         d: None,
         base: None,

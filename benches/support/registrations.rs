@@ -9,6 +9,7 @@ use link_format::{Link, Param};
 
 pub fn register(i: usize) -> Register {
     Register {
+        identity: None,
         ep: EndpointName::new(format!("bench-node-{i:06}")).expect("a valid generated name"),
         d: None,
         base: None,

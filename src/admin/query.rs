@@ -198,6 +198,7 @@ mod tests {
 
     fn reg(id: u64, ep: &str, status: Status, rt: &str) -> Arc<Registration> {
         Arc::new(Registration {
+            identity: None,
             id: RegistrationId(id),
             ep: EndpointName::new(ep).unwrap(),
             d: None,

@@ -186,6 +186,7 @@ impl Config {
                 SourceGrouping::new(self.limits.ipv6_source_prefix),
                 self.limits.exempt_loopback,
             ),
+            access: Default::default(),
         }
     }
 }

@@ -326,6 +326,7 @@ async fn discover_one(
     let links = limited_links(addr, links);
     let ep = endpoint_name(&links, addr);
     let register = Register {
+        identity: None,
         ep: ep.clone(),
         d: None,
         base: Some(base_of(addr)),

@@ -16,5 +16,5 @@ pub(crate) mod registration_policy;
 pub(crate) use coap_endpoint::admission::{log_throttle, source_key, LogThrottle, TokenBucket};
 pub(crate) use fetch_gate::{FetchGate, GateRefusal};
 pub(crate) use registration_policy::{
-    check_registration, check_update, Holder, Refusal, SourceCounts, WritePolicy,
+    check_registration, check_update, Holder, Refusal, Requester, SourceCounts, WritePolicy,
 };

@@ -17,6 +17,13 @@
 //! that reboots picks a new ephemeral port, both normal; a port change on the same address
 //! is the same host (or something on-path, which could hijack the address too).
 //!
+//! Credentials come first: a registration made over DTLS remembers its identity, and only that
+//! identity may replace, update or remove it, from any address (FCFR by identity, not by IP);
+//! a plain request gets 4.01 (it could succeed with credentials), another identity 4.03. This
+//! holds whatever `rd.endpoint_protection` says. An authenticated identity may take over a
+//! name held by a plain registration: the identities file already said it may use that name,
+//! and an address proves less than a key.
+//!
 //! The per-source quota bounds how many registrations (live or in grace, as for
 //! `rd.max_registrations`) one address may hold, so one host cannot fill the directory or squat
 //! every name. Beyond it a new `ep`+`d` is refused with 4.03, not 5.03: the condition is about
@@ -51,28 +58,70 @@ pub enum Refusal {
     NameProtected { ep: String },
     #[error("this address already holds {limit} registrations")]
     SourceQuota { limit: usize },
+    /// The registration was made over DTLS; a plain request may not change it (4.01).
+    #[error("endpoint name {ep} is bound to a DTLS identity: use coaps with its credentials")]
+    CredentialRequired { ep: String },
+    /// The registration belongs to another DTLS identity (4.03).
+    #[error("endpoint name {ep} is registered by another identity")]
+    OtherIdentity { ep: String },
+}
+
+impl Refusal {
+    /// Whether credentials would change the answer (4.01 Unauthorized rather than 4.03).
+    pub fn wants_credentials(&self) -> bool {
+        matches!(self, Refusal::CredentialRequired { .. })
+    }
 }
 
 /// What the policy needs to know about the registration already held under the name.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Holder {
+pub(crate) struct Holder<'a> {
     pub source: SocketAddr,
+    /// The DTLS identity that made it; `None` for a plain registration.
+    pub identity: Option<&'a str>,
     /// Still remembered for its owner: live, or expired and within its grace.
     pub remembered: bool,
 }
 
-/// A registration (POST /rd, simple, group) of `ep` from `source`, where `holder` holds the
-/// name now and `source` already holds `held_by_source` registrations.
+/// Who asks for a write: its address and, over DTLS, its identity.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requester<'a> {
+    pub source: SocketAddr,
+    pub identity: Option<&'a str>,
+}
+
+/// The credential rule: `Some(Ok)` when the requester's identity owns or may take the name,
+/// `Some(Err)` when credentials forbid it, `None` when neither side has credentials (the
+/// address rule decides).
+fn by_credentials(ep: &str, holder: Option<Holder>, who: Requester) -> Option<Result<(), Refusal>> {
+    let owner = holder.filter(|h| h.remembered).and_then(|h| h.identity);
+    match (owner, who.identity) {
+        (Some(owner), Some(id)) if owner == id => Some(Ok(())),
+        (Some(_), Some(_)) => Some(Err(Refusal::OtherIdentity { ep: ep.to_string() })),
+        (Some(_), None) => Some(Err(Refusal::CredentialRequired { ep: ep.to_string() })),
+        (None, Some(_)) => Some(Ok(())),
+        (None, None) => None,
+    }
+}
+
+/// A registration (POST /rd, simple, group) of `ep` by `who`, where `holder` holds the
+/// name now and `who`'s address already holds `held_by_source` registrations.
 pub(crate) fn check_registration(
     policy: WritePolicy,
     ep: &str,
     holder: Option<Holder>,
-    source: SocketAddr,
+    who: Requester,
     held_by_source: usize,
 ) -> Result<(), Refusal> {
-    let same_host = holder.is_some_and(|h| h.source.ip() == source.ip());
-    if policy.endpoint_protection && holder.is_some_and(|h| h.remembered) && !same_host {
-        return Err(Refusal::NameProtected { ep: ep.to_string() });
+    let source = who.source;
+    match by_credentials(ep, holder, who) {
+        Some(decided) => decided?,
+        None => {
+            let same_host = holder.is_some_and(|h| h.source.ip() == source.ip());
+            if policy.endpoint_protection && holder.is_some_and(|h| h.remembered) && !same_host {
+                return Err(Refusal::NameProtected { ep: ep.to_string() });
+            }
+        }
     }
     let exempt = policy.exempt_loopback && source.ip().is_loopback();
     // Moving a name between addresses of one source (an IPv6 /64) takes no new quota.
@@ -86,14 +135,18 @@ pub(crate) fn check_registration(
     Ok(())
 }
 
-/// An update (POST /reg/N) or a removal (DELETE /reg/N) of the registration `holder` from
-/// `source`.
+/// An update (POST /reg/N) or a removal (DELETE /reg/N) of the registration `holder` by
+/// `who`.
 pub(crate) fn check_update(
     policy: WritePolicy,
     ep: &str,
     holder: Holder,
-    source: SocketAddr,
+    who: Requester,
 ) -> Result<(), Refusal> {
+    if let Some(decided) = by_credentials(ep, Some(holder), who) {
+        return decided;
+    }
+    let source = who.source;
     if policy.endpoint_protection && holder.remembered && holder.source.ip() != source.ip() {
         return Err(Refusal::NameProtected { ep: ep.to_string() });
     }
@@ -158,6 +211,103 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The address rule's tests ask as plain requesters.
+    fn check_registration(
+        p: WritePolicy,
+        ep: &str,
+        h: Option<Holder>,
+        source: SocketAddr,
+        n: usize,
+    ) -> Result<(), Refusal> {
+        super::check_registration(p, ep, h, plain(source), n)
+    }
+
+    fn check_update(
+        p: WritePolicy,
+        ep: &str,
+        h: Holder,
+        source: SocketAddr,
+    ) -> Result<(), Refusal> {
+        super::check_update(p, ep, h, plain(source))
+    }
+
+    fn plain(source: SocketAddr) -> Requester<'static> {
+        Requester {
+            source,
+            identity: None,
+        }
+    }
+
+    fn as_identity(source: SocketAddr, identity: &str) -> Requester<'_> {
+        Requester {
+            source,
+            identity: Some(identity),
+        }
+    }
+
+    #[test]
+    fn a_dtls_registration_belongs_to_its_identity_from_any_address() {
+        let held = Holder {
+            source: addr("10.0.0.1:5684"),
+            identity: Some("node1"),
+            remembered: true,
+        };
+        let elsewhere = addr("10.9.9.9:40000");
+        // The owner, from a new address, with protection on or off.
+        for policy in [
+            ON,
+            WritePolicy {
+                endpoint_protection: false,
+                ..ON
+            },
+        ] {
+            assert_eq!(
+                super::check_update(policy, "n1", held, as_identity(elsewhere, "node1")),
+                Ok(())
+            );
+            assert_eq!(
+                super::check_registration(
+                    policy,
+                    "n1",
+                    Some(held),
+                    as_identity(elsewhere, "node1"),
+                    0
+                ),
+                Ok(())
+            );
+            // Another identity: 4.03; a plain request, even from the owner's address: 4.01.
+            assert_eq!(
+                super::check_update(policy, "n1", held, as_identity(elsewhere, "node2")),
+                Err(Refusal::OtherIdentity { ep: "n1".into() })
+            );
+            let plain_from_owner = super::check_update(policy, "n1", held, plain(held.source));
+            assert_eq!(
+                plain_from_owner,
+                Err(Refusal::CredentialRequired { ep: "n1".into() })
+            );
+            assert!(plain_from_owner.unwrap_err().wants_credentials());
+            assert_eq!(
+                super::check_registration(policy, "n1", Some(held), plain(held.source), 0),
+                Err(Refusal::CredentialRequired { ep: "n1".into() })
+            );
+        }
+        // An authenticated identity may take over a plain registration's name.
+        let plain_held = Holder {
+            identity: None,
+            ..held
+        };
+        assert_eq!(
+            super::check_registration(
+                ON,
+                "n1",
+                Some(plain_held),
+                as_identity(elsewhere, "node1"),
+                0
+            ),
+            Ok(())
+        );
+    }
+
     const ON: WritePolicy = WritePolicy {
         endpoint_protection: true,
         max_per_source: None,
@@ -168,6 +318,7 @@ mod tests {
     #[test]
     fn fcfr_refuses_another_address_while_live() {
         let holder = Holder {
+            identity: None,
             source: addr("10.0.0.1:5683"),
             remembered: true,
         };
@@ -193,6 +344,7 @@ mod tests {
     #[test]
     fn fcfr_forgets_a_purged_registration_and_can_be_off() {
         let expired = Holder {
+            identity: None,
             source: addr("10.0.0.1:5683"),
             remembered: false,
         };
@@ -224,6 +376,7 @@ mod tests {
         );
         // Re-registering a name it holds is always fine.
         let mine = Holder {
+            identity: None,
             source: me,
             remembered: true,
         };
@@ -269,6 +422,7 @@ mod tests {
             Err(Refusal::SourceQuota { limit: 6 })
         );
         let held_from_the_prefix = Holder {
+            identity: None,
             source: addr("[fd99::3]:5683"),
             remembered: true,
         };

@@ -170,6 +170,7 @@ mod tests {
 
     fn reg(links: &str) -> Registration {
         Registration {
+            identity: None,
             id: RegistrationId(1),
             ep: EndpointName::new("node1").unwrap(),
             d: None,

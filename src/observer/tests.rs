@@ -73,6 +73,7 @@ impl Handler<Block> for LinkSink {
 
 fn registration(peer: SocketAddr) -> Arc<Registration> {
     Arc::new(Registration {
+        identity: None,
         id: RegistrationId(7),
         ep: EndpointName::new("sensor").unwrap(),
         d: None,
@@ -249,6 +250,7 @@ async fn a_resync_brings_the_watches_in_line_with_the_registry() {
     for i in 0..3u16 {
         let registered = registry
             .send(Register {
+                identity: None,
                 ep: EndpointName::new(format!("dev{i}")).unwrap(),
                 d: None,
                 base: Some(format!("coap://127.0.0.1:{}", 9_000 + i)),

@@ -12,6 +12,7 @@ pub(crate) struct RegBuilder(Registration);
 
 pub(crate) fn reg(id: u64, ep: &str, base: &str) -> RegBuilder {
     RegBuilder(Registration {
+        identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(ep).expect("fixture names are valid"),
         d: None,

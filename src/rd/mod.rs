@@ -20,6 +20,7 @@
 //!
 //! Everything but `service` and `server` is pure: no actix, tokio, sled or sockets.
 
+pub(crate) mod access;
 pub(crate) mod drain;
 pub(crate) mod error;
 pub(crate) mod filter;

@@ -578,6 +578,7 @@ mod payload_tests {
         .unwrap();
         assert_eq!(r.links.len(), 2);
         let stored = Arc::new(Registration {
+            identity: None,
             id: RegistrationId(4521),
             ep: r.ep.clone(),
             d: r.d.clone(),

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::future::{ready, FutureExt};
 use log::{debug, error, warn};
 
+use super::access::RdAccess;
 use super::error::RdError;
 use super::filter::{candidate_ids, LookupQuery};
 use super::group::{is_group, GroupRequest, GROUP_ENDPOINT_TYPE};
@@ -85,6 +86,8 @@ pub(crate) struct RdSettings {
     pub max_links: usize,
     /// Simple registrations in progress, per source and overall.
     pub simple_gate: FetchGate,
+    /// What plain CoAP may write, and which names each DTLS identity may use.
+    pub access: RdAccess,
 }
 
 /// The RD's request handler; see the module doc.
@@ -136,6 +139,23 @@ impl RequestHandler for RdService {
             );
             // Never sent: the endpoint answers a multicast request only with a 2.xx.
             return now(OutboundResponse::new(Code::NOT_FOUND));
+        }
+        let write = matches!(
+            (route, req.method),
+            (
+                Route::WellKnownCore
+                    | Route::WellKnownRd
+                    | Route::Directory
+                    | Route::GroupDirectory
+                    | Route::Registration(_),
+                Post
+            ) | (Route::Registration(_), Delete)
+        );
+        if write {
+            if let Some(refused) = self.settings.access.refuse_plain_write(&req) {
+                note_refusal("a write over plain CoAP (security.plain_coap: lookup_only)");
+                return now(refused);
+            }
         }
         match (route, req.method) {
             (Route::WellKnownCore, Get) => now(self.discovery(&req)),
@@ -211,10 +231,17 @@ impl RdService {
         )
         .and_then(|parsed| own_host_base(parsed.base.as_deref(), req.source).map(|()| parsed))
         {
-            Ok(parsed) => match self.too_many_links(parsed.links.len()) {
-                Some(refused) => now(refused),
-                None => self.store(parsed, Code::CREATED),
-            },
+            Ok(parsed) => {
+                let name = self.settings.access.refuse_name(
+                    req,
+                    parsed.ep.as_str(),
+                    parsed.d.as_ref().map(|d| d.as_str()),
+                );
+                match name.or_else(|| self.too_many_links(parsed.links.len())) {
+                    Some(refused) => now(refused),
+                    None => self.store(parsed, req.identity.clone(), Code::CREATED),
+                }
+            }
             Err(e) => now(error_response(&e)),
         }
     }
@@ -242,8 +269,13 @@ impl RdService {
 
     /// Send a parsed registration to the Registry; answer `success` with the location once it
     /// is durable.
-    fn store(&self, parsed: RegistrationRequest, success: Code) -> HandlerFuture {
-        let msg = register_message(parsed);
+    fn store(
+        &self,
+        parsed: RegistrationRequest,
+        identity: Option<Arc<str>>,
+        success: Code,
+    ) -> HandlerFuture {
+        let msg = register_message(parsed, identity);
         let registry = self.registry.clone();
         async move {
             match registry.send(msg).await {
@@ -267,6 +299,13 @@ impl RdService {
             Ok(s) => s,
             Err(e) => return now(error_response(&e)),
         };
+        if let Some(refused) = self.settings.access.refuse_name(
+            &req,
+            simple.ep.as_str(),
+            simple.d.as_ref().map(|d| d.as_str()),
+        ) {
+            return now(refused);
+        }
         let Some(client) = self.client.get().cloned() else {
             return now(unavailable("the CoAP client is not ready yet"));
         };
@@ -285,6 +324,7 @@ impl RdService {
         };
         let registry = self.registry.clone();
         let source = req.source;
+        let identity = req.identity.clone();
         let max_links = self.settings.max_links;
         let max_payload = self.settings.max_payload_bytes;
         async move {
@@ -292,6 +332,7 @@ impl RdService {
             // The fetched links obey the same size bound as a POST /rd body: a device answering
             // with 880 KB via Block2 must not fill memory and the data dir.
             let fetch = ClientRequest::get("/.well-known/core")
+                .secure(identity.is_some())
                 .accept(LINK_FORMAT)
                 .timeout(SIMPLE_REGISTRATION_FETCH_BUDGET)
                 .max_body(max_payload);
@@ -320,7 +361,7 @@ impl RdService {
                     parsed.links.len()
                 ));
             }
-            match registry.send(register_message(parsed)).await {
+            match registry.send(register_message(parsed, identity)).await {
                 Ok(Ok(_)) => OutboundResponse::new(Code::CHANGED),
                 Ok(Err(e)) => registry_error_response(e),
                 Err(_) => registry_error_response(RegistryError::Unavailable),
@@ -359,8 +400,15 @@ impl RdService {
                 );
             }
         }
+        if let Some(refused) = self.settings.access.refuse_name(
+            req,
+            group.gp.as_str(),
+            group.d.as_ref().map(|d| d.as_str()),
+        ) {
+            return now(refused);
+        }
         let parsed = group.into_registration(req.source, self.settings.default_lifetime_s);
-        self.store(parsed, Code::CREATED)
+        self.store(parsed, req.identity.clone(), Code::CREATED)
     }
 
     /// `POST /reg/<id>` (RFC 9176 §5.3.1): 2.04, or 4.04 for an unknown registration.
@@ -372,12 +420,16 @@ impl RdService {
             Ok(u) => u,
             Err(e) => return now(error_response(&e)),
         };
+        if let Some(refused) = self.refuse_takeover(id, req) {
+            return now(refused);
+        }
         let msg = Update {
             id,
             lifetime_s: parsed.lifetime_s,
             base: parsed.base,
             attrs: parsed.attrs,
             source: req.source,
+            identity: req.identity.clone(),
         };
         let registry = self.registry.clone();
         async move {
@@ -394,8 +446,11 @@ impl RdService {
     /// First come, first remembered is decided by the Registry, in the same step as the
     /// removal, so no other write can slip between the check and the delete.
     fn remove(&self, id: RegistrationId, req: &InboundRequest) -> HandlerFuture {
+        if let Some(refused) = self.refuse_takeover(id, req) {
+            return now(refused);
+        }
         let registry = self.registry.clone();
-        let remove = Remove::requested_by(id, req.source);
+        let remove = Remove::requested_by(id, req.source, req.identity.clone());
         async move {
             match registry.send(remove).await {
                 Ok(Ok(_)) => OutboundResponse::new(Code::DELETED),
@@ -404,6 +459,25 @@ impl RdService {
             }
         }
         .boxed()
+    }
+
+    /// An identity changing a plain registration makes it its own (`registration_policy`):
+    /// only if that identity may use the registration's name. A registration that already has
+    /// an identity is the Registry's to check (only its owner passes).
+    fn refuse_takeover(
+        &self,
+        id: RegistrationId,
+        req: &InboundRequest,
+    ) -> Option<OutboundResponse> {
+        req.identity.as_ref()?;
+        match self.reader.get(id) {
+            Some(reg) if reg.identity.is_none() => self.settings.access.refuse_name(
+                req,
+                reg.ep.as_str(),
+                reg.d.as_ref().map(|d| d.as_str()),
+            ),
+            _ => None,
+        }
     }
 
     /// The four lookup interfaces (RFC 9176 §6; draft-11 §7), answered from the in-memory
@@ -509,8 +583,9 @@ fn own_host_base(base: Option<&str>, source: SocketAddr) -> Result<(), RdError> 
 }
 
 /// The Registry message for a parsed registration (POST /rd, simple, group).
-fn register_message(parsed: RegistrationRequest) -> Register {
+fn register_message(parsed: RegistrationRequest, identity: Option<Arc<str>>) -> Register {
     Register {
+        identity,
         ep: parsed.ep,
         d: parsed.d,
         base: parsed.base,
@@ -574,7 +649,12 @@ fn registry_error_response(e: RegistryError) -> OutboundResponse {
         RegistryError::Refused(refusal) => {
             let why = refusal.to_string();
             note_refusal(&why);
-            OutboundResponse::new(Code::FORBIDDEN).with_diagnostic(why)
+            let code = if refusal.wants_credentials() {
+                Code::UNAUTHORIZED
+            } else {
+                Code::FORBIDDEN
+            };
+            OutboundResponse::new(code).with_diagnostic(why)
         }
     }
 }

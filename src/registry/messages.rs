@@ -26,6 +26,8 @@ pub struct Register {
     pub attrs: Vec<Param>,
     pub links: Vec<Link>,
     pub source: SocketAddr,
+    /// The requester's DTLS identity; `None` over plain CoAP and for the gateway's own.
+    pub identity: Option<Arc<str>>,
 }
 
 /// The reply to [`Register`].
@@ -78,6 +80,8 @@ pub struct Update {
     pub base: Option<String>,
     pub attrs: Vec<Param>,
     pub source: SocketAddr,
+    /// The requester's DTLS identity; `None` over plain CoAP.
+    pub identity: Option<Arc<str>>,
 }
 
 /// Delete a registration (RFC 9176 §5.3.2).
@@ -89,20 +93,31 @@ pub struct Remove {
     /// actor, like an update. `None` for the gateway's own removals (discovery), which are
     /// not subject to it.
     pub source: Option<SocketAddr>,
+    /// The requester's DTLS identity; `None` over plain CoAP.
+    pub identity: Option<Arc<str>>,
 }
 
 impl Remove {
-    /// A DELETE from `source`, subject to the write policy.
-    pub(crate) fn requested_by(id: RegistrationId, source: SocketAddr) -> Self {
+    /// A DELETE from `source` (with its DTLS identity), subject to the write policy.
+    pub(crate) fn requested_by(
+        id: RegistrationId,
+        source: SocketAddr,
+        identity: Option<Arc<str>>,
+    ) -> Self {
         Remove {
             id,
             source: Some(source),
+            identity,
         }
     }
 
     /// The gateway's own removal, not subject to the write policy.
     pub fn by_gateway(id: RegistrationId) -> Self {
-        Remove { id, source: None }
+        Remove {
+            id,
+            source: None,
+            identity: None,
+        }
     }
 }
 

@@ -178,6 +178,11 @@ pub struct Registration {
     pub expires_at_ms: u64,
     /// Where the last registration or update came from.
     pub source: SocketAddr,
+    /// The DTLS identity (PSK identity or certificate CN) that made the registration: only
+    /// that identity may update or remove it, from any address. `None`: made over plain CoAP
+    /// (then First Come First Remembered by address applies). Absent in format-1 records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<CompactString>,
 }
 
 impl Registration {
@@ -198,6 +203,11 @@ impl Registration {
 /// bracketed; a zone id is never included (RFC 9176 §5, §6.1), and the port is omitted when it
 /// is CoAP's default 5683.
 pub(crate) fn base_from_source(addr: SocketAddr) -> String {
+    base_for(addr, false)
+}
+
+/// [`base_from_source`] for a request that came over DTLS: `coaps://`, default port 5684.
+pub(crate) fn base_for(addr: SocketAddr, secure: bool) -> String {
     let host = match addr {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
@@ -205,10 +215,15 @@ pub(crate) fn base_from_source(addr: SocketAddr) -> String {
             None => format!("[{}]", a.ip()),
         },
     };
-    if addr.port() == 5683 {
-        format!("coap://{host}")
+    let (scheme, default_port) = if secure {
+        ("coaps", 5684)
     } else {
-        format!("coap://{host}:{}", addr.port())
+        ("coap", 5683)
+    };
+    if addr.port() == default_port {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{}", addr.port())
     }
 }
 

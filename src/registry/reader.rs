@@ -94,6 +94,7 @@ mod tests {
 
     fn reg(id: u64, ep: &str) -> Arc<Registration> {
         Arc::new(Registration {
+            identity: None,
             id: RegistrationId(id),
             ep: EndpointName::new(ep).unwrap(),
             d: None,

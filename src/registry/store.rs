@@ -3,7 +3,9 @@
 //!
 //! Called by the Registry actor (the only writer) and by `rd-dump` (read-only use). Layout:
 //! - tree `registrations`: key = id as u64 big-endian (so sled's order is id order),
-//!   value = JSON `{"v":1,"reg":{...}}`. Unknown versions are refused, never dropped.
+//!   value = JSON `{"v":2,"reg":{...}}`. Version 2 added the DTLS `identity` (absent for a
+//!   plain registration); version-1 records load as plain registrations. Unknown versions are
+//!   refused, never dropped.
 //! - default tree, key `next_id`: the next id to hand out (u64 big-endian). Ids are never
 //!   reused, even for ids whose registration was deleted before a restart.
 //! - default tree, key `ack_seq`: the sequence number of the latest flush batch (u64
@@ -22,7 +24,9 @@ use super::model::{Registration, RegistrationId};
 use super::watermark::{self, Mark, MarkWriter, Recorded, Shortfall};
 
 /// The value encoding version written by this build.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 2;
+/// Older encodings this build still reads.
+const READABLE_VERSIONS: [u64; 2] = [1, 2];
 
 const REGISTRATIONS_TREE: &str = "registrations";
 const NEXT_ID_KEY: &[u8] = b"next_id";
@@ -271,16 +275,18 @@ pub(crate) fn encode(reg: &Registration) -> Result<Vec<u8>, StoreError> {
 /// Decode a stored record; `key` only names it in errors.
 pub(crate) fn decode(key: &str, value: &[u8]) -> Result<Registration, StoreError> {
     match serde_json::from_slice::<EnvelopeIn>(value) {
-        Ok(envelope) if envelope.v == FORMAT_VERSION => Ok(envelope.reg),
+        Ok(envelope) if READABLE_VERSIONS.contains(&envelope.v) => Ok(envelope.reg),
         Ok(envelope) => Err(StoreError::UnsupportedVersion {
             key: key.to_owned(),
             version: envelope.v,
         }),
         Err(source) => match serde_json::from_slice::<VersionOnly>(value) {
-            Ok(VersionOnly { v }) if v != FORMAT_VERSION => Err(StoreError::UnsupportedVersion {
-                key: key.to_owned(),
-                version: v,
-            }),
+            Ok(VersionOnly { v }) if !READABLE_VERSIONS.contains(&v) => {
+                Err(StoreError::UnsupportedVersion {
+                    key: key.to_owned(),
+                    version: v,
+                })
+            }
             _ => Err(StoreError::Decode {
                 key: key.to_owned(),
                 source,
@@ -345,6 +351,7 @@ mod tests {
 
     fn sample(id: u64) -> Registration {
         Registration {
+            identity: None,
             id: RegistrationId(id),
             ep: EndpointName::new(format!("ep{id}")).unwrap(),
             d: None,
@@ -366,17 +373,31 @@ mod tests {
         let reg = sample(5);
         let bytes = encode(&reg).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.starts_with("{\"v\":1,\"reg\":{"), "{text}");
+        assert!(text.starts_with("{\"v\":2,\"reg\":{"), "{text}");
+        assert!(!text.contains("identity"), "a plain registration stores no identity");
         assert_eq!(decode("k", &bytes).unwrap(), reg);
+        let mut secured = sample(6);
+        secured.identity = Some("node1".into());
+        let bytes = encode(&secured).unwrap();
+        assert_eq!(decode("k", &bytes).unwrap(), secured);
+    }
+
+    #[test]
+    fn format_1_records_load_as_plain_registrations() {
+        let reg = sample(5);
+        let v1 = serde_json::to_vec(&serde_json::json!({"v": 1, "reg": reg})).unwrap();
+        let loaded = decode("k", &v1).unwrap();
+        assert_eq!(loaded, reg);
+        assert_eq!(loaded.identity, None);
     }
 
     #[test]
     fn unknown_versions_are_refused_not_dropped() {
         let reg = sample(5);
-        let v2 = serde_json::to_vec(&serde_json::json!({"v": 2, "reg": reg})).unwrap();
+        let v9 = serde_json::to_vec(&serde_json::json!({"v": 9, "reg": reg})).unwrap();
         assert!(matches!(
-            decode("k", &v2),
-            Err(StoreError::UnsupportedVersion { version: 2, .. })
+            decode("k", &v9),
+            Err(StoreError::UnsupportedVersion { version: 9, .. })
         ));
         let v3_other_shape = br#"{"v":3,"something":"else"}"#;
         assert!(matches!(

@@ -131,11 +131,12 @@ impl CoapClient {
         }
     }
 
-    fn socket_for(&self, peer: SocketAddr) -> Result<usize, ClientError> {
-        self.shared.socket_for(peer).ok_or_else(|| {
+    fn socket_for(&self, peer: SocketAddr, secure: bool) -> Result<usize, ClientError> {
+        self.shared.socket_for(peer, secure).ok_or_else(|| {
+            let kind = if secure { "DTLS " } else { "" };
             ClientError::Unreachable(std::io::Error::new(
                 std::io::ErrorKind::AddrNotAvailable,
-                format!("no socket of {peer}'s address family"),
+                format!("no {kind}socket of {peer}'s address family"),
             ))
         })
     }
@@ -156,7 +157,7 @@ impl CoapClient {
     ) -> Result<ClientResponse, ClientError> {
         let deadline = self.deadline(&req);
         let _permits = self.acquire(peer, deadline).await?;
-        let idx = self.socket_for(peer)?;
+        let idx = self.socket_for(peer, req.secure)?;
         let token = new_token(&mut rand::thread_rng());
         let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
         let (first, rtt) = self
@@ -179,7 +180,7 @@ impl CoapClient {
     ) -> Result<Vec<(SocketAddr, ClientResponse)>, ClientError> {
         let deadline = Instant::now() + window;
         let _permits = self.acquire(group, deadline).await?;
-        let idx = self.socket_for(group)?;
+        let idx = self.socket_for(group, false)?;
         let token = new_token(&mut rand::thread_rng());
         let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), group, Some(token));
         let mid = self.shared.next_mid(idx);
@@ -419,6 +420,18 @@ impl CoapClient {
     /// the ping to be answered, the ping fails with [`ClientError::PeerBusy`], which says
     /// whether the peer answered any of our exchanges meanwhile (see `peer_slot.rs`).
     pub async fn ping(&self, peer: SocketAddr, budget: Duration) -> Result<Duration, ClientError> {
+        self.ping_over(peer, false, budget).await
+    }
+
+    /// [`CoapClient::ping`] over DTLS when `secure`: through the session the peer opened
+    /// (the gateway does not yet open sessions itself; without one it fails with
+    /// `Unreachable`).
+    pub async fn ping_over(
+        &self,
+        peer: SocketAddr,
+        secure: bool,
+        budget: Duration,
+    ) -> Result<Duration, ClientError> {
         if self.shared.is_closed() {
             return Err(ClientError::Cancelled);
         }
@@ -458,7 +471,7 @@ impl CoapClient {
                 })
             }
         }
-        let idx = self.socket_for(peer)?;
+        let idx = self.socket_for(peer, secure)?;
         let mid = self.shared.next_mid(idx);
         let bytes = encode_empty(MsgType::Con, mid);
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -489,7 +502,7 @@ impl CoapClient {
         req: ClientRequest,
     ) -> Result<Observation, ClientError> {
         let deadline = self.deadline(&req);
-        let idx = self.socket_for(peer)?;
+        let idx = self.socket_for(peer, req.secure)?;
         let token = new_token(&mut rand::thread_rng());
         let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
         let (first, rtt) = {

@@ -166,6 +166,8 @@ pub struct ClientRequest {
     /// `max_body`). Beyond it the exchange ends with `ProtocolError::TooLarge` without
     /// fetching the rest, so a peer cannot make us hold more than the caller can use.
     pub max_body: Option<usize>,
+    /// Send over DTLS (a `coaps://` peer), through the session the peer opened.
+    pub secure: bool,
 }
 
 impl ClientRequest {
@@ -180,6 +182,7 @@ impl ClientRequest {
             confirmable: true,
             timeout: None,
             etags: Vec::new(),
+            secure: false,
             max_body: None,
         }
     }
@@ -206,6 +209,12 @@ impl ClientRequest {
 
     pub fn non_confirmable(mut self) -> Self {
         self.confirmable = false;
+        self
+    }
+
+    /// Send over DTLS (see [`ClientRequest::secure`]).
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
         self
     }
 

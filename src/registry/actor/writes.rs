@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use super::Registry;
-use crate::limits::{check_registration, check_update, Holder};
+use crate::limits::{check_registration, check_update, Holder, Requester};
 use crate::registry::error::RegistryError;
 use crate::registry::messages::{
     Register, Registered, RegistryEvent, RemovalReason, Remove, SetStatus, Update,
 };
-use crate::registry::model::{base_from_source, BaseOrigin, Registration, Status};
+use crate::registry::model::{base_for, BaseOrigin, Registration, Status};
 use crate::time::now_ms;
 
 impl Registry {
@@ -22,7 +22,10 @@ impl Registry {
         let now = now_ms();
         let (base, base_origin) = match msg.base {
             Some(base) => (base, BaseOrigin::Explicit),
-            None => (base_from_source(msg.source), BaseOrigin::FromSource),
+            None => (
+                base_for(msg.source, msg.identity.is_some()),
+                BaseOrigin::FromSource,
+            ),
         };
         let existing = self.reader.with_index(|index| {
             let id = index.find_id_including_expired(&msg.ep, msg.d.as_ref())?;
@@ -32,13 +35,17 @@ impl Registry {
         // Held in the index, live or in grace: remembered for its owner.
         let holder = existing.as_ref().map(|(prev, _)| Holder {
             source: prev.source,
+            identity: prev.identity.as_deref(),
             remembered: true,
         });
         check_registration(
             self.policy,
             msg.ep.as_str(),
             holder,
-            msg.source,
+            Requester {
+                source: msg.source,
+                identity: msg.identity.as_deref(),
+            },
             self.counts.held_by(msg.source.ip()),
         )?;
         let (id, registered_at_ms, previous) = match &existing {
@@ -69,6 +76,7 @@ impl Registry {
             updated_at_ms: now,
             expires_at_ms: expiry(now, msg.lifetime_s),
             source: msg.source,
+            identity: msg.identity.as_deref().map(Into::into),
         };
         shrink(&mut reg);
         let reg = Arc::new(reg);
@@ -107,9 +115,14 @@ impl Registry {
         // In grace it is still the owner's: only the owner revives it.
         let holder = Holder {
             source: prev.source,
+            identity: prev.identity.as_deref(),
             remembered: true,
         };
-        check_update(self.policy, prev.ep.as_str(), holder, msg.source)?;
+        let who = Requester {
+            source: msg.source,
+            identity: msg.identity.as_deref(),
+        };
+        check_update(self.policy, prev.ep.as_str(), holder, who)?;
         let mut next = (*prev).clone();
         if let Some(lifetime_s) = msg.lifetime_s {
             next.lifetime_s = lifetime_s;
@@ -120,12 +133,20 @@ impl Registry {
                 next.base_origin = BaseOrigin::Explicit;
             }
             // RFC 9176 §5.3.1: only a base the RD derived follows a changed source address.
-            None if next.base_origin == BaseOrigin::FromSource && next.source != msg.source => {
-                next.base = base_from_source(msg.source).into();
+            None if next.base_origin == BaseOrigin::FromSource
+                && (next.source != msg.source
+                    || next.identity.is_none() != msg.identity.is_none()) =>
+            {
+                next.base = base_for(msg.source, msg.identity.is_some()).into();
             }
             None => {}
         }
         next.source = msg.source;
+        if msg.identity.is_some() {
+            // A plain registration updated by an identity that may use its name: from now on
+            // it is that identity's.
+            next.identity = msg.identity.as_deref().map(Into::into);
+        }
         override_attrs(&mut next.attrs, msg.attrs);
         shrink(&mut next);
         next.status = Status::Connected;
@@ -160,9 +181,14 @@ impl Registry {
             Some(source) => {
                 let holder = Holder {
                     source: held.source,
+                    identity: held.identity.as_deref(),
                     remembered: true,
                 };
-                check_update(self.policy, held.ep.as_str(), holder, source)?;
+                let who = Requester {
+                    source,
+                    identity: msg.identity.as_deref(),
+                };
+                check_update(self.policy, held.ep.as_str(), holder, who)?;
             }
             None if in_grace => return Err(RegistryError::NotFound(msg.id)),
             None => {}
@@ -280,6 +306,7 @@ mod tests {
         let (registry, reader) = start_with_policy(config, policy).unwrap();
         let owner: std::net::SocketAddr = "10.0.0.1:5683".parse().unwrap();
         let register = Register {
+            identity: None,
             ep: crate::registry::EndpointName::new("node").unwrap(),
             d: None,
             base: None,
@@ -298,7 +325,7 @@ mod tests {
         let thief = "10.0.0.2:5683".parse().unwrap();
         assert!(matches!(
             registry
-                .send(Remove::requested_by(id, thief))
+                .send(Remove::requested_by(id, thief, None))
                 .await
                 .unwrap(),
             Err(RegistryError::Refused(_))
@@ -307,7 +334,7 @@ mod tests {
         // The same host from another port (a reboot, a NAT rebinding) may delete it.
         let rebooted = "10.0.0.1:40000".parse().unwrap();
         let removed = registry
-            .send(Remove::requested_by(id, rebooted))
+            .send(Remove::requested_by(id, rebooted, None))
             .await
             .unwrap();
         assert_eq!(removed.unwrap().id, id);

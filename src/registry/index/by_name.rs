@@ -147,6 +147,7 @@ impl ByName {
     /// (no sector sorts first, and no registration has id 0).
     pub(super) fn probe(ep: &EndpointName) -> ByName {
         ByName(Arc::new(Registration {
+            identity: None,
             id: RegistrationId(0),
             ep: ep.clone(),
             d: None,

@@ -13,6 +13,7 @@ fn reg(
     links: Vec<Link>,
 ) -> Arc<Registration> {
     Arc::new(Registration {
+        identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(ep).unwrap(),
         d: d.map(|d| Sector::new(d).unwrap()),

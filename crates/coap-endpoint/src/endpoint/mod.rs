@@ -138,11 +138,11 @@ impl Shared {
         self.sockets[idx].mid.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The plain socket for a peer: same address family (IPv6 sockets are V6ONLY).
-    pub fn socket_for(&self, peer: SocketAddr) -> Option<usize> {
+    /// The socket for a peer: same address family (IPv6 sockets are V6ONLY), DTLS or plain.
+    pub fn socket_for(&self, peer: SocketAddr, secure: bool) -> Option<usize> {
         self.sockets
             .iter()
-            .position(|s| !s.secure && s.local.is_ipv4() == peer.is_ipv4())
+            .position(|s| s.secure == secure && s.local.is_ipv4() == peer.is_ipv4())
     }
 
     /// Shutdown has begun: no new exchange should start.

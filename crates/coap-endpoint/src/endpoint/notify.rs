@@ -28,7 +28,7 @@ impl Shared {
             .sockets
             .iter()
             .position(|s| s.local == req.local)
-            .or_else(|| self.socket_for(peer))
+            .or_else(|| self.socket_for(peer, req.identity.is_some()))
         else {
             return;
         };
