@@ -697,6 +697,35 @@ identities:
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/node7.key"), [7u8; 16]).unwrap();
+        let text = include_str!("../../docs/identities.example.yaml");
+        let ids = Identities::from_yaml(text, dir.path()).unwrap();
+        assert_eq!(ids.len(), 5);
+        assert_eq!(ids.psk(b"node7"), Some(&[7u8; 16][..]));
+        assert_eq!(ids.psk(b"gateway-hall-3"), Some(&b"secret-hall-3"[..]));
+        assert_eq!(ids.psk(b"sensor-42.example"), None);
+        let allowed =
+            |id: &str, ep: &str, d: Option<&str>| ids.authorize_registration(id, ep, d).is_ok();
+        assert!(allowed("gateway-hall-3", "hall3-door", Some("plant-a")));
+        assert!(allowed(
+            "gateway-hall-3",
+            "east-hall3-temp",
+            Some("plant-a")
+        ));
+        assert!(!allowed("gateway-hall-3", "hall3-door", None));
+        assert!(allowed("sensor-42.example", "sensor-42-b", None));
+        assert!(!allowed(
+            "sensor-42.example",
+            "sensor-42-b",
+            Some("plant-a")
+        ));
+        assert!(!allowed("lookup-tool", "lookup-tool", None));
+    }
+
+    #[test]
     fn upper_case_hex_and_surrounding_blanks_are_accepted() {
         let ids = parse("identities:\n  - {identity: a, psk_hex: \" 0A0b \"}\n").unwrap();
         assert_eq!(ids.psk(b"a"), Some(&[0x0a, 0x0b][..]));

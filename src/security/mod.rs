@@ -7,7 +7,15 @@ mod glob;
 mod identities;
 mod store;
 
-#[allow(unused_imports, reason = "for the DTLS transport and the RD, once they are wired")]
-pub(crate) use identities::{Identities, IdentitiesError, IdentityRefusal};
-#[allow(unused_imports, reason = "for the DTLS transport and the RD, once they are wired")]
-pub(crate) use store::{IdentityStore, ReloadDiff};
+pub(crate) use identities::Identities;
+#[allow(
+    unused_imports,
+    reason = "for the DTLS transport and the RD, once they are wired"
+)]
+pub(crate) use identities::{IdentitiesError, IdentityRefusal};
+pub(crate) use store::IdentityStore;
+#[allow(
+    unused_imports,
+    reason = "for the DTLS transport and the RD, once they are wired"
+)]
+pub(crate) use store::ReloadDiff;
