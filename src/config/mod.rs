@@ -9,9 +9,9 @@
 //! so nothing is parsed twice.
 //!
 //! One file per section (`gateway`, `rd`, `coap`, `pinger`, `discovery`, `observer`,
-//! `executer`, `platform`, `http`, `limits`, `dtls`, `security`), each with its type, defaults, checks and tests;
-//! `secret` holds the never-printing [`Secret`], `key_line` finds where a key is written and
-//! `preflight` what `--check` verifies beyond the YAML.
+//! `executer`, `platform`, `http`, `limits`, `dtls`, `security`), each with its type, defaults,
+//! checks and tests; `secret` holds the never-printing [`Secret`], `key_line` finds where a key
+//! is written and `preflight` what `--check` verifies beyond the YAML.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
