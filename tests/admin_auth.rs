@@ -93,6 +93,10 @@ fn every_endpoint_but_health_and_the_page_shell_needs_the_bearer_token() {
         "/api/devices/secret-node",
         "/metrics",
         "/no/such/path",
+        // The open paths are matched exactly: an encoded or dotted way to the API is not one.
+        "/%61pi/devices",
+        "/health/../api/devices",
+        "//api/devices",
     ] {
         let resp = get(&gw, path, None);
         assert_eq!(resp.status, 401, "{path} without a token: {}", resp.text());
