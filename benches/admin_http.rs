@@ -57,6 +57,7 @@ async fn run(n: usize) {
             registry,
             platform: None,
             allowed_hosts: admin::AllowedHosts::default(),
+            auth: admin::AdminAuth::default(),
         },
     )
     .expect("admin server");

@@ -262,7 +262,9 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                 registry: registry.clone(),
                 platform: platform.as_ref().map(|(link, _)| link.clone()),
                 allowed_hosts: admin::AllowedHosts::new(&config.http.allowed_hosts),
+                auth: admin::AdminAuth::new(config.http.token.clone()),
             },
+            config.http.tls.clone(),
         )?),
         None => {
             info!("admin http disabled (http.listen is empty)");

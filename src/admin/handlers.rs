@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::auth::Verdict;
 use super::device::DevicePage;
 use super::error::ApiError;
 use super::health::health_report;
@@ -64,22 +66,29 @@ const STATUS_PAGE_CSP: &str =
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'";
 
 /// The first paint: the health summary and the first page of devices, as the script would
-/// draw them after its first poll.
-async fn status_page(state: web::Data<AdminState>) -> HttpResponse {
+/// draw them after its first poll. When a token is configured and the request does not carry
+/// it (a browser's navigation never does), only the shell and the health summary (open at
+/// `/health` anyway) are served: the script asks for the token and fetches the devices.
+async fn status_page(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
     let registry = state.registry_health().await;
     let platform = state.platform_state().await;
     let now = now_ms();
-    let (total, devices): (u64, Vec<Arc<Registration>>) = state.reader.with_index(|idx| {
-        let mut total = 0u64;
-        let mut devices = Vec::new();
-        for reg in idx.live(now) {
-            total += 1;
-            if devices.len() < STATUS_PAGE_DEVICES {
-                devices.push(Arc::clone(reg));
+    let authorized = state.auth.check(req.headers().get(AUTHORIZATION)) == Verdict::Allowed;
+    let (total, devices): (u64, Vec<Arc<Registration>>) = if !authorized {
+        (0, Vec::new())
+    } else {
+        state.reader.with_index(|idx| {
+            let mut total = 0u64;
+            let mut devices = Vec::new();
+            for reg in idx.live(now) {
+                total += 1;
+                if devices.len() < STATUS_PAGE_DEVICES {
+                    devices.push(Arc::clone(reg));
+                }
             }
-        }
-        (total, devices)
-    });
+            (total, devices)
+        })
+    };
     let devices: Vec<&Registration> = devices.iter().map(Arc::as_ref).collect();
     let (_, health) = health_report(state.reader.len() as u64, registry.as_ref(), &platform);
     HttpResponse::Ok()

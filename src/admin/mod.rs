@@ -2,7 +2,7 @@
 //! stopping it, and wires it into monitoring. Started by `gateway::start` when `http.listen` is
 //! non-empty; stopped first on shutdown.
 //!
-//! Endpoints (actix-web 4, plain HTTP, not authenticated: keep it on localhost):
+//! Endpoints (actix-web 4; HTTPS when `http.tls_cert_file`/`tls_key_file` are set, [`tls`]):
 //! - `GET /health`: JSON summary; 503 when the registry cannot write ([`health`]).
 //! - `GET /metrics`: Prometheus text format 0.0.4, rendered by [`crate::metrics::render`].
 //! - `GET /api/devices` (paged, the RD's lookup filters as query parameters) and
@@ -10,13 +10,18 @@
 //! - `GET /`: the live status page ([`status_page`]).
 //!
 //! Every request first passes [`host_check`]: a `Host` that is neither a literal address,
-//! `localhost` nor in `http.allowed_hosts` gets 421 (DNS rebinding).
+//! `localhost` nor in `http.allowed_hosts` gets 421 (DNS rebinding). Then, when an admin token
+//! is configured, [`auth`]: everything but `/health` and the status page's shell needs
+//! `Authorization: Bearer <token>` (401 otherwise). Without a token the API is open: keep it
+//! on localhost.
 //!
 //! Files: `server` (bind, run, stop), `handlers` (thin actix-web handlers), `state` (the
-//! handles the handlers read, with bounded waits on actors), and pure shaping that knows
+//! handles the handlers read, with bounded waits on actors), `auth` (the bearer check),
+//! `tls` (certificate and key into a rustls config), and pure shaping that knows
 //! nothing of HTTP: `query` (query string to RD filters and paging), `device` (a page of device objects),
 //! `health` (health JSON), `error` (errors); metric inputs come from `metrics::ScrapeInputs`.
 
+pub(crate) mod auth;
 pub(crate) mod device;
 pub(crate) mod error;
 pub(crate) mod handlers;
@@ -26,9 +31,12 @@ pub(crate) mod query;
 pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod status_page;
+pub(crate) mod tls;
 
+pub use auth::AdminAuth;
 pub use error::AdminError;
 pub use host_check::AllowedHosts;
 pub(crate) use server::{bind, start_on};
 pub use server::{start, RunningAdmin};
 pub use state::AdminState;
+pub use tls::AdminTls;

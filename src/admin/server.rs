@@ -4,19 +4,24 @@
 //! The server runs its own worker threads (actix-web's), so a slow HTTP client or a large
 //! device listing never occupies the thread of the RD or the Registry. Signals are left to
 //! the gateway, which stops this server first on shutdown.
+//!
+//! Middleware, outermost first: the `Host` check (421), then the bearer check (401, only
+//! when a token is configured; see `auth`). Plain HTTP, or HTTPS on a rustls config (`tls`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServerHandle, ServiceRequest};
-use actix_web::http::header::HOST;
+use actix_web::http::header::{AUTHORIZATION, HOST};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
+use super::auth::{self, AdminAuth, Verdict};
 use super::error::AdminError;
 use super::handlers;
 use super::state::AdminState;
+use super::tls::AdminTls;
 
 /// Two workers: one slow request (a full listing) never blocks `/health` or `/metrics`.
 const WORKERS: usize = 2;
@@ -25,6 +30,9 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
 
 /// Requests refused for their `Host` (DNS rebinding): one log line per 10 s.
 static MISDIRECTED_LOG: crate::limits::LogThrottle = crate::limits::LogThrottle::new();
+
+/// Requests refused for a missing or wrong token: one log line per 10 s, never the header.
+static UNAUTHORIZED_LOG: crate::limits::LogThrottle = crate::limits::LogThrottle::new();
 
 /// The `Host` header, or the authority of an absolute-form request target; `None` when the
 /// request has neither. A header that is not text is kept as a value that never matches.
@@ -47,15 +55,23 @@ fn misdirected() -> HttpResponse {
     }))
 }
 
+/// 401 for a request without the right token (see `auth::unauthorized`), counted in the log.
+fn unauthorized(verdict: Verdict) -> HttpResponse {
+    if let Some(n) = UNAUTHORIZED_LOG.note() {
+        log::warn!("admin http: {n} request(s) refused with 401 (missing or wrong admin token)");
+    }
+    auth::unauthorized(verdict)
+}
+
 /// A running admin server.
 pub struct RunningAdmin {
     addr: SocketAddr,
     handle: ServerHandle,
 }
 
-/// Bind `listen` and start serving; see [`bind`] and [`start_on`].
+/// Bind `listen` and start serving plain HTTP; see [`bind`] and [`start_on`].
 pub fn start(listen: SocketAddr, state: AdminState) -> Result<RunningAdmin, AdminError> {
-    start_on(bind(listen)?, state)
+    start_on(bind(listen)?, state, None)
 }
 
 /// Bind the admin listener. Separate from [`start_on`] so the gateway can bind it before any
@@ -68,19 +84,42 @@ pub(crate) fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, AdminErr
     })
 }
 
-/// Start serving on a bound listener; logs `admin http listening on http://ADDR` with the
-/// bound address (port 0 resolved). Must be called inside a running actix system.
+/// Start serving on a bound listener, over TLS when `tls` is set; logs `admin http listening
+/// on http://ADDR` (or `https://`) with the bound address (port 0 resolved). Must be called
+/// inside a running actix system.
 pub(crate) fn start_on(
     listener: std::net::TcpListener,
     state: AdminState,
+    tls: Option<AdminTls>,
 ) -> Result<RunningAdmin, AdminError> {
     // The kernel resolved port 0 at bind time.
     let addr = listener.local_addr().map_err(AdminError::Serve)?;
+    if !state.auth.required() && !addr.ip().is_loopback() {
+        log::warn!(
+            "admin http on {addr} is not a loopback address and has no token: anyone who reaches it reads every registration (set http.token_file or COAP_GATEWAY_HTTP_TOKEN)"
+        );
+    }
     let allowed = state.allowed_hosts.clone();
+    let auth = state.auth.clone();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let allowed = allowed.clone();
+        let auth = auth.clone();
         App::new()
+            // Inner: runs after the Host check below.
+            .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
+                let verdict = if AdminAuth::is_open(req.method(), req.path()) {
+                    Verdict::Allowed
+                } else {
+                    auth.check(req.headers().get(AUTHORIZATION))
+                };
+                async move {
+                    if verdict != Verdict::Allowed {
+                        return Ok(req.into_response(unauthorized(verdict)));
+                    }
+                    next.call(req).await
+                }
+            }))
             .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
                 let refused = !allowed.allows(host_of(&req));
                 async move {
@@ -95,8 +134,12 @@ pub(crate) fn start_on(
     })
     .workers(WORKERS)
     .disable_signals()
-    .shutdown_timeout(SHUTDOWN_BUDGET.as_secs())
-    .listen(listener)
+    .shutdown_timeout(SHUTDOWN_BUDGET.as_secs());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls.server_config()),
+        None => server.listen(listener),
+    }
     .map_err(AdminError::Serve)?;
     let server = server.run();
     let handle = server.handle();
@@ -105,7 +148,7 @@ pub(crate) fn start_on(
             log::error!("admin http server failed: {e}");
         }
     });
-    log::info!("admin http listening on http://{addr}");
+    log::info!("admin http listening on {scheme}://{addr}");
     Ok(RunningAdmin { addr, handle })
 }
 

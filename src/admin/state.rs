@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix::Addr;
 
+use super::auth::AdminAuth;
 use super::health::PlatformState;
 use super::host_check::AllowedHosts;
 use crate::platform::{GetLinkStats, LinkStats, PlatformLink};
@@ -25,6 +26,8 @@ pub struct AdminState {
     pub platform: Option<Addr<PlatformLink>>,
     /// The `Host` values answered (`http.allowed_hosts`; DNS-rebinding defence).
     pub allowed_hosts: AllowedHosts,
+    /// The admin token, when `http.token_file` or `COAP_GATEWAY_HTTP_TOKEN` set one.
+    pub auth: AdminAuth,
 }
 
 impl AdminState {

@@ -1,10 +1,66 @@
-// coap-gateway status page: polls /health and /api/devices every 2 s and redraws.
+// coap-gateway status page: polls /health and /api/devices every 2 s and redraws; asks for
+// the admin token when the API answers 401.
 // Plain DOM, text nodes only (never parsed as markup): device data comes from the network.
 "use strict";
 
 const POLL_MS = 2000;
 const PAGE = 1000;
 let polls = 0;
+
+// The admin token, when the gateway has one: asked for on the first 401, kept in this tab's
+// sessionStorage (gone when the tab closes), sent as a bearer header on every API fetch and
+// never put in a URL.
+const TOKEN_KEY = "coap-gateway-admin-token";
+let waitingForToken = false;
+
+class NeedToken extends Error {
+  constructor(rejected) {
+    super("the admin API needs its token");
+    this.rejected = rejected;
+  }
+}
+
+function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY); } catch (e) { return null; }
+}
+
+// GET an API path as JSON, with the bearer when there is one; a 401 throws NeedToken.
+async function api(path) {
+  const token = storedToken();
+  const headers = token ? { "Authorization": "Bearer " + token } : {};
+  const r = await fetch(path, { cache: "no-store", headers: headers });
+  if (r.status === 401) throw new NeedToken(token !== null);
+  return r.json();
+}
+
+// Show the token form; polling pauses until it is submitted.
+function askForToken(rejected) {
+  if (rejected) {
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing stored */ }
+  }
+  waitingForToken = true;
+  text("error", "");
+  text("token-message", rejected ? "the gateway refused that token" : "");
+  document.getElementById("token-form").hidden = false;
+  document.getElementById("token-input").focus();
+}
+
+document.getElementById("token-form").addEventListener("submit", ev => {
+  ev.preventDefault();
+  const input = document.getElementById("token-input");
+  const token = input.value.trim();
+  input.value = "";
+  if (!token) return;
+  try {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  } catch (e) {
+    text("token-message", "this browser keeps no session storage: " + e);
+    return;
+  }
+  document.getElementById("token-form").hidden = true;
+  waitingForToken = false;
+  poll();
+});
 
 function text(id, value, cls) {
   const el = document.getElementById(id);
@@ -75,19 +131,20 @@ function drawHealth(h) {
 }
 
 async function poll() {
+  if (waitingForToken) return;
   try {
     // /health answers 503 with the same JSON when the registry cannot write.
-    const health = await fetch("/health", { cache: "no-store" }).then(r => r.json());
+    const health = await api("/health");
     drawHealth(health);
-    const page = await fetch("/api/devices?count=" + PAGE, { cache: "no-store" })
-      .then(r => r.json());
+    const page = await api("/api/devices?count=" + PAGE);
     drawDevices(page);
     text("error", "");
     text("updated", "updated " + new Date().toLocaleTimeString());
     // Completed polls, for whoever checks that the page keeps itself current.
     document.body.dataset.polls = String(++polls);
   } catch (e) {
-    text("error", "cannot reach the gateway: " + e);
+    if (e instanceof NeedToken) askForToken(e.rejected);
+    else text("error", "cannot reach the gateway: " + e);
   }
 }
 

@@ -3,6 +3,9 @@
 //! here, on the server ([`render`]): the summary and one table row per device are in the HTML,
 //! so the page shows data without JavaScript (a screenshot, `curl`, a text browser). The script
 //! then polls `/health` and `/api/devices` every 2 seconds and redraws the same elements.
+//! With an admin token configured, a request without it gets the page without device rows;
+//! the script asks for the token once, keeps it in the tab's `sessionStorage` and sends it as
+//! `Authorization: Bearer` on every fetch (`admin::auth`).
 //! Device data comes from the network, so every value is HTML-escaped ([`escape`]). Served by
 //! `handlers`.
 
@@ -183,6 +186,19 @@ mod tests {
         assert!(STATUS_JS.contains("/health"));
         // Device data goes into the DOM as text, never as markup.
         assert!(!STATUS_JS.contains("innerHTML"));
+    }
+
+    #[test]
+    fn the_token_travels_in_a_header_and_stays_in_the_tab() {
+        assert!(STATUS_JS.contains(r#""Authorization": "Bearer " + token"#));
+        assert!(STATUS_JS.contains("sessionStorage.setItem"));
+        assert!(!STATUS_JS.contains("localStorage"), "kept for the tab only");
+        // The token input has no name: a form submit can never carry it into a URL.
+        let input = &STATUS_HTML[STATUS_HTML.find(r#"<input id="token-input""#).unwrap()..];
+        let input = &input[..input.find('>').unwrap()];
+        assert!(!input.contains("name="), "{input}");
+        // Every fetch goes through `api`, which adds the header.
+        assert_eq!(STATUS_JS.matches("fetch(").count(), 1);
     }
 
     #[test]

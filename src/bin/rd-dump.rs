@@ -4,7 +4,10 @@
 //! - `--data-dir DIR` (offline): opens the sled database through `registry::store` (never
 //!   creating one), so it cannot run while the gateway holds the lock.
 //! - `--url http://127.0.0.1:8080` (online): pages through the running gateway's
-//!   `GET /api/devices` (admin HTTP API).
+//!   `GET /api/devices` (admin HTTP API). When the gateway has an admin token, `--token-file`
+//!   (or the environment variable `COAP_GATEWAY_HTTP_TOKEN`; the option wins) supplies it as
+//!   `Authorization: Bearer`. An `https://` URL is verified against the public web roots plus
+//!   the PEM certificates of `--ca-file` (e.g. the gateway's self-signed certificate).
 //!
 //! Either way a JSON line is the one device object (`coap_gateway::device_object`, documented
 //! in docs/platform-protocol.md), the same the admin API and the platform frames carry: from a
@@ -15,17 +18,21 @@
 //!   for the duration of the dump.
 //!
 //! Exit codes: 0 printed, 1 the database or the gateway could not be read (locked, corrupt,
-//! newer format; connection refused, HTTP error), 2 no database at the given path.
+//! newer format; connection refused, HTTP error, 401), 2 no database at the given path, or an
+//! unusable `--token-file` / `--ca-file`.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use coap_gateway::device_object::{DeviceObject, DeviceRecord};
 use coap_gateway::registry::{Store, StoreError};
 use coap_gateway::time::now_ms;
 use link_format::Link;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -49,6 +56,14 @@ struct Args {
     /// http://127.0.0.1:8080.
     #[arg(long, conflicts_with = "data_dir")]
     url: Option<String>,
+    /// With --url: a file holding the gateway's admin token (surrounding whitespace trimmed).
+    /// Without it, the environment variable COAP_GATEWAY_HTTP_TOKEN is used when set.
+    #[arg(long, requires = "url")]
+    token_file: Option<PathBuf>,
+    /// With an https:// --url: PEM certificates to trust besides the public web roots (the
+    /// gateway's own certificate when it is self-signed).
+    #[arg(long, requires = "url")]
+    ca_file: Option<PathBuf>,
     /// Devices per HTTP request with --url (1..=1000).
     #[arg(long, default_value_t = MAX_PAGE, value_parser = clap::value_parser!(u64).range(1..=1000))]
     page_size: u64,
@@ -61,7 +76,14 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(url) = &args.url {
-        return dump_url(url, args.page_size, args.json);
+        let access = match Access::from_args(&args) {
+            Ok(access) => access,
+            Err(e) => {
+                eprintln!("rd-dump: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return dump_url(url, &access, args.page_size, args.json);
     }
     let store = match Store::open_existing(&args.data_dir, CACHE_MB) {
         Ok(store) => store,
@@ -130,9 +152,108 @@ fn finish(written: io::Result<()>) -> ExitCode {
     }
 }
 
+/// Environment variable holding the admin token (the gateway reads the same one).
+const TOKEN_ENV: &str = "COAP_GATEWAY_HTTP_TOKEN";
+
+/// How `--url` reaches the admin API: the token to send and the extra trusted certificates.
+struct Access {
+    /// Never printed.
+    token: Option<String>,
+    /// Where the token came from, for the 401 message.
+    token_source: &'static str,
+    extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl Access {
+    /// `--token-file` (else [`TOKEN_ENV`]) and `--ca-file`. An unreadable or empty file is an
+    /// error naming the option, never showing the token.
+    fn from_args(args: &Args) -> Result<Access, String> {
+        let (token, token_source) = match &args.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(format!(
+                        "--token-file {}: the file is empty",
+                        path.display()
+                    ));
+                }
+                (Some(token.to_string()), "--token-file")
+            }
+            None => match std::env::var(TOKEN_ENV) {
+                Ok(t) if !t.trim().is_empty() => (Some(t.trim().to_string()), TOKEN_ENV),
+                _ => (None, ""),
+            },
+        };
+        if token
+            .as_deref()
+            .is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(format!(
+                "the token from {token_source} must be printable ASCII without spaces"
+            ));
+        }
+        let mut extra_roots = Vec::new();
+        if let Some(path) = &args.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                extra_roots.push(cert.map_err(|e| format!("--ca-file {}: {e}", path.display()))?);
+            }
+            if extra_roots.is_empty() {
+                return Err(format!(
+                    "--ca-file {}: no PEM certificate in the file",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Access {
+            token,
+            token_source,
+            extra_roots,
+        })
+    }
+
+    /// An awc client for http:// and https:// (rustls on ring, `http/1.1` only).
+    fn client(&self) -> Result<awc::Client, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = actix_tls::connect::rustls_0_23::webpki_roots_cert_store();
+        for cert in &self.extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("--ca-file: a certificate cannot be trusted: {e}"))?;
+        }
+        let mut tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = awc::Connector::new()
+            .rustls_0_23(Arc::new(tls))
+            .timeout(HTTP_TIMEOUT);
+        Ok(awc::Client::builder()
+            .connector(connector)
+            .timeout(HTTP_TIMEOUT)
+            .finish())
+    }
+
+    /// What to tell the user when the gateway answers 401.
+    fn refused(&self) -> String {
+        match &self.token {
+            None => format!(
+                "the gateway needs its admin token (HTTP 401): pass --token-file FILE or set {TOKEN_ENV}"
+            ),
+            Some(_) => format!(
+                "the gateway refused the admin token from {} (HTTP 401)",
+                self.token_source
+            ),
+        }
+    }
+}
+
 /// `--url`: fetch every page, then print.
-fn dump_url(url: &str, page_size: u64, json: bool) -> ExitCode {
-    let devices = match actix_rt::System::new().block_on(fetch_all(url, page_size)) {
+fn dump_url(url: &str, access: &Access, page_size: u64, json: bool) -> ExitCode {
+    let devices = match actix_rt::System::new().block_on(fetch_all(url, access, page_size)) {
         Ok(devices) => devices,
         Err(e) => {
             eprintln!("rd-dump: {url}: {e}");
@@ -164,14 +285,17 @@ struct Served {
 
 /// Every device, page by page, until a page comes back short. Devices registered or removed
 /// meanwhile may shift the pages; the dump is a best-effort view of a live registry.
-async fn fetch_all(url: &str, page_size: u64) -> Result<Vec<Served>, String> {
-    let client = awc::Client::builder().timeout(HTTP_TIMEOUT).finish();
+async fn fetch_all(url: &str, access: &Access, page_size: u64) -> Result<Vec<Served>, String> {
+    let client = access.client()?;
     let base = url.trim_end_matches('/');
     let mut devices = Vec::new();
     for page in 0u64.. {
         let uri = format!("{base}/api/devices?count={page_size}&page={page}");
-        let mut resp = client
-            .get(&uri)
+        let mut request = client.get(&uri);
+        if let Some(token) = &access.token {
+            request = request.bearer_auth(token);
+        }
+        let mut resp = request
             .send()
             .await
             .map_err(|e| format!("GET {uri}: {e}"))?;
@@ -180,6 +304,9 @@ async fn fetch_all(url: &str, page_size: u64) -> Result<Vec<Served>, String> {
             .limit(BODY_LIMIT)
             .await
             .map_err(|e| format!("GET {uri}: {e}"))?;
+        if resp.status() == awc::http::StatusCode::UNAUTHORIZED {
+            return Err(access.refused());
+        }
         if !resp.status().is_success() {
             return Err(format!(
                 "GET {uri}: HTTP {}: {}",

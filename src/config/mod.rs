@@ -189,6 +189,10 @@ impl Config {
         config
             .resolve_platform_ca()
             .map_err(|e| e.located_in(&text))?;
+        config
+            .http
+            .resolve(std::env::var(http::TOKEN_ENV).ok())
+            .map_err(|e| e.located_in(&text))?;
         Ok((config, text))
     }
 

@@ -45,12 +45,26 @@ pub fn get(addr: SocketAddr, path_and_query: &str) -> HttpResponse {
 /// `method path_and_query` from `addr`, without a request body. For `HEAD` the response body
 /// is whatever the server sent before closing (it must be nothing).
 pub fn request(addr: SocketAddr, method: &str, path_and_query: &str) -> HttpResponse {
+    request_with(addr, method, path_and_query, &[])
+}
+
+/// [`request`] with extra request `headers` (name, value).
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{length}\r\n",
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{extra}{length}\r\n",
         length = if method == "POST" || method == "PUT" { "Content-Length: 0\r\n" } else { "" }
     )
     .expect("send request");

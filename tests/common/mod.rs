@@ -4,10 +4,13 @@
 //! The gateway logs one `rd listening on udp://ADDR` line per bound socket; the harness waits
 //! for them, fails if the child exits first, and in `Drop` kills the child and prints its log so
 //! a failing test shows what the gateway said. The admin HTTP server is off (`http.listen: ""`)
-//! unless a test starts the gateway with [`Gateway::start_with_http`]; its bound address (from
-//! the `admin http listening on http://ADDR` line) is then [`Gateway::http_addr`].
+//! unless a test starts the gateway with [`Gateway::start_with_http`] (or
+//! [`Gateway::start_with_http_config`], with extra `http:` keys and environment); its bound
+//! address (from the `admin http listening on http://ADDR` or `https://ADDR` line) is then
+//! [`Gateway::http_addr`]. Headless Chromium driven over the DevTools protocol is in `cdp`.
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod coap_peer;
 pub mod constrained;
 pub mod device_sim;
@@ -34,8 +37,8 @@ pub struct Gateway {
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
-    /// The admin HTTP address, once the gateway logged it.
-    http: Arc<Mutex<Option<SocketAddr>>>,
+    /// The admin HTTP address, once the gateway logged it, and whether it serves HTTPS.
+    http: Arc<Mutex<Option<(SocketAddr, bool)>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -96,10 +99,23 @@ pub fn write_config_full(
     rd_lines: &str,
     http_listen: &str,
 ) -> PathBuf {
+    write_config_http(dir, data_dir, opts, rd_lines, http_listen, "")
+}
+
+/// [`write_config_full`] with `http_lines` (indented by two, e.g. `"  token_file: t\n"`)
+/// added to the `http:` section.
+pub fn write_config_http(
+    dir: &Path,
+    data_dir: &Path,
+    opts: &GatewayOptions,
+    rd_lines: &str,
+    http_listen: &str,
+    http_lines: &str,
+) -> PathBuf {
     let listen: Vec<String> = opts.listen.iter().map(|l| format!("{l:?}")).collect();
     let (rd_keys, extra) = split_rd_section(&opts.extra_yaml);
     let yaml = format!(
-        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\n{rd_lines}{rd_keys}http:\n  listen: {http_listen:?}\n{extra}\n",
+        "gateway:\n  id: test-gw\n  data_dir: {data:?}\n  cache_mb: 8\nrd:\n  listen: [{listen}]\n{rd_lines}{rd_keys}http:\n  listen: {http_listen:?}\n{http_lines}{extra}\n",
         data = data_dir.display().to_string(),
         listen = listen.join(", "),
     );
@@ -161,6 +177,31 @@ impl Gateway {
         gw
     }
 
+    /// Like [`Gateway::start_with_http`] on `http_listen`, with `http_lines` in the `http:`
+    /// section (see [`write_config_http`]) and `env` set for the gateway process (`RUST_LOG`
+    /// there replaces the harness's level).
+    pub fn start_with_http_config(
+        opts: GatewayOptions,
+        http_listen: &str,
+        http_lines: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data"));
+        let config_path =
+            write_config_http(tmp.path(), &data_dir, &opts, "", http_listen, http_lines);
+        let mut cmd = Command::new(gateway_bin());
+        cmd.env_remove("COAP_GATEWAY_HTTP_TOKEN");
+        cmd.envs(env.iter().copied());
+        let mut gw = Gateway::spawn_command(cmd, &config_path, data_dir, opts.listen.len());
+        gw._tmp = Some(tmp);
+        gw.wait_for_http();
+        gw
+    }
+
     /// Start a gateway on an existing config and wait until all `listeners` are bound.
     pub fn spawn(config_path: &Path, data_dir: PathBuf, listeners: usize) -> Gateway {
         Gateway::spawn_command(
@@ -198,13 +239,15 @@ impl Gateway {
         data_dir: PathBuf,
         listeners: usize,
     ) -> Gateway {
+        if !cmd.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        }
         let mut child = cmd
             .arg("--config")
             .arg(config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -227,9 +270,14 @@ impl Gateway {
                             let _ = tx.send(addr);
                         }
                     }
-                    if let Some(rest) = line.split("admin http listening on http://").nth(1) {
-                        if let Ok(addr) = rest.trim().parse::<SocketAddr>() {
-                            *http.lock().unwrap() = Some(addr);
+                    for (prefix, tls) in [
+                        ("admin http listening on http://", false),
+                        ("admin http listening on https://", true),
+                    ] {
+                        if let Some(rest) = line.split(prefix).nth(1) {
+                            if let Ok(addr) = rest.trim().parse::<SocketAddr>() {
+                                *http.lock().unwrap() = Some((addr, tls));
+                            }
                         }
                     }
                     log.lock().unwrap().push(line);
@@ -281,11 +329,17 @@ impl Gateway {
             .lock()
             .unwrap()
             .expect("admin http is not enabled: use Gateway::start_with_http")
+            .0
     }
 
-    /// `http://ADDR` of the admin server.
+    /// `http://ADDR` (or `https://ADDR`) of the admin server.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.http_addr())
+        let (addr, tls) = self
+            .http
+            .lock()
+            .unwrap()
+            .expect("admin http is not enabled: use Gateway::start_with_http");
+        format!("{}://{addr}", if tls { "https" } else { "http" })
     }
 
     /// Wait for the admin server's `listening` line; fails the test when the gateway exits or
@@ -293,7 +347,7 @@ impl Gateway {
     pub fn wait_for_http(&mut self) -> SocketAddr {
         let deadline = Instant::now() + STARTUP_BUDGET;
         loop {
-            if let Some(addr) = *self.http.lock().unwrap() {
+            if let Some((addr, _)) = *self.http.lock().unwrap() {
                 return addr;
             }
             if let Some(child) = self.child.as_mut() {
