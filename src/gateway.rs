@@ -5,6 +5,9 @@
 //! observations, close the platform link, close the sockets). Every acknowledged write is
 //! already durable, so stopping loses nothing.
 
+use crate::config::PlainCoap;
+use crate::rd::access::{RdAccess, RegistrationAuthority};
+use crate::security::{self, IdentityStore};
 use std::sync::Arc;
 
 use log::{error, info};
@@ -115,6 +118,8 @@ impl From<AdminError> for GatewayError {
 /// A started gateway: what `run` needs to shut it down, and what tests may inspect.
 pub struct Running {
     pub rd: RunningRd,
+    /// The device identities (`dtls.identities_file`), re-read on SIGHUP.
+    pub(crate) identities: Option<IdentityStore>,
     /// `None` when `pinger.enabled` is false.
     pub pinger: Option<actix::Addr<pinger::Pinger>>,
     /// `None` when `discovery.enabled` is false.
@@ -170,9 +175,42 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     );
     // The RD's sockets before the platform link: a taken CoAP port must stop the start before
     // the gateway says hello to the platform.
-    let settings = Arc::new(config.rd_settings());
+    let dtls = &config.dtls()?;
+    let plain_coap = config.plain_coap()?;
+    let identities = dtls.identity_store();
+    if let Some(store) = &identities {
+        info!(
+            "dtls: {} device identities from {}",
+            store.current().len(),
+            store.path().display()
+        );
+    }
+    let mut settings = config.rd_settings();
+    settings.access = RdAccess {
+        plain_writes: plain_coap == PlainCoap::Open,
+        authority: identities
+            .clone()
+            .map(|s| Arc::new(s) as Arc<dyn RegistrationAuthority>),
+    };
+    let dtls_server = dtls
+        .enabled()
+        .then(|| security::server_config(dtls, identities.as_ref(), config.limits.exempt_loopback));
+    // `security.plain_coap: off`: only the coaps sockets are opened.
+    let plain_listen: &[std::net::SocketAddr] = if plain_coap == PlainCoap::Off {
+        &[]
+    } else {
+        listen
+    };
     let params = config.rd_endpoint_params();
-    let rd = rd_server::start(listen, params, settings, registry.clone(), reader.clone()).await?;
+    let rd = rd_server::start(
+        plain_listen,
+        dtls_server.as_ref().map(|c| (dtls.listen.as_slice(), c)),
+        params,
+        Arc::new(settings),
+        registry.clone(),
+        reader.clone(),
+    )
+    .await?;
     let platform = if config.platform.url.is_empty() {
         info!("platform link disabled (platform.url is empty)");
         None
@@ -254,6 +292,9 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
+    for addr in rd.secure_addrs() {
+        info!("rd listening on coaps://{addr} (DTLS 1.2)");
+    }
     let admin = match admin_listener {
         Some(listener) => Some(admin::start_on(
             listener,
@@ -272,6 +313,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         }
     };
     Ok(Running {
+        identities,
         admin,
         mdns,
         rd,
@@ -333,6 +375,7 @@ pub(crate) async fn run(config: Config) -> Result<(), GatewayError> {
     };
     let outcome = tokio::select! {
         signal = wait_for_shutdown_signal() => signal.map_err(GatewayError::from),
+        never = reload_on_hangup(&running) => never,
         reason = restart => Err(GatewayError::StoreNeedsRestart(reason)),
     };
     info!("shutting down");
@@ -397,6 +440,20 @@ async fn settle_unstarted_actors() {
     for _ in 0..8 {
         tokio::task::yield_now().await;
     }
+}
+
+/// SIGHUP re-reads the identities file (`security::reload`); without one it is only logged.
+/// Runs until the gateway stops.
+async fn reload_on_hangup(running: &Running) -> Result<(), GatewayError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    while hangup.recv().await.is_some() {
+        match &running.identities {
+            Some(store) => security::reload(store, running.rd.endpoint()),
+            None => info!("SIGHUP received: nothing to reload (no dtls.identities_file)"),
+        }
+    }
+    std::future::pending().await
 }
 
 async fn wait_for_shutdown_signal() -> Result<(), std::io::Error> {

@@ -75,8 +75,5 @@ pub mod platform;
 mod rd;
 pub mod registry;
 mod secret;
-// Its users (the coaps transport, the RD's authorization) are being wired: until then most of
-// it is reached only by the config and the tests.
-#[allow(dead_code, reason = "used by the DTLS transport once it is wired")]
 mod security;
 pub mod time;

@@ -58,7 +58,6 @@ impl Default for DtlsConfig {
 
 /// What the DTLS transport needs, resolved: addresses parsed, identities read, durations typed.
 /// Nothing of the transport's own types: the gateway maps these onto them.
-#[allow(dead_code, reason = "read by the coaps transport once it is wired")]
 #[derive(Debug, Clone)]
 pub(crate) struct DtlsSettings {
     /// Where coaps listens; empty: DTLS off.
@@ -78,7 +77,6 @@ pub(crate) struct DtlsSettings {
     pub handshake_burst: u32,
 }
 
-#[allow(dead_code, reason = "read by the coaps transport once it is wired")]
 impl DtlsSettings {
     /// Whether a coaps listener is configured.
     pub(crate) fn enabled(&self) -> bool {
@@ -94,7 +92,6 @@ impl DtlsSettings {
     }
 }
 
-#[allow(dead_code, reason = "read by the coaps transport once it is wired")]
 impl Config {
     /// `dtls.*` resolved: the coaps listener's addresses, identities (as read at validation),
     /// credential files and bounds.

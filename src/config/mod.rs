@@ -143,10 +143,8 @@ pub(crate) struct Parsed {
     /// `observer.*`, with `observer.select` parsed.
     pub observer: ObserverSettings,
     /// `dtls.*`, with the identities file read.
-    #[allow(dead_code, reason = "read by the coaps transport once it is wired")]
     pub dtls: DtlsSettings,
     /// `security.plain_coap`, its default resolved from `dtls.listen`.
-    #[allow(dead_code, reason = "read by the coaps transport once it is wired")]
     pub plain_coap: PlainCoap,
 }
 

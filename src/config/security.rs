@@ -60,7 +60,6 @@ impl SecurityConfig {
     }
 }
 
-#[allow(dead_code, reason = "read by the coaps transport once it is wired")]
 impl Config {
     /// `security.plain_coap` resolved (`open` without DTLS, `lookup_only` with it, unless
     /// written).

@@ -17,7 +17,9 @@ use log::{error, info, warn};
 
 use super::drain::DrainGate;
 use super::service::{lookup_observe_key, RdService, RdSettings};
-use crate::coap::{CoapClient, CoapError, Endpoint, ServerHandle, TransmissionParams};
+use crate::coap::{
+    CoapClient, CoapError, DtlsServerConfig, Endpoint, ServerHandle, TransmissionParams,
+};
 use crate::coap_metrics::MetricsHooks;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::{Registry, RegistryEvent, RegistryFeed, RegistryReader, SubscribeFeed};
@@ -83,6 +85,16 @@ impl RunningRd {
     /// The bound addresses (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.endpoint.local_addrs()
+    }
+
+    /// The bound coaps addresses (port 0 resolved); empty without DTLS.
+    pub fn secure_addrs(&self) -> Vec<SocketAddr> {
+        self.endpoint.secure_addrs()
+    }
+
+    /// The endpoint, for the DTLS session controls (reload) and counters.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// The client that sends from the RD's sockets (pings, commands, polls, observations).
@@ -211,6 +223,7 @@ impl Handler<StopRd> for RdServer {
 /// Bind the RD's sockets and start serving. Must run inside an actix system.
 pub(crate) async fn start(
     listen: &[SocketAddr],
+    dtls: Option<(&[SocketAddr], &DtlsServerConfig)>,
     params: TransmissionParams,
     settings: Arc<RdSettings>,
     registry: Addr<Registry>,
@@ -220,7 +233,7 @@ pub(crate) async fn start(
     let gate = Arc::new(DrainGate::new(service.clone()));
     // The RD's endpoint counts its responses in the process-wide metrics.
     let endpoint =
-        Endpoint::bind_with_hooks(listen, params, gate.clone(), Arc::new(MetricsHooks)).await?;
+        Endpoint::bind_secure(listen, dtls, params, gate.clone(), Arc::new(MetricsHooks)).await?;
     service.set_client(endpoint.client());
     let actor = RdServer {
         server: endpoint.server(),

@@ -374,7 +374,10 @@ mod tests {
         let bytes = encode(&reg).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with("{\"v\":2,\"reg\":{"), "{text}");
-        assert!(!text.contains("identity"), "a plain registration stores no identity");
+        assert!(
+            !text.contains("identity"),
+            "a plain registration stores no identity"
+        );
         assert_eq!(decode("k", &bytes).unwrap(), reg);
         let mut secured = sample(6);
         secured.identity = Some("node1".into());

@@ -3,19 +3,13 @@
 //! and the store that re-reads it on SIGHUP. Pure: nothing here opens a socket; the DTLS
 //! transport asks [`Identities`] for keys and the RD asks it whether a registration is allowed.
 
+//! `dtls` connects them: the PSK lookup, the RD's authority and the SIGHUP reload.
+
+mod dtls;
 mod glob;
 mod identities;
 mod store;
 
+pub(crate) use dtls::{reload, server_config};
 pub(crate) use identities::Identities;
-#[allow(
-    unused_imports,
-    reason = "for the DTLS transport and the RD, once they are wired"
-)]
-pub(crate) use identities::{IdentitiesError, IdentityRefusal};
 pub(crate) use store::IdentityStore;
-#[allow(
-    unused_imports,
-    reason = "for the DTLS transport and the RD, once they are wired"
-)]
-pub(crate) use store::ReloadDiff;

@@ -60,7 +60,9 @@ struct Inner {
 }
 
 impl IdentityStore {
-    /// Read the file at `path`.
+    /// Read the file at `path` (the gateway builds its store from the set read at validation,
+    /// `from_loaded`).
+    #[cfg(test)]
     pub(crate) fn load(path: &Path) -> Result<IdentityStore, IdentitiesError> {
         let identities = Identities::load(path)?;
         Ok(IdentityStore::from_loaded(path, Arc::new(identities)))
