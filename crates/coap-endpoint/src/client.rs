@@ -141,6 +141,21 @@ impl CoapClient {
         })
     }
 
+    /// Over DTLS, an established session with `peer` first (`Transport::connect`).
+    async fn reach(
+        &self,
+        idx: usize,
+        peer: SocketAddr,
+        identity: Option<Arc<str>>,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        match self.shared.connect(idx, peer, identity, deadline).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(ClientError::Timeout),
+            Err(e) => Err(ClientError::Unreachable(e)),
+        }
+    }
+
     fn deadline(&self, req: &ClientRequest) -> Instant {
         Instant::now()
             + req
@@ -158,6 +173,10 @@ impl CoapClient {
         let deadline = self.deadline(&req);
         let _permits = self.acquire(peer, deadline).await?;
         let idx = self.socket_for(peer, req.secure)?;
+        if req.secure {
+            self.reach(idx, peer, req.dtls_identity.clone(), deadline)
+                .await?;
+        }
         let token = new_token(&mut rand::thread_rng());
         let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
         let (first, rtt) = self
@@ -420,18 +439,19 @@ impl CoapClient {
     /// the ping to be answered, the ping fails with [`ClientError::PeerBusy`], which says
     /// whether the peer answered any of our exchanges meanwhile (see `peer_slot.rs`).
     pub async fn ping(&self, peer: SocketAddr, budget: Duration) -> Result<Duration, ClientError> {
-        self.ping_over(peer, false, budget).await
+        self.ping_over(peer, None, budget).await
     }
 
-    /// [`CoapClient::ping`] over DTLS when `secure`: through the session the peer opened
-    /// (the gateway does not yet open sessions itself; without one it fails with
-    /// `Unreachable`).
+    /// [`CoapClient::ping`], over DTLS when `dtls` is given: through the session the peer
+    /// opened, else a new one offering the PSK of the identity in it (or the certificate).
+    /// The handshake counts against `budget`.
     pub async fn ping_over(
         &self,
         peer: SocketAddr,
-        secure: bool,
+        dtls: Option<Option<Arc<str>>>,
         budget: Duration,
     ) -> Result<Duration, ClientError> {
+        let secure = dtls.is_some();
         if self.shared.is_closed() {
             return Err(ClientError::Cancelled);
         }
@@ -472,6 +492,9 @@ impl CoapClient {
             }
         }
         let idx = self.socket_for(peer, secure)?;
+        if let Some(identity) = dtls {
+            self.reach(idx, peer, identity, deadline).await?;
+        }
         let mid = self.shared.next_mid(idx);
         let bytes = encode_empty(MsgType::Con, mid);
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -503,6 +526,10 @@ impl CoapClient {
     ) -> Result<Observation, ClientError> {
         let deadline = self.deadline(&req);
         let idx = self.socket_for(peer, req.secure)?;
+        if req.secure {
+            self.reach(idx, peer, req.dtls_identity.clone(), deadline)
+                .await?;
+        }
         let token = new_token(&mut rand::thread_rng());
         let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
         let (first, rtt) = {

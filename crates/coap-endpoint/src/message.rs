@@ -166,8 +166,12 @@ pub struct ClientRequest {
     /// `max_body`). Beyond it the exchange ends with `ProtocolError::TooLarge` without
     /// fetching the rest, so a peer cannot make us hold more than the caller can use.
     pub max_body: Option<usize>,
-    /// Send over DTLS (a `coaps://` peer), through the session the peer opened.
+    /// Send over DTLS (a `coaps://` peer): through the session the peer opened, else a new
+    /// one the endpoint opens as client.
     pub secure: bool,
+    /// The identity whose PSK a new session offers, and that the session must have
+    /// authenticated (the identity the device registered with).
+    pub dtls_identity: Option<std::sync::Arc<str>>,
 }
 
 impl ClientRequest {
@@ -183,6 +187,7 @@ impl ClientRequest {
             timeout: None,
             etags: Vec::new(),
             secure: false,
+            dtls_identity: None,
             max_body: None,
         }
     }
@@ -215,6 +220,13 @@ impl ClientRequest {
     /// Send over DTLS (see [`ClientRequest::secure`]).
     pub fn secure(mut self, secure: bool) -> Self {
         self.secure = secure;
+        self
+    }
+
+    /// Send over DTLS as `identity` (see [`ClientRequest::dtls_identity`]).
+    pub fn over_dtls(mut self, identity: Option<std::sync::Arc<str>>) -> Self {
+        self.secure = true;
+        self.dtls_identity = identity;
         self
     }
 

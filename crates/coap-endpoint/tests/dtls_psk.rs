@@ -214,3 +214,106 @@ fn client_hello_with_cookie(cookie: &[u8]) -> Vec<u8> {
     rec.extend_from_slice(&hs);
     rec
 }
+
+/// Picks a free UDP port pair (libcoap's server takes `port` for plain and `port + 1` for
+/// DTLS).
+fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port < 65_000 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair");
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_opens_sessions_as_a_client_to_libcoap_server() {
+    if !which("coap-server-openssl") {
+        panic!("coap-server-openssl missing: install libcoap3-bin");
+    }
+    let port = free_port_pair();
+    let _server = Child(
+        Command::new("coap-server-openssl")
+            .args([
+                "-A",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-k",
+                "secret-node1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start coap-server-openssl"),
+    );
+    let device: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
+    let handler = Arc::new(WhoAmI::default());
+    let (ep, _plain, _secure) = serve(handler).await;
+    let client = ep.client();
+    let node1: Option<Arc<str>> = Some(Arc::from("node1"));
+    // The server may need a moment to bind: the first handshake is retried a few times.
+    let mut answer = None;
+    for _ in 0..50 {
+        let req = coap_endpoint::ClientRequest::get("/")
+            .over_dtls(node1.clone())
+            .timeout(Duration::from_secs(2));
+        match client.request(device, req).await {
+            Ok(r) => {
+                answer = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let answer = answer.expect("GET over a session the endpoint opened");
+    assert_eq!(answer.code, Code::CONTENT);
+    let stats = ep.dtls_stats();
+    let completed = stats
+        .handshakes_completed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(completed >= 1);
+    // The ping and an observation reuse that session: no new handshake.
+    let rtt = client
+        .ping_over(device, Some(node1.clone()), Duration::from_secs(5))
+        .await;
+    assert!(rtt.is_ok(), "{rtt:?}");
+    let obs = client
+        .observe(
+            device,
+            coap_endpoint::ClientRequest::get("/time")
+                .over_dtls(node1.clone())
+                .timeout(Duration::from_secs(5)),
+        )
+        .await
+        .expect("observe /time over DTLS");
+    assert_eq!(obs.first.code, Code::CONTENT);
+    assert_eq!(
+        stats
+            .handshakes_completed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        completed
+    );
+    // A wrong identity for an established session is refused, not silently used.
+    let other = client
+        .request(
+            device,
+            coap_endpoint::ClientRequest::get("/")
+                .over_dtls(Some(Arc::from("node2")))
+                .timeout(Duration::from_secs(2)),
+        )
+        .await;
+    assert!(other.is_err(), "{other:?}");
+    ep.shutdown().await;
+}

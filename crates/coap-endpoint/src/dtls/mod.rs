@@ -13,8 +13,11 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use openssl::ex_data::Index;
+use openssl::ssl::Ssl;
 
 use openssl::ssl::{
     SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
@@ -166,6 +169,64 @@ fn common_settings(b: &mut SslContextBuilder) -> Result<(), DtlsError> {
     b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
     Ok(())
+}
+
+/// The `Ssl` ex-data slot holding the identity a client session offers its PSK for.
+pub(crate) fn client_identity_index() -> Option<Index<Ssl, Arc<str>>> {
+    static INDEX: OnceLock<Option<Index<Ssl, Arc<str>>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+/// The client context: the gateway opening a session to a `coaps://` device, with the PSK of
+/// the identity the device registered with, or with the gateway's certificate (the device's
+/// verified against `ca_file`). `None` without credentials.
+pub(crate) fn client_context(config: &DtlsServerConfig) -> Result<Option<SslContext>, DtlsError> {
+    if config.psk.is_none() && config.certificates.is_none() {
+        return Ok(None);
+    }
+    let mut b = SslContext::builder(SslMethod::dtls())?;
+    common_settings(&mut b)?;
+    if let Some(store) = config.psk.clone() {
+        b.set_psk_client_callback(move |ssl, _hint, identity_out, psk_out| {
+            let identity = client_identity_index()
+                .and_then(|index| ssl.ex_data(index))
+                .cloned();
+            let Some(identity) = identity else {
+                return Ok(0);
+            };
+            let bytes = identity.as_bytes();
+            // The identity goes out NUL-terminated.
+            let Some(slot) = identity_out.get_mut(..=bytes.len()) else {
+                return Ok(0);
+            };
+            slot[..bytes.len()].copy_from_slice(bytes);
+            slot[bytes.len()] = 0;
+            Ok(store.psk(bytes, psk_out).unwrap_or(0))
+        });
+    }
+    if let Some(files) = &config.certificates {
+        b.set_certificate_chain_file(&files.cert_file)
+            .map_err(|source| DtlsError::File {
+                what: "the certificate chain",
+                path: files.cert_file.clone(),
+                source,
+            })?;
+        b.set_private_key_file(&files.key_file, SslFiletype::PEM)
+            .map_err(|source| DtlsError::File {
+                what: "the private key",
+                path: files.key_file.clone(),
+                source,
+            })?;
+        if let Some(ca) = &files.ca_file {
+            b.set_ca_file(ca).map_err(|source| DtlsError::File {
+                what: "the CA certificates",
+                path: ca.clone(),
+                source,
+            })?;
+            b.set_verify(SslVerifyMode::PEER);
+        }
+    }
+    Ok(Some(b.build()))
 }
 
 /// What the DTLS transport counts, for /metrics.

@@ -103,6 +103,33 @@ impl Session {
         (session.phase != Phase::Closed).then_some(session)
     }
 
+    /// A client session to a device (the gateway reaching a `coaps://` peer): the hello is
+    /// written at once; OpenSSL answers the device's HelloVerifyRequest itself. `identity`
+    /// names the PSK the client callback offers (`dtls::client_identity`).
+    pub(crate) fn connect(
+        ctx: &SslContext,
+        identity: Option<Arc<str>>,
+        now: Instant,
+    ) -> Option<Session> {
+        let mut ssl = Ssl::new(ctx).ok()?;
+        ssl.set_mtu(MTU).ok()?;
+        if let Some(identity) = identity {
+            ssl.set_ex_data(super::client_identity_index()?, identity);
+        }
+        ssl.set_connect_state();
+        let stream = SslStream::new(ssl, Wire::default()).ok()?;
+        let mut session = Session {
+            stream,
+            phase: Phase::Handshaking,
+            identity: None,
+            started: now,
+            last_active: now,
+        };
+        let mut out = Received::default();
+        session.step_handshake(&mut out);
+        (session.phase != Phase::Closed).then_some(session)
+    }
+
     pub(crate) fn phase(&self) -> Phase {
         self.phase
     }

@@ -164,6 +164,20 @@ impl Shared {
             .send_now(std::borrow::Cow::Owned(bytes), peer);
     }
 
+    /// Over DTLS, an established session with `peer` (see [`Transport::connect`]).
+    pub async fn connect(
+        &self,
+        idx: usize,
+        peer: SocketAddr,
+        identity: Option<Arc<str>>,
+        deadline: Instant,
+    ) -> std::io::Result<()> {
+        self.sockets[idx]
+            .transport
+            .connect(peer, identity, deadline)
+            .await
+    }
+
     /// Send from socket `idx`, waiting for room.
     pub async fn send(
         &self,

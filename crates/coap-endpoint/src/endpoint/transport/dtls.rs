@@ -11,6 +11,11 @@
 //! - a hello with a valid cookie (the sender receives at its address) counts against the
 //!   per-source handshake rate and `max_sessions`, then gets a session.
 //!
+//! The gateway is a DTLS client too ([`Transport::connect`]): a request to a `coaps://` peer
+//! goes through the session the peer opened while it lives (DTLS is symmetric), else through a
+//! new handshake from this socket, with the PSK of the identity the device registered with or
+//! with the server's certificate.
+//!
 //! A sweep each second ends handshakes older than the handshake timeout and closes sessions
 //! idle past the idle timeout.
 
@@ -30,7 +35,7 @@ use crate::admission::{Admission, RateLimiter};
 use crate::dtls::cookie::CookieJar;
 use crate::dtls::record::{self, client_hello, hello_verify_request};
 use crate::dtls::session::{Phase, Session};
-use crate::dtls::{server_context, DtlsError, DtlsServerConfig, DtlsStats};
+use crate::dtls::{client_context, server_context, DtlsError, DtlsServerConfig, DtlsStats};
 use crate::endpoint::lock;
 
 /// Sources whose handshake rate is tracked at once.
@@ -42,12 +47,26 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 struct Entry {
     session: Arc<Mutex<Session>>,
     identity: Option<Arc<str>>,
+    /// Woken when the handshake ends, either way (a client `connect` waits on it).
+    settled: Arc<tokio::sync::Notify>,
+}
+
+impl Entry {
+    fn new(session: Session) -> Entry {
+        Entry {
+            session: Arc::new(Mutex::new(session)),
+            identity: None,
+            settled: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
 }
 
 struct DtlsIo {
     socket: UdpSocket,
     local: SocketAddr,
     context: SslContext,
+    /// For sessions the gateway opens; `None` without credentials.
+    client_context: Option<SslContext>,
     cookies: CookieJar,
     config: DtlsServerConfig,
     sessions: Mutex<HashMap<SocketAddr, Entry>>,
@@ -68,6 +87,7 @@ impl DtlsTransport {
         stats: Arc<DtlsStats>,
     ) -> Result<DtlsTransport, DtlsBindError> {
         let context = server_context(config)?;
+        let client_context = client_context(config)?;
         let socket = super::udp::bind_one(addr, buffer)
             .and_then(UdpSocket::from_std)
             .map_err(DtlsBindError::Io)?;
@@ -77,6 +97,7 @@ impl DtlsTransport {
                 socket,
                 local,
                 context,
+                client_context,
                 cookies: CookieJar::new().map_err(DtlsError::from)?,
                 handshake_rate: (config.handshake_rate_per_s > 0.0).then(|| {
                     Mutex::new(RateLimiter::new(
@@ -136,6 +157,15 @@ impl Transport for DtlsTransport {
         true
     }
 
+    fn connect<'a>(
+        &'a self,
+        peer: SocketAddr,
+        identity: Option<Arc<str>>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        self.io.connect(peer, identity, deadline).boxed()
+    }
+
     fn peer_identity(&self, peer: SocketAddr) -> Option<Arc<str>> {
         lock(&self.io.sessions)
             .get(&peer)
@@ -168,7 +198,102 @@ impl Transport for DtlsTransport {
     }
 }
 
+/// How often a waiting `connect` looks again even without a wake-up.
+const CONNECT_RECHECK: Duration = Duration::from_millis(100);
+
 impl DtlsIo {
+    /// An established session with `peer`: the one it has, or a new one this socket opens as
+    /// client. When `identity` is given, the session must have authenticated it.
+    async fn connect(
+        &self,
+        peer: SocketAddr,
+        identity: Option<Arc<str>>,
+        deadline: Instant,
+    ) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        let mut opened = false;
+        loop {
+            let state = lock(&self.sessions).get(&peer).map(|e| {
+                (
+                    Arc::clone(&e.session),
+                    Arc::clone(&e.settled),
+                    e.identity.clone(),
+                )
+            });
+            match state {
+                Some((session, settled, got)) => {
+                    let phase = lock(&session).phase();
+                    match phase {
+                        Phase::Established => {
+                            return match (&identity, got) {
+                                (Some(want), Some(got)) if *want != got => Err(Error::new(
+                                    ErrorKind::PermissionDenied,
+                                    format!(
+                                        "the DTLS session with {peer} is {got}'s, not {want}'s"
+                                    ),
+                                )),
+                                _ => Ok(()),
+                            };
+                        }
+                        Phase::Closed => {}
+                        Phase::Handshaking => {
+                            let now = Instant::now();
+                            if now >= deadline {
+                                return Err(ErrorKind::TimedOut.into());
+                            }
+                            let wait = deadline.saturating_duration_since(now).min(CONNECT_RECHECK);
+                            let _ = tokio::time::timeout(wait, settled.notified()).await;
+                            continue;
+                        }
+                    }
+                }
+                None if opened => {
+                    return Err(Error::new(
+                        ErrorKind::ConnectionRefused,
+                        format!("DTLS handshake with {peer} failed"),
+                    ))
+                }
+                None => {}
+            }
+            if opened {
+                return Err(Error::new(
+                    ErrorKind::ConnectionRefused,
+                    format!("DTLS handshake with {peer} failed"),
+                ));
+            }
+            self.open(peer, identity.clone())?;
+            opened = true;
+        }
+    }
+
+    /// Start a client handshake with `peer`.
+    fn open(&self, peer: SocketAddr, identity: Option<Arc<str>>) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        let Some(ctx) = &self.client_context else {
+            return Err(Error::new(
+                ErrorKind::NotConnected,
+                "no DTLS session with the peer, and no credentials to open one",
+            ));
+        };
+        if lock(&self.sessions).len() >= self.config.max_sessions {
+            DtlsStats::bump(&self.stats.hellos_refused);
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                "DTLS session table full",
+            ));
+        }
+        DtlsStats::bump(&self.stats.handshakes_started);
+        let Some(mut session) = Session::connect(ctx, identity, Instant::now()) else {
+            DtlsStats::bump(&self.stats.handshakes_failed);
+            return Err(Error::other("cannot start a DTLS handshake"));
+        };
+        let out = session.take_outbound();
+        lock(&self.sessions).insert(peer, Entry::new(session));
+        self.send_raw(out, peer);
+        self.update_gauge();
+        Ok(())
+    }
+
     /// Encrypt `plaintext` for `peer`'s session and send it; false without an established
     /// session.
     fn seal_and_send(&self, plaintext: &[u8], peer: SocketAddr) -> bool {
@@ -252,6 +377,7 @@ impl DtlsIo {
             if let Some(entry) = lock(&self.sessions).get_mut(&peer) {
                 if Arc::ptr_eq(&entry.session, &session) {
                     entry.identity = identity.clone();
+                    entry.settled.notify_waiters();
                 }
             }
             log::debug!(
@@ -315,11 +441,7 @@ impl DtlsIo {
             return;
         };
         let out = session.take_outbound();
-        let entry = Entry {
-            session: Arc::new(Mutex::new(session)),
-            identity: None,
-        };
-        lock(&self.sessions).insert(peer, entry);
+        lock(&self.sessions).insert(peer, Entry::new(session));
         self.send_raw(out, peer);
         self.update_gauge();
     }
@@ -331,7 +453,9 @@ impl DtlsIo {
             .get(&peer)
             .is_some_and(|e| Arc::ptr_eq(&e.session, session))
         {
-            sessions.remove(&peer);
+            if let Some(entry) = sessions.remove(&peer) {
+                entry.settled.notify_waiters();
+            }
         }
         drop(sessions);
         self.update_gauge();

@@ -40,6 +40,19 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// task is aborted.
     fn receive(&self, sink: Arc<dyn DatagramSink>) -> BoxFuture<'static, ()>;
 
+    /// Make sure `peer` can be sent to: over DTLS an established session, opened as client
+    /// if there is none (with `identity`'s PSK, or the transport's certificate), within
+    /// `deadline`. Plain UDP has nothing to do.
+    fn connect<'a>(
+        &'a self,
+        peer: SocketAddr,
+        identity: Option<Arc<str>>,
+        deadline: std::time::Instant,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        let _ = (peer, identity, deadline);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Whether what arrives is authenticated and encrypted (DTLS).
     fn is_secure(&self) -> bool {
         false
