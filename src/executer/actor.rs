@@ -28,7 +28,7 @@ use super::dedup::{CommandSeen, Dedup};
 use super::plan::{choose_registration, device_key, plan, CommandRefusal, Plan};
 use crate::coap::{ClientError, CoapClient};
 use crate::limits::LogThrottle;
-use crate::pinger::registration_target;
+use crate::pinger::{dtls_of, registration_target};
 use crate::platform::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
 use crate::platform::{Command, PlatformCommand, SendFrame};
 use crate::rd::resolve::gateway_may_contact;
@@ -134,6 +134,10 @@ impl Executer {
         // A link-local base needs the interface the device registered over.
         if let Ok(peer) = registration_target(&registration.base, registration.source) {
             plan.peer = peer;
+        }
+        if let Some(identity) = dtls_of(&registration) {
+            plan.request.secure = true;
+            plan.request.dtls_identity = identity;
         }
         // The RD refuses such a base now, but one stored by an older version
         // must not carry platform commands to a service on the gateway's own host.

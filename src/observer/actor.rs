@@ -34,7 +34,7 @@ use super::stats::{Stats, STATS_EVERY};
 use super::strategy::{watched_links, Reading, Watched};
 use crate::coap::CoapClient;
 use crate::limits::TokenBucket;
-use crate::pinger::registration_target;
+use crate::pinger::{dtls_of, registration_target};
 use crate::platform::DataFrames;
 use crate::rd::resolve::gateway_may_contact;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
@@ -181,6 +181,7 @@ impl Observer {
                     queue: self.queue_tx.clone(),
                     stats: Arc::clone(&self.stats),
                     peer,
+                    dtls: dtls_of(&reg),
                     id: reg.id,
                     generation,
                     path,

@@ -32,6 +32,8 @@ pub(super) struct ObservationTask {
     pub(super) queue: mpsc::Sender<Notified>,
     pub(super) stats: Arc<Stats>,
     pub(super) peer: SocketAddr,
+    /// Over DTLS (a `coaps://` base), as this identity.
+    pub(super) dtls: Option<Option<Arc<str>>>,
     pub(super) id: RegistrationId,
     pub(super) generation: u64,
     pub(super) path: Arc<str>,
@@ -96,7 +98,10 @@ impl ObservationTask {
             let setup = async {
                 // Bounded set-ups: a registry load of 10k devices must not flood the socket.
                 let _permit = self.setups.acquire().await.ok()?;
-                let req = ClientRequest::get(&self.path).timeout(REQUEST_BUDGET);
+                let mut req = ClientRequest::get(&self.path).timeout(REQUEST_BUDGET);
+                if let Some(identity) = &self.dtls {
+                    req = req.over_dtls(identity.clone());
+                }
                 Some(self.client.observe(self.peer, req).await)
             };
             let attempt = tokio::select! {

@@ -20,6 +20,7 @@ use super::observation::REQUEST_BUDGET;
 use super::schedule::{after_error_due_ms, next_due_ms};
 use super::strategy::{forward_poll, Reading};
 use crate::coap::{ClientRequest, ClientResponse};
+use crate::pinger::dtls_of;
 use crate::platform::protocol::WatchedBy;
 use crate::registry::RegistrationId;
 use crate::time::now_ms;
@@ -51,10 +52,14 @@ impl Observer {
                 continue;
             };
             let peer = dev.peer;
+            let dtls = dtls_of(&dev.reg);
             self.polls_in_flight += 1;
             let client = self.client.clone();
             let budget = self.settings.poll_interval.min(REQUEST_BUDGET);
-            let req = ClientRequest::get(&due.path).timeout(budget);
+            let mut req = ClientRequest::get(&due.path).timeout(budget);
+            if let Some(identity) = dtls {
+                req = req.over_dtls(identity);
+            }
             ctx.spawn(
                 async move { client.request(peer, req).await }
                     .into_actor(self)

@@ -186,6 +186,7 @@ async fn a_flood_larger_than_every_bound_waits_and_reaches_a_stalled_link_whole(
         queue: queue.clone(),
         stats: Arc::clone(&stats),
         peer,
+        dtls: None,
         id: RegistrationId(7),
         generation: 1,
         path: Arc::from(path),

@@ -21,7 +21,7 @@ use super::schedule::{
     attempts_for, classify, plan_sweep, status_change, Attempt, Attempts, Next, SweepTally,
     Verdict, TICK,
 };
-use super::target::registration_target;
+use super::target::{dtls_of, registration_target};
 use crate::coap::CoapClient;
 use crate::rd::resolve::gateway_may_contact;
 use crate::registry::{Registration, RegistrationId, Registry, RegistryReader, SetStatus, Status};
@@ -46,6 +46,8 @@ pub struct StopPinger;
 struct Job {
     registration: Arc<Registration>,
     peer: SocketAddr,
+    /// Over DTLS (a `coaps://` base), as this identity (`target::dtls_of`).
+    dtls: Option<Option<Arc<str>>>,
     sweep: u64,
 }
 
@@ -122,6 +124,7 @@ impl Pinger {
                         Ok(peer) => Some(Job {
                             registration: Arc::clone(reg),
                             peer,
+                            dtls: dtls_of(reg),
                             sweep: number,
                         }),
                         Err(e) => {
@@ -179,11 +182,12 @@ impl Pinger {
             let timeout = self.settings.timeout;
             let attempts = attempts_for(job.registration.status, self.settings.attempts);
             let peer = job.peer;
+            let dtls = job.dtls.clone();
             let ping = async move {
                 let first_sent_ms = now_ms();
                 let mut counter = Attempts::new(attempts);
                 loop {
-                    let result = client.ping(peer, timeout).await;
+                    let result = client.ping_over(peer, dtls.clone(), timeout).await;
                     let attempt = classify(&result);
                     if attempt != Attempt::NotTried {
                         crate::metrics::global().record_ping(attempt == Attempt::Answered);

@@ -11,4 +11,4 @@ pub(crate) mod target;
 
 pub(crate) use actor::{start, PingerSettings};
 pub use actor::{Pinger, StopPinger};
-pub(crate) use target::{ping_target, registration_target};
+pub(crate) use target::{dtls_of, ping_target, registration_target};

@@ -3,19 +3,25 @@
 //!
 //! Called by the Pinger actor for every live registration of a sweep. Pure: no I/O, no DNS —
 //! a base naming a host instead of an IP literal is not pinged, and neither is a multicast
-//! base (a group registration, RFC 9176 Appendix A), nor a scheme other than `coap`.
+//! base (a group registration, RFC 9176 Appendix A), nor a scheme other than `coap` and
+//! `coaps`. A `coaps://` base is reached over DTLS ([`dtls_of`]).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::registry::model::Registration;
+
 /// CoAP's default UDP port (RFC 7252 §6.1).
 const COAP_DEFAULT_PORT: u16 = 5683;
+/// CoAP over DTLS's default port (RFC 7252 §6.2).
+const COAPS_DEFAULT_PORT: u16 = 5684;
 
 /// Why a registration's base gives no address to ping.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub(crate) enum PingTargetError {
-    #[error("base {0:?} is not a coap:// URI")]
+    #[error("base {0:?} is not a coap:// or coaps:// URI")]
     NotCoap(String),
     #[error("base {0:?} has no IP literal host and port")]
     Unparsable(String),
@@ -25,10 +31,11 @@ pub(crate) enum PingTargetError {
 
 /// The unicast address to ping for `base`.
 pub(crate) fn ping_target(base: &str) -> Result<SocketAddr, PingTargetError> {
-    let rest = strip_scheme(base).ok_or_else(|| PingTargetError::NotCoap(base.to_string()))?;
+    let (rest, default_port) =
+        strip_scheme(base).ok_or_else(|| PingTargetError::NotCoap(base.to_string()))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let unparsable = || PingTargetError::Unparsable(base.to_string());
-    let (host, port) = split_host_port(authority).ok_or_else(unparsable)?;
+    let (host, port) = split_host_port(authority, default_port).ok_or_else(unparsable)?;
     let ip: IpAddr = host.parse().map_err(|_| unparsable())?;
     if ip.is_multicast() {
         return Err(PingTargetError::Multicast(base.to_string()));
@@ -53,14 +60,30 @@ pub(crate) fn registration_target(
     Ok(target)
 }
 
-fn strip_scheme(base: &str) -> Option<&str> {
+/// The rest of the URI after `coap://` or `coaps://`, and the scheme's default port.
+fn strip_scheme(base: &str) -> Option<(&str, u16)> {
     let (scheme, rest) = base.split_once("://")?;
-    scheme.eq_ignore_ascii_case("coap").then_some(rest)
+    if scheme.eq_ignore_ascii_case("coap") {
+        Some((rest, COAP_DEFAULT_PORT))
+    } else if scheme.eq_ignore_ascii_case("coaps") {
+        Some((rest, COAPS_DEFAULT_PORT))
+    } else {
+        None
+    }
+}
+
+/// How the gateway reaches a registration: `None` over plain CoAP; for a `coaps://` base
+/// `Some(identity)`, the identity it registered with (whose PSK a new session offers and
+/// which the session must have authenticated; `None` inside for a registration made without
+/// one, reached through the device's own session or the gateway's certificate).
+pub(crate) fn dtls_of(reg: &Registration) -> Option<Option<Arc<str>>> {
+    let (_, port) = strip_scheme(&reg.base)?;
+    (port == COAPS_DEFAULT_PORT).then(|| reg.identity.as_deref().map(Arc::from))
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`; the zone id of a link-local address is not
 /// supported (RFC 9176 §6.1 keeps it out of the base).
-fn split_host_port(authority: &str) -> Option<(&str, u16)> {
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     if authority.contains('@') {
         return None;
     }
@@ -68,14 +91,14 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
         let (host, after) = rest.split_once(']')?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().ok()?,
-            None if after.is_empty() => COAP_DEFAULT_PORT,
+            None if after.is_empty() => default_port,
             None => return None,
         };
         return Some((host, port));
     }
     match authority.rsplit_once(':') {
         Some((host, port)) => Some((host, port.parse().ok()?)),
-        None => Some((authority, COAP_DEFAULT_PORT)),
+        None => Some((authority, default_port)),
     }
 }
 
@@ -143,9 +166,28 @@ mod tests {
     }
 
     #[test]
+    fn a_coaps_base_is_reached_over_dtls_on_5684_by_default() {
+        assert_eq!(
+            ping_target("coaps://127.0.0.1").unwrap(),
+            "127.0.0.1:5684".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            ping_target("COAPS://[::1]:40000").unwrap(),
+            "[::1]:40000".parse::<SocketAddr>().unwrap()
+        );
+        let mut reg =
+            (*crate::rd::fixtures::reg(1, "n", "coaps://127.0.0.1:40000").build()).clone();
+        assert_eq!(dtls_of(&reg), Some(None));
+        reg.identity = Some("node1".into());
+        assert_eq!(dtls_of(&reg), Some(Some(Arc::from("node1"))));
+        reg.base = "coap://127.0.0.1".into();
+        assert_eq!(dtls_of(&reg), None);
+    }
+
+    #[test]
     fn other_schemes_and_garbage_are_refused() {
         for base in [
-            "coaps://127.0.0.1",
+            "coap+tcp://127.0.0.1",
             "http://127.0.0.1",
             "127.0.0.1:5683",
             "",

@@ -25,7 +25,7 @@ pub(crate) mod drain;
 pub(crate) mod error;
 pub(crate) mod filter;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub(crate) mod group;
 mod link_writer;
 pub(crate) mod lookup;
