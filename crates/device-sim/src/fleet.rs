@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use super::device::{temperature_key, DeviceHandler, RequestCounts, LINKS};
 use super::options::SimOptions;
 use super::silence::{is_in_silent_fraction, SilenceCommand};
+use crate::psk::SimPsk;
 use coap_endpoint::{
     ClientError, ClientRequest, CoapClient, CoapError, Code, Endpoint, Method, ServerHandle,
     TransmissionParams,
@@ -50,6 +51,8 @@ pub enum SimError {
     },
     #[error("--first-port {first} + --count {count} goes past port 65535")]
     PortRange { first: u16, count: usize },
+    #[error("{0}")]
+    Psk(String),
 }
 
 /// One device's live parts; `None` while it is silent.
@@ -62,6 +65,8 @@ struct Live {
 struct Device {
     index: usize,
     ep: String,
+    /// Its PSK identity when the fleet speaks DTLS.
+    identity: Option<Arc<str>>,
     port: u16,
     live: Option<Live>,
     handler: Arc<DeviceHandler>,
@@ -93,6 +98,7 @@ enum Outcome {
 
 pub struct Fleet {
     opts: SimOptions,
+    psk: Option<SimPsk>,
     devices: Vec<Device>,
     params: TransmissionParams,
     counts: Arc<RequestCounts>,
@@ -102,13 +108,29 @@ pub struct Fleet {
 
 async fn bind_device(
     opts: &SimOptions,
+    psk: Option<&SimPsk>,
+    index: usize,
     port: u16,
     params: &TransmissionParams,
     handler: Arc<DeviceHandler>,
 ) -> Result<Live, CoapError> {
     let addr = SocketAddr::new(opts.bind, port);
-    let endpoint = Endpoint::bind(&[addr], params.clone(), handler).await?;
-    if opts.join_multicast {
+    let endpoint = match psk {
+        // One DTLS socket: it registers as client and serves the gateway's requests.
+        Some(psk) => {
+            let config = psk.device_config(index);
+            Endpoint::bind_secure(
+                &[],
+                Some((&[addr], &config)),
+                params.clone(),
+                handler,
+                Arc::new(coap_endpoint::NoHooks),
+            )
+            .await?
+        }
+        None => Endpoint::bind(&[addr], params.clone(), handler).await?,
+    };
+    if opts.join_multicast && psk.is_none() {
         let port = endpoint.local_addrs().first().map_or(port, |a| a.port());
         join_all_coap_nodes(&endpoint, opts.bind, port);
     }
@@ -142,12 +164,31 @@ fn join_all_coap_nodes(endpoint: &Endpoint, bind: IpAddr, port: u16) {
     warn!("device-sim: cannot join {group} on {endpoint:p} port {port}: multicast needs Linux");
 }
 
-fn registration_request(opts: &SimOptions, ep: &str) -> ClientRequest {
-    ClientRequest::new(Method::Post, "/rd")
+/// The port a device's endpoint is bound to (its DTLS socket when it has one).
+fn bound_port(endpoint: &Endpoint, asked: u16) -> u16 {
+    endpoint
+        .local_addrs()
+        .into_iter()
+        .chain(endpoint.secure_addrs())
+        .next()
+        .map_or(asked, |a| a.port())
+}
+
+/// Over DTLS as `identity` when the fleet has a PSK.
+fn as_device(req: ClientRequest, identity: Option<&Arc<str>>) -> ClientRequest {
+    match identity {
+        Some(identity) => req.over_dtls(Some(Arc::clone(identity))),
+        None => req,
+    }
+}
+
+fn registration_request(opts: &SimOptions, ep: &str, identity: Option<&Arc<str>>) -> ClientRequest {
+    let req = ClientRequest::new(Method::Post, "/rd")
         .query(format!("ep={ep}"))
         .query(format!("lt={}", opts.lt))
         .payload(Some(CT_LINK_FORMAT), LINKS.as_bytes().to_vec())
-        .timeout(REQUEST_BUDGET)
+        .timeout(REQUEST_BUDGET);
+    as_device(req, identity)
 }
 
 async fn register(client: CoapClient, rd: SocketAddr, req: ClientRequest, index: usize) -> Outcome {
@@ -169,8 +210,17 @@ async fn register(client: CoapClient, rd: SocketAddr, req: ClientRequest, index:
     }
 }
 
-async fn refresh(client: CoapClient, rd: SocketAddr, location: String, index: usize) -> Outcome {
-    let req = ClientRequest::new(Method::Post, &location).timeout(REQUEST_BUDGET);
+async fn refresh(
+    client: CoapClient,
+    rd: SocketAddr,
+    location: String,
+    identity: Option<Arc<str>>,
+    index: usize,
+) -> Outcome {
+    let req = as_device(
+        ClientRequest::new(Method::Post, &location).timeout(REQUEST_BUDGET),
+        identity.as_ref(),
+    );
     match client.request(rd, req).await {
         Ok(resp) if resp.code == Code::CHANGED => Outcome::Refreshed { index },
         Ok(resp) if resp.code == Code::NOT_FOUND => Outcome::Unknown { index },
@@ -205,22 +255,22 @@ impl Fleet {
             ..Default::default()
         };
         let counts = Arc::new(RequestCounts::default());
+        let psk =
+            SimPsk::from_options(opts.psk_identity_prefix.as_deref(), opts.psk_hex.as_deref())
+                .map_err(SimError::Psk)?;
         let mut devices = Vec::with_capacity(opts.count);
         for index in 0..opts.count {
             let port = opts.first_port.map_or(0, |p| p + index as u16);
             let handler = Arc::new(DeviceHandler::new(index, Arc::clone(&counts)));
-            let live = bind_device(&opts, port, &params, handler.clone())
+            let live = bind_device(&opts, psk.as_ref(), index, port, &params, handler.clone())
                 .await
                 .map_err(|source| SimError::Bind { index, source })?;
-            let port = live
-                .endpoint
-                .local_addrs()
-                .first()
-                .map_or(port, |a| a.port());
+            let port = bound_port(&live.endpoint, port);
             let ep = format!("{}{index}", opts.prefix);
             debug!("device-sim: {ep} on {}", SocketAddr::new(opts.bind, port));
             devices.push(Device {
                 index,
+                identity: psk.as_ref().map(|p| p.identity(index)),
                 ep,
                 port,
                 live: Some(live),
@@ -233,6 +283,7 @@ impl Fleet {
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         Ok(Fleet {
             opts,
+            psk,
             devices,
             params,
             counts,
@@ -273,7 +324,7 @@ impl Fleet {
                 };
                 let dev = &self.devices[index];
                 let Some(live) = &dev.live else { continue };
-                let req = registration_request(&self.opts, &dev.ep);
+                let req = registration_request(&self.opts, &dev.ep, dev.identity.as_ref());
                 let client = live.client.clone();
                 running.push(async move {
                     if tries > 0 {
@@ -404,7 +455,17 @@ impl Fleet {
         if dev.live.is_some() {
             return format!("{} was already answering", dev.ep);
         }
-        match bind_device(&self.opts, dev.port, &self.params, dev.handler.clone()).await {
+        let psk = self.psk.as_ref();
+        match bind_device(
+            &self.opts,
+            psk,
+            dev.index,
+            dev.port,
+            &self.params,
+            dev.handler.clone(),
+        )
+        .await
+        {
             Ok(live) => {
                 dev.live = Some(live);
                 format!("{} answers again", dev.ep)
@@ -446,12 +507,13 @@ impl Fleet {
             let outcome = match &dev.location {
                 Some(location) => {
                     let location = location.clone();
+                    let identity = dev.identity.clone();
                     tokio::spawn(async move {
-                        let _ = tx.send(refresh(client, rd, location, index).await);
+                        let _ = tx.send(refresh(client, rd, location, identity, index).await);
                     })
                 }
                 None => {
-                    let req = registration_request(&self.opts, &dev.ep);
+                    let req = registration_request(&self.opts, &dev.ep, dev.identity.as_ref());
                     tokio::spawn(async move {
                         let _ = tx.send(register(client, rd, req, index).await);
                     })

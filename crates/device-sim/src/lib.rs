@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod flood;
 pub mod limits;
 pub mod options;
+pub mod psk;
 pub mod rate;
 pub mod silence;
 pub mod time;

@@ -74,6 +74,16 @@ pub struct SimOptions {
     #[arg(long)]
     pub per_second: bool,
 
+    /// Speak CoAP over DTLS with a pre-shared key: device i is PSK identity `<this><i>`
+    /// (with `--psk-hex`). `--rd` is then the RD's coaps address. Use the same value as
+    /// `--prefix` so each identity is its own endpoint name.
+    #[arg(long)]
+    pub psk_identity_prefix: Option<String>,
+
+    /// The devices' shared pre-shared key, in hexadecimal (with `--psk-identity-prefix`).
+    #[arg(long)]
+    pub psk_hex: Option<String>,
+
     /// Upper bound of the random delay before a device answers a multicast request.
     #[arg(long, default_value_t = 1_000)]
     pub multicast_leisure_ms: u64,

@@ -316,8 +316,14 @@ impl DtlsIo {
     }
 
     fn send_raw(&self, datagrams: Vec<Vec<u8>>, peer: SocketAddr) {
+        // Straight to sendto(2) on the non-blocking socket: tokio's `try_send_to` refuses
+        // until the reactor has seen the socket writable once, which loses the first hello a
+        // freshly bound client socket sends. A full buffer (EAGAIN) loses the datagram, as
+        // any datagram may be lost; DTLS retransmits its flights.
+        let sock = socket2::SockRef::from(&self.socket);
+        let to = socket2::SockAddr::from(peer);
         for d in datagrams {
-            if let Err(e) = self.socket.try_send_to(&d, peer) {
+            if let Err(e) = sock.send_to(&d, &to) {
                 log::debug!("dtls: send to {peer} failed: {e}");
             }
         }
