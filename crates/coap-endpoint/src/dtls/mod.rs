@@ -4,6 +4,7 @@
 //! - `record`: the record and ClientHello fields read before any library sees a datagram;
 //! - `cookie`: stateless cookies, so a spoofed hello gets a HelloVerifyRequest and no state;
 //! - `listen`: `DTLSv1_listen`, which the `openssl` crate does not wrap;
+//! - `buffers`: an idle session's record buffers given back and restored;
 //! - `session`: one peer's `SSL` over an in-memory wire.
 //!
 //! Why OpenSSL (the system libssl 3): it has the suites RFC 7252 names
@@ -25,6 +26,7 @@ use openssl::ssl::{
 };
 use thiserror::Error;
 
+pub(crate) mod buffers;
 pub(crate) mod cookie;
 pub(crate) mod listen;
 pub(crate) mod record;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use openssl::nid::Nid;
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
+use super::buffers;
 use super::listen::{listen, Listened};
 
 /// Largest datagram the sessions produce: an IPv6-safe path MTU. Records are never split
@@ -73,6 +74,8 @@ pub(crate) struct Session {
     stream: SslStream<Wire>,
     phase: Phase,
     identity: Option<Arc<str>>,
+    /// The record buffers were given back while idle ([`Session::release_idle_buffers`]).
+    buffers_released: bool,
     pub started: Instant,
     pub last_active: Instant,
 }
@@ -93,6 +96,7 @@ impl Session {
             stream,
             phase: Phase::Handshaking,
             identity: None,
+            buffers_released: false,
             started: now,
             last_active: now,
         };
@@ -156,6 +160,11 @@ impl Session {
             return out;
         }
         self.last_active = now;
+        if !self.restore_buffers() {
+            self.phase = Phase::Closed;
+            out.failure = Some("out of memory for the record buffers".into());
+            return out;
+        }
         self.stream.get_mut().inbound.push_back(datagram.to_vec());
         if self.phase == Phase::Handshaking {
             self.step_handshake(&mut out);
@@ -183,7 +192,34 @@ impl Session {
             }
         }
         self.stream.get_mut().inbound.clear();
+        if out.established {
+            // Most sessions idle from here on (a device registers, then reports rarely); a
+            // busy one gets its buffers back with its next datagram.
+            self.release_idle_buffers();
+        }
         out
+    }
+
+    /// Give the `SSL`'s record buffers (~33 KB) back while nothing is buffered in them: an
+    /// established session between exchanges needs none (`dtls/buffers.rs`). Every call that
+    /// lets OpenSSL read or write restores them first. True when they were released.
+    pub(crate) fn release_idle_buffers(&mut self) -> bool {
+        if self.phase != Phase::Established || self.buffers_released {
+            return false;
+        }
+        self.buffers_released = buffers::free(self.stream.ssl());
+        self.buffers_released
+    }
+
+    /// Before OpenSSL may read or write: the record buffers back if they were released.
+    fn restore_buffers(&mut self) -> bool {
+        if self.buffers_released {
+            if !buffers::alloc(self.stream.ssl()) {
+                return false;
+            }
+            self.buffers_released = false;
+        }
+        true
     }
 
     fn step_handshake(&mut self, out: &mut Received) {
@@ -207,7 +243,7 @@ impl Session {
 
     /// Encrypt one CoAP message into the wire's outbound datagrams.
     pub(crate) fn seal(&mut self, plaintext: &[u8]) -> bool {
-        if self.phase != Phase::Established {
+        if self.phase != Phase::Established || !self.restore_buffers() {
             return false;
         }
         match self.stream.ssl_write(plaintext) {
@@ -221,7 +257,7 @@ impl Session {
 
     /// Send close_notify (the peer learns the session is gone).
     pub(crate) fn close(&mut self) {
-        if self.phase == Phase::Established {
+        if self.phase == Phase::Established && self.restore_buffers() {
             let _ = self.stream.shutdown();
         }
         self.phase = Phase::Closed;
