@@ -126,6 +126,7 @@ impl Session {
             stream,
             phase: Phase::Handshaking,
             identity: None,
+            buffers_released: false,
             started: now,
             last_active: now,
         };

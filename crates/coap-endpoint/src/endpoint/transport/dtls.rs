@@ -473,7 +473,7 @@ impl DtlsIo {
         {
             let sessions = lock(&self.sessions);
             for (peer, entry) in sessions.iter() {
-                let Ok(s) = entry.session.try_lock() else {
+                let Ok(mut s) = entry.session.try_lock() else {
                     continue;
                 };
                 let stale = match s.phase() {
@@ -487,6 +487,12 @@ impl DtlsIo {
                 };
                 if stale {
                     expired.push((*peer, Arc::clone(&entry.session), s.phase()));
+                } else if s.phase() == Phase::Established
+                    && now.saturating_duration_since(s.last_active) >= SWEEP_EVERY
+                {
+                    // Quiet for a sweep: its record buffers (~33 KB) go back until the next
+                    // datagram (`Session::release_idle_buffers`).
+                    s.release_idle_buffers();
                 }
             }
         }
