@@ -15,6 +15,10 @@ use crate::coap::{Code, InboundRequest, OutboundResponse};
 /// file). `Err` carries the reason, sent as the 4.03's diagnostic.
 pub(crate) trait RegistrationAuthority: Send + Sync + 'static {
     fn authorize(&self, identity: &str, ep: &str, d: Option<&str>) -> Result<(), String>;
+
+    /// Whether `identity` is (still) listed. A certificate stays valid after its identity
+    /// is removed from the file (no CRL), so the RD refuses such an identity's writes.
+    fn knows(&self, identity: &str) -> bool;
 }
 
 /// The RD's access rules.
@@ -52,6 +56,18 @@ impl RdAccess {
         (req.identity.is_none() && !self.plain_writes).then(|| {
             OutboundResponse::new(Code::UNAUTHORIZED)
                 .with_diagnostic("writes need coaps (security.plain_coap: lookup_only)")
+        })
+    }
+
+    /// A write by an identity the identities file no longer lists (a removed certificate
+    /// identity still handshakes): 4.03.
+    pub(crate) fn refuse_unknown_identity(&self, req: &InboundRequest) -> Option<OutboundResponse> {
+        let (Some(identity), Some(authority)) = (&req.identity, &self.authority) else {
+            return None;
+        };
+        (!authority.knows(identity)).then(|| {
+            OutboundResponse::new(Code::FORBIDDEN)
+                .with_diagnostic("this identity is not in the identities file")
         })
     }
 

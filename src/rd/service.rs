@@ -152,7 +152,12 @@ impl RequestHandler for RdService {
             ) | (Route::Registration(_), Delete)
         );
         if write {
-            if let Some(refused) = self.settings.access.refuse_plain_write(&req) {
+            let access = &self.settings.access;
+            if let Some(refused) = access.refuse_unknown_identity(&req) {
+                note_refusal("a write by an identity not in the identities file");
+                return now(refused);
+            }
+            if let Some(refused) = access.refuse_plain_write(&req) {
                 note_refusal("a write over plain CoAP (security.plain_coap: lookup_only)");
                 return now(refused);
             }
@@ -461,9 +466,9 @@ impl RdService {
         .boxed()
     }
 
-    /// An identity changing a plain registration makes it its own (`registration_policy`):
-    /// only if that identity may use the registration's name. A registration that already has
-    /// an identity is the Registry's to check (only its owner passes).
+    /// An identity changing a registration must (still) be allowed its name: taking over a
+    /// plain registration (`registration_policy`), or updating its own after the identities
+    /// file narrowed what it may use. Whose registration it is, is the Registry's to check.
     fn refuse_takeover(
         &self,
         id: RegistrationId,
@@ -471,7 +476,7 @@ impl RdService {
     ) -> Option<OutboundResponse> {
         req.identity.as_ref()?;
         match self.reader.get(id) {
-            Some(reg) if reg.identity.is_none() => self.settings.access.refuse_name(
+            Some(reg) => self.settings.access.refuse_name(
                 req,
                 reg.ep.as_str(),
                 reg.d.as_ref().map(|d| d.as_str()),

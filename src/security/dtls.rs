@@ -25,6 +25,10 @@ impl RegistrationAuthority for IdentityStore {
             .authorize_registration(identity, ep, d)
             .map_err(|refusal| refusal.to_string())
     }
+
+    fn knows(&self, identity: &str) -> bool {
+        self.current().contains(identity)
+    }
 }
 
 /// The DTLS server's configuration from `dtls.*`; keys come from `store` at each handshake,

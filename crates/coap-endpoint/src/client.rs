@@ -179,11 +179,18 @@ impl CoapClient {
         }
         let token = new_token(&mut rand::thread_rng());
         let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
-        let (first, rtt) = self
+        let outcome = match self
             .send_body(&mut reg, idx, peer, &req, None, deadline)
-            .await?;
-        self.complete_block2(&mut reg, idx, peer, &req, first, rtt, deadline)
             .await
+        {
+            Ok((first, rtt)) => {
+                self.complete_block2(&mut reg, idx, peer, &req, first, rtt, deadline)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.shared.after_silence(idx, peer, &outcome);
+        outcome
     }
 
     /// Send `req` once, as a NON, to the multicast `group` (RFC 7252 §8.1) and collect every
@@ -503,6 +510,9 @@ impl CoapClient {
             .confirm(idx, peer, mid, &bytes, remaining, &|_| true)
             .await;
         let heard = answered_meanwhile();
+        if !heard {
+            self.shared.after_silence(idx, peer, &outcome);
+        }
         drop(slot);
         drop(permits);
         match outcome {
@@ -534,8 +544,11 @@ impl CoapClient {
         let mut reg = ExchangeClaim::new(Arc::clone(&self.shared), peer, Some(token));
         let (first, rtt) = {
             let _permits = self.acquire(peer, deadline).await?;
-            self.send_body(&mut reg, idx, peer, &req, Some(0), deadline)
-                .await?
+            let sent = self
+                .send_body(&mut reg, idx, peer, &req, Some(0), deadline)
+                .await;
+            self.shared.after_silence(idx, peer, &sent);
+            sent?
         };
         let seq = first.observe;
         let observing = seq.is_some() && first.code.is_success();

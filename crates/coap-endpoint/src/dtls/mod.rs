@@ -55,7 +55,8 @@ pub struct CertificateFiles {
 pub struct DtlsServerConfig {
     pub psk: Option<Arc<dyn PskStore>>,
     pub certificates: Option<CertificateFiles>,
-    /// Sessions held at once (handshaking or established); a hello beyond it is dropped.
+    /// Sessions held at once (handshaking or established) over every DTLS socket of the
+    /// endpoint; a hello beyond it is dropped.
     pub max_sessions: usize,
     /// A session that carried nothing for this long is closed.
     pub idle_timeout: Duration,

@@ -178,6 +178,19 @@ impl Shared {
             .await
     }
 
+    /// After an exchange over DTLS got no answer at all: forget the session, so that the next
+    /// one handshakes again rather than sealing into a session the peer no longer has.
+    pub fn after_silence(
+        &self,
+        idx: usize,
+        peer: SocketAddr,
+        outcome: &Result<impl Sized, ClientError>,
+    ) {
+        if self.sockets[idx].secure && matches!(outcome, Err(ClientError::Timeout)) {
+            self.sockets[idx].transport.reset(peer);
+        }
+    }
+
     /// Send from socket `idx`, waiting for room.
     pub async fn send(
         &self,

@@ -70,6 +70,8 @@ struct DtlsIo {
     cookies: CookieJar,
     config: DtlsServerConfig,
     sessions: Mutex<HashMap<SocketAddr, Entry>>,
+    /// This socket's share of `stats.sessions`.
+    counted: std::sync::atomic::AtomicU64,
     handshake_rate: Option<Mutex<RateLimiter>>,
     stats: Arc<DtlsStats>,
 }
@@ -108,6 +110,7 @@ impl DtlsTransport {
                 }),
                 config: config.clone(),
                 sessions: Mutex::new(HashMap::new()),
+                counted: std::sync::atomic::AtomicU64::new(0),
                 stats,
             }),
         })
@@ -170,6 +173,21 @@ impl Transport for DtlsTransport {
         lock(&self.io.sessions)
             .get(&peer)
             .and_then(|e| e.identity.clone())
+    }
+
+    fn reset(&self, peer: SocketAddr) {
+        let session = lock(&self.io.sessions)
+            .get(&peer)
+            .map(|e| Arc::clone(&e.session));
+        if let Some(session) = session {
+            let out = {
+                let mut s = lock(&session);
+                s.close();
+                s.take_outbound()
+            };
+            self.io.send_raw(out, peer);
+            self.io.forget(peer, &session);
+        }
     }
 
     fn close_sessions(&self, revoked: &dyn Fn(&str) -> bool) -> usize {
@@ -275,7 +293,7 @@ impl DtlsIo {
                 "no DTLS session with the peer, and no credentials to open one",
             ));
         };
-        if lock(&self.sessions).len() >= self.config.max_sessions {
+        if self.full() {
             DtlsStats::bump(&self.stats.hellos_refused);
             return Err(Error::new(
                 ErrorKind::OutOfMemory,
@@ -308,7 +326,6 @@ impl DtlsIo {
             if !s.seal(plaintext) {
                 return false;
             }
-            s.last_active = Instant::now();
             s.take_outbound()
         };
         self.send_raw(out, peer);
@@ -329,11 +346,25 @@ impl DtlsIo {
         }
     }
 
+    /// Bring the endpoint-wide session gauge (shared by every DTLS socket, and what
+    /// `max_sessions` bounds) in line with this socket's table.
     fn update_gauge(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
         let n = lock(&self.sessions).len() as u64;
+        let before = self.counted.swap(n, Relaxed);
+        if n >= before {
+            self.stats.sessions.fetch_add(n - before, Relaxed);
+        } else {
+            self.stats.sessions.fetch_sub(before - n, Relaxed);
+        }
+    }
+
+    /// Whether every DTLS socket of the endpoint together holds `max_sessions`.
+    fn full(&self) -> bool {
         self.stats
             .sessions
-            .store(n, std::sync::atomic::Ordering::Relaxed);
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= self.config.max_sessions as u64
     }
 
     /// One datagram from `peer`.
@@ -426,7 +457,7 @@ impl DtlsIo {
         }
         let now = Instant::now();
         let replaces = lock(&self.sessions).contains_key(&peer);
-        if !replaces && lock(&self.sessions).len() >= self.config.max_sessions {
+        if !replaces && self.full() {
             DtlsStats::bump(&self.stats.hellos_refused);
             log::debug!(
                 "dtls: session table full ({}): hello from {peer} dropped",

@@ -53,6 +53,12 @@ pub(crate) trait Transport: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// Forget `peer`'s session: it stopped answering (the device rebooted, or we did and it
+    /// still talks to a session we lost), so the next exchange handshakes anew.
+    fn reset(&self, peer: SocketAddr) {
+        let _ = peer;
+    }
+
     /// Whether what arrives is authenticated and encrypted (DTLS).
     fn is_secure(&self) -> bool {
         false
