@@ -58,6 +58,7 @@ async fn run(n: usize) {
             platform: None,
             allowed_hosts: admin::AllowedHosts::default(),
             auth: admin::AdminAuth::default(),
+            dtls: None,
         },
     )
     .expect("admin server");

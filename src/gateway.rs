@@ -304,6 +304,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                 platform: platform.as_ref().map(|(link, _)| link.clone()),
                 allowed_hosts: admin::AllowedHosts::new(&config.http.allowed_hosts),
                 auth: admin::AdminAuth::new(config.http.token.clone()),
+                dtls: rd.dtls_stats(),
             },
             config.http.tls.clone(),
         )?),

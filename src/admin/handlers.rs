@@ -126,6 +126,7 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
         platform: platform
             .as_ref()
             .map(crate::metrics::PlatformLinkSample::from),
+        dtls: state.dtls.as_deref().map(crate::metrics::DtlsSample::from),
     };
     let body = crate::metrics::render(crate::metrics::global(), &inputs);
     HttpResponse::Ok()

@@ -4,6 +4,7 @@
 //! (`GetLinkStats`). Every question has a bounded wait, so a stuck actor makes `/health` say
 //! so instead of hanging the HTTP request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -11,6 +12,7 @@ use actix::Addr;
 use super::auth::AdminAuth;
 use super::health::PlatformState;
 use super::host_check::AllowedHosts;
+use crate::coap::DtlsStats;
 use crate::platform::{GetLinkStats, LinkStats, PlatformLink};
 use crate::registry::{GetHealth, Registry, RegistryHealth, RegistryReader};
 
@@ -28,6 +30,8 @@ pub struct AdminState {
     pub allowed_hosts: AllowedHosts,
     /// The admin token, when `http.token_file` or `COAP_GATEWAY_HTTP_TOKEN` set one.
     pub auth: AdminAuth,
+    /// The RD's coaps counters, read at each scrape; `None` when `dtls.listen` is empty.
+    pub dtls: Option<Arc<DtlsStats>>,
 }
 
 impl AdminState {

@@ -39,7 +39,7 @@ pub(crate) use labels::{
     ResponseCode,
 };
 pub use render::render;
-pub use scrape::PlatformLinkSample;
+pub use scrape::{DtlsSample, PlatformLinkSample};
 
 /// Counters recorded by the actors; see the module doc for who records what.
 #[derive(Debug)]
@@ -206,4 +206,6 @@ pub struct ScrapeInputs {
     pub devices_disconnected: u64,
     /// The platform link's counters; `None` when no platform is configured.
     pub platform: Option<PlatformLinkSample>,
+    /// The coaps listener's counters; `None` when `dtls.listen` is empty.
+    pub dtls: Option<DtlsSample>,
 }

@@ -40,6 +40,7 @@ pub fn render(metrics: &Metrics, inputs: &ScrapeInputs) -> String {
     coap(&mut w, metrics);
     liveness_and_commands(&mut w, metrics);
     platform(&mut w, metrics, inputs);
+    dtls(&mut w, inputs);
     w.finish()
 }
 
@@ -275,6 +276,55 @@ fn platform(w: &mut TextWriter, m: &Metrics, inputs: &ScrapeInputs) {
     );
 }
 
+/// The coaps listener's counters; nothing without one (`dtls.listen` empty).
+fn dtls(w: &mut TextWriter, inputs: &ScrapeInputs) {
+    let Some(d) = &inputs.dtls else {
+        return;
+    };
+    w.single(
+        "coap_gateway_dtls_hello_verify_requests_sent_total",
+        Kind::Counter,
+        "HelloVerifyRequests sent to ClientHellos without a valid cookie (no state kept).",
+        d.hello_verify_sent,
+    );
+    w.single(
+        "coap_gateway_dtls_handshakes_started_total",
+        Kind::Counter,
+        "DTLS handshakes begun: a ClientHello with a valid cookie was given a session.",
+        d.handshakes_started,
+    );
+    let name = "coap_gateway_dtls_handshakes_total";
+    w.family(
+        name,
+        Kind::Counter,
+        "DTLS handshakes that ended, by outcome: completed, failed (bad key, unknown identity, \
+         untrusted certificate, fatal alert) or timed_out (dtls.handshake_timeout_s).",
+    );
+    w.sample(name, &[("outcome", "completed")], d.handshakes_completed);
+    w.sample(name, &[("outcome", "failed")], d.handshakes_failed);
+    w.sample(name, &[("outcome", "timed_out")], d.handshakes_timed_out);
+    w.single(
+        "coap_gateway_dtls_hellos_refused_total",
+        Kind::Counter,
+        "ClientHellos with a valid cookie dropped: session table full (dtls.max_sessions) or the \
+         source over its handshake rate.",
+        d.hellos_refused,
+    );
+    w.single(
+        "coap_gateway_dtls_datagrams_dropped_total",
+        Kind::Counter,
+        "Datagrams on the coaps sockets that were neither a record of a known session nor a \
+         ClientHello, or whose HelloVerifyRequest would have been larger than the hello.",
+        d.datagrams_dropped,
+    );
+    w.single(
+        "coap_gateway_dtls_sessions",
+        Kind::Gauge,
+        "DTLS sessions held, established or in handshake.",
+        d.sessions,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -283,7 +333,7 @@ mod tests {
     use prometheus_parse::{Scrape, Value};
 
     use super::*;
-    use crate::metrics::PlatformLinkSample as LinkStats;
+    use crate::metrics::{DtlsSample, PlatformLinkSample as LinkStats};
 
     fn parse(text: &str) -> Scrape {
         let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -414,6 +464,19 @@ mod tests {
         }
     }
 
+    fn dtls() -> DtlsSample {
+        DtlsSample {
+            hello_verify_sent: 9,
+            handshakes_started: 8,
+            handshakes_completed: 5,
+            handshakes_failed: 2,
+            handshakes_timed_out: 1,
+            hellos_refused: 3,
+            datagrams_dropped: 4,
+            sessions: 6,
+        }
+    }
+
     #[test]
     fn every_family_parses_with_the_recorded_values() {
         let m = Metrics::new();
@@ -423,6 +486,7 @@ mod tests {
             devices_connected: 8,
             devices_disconnected: 2,
             platform: Some(link()),
+            dtls: Some(dtls()),
         };
         let text = render(&m, &inputs);
         let types = check_structure(&text);
@@ -535,6 +599,19 @@ mod tests {
             value_of(&scrape, "coap_gateway_platform_queued_frames", &[]),
             7.0
         );
+        let dtls = |name: &str, labels: &[(&str, &str)]| value_of(&scrape, name, labels);
+        let handshakes = "coap_gateway_dtls_handshakes_total";
+        assert_eq!(
+            dtls("coap_gateway_dtls_hello_verify_requests_sent_total", &[]),
+            9.0
+        );
+        assert_eq!(dtls("coap_gateway_dtls_handshakes_started_total", &[]), 8.0);
+        assert_eq!(dtls(handshakes, &[("outcome", "completed")]), 5.0);
+        assert_eq!(dtls(handshakes, &[("outcome", "failed")]), 2.0);
+        assert_eq!(dtls(handshakes, &[("outcome", "timed_out")]), 1.0);
+        assert_eq!(dtls("coap_gateway_dtls_hellos_refused_total", &[]), 3.0);
+        assert_eq!(dtls("coap_gateway_dtls_datagrams_dropped_total", &[]), 4.0);
+        assert_eq!(dtls("coap_gateway_dtls_sessions", &[]), 6.0);
 
         let latency = scrape
             .samples
@@ -562,6 +639,23 @@ mod tests {
         assert!((sum - 20.00303).abs() < 1e-9, "{sum}");
         let rtt = value_of(&scrape, "coap_gateway_command_round_trip_seconds_sum", &[]);
         assert!((rtt - 0.012).abs() < 1e-12, "{rtt}");
+    }
+
+    #[test]
+    fn dtls_families_only_with_a_coaps_listener() {
+        let m = Metrics::new();
+        let without = render(&m, &ScrapeInputs::default());
+        assert!(!without.contains("coap_gateway_dtls_"), "{without}");
+        let with = render(
+            &m,
+            &ScrapeInputs {
+                dtls: Some(DtlsSample::default()),
+                ..ScrapeInputs::default()
+            },
+        );
+        check_structure(&with);
+        let scrape = parse(&with);
+        assert_eq!(value_of(&scrape, "coap_gateway_dtls_sessions", &[]), 0.0);
     }
 
     #[test]

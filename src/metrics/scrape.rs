@@ -1,7 +1,9 @@
 //! What `/metrics` reads from the running gateway at scrape time, in the metrics module's own
 //! types: the registry's device counts (`ScrapeInputs`, filled by the admin server from
-//! `registry::RegistryReader::devices_by_status`) and the platform link's counters
-//! ([`PlatformLinkSample`], converted from the link's `LinkStats` by `platform::metric_labels`).
+//! `registry::RegistryReader::devices_by_status`), the platform link's counters
+//! ([`PlatformLinkSample`], converted from the link's `LinkStats` by `platform::metric_labels`)
+//! and the coaps listener's counters ([`DtlsSample`], converted from the CoAP endpoint's
+//! `DtlsStats` by `coap_metrics`).
 
 /// The platform link's state as `/metrics` renders it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,4 +24,26 @@ pub struct PlatformLinkSample {
     pub dropped_data: u64,
     /// Events and results dropped because the owed queue was full of them.
     pub dropped_events: u64,
+}
+
+/// The RD's coaps (DTLS) listener as `/metrics` renders it: the transport's own counters, read
+/// at scrape time (they are atomics the transport bumps; copying them here keeps the metrics
+/// module free of CoAP types).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DtlsSample {
+    /// HelloVerifyRequests sent: hellos without a valid cookie, answered statelessly.
+    pub hello_verify_sent: u64,
+    /// Handshakes begun (a hello with a valid cookie got a session).
+    pub handshakes_started: u64,
+    pub handshakes_completed: u64,
+    /// Handshakes that ended before an identity was established (bad key, unknown identity,
+    /// untrusted certificate, a fatal alert).
+    pub handshakes_failed: u64,
+    pub handshakes_timed_out: u64,
+    /// Hellos dropped: the session table was full or the source over its handshake rate.
+    pub hellos_refused: u64,
+    /// Datagrams that were neither a record of a known session nor a hello.
+    pub datagrams_dropped: u64,
+    /// Sessions held now, established or in handshake.
+    pub sessions: u64,
 }

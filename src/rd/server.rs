@@ -92,6 +92,11 @@ impl RunningRd {
         self.endpoint.secure_addrs()
     }
 
+    /// The coaps listener's counters (for /metrics); `None` without one.
+    pub fn dtls_stats(&self) -> Option<Arc<crate::coap::DtlsStats>> {
+        (!self.endpoint.secure_addrs().is_empty()).then(|| self.endpoint.dtls_stats())
+    }
+
     /// The endpoint, for the DTLS session controls (reload) and counters.
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
