@@ -7,6 +7,9 @@
 
 # --- build: the release binary, exactly the locked dependency versions -----------------------
 FROM rust:1.95-slim-bookworm AS build
+# CoAP over DTLS links the system OpenSSL (the `openssl` crate): its headers and pkg-config.
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Cargo.toml names the benches, so cargo wants their files even for `--bin`.
 COPY Cargo.toml Cargo.lock ./
@@ -19,8 +22,10 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
     CARGO_PROFILE_RELEASE_STRIP=symbols
 RUN cargo build --release --locked --bin coap-gateway
 
-# --- runtime: glibc only (rustls with bundled roots needs no system CA store) ---------------
+# --- runtime: glibc and libssl3 (DTLS; rustls with bundled roots needs no system CA store) ----
 FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/coap-gateway \
         --shell /usr/sbin/nologin coap-gateway \
     && install -d -o coap-gateway -g coap-gateway -m 0700 /var/lib/coap-gateway \
@@ -32,8 +37,8 @@ RUN /usr/local/bin/coap-gateway --config /etc/coap-gateway/config.yaml --check
 
 USER coap-gateway
 VOLUME ["/var/lib/coap-gateway"]
-# CoAP (RD, pings, commands, observations) and the admin HTTP server.
-EXPOSE 5683/udp 8080/tcp
+# CoAP (RD, pings, commands, observations), coaps when dtls.listen is set, and admin HTTP.
+EXPOSE 5683/udp 5684/udp 8080/tcp
 ENV RUST_LOG=info
 # The gateway shuts down in order on SIGTERM; give it `docker stop -t 15`-ish time.
 STOPSIGNAL SIGTERM

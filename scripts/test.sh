@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
+./scripts/build-deps.sh
 if ! command -v coap-client-notls >/dev/null 2>&1; then
   echo "== installing libcoap3-bin (coap-client-notls)"
   $SUDO apt-get update -qq

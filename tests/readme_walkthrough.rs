@@ -58,6 +58,7 @@ const RECORDED: &[(&str, &[&str])] = &[(
     &[
         "cargo build --release",
         "cargo bench --bench ",
+        "cargo bench -p coap-endpoint --bench ",
         "python3 ../shared/bench/coap_rd_load.py ",
         "scripts/bench.sh ",
     ],
@@ -69,6 +70,10 @@ fn plan() -> Vec<(&'static str, &'static str, Action)> {
     use Action::*;
     let readme = |(key, action): (&'static str, Action)| ("README.md", key, action);
     let mut plan: Vec<(&'static str, &'static str, Action)> = vec![
+        (
+            "./scripts/build-deps.sh",
+            NotRun("it installs packages; scripts/test.sh ran it before this test"),
+        ),
         (
             "cargo run --release -- --config config.yaml",
             Spawn {
