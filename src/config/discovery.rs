@@ -91,6 +91,11 @@ impl DiscoveryConfig {
             lifetime_s: self.lifetime_s.max(1),
             max_in_flight: self.max_in_flight.max(1),
             targets: targets.unicast.clone(),
+            secure: targets
+                .secure
+                .iter()
+                .map(|(addr, identity)| (*addr, std::sync::Arc::from(identity.as_str())))
+                .collect(),
             groups: targets
                 .groups
                 .iter()

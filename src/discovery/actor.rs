@@ -23,8 +23,9 @@
 //! configured target, until its service is withdrawn (`RemoveMdnsTarget`); its registration
 //! then expires with its lifetime.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -56,6 +57,8 @@ pub(crate) struct DiscoverySettings {
     pub targets: Vec<SocketAddr>,
     /// Multicast groups asked each round (IPv6 link-local ones with their scope id).
     pub groups: Vec<SocketAddr>,
+    /// Targets asked over DTLS, with their identity (`coaps://IDENTITY@…`).
+    pub secure: HashMap<SocketAddr, Arc<str>>,
 }
 
 /// A group as a socket address: an IPv6 group's interface becomes its scope id.
@@ -298,9 +301,13 @@ async fn discover_one(
     settings: &DiscoverySettings,
     addr: SocketAddr,
 ) -> Found {
-    let request = ClientRequest::get("/.well-known/core")
+    let identity = settings.secure.get(&addr).cloned();
+    let mut request = ClientRequest::get("/.well-known/core")
         .accept(LINK_FORMAT)
         .timeout(settings.timeout);
+    if let Some(identity) = &identity {
+        request = request.over_dtls(Some(Arc::clone(identity)));
+    }
     let response = match client.request(addr, request).await {
         Ok(r) => r,
         Err(e) => {
@@ -324,12 +331,20 @@ async fn discover_one(
         return Found::ResourceDirectory;
     }
     let links = limited_links(addr, links);
-    let ep = endpoint_name(&links, addr);
+    // A DTLS device is registered under the identity it authenticated as, bound to it.
+    let ep = match identity.as_deref().map(crate::registry::EndpointName::new) {
+        Some(Ok(name)) => name,
+        _ => endpoint_name(&links, addr),
+    };
+    let base = match identity {
+        Some(_) => base_of(addr).replacen("coap://", "coaps://", 1),
+        None => base_of(addr),
+    };
     let register = Register {
-        identity: None,
+        identity,
         ep: ep.clone(),
         d: None,
-        base: Some(base_of(addr)),
+        base: Some(base),
         lifetime_s: settings.lifetime_s,
         attrs: vec![Param::new(DISCOVERED_MARKER.0, Some(DISCOVERED_MARKER.1))],
         links,

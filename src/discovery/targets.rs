@@ -7,6 +7,10 @@
 //! optionally with `:port`) is asked once per round (RFC 7252 §8); an IPv6 group of link- or
 //! interface-local scope names its interface after `%` (the scope of the group), an IPv4 group
 //! leaves by the routing table and takes none. Groups cannot be ranges.
+//!
+//! A device that speaks CoAP over DTLS is `coaps://IDENTITY@address[:port]` (port 5684 by
+//! default): asked over DTLS with that identity's key from the identities file, and registered
+//! as that identity, under that name.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,6 +18,8 @@ use thiserror::Error;
 
 /// CoAP's default UDP port (RFC 7252 §6.1).
 pub(crate) const COAP_PORT: u16 = 5683;
+/// CoAP over DTLS's default port (RFC 7252 §6.2).
+pub(crate) const COAPS_PORT: u16 = 5684;
 
 /// Why a target entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -32,6 +38,8 @@ pub(crate) enum TargetError {
     UnexpectedInterface(String),
     #[error("no interface named {0:?}")]
     UnknownInterface(String),
+    #[error("`{0}`: a coaps target is coaps://IDENTITY@address[:port] (one unicast address)")]
+    Secure(String),
 }
 
 /// A multicast group to ask, with the interface that scopes it (IPv6 only).
@@ -53,6 +61,11 @@ pub(crate) enum Target {
         last: u16,
     },
     Group(GroupTarget),
+    /// A device asked over DTLS as `identity`.
+    Secure {
+        addr: SocketAddr,
+        identity: String,
+    },
 }
 
 impl Target {
@@ -63,6 +76,7 @@ impl Target {
             Target::Range { ip, first, last } => (*ip, *first, *last),
             // An empty range: 1..=0.
             Target::Group(g) => (g.ip, 1, 0),
+            Target::Secure { addr, .. } => (addr.ip(), addr.port(), addr.port()),
         };
         (first..=last).map(move |port| SocketAddr::new(ip, port))
     }
@@ -72,6 +86,9 @@ impl Target {
 pub(crate) fn parse_target(entry: &str) -> Result<Target, TargetError> {
     let s = entry.trim();
     let syntax = || TargetError::Syntax(entry.to_string());
+    if let Some(rest) = s.strip_prefix("coaps://") {
+        return secure(entry, rest);
+    }
     if let Some(group) = parse_group(entry, s)? {
         return Ok(Target::Group(group));
     }
@@ -155,6 +172,30 @@ fn parse_group(entry: &str, s: &str) -> Result<Option<GroupTarget>, TargetError>
     }
 }
 
+/// `IDENTITY@address[:port]` after `coaps://`.
+fn secure(entry: &str, rest: &str) -> Result<Target, TargetError> {
+    let bad = || TargetError::Secure(entry.to_string());
+    let (identity, host) = rest.rsplit_once('@').ok_or_else(bad)?;
+    if identity.is_empty() || identity.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    let host = host.trim_end_matches('/');
+    let addr = match host.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let ip = host.trim_start_matches('[').trim_end_matches(']');
+            SocketAddr::new(ip.parse::<IpAddr>().map_err(|_| bad())?, COAPS_PORT)
+        }
+    };
+    match unicast(entry, addr)? {
+        Target::Unicast(addr) => Ok(Target::Secure {
+            addr,
+            identity: identity.to_string(),
+        }),
+        _ => Err(bad()),
+    }
+}
+
 fn unicast(entry: &str, addr: SocketAddr) -> Result<Target, TargetError> {
     if addr.ip().is_multicast() {
         return Err(TargetError::Multicast(entry.to_string()));
@@ -173,6 +214,8 @@ pub(crate) struct Targets {
     pub unicast: Vec<SocketAddr>,
     /// The multicast groups, in configuration order, without duplicates.
     pub groups: Vec<GroupTarget>,
+    /// The DTLS devices (also in `unicast`), with the identity each is asked as.
+    pub secure: Vec<(SocketAddr, String)>,
 }
 
 impl Targets {
@@ -185,6 +228,12 @@ impl Targets {
                 Target::Group(g) => {
                     if !out.groups.contains(&g) {
                         out.groups.push(g);
+                    }
+                }
+                Target::Secure { addr, identity } => {
+                    if seen.insert(addr) {
+                        out.unicast.push(addr);
+                        out.secure.push((addr, identity));
                     }
                 }
                 target => out
@@ -219,6 +268,35 @@ mod tests {
             Ok(Target::Unicast(sa("10.0.0.7:5683")))
         );
         assert_eq!(parse_target("::1"), Ok(Target::Unicast(sa("[::1]:5683"))));
+    }
+
+    #[test]
+    fn coaps_targets_name_their_identity() {
+        assert_eq!(
+            parse_target("coaps://node1@127.0.0.1"),
+            Ok(Target::Secure {
+                addr: sa("127.0.0.1:5684"),
+                identity: "node1".into()
+            })
+        );
+        assert_eq!(
+            parse_target("coaps://n@[::1]:7000"),
+            Ok(Target::Secure {
+                addr: sa("[::1]:7000"),
+                identity: "n".into()
+            })
+        );
+        for bad in [
+            "coaps://127.0.0.1",
+            "coaps://@127.0.0.1",
+            "coaps://n@host",
+            "coaps://n@224.0.1.187",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+        let t = Targets::parse(&["coaps://node1@127.0.0.1:7000", "127.0.0.1:7001"]).unwrap();
+        assert_eq!(t.unicast, vec![sa("127.0.0.1:7000"), sa("127.0.0.1:7001")]);
+        assert_eq!(t.secure, vec![(sa("127.0.0.1:7000"), "node1".to_string())]);
     }
 
     #[test]
