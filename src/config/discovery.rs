@@ -110,6 +110,17 @@ mod tests {
     use crate::config::Config;
 
     #[test]
+    fn a_coaps_target_needs_a_dtls_listener() {
+        let err = Config::from_yaml("discovery:\n  targets: [\"coaps://n1@127.0.0.1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("discovery.targets") && err.contains("dtls.listen"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn discovery_defaults_and_checks() {
         let c = Config::from_yaml("").unwrap();
         assert!(!c.discovery.enabled);

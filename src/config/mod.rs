@@ -243,6 +243,12 @@ impl Config {
         let dtls = self.dtls.validate()?;
         let plain_coap = self.security.validate(&dtls.listen)?;
         dtls::check_disjoint_from_rd(&dtls.listen, &rd_listen, plain_coap)?;
+        if let (Some((addr, _)), false) = (discovery_targets.secure.first(), dtls.enabled()) {
+            return Err(invalid(
+                "discovery.targets",
+                format!("the coaps target {addr} needs dtls.listen: DTLS leaves from its socket"),
+            ));
+        }
         Ok(Parsed {
             rd_listen,
             http_listen,
