@@ -12,6 +12,7 @@
 
 pub mod cdp;
 pub mod coap_peer;
+pub mod coaps;
 pub mod constrained;
 pub mod device_sim;
 pub mod http;
