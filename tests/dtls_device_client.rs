@@ -1,4 +1,4 @@
-//! The gateway as a DTLS client (issue 20 "What it must show": "the gateway as client pings,
+//! The gateway as a DTLS client (what the DTLS work must show: "the gateway as client pings,
 //! commands and observes libcoap's `coap-server-openssl` started with a PSK"), end to end with
 //! the real `coap-gateway` and `platform-sim` binaries.
 //!

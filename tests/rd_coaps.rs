@@ -1,4 +1,4 @@
-//! The RD over coaps (CoAP over DTLS 1.2, issue 20 "What it must show"), driven by two DTLS
+//! The RD over coaps (CoAP over DTLS 1.2, and what that work must show), driven by two DTLS
 //! stacks none of us wrote: libcoap's `coap-client-openssl` and `coap-client-gnutls` (Debian
 //! `libcoap3-bin`), as subprocesses under a hard bound. The gateway is the real binary
 //! (`common::Gateway`) with `dtls.listen` on 127.0.0.1:0, its own identities file in the

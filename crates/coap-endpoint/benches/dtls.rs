@@ -1,4 +1,4 @@
-//! CoAP over DTLS 1.2 (issue 20): what the DTLS transport of [`coap_endpoint::Endpoint`]
+//! CoAP over DTLS 1.2: what the DTLS transport of [`coap_endpoint::Endpoint`]
 //! costs, server and load in one run on loopback.
 //!
 //! `cargo bench -p coap-endpoint --bench dtls -- [--seconds 5] [--sessions 20000]
