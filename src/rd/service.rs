@@ -475,8 +475,10 @@ impl RdService {
         req: &InboundRequest,
     ) -> Option<OutboundResponse> {
         req.identity.as_ref()?;
+        // An owner may always remove its own registration, even after its entry narrowed.
+        let removing = req.method == Method::Delete;
         match self.reader.get(id) {
-            Some(reg) => self.settings.access.refuse_name(
+            Some(reg) if !(removing && reg.identity.is_some()) => self.settings.access.refuse_name(
                 req,
                 reg.ep.as_str(),
                 reg.d.as_ref().map(|d| d.as_str()),

@@ -110,6 +110,9 @@ pub enum DtlsError {
     OpenSsl(#[from] openssl::error::ErrorStack),
 }
 
+/// The PSK suites alone: what the client offers when it cannot verify a device's certificate.
+const PSK_CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256";
+
 /// The suites offered: RFC 7252 §9.1.3's mandatory CCM_8 ones and their GCM counterparts.
 const CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256:\
                        ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256";
@@ -189,6 +192,16 @@ pub(crate) fn client_context(config: &DtlsServerConfig) -> Result<Option<SslCont
     }
     let mut b = SslContext::builder(SslMethod::dtls())?;
     common_settings(&mut b)?;
+    // A device's certificate is only worth something verified: without a CA to verify it
+    // against, the client offers no certificate suites at all, or any host that receives at
+    // a device's address could present a self-made certificate with the device's name as CN.
+    let verifies_certificates = config
+        .certificates
+        .as_ref()
+        .is_some_and(|c| c.ca_file.is_some());
+    if !verifies_certificates {
+        b.set_cipher_list(PSK_CIPHERS)?;
+    }
     if let Some(store) = config.psk.clone() {
         b.set_psk_client_callback(move |ssl, _hint, identity_out, psk_out| {
             let identity = client_identity_index()
@@ -228,6 +241,10 @@ pub(crate) fn client_context(config: &DtlsServerConfig) -> Result<Option<SslCont
             })?;
             b.set_verify(SslVerifyMode::PEER);
         }
+    }
+    if !verifies_certificates && config.psk.is_none() {
+        // Certificates without a CA and no PSK: nothing the client could authenticate.
+        return Ok(None);
     }
     Ok(Some(b.build()))
 }
