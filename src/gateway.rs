@@ -194,7 +194,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     };
     let dtls_server = dtls
         .enabled()
-        .then(|| security::server_config(dtls, identities.as_ref(), config.limits.exempt_loopback));
+        .then(|| dtls.server_config(identities.as_ref(), config.limits.exempt_loopback));
     // `security.plain_coap: off`: only the coaps sockets are opened.
     let plain_listen: &[std::net::SocketAddr] = if plain_coap == PlainCoap::Off {
         &[]

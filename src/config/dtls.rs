@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{in_range, invalid, Config, ConfigError, PlainCoap};
+use coap_endpoint::{CertificateFiles, DtlsServerConfig, PskStore};
+
 use crate::security::{Identities, IdentityStore};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +258,35 @@ pub(super) fn check_disjoint_from_rd(
             format!("{addr} is also in rd.listen: plain CoAP and coaps need their own ports"),
         )),
         None => Ok(()),
+    }
+}
+
+impl DtlsSettings {
+    /// The DTLS server's configuration from `dtls.*`; keys come from `store` at each handshake,
+    /// so a reload takes effect for the next one.
+    pub(crate) fn server_config(
+        &self,
+        store: Option<&IdentityStore>,
+        exempt_loopback: bool,
+    ) -> DtlsServerConfig {
+        let certificates = match (&self.cert_file, &self.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(CertificateFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                ca_file: self.ca_file.clone(),
+            }),
+            _ => None,
+        };
+        DtlsServerConfig {
+            psk: store.map(|s| std::sync::Arc::new(s.clone()) as std::sync::Arc<dyn PskStore>),
+            certificates,
+            max_sessions: self.max_sessions,
+            idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+            handshake_rate_per_s: self.handshake_rate_per_s,
+            handshake_burst: f64::from(self.handshake_burst),
+            exempt_loopback,
+        }
     }
 }
 

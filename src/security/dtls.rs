@@ -1,13 +1,12 @@
 //! The identities as the CoAP layer and the RD ask for them: the DTLS server's PSK lookup
 //! ([`PskStore`]), the RD's "may this identity use this name" ([`RegistrationAuthority`]),
-//! the DTLS server's settings from `dtls.*`, and what a SIGHUP does.
+//! and what a SIGHUP does.
 
 use std::collections::HashSet;
 
-use coap_endpoint::{CertificateFiles, DtlsServerConfig, Endpoint, PskStore};
+use coap_endpoint::{Endpoint, PskStore};
 
 use super::IdentityStore;
-use crate::config::DtlsSettings;
 use crate::rd::access::RegistrationAuthority;
 
 impl PskStore for IdentityStore {
@@ -28,33 +27,6 @@ impl RegistrationAuthority for IdentityStore {
 
     fn knows(&self, identity: &str) -> bool {
         self.current().contains(identity)
-    }
-}
-
-/// The DTLS server's configuration from `dtls.*`; keys come from `store` at each handshake,
-/// so a reload takes effect for the next one.
-pub(crate) fn server_config(
-    settings: &DtlsSettings,
-    store: Option<&IdentityStore>,
-    exempt_loopback: bool,
-) -> DtlsServerConfig {
-    let certificates = match (&settings.cert_file, &settings.key_file) {
-        (Some(cert_file), Some(key_file)) => Some(CertificateFiles {
-            cert_file: cert_file.clone(),
-            key_file: key_file.clone(),
-            ca_file: settings.ca_file.clone(),
-        }),
-        _ => None,
-    };
-    DtlsServerConfig {
-        psk: store.map(|s| std::sync::Arc::new(s.clone()) as std::sync::Arc<dyn PskStore>),
-        certificates,
-        max_sessions: settings.max_sessions,
-        idle_timeout: settings.idle_timeout,
-        handshake_timeout: settings.handshake_timeout,
-        handshake_rate_per_s: settings.handshake_rate_per_s,
-        handshake_burst: f64::from(settings.handshake_burst),
-        exempt_loopback,
     }
 }
 

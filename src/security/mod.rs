@@ -10,6 +10,6 @@ mod glob;
 mod identities;
 mod store;
 
-pub(crate) use dtls::{reload, server_config};
+pub(crate) use dtls::reload;
 pub(crate) use identities::Identities;
 pub(crate) use store::IdentityStore;
