@@ -31,7 +31,7 @@ pub(crate) struct DtlsConfig {
     pub ca_file: Option<PathBuf>,
     /// Sessions held at once (established or in handshake).
     pub max_sessions: usize,
-    /// A session with no traffic for this long is closed.
+    /// A session from which nothing was received for this long is closed.
     pub idle_timeout_s: u64,
     /// A handshake not finished in this long is dropped.
     pub handshake_timeout_s: u64,

@@ -447,7 +447,8 @@ impl RdService {
         .boxed()
     }
 
-    /// `DELETE /reg/<id>` (RFC 9176 §5.3.2): 2.02, 4.03 (another address holds it), or 4.04.
+    /// `DELETE /reg/<id>` (RFC 9176 §5.3.2): 2.02; 4.03 (another address or identity holds
+    /// it), 4.01 (a DTLS registration, asked over plain CoAP), or 4.04.
     /// First come, first remembered is decided by the Registry, in the same step as the
     /// removal, so no other write can slip between the check and the delete.
     fn remove(&self, id: RegistrationId, req: &InboundRequest) -> HandlerFuture {

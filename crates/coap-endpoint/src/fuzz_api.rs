@@ -1,5 +1,5 @@
-//! The endpoint's untrusted-input entry point as its fuzz target (`fuzz/fuzz_targets/datagram.rs`)
-//! and the property test below drive it: raw bytes through exactly what the receive loop calls
+//! The endpoint's untrusted-input entry points as fuzz targets (`fuzz/fuzz_targets/datagram.rs`,
+//! and `dtls_datagram.rs` for the DTLS demultiplexer) and the property tests below drive them: raw bytes through exactly what the receive loop calls
 //! on a datagram, with oracles that check the results agree with each other.
 //!
 //! Not part of the crate's API (hidden from the docs). It panics only when an oracle fails: that

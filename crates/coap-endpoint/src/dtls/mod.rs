@@ -58,7 +58,7 @@ pub struct DtlsServerConfig {
     /// Sessions held at once (handshaking or established) over every DTLS socket of the
     /// endpoint; a hello beyond it is dropped.
     pub max_sessions: usize,
-    /// A session that carried nothing for this long is closed.
+    /// A session from which nothing was received for this long is closed.
     pub idle_timeout: Duration,
     /// A handshake not finished within this is abandoned.
     pub handshake_timeout: Duration,
