@@ -318,6 +318,33 @@ async fn the_endpoint_opens_sessions_as_a_client_to_libcoap_server() {
     ep.shutdown().await;
 }
 
+/// An endpoint with a plain and a DTLS socket on loopback, with `config`.
+async fn bind_with(config: &DtlsServerConfig) -> Endpoint {
+    let plain: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let secure: [SocketAddr; 1] = ["127.0.0.1:0".parse().unwrap()];
+    Endpoint::bind_secure(
+        &[plain],
+        Some((&secure, config)),
+        TransmissionParams::default(),
+        Arc::new(WhoAmI::default()),
+        Arc::new(NoHooks),
+    )
+    .await
+    .unwrap()
+}
+
+/// GET / of `device` over DTLS as node1.
+async fn get_as_node1(
+    from: &Endpoint,
+    device: SocketAddr,
+    budget: Duration,
+) -> Result<coap_endpoint::ClientResponse, coap_endpoint::ClientError> {
+    let req = coap_endpoint::ClientRequest::get("/")
+        .over_dtls(Some(Arc::from("node1")))
+        .timeout(budget);
+    from.client().request(device, req).await
+}
+
 /// A self-signed P-256 certificate with `cn` as subject CN, written as PEM files in `dir`:
 /// (certificate, key).
 fn self_signed(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -369,30 +396,12 @@ async fn an_unverifiable_certificate_never_passes_for_a_device() {
         }),
         ..DtlsServerConfig::default()
     };
-    let plain: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let secure: [SocketAddr; 1] = ["127.0.0.1:0".parse().unwrap()];
-    let impostor = Endpoint::bind_secure(
-        &[plain],
-        Some((&secure, &impostor_config)),
-        TransmissionParams::default(),
-        Arc::new(WhoAmI::default()),
-        Arc::new(NoHooks),
-    )
-    .await
-    .unwrap();
+    let impostor = bind_with(&impostor_config).await;
     let device = impostor.secure_addrs()[0];
     // The gateway with PSK only: no certificate suite is offered, so no handshake.
     let handler = Arc::new(WhoAmI::default());
     let (gateway, _, _) = serve(handler).await;
-    let got = gateway
-        .client()
-        .request(
-            device,
-            coap_endpoint::ClientRequest::get("/")
-                .over_dtls(Some(Arc::from("node1")))
-                .timeout(Duration::from_secs(3)),
-        )
-        .await;
+    let got = get_as_node1(&gateway, device, Duration::from_secs(3)).await;
     assert!(
         got.is_err(),
         "a PSK-only client accepted a certificate: {got:?}"
@@ -408,24 +417,8 @@ async fn an_unverifiable_certificate_never_passes_for_a_device() {
         }),
         ..DtlsServerConfig::default()
     };
-    let gateway2 = Endpoint::bind_secure(
-        &[plain],
-        Some((&secure, &verifying)),
-        TransmissionParams::default(),
-        Arc::new(WhoAmI::default()),
-        Arc::new(NoHooks),
-    )
-    .await
-    .unwrap();
-    let got = gateway2
-        .client()
-        .request(
-            device,
-            coap_endpoint::ClientRequest::get("/")
-                .over_dtls(Some(Arc::from("node1")))
-                .timeout(Duration::from_secs(3)),
-        )
-        .await;
+    let gateway2 = bind_with(&verifying).await;
+    let got = get_as_node1(&gateway2, device, Duration::from_secs(3)).await;
     assert!(
         got.is_err(),
         "an unverified certificate was accepted: {got:?}"
@@ -441,23 +434,8 @@ async fn an_unverifiable_certificate_never_passes_for_a_device() {
         }),
         ..DtlsServerConfig::default()
     };
-    let gateway3 = Endpoint::bind_secure(
-        &[plain],
-        Some((&secure, &trusting)),
-        TransmissionParams::default(),
-        Arc::new(WhoAmI::default()),
-        Arc::new(NoHooks),
-    )
-    .await
-    .unwrap();
-    let got = gateway3
-        .client()
-        .request(
-            device,
-            coap_endpoint::ClientRequest::get("/")
-                .over_dtls(Some(Arc::from("node1")))
-                .timeout(Duration::from_secs(5)),
-        )
+    let gateway3 = bind_with(&trusting).await;
+    let got = get_as_node1(&gateway3, device, Duration::from_secs(5))
         .await
         .unwrap_or_else(|e| panic!("a verified certificate with the expected CN: {e}"));
     assert_eq!(got.code, Code::CONTENT);

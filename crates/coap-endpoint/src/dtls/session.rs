@@ -92,6 +92,14 @@ impl Session {
         if listen(stream.ssl()) != Listened::Accepted {
             return None;
         }
+        // DTLSv1_listen kept the hello; the first handshake step reads it and writes the
+        // server's flight.
+        Session::start(stream, now)
+    }
+
+    /// A session in handshake over `stream`, after its first handshake step (`None` when
+    /// that step already failed).
+    fn start(stream: SslStream<Wire>, now: Instant) -> Option<Session> {
         let mut session = Session {
             stream,
             phase: Phase::Handshaking,
@@ -100,8 +108,6 @@ impl Session {
             started: now,
             last_active: now,
         };
-        // DTLSv1_listen kept the hello; the handshake step reads it and writes the server's
-        // flight.
         let mut out = Received::default();
         session.step_handshake(&mut out);
         (session.phase != Phase::Closed).then_some(session)
@@ -121,18 +127,8 @@ impl Session {
             ssl.set_ex_data(super::client_identity_index()?, identity);
         }
         ssl.set_connect_state();
-        let stream = SslStream::new(ssl, Wire::default()).ok()?;
-        let mut session = Session {
-            stream,
-            phase: Phase::Handshaking,
-            identity: None,
-            buffers_released: false,
-            started: now,
-            last_active: now,
-        };
-        let mut out = Received::default();
-        session.step_handshake(&mut out);
-        (session.phase != Phase::Closed).then_some(session)
+        // The first step writes the hello.
+        Session::start(SslStream::new(ssl, Wire::default()).ok()?, now)
     }
 
     pub(crate) fn phase(&self) -> Phase {
