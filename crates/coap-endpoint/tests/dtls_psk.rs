@@ -444,3 +444,51 @@ async fn an_unverifiable_certificate_never_passes_for_a_device() {
     gateway3.shutdown().await;
     impostor.shutdown().await;
 }
+
+/// The per-source handshake rate and `max_sessions`, from a source that is not exempt
+/// (`exempt_loopback: false`, so loopback counts like a LAN host): a second handshake beyond
+/// either bound gets no session, and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_beyond_the_rate_or_the_session_table_get_no_session() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (what, config) in [
+        (
+            "handshake rate",
+            DtlsServerConfig {
+                psk: Some(Arc::new(Keys)),
+                handshake_rate_per_s: 0.001,
+                handshake_burst: 1.0,
+                exempt_loopback: false,
+                ..DtlsServerConfig::default()
+            },
+        ),
+        (
+            "max_sessions",
+            DtlsServerConfig {
+                psk: Some(Arc::new(Keys)),
+                max_sessions: 1,
+                handshake_rate_per_s: 0.0,
+                exempt_loopback: false,
+                ..DtlsServerConfig::default()
+            },
+        ),
+    ] {
+        let server = bind_with(&config).await;
+        let addr = server.secure_addrs()[0];
+        let (first, _, _) = serve(Arc::new(WhoAmI::default())).await;
+        let (second, _, _) = serve(Arc::new(WhoAmI::default())).await;
+        let ok = get_as_node1(&first, addr, Duration::from_secs(3)).await;
+        assert!(ok.is_ok(), "{what}: the first handshake: {ok:?}");
+        let refused = get_as_node1(&second, addr, Duration::from_secs(3)).await;
+        assert!(refused.is_err(), "{what}: the second got through");
+        let stats = server.dtls_stats();
+        assert!(
+            stats.hellos_refused.load(Relaxed) >= 1,
+            "{what}: not counted"
+        );
+        assert_eq!(stats.sessions.load(Relaxed), 1, "{what}");
+        first.shutdown().await;
+        second.shutdown().await;
+        server.shutdown().await;
+    }
+}
