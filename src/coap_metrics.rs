@@ -38,6 +38,8 @@ impl From<&DtlsStats> for DtlsSample {
             handshakes_timed_out: get(&stats.handshakes_timed_out),
             hellos_refused: get(&stats.hellos_refused),
             datagrams_dropped: get(&stats.datagrams_dropped),
+            sessions_compacted: get(&stats.sessions_compacted),
+            records_dropped: get(&stats.records_dropped),
             sessions: get(&stats.sessions),
         }
     }

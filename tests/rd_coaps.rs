@@ -126,6 +126,15 @@ impl Coaps {
         r.links()
     }
 
+    /// The registration resource of `ep` (`/reg/N`), from the plain lookup interface.
+    fn location(&self, ep: &str) -> String {
+        self.endpoints()
+            .into_iter()
+            .find(|l| l.get("ep") == Some(ep))
+            .map(|l| l.target.clone())
+            .unwrap_or_else(|| panic!("{ep} is not registered"))
+    }
+
     /// `GET /api/devices/{ep}` (the device object: `lt`, `base`, `links`...).
     fn device(&self, ep: &str) -> serde_json::Value {
         let r = common::http::get(self.gw.http_addr(), &format!("/api/devices/{ep}"));
@@ -183,6 +192,8 @@ const COMPLETED: &str = "coap_gateway_dtls_handshakes_total{outcome=\"completed\
 const STARTED: &str = "coap_gateway_dtls_handshakes_started_total";
 const HVR_SENT: &str = "coap_gateway_dtls_hello_verify_requests_sent_total";
 const SESSIONS: &str = "coap_gateway_dtls_sessions";
+const COMPACTED: &str = "coap_gateway_dtls_sessions_compacted_total";
+const RECORDS_DROPPED: &str = "coap_gateway_dtls_records_dropped_total";
 
 // ---- libcoap ------------------------------------------------------------------------------
 
@@ -376,6 +387,63 @@ fn psk_register_update_lookup_delete_with_both_clients() {
 }
 
 /// RFC 9176 §7: an identity registers only the names its entry allows (default: its own).
+/// Many requests in one session, both ways through the gateway's own record layer (the
+/// session leaves OpenSSL with its first request): a registration sent in 64-byte Block1
+/// blocks and a lookup read in 64-byte Block2 blocks, each one libcoap run over one session.
+/// Every record both libraries sealed opened (none dropped), and the links arrive whole.
+#[test]
+fn block_wise_over_one_session_runs_on_the_record_layer() {
+    if !has_clients() {
+        return;
+    }
+    let gw = Coaps::psk(&psk_entry("node1", NODE1_KEY));
+    let node1 = psk("node1", NODE1_KEY);
+    let links: Vec<String> = (0..40)
+        .map(|i| format!("</sensors/t{i}>;rt=\"temperature\";if=\"sensor\""))
+        .collect();
+    let links = links.join(",");
+    assert!(links.len() > 20 * 64, "many blocks each way");
+    for client in CLIENTS {
+        let compacted = gw.metric(COMPACTED);
+        let reg = libcoap(
+            client,
+            &node1,
+            &["-m", "post", "-t", "40", "-b", "64", "-e", &links],
+            &gw.url("/rd?ep=node1&lt=300"),
+        );
+        assert_eq!(code(&reg).as_deref(), Some("2.01"), "{client}: {reg:?}");
+        // The reassembled body, as libcoap writes it (`-o`): the log shows only the last block.
+        let body = gw.dir.path().join(format!("{client}.lookup"));
+        let out = body.display().to_string();
+        let look = libcoap(
+            client,
+            &node1,
+            &["-b", "64", "-o", &out],
+            &gw.url("/rd-lookup/res?ep=node1"),
+        );
+        assert_eq!(code(&look).as_deref(), Some("2.05"), "{client}: {look:?}");
+        let body = std::fs::read_to_string(&body).unwrap_or_default();
+        let got = parse_links(&body).unwrap_or_else(|e| panic!("{client}: {e}: {body:?}"));
+        assert_eq!(got.len(), 40, "{client}: every link, reassembled: {look:?}");
+        assert!(
+            gw.wait_metric(COMPACTED, compacted + 2.0) >= compacted + 2.0,
+            "{client}: both sessions moved to the record layer"
+        );
+        assert_eq!(
+            gw.metric(RECORDS_DROPPED),
+            0.0,
+            "{client}: every record opened"
+        );
+        let del = libcoap(
+            client,
+            &node1,
+            &["-m", "delete"],
+            &gw.url(&gw.location("node1")),
+        );
+        assert_eq!(code(&del).as_deref(), Some("2.02"), "{client}: {del:?}");
+    }
+}
+
 #[test]
 fn an_identity_registers_only_the_names_it_may_use() {
     if !has_clients() {

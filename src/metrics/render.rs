@@ -318,6 +318,20 @@ fn dtls(w: &mut TextWriter, inputs: &ScrapeInputs) {
         d.datagrams_dropped,
     );
     w.single(
+        "coap_gateway_dtls_sessions_compacted_total",
+        Kind::Counter,
+        "DTLS sessions moved from OpenSSL to the gateway's own record layer once the peer \
+         finished its handshake (memory per idle session).",
+        d.sessions_compacted,
+    );
+    w.single(
+        "coap_gateway_dtls_records_dropped_total",
+        Kind::Counter,
+        "Records of established DTLS sessions dropped: forged (failed authentication), \
+         replayed, or of another epoch.",
+        d.records_dropped,
+    );
+    w.single(
         "coap_gateway_dtls_sessions",
         Kind::Gauge,
         "DTLS sessions held, established or in handshake.",
@@ -474,6 +488,8 @@ mod tests {
             hellos_refused: 3,
             datagrams_dropped: 4,
             sessions: 6,
+            sessions_compacted: 7,
+            records_dropped: 8,
         }
     }
 
@@ -612,6 +628,8 @@ mod tests {
         assert_eq!(dtls("coap_gateway_dtls_hellos_refused_total", &[]), 3.0);
         assert_eq!(dtls("coap_gateway_dtls_datagrams_dropped_total", &[]), 4.0);
         assert_eq!(dtls("coap_gateway_dtls_sessions", &[]), 6.0);
+        assert_eq!(dtls("coap_gateway_dtls_sessions_compacted_total", &[]), 7.0);
+        assert_eq!(dtls("coap_gateway_dtls_records_dropped_total", &[]), 8.0);
 
         let latency = scrape
             .samples

@@ -46,4 +46,8 @@ pub struct DtlsSample {
     pub datagrams_dropped: u64,
     /// Sessions held now, established or in handshake.
     pub sessions: u64,
+    /// Sessions moved from OpenSSL to the gateway's own record layer after their handshake.
+    pub sessions_compacted: u64,
+    /// Records of established sessions dropped: forged, replayed or of another epoch.
+    pub records_dropped: u64,
 }

@@ -115,6 +115,15 @@ async fn libcoap_clients_speak_psk_and_the_handler_sees_the_identity() {
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );
+        // The request showed the client finished its handshake: the session left OpenSSL
+        // for the endpoint's own record layer, which sealed the answer libcoap printed.
+        assert_eq!(
+            stats
+                .sessions_compacted
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "{tool}"
+        );
         assert_eq!(
             handler.seen.lock().unwrap().as_slice(),
             &[Some("node1".to_string())]
@@ -284,6 +293,14 @@ async fn the_endpoint_opens_sessions_as_a_client_to_libcoap_server() {
         .handshakes_completed
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(completed >= 1);
+    // As a client the session switches to the endpoint's own record layer at once: the
+    // request was sealed by it and the answer (sealed by libcoap's OpenSSL) opened by it.
+    assert!(
+        stats
+            .sessions_compacted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     // The ping and an observation reuse that session: no new handshake.
     let rtt = client
         .ping_over(device, Some(node1.clone()), Duration::from_secs(5))
@@ -299,6 +316,13 @@ async fn the_endpoint_opens_sessions_as_a_client_to_libcoap_server() {
         .await
         .expect("observe /time over DTLS");
     assert_eq!(obs.first.code, Code::CONTENT);
+    assert_eq!(
+        stats
+            .records_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "every record libcoap sent opened"
+    );
     assert_eq!(
         stats
             .handshakes_completed

@@ -2,7 +2,10 @@
 //! processes (this binary re-run with `--client-hold`) establish N PSK sessions and keep them,
 //! so that what grows is the server's alone (the clients' `SSL`s live in the children). Read
 //! from `/proc/self/status`: `RssAnon` (heap and anonymous mappings, the honest figure) and
-//! `VmRSS`.
+//! `VmRSS`. Read twice: just after the handshakes (each session still in its OpenSSL `SSL`,
+//! record buffers released), and once every session has moved to the endpoint's own record
+//! layer (`src/dtls/session.rs`: the held sessions send no application data, so that happens
+//! at the sweep after `COMPACT_AFTER`; a device that registers moves at once).
 //!
 //! 20,000 sessions take two children (`PER_PROCESS`): one socket per session, and a
 //! descriptor limit of 20,000 that a container may not let a process raise. Each child talks
@@ -145,6 +148,10 @@ pub struct Measured {
     pub rss_anon_after_kib: u64,
     pub vm_rss_before_kib: u64,
     pub vm_rss_after_kib: u64,
+    /// Sessions on the record layer, and the memory then.
+    pub compacted: u64,
+    pub rss_anon_compact_kib: u64,
+    pub vm_rss_compact_kib: u64,
     pub server_cpu_us_per_handshake: f64,
 }
 
@@ -153,6 +160,22 @@ impl Measured {
         (self
             .rss_anon_after_kib
             .saturating_sub(self.rss_anon_before_kib)
+            * 1_024) as f64
+            / self.server_sessions.max(1) as f64
+    }
+
+    pub fn anon_per_compact_session_bytes(&self) -> f64 {
+        (self
+            .rss_anon_compact_kib
+            .saturating_sub(self.rss_anon_before_kib)
+            * 1_024) as f64
+            / self.server_sessions.max(1) as f64
+    }
+
+    pub fn rss_per_compact_session_bytes(&self) -> f64 {
+        (self
+            .vm_rss_compact_kib
+            .saturating_sub(self.vm_rss_before_kib)
             * 1_024) as f64
             / self.server_sessions.max(1) as f64
     }
@@ -289,6 +312,15 @@ fn measure_with(
         m.server_sessions = server.sessions();
         m.rss_anon_after_kib = status_kib("RssAnon").unwrap_or(0);
         m.vm_rss_after_kib = status_kib("VmRSS").unwrap_or(0);
+        // Quiet sessions move to the record layer at the sweep after COMPACT_AFTER (10 s).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while server.compacted() < m.held && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(1_500));
+        m.compacted = server.compacted();
+        m.rss_anon_compact_kib = status_kib("RssAnon").unwrap_or(0);
+        m.vm_rss_compact_kib = status_kib("VmRSS").unwrap_or(0);
         let done = server.completed().saturating_sub(done0).max(1);
         m.server_cpu_us_per_handshake =
             server.cpu_ns().saturating_sub(cpu0) as f64 / 1_000.0 / done as f64;

@@ -141,6 +141,11 @@ impl Server {
         self.stats.handshakes_completed.load(Ordering::Relaxed)
     }
 
+    /// Sessions that left OpenSSL for the endpoint's own record layer.
+    pub fn compacted(&self) -> u64 {
+        self.stats.sessions_compacted.load(Ordering::Relaxed)
+    }
+
     pub fn sessions(&self) -> u64 {
         self.stats.sessions.load(Ordering::Relaxed)
     }

@@ -5,7 +5,11 @@
 //! - `cookie`: stateless cookies, so a spoofed hello gets a HelloVerifyRequest and no state;
 //! - `listen`: `DTLSv1_listen`, which the `openssl` crate does not wrap;
 //! - `buffers`: an idle session's record buffers given back and restored;
-//! - `session`: one peer's `SSL` over an in-memory wire.
+//! - `session`: one peer's session: its `SSL` over an in-memory wire for the handshake, then
+//!   (for the suites we offer) its own record layer:
+//! - `keys`: the record keys derived from the master secret (the TLS 1.2 PRF);
+//! - `protection`: AEAD record protection, sequence numbers and the replay window;
+//! - `trim`: the heap pages of dropped `SSL`s given back to the OS.
 //!
 //! Why OpenSSL (the system libssl 3): it has the suites RFC 7252 names
 //! (`TLS_PSK_WITH_AES_128_CCM_8`, `TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8`), per-identity PSK
@@ -28,9 +32,12 @@ use thiserror::Error;
 
 pub(crate) mod buffers;
 pub(crate) mod cookie;
+pub(crate) mod keys;
 pub(crate) mod listen;
+pub(crate) mod protection;
 pub(crate) mod record;
 pub(crate) mod session;
+pub(crate) mod trim;
 
 /// Where the server finds a PSK client's key: the application's identities, reloadable.
 pub trait PskStore: Send + Sync + 'static {
@@ -262,6 +269,10 @@ pub struct DtlsStats {
     /// Datagrams that were no DTLS record of a known session nor a hello.
     pub datagrams_dropped: AtomicU64,
     pub sessions: AtomicU64,
+    /// Sessions switched from OpenSSL to the gateway's own record layer (`session.rs`).
+    pub sessions_compacted: AtomicU64,
+    /// Records of established sessions dropped: forged, replayed, or of another epoch.
+    pub records_dropped: AtomicU64,
 }
 
 impl DtlsStats {
