@@ -23,7 +23,10 @@
 //!   `expires_at` are RFC 3339 UTC with milliseconds.
 //! - Added within v1 (unknown fields are ignored by both sides): `expires_at`, `location` (the
 //!   registration resource, `/reg/N`) and `source` (the address the last registration or
-//!   update came from), which operators need and a platform may use.
+//!   update came from), which operators need and a platform may use; then `dtls_identity`
+//!   (the DTLS identity name the registration was made with and belongs to, `null` over plain
+//!   CoAP; never key material) and `coaps` (whether `base` is a `coaps://` URI), so an operator
+//!   can tell who may change a registration. The RD lookup interface (RFC 9176) shows neither.
 
 use std::collections::BTreeMap;
 
@@ -129,7 +132,7 @@ impl Serialize for DeviceObject<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let attrs = merged_attrs(&r.attrs, &["et"]);
-        let mut st = s.serialize_struct("Device", 13)?;
+        let mut st = s.serialize_struct("Device", 15)?;
         st.serialize_field("ep", r.ep.as_str())?;
         st.serialize_field("d", &r.d.as_ref().map(|d| d.as_str()))?;
         st.serialize_field("base", &r.base)?;
@@ -142,9 +145,18 @@ impl Serialize for DeviceObject<'_> {
         st.serialize_field("expires_at", &rfc3339_ms(r.expires_at_ms))?;
         st.serialize_field("location", &r.id.location())?;
         st.serialize_field("source", &r.source)?;
+        // The identity's name only: the registration keeps no key material.
+        st.serialize_field("dtls_identity", &r.identity.as_deref())?;
+        st.serialize_field("coaps", &is_coaps(&r.base))?;
         st.serialize_field("links", &LinkList(&r.links))?;
         st.end()
     }
+}
+
+/// Whether `base` is a `coaps://` URI (a URI scheme is case-insensitive, RFC 3986 §3.1).
+fn is_coaps(base: &str) -> bool {
+    base.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("coaps://"))
 }
 
 /// An attribute value of a device object as read back: a string, or `true` for a flag.
@@ -208,6 +220,11 @@ pub struct DeviceRecord {
     pub expires_at: String,
     pub location: String,
     pub source: String,
+    /// Absent in objects from gateways before DTLS: read as `None` / `false`.
+    #[serde(default)]
+    pub dtls_identity: Option<String>,
+    #[serde(default)]
+    pub coaps: bool,
     pub links: Vec<LinkRecord>,
 }
 
@@ -264,6 +281,7 @@ pub(crate) mod tests {
                    "updated_at": "2026-11-25T14:01:00.000Z",
                    "expires_at": "2026-11-26T15:00:00.123Z",
                    "location": "/reg/1", "source": "127.0.0.1:56830",
+                   "dtls_identity": null, "coaps": false,
                    "links": [{"href": "/sensors/temp", "rt": "temperature", "if": "sensor",
                               "ct": "0", "obs": true, "attrs": {"title": "Room temperature"}}]})
         );
@@ -282,9 +300,28 @@ pub(crate) mod tests {
                    "updated_at": "2026-11-25T14:01:00.000Z",
                    "expires_at": "2026-11-26T15:00:00.123Z",
                    "location": "/reg/1", "source": "127.0.0.1:56830",
+                   "dtls_identity": null, "coaps": false,
                    "links": [{"href": "/x", "rt": null, "if": null, "ct": null, "obs": false,
                               "attrs": {}}]})
         );
+    }
+
+    #[test]
+    fn a_registration_made_over_dtls_shows_its_identity_and_coaps_base() {
+        let mut r = registration("secure");
+        r.identity = Some("node1".into());
+        r.base = "coaps://127.0.0.1:40000".into();
+        let v = render(&r);
+        assert_eq!(v["dtls_identity"], "node1");
+        assert_eq!(v["coaps"], true);
+        // An explicit base is judged by its scheme, whatever its case.
+        r.base = "COAPS://[2001:db8::1]".into();
+        assert_eq!(render(&r)["coaps"], true);
+        r.base = "coap://127.0.0.1".into();
+        assert_eq!(render(&r)["coaps"], false);
+        let back: DeviceRecord = serde_json::from_value(render(&r)).unwrap();
+        assert_eq!(back.dtls_identity.as_deref(), Some("node1"));
+        assert!(!back.coaps);
     }
 
     #[test]

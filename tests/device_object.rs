@@ -3,6 +3,11 @@
 //! the platform's `device_registered` frame, `GET /api/devices/{ep}`, `rd-dump --url --json`
 //! on the running gateway and `rd-dump --json` on its stopped data directory
 //! (docs/platform-protocol.md, "A device object"). Real binaries, real sockets on 127.0.0.1.
+//!
+//! A device registered over coaps (libcoap's `coap-client-openssl` with a PSK, guarded by
+//! `require_tool` as in tests/rd_coaps.rs) shows the DTLS identity it belongs to and its
+//! `coaps://` base in the admin API, `rd-dump` (both sources, table and JSON) and the status
+//! page, and a plain registration shows none; the RD lookup interface shows no identity.
 
 mod common;
 
@@ -13,7 +18,7 @@ use common::coap_peer::*;
 use common::http::get;
 use common::platform_sim::PlatformSim;
 use common::rd_dump::rd_dump_output;
-use common::{Gateway, GatewayOptions};
+use common::{coaps, require_tool, Gateway, GatewayOptions};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -98,4 +103,142 @@ fn every_output_shows_the_same_device_object() {
         "rd-dump --url --json vs the platform frame"
     );
     assert_eq!(dump_local, platform, "rd-dump --json vs the platform frame");
+}
+
+/// The identity `sensors` may register `sensor-*` (a name other than its own, so the lookup
+/// check below can tell the identity from the endpoint name).
+const SENSORS_KEY: &str = "secret-sensors";
+
+/// rd-dump's table row of `ep` split into cells, and the header's cells.
+fn table_row(table: &str, ep: &str) -> (Vec<String>, Vec<String>) {
+    let cells = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let header = table
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("empty table:\n{table}"));
+    let row = table
+        .lines()
+        .find(|l| cells(l).get(1).map(String::as_str) == Some(ep))
+        .unwrap_or_else(|| panic!("{ep} not in the table:\n{table}"));
+    (cells(header), cells(row))
+}
+
+/// The IDENTITY cell of `ep` in an rd-dump table.
+fn identity_cell(table: &str, ep: &str) -> String {
+    let (header, row) = table_row(table, ep);
+    let col = header
+        .iter()
+        .position(|h| h == "IDENTITY")
+        .unwrap_or_else(|| panic!("no IDENTITY column:\n{table}"));
+    row[col].clone()
+}
+
+#[test]
+fn a_dtls_registration_shows_its_identity_and_a_plain_one_none() {
+    if !require_tool(coaps::CLIENT) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("identities.yaml");
+    std::fs::write(
+        &ids,
+        format!(
+            "identities:\n  - identity: sensors\n    psk_hex: \"{}\"\n    endpoints: [\"sensor-*\"]\n",
+            coaps::psk_hex(SENSORS_KEY)
+        ),
+    )
+    .expect("write identities");
+    let mut gw = Gateway::start_with_http(GatewayOptions {
+        extra_yaml: format!(
+            "pinger:\n  enabled: false\nobserver:\n  enabled: false\n\
+             dtls:\n  listen: [\"127.0.0.1:0\"]\n  identities_file: {ids:?}\n\
+             security:\n  plain_coap: open\n"
+        ),
+        ..GatewayOptions::default()
+    });
+    let secure = coaps::coaps_addr(&gw);
+
+    let ran = coaps::client(
+        "sensors",
+        SENSORS_KEY,
+        &["-m", "post", "-t", "40", "-e", "</t>;rt=\"temperature\""],
+        &format!("coaps://{secure}/rd?ep=sensor-1&lt=600"),
+    );
+    assert_eq!(
+        coaps::response_code(&ran).as_deref(),
+        Some("2.01"),
+        "{}\n{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let peer = Peer::new(gw.addr());
+    register(&peer, "ep=plain-1&lt=600", "</t>;rt=\"temperature\"");
+
+    // The admin API's device object.
+    let api_secure: Value = get(gw.http_addr(), "/api/devices/sensor-1").json();
+    assert_eq!(api_secure["dtls_identity"], "sensors", "{api_secure}");
+    assert_eq!(api_secure["coaps"], true, "{api_secure}");
+    assert_eq!(
+        api_secure["base"]
+            .as_str()
+            .map(|b| b.starts_with("coaps://127.0.0.1:")),
+        Some(true),
+        "{api_secure}"
+    );
+    let api_plain: Value = get(gw.http_addr(), "/api/devices/plain-1").json();
+    assert_eq!(api_plain["dtls_identity"], Value::Null, "{api_plain}");
+    assert_eq!(api_plain["coaps"], false, "{api_plain}");
+    // Never key material: neither the key nor its hex form is anywhere in the objects.
+    for object in [&api_secure, &api_plain] {
+        let text = object.to_string();
+        assert!(!text.contains(SENSORS_KEY) && !text.contains(&coaps::psk_hex(SENSORS_KEY)));
+    }
+
+    // The status page's device table (first paint, rendered by the gateway).
+    let page = get(gw.http_addr(), "/").text();
+    assert!(
+        page.contains(r#"<td class="identity">sensors</td>"#),
+        "{page}"
+    );
+
+    // The public lookup interface stays as RFC 9176 defines it: no identity, no new attribute.
+    let looked = lookup(&peer, "/rd-lookup/ep");
+    assert_eq!(looked.len(), 2, "{looked:?}");
+    for link in &looked {
+        for (name, value) in &link.attrs {
+            assert!(
+                matches!(name.as_str(), "ep" | "d" | "base" | "rt" | "status"),
+                "{name} in {link:?}"
+            );
+            assert_ne!(value.as_deref(), Some("sensors"), "{link:?}");
+        }
+    }
+
+    // rd-dump --url: the same objects, and the table's IDENTITY column.
+    let url = gw.http_url();
+    let out = Command::new(env!("CARGO_BIN_EXE_rd-dump"))
+        .args(["--url", &url, "--json"])
+        .output()
+        .expect("run rd-dump --url --json");
+    assert!(out.status.success(), "{out:?}");
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(line_of(&lines, "sensor-1"), api_secure);
+    assert_eq!(line_of(&lines, "plain-1"), api_plain);
+    let out = Command::new(env!("CARGO_BIN_EXE_rd-dump"))
+        .args(["--url", &url])
+        .output()
+        .expect("run rd-dump --url");
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(identity_cell(&table, "sensor-1"), "sensors", "{table}");
+    assert_eq!(identity_cell(&table, "plain-1"), "-", "{table}");
+
+    // rd-dump --data-dir on the stopped gateway: the identity was persisted with the record.
+    assert_eq!(gw.terminate(), Some(0));
+    let lines = rd_dump_output(&gw.data_dir, &["--json"]);
+    assert_eq!(line_of(&lines, "sensor-1"), api_secure);
+    assert_eq!(line_of(&lines, "plain-1"), api_plain);
+    let table = rd_dump_output(&gw.data_dir, &[]);
+    assert_eq!(identity_cell(&table, "sensor-1"), "sensors", "{table}");
+    assert_eq!(identity_cell(&table, "plain-1"), "-", "{table}");
 }

@@ -51,8 +51,9 @@ fn rd_dump(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Writes three known registrations (one disconnected, one in a sector, one with an explicit
-/// base) and returns them as the actor acknowledged them, in id order.
+/// Writes three known registrations (one disconnected and made over DTLS by an identity whose
+/// name holds a space, one in a sector, one with an explicit base) and returns them as the
+/// actor acknowledged them, in id order.
 fn populate(dir: &Path) -> Vec<Registration> {
     let sys = System::new();
     let regs = sys.block_on(async {
@@ -68,6 +69,7 @@ fn populate(dir: &Path) -> Vec<Registration> {
                 None,
                 None,
                 vec![Link::new("/t").with("rt", Some("temperature"))],
+                None,
             ),
             (
                 "node-bravo",
@@ -79,13 +81,14 @@ fn populate(dir: &Path) -> Vec<Registration> {
                         .with("ct", Some("0")),
                     Link::new("/fw").with("obs", None),
                 ],
+                None,
             ),
-            ("c", None, None, vec![]),
+            ("c", None, None, vec![], Some("dev c")),
         ];
-        for (ep, d, base, links) in requests {
+        for (ep, d, base, links, identity) in requests {
             let reply = addr
                 .send(Register {
-                    identity: None,
+                    identity: identity.map(Into::into),
                     ep: EndpointName::new(ep).unwrap(),
                     d: d.map(|d| Sector::new(d).unwrap()),
                     base: base.map(str::to_string),
@@ -133,7 +136,7 @@ fn prints_an_aligned_table_of_every_registration() {
     assert_eq!(lines.len(), 1 + regs.len() + 1, "{text}");
     let header = lines[0];
     for name in [
-        "LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES", "LINKS",
+        "LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES", "IDENTITY", "LINKS",
     ] {
         assert!(header.contains(name), "{header}");
     }
@@ -152,18 +155,26 @@ fn prints_an_aligned_table_of_every_registration() {
         assert_eq!(cells[4], reg.status.as_u8().to_string(), "{line}");
         assert_eq!(cells[5], "300", "{line}");
         assert_eq!(cells[6], rfc3339_ms(reg.expires_at_ms), "{line}");
+        // The DTLS identity's name, one cell even with a space in it; `-` over plain CoAP.
+        let identity = reg.identity.as_deref().map_or("-", |i| match i {
+            "dev c" => "dev\\u{20}c",
+            other => other,
+        });
+        assert_eq!(cells[7], identity, "{line}");
         let links = link_format::serialize(&reg.links);
         assert!(
             line.trim_end().ends_with(links.as_str()),
             "{line} should end with {links}"
         );
         // Aligned: every column starts where its header does.
-        for name in ["EP", "BASE", "STATUS", "EXPIRES"] {
+        for name in ["EP", "BASE", "STATUS", "EXPIRES", "IDENTITY"] {
             let col = header.find(&format!("  {name}")).unwrap() + 2;
-            let index = ["LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES"]
-                .iter()
-                .position(|h| *h == name)
-                .unwrap();
+            let index = [
+                "LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES", "IDENTITY",
+            ]
+            .iter()
+            .position(|h| *h == name)
+            .unwrap();
             assert_eq!(
                 &line[col..col + cells[index].len()],
                 cells[index],
@@ -173,6 +184,7 @@ fn prints_an_aligned_table_of_every_registration() {
     }
     assert_eq!(regs[1].base, "coap://[2001:db8::7]");
     assert_eq!(regs[0].base, "coap://127.0.0.1");
+    assert_eq!(regs[2].base, "coaps://127.0.0.1:5683", "derived over DTLS");
     assert!(
         lines[3].split_whitespace().nth(4) == Some("0"),
         "c is disconnected"
@@ -214,7 +226,20 @@ fn json_mode_prints_one_device_object_per_line() {
         serde_json::json!({"href": "/fw", "rt": null, "if": null, "ct": null, "obs": true,
                            "attrs": {}})
     );
-    for storage_only in ["id", "lifetime_s", "base_origin", "registered_at_ms"] {
+    // The identity's name and whether the base is coaps; nothing of either for a plain one.
+    assert_eq!(parsed[2]["dtls_identity"], "dev c");
+    assert_eq!(parsed[2]["coaps"], true);
+    for plain in &parsed[..2] {
+        assert_eq!(plain["dtls_identity"], serde_json::Value::Null, "{plain}");
+        assert_eq!(plain["coaps"], false, "{plain}");
+    }
+    for storage_only in [
+        "id",
+        "lifetime_s",
+        "base_origin",
+        "registered_at_ms",
+        "identity",
+    ] {
         assert!(raw.get(storage_only).is_none(), "{storage_only} in {raw}");
     }
 }

@@ -110,6 +110,8 @@ function drawDevices(page) {
     seen.title = d.updated_at;
     cell(tr, d.expires_at, "expires");
     cell(tr, d.base, "base");
+    // Made over DTLS: the identity it belongs to (null over plain CoAP). Text, never markup.
+    cell(tr, typeof d.dtls_identity === "string" ? d.dtls_identity : "", "identity");
     const links = cell(tr, "", "links");
     d.links.forEach((l, i) => {
       if (i > 0) links.appendChild(document.createElement("br"));

@@ -134,7 +134,8 @@ fn device_row(d: &Value, updated_at_ms: u64, now_ms: u64) -> String {
         "<tr class=\"device\" data-ep=\"{ep}\" data-status=\"{status}\"><td class=\"ep\">{ep}</td>\
          <td class=\"d\">{dd}</td><td class=\"status {ud}\">{ud}</td>\
          <td class=\"seen\" title=\"{seen_iso}\">{seen}</td><td class=\"expires\">{expires}</td>\
-         <td class=\"base\">{base}</td><td class=\"links\">{links}</td></tr>\n",
+         <td class=\"base\">{base}</td><td class=\"identity\">{identity}</td>\
+         <td class=\"links\">{links}</td></tr>\n",
         ep = escape(d["ep"].as_str().unwrap_or_default()),
         dd = escape(d["d"].as_str().unwrap_or("")),
         ud = if up { "up" } else { "down" },
@@ -142,6 +143,7 @@ fn device_row(d: &Value, updated_at_ms: u64, now_ms: u64) -> String {
         seen = ago(now_ms.saturating_sub(updated_at_ms)),
         expires = escape(d["expires_at"].as_str().unwrap_or_default()),
         base = escape(d["base"].as_str().unwrap_or_default()),
+        identity = escape(d["dtls_identity"].as_str().unwrap_or("")),
         links = links.join("<br>"),
     )
 }
@@ -199,6 +201,25 @@ mod tests {
         assert!(!input.contains("name="), "{input}");
         // Every fetch goes through `api`, which adds the header.
         assert_eq!(STATUS_JS.matches("fetch(").count(), 1);
+    }
+
+    #[test]
+    fn a_row_shows_the_dtls_identity_escaped_and_the_base_with_its_scheme() {
+        let mut reg = crate::device_object::tests::registration("secure");
+        reg.identity = Some("<node1>".into());
+        reg.base = "coaps://127.0.0.1:40000".into();
+        let object = serde_json::to_value(DeviceObject(&reg)).unwrap();
+        let row = device_row(&object, reg.updated_at_ms, reg.updated_at_ms);
+        assert!(
+            row.contains(r#"<td class="base">coaps://127.0.0.1:40000</td><td class="identity">&lt;node1&gt;</td>"#),
+            "{row}"
+        );
+        let plain = crate::device_object::tests::registration("plain");
+        let object = serde_json::to_value(DeviceObject(&plain)).unwrap();
+        let row = device_row(&object, 0, 0);
+        assert!(row.contains(r#"<td class="identity"></td>"#), "{row}");
+        assert!(STATUS_HTML.contains("<th>base</th><th>DTLS identity</th>"));
+        assert!(STATUS_JS.contains(r#""identity");"#));
     }
 
     #[test]

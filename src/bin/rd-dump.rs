@@ -340,12 +340,12 @@ fn write_json<T: serde::Serialize>(
     Ok(())
 }
 
-const HEADERS: [&str; 8] = [
-    "LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES", "LINKS",
+const HEADERS: [&str; 9] = [
+    "LOCATION", "EP", "D", "BASE", "STATUS", "LT", "EXPIRES", "IDENTITY", "LINKS",
 ];
 
 /// One table row, the cells in `HEADERS` order.
-struct Row([String; 8]);
+struct Row([String; 9]);
 
 impl Row {
     /// A device object; `expired` marks a stored registration past its lifetime (kept for its
@@ -365,14 +365,31 @@ impl Row {
             dev.status.to_string(),
             dev.lt.to_string(),
             expires,
+            dev.dtls_identity
+                .as_deref()
+                .map_or_else(|| "-".to_string(), identity_cell),
             link_format::serialize(&links),
         ])
     }
 }
 
+/// A DTLS identity as one table cell: a certificate's CN may hold spaces or control
+/// characters, which would shift the columns or reach the terminal, so those are escaped.
+fn identity_cell(identity: &str) -> String {
+    let mut cell = String::with_capacity(identity.len());
+    for c in identity.chars() {
+        if c.is_whitespace() || c.is_control() {
+            cell.extend(c.escape_unicode());
+        } else {
+            cell.push(c);
+        }
+    }
+    cell
+}
+
 /// Columns padded to their widest cell; the last column (links) is left unpadded.
 fn write_table(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
-    let rows: Vec<&[String; 8]> = rows.iter().map(|r| &r.0).collect();
+    let rows: Vec<&[String; 9]> = rows.iter().map(|r| &r.0).collect();
     let mut widths = HEADERS.map(|h| h.chars().count());
     for cells in &rows {
         for (width, cell) in widths.iter_mut().zip(cells.iter()) {
@@ -395,4 +412,16 @@ fn write_table(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
         writeln!(out, "{}", line.trim_end())?;
     }
     writeln!(out, "{} registrations", rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity_cell;
+
+    #[test]
+    fn an_identity_is_one_cell_that_cannot_reach_the_terminal() {
+        assert_eq!(identity_cell("node1"), "node1");
+        assert_eq!(identity_cell("Büro 3"), "Büro\\u{20}3");
+        assert_eq!(identity_cell("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+    }
 }
