@@ -76,6 +76,9 @@ struct DtlsIo {
     counted: std::sync::atomic::AtomicU64,
     /// `stats.sessions_compacted` when the heap was last trimmed (`dtls::trim`).
     trimmed_at: std::sync::atomic::AtomicU64,
+    /// While the receive loop handles a batch: the datagrams to send when it ends, in one
+    /// `sendmmsg` (what answers, handshake flights and alerts the batch produced).
+    outbox: Mutex<Option<Vec<(Vec<u8>, SocketAddr)>>>,
     handshake_rate: Option<Mutex<RateLimiter>>,
     stats: Arc<DtlsStats>,
 }
@@ -116,6 +119,7 @@ impl DtlsTransport {
                 sessions: Mutex::new(HashMap::new()),
                 counted: std::sync::atomic::AtomicU64::new(0),
                 trimmed_at: std::sync::atomic::AtomicU64::new(0),
+                outbox: Mutex::new(None),
                 stats,
             }),
         })
@@ -338,6 +342,17 @@ impl DtlsIo {
     }
 
     fn send_raw(&self, datagrams: Vec<Vec<u8>>, peer: SocketAddr) {
+        if datagrams.is_empty() {
+            return;
+        }
+        if let Some(queue) = lock(&self.outbox).as_mut() {
+            queue.extend(datagrams.into_iter().map(|d| (d, peer)));
+            return;
+        }
+        self.send_unbatched(datagrams, peer);
+    }
+
+    fn send_unbatched(&self, datagrams: Vec<Vec<u8>>, peer: SocketAddr) {
         // Straight to sendto(2) on the non-blocking socket: tokio's `try_send_to` refuses
         // until the reactor has seen the socket writable once, which loses the first hello a
         // freshly bound client socket sends. A full buffer (EAGAIN) loses the datagram, as
@@ -572,6 +587,7 @@ impl DtlsIo {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 async fn recv_loop(io: Arc<DtlsIo>, sink: Arc<dyn DatagramSink>) {
     // The largest UDP payload: a datagram must never be truncated into a "valid" record.
     let mut buf = vec![0u8; 65_536];
@@ -599,6 +615,102 @@ async fn recv_loop(io: Arc<DtlsIo>, sink: Arc<dyn DatagramSink>) {
                 }
             }
             _ = sweep.tick() => io.sweep(Instant::now()),
+        }
+    }
+}
+
+/// On Linux, as the plain transport does (`udp.rs`): up to `BATCH` datagrams per `recvmmsg`,
+/// and what their handling sends leaves in one `sendmmsg` at the end of the batch. Per-datagram
+/// system calls, not cryptography, were what made a lookup over DTLS cost twice a plain one
+/// (docs/benchmarks.md).
+#[cfg(target_os = "linux")]
+async fn recv_loop(io: Arc<DtlsIo>, sink: Arc<dyn DatagramSink>) {
+    use crate::batch_io::RecvBatch;
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let fd = io.socket.as_raw_fd();
+    let mut batch = RecvBatch::new();
+    // One TLS record's plaintext at most.
+    let mut scratch = vec![0u8; 16_384];
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ready = io.socket.readable() => {
+                if let Err(e) = ready {
+                    log::warn!("dtls: socket {} failed: {e}", io.local);
+                    return;
+                }
+                // Drain what is queued, boundedly, before the next sweep check.
+                for _ in 0..8 {
+                    match io.socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+                        Ok(n) => io.on_batch(&batch, n, &mut scratch, &*sink),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            log::debug!("dtls: receive error on {}: {e}", io.local);
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = sweep.tick() => io.sweep(Instant::now()),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl DtlsIo {
+    /// The first `n` datagrams of `batch`, then everything they made the sessions send.
+    fn on_batch(
+        &self,
+        batch: &crate::batch_io::RecvBatch,
+        n: usize,
+        scratch: &mut [u8],
+        sink: &dyn DatagramSink,
+    ) {
+        *lock(&self.outbox) = Some(Vec::with_capacity(n));
+        for i in 0..n {
+            let (bytes, peer, truncated) = batch.get(i);
+            let Some(peer) = peer else { continue };
+            // A datagram cut short must never be parsed as records (DTLS records are never
+            // split across datagrams, and no peer of ours sends one this large).
+            if truncated {
+                DtlsStats::bump(&self.stats.datagrams_dropped);
+                continue;
+            }
+            self.on_datagram(bytes, peer, scratch, sink);
+        }
+        let out = lock(&self.outbox).take().unwrap_or_default();
+        self.flush(&out);
+    }
+
+    /// Send `out` with `sendmmsg`; what the socket will not take now goes out one by one (and
+    /// is lost if the buffer stays full: DTLS and CoAP both retransmit).
+    fn flush(&self, out: &[(Vec<u8>, SocketAddr)]) {
+        use crate::batch_io::send_batch;
+        use std::os::fd::AsRawFd;
+        use tokio::io::Interest;
+        let fd = self.socket.as_raw_fd();
+        let mut sent = 0;
+        while sent < out.len() {
+            match self
+                .socket
+                .try_io(Interest::WRITABLE, || send_batch(fd, &out[sent..]))
+            {
+                Ok(0) => sent += 1,
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    for (bytes, peer) in &out[sent..] {
+                        self.send_unbatched(vec![bytes.clone()], *peer);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    log::debug!("dtls: send to {} failed: {e}", out[sent].1);
+                    sent += 1;
+                }
+            }
         }
     }
 }
