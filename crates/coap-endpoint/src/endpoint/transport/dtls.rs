@@ -45,6 +45,9 @@ const RATE_TABLE: usize = 65_536;
 /// How often handshake and idle timeouts are checked.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// A datagram waiting for the end of the receive batch, and where it goes.
+type Queued = (Vec<u8>, SocketAddr);
+
 /// A session and, once established, who is on the other end.
 struct Entry {
     session: Arc<Mutex<Session>>,
@@ -78,7 +81,7 @@ struct DtlsIo {
     trimmed_at: std::sync::atomic::AtomicU64,
     /// While the receive loop handles a batch: the datagrams to send when it ends, in one
     /// `sendmmsg` (what answers, handshake flights and alerts the batch produced).
-    outbox: Mutex<Option<Vec<(Vec<u8>, SocketAddr)>>>,
+    outbox: Mutex<Option<Vec<Queued>>>,
     handshake_rate: Option<Mutex<RateLimiter>>,
     stats: Arc<DtlsStats>,
 }
@@ -687,7 +690,7 @@ impl DtlsIo {
 
     /// Send `out` with `sendmmsg`; what the socket will not take now goes out one by one (and
     /// is lost if the buffer stays full: DTLS and CoAP both retransmit).
-    fn flush(&self, out: &[(Vec<u8>, SocketAddr)]) {
+    fn flush(&self, out: &[Queued]) {
         use crate::batch_io::send_batch;
         use std::os::fd::AsRawFd;
         use tokio::io::Interest;
