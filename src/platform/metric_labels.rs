@@ -1,7 +1,6 @@
 //! How the platform link's values are counted by `metrics` (a leaf module that knows none of
 //! the gateway's types): frames by type, command results by kind, the link's counters.
 
-#[cfg(test)]
 use crate::metrics::LabelSet;
 use crate::metrics::{CommandResultKind, FrameType, PlatformLinkSample};
 
@@ -23,6 +22,16 @@ impl From<&OutboundFrame> for FrameType {
             OutboundFrame::Error { .. } => FrameType::Error,
         }
     }
+}
+
+/// The `type` of a frame from its JSON text as the gateway serializes it (`{"type":"..."`
+/// first), for frames kept as text in the outbox.
+pub(crate) fn frame_type_of_text(text: &str) -> Option<FrameType> {
+    let rest = text.strip_prefix("{\"type\":\"")?;
+    FrameType::ALL.iter().copied().find(|ty| {
+        rest.strip_prefix(ty.as_str())
+            .is_some_and(|r| r.starts_with('"'))
+    })
 }
 
 impl From<&CommandResult> for CommandResultKind {
@@ -78,6 +87,26 @@ mod tests {
         let late = CommandResult::failed("b", CommandErrorKind::Timeout, "late");
         assert_eq!(CommandResultKind::from(&late).as_str(), "timeout");
         assert_eq!(late.round_trip_ms(), None);
+    }
+
+    #[test]
+    fn a_frame_type_is_read_from_its_text() {
+        let frame = OutboundFrame::Error {
+            message: "x".into(),
+            id: None,
+        };
+        let text = frame.to_json().unwrap();
+        assert_eq!(frame_type_of_text(&text), Some(FrameType::Error));
+        assert_eq!(
+            frame_type_of_text(r#"{"type":"data_error","ep":"n"}"#),
+            Some(FrameType::DataError)
+        );
+        assert_eq!(
+            frame_type_of_text(r#"{"type":"data","ep":"n"}"#),
+            Some(FrameType::Data)
+        );
+        assert_eq!(frame_type_of_text(r#"{"type":"dat"}"#), None);
+        assert_eq!(frame_type_of_text("[]"), None);
     }
 
     #[test]
