@@ -157,6 +157,11 @@ impl PlatformLink {
         };
         let class = Class::of(&frame);
         drop(frame);
+        self.deliver_text(class, text, ctx);
+    }
+
+    /// Owe a frame's text, already fitted to the frame bound (room kept for its seq).
+    pub(super) fn deliver_text(&mut self, class: Class, text: String, ctx: &mut Context<Self>) {
         let durable = self.settings.outbox.is_some()
             && match class {
                 Class::Event | Class::Result => true,

@@ -13,6 +13,7 @@ use super::connection::{LinkState, Phase};
 use super::dial::takes_up_ack;
 use super::PlatformLink;
 use crate::platform::messages::PlatformCommand;
+use crate::platform::outbox::Class;
 use crate::platform::protocol::{
     command_failure_level, parse_inbound, Command, CommandErrorKind, CommandResult, InboundFrame,
     InboundFrameError, OutboundFrame, PLATFORM_FAULT_LEVEL,
@@ -83,6 +84,18 @@ impl PlatformLink {
     }
 
     fn forward_command(&mut self, command: Command, ctx: &mut Context<Self>) {
+        // The platform retries a command whose result it has not acknowledged yet: answer
+        // with that result, whatever the Executer still remembers (its dedup window may be
+        // shorter than the outage, or the gateway restarted since).
+        if let Some(text) = self.outbox.owed_result(&command.id) {
+            log::debug!(
+                "platform link: command {:?} arrived again while its result is owed; sending that result again",
+                command.id
+            );
+            let text = text.to_owned();
+            self.deliver_text(Class::Result, text, ctx);
+            return;
+        }
         match &self.commands {
             Some(recipient) if recipient.connected() => {
                 // do_send, not try_send: the Executer bounds its own work and answers

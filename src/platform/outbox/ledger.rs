@@ -307,6 +307,23 @@ impl Ledger {
         self.position(seq).map(|pos| &self.entries[pos])
     }
 
+    /// The text of the oldest `command_result` for command `id` still owed (unacknowledged,
+    /// or unwritten with a v1 platform): a command that arrives again meanwhile is answered
+    /// with it instead of running again. Scans only results (few: they go last under the
+    /// bound, and the outbox is bounded).
+    pub(crate) fn owed_result(&self, id: &str) -> Option<&str> {
+        #[derive(serde::Deserialize)]
+        struct IdOnly<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+        }
+        self.entries
+            .iter()
+            .filter(|e| e.class == Class::Result)
+            .find(|e| serde_json::from_str::<IdOnly>(&e.text).is_ok_and(|r| r.id == id))
+            .map(|e| e.text.as_str())
+    }
+
     pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
     }
@@ -476,6 +493,28 @@ mod tests {
             l.mark_written(seq);
         }
         out
+    }
+
+    #[test]
+    fn an_owed_result_is_found_by_its_command_id_until_acknowledged() {
+        let mut l = Ledger::new(big(), 1);
+        l.connected(true, None);
+        let result = |id: &str| {
+            serde_json::json!({"type": "command_result", "id": id, "code": "2.05"}).to_string()
+        };
+        let event = serde_json::json!({"type": "device_status", "id": "a"}).to_string();
+        l.push(Class::Event, event, false, 0);
+        l.push(Class::Result, result("a"), false, 0);
+        // An escaped id is compared unescaped.
+        l.push(Class::Result, result("b\"q"), false, 0);
+        assert_eq!(l.owed_result("a"), Some(result("a").as_str()));
+        assert_eq!(l.owed_result("b\"q"), Some(result("b\"q").as_str()));
+        assert_eq!(l.owed_result("c"), None);
+        drain(&mut l);
+        assert!(l.owed_result("a").is_some(), "written, not acknowledged");
+        l.ack(2);
+        assert_eq!(l.owed_result("a"), None);
+        assert!(l.owed_result("b\"q").is_some());
     }
 
     #[test]
