@@ -3,7 +3,8 @@
 //! gateway and `platform-sim` run as real processes; the device is a CoAP server on loopback
 //! owned by the test, counting the requests it receives. `platform-sim --drop-after N` drops
 //! its first session, nothing acknowledged, after N numbered frames: the snapshot (seq 1), the
-//! device's registration (2), then the command results.
+//! device's registration (2), then the command results. The first test also reads the re-sent
+//! frames and the outbox from the gateway's `/metrics`.
 
 mod common;
 
@@ -84,7 +85,8 @@ const TOGGLE: &str = r#"{"type":"command","id":"t-1","ep":"dev1","method":"POST"
 fn setup(drop_after: u64, executer_yaml: &str) -> (PlatformSim, Gateway, Device) {
     let drop_after = drop_after.to_string();
     let sim = PlatformSim::start_args("127.0.0.1:0", None, &["--drop-after", &drop_after]);
-    let gw = Gateway::start_with(GatewayOptions {
+    // With the admin server, for /metrics.
+    let gw = Gateway::start_with_http(GatewayOptions {
         // The Observer would poll the device and add frames to the numbered count.
         extra_yaml: format!(
             "platform:\n  url: {:?}\n  reconnect_max_s: 1\nobserver:\n  enabled: false\n{executer_yaml}",
@@ -130,6 +132,37 @@ fn wait_results(sim: &PlatformSim, n: usize, gw: &Gateway) -> Vec<Value> {
     }
 }
 
+/// The value of the unlabelled sample `name` on the gateway's `/metrics`.
+fn metric(gw: &Gateway, name: &str) -> f64 {
+    let scrape = common::http::get(gw.http_addr(), "/metrics").text();
+    let lines: Vec<String> = scrape.lines().map(str::to_owned).collect();
+    let parsed = prometheus_parse::Scrape::parse(lines.into_iter().map(Ok)).expect("parses");
+    let sample = parsed
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .unwrap_or_else(|| panic!("no {name} in:\n{scrape}"));
+    match sample.value {
+        prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        _ => panic!("{name} is not a number"),
+    }
+}
+
+/// Wait until `/metrics` shows `name` at `want`.
+fn wait_metric(gw: &Gateway, name: &str, want: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = metric(gw, name);
+        if v == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {v}, not {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// What a result says, without its `seq` and its timing.
 fn outcome(result: &Value) -> Value {
     let mut r = result.clone();
@@ -159,6 +192,21 @@ fn an_unacknowledged_result_is_resent_and_a_resent_command_does_not_run_twice() 
     // The second session re-sends it, numbered as before.
     let resent = wait_results(&sim, 2, &gw)[1].clone();
     assert_eq!(resent, first, "re-sent as it was");
+    // /metrics: the registration (seq 2) and the result (3) were written again (snapshot
+    // parts never are), then everything is acknowledged.
+    wait_metric(&gw, "coap_gateway_platform_resent_frames_total", 2.0);
+    wait_metric(&gw, "coap_gateway_platform_outbox_frames", 0.0);
+    assert_eq!(metric(&gw, "coap_gateway_platform_acked_mode"), 1.0);
+    assert!(metric(&gw, "coap_gateway_platform_last_ack_seq") >= 3.0);
+    assert_eq!(metric(&gw, "coap_gateway_platform_outbox_bytes"), 0.0);
+    assert_eq!(
+        metric(&gw, "coap_gateway_platform_oldest_unacked_seconds"),
+        0.0
+    );
+    assert_eq!(
+        metric(&gw, "coap_gateway_platform_outbox_overflows_total"),
+        0.0
+    );
     // The platform retries the command whose result it lost.
     sim.send_line(TOGGLE);
     let again = wait_results(&sim, 3, &gw)[2].clone();
