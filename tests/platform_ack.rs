@@ -4,7 +4,8 @@
 //! `welcome`) sees v1 frames without `seq`; the outbox bound drops data first and replaces the
 //! oldest events by one snapshot-forcing marker; `platform.durable_data` decides whether data
 //! survives a restart of the link; and the gateway SIGKILLed during an outage with owed events
-//! and a command result delivers them all after its restart.
+//! and a command result delivers them all after its restart; a restart's seq jump (to the
+//! next block of 65,536) is reported by platform-sim apart from gaps.
 
 mod common;
 
@@ -133,6 +134,14 @@ async fn a_dropped_socket_with_1000_unacknowledged_frames_loses_nothing_and_dupl
     .await;
     assert_eq!(s.resent, 1_000, "{s:?}");
     assert_eq!(s.dropped_data + s.dropped_events + s.overflows, 0, "{s:?}");
+    // Acknowledged means platform-sim printed them; the test's reader of its stdout may lag.
+    let deadline = Instant::now() + WAIT;
+    while sim.count(|f| f["type"] == "device_status") < 2_000
+        || sim.count(|f| f["type"] == "snapshot") < 2
+    {
+        assert!(Instant::now() < deadline, "{:?}", types(&sim.frames()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let frames = sim.frames();
     let hellos: Vec<usize> = frames
@@ -381,4 +390,71 @@ fn owed_events_and_results_survive_a_sigkill_during_an_outage() {
         gw.log_text()
     );
     drop(silent);
+}
+
+/// A gateway restart continues at the next block of 65,536 seqs: the same platform sees the
+/// jump, and platform-sim reports it as a restart's jump, not as a gap of lost frames. Every
+/// event still arrives once.
+#[test]
+fn a_restart_jumps_to_the_next_seq_block_and_the_platform_tells_it_from_a_gap() {
+    let sim = PlatformSim::start("127.0.0.1:0", None);
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let opts = GatewayOptions {
+        extra_yaml: format!("platform:\n  url: {:?}\n  reconnect_max_s: 1\n", sim.url()),
+        data_dir: Some(data_dir.clone()),
+        ..GatewayOptions::default()
+    };
+    let config = common::write_config(tmp.path(), &data_dir, &opts);
+    let mut gw = Gateway::spawn(&config, data_dir.clone(), 1);
+    let p = Peer::new(gw.addr());
+    register(&p, "ep=before", "</s>");
+    sim.wait_type("device_registered", Some("before"), WAIT)
+        .expect("registered");
+    gw.kill9();
+
+    let gw = Gateway::spawn(&config, data_dir, 1);
+    let p = Peer::new(gw.addr());
+    register(&p, "ep=after", "</s>");
+    let after = sim
+        .wait_type("device_registered", Some("after"), WAIT)
+        .unwrap_or_else(|| panic!("after restart: {}", gw.log_text()));
+    // In arrival order, each seq once (the registration is re-sent if its ack was too late).
+    let mut seen = HashSet::new();
+    let seqs: Vec<u64> = sim
+        .frames()
+        .iter()
+        .filter_map(|f| f["seq"].as_u64())
+        .filter(|s| seen.insert(*s))
+        .collect();
+    // Session 1: the snapshot and the registration (1, 2); then the next block.
+    assert_eq!(&seqs[..2], &[1, 2], "{seqs:?}");
+    assert_eq!(
+        seqs[2], 65_536,
+        "the first new frame opens the next block: {seqs:?}"
+    );
+    assert!(after["seq"].as_u64() >= Some(65_536), "{after}");
+    assert!(
+        sim.wait_stderr("seq jump: 3..=65535 never used", WAIT),
+        "{:?}",
+        sim.stderr_lines()
+    );
+    assert!(
+        !sim.stderr_lines().iter().any(|l| l.contains("gap: seq")),
+        "{:?}",
+        sim.stderr_lines()
+    );
+    let before: HashSet<u64> = sim
+        .frames()
+        .iter()
+        .filter(|f| f["type"] == "device_registered" && f["device"]["ep"] == "before")
+        .filter_map(|f| f["seq"].as_u64())
+        .collect();
+    // Seq 1 or 2: the registration may beat the first snapshot to a seq.
+    assert_eq!(
+        before.len(),
+        1,
+        "once, after de-duplication by seq: {before:?}"
+    );
+    assert!(before.iter().all(|s| *s < 3), "{before:?}");
 }

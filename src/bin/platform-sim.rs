@@ -48,7 +48,10 @@ session; absent before the first), and received frames are acknowledged with cum
 {\"type\":\"ack\",\"seq\":N} every 20 ms or 512 frames. Every frame is still printed as received
 (duplicates too); on stderr:
   platform-sim: gap: seq A..=B missing       (a seq jumped over, e.g. data the gateway dropped)
-  platform-sim: session S summary: frames F, numbered N, duplicates D, gaps G, highest H
+  platform-sim: seq jump: A..=B never used (a gateway restart; no event lost)
+                                             (a gap up to a multiple of 65,536: the gateway
+                                             continues at the next block after a restart)
+  platform-sim: session S summary: frames F, numbered N, duplicates D, gaps G, highest H, acked A, jumps J
 With --drop-after N, the first session is dropped (closed, nothing acknowledged) once N
 numbered frames arrived: a platform that lost the connection before it processed them.";
 
@@ -97,6 +100,8 @@ struct SeqBook {
     acked: u64,
     duplicates: u64,
     gaps: u64,
+    /// Gaps that end at a seq block boundary: a gateway restart, not frames given up.
+    jumps: u64,
     /// Sessions that dropped on purpose (`--drop-after`).
     dropped_sessions: u64,
 }
@@ -108,7 +113,14 @@ enum SeqVerdict {
     Duplicate,
     /// New, after a jump: these seqs never came.
     Gap(u64, u64),
+    /// New, at the start of a seq block after a gap: the rest of the block reserved before a
+    /// gateway restart, never used (docs/platform-protocol.md, "Sequence numbers").
+    RestartJump(u64, u64),
 }
+
+/// The gateway reserves seqs in blocks of this many and continues at the next multiple of it
+/// after a restart.
+const SEQ_BLOCK: u64 = 65_536;
 
 impl SeqBook {
     fn note(&mut self, seq: u64) -> SeqVerdict {
@@ -118,8 +130,13 @@ impl SeqBook {
             return SeqVerdict::Duplicate;
         }
         let verdict = if self.highest > 0 && seq > self.highest + 1 {
-            self.gaps += 1;
-            SeqVerdict::Gap(self.highest + 1, seq - 1)
+            if seq % SEQ_BLOCK == 0 {
+                self.jumps += 1;
+                SeqVerdict::RestartJump(self.highest + 1, seq - 1)
+            } else {
+                self.gaps += 1;
+                SeqVerdict::Gap(self.highest + 1, seq - 1)
+            }
         } else {
             SeqVerdict::New
         };
@@ -306,8 +323,14 @@ async fn gateway_socket(
                     numbered += 1;
                     since_ack += 1;
                     if let Ok(mut book) = shared.book.lock() {
-                        if let SeqVerdict::Gap(a, b) = book.note(seq) {
-                            eprintln!("platform-sim: gap: seq {a}..={b} missing");
+                        match book.note(seq) {
+                            SeqVerdict::Gap(a, b) => {
+                                eprintln!("platform-sim: gap: seq {a}..={b} missing");
+                            }
+                            SeqVerdict::RestartJump(a, b) => eprintln!(
+                                "platform-sim: seq jump: {a}..={b} never used (a gateway restart; no event lost)"
+                            ),
+                            SeqVerdict::New | SeqVerdict::Duplicate => {}
                         }
                     }
                     if dropping.is_some_and(|n| numbered >= n) {
@@ -369,8 +392,8 @@ async fn gateway_socket(
         if shared.ack {
             if let Ok(book) = shared.book.lock() {
                 eprintln!(
-                    "platform-sim: session {id} summary: frames {frames}, numbered {numbered}, duplicates {}, gaps {}, highest {}, acked {}",
-                    book.duplicates, book.gaps, book.highest, book.acked
+                    "platform-sim: session {id} summary: frames {frames}, numbered {numbered}, duplicates {}, gaps {}, highest {}, acked {}, jumps {}",
+                    book.duplicates, book.gaps, book.highest, book.acked, book.jumps
                 );
             }
         }
@@ -548,6 +571,10 @@ mod tests {
         assert_eq!(book.note(1), SeqVerdict::Duplicate);
         assert_eq!(book.note(6), SeqVerdict::Gap(3, 5));
         assert_eq!((book.duplicates, book.gaps, book.highest), (2, 1, 6));
+        // A restart continues at the next block: told apart from frames given up.
+        assert_eq!(book.note(65_536), SeqVerdict::RestartJump(7, 65_535));
+        assert_eq!(book.note(65_540), SeqVerdict::Gap(65_537, 65_539));
+        assert_eq!((book.gaps, book.jumps), (2, 1));
         let mut late_start = SeqBook::default();
         assert_eq!(
             late_start.note(70_000),

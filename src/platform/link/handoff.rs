@@ -17,7 +17,7 @@ use crate::limits::LogThrottle;
 use crate::platform::fit::frame_within;
 use crate::platform::metric_labels::frame_type_of_text;
 use crate::platform::outbox::codec::with_seq;
-use crate::platform::outbox::store::SEQ_BLOCK;
+use crate::platform::outbox::store::block_end;
 use crate::platform::outbox::{Class, Overflow};
 use crate::platform::protocol::OutboundFrame;
 use crate::time::now_ms;
@@ -250,7 +250,7 @@ impl PlatformLink {
         let Some(store) = &self.settings.outbox else {
             return;
         };
-        let upto = self.outbox.next_seq().saturating_add(SEQ_BLOCK);
+        let upto = block_end(self.outbox.next_seq());
         match store.reserve(upto) {
             Ok(()) => self.seq_reserved = upto,
             Err(e) => {

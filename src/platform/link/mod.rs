@@ -253,9 +253,7 @@ fn open_outbox(bound: Bound, store: Option<&OutboxStore>) -> (Ledger, u64) {
     if let Err(e) = store.remove(&restored.removed) {
         log::error!("platform link: {e}");
     }
-    let reserved = ledger
-        .next_seq()
-        .saturating_add(super::outbox::store::SEQ_BLOCK);
+    let reserved = super::outbox::store::block_end(ledger.next_seq());
     if let Err(e) = store.reserve(reserved) {
         log::error!("platform link: cannot reserve sequence numbers: {e}; after a restart the platform may take new frames for duplicates");
     }

@@ -15,8 +15,18 @@ use super::ledger::Entry;
 
 const OUTBOX_TREE: &str = "platform_outbox";
 const SEQ_MARK_KEY: &[u8] = b"platform_seq_mark";
-/// Seqs reserved per synchronous flush of the mark.
+/// Seqs reserved per synchronous flush of the mark. Reservations end at multiples of it, so
+/// the first new seq after a restart is one (`docs/platform-protocol.md`: a platform can tell
+/// a restart's jump from frames given up).
 pub(crate) const SEQ_BLOCK: u64 = 65_536;
+
+/// The mark that reserves from `next_seq` to the end of its block: the next multiple of
+/// [`SEQ_BLOCK`] above it.
+pub(crate) fn block_end(next_seq: u64) -> u64 {
+    (next_seq / SEQ_BLOCK)
+        .saturating_add(1)
+        .saturating_mul(SEQ_BLOCK)
+}
 
 /// An outbox store failure.
 #[derive(Debug, Error)]
@@ -79,7 +89,14 @@ impl OutboxStore {
             None => 1,
         };
         let above_stored = loaded.entries.last().map_or(1, |e| e.seq.saturating_add(1));
-        loaded.next_seq = mark.max(above_stored).max(1);
+        let next = mark.max(above_stored);
+        // Seqs were used before: continue at a block boundary (a mark written before blocks
+        // were aligned is rounded up too).
+        loaded.next_seq = if next > 1 {
+            next.div_ceil(SEQ_BLOCK).saturating_mul(SEQ_BLOCK)
+        } else {
+            1
+        };
         Ok(loaded)
     }
 
@@ -159,5 +176,20 @@ mod tests {
         assert_eq!(loaded.entries, vec![entry(1), entry(3)]);
         assert_eq!(loaded.next_seq, SEQ_BLOCK);
         assert_eq!(loaded.skipped.len(), 1);
+    }
+
+    #[test]
+    fn seqs_after_a_restart_start_at_a_block_boundary() {
+        assert_eq!(block_end(1), SEQ_BLOCK);
+        assert_eq!(block_end(SEQ_BLOCK - 1), SEQ_BLOCK);
+        assert_eq!(block_end(SEQ_BLOCK), 2 * SEQ_BLOCK);
+        assert_eq!(block_end(u64::MAX), u64::MAX);
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = OutboxStore::open(&db).unwrap();
+        // An unaligned mark (an older gateway) and an entry above it: rounded up past both.
+        store.reserve(70_000).unwrap();
+        store.put(&entry(140_000)).unwrap();
+        assert_eq!(store.load().unwrap().next_seq, 3 * SEQ_BLOCK);
     }
 }
