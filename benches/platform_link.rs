@@ -6,12 +6,14 @@
 //! - snapshot time for 100,000 devices (3 links each): from starting the link until platform-sim
 //!   has printed the `last` snapshot part (dial, hello and serialization included).
 //!
+//! Protocol v1 (`platform-sim --no-ack`); `benches/platform_ack.rs` measures 1.1 beside it.
 //! Prints one JSON line. Run with `cargo bench --bench platform_link`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "support/platform_sim.rs"]
+mod platform_sim;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coap_gateway::platform::link::LinkSettings;
@@ -23,74 +25,11 @@ use coap_gateway::registry::{
     BaseOrigin, EndpointName, Registration, RegistrationId, Sector, Status,
 };
 use link_format::{Link, Param};
+use platform_sim::Sim;
 
 const DATA_FRAMES: u64 = 200_000;
 const SNAPSHOT_DEVICES: u64 = 100_000;
 const BUDGET: Duration = Duration::from_secs(60);
-
-/// platform-sim as a child, with its stdout counted by a thread.
-struct Sim {
-    child: Child,
-    url: String,
-    data_lines: Arc<AtomicU64>,
-    snapshot_last_at: Arc<Mutex<Option<Instant>>>,
-    snapshot_bytes: Arc<AtomicU64>,
-}
-
-impl Sim {
-    fn start() -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_platform-sim"))
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn platform-sim");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut banner = String::new();
-        stdout.read_line(&mut banner).expect("banner");
-        let url = banner
-            .trim()
-            .strip_prefix("platform-sim listening on ")
-            .expect("banner format")
-            .to_owned();
-        let data_lines = Arc::new(AtomicU64::new(0));
-        let snapshot_last_at = Arc::new(Mutex::new(None));
-        let snapshot_bytes = Arc::new(AtomicU64::new(0));
-        let (d, s, b) = (
-            data_lines.clone(),
-            snapshot_last_at.clone(),
-            snapshot_bytes.clone(),
-        );
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("{\"type\":\"data\"") {
-                    d.fetch_add(1, Ordering::Relaxed);
-                } else if line.starts_with("{\"type\":\"snapshot\"") {
-                    b.fetch_add(line.len() as u64, Ordering::Relaxed);
-                    if line.ends_with("\"last\":true}") {
-                        *s.lock().unwrap() = Some(Instant::now());
-                    }
-                }
-            }
-        });
-        Sim {
-            child,
-            url,
-            data_lines,
-            snapshot_last_at,
-            snapshot_bytes,
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Devices(Vec<Arc<Registration>>);
 
@@ -154,7 +93,7 @@ fn main() {
     let system = actix::System::new();
     let line = system.block_on(async {
         // Throughput of data frames.
-        let sim = Sim::start();
+        let sim = Sim::start(&["--no-ack"]);
         let link = PlatformLink::start(settings(&sim.url), Arc::new(Devices(Vec::new())), None);
         let deadline = Instant::now() + BUDGET;
         while !link.send(GetLinkStats).await.expect("link alive").connected {
@@ -205,7 +144,7 @@ fn main() {
 
         // Snapshot of 100,000 devices.
         let devices: Vec<_> = (0..SNAPSHOT_DEVICES).map(registration).collect();
-        let sim = Sim::start();
+        let sim = Sim::start(&["--no-ack"]);
         let started = Instant::now();
         let _link = PlatformLink::start(settings(&sim.url), Arc::new(Devices(devices)), None);
         let last = sim.snapshot_last_at.clone();

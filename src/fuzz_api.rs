@@ -214,6 +214,8 @@ pub fn platform_frame(data: &[u8]) {
                 Err(e) => panic!("re-serialized command does not parse: {e}"),
             }
         }
-        Ok(InboundFrame::Error { .. }) => {}
+        Ok(
+            InboundFrame::Error { .. } | InboundFrame::Welcome { .. } | InboundFrame::Ack { .. },
+        ) => {}
     }
 }

@@ -23,7 +23,7 @@ use crate::dnssd::{self, Mdns, RdAdvertisement};
 use crate::executer::{self};
 use crate::observer::{self, StopObserver};
 use crate::pinger::{self, StopPinger};
-use crate::platform::{PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
+use crate::platform::{OutboxStore, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
 use crate::rd::server as rd_server;
 /// The RD's running handle (`Running::rd`) and the error of joining its multicast groups.
 pub use crate::rd::server::{MulticastError, RunningRd};
@@ -166,8 +166,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     } else {
         None
     };
-    let (registry, reader) =
-        registry::start_with_policy(config.registry_config(), config.write_policy())?;
+    let (registry, reader, database) =
+        registry::start_sharing_database(config.registry_config(), config.write_policy())?;
     info!(
         "registry opened at {} with {} registrations",
         config.gateway.data_dir.display(),
@@ -218,12 +218,10 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         // A thread of its own: rendering a large snapshot after each connect must not stall
         // the RD's socket.
         let arbiter = Arbiter::new();
-        let link = PlatformLink::start_on(
-            &arbiter.handle(),
-            config.platform.link_settings(config.gateway.id.clone()),
-            Arc::new(reader.clone()),
-            None,
-        );
+        let mut settings = config.platform.link_settings(config.gateway.id.clone());
+        settings.outbox = Some(OutboxStore::open(&database).map_err(StoreError::Io)?);
+        let link =
+            PlatformLink::start_on(&arbiter.handle(), settings, Arc::new(reader.clone()), None);
         registry.do_send(SubscribeFeed(link.clone().recipient()));
         Some((link, arbiter))
     };

@@ -90,7 +90,8 @@ fn hello_snapshot_then_every_registry_event() {
 
 #[test]
 fn frames_owed_during_an_outage_arrive_in_order_after_hello_and_snapshot() {
-    let sim = PlatformSim::start("127.0.0.1:0", None);
+    // A v1 platform (no welcome): exactly the v1 order, hello, snapshot, then what is owed.
+    let sim = PlatformSim::start_args("127.0.0.1:0", None, &["--no-ack"]);
     let listen = sim.addr.to_string();
     let url = sim.url();
     let gw = gateway_for(&url, "");
@@ -115,7 +116,7 @@ fn frames_owed_during_an_outage_arrive_in_order_after_hello_and_snapshot() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let sim = PlatformSim::start(&listen, None);
+    let sim = PlatformSim::start_args(&listen, None, &["--no-ack"]);
     let last = sim
         .wait_for(Duration::from_secs(20), |v| {
             v["type"] == "device_removed" && v["ep"] == "owed-0"

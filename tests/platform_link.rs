@@ -3,6 +3,9 @@
 //! frames are owed and then delivered in order, a refused token retried with back-off (and never
 //! logged), error frames for unusable platform frames, commands reaching their recipient,
 //! ping/pong liveness, and a platform that drops every snapshot re-dialled with back-off. The
+//! tests of protocol v1's delivery order and of the writer's backlog run platform-sim with
+//! `--no-ack` (a v1 platform); protocol 1.1's acknowledged delivery is `tests/platform_ack.rs`.
+//! The
 //! Registry is not part of this worktree: the tests feed the link `RegistryEvent`s and a fake
 //! `SnapshotSource` themselves.
 
@@ -439,7 +442,7 @@ async fn hello_and_snapshot_parts_then_live_frames_in_order() {
 #[actix_rt::test]
 async fn frames_owed_during_an_outage_arrive_in_order_after_hello_and_snapshot() {
     let _logs = capture_logs();
-    let mut sim = Sim::start("127.0.0.1:0", &[]);
+    let mut sim = Sim::start("127.0.0.1:0", &["--no-ack"]);
     let addr = sim.addr;
     let registry = FakeRegistry::with_devices(3);
     let link = PlatformLink::start(settings(&sim.url()), registry.clone(), None);
@@ -472,7 +475,7 @@ async fn frames_owed_during_an_outage_arrive_in_order_after_hello_and_snapshot()
     .await;
     assert!(!down.connected && down.queued == expected.len(), "{down:?}");
 
-    let mut sim = Sim::start(&addr.to_string(), &[]);
+    let mut sim = Sim::start(&addr.to_string(), &["--no-ack"]);
     assert_eq!(sim.addr, addr, "restarted on the same port");
     let names = expect_hello_and_snapshot(&mut sim, 43).await;
     assert!(
@@ -735,7 +738,7 @@ async fn a_platform_that_stops_answering_pings_is_redialled() {
 #[actix_rt::test]
 async fn a_full_owed_queue_drops_the_oldest_data_first_and_counts_it() {
     let logs = capture_logs();
-    let mut sim = Sim::start("127.0.0.1:0", &[]);
+    let mut sim = Sim::start("127.0.0.1:0", &["--no-ack"]);
     let addr = sim.addr;
     let mut s = settings(&sim.url());
     s.queue_capacity = 6;
@@ -762,7 +765,7 @@ async fn a_full_owed_queue_drops_the_oldest_data_first_and_counts_it() {
         .iter()
         .any(|l| l.contains("data frames dropped so far")));
 
-    let mut sim = Sim::start(&addr.to_string(), &[]);
+    let mut sim = Sim::start(&addr.to_string(), &["--no-ack"]);
     expect_hello_and_snapshot(&mut sim, 0).await;
     let mut got = Vec::new();
     for _ in 0..6 {
@@ -823,7 +826,7 @@ async fn a_wss_dial_to_a_peer_that_speaks_no_tls_fails_cleanly_and_is_retried() 
 async fn a_slow_platform_backs_frames_into_the_bounded_queue_not_into_memory() {
     let _logs = capture_logs();
     const FRAMES: usize = 50_000;
-    let mut sim = Sim::start("127.0.0.1:0", &[]);
+    let mut sim = Sim::start("127.0.0.1:0", &["--no-ack"]);
     let mut s = settings(&sim.url());
     s.queue_capacity = 1_000;
     s.pong_timeout = Duration::from_secs(120);

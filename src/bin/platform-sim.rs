@@ -3,7 +3,9 @@
 //! on any path, checks its bearer token, prints every frame it receives as one JSON line on
 //! stdout, and sends frames to the gateway from its stdin (one JSON line each) or from
 //! `POST /command`. It speaks `docs/platform-protocol.md` v1 only as far as a human or a test
-//! drives it: it never answers frames on its own (except WebSocket pings).
+//! drives it, with one exception: protocol 1.1's acknowledged delivery, on by default
+//! (`--no-ack` for a v1 platform): it answers `hello` with `welcome`, acknowledges what it
+//! received, and reports gaps and duplicates by seq on stderr.
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -38,7 +40,20 @@ Sending to the gateway:
 With --token T, a gateway must send `Authorization: Bearer T` or is refused with HTTP 401.
 With --tls-cert and --tls-key (PEM files), it serves wss:// instead of ws:// (and https:// for
 POST /command); the first line then reads `platform-sim listening on wss://ADDR`.
-SIGTERM or SIGINT closes every gateway session with 1001 Going Away and exits within ~2 s.";
+SIGTERM or SIGINT closes every gateway session with 1001 Going Away and exits within ~2 s.
+
+Protocol 1.1 (acknowledged delivery), on unless --no-ack: `hello` is answered with
+{\"type\":\"welcome\",\"features\":[\"ack\"],\"last_seq\":N} (N: the last seq acknowledged, in any
+session; absent before the first), and received frames are acknowledged with cumulative
+{\"type\":\"ack\",\"seq\":N} every 20 ms or 512 frames. Every frame is still printed as received
+(duplicates too); on stderr:
+  platform-sim: gap: seq A..=B missing       (a seq jumped over, e.g. data the gateway dropped)
+  platform-sim: seq jump: A..=B never used (a gateway restart; no event lost)
+                                             (a gap up to a multiple of 65,536: the gateway
+                                             continues at the next block after a restart)
+  platform-sim: session S summary: frames F, numbered N, duplicates D, gaps G, highest H, acked A, jumps J
+With --drop-after N, the first session is dropped (closed, nothing acknowledged) once N
+numbered frames arrived: a platform that lost the connection before it processed them.";
 
 #[derive(Parser, Debug)]
 #[command(name = "platform-sim", version, about = "Platform simulator for the coap-gateway WebSocket link", long_about = LONG_ABOUT)]
@@ -62,11 +77,85 @@ struct Args {
     /// close code 1009 "message too big", as a platform with this limit would.
     #[arg(long, default_value_t = 64 << 20)]
     max_frame: usize,
+    /// Acknowledged delivery (protocol 1.1): answer hello with welcome, ack what arrives.
+    /// The default; `--no-ack` makes a v1 platform.
+    #[arg(long, overrides_with = "no_ack")]
+    ack: bool,
+    /// Behave as a protocol v1 platform: no welcome, no acks.
+    #[arg(long)]
+    no_ack: bool,
+    /// Drop the first session, unacknowledged, after this many numbered frames.
+    #[arg(long)]
+    drop_after: Option<u64>,
 }
+
+/// Protocol 1.1 bookkeeping across sessions: what arrived by seq, what was acknowledged.
+#[derive(Default)]
+struct SeqBook {
+    /// The highest seq received, in any session (for duplicates and gaps).
+    highest: u64,
+    /// The highest seq received and kept: a dropped session's frames are forgotten, as by a
+    /// platform that lost them, so they are not acknowledged later.
+    kept: u64,
+    acked: u64,
+    duplicates: u64,
+    gaps: u64,
+    /// Gaps that end at a seq block boundary: a gateway restart, not frames given up.
+    jumps: u64,
+    /// Sessions that dropped on purpose (`--drop-after`).
+    dropped_sessions: u64,
+}
+
+/// What one numbered frame was, by its seq.
+#[derive(Debug, PartialEq, Eq)]
+enum SeqVerdict {
+    New,
+    Duplicate,
+    /// New, after a jump: these seqs never came.
+    Gap(u64, u64),
+    /// New, at the start of a seq block after a gap: the rest of the block reserved before a
+    /// gateway restart, never used (docs/platform-protocol.md, "Sequence numbers").
+    RestartJump(u64, u64),
+}
+
+/// The gateway reserves seqs in blocks of this many and continues at the next multiple of it
+/// after a restart.
+const SEQ_BLOCK: u64 = 65_536;
+
+impl SeqBook {
+    fn note(&mut self, seq: u64) -> SeqVerdict {
+        self.kept = self.kept.max(seq);
+        if seq <= self.highest {
+            self.duplicates += 1;
+            return SeqVerdict::Duplicate;
+        }
+        let verdict = if self.highest > 0 && seq > self.highest + 1 {
+            if seq % SEQ_BLOCK == 0 {
+                self.jumps += 1;
+                SeqVerdict::RestartJump(self.highest + 1, seq - 1)
+            } else {
+                self.gaps += 1;
+                SeqVerdict::Gap(self.highest + 1, seq - 1)
+            }
+        } else {
+            SeqVerdict::New
+        };
+        self.highest = seq;
+        self.kept = seq;
+        verdict
+    }
+}
+
+/// How often received frames are acknowledged (and at most how many between two acks).
+const ACK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+const ACK_BATCH: u64 = 512;
 
 struct Shared {
     token: Option<String>,
     max_frame: usize,
+    ack: bool,
+    drop_after: Option<u64>,
+    book: Mutex<SeqBook>,
     sessions: Mutex<Vec<(u64, Session)>>,
     next_session: AtomicU64,
 }
@@ -183,9 +272,87 @@ async fn gateway_socket(
     actix_web::rt::spawn(async move {
         let mut session = session;
         let mut close_reason = None;
-        while let Some(message) = stream.next().await {
+        let mut frames = 0u64;
+        let mut numbered = 0u64;
+        let mut since_ack = 0u64;
+        // `--drop-after` applies to the first session only.
+        let dropping = shared.drop_after.filter(|_| {
+            shared
+                .book
+                .lock()
+                .map(|b| b.dropped_sessions == 0)
+                .unwrap_or(false)
+        });
+        let mut tick = tokio::time::interval(ACK_EVERY);
+        loop {
+            let message = tokio::select! {
+                m = stream.next() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if shared.ack && dropping.is_none() && !send_ack(&shared, &mut session).await {
+                        break;
+                    }
+                    since_ack = 0;
+                    continue;
+                }
+            };
             match message {
-                Ok(actix_ws::AggregatedMessage::Text(text)) => print_frame(&text),
+                Ok(actix_ws::AggregatedMessage::Text(text)) => {
+                    print_frame(&text);
+                    frames += 1;
+                    if !shared.ack {
+                        continue;
+                    }
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    if value["type"] == "hello" {
+                        let last = shared.book.lock().map(|b| b.acked).unwrap_or(0);
+                        let mut welcome =
+                            serde_json::json!({"type": "welcome", "features": ["ack"]});
+                        if last > 0 {
+                            welcome["last_seq"] = last.into();
+                        }
+                        if session.text(welcome.to_string()).await.is_err() {
+                            break;
+                        }
+                    }
+                    let Some(seq) = value["seq"].as_u64() else {
+                        continue;
+                    };
+                    numbered += 1;
+                    since_ack += 1;
+                    if let Ok(mut book) = shared.book.lock() {
+                        match book.note(seq) {
+                            SeqVerdict::Gap(a, b) => {
+                                eprintln!("platform-sim: gap: seq {a}..={b} missing");
+                            }
+                            SeqVerdict::RestartJump(a, b) => eprintln!(
+                                "platform-sim: seq jump: {a}..={b} never used (a gateway restart; no event lost)"
+                            ),
+                            SeqVerdict::New | SeqVerdict::Duplicate => {}
+                        }
+                    }
+                    if dropping.is_some_and(|n| numbered >= n) {
+                        eprintln!(
+                            "platform-sim: session {id}: dropping the connection after {numbered} numbered frames, none acknowledged (--drop-after)"
+                        );
+                        if let Ok(mut book) = shared.book.lock() {
+                            book.dropped_sessions += 1;
+                            book.kept = book.acked;
+                        }
+                        break;
+                    }
+                    if dropping.is_none()
+                        && since_ack >= ACK_BATCH
+                        && !send_ack(&shared, &mut session).await
+                    {
+                        break;
+                    }
+                    if since_ack >= ACK_BATCH {
+                        since_ack = 0;
+                    }
+                }
                 Ok(actix_ws::AggregatedMessage::Binary(bytes)) => {
                     eprintln!(
                         "platform-sim: session {id}: binary frame of {} bytes (not protocol v1)",
@@ -222,9 +389,33 @@ async fn gateway_socket(
         }
         shared.forget(id);
         let _ = session.close(close_reason).await;
+        if shared.ack {
+            if let Ok(book) = shared.book.lock() {
+                eprintln!(
+                    "platform-sim: session {id} summary: frames {frames}, numbered {numbered}, duplicates {}, gaps {}, highest {}, acked {}, jumps {}",
+                    book.duplicates, book.gaps, book.highest, book.acked, book.jumps
+                );
+            }
+        }
         eprintln!("platform-sim: session {id} ended");
     });
     response
+}
+
+/// Acknowledge everything up to the highest seq received, when that is news. False when the
+/// session is gone.
+async fn send_ack(shared: &Shared, session: &mut Session) -> bool {
+    let seq = match shared.book.lock() {
+        Ok(mut book) if book.kept > book.acked => {
+            book.acked = book.kept;
+            book.kept
+        }
+        _ => return true,
+    };
+    session
+        .text(serde_json::json!({"type": "ack", "seq": seq}).to_string())
+        .await
+        .is_ok()
 }
 
 async fn post_command(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
@@ -279,6 +470,9 @@ async fn main() -> std::io::Result<()> {
     let shared = web::Data::new(Shared {
         token: args.token.clone(),
         max_frame: args.max_frame,
+        ack: !args.no_ack,
+        drop_after: args.drop_after,
+        book: Mutex::new(SeqBook::default()),
         sessions: Mutex::new(Vec::new()),
         next_session: AtomicU64::new(0),
     });
@@ -362,4 +556,30 @@ async fn main() -> std::io::Result<()> {
     server.await?;
     // The stdin reader thread may still be blocked in read(); do not wait for it.
     std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqs_are_judged_new_duplicate_or_after_a_gap() {
+        let mut book = SeqBook::default();
+        assert_eq!(book.note(1), SeqVerdict::New);
+        assert_eq!(book.note(2), SeqVerdict::New);
+        assert_eq!(book.note(2), SeqVerdict::Duplicate);
+        assert_eq!(book.note(1), SeqVerdict::Duplicate);
+        assert_eq!(book.note(6), SeqVerdict::Gap(3, 5));
+        assert_eq!((book.duplicates, book.gaps, book.highest), (2, 1, 6));
+        // A restart continues at the next block: told apart from frames given up.
+        assert_eq!(book.note(65_536), SeqVerdict::RestartJump(7, 65_535));
+        assert_eq!(book.note(65_540), SeqVerdict::Gap(65_537, 65_539));
+        assert_eq!((book.gaps, book.jumps), (2, 1));
+        let mut late_start = SeqBook::default();
+        assert_eq!(
+            late_start.note(70_000),
+            SeqVerdict::New,
+            "the first seq seen is no gap"
+        );
+    }
 }

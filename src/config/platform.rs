@@ -35,6 +35,12 @@ pub struct PlatformConfig {
     pub max_frame_bytes: usize,
     /// PEM file of certificates trusted for `wss://` besides the public web roots.
     pub ca_file: Option<PathBuf>,
+    /// The most frame text (bytes) the outbox holds for the platform: `data` is dropped first,
+    /// then the oldest events are replaced by a marker that forces a fresh snapshot.
+    pub outbox_max_bytes: usize,
+    /// Store `data` frames in the outbox like events (survive a restart), or keep them in
+    /// memory only (the default: the next value supersedes them).
+    pub durable_data: bool,
     /// The certificates of `ca_file`, read by `Config::load` ([`PlatformConfig::resolve_ca`]).
     #[serde(skip)]
     pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -50,6 +56,8 @@ impl Default for PlatformConfig {
             queue_capacity: 50_000,
             max_frame_bytes: 1 << 20,
             ca_file: None,
+            outbox_max_bytes: 64 << 20,
+            durable_data: false,
             ca_certs: Vec::new(),
         }
     }
@@ -72,6 +80,12 @@ impl PlatformConfig {
             self.max_frame_bytes as u64,
             crate::platform::fit::MIN_FRAME_BYTES as u64,
             1 << 30,
+        )?;
+        in_range(
+            "platform.outbox_max_bytes",
+            self.outbox_max_bytes as u64,
+            64 << 10,
+            64 << 30,
         )?;
         in_range("platform.reconnect_max_s", self.reconnect_max_s, 1, 3_600)
     }
@@ -127,6 +141,9 @@ impl PlatformConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_frame_bytes: self.max_frame_bytes,
             extra_root_certs: self.ca_certs.clone(),
+            outbox_max_bytes: self.outbox_max_bytes,
+            durable_data: self.durable_data,
+            outbox: None,
         }
     }
 }

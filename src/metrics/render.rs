@@ -274,6 +274,58 @@ fn platform(w: &mut TextWriter, m: &Metrics, inputs: &ScrapeInputs) {
         "Registry events and command results dropped because the queue was full of them.",
         link.dropped_events,
     );
+    // Protocol 1.1, acknowledged delivery (issue 21).
+    w.single(
+        "coap_gateway_platform_acked_mode",
+        Kind::Gauge,
+        "1 while the platform connection uses acknowledged delivery (protocol 1.1).",
+        u8::from(link.acked_mode),
+    );
+    w.single(
+        "coap_gateway_platform_last_ack_seq",
+        Kind::Gauge,
+        "The platform's latest cumulative acknowledgement (a frame seq).",
+        link.last_ack,
+    );
+    w.single(
+        "coap_gateway_platform_outbox_frames",
+        Kind::Gauge,
+        "Frames in the outbox: not yet written, or written and not yet acknowledged.",
+        link.outbox_frames,
+    );
+    w.single(
+        "coap_gateway_platform_outbox_bytes",
+        Kind::Gauge,
+        "Bytes of frame text in the outbox (bounded by platform.outbox_max_bytes).",
+        link.outbox_bytes,
+    );
+    w.single(
+        "coap_gateway_platform_oldest_unacked_seconds",
+        Kind::Gauge,
+        "Age of the oldest frame still owed to the platform (0 when none).",
+        Seconds(link.oldest_unacked_ms),
+    );
+    w.single(
+        "coap_gateway_platform_resent_frames_total",
+        Kind::Counter,
+        "Frames written again after a reconnect because the platform had not acknowledged them.",
+        link.resent,
+    );
+    w.single(
+        "coap_gateway_platform_outbox_overflows_total",
+        Kind::Counter,
+        "Times the outbox was full of events and the oldest were replaced by a snapshot-forcing marker.",
+        link.overflows,
+    );
+}
+
+/// Milliseconds rendered as seconds, exactly (no float rounding of the integer part).
+struct Seconds(u64);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1_000, self.0 % 1_000)
+    }
 }
 
 /// The coaps listener's counters; nothing without one (`dtls.listen` empty).
@@ -474,6 +526,13 @@ mod tests {
             queued: 7,
             in_flight: 1,
             dropped_data: 5,
+            acked_mode: true,
+            last_ack: 41,
+            outbox_frames: 3,
+            outbox_bytes: 300,
+            oldest_unacked_ms: 1_250,
+            resent: 1_000,
+            overflows: 2,
             ..LinkStats::default()
         }
     }
@@ -615,6 +674,14 @@ mod tests {
             value_of(&scrape, "coap_gateway_platform_queued_frames", &[]),
             7.0
         );
+        let link = |name: &str| value_of(&scrape, name, &[]);
+        assert_eq!(link("coap_gateway_platform_acked_mode"), 1.0);
+        assert_eq!(link("coap_gateway_platform_last_ack_seq"), 41.0);
+        assert_eq!(link("coap_gateway_platform_outbox_frames"), 3.0);
+        assert_eq!(link("coap_gateway_platform_outbox_bytes"), 300.0);
+        assert_eq!(link("coap_gateway_platform_oldest_unacked_seconds"), 1.25);
+        assert_eq!(link("coap_gateway_platform_resent_frames_total"), 1_000.0);
+        assert_eq!(link("coap_gateway_platform_outbox_overflows_total"), 2.0);
         let dtls = |name: &str, labels: &[(&str, &str)]| value_of(&scrape, name, labels);
         let handshakes = "coap_gateway_dtls_handshakes_total";
         assert_eq!(

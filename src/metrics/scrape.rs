@@ -24,6 +24,20 @@ pub struct PlatformLinkSample {
     pub dropped_data: u64,
     /// Events and results dropped because the owed queue was full of them.
     pub dropped_events: u64,
+    /// The connection uses acknowledged delivery (protocol 1.1).
+    pub acked_mode: bool,
+    /// The platform's latest cumulative acknowledgement (a seq).
+    pub last_ack: u64,
+    /// Frames in the outbox: unwritten, or written and unacknowledged.
+    pub outbox_frames: u64,
+    /// Bytes of frame text in the outbox (what `platform.outbox_max_bytes` bounds).
+    pub outbox_bytes: u64,
+    /// Age of the oldest frame still owed, in ms (0 when none).
+    pub oldest_unacked_ms: u64,
+    /// Frames written again after a reconnect.
+    pub resent: u64,
+    /// Events replaced by a snapshot-forcing marker (the outbox was full of them).
+    pub overflows: u64,
 }
 
 /// The RD's coaps (DTLS) listener as `/metrics` renders it: the transport's own counters, read

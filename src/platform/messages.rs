@@ -17,7 +17,8 @@ pub struct PlatformCommand {
 }
 
 /// A frame for the platform (`data` from the Observer, `command_result` from the Executer).
-/// Sent at once when the link is up, queued (bounded, data dropped first) when it is down.
+/// Owed in the outbox (bounded, data dropped first) until written, or acknowledged in acked
+/// mode.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct SendFrame(pub OutboundFrame);
@@ -44,7 +45,8 @@ pub(crate) struct DataFrames {
 pub(crate) struct SetCommandRecipient(pub Option<Recipient<PlatformCommand>>);
 
 /// Close the WebSocket (Close frame "going away", flushed by the writer) and stop the actor,
-/// for a graceful gateway shutdown. Frames still owed are lost (and logged as a count).
+/// for a graceful gateway shutdown. Stored frames still owed are sent after the next start;
+/// the others are lost (and logged as a count).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct StopLink;
@@ -69,13 +71,14 @@ pub struct LinkStats {
     pub auth_failures: u64,
     /// Frames handed to the socket.
     pub frames_sent: u64,
-    /// Frames waiting in the owed queue (link down, or the writer backed up).
+    /// Frames not yet written on the current connection (link down, negotiating, or the
+    /// writer backed up).
     pub queued: usize,
     /// Frames handed to the socket writer and not yet taken by it.
     pub in_flight: usize,
-    /// `data` frames dropped because the owed queue was full.
+    /// `data` (and `error` reply) frames dropped because the outbox was full.
     pub dropped_data: u64,
-    /// Events and results dropped because the owed queue was full of them.
+    /// Events (replaced by a marker) and results dropped because the outbox was full of them.
     pub dropped_events: u64,
     /// Registry resyncs (the registry feed overflowed): each re-sends `hello` + `snapshot`.
     pub resyncs: u64,
@@ -92,4 +95,18 @@ pub struct LinkStats {
     pub devices_skipped: u64,
     /// Frames not sent because they could not be made to fit a frame.
     pub frames_too_big: u64,
+    /// The current connection uses acknowledged delivery (protocol 1.1).
+    pub acked_mode: bool,
+    /// The platform's latest cumulative acknowledgement.
+    pub last_ack: u64,
+    /// Frames in the outbox: not yet written, or written and not yet acknowledged.
+    pub outbox_frames: usize,
+    /// Bytes of frame text in the outbox (what `platform.outbox_max_bytes` bounds).
+    pub outbox_bytes: usize,
+    /// Age of the oldest frame still owed, in ms (0 when none).
+    pub oldest_unacked_ms: u64,
+    /// Frames written again after a reconnect (not acknowledged before).
+    pub resent: u64,
+    /// Times events were replaced by a snapshot-forcing marker (the outbox was full of them).
+    pub overflows: u64,
 }

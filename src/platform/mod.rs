@@ -5,7 +5,8 @@
 //!   platform frames into commands or typed errors (pure).
 //! - `fit`: keeping every frame within `platform.max_frame_bytes` (snapshot parts cut by
 //!   bytes, device objects with truncated links) (pure).
-//! - `queue`: the bounded queue of frames owed while the link is down (pure).
+//! - `outbox`: protocol 1.1's sequence numbers and acknowledgements, the bounded outbox of
+//!   owed frames (pure), and the sled tree its durable entries live in.
 //! - `backoff`: reconnect delays with jitter (pure).
 //! - `ca_file`: `platform.ca_file`, the PEM roots trusted for `wss://` besides the web roots.
 //! - `error`: why a dial failed.
@@ -22,10 +23,11 @@ pub(crate) mod fit;
 pub mod link;
 pub(crate) mod messages;
 mod metric_labels;
+pub(crate) mod outbox;
 pub mod protocol;
-pub(crate) mod queue;
 
 pub use link::{LinkSettings, PlatformLink, SnapshotSource};
 pub(crate) use messages::{DataFrames, SetCommandRecipient};
 pub use messages::{GetLinkStats, LinkStats, PlatformCommand, SendFrame, StopLink};
+pub use outbox::OutboxStore;
 pub use protocol::{Command, CommandResult, OutboundFrame};

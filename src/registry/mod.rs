@@ -28,7 +28,7 @@ pub(crate) mod watermark;
 
 /// What `RegistryError::Refused` carries: the write policy lives in `limits`.
 pub use crate::limits::registration_policy::Refusal;
-pub(crate) use actor::start_with_policy;
+pub(crate) use actor::start_sharing_database;
 pub use actor::{start, Registry, RegistryConfig};
 pub use error::{RegistryError, StoreError};
 pub(crate) use health::{GetHealth, RegistryHealth};

@@ -132,6 +132,11 @@ impl Store {
         Store::open(path, cache_mb)
     }
 
+    /// The database itself, for the platform link's outbox tree (a shared handle).
+    pub(crate) fn database(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

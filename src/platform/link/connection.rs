@@ -35,6 +35,21 @@ pub(super) struct Connection {
     pub(super) snapshot_accepted: bool,
     /// The largest frame written on this connection, in bytes (for the refusal's log line).
     pub(super) largest_frame: usize,
+    pub(super) phase: Phase,
+    /// Acked mode: the seq of the snapshot's last part; an ack reaching it accepts the
+    /// snapshot (the v1 Ping probe's role).
+    pub(super) snapshot_last_seq: Option<u64>,
+}
+
+/// Where a connection is in the protocol 1.1 negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// `hello` and the Ping behind it are written: a `welcome` (1.1) or the Pong (a v1
+    /// platform, which never sends `welcome`) decides the mode. Nothing else is written yet.
+    Negotiating,
+    /// Frames flow; `acked`: the platform took up `ack` (seq on every frame, kept until
+    /// acknowledged).
+    Ready { acked: bool },
 }
 
 impl Connection {
@@ -71,6 +86,7 @@ impl PlatformLink {
             return;
         }
         let mut refused_snapshot = None;
+        self.outbox.disconnected();
         if let LinkState::Up(conn) = std::mem::replace(&mut self.state, LinkState::Down) {
             ctx.cancel_future(conn.reader);
             // Best effort: tell the platform we are going; dropping `tx` then closes the socket.
@@ -113,6 +129,12 @@ impl PlatformLink {
                 crate::limits::log_throttle::REPORT_EVERY_S
             );
         }
+        self.reconnect_for_snapshot(ctx);
+    }
+
+    /// Close the connection (frames already handed to the writer go out first) and re-dial at
+    /// once: the new connection sends a fresh snapshot. Nothing to do while down or dialling.
+    pub(super) fn reconnect_for_snapshot(&mut self, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
@@ -120,6 +142,7 @@ impl PlatformLink {
             // Down or dialling: the next connect reads the snapshot after this point anyway.
             return;
         };
+        self.outbox.disconnected();
         if let LinkState::Up(conn) = std::mem::replace(&mut self.state, LinkState::Down) {
             ctx.cancel_future(conn.reader);
             // Queued behind the frames the writer holds, which are written first.
@@ -129,9 +152,24 @@ impl PlatformLink {
         self.dial(ctx);
     }
 
-    /// Any Pong after the snapshot probe (every Ping on a connection follows its snapshot):
-    /// the platform has read every part.
-    pub(super) fn on_pong(&mut self) {
+    /// A Pong: during negotiation, the one to the Ping behind `hello` (no `welcome` before
+    /// it: a v1 platform); with a v1 platform after the snapshot, proof that the platform read
+    /// every part (acked mode learns that from an ack instead).
+    pub(super) fn on_pong(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
+        let LinkState::Up(conn) = &mut self.state else {
+            return;
+        };
+        match conn.phase {
+            Phase::Negotiating if payload == super::dial::HELLO_PROBE => {
+                self.on_ready(false, None, ctx);
+            }
+            Phase::Ready { acked: false } => self.accept_snapshot(),
+            Phase::Negotiating | Phase::Ready { acked: true } => {}
+        }
+    }
+
+    /// The platform has read the whole snapshot: the connection works, reset the back-off.
+    pub(super) fn accept_snapshot(&mut self) {
         let LinkState::Up(conn) = &mut self.state else {
             return;
         };

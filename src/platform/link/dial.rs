@@ -15,15 +15,20 @@ use awc::ws::Message as WsMessage;
 use futures::channel::mpsc;
 use futures::StreamExt;
 
-use super::connection::{Connection, LinkState};
+use super::connection::{Connection, LinkState, Phase};
 use super::inbound::{Inbound, WriterFailed};
 use super::{PlatformLink, OVERSIZE_LOG};
 use crate::platform::error::LinkError;
 use crate::platform::fit::snapshot_parts;
-use crate::platform::protocol::hello;
+use crate::platform::outbox::Class;
+use crate::platform::protocol::{hello, FEATURE_ACK};
+use crate::time::now_ms;
 
 /// The Ping sent right behind the snapshot: its Pong proves the platform read every part.
 const SNAPSHOT_PROBE: &[u8] = b"snapshot";
+/// The Ping sent right behind `hello`: a platform of protocol 1.1 answers `hello` with
+/// `welcome` before this Ping's Pong; a v1 platform never does, so the Pong means v1.
+pub(super) const HELLO_PROBE: &[u8] = b"hello";
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
 const MAX_INBOUND_FRAME: usize = 1 << 20;
 
@@ -206,23 +211,63 @@ impl PlatformLink {
             last_heard: Instant::now(),
             snapshot_accepted: false,
             largest_frame: 0,
+            phase: Phase::Negotiating,
+            snapshot_last_seq: None,
         });
         self.stats.connects += 1;
         self.stats.reconnects = self.stats.connects.saturating_sub(1);
 
+        // The snapshot is taken now (hello counts its devices) and sent once the platform's
+        // answer to hello has decided the mode of this connection (see `on_ready`).
         let devices = self.snapshot.snapshot();
         let parts = snapshot_parts(&devices, self.frame_bound);
         drop(devices);
-        let owed = self.queue.len();
+        let hello = hello(&self.settings.gateway_id, parts.devices);
+        self.pending_snapshot = Some(parts);
+        if !self.write(&hello) {
+            return;
+        }
+        if let LinkState::Up(conn) = &self.state {
+            let _ = conn.send(WsMessage::Ping(HELLO_PROBE.into()));
+        }
+    }
+
+    /// The platform answered `hello`: `acked` with a `welcome` taking up `ack` (and the
+    /// `last_seq` it has), or not (a v1 platform's Pong, or a `welcome` without `ack`). Then
+    /// the snapshot, and every owed frame in seq order. In acked mode the frames above the
+    /// acknowledgement are re-sent first and the snapshot parts follow them as numbered
+    /// frames; with a v1 platform the snapshot goes first, as protocol v1 has it.
+    pub(super) fn on_ready(&mut self, acked: bool, last_seq: Option<u64>, ctx: &mut Context<Self>) {
+        let LinkState::Up(conn) = &mut self.state else {
+            return;
+        };
+        if conn.phase != Phase::Negotiating {
+            return;
+        }
+        conn.phase = Phase::Ready { acked };
+        let done = self.outbox.connected(acked, last_seq);
+        self.forget_stored(&done);
+        let mut parts = match self.pending_snapshot.take() {
+            Some(parts) => parts,
+            None => snapshot_parts(&self.snapshot.snapshot(), self.frame_bound),
+        };
+        if acked && parts.largest_part + SEQ_ROOM > self.frame_bound {
+            // A part at the bound has no room for its seq: cut the snapshot again, finer.
+            parts = snapshot_parts(
+                &self.snapshot.snapshot(),
+                self.frame_bound.saturating_sub(SEQ_ROOM),
+            );
+        }
         log::info!(
-            "platform link: connected to {} as {:?}; sending snapshot of {} devices in {} parts (largest {} bytes, bound {}), then {} owed frames",
+            "platform link: connected to {} as {:?} ({}); sending snapshot of {} devices in {} parts (largest {} bytes, bound {}), {} owed frames",
             loggable_url(&self.settings.url),
             self.settings.gateway_id,
+            if acked { "protocol 1.1, acknowledged delivery" } else { "protocol v1" },
             parts.devices,
             parts.frames.len(),
             parts.largest_part,
             self.frame_bound,
-            owed
+            self.outbox.unsent()
         );
         if parts.truncated + parts.skipped > 0 {
             self.stats.devices_truncated += parts.truncated as u64;
@@ -237,21 +282,46 @@ impl PlatformLink {
                 );
             }
         }
-        // hello and the snapshot go first and whole, whatever the writer's backlog.
-        let hello = hello(&self.settings.gateway_id, parts.devices);
-        for frame in std::iter::once(hello).chain(parts.frames) {
-            if !self.write(&frame) {
-                return;
+        if acked {
+            let now = now_ms();
+            let mut last = None;
+            for frame in &parts.frames {
+                match frame.to_json() {
+                    Ok(text) => {
+                        self.reserve_seq();
+                        last = Some(self.outbox.push(Class::Snapshot, text, false, now).seq);
+                    }
+                    Err(e) => log::error!("platform link: a snapshot part did not serialize: {e}"),
+                }
+            }
+            if let LinkState::Up(conn) = &mut self.state {
+                conn.snapshot_last_seq = last;
+            }
+        } else {
+            // The snapshot goes first and whole, whatever the writer's backlog.
+            for frame in &parts.frames {
+                if !self.write(frame) {
+                    return;
+                }
+            }
+            // Answered only once the platform has read every part before it (frames are read
+            // in order): the proof the snapshot was accepted, which resets the back-off.
+            if let LinkState::Up(conn) = &self.state {
+                let _ = conn.send(WsMessage::Ping(SNAPSHOT_PROBE.into()));
             }
         }
-        // Answered only once the platform has read every part before it (frames are read in
-        // order): the proof the snapshot was accepted, which resets the back-off.
-        if let LinkState::Up(conn) = &self.state {
-            let _ = conn.send(WsMessage::Ping(SNAPSHOT_PROBE.into()));
-        }
         self.stats.connected = true;
+        self.stats.acked_mode = acked;
         self.pump(ctx);
     }
+}
+
+/// Room kept in every frame for the `"seq":N,` added in acked mode.
+pub(super) const SEQ_ROOM: usize = 32;
+
+/// Whether a `welcome` takes up acknowledged delivery.
+pub(super) fn takes_up_ack(features: &[String]) -> bool {
+    features.iter().any(|f| f == FEATURE_ACK)
 }
 
 #[cfg(test)]

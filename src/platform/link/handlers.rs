@@ -29,10 +29,15 @@ impl Handler<StopLink> for PlatformLink {
         }
         self.closing = true;
         self.stats.connected = false;
-        if !self.queue.is_empty() {
+        if !self.outbox.is_empty() {
             log::warn!(
-                "platform link: stopping with {} frames still owed to the platform",
-                self.queue.len()
+                "platform link: stopping with {} frames still owed to the platform{}",
+                self.outbox.len(),
+                if self.settings.outbox.is_some() {
+                    " (events and results are stored and sent after the next start)"
+                } else {
+                    ""
+                }
             );
         }
         match &self.state {
@@ -107,13 +112,23 @@ impl Handler<GetLinkStats> for PlatformLink {
 
     fn handle(&mut self, _: GetLinkStats, _: &mut Context<Self>) -> Self::Result {
         let mut stats = self.stats.clone();
-        stats.queued = self.queue.len();
+        stats.queued = self.outbox.unsent();
         stats.in_flight = match &self.state {
             LinkState::Up(conn) => conn.in_flight.get(),
             _ => 0,
         };
-        stats.dropped_data = self.queue.dropped_data();
-        stats.dropped_events = self.queue.dropped_events();
+        let c = self.outbox.counters();
+        stats.dropped_data = c.dropped_data;
+        stats.dropped_events = c.events_lost + c.results_lost;
+        stats.outbox_frames = self.outbox.len();
+        stats.outbox_bytes = self.outbox.bytes();
+        stats.oldest_unacked_ms = self
+            .outbox
+            .oldest_born_ms()
+            .map_or(0, |born| now_ms().saturating_sub(born));
+        stats.resent = c.resent;
+        stats.overflows = c.overflows;
+        stats.last_ack = self.outbox.acked();
         MessageResult(stats)
     }
 }

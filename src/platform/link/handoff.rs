@@ -1,80 +1,109 @@
-//! Handing frames to the socket writer: a frame goes straight to the writer when the link is
-//! up, nothing older is owed and the writer holds fewer than [`WRITER_HIGH_WATER`] frames;
-//! otherwise it is owed in the bounded [`OwedQueue`](crate::platform::queue::OwedQueue) and
-//! pumped out oldest first once the writer has room. Every frame is fitted to the frame bound
-//! on the way out.
+//! Handing frames to the socket writer through the outbox: every frame the gateway owes (an
+//! event, a result, data, an error reply) gets its seq and its place in the
+//! [`Ledger`](crate::platform::outbox::Ledger), durable ones are stored (group commit: one
+//! flush at a time covers everything stored before it started), and the pump writes what is
+//! ready, oldest first, while the connection is ready and the writer holds fewer than
+//! [`WRITER_HIGH_WATER`] frames. In acked mode each frame is written with its `seq` and stays
+//! owed until acknowledged; with a v1 platform it is done once written. Every frame is fitted
+//! to the frame bound on the way in.
 
 use actix::prelude::*;
 use awc::ws::Message as WsMessage;
 
-use super::connection::LinkState;
+use super::connection::{LinkState, Phase};
+use super::dial::SEQ_ROOM;
 use super::{PlatformLink, OVERSIZE_LOG, WRITER_HIGH_WATER};
+use crate::limits::LogThrottle;
 use crate::platform::fit::frame_within;
+use crate::platform::metric_labels::frame_type_of_text;
+use crate::platform::outbox::codec::with_seq;
+use crate::platform::outbox::store::block_end;
+use crate::platform::outbox::{Class, Overflow};
 use crate::platform::protocol::OutboundFrame;
-use crate::platform::queue::PushOutcome;
+use crate::time::now_ms;
+
+/// Outbox store failures: one line per 10 s.
+static STORE_LOG: LogThrottle = LogThrottle::new();
 
 impl PlatformLink {
-    /// Whether the writer can take a frame now (up, and not backed up).
+    /// Whether the writer can take a frame now (ready, and not backed up).
     pub(super) fn writer_has_room(&self) -> bool {
         if self.closing {
             return false;
         }
         match &self.state {
-            LinkState::Up(conn) => !conn.tx.is_closed() && conn.in_flight.get() < WRITER_HIGH_WATER,
+            LinkState::Up(conn) => {
+                matches!(conn.phase, Phase::Ready { .. })
+                    && !conn.tx.is_closed()
+                    && conn.in_flight.get() < WRITER_HIGH_WATER
+            }
             _ => false,
         }
     }
 
-    /// Move owed frames to the writer, oldest first, while it has room.
+    fn acked_mode(&self) -> bool {
+        matches!(&self.state, LinkState::Up(c) if c.phase == Phase::Ready { acked: true })
+    }
+
+    /// Write owed frames, oldest first, while the writer has room and they are ready.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
-        while !self.queue.is_empty() && self.writer_has_room() {
-            let Some(frame) = self.queue.pop_front() else {
+        let acked = self.acked_mode();
+        while self.writer_has_room() {
+            let Some(entry) = self.outbox.next_ready() else {
                 break;
             };
-            if !self.write(&frame) {
+            let (seq, class) = (entry.seq, entry.class);
+            if class == Class::Marker {
+                // Stands for lost events: the snapshot of this connection restates them.
+                let done = self.outbox.mark_written(seq);
+                self.forget_stored(&done);
+                continue;
+            }
+            let text = if acked {
+                with_seq(&entry.text, seq)
+            } else {
+                entry.text.clone()
+            };
+            if text.len() > self.frame_bound {
+                // The bound was lowered (close 1009) after this frame was fitted.
+                self.count_too_big(text.len());
+                let done = self.outbox.mark_written(seq);
+                self.forget_stored(&done);
+                continue;
+            }
+            if !self.write_text(text) {
                 let generation = self.generation;
                 self.on_lost(generation, "socket writer stopped", ctx);
                 break;
             }
+            let done = self.outbox.mark_written(seq);
+            self.forget_stored(&done);
         }
-        self.stats.queued = self.queue.len();
+        self.stats.queued = self.outbox.unsent();
     }
 
-    /// Hand a frame to the socket writer. False when the writer is gone (the socket died).
-    /// Nothing larger than the frame bound is written: a device frame goes with its links
-    /// truncated, a command result becomes a failure saying why, anything else is skipped
-    /// (counted and logged): the platform would only close the link on it.
+    /// Hand a frame outside the outbox (`hello`, a v1 snapshot part) to the socket writer.
+    /// False when the writer is gone (the socket died).
     pub(super) fn write(&mut self, frame: &OutboundFrame) -> bool {
         let LinkState::Up(_) = &self.state else {
             return false;
         };
-        let text = match frame_within(frame, self.frame_bound) {
+        match frame_within(frame, self.frame_bound) {
             Ok(fitted) => {
                 if fitted.device_truncated {
-                    self.stats.devices_truncated += 1;
-                    if let Some(n) = OVERSIZE_LOG.note() {
-                        log::warn!(
-                            "platform link: a device frame over {} bytes was sent with its links truncated ({n} oversize event(s) in the last {} s); raise platform.max_frame_bytes if the platform accepts larger frames",
-                            self.frame_bound,
-                            crate::limits::log_throttle::REPORT_EVERY_S
-                        );
-                    }
+                    self.count_truncated();
                 }
-                fitted.text
+                self.write_text(fitted.text)
             }
             Err(too_big) => {
-                self.stats.frames_too_big += 1;
-                if let Some(n) = OVERSIZE_LOG.note() {
-                    log::error!(
-                        "platform link: a frame of {} bytes is over the platform's frame limit of {} bytes (platform.max_frame_bytes) and was not sent ({n} oversize event(s) in the last {} s)",
-                        too_big.bytes,
-                        self.frame_bound,
-                        crate::limits::log_throttle::REPORT_EVERY_S
-                    );
-                }
-                return true;
+                self.count_too_big(too_big.bytes);
+                true
             }
-        };
+        }
+    }
+
+    fn write_text(&mut self, text: String) -> bool {
+        let frame_type = frame_type_of_text(&text);
         let LinkState::Up(conn) = &mut self.state else {
             return false;
         };
@@ -83,46 +112,198 @@ impl PlatformLink {
             return false;
         }
         self.stats.frames_sent += 1;
-        crate::metrics::global().record_frame_sent(frame.into());
+        if let Some(frame_type) = frame_type {
+            crate::metrics::global().record_frame_sent(frame_type);
+        }
         true
     }
 
-    /// Send now when up and nothing older is waiting; otherwise owe it.
-    pub(super) fn deliver(&mut self, frame: OutboundFrame, ctx: &mut Context<Self>) {
-        if self.queue.is_empty() && self.writer_has_room() {
-            if self.write(&frame) {
-                return;
-            }
-            let generation = self.generation;
-            self.owe(frame);
-            self.on_lost(generation, "socket writer stopped", ctx);
-            return;
+    fn count_truncated(&mut self) {
+        self.stats.devices_truncated += 1;
+        if let Some(n) = OVERSIZE_LOG.note() {
+            log::warn!(
+                "platform link: a device frame over {} bytes was sent with its links truncated ({n} oversize event(s) in the last {} s); raise platform.max_frame_bytes if the platform accepts larger frames",
+                self.frame_bound,
+                crate::limits::log_throttle::REPORT_EVERY_S
+            );
         }
-        self.owe(frame);
     }
 
-    fn owe(&mut self, frame: OutboundFrame) {
-        match self.queue.push(frame) {
-            PushOutcome::Queued => {}
-            PushOutcome::DroppedData => {
-                let n = self.queue.dropped_data();
+    fn count_too_big(&mut self, bytes: usize) {
+        self.stats.frames_too_big += 1;
+        if let Some(n) = OVERSIZE_LOG.note() {
+            log::error!(
+                "platform link: a frame of {bytes} bytes is over the platform's frame limit of {} bytes (platform.max_frame_bytes) and was not sent ({n} oversize event(s) in the last {} s)",
+                self.frame_bound,
+                crate::limits::log_throttle::REPORT_EVERY_S
+            );
+        }
+    }
+
+    /// Owe a frame: fitted to the frame bound (room kept for its seq), numbered, stored when
+    /// durable, then written as soon as it is ready and everything before it is written.
+    pub(super) fn deliver(&mut self, frame: OutboundFrame, ctx: &mut Context<Self>) {
+        let text = match frame_within(&frame, self.frame_bound.saturating_sub(SEQ_ROOM)) {
+            Ok(fitted) => {
+                if fitted.device_truncated {
+                    self.count_truncated();
+                }
+                fitted.text
+            }
+            Err(too_big) => {
+                self.count_too_big(too_big.bytes);
+                return;
+            }
+        };
+        let class = Class::of(&frame);
+        drop(frame);
+        self.deliver_text(class, text, ctx);
+    }
+
+    /// Owe a frame's text, already fitted to the frame bound (room kept for its seq).
+    pub(super) fn deliver_text(&mut self, class: Class, text: String, ctx: &mut Context<Self>) {
+        let durable = self.settings.outbox.is_some()
+            && match class {
+                Class::Event | Class::Result => true,
+                Class::Data => self.settings.durable_data,
+                Class::Reply | Class::Marker | Class::Snapshot => false,
+            };
+        self.reserve_seq();
+        let overflows_before = self.outbox.counters().overflows;
+        let pushed = self.outbox.push(class, text, durable, now_ms());
+        if let Some(store) = &self.settings.outbox {
+            let mut result = Ok(());
+            if pushed.kept && durable {
+                if let Some(entry) = self.outbox.get(pushed.seq) {
+                    result = store.put(entry);
+                }
+            }
+            if let Some(marker) = pushed.marker.and_then(|seq| self.outbox.get(seq)) {
+                result = result.and(store.put(marker));
+            }
+            result = result.and(store.remove(&pushed.removed));
+            if let Err(e) = result {
+                if let Some(n) = STORE_LOG.note() {
+                    log::error!("platform link: {e} ({n} failure(s) in the last {} s); owed frames may not survive a restart", crate::limits::log_throttle::REPORT_EVERY_S);
+                }
+            }
+        }
+        self.report_overflow(pushed.overflow, overflows_before, ctx);
+        if durable && pushed.kept {
+            self.schedule_flush(ctx);
+        }
+        self.pump(ctx);
+    }
+
+    fn report_overflow(
+        &mut self,
+        overflow: Overflow,
+        overflows_before: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let c = self.outbox.counters();
+        let bound = self.outbox.capacity();
+        match overflow {
+            Overflow::None => {}
+            Overflow::DroppedData => {
+                let n = c.dropped_data;
                 if n == 1 || n % 1_000 == 0 {
                     log::warn!(
-                        "platform link: owed queue full ({} frames); {n} data frames dropped so far",
-                        self.queue.capacity()
+                        "platform link: outbox full ({} bytes / {} frames: platform.outbox_max_bytes, platform.queue_capacity); {n} data frames dropped so far",
+                        bound.max_bytes,
+                        bound.max_frames
                     );
                 }
             }
-            PushOutcome::DroppedEvent => {
-                let n = self.queue.dropped_events();
-                if n == 1 || n % 100 == 0 {
+            Overflow::EventsReplaced => {
+                let n = c.events_lost;
+                if c.overflows > overflows_before || n % 100 == 0 {
                     log::error!(
-                        "platform link: owed queue full of events and results ({} frames); dropped the oldest, {n} lost so far (the next snapshot restores the registry view)",
-                        self.queue.capacity()
+                        "platform link: outbox full of events ({} bytes / {} frames): the oldest events are replaced by a marker that forces a fresh snapshot; {n} events lost so far, {} overflow(s)",
+                        bound.max_bytes,
+                        bound.max_frames,
+                        c.overflows
+                    );
+                }
+                if c.overflows > overflows_before && matches!(self.state, LinkState::Up(_)) {
+                    // The snapshot of this connection was sent before the loss.
+                    self.reconnect_for_snapshot(ctx);
+                }
+            }
+            Overflow::ResultsLost => {
+                log::error!(
+                    "platform link: outbox full of command results ({} bytes / {} frames); dropped the oldest, {} results lost so far",
+                    bound.max_bytes,
+                    bound.max_frames,
+                    c.results_lost
+                );
+            }
+        }
+    }
+
+    /// Before a seq is handed out: make sure it is below the reserved mark, so that a restart
+    /// never numbers a new frame with a seq the platform may have seen.
+    pub(super) fn reserve_seq(&mut self) {
+        if self.outbox.next_seq() < self.seq_reserved {
+            return;
+        }
+        let Some(store) = &self.settings.outbox else {
+            return;
+        };
+        let upto = block_end(self.outbox.next_seq());
+        match store.reserve(upto) {
+            Ok(()) => self.seq_reserved = upto,
+            Err(e) => {
+                if let Some(n) = STORE_LOG.note() {
+                    log::error!("platform link: cannot reserve sequence numbers: {e} ({n} failure(s) in the last {} s)", crate::limits::log_throttle::REPORT_EVERY_S);
+                }
+            }
+        }
+    }
+
+    /// Delete the records of entries that are done.
+    pub(super) fn forget_stored(&self, seqs: &[u64]) {
+        if seqs.is_empty() {
+            return;
+        }
+        if let Some(store) = &self.settings.outbox {
+            if let Err(e) = store.remove(seqs) {
+                if let Some(n) = STORE_LOG.note() {
+                    log::error!(
+                        "platform link: {e} ({n} failure(s) in the last {} s)",
+                        crate::limits::log_throttle::REPORT_EVERY_S
                     );
                 }
             }
         }
-        self.stats.queued = self.queue.len();
+    }
+
+    /// Group commit: one flush at a time; entries stored while it runs wait for the next one.
+    /// Once a flush is done, every durable entry numbered before it started may be written.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_in_flight {
+            self.flush_wanted = true;
+            return;
+        }
+        let Some(flush) = self.settings.outbox.as_ref().map(|s| s.flush_async()) else {
+            return;
+        };
+        self.flush_in_flight = true;
+        self.flush_wanted = false;
+        let upto = self.outbox.next_seq().saturating_sub(1);
+        ctx.spawn(flush.into_actor(self).map(move |result, link, ctx| {
+            link.flush_in_flight = false;
+            if let Err(e) = result {
+                // Still sent: holding frames back would not make the disk work again.
+                if let Some(n) = STORE_LOG.note() {
+                    log::error!("platform link: outbox flush failed: {e} ({n} failure(s) in the last {} s); owed frames may not survive a restart", crate::limits::log_throttle::REPORT_EVERY_S);
+                }
+            }
+            link.outbox.set_durable_upto(upto);
+            if link.flush_wanted {
+                link.schedule_flush(ctx);
+            }
+            link.pump(ctx);
+        }));
     }
 }

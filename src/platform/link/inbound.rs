@@ -9,9 +9,11 @@ use actix::prelude::*;
 use actix_http::ws::Item;
 use awc::ws::{Frame, Message as WsMessage};
 
-use super::connection::LinkState;
+use super::connection::{LinkState, Phase};
+use super::dial::takes_up_ack;
 use super::PlatformLink;
 use crate::platform::messages::PlatformCommand;
+use crate::platform::outbox::Class;
 use crate::platform::protocol::{
     command_failure_level, parse_inbound, Command, CommandErrorKind, CommandResult, InboundFrame,
     InboundFrameError, OutboundFrame, PLATFORM_FAULT_LEVEL,
@@ -35,6 +37,16 @@ impl PlatformLink {
         };
         match parsed {
             Ok(InboundFrame::Command(command)) => self.forward_command(command, ctx),
+            Ok(InboundFrame::Welcome { features, last_seq }) => {
+                let negotiating =
+                    matches!(&self.state, LinkState::Up(c) if c.phase == Phase::Negotiating);
+                if negotiating {
+                    self.on_ready(takes_up_ack(&features), last_seq, ctx);
+                } else {
+                    log::debug!("platform link: a welcome after the negotiation is ignored");
+                }
+            }
+            Ok(InboundFrame::Ack { seq }) => self.on_ack(seq, ctx),
             Ok(InboundFrame::Error { message, id }) => {
                 log::warn!(
                     "platform link: the platform reported an error{}: {message}",
@@ -51,7 +63,39 @@ impl PlatformLink {
         }
     }
 
+    /// The platform has every frame up to `seq`: they are done (and their records deleted).
+    /// Only meaningful in acked mode; an ack on a v1 connection is ignored.
+    fn on_ack(&mut self, seq: u64, ctx: &mut Context<Self>) {
+        let LinkState::Up(conn) = &self.state else {
+            return;
+        };
+        if conn.phase != (Phase::Ready { acked: true }) {
+            log::debug!("platform link: ack {seq} outside acknowledged delivery ignored");
+            return;
+        }
+        let snapshot_done = conn.snapshot_last_seq.is_some_and(|last| seq >= last);
+        let done = self.outbox.ack(seq);
+        self.forget_stored(&done);
+        self.stats.last_ack = self.outbox.acked();
+        if snapshot_done {
+            self.accept_snapshot();
+        }
+        self.pump(ctx);
+    }
+
     fn forward_command(&mut self, command: Command, ctx: &mut Context<Self>) {
+        // The platform retries a command whose result it has not acknowledged yet: answer
+        // with that result, whatever the Executer still remembers (its dedup window may be
+        // shorter than the outage, or the gateway restarted since).
+        if let Some(text) = self.outbox.owed_result(&command.id) {
+            log::debug!(
+                "platform link: command {:?} arrived again while its result is owed; sending that result again",
+                command.id
+            );
+            let text = text.to_owned();
+            self.deliver_text(Class::Result, text, ctx);
+            return;
+        }
         match &self.commands {
             Some(recipient) if recipient.connected() => {
                 // do_send, not try_send: the Executer bounds its own work and answers
@@ -116,7 +160,7 @@ impl StreamHandler<Inbound> for PlatformLink {
                         let _ = conn.send(WsMessage::Pong(payload));
                     }
                 }
-                Frame::Pong(_) => self.on_pong(),
+                Frame::Pong(payload) => self.on_pong(&payload, ctx),
                 Frame::Close(reason) => {
                     if reason
                         .as_ref()

@@ -68,8 +68,8 @@ use self::connection::LinkState;
 use super::backoff::ReconnectBackoff;
 use super::fit::MIN_FRAME_BYTES;
 use super::messages::{LinkStats, PlatformCommand};
-use super::protocol::OutboundFrame;
-use super::queue::OwedQueue;
+use super::outbox::ledger::Bound;
+use super::outbox::{Ledger, OutboxStore};
 use crate::limits::LogThrottle;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::Registration;
@@ -115,6 +115,13 @@ pub struct LinkSettings {
     /// Certificates trusted for `wss://` besides the public web roots (a platform with a
     /// private CA, or a test's self-signed certificate). DER-encoded.
     pub extra_root_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// `platform.outbox_max_bytes`: the frame text the outbox holds at most.
+    pub outbox_max_bytes: usize,
+    /// `platform.durable_data`: `data` frames are stored like events (else memory only).
+    pub durable_data: bool,
+    /// Where events and results are stored before they count as sent (the registry's
+    /// database); `None` keeps the outbox in memory only.
+    pub outbox: Option<OutboxStore>,
 }
 
 pub struct PlatformLink {
@@ -124,7 +131,15 @@ pub struct PlatformLink {
     client: Option<awc::Client>,
     state: LinkState,
     generation: u64,
-    queue: OwedQueue<OutboundFrame>,
+    /// Every frame owed to the platform, until acknowledged (or written, with a v1 platform).
+    outbox: Ledger,
+    /// Seqs below this are reserved in the store (`u64::MAX` without one).
+    seq_reserved: u64,
+    /// A flush of the outbox store is running / wanted after it.
+    flush_in_flight: bool,
+    flush_wanted: bool,
+    /// The snapshot taken at connect, sent once the mode is negotiated.
+    pending_snapshot: Option<super::fit::SnapshotParts>,
     backoff: ReconnectBackoff,
     rng: StdRng,
     stats: LinkStats,
@@ -166,7 +181,11 @@ impl PlatformLink {
         snapshot: Arc<dyn SnapshotSource>,
         commands: Option<Recipient<PlatformCommand>>,
     ) -> PlatformLink {
-        let queue = OwedQueue::new(settings.queue_capacity);
+        let bound = Bound {
+            max_bytes: settings.outbox_max_bytes,
+            max_frames: settings.queue_capacity,
+        };
+        let (outbox, seq_reserved) = open_outbox(bound, settings.outbox.as_ref());
         let backoff = ReconnectBackoff::new(settings.reconnect_initial, settings.reconnect_max);
         let frame_bound = settings.max_frame_bytes.max(MIN_FRAME_BYTES);
         let stats = LinkStats {
@@ -180,7 +199,11 @@ impl PlatformLink {
             client: None,
             state: LinkState::Down,
             generation: 0,
-            queue,
+            outbox,
+            seq_reserved,
+            flush_in_flight: false,
+            flush_wanted: false,
+            pending_snapshot: None,
             backoff,
             rng: StdRng::from_entropy(),
             stats,
@@ -199,10 +222,47 @@ impl Actor for PlatformLink {
         let interval = self.settings.ping_interval;
         ctx.run_interval(interval, |link, ctx| link.check_liveness(ctx));
         ctx.run_interval(PUMP_INTERVAL, |link, ctx| {
-            if !link.queue.is_empty() {
+            if link.outbox.unsent() > 0 {
                 link.pump(ctx);
             }
         });
         self.dial(ctx);
     }
+}
+
+/// The outbox at start: what the store kept from before a restart, owed again, with seqs
+/// continuing above every seq reserved before. A store that cannot be read is logged and the
+/// outbox runs in memory (events are then lost in a restart, as in protocol v1).
+fn open_outbox(bound: Bound, store: Option<&OutboxStore>) -> (Ledger, u64) {
+    let Some(store) = store else {
+        return (Ledger::new(bound, 1), u64::MAX);
+    };
+    let loaded = match store.load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            log::error!("platform link: {e}; the outbox starts empty");
+            return (Ledger::new(bound, 1), u64::MAX);
+        }
+    };
+    for skipped in &loaded.skipped {
+        log::error!("platform link: a stored outbox record was skipped: {skipped}");
+    }
+    let mut ledger = Ledger::new(bound, loaded.next_seq);
+    let owed = loaded.entries.len();
+    let restored = ledger.restore(loaded.entries);
+    if let Err(e) = store.remove(&restored.removed) {
+        log::error!("platform link: {e}");
+    }
+    let reserved = super::outbox::store::block_end(ledger.next_seq());
+    if let Err(e) = store.reserve(reserved) {
+        log::error!("platform link: cannot reserve sequence numbers: {e}; after a restart the platform may take new frames for duplicates");
+    }
+    if owed > 0 {
+        log::info!(
+            "platform link: {owed} frame(s) owed from before the restart (seq {}..); next seq {}",
+            ledger.acked() + 1,
+            ledger.next_seq()
+        );
+    }
+    (ledger, reserved)
 }

@@ -31,6 +31,12 @@ pub(crate) enum InboundFrameError {
     CommandWithoutId { reason: String },
     #[error("binary frames are not part of protocol v1; send JSON text frames")]
     BinaryFrame,
+    /// An `ack` (or a `welcome`'s `last_seq`) without a usable u64 sequence number.
+    #[error("{type_name} needs \"{field}\" as a non-negative integer")]
+    BadSeq {
+        type_name: &'static str,
+        field: &'static str,
+    },
 }
 
 impl InboundFrameError {
@@ -50,7 +56,8 @@ impl InboundFrameError {
             },
             InboundFrameError::MalformedJson { .. }
             | InboundFrameError::CommandWithoutId { .. }
-            | InboundFrameError::BinaryFrame => OutboundFrame::Error { message, id: None },
+            | InboundFrameError::BinaryFrame
+            | InboundFrameError::BadSeq { .. } => OutboundFrame::Error { message, id: None },
         }
     }
 }
@@ -65,6 +72,16 @@ pub(crate) enum InboundFrame {
     Error {
         message: String,
         id: Option<String>,
+    },
+    /// Protocol 1.1: the platform's answer to `hello`, with the features it takes up and the
+    /// last seq it already has.
+    Welcome {
+        features: Vec<String>,
+        last_seq: Option<u64>,
+    },
+    /// Protocol 1.1: the platform has every frame up to `seq`.
+    Ack {
+        seq: u64,
     },
 }
 
@@ -118,6 +135,30 @@ pub(crate) fn parse_inbound(text: &str) -> Result<InboundFrame, InboundFrameErro
             },
             id,
         }),
+        "welcome" => {
+            let features = match value.get("features") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|f| f.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let last_seq = match value.get("last_seq") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or(InboundFrameError::BadSeq {
+                    type_name: "welcome",
+                    field: "last_seq",
+                })?),
+            };
+            Ok(InboundFrame::Welcome { features, last_seq })
+        }
+        "ack" => match value.get("seq").and_then(Value::as_u64) {
+            Some(seq) => Ok(InboundFrame::Ack { seq }),
+            None => Err(InboundFrameError::BadSeq {
+                type_name: "ack",
+                field: "seq",
+            }),
+        },
         _ => Err(InboundFrameError::UnknownType { type_name, id }),
     }
 }
@@ -174,6 +215,38 @@ mod tests {
             parse_inbound(r#"{"type":"command","ep":"e","method":"GET","path":"/"}"#).unwrap_err();
         assert!(matches!(no_id, InboundFrameError::CommandWithoutId { .. }));
         assert_eq!(to_value(&no_id.reply())["type"], "error");
+    }
+
+    #[test]
+    fn welcome_and_ack_of_protocol_1_1_parse_and_bad_seqs_are_refused() {
+        assert_eq!(
+            parse_inbound(r#"{"type":"welcome","features":["ack","later"],"last_seq":41}"#),
+            Ok(InboundFrame::Welcome {
+                features: vec!["ack".into(), "later".into()],
+                last_seq: Some(41)
+            })
+        );
+        assert_eq!(
+            parse_inbound(r#"{"type":"welcome"}"#),
+            Ok(InboundFrame::Welcome {
+                features: vec![],
+                last_seq: None
+            })
+        );
+        assert_eq!(
+            parse_inbound(r#"{"type":"ack","seq":7}"#),
+            Ok(InboundFrame::Ack { seq: 7 })
+        );
+        for bad in [
+            r#"{"type":"ack"}"#,
+            r#"{"type":"ack","seq":-1}"#,
+            r#"{"type":"ack","seq":"7"}"#,
+            r#"{"type":"welcome","last_seq":1.5}"#,
+        ] {
+            let err = parse_inbound(bad).unwrap_err();
+            assert!(matches!(err, InboundFrameError::BadSeq { .. }), "{bad}");
+            assert_eq!(to_value(&err.reply())["type"], "error");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The platform link's wire format, protocol version 1 (`docs/platform-protocol.md`).
+//! The platform link's wire format, protocol version 1 and its 1.1 features
+//! (`docs/platform-protocol.md`).
 //!
 //! Owns the serde types of both directions (every frame is one JSON object tagged by `type`),
 //! the payload encoding rules (`utf8` when the bytes are valid UTF-8, else standard padded
@@ -35,8 +36,12 @@ pub(crate) use outbound::hello;
 pub use outbound::{DataErrorFrame, DataFrame, DeviceRef, OutboundFrame, RemovedReason, WatchedBy};
 pub use payload::{encode_payload, EncodedPayload, PayloadEncoding, PayloadError};
 
-/// The protocol version sent in `hello`.
+/// The protocol version sent in `hello`. Protocol 1.1 is v1 plus negotiated features, so
+/// `hello.protocol` stays 1 and a v1 platform keeps working.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// The feature of protocol 1.1: sequence numbers and cumulative acknowledgements.
+pub(crate) const FEATURE_ACK: &str = "ack";
 
 /// A frame as JSON, for the tests' assertions.
 #[cfg(test)]

@@ -110,6 +110,8 @@ pub enum OutboundFrame {
         version: String,
         protocol: u32,
         devices: usize,
+        /// Protocol 1.1 features the gateway offers (`["ack"]`); a v1 platform ignores it.
+        features: Vec<String>,
     },
     /// Built by `fit::snapshot_parts`, which renders each device once to measure it.
     Snapshot {
@@ -145,8 +147,9 @@ pub enum OutboundFrame {
 }
 
 impl OutboundFrame {
-    /// `data` and `data_error` frames (the Observer's) are the ones the owed queue may drop
-    /// first (see `platform::queue`): the next value or error supersedes them.
+    /// `data` and `data_error` frames (the Observer's) are the ones the outbox drops first
+    /// (`outbox::Class::Data`): the next value or error supersedes them.
+    #[cfg(test)]
     pub(crate) fn is_data(&self) -> bool {
         matches!(self, OutboundFrame::Data(_) | OutboundFrame::DataError(_))
     }
@@ -209,6 +212,7 @@ pub(crate) fn hello(gateway: &str, devices: usize) -> OutboundFrame {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol: PROTOCOL_VERSION,
         devices,
+        features: vec![super::FEATURE_ACK.to_owned()],
     }
 }
 
@@ -223,7 +227,7 @@ mod tests {
         assert_eq!(
             to_value(&hello("gw-1", 3)),
             json!({"type": "hello", "gateway": "gw-1", "version": env!("CARGO_PKG_VERSION"),
-                   "protocol": 1, "devices": 3})
+                   "protocol": 1, "devices": 3, "features": ["ack"]})
         );
     }
 

@@ -92,7 +92,17 @@ pub(crate) fn start_with_policy(
     config: RegistryConfig,
     policy: WritePolicy,
 ) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
+    start_sharing_database(config, policy).map(|(registry, reader, _)| (registry, reader))
+}
+
+/// [`start_with_policy`], also handing out the registry's sled database, where the platform
+/// link keeps its outbox (one database: one lock, one log, one flush discipline).
+pub(crate) fn start_sharing_database(
+    config: RegistryConfig,
+    policy: WritePolicy,
+) -> Result<(Addr<Registry>, RegistryReader, sled::Db), StoreError> {
     let store = Store::open(&config.data_dir, config.cache_mb)?;
+    let database = store.database();
     let now = now_ms();
     let grace_ms = u64::from(config.expiry_grace_s) * 1000;
     let mut index = Index::new();
@@ -150,7 +160,7 @@ pub(crate) fn start_with_policy(
         restart_reason: None,
         restart_waiters: Vec::new(),
     };
-    Ok((registry.start(), reader))
+    Ok((registry.start(), reader, database))
 }
 
 /// The Registry actor. See the module docs.
