@@ -590,12 +590,8 @@ impl DtlsIo {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
 async fn recv_loop(io: Arc<DtlsIo>, sink: Arc<dyn DatagramSink>) {
-    // The largest UDP payload: a datagram must never be truncated into a "valid" record.
-    let mut buf = vec![0u8; 65_536];
-    // One TLS record's plaintext at most.
-    let mut scratch = vec![0u8; 16_384];
+    let mut reader = Reader::new();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -605,59 +601,69 @@ async fn recv_loop(io: Arc<DtlsIo>, sink: Arc<dyn DatagramSink>) {
                     log::warn!("dtls: socket {} failed: {e}", io.local);
                     return;
                 }
-                // Drain what is queued, boundedly, before the next sweep check.
-                for _ in 0..256 {
-                    match io.socket.try_recv_from(&mut buf) {
-                        Ok((n, peer)) => io.on_datagram(&buf[..n], peer, &mut scratch, &*sink),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            log::debug!("dtls: receive error on {}: {e}", io.local);
-                            break;
-                        }
-                    }
-                }
+                reader.drain(&io, &*sink);
             }
             _ = sweep.tick() => io.sweep(Instant::now()),
         }
     }
 }
 
-/// On Linux, as the plain transport does (`udp.rs`): up to `BATCH` datagrams per `recvmmsg`,
-/// and what their handling sends leaves in one `sendmmsg` at the end of the batch. Per-datagram
-/// system calls, not cryptography, were what made a lookup over DTLS cost twice a plain one
-/// (docs/benchmarks.md).
-#[cfg(target_os = "linux")]
-async fn recv_loop(io: Arc<DtlsIo>, sink: Arc<dyn DatagramSink>) {
-    use crate::batch_io::RecvBatch;
-    use std::os::fd::AsRawFd;
-    use tokio::io::Interest;
+/// The receive loop's buffers, and how it reads what is queued on the socket.
+struct Reader {
+    /// On Linux, as the plain transport does (`udp.rs`): up to `BATCH` datagrams per
+    /// `recvmmsg`, and what their handling sends leaves in one `sendmmsg` at the end of the
+    /// batch. Per-datagram system calls, not cryptography, were what made a lookup over DTLS
+    /// cost twice a plain one (docs/benchmarks.md).
+    #[cfg(target_os = "linux")]
+    batch: crate::batch_io::RecvBatch,
+    /// Elsewhere one datagram at a time, into the largest UDP payload: a datagram must never
+    /// be truncated into a "valid" record.
+    #[cfg(not(target_os = "linux"))]
+    buf: Vec<u8>,
+    /// One TLS record's plaintext at most.
+    scratch: Vec<u8>,
+}
 
-    let fd = io.socket.as_raw_fd();
-    let mut batch = RecvBatch::new();
-    // One TLS record's plaintext at most.
-    let mut scratch = vec![0u8; 16_384];
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            ready = io.socket.readable() => {
-                if let Err(e) = ready {
-                    log::warn!("dtls: socket {} failed: {e}", io.local);
-                    return;
-                }
-                // Drain what is queued, boundedly, before the next sweep check.
-                for _ in 0..8 {
-                    match io.socket.try_io(Interest::READABLE, || batch.recv(fd)) {
-                        Ok(n) => io.on_batch(&batch, n, &mut scratch, &*sink),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            log::debug!("dtls: receive error on {}: {e}", io.local);
-                            break;
-                        }
-                    }
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            #[cfg(target_os = "linux")]
+            batch: crate::batch_io::RecvBatch::new(),
+            #[cfg(not(target_os = "linux"))]
+            buf: vec![0u8; 65_536],
+            scratch: vec![0u8; 16_384],
+        }
+    }
+
+    /// Handle what is queued, boundedly, so the sweep gets its turn.
+    #[cfg(target_os = "linux")]
+    fn drain(&mut self, io: &DtlsIo, sink: &dyn DatagramSink) {
+        use std::os::fd::AsRawFd;
+        use tokio::io::Interest;
+        let fd = io.socket.as_raw_fd();
+        for _ in 0..8 {
+            match io.socket.try_io(Interest::READABLE, || self.batch.recv(fd)) {
+                Ok(n) => io.on_batch(&self.batch, n, &mut self.scratch, sink),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::debug!("dtls: receive error on {}: {e}", io.local);
+                    break;
                 }
             }
-            _ = sweep.tick() => io.sweep(Instant::now()),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn drain(&mut self, io: &DtlsIo, sink: &dyn DatagramSink) {
+        for _ in 0..256 {
+            match io.socket.try_recv_from(&mut self.buf) {
+                Ok((n, peer)) => io.on_datagram(&self.buf[..n], peer, &mut self.scratch, sink),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::debug!("dtls: receive error on {}: {e}", io.local);
+                    break;
+                }
+            }
         }
     }
 }
@@ -685,35 +691,10 @@ impl DtlsIo {
             self.on_datagram(bytes, peer, scratch, sink);
         }
         let out = lock(&self.outbox).take().unwrap_or_default();
-        self.flush(&out);
-    }
-
-    /// Send `out` with `sendmmsg`; what the socket will not take now goes out one by one (and
-    /// is lost if the buffer stays full: DTLS and CoAP both retransmit).
-    fn flush(&self, out: &[Queued]) {
-        use crate::batch_io::send_batch;
-        use std::os::fd::AsRawFd;
-        use tokio::io::Interest;
-        let fd = self.socket.as_raw_fd();
-        let mut sent = 0;
-        while sent < out.len() {
-            match self
-                .socket
-                .try_io(Interest::WRITABLE, || send_batch(fd, &out[sent..]))
-            {
-                Ok(0) => sent += 1,
-                Ok(k) => sent += k,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    for (bytes, peer) in &out[sent..] {
-                        self.send_unbatched(vec![bytes.clone()], *peer);
-                    }
-                    break;
-                }
-                Err(e) => {
-                    log::debug!("dtls: send to {} failed: {e}", out[sent].1);
-                    sent += 1;
-                }
-            }
-        }
+        // What the socket will not take now goes out one by one, and is lost if the buffer
+        // stays full: DTLS and CoAP both retransmit.
+        super::send_batched(&self.socket, &out, |bytes, peer| {
+            self.send_unbatched(vec![bytes.to_vec()], peer)
+        });
     }
 }

@@ -16,6 +16,38 @@ use futures::future::BoxFuture;
 pub(super) mod dtls;
 pub(super) mod udp;
 
+/// Send what a receive batch produced from `socket`, up to `BATCH` datagrams per `sendmmsg`;
+/// what the socket will not take now goes to `one_by_one` (the transport's own fallback, which
+/// defers or drops). A datagram the kernel refuses (e.g. unreachable) is skipped.
+#[cfg(target_os = "linux")]
+pub(super) fn send_batched(
+    socket: &tokio::net::UdpSocket,
+    out: &[(Vec<u8>, SocketAddr)],
+    mut one_by_one: impl FnMut(&[u8], SocketAddr),
+) {
+    use crate::batch_io::send_batch;
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    let fd = socket.as_raw_fd();
+    let mut sent = 0;
+    while sent < out.len() {
+        match socket.try_io(Interest::WRITABLE, || send_batch(fd, &out[sent..])) {
+            Ok(0) => sent += 1,
+            Ok(k) => sent += k,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                for (bytes, peer) in &out[sent..] {
+                    one_by_one(bytes, *peer);
+                }
+                break;
+            }
+            Err(e) => {
+                log::debug!("coap: send to {} failed: {e}", out[sent].1);
+                sent += 1;
+            }
+        }
+    }
+}
+
 /// Where a transport delivers what it receives: the endpoint's pipeline for one socket.
 pub(crate) trait DatagramSink: Send + Sync + 'static {
     /// One datagram from `peer`; `multicast` when it was sent to a group address.

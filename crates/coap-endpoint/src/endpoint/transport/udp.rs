@@ -212,7 +212,7 @@ async fn recv_loop(io: Arc<UdpIo>, sink: Arc<dyn DatagramSink>) {
 /// the batch with `sendmmsg`.
 #[cfg(target_os = "linux")]
 async fn recv_loop(io: Arc<UdpIo>, sink: Arc<dyn DatagramSink>) {
-    use crate::batch_io::{send_batch, RecvBatch};
+    use crate::batch_io::RecvBatch;
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
@@ -242,27 +242,9 @@ async fn recv_loop(io: Arc<UdpIo>, sink: Arc<dyn DatagramSink>) {
                     sink.on_datagram(bytes, peer, multicast);
                 }
                 let out = lock(&ctx.outbox).take().unwrap_or_default();
-                let mut sent = 0;
-                while sent < out.len() {
-                    match ctx
-                        .socket
-                        .try_io(Interest::WRITABLE, || send_batch(fd, &out[sent..]))
-                    {
-                        Ok(0) => sent += 1,
-                        Ok(k) => sent += k,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            for (bytes, peer) in &out[sent..] {
-                                io.send_unbatched(bytes, *peer);
-                            }
-                            break;
-                        }
-                        // The first datagram was refused (e.g. unreachable): skip it.
-                        Err(e) => {
-                            log::debug!("coap: send to {} failed: {e}", out[sent].1);
-                            sent += 1;
-                        }
-                    }
-                }
+                super::send_batched(&ctx.socket, &out, |bytes, peer| {
+                    io.send_unbatched(bytes, peer)
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if let Err(e) = ctx.socket.readable().await {
