@@ -146,6 +146,60 @@ impl SeqBook {
     }
 }
 
+/// What the acknowledgement bookkeeping needs of a received frame: its `seq`, and whether it
+/// is a `hello`.
+#[derive(Debug, PartialEq, Eq)]
+struct FrameHead {
+    seq: Option<u64>,
+    is_hello: bool,
+}
+
+impl FrameHead {
+    /// The gateway writes every numbered frame as `{"seq":N,"type":"T",...}`
+    /// (`outbox::codec`), so that head is read by a scan of its first bytes; parsing the whole
+    /// frame into a `serde_json::Value` for two members cost more than the gateway's side of
+    /// the link did (docs/benchmarks.md). Anything else (a `hello`, which has no seq, or a
+    /// frame whose head does not read exactly so) is parsed in full, as before: a frame that is
+    /// not JSON has no seq.
+    fn read(text: &str) -> FrameHead {
+        Self::scan(text).unwrap_or_else(|| Self::parse(text))
+    }
+
+    /// `{"seq":N,"type":"T"` followed by `,` or `}`, in a text that ends with `}`. `N`: decimal
+    /// digits that fit a u64 (no sign, no leading zero but `0` itself); `T`: no escapes.
+    fn scan(text: &str) -> Option<FrameHead> {
+        if !text.ends_with('}') {
+            return None;
+        }
+        let rest = text.strip_prefix("{\"seq\":")?;
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, rest) = rest.split_at(digits);
+        if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
+            return None;
+        }
+        let seq: u64 = number.parse().ok()?;
+        let rest = rest.strip_prefix(",\"type\":\"")?;
+        let end = rest.find(['"', '\\'])?;
+        let (frame_type, rest) = rest.split_at(end);
+        let rest = rest.strip_prefix('"')?;
+        if !(rest.starts_with(',') || rest.starts_with('}')) {
+            return None;
+        }
+        Some(FrameHead {
+            seq: Some(seq),
+            is_hello: frame_type == "hello",
+        })
+    }
+
+    fn parse(text: &str) -> FrameHead {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        FrameHead {
+            seq: value["seq"].as_u64(),
+            is_hello: value["type"] == "hello",
+        }
+    }
+}
+
 /// How often received frames are acknowledged (and at most how many between two acks).
 const ACK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 const ACK_BATCH: u64 = 512;
@@ -305,8 +359,8 @@ async fn gateway_socket(
                     if !shared.ack {
                         continue;
                     }
-                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    if value["type"] == "hello" {
+                    let head = FrameHead::read(&text);
+                    if head.is_hello {
                         let last = shared.book.lock().map(|b| b.acked).unwrap_or(0);
                         let mut welcome =
                             serde_json::json!({"type": "welcome", "features": ["ack"]});
@@ -317,7 +371,7 @@ async fn gateway_socket(
                             break;
                         }
                     }
-                    let Some(seq) = value["seq"].as_u64() else {
+                    let Some(seq) = head.seq else {
                         continue;
                     };
                     numbered += 1;
@@ -581,5 +635,62 @@ mod tests {
             SeqVerdict::New,
             "the first seq seen is no gap"
         );
+    }
+
+    #[test]
+    fn a_frame_head_is_read_by_a_scan_and_anything_else_by_a_full_parse() {
+        let head = |seq, is_hello| FrameHead { seq, is_hello };
+        // The gateway's numbered frames: scanned.
+        let data = r#"{"seq":7,"type":"data","ep":"n","payload":"x"}"#;
+        assert_eq!(FrameHead::scan(data), Some(head(Some(7), false)));
+        assert_eq!(
+            FrameHead::scan(&format!(r#"{{"seq":{},"type":"x"}}"#, u64::MAX)),
+            Some(head(Some(u64::MAX), false))
+        );
+        assert_eq!(
+            FrameHead::scan(r#"{"seq":0,"type":"hello"}"#),
+            Some(head(Some(0), true))
+        );
+        // Whatever does not read exactly so is left to the full parse, which agrees with the
+        // scan wherever both apply and reads a seq that is not first.
+        for text in [
+            r#"{"type":"hello","features":["ack"]}"#,
+            r#"{"type":"data","seq":9}"#,
+            r#"{"seq":18446744073709551616,"type":"data"}"#,
+            r#"{"seq":-1,"type":"data"}"#,
+            r#"{"seq":007,"type":"data"}"#,
+            r#"{"seq":7.5,"type":"data"}"#,
+            r#"{"seq":7,"type":"da\u0074a"}"#,
+            r#"{"seq":7,"type":"data""#,
+            r#"{"seq":7,"type":"data"x}"#,
+            r#"{ "seq":7,"type":"data"}"#,
+            "{\"seq\":",
+            "",
+        ] {
+            assert_eq!(FrameHead::scan(text), None, "{text}");
+        }
+        assert_eq!(
+            FrameHead::read(r#"{"type":"hello","features":["ack"]}"#),
+            head(None, true)
+        );
+        assert_eq!(
+            FrameHead::read(r#"{"type":"data","seq":9}"#),
+            head(Some(9), false)
+        );
+        assert_eq!(
+            FrameHead::read(r#"{ "seq":7,"type":"data"}"#),
+            head(Some(7), false)
+        );
+        // Malformed: no seq, not a hello, no panic.
+        for text in [
+            r#"{"seq":7,"type":"data""#,
+            r#"{"seq":7,"type":"data"x}"#,
+            r#"{"seq":-1,"type":"data"}"#,
+            r#"{"seq":18446744073709551616,"type":"data"}"#,
+            "not json",
+            "",
+        ] {
+            assert_eq!(FrameHead::read(text), head(None, false), "{text}");
+        }
     }
 }
