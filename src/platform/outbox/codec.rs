@@ -5,6 +5,8 @@
 //!
 //! Record: `[version = 1][class][born_ms: u64 BE][frame JSON text, UTF-8]`.
 
+use std::fmt::Write as _;
+
 use thiserror::Error;
 
 use super::ledger::Class;
@@ -105,7 +107,8 @@ pub(crate) fn with_seq(text: &str, seq: u64) -> String {
     let rest = rest.trim_start();
     let mut out = String::with_capacity(text.len() + 28);
     out.push_str("{\"seq\":");
-    out.push_str(&seq.to_string());
+    // Into `out` directly: no second allocation per frame for the number.
+    let _ = write!(out, "{seq}");
     if !rest.starts_with('}') {
         out.push(',');
     }

@@ -252,9 +252,8 @@ impl Ledger {
 
     /// The next entry to write on this connection, when it may go (stored, if durable).
     pub(crate) fn next_ready(&self) -> Option<&Entry> {
-        let at = self.entries.partition_point(|e| e.seq <= self.sent_upto);
         self.entries
-            .get(at)
+            .get(self.first_above(self.sent_upto))
             .filter(|e| !e.durable || e.seq <= self.durable_upto)
     }
 
@@ -343,7 +342,7 @@ impl Ledger {
 
     /// Entries not yet written on this connection.
     pub(crate) fn unsent(&self) -> usize {
-        self.entries.len() - self.entries.partition_point(|e| e.seq <= self.sent_upto)
+        self.entries.len() - self.first_above(self.sent_upto)
     }
 
     /// Bytes of frame text held under the bound.
@@ -369,8 +368,37 @@ impl Ledger {
         self.bound
     }
 
+    /// Where `seq` would be if the seqs held had no holes: they usually have none (holes come
+    /// only from the bound and from forgotten snapshot parts), so a look there, checked,
+    /// spares the binary search on every write.
+    fn guess(&self, seq: u64) -> Option<usize> {
+        let front = self.entries.front()?.seq;
+        usize::try_from(seq.checked_sub(front)?).ok()
+    }
+
     fn position(&self, seq: u64) -> Option<usize> {
+        if let Some(at) = self.guess(seq) {
+            if self.entries.get(at).is_some_and(|e| e.seq == seq) {
+                return Some(at);
+            }
+        }
         self.entries.binary_search_by_key(&seq, |e| e.seq).ok()
+    }
+
+    /// The index of the first entry numbered above `seq` (`len()` when there is none).
+    fn first_above(&self, seq: u64) -> usize {
+        // Everything written: the pump asks this after every batch.
+        if self.entries.back().is_none_or(|e| e.seq <= seq) {
+            return self.entries.len();
+        }
+        let next = seq.saturating_add(1);
+        if let Some(at) = self.guess(next) {
+            // Seqs strictly grow, so the entry numbered `seq + 1` is the first above `seq`.
+            if self.entries.get(at).is_some_and(|e| e.seq == next) {
+                return at;
+            }
+        }
+        self.entries.partition_point(|e| e.seq <= seq)
     }
 
     fn account(&mut self, e: &Entry, add: bool) {
@@ -721,6 +749,38 @@ mod tests {
         let c = l.counters();
         assert_eq!(c.overflows, 1);
         assert!(c.dropped_data > 0 && c.events_lost > 0);
+    }
+
+    #[test]
+    fn lookups_are_right_with_and_without_holes_in_the_seqs() {
+        let mut l = Ledger::new(big(), 1);
+        l.connected(true, None);
+        for i in 0..10 {
+            let class = if i % 3 == 1 {
+                Class::Snapshot
+            } else {
+                Class::Data
+            };
+            l.push(class, text(i), false, 0);
+        }
+        let check = |l: &Ledger| {
+            for seq in 0..=12 {
+                let pos = l.entries.iter().position(|e| e.seq == seq);
+                assert_eq!(l.position(seq), pos, "position({seq})");
+                let above = l.entries.iter().take_while(|e| e.seq <= seq).count();
+                assert_eq!(l.first_above(seq), above, "first_above({seq})");
+            }
+        };
+        check(&l);
+        assert_eq!(drain(&mut l)[..3], [1, 2, 3]);
+        l.ack(3);
+        l.disconnected(); // Snapshot parts 5 and 8 go: holes.
+        check(&l);
+        l.connected(true, None);
+        assert_eq!(drain(&mut l), vec![4, 6, 7, 9, 10]);
+        assert_eq!(l.unsent(), 0);
+        check(&l);
+        assert!(Ledger::new(big(), 1).next_ready().is_none());
     }
 
     #[test]
