@@ -155,6 +155,25 @@ mod tests {
         }
     }
 
+    /// Reopen a database this process just closed. sled releases its file lock from a
+    /// background thread shortly after the last handle drops, so an immediate reopen can still
+    /// find it locked on a busy box (as `registry::store`'s tests found; a restarted process
+    /// cannot: the lock dies with the old one).
+    fn reopen(path: &std::path::Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match sled::open(path) {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn entries_and_the_mark_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -171,7 +190,7 @@ mod tests {
             store.tree.insert(b"bad", b"record".as_ref()).unwrap();
             db.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = reopen(dir.path());
         let loaded = OutboxStore::open(&db).unwrap().load().unwrap();
         assert_eq!(loaded.entries, vec![entry(1), entry(3)]);
         assert_eq!(loaded.next_seq, SEQ_BLOCK);
