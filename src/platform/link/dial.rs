@@ -29,9 +29,6 @@ const SNAPSHOT_PROBE: &[u8] = b"snapshot";
 /// The Ping sent right behind `hello`: a platform of protocol 1.1 answers `hello` with
 /// `welcome` before this Ping's Pong; a v1 platform never does, so the Pong means v1.
 pub(super) const HELLO_PROBE: &[u8] = b"hello";
-/// How long after that Pong a `welcome` is still awaited before the connection is taken for
-/// v1 (a v1 platform's snapshot waits this long once per connection).
-pub(super) const WELCOME_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
 const MAX_INBOUND_FRAME: usize = 1 << 20;
 
