@@ -24,11 +24,13 @@ const BURSTS: u32 = 3;
 /// One device: answers GETs (Observe=0 registers the observer of that path) and, each time
 /// `round` moves on, sends one NON notification with payload `round` to every observer at
 /// once.
-fn run_device(sock: UdpSocket, round: Arc<AtomicU32>, stop: Arc<AtomicBool>) {
+/// Its notifications continue the Message ID sequence of its registration from `first_mid`
+/// (the gateway observes through its RD socket: a reused MID would be a duplicate there).
+fn run_device(sock: UdpSocket, first_mid: u16, round: Arc<AtomicU32>, stop: Arc<AtomicBool>) {
     let _ = sock.set_read_timeout(Some(Duration::from_millis(5)));
     let mut observers: HashMap<String, (SocketAddr, Vec<u8>)> = HashMap::new();
     let mut sent_round = 0u32;
-    let mut mid = 1u16;
+    let mut mid = first_mid;
     let mut buf = [0u8; 1500];
     while !stop.load(Ordering::Relaxed) {
         if let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -75,10 +77,10 @@ fn run_device(sock: UdpSocket, round: Arc<AtomicU32>, stop: Arc<AtomicBool>) {
         if now > sent_round {
             sent_round = now;
             for (peer, token) in observers.values() {
-                mid = mid.wrapping_add(1);
                 let mut n = Packet::new();
                 n.header.set_type(MessageType::NonConfirmable);
                 n.header.message_id = mid;
+                mid = mid.wrapping_add(1);
                 n.header.code = MessageClass::Response(ResponseType::Content);
                 n.set_token(token.clone());
                 n.add_option(CoapOption::Observe, (now + 1).to_be_bytes()[1..].to_vec());
@@ -123,7 +125,10 @@ fn every_value_of_a_lockstep_burst_reaches_the_platform() {
         let peer = Peer::with_socket(sock.try_clone().unwrap(), gw.addr());
         register(&peer, &format!("ep=burst-{i}&lt=3600"), &links);
         let (round, stop) = (round.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || run_device(sock, round, stop)));
+        let first_mid = peer.take_mid();
+        threads.push(std::thread::spawn(move || {
+            run_device(sock, first_mid, round, stop)
+        }));
     }
     let total = DEVICES * LINKS;
     let data_with =

@@ -306,6 +306,14 @@ impl Peer {
         self
     }
 
+    /// Take the next Message ID of this peer's sequence, for a message the test builds by
+    /// hand on the same socket: a MID reused toward the same endpoint within
+    /// EXCHANGE_LIFETIME is a duplicate (RFC 7252 §4.4), and the gateway drops it as one.
+    pub fn take_mid(&self) -> u16 {
+        self.next_mid
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.sock.local_addr().expect("local addr")
     }
