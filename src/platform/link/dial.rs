@@ -13,7 +13,7 @@ use awc::error::SendRequestError;
 use awc::error::WsClientError;
 use awc::ws::Message as WsMessage;
 use futures::channel::mpsc;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 
 use super::connection::{Connection, LinkState, Phase};
 use super::inbound::{Inbound, WriterFailed};
@@ -29,6 +29,9 @@ const SNAPSHOT_PROBE: &[u8] = b"snapshot";
 /// The Ping sent right behind `hello`: a platform of protocol 1.1 answers `hello` with
 /// `welcome` before this Ping's Pong; a v1 platform never does, so the Pong means v1.
 pub(super) const HELLO_PROBE: &[u8] = b"hello";
+/// How long a finished writer keeps the socket open after its last frame (normally our
+/// Close), so the platform reads everything and closes first.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
 const MAX_INBOUND_FRAME: usize = 1 << 20;
 
@@ -179,16 +182,21 @@ impl PlatformLink {
         let taken = in_flight.clone();
         // The writer is its own task, not the actor's: when the connection (or the whole
         // actor) is dropped, `tx` closes and the writer still flushes what it holds, a final
-        // Close frame included, before closing the socket.
+        // Close frame included. It then lingers before closing TCP: RFC 6455 §7.1.1 has the
+        // server close first, and a platform that sees our FIN right behind the last frames
+        // may drop frames it has not parsed yet (actix-web's did, a `hello` among them).
         let link = ctx.address();
         actix_rt::spawn(async move {
-            let written = rx
-                .map(move |message| {
-                    taken.set(taken.get().saturating_sub(1));
-                    Ok(message)
-                })
-                .forward(sink)
-                .await;
+            let mut sink = sink;
+            let mut messages = rx.map(move |message| {
+                taken.set(taken.get().saturating_sub(1));
+                Ok(message)
+            });
+            let mut written = sink.send_all(&mut messages).await;
+            if written.is_ok() {
+                actix_rt::time::sleep(CLOSE_LINGER).await;
+                written = sink.close().await;
+            }
             if let Err(e) = written {
                 link.do_send(WriterFailed {
                     generation,
