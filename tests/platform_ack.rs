@@ -224,6 +224,30 @@ async fn a_v1_platform_sees_v1_frames_without_seq() {
     link.do_send(StopLink);
 }
 
+/// A platform whose WebSocket library answers the gateway's Ping before the application has
+/// answered `hello` (the sim sends `welcome` 200 ms after it, so the Pong goes first): the
+/// connection is still acked, not taken for v1 on the Pong.
+#[actix_rt::test]
+async fn a_welcome_that_follows_the_pong_still_makes_the_connection_acked() {
+    let sim = PlatformSim::start_args("127.0.0.1:0", None, &["--welcome-delay-ms", "200"]);
+    let link = PlatformLink::start(settings(&sim.url()), Arc::new(NoDevices), None);
+    frame_of(&sim, "snapshot").await;
+    link.do_send(SendFrame(status(1)));
+    let frame = frame_of(&sim, "device_status").await;
+    assert!(frame.get("seq").is_some(), "{frame}");
+    let s = wait_stats(&link, "acknowledged", |s| {
+        s.acked_mode && s.outbox_frames == 0
+    })
+    .await;
+    assert!(s.acked_mode, "{s:?}");
+    let snapshot = frame_of(&sim, "snapshot").await;
+    assert!(
+        snapshot.get("seq").is_some(),
+        "acked snapshot parts are numbered: {snapshot}"
+    );
+    link.do_send(StopLink);
+}
+
 /// Over `outbox_max_bytes` during an outage: data goes first, then the oldest events become
 /// one marker; the platform then gets the newest events in order and a snapshot after them.
 #[actix_rt::test]

@@ -87,6 +87,11 @@ struct Args {
     /// Drop the first session, unacknowledged, after this many numbered frames.
     #[arg(long)]
     drop_after: Option<u64>,
+    /// Send `welcome` this many milliseconds after `hello`, after the Pong to the gateway's
+    /// Ping, as a platform whose WebSocket library answers Pings before the application has
+    /// answered `hello`.
+    #[arg(long, default_value_t = 0)]
+    welcome_delay_ms: u64,
 }
 
 /// Protocol 1.1 bookkeeping across sessions: what arrived by seq, what was acknowledged.
@@ -209,6 +214,7 @@ struct Shared {
     max_frame: usize,
     ack: bool,
     drop_after: Option<u64>,
+    welcome_delay: std::time::Duration,
     book: Mutex<SeqBook>,
     sessions: Mutex<Vec<(u64, Session)>>,
     next_session: AtomicU64,
@@ -367,8 +373,17 @@ async fn gateway_socket(
                         if last > 0 {
                             welcome["last_seq"] = last.into();
                         }
-                        if session.text(welcome.to_string()).await.is_err() {
-                            break;
+                        if shared.welcome_delay.is_zero() {
+                            if session.text(welcome.to_string()).await.is_err() {
+                                break;
+                            }
+                        } else {
+                            let mut later = session.clone();
+                            let delay = shared.welcome_delay;
+                            actix_web::rt::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = later.text(welcome.to_string()).await;
+                            });
                         }
                     }
                     let Some(seq) = head.seq else {
@@ -526,6 +541,7 @@ async fn main() -> std::io::Result<()> {
         max_frame: args.max_frame,
         ack: !args.no_ack,
         drop_after: args.drop_after,
+        welcome_delay: std::time::Duration::from_millis(args.welcome_delay_ms),
         book: Mutex::new(SeqBook::default()),
         sessions: Mutex::new(Vec::new()),
         next_session: AtomicU64::new(0),

@@ -161,7 +161,19 @@ impl PlatformLink {
         };
         match conn.phase {
             Phase::Negotiating if payload == super::dial::HELLO_PROBE => {
-                self.on_ready(false, None, ctx);
+                // Many WebSocket libraries (Python's websockets, Node's ws, actix-ws with a
+                // reader task) answer a Ping as soon as it arrives, before the application has
+                // answered `hello`: a `welcome` may follow the Pong by the platform's own
+                // processing time. Only a connection still undecided after the grace is v1.
+                let generation = conn.generation;
+                ctx.run_later(super::dial::WELCOME_GRACE, move |link, ctx| {
+                    let undecided = matches!(&link.state,
+                        LinkState::Up(c) if c.generation == generation
+                            && c.phase == Phase::Negotiating);
+                    if undecided {
+                        link.on_ready(false, None, ctx);
+                    }
+                });
             }
             Phase::Ready { acked: false } => self.accept_snapshot(),
             Phase::Negotiating | Phase::Ready { acked: true } => {}

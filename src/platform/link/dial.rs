@@ -32,6 +32,9 @@ pub(super) const HELLO_PROBE: &[u8] = b"hello";
 /// How long a finished writer keeps the socket open after its last frame (normally our
 /// Close), so the platform reads everything and closes first.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long after that Pong a `welcome` is still awaited before the connection is taken for
+/// v1 (a v1 platform's snapshot waits this long once per connection).
+pub(super) const WELCOME_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Largest frame accepted from the platform. Commands are small; this only bounds memory.
 const MAX_INBOUND_FRAME: usize = 1 << 20;
 
