@@ -57,6 +57,7 @@
 
 pub mod admin;
 pub use coap_endpoint as coap;
+pub mod cluster;
 mod coap_metrics;
 pub mod config;
 pub mod device_object;
