@@ -15,6 +15,13 @@ if ! command -v coap-client-notls >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libcoap3-bin >/dev/null
 fi
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  echo "== installing etcd-server and etcd-client (the tests start their own etcd clusters on loopback)"
+  $SUDO apt-get update -qq
+  # The tests run their own members on free ports; a service the package may start listens on
+  # 2379/2380, which they never use.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server etcd-client >/dev/null
+fi
 if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing chromium (headless, for the admin status page test)"
   $SUDO apt-get update -qq

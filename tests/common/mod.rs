@@ -15,6 +15,7 @@ pub mod coap_peer;
 pub mod coaps;
 pub mod constrained;
 pub mod device_sim;
+pub mod etcd;
 pub mod http;
 pub mod libcoap;
 pub mod netns;

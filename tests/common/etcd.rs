@@ -1,0 +1,197 @@
+//! A test-owned etcd cluster: `n` members of Debian's `etcd` 3.4 (`scripts/test.sh` installs
+//! `etcd-server` and `etcd-client`) on loopback ports, with their data in a temporary directory
+//! that goes with the cluster. The HA tests (`docs/ha-etcd.md`, section 12) kill members,
+//! find the Raft leader and read keys back with `etcdctl`, a client independent of ours.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a new cluster may take to elect a leader and answer on every member (a loaded
+/// 2-core box): a defect bound, not a measurement.
+const START_BUDGET: Duration = Duration::from_secs(30);
+
+struct Member {
+    name: String,
+    client_port: u16,
+    child: Option<Child>,
+}
+
+pub struct EtcdCluster {
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+}
+
+/// A loopback TCP port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl EtcdCluster {
+    /// Start `n` members and wait until each answers `endpoint health`.
+    pub fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let token = format!(
+            "coap-gateway-test-{}-{}",
+            std::process::id(),
+            dir.path().display()
+        );
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let name = format!("m{i}");
+            let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
+            let child = Command::new("etcd")
+                .args([
+                    "--name",
+                    &name,
+                    "--data-dir",
+                    &dir.path().join(&name).display().to_string(),
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                    "--listen-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-cluster",
+                    &initial,
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    &token,
+                ])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start etcd (scripts/test.sh installs etcd-server)");
+            members.push(Member {
+                name,
+                client_port: *client,
+                child: Some(child),
+            });
+        }
+        let cluster = EtcdCluster { dir, members };
+        let deadline = Instant::now() + START_BUDGET;
+        while !cluster.healthy() {
+            assert!(
+                Instant::now() < deadline,
+                "etcd cluster not healthy after {START_BUDGET:?}:\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// Client endpoints (`127.0.0.1:port`) of the members still running.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| format!("127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    fn endpoint_urls(&self) -> String {
+        self.endpoints()
+            .iter()
+            .map(|e| format!("http://{e}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Run `etcdctl` against the running members.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint_urls()))
+            .args(args)
+            .output()
+            .expect("run etcdctl (scripts/test.sh installs etcd-client)")
+    }
+
+    /// Whether every running member answers `endpoint health`.
+    pub fn healthy(&self) -> bool {
+        self.etcdctl(&["endpoint", "health", "--command-timeout=2s"])
+            .status
+            .success()
+    }
+
+    /// The index of the member that is the Raft leader now, if one is known.
+    pub fn leader(&self) -> Option<usize> {
+        let out = self.etcdctl(&["endpoint", "status", "-w", "json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let leader = status
+            .as_array()?
+            .iter()
+            .find(|s| s["Status"]["leader"] == s["Status"]["header"]["member_id"])?;
+        let endpoint = leader["Endpoint"].as_str()?;
+        self.members
+            .iter()
+            .position(|m| endpoint.ends_with(&format!(":{}", m.client_port)))
+    }
+
+    /// SIGKILL member `i` (no clean shutdown: what a crash does).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The keys under `prefix`, read by `etcdctl` (linearizable, from the quorum).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let out = self.etcdctl(&["get", "--prefix", "--keys-only", prefix]);
+        assert!(
+            out.status.success(),
+            "etcdctl get: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every member's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for m in &self.members {
+            let path: PathBuf = self.dir.path().join(format!("{}.log", m.name));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            all.push_str(&format!("--- {} (last 20 lines)\n", m.name));
+            for line in tail.iter().rev() {
+                all.push_str(line);
+                all.push('\n');
+            }
+        }
+        all
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
