@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use etcd_client::{
-    Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponse,
+    WatchStream,
 };
 
 /// A defect bound for anything to happen on a loaded 2-core box, not a measurement.
@@ -122,6 +123,28 @@ async fn a_lapsed_lease_takes_the_member_key_with_it() {
     }
 }
 
+async fn watch_from(client: &mut Client, prefix: &str, revision: i64) -> WatchStream {
+    client
+        .watch(
+            prefix,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision),
+            ),
+        )
+        .await
+        .expect("watch")
+}
+
+async fn next_answer(stream: &mut WatchStream) -> WatchResponse {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("in time")
+        .expect("watch answer")
+        .expect("open")
+}
+
 #[tokio::test]
 async fn a_watch_replays_from_a_revision_and_reports_compaction() {
     let Some(cluster) = cluster() else { return };
@@ -131,22 +154,12 @@ async fn a_watch_replays_from_a_revision_and_reports_compaction() {
     client.put("t/reg/2", "b", None).await.expect("put");
     client.delete("t/reg/1", None).await.expect("delete");
 
-    let mut stream = client
-        .watch(
-            "t/reg/",
-            Some(WatchOptions::new().with_prefix().with_start_revision(from)),
-        )
-        .await
-        .expect("watch");
+    let mut stream = watch_from(&mut client, "t/reg/", from).await;
     let mut seen = Vec::new();
     let deadline = Instant::now() + WAIT;
     while seen.len() < 3 {
         assert!(Instant::now() < deadline, "replay incomplete: {seen:?}");
-        let resp = tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("in time")
-            .expect("watch answer")
-            .expect("open");
+        let resp = next_answer(&mut stream).await;
         for event in resp.events() {
             let kv = event.kv().expect("kv");
             seen.push((kv.key_str().expect("utf8").to_owned(), kv.mod_revision()));
@@ -160,21 +173,11 @@ async fn a_watch_replays_from_a_revision_and_reports_compaction() {
     let now = client.get("t/reg/2", None).await.expect("get");
     let head = now.header().expect("header").revision();
     client.compact(head, None).await.expect("compact");
-    let mut stale = client
-        .watch(
-            "t/reg/",
-            Some(WatchOptions::new().with_prefix().with_start_revision(from)),
-        )
-        .await
-        .expect("watch");
+    let mut stale = watch_from(&mut client, "t/reg/", from).await;
     let deadline = Instant::now() + WAIT;
     loop {
         assert!(Instant::now() < deadline, "no cancellation");
-        let resp = tokio::time::timeout(WAIT, stale.message())
-            .await
-            .expect("in time")
-            .expect("watch answer")
-            .expect("open");
+        let resp = next_answer(&mut stale).await;
         if resp.canceled() {
             assert_eq!(resp.compact_revision(), head);
             break;

@@ -15,6 +15,7 @@
 
 pub(crate) mod actor;
 pub(crate) mod error;
+pub mod etcd;
 pub(crate) mod health;
 pub(crate) mod index;
 pub(crate) mod link_set;
