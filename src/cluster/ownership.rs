@@ -42,7 +42,7 @@ pub fn owner<'a, S: AsRef<str>>(members: &'a [S], key: &str) -> Option<&'a str> 
     members
         .iter()
         .map(|m| m.as_ref())
-        .max_by(|a, b| weight(a, key).cmp(&weight(b, key)).then_with(|| b.cmp(a)))
+        .max_by_key(|m| (weight(m, key), std::cmp::Reverse(*m)))
 }
 
 /// Whether `me` owns `key` among `members`.
