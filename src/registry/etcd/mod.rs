@@ -1,5 +1,7 @@
 //! The registry on etcd, for replicas sharing one registry (`docs/ha-etcd.md`). Being built
-//! step by step; so far the key layout ([`keys`]). Nothing in the gateway uses it yet: the
-//! sled store stays the only backend until the transactions and the watch exist.
+//! step by step: the key layout ([`keys`]) and the settings ([`settings`]).
 
 pub mod keys;
+pub mod settings;
+
+pub use settings::EtcdSettings;
