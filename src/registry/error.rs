@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use super::model::RegistrationId;
 
-/// Failures of the sled store.
+/// Failures of the store (sled, or etcd with `registry.backend: etcd`).
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("cannot open the registry database at {path}: {source}")]
@@ -36,6 +36,10 @@ pub enum StoreError {
     IdsExhausted,
     #[error("cannot encode a registration: {0}")]
     Encode(#[source] serde_json::Error),
+    /// etcd (`registry.backend: etcd`) failed or cannot be reached; the message names the
+    /// endpoints, never the credentials.
+    #[error("{0}")]
+    Etcd(String),
 }
 
 /// What a registry operation can answer instead of success.

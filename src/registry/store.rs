@@ -334,7 +334,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::registry::model::{BaseOrigin, EndpointName, Status};
     use link_format::Link;
@@ -354,7 +354,7 @@ mod tests {
         }
     }
 
-    fn sample(id: u64) -> Registration {
+    pub(crate) fn sample(id: u64) -> Registration {
         Registration {
             identity: None,
             id: RegistrationId(id),

@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::Registry;
+use super::{Backend, Registry};
 use crate::limits::LogThrottle;
 use crate::registry::error::{RegistryError, StoreError};
 use crate::registry::messages::RegistryEvent;
@@ -82,15 +82,18 @@ impl Registry {
         if self.flush_in_flight || self.batch.is_empty() {
             return;
         }
+        let Backend::Sled(store) = &mut self.backend else {
+            return;
+        };
         let parked = std::mem::take(&mut self.batch);
         self.flush_in_flight = true;
         // A failure here fails the flush below too; the batch is then answered with it.
-        let mark = self.store.seal_batch().ok();
-        let flush = self.store.flush_async();
+        let mark = store.seal_batch().ok();
+        let flush = store.flush_async();
         ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
             act.flush_in_flight = false;
-            if let (Ok(()), Some(mark)) = (&result, mark) {
-                if let Err(e) = act.store.record_acknowledged(mark) {
+            if let (Ok(()), Some(mark), Backend::Sled(store)) = (&result, mark, &mut act.backend) {
+                if let Err(e) = store.record_acknowledged(mark) {
                     if let Some(n) = MARK_LOG.note() {
                         log::warn!(
                             "registry: cannot record the acknowledged mark ({n} times): {e}; a lost database tail may go unnoticed at the next start"
@@ -116,7 +119,7 @@ impl Registry {
         if let Some(e) = &failure {
             log::error!(
                 "registry {}: flush failed, {} changes not acknowledged: {e}",
-                self.store.path().display(),
+                self.backend.describe(),
                 parked.len()
             );
         }
@@ -147,6 +150,7 @@ impl Registry {
 fn replicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::Io(inner) => StoreError::Io(inner.clone()),
+        StoreError::Etcd(message) => StoreError::Etcd(message.clone()),
         other => StoreError::Io(sled::Error::ReportableBug(other.to_string())),
     }
 }

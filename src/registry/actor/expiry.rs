@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::Registry;
+use super::{Backend, Registry};
 use crate::registry::messages::{RegistryEvent, RemovalReason};
 use crate::time::now_ms;
 
 /// The longest the expiry timer sleeps before looking again; keeps wake-ups sane when the
 /// next deadline is years away or the wall clock jumps.
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(3600);
+/// On etcd, the least the timer sleeps: expiries in flight keep their deadline in the index.
+const ETCD_EXPIRY_PAUSE: Duration = Duration::from_millis(200);
 
 impl Registry {
     /// (Re-)arm the expiry timer for the earliest of the next lifetime end and the next end of
@@ -34,7 +36,11 @@ impl Registry {
             }
             ctx.cancel_future(handle);
         }
-        let delay = Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_TIMER_SLEEP);
+        let mut delay = Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_TIMER_SLEEP);
+        if matches!(self.backend, Backend::Etcd(_)) {
+            // What is due stays in the index until the watch brings its expiry back.
+            delay = delay.max(ETCD_EXPIRY_PAUSE);
+        }
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
             act.expire(ctx);
@@ -44,22 +50,30 @@ impl Registry {
     }
 
     fn expire(&mut self, ctx: &mut Context<Self>) {
+        let Backend::Sled(store) = &mut self.backend else {
+            self.expire_on_etcd(ctx);
+            return;
+        };
         let now = now_ms();
         let cutoff = now.saturating_sub(self.grace_ms);
         let (expired, purged) = {
             let mut index = self.reader.write();
             (index.expire_due(now), index.purge_graves(cutoff))
         };
+        let mut failures = Vec::new();
         for reg in &purged {
             self.counts.remove(reg.source.ip());
             // Losing this delete in a crash is harmless: the next start purges it again.
-            if let Err(e) = self.store.remove(reg.id) {
-                self.store_failed(&e, ctx);
+            if let Err(e) = store.remove(reg.id) {
                 log::error!(
                     "registry: cannot delete expired registration {}: {e}",
                     reg.id
                 );
+                failures.push(e);
             }
+        }
+        for e in failures {
+            self.store_failed(&e, ctx);
         }
         if !purged.is_empty() {
             self.trim_link_sets();

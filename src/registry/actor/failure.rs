@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::Registry;
+use super::{Backend, Registry};
 use crate::registry::health::GetHealth;
 use crate::registry::recovery::{probe_writable, AwaitStoreRestart, PROBE_EVERY};
 use crate::time::now_ms;
@@ -30,7 +30,11 @@ impl Registry {
                 act.probe_armed = false;
                 return;
             }
-            let dir = act.store.path().to_path_buf();
+            let Backend::Sled(store) = &act.backend else {
+                act.probe_armed = false;
+                return;
+            };
+            let dir = store.path().to_path_buf();
             let probe = tokio::task::spawn_blocking(move || probe_writable(&dir));
             ctx.spawn(probe.into_actor(act).map(|outcome, act, ctx| {
                 act.probe_armed = false;
@@ -53,7 +57,7 @@ impl Registry {
     fn request_restart(&mut self) {
         let reason = format!(
             "the registry database at {} failed a write ({}) and the disk takes writes again, but sled cannot resume after an I/O error: restarting recovers every acknowledged registration from disk",
-            self.store.path().display(),
+            self.backend.describe(),
             self.health.last_error().unwrap_or("unknown error")
         );
         log::error!("registry: {reason}; stopping the gateway to exit non-zero");

@@ -21,12 +21,20 @@
 //! which it is deleted from sled. Its record keeps its old `expires_at_ms`, so a restart
 //! restores that state from disk without any extra write.
 //!
-//! One file per concept: `writes` (applying each change to the index and sled, with the write
-//! policy), `commit` (parking replies and the group commit), `events` (publishing to
+//! With `registry.backend: etcd` the same decisions are sent to etcd as transactions instead
+//! (`etcd_commit`), the index is fed by an etcd watch (`etcd_watch`), and a reply waits until
+//! the watch has brought its change back (`docs/ha-etcd.md`).
+//!
+//! One file per concept: `writes` (deciding each change, with the write policy), `apply`
+//! (applying a decision to the index and sled), `commit` (parking replies and the group
+//! commit), `etcd_commit` and `etcd_watch` (the etcd backend), `events` (publishing to
 //! subscribers), `expiry` (the timer, lifetimes and grace), `failure` (a failed write: health,
 //! the free-space probe, the restart request) and `handlers` (the messages).
 
+mod apply;
 mod commit;
+mod etcd_commit;
+mod etcd_watch;
 mod events;
 mod expiry;
 mod failure;
@@ -40,11 +48,14 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use self::commit::Parked;
+use self::etcd_commit::{EtcdState, ID_BLOCK};
 use self::writes::shrink;
-use super::error::StoreError;
+use super::error::{RegistryError, StoreError};
+use super::etcd::{EtcdSettings, EtcdStore};
 use super::health::WriteHealth;
 use super::index::Index;
 use super::link_set::LinkSetPool;
+use super::model::RegistrationId;
 use super::reader::RegistryReader;
 use super::store::Store;
 use super::subscription::Subscriber;
@@ -141,31 +152,145 @@ pub(crate) fn start_sharing_database(
         health.record_lost_at_start(lost.to_string());
     }
     let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
-    let registry = Registry {
-        store,
-        reader: reader.clone(),
-        grace_ms,
-        max_registrations: config.max_registrations,
+    let registry = Registry::new(
+        Backend::Sled(store),
+        reader.clone(),
+        &config,
         policy,
         counts,
-        subscribers: Vec::new(),
-        resync_poll_armed: false,
-        batch: Vec::new(),
-        flush_in_flight: false,
-        flush_scheduled: false,
-        timer: None,
         health,
         link_sets,
-        probe_armed: false,
-        restart_reason: None,
-        restart_waiters: Vec::new(),
-    };
+    );
     Ok((registry.start(), reader, database))
+}
+
+/// Connect to etcd, load every registration into the index at one revision, reserve a block
+/// of ids, and start the actor with a watch from the next revision (`docs/ha-etcd.md` §5).
+/// Must be called inside a running actix system; fails when etcd cannot be reached. Without a
+/// write policy, like [`start`].
+pub async fn start_on_etcd(
+    config: RegistryConfig,
+    settings: &EtcdSettings,
+) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
+    start_on_etcd_with_policy(config, settings, WritePolicy::default()).await
+}
+
+/// [`start_on_etcd`] with a write policy (FCFR, per-source quota).
+pub(crate) async fn start_on_etcd_with_policy(
+    config: RegistryConfig,
+    settings: &EtcdSettings,
+    policy: WritePolicy,
+) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
+    let store = EtcdStore::connect(settings).await?;
+    let snapshot = store.load().await?;
+    let ids = store.reserve_ids(ID_BLOCK).await?;
+    let stream = store.watch(snapshot.revision + 1).await?;
+    let mut index = Index::new();
+    let mut counts = SourceCounts::new(policy.grouping);
+    let mut link_sets = LinkSetPool::new();
+    let mut revisions = std::collections::HashMap::new();
+    for stored in snapshot.records {
+        let mut reg = stored.reg;
+        shrink(&mut reg);
+        reg.links = link_sets.share(reg.links);
+        counts.add(reg.source.ip());
+        revisions.insert(reg.id, stored.mod_revision);
+        // Due expiries and purges are written by the timer, as transactions.
+        if stored.meta.state == super::etcd::record::State::Expired {
+            index.insert_in_grace(Arc::new(reg));
+        } else {
+            index.insert(Arc::new(reg));
+        }
+    }
+    log::info!(
+        "registry on etcd {} (prefix {}, member {}) at revision {}: {} live, {} expired in grace, {} undecodable records skipped",
+        settings.endpoints.join(","),
+        settings.prefix,
+        settings.member_name,
+        snapshot.revision,
+        index.len_live(),
+        index.len_in_grace(),
+        snapshot.skipped
+    );
+    let state = EtcdState::new(store, revisions, snapshot.revision, ids);
+    let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
+    let registry = Registry::new(
+        Backend::Etcd(Box::new(state)),
+        reader.clone(),
+        &config,
+        policy,
+        counts,
+        WriteHealth::default(),
+        link_sets,
+    );
+    let addr = Registry::create(move |ctx| {
+        ctx.add_stream(stream);
+        registry
+    });
+    Ok((addr, reader))
+}
+
+/// Where the Registry keeps its registrations.
+pub(super) enum Backend {
+    /// The embedded store (the default).
+    Sled(Store),
+    /// Replicas sharing one registry (`registry.backend: etcd`).
+    Etcd(Box<EtcdState>),
+}
+
+impl Backend {
+    /// Names the store in log lines.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Backend::Sled(store) => store.path().display().to_string(),
+            Backend::Etcd(_) => "on etcd".to_owned(),
+        }
+    }
+}
+
+impl Registry {
+    fn new(
+        backend: Backend,
+        reader: RegistryReader,
+        config: &RegistryConfig,
+        policy: WritePolicy,
+        counts: SourceCounts,
+        health: WriteHealth,
+        link_sets: LinkSetPool,
+    ) -> Registry {
+        Registry {
+            backend,
+            reader,
+            grace_ms: u64::from(config.expiry_grace_s) * 1000,
+            max_registrations: config.max_registrations,
+            policy,
+            counts,
+            subscribers: Vec::new(),
+            resync_poll_armed: false,
+            batch: Vec::new(),
+            flush_in_flight: false,
+            flush_scheduled: false,
+            timer: None,
+            health,
+            link_sets,
+            probe_armed: false,
+            restart_reason: None,
+            restart_waiters: Vec::new(),
+        }
+    }
+
+    /// A new registration id: from sled's counter, or from this replica's block on etcd.
+    pub(super) fn allocate_id(&mut self) -> Result<RegistrationId, RegistryError> {
+        match &mut self.backend {
+            Backend::Sled(store) => Ok(store.allocate_id()?),
+            Backend::Etcd(_) => self.take_etcd_id(),
+        }
+    }
 }
 
 /// The Registry actor. See the module docs.
 pub struct Registry {
-    store: Store,
+    backend: Backend,
     /// Write access to the shared index goes through the reader's lock.
     reader: RegistryReader,
     grace_ms: u64,
@@ -206,8 +331,10 @@ impl Actor for Registry {
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         // Parked replies are dropped (their callers see Unavailable); make what was written
         // durable anyway so a clean shutdown loses nothing.
-        if let Err(e) = self.store.flush() {
-            log::error!("registry: final flush failed: {e}");
+        if let Backend::Sled(store) = &self.backend {
+            if let Err(e) = store.flush() {
+                log::error!("registry: final flush failed: {e}");
+            }
         }
     }
 }

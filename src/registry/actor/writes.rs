@@ -1,24 +1,31 @@
-//! The Registry's write path: each change (register, update, remove, status) checked against
-//! the write policy and the registration limit, applied to the index and written to sled,
-//! with the events it will publish once durable. RFC 9176 §5 (registration) and §5.3
+//! The Registry's write decisions: each change (register, update, remove, status) checked
+//! against the write policy and the registration limit, against the index as it is, and
+//! turned into a [`Change`] and the reply it earns once stored. Nothing here writes: the sled
+//! backend applies a decision at once (`apply`), the etcd backend sends it in a transaction
+//! that re-checks what the decision read (`etcd_commit`). RFC 9176 §5 (registration) and §5.3
 //! (update, removal).
 
 use std::sync::Arc;
 
 use super::Registry;
 use crate::limits::{check_registration, check_update, Holder, Requester};
+use crate::registry::change::{Cause, Change, Prior};
 use crate::registry::error::RegistryError;
-use crate::registry::messages::{
-    Register, Registered, RegistryEvent, RemovalReason, Remove, SetStatus, Update,
-};
+use crate::registry::messages::{Register, Registered, Remove, SetStatus, Update};
 use crate::registry::model::{base_for, BaseOrigin, Registration, Status};
 use crate::time::now_ms;
 
+/// A decided write: the change to store (none when nothing changes) and the reply it earns.
+pub(super) struct Decision<T> {
+    pub(super) change: Option<Change>,
+    pub(super) value: T,
+}
+
 impl Registry {
-    pub(super) fn apply_register(
+    pub(super) fn decide_register(
         &mut self,
         msg: Register,
-    ) -> Result<(Registered, Vec<RegistryEvent>), RegistryError> {
+    ) -> Result<Decision<Registered>, RegistryError> {
         let now = now_ms();
         let (base, base_origin) = match msg.base {
             Some(base) => (base, BaseOrigin::Explicit),
@@ -59,7 +66,7 @@ impl Registry {
                         return Err(RegistryError::Full { limit });
                     }
                 }
-                (self.store.allocate_id()?, now, None)
+                (self.allocate_id()?, now, None)
             }
         };
         let mut reg = Registration {
@@ -80,30 +87,28 @@ impl Registry {
         };
         shrink(&mut reg);
         let reg = Arc::new(reg);
-        self.store.put(&reg)?;
-        self.reader.write().insert(Arc::clone(&reg));
-        match previous {
-            Some((prev, _)) => self.counts.moved(prev.source.ip(), reg.source.ip()),
-            None => self.counts.add(reg.source.ip()),
-        }
-        let (created, events) = match previous {
-            // A registration revived from grace was announced as removed: announce it anew.
-            None | Some((_, true)) => (true, vec![RegistryEvent::Registered(Arc::clone(&reg))]),
-            Some((prev, false)) => (false, updated_events(prev.status, &reg)),
-        };
-        Ok((
-            Registered {
+        // A registration revived from grace is new again to everyone who saw it expire.
+        let created = !matches!(previous, Some((_, false)));
+        Ok(Decision {
+            change: Some(Change::Put {
+                next: Arc::clone(&reg),
+                prior: previous.map(|(prev, in_grace)| Prior {
+                    reg: Arc::clone(prev),
+                    in_grace,
+                }),
+                cause: Cause::Register,
+            }),
+            value: Registered {
                 registration: reg,
                 created,
             },
-            events,
-        ))
+        })
     }
 
-    pub(super) fn apply_update(
+    pub(super) fn decide_update(
         &mut self,
         msg: Update,
-    ) -> Result<(Arc<Registration>, Vec<RegistryEvent>), RegistryError> {
+    ) -> Result<Decision<Arc<Registration>>, RegistryError> {
         let now = now_ms();
         let (prev, in_grace) = self
             .reader
@@ -153,21 +158,23 @@ impl Registry {
         next.updated_at_ms = now;
         next.expires_at_ms = expiry(now, next.lifetime_s);
         let next = Arc::new(next);
-        self.store.put(&next)?;
-        self.reader.write().insert(Arc::clone(&next));
-        self.counts.moved(prev.source.ip(), next.source.ip());
-        let events = if in_grace {
-            vec![RegistryEvent::Registered(Arc::clone(&next))]
-        } else {
-            updated_events(prev.status, &next)
-        };
-        Ok((next, events))
+        Ok(Decision {
+            change: Some(Change::Put {
+                next: Arc::clone(&next),
+                prior: Some(Prior {
+                    reg: prev,
+                    in_grace,
+                }),
+                cause: Cause::Update,
+            }),
+            value: next,
+        })
     }
 
-    pub(super) fn apply_remove(
+    pub(super) fn decide_remove(
         &mut self,
         msg: Remove,
-    ) -> Result<(Arc<Registration>, Vec<RegistryEvent>), RegistryError> {
+    ) -> Result<Decision<Arc<Registration>>, RegistryError> {
         let (held, in_grace) = self
             .reader
             .with_index(|index| {
@@ -193,43 +200,44 @@ impl Registry {
             None if in_grace => return Err(RegistryError::NotFound(msg.id)),
             None => {}
         }
-        self.store.remove(msg.id)?;
-        let removed = self
-            .reader
-            .write()
-            .remove(msg.id)
-            .ok_or(RegistryError::NotFound(msg.id))?;
-        self.counts.remove(removed.source.ip());
-        self.trim_link_sets();
-        // An expired registration was announced as removed when it expired.
-        let events = if in_grace {
-            Vec::new()
-        } else {
-            vec![RegistryEvent::Removed {
-                registration: Arc::clone(&removed),
-                reason: RemovalReason::Deleted,
-            }]
-        };
-        Ok((removed, events))
+        Ok(Decision {
+            change: Some(Change::Delete {
+                prior: Prior {
+                    reg: Arc::clone(&held),
+                    in_grace,
+                },
+            }),
+            value: held,
+        })
     }
 
-    pub(super) fn apply_set_status(
+    pub(super) fn decide_set_status(
         &mut self,
         msg: SetStatus,
-    ) -> Result<(bool, Vec<RegistryEvent>), RegistryError> {
+    ) -> Result<Decision<bool>, RegistryError> {
         let prev = self
             .reader
             .get(msg.id)
             .ok_or(RegistryError::NotFound(msg.id))?;
         if prev.status == msg.status {
-            return Ok((false, Vec::new()));
+            return Ok(Decision {
+                change: None,
+                value: false,
+            });
         }
         let mut next = (*prev).clone();
         next.status = msg.status;
-        let next = Arc::new(next);
-        self.store.put(&next)?;
-        self.reader.write().insert(Arc::clone(&next));
-        Ok((true, vec![RegistryEvent::StatusChanged(next)]))
+        Ok(Decision {
+            change: Some(Change::Put {
+                next: Arc::new(next),
+                prior: Some(Prior {
+                    reg: prev,
+                    in_grace: false,
+                }),
+                cause: Cause::Status,
+            }),
+            value: true,
+        })
     }
 }
 
@@ -253,16 +261,6 @@ fn override_attrs(attrs: &mut Vec<link_format::Param>, updates: Vec<link_format:
         attrs.retain(|p| p.name != update.name);
     }
     attrs.extend(updates);
-}
-
-/// The events of a change to a live registration: always `Updated`, plus `StatusChanged` when
-/// it came back from disconnected.
-fn updated_events(previous_status: Status, reg: &Arc<Registration>) -> Vec<RegistryEvent> {
-    let mut events = vec![RegistryEvent::Updated(Arc::clone(reg))];
-    if previous_status != reg.status {
-        events.push(RegistryEvent::StatusChanged(Arc::clone(reg)));
-    }
-    events
 }
 
 #[cfg(test)]

@@ -123,4 +123,26 @@ impl Index {
     pub(crate) fn next_grave(&self) -> Option<u64> {
         self.graves.first().map(|(at, _)| *at)
     }
+
+    /// Live registrations whose lifetime ended at or before `now_ms`, in deadline order,
+    /// left in place: the etcd backend expires them by a transaction, and the watch moves
+    /// them into grace.
+    pub(crate) fn due(&self, now_ms: u64) -> impl Iterator<Item = &Arc<Registration>> + '_ {
+        self.deadlines
+            .iter()
+            .take_while(move |(at, _)| *at <= now_ms)
+            .filter_map(|(_, id)| self.live.get(id))
+    }
+
+    /// Registrations in grace that expired at or before `cutoff_ms` (now minus the grace),
+    /// left in place: the etcd backend purges them by a transaction.
+    pub(crate) fn graves_due(
+        &self,
+        cutoff_ms: u64,
+    ) -> impl Iterator<Item = &Arc<Registration>> + '_ {
+        self.graves
+            .iter()
+            .take_while(move |(at, _)| *at <= cutoff_ms)
+            .filter_map(|(_, id)| self.expired.get(id))
+    }
 }

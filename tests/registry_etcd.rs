@@ -1,0 +1,286 @@
+//! The Registry on etcd (issue 22, `docs/ha-etcd.md` §4 and §5), two replicas in one process on
+//! a three-member etcd cluster this test starts on loopback: a write at one replica is in the
+//! other's index (fed by the watch) with the same events; two replicas creating the same name
+//! at once give one registration; ids are unique across replicas; a removal and an expiry
+//! are decided once, and each event exists once per replica; a registry restarted on the
+//! same prefix loads what was acknowledged. Through the CoAP RD: `tests/ha_rd.rs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use coap_gateway::registry::etcd::EtcdSettings;
+use coap_gateway::registry::{
+    self, EndpointName, Register, RegistryConfig, RegistryEvent, RegistryReader,
+    Remove, SetStatus, Status, Subscribe,
+};
+use common::etcd::EtcdCluster;
+use link_format::Link;
+use tokio::sync::mpsc;
+
+/// A defect bound for anything to happen on a loaded 2-core box, not a measurement.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn cluster() -> Option<EtcdCluster> {
+    if !common::require_tool("etcd") || !common::require_tool("etcdctl") {
+        return None;
+    }
+    Some(EtcdCluster::start(3))
+}
+
+struct Collector(mpsc::UnboundedSender<RegistryEvent>);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(65_536);
+    }
+}
+
+impl Handler<RegistryEvent> for Collector {
+    type Result = ();
+    fn handle(&mut self, event: RegistryEvent, _ctx: &mut Self::Context) {
+        let _ = self.0.send(event);
+    }
+}
+
+struct Replica {
+    addr: Addr<registry::Registry>,
+    reader: RegistryReader,
+    events: mpsc::UnboundedReceiver<RegistryEvent>,
+    _dir: tempfile::TempDir,
+}
+
+async fn replica(cluster: &EtcdCluster, member: &str, grace_s: u32) -> Replica {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = RegistryConfig {
+        expiry_grace_s: grace_s,
+        ..RegistryConfig::in_dir(dir.path())
+    };
+    let settings = EtcdSettings::new(cluster.endpoints(), "/test/site", member);
+    let (addr, reader) = registry::start_on_etcd(config, &settings)
+        .await
+        .expect("a registry on etcd");
+    let (tx, events) = mpsc::unbounded_channel();
+    addr.do_send(Subscribe(Collector(tx).start().recipient()));
+    Replica {
+        addr,
+        reader,
+        events,
+        _dir: dir,
+    }
+}
+
+fn register(ep: &str, source: &str, lifetime_s: u32) -> Register {
+    Register {
+        ep: EndpointName::new(ep).expect("ep"),
+        d: None,
+        base: None,
+        lifetime_s,
+        attrs: Vec::new(),
+        links: vec![Link::new("/sensors/temp")],
+        source: source.parse::<SocketAddr>().expect("addr"),
+        identity: None,
+    }
+}
+
+async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The next event within the bound.
+async fn next_event(replica: &mut Replica) -> RegistryEvent {
+    tokio::time::timeout(WAIT, replica.events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the registry is running")
+}
+
+fn kind(event: &RegistryEvent) -> String {
+    match event {
+        RegistryEvent::Registered(r) => format!("registered {}", r.ep.as_str()),
+        RegistryEvent::Updated(r) => format!("updated {}", r.ep.as_str()),
+        RegistryEvent::StatusChanged(r) => format!("status {} {:?}", r.ep.as_str(), r.status),
+        RegistryEvent::Removed {
+            registration,
+            reason,
+        } => format!("removed {} {reason:?}", registration.ep.as_str()),
+    }
+}
+
+#[actix_rt::test]
+async fn a_write_at_one_replica_reaches_the_others_index_and_events() {
+    let Some(cluster) = cluster() else { return };
+    let mut a = replica(&cluster, "a", 60).await;
+    let mut b = replica(&cluster, "b", 60).await;
+
+    let registered = a
+        .addr
+        .send(register("node-1", "10.0.0.1:5683", 60))
+        .await
+        .expect("mailbox")
+        .expect("registered");
+    assert!(registered.created);
+    let id = registered.registration.id;
+    // Read-your-writes at A: the reply waited for A's index.
+    assert!(a.reader.get(id).is_some(), "A's index has its own write");
+    until("B's index to show the registration", || b.reader.get(id).is_some()).await;
+    assert_eq!(kind(&next_event(&mut a).await), "registered node-1");
+    assert_eq!(kind(&next_event(&mut b).await), "registered node-1");
+
+    // A status change at B, seen at A.
+    let changed = b
+        .addr
+        .send(SetStatus {
+            id,
+            status: Status::Disconnected,
+        })
+        .await
+        .expect("mailbox")
+        .expect("status");
+    assert!(changed);
+    until("A to see status 0", || {
+        a.reader.get(id).map(|r| r.status) == Some(Status::Disconnected)
+    })
+    .await;
+    assert_eq!(kind(&next_event(&mut a).await), "status node-1 Disconnected");
+    assert_eq!(kind(&next_event(&mut b).await), "status node-1 Disconnected");
+
+    // A re-registration at B keeps the id A gave (RFC 9176 §5) and brings status 1 back.
+    let again = b
+        .addr
+        .send(register("node-1", "10.0.0.1:5683", 60))
+        .await
+        .expect("mailbox")
+        .expect("re-registered");
+    assert_eq!(again.registration.id, id);
+    assert!(!again.created);
+    for replica in [&mut a, &mut b] {
+        assert_eq!(kind(&next_event(replica).await), "updated node-1");
+        assert_eq!(kind(&next_event(replica).await), "status node-1 Connected");
+    }
+
+    // Removal at A: gone at B, one Removed event at each.
+    a.addr
+        .send(Remove::by_gateway(id))
+        .await
+        .expect("mailbox")
+        .expect("removed");
+    until("B to forget it", || b.reader.get(id).is_none()).await;
+    assert_eq!(kind(&next_event(&mut a).await), "removed node-1 Deleted");
+    assert_eq!(kind(&next_event(&mut b).await), "removed node-1 Deleted");
+    // And etcd holds neither the record nor the name (read with etcdctl, not our client).
+    let left = cluster.keys("/test/site/");
+    assert!(
+        !left.iter().any(|k| k.contains("/reg/") || k.contains("/name/")),
+        "etcd still holds {left:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn the_same_new_name_at_two_replicas_at_once_gives_one_registration() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", 60).await;
+    let b = replica(&cluster, "b", 60).await;
+    for round in 0..20 {
+        let ep = format!("race-{round}");
+        let (at_a, at_b) = tokio::join!(
+            a.addr.send(register(&ep, "10.0.0.1:5683", 60)),
+            b.addr.send(register(&ep, "10.0.0.1:5683", 60)),
+        );
+        let at_a = at_a.expect("mailbox").expect("A's answer");
+        let at_b = at_b.expect("mailbox").expect("B's answer");
+        assert_eq!(
+            at_a.registration.id, at_b.registration.id,
+            "round {round}: one registration, one location"
+        );
+        assert!(
+            at_a.created != at_b.created,
+            "round {round}: exactly one created it (A {}, B {})",
+            at_a.created,
+            at_b.created
+        );
+    }
+    let names = cluster.keys("/test/site/name/");
+    let records = cluster.keys("/test/site/reg/");
+    assert_eq!(names.len(), 20, "{names:?}");
+    assert_eq!(records.len(), 20, "{records:?}");
+}
+
+#[actix_rt::test]
+async fn ids_are_unique_across_replicas_and_survive_a_restart() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", 60).await;
+    let b = replica(&cluster, "b", 60).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..50 {
+        let at = if i % 2 == 0 { &a } else { &b };
+        let reg = at
+            .addr
+            .send(register(&format!("n{i}"), "10.0.0.1:5683", 600))
+            .await
+            .expect("mailbox")
+            .expect("registered");
+        assert!(ids.insert(reg.registration.id), "id given twice");
+    }
+    until("both indexes to hold all 50", || {
+        a.reader.len() == 50 && b.reader.len() == 50
+    })
+    .await;
+    // A third replica started now loads what was acknowledged.
+    let c = replica(&cluster, "c", 60).await;
+    assert_eq!(c.reader.len(), 50);
+    for id in &ids {
+        assert!(c.reader.get(*id).is_some());
+    }
+    // and hands out ids nobody used.
+    let reg = c
+        .addr
+        .send(register("late", "10.0.0.1:5683", 600))
+        .await
+        .expect("mailbox")
+        .expect("registered");
+    assert!(!ids.contains(&reg.registration.id));
+}
+
+#[actix_rt::test]
+async fn an_expiry_is_decided_once_and_announced_once_per_replica() {
+    let Some(cluster) = cluster() else { return };
+    let mut a = replica(&cluster, "a", 2).await;
+    let mut b = replica(&cluster, "b", 2).await;
+    let reg = a
+        .addr
+        .send(register("short", "10.0.0.1:5683", 1))
+        .await
+        .expect("mailbox")
+        .expect("registered");
+    let id = reg.registration.id;
+    for replica in [&mut a, &mut b] {
+        assert_eq!(kind(&next_event(replica).await), "registered short");
+    }
+    // Both replicas' timers fire; one transaction wins, one Removed{Expired} per replica.
+    for replica in [&mut a, &mut b] {
+        assert_eq!(kind(&next_event(replica).await), "removed short Expired");
+    }
+    // Then the grace (2 s) ends and the record is purged from etcd, without another event.
+    until("the purge", || cluster.keys("/test/site/reg/").is_empty()).await;
+    until("both indexes to forget it", || {
+        a.reader
+            .with_index(|i| i.get_including_expired(id).is_none())
+            && b.reader
+                .with_index(|i| i.get_including_expired(id).is_none())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for replica in [&mut a, &mut b] {
+        if let Ok(event) = replica.events.try_recv() {
+            panic!("unexpected event {}", kind(&event));
+        }
+    }
+}
