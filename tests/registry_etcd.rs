@@ -284,3 +284,52 @@ async fn an_expiry_is_decided_once_and_announced_once_per_replica() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn rd_dump_reads_an_etcd_registry_while_the_replicas_run() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", 60).await;
+    let mut ids = Vec::new();
+    for ep in ["dump-1", "dump-2", "dump-3"] {
+        let reg = a
+            .addr
+            .send(register(ep, "10.0.0.7:5683", 600))
+            .await
+            .expect("mailbox")
+            .expect("registered");
+        ids.push(reg.registration.id.0);
+    }
+    let endpoints = cluster.endpoints().join(",");
+    let dump = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rd-dump"))
+            .args(args)
+            .output()
+            .expect("rd-dump runs")
+    };
+    let json = dump(&["--etcd", &endpoints, "--etcd-prefix", "/test/site", "--json"]);
+    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let eps: Vec<&str> = lines.iter().filter_map(|d| d["ep"].as_str()).collect();
+    assert_eq!(eps, ["dump-1", "dump-2", "dump-3"], "in id order");
+    let table = dump(&["--etcd", &endpoints, "--etcd-prefix", "/test/site"]);
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("dump-2") && text.contains("10.0.0.7"), "{text}");
+    // Another prefix holds nothing; an unreachable etcd is exit 1 with a message.
+    let other = dump(&["--etcd", &endpoints, "--etcd-prefix", "/test/other", "--json"]);
+    assert!(other.status.success());
+    assert!(other.stdout.is_empty());
+    let down = dump(&["--etcd", "http://127.0.0.1:1", "--json"]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("127.0.0.1:1"),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    // rd-dump wrote nothing: the keys are the cluster record, the id counter and 3 × 2.
+    assert_eq!(cluster.keys("/test/").len(), 2 + 6, "{:?}", cluster.keys("/test/"));
+    assert_eq!(ids.len(), 3);
+}

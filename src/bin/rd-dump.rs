@@ -1,8 +1,11 @@
 //! `rd-dump`: print every registration of a gateway, as an aligned table or as JSON lines.
 //!
-//! Two sources:
+//! Three sources:
 //! - `--data-dir DIR` (offline): opens the sled database through `registry::store` (never
 //!   creating one), so it cannot run while the gateway holds the lock.
+//! - `--etcd http://10.0.0.21:2379,...` (`registry.backend: etcd`): reads every registration
+//!   under `--etcd-prefix` at one revision, read-only, while the replicas run. With
+//!   authentication, `--etcd-user` and the password in `COAP_GATEWAY_ETCD_PASSWORD`.
 //! - `--url http://127.0.0.1:8080` (online): pages through the running gateway's
 //!   `GET /api/devices` (admin HTTP API). When the gateway has an admin token, `--token-file`
 //!   (or the environment variable `COAP_GATEWAY_HTTP_TOKEN`; the option wins) supplies it as
@@ -28,7 +31,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use coap_gateway::device_object::{DeviceObject, DeviceRecord};
-use coap_gateway::registry::{Store, StoreError};
+use coap_gateway::registry::etcd::record::State;
+use coap_gateway::registry::etcd::{EtcdSettings, EtcdStore};
+use coap_gateway::registry::{Registration, Store, StoreError};
+use coap_gateway::config::Secret;
 use coap_gateway::time::now_ms;
 use link_format::Link;
 use rustls::pki_types::pem::PemObject;
@@ -64,6 +70,16 @@ struct Args {
     /// gateway's own certificate when it is self-signed).
     #[arg(long, requires = "url")]
     ca_file: Option<PathBuf>,
+    /// Read an etcd-backed registry instead (`registry.backend: etcd`): the etcd client URLs,
+    /// comma-separated.
+    #[arg(long, conflicts_with_all = ["data_dir", "url"])]
+    etcd: Option<String>,
+    /// With --etcd: the cluster's key prefix (`registry.etcd.prefix`).
+    #[arg(long, requires = "etcd", default_value = "/coap-gateway/coap-gateway")]
+    etcd_prefix: String,
+    /// With --etcd: the etcd user; its password is read from COAP_GATEWAY_ETCD_PASSWORD.
+    #[arg(long, requires = "etcd")]
+    etcd_user: Option<String>,
     /// Devices per HTTP request with --url (1..=1000).
     #[arg(long, default_value_t = MAX_PAGE, value_parser = clap::value_parser!(u64).range(1..=1000))]
     page_size: u64,
@@ -84,6 +100,9 @@ fn main() -> ExitCode {
             }
         };
         return dump_url(url, &access, args.page_size, args.json);
+    }
+    if let Some(endpoints) = &args.etcd {
+        return dump_etcd(endpoints, &args);
     }
     let store = match Store::open_existing(&args.data_dir, CACHE_MB) {
         Ok(store) => store,
@@ -119,25 +138,89 @@ fn main() -> ExitCode {
             loaded.skipped
         );
     }
+    let now = now_ms();
+    let stored: Vec<(&Registration, bool)> = loaded
+        .registrations
+        .iter()
+        .map(|r| (r, r.is_expired_at(now)))
+        .collect();
+    print_stored(&stored, args.json)
+}
+
+/// Print stored registrations, each with whether it is expired (in its grace period: the API
+/// serves live ones only).
+fn print_stored(stored: &[(&Registration, bool)], json: bool) -> ExitCode {
     let mut out = BufWriter::new(io::stdout().lock());
-    let written = if args.json {
-        write_json(&mut out, loaded.registrations.iter().map(DeviceObject))
+    let written = if json {
+        write_json(&mut out, stored.iter().map(|(r, _)| DeviceObject(r)))
     } else {
-        let now = now_ms();
-        let rows: Result<Vec<Row>, serde_json::Error> = loaded
-            .registrations
+        let rows: Result<Vec<Row>, serde_json::Error> = stored
             .iter()
-            .map(|r| {
+            .map(|(r, expired)| {
                 let record = serde_json::from_value(serde_json::to_value(DeviceObject(r))?)?;
-                // Stored records may be expired, in their grace period; the API serves live
-                // ones only.
-                Ok(Row::new(&record, r.is_expired_at(now)))
+                Ok(Row::new(&record, *expired))
             })
             .collect();
         rows.map_err(io::Error::other)
             .and_then(|rows| write_table(&mut out, &rows))
     };
     finish(written.and_then(|()| out.flush()))
+}
+
+/// Environment variable holding the etcd password (the gateway reads the same one).
+const ETCD_PASSWORD_ENV: &str = "COAP_GATEWAY_ETCD_PASSWORD";
+
+/// `--etcd`: every registration under the prefix, read at one revision without writing.
+fn dump_etcd(endpoints: &str, args: &Args) -> ExitCode {
+    let endpoints: Vec<String> = endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if endpoints.is_empty() {
+        eprintln!("rd-dump: --etcd needs at least one client URL");
+        return ExitCode::from(2);
+    }
+    let credentials = match &args.etcd_user {
+        Some(user) => match std::env::var(ETCD_PASSWORD_ENV) {
+            Ok(password) if !password.is_empty() => Some((user.clone(), Secret::new(password))),
+            _ => {
+                eprintln!("rd-dump: --etcd-user needs the password in {ETCD_PASSWORD_ENV}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let mut settings = EtcdSettings::new(endpoints, &args.etcd_prefix, "rd-dump");
+    settings.credentials = credentials;
+    let loaded = actix_rt::System::new().block_on(async {
+        let store = EtcdStore::connect_read_only(&settings).await?;
+        store.load().await
+    });
+    let snapshot = match loaded {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            eprintln!("rd-dump: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if snapshot.skipped > 0 {
+        eprintln!(
+            "rd-dump: {} undecodable records skipped (left untouched in etcd)",
+            snapshot.skipped
+        );
+    }
+    let now = now_ms();
+    let stored: Vec<(&Registration, bool)> = snapshot
+        .records
+        .iter()
+        .map(|s| {
+            let expired = s.meta.state == State::Expired || s.reg.is_expired_at(now);
+            (&s.reg, expired)
+        })
+        .collect();
+    print_stored(&stored, args.json)
 }
 
 fn finish(written: io::Result<()>) -> ExitCode {

@@ -72,6 +72,13 @@ impl EtcdStore {
     /// belongs to another cluster id is refused, so two sites can never share registrations by
     /// a copied config.
     pub async fn connect(settings: &EtcdSettings) -> Result<EtcdStore, StoreError> {
+        let store = EtcdStore::connect_read_only(settings).await?;
+        store.claim_cluster(&settings.cluster_id).await?;
+        Ok(store)
+    }
+
+    /// Connect without writing anything (`rd-dump --etcd`).
+    pub async fn connect_read_only(settings: &EtcdSettings) -> Result<EtcdStore, StoreError> {
         let endpoints = settings.endpoints.join(",");
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
@@ -83,13 +90,11 @@ impl EtcdStore {
         let client = Client::connect(&settings.endpoints, Some(options))
             .await
             .map_err(|e| etcd_error("cannot connect to etcd", &endpoints, e))?;
-        let store = EtcdStore {
+        Ok(EtcdStore {
             client,
             keys: Keys::new(&settings.prefix),
             endpoints,
-        };
-        store.claim_cluster(&settings.cluster_id).await?;
-        Ok(store)
+        })
     }
 
     /// The key layout.
