@@ -284,6 +284,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             registry.clone(),
             reader.clone(),
             rd.client(),
+            None,
         )
     });
     let mdns = mdns.map(|mdns| use_mdns(mdns, config, &rd, discovery.as_ref()));

@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use coap_gateway::cluster::Ownership;
 use coap_gateway::registry::etcd::EtcdSettings;
 use coap_gateway::registry::{
-    self, EndpointName, Register, RegistryConfig, RegistryEvent, RegistryReader,
+    self, EndpointName, Register, RegistrationId, RegistryConfig, RegistryEvent, RegistryReader,
     Remove, SetStatus, Status, Subscribe,
 };
 use common::etcd::EtcdCluster;
@@ -49,6 +50,7 @@ impl Handler<RegistryEvent> for Collector {
 struct Replica {
     addr: Addr<registry::Registry>,
     reader: RegistryReader,
+    ownership: Ownership,
     events: mpsc::UnboundedReceiver<RegistryEvent>,
     _dir: tempfile::TempDir,
 }
@@ -60,7 +62,7 @@ async fn replica(cluster: &EtcdCluster, member: &str, grace_s: u32) -> Replica {
         ..RegistryConfig::in_dir(dir.path())
     };
     let settings = EtcdSettings::new(cluster.endpoints(), "/test/site", member);
-    let (addr, reader) = registry::start_on_etcd(config, &settings)
+    let (addr, reader, ownership) = registry::start_on_etcd(config, &settings)
         .await
         .expect("a registry on etcd");
     let (tx, events) = mpsc::unbounded_channel();
@@ -68,6 +70,7 @@ async fn replica(cluster: &EtcdCluster, member: &str, grace_s: u32) -> Replica {
     Replica {
         addr,
         reader,
+        ownership,
         events,
         _dir: dir,
     }
@@ -130,7 +133,10 @@ async fn a_write_at_one_replica_reaches_the_others_index_and_events() {
     let id = registered.registration.id;
     // Read-your-writes at A: the reply waited for A's index.
     assert!(a.reader.get(id).is_some(), "A's index has its own write");
-    until("B's index to show the registration", || b.reader.get(id).is_some()).await;
+    until("B's index to show the registration", || {
+        b.reader.get(id).is_some()
+    })
+    .await;
     assert_eq!(kind(&next_event(&mut a).await), "registered node-1");
     assert_eq!(kind(&next_event(&mut b).await), "registered node-1");
 
@@ -149,8 +155,14 @@ async fn a_write_at_one_replica_reaches_the_others_index_and_events() {
         a.reader.get(id).map(|r| r.status) == Some(Status::Disconnected)
     })
     .await;
-    assert_eq!(kind(&next_event(&mut a).await), "status node-1 Disconnected");
-    assert_eq!(kind(&next_event(&mut b).await), "status node-1 Disconnected");
+    assert_eq!(
+        kind(&next_event(&mut a).await),
+        "status node-1 Disconnected"
+    );
+    assert_eq!(
+        kind(&next_event(&mut b).await),
+        "status node-1 Disconnected"
+    );
 
     // A re-registration at B keeps the id A gave (RFC 9176 §5) and brings status 1 back.
     let again = b
@@ -178,7 +190,9 @@ async fn a_write_at_one_replica_reaches_the_others_index_and_events() {
     // And etcd holds neither the record nor the name (read with etcdctl, not our client).
     let left = cluster.keys("/test/site/");
     assert!(
-        !left.iter().any(|k| k.contains("/reg/") || k.contains("/name/")),
+        !left
+            .iter()
+            .any(|k| k.contains("/reg/") || k.contains("/name/")),
         "etcd still holds {left:?}"
     );
 }
@@ -306,8 +320,18 @@ async fn rd_dump_reads_an_etcd_registry_while_the_replicas_run() {
             .output()
             .expect("rd-dump runs")
     };
-    let json = dump(&["--etcd", &endpoints, "--etcd-prefix", "/test/site", "--json"]);
-    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    let json = dump(&[
+        "--etcd",
+        &endpoints,
+        "--etcd-prefix",
+        "/test/site",
+        "--json",
+    ]);
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -317,9 +341,18 @@ async fn rd_dump_reads_an_etcd_registry_while_the_replicas_run() {
     let table = dump(&["--etcd", &endpoints, "--etcd-prefix", "/test/site"]);
     assert!(table.status.success());
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("dump-2") && text.contains("10.0.0.7"), "{text}");
+    assert!(
+        text.contains("dump-2") && text.contains("10.0.0.7"),
+        "{text}"
+    );
     // Another prefix holds nothing; an unreachable etcd is exit 1 with a message.
-    let other = dump(&["--etcd", &endpoints, "--etcd-prefix", "/test/other", "--json"]);
+    let other = dump(&[
+        "--etcd",
+        &endpoints,
+        "--etcd-prefix",
+        "/test/other",
+        "--json",
+    ]);
     assert!(other.status.success());
     assert!(other.stdout.is_empty());
     let down = dump(&["--etcd", "http://127.0.0.1:1", "--json"]);
@@ -329,7 +362,52 @@ async fn rd_dump_reads_an_etcd_registry_while_the_replicas_run() {
         "{}",
         String::from_utf8_lossy(&down.stderr)
     );
-    // rd-dump wrote nothing: the keys are the cluster record, the id counter and 3 × 2.
-    assert_eq!(cluster.keys("/test/").len(), 2 + 6, "{:?}", cluster.keys("/test/"));
+    // rd-dump wrote nothing: the keys are the cluster record, the id counter, A's member key
+    // (once A joined) and 3 × 2.
+    let keys: Vec<String> = cluster
+        .keys("/test/")
+        .into_iter()
+        .filter(|k| !k.contains("/members/"))
+        .collect();
+    assert_eq!(keys.len(), 2 + 6, "{keys:?}");
     assert_eq!(ids.len(), 3);
+}
+
+#[actix_rt::test]
+async fn every_registration_has_exactly_one_owner_among_the_members() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", 60).await;
+    let b = replica(&cluster, "b", 60).await;
+    until("both to see both members", || {
+        a.ownership.members() == ["a", "b"] && b.ownership.members() == ["a", "b"]
+    })
+    .await;
+    until("both to be members", || {
+        a.ownership.is_member() && b.ownership.is_member()
+    })
+    .await;
+    let mut owned_by_a = 0;
+    for n in 1..=1000 {
+        let id = RegistrationId(n);
+        assert!(
+            a.ownership.owns(id) != b.ownership.owns(id),
+            "registration {n}: owned by exactly one"
+        );
+        owned_by_a += usize::from(a.ownership.owns(id));
+    }
+    // Rendezvous hashing spreads them (a binomial 1000 × 1/2 is inside 400..600 but for
+    // 1 case in 10^10).
+    assert!(
+        (400..600).contains(&owned_by_a),
+        "A owns {owned_by_a} of 1000"
+    );
+    // The member keys are in etcd, each on a lease (etcdctl shows the lease in JSON).
+    let members = cluster.keys("/test/site/members/");
+    assert_eq!(members, ["/test/site/members/a", "/test/site/members/b"]);
+    let json = cluster.etcdctl(&["get", "/test/site/members/a", "-w", "json"]);
+    let text = String::from_utf8_lossy(&json.stdout);
+    assert!(
+        text.contains("\"lease\""),
+        "the member key is leased: {text}"
+    );
 }

@@ -30,11 +30,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use coap_gateway::config::Secret;
 use coap_gateway::device_object::{DeviceObject, DeviceRecord};
 use coap_gateway::registry::etcd::record::State;
 use coap_gateway::registry::etcd::{EtcdSettings, EtcdStore};
 use coap_gateway::registry::{Registration, Store, StoreError};
-use coap_gateway::config::Secret;
 use coap_gateway::time::now_ms;
 use link_format::Link;
 use rustls::pki_types::pem::PemObject;

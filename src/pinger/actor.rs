@@ -22,10 +22,14 @@ use super::schedule::{
     Verdict, TICK,
 };
 use super::target::{dtls_of, registration_target};
+use crate::cluster::Ownership;
 use crate::coap::CoapClient;
 use crate::rd::resolve::gateway_may_contact;
 use crate::registry::{Registration, RegistrationId, Registry, RegistryReader, SetStatus, Status};
 use crate::time::now_ms;
+
+/// How often a replica looks whether its ownership changed (a takeover starts a sweep).
+const OWNERSHIP_CHECK: Duration = Duration::from_millis(250);
 
 /// The Pinger's knobs, from `pinger.*` in the config.
 #[derive(Debug, Clone)]
@@ -73,6 +77,9 @@ pub struct Pinger {
     per_tick: usize,
     sweeps: Vec<Sweep>,
     next_sweep: u64,
+    /// With replicas (`registry.backend: etcd`): only registrations this replica owns are
+    /// pinged, and a change of ownership starts a sweep at once (a takeover).
+    ownership: Option<(Ownership, u64)>,
 }
 
 impl Pinger {
@@ -94,6 +101,27 @@ impl Pinger {
             per_tick: 1,
             sweeps: Vec::new(),
             next_sweep: 1,
+            ownership: None,
+        }
+    }
+
+    /// Ping only what this replica owns (`docs/ha-etcd.md` §7).
+    pub(crate) fn with_ownership(mut self, ownership: Ownership) -> Self {
+        let generation = ownership.generation();
+        self.ownership = Some((ownership, generation));
+        self
+    }
+
+    /// A member came or went, or this replica joined: sweep now, so gained devices are pinged
+    /// without waiting for the next interval (what is already planned or pinged is skipped).
+    fn check_ownership(&mut self, ctx: &mut Context<Self>) {
+        let Some((ownership, seen)) = &mut self.ownership else {
+            return;
+        };
+        let now = ownership.generation();
+        if now != *seen {
+            *seen = now;
+            self.start_sweep(ctx);
         }
     }
 
@@ -102,9 +130,11 @@ impl Pinger {
         self.next_sweep += 1;
         let now = now_ms();
         let busy = &self.busy;
+        let ownership = self.ownership.as_ref().map(|(o, _)| o);
         let mut skipped = 0usize;
         let jobs: Vec<Job> = self.reader.with_index(|idx| {
             idx.live(now)
+                .filter(|reg| ownership.is_none_or(|o| o.owns(reg.id)))
                 .filter_map(|reg| {
                     if busy.contains(&reg.id) {
                         skipped += 1;
@@ -298,6 +328,9 @@ impl Actor for Pinger {
             self.settings.max_in_flight
         );
         ctx.run_interval(self.settings.interval, |act, ctx| act.start_sweep(ctx));
+        if self.ownership.is_some() {
+            ctx.run_interval(OWNERSHIP_CHECK, |act, ctx| act.check_ownership(ctx));
+        }
         ctx.run_interval(TICK, |act, ctx| {
             if !act.planned.is_empty() {
                 act.release_slice(ctx);
@@ -320,6 +353,12 @@ pub(crate) fn start(
     registry: Addr<Registry>,
     reader: RegistryReader,
     client: CoapClient,
+    ownership: Option<Ownership>,
 ) -> Addr<Pinger> {
-    Pinger::new(settings, registry, reader, client).start()
+    let pinger = Pinger::new(settings, registry, reader, client);
+    match ownership {
+        Some(ownership) => pinger.with_ownership(ownership),
+        None => pinger,
+    }
+    .start()
 }

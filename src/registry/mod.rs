@@ -30,8 +30,8 @@ pub(crate) mod watermark;
 
 /// What `RegistryError::Refused` carries: the write policy lives in `limits`.
 pub use crate::limits::registration_policy::Refusal;
-pub(crate) use actor::{start_on_etcd_with_policy, start_sharing_database};
 pub use actor::{start, start_on_etcd, Registry, RegistryConfig};
+pub(crate) use actor::{start_on_etcd_with_policy, start_sharing_database};
 pub use error::{RegistryError, StoreError};
 pub(crate) use health::{GetHealth, RegistryHealth};
 pub use index::Index;

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use super::handlers::Decide;
 use super::writes::Decision;
 use super::{Backend, Registry};
+use crate::cluster::Ownership;
 use crate::limits::LogThrottle;
 use crate::registry::change::Change;
 use crate::registry::error::{RegistryError, StoreError};
@@ -136,6 +137,8 @@ pub(crate) struct EtcdState {
     conflicted: Vec<(i64, Pending)>,
     /// Registrations whose expiry or purge is in flight (not sent twice).
     pub(super) expiring: HashSet<RegistrationId>,
+    /// Which registrations this replica expires and purges.
+    pub(super) ownership: Ownership,
 }
 
 impl EtcdState {
@@ -144,6 +147,7 @@ impl EtcdState {
         revisions: Revisions,
         applied: i64,
         ids: Range<u64>,
+        ownership: Ownership,
     ) -> Self {
         EtcdState {
             store,
@@ -157,6 +161,7 @@ impl EtcdState {
             committed: Vec::new(),
             conflicted: Vec::new(),
             expiring: HashSet::new(),
+            ownership,
         }
     }
 }

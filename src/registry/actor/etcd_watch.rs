@@ -196,6 +196,9 @@ impl Registry {
             return;
         };
         let mut writes = Vec::new();
+        let owned = |id| state.ownership.owns(id);
+        let due: Vec<_> = due.into_iter().filter(|r| owned(r.id)).collect();
+        let graves: Vec<_> = graves.into_iter().filter(|r| owned(r.id)).collect();
         for reg in due {
             if state.expiring.insert(reg.id) {
                 writes.push(Change::Put {

@@ -59,6 +59,7 @@ use super::model::RegistrationId;
 use super::reader::RegistryReader;
 use super::store::Store;
 use super::subscription::Subscriber;
+use crate::cluster::{members, Ownership};
 use crate::limits::{SourceCounts, WritePolicy};
 use crate::time::now_ms;
 
@@ -171,7 +172,7 @@ pub(crate) fn start_sharing_database(
 pub async fn start_on_etcd(
     config: RegistryConfig,
     settings: &EtcdSettings,
-) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
+) -> Result<(Addr<Registry>, RegistryReader, Ownership), StoreError> {
     start_on_etcd_with_policy(config, settings, WritePolicy::default()).await
 }
 
@@ -180,8 +181,10 @@ pub(crate) async fn start_on_etcd_with_policy(
     config: RegistryConfig,
     settings: &EtcdSettings,
     policy: WritePolicy,
-) -> Result<(Addr<Registry>, RegistryReader), StoreError> {
+) -> Result<(Addr<Registry>, RegistryReader, Ownership), StoreError> {
     let store = EtcdStore::connect(settings).await?;
+    // Owners expire; the others leave it to them (`docs/ha-etcd.md` §7).
+    let ownership = members::join(store.clone(), &settings.member_name, settings.member_ttl_s);
     let snapshot = store.load().await?;
     let ids = store.reserve_ids(ID_BLOCK).await?;
     let stream = store.watch(snapshot.revision + 1).await?;
@@ -212,7 +215,7 @@ pub(crate) async fn start_on_etcd_with_policy(
         index.len_in_grace(),
         snapshot.skipped
     );
-    let state = EtcdState::new(store, revisions, snapshot.revision, ids);
+    let state = EtcdState::new(store, revisions, snapshot.revision, ids, ownership.clone());
     let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
     let registry = Registry::new(
         Backend::Etcd(Box::new(state)),
@@ -227,7 +230,7 @@ pub(crate) async fn start_on_etcd_with_policy(
         ctx.add_stream(stream);
         registry
     });
-    Ok((addr, reader))
+    Ok((addr, reader, ownership))
 }
 
 /// Where the Registry keeps its registrations.

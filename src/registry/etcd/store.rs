@@ -102,6 +102,16 @@ impl EtcdStore {
         &self.keys
     }
 
+    /// The client, for the cluster's other keys (members, leader).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Names the endpoints in error messages.
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
     fn fail(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
         etcd_error(what, &self.endpoints, e)
     }
