@@ -126,6 +126,8 @@ pub(crate) struct EtcdState {
     pub(super) applied: i64,
     /// Reserved ids not handed out yet.
     pub(super) ids: Range<u64>,
+    /// The block reserved ahead, taken when `ids` runs out.
+    spare_ids: Option<Range<u64>>,
     pub(super) reserving: bool,
     /// Decided, waiting for the next transaction.
     queue: VecDeque<(Pending, Change)>,
@@ -154,6 +156,7 @@ impl EtcdState {
             revisions,
             applied,
             ids,
+            spare_ids: None,
             reserving: false,
             queue: VecDeque::new(),
             in_flight: false,
@@ -183,6 +186,11 @@ impl Registry {
         let Some(state) = self.etcd() else {
             return Err(RegistryError::Unavailable);
         };
+        if state.ids.is_empty() {
+            if let Some(spare) = state.spare_ids.take() {
+                state.ids = spare;
+            }
+        }
         state
             .ids
             .next()
@@ -192,7 +200,10 @@ impl Registry {
 
     fn refill_ids(&mut self, ctx: &mut Context<Self>) {
         let Some(state) = self.etcd() else { return };
-        if state.reserving || state.ids.end - state.ids.start >= ID_LOW_WATER {
+        if state.reserving
+            || state.spare_ids.is_some()
+            || state.ids.end - state.ids.start >= ID_LOW_WATER
+        {
             return;
         }
         state.reserving = true;
@@ -204,11 +215,8 @@ impl Registry {
                     let Some(state) = act.etcd() else { return };
                     state.reserving = false;
                     match reserved {
-                        // The rest of the old block is skipped: ids only need to be unique.
                         Ok(block) if state.ids.is_empty() => state.ids = block,
-                        Ok(block) => {
-                            log::debug!("registry: id block {block:?} reserved early; skipped")
-                        }
+                        Ok(block) => state.spare_ids = Some(block),
                         Err(e) => {
                             log::warn!("registry: cannot reserve registration ids: {e}");
                             ctx.run_later(Duration::from_secs(1), |act, ctx| act.refill_ids(ctx));
