@@ -2,14 +2,16 @@
 //! bounded waits) and calls [`health_report`].
 //!
 //! 200 with `status: "up"` while the registry can write; 503 with `status: "down"` when its
-//! latest write or flush failed, or when it did not answer at all. The platform link is
+//! latest write or flush failed, or when it did not answer at all (`"read_only"` for a replica
+//! that cannot reach etcd: it still serves lookups, and a load balancer or keepalived moves
+//! devices to a replica that can write). The platform link is
 //! reported but does not make the gateway unhealthy: devices are still served while the
 //! cloud is unreachable, and the link reconnects by itself.
 
 use serde::{Deserialize, Serialize};
 
 use crate::platform::LinkStats;
-use crate::registry::RegistryHealth;
+use crate::registry::{EtcdHealth, RegistryHealth};
 
 /// What the handler learned from the PlatformLink.
 #[derive(Debug, Clone)]
@@ -30,6 +32,9 @@ pub(crate) struct RegistryView {
     /// The database opened with less than it had acknowledged: what is lost.
     /// Reported, not a failure: the gateway serves what it has.
     pub lost_at_start: Option<String>,
+    /// With `registry.backend: etcd`: this replica's view of the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdHealth>,
 }
 
 /// The `platform` part of the health JSON.
@@ -68,12 +73,14 @@ pub(crate) fn health_report(
             last_error: h.last_error.clone(),
             last_error_at_ms: h.last_error_at_ms,
             lost_at_start: h.lost_at_start.clone(),
+            etcd: h.etcd.clone(),
         },
         None => RegistryView {
             writable: false,
             last_error: Some("the registry did not answer".into()),
             last_error_at_ms: None,
             lost_at_start: None,
+            etcd: None,
         },
     };
     let platform = match platform {
@@ -97,8 +104,14 @@ pub(crate) fn health_report(
         },
     };
     let up = registry.writable;
+    // A replica that cannot reach etcd still serves lookups from its index.
+    let down = if registry.etcd.is_some() {
+        "read_only"
+    } else {
+        "down"
+    };
     let view = HealthView {
-        status: if up { "up" } else { "down" }.into(),
+        status: if up { "up" } else { down }.into(),
         registrations,
         registry,
         platform,
@@ -117,6 +130,7 @@ mod tests {
             last_error: None,
             last_error_at_ms: None,
             lost_at_start: None,
+            etcd: None,
         }
     }
 
@@ -157,6 +171,7 @@ mod tests {
             last_error: Some("No space left on device".into()),
             last_error_at_ms: Some(9),
             lost_at_start: None,
+            etcd: None,
         };
         let (code, view) = health_report(1, Some(&failed), &PlatformState::NotConfigured);
         assert_eq!(code, 503);

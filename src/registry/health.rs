@@ -27,6 +27,24 @@ pub(crate) struct RegistryHealth {
     /// `watermark`): what is missing. Does not make the registry unwritable.
     #[serde(default)]
     pub lost_at_start: Option<String>,
+    /// With `registry.backend: etcd`: this replica in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdHealth>,
+}
+
+/// A replica's view of the cluster (`registry.backend: etcd`), for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EtcdHealth {
+    /// This replica's member name.
+    pub member: String,
+    /// Every member it sees.
+    pub members: Vec<String>,
+    /// Whether it is a member now (its lease is alive): only then does it ping and expire.
+    pub member_now: bool,
+    /// Time left before its local lease deadline.
+    pub lease_remaining_ms: u64,
+    /// The etcd revision its index reflects.
+    pub applied_revision: i64,
 }
 
 /// Tracks the outcome of the registry's writes; see the module docs.
@@ -70,6 +88,7 @@ impl WriteHealth {
             last_error: self.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at_ms: self.last_error.as_ref().map(|(_, at)| *at),
             lost_at_start: self.lost_at_start.clone(),
+            etcd: None,
         }
     }
 }

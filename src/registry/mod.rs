@@ -33,7 +33,7 @@ pub use crate::limits::registration_policy::Refusal;
 pub use actor::{start, start_on_etcd, Registry, RegistryConfig};
 pub(crate) use actor::{start_on_etcd_with_policy, start_sharing_database};
 pub use error::{RegistryError, StoreError};
-pub(crate) use health::{GetHealth, RegistryHealth};
+pub(crate) use health::{EtcdHealth, GetHealth, RegistryHealth};
 pub use index::Index;
 pub(crate) use messages::{is_discovered, DISCOVERED_MARKER};
 pub use messages::{

@@ -43,6 +43,8 @@ const MAX_ROUNDS: u8 = 3;
 /// Ids reserved at once, and the remainder at which the next block is fetched.
 pub(super) const ID_BLOCK: u64 = 1024;
 const ID_LOW_WATER: u64 = 512;
+/// How often etcd is asked whether it answers again, while writes fail.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 static LAG_LOG: LogThrottle = LogThrottle::new();
 static FAIL_LOG: LogThrottle = LogThrottle::new();
@@ -370,6 +372,7 @@ impl Registry {
                     );
                 }
                 self.health.record_failure(&e, now_ms());
+                self.arm_etcd_probe(ctx);
                 let message = e.to_string();
                 for pending in batch {
                     self.end(pending, Err(unavailable(message.clone())));
@@ -390,6 +393,37 @@ impl Registry {
         ctx.run_later(APPLY_DEADLINE, move |act, ctx| {
             act.release_overdue(revision, ctx)
         });
+    }
+
+    /// While etcd fails, ask it for its revision every [`PROBE_EVERY`]: the first answer
+    /// makes the registry writable again in `/health` even if no write comes to prove it.
+    fn arm_etcd_probe(&mut self, ctx: &mut Context<Self>) {
+        if self.probe_armed {
+            return;
+        }
+        let Some(state) = self.etcd() else { return };
+        let store = state.store.clone();
+        self.probe_armed = true;
+        ctx.spawn(
+            async move {
+                tokio::time::sleep(PROBE_EVERY).await;
+                store.current_revision().await
+            }
+            .into_actor(self)
+            .map(|answer, act, ctx| {
+                act.probe_armed = false;
+                if !act.health.failing() {
+                    return;
+                }
+                match answer {
+                    Ok(_) => {
+                        log::info!("registry: etcd answers again; writes resume");
+                        act.health.record_flush_ok();
+                    }
+                    Err(_) => act.arm_etcd_probe(ctx),
+                }
+            }),
+        );
     }
 
     /// Answer what the index now reflects and decide again what lost a compare.

@@ -6,7 +6,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::{Backend, Registry};
-use crate::registry::health::GetHealth;
+use crate::registry::health::{EtcdHealth, GetHealth};
 use crate::registry::recovery::{probe_writable, AwaitStoreRestart, PROBE_EVERY};
 use crate::time::now_ms;
 
@@ -72,7 +72,19 @@ impl Handler<GetHealth> for Registry {
     type Result = MessageResult<GetHealth>;
 
     fn handle(&mut self, _msg: GetHealth, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.health.report())
+        let mut report = self.health.report();
+        if let Backend::Etcd(state) = &self.backend {
+            let ownership = &state.ownership;
+            report.etcd = Some(EtcdHealth {
+                member: ownership.me().to_owned(),
+                members: ownership.members(),
+                member_now: ownership.is_member(),
+                lease_remaining_ms: u64::try_from(ownership.lease_remaining().as_millis())
+                    .unwrap_or(u64::MAX),
+                applied_revision: state.applied,
+            });
+        }
+        MessageResult(report)
     }
 }
 

@@ -1,0 +1,401 @@
+//! Gateway replicas sharing one registry on etcd (issue 22, `docs/ha-etcd.md`), as devices and
+//! operators see them: the real `coap-gateway` binary, twice, with `registry.backend: etcd` on
+//! a three-member etcd cluster the test starts on loopback, spoken to over CoAP.
+//!
+//! - A registration at replica A is found by a lookup at B, updated at B, removed at A.
+//! - The same name registered at A and B at once: one registration; from one host both get
+//!   its location, from two hosts one gets 2.01 and the other 4.03 (RFC 9176 §7.5, FCFR).
+//! - SIGKILL of the etcd Raft leader during a registration load: every acknowledged
+//!   registration is in etcd afterwards (read with `etcdctl`), and writes resume.
+//! - SIGKILL of replica A: B takes A's devices over (a silent one goes to status 0, a live one
+//!   stays 1 and is pinged by B); A restarts, rejoins, and its devices go back to it.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use coap_gateway::cluster::ownership;
+use coap_lite::{MessageClass, MessageType, Packet};
+use common::coap_peer::*;
+use common::etcd::EtcdCluster;
+use common::{Gateway, GatewayOptions};
+
+/// A defect bound for anything to happen on a loaded 2-core box, not a measurement.
+const WAIT: Duration = Duration::from_secs(30);
+const TTL_S: u64 = 3;
+
+fn cluster() -> Option<EtcdCluster> {
+    if !common::require_tool("etcd") || !common::require_tool("etcdctl") {
+        return None;
+    }
+    Some(EtcdCluster::start(3))
+}
+
+fn registry_yaml(cluster: &EtcdCluster, member: &str) -> String {
+    let endpoints: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"http://{e}\""))
+        .collect();
+    format!(
+        "registry:\n  backend: etcd\n  etcd:\n    endpoints: [{}]\n    prefix: /ha\n    member_name: {member}\n    member_ttl_s: {TTL_S}\n",
+        endpoints.join(", ")
+    )
+}
+
+fn replica(cluster: &EtcdCluster, member: &str, extra: &str) -> Gateway {
+    Gateway::start_with(GatewayOptions {
+        extra_yaml: format!("{}{extra}", registry_yaml(cluster, member)),
+        ..Default::default()
+    })
+}
+
+fn until(what: &str, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn status_at(gw: &Gateway, ep: &str) -> Option<String> {
+    ep_link(&Peer::new(gw.addr()), ep).and_then(|l| l.get("status").map(str::to_string))
+}
+
+#[test]
+fn a_registration_at_one_replica_is_found_updated_and_removed_at_the_other() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", "");
+    let b = replica(&cluster, "b", "");
+    let device = Peer::new(a.addr());
+    let location = register(
+        &device,
+        "ep=lamp-1&lt=300&et=oic.d.light",
+        "</light>;rt=\"light\"",
+    );
+    // Visible at B (the watch feeds B's index within milliseconds; polled within the bound).
+    let found = lookup_until(&Peer::new(b.addr()), "/rd-lookup/ep?ep=lamp-1", WAIT, |l| {
+        !l.is_empty()
+    });
+    assert_eq!(found.len(), 1, "lamp-1 at B");
+    assert_eq!(found[0].target, device.derived_base());
+    let resources = res_targets(&Peer::new(b.addr()), "/rd-lookup/res?rt=light");
+    assert_eq!(resources, [format!("{}/light", device.derived_base())]);
+    // The device updates through B at the location A gave (RFC 9176 §5.3.1).
+    let device_at_b = Peer::with_socket(device.sock.try_clone().expect("clone"), b.addr());
+    let updated = device_at_b.request(&Req::post(&format!("{location}?lt=600")));
+    assert_eq!(updated.code, "2.04", "update at B: {}", updated.text());
+    let at_a = lookup_until(&Peer::new(a.addr()), "/rd-lookup/ep?ep=lamp-1", WAIT, |l| {
+        l.first().and_then(|l| l.get("lt")) == Some("600")
+    });
+    assert_eq!(at_a[0].get("lt"), Some("600"), "A sees B's update");
+    // Removed at A: gone at B, and from etcd (read with etcdctl).
+    let removed = device.request(&Req::delete(&location));
+    assert_eq!(removed.code, "2.02", "{}", removed.text());
+    let gone = lookup_until(&Peer::new(b.addr()), "/rd-lookup/ep?ep=lamp-1", WAIT, |l| {
+        l.is_empty()
+    });
+    assert!(gone.is_empty());
+    let left: Vec<String> = cluster
+        .keys("/ha/")
+        .into_iter()
+        .filter(|k| k.contains("/reg/") || k.contains("/name/"))
+        .collect();
+    assert!(left.is_empty(), "etcd still holds {left:?}");
+}
+
+#[test]
+fn the_same_name_at_both_replicas_at_once_gives_one_registration() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", "");
+    let b = replica(&cluster, "b", "");
+    for round in 0..10 {
+        // One host (a device retrying through the other replica, from another port after a
+        // reboot): one registration, both answers 2.01 with its location.
+        let ep = format!("same-host-{round}");
+        let via_a = Peer::new(a.addr());
+        let via_b = Peer::new(b.addr());
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| via_a.post_links(&format!("/rd?ep={ep}"), "</t>"));
+            let tb = s.spawn(|| via_b.post_links(&format!("/rd?ep={ep}"), "</t>"));
+            (ta.join().expect("A"), tb.join().expect("B"))
+        });
+        assert_eq!((ra.code.as_str(), rb.code.as_str()), ("2.01", "2.01"));
+        assert_eq!(ra.location(), rb.location(), "round {round}: one location");
+
+        // Two hosts: First Come First Remembered, one of them wins.
+        let ep = format!("two-hosts-{round}");
+        let first = Peer::with_socket(UdpSocket::bind("127.0.0.1:0").expect("bind"), a.addr());
+        let second = Peer::with_socket(UdpSocket::bind("127.0.0.2:0").expect("bind"), b.addr());
+        let (r1, r2) = std::thread::scope(|s| {
+            let t1 = s.spawn(|| first.post_links(&format!("/rd?ep={ep}"), "</t>"));
+            let t2 = s.spawn(|| second.post_links(&format!("/rd?ep={ep}"), "</t>"));
+            (t1.join().expect("1"), t2.join().expect("2"))
+        });
+        let mut codes = [r1.code.clone(), r2.code.clone()];
+        codes.sort();
+        assert_eq!(
+            codes,
+            ["2.01", "4.03"],
+            "round {round}: {} / {}",
+            r1.text(),
+            r2.text()
+        );
+        let winner = if r1.code == "2.01" { &first } else { &second };
+        for gw in [&a, &b] {
+            let links = lookup_until(
+                &Peer::new(gw.addr()),
+                &format!("/rd-lookup/ep?ep={ep}"),
+                WAIT,
+                |l| !l.is_empty(),
+            );
+            assert_eq!(links.len(), 1);
+            assert_eq!(
+                links[0].target,
+                winner.derived_base(),
+                "round {round}: the winner's"
+            );
+        }
+    }
+    assert_eq!(cluster.keys("/ha/name/").len(), 20);
+}
+
+#[test]
+fn every_acknowledged_registration_survives_a_sigkill_of_the_etcd_leader() {
+    let Some(mut cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", "");
+    let b = replica(&cluster, "b", "");
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let refused = Arc::new(Mutex::new(0usize));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (w, addr) in [(0, a.addr()), (1, b.addr()), (2, a.addr()), (3, b.addr())] {
+        let (acked, refused, stop) = (acked.clone(), refused.clone(), stop.clone());
+        writers.push(std::thread::spawn(move || {
+            let peer = Peer::new(addr).with_budget(Duration::from_secs(10));
+            for i in 0..400 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let ep = format!("load-{w}-{i}");
+                match peer.try_request(&Req::post(&format!("/rd?ep={ep}")).links("</t>")) {
+                    Ok(resp) if resp.code == "2.01" => {
+                        acked.lock().expect("lock").insert(ep);
+                    }
+                    Ok(resp) => {
+                        assert_eq!(resp.code, "5.03", "{ep}: {}", resp.text());
+                        assert!(resp.max_age.is_some(), "5.03 with Max-Age");
+                        *refused.lock().expect("lock") += 1;
+                    }
+                    Err(_) => {}
+                }
+            }
+        }));
+    }
+    until("100 acknowledged registrations", || {
+        acked.lock().expect("lock").len() >= 100
+    });
+    let leader = cluster.leader().expect("a Raft leader");
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+    let before = acked.lock().expect("lock").len();
+    // Writes resume after the election: more registrations are acknowledged.
+    let resumed = until("writes to resume", || {
+        acked.lock().expect("lock").len() >= before + 50
+    });
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    let names: BTreeSet<String> = cluster
+        .keys("/ha/name/")
+        .into_iter()
+        .filter_map(|k| k.rsplit('/').next().map(str::to_owned))
+        .collect();
+    let acked = acked.lock().expect("lock");
+    let missing: Vec<&String> = acked.iter().filter(|ep| !names.contains(*ep)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in etcd: {missing:?}"
+    );
+    eprintln!(
+        "{} acknowledged ({} refused with 5.03) across the leader kill; writes resumed {:?} after it ({:?} since the kill)",
+        acked.len(),
+        refused.lock().expect("lock"),
+        resumed,
+        killed_at.elapsed()
+    );
+}
+
+/// A test device's ping-answering half that records who pinged it.
+struct Device {
+    /// Holds the device's socket (its responder thread reads a clone).
+    _peer: Peer,
+    silent: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    pings: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Device {
+    fn register(gw: &Gateway, ep: &str) -> (Device, u64) {
+        let peer = Peer::new(gw.addr());
+        let location = register(&peer, &format!("ep={ep}&lt=600"), "</t>");
+        let id = location
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a /reg/N location");
+        let sock = peer.sock.try_clone().expect("clone");
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let silent = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pings = Arc::new(Mutex::new(Vec::new()));
+        let (s, st, p) = (silent.clone(), stop.clone(), pings.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !st.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(pkt) = Packet::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                if pkt.header.get_type() != MessageType::Confirmable
+                    || pkt.header.code != MessageClass::Empty
+                {
+                    continue;
+                }
+                p.lock().expect("lock").push((Instant::now(), from));
+                if s.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let mut rst = Packet::new();
+                rst.header.set_type(MessageType::Reset);
+                rst.header.code = MessageClass::Empty;
+                rst.header.message_id = pkt.header.message_id;
+                if let Ok(bytes) = rst.to_bytes() {
+                    let _ = sock.send_to(&bytes, from);
+                }
+            }
+        });
+        (
+            Device {
+                _peer: peer,
+                silent,
+                stop,
+                pings,
+                thread: Some(thread),
+            },
+            id,
+        )
+    }
+
+    /// Who pinged it since `since`.
+    fn pinged_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
+        self.pings
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, from)| *from)
+            .collect()
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const PINGER: &str = "pinger:\n  enabled: true\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n  max_in_flight: 16\n";
+
+#[test]
+fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
+    let Some(cluster) = cluster() else { return };
+    let mut a = replica(&cluster, "a", PINGER);
+    let b = replica(&cluster, "b", PINGER);
+    let members = ["a", "b"];
+    // Register until A owns two devices: one to go silent, one to stay live.
+    let mut devices: HashMap<&str, (Device, u64)> = HashMap::new();
+    let mut owned_by_a = Vec::new();
+    for i in 0..64 {
+        let ep = format!("dev-{i}");
+        let (device, id) = Device::register(&a, &ep);
+        let owner = ownership::owner(&members, &id.to_string()).expect("an owner");
+        if owner == "a" && owned_by_a.len() < 2 {
+            owned_by_a.push(ep.clone());
+            devices.insert(
+                if owned_by_a.len() == 1 {
+                    "silent"
+                } else {
+                    "live"
+                },
+                (device, id),
+            );
+        }
+        if owned_by_a.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(owned_by_a.len(), 2, "A owns some of 64 devices");
+    let (silent, _) = &devices["silent"];
+    let (live, _) = &devices["live"];
+    let a_addr = a.addr();
+    // While A lives, A pings its devices and B does not.
+    let watching = Instant::now();
+    until("A to ping its devices", || {
+        live.pinged_by(watching).contains(&a_addr)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        live.pinged_by(watching),
+        BTreeSet::from([a_addr]),
+        "only the owner pings"
+    );
+
+    a.kill9();
+    let killed = Instant::now();
+    silent.silent.store(true, Ordering::Relaxed);
+    // B takes over within member_ttl_s plus one ping interval (polled within the bound).
+    let to_zero = until("B to mark the silent device 0", || {
+        status_at(&b, &owned_by_a[0]).as_deref() == Some("0")
+    });
+    assert!(
+        live.pinged_by(killed).contains(&b.addr()),
+        "B pings the live one"
+    );
+    assert_eq!(
+        status_at(&b, &owned_by_a[1]).as_deref(),
+        Some("1"),
+        "the live one stays 1"
+    );
+    eprintln!("takeover: silent device at 0 {to_zero:?} after the SIGKILL of A");
+
+    // A returns (same member name: it waits for its old key to lapse) and takes its devices
+    // back; after the hand-over only A pings them.
+    let a2 = replica(&cluster, "a", PINGER);
+    let a2_addr = a2.addr();
+    until("A to ping its device again", || {
+        live.pinged_by(killed).contains(&a2_addr)
+    });
+    let settled = Instant::now() + Duration::from_secs(1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        live.pinged_by(settled),
+        BTreeSet::from([a2_addr]),
+        "after the rebalance only A pings its device"
+    );
+    drop(devices);
+}
