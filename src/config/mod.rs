@@ -9,9 +9,9 @@
 //! so nothing is parsed twice.
 //!
 //! One file per section (`gateway`, `rd`, `coap`, `pinger`, `discovery`, `observer`,
-//! `executer`, `platform`, `http`, `limits`, `dtls`, `security`), each with its type, defaults,
-//! checks and tests; `secret` holds the never-printing [`Secret`], `key_line` finds where a key
-//! is written and `preflight` what `--check` verifies beyond the YAML.
+//! `executer`, `platform`, `http`, `limits`, `dtls`, `security`, `registry`), each with its type,
+//! defaults, checks and tests; `secret` holds the never-printing [`Secret`], `key_line` finds
+//! where a key is written and `preflight` what `--check` verifies beyond the YAML.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -36,6 +36,7 @@ mod pinger;
 mod platform;
 mod preflight;
 mod rd;
+mod registry;
 mod security;
 
 pub use crate::secret::Secret;
@@ -52,6 +53,7 @@ pub(crate) use pinger::PingerConfig;
 pub use platform::PlatformConfig;
 pub(crate) use platform::TOKEN_ENV;
 pub(crate) use rd::{EndpointProtection, RdConfig};
+pub(crate) use registry::{RegistryBackendConfig, PASSWORD_ENV as ETCD_PASSWORD_ENV};
 pub(crate) use security::{PlainCoap, SecurityConfig};
 
 /// Why a config could not be used. The binary prints it and exits with code 2.
@@ -123,6 +125,7 @@ pub struct Config {
     pub(crate) limits: LimitsConfig,
     pub(crate) dtls: DtlsConfig,
     pub(crate) security: SecurityConfig,
+    pub(crate) registry: RegistryBackendConfig,
     /// What [`Config::validate`] parsed, kept by [`Config::from_yaml`]; `None` for a config
     /// built in code (see [`Config::parsed`]).
     #[serde(skip)]
@@ -191,6 +194,9 @@ impl Config {
             .http
             .resolve(std::env::var(http::TOKEN_ENV).ok())
             .map_err(|e| e.located_in(&text))?;
+        config
+            .resolve_etcd_password(std::env::var(ETCD_PASSWORD_ENV).ok())
+            .map_err(|e| e.located_in(&text))?;
         Ok((config, text))
     }
 
@@ -206,6 +212,31 @@ impl Config {
         from_env: Option<String>,
     ) -> Result<(), ConfigError> {
         self.platform.resolve_token(from_env)
+    }
+
+    /// Settle the etcd password: [`ETCD_PASSWORD_ENV`] (`from_env`), then
+    /// `registry.etcd.password_file`, then `registry.etcd.password`
+    /// ([`RegistryBackendConfig::resolve_password`]).
+    pub(crate) fn resolve_etcd_password(
+        &mut self,
+        from_env: Option<String>,
+    ) -> Result<(), ConfigError> {
+        self.registry.resolve_password(from_env)
+    }
+
+    /// The etcd backend's settings, `Some` exactly when `registry.backend` is etcd: the cluster
+    /// id is `gateway.id`, the credentials are there when `registry.etcd.user` is set, with the
+    /// password settled by [`Config::load`].
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "gateway::start takes it once the etcd backend is built (docs/ha-etcd.md \
+                      section 13, step 6); the expectation fails the build when it does"
+        )
+    )]
+    pub(crate) fn etcd_settings(&self) -> Option<crate::registry::etcd::EtcdSettings> {
+        self.registry.etcd_settings(&self.gateway.id)
     }
 
     /// Parse and validate YAML text (an empty document is the default config).
@@ -236,6 +267,7 @@ impl Config {
         let observer = self.observer.settings()?;
         self.executer.validate()?;
         self.platform.validate()?;
+        self.registry.validate(&self.gateway.id, &self.platform)?;
         self.rd.validate_capacity()?;
         self.rd.validate_multicast(&rd_listen)?;
         self.limits.validate(&self.coap)?;
