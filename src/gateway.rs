@@ -37,8 +37,9 @@ use crate::time::now_ms;
 pub enum GatewayError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The registry database cannot be opened (locked by another process, not a directory).
-    #[error("gateway.data_dir: {0}")]
+    /// The registry cannot be opened: the sled database (locked by another process, not a
+    /// directory), or the etcd prefix (another cluster's).
+    #[error("{}", describe_store_error(.0))]
     Store(#[from] StoreError),
     /// A listen address from the config that cannot be bound (taken, not local): as much a
     /// configuration error as an unparsable one, so it names the key.
@@ -166,13 +167,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     } else {
         None
     };
-    let (registry, reader, database) =
-        registry::start_sharing_database(config.registry_config(), config.write_policy())?;
-    info!(
-        "registry opened at {} with {} registrations",
-        config.gateway.data_dir.display(),
-        reader.len()
-    );
+    let opened = open_registry(config).await?;
+    let (registry, reader) = (opened.registry, opened.reader);
     // The RD's sockets before the platform link: a taken CoAP port must stop the start before
     // the gateway says hello to the platform.
     let dtls = &config.dtls()?;
@@ -219,7 +215,12 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         // the RD's socket.
         let arbiter = Arbiter::new();
         let mut settings = config.platform.link_settings(config.gateway.id.clone());
-        settings.outbox = Some(OutboxStore::open(&database).map_err(StoreError::Io)?);
+        settings.outbox = opened
+            .database
+            .as_ref()
+            .map(OutboxStore::open)
+            .transpose()
+            .map_err(StoreError::Io)?;
         let link =
             PlatformLink::start_on(&arbiter.handle(), settings, Arc::new(reader.clone()), None);
         registry.do_send(SubscribeFeed(link.clone().recipient()));
@@ -284,7 +285,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             registry.clone(),
             reader.clone(),
             rd.client(),
-            None,
+            opened.ownership.clone(),
         )
     });
     let mdns = mdns.map(|mdns| use_mdns(mdns, config, &rd, discovery.as_ref()));
@@ -324,6 +325,80 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         observer,
         registry,
     })
+}
+
+/// A store error at start, named by the key that leads to it.
+fn describe_store_error(e: &StoreError) -> String {
+    match e {
+        StoreError::Etcd(_) | StoreError::WrongCluster(_) => format!("registry.etcd: {e}"),
+        other => format!("gateway.data_dir: {other}"),
+    }
+}
+
+/// The registry as `registry.backend` says.
+struct OpenedRegistry {
+    registry: Addr<Registry>,
+    reader: RegistryReader,
+    /// The sled database, where the platform link keeps its outbox (sled backend only).
+    database: Option<sled::Db>,
+    /// Which registrations this replica owns (etcd backend only).
+    ownership: Option<crate::cluster::Ownership>,
+}
+
+/// How often a replica waiting for etcd at start says so.
+const ETCD_WAIT_LOG: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Open sled, or join the replicas on etcd: a replica waits for etcd (one log line per
+/// [`ETCD_WAIT_LOG`]) and binds the RD only once its index is loaded, so it never answers from
+/// an empty registry. A prefix claimed by another cluster id stops the start.
+async fn open_registry(config: &Config) -> Result<OpenedRegistry, GatewayError> {
+    let Some(settings) = config.etcd_settings() else {
+        let (registry, reader, database) =
+            registry::start_sharing_database(config.registry_config(), config.write_policy())?;
+        info!(
+            "registry opened at {} with {} registrations",
+            config.gateway.data_dir.display(),
+            reader.len()
+        );
+        return Ok(OpenedRegistry {
+            registry,
+            reader,
+            database: Some(database),
+            ownership: None,
+        });
+    };
+    let mut last_log: Option<std::time::Instant> = None;
+    loop {
+        match registry::start_on_etcd_with_policy(
+            config.registry_config(),
+            &settings,
+            config.write_policy(),
+        )
+        .await
+        {
+            Ok((registry, reader, ownership)) => {
+                info!(
+                    "registry on etcd (member {}) with {} registrations",
+                    settings.member_name,
+                    reader.len()
+                );
+                return Ok(OpenedRegistry {
+                    registry,
+                    reader,
+                    database: None,
+                    ownership: Some(ownership),
+                });
+            }
+            Err(e @ StoreError::Etcd(_)) => {
+                if last_log.is_none_or(|at| at.elapsed() >= ETCD_WAIT_LOG) {
+                    error!("registry: waiting for etcd: {e}");
+                    last_log = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Advertise the RD's bound listeners and hand what `_coap._udp` browsing finds to the

@@ -84,17 +84,21 @@ fn a_registration_at_one_replica_is_found_updated_and_removed_at_the_other() {
         !l.is_empty()
     });
     assert_eq!(found.len(), 1, "lamp-1 at B");
-    assert_eq!(found[0].target, device.derived_base());
+    assert_eq!(
+        found[0].target, location,
+        "the same registration resource at B"
+    );
+    assert_eq!(found[0].get("base"), Some(device.derived_base().as_str()));
     let resources = res_targets(&Peer::new(b.addr()), "/rd-lookup/res?rt=light");
     assert_eq!(resources, [format!("{}/light", device.derived_base())]);
     // The device updates through B at the location A gave (RFC 9176 §5.3.1).
     let device_at_b = Peer::with_socket(device.sock.try_clone().expect("clone"), b.addr());
-    let updated = device_at_b.request(&Req::post(&format!("{location}?lt=600")));
+    let updated = device_at_b.request(&Req::post(&format!("{location}?lt=600&et=oic.d.dimmer")));
     assert_eq!(updated.code, "2.04", "update at B: {}", updated.text());
     let at_a = lookup_until(&Peer::new(a.addr()), "/rd-lookup/ep?ep=lamp-1", WAIT, |l| {
-        l.first().and_then(|l| l.get("lt")) == Some("600")
+        l.first().and_then(|l| l.get("et")) == Some("oic.d.dimmer")
     });
-    assert_eq!(at_a[0].get("lt"), Some("600"), "A sees B's update");
+    assert_eq!(at_a[0].get("et"), Some("oic.d.dimmer"), "A sees B's update");
     // Removed at A: gone at B, and from etcd (read with etcdctl).
     let removed = device.request(&Req::delete(&location));
     assert_eq!(removed.code, "2.02", "{}", removed.text());
@@ -157,8 +161,8 @@ fn the_same_name_at_both_replicas_at_once_gives_one_registration() {
             );
             assert_eq!(links.len(), 1);
             assert_eq!(
-                links[0].target,
-                winner.derived_base(),
+                links[0].get("base"),
+                Some(winner.derived_base().as_str()),
                 "round {round}: the winner's"
             );
         }

@@ -227,14 +227,6 @@ impl Config {
     /// The etcd backend's settings, `Some` exactly when `registry.backend` is etcd: the cluster
     /// id is `gateway.id`, the credentials are there when `registry.etcd.user` is set, with the
     /// password settled by [`Config::load`].
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "gateway::start takes it once the etcd backend is built (docs/ha-etcd.md \
-                      section 13, step 6); the expectation fails the build when it does"
-        )
-    )]
     pub(crate) fn etcd_settings(&self) -> Option<crate::registry::etcd::EtcdSettings> {
         self.registry.etcd_settings(&self.gateway.id)
     }

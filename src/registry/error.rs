@@ -40,6 +40,9 @@ pub enum StoreError {
     /// endpoints, never the credentials.
     #[error("{0}")]
     Etcd(String),
+    /// The etcd prefix holds another cluster's registry (a copied config): never waited out.
+    #[error("{0}")]
+    WrongCluster(String),
 }
 
 /// What a registry operation can answer instead of success.

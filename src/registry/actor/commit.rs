@@ -150,7 +150,9 @@ impl Registry {
 fn replicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::Io(inner) => StoreError::Io(inner.clone()),
-        StoreError::Etcd(message) => StoreError::Etcd(message.clone()),
+        StoreError::Etcd(message) | StoreError::WrongCluster(message) => {
+            StoreError::Etcd(message.clone())
+        }
         other => StoreError::Io(sled::Error::ReportableBug(other.to_string())),
     }
 }

@@ -143,10 +143,10 @@ impl EtcdStore {
             .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
         match held_id {
             Some(id) if id == cluster_id => Ok(()),
-            Some(id) => Err(StoreError::Etcd(format!(
+            Some(id) => Err(StoreError::WrongCluster(format!(
                 "the etcd prefix {key:?} belongs to cluster {id:?}, not to this gateway.id {cluster_id:?}: every replica of one cluster needs the same gateway.id, another cluster needs its own registry.etcd.prefix"
             ))),
-            None => Err(StoreError::Etcd(format!(
+            None => Err(StoreError::WrongCluster(format!(
                 "the etcd key {key:?} does not hold a cluster record"
             ))),
         }
