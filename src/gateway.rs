@@ -342,7 +342,7 @@ struct OpenedRegistry {
     /// The sled database, where the platform link keeps its outbox (sled backend only).
     database: Option<sled::Db>,
     /// Which registrations this replica owns (etcd backend only).
-    ownership: Option<crate::cluster::Ownership>,
+    ownership: Option<crate::registry::etcd::Ownership>,
 }
 
 /// How often a replica waiting for etcd at start says so.

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coap_gateway::cluster::Ownership;
 use coap_gateway::registry::etcd::EtcdSettings;
+use coap_gateway::registry::etcd::Ownership;
 use coap_gateway::registry::{
     self, EndpointName, Register, RegistrationId, RegistryConfig, RegistryEvent, RegistryReader,
     Remove, SetStatus, Status, Subscribe,

@@ -22,9 +22,9 @@ use super::schedule::{
     Verdict, TICK,
 };
 use super::target::{dtls_of, registration_target};
-use crate::cluster::Ownership;
 use crate::coap::CoapClient;
 use crate::rd::resolve::gateway_may_contact;
+use crate::registry::etcd::Ownership;
 use crate::registry::{Registration, RegistrationId, Registry, RegistryReader, SetStatus, Status};
 use crate::time::now_ms;
 

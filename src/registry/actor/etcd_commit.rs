@@ -18,12 +18,12 @@ use tokio::sync::oneshot;
 use super::handlers::Decide;
 use super::writes::Decision;
 use super::{Backend, Registry};
-use crate::cluster::Ownership;
 use crate::limits::LogThrottle;
 use crate::registry::change::Change;
 use crate::registry::error::{RegistryError, StoreError};
 use crate::registry::etcd::store::{Planned, Revisions};
 use crate::registry::etcd::EtcdStore;
+use crate::registry::etcd::Ownership;
 use crate::registry::model::RegistrationId;
 use crate::time::now_ms;
 

@@ -51,6 +51,7 @@ use self::commit::Parked;
 use self::etcd_commit::{EtcdState, ID_BLOCK};
 use self::writes::shrink;
 use super::error::{RegistryError, StoreError};
+use super::etcd::{members, Ownership};
 use super::etcd::{EtcdSettings, EtcdStore};
 use super::health::WriteHealth;
 use super::index::Index;
@@ -59,7 +60,6 @@ use super::model::RegistrationId;
 use super::reader::RegistryReader;
 use super::store::Store;
 use super::subscription::Subscriber;
-use crate::cluster::{members, Ownership};
 use crate::limits::{SourceCounts, WritePolicy};
 use crate::time::now_ms;
 

@@ -17,8 +17,8 @@ use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
 
-use super::ownership;
-use crate::registry::etcd::EtcdStore;
+use super::EtcdStore;
+use crate::cluster::ownership;
 use crate::registry::model::RegistrationId;
 use crate::registry::StoreError;
 
