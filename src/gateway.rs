@@ -16,6 +16,7 @@ use thiserror::Error;
 use actix::prelude::*;
 
 use crate::admin::{self, AdminError, AdminState, RunningAdmin};
+use crate::cluster::{self, LeaderLink, StopLeaderLink};
 use crate::coap::CoapError;
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, StopDiscovery};
@@ -139,6 +140,8 @@ pub struct Running {
     pub(crate) mdns: Option<Mdns>,
     /// The Registry, for [`AwaitStoreRestart`].
     pub(crate) registry: Addr<Registry>,
+    /// Replicas: the platform link while this replica is the leader.
+    pub(crate) leader_link: Option<Addr<LeaderLink>>,
 }
 
 /// The platform's snapshot after every connect: every live registration, in id order.
@@ -207,8 +210,43 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         reader.clone(),
     )
     .await?;
-    let platform = if config.platform.url.is_empty() {
-        info!("platform link disabled (platform.url is empty)");
+    // Replicas: only the elected leader holds the platform link (`cluster::leader_link`).
+    let leader_link = match (&opened.store, &opened.ownership) {
+        (Some(store), Some(ownership)) if !config.platform.url.is_empty() => {
+            let leading = registry::etcd::leader::campaign(store.clone(), ownership.clone());
+            let link_settings = config.platform.link_settings(config.gateway.id.clone());
+            let executer_settings = config.executer.settings();
+            let (registry, reader, client) = (registry.clone(), reader.clone(), rd.client());
+            let start_link: cluster::leader_link::StartLink = Box::new(move || {
+                let arbiter = Arbiter::new();
+                let link = PlatformLink::start_on(
+                    &arbiter.handle(),
+                    link_settings.clone(),
+                    Arc::new(reader.clone()),
+                    None,
+                );
+                registry.do_send(SubscribeFeed(link.clone().recipient()));
+                let executer = executer::start(
+                    executer_settings.clone(),
+                    reader.clone(),
+                    client.clone(),
+                    link.clone().recipient(),
+                );
+                link.do_send(SetCommandRecipient(Some(executer.clone().recipient())));
+                cluster::leader_link::RunningLink {
+                    link,
+                    arbiter,
+                    executer,
+                }
+            });
+            Some(LeaderLink::new(leading, start_link).start())
+        }
+        _ => None,
+    };
+    let platform = if config.platform.url.is_empty() || leader_link.is_some() {
+        if leader_link.is_none() {
+            info!("platform link disabled (platform.url is empty)");
+        }
         None
     } else {
         // A thread of its own: rendering a large snapshot after each connect must not stall
@@ -259,6 +297,12 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             );
             registry.do_send(SubscribeFeed(observer.clone().recipient()));
             Some(observer)
+        }
+        (None, true) if leader_link.is_some() => {
+            // Data from an owner to the leader's link needs the peer link between replicas
+            // (docs/ha-etcd.md §8), not built yet.
+            info!("observer not started: replicas do not forward device data yet");
+            None
         }
         (None, true) => {
             info!("observer not started: no platform to send data to (platform.url is empty)");
@@ -314,6 +358,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         }
     };
     Ok(Running {
+        leader_link,
         identities,
         admin,
         mdns,
@@ -343,6 +388,8 @@ struct OpenedRegistry {
     database: Option<sled::Db>,
     /// Which registrations this replica owns (etcd backend only).
     ownership: Option<crate::registry::etcd::Ownership>,
+    /// The etcd connection, for the leader election (etcd backend only).
+    store: Option<crate::registry::etcd::EtcdStore>,
 }
 
 /// How often a replica waiting for etcd at start says so.
@@ -365,6 +412,7 @@ async fn open_registry(config: &Config) -> Result<OpenedRegistry, GatewayError> 
             reader,
             database: Some(database),
             ownership: None,
+            store: None,
         });
     };
     let mut last_log: Option<std::time::Instant> = None;
@@ -376,7 +424,7 @@ async fn open_registry(config: &Config) -> Result<OpenedRegistry, GatewayError> 
         )
         .await
         {
-            Ok((registry, reader, ownership)) => {
+            Ok((registry, reader, ownership, store)) => {
                 info!(
                     "registry on etcd (member {}) with {} registrations",
                     settings.member_name,
@@ -387,6 +435,7 @@ async fn open_registry(config: &Config) -> Result<OpenedRegistry, GatewayError> 
                     reader,
                     database: None,
                     ownership: Some(ownership),
+                    store: Some(store),
                 });
             }
             Err(e @ StoreError::Etcd(_)) => {
@@ -485,6 +534,9 @@ pub(crate) async fn stop(mut running: Running) {
     // Resolves once the deregistration GETs are answered (bounded inside the Observer).
     if let Some(observer) = &running.observer {
         let _ = observer.send(StopObserver).await;
+    }
+    if let Some(leader_link) = &running.leader_link {
+        let _ = leader_link.send(StopLeaderLink).await;
     }
     if let Some((link, arbiter)) = running.platform {
         // StopLink sends our Close; the actor stops when the platform answers it (or after a

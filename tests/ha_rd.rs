@@ -9,6 +9,9 @@
 //!   registration is in etcd afterwards (read with `etcdctl`), and writes resume.
 //! - SIGKILL of replica A: B takes A's devices over (a silent one goes to status 0, a live one
 //!   stays 1 and is pinged by B); A restarts, rejoins, and its devices go back to it.
+//! - The platform sees one gateway: only the elected replica holds the link, every event
+//!   arrives once whichever replica took the request, and when the leader is killed the other
+//!   connects (hello, a snapshot holding every device) and carries on.
 
 mod common;
 
@@ -19,10 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use coap_gateway::cluster::ownership;
+use coap_gateway::registry::etcd::ownership;
 use coap_lite::{MessageClass, MessageType, Packet};
 use common::coap_peer::*;
 use common::etcd::EtcdCluster;
+use common::platform_sim::PlatformSim;
 use common::{Gateway, GatewayOptions};
 
 /// A defect bound for anything to happen on a loaded 2-core box, not a measurement.
@@ -402,4 +406,57 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
         "after the rebalance only A pings its device"
     );
     drop(devices);
+}
+
+#[test]
+fn only_the_leader_holds_the_platform_link_and_the_other_takes_it_over() {
+    let Some(cluster) = cluster() else { return };
+    let sim = PlatformSim::start("127.0.0.1:0", None);
+    let platform = format!("platform:\n  url: {:?}\n  reconnect_max_s: 1\n", sim.url());
+    let a = replica(&cluster, "a", &platform);
+    let b = replica(&cluster, "b", &platform);
+    let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
+    assert_eq!(hello["gateway"], "test-gw", "the cluster's id");
+    until("a leader to say so", || {
+        a.log_text().contains("cluster: a is the leader")
+            || b.log_text().contains("cluster: b is the leader")
+    });
+    let leader_is_a = a.log_text().contains("cluster: a is the leader");
+    let (mut leader, follower) = if leader_is_a { (a, b) } else { (b, a) };
+    // A registration at either replica reaches the platform once, through the leader.
+    for (ep, gw) in [("via-leader", &leader), ("via-follower", &follower)] {
+        register(&Peer::new(gw.addr()), &format!("ep={ep}"), "</t>");
+        sim.wait_type("device_registered", Some(ep), WAIT)
+            .unwrap_or_else(|| panic!("device_registered {ep}"));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for ep in ["via-leader", "via-follower"] {
+        let n = sim.count(|f| f["type"] == "device_registered" && f["device"]["ep"] == ep);
+        assert_eq!(n, 1, "{ep} announced once");
+    }
+    assert_eq!(
+        sim.count(|f| f["type"] == "hello"),
+        1,
+        "one gateway connected"
+    );
+
+    // The leader dies: the other replica connects within the lease and a dial, and its
+    // snapshot holds both devices.
+    leader.kill9();
+    until("a second hello", || {
+        sim.count(|f| f["type"] == "hello") == 2
+    });
+    let snapshot = sim
+        .wait_for(WAIT, |f| {
+            f["type"] == "snapshot"
+                && f["devices"].as_array().is_some_and(|d| {
+                    d.iter().any(|x| x["ep"] == "via-leader")
+                        && d.iter().any(|x| x["ep"] == "via-follower")
+                })
+        })
+        .expect("the new leader's snapshot holds every device");
+    assert_eq!(snapshot["last"], true);
+    register(&Peer::new(follower.addr()), "ep=after-failover", "</t>");
+    sim.wait_type("device_registered", Some("after-failover"), WAIT)
+        .expect("events flow through the new leader");
 }

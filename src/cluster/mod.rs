@@ -1,6 +1,8 @@
-//! Replicas of one gateway sharing a registry (issue 22, `docs/ha-etcd.md`).
-//!
-//! The pure rule that decides which live replica owns a registration ([`ownership`]). The
-//! member leases that feed it live with the etcd backend (`registry::etcd::members`).
+//! A replica's part in a cluster of gateways sharing one registry on etcd (issue 22,
+//! `docs/ha-etcd.md`): what runs only on the elected leader ([`leader_link`]: the platform
+//! link and its Executer). The registry side (records, transactions, watch, members, ownership,
+//! the election) is `registry::etcd`.
 
-pub mod ownership;
+pub mod leader_link;
+
+pub use leader_link::{LeaderLink, StopLeaderLink};

@@ -5,8 +5,8 @@
 //! overridden by [`PASSWORD_ENV`] ([`RegistryBackendConfig::resolve_password`]).
 //!
 //! Not built yet, so refused rather than ignored: TLS to etcd (`https://` endpoints, the
-//! design's `ca_file`) and the replicas' platform link (`platform.url`, which needs the leader
-//! election of `docs/ha-etcd.md` section 8, and the design's `peer_listen`).
+//! design's `ca_file`) and durable data frames on replicas (`platform.durable_data`: data
+//! would cross replicas over the design's peer link, `peer_listen`, not built either).
 
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
@@ -112,14 +112,6 @@ impl RegistryBackendConfig {
         }
         if self.backend != Backend::Etcd {
             return Ok(());
-        }
-        if !platform.url.is_empty() {
-            return Err(invalid(
-                "registry.backend",
-                "etcd cannot be combined with platform.url yet: the platform link on replicas \
-                 needs the leader election that is not built yet (docs/ha-etcd.md section 8); \
-                 leave platform.url empty or use backend: sled",
-            ));
         }
         if platform.durable_data {
             return Err(invalid(
@@ -780,13 +772,9 @@ mod tests {
     }
 
     #[test]
-    fn backend_etcd_refuses_the_platform_link_and_durable_data() {
-        assert_refused(
-            &format!("platform:\n  url: ws://platform:8080/ws\n{ETCD}"),
-            "registry.backend",
-            Some(4),
-            "leader election that is not built yet",
-        );
+    fn backend_etcd_takes_the_platform_link_but_refuses_durable_data() {
+        // The elected replica holds the link (docs/ha-etcd.md section 8).
+        Config::from_yaml(&format!("platform:\n  url: ws://platform:8080/ws\n{ETCD}")).unwrap();
         assert_refused(
             &format!("platform:\n  durable_data: true\n{ETCD}"),
             "platform.durable_data",

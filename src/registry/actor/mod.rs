@@ -173,7 +173,9 @@ pub async fn start_on_etcd(
     config: RegistryConfig,
     settings: &EtcdSettings,
 ) -> Result<(Addr<Registry>, RegistryReader, Ownership), StoreError> {
-    start_on_etcd_with_policy(config, settings, WritePolicy::default()).await
+    start_on_etcd_with_policy(config, settings, WritePolicy::default())
+        .await
+        .map(|(registry, reader, ownership, _)| (registry, reader, ownership))
 }
 
 /// [`start_on_etcd`] with a write policy (FCFR, per-source quota).
@@ -181,7 +183,7 @@ pub(crate) async fn start_on_etcd_with_policy(
     config: RegistryConfig,
     settings: &EtcdSettings,
     policy: WritePolicy,
-) -> Result<(Addr<Registry>, RegistryReader, Ownership), StoreError> {
+) -> Result<(Addr<Registry>, RegistryReader, Ownership, EtcdStore), StoreError> {
     let store = EtcdStore::connect(settings).await?;
     // Owners expire; the others leave it to them (`docs/ha-etcd.md` §7).
     let ownership = members::join(store.clone(), &settings.member_name, settings.member_ttl_s);
@@ -215,7 +217,13 @@ pub(crate) async fn start_on_etcd_with_policy(
         index.len_in_grace(),
         snapshot.skipped
     );
-    let state = EtcdState::new(store, revisions, snapshot.revision, ids, ownership.clone());
+    let state = EtcdState::new(
+        store.clone(),
+        revisions,
+        snapshot.revision,
+        ids,
+        ownership.clone(),
+    );
     let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
     let registry = Registry::new(
         Backend::Etcd(Box::new(state)),
@@ -230,7 +238,7 @@ pub(crate) async fn start_on_etcd_with_policy(
         ctx.add_stream(stream);
         registry
     });
-    Ok((addr, reader, ownership))
+    Ok((addr, reader, ownership, store))
 }
 
 /// Where the Registry keeps its registrations.

@@ -17,8 +17,8 @@ use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
 
+use super::ownership;
 use super::EtcdStore;
-use crate::cluster::ownership;
 use crate::registry::model::RegistrationId;
 use crate::registry::StoreError;
 
@@ -35,6 +35,8 @@ struct View {
     deadline: Option<Instant>,
     /// Bumped by every change of the member list or of this replica's standing.
     generation: u64,
+    /// The lease the member key is on (the leader key goes on it too).
+    lease: Option<i64>,
 }
 
 /// Who owns what, as this replica sees the cluster. Cheap to clone.
@@ -83,11 +85,19 @@ impl Ownership {
     }
 
     /// Whether this replica owns registration `id`: it is a member and has the highest
-    /// rendezvous weight among the members it sees (`cluster::ownership`).
+    /// rendezvous weight among the members it sees (`registry::etcd::ownership`).
     pub fn owns(&self, id: RegistrationId) -> bool {
         self.read(|v| {
             v.deadline.is_some_and(|d| Instant::now() < d)
                 && ownership::owns(&self.me, &v.members, &id.0.to_string())
+        })
+    }
+
+    /// The lease of this replica's member key while it is a member.
+    pub fn lease(&self) -> Option<i64> {
+        self.read(|v| {
+            v.lease
+                .filter(|_| v.deadline.is_some_and(|d| Instant::now() < d))
         })
     }
 
@@ -132,6 +142,7 @@ async fn keep_membership(store: EtcdStore, ownership: Ownership, ttl_s: u32) {
         }
         ownership.write(|v| {
             v.deadline = None;
+            v.lease = None;
             v.generation += 1;
         });
         tokio::time::sleep(RETRY).await;
@@ -191,6 +202,7 @@ async fn hold_membership(
     );
     ownership.write(|v| {
         v.deadline = Some(sent + ttl.saturating_sub(DEADLINE_MARGIN));
+        v.lease = Some(lease.id());
         v.generation += 1;
     });
     let (mut keeper, mut answers) = client

@@ -1,0 +1,111 @@
+//! The election of the replica that holds the platform link (`docs/ha-etcd.md` §8): a
+//! replica that is a member campaigns by putting `P/leader` on its member lease if the key is
+//! absent; everyone else watches the key and campaigns again when it goes (the leader's lease
+//! lapsed, or it stepped down). The leader steps down at its local lease deadline, before
+//! etcd can let another replica win, so two leaders never hold the link at once while both
+//! see etcd.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use tokio::sync::watch;
+
+use super::{EtcdStore, Ownership};
+use crate::registry::StoreError;
+
+/// How often a candidate or leader looks at its membership.
+const CHECK: Duration = Duration::from_millis(250);
+
+/// Campaign for leadership in the background for as long as the process runs. The receiver
+/// says whether this replica is the leader now.
+pub fn campaign(store: EtcdStore, ownership: Ownership) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    actix_rt::spawn(async move {
+        loop {
+            if let Err(e) = one_term(&store, &ownership, &tx).await {
+                log::warn!("cluster: leader election: {e}; trying again");
+            }
+            tx.send_replace(false);
+            tokio::time::sleep(CHECK).await;
+        }
+    });
+    rx
+}
+
+/// Wait for membership, campaign once, and lead or follow until that ends.
+async fn one_term(
+    store: &EtcdStore,
+    ownership: &Ownership,
+    leading: &watch::Sender<bool>,
+) -> Result<(), StoreError> {
+    let fail = |what: &str, e: etcd_client::Error| {
+        StoreError::Etcd(format!("{what} at {}: {e}", store.endpoints()))
+    };
+    let lease = loop {
+        if let Some(lease) = ownership.lease() {
+            break lease;
+        }
+        tokio::time::sleep(CHECK).await;
+    };
+    let key = store.keys().leader();
+    let value = serde_json::json!({ "member": ownership.me() }).to_string();
+    let mut client = store.client();
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )])
+        .or_else([TxnOp::get(key.as_str(), None)]);
+    let answer = client
+        .txn(txn)
+        .await
+        .map_err(|e| fail("cannot campaign", e))?;
+    let revision = answer.header().map_or(0, |h| h.revision());
+    let held_by_us = answer.succeeded()
+        || answer.op_responses().into_iter().any(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().is_some_and(|kv| kv.lease() == lease),
+            _ => false,
+        });
+    if held_by_us {
+        log::info!("cluster: {} is the leader", ownership.me());
+        leading.send_replace(true);
+    }
+    let mut watch = client
+        .watch(
+            key.as_str(),
+            Some(WatchOptions::new().with_start_revision(revision + 1)),
+        )
+        .await
+        .map_err(|e| fail("cannot watch the leader key", e))?;
+    loop {
+        tokio::select! {
+            message = watch.message() => {
+                let Some(response) = message.map_err(|e| fail("leader watch failed", e))? else {
+                    return Err(StoreError::Etcd("leader watch ended".into()));
+                };
+                if response.canceled()
+                    || response.events().iter().any(|e| e.event_type() == EventType::Delete)
+                {
+                    if held_by_us {
+                        log::warn!("cluster: {} is no longer the leader", ownership.me());
+                    }
+                    return Ok(());
+                }
+            }
+            () = tokio::time::sleep(CHECK) => {
+                // Past the local deadline (or a new lease): a leader steps down before etcd
+                // lets another win; a candidate campaigns again with its new lease.
+                if ownership.lease() != Some(lease) {
+                    if held_by_us {
+                        log::warn!("cluster: {} lost its lease; stepping down", ownership.me());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
