@@ -9,6 +9,8 @@
 //!   registration is in etcd afterwards (read with `etcdctl`), and writes resume.
 //! - SIGKILL of replica A: B takes A's devices over (a silent one goes to status 0, a live one
 //!   stays 1 and is pinged by B); A restarts, rejoins, and its devices go back to it.
+//! - etcd gone: writes get 5.03 with Max-Age, lookups are still served from the index,
+//!   `/health` says 503 `read_only`.
 //! - The platform sees one gateway: only the elected replica holds the link, every event
 //!   arrives once whichever replica took the request, and when the leader is killed the other
 //!   connects (hello, a snapshot holding every device) and carries on.
@@ -459,4 +461,33 @@ fn only_the_leader_holds_the_platform_link_and_the_other_takes_it_over() {
     register(&Peer::new(follower.addr()), "ep=after-failover", "</t>");
     sim.wait_type("device_registered", Some("after-failover"), WAIT)
         .expect("events flow through the new leader");
+}
+
+#[test]
+fn without_etcd_writes_get_5_03_lookups_are_served_and_health_says_read_only() {
+    let Some(mut cluster) = cluster() else { return };
+    let gw = Gateway::start_with_http(GatewayOptions {
+        extra_yaml: registry_yaml(&cluster, "a"),
+        ..Default::default()
+    });
+    let device = Peer::new(gw.addr());
+    register(&device, "ep=before-outage", "</t>");
+    let health = common::http::get(gw.http_addr(), "/health");
+    assert_eq!(health.status, 200, "{}", health.text());
+    for member in 0..3 {
+        cluster.kill(member);
+    }
+    let refused = Peer::new(gw.addr()).post_links("/rd?ep=during-outage", "</t>");
+    assert_eq!(refused.code, "5.03", "{}", refused.text());
+    assert!(refused.max_age.is_some_and(|s| s > 0), "5.03 with Max-Age");
+    assert!(
+        ep_link(&Peer::new(gw.addr()), "before-outage").is_some(),
+        "lookups answered from the index"
+    );
+    let health = common::http::get(gw.http_addr(), "/health");
+    assert_eq!(health.status, 503, "{}", health.text());
+    let body: serde_json::Value = serde_json::from_str(&health.text()).expect("JSON");
+    assert_eq!(body["status"], "read_only");
+    assert_eq!(body["registry"]["writable"], false);
+    assert_eq!(body["registry"]["etcd"]["member"], "a");
 }
