@@ -11,7 +11,10 @@
 //! 2. 1,000 registrations one at a time at A; for each, the time from A's reply until B's
 //!    index holds it (B polled every 50 µs): p50, p99, max.
 //! 3. Lookups of one endpoint by name at B's index through `RegistryReader::find` from one
-//!    thread for 2 s.
+//!    thread for 2 s (the RD over CoAP on a replica: `scripts/bench_ha_rd.sh`).
+//! 4. The write stall when the etcd Raft leader is SIGKILLed: registrations at A one at a
+//!    time; the time from the kill until the next one is acknowledged (the last run only,
+//!    since the cluster is down a member afterwards).
 //!
 //! Run: `cargo bench --bench ha_etcd` (release; needs `etcd`, Debian's etcd-server).
 //! `BENCH_SIZES` (default `10000`) and `BENCH_IN_FLIGHT` (default 256) override. Prints one JSON
@@ -51,20 +54,28 @@ fn main() {
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000]);
     let in_flight: usize = env_or("BENCH_IN_FLIGHT", 256);
-    let cluster = etcd::EtcdCluster::start(3);
+    let mut cluster = etcd::EtcdCluster::start(3);
+    let last = sizes.len().saturating_sub(1);
     for (round, n) in sizes.into_iter().enumerate() {
         let sys = System::new();
-        let line = sys.block_on(run(&cluster, round, n, in_flight));
+        let line = sys.block_on(run(&mut cluster, round, n, in_flight, round == last));
         println!("{line}");
         System::current().stop();
         let _ = sys.run();
     }
 }
 
-async fn run(cluster: &etcd::EtcdCluster, round: usize, n: usize, in_flight: usize) -> String {
+async fn run(
+    cluster: &mut etcd::EtcdCluster,
+    round: usize,
+    n: usize,
+    in_flight: usize,
+    kill_leader: bool,
+) -> String {
     let prefix = format!("/bench/run-{round}");
+    let endpoints = cluster.endpoints();
     let start = |member: &'static str| {
-        let settings = EtcdSettings::new(cluster.endpoints(), &prefix, member);
+        let settings = EtcdSettings::new(endpoints.clone(), &prefix, member);
         async move {
             let dir = std::env::temp_dir();
             registry::start_on_etcd(
@@ -136,6 +147,28 @@ async fn run(cluster: &etcd::EtcdCluster, round: usize, n: usize, in_flight: usi
     }
     let lookup_rate = lookups as f64 / started.elapsed().as_secs_f64();
 
+    // 4. The write stall across a SIGKILL of the etcd leader.
+    let stall_ms = if kill_leader {
+        let leader = cluster.leader().expect("a Raft leader");
+        cluster.kill(leader);
+        let killed = Instant::now();
+        let mut i = n + 1000;
+        loop {
+            assert!(killed.elapsed() < Duration::from_secs(60), "writes resume");
+            let reply = a
+                .send(registrations::register(i))
+                .await
+                .expect("the registry is running");
+            i += 1;
+            if reply.is_ok() {
+                break Some(killed.elapsed().as_secs_f64() * 1000.0);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
+        None
+    };
+
     serde_json::json!({
         "bench": "ha_etcd",
         "etcd_members": 3,
@@ -149,6 +182,7 @@ async fn run(cluster: &etcd::EtcdCluster, round: usize, n: usize, in_flight: usi
             "max": percentile(&lags, 1.0),
         },
         "lookups_by_name_per_s_at_b": lookup_rate.round(),
+        "etcd_leader_kill_write_stall_ms": stall_ms,
     })
     .to_string()
 }
