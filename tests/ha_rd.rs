@@ -18,16 +18,15 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use coap_gateway::registry::etcd::ownership;
-use coap_lite::{MessageClass, MessageType, Packet};
 use common::coap_peer::*;
 use common::etcd::EtcdCluster;
+use common::ping_target::PingTarget;
 use common::platform_sim::PlatformSim;
 use common::{Gateway, GatewayOptions};
 
@@ -243,14 +242,11 @@ fn every_acknowledged_registration_survives_a_sigkill_of_the_etcd_leader() {
     );
 }
 
-/// A test device's ping-answering half that records who pinged it.
+/// A registered test device whose socket answers pings.
 struct Device {
-    /// Holds the device's socket (its responder thread reads a clone).
+    /// Holds the device's socket (the target reads a clone).
     _peer: Peer,
-    silent: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    pings: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
-    thread: Option<JoinHandle<()>>,
+    target: PingTarget,
 }
 
 impl Device {
@@ -262,70 +258,14 @@ impl Device {
             .next()
             .and_then(|n| n.parse().ok())
             .expect("a /reg/N location");
-        let sock = peer.sock.try_clone().expect("clone");
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let silent = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let pings = Arc::new(Mutex::new(Vec::new()));
-        let (s, st, p) = (silent.clone(), stop.clone(), pings.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !st.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(pkt) = Packet::from_bytes(&buf[..n]) else {
-                    continue;
-                };
-                if pkt.header.get_type() != MessageType::Confirmable
-                    || pkt.header.code != MessageClass::Empty
-                {
-                    continue;
-                }
-                p.lock().expect("lock").push((Instant::now(), from));
-                if s.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let mut rst = Packet::new();
-                rst.header.set_type(MessageType::Reset);
-                rst.header.code = MessageClass::Empty;
-                rst.header.message_id = pkt.header.message_id;
-                if let Ok(bytes) = rst.to_bytes() {
-                    let _ = sock.send_to(&bytes, from);
-                }
-            }
-        });
+        let target = PingTarget::start(&peer.sock);
         (
             Device {
                 _peer: peer,
-                silent,
-                stop,
-                pings,
-                thread: Some(thread),
+                target,
             },
             id,
         )
-    }
-
-    /// Who pinged it since `since`.
-    fn pinged_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
-        self.pings
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(at, _)| *at >= since)
-            .map(|(_, from)| *from)
-            .collect()
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -366,24 +306,24 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
     // While A lives, A pings its devices and B does not.
     let watching = Instant::now();
     until("A to ping its devices", || {
-        live.pinged_by(watching).contains(&a_addr)
+        live.target.pinged_by(watching).contains(&a_addr)
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        live.pinged_by(watching),
+        live.target.pinged_by(watching),
         BTreeSet::from([a_addr]),
         "only the owner pings"
     );
 
     a.kill9();
     let killed = Instant::now();
-    silent.silent.store(true, Ordering::Relaxed);
+    silent.target.set_silent(true);
     // B takes over within member_ttl_s plus one ping interval (polled within the bound).
     let to_zero = until("B to mark the silent device 0", || {
         status_at(&b, &owned_by_a[0]).as_deref() == Some("0")
     });
     assert!(
-        live.pinged_by(killed).contains(&b.addr()),
+        live.target.pinged_by(killed).contains(&b.addr()),
         "B pings the live one"
     );
     assert_eq!(
@@ -398,12 +338,12 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
     let a2 = replica(&cluster, "a", PINGER);
     let a2_addr = a2.addr();
     until("A to ping its device again", || {
-        live.pinged_by(killed).contains(&a2_addr)
+        live.target.pinged_by(killed).contains(&a2_addr)
     });
     let settled = Instant::now() + Duration::from_secs(1);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        live.pinged_by(settled),
+        live.target.pinged_by(settled),
         BTreeSet::from([a2_addr]),
         "after the rebalance only A pings its device"
     );

@@ -12,8 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,6 @@ use coap_gateway::config::Config;
 use coap_gateway::gateway;
 use coap_gateway::metrics::{self, ScrapeInputs};
 use coap_gateway::platform::{GetLinkStats, PlatformLink};
-use coap_lite::{MessageClass, MessageType, Packet};
 use common::coap_peer::*;
 use common::device_sim::DeviceSim;
 use common::platform_sim::PlatformSim;
@@ -243,64 +241,22 @@ fn rd_requests_move_their_counters_by_exactly_what_was_done() {
 /// A device socket that answers CoAP pings (empty CON) with RST, or stays silent, and counts
 /// every ping it receives.
 struct PingTarget {
-    sock: UdpSocket,
-    pings: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _sock: UdpSocket,
+    target: common::ping_target::PingTarget,
 }
 
 impl PingTarget {
     fn start(sock: UdpSocket, answer: bool) -> PingTarget {
-        let rx = sock.try_clone().expect("clone socket");
-        rx.set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let pings = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, st) = (pings.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !st.load(Ordering::Relaxed) {
-                let Ok((n, from)) = rx.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(pkt) = Packet::from_bytes(&buf[..n]) else {
-                    continue;
-                };
-                if pkt.header.get_type() != MessageType::Confirmable
-                    || pkt.header.code != MessageClass::Empty
-                {
-                    continue;
-                }
-                p.fetch_add(1, Ordering::Relaxed);
-                if answer {
-                    let mut rst = Packet::new();
-                    rst.header.set_type(MessageType::Reset);
-                    rst.header.code = MessageClass::Empty;
-                    rst.header.message_id = pkt.header.message_id;
-                    let _ = rx.send_to(&rst.to_bytes().unwrap(), from);
-                }
-            }
-        });
+        let target = common::ping_target::PingTarget::start(&sock);
+        target.set_silent(!answer);
         PingTarget {
-            sock,
-            pings,
-            stop,
-            thread: Some(thread),
+            _sock: sock,
+            target,
         }
     }
 
     fn pings(&self) -> f64 {
-        self.pings.load(Ordering::Relaxed) as f64
-    }
-}
-
-impl Drop for PingTarget {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = &self.sock;
+        self.target.pings() as f64
     }
 }
 

@@ -10,14 +10,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use coap_lite::{MessageClass, MessageType, Packet};
 use common::coap_peer::*;
 use common::{write_config, Gateway, GatewayOptions};
 
@@ -47,73 +43,8 @@ fn start_gateway() -> Gateway {
     })
 }
 
-/// The ping-answering half of a test device.
-struct Responder {
-    silent: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    pings: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Responder {
-    fn start(sock: &UdpSocket) -> Responder {
-        let sock = sock.try_clone().expect("clone socket");
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let silent = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let pings = Arc::new(AtomicUsize::new(0));
-        let (s, st, p) = (silent.clone(), stop.clone(), pings.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !st.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(pkt) = Packet::from_bytes(&buf[..n]) else {
-                    continue;
-                };
-                let is_ping = pkt.header.get_type() == MessageType::Confirmable
-                    && pkt.header.code == MessageClass::Empty;
-                if !is_ping {
-                    continue;
-                }
-                p.fetch_add(1, Ordering::Relaxed);
-                if s.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let mut rst = Packet::new();
-                rst.header.set_type(MessageType::Reset);
-                rst.header.code = MessageClass::Empty;
-                rst.header.message_id = pkt.header.message_id;
-                let _ = sock.send_to(&rst.to_bytes().unwrap(), from);
-            }
-        });
-        Responder {
-            silent,
-            stop,
-            pings,
-            thread: Some(thread),
-        }
-    }
-
-    fn set_silent(&self, silent: bool) {
-        self.silent.store(silent, Ordering::Relaxed);
-    }
-
-    fn pings(&self) -> usize {
-        self.pings.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+/// The ping-answering half of a test device (`common::ping_target`).
+type Responder = common::ping_target::PingTarget;
 
 /// Every lookup goes from a fresh socket: the test `Peer` picks a random Message ID per request,
 /// and a hundred polls from one port would, now and then, reuse one within EXCHANGE_LIFETIME —

@@ -2,6 +2,8 @@
 //! replace), update, set-status, remove, lifetime expiry with grace and revival, and the
 //! events each one publishes (RFC 9176 §5, §5.3).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,26 +16,6 @@ use coap_gateway::registry::{
 };
 use link_format::{Link, Param};
 use tokio::sync::mpsc;
-
-/// Forwards every registry event into a channel the test reads.
-struct Collector(mpsc::UnboundedSender<RegistryEvent>);
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-
-    /// A plain `Subscribe` recipient gets events with `try_send` (issue 11: bounded), so it
-    /// needs room for a whole burst; actix's default is 16.
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(65_536);
-    }
-}
-
-impl Handler<RegistryEvent> for Collector {
-    type Result = ();
-    fn handle(&mut self, event: RegistryEvent, _ctx: &mut Self::Context) {
-        let _ = self.0.send(event);
-    }
-}
 
 struct Harness {
     addr: Addr<registry::Registry>,
@@ -54,7 +36,7 @@ fn harness(grace_s: u32, max: Option<usize>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let (addr, reader) = registry::start(config(dir.path(), grace_s, max)).unwrap();
     let (tx, events) = mpsc::unbounded_channel();
-    addr.do_send(Subscribe(Collector(tx).start().recipient()));
+    addr.do_send(Subscribe(common::events::Collector(tx).start().recipient()));
     Harness {
         addr,
         reader,

@@ -31,22 +31,6 @@ fn cluster() -> Option<EtcdCluster> {
     Some(EtcdCluster::start(3))
 }
 
-struct Collector(mpsc::UnboundedSender<RegistryEvent>);
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(65_536);
-    }
-}
-
-impl Handler<RegistryEvent> for Collector {
-    type Result = ();
-    fn handle(&mut self, event: RegistryEvent, _ctx: &mut Self::Context) {
-        let _ = self.0.send(event);
-    }
-}
-
 struct Replica {
     addr: Addr<registry::Registry>,
     reader: RegistryReader,
@@ -66,7 +50,7 @@ async fn replica(cluster: &EtcdCluster, member: &str, grace_s: u32) -> Replica {
         .await
         .expect("a registry on etcd");
     let (tx, events) = mpsc::unbounded_channel();
-    addr.do_send(Subscribe(Collector(tx).start().recipient()));
+    addr.do_send(Subscribe(common::events::Collector(tx).start().recipient()));
     Replica {
         addr,
         reader,

@@ -2,6 +2,8 @@
 //! brings every registration back (ids, links, status), expiry timers are re-armed from the
 //! stored deadlines, and a registration acknowledged before a SIGKILL survives it.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -142,25 +144,6 @@ fn a_thousand_registrations_come_back_after_a_restart() {
     assert_eq!(after["node-7"].links, three_links(7).into());
 }
 
-struct Collector(mpsc::UnboundedSender<RegistryEvent>);
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-
-    /// A plain `Subscribe` recipient gets events with `try_send` (issue 11: bounded), so it
-    /// needs room for a whole burst; actix's default is 16.
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(65_536);
-    }
-}
-
-impl Handler<RegistryEvent> for Collector {
-    type Result = ();
-    fn handle(&mut self, event: RegistryEvent, _ctx: &mut Self::Context) {
-        let _ = self.0.send(event);
-    }
-}
-
 #[test]
 fn expiry_timers_are_rearmed_from_stored_deadlines_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,7 +161,7 @@ fn expiry_timers_are_rearmed_from_stored_deadlines_after_a_restart() {
         let (addr, reader) = start_retrying(config(dir.path()));
         assert_eq!(reader.len(), 2, "restarted before the short lifetime ended");
         let (tx, mut events) = mpsc::unbounded_channel();
-        addr.do_send(Subscribe(Collector(tx).start().recipient()));
+        addr.do_send(Subscribe(common::events::Collector(tx).start().recipient()));
         let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
             .await
             .expect("the stored deadline fires after the restart")

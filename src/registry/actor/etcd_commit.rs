@@ -430,20 +430,25 @@ impl Registry {
     pub(super) fn release(&mut self, ctx: &mut Context<Self>) {
         let Some(state) = self.etcd() else { return };
         let applied = state.applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.committed)
-            .into_iter()
-            .partition(|(revision, _)| *revision <= applied);
-        state.committed = waiting;
-        let (redo, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.conflicted)
-            .into_iter()
-            .partition(|(revision, _)| *revision <= applied);
-        state.conflicted = waiting;
-        for (_, pending) in ready {
+        self.settle_up_to(applied, ctx);
+    }
+
+    /// Answer what was committed at or before `revision` and decide again what lost a
+    /// compare there.
+    fn settle_up_to(&mut self, revision: i64, ctx: &mut Context<Self>) -> bool {
+        let Some(state) = self.etcd() else {
+            return false;
+        };
+        let ready = take_up_to(&mut state.committed, revision);
+        let redo = take_up_to(&mut state.conflicted, revision);
+        let any = !ready.is_empty() || !redo.is_empty();
+        for pending in ready {
             self.end(pending, Ok(()));
         }
-        for (_, pending) in redo {
+        for pending in redo {
             self.decide_again(pending, ctx);
         }
+        any
     }
 
     fn decide_again(&mut self, pending: Pending, ctx: &mut Context<Self>) {
@@ -467,26 +472,21 @@ impl Registry {
     fn release_overdue(&mut self, revision: i64, ctx: &mut Context<Self>) {
         let Some(state) = self.etcd() else { return };
         let applied = state.applied;
-        let (overdue, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.committed)
-            .into_iter()
-            .partition(|(r, _)| *r <= revision);
-        state.committed = waiting;
-        let (redo, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.conflicted)
-            .into_iter()
-            .partition(|(r, _)| *r <= revision);
-        state.conflicted = waiting;
-        if !overdue.is_empty() || !redo.is_empty() {
+        if self.settle_up_to(revision, ctx) {
             if let Some(n) = LAG_LOG.note() {
                 log::warn!(
                     "registry: the etcd watch is behind (applied {applied}, committed {revision}) ({n} times); answering committed changes before this replica's lookups show them"
                 );
             }
         }
-        for (_, pending) in overdue {
-            self.end(pending, Ok(()));
-        }
-        for (_, pending) in redo {
-            self.decide_again(pending, ctx);
-        }
     }
+}
+
+/// Take out the writes of `waiting` at or before `revision`, in order.
+fn take_up_to(waiting: &mut Vec<(i64, Pending)>, revision: i64) -> Vec<Pending> {
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+        .into_iter()
+        .partition(|(r, _)| *r <= revision);
+    *waiting = later;
+    due.into_iter().map(|(_, pending)| pending).collect()
 }

@@ -1,0 +1,96 @@
+//! The ping-answering half of a test device: a thread on a clone of the device's socket that
+//! answers every CoAP ping (an empty CON, RFC 7252 §4.3) with RST, unless told to be silent,
+//! and records when and from where each ping came (a replica is told apart by its socket).
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use coap_lite::{MessageClass, MessageType, Packet};
+
+pub struct PingTarget {
+    silent: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    pings: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PingTarget {
+    /// Answer the pings `sock` receives (a clone of it is read, so the caller keeps its own).
+    pub fn start(sock: &UdpSocket) -> PingTarget {
+        let sock = sock.try_clone().expect("clone socket");
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        let silent = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pings = Arc::new(Mutex::new(Vec::new()));
+        let (s, st, p) = (silent.clone(), stop.clone(), pings.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !st.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(pkt) = Packet::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                if pkt.header.get_type() != MessageType::Confirmable
+                    || pkt.header.code != MessageClass::Empty
+                {
+                    continue;
+                }
+                p.lock().expect("lock").push((Instant::now(), from));
+                if s.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let mut rst = Packet::new();
+                rst.header.set_type(MessageType::Reset);
+                rst.header.code = MessageClass::Empty;
+                rst.header.message_id = pkt.header.message_id;
+                if let Ok(bytes) = rst.to_bytes() {
+                    let _ = sock.send_to(&bytes, from);
+                }
+            }
+        });
+        PingTarget {
+            silent,
+            stop,
+            pings,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop (or resume) answering; pings are still counted.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::Relaxed);
+    }
+
+    /// Pings received so far.
+    pub fn pings(&self) -> usize {
+        self.pings.lock().expect("lock").len()
+    }
+
+    /// The addresses that pinged since `since`.
+    pub fn pinged_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
+        self.pings
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, from)| *from)
+            .collect()
+    }
+}
+
+impl Drop for PingTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
