@@ -334,18 +334,19 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
     eprintln!("takeover: silent device at 0 {to_zero:?} after the SIGKILL of A");
 
     // A returns (same member name: it waits for its old key to lapse) and takes its devices
-    // back; after the hand-over only A pings them.
+    // back. B lets go as soon as it sees A's member key; A starts pinging a second later
+    // (the hand-over delay), so from A's first ping on only A pings the device.
     let a2 = replica(&cluster, "a", PINGER);
     let a2_addr = a2.addr();
     until("A to ping its device again", || {
         live.target.pinged_by(killed).contains(&a2_addr)
     });
-    let settled = Instant::now() + Duration::from_secs(1);
+    let first = live.target.first_from(a2_addr).expect("A pinged");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        live.target.pinged_by(settled),
+        live.target.pinged_by(first),
         BTreeSet::from([a2_addr]),
-        "after the rebalance only A pings its device"
+        "after the hand-over only A pings its device"
     );
     drop(devices);
 }

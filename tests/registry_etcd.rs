@@ -366,8 +366,8 @@ async fn every_registration_has_exactly_one_owner_among_the_members() {
         a.ownership.members() == ["a", "b"] && b.ownership.members() == ["a", "b"]
     })
     .await;
-    until("both to be members", || {
-        a.ownership.is_member() && b.ownership.is_member()
+    until("both to be on duty", || {
+        a.ownership.on_duty() && b.ownership.on_duty()
     })
     .await;
     let mut owned_by_a = 0;
@@ -394,4 +394,39 @@ async fn every_registration_has_exactly_one_owner_among_the_members() {
         text.contains("\"lease\""),
         "the member key is leased: {text}"
     );
+}
+
+#[actix_rt::test]
+async fn a_burst_beyond_one_transaction_is_split_and_every_change_commits() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", 60).await;
+    // 300 new names and, in the same burst, a second registration of 100 of them: more than
+    // the 100 changes one transaction may hold, and the same keys twice, which etcd refuses
+    // within one transaction (the second waits for the next batch, then is decided again).
+    let mut pending = Vec::new();
+    for i in 0..300 {
+        pending.push(
+            a.addr
+                .send(register(&format!("burst-{i}"), "10.0.0.9:5683", 60)),
+        );
+    }
+    for i in 0..100 {
+        pending.push(
+            a.addr
+                .send(register(&format!("burst-{i}"), "10.0.0.9:5683", 120)),
+        );
+    }
+    let answers = futures::future::join_all(pending).await;
+    let mut ids = std::collections::HashMap::new();
+    for (n, answer) in answers.into_iter().enumerate() {
+        let reg = answer
+            .expect("mailbox")
+            .unwrap_or_else(|e| panic!("change {n} failed: {e}"))
+            .registration;
+        let first = *ids.entry(reg.ep.as_str().to_owned()).or_insert(reg.id);
+        assert_eq!(first, reg.id, "{}: one registration", reg.ep.as_str());
+    }
+    assert_eq!(ids.len(), 300);
+    assert_eq!(cluster.keys("/test/site/reg/").len(), 300);
+    assert_eq!(cluster.keys("/test/site/name/").len(), 300);
 }

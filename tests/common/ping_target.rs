@@ -74,6 +74,16 @@ impl PingTarget {
         self.pings.lock().expect("lock").len()
     }
 
+    /// When `from` first pinged, if it did.
+    pub fn first_from(&self, from: SocketAddr) -> Option<Instant> {
+        self.pings
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(_, f)| *f == from)
+            .map(|(at, _)| *at)
+    }
+
     /// The addresses that pinged since `since`.
     pub fn pinged_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
         self.pings

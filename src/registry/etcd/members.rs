@@ -8,7 +8,8 @@
 //! clocks say. Past it this replica owns nothing (it stops pinging, observing and expiring)
 //! and keeps trying to renew or re-join. A new member key is put only if absent: a key left
 //! by a killed instance of the same name may mean it still runs, so the new one waits for it
-//! to lapse.
+//! to lapse. A replica that (re-)joins takes up its registrations [`HANDOVER_DELAY`] after its
+//! key is in etcd, once their previous owners have let go.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,6 +25,10 @@ use crate::registry::StoreError;
 
 /// Margin under the granted TTL (clock rates and message delays).
 const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
+/// A replica that joins takes up its registrations this long after its member key is in
+/// etcd: the replicas that owned them see the key within milliseconds and stop first, so no
+/// device is pinged by two replicas that both see etcd (`docs/ha-etcd.md` §7, hand-over).
+pub const HANDOVER_DELAY: Duration = Duration::from_secs(1);
 /// Pause before trying again after an etcd error.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -37,6 +42,8 @@ struct View {
     generation: u64,
     /// The lease the member key is on (the leader key goes on it too).
     lease: Option<i64>,
+    /// When this replica takes up its duties after joining ([`HANDOVER_DELAY`]).
+    duties_from: Option<Instant>,
 }
 
 /// Who owns what, as this replica sees the cluster. Cheap to clone.
@@ -84,11 +91,22 @@ impl Ownership {
         self.read(|v| v.deadline.is_some_and(|d| Instant::now() < d))
     }
 
+    /// Whether this replica is a member and has taken up its duties (the hand-over delay
+    /// after joining has passed).
+    pub fn on_duty(&self) -> bool {
+        self.read(|v| {
+            let now = Instant::now();
+            v.deadline.is_some_and(|d| now < d) && v.duties_from.is_some_and(|f| f <= now)
+        })
+    }
+
     /// Whether this replica owns registration `id`: it is a member and has the highest
     /// rendezvous weight among the members it sees (`registry::etcd::ownership`).
     pub fn owns(&self, id: RegistrationId) -> bool {
         self.read(|v| {
-            v.deadline.is_some_and(|d| Instant::now() < d)
+            let now = Instant::now();
+            v.deadline.is_some_and(|d| now < d)
+                && v.duties_from.is_some_and(|from| from <= now)
                 && ownership::owns(&self.me, &v.members, &id.0.to_string())
         })
     }
@@ -143,6 +161,7 @@ async fn keep_membership(store: EtcdStore, ownership: Ownership, ttl_s: u32) {
         ownership.write(|v| {
             v.deadline = None;
             v.lease = None;
+            v.duties_from = None;
             v.generation += 1;
         });
         tokio::time::sleep(RETRY).await;
@@ -203,7 +222,14 @@ async fn hold_membership(
     ownership.write(|v| {
         v.deadline = Some(sent + ttl.saturating_sub(DEADLINE_MARGIN));
         v.lease = Some(lease.id());
+        v.duties_from = Some(Instant::now() + HANDOVER_DELAY);
         v.generation += 1;
+    });
+    // Tell the Pinger when the duties start.
+    let later = ownership.clone();
+    actix_rt::spawn(async move {
+        tokio::time::sleep(HANDOVER_DELAY).await;
+        later.write(|v| v.generation += 1);
     });
     let (mut keeper, mut answers) = client
         .lease_keep_alive(lease.id())
