@@ -121,19 +121,13 @@ pub(crate) fn start_sharing_database(
     let mut purge = Vec::new();
     let mut counts = SourceCounts::new(policy.grouping);
     let mut link_sets = LinkSetPool::new();
-    let skipped = store.load_each(|mut reg| {
+    let skipped = store.load_each(|reg| {
         if reg.expires_at_ms.saturating_add(grace_ms) <= now {
             purge.push(reg.id);
             return;
         }
-        shrink(&mut reg);
-        reg.links = link_sets.share(reg.links);
-        counts.add(reg.source.ip());
-        if reg.is_expired_at(now) {
-            index.insert_in_grace(Arc::new(reg));
-        } else {
-            index.insert(Arc::new(reg));
-        }
+        let in_grace = reg.is_expired_at(now);
+        load_one(&mut index, &mut counts, &mut link_sets, reg, in_grace);
     })?;
     for id in &purge {
         store.remove(*id)?;
@@ -195,17 +189,16 @@ pub(crate) async fn start_on_etcd_with_policy(
     let mut link_sets = LinkSetPool::new();
     let mut revisions = std::collections::HashMap::new();
     for stored in snapshot.records {
-        let mut reg = stored.reg;
-        shrink(&mut reg);
-        reg.links = link_sets.share(reg.links);
-        counts.add(reg.source.ip());
-        revisions.insert(reg.id, stored.mod_revision);
-        // Due expiries and purges are written by the timer, as transactions.
-        if stored.meta.state == super::etcd::record::State::Expired {
-            index.insert_in_grace(Arc::new(reg));
-        } else {
-            index.insert(Arc::new(reg));
-        }
+        revisions.insert(stored.reg.id, stored.mod_revision);
+        // Due expiries and purges are written by the owner's timer, as transactions.
+        let in_grace = stored.meta.state == super::etcd::record::State::Expired;
+        load_one(
+            &mut index,
+            &mut counts,
+            &mut link_sets,
+            stored.reg,
+            in_grace,
+        );
     }
     log::info!(
         "registry on etcd {} (prefix {}, member {}) at revision {}: {} live, {} expired in grace, {} undecodable records skipped",
@@ -239,6 +232,25 @@ pub(crate) async fn start_on_etcd_with_policy(
         registry
     });
     Ok((addr, reader, ownership, store))
+}
+
+/// One stored registration into the index at start (sled or etcd): slack dropped, links
+/// shared, its source counted.
+fn load_one(
+    index: &mut Index,
+    counts: &mut SourceCounts,
+    link_sets: &mut LinkSetPool,
+    mut reg: super::model::Registration,
+    in_grace: bool,
+) {
+    shrink(&mut reg);
+    reg.links = link_sets.share(reg.links);
+    counts.add(reg.source.ip());
+    if in_grace {
+        index.insert_in_grace(Arc::new(reg));
+    } else {
+        index.insert(Arc::new(reg));
+    }
 }
 
 /// Where the Registry keeps its registrations.

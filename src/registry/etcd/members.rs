@@ -183,28 +183,31 @@ async fn hold_membership(
         "started_at_ms": crate::time::now_ms(),
     })
     .to_string();
-    let sent = Instant::now();
-    let lease = client
-        .lease_grant(i64::from(ttl_s), None)
-        .await
-        .map_err(|e| fail("cannot grant a lease", e))?;
-    let ttl = Duration::from_secs(u64::try_from(lease.ttl()).unwrap_or(0));
-    let put = Txn::new()
-        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key.as_str(),
-            value,
-            Some(PutOptions::new().with_lease(lease.id())),
-        )]);
+    // A fresh lease per attempt: one granted before a long wait for an old key would lapse
+    // before it is used.
     let mut waited = false;
-    loop {
+    let (lease, sent) = loop {
+        let sent = Instant::now();
+        let lease = client
+            .lease_grant(i64::from(ttl_s), None)
+            .await
+            .map_err(|e| fail("cannot grant a lease", e))?;
+        let put = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                value.as_str(),
+                Some(PutOptions::new().with_lease(lease.id())),
+            )]);
         let done = client
-            .txn(put.clone())
+            .txn(put)
             .await
             .map_err(|e| fail("cannot put the member key", e))?;
         if done.succeeded() {
-            break;
+            break (lease, sent);
         }
+        // Unused; it would lapse by itself anyway.
+        let _ = client.lease_revoke(lease.id()).await;
         if !waited {
             log::warn!(
                 "cluster: member key {key} exists (an earlier instance of {}?); waiting for it to lapse",
@@ -213,7 +216,8 @@ async fn hold_membership(
             waited = true;
         }
         tokio::time::sleep(RETRY).await;
-    }
+    };
+    let ttl = Duration::from_secs(u64::try_from(lease.ttl()).unwrap_or(0));
     log::info!(
         "cluster: joined as {} (lease ttl {} s)",
         ownership.me,
