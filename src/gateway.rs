@@ -24,7 +24,9 @@ use crate::dnssd::{self, Mdns, RdAdvertisement};
 use crate::executer::{self};
 use crate::observer::{self, StopObserver};
 use crate::pinger::{self, StopPinger};
-use crate::platform::{OutboxStore, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink};
+use crate::platform::{
+    Numbering, OutboxStore, PlatformLink, SetCommandRecipient, SnapshotSource, StopLink,
+};
 use crate::rd::server as rd_server;
 /// The RD's running handle (`Running::rd`) and the error of joining its multicast groups.
 pub use crate::rd::server::{MulticastError, RunningRd};
@@ -149,6 +151,12 @@ impl SnapshotSource for RegistryReader {
     fn snapshot(&self) -> Vec<Arc<Registration>> {
         self.with_index(|idx| idx.live(now_ms()).cloned().collect())
     }
+
+    fn snapshot_at(&self, revision: i64) -> Option<Vec<Arc<Registration>>> {
+        self.with_index(|idx| {
+            (idx.revision() >= revision).then(|| idx.live(now_ms()).cloned().collect())
+        })
+    }
 }
 
 /// Start every component on the current actix system.
@@ -216,16 +224,23 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             let leading = registry::etcd::leader::campaign(store.clone(), ownership.clone());
             let link_settings = config.platform.link_settings(config.gateway.id.clone());
             let executer_settings = config.executer.settings();
-            let (registry, reader, client) = (registry.clone(), reader.clone(), rd.client());
-            let start_link: cluster::leader_link::StartLink = Box::new(move || {
+            let (store, reader, client) = (store.clone(), reader.clone(), rd.client());
+            let replica = ownership.me().to_owned();
+            let start_link: cluster::leader_link::StartLink = Box::new(move |term| {
                 let arbiter = Arbiter::new();
+                let mut settings = link_settings.clone();
+                settings.numbering = Numbering::Revision {
+                    replica: replica.clone(),
+                };
                 let link = PlatformLink::start_on(
                     &arbiter.handle(),
-                    link_settings.clone(),
+                    settings,
                     Arc::new(reader.clone()),
                     None,
                 );
-                registry.do_send(SubscribeFeed(link.clone().recipient()));
+                // Events come from etcd's history, numbered by revision, not from this
+                // replica's registry feed: a leader change neither loses nor renumbers one.
+                arbiter.spawn(cluster::feed::run(store.clone(), term, link.clone()));
                 let executer = executer::start(
                     executer_settings.clone(),
                     reader.clone(),

@@ -14,6 +14,9 @@
 //! - The platform sees one gateway: only the elected replica holds the link, every event
 //!   arrives once whichever replica took the request, and when the leader is killed the other
 //!   connects (hello, a snapshot holding every device) and carries on.
+//! - A leader change loses no event: what the follower acknowledged while no replica held the
+//!   link arrives as events, every event under one seq, and each seq is the etcd revision that
+//!   wrote the event's record (read with `etcdctl`).
 
 mod common;
 
@@ -405,6 +408,137 @@ fn only_the_leader_holds_the_platform_link_and_the_other_takes_it_over() {
     register(&Peer::new(follower.addr()), "ep=after-failover", "</t>");
     sim.wait_type("device_registered", Some("after-failover"), WAIT)
         .expect("events flow through the new leader");
+}
+
+/// Every registration on etcd by `ep`: (create revision, mod revision), read with `etcdctl`.
+fn revisions_by_ep(cluster: &EtcdCluster) -> HashMap<String, (u64, u64)> {
+    use base64::Engine;
+    let out = cluster.etcdctl(&["get", "--prefix", "/ha/reg/", "-w", "json"]);
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl -w json");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    listing["kvs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|kv| {
+            let value = b64
+                .decode(kv["value"].as_str().expect("value"))
+                .expect("base64");
+            let record: serde_json::Value = serde_json::from_slice(&value).expect("record");
+            let ep = record["reg"]["ep"].as_str().expect("ep").to_owned();
+            let rev = |k: &str| kv[k].as_u64().expect("revision");
+            (ep, (rev("create_revision"), rev("mod_revision")))
+        })
+        .collect()
+}
+
+#[test]
+fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
+    let Some(cluster) = cluster() else { return };
+    let sim = PlatformSim::start("127.0.0.1:0", None);
+    let platform = format!("platform:\n  url: {:?}\n  reconnect_max_s: 1\n", sim.url());
+    let a = replica(&cluster, "a", &platform);
+    let b = replica(&cluster, "b", &platform);
+    let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
+    assert_eq!(hello["seq_scheme"], "etcd-revision");
+    let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
+    let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
+    let device = Peer::new(follower.addr());
+    let mut locations = HashMap::new();
+    for i in 0..10 {
+        let ep = format!("before-{i}");
+        locations.insert(ep.clone(), register(&device, &format!("ep={ep}"), "</t>"));
+        sim.wait_type("device_registered", Some(&ep), WAIT)
+            .unwrap_or_else(|| panic!("device_registered {ep}"));
+    }
+    // The leader stores the platform's acknowledgement on etcd: the next leader resumes there.
+    until("the platform's acknowledgement on etcd", || {
+        let out = cluster.etcdctl(&["get", "/ha/platform/acked", "--print-value-only"]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0
+    });
+
+    // The leader dies. While no replica holds the link, the follower acknowledges
+    // registrations, an update and a removal: their events must reach the platform as events.
+    leader.kill9();
+    let mut gap = Vec::new();
+    for i in 0..10 {
+        let ep = format!("gap-{i}");
+        register(&device, &format!("ep={ep}"), "</t>");
+        gap.push(ep);
+    }
+    let updated = device.request(&Req::post(&format!("{}?lt=600", locations["before-0"])));
+    assert_eq!(updated.code, "2.04", "{}", updated.text());
+    let removed = device.request(&Req::delete(&locations["before-1"]));
+    assert_eq!(removed.code, "2.02", "{}", removed.text());
+    let second = sim
+        .wait_for(WAIT, |f| {
+            f["type"] == "hello" && f["replica"] != leader_name.as_str()
+        })
+        .expect("the other replica's hello");
+    assert_eq!(second["gateway"], "test-gw", "the same cluster id");
+    register(&device, "ep=after", "</t>");
+    for ep in gap.iter().map(String::as_str).chain(["after"]) {
+        sim.wait_type("device_registered", Some(ep), WAIT)
+            .unwrap_or_else(|| panic!("device_registered {ep} as an event"));
+    }
+    sim.wait_type("device_updated", Some("before-0"), WAIT)
+        .expect("device_updated");
+    sim.wait_type("device_removed", Some("before-1"), WAIT)
+        .expect("device_removed");
+
+    // One seq, one event: a frame sent again carries the seq it had, with the same content.
+    let mut by_seq: HashMap<u64, (String, String)> = HashMap::new();
+    let mut seqs_of: HashMap<(String, String), BTreeSet<u64>> = HashMap::new();
+    for f in sim.frames() {
+        let kind = f["type"].as_str().unwrap_or_default().to_owned();
+        if !kind.starts_with("device_") {
+            continue;
+        }
+        let seq = f["seq"].as_u64().expect("a numbered event");
+        // `device_removed` names the device at the top level.
+        let ep = f["device"]["ep"]
+            .as_str()
+            .or(f["ep"].as_str())
+            .expect("an ep")
+            .to_owned();
+        let seen = by_seq
+            .entry(seq)
+            .or_insert_with(|| (kind.clone(), ep.clone()));
+        assert_eq!(
+            seen,
+            &(kind.clone(), ep.clone()),
+            "seq {seq} names two events"
+        );
+        seqs_of.entry((kind, ep)).or_default().insert(seq);
+    }
+    for (event, seqs) in &seqs_of {
+        assert_eq!(seqs.len(), 1, "{event:?} under seqs {seqs:?}");
+    }
+    // The seqs are etcd's history: a registration's event is numbered by the revision that
+    // created its record, the update's by the one that wrote it last.
+    let revisions = revisions_by_ep(&cluster);
+    for ep in gap.iter().map(String::as_str).chain(["after", "before-2"]) {
+        let seq = *seqs_of[&("device_registered".to_owned(), ep.to_owned())]
+            .first()
+            .expect("seq");
+        assert_eq!(seq >> 20, revisions[ep].0, "{ep}: seq {seq}");
+    }
+    let seq = *seqs_of[&("device_updated".to_owned(), "before-0".to_owned())]
+        .first()
+        .expect("seq");
+    assert_eq!(seq >> 20, revisions["before-0"].1, "before-0's update");
+    assert!(!revisions.contains_key("before-1"), "removed from etcd");
+    let gaps: Vec<String> = sim
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("gap:"))
+        .collect();
+    assert!(gaps.is_empty(), "the platform saw gaps: {gaps:?}");
 }
 
 #[test]

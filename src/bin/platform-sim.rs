@@ -52,6 +52,8 @@ session; absent before the first), and received frames are acknowledged with cum
                                              (a gap up to a multiple of 65,536: the gateway
                                              continues at the next block after a restart)
   platform-sim: session S summary: frames F, numbered N, duplicates D, gaps G, highest H, acked A, jumps J
+A gateway whose `hello` says \"seq_scheme\":\"etcd-revision\" (replicas on etcd) numbers frames by
+etcd revision, with holes: they are not reported as gaps.
 With --drop-after N, the first session is dropped (closed, nothing acknowledged) once N
 numbered frames arrived: a platform that lost the connection before it processed them.";
 
@@ -109,6 +111,9 @@ struct SeqBook {
     jumps: u64,
     /// Sessions that dropped on purpose (`--drop-after`).
     dropped_sessions: u64,
+    /// The gateway's `hello` said `"seq_scheme":"etcd-revision"` (replicas on etcd): its seqs
+    /// are derived from revisions and have holes, which are not frames given up.
+    holes_expected: bool,
 }
 
 /// What one numbered frame was, by its seq.
@@ -134,7 +139,7 @@ impl SeqBook {
             self.duplicates += 1;
             return SeqVerdict::Duplicate;
         }
-        let verdict = if self.highest > 0 && seq > self.highest + 1 {
+        let verdict = if self.highest > 0 && seq > self.highest + 1 && !self.holes_expected {
             if seq % SEQ_BLOCK == 0 {
                 self.jumps += 1;
                 SeqVerdict::RestartJump(self.highest + 1, seq - 1)
@@ -367,6 +372,12 @@ async fn gateway_socket(
                     }
                     let head = FrameHead::read(&text);
                     if head.is_hello {
+                        let scheme = serde_json::from_str::<serde_json::Value>(&text)
+                            .ok()
+                            .and_then(|v| v["seq_scheme"].as_str().map(str::to_owned));
+                        if let Ok(mut book) = shared.book.lock() {
+                            book.holes_expected = scheme.as_deref() == Some("etcd-revision");
+                        }
                         let last = shared.book.lock().map(|b| b.acked).unwrap_or(0);
                         let mut welcome =
                             serde_json::json!({"type": "welcome", "features": ["ack"]});
@@ -651,6 +662,14 @@ mod tests {
             SeqVerdict::New,
             "the first seq seen is no gap"
         );
+        let mut cluster = SeqBook {
+            holes_expected: true,
+            ..SeqBook::default()
+        };
+        assert_eq!(cluster.note(7 << 20), SeqVerdict::New);
+        assert_eq!(cluster.note((9 << 20) + 2), SeqVerdict::New, "a hole");
+        assert_eq!(cluster.note(9 << 20), SeqVerdict::Duplicate);
+        assert_eq!((cluster.gaps, cluster.duplicates), (0, 1));
     }
 
     #[test]

@@ -25,8 +25,9 @@ pub struct RunningLink {
     pub executer: Addr<Executer>,
 }
 
-/// Starts a link (and its Executer) when this replica becomes the leader.
-pub type StartLink = Box<dyn Fn() -> RunningLink>;
+/// Starts a link (and its Executer) when this replica becomes the leader, with the term
+/// (the create revision of its `P/leader` key).
+pub type StartLink = Box<dyn Fn(i64) -> RunningLink>;
 
 /// Close the link at shutdown; resolves once it is closed (bounded).
 #[derive(Message)]
@@ -35,37 +36,39 @@ pub struct StopLeaderLink;
 
 /// Follows the election and holds the link while this replica leads.
 pub struct LeaderLink {
-    leading: watch::Receiver<bool>,
+    leading: watch::Receiver<Option<i64>>,
     start: StartLink,
     running: Option<RunningLink>,
+    /// The term the running link was opened in.
+    term: i64,
     /// Set at shutdown: no link is opened any more.
     stopped: bool,
 }
 
 impl LeaderLink {
-    pub fn new(leading: watch::Receiver<bool>, start: StartLink) -> LeaderLink {
+    pub fn new(leading: watch::Receiver<Option<i64>>, start: StartLink) -> LeaderLink {
         LeaderLink {
             leading,
             start,
             running: None,
+            term: 0,
             stopped: false,
         }
     }
 
     fn follow(&mut self, ctx: &mut Context<Self>) {
-        let leading = *self.leading.borrow() && !self.stopped;
-        match (leading, self.running.is_some()) {
-            (true, false) => {
-                log::info!("cluster: elected; opening the platform link");
-                self.running = Some((self.start)());
+        let term = (*self.leading.borrow()).filter(|_| !self.stopped);
+        if self.running.is_some() && term != Some(self.term) {
+            // Not the leader any more, or a new term (its writes are fenced on the new key).
+            log::info!("cluster: not the leader any more; closing the platform link");
+            if let Some(running) = self.running.take() {
+                ctx.spawn(close(running).into_actor(self));
             }
-            (false, true) => {
-                log::info!("cluster: not the leader any more; closing the platform link");
-                if let Some(running) = self.running.take() {
-                    ctx.spawn(close(running).into_actor(self));
-                }
-            }
-            _ => {}
+        }
+        if let (Some(term), None) = (term, &self.running) {
+            log::info!("cluster: elected (term {term}); opening the platform link");
+            self.term = term;
+            self.running = Some((self.start)(term));
         }
     }
 }

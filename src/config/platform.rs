@@ -144,6 +144,7 @@ impl PlatformConfig {
             outbox_max_bytes: self.outbox_max_bytes,
             durable_data: self.durable_data,
             outbox: None,
+            numbering: Default::default(),
         }
     }
 }

@@ -110,3 +110,35 @@ pub struct LinkStats {
     /// Times events were replaced by a snapshot-forcing marker (the outbox was full of them).
     pub overflows: u64,
 }
+
+/// The cluster feed of a replica on etcd has opened (`docs/ha-etcd.md` §8): the platform has
+/// every frame up to `resume_seq` (the acknowledgement a leader stored); the link keeps the
+/// platform's later acknowledgements in `acked` for the feed to store.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FeedStarted {
+    pub resume_seq: u64,
+    pub acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Registry events from the cluster feed, each with its revision-derived seq, in seq order.
+/// `position`: the last revision the feed has applied (any key of the cluster);
+/// `registrations_at`: the last revision that changed a registration (a snapshot must reflect
+/// it); `caught_up`: the feed has applied the leader's own election, so the link may dial.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct NumberedEvents {
+    pub events: Vec<(u64, crate::registry::RegistryEvent)>,
+    pub position: i64,
+    pub registrations_at: i64,
+    pub caught_up: bool,
+}
+
+/// The cluster feed could not deliver the history from `from` (etcd compacted it): those
+/// events are given up and a fresh snapshot restates the registry.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FeedLost {
+    pub from: i64,
+    pub compacted_at: i64,
+}

@@ -26,8 +26,11 @@ mod metric_labels;
 pub(crate) mod outbox;
 pub mod protocol;
 
-pub use link::{LinkSettings, PlatformLink, SnapshotSource};
+pub use link::{LinkSettings, Numbering, PlatformLink, SnapshotSource};
 pub(crate) use messages::{DataFrames, SetCommandRecipient};
-pub use messages::{GetLinkStats, LinkStats, PlatformCommand, SendFrame, StopLink};
+pub use messages::{
+    FeedLost, FeedStarted, GetLinkStats, LinkStats, NumberedEvents, PlatformCommand, SendFrame,
+    StopLink,
+};
 pub use outbox::OutboxStore;
 pub use protocol::{Command, CommandResult, OutboundFrame};

@@ -47,6 +47,14 @@ pub(super) enum Phase {
     /// `hello` and the Ping behind it are written: a `welcome` (1.1) or the Pong (a v1
     /// platform, which never sends `welcome`) decides the mode. Nothing else is written yet.
     Negotiating,
+    /// The platform answered (`acked`, `last_seq` as in `on_ready`), and the leader of
+    /// replicas waits (since `since`) for the registry index to reach the cluster feed's
+    /// position before it reads the snapshot. Nothing else is written yet.
+    Answered {
+        acked: bool,
+        last_seq: Option<u64>,
+        since: Instant,
+    },
     /// Frames flow; `acked`: the platform took up `ack` (seq on every frame, kept until
     /// acknowledged).
     Ready { acked: bool },
@@ -176,7 +184,7 @@ impl PlatformLink {
                 });
             }
             Phase::Ready { acked: false } => self.accept_snapshot(),
-            Phase::Negotiating | Phase::Ready { acked: true } => {}
+            Phase::Negotiating | Phase::Answered { .. } | Phase::Ready { acked: true } => {}
         }
     }
 

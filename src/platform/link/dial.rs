@@ -233,7 +233,11 @@ impl PlatformLink {
         let devices = self.snapshot.snapshot();
         let parts = snapshot_parts(&devices, self.frame_bound);
         drop(devices);
-        let hello = hello(&self.settings.gateway_id, parts.devices);
+        let replica = match &self.settings.numbering {
+            super::Numbering::Revision { replica } => Some(replica.as_str()),
+            super::Numbering::Local => None,
+        };
+        let hello = hello(&self.settings.gateway_id, parts.devices, replica);
         self.pending_snapshot = Some(parts);
         if !self.write(&hello) {
             return;
@@ -249,18 +253,49 @@ impl PlatformLink {
     /// acknowledgement are re-sent first and the snapshot parts follow them as numbered
     /// frames; with a v1 platform the snapshot goes first, as protocol v1 has it.
     pub(super) fn on_ready(&mut self, acked: bool, last_seq: Option<u64>, ctx: &mut Context<Self>) {
+        let since = match &self.state {
+            LinkState::Up(conn) => match conn.phase {
+                Phase::Negotiating => Instant::now(),
+                Phase::Answered { since, .. } => since,
+                Phase::Ready { .. } => return,
+            },
+            _ => return,
+        };
+        // The leader of replicas: the snapshot follows the events already numbered, so it is
+        // read once the index has applied the feed's position (`numbered`).
+        let fresh = self.cluster_snapshot(since);
         let LinkState::Up(conn) = &mut self.state else {
             return;
         };
-        if conn.phase != Phase::Negotiating {
-            return;
-        }
+        let fresh = match fresh {
+            Ok(fresh) => fresh,
+            Err(()) => {
+                conn.phase = Phase::Answered {
+                    acked,
+                    last_seq,
+                    since,
+                };
+                let generation = conn.generation;
+                ctx.run_later(super::numbered::SNAPSHOT_RETRY, move |link, ctx| {
+                    if matches!(&link.state, LinkState::Up(c) if c.generation == generation) {
+                        link.on_ready(acked, last_seq, ctx);
+                    }
+                });
+                return;
+            }
+        };
         conn.phase = Phase::Ready { acked };
+        if let (true, Some(n), Some(_)) = (acked, last_seq, &self.feed) {
+            // Seqs of a cluster have holes: the platform may have one above ours (sent by the
+            // previous leader), and everything up to it is acknowledged.
+            self.outbox.skip_to(n.saturating_add(1));
+        }
         let done = self.outbox.connected(acked, last_seq);
         self.forget_stored(&done);
-        let mut parts = match self.pending_snapshot.take() {
-            Some(parts) => parts,
-            None => snapshot_parts(&self.snapshot.snapshot(), self.frame_bound),
+        let mut parts = match (fresh, self.pending_snapshot.take()) {
+            (Some(devices), _) => snapshot_parts(&devices, self.frame_bound),
+            (None, Some(parts)) => parts,
+            (None, None) => snapshot_parts(&self.snapshot.snapshot(), self.frame_bound),
         };
         if acked && parts.largest_part + SEQ_ROOM > self.frame_bound {
             // A part at the bound has no room for its seq: cut the snapshot again, finer.
@@ -300,6 +335,9 @@ impl PlatformLink {
                 match frame.to_json() {
                     Ok(text) => {
                         self.reserve_seq();
+                        if !self.number_non_event() {
+                            break;
+                        }
                         last = Some(self.outbox.push(Class::Snapshot, text, false, now).seq);
                     }
                     Err(e) => log::error!("platform link: a snapshot part did not serialize: {e}"),

@@ -169,6 +169,9 @@ impl PlatformLink {
                 Class::Reply | Class::Marker | Class::Snapshot => false,
             };
         self.reserve_seq();
+        if class != Class::Event && !self.number_non_event() {
+            return;
+        }
         let overflows_before = self.outbox.counters().overflows;
         let pushed = self.outbox.push(class, text, durable, now_ms());
         if let Some(store) = &self.settings.outbox {

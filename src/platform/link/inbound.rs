@@ -77,6 +77,7 @@ impl PlatformLink {
         let done = self.outbox.ack(seq);
         self.forget_stored(&done);
         self.stats.last_ack = self.outbox.acked();
+        self.publish_acked();
         if snapshot_done {
             self.accept_snapshot();
         }

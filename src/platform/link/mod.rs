@@ -49,13 +49,16 @@
 //! The actor is split by concept: `dial` (connecting, TLS, the hello and snapshot after a
 //! connect), `handoff` (frames to the socket writer or the owed queue), `connection` (one
 //! connection's life: liveness, the snapshot's acceptance, loss and resync), `inbound` (frames
-//! from the platform, commands) and `handlers` (the actor's messages and its stats).
+//! from the platform, commands), `numbered` (the leader of replicas on etcd: events from the
+//! cluster feed, seqs derived from revisions) and `handlers` (the actor's messages and its
+//! stats).
 
 mod connection;
 mod dial;
 mod handlers;
 mod handoff;
 mod inbound;
+mod numbered;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +97,27 @@ static OVERSIZE_LOG: LogThrottle = LogThrottle::new();
 /// `RegistryReader` (live registrations in id order).
 pub trait SnapshotSource: Send + Sync + 'static {
     fn snapshot(&self) -> Vec<Arc<Registration>>;
+
+    /// The snapshot, if it reflects at least etcd revision `revision` (replicas: the snapshot
+    /// follows the events the cluster feed sent before it, so it must not be older than they
+    /// are). A source without revisions always has it.
+    fn snapshot_at(&self, revision: i64) -> Option<Vec<Arc<Registration>>> {
+        let _ = revision;
+        Some(self.snapshot())
+    }
+}
+
+/// How the link numbers its frames.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Numbering {
+    /// One gateway: seqs count up, continuing after a restart from the outbox store's mark.
+    #[default]
+    Local,
+    /// The leader of replicas on etcd (`docs/ha-etcd.md` §8): events come from the cluster
+    /// feed with seqs derived from etcd revisions ([`NumberedEvents`](super::NumberedEvents)),
+    /// other frames are numbered after the feed's position, and the link dials only once the
+    /// feed has caught up. `hello` names `replica`.
+    Revision { replica: String },
 }
 
 /// Everything the link needs to run. `new` fills the tunables that `config.yaml` does not
@@ -122,6 +146,7 @@ pub struct LinkSettings {
     /// Where events and results are stored before they count as sent (the registry's
     /// database); `None` keeps the outbox in memory only.
     pub outbox: Option<OutboxStore>,
+    pub numbering: Numbering,
 }
 
 pub struct PlatformLink {
@@ -149,6 +174,8 @@ pub struct PlatformLink {
     /// A `StopLink` sent our Close frame: nothing more is written, no re-dial, stop when the
     /// platform answers (or after `CLOSE_GRACE`).
     closing: bool,
+    /// With [`Numbering::Revision`]: where the cluster feed is.
+    feed: Option<numbered::FeedState>,
 }
 
 impl PlatformLink {
@@ -188,6 +215,7 @@ impl PlatformLink {
         let (outbox, seq_reserved) = open_outbox(bound, settings.outbox.as_ref());
         let backoff = ReconnectBackoff::new(settings.reconnect_initial, settings.reconnect_max);
         let frame_bound = settings.max_frame_bytes.max(MIN_FRAME_BYTES);
+        let settings_numbering = settings.numbering.clone();
         let stats = LinkStats {
             frame_bound,
             ..LinkStats::default()
@@ -209,6 +237,10 @@ impl PlatformLink {
             stats,
             frame_bound,
             closing: false,
+            feed: match settings_numbering {
+                Numbering::Local => None,
+                Numbering::Revision { .. } => Some(numbered::FeedState::default()),
+            },
         }
     }
 }
@@ -226,7 +258,10 @@ impl Actor for PlatformLink {
                 link.pump(ctx);
             }
         });
-        self.dial(ctx);
+        // A cluster's leader dials once its feed has caught up (`numbered`).
+        if self.feed.is_none() {
+            self.dial(ctx);
+        }
     }
 }
 

@@ -226,6 +226,13 @@ impl Ledger {
         pushed
     }
 
+    /// Number the next frame `seq` or later: seqs numbered elsewhere (a cluster's, derived
+    /// from etcd revisions) leave holes, which the ledger keeps like any other. A `seq` at or
+    /// below one already handed out changes nothing.
+    pub(crate) fn skip_to(&mut self, seq: u64) {
+        self.next_seq = self.next_seq.max(seq);
+    }
+
     /// A connection is ready: `acked` when the platform answered `welcome` with `ack`, with
     /// the `last_seq` it already has. Everything above the acknowledgement is owed again.
     /// Returns the durable seqs the welcome acknowledged.
@@ -543,6 +550,35 @@ mod tests {
         l.ack(2);
         assert_eq!(l.owed_result("a"), None);
         assert!(l.owed_result("b\"q").is_some());
+    }
+
+    #[test]
+    fn seqs_numbered_elsewhere_leave_holes_that_acks_and_resends_cross() {
+        let mut l = Ledger::new(big(), 1);
+        l.connected(true, None);
+        l.skip_to(100);
+        assert_eq!(l.push(Class::Event, text(0), false, 0).seq, 100);
+        l.skip_to(50);
+        assert_eq!(
+            l.push(Class::Event, text(1), false, 0).seq,
+            101,
+            "never back"
+        );
+        l.skip_to(200);
+        assert_eq!(l.push(Class::Reply, text(2), false, 0).seq, 200);
+        assert_eq!(drain(&mut l), vec![100, 101, 200]);
+        // The connection dies: everything above the acknowledgement is written again.
+        l.ack(101);
+        l.disconnected();
+        l.connected(true, None);
+        assert_eq!(drain(&mut l), vec![200]);
+        // A welcome naming a seq in a hole acknowledges everything up to it.
+        l.skip_to(300);
+        l.push(Class::Event, text(3), false, 0);
+        l.disconnected();
+        l.connected(true, Some(250));
+        assert_eq!(l.acked(), 250);
+        assert_eq!(drain(&mut l), vec![300]);
     }
 
     #[test]

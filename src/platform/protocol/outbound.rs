@@ -112,6 +112,12 @@ pub enum OutboundFrame {
         devices: usize,
         /// Protocol 1.1 features the gateway offers (`["ack"]`); a v1 platform ignores it.
         features: Vec<String>,
+        /// Replicas on etcd: the member holding the link (additive; older platforms ignore it).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        replica: Option<String>,
+        /// Replicas on etcd: `"etcd-revision"`, seqs derived from revisions, with holes.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq_scheme: Option<&'static str>,
     },
     /// Built by `fit::snapshot_parts`, which renders each device once to measure it.
     Snapshot {
@@ -205,14 +211,20 @@ impl OutboundFrame {
     }
 }
 
-/// The `hello` frame for this gateway.
-pub(crate) fn hello(gateway: &str, devices: usize) -> OutboundFrame {
+/// The seq scheme of replicas on etcd (`hello.seq_scheme`).
+pub(crate) const SEQ_SCHEME_REVISION: &str = "etcd-revision";
+
+/// The `hello` frame for this gateway; `replica` names the member of a cluster on etcd that
+/// holds the link, whose seqs follow [`SEQ_SCHEME_REVISION`].
+pub(crate) fn hello(gateway: &str, devices: usize, replica: Option<&str>) -> OutboundFrame {
     OutboundFrame::Hello {
         gateway: gateway.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol: PROTOCOL_VERSION,
         devices,
         features: vec![super::FEATURE_ACK.to_owned()],
+        replica: replica.map(str::to_owned),
+        seq_scheme: replica.map(|_| SEQ_SCHEME_REVISION),
     }
 }
 
@@ -225,9 +237,15 @@ mod tests {
     #[test]
     fn hello_carries_the_contract_fields() {
         assert_eq!(
-            to_value(&hello("gw-1", 3)),
+            to_value(&hello("gw-1", 3, None)),
             json!({"type": "hello", "gateway": "gw-1", "version": env!("CARGO_PKG_VERSION"),
                    "protocol": 1, "devices": 3, "features": ["ack"]})
+        );
+        assert_eq!(
+            to_value(&hello("site", 0, Some("gw-b"))),
+            json!({"type": "hello", "gateway": "site", "version": env!("CARGO_PKG_VERSION"),
+                   "protocol": 1, "devices": 0, "features": ["ack"],
+                   "replica": "gw-b", "seq_scheme": "etcd-revision"})
         );
     }
 

@@ -137,6 +137,7 @@ impl Registry {
                     }
                 }
             }
+            index.set_revision(revision);
         }
         if revision > state.applied {
             state.applied = revision;

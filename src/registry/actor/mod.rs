@@ -217,6 +217,7 @@ pub(crate) async fn start_on_etcd_with_policy(
         ids,
         ownership.clone(),
     );
+    index.set_revision(snapshot.revision);
     let reader = RegistryReader::new(Arc::new(RwLock::new(index)));
     let registry = Registry::new(
         Backend::Etcd(Box::new(state)),

@@ -112,6 +112,11 @@ impl Keys {
         format!("{}/cluster", self.prefix)
     }
 
+    /// `P/`: everything of this cluster (the leader's cluster feed watches it).
+    pub fn all(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
     /// `P/platform/acked`: the platform's last cumulative acknowledgement.
     pub fn platform_acked(&self) -> String {
         format!("{}/platform/acked", self.prefix)

@@ -19,15 +19,17 @@ use crate::registry::StoreError;
 const CHECK: Duration = Duration::from_millis(250);
 
 /// Campaign for leadership in the background for as long as the process runs. The receiver
-/// says whether this replica is the leader now.
-pub fn campaign(store: EtcdStore, ownership: Ownership) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
+/// says whether this replica is the leader now: `Some(L)` with `L` the create revision of its
+/// `P/leader` key, the term's fencing token (every leader-only write compares on it) and the
+/// revision from which the cluster feed numbers frames that are not events (§8).
+pub fn campaign(store: EtcdStore, ownership: Ownership) -> watch::Receiver<Option<i64>> {
+    let (tx, rx) = watch::channel(None);
     actix_rt::spawn(async move {
         loop {
             if let Err(e) = one_term(&store, &ownership, &tx).await {
                 log::warn!("cluster: leader election: {e}; trying again");
             }
-            tx.send_replace(false);
+            tx.send_replace(None);
             tokio::time::sleep(CHECK).await;
         }
     });
@@ -38,7 +40,7 @@ pub fn campaign(store: EtcdStore, ownership: Ownership) -> watch::Receiver<bool>
 async fn one_term(
     store: &EtcdStore,
     ownership: &Ownership,
-    leading: &watch::Sender<bool>,
+    leading: &watch::Sender<Option<i64>>,
 ) -> Result<(), StoreError> {
     let fail = |what: &str, e: etcd_client::Error| {
         StoreError::Etcd(format!("{what} at {}: {e}", store.endpoints()))
@@ -65,14 +67,22 @@ async fn one_term(
         .await
         .map_err(|e| fail("cannot campaign", e))?;
     let revision = answer.header().map_or(0, |h| h.revision());
-    let held_by_us = answer.succeeded()
-        || answer.op_responses().into_iter().any(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().is_some_and(|kv| kv.lease() == lease),
-            _ => false,
-        });
-    if held_by_us {
-        log::info!("cluster: {} is the leader", ownership.me());
-        leading.send_replace(true);
+    let term = if answer.succeeded() {
+        Some(revision)
+    } else {
+        answer.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get
+                .kvs()
+                .first()
+                .filter(|kv| kv.lease() == lease)
+                .map(|kv| kv.create_revision()),
+            _ => None,
+        })
+    };
+    let held_by_us = term.is_some();
+    if let Some(term) = term {
+        log::info!("cluster: {} is the leader (term {term})", ownership.me());
+        leading.send_replace(Some(term));
     }
     let mut watch = client
         .watch(

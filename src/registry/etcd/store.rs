@@ -358,6 +358,60 @@ impl EtcdStore {
             .map_err(|e| self.fail("cannot watch the registrations", e))
     }
 
+    /// Watch everything under the prefix with what each change replaced, from `from`: the
+    /// cluster feed of the leader's platform link (`docs/ha-etcd.md` §8). Everything, not only
+    /// the registrations: the leader key's own creation tells the feed it has caught up.
+    pub async fn watch_cluster(&self, from: i64) -> Result<WatchStream, StoreError> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_prev_key();
+        self.client
+            .watch_client()
+            .watch(self.keys.all(), Some(options))
+            .await
+            .map_err(|e| self.fail("cannot watch the cluster feed", e))
+    }
+
+    /// The platform's last cumulative acknowledgement as a leader stored it (0: none yet).
+    pub async fn platform_acked(&self) -> Result<u64, StoreError> {
+        let key = self.keys.platform_acked();
+        let response = self
+            .client
+            .kv_client()
+            .get(key.as_str(), None)
+            .await
+            .map_err(|e| self.fail("cannot read the platform's acknowledgement", e))?;
+        let Some(kv) = response.kvs().first() else {
+            return Ok(0);
+        };
+        std::str::from_utf8(kv.value())
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| StoreError::Etcd(format!("{key:?} does not hold a sequence number")))
+    }
+
+    /// Store the platform's acknowledgement, fenced on the leader's term: a leader that was
+    /// replaced writes nothing. False when the fence failed.
+    pub async fn put_platform_acked(&self, seq: u64, term: i64) -> Result<bool, StoreError> {
+        let key = self.keys.platform_acked();
+        let leader = self.keys.leader();
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                leader.as_str(),
+                CompareOp::Equal,
+                term,
+            )])
+            .and_then([TxnOp::put(key.as_str(), seq.to_string(), None)]);
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(|e| self.fail("cannot store the platform's acknowledgement", e))?;
+        Ok(response.succeeded())
+    }
+
     /// The current revision (a cheap read of the cluster record).
     pub async fn current_revision(&self) -> Result<i64, StoreError> {
         let response = self

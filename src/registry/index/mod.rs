@@ -57,11 +57,22 @@ pub struct Index {
     /// (expires_at_ms, id) of expired registrations still in grace.
     graves: BTreeSet<(u64, RegistrationId)>,
     version: u64,
+    /// On etcd: the revision the index reflects (0 on sled).
+    revision: i64,
 }
 
 impl Index {
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// On etcd: the revision every change up to which the index has applied.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub(crate) fn set_revision(&mut self, revision: i64) {
+        self.revision = self.revision.max(revision);
     }
 
     /// A live registration by id.

@@ -1,0 +1,413 @@
+//! The cluster feed of the leader's platform link (`docs/ha-etcd.md` §8): registry events read
+//! from etcd's history, each numbered by the revision that wrote it, so that any leader gives
+//! one event the same seq.
+//!
+//! A leader elected in term `L` (the create revision of its `P/leader` key) reads the
+//! platform's acknowledgement `s` that the previous leaders stored in `P/platform/acked`, and
+//! watches everything under the prefix, with what each change replaced, from `s`'s revision
+//! (from `L` when nothing is stored: the snapshot covers the past). Change `i` of a revision
+//! yields the events `change::events_of` derives from the record it replaced and the record
+//! it wrote, the function every replica's index uses, numbered by `revision_seq`. The feed has
+//! caught up once it has applied revision `L` (the put of its own leader key); then the link
+//! dials, and its other frames are numbered above every seq the previous leader used.
+//! Progress notifications are not trusted for this: etcd 3.4 answers a progress request at
+//! once, ahead of history still unsent. Every 500 ms it stores the platform's newest acknowledgement,
+//! fenced on the term, so a replaced leader writes nothing. A history etcd has compacted is
+//! given up (`FeedLost`): the link reconnects and its snapshot restates every device.
+//!
+//! [`Numberer`] is pure and unit-tested; [`run`] is the task around it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use etcd_client::EventType;
+use futures::StreamExt;
+
+use crate::limits::LogThrottle;
+use crate::platform::outbox::revision_seq;
+use crate::platform::{FeedLost, FeedStarted, NumberedEvents, PlatformLink};
+use crate::registry::change::{events_of, After, Cause, Prior};
+use crate::registry::etcd::keys::Keys;
+use crate::registry::etcd::record::{self, State};
+use crate::registry::etcd::EtcdStore;
+use crate::registry::RegistryEvent;
+
+/// How often the acknowledgement and the link are looked at.
+const TICK: Duration = Duration::from_millis(100);
+/// The platform's acknowledgement is stored at most this often.
+const STORE_ACKED_EVERY: Duration = Duration::from_millis(500);
+/// Wait before re-opening a watch that failed.
+const REWATCH_AFTER: Duration = Duration::from_secs(1);
+
+static DECODE_LOG: LogThrottle = LogThrottle::new();
+
+/// One change the watch delivered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watched<'a> {
+    pub revision: i64,
+    pub key: &'a str,
+    /// The value written; None for a deletion.
+    pub value: Option<&'a [u8]>,
+    /// The value it replaced.
+    pub prev: Option<&'a [u8]>,
+}
+
+/// Numbers the events of changes in watch order. Only registration keys take a change slot,
+/// so every leader counts the same changes of a revision.
+#[derive(Debug, Default)]
+pub(crate) struct Numberer {
+    revision: i64,
+    next_change: usize,
+}
+
+impl Numberer {
+    /// The numbered events of one change (none for a key that is not a registration); an
+    /// error names a record that cannot be decoded (its slot is still taken).
+    pub(crate) fn number(
+        &mut self,
+        keys: &Keys,
+        change: Watched<'_>,
+    ) -> Result<Vec<(u64, RegistryEvent)>, String> {
+        if keys.registration_id(change.key).is_none() {
+            return Ok(Vec::new());
+        }
+        if change.revision != self.revision {
+            self.revision = change.revision;
+            self.next_change = 0;
+        }
+        let slot = self.next_change;
+        self.next_change += 1;
+        let decode = |value: &[u8]| record::decode(change.key, value).map_err(|e| e.to_string());
+        let prior = match change.prev.map(decode).transpose() {
+            Ok(prior) => prior.map(|(reg, meta)| Prior {
+                reg: Arc::new(reg),
+                in_grace: meta.state == State::Expired,
+            }),
+            // Announced as new: the platform learns the device either way.
+            Err(e) => {
+                log_decode(&e);
+                None
+            }
+        };
+        let (after, cause) = match change.value.map(decode).transpose()? {
+            None => (None, Cause::Update),
+            Some((reg, meta)) => (Some((Arc::new(reg), meta.state)), meta.cause),
+        };
+        let after = match &after {
+            None => After::Gone,
+            Some((reg, State::Live)) => After::Live(reg),
+            Some((reg, State::Expired)) => After::Expired(reg),
+        };
+        events_of(prior.as_ref(), after, cause)
+            .into_iter()
+            .enumerate()
+            .map(|(frame, event)| {
+                revision_seq::event_seq(change.revision, slot, frame)
+                    .map(|seq| (seq, event))
+                    .ok_or_else(|| {
+                        format!(
+                            "revision {} changes more registrations than can be numbered",
+                            change.revision
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+fn log_decode(e: &str) {
+    if let Some(n) = DECODE_LOG.note() {
+        log::error!("cluster feed: {n} record(s) not announced: {e}");
+    }
+}
+
+/// Run the feed of the link of term `term` until the link stops.
+pub async fn run(store: EtcdStore, term: i64, link: Addr<PlatformLink>) {
+    let resume = loop {
+        match store.platform_acked().await {
+            Ok(seq) => break seq,
+            Err(e) => {
+                log::warn!("cluster feed: {e}; trying again");
+                tokio::time::sleep(REWATCH_AFTER).await;
+                if !link.connected() {
+                    return;
+                }
+            }
+        }
+    };
+    let (from, resume_seq) = if resume > 0 {
+        (revision_seq::revision_of(resume), resume)
+    } else {
+        (term, revision_seq::before_term(term))
+    };
+    log::info!(
+        "cluster feed: term {term}, the platform has every frame up to seq {resume_seq}; reading events from revision {from}"
+    );
+    let acked = Arc::new(AtomicU64::new(resume_seq));
+    link.do_send(FeedStarted {
+        resume_seq,
+        acked: Arc::clone(&acked),
+    });
+    let mut feed = Feed {
+        store,
+        term,
+        link,
+        acked,
+        stored_acked: resume_seq,
+        last_store: Instant::now(),
+        numberer: Numberer::default(),
+        position: from - 1,
+        registrations_at: 0,
+        caught_up: false,
+        fenced_out: false,
+    };
+    while feed.link.connected() {
+        feed.follow().await;
+        tokio::time::sleep(REWATCH_AFTER).await;
+    }
+}
+
+struct Feed {
+    store: EtcdStore,
+    term: i64,
+    link: Addr<PlatformLink>,
+    acked: Arc<AtomicU64>,
+    stored_acked: u64,
+    last_store: Instant,
+    numberer: Numberer,
+    position: i64,
+    registrations_at: i64,
+    caught_up: bool,
+    /// A newer term exists: this leader stores nothing more.
+    fenced_out: bool,
+}
+
+impl Feed {
+    /// Watch from the revision after the position until the watch or the link ends.
+    async fn follow(&mut self) {
+        let from = self.position + 1;
+        let stream = match self.store.watch_cluster(from).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("cluster feed: {e}");
+                return;
+            }
+        };
+        // Kept: dropping the request side would end the watch.
+        let (_requests, mut responses) = stream.split();
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                response = responses.next() => {
+                    let response = match response {
+                        Some(Ok(response)) => response,
+                        Some(Err(e)) => {
+                            log::warn!("cluster feed: the watch failed: {e}; re-opening it");
+                            return;
+                        }
+                        None => {
+                            log::warn!("cluster feed: the watch ended; re-opening it");
+                            return;
+                        }
+                    };
+                    if response.canceled() {
+                        let compacted_at = response.compact_revision();
+                        self.link.do_send(FeedLost {
+                            from: self.position + 1,
+                            compacted_at,
+                        });
+                        self.position = self.position.max(compacted_at - 1);
+                        return;
+                    }
+                    self.apply(&response);
+                }
+                _ = tick.tick() => {
+                    if !self.link.connected() {
+                        return;
+                    }
+                    self.store_acked().await;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, response: &etcd_client::WatchResponse) {
+        // The position moves only with changes delivered: progress notifications are not
+        // used, etcd 3.4 answers a progress request at once, ahead of history still unsent.
+        let mut events = Vec::new();
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Ok(key) = std::str::from_utf8(kv.key()) else {
+                continue;
+            };
+            let revision = kv.mod_revision();
+            let change = Watched {
+                revision,
+                key,
+                value: (event.event_type() == EventType::Put).then(|| kv.value()),
+                prev: event.prev_kv().map(|p| p.value()),
+            };
+            match self.numberer.number(self.store.keys(), change) {
+                Ok(numbered) => events.extend(numbered),
+                Err(e) => log_decode(&e),
+            }
+            if self.store.keys().registration_id(key).is_some() {
+                self.registrations_at = self.registrations_at.max(revision);
+            }
+            self.position = self.position.max(revision);
+        }
+        let caught_up = self.position >= self.term;
+        if events.is_empty() && caught_up == self.caught_up && response.events().is_empty() {
+            return;
+        }
+        self.caught_up = caught_up;
+        self.link.do_send(NumberedEvents {
+            events,
+            position: self.position,
+            registrations_at: self.registrations_at,
+            caught_up,
+        });
+    }
+
+    /// Store the platform's newest acknowledgement, fenced on the term.
+    async fn store_acked(&mut self) {
+        let acked = self.acked.load(Ordering::Relaxed);
+        if self.fenced_out
+            || acked <= self.stored_acked
+            || self.last_store.elapsed() < STORE_ACKED_EVERY
+        {
+            return;
+        }
+        self.last_store = Instant::now();
+        match self.store.put_platform_acked(acked, self.term).await {
+            Ok(true) => self.stored_acked = acked,
+            Ok(false) => {
+                log::warn!(
+                    "cluster feed: term {} is over; the platform's acknowledgement is left to the new leader",
+                    self.term
+                );
+                self.fenced_out = true;
+            }
+            Err(e) => log::warn!("cluster feed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::change::Cause;
+    use crate::registry::etcd::record::Meta;
+    use crate::registry::model::Status;
+
+    fn value(status: Status, state: State, cause: Cause) -> Vec<u8> {
+        let mut reg = crate::registry::store::tests::sample(7);
+        reg.status = status;
+        record::encode(&reg, Meta { state, cause }).unwrap()
+    }
+
+    fn kinds(events: &[(u64, RegistryEvent)]) -> Vec<(u64, &'static str)> {
+        events
+            .iter()
+            .map(|(seq, e)| {
+                let kind = match e {
+                    RegistryEvent::Registered(_) => "registered",
+                    RegistryEvent::Updated(_) => "updated",
+                    RegistryEvent::StatusChanged(_) => "status",
+                    RegistryEvent::Removed { .. } => "removed",
+                };
+                (*seq, kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_leader_numbers_the_changes_of_a_revision_alike() {
+        let keys = Keys::new("/p");
+        let reg7 = keys.registration(7);
+        let reg8 = keys.registration(8);
+        let name = keys.name(None, "node7");
+        let up = value(Status::Connected, State::Live, Cause::Register);
+        let down_update = value(Status::Disconnected, State::Live, Cause::Update);
+        let back_up = value(Status::Connected, State::Live, Cause::Update);
+        let expired = value(Status::Disconnected, State::Expired, Cause::Expire);
+        let changes = [
+            // Revision 10: a name key (no slot), a new registration, another's update.
+            Watched {
+                revision: 10,
+                key: &name,
+                value: Some(b"7"),
+                prev: None,
+            },
+            Watched {
+                revision: 10,
+                key: &reg7,
+                value: Some(&up),
+                prev: None,
+            },
+            Watched {
+                revision: 10,
+                key: &reg8,
+                value: Some(&back_up),
+                prev: Some(&down_update),
+            },
+            // Revision 11: expiry, then revision 12: the purge announces nothing.
+            Watched {
+                revision: 11,
+                key: &reg7,
+                value: Some(&expired),
+                prev: Some(&up),
+            },
+            Watched {
+                revision: 12,
+                key: &reg7,
+                value: None,
+                prev: Some(&expired),
+            },
+        ];
+        let number = |changes: &[Watched<'_>]| {
+            let mut numberer = Numberer::default();
+            changes
+                .iter()
+                .flat_map(|c| numberer.number(&keys, *c).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let events = number(&changes);
+        assert_eq!(
+            kinds(&events),
+            vec![
+                (10 << 20, "registered"),
+                ((10 << 20) + 2, "updated"),
+                ((10 << 20) + 3, "status"),
+                (11 << 20, "removed"),
+            ]
+        );
+        // A leader that resumes in the middle of the history gives the same seqs.
+        assert_eq!(kinds(&number(&changes[3..])), kinds(&events[3..]));
+    }
+
+    #[test]
+    fn an_undecodable_record_is_an_error_and_keeps_its_slot() {
+        let keys = Keys::new("/p");
+        let (reg7, reg8) = (keys.registration(7), keys.registration(8));
+        let up = value(Status::Connected, State::Live, Cause::Register);
+        let mut numberer = Numberer::default();
+        let broken = Watched {
+            revision: 5,
+            key: &reg7,
+            value: Some(b"{not json"),
+            prev: None,
+        };
+        assert!(numberer.number(&keys, broken).is_err());
+        let next = Watched {
+            revision: 5,
+            key: &reg8,
+            value: Some(&up),
+            prev: None,
+        };
+        let events = numberer.number(&keys, next).unwrap();
+        assert_eq!(kinds(&events), vec![((5 << 20) + 2, "registered")]);
+    }
+}
