@@ -3,7 +3,8 @@
 //! other's index (fed by the watch) with the same events; two replicas creating the same name
 //! at once give one registration; ids are unique across replicas; a removal and an expiry
 //! are decided once, and each event exists once per replica; a registry restarted on the
-//! same prefix loads what was acknowledged. Through the CoAP RD: `tests/ha_rd.rs`.
+//! same prefix loads what was acknowledged; a replica cut off from etcd while the history it
+//! missed is compacted reads the registry again and announces what changed. Through the CoAP RD: `tests/ha_rd.rs`.
 
 mod common;
 
@@ -40,12 +41,16 @@ struct Replica {
 }
 
 async fn replica(cluster: &EtcdCluster, member: &str, grace_s: u32) -> Replica {
+    replica_at(cluster.endpoints(), member, grace_s).await
+}
+
+async fn replica_at(endpoints: Vec<String>, member: &str, grace_s: u32) -> Replica {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = RegistryConfig {
         expiry_grace_s: grace_s,
         ..RegistryConfig::in_dir(dir.path())
     };
-    let settings = EtcdSettings::new(cluster.endpoints(), "/test/site", member);
+    let settings = EtcdSettings::new(endpoints, "/test/site", member);
     let (addr, reader, ownership) = registry::start_on_etcd(config, &settings)
         .await
         .expect("a registry on etcd");
@@ -429,4 +434,103 @@ async fn a_burst_beyond_one_transaction_is_split_and_every_change_commits() {
     assert_eq!(ids.len(), 300);
     assert_eq!(cluster.keys("/test/site/reg/").len(), 300);
     assert_eq!(cluster.keys("/test/site/name/").len(), 300);
+}
+
+#[actix_rt::test]
+async fn a_replica_whose_watch_cannot_resume_after_a_compaction_reads_the_registry_again() {
+    let Some(cluster) = cluster() else { return };
+    let a = replica(&cluster, "a", 60).await;
+    // B reaches etcd through a relay the test cuts: its network fails, A's does not.
+    let target = cluster.endpoints()[0].parse().expect("endpoint");
+    let relay = common::tcp_cut::TcpCut::start(target);
+    let mut b = replica_at(vec![relay.addr().to_string()], "b", 60).await;
+    let mut ids = std::collections::HashMap::new();
+    for ep in ["stays", "goes", "changes"] {
+        let reply = a
+            .addr
+            .send(register(ep, "10.0.0.1:5683", 600))
+            .await
+            .expect("mailbox")
+            .expect("registered");
+        ids.insert(ep, reply.registration.id);
+    }
+    for _ in 0..3 {
+        next_event(&mut b).await;
+    }
+
+    relay.cut();
+    // While B cannot see etcd: a removal, a status change and a new registration at A.
+    a.addr
+        .send(Remove::by_gateway(ids["goes"]))
+        .await
+        .expect("mailbox")
+        .expect("removed");
+    a.addr
+        .send(SetStatus {
+            id: ids["changes"],
+            status: Status::Disconnected,
+        })
+        .await
+        .expect("mailbox")
+        .expect("status");
+    let new = a
+        .addr
+        .send(register("new", "10.0.0.1:5683", 600))
+        .await
+        .expect("mailbox")
+        .expect("registered")
+        .registration
+        .id;
+    // etcd forgets the history B missed.
+    let out = cluster.etcdctl(&[
+        "get",
+        "/",
+        "--prefix",
+        "--keys-only",
+        "--limit=1",
+        "-w",
+        "json",
+    ]);
+    let header: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let revision = header["header"]["revision"].as_u64().expect("revision");
+    let compacted = cluster.etcdctl(&["compact", &revision.to_string()]);
+    assert!(compacted.status.success(), "etcdctl compact: {compacted:?}");
+    assert!(b.reader.get(new).is_none(), "B saw nothing while cut off");
+    relay.heal();
+
+    until("B's index to match etcd again", || {
+        b.reader.get(ids["goes"]).is_none()
+            && b.reader.get(new).is_some()
+            && b.reader.get(ids["changes"]).map(|r| r.status) == Some(Status::Disconnected)
+    })
+    .await;
+    assert!(b.reader.get(ids["stays"]).is_some());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(kind(&next_event(&mut b).await));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "registered new",
+            "removed goes Deleted",
+            "status changes Disconnected",
+        ],
+        "B announces each difference once"
+    );
+    // And B is watching again: a later write reaches it.
+    let later = a
+        .addr
+        .send(register("later", "10.0.0.1:5683", 600))
+        .await
+        .expect("mailbox")
+        .expect("registered")
+        .registration
+        .id;
+    until("B to see a write after the re-read", || {
+        b.reader.get(later).is_some()
+    })
+    .await;
+    assert_eq!(kind(&next_event(&mut b).await), "registered later");
 }

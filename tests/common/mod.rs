@@ -25,6 +25,7 @@ pub mod platform_sim;
 pub mod raw_device;
 pub mod rd_dump;
 pub mod skip;
+pub mod tcp_cut;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

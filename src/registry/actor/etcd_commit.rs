@@ -143,6 +143,9 @@ pub(crate) struct EtcdState {
     pub(super) expiring: HashSet<RegistrationId>,
     /// Which registrations this replica expires and purges.
     pub(super) ownership: Ownership,
+    /// The watch could not resume (compacted history): the registrations are being read
+    /// again, and that read opens the next watch.
+    pub(super) relisting: bool,
 }
 
 impl EtcdState {
@@ -167,6 +170,7 @@ impl EtcdState {
             conflicted: Vec::new(),
             expiring: HashSet::new(),
             ownership,
+            relisting: false,
         }
     }
 }

@@ -7,19 +7,23 @@
 //! the watch moves a registration into grace or out of the index, and whichever replica's
 //! transaction commits first decides it, once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use etcd_client::{EventType, WatchResponse};
 
-use super::etcd_commit::{OwnWrite, Pending};
+use super::etcd_commit::{EtcdState, OwnWrite, Pending};
 use super::writes::shrink;
 use super::{Backend, Registry};
 use crate::limits::LogThrottle;
+use crate::limits::SourceCounts;
 use crate::registry::change::{events_of, After, Cause, Change, Prior};
 use crate::registry::etcd::record::State;
-use crate::registry::etcd::store::decode_watched;
+use crate::registry::etcd::store::{decode_watched, Snapshot, Stored};
+use crate::registry::index::Index;
+use crate::registry::link_set::LinkSetPool;
 use crate::registry::messages::RegistryEvent;
 use crate::registry::model::RegistrationId;
 use crate::time::now_ms;
@@ -36,16 +40,29 @@ impl StreamHandler<Watched> for Registry {
     fn handle(&mut self, item: Watched, ctx: &mut Self::Context) {
         match item {
             Ok(response) if response.canceled() => {
-                // A watch from a compacted revision cannot resume (etcd-io/etcd#8668).
+                // A watch cannot resume from a compacted revision (etcd-io/etcd#8668): the
+                // changes in between are gone from etcd's history. Whatever the cause, the
+                // registrations are read again and a new watch opened from that read.
+                let why = if response.compact_revision() > 0 {
+                    format!(
+                        "history compacted at revision {}",
+                        response.compact_revision()
+                    )
+                } else {
+                    format!("cancelled: {}", response.cancel_reason())
+                };
                 log::error!(
-                    "registry: the etcd watch was cancelled (compacted at {}): {}; re-opening it",
-                    response.compact_revision(),
-                    response.cancel_reason()
+                    "registry: the etcd watch cannot go on ({why}); re-reading every registration"
                 );
-                self.health.record_failure(
-                    &format!("etcd watch cancelled: {}", response.cancel_reason()),
-                    now_ms(),
-                );
+                self.health
+                    .record_failure(&format!("etcd watch: {why}"), now_ms());
+                if let Backend::Etcd(state) = &mut self.backend {
+                    if state.relisting {
+                        return;
+                    }
+                    state.relisting = true;
+                }
+                self.relist(ctx);
             }
             Ok(response) => self.apply_watched(response, ctx),
             Err(e) => {
@@ -55,8 +72,71 @@ impl StreamHandler<Watched> for Registry {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
+        if matches!(&self.backend, Backend::Etcd(state) if state.relisting) {
+            // The re-read opens the next watch.
+            return;
+        }
         log::warn!("registry: the etcd watch ended; re-opening it");
         ctx.run_later(REWATCH_AFTER, |act, ctx| act.rewatch(ctx));
+    }
+}
+
+/// What one applied change touches: the index and the actor's bookkeeping of it.
+struct Applier<'a> {
+    index: &'a mut Index,
+    counts: &'a mut SourceCounts,
+    link_sets: &'a mut LinkSetPool,
+    state: &'a mut EtcdState,
+    events: Vec<RegistryEvent>,
+}
+
+impl Applier<'_> {
+    /// A record written (live or expired) replaces what the index held under its id.
+    fn put(&mut self, stored: Stored) {
+        let mut reg = stored.reg;
+        let id = reg.id;
+        let prior = self.index.get_including_expired(id).map(|r| Prior {
+            reg: Arc::clone(r),
+            in_grace: self.index.is_in_grace(id),
+        });
+        shrink(&mut reg);
+        reg.links = self.link_sets.share(reg.links);
+        let reg = Arc::new(reg);
+        let after = match stored.meta.state {
+            State::Live => {
+                self.index.insert(Arc::clone(&reg));
+                After::Live(&reg)
+            }
+            State::Expired => {
+                self.index.insert_in_grace(Arc::clone(&reg));
+                After::Expired(&reg)
+            }
+        };
+        match &prior {
+            Some(p) => self.counts.moved(p.reg.source.ip(), reg.source.ip()),
+            None => self.counts.add(reg.source.ip()),
+        }
+        self.state.revisions.insert(id, stored.mod_revision);
+        self.state.expiring.remove(&id);
+        self.events
+            .extend(events_of(prior.as_ref(), after, stored.meta.cause));
+    }
+
+    /// A record deleted: the registration leaves the index.
+    fn delete(&mut self, id: RegistrationId) {
+        let in_grace = self.index.is_in_grace(id);
+        self.state.revisions.remove(&id);
+        self.state.expiring.remove(&id);
+        let Some(removed) = self.index.remove(id) else {
+            return;
+        };
+        self.counts.remove(removed.source.ip());
+        let prior = Prior {
+            reg: removed,
+            in_grace,
+        };
+        self.events
+            .extend(events_of(Some(&prior), After::Gone, Cause::Update));
     }
 }
 
@@ -67,80 +147,63 @@ impl Registry {
         };
         let revision = response.header().map_or(0, |h| h.revision());
         let keys = state.store.keys().clone();
-        let mut events = Vec::new();
-        {
+        let events = {
             let mut index = self.reader.write();
+            let mut applier = Applier {
+                index: &mut index,
+                counts: &mut self.counts,
+                link_sets: &mut self.link_sets,
+                state,
+                events: Vec::new(),
+            };
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 match event.event_type() {
                     EventType::Put => {
-                        let stored =
-                            match decode_watched(&keys, kv.key(), kv.value(), kv.mod_revision()) {
-                                None => continue,
-                                Some(Ok(stored)) => stored,
-                                Some(Err(e)) => {
-                                    if let Some(n) = DECODE_LOG.note() {
-                                        log::error!(
-                                            "registry: {n} watched etcd record(s) skipped: {e}"
-                                        );
-                                    }
-                                    continue;
+                        match decode_watched(&keys, kv.key(), kv.value(), kv.mod_revision()) {
+                            None => {}
+                            Some(Ok(stored)) => applier.put(stored),
+                            Some(Err(e)) => {
+                                if let Some(n) = DECODE_LOG.note() {
+                                    log::error!(
+                                        "registry: {n} watched etcd record(s) skipped: {e}"
+                                    );
                                 }
-                            };
-                        let mut reg = stored.reg;
-                        let id = reg.id;
-                        let prior = index.get_including_expired(id).map(|r| Prior {
-                            reg: Arc::clone(r),
-                            in_grace: index.is_in_grace(id),
-                        });
-                        shrink(&mut reg);
-                        reg.links = self.link_sets.share(reg.links);
-                        let reg = Arc::new(reg);
-                        let after = match stored.meta.state {
-                            State::Live => {
-                                index.insert(Arc::clone(&reg));
-                                After::Live(&reg)
                             }
-                            State::Expired => {
-                                index.insert_in_grace(Arc::clone(&reg));
-                                After::Expired(&reg)
-                            }
-                        };
-                        match &prior {
-                            Some(p) => self.counts.moved(p.reg.source.ip(), reg.source.ip()),
-                            None => self.counts.add(reg.source.ip()),
                         }
-                        state.revisions.insert(id, stored.mod_revision);
-                        state.expiring.remove(&id);
-                        events.extend(events_of(prior.as_ref(), after, stored.meta.cause));
                     }
                     EventType::Delete => {
-                        let Some(id) = std::str::from_utf8(kv.key())
+                        if let Some(id) = std::str::from_utf8(kv.key())
                             .ok()
                             .and_then(|key| keys.registration_id(key))
-                            .map(RegistrationId)
-                        else {
-                            continue;
-                        };
-                        let in_grace = index.is_in_grace(id);
-                        let Some(removed) = index.remove(id) else {
-                            continue;
-                        };
-                        self.counts.remove(removed.source.ip());
-                        state.revisions.remove(&id);
-                        state.expiring.remove(&id);
-                        let prior = Prior {
-                            reg: removed,
-                            in_grace,
-                        };
-                        events.extend(events_of(Some(&prior), After::Gone, Cause::Update));
+                        {
+                            applier.delete(RegistrationId(id));
+                        }
                     }
                 }
             }
-            index.set_revision(revision);
-        }
-        if revision > state.applied {
-            state.applied = revision;
+            applier.index.set_revision(revision);
+            applier.events
+        };
+        let deleted = response
+            .events()
+            .iter()
+            .any(|e| e.event_type() == EventType::Delete);
+        self.after_applied(revision, events, deleted, ctx);
+    }
+
+    /// Publish what a watch response or a re-read changed, and answer the writes it covers.
+    fn after_applied(
+        &mut self,
+        revision: i64,
+        events: Vec<RegistryEvent>,
+        deleted: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Backend::Etcd(state) = &mut self.backend {
+            if revision > state.applied {
+                state.applied = revision;
+            }
         }
         let expired = events
             .iter()
@@ -149,16 +212,84 @@ impl Registry {
         if expired > 0 {
             crate::metrics::global().record_expired(expired);
         }
-        if response
-            .events()
-            .iter()
-            .any(|e| e.event_type() == EventType::Delete)
-        {
+        if deleted {
             self.trim_link_sets();
         }
         self.publish(events, ctx);
         self.release(ctx);
         self.arm_timer(ctx);
+    }
+
+    /// Read every registration again at one revision (the watch could not resume), bring
+    /// the index to it with the events of each difference, and watch on from the next
+    /// revision. Retried every second while etcd cannot be read.
+    fn relist(&mut self, ctx: &mut Context<Self>) {
+        let Backend::Etcd(state) = &mut self.backend else {
+            return;
+        };
+        let store = state.store.clone();
+        ctx.spawn(
+            async move {
+                let snapshot = store.load().await?;
+                let stream = store.watch(snapshot.revision + 1).await?;
+                Ok::<_, crate::registry::StoreError>((snapshot, stream))
+            }
+            .into_actor(self)
+            .map(|read, act, ctx| match read {
+                Ok((snapshot, stream)) => {
+                    act.apply_relisted(snapshot, ctx);
+                    ctx.add_stream(stream);
+                }
+                Err(e) => {
+                    log::warn!("registry: cannot re-read the registrations: {e}; trying again");
+                    ctx.run_later(REWATCH_AFTER, |act, ctx| act.relist(ctx));
+                }
+            }),
+        );
+    }
+
+    fn apply_relisted(&mut self, snapshot: Snapshot, ctx: &mut Context<Self>) {
+        let Backend::Etcd(state) = &mut self.backend else {
+            return;
+        };
+        state.relisting = false;
+        let revision = snapshot.revision;
+        let (events, deleted, changed) = {
+            let mut index = self.reader.write();
+            let mut applier = Applier {
+                index: &mut index,
+                counts: &mut self.counts,
+                link_sets: &mut self.link_sets,
+                state,
+                events: Vec::new(),
+            };
+            let listed: HashSet<RegistrationId> =
+                snapshot.records.iter().map(|r| r.reg.id).collect();
+            let gone: Vec<RegistrationId> = applier
+                .state
+                .revisions
+                .keys()
+                .copied()
+                .filter(|id| !listed.contains(id))
+                .collect();
+            let mut changed = gone.len();
+            for id in &gone {
+                applier.delete(*id);
+            }
+            for stored in snapshot.records {
+                if applier.state.revisions.get(&stored.reg.id) != Some(&stored.mod_revision) {
+                    changed += 1;
+                    applier.put(stored);
+                }
+            }
+            applier.index.set_revision(revision);
+            (applier.events, !gone.is_empty(), changed)
+        };
+        log::info!(
+            "registry: re-read at revision {revision}: {changed} registration(s) changed while the watch was behind; watching from {}",
+            revision + 1
+        );
+        self.after_applied(revision, events, deleted, ctx);
     }
 
     /// Re-open the watch from the revision after the applied one, until it opens.
