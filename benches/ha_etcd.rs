@@ -22,6 +22,9 @@
 
 #[path = "../tests/common/etcd.rs"]
 mod etcd;
+/// The test CA that `etcd` uses for a TLS cluster (not used by this bench).
+#[path = "../tests/common/pki.rs"]
+mod pki;
 #[path = "support/registrations.rs"]
 mod registrations;
 

@@ -11,6 +11,9 @@
 //!   stays 1 and is pinged by B); A restarts, rejoins, and its devices go back to it.
 //! - etcd gone: writes get 5.03 with Max-Age, lookups are still served from the index,
 //!   `/health` says 503 `read_only`.
+//! - TLS to etcd: a replica with the CA and a client certificate registers through an etcd
+//!   that demands client certificates; one without a certificate, or trusting another CA,
+//!   does not start and says why, and no private key reaches a log.
 //! - The platform sees one gateway: only the elected replica holds the link, every event
 //!   arrives once whichever replica took the request, and when the leader is killed the other
 //!   connects (hello, a snapshot holding every device) and carries on.
@@ -568,4 +571,100 @@ fn without_etcd_writes_get_5_03_lookups_are_served_and_health_says_read_only() {
     assert_eq!(body["status"], "read_only");
     assert_eq!(body["registry"]["writable"], false);
     assert_eq!(body["registry"]["etcd"]["member"], "a");
+}
+
+#[test]
+fn a_replica_reaches_etcd_over_tls_and_one_without_the_right_certificates_does_not() {
+    if !common::require_tool("etcd") || !common::require_tool("etcdctl") {
+        return;
+    }
+    let cluster = EtcdCluster::start_tls(1);
+    let tls = cluster.client_tls().expect("tls");
+    let url = cluster.client_urls()[0].clone();
+    let section = |lines: &str| {
+        format!(
+            "registry:\n  backend: etcd\n  etcd:\n    endpoints: [{url:?}]\n    prefix: /ha\n    member_name: a\n{lines}"
+        )
+    };
+    let with_cert = section(&format!(
+        "    ca_file: {:?}\n    cert_file: {:?}\n    key_file: {:?}\n",
+        tls.ca, tls.cert, tls.key
+    ));
+    let gw = Gateway::start_with(GatewayOptions {
+        extra_yaml: with_cert,
+        ..Default::default()
+    });
+    register(&Peer::new(gw.addr()), "ep=over-tls", "</t>");
+    let keys = cluster.keys("/ha/name/");
+    assert!(
+        keys.iter().any(|k| k.ends_with("over-tls")),
+        "etcd (read over TLS by etcdctl) holds the name: {keys:?}"
+    );
+    assert!(!gw.log_text().contains("PRIVATE KEY"));
+    // rd-dump reads it over TLS too.
+    let dump = std::process::Command::new(env!("CARGO_BIN_EXE_rd-dump"))
+        .args(["--etcd", &url, "--etcd-prefix", "/ha", "--etcd-ca"])
+        .arg(&tls.ca)
+        .arg("--etcd-cert")
+        .arg(&tls.cert)
+        .arg("--etcd-key")
+        .arg(&tls.key)
+        .output()
+        .expect("rd-dump");
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.status.success() && text.contains("over-tls"),
+        "rd-dump --etcd over TLS: {text} {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+
+    // No client certificate, then a CA that did not sign etcd's: no start, and the reason.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rogue = common::pki::Pki::new(dir.path(), "rogue-ca");
+    drop(rogue);
+    let rogue_ca = dir.path().join("rogue-ca.pem");
+    for (lines, case) in [
+        (
+            format!("    ca_file: {:?}\n", tls.ca),
+            "no client certificate",
+        ),
+        (
+            format!(
+                "    ca_file: {:?}\n    cert_file: {:?}\n    key_file: {:?}\n",
+                rogue_ca, tls.cert, tls.key
+            ),
+            "another CA",
+        ),
+    ] {
+        let config = common::write_config(
+            dir.path(),
+            &dir.path().join("data"),
+            &GatewayOptions {
+                extra_yaml: section(&lines),
+                ..Default::default()
+            },
+        );
+        let mut child = std::process::Command::new(common::gateway_bin())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("err.log")).expect("log"))
+            .spawn()
+            .expect("spawn");
+        let mut log = String::new();
+        let start = Instant::now();
+        while !log.contains("registry: waiting for etcd") && start.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(100));
+            log = std::fs::read_to_string(dir.path().join("err.log")).unwrap_or_default();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(log.contains("registry: waiting for etcd"), "{case}: {log}");
+        assert!(
+            !log.contains("rd listening"),
+            "{case}: serves nothing: {log}"
+        );
+        assert!(!log.contains("PRIVATE KEY"), "{case}");
+    }
 }

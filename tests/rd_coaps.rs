@@ -23,6 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::coap_peer::*;
+use common::pki::Pki;
 use common::{require_tool, Gateway, GatewayOptions};
 
 /// Hard bound on one libcoap run (its own `-B` is shorter).
@@ -666,51 +667,6 @@ fn wrong_key_or_unknown_identity_gets_no_session_and_stores_nothing() {
         !log.contains(NODE1_KEY) && !log.contains(&hex(NODE1_KEY)),
         "a key in the log"
     );
-}
-
-// ---- certificates -------------------------------------------------------------------------
-
-/// A CA (P-256) and what it signs, written as PEM files into a directory.
-struct Pki {
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(dir: &Path, name: &str) -> Pki {
-        let key = rcgen::KeyPair::generate().expect("CA key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).expect("CA cert");
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write CA");
-        Pki {
-            ca: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf with subject CN `cn` (and SANs `sans`): `(cert.pem, key.pem)` paths.
-    fn leaf(&self, dir: &Path, cn: &str, sans: &[&str], file: &str) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().expect("leaf key");
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let mut params = rcgen::CertificateParams::new(sans).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        let cert = params.signed_by(&key, &self.ca).expect("leaf cert");
-        let (c, k) = (
-            dir.join(format!("{file}-cert.pem")),
-            dir.join(format!("{file}-key.pem")),
-        );
-        std::fs::write(&c, cert.pem()).expect("write cert");
-        std::fs::write(&k, key.serialize_pem()).expect("write key");
-        (c, k)
-    }
 }
 
 /// Certificate mode: a client certificate whose CN is a (key-less) identity registers as that

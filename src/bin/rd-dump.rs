@@ -5,7 +5,8 @@
 //!   creating one), so it cannot run while the gateway holds the lock.
 //! - `--etcd http://10.0.0.21:2379,...` (`registry.backend: etcd`): reads every registration
 //!   under `--etcd-prefix` at one revision, read-only, while the replicas run. With
-//!   authentication, `--etcd-user` and the password in `COAP_GATEWAY_ETCD_PASSWORD`.
+//!   authentication, `--etcd-user` and the password in `COAP_GATEWAY_ETCD_PASSWORD`; with
+//!   `https://` URLs, `--etcd-ca` (and `--etcd-cert`, `--etcd-key` for a client certificate).
 //! - `--url http://127.0.0.1:8080` (online): pages through the running gateway's
 //!   `GET /api/devices` (admin HTTP API). When the gateway has an admin token, `--token-file`
 //!   (or the environment variable `COAP_GATEWAY_HTTP_TOKEN`; the option wins) supplies it as
@@ -33,6 +34,7 @@ use clap::Parser;
 use coap_gateway::config::Secret;
 use coap_gateway::device_object::{DeviceObject, DeviceRecord};
 use coap_gateway::registry::etcd::record::State;
+use coap_gateway::registry::etcd::settings::EtcdTls;
 use coap_gateway::registry::etcd::{EtcdSettings, EtcdStore};
 use coap_gateway::registry::{Registration, Store, StoreError};
 use coap_gateway::time::now_ms;
@@ -80,6 +82,15 @@ struct Args {
     /// With --etcd: the etcd user; its password is read from COAP_GATEWAY_ETCD_PASSWORD.
     #[arg(long, requires = "etcd")]
     etcd_user: Option<String>,
+    /// With https:// --etcd URLs: the PEM file of the CA that signed etcd's certificates.
+    #[arg(long, requires = "etcd")]
+    etcd_ca: Option<std::path::PathBuf>,
+    /// With --etcd-ca: a PEM client certificate (etcd's --client-cert-auth), with --etcd-key.
+    #[arg(long, requires_all = ["etcd_ca", "etcd_key"])]
+    etcd_cert: Option<std::path::PathBuf>,
+    /// The private key of --etcd-cert (PEM).
+    #[arg(long, requires = "etcd_cert")]
+    etcd_key: Option<std::path::PathBuf>,
     /// Devices per HTTP request with --url (1..=1000).
     #[arg(long, default_value_t = MAX_PAGE, value_parser = clap::value_parser!(u64).range(1..=1000))]
     page_size: u64,
@@ -194,6 +205,30 @@ fn dump_etcd(endpoints: &str, args: &Args) -> ExitCode {
     };
     let mut settings = EtcdSettings::new(endpoints, &args.etcd_prefix, "rd-dump");
     settings.credentials = credentials;
+    if let Some(ca) = &args.etcd_ca {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let tls = (|| {
+            let ca_pem = read(ca)?;
+            let identity = match (&args.etcd_cert, &args.etcd_key) {
+                (Some(cert), Some(key)) => {
+                    let key = String::from_utf8(read(key)?)
+                        .map_err(|_| format!("{} is not a PEM private key", key.display()))?;
+                    Some((read(cert)?, Secret::new(key)))
+                }
+                _ => None,
+            };
+            Ok::<_, String>(EtcdTls { ca_pem, identity })
+        })();
+        match tls {
+            Ok(tls) => settings.tls = Some(tls),
+            Err(e) => {
+                eprintln!("rd-dump: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let loaded = actix_rt::System::new().block_on(async {
         let store = EtcdStore::connect_read_only(&settings).await?;
         store.load().await

@@ -197,6 +197,10 @@ impl Config {
         config
             .resolve_etcd_password(std::env::var(ETCD_PASSWORD_ENV).ok())
             .map_err(|e| e.located_in(&text))?;
+        config
+            .registry
+            .resolve_tls()
+            .map_err(|e| e.located_in(&text))?;
         Ok((config, text))
     }
 

@@ -4,9 +4,14 @@
 //! password is settled like the platform token: `password`, overridden by `password_file`,
 //! overridden by [`PASSWORD_ENV`] ([`RegistryBackendConfig::resolve_password`]).
 //!
-//! Not built yet, so refused rather than ignored: TLS to etcd (`https://` endpoints, the
-//! design's `ca_file`) and durable data frames on replicas (`platform.durable_data`: data
-//! would cross replicas over the design's peer link, `peer_listen`, not built either).
+//! TLS to etcd: `https://` endpoints (all or none) need `ca_file`, the CA that signed the
+//! members' certificates; `cert_file` and `key_file` add a client certificate (etcd's
+//! `--client-cert-auth`). The files are read at start ([`RegistryBackendConfig::resolve_tls`]);
+//! the key never appears in a message.
+//!
+//! Not built yet, so refused rather than ignored: durable data frames on replicas
+//! (`platform.durable_data`: data would cross replicas over the design's peer link,
+//! `peer_listen`, not built either).
 
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
@@ -14,6 +19,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{in_range, invalid, ConfigError, PlatformConfig};
+use crate::registry::etcd::settings::EtcdTls;
 use crate::registry::etcd::EtcdSettings;
 use crate::secret::Secret;
 
@@ -77,6 +83,15 @@ pub(crate) struct EtcdConfig {
     /// A file holding the password (e.g. a systemd credential), read at start; overrides
     /// `password`. [`PASSWORD_ENV`] overrides both.
     pub password_file: Option<PathBuf>,
+    /// PEM: the CA that signed the etcd members' certificates; needed by `https://`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM: this replica's client certificate, with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM: the private key of `cert_file`. Never printed.
+    pub key_file: Option<PathBuf>,
+    /// What the three files hold, read by [`RegistryBackendConfig::resolve_tls`].
+    #[serde(skip)]
+    pub tls: Option<EtcdTls>,
 }
 
 impl Default for EtcdConfig {
@@ -89,6 +104,10 @@ impl Default for EtcdConfig {
             user: None,
             password: Secret::default(),
             password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            tls: None,
         }
     }
 }
@@ -175,6 +194,69 @@ impl RegistryBackendConfig {
         }
     }
 
+    /// Read the TLS files (`ca_file`, `cert_file`, `key_file`) with `backend: etcd`: the CA
+    /// must hold a certificate, the key must match nothing but be present. A message names
+    /// the key and the path, never a file's content.
+    pub(crate) fn resolve_tls(&mut self) -> Result<(), ConfigError> {
+        if self.backend != Backend::Etcd {
+            return Ok(());
+        }
+        let Some(etcd) = self.etcd.as_mut() else {
+            return Ok(());
+        };
+        let Some(ca_path) = &etcd.ca_file else {
+            return Ok(());
+        };
+        let read = |key: &'static str, path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let ca_pem = read("registry.etcd.ca_file", ca_path)?;
+        match crate::platform::ca_file::parse_pem_certs(&ca_pem) {
+            Ok(certs) if !certs.is_empty() => {}
+            Ok(_) => {
+                return Err(invalid(
+                    "registry.etcd.ca_file",
+                    format!("{} holds no PEM certificate", ca_path.display()),
+                ))
+            }
+            Err(e) => {
+                return Err(invalid(
+                    "registry.etcd.ca_file",
+                    format!("{}: {e}", ca_path.display()),
+                ))
+            }
+        }
+        let identity = match (&etcd.cert_file, &etcd.key_file) {
+            (Some(cert), Some(key)) => {
+                let cert_pem = read("registry.etcd.cert_file", cert)?;
+                if !String::from_utf8_lossy(&cert_pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(invalid(
+                        "registry.etcd.cert_file",
+                        format!("{} holds no PEM certificate", cert.display()),
+                    ));
+                }
+                let key_pem = read("registry.etcd.key_file", key)?;
+                let key_text = String::from_utf8(key_pem).map_err(|_| {
+                    invalid(
+                        "registry.etcd.key_file",
+                        format!("{} is not a PEM private key", key.display()),
+                    )
+                })?;
+                if !key_text.contains("PRIVATE KEY-----") {
+                    return Err(invalid(
+                        "registry.etcd.key_file",
+                        format!("{} is not a PEM private key", key.display()),
+                    ));
+                }
+                Some((cert_pem, Secret::new(key_text)))
+            }
+            _ => None,
+        };
+        etcd.tls = Some(EtcdTls { ca_pem, identity });
+        Ok(())
+    }
+
     /// The etcd backend's settings for the cluster `gateway_id`; `None` unless `backend` is
     /// etcd (a validated config then has the section). The password is the one settled by
     /// [`RegistryBackendConfig::resolve_password`], which `Config::load` runs.
@@ -192,6 +274,7 @@ impl RegistryBackendConfig {
                 .user
                 .as_ref()
                 .map(|user| (user.clone(), etcd.password.clone())),
+            tls: etcd.tls.clone(),
             cluster_id: gateway_id.to_owned(),
         })
     }
@@ -232,6 +315,7 @@ impl EtcdConfig {
             check_endpoint(endpoint)
                 .map_err(|message| invalid("registry.etcd.endpoints", message))?;
         }
+        self.check_tls()?;
         let prefix = self.prefix_or_default(gateway_id);
         if let Err(why) = check_prefix(&prefix) {
             return Err(invalid(
@@ -291,6 +375,59 @@ impl EtcdConfig {
     }
 }
 
+impl EtcdConfig {
+    /// All endpoints `https://` or none; `https://` needs `ca_file`, the files need
+    /// `https://`, `cert_file` and `key_file` come together.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let tls = self
+            .endpoints
+            .iter()
+            .filter(|e| {
+                e.get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+            })
+            .count();
+        if tls > 0 && tls < self.endpoints.len() {
+            return Err(invalid(
+                "registry.etcd.endpoints",
+                "mixes http:// and https://: a cluster is reached with TLS or without",
+            ));
+        }
+        if tls > 0 && self.ca_file.is_none() {
+            return Err(invalid(
+                "registry.etcd.ca_file",
+                "is needed by https:// endpoints: the PEM file of the CA that signed the etcd \
+                 members' certificates",
+            ));
+        }
+        if tls == 0 {
+            for (key, set) in [
+                ("registry.etcd.ca_file", self.ca_file.is_some()),
+                ("registry.etcd.cert_file", self.cert_file.is_some()),
+                ("registry.etcd.key_file", self.key_file.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        key,
+                        "is set but the endpoints are http://: use https:// endpoints for TLS",
+                    ));
+                }
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(invalid(
+                "registry.etcd.key_file",
+                "is needed with registry.etcd.cert_file",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "registry.etcd.cert_file",
+                "is needed with registry.etcd.key_file",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The host name, the default member name: `None` when it cannot be read or is blank.
 fn host_name() -> Option<String> {
     let text = std::fs::read_to_string(HOSTNAME_FILE).ok()?;
@@ -301,19 +438,12 @@ fn host_name() -> Option<String> {
 /// `endpoint` is `http://host:port`: a host (a name, an IPv4 address or a bracketed IPv6
 /// address) and a port 1..=65535, nothing else. Why not, otherwise.
 fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    if endpoint
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    {
-        return Err(format!(
-            "{endpoint:?}: TLS to etcd is not supported yet; use http:// on a trusted network, \
-             or a local TLS proxy"
-        ));
-    }
-    let not = |why: &str| format!("{endpoint:?} is not http://host:port ({why})");
+    let not =
+        |why: &str| format!("{endpoint:?} is not http://host:port or https://host:port ({why})");
     let rest = endpoint
         .strip_prefix("http://")
-        .ok_or_else(|| not("the scheme must be http://"))?;
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(|| not("the scheme must be http:// or https://"))?;
     let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
         let (address, port) = bracketed
             .split_once("]:")
@@ -483,8 +613,10 @@ mod tests {
             member_name,
             member_ttl_s,
             credentials,
+            tls,
             cluster_id,
         } = s;
+        assert!(tls.is_none(), "http:// endpoints");
         assert_eq!(
             endpoints,
             [
@@ -519,8 +651,11 @@ mod tests {
             "at least one etcd member",
         );
         for (endpoint, says) in [
-            ("10.0.0.21:2379", "scheme must be http://"),
-            ("etcd://10.0.0.21:2379", "scheme must be http://"),
+            ("10.0.0.21:2379", "scheme must be http:// or https://"),
+            (
+                "etcd://10.0.0.21:2379",
+                "scheme must be http:// or https://",
+            ),
             ("http://10.0.0.21", "no port"),
             ("http://:2379", "no host"),
             ("http://10.0.0.21:0", "1..=65535"),
@@ -549,17 +684,86 @@ mod tests {
     }
 
     #[test]
-    fn https_endpoints_are_refused_until_tls_is_built() {
+    fn tls_rows() {
+        let tls =
+            "registry:\n  backend: etcd\n  etcd:\n    endpoints: [\"https://10.0.0.21:2379\"]\n";
+        assert_refused(tls, "registry.etcd.ca_file", None, "needed by https://");
         assert_refused(
-            "registry:\n  backend: etcd\n  etcd:\n    endpoints: [\"HTTPS://10.0.0.21:2379\"]\n",
+            "registry:\n  backend: etcd\n  etcd:\n    endpoints: [\"https://a:1\", \"http://b:1\"]\n    ca_file: /ca.pem\n",
             "registry.etcd.endpoints",
             Some(4),
-            "TLS to etcd is not supported yet",
+            "mixes http:// and https://",
         );
-        // The design's ca_file and peer_listen are not keys yet.
-        for key in ["ca_file: /etc/ca.pem", "peer_listen: \"10.0.0.11:7683\""] {
-            let err = Config::from_yaml(&format!("{ETCD}    {key}\n")).unwrap_err();
-            assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        for key in ["ca_file", "cert_file", "key_file"] {
+            assert_refused(
+                &format!("{ETCD}    {key}: /x.pem\n"),
+                &format!("registry.etcd.{key}"),
+                Some(5),
+                "endpoints are http://",
+            );
+        }
+        assert_refused(
+            &format!("{tls}    ca_file: /ca.pem\n    cert_file: /c.pem\n"),
+            "registry.etcd.key_file",
+            None,
+            "needed with registry.etcd.cert_file",
+        );
+        assert_refused(
+            &format!("{tls}    ca_file: /ca.pem\n    key_file: /k.pem\n"),
+            "registry.etcd.cert_file",
+            None,
+            "needed with registry.etcd.key_file",
+        );
+        // The peer link's key is not one yet.
+        let err =
+            Config::from_yaml(&format!("{ETCD}    peer_listen: \"10.0.0.11:7683\"\n")).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_tls_files_are_read_and_the_key_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (ca, crt, key, junk) = (
+            dir.path().join("ca.pem"),
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("junk.pem"),
+        );
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        std::fs::write(&crt, cert.cert.pem()).unwrap();
+        std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&junk, "not pem").unwrap();
+        let yaml = |ca: &std::path::Path, crt: &std::path::Path, key: &std::path::Path| {
+            format!(
+                "registry:\n  backend: etcd\n  etcd:\n    endpoints: [\"https://127.0.0.1:2379\"]\n    \
+                 ca_file: {ca:?}\n    cert_file: {crt:?}\n    key_file: {key:?}\n"
+            )
+        };
+        let mut c = Config::from_yaml(&yaml(&ca, &crt, &key)).unwrap();
+        c.registry.resolve_tls().unwrap();
+        let settings = c.etcd_settings().expect("etcd settings");
+        let tls = settings.tls.as_ref().expect("tls");
+        assert!(!tls.ca_pem.is_empty() && tls.identity.is_some());
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("PRIVATE KEY"), "{printed}");
+        for (bad, key_name) in [
+            (yaml(&junk, &crt, &key), "registry.etcd.ca_file"),
+            (yaml(&ca, &junk, &key), "registry.etcd.cert_file"),
+            (yaml(&ca, &crt, &junk), "registry.etcd.key_file"),
+            (
+                yaml(&dir.path().join("none"), &crt, &key),
+                "registry.etcd.ca_file",
+            ),
+        ] {
+            let mut c = Config::from_yaml(&bad).unwrap();
+            match c.registry.resolve_tls().unwrap_err() {
+                ConfigError::Invalid { key, message } => {
+                    assert_eq!(key, key_name, "{message}");
+                    assert!(!message.contains("not pem"), "no file content: {message}");
+                }
+                other => panic!("{other}"),
+            }
         }
     }
 
@@ -793,9 +997,9 @@ mod tests {
     fn an_etcd_section_is_checked_but_not_read_while_the_backend_is_sled() {
         assert_refused(
             "registry:\n  etcd:\n    endpoints: [\"https://a:1\"]\n",
-            "registry.etcd.endpoints",
-            Some(3),
-            "TLS",
+            "registry.etcd.ca_file",
+            None,
+            "needed by https://",
         );
         let yaml = "registry:\n  etcd:\n    endpoints: [\"http://a:1\"]\n    user: gw\n    \
                     password_file: /nonexistent/pw\n";

@@ -22,6 +22,15 @@ struct Member {
 pub struct EtcdCluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
+    /// With TLS: the CA, and the client certificate and key every client presents.
+    tls: Option<ClientTls>,
+}
+
+/// PEM files of a cluster started with [`EtcdCluster::start_tls`].
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A loopback TCP port that was free a moment ago.
@@ -35,7 +44,27 @@ fn free_port() -> u16 {
 impl EtcdCluster {
     /// Start `n` members and wait until each answers `endpoint health`.
     pub fn start(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, false)
+    }
+
+    /// Start `n` members whose clients speak TLS (a CA of the test's, a server certificate
+    /// for 127.0.0.1) and must present a certificate that CA signed (`--client-cert-auth`).
+    pub fn start_tls(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, true)
+    }
+
+    fn start_with(n: usize, with_tls: bool) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("tempdir");
+        let (tls, server) = if with_tls {
+            let pki = super::pki::Pki::new(dir.path(), "etcd-ca");
+            let server = pki.leaf(dir.path(), "127.0.0.1", &["127.0.0.1"], "etcd-server");
+            let (cert, key) = pki.leaf(dir.path(), "coap-gateway", &[], "etcd-client");
+            let ca = dir.path().join("etcd-ca.pem");
+            (Some(ClientTls { ca, cert, key }), Some(server))
+        } else {
+            (None, None)
+        };
+        let scheme = if with_tls { "https" } else { "http" };
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
@@ -52,16 +81,28 @@ impl EtcdCluster {
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
             let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
-            let child = Command::new("etcd")
+            let mut command = Command::new("etcd");
+            if let (Some(tls), Some((cert, key))) = (&tls, &server) {
+                command.args([
+                    "--cert-file",
+                    &cert.display().to_string(),
+                    "--key-file",
+                    &key.display().to_string(),
+                    "--trusted-ca-file",
+                    &tls.ca.display().to_string(),
+                    "--client-cert-auth",
+                ]);
+            }
+            let child = command
                 .args([
                     "--name",
                     &name,
                     "--data-dir",
                     &dir.path().join(&name).display().to_string(),
                     "--listen-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
+                    &format!("{scheme}://127.0.0.1:{client}"),
                     "--advertise-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
+                    &format!("{scheme}://127.0.0.1:{client}"),
                     "--listen-peer-urls",
                     &format!("http://127.0.0.1:{peer}"),
                     "--initial-advertise-peer-urls",
@@ -83,7 +124,7 @@ impl EtcdCluster {
                 child: Some(child),
             });
         }
-        let cluster = EtcdCluster { dir, members };
+        let cluster = EtcdCluster { dir, members, tls };
         let deadline = Instant::now() + START_BUDGET;
         while !cluster.healthy() {
             assert!(
@@ -105,19 +146,34 @@ impl EtcdCluster {
             .collect()
     }
 
-    fn endpoint_urls(&self) -> String {
+    /// Client URLs of the members still running, `http://` or (with TLS) `https://`.
+    pub fn client_urls(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.endpoints()
             .iter()
-            .map(|e| format!("http://{e}"))
-            .collect::<Vec<_>>()
-            .join(",")
+            .map(|e| format!("{scheme}://{e}"))
+            .collect()
     }
 
-    /// Run `etcdctl` against the running members.
+    /// The CA and client certificate of a cluster started with [`Self::start_tls`].
+    pub fn client_tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
+    }
+
+    /// Run `etcdctl` against the running members (with the client certificate under TLS).
     pub fn etcdctl(&self, args: &[&str]) -> Output {
-        Command::new("etcdctl")
+        let mut command = Command::new("etcdctl");
+        command
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint_urls()))
+            .arg(format!("--endpoints={}", self.client_urls().join(",")));
+        if let Some(tls) = &self.tls {
+            command.args([
+                format!("--cacert={}", tls.ca.display()),
+                format!("--cert={}", tls.cert.display()),
+                format!("--key={}", tls.key.display()),
+            ]);
+        }
+        command
             .args(args)
             .output()
             .expect("run etcdctl (scripts/test.sh installs etcd-client)")

@@ -21,6 +21,7 @@ pub mod http;
 pub mod libcoap;
 pub mod netns;
 pub mod ping_target;
+pub mod pki;
 pub mod platform_sim;
 pub mod raw_device;
 pub mod rd_dump;

@@ -17,6 +17,8 @@ pub struct EtcdSettings {
     pub member_ttl_s: u32,
     /// etcd authentication: user and password, both or neither.
     pub credentials: Option<(String, Secret)>,
+    /// TLS (`https://` endpoints): the CA, and a client certificate if configured.
+    pub tls: Option<EtcdTls>,
     /// The cluster id (`gateway.id`), equal on every replica.
     pub cluster_id: String,
 }
@@ -31,7 +33,26 @@ impl EtcdSettings {
             member_name: member_name.to_owned(),
             member_ttl_s: 10,
             credentials: None,
+            tls: None,
             cluster_id: "coap-gateway".to_owned(),
         }
+    }
+}
+
+/// TLS to etcd, read from `registry.etcd.{ca_file, cert_file, key_file}`.
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// PEM certificates of the CA that signed the members' certificates.
+    pub ca_pem: Vec<u8>,
+    /// PEM client certificate and its private key (never printed).
+    pub identity: Option<(Vec<u8>, Secret)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("client_certificate", &self.identity.is_some())
+            .finish()
     }
 }

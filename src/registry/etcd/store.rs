@@ -8,8 +8,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 
 use super::keys::Keys;
@@ -86,6 +86,15 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
         if let Some((user, password)) = &settings.credentials {
             options = options.with_user(user.clone(), password.expose().to_owned());
+        }
+        if let Some(tls) = &settings.tls {
+            let mut tls_options =
+                TlsOptions::new().ca_certificate(Certificate::from_pem(tls.ca_pem.clone()));
+            if let Some((cert, key)) = &tls.identity {
+                tls_options =
+                    tls_options.identity(Identity::from_pem(cert.clone(), key.expose().as_bytes()));
+            }
+            options = options.with_tls(tls_options);
         }
         let client = Client::connect(&settings.endpoints, Some(options))
             .await
