@@ -80,6 +80,7 @@ impl PlatformLink {
             self.forget_stored(&done);
         }
         self.stats.queued = self.outbox.unsent();
+        self.publish_acked();
     }
 
     /// Hand a frame outside the outbox (`hello`, a v1 snapshot part) to the socket writer.

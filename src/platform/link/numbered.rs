@@ -46,7 +46,7 @@ pub(crate) struct FeedState {
 impl PlatformLink {
     /// Number the next frame that is not an event: after the feed's position. False when the
     /// position's slots are used up (2^19 frames without a new revision: the frame is
-    /// dropped, counted; the acknowledgements the feed stores move the position on).
+    /// dropped and logged; the acknowledgements the feed stores move the position on).
     pub(super) fn number_non_event(&mut self) -> bool {
         let Some(feed) = &self.feed else {
             return true;
@@ -65,7 +65,8 @@ impl PlatformLink {
         false
     }
 
-    /// Hand the platform's acknowledgement to the cluster feed, which stores it.
+    /// Hand the platform's acknowledgement to the cluster feed, which stores it (with a v1
+    /// platform, what was written counts, as the outbox has it).
     pub(super) fn publish_acked(&self) {
         if let Some(acked) = self.feed.as_ref().and_then(|f| f.acked.as_ref()) {
             acked.fetch_max(self.outbox.acked(), Ordering::Relaxed);
@@ -131,7 +132,8 @@ impl Handler<NumberedEvents> for PlatformLink {
         let now = now_ms();
         for (seq, event) in batch.events {
             if seq < self.outbox.next_seq() {
-                // The platform acknowledged it before this leader's term.
+                // The platform has it: acknowledged before this term (the stored
+                // acknowledgement), or named by its `welcome.last_seq`.
                 continue;
             }
             self.outbox.skip_to(seq);

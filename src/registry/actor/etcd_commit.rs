@@ -146,6 +146,9 @@ pub(crate) struct EtcdState {
     /// The watch could not resume (compacted history): the registrations are being read
     /// again, and that read opens the next watch.
     pub(super) relisting: bool,
+    /// The watch stream being followed; replaced (the old one dropped) when a new one opens,
+    /// so a stale stream can never feed the index twice.
+    pub(super) watch: Option<SpawnHandle>,
 }
 
 impl EtcdState {
@@ -171,6 +174,7 @@ impl EtcdState {
             expiring: HashSet::new(),
             ownership,
             relisting: false,
+            watch: None,
         }
     }
 }

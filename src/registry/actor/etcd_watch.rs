@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use etcd_client::{EventType, WatchResponse};
+use etcd_client::{EventType, WatchResponse, WatchStream};
 
 use super::etcd_commit::{EtcdState, OwnWrite, Pending};
 use super::writes::shrink;
@@ -61,6 +61,11 @@ impl StreamHandler<Watched> for Registry {
                         return;
                     }
                     state.relisting = true;
+                    // etcd keeps a cancelled watch's stream open: dropped, it cannot later end
+                    // and open a second watch beside the one the re-read opens.
+                    if let Some(old) = state.watch.take() {
+                        ctx.cancel_future(old);
+                    }
                 }
                 self.relist(ctx);
             }
@@ -238,7 +243,7 @@ impl Registry {
             .map(|read, act, ctx| match read {
                 Ok((snapshot, stream)) => {
                     act.apply_relisted(snapshot, ctx);
-                    ctx.add_stream(stream);
+                    act.follow_watch(stream, ctx);
                 }
                 Err(e) => {
                     log::warn!("registry: cannot re-read the registrations: {e}; trying again");
@@ -292,6 +297,16 @@ impl Registry {
         self.after_applied(revision, events, deleted, ctx);
     }
 
+    /// Follow `stream` from now on, instead of any earlier watch stream.
+    pub(super) fn follow_watch(&mut self, stream: WatchStream, ctx: &mut Context<Self>) {
+        let handle = ctx.add_stream(stream);
+        if let Backend::Etcd(state) = &mut self.backend {
+            if let Some(old) = state.watch.replace(handle) {
+                ctx.cancel_future(old);
+            }
+        }
+    }
+
     /// Re-open the watch from the revision after the applied one, until it opens.
     fn rewatch(&mut self, ctx: &mut Context<Self>) {
         let Backend::Etcd(state) = &mut self.backend else {
@@ -300,10 +315,10 @@ impl Registry {
         let store = state.store.clone();
         let from = state.applied + 1;
         ctx.spawn(async move { store.watch(from).await }.into_actor(self).map(
-            move |opened, _act, ctx| match opened {
+            move |opened, act, ctx| match opened {
                 Ok(stream) => {
                     log::info!("registry: etcd watch re-opened from revision {from}");
-                    ctx.add_stream(stream);
+                    act.follow_watch(stream, ctx);
                 }
                 Err(e) => {
                     log::warn!("registry: cannot re-open the etcd watch: {e}");

@@ -229,7 +229,8 @@ pub(crate) async fn start_on_etcd_with_policy(
         link_sets,
     );
     let addr = Registry::create(move |ctx| {
-        ctx.add_stream(stream);
+        let mut registry = registry;
+        registry.follow_watch(stream, ctx);
         registry
     });
     Ok((addr, reader, ownership, store))
