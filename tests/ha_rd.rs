@@ -360,14 +360,22 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
     drop(devices);
 }
 
+/// A platform and replicas `a` and `b` linked to it, and the first `hello` it got.
+fn replicas_with_platform(
+    cluster: &EtcdCluster,
+) -> (PlatformSim, Gateway, Gateway, serde_json::Value) {
+    let sim = PlatformSim::start("127.0.0.1:0", None);
+    let platform = format!("platform:\n  url: {:?}\n  reconnect_max_s: 1\n", sim.url());
+    let a = replica(cluster, "a", &platform);
+    let b = replica(cluster, "b", &platform);
+    let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
+    (sim, a, b, hello)
+}
+
 #[test]
 fn only_the_leader_holds_the_platform_link_and_the_other_takes_it_over() {
     let Some(cluster) = cluster() else { return };
-    let sim = PlatformSim::start("127.0.0.1:0", None);
-    let platform = format!("platform:\n  url: {:?}\n  reconnect_max_s: 1\n", sim.url());
-    let a = replica(&cluster, "a", &platform);
-    let b = replica(&cluster, "b", &platform);
-    let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
+    let (sim, a, b, hello) = replicas_with_platform(&cluster);
     assert_eq!(hello["gateway"], "test-gw", "the cluster's id");
     until("a leader to say so", || {
         a.log_text().contains("cluster: a is the leader")
@@ -439,11 +447,7 @@ fn revisions_by_ep(cluster: &EtcdCluster) -> HashMap<String, (u64, u64)> {
 #[test]
 fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
     let Some(cluster) = cluster() else { return };
-    let sim = PlatformSim::start("127.0.0.1:0", None);
-    let platform = format!("platform:\n  url: {:?}\n  reconnect_max_s: 1\n", sim.url());
-    let a = replica(&cluster, "a", &platform);
-    let b = replica(&cluster, "b", &platform);
-    let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
+    let (sim, a, b, hello) = replicas_with_platform(&cluster);
     assert_eq!(hello["seq_scheme"], "etcd-revision");
     let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
     let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };

@@ -147,20 +147,9 @@ impl Applier<'_> {
 
 impl Registry {
     fn apply_watched(&mut self, response: WatchResponse, ctx: &mut Context<Self>) {
-        let Backend::Etcd(state) = &mut self.backend else {
-            return;
-        };
         let revision = response.header().map_or(0, |h| h.revision());
-        let keys = state.store.keys().clone();
-        let events = {
-            let mut index = self.reader.write();
-            let mut applier = Applier {
-                index: &mut index,
-                counts: &mut self.counts,
-                link_sets: &mut self.link_sets,
-                state,
-                events: Vec::new(),
-            };
+        let Some(events) = self.with_applier(|applier| {
+            let keys = applier.state.store.keys().clone();
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 match event.event_type() {
@@ -188,13 +177,32 @@ impl Registry {
                 }
             }
             applier.index.set_revision(revision);
-            applier.events
+            std::mem::take(&mut applier.events)
+        }) else {
+            return;
         };
         let deleted = response
             .events()
             .iter()
             .any(|e| e.event_type() == EventType::Delete);
         self.after_applied(revision, events, deleted, ctx);
+    }
+
+    /// Run `apply` on the index under its write lock, with the bookkeeping it keeps in step;
+    /// None without the etcd backend.
+    fn with_applier<R>(&mut self, apply: impl FnOnce(&mut Applier<'_>) -> R) -> Option<R> {
+        let Backend::Etcd(state) = &mut self.backend else {
+            return None;
+        };
+        let mut index = self.reader.write();
+        let mut applier = Applier {
+            index: &mut index,
+            counts: &mut self.counts,
+            link_sets: &mut self.link_sets,
+            state,
+            events: Vec::new(),
+        };
+        Some(apply(&mut applier))
     }
 
     /// Publish what a watch response or a re-read changed, and answer the writes it covers.
@@ -254,20 +262,9 @@ impl Registry {
     }
 
     fn apply_relisted(&mut self, snapshot: Snapshot, ctx: &mut Context<Self>) {
-        let Backend::Etcd(state) = &mut self.backend else {
-            return;
-        };
-        state.relisting = false;
         let revision = snapshot.revision;
-        let (events, deleted, changed) = {
-            let mut index = self.reader.write();
-            let mut applier = Applier {
-                index: &mut index,
-                counts: &mut self.counts,
-                link_sets: &mut self.link_sets,
-                state,
-                events: Vec::new(),
-            };
+        let Some((events, deleted, changed)) = self.with_applier(|applier| {
+            applier.state.relisting = false;
             let listed: HashSet<RegistrationId> =
                 snapshot.records.iter().map(|r| r.reg.id).collect();
             let gone: Vec<RegistrationId> = applier
@@ -288,7 +285,13 @@ impl Registry {
                 }
             }
             applier.index.set_revision(revision);
-            (applier.events, !gone.is_empty(), changed)
+            (
+                std::mem::take(&mut applier.events),
+                !gone.is_empty(),
+                changed,
+            )
+        }) else {
+            return;
         };
         log::info!(
             "registry: re-read at revision {revision}: {changed} registration(s) changed while the watch was behind; watching from {}",
