@@ -226,6 +226,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             let executer_settings = config.executer.settings();
             let (store, reader, client) = (store.clone(), reader.clone(), rd.client());
             let replica = ownership.me().to_owned();
+            let observer_settings = config.observer.enabled.then(|| parsed.observer.clone());
+            let registry_for_link = registry.clone();
             let start_link: cluster::leader_link::StartLink = Box::new(move |term| {
                 let arbiter = Arbiter::new();
                 let mut settings = link_settings.clone();
@@ -248,10 +250,23 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                     link.clone().recipient(),
                 );
                 link.do_send(SetCommandRecipient(Some(executer.clone().recipient())));
+                // Device data: the leader observes every device (not yet each owner its own,
+                // which needs the peer link of docs/ha-etcd.md §8).
+                let observer = observer_settings.clone().map(|settings| {
+                    let observer = observer::start(
+                        settings,
+                        reader.clone(),
+                        client.clone(),
+                        link.clone().recipient(),
+                    );
+                    registry_for_link.do_send(SubscribeFeed(observer.clone().recipient()));
+                    observer
+                });
                 cluster::leader_link::RunningLink {
                     link,
                     arbiter,
                     executer,
+                    observer,
                 }
             });
             Some(LeaderLink::new(leading, start_link).start())
@@ -314,9 +329,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             Some(observer)
         }
         (None, true) if leader_link.is_some() => {
-            // Data from an owner to the leader's link needs the peer link between replicas
-            // (docs/ha-etcd.md §8), not built yet.
-            info!("observer not started: replicas do not forward device data yet");
+            info!("observer: runs on the elected replica, with its platform link");
             None
         }
         (None, true) => {

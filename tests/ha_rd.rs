@@ -17,6 +17,8 @@
 //! - The platform sees one gateway: only the elected replica holds the link, every event
 //!   arrives once whichever replica took the request, and when the leader is killed the other
 //!   connects (hello, a snapshot holding every device) and carries on.
+//! - Device data: the leader observes the devices and sends `data`; after a SIGKILL of the
+//!   leader the other replica observes them and the data flows again.
 //! - A leader change loses no event: what the follower acknowledged while no replica held the
 //!   link arrives as events, every event under one seq, and each seq is the etcd revision that
 //!   wrote the event's record (read with `etcdctl`).
@@ -360,12 +362,17 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
     drop(devices);
 }
 
-/// A platform and replicas `a` and `b` linked to it, and the first `hello` it got.
+/// A platform and replicas `a` and `b` linked to it (with `extra` config), and the first
+/// `hello` it got.
 fn replicas_with_platform(
     cluster: &EtcdCluster,
+    extra: &str,
 ) -> (PlatformSim, Gateway, Gateway, serde_json::Value) {
     let sim = PlatformSim::start("127.0.0.1:0", None);
-    let platform = format!("platform:\n  url: {:?}\n  reconnect_max_s: 1\n", sim.url());
+    let platform = format!(
+        "platform:\n  url: {:?}\n  reconnect_max_s: 1\n{extra}",
+        sim.url()
+    );
     let a = replica(cluster, "a", &platform);
     let b = replica(cluster, "b", &platform);
     let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
@@ -375,7 +382,7 @@ fn replicas_with_platform(
 #[test]
 fn only_the_leader_holds_the_platform_link_and_the_other_takes_it_over() {
     let Some(cluster) = cluster() else { return };
-    let (sim, a, b, hello) = replicas_with_platform(&cluster);
+    let (sim, a, b, hello) = replicas_with_platform(&cluster, "");
     assert_eq!(hello["gateway"], "test-gw", "the cluster's id");
     until("a leader to say so", || {
         a.log_text().contains("cluster: a is the leader")
@@ -447,7 +454,7 @@ fn revisions_by_ep(cluster: &EtcdCluster) -> HashMap<String, (u64, u64)> {
 #[test]
 fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
     let Some(cluster) = cluster() else { return };
-    let (sim, a, b, hello) = replicas_with_platform(&cluster);
+    let (sim, a, b, hello) = replicas_with_platform(&cluster, "");
     assert_eq!(hello["seq_scheme"], "etcd-revision");
     let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
     let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
@@ -671,4 +678,34 @@ fn a_replica_reaches_etcd_over_tls_and_one_without_the_right_certificates_does_n
         );
         assert!(!log.contains("PRIVATE KEY"), "{case}");
     }
+}
+
+#[test]
+fn the_leader_observes_the_devices_and_the_next_leader_takes_the_data_over() {
+    let Some(cluster) = cluster() else { return };
+    let (sim, a, b, hello) = replicas_with_platform(&cluster, "observer:\n  enabled: true\n");
+    let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
+    let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
+    // The device registers at the follower; the leader observes it.
+    let mut device = common::device_sim::DeviceSim::spawn(
+        follower.addr(),
+        1,
+        &["--prefix", "obs-", "--lt", "60"],
+    );
+    assert!(device.ready(WAIT), "device-sim ready line");
+    let data = |sim: &PlatformSim| {
+        sim.count(|f| f["type"] == "data" && f["ep"] == "obs-0" && f["path"] == "/sensors/temp")
+    };
+    until("data from the leader", || data(&sim) >= 2);
+    leader.kill9();
+    until("the other replica's hello", || {
+        sim.count(|f| f["type"] == "hello" && f["replica"] != leader_name.as_str()) == 1
+    });
+    let at_hand_over = data(&sim);
+    until("data again, through the new leader", || {
+        data(&sim) >= at_hand_over + 2
+    });
+    assert!(follower
+        .log_text()
+        .contains("observer: runs on the elected replica"));
 }

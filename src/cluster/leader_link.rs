@@ -11,6 +11,7 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use crate::executer::Executer;
+use crate::observer::{Observer, StopObserver};
 use crate::platform::{PlatformLink, StopLink};
 
 /// How often the election's outcome is looked at.
@@ -23,6 +24,8 @@ pub struct RunningLink {
     pub link: Addr<PlatformLink>,
     pub arbiter: Arbiter,
     pub executer: Addr<Executer>,
+    /// With `observer.enabled`: the leader observes the devices for the platform.
+    pub(crate) observer: Option<Addr<Observer>>,
 }
 
 /// Starts a link (and its Executer) when this replica becomes the leader, with the term
@@ -78,7 +81,17 @@ async fn close(running: RunningLink) {
         link,
         arbiter,
         executer,
+        observer,
     } = running;
+    if let Some(observer) = observer {
+        // Its observations are cancelled at the devices, so the next leader's are the only ones.
+        if tokio::time::timeout(CLOSE_BUDGET, observer.send(StopObserver))
+            .await
+            .is_err()
+        {
+            log::warn!("observer did not stop in time");
+        }
+    }
     let closed = async {
         let _ = link.send(StopLink).await;
         while link.connected() {
