@@ -1,9 +1,11 @@
 //! The platform link of a replica (`registry.backend: etcd`, `docs/ha-etcd.md` §8): only the
-//! elected leader holds it, so the platform sees one gateway. When this replica is elected it
-//! starts a PlatformLink (hello with the cluster's `gateway.id`, the snapshot of the shared
-//! registry, then every registry event its index applies, which on every replica are all the
-//! cluster's events) and an Executer for its commands; when it loses the election it closes
-//! them. The next leader's link starts with a snapshot, which restates every device.
+//! elected leader holds it, so the platform sees one gateway. When this replica is elected in
+//! a term it starts a PlatformLink numbering by revision (hello with the cluster's
+//! `gateway.id`, then the events of the cluster feed from the platform's last stored
+//! acknowledgement, the snapshot, then live frames), an Executer for its commands and, with
+//! `observer.enabled`, an Observer for the devices' data; when it loses the election (or a new
+//! term begins) it stops them, the Observer first, so its observations are cancelled at the
+//! devices before the next leader's begin.
 
 use std::time::Duration;
 
