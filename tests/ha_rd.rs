@@ -17,6 +17,8 @@
 //! - The platform sees one gateway: only the elected replica holds the link, every event
 //!   arrives once whichever replica took the request, and when the leader is killed the other
 //!   connects (hello, a snapshot holding every device) and carries on.
+//! - A new leader whose resume point etcd has compacted gives those events up and restates
+//!   every device in its snapshot.
 //! - Device data: the leader observes the devices and sends `data`; after a SIGKILL of the
 //!   leader the other replica observes them and the data flows again.
 //! - A leader change loses no event: what the follower acknowledged while no replica held the
@@ -379,6 +381,19 @@ fn replicas_with_platform(
     (sim, a, b, hello)
 }
 
+/// Wait until the leader has stored the platform's acknowledgement on etcd (every 500 ms):
+/// the next leader resumes there.
+fn wait_for_stored_ack(cluster: &EtcdCluster) {
+    until("the platform's acknowledgement on etcd", || {
+        let out = cluster.etcdctl(&["get", "/ha/platform/acked", "--print-value-only"]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0
+    });
+}
+
 #[test]
 fn only_the_leader_holds_the_platform_link_and_the_other_takes_it_over() {
     let Some(cluster) = cluster() else { return };
@@ -466,15 +481,7 @@ fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
         sim.wait_type("device_registered", Some(&ep), WAIT)
             .unwrap_or_else(|| panic!("device_registered {ep}"));
     }
-    // The leader stores the platform's acknowledgement on etcd: the next leader resumes there.
-    until("the platform's acknowledgement on etcd", || {
-        let out = cluster.etcdctl(&["get", "/ha/platform/acked", "--print-value-only"]);
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u64>()
-            .unwrap_or(0)
-            > 0
-    });
+    wait_for_stored_ack(&cluster);
 
     // The leader dies. While no replica holds the link, the follower acknowledges
     // registrations, an update and a removal: their events must reach the platform as events.
@@ -708,4 +715,43 @@ fn the_leader_observes_the_devices_and_the_next_leader_takes_the_data_over() {
     assert!(follower
         .log_text()
         .contains("observer: runs on the elected replica"));
+}
+
+#[test]
+fn a_new_leader_whose_history_was_compacted_restates_every_device_in_its_snapshot() {
+    let Some(cluster) = cluster() else { return };
+    let (sim, a, b, hello) = replicas_with_platform(&cluster, "");
+    let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
+    let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
+    let device = Peer::new(follower.addr());
+    register(&device, "ep=before", "</t>");
+    sim.wait_type("device_registered", Some("before"), WAIT)
+        .expect("before");
+    wait_for_stored_ack(&cluster);
+    leader.kill9();
+    register(&device, "ep=in-gap", "</t>");
+    // Before the follower is elected (its lease must lapse first), etcd forgets the history
+    // after the acknowledgement.
+    cluster.compact_now();
+    assert!(
+        !follower
+            .log_text()
+            .contains("the cluster feed has caught up"),
+        "the follower was elected before the compaction: the test cannot show its case"
+    );
+    let snapshot = sim
+        .wait_for(WAIT, |f| {
+            f["type"] == "snapshot"
+                && f["devices"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x["ep"] == "in-gap"))
+        })
+        .expect("the new leader's snapshot restates the device registered in the gap");
+    assert_eq!(snapshot["last"], true);
+    until("the new leader to say what it gave up", || {
+        follower.log_text().contains("etcd compacted its history")
+    });
+    register(&device, "ep=after", "</t>");
+    sim.wait_type("device_registered", Some("after"), WAIT)
+        .expect("events flow again");
 }

@@ -482,19 +482,7 @@ async fn a_replica_whose_watch_cannot_resume_after_a_compaction_reads_the_regist
         .registration
         .id;
     // etcd forgets the history B missed.
-    let out = cluster.etcdctl(&[
-        "get",
-        "/",
-        "--prefix",
-        "--keys-only",
-        "--limit=1",
-        "-w",
-        "json",
-    ]);
-    let header: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let revision = header["header"]["revision"].as_u64().expect("revision");
-    let compacted = cluster.etcdctl(&["compact", &revision.to_string()]);
-    assert!(compacted.status.success(), "etcdctl compact: {compacted:?}");
+    cluster.compact_now();
     assert!(b.reader.get(new).is_none(), "B saw nothing while cut off");
     relay.heal();
 
