@@ -43,15 +43,10 @@ fn wait(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 fn replica(cluster: &EtcdCluster, member: &str, platform: &str) -> Gateway {
-    let endpoints: Vec<String> = cluster
-        .client_urls()
-        .iter()
-        .map(|e| format!("{e:?}"))
-        .collect();
     Gateway::start_with(GatewayOptions {
         extra_yaml: format!(
-            "registry:\n  backend: etcd\n  etcd:\n    endpoints: [{}]\n    prefix: /bench\n    member_name: {member}\n    member_ttl_s: 3\n{platform}",
-            endpoints.join(", ")
+            "{}{platform}",
+            cluster.registry_yaml("/bench", member, 3, "")
         ),
         ..Default::default()
     })
@@ -88,12 +83,7 @@ fn run(gap: usize) -> Value {
         registered(&sim).len() >= 100
     });
     wait("the stored acknowledgement", || {
-        let out = cluster.etcdctl(&["get", "/bench/platform/acked", "--print-value-only"]);
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u64>()
-            .unwrap_or(0)
-            > 0
+        cluster.stored_ack("/bench") > 0
     });
     let killed = Instant::now();
     leader.kill9();

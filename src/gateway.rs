@@ -227,7 +227,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             let (store, reader, client) = (store.clone(), reader.clone(), rd.client());
             let replica = ownership.me().to_owned();
             let observer_settings = config.observer.enabled.then(|| parsed.observer.clone());
-            let registry_for_link = registry.clone();
+            let registry = registry.clone();
             let start_link: cluster::leader_link::StartLink = Box::new(move |term| {
                 let arbiter = Arbiter::new();
                 let mut settings = link_settings.clone();
@@ -259,7 +259,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                         client.clone(),
                         link.clone().recipient(),
                     );
-                    registry_for_link.do_send(SubscribeFeed(observer.clone().recipient()));
+                    registry.do_send(SubscribeFeed(observer.clone().recipient()));
                     observer
                 });
                 cluster::leader_link::RunningLink {

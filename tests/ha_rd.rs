@@ -51,21 +51,9 @@ fn cluster() -> Option<EtcdCluster> {
     Some(EtcdCluster::start(3))
 }
 
-fn registry_yaml(cluster: &EtcdCluster, member: &str) -> String {
-    let endpoints: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|e| format!("\"http://{e}\""))
-        .collect();
-    format!(
-        "registry:\n  backend: etcd\n  etcd:\n    endpoints: [{}]\n    prefix: /ha\n    member_name: {member}\n    member_ttl_s: {TTL_S}\n",
-        endpoints.join(", ")
-    )
-}
-
 fn replica(cluster: &EtcdCluster, member: &str, extra: &str) -> Gateway {
     Gateway::start_with(GatewayOptions {
-        extra_yaml: format!("{}{extra}", registry_yaml(cluster, member)),
+        extra_yaml: format!("{}{extra}", cluster.registry_yaml("/ha", member, TTL_S, "")),
         ..Default::default()
     })
 }
@@ -364,47 +352,72 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
     drop(devices);
 }
 
-/// A platform and replicas `a` and `b` linked to it (with `extra` config), and the first
-/// `hello` it got.
-fn replicas_with_platform(
-    cluster: &EtcdCluster,
-    extra: &str,
-) -> (PlatformSim, Gateway, Gateway, serde_json::Value) {
-    let sim = PlatformSim::start("127.0.0.1:0", None);
-    let platform = format!(
-        "platform:\n  url: {:?}\n  reconnect_max_s: 1\n{extra}",
-        sim.url()
-    );
-    let a = replica(cluster, "a", &platform);
-    let b = replica(cluster, "b", &platform);
-    let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
-    (sim, a, b, hello)
+/// A platform and replicas `a` and `b` linked to it, told apart by the first `hello`.
+struct LinkedPair {
+    sim: PlatformSim,
+    leader: Gateway,
+    follower: Gateway,
+    /// `hello.replica` of the first link: the leader's member name.
+    leader_name: String,
+    hello: serde_json::Value,
+}
+
+impl LinkedPair {
+    /// Start the platform and both replicas (with `extra` config) and wait for the first hello.
+    fn start(cluster: &EtcdCluster, extra: &str) -> LinkedPair {
+        let sim = PlatformSim::start("127.0.0.1:0", None);
+        let platform = format!(
+            "platform:\n  url: {:?}\n  reconnect_max_s: 1\n{extra}",
+            sim.url()
+        );
+        let a = replica(cluster, "a", &platform);
+        let b = replica(cluster, "b", &platform);
+        let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
+        let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
+        let (leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
+        LinkedPair {
+            sim,
+            leader,
+            follower,
+            leader_name,
+            hello,
+        }
+    }
+
+    /// The `hello` of the replica that took the link over from the first leader.
+    fn next_hello(&self) -> serde_json::Value {
+        self.sim
+            .wait_for(WAIT, |f| {
+                f["type"] == "hello" && f["replica"] != self.leader_name.as_str()
+            })
+            .expect("the other replica's hello")
+    }
 }
 
 /// Wait until the leader has stored the platform's acknowledgement on etcd (every 500 ms):
 /// the next leader resumes there.
 fn wait_for_stored_ack(cluster: &EtcdCluster) {
     until("the platform's acknowledgement on etcd", || {
-        let out = cluster.etcdctl(&["get", "/ha/platform/acked", "--print-value-only"]);
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u64>()
-            .unwrap_or(0)
-            > 0
+        cluster.stored_ack("/ha") > 0
     });
 }
 
 #[test]
 fn only_the_leader_holds_the_platform_link_and_the_other_takes_it_over() {
     let Some(cluster) = cluster() else { return };
-    let (sim, a, b, hello) = replicas_with_platform(&cluster, "");
+    let LinkedPair {
+        sim,
+        mut leader,
+        follower,
+        leader_name,
+        hello,
+    } = LinkedPair::start(&cluster, "");
     assert_eq!(hello["gateway"], "test-gw", "the cluster's id");
-    until("a leader to say so", || {
-        a.log_text().contains("cluster: a is the leader")
-            || b.log_text().contains("cluster: b is the leader")
+    until("the leader to say so", || {
+        leader
+            .log_text()
+            .contains(&format!("cluster: {leader_name} is the leader"))
     });
-    let leader_is_a = a.log_text().contains("cluster: a is the leader");
-    let (mut leader, follower) = if leader_is_a { (a, b) } else { (b, a) };
     // A registration at either replica reaches the platform once, through the leader.
     for (ep, gw) in [("via-leader", &leader), ("via-follower", &follower)] {
         register(&Peer::new(gw.addr()), &format!("ep={ep}"), "</t>");
@@ -469,11 +482,10 @@ fn revisions_by_ep(cluster: &EtcdCluster) -> HashMap<String, (u64, u64)> {
 #[test]
 fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
     let Some(cluster) = cluster() else { return };
-    let (sim, a, b, hello) = replicas_with_platform(&cluster, "");
-    assert_eq!(hello["seq_scheme"], "etcd-revision");
-    let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
-    let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
-    let device = Peer::new(follower.addr());
+    let mut pair = LinkedPair::start(&cluster, "");
+    assert_eq!(pair.hello["seq_scheme"], "etcd-revision");
+    let device = Peer::new(pair.follower.addr());
+    let sim = &pair.sim;
     let mut locations = HashMap::new();
     for i in 0..10 {
         let ep = format!("before-{i}");
@@ -485,7 +497,8 @@ fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
 
     // The leader dies. While no replica holds the link, the follower acknowledges
     // registrations, an update and a removal: their events must reach the platform as events.
-    leader.kill9();
+    pair.leader.kill9();
+    let sim = &pair.sim;
     let mut gap = Vec::new();
     for i in 0..10 {
         let ep = format!("gap-{i}");
@@ -496,11 +509,7 @@ fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
     assert_eq!(updated.code, "2.04", "{}", updated.text());
     let removed = device.request(&Req::delete(&locations["before-1"]));
     assert_eq!(removed.code, "2.02", "{}", removed.text());
-    let second = sim
-        .wait_for(WAIT, |f| {
-            f["type"] == "hello" && f["replica"] != leader_name.as_str()
-        })
-        .expect("the other replica's hello");
+    let second = pair.next_hello();
     assert_eq!(second["gateway"], "test-gw", "the same cluster id");
     register(&device, "ep=after", "</t>");
     for ep in gap.iter().map(String::as_str).chain(["after"]) {
@@ -566,7 +575,7 @@ fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
 fn without_etcd_writes_get_5_03_lookups_are_served_and_health_says_read_only() {
     let Some(mut cluster) = cluster() else { return };
     let gw = Gateway::start_with_http(GatewayOptions {
-        extra_yaml: registry_yaml(&cluster, "a"),
+        extra_yaml: cluster.registry_yaml("/ha", "a", TTL_S, ""),
         ..Default::default()
     });
     let device = Peer::new(gw.addr());
@@ -599,11 +608,7 @@ fn a_replica_reaches_etcd_over_tls_and_one_without_the_right_certificates_does_n
     let cluster = EtcdCluster::start_tls(1);
     let tls = cluster.client_tls().expect("tls");
     let url = cluster.client_urls()[0].clone();
-    let section = |lines: &str| {
-        format!(
-            "registry:\n  backend: etcd\n  etcd:\n    endpoints: [{url:?}]\n    prefix: /ha\n    member_name: a\n{lines}"
-        )
-    };
+    let section = |lines: &str| cluster.registry_yaml("/ha", "a", TTL_S, lines);
     let with_cert = section(&format!(
         "    ca_file: {:?}\n    cert_file: {:?}\n    key_file: {:?}\n",
         tls.ca, tls.cert, tls.key
@@ -690,12 +695,10 @@ fn a_replica_reaches_etcd_over_tls_and_one_without_the_right_certificates_does_n
 #[test]
 fn the_leader_observes_the_devices_and_the_next_leader_takes_the_data_over() {
     let Some(cluster) = cluster() else { return };
-    let (sim, a, b, hello) = replicas_with_platform(&cluster, "observer:\n  enabled: true\n");
-    let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
-    let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
+    let mut pair = LinkedPair::start(&cluster, "observer:\n  enabled: true\n");
     // The device registers at the follower; the leader observes it.
     let mut device = common::device_sim::DeviceSim::spawn(
-        follower.addr(),
+        pair.follower.addr(),
         1,
         &["--prefix", "obs-", "--lt", "60"],
     );
@@ -703,16 +706,15 @@ fn the_leader_observes_the_devices_and_the_next_leader_takes_the_data_over() {
     let data = |sim: &PlatformSim| {
         sim.count(|f| f["type"] == "data" && f["ep"] == "obs-0" && f["path"] == "/sensors/temp")
     };
-    until("data from the leader", || data(&sim) >= 2);
-    leader.kill9();
-    until("the other replica's hello", || {
-        sim.count(|f| f["type"] == "hello" && f["replica"] != leader_name.as_str()) == 1
-    });
-    let at_hand_over = data(&sim);
+    until("data from the leader", || data(&pair.sim) >= 2);
+    pair.leader.kill9();
+    pair.next_hello();
+    let at_hand_over = data(&pair.sim);
     until("data again, through the new leader", || {
-        data(&sim) >= at_hand_over + 2
+        data(&pair.sim) >= at_hand_over + 2
     });
-    assert!(follower
+    assert!(pair
+        .follower
         .log_text()
         .contains("observer: runs on the elected replica"));
 }
@@ -720,9 +722,12 @@ fn the_leader_observes_the_devices_and_the_next_leader_takes_the_data_over() {
 #[test]
 fn a_new_leader_whose_history_was_compacted_restates_every_device_in_its_snapshot() {
     let Some(cluster) = cluster() else { return };
-    let (sim, a, b, hello) = replicas_with_platform(&cluster, "");
-    let leader_name = hello["replica"].as_str().expect("hello.replica").to_owned();
-    let (mut leader, follower) = if leader_name == "a" { (a, b) } else { (b, a) };
+    let LinkedPair {
+        sim,
+        mut leader,
+        follower,
+        ..
+    } = LinkedPair::start(&cluster, "");
     let device = Peer::new(follower.addr());
     register(&device, "ep=before", "</t>");
     sim.wait_type("device_registered", Some("before"), WAIT)

@@ -78,6 +78,18 @@ fn register(ep: &str, source: &str, lifetime_s: u32) -> Register {
     }
 }
 
+/// Register `ep` (from 10.0.0.1, 600 s) at `replica`; its id once acknowledged.
+async fn registered_at(replica: &Replica, ep: &str) -> RegistrationId {
+    replica
+        .addr
+        .send(register(ep, "10.0.0.1:5683", 600))
+        .await
+        .expect("mailbox")
+        .expect("registered")
+        .registration
+        .id
+}
+
 async fn until(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -446,13 +458,7 @@ async fn a_replica_whose_watch_cannot_resume_after_a_compaction_reads_the_regist
     let mut b = replica_at(vec![relay.addr().to_string()], "b", 60).await;
     let mut ids = std::collections::HashMap::new();
     for ep in ["stays", "goes", "changes"] {
-        let reply = a
-            .addr
-            .send(register(ep, "10.0.0.1:5683", 600))
-            .await
-            .expect("mailbox")
-            .expect("registered");
-        ids.insert(ep, reply.registration.id);
+        ids.insert(ep, registered_at(&a, ep).await);
     }
     for _ in 0..3 {
         next_event(&mut b).await;
@@ -473,14 +479,7 @@ async fn a_replica_whose_watch_cannot_resume_after_a_compaction_reads_the_regist
         .await
         .expect("mailbox")
         .expect("status");
-    let new = a
-        .addr
-        .send(register("new", "10.0.0.1:5683", 600))
-        .await
-        .expect("mailbox")
-        .expect("registered")
-        .registration
-        .id;
+    let new = registered_at(&a, "new").await;
     // etcd forgets the history B missed.
     cluster.compact_now();
     assert!(b.reader.get(new).is_none(), "B saw nothing while cut off");
@@ -508,14 +507,7 @@ async fn a_replica_whose_watch_cannot_resume_after_a_compaction_reads_the_regist
         "B announces each difference once"
     );
     // And B is watching again: a later write reaches it.
-    let later = a
-        .addr
-        .send(register("later", "10.0.0.1:5683", 600))
-        .await
-        .expect("mailbox")
-        .expect("registered")
-        .registration
-        .id;
+    let later = registered_at(&a, "later").await;
     until("B to see a write after the re-read", || {
         b.reader.get(later).is_some()
     })

@@ -45,7 +45,7 @@ static DECODE_LOG: LogThrottle = LogThrottle::new();
 
 /// One change the watch delivered.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Watched<'a> {
+pub(crate) struct FeedChange<'a> {
     pub revision: i64,
     pub key: &'a str,
     /// The value written; None for a deletion.
@@ -68,7 +68,7 @@ impl Numberer {
     pub(crate) fn number(
         &mut self,
         keys: &Keys,
-        change: Watched<'_>,
+        change: FeedChange<'_>,
     ) -> Result<Vec<(u64, RegistryEvent)>, String> {
         if keys.registration_id(change.key).is_none() {
             return Ok(Vec::new());
@@ -160,7 +160,6 @@ pub async fn run(store: EtcdStore, term: i64, link: Addr<PlatformLink>) {
         numberer: Numberer::default(),
         position: from - 1,
         registrations_at: 0,
-        caught_up: false,
         fenced_out: false,
     };
     while feed.link.connected() {
@@ -179,7 +178,6 @@ struct Feed {
     numberer: Numberer,
     position: i64,
     registrations_at: i64,
-    caught_up: bool,
     /// A newer term exists: this leader stores nothing more.
     fenced_out: bool,
 }
@@ -234,8 +232,12 @@ impl Feed {
     }
 
     fn apply(&mut self, response: &etcd_client::WatchResponse) {
-        // The position moves only with changes delivered: progress notifications are not
-        // used, etcd 3.4 answers a progress request at once, ahead of history still unsent.
+        // The position moves only with changes delivered: a response without any (the
+        // watch's creation) says nothing. Progress notifications are not used: etcd 3.4
+        // answers a progress request at once, ahead of history still unsent.
+        if response.events().is_empty() {
+            return;
+        }
         let mut events = Vec::new();
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
@@ -243,7 +245,7 @@ impl Feed {
                 continue;
             };
             let revision = kv.mod_revision();
-            let change = Watched {
+            let change = FeedChange {
                 revision,
                 key,
                 value: (event.event_type() == EventType::Put).then(|| kv.value()),
@@ -258,16 +260,11 @@ impl Feed {
             }
             self.position = self.position.max(revision);
         }
-        let caught_up = self.position >= self.term;
-        if events.is_empty() && caught_up == self.caught_up && response.events().is_empty() {
-            return;
-        }
-        self.caught_up = caught_up;
         self.link.do_send(NumberedEvents {
             events,
             position: self.position,
             registrations_at: self.registrations_at,
-            caught_up,
+            caught_up: self.position >= self.term,
         });
     }
 
@@ -335,39 +332,39 @@ mod tests {
         let expired = value(Status::Disconnected, State::Expired, Cause::Expire);
         let changes = [
             // Revision 10: a name key (no slot), a new registration, another's update.
-            Watched {
+            FeedChange {
                 revision: 10,
                 key: &name,
                 value: Some(b"7"),
                 prev: None,
             },
-            Watched {
+            FeedChange {
                 revision: 10,
                 key: &reg7,
                 value: Some(&up),
                 prev: None,
             },
-            Watched {
+            FeedChange {
                 revision: 10,
                 key: &reg8,
                 value: Some(&back_up),
                 prev: Some(&down_update),
             },
             // Revision 11: expiry, then revision 12: the purge announces nothing.
-            Watched {
+            FeedChange {
                 revision: 11,
                 key: &reg7,
                 value: Some(&expired),
                 prev: Some(&up),
             },
-            Watched {
+            FeedChange {
                 revision: 12,
                 key: &reg7,
                 value: None,
                 prev: Some(&expired),
             },
         ];
-        let number = |changes: &[Watched<'_>]| {
+        let number = |changes: &[FeedChange<'_>]| {
             let mut numberer = Numberer::default();
             changes
                 .iter()
@@ -394,14 +391,14 @@ mod tests {
         let (reg7, reg8) = (keys.registration(7), keys.registration(8));
         let up = value(Status::Connected, State::Live, Cause::Register);
         let mut numberer = Numberer::default();
-        let broken = Watched {
+        let broken = FeedChange {
             revision: 5,
             key: &reg7,
             value: Some(b"{not json"),
             prev: None,
         };
         assert!(numberer.number(&keys, broken).is_err());
-        let next = Watched {
+        let next = FeedChange {
             revision: 5,
             key: &reg8,
             value: Some(&up),

@@ -155,6 +155,20 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// The `registry:` section of a replica on this cluster: `prefix`, `member`, `ttl_s`,
+    /// then `extra` lines inside `registry.etcd` (indented by four spaces).
+    pub fn registry_yaml(&self, prefix: &str, member: &str, ttl_s: u64, extra: &str) -> String {
+        let endpoints: Vec<String> = self
+            .client_urls()
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect();
+        format!(
+            "registry:\n  backend: etcd\n  etcd:\n    endpoints: [{}]\n    prefix: {prefix}\n    member_name: {member}\n    member_ttl_s: {ttl_s}\n{extra}",
+            endpoints.join(", ")
+        )
+    }
+
     /// The CA and client certificate of a cluster started with [`Self::start_tls`].
     pub fn client_tls(&self) -> Option<&ClientTls> {
         self.tls.as_ref()
@@ -221,6 +235,20 @@ impl EtcdCluster {
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The platform acknowledgement the leader of the cluster under `prefix` stored
+    /// (`P/platform/acked`); 0 while there is none.
+    pub fn stored_ack(&self, prefix: &str) -> u64 {
+        let out = self.etcdctl(&[
+            "get",
+            &format!("{prefix}/platform/acked"),
+            "--print-value-only",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
     }
 
     /// Compact etcd's history up to its current revision, as auto-compaction would; the

@@ -229,16 +229,20 @@ impl PlatformLink {
         self.stats.reconnects = self.stats.connects.saturating_sub(1);
 
         // The snapshot is taken now (hello counts its devices) and sent once the platform's
-        // answer to hello has decided the mode of this connection (see `on_ready`).
+        // answer to hello has decided the mode of this connection (see `on_ready`). A
+        // cluster's leader reads it again there, after the feed's events, so only counts here.
         let devices = self.snapshot.snapshot();
-        let parts = snapshot_parts(&devices, self.frame_bound);
-        drop(devices);
-        let replica = match &self.settings.numbering {
-            super::Numbering::Revision { replica } => Some(replica.as_str()),
-            super::Numbering::Local => None,
+        let (count, replica) = match &self.settings.numbering {
+            super::Numbering::Revision { replica } => (devices.len(), Some(replica.as_str())),
+            super::Numbering::Local => {
+                let parts = snapshot_parts(&devices, self.frame_bound);
+                let count = parts.devices;
+                self.pending_snapshot = Some(parts);
+                (count, None)
+            }
         };
-        let hello = hello(&self.settings.gateway_id, parts.devices, replica);
-        self.pending_snapshot = Some(parts);
+        drop(devices);
+        let hello = hello(&self.settings.gateway_id, count, replica);
         if !self.write(&hello) {
             return;
         }
