@@ -16,7 +16,7 @@ use thiserror::Error;
 use actix::prelude::*;
 
 use crate::admin::{self, AdminError, AdminState, RunningAdmin};
-use crate::cluster::{self, LeaderLink, StopLeaderLink};
+use crate::cluster::{self, data_relay::DataRelay, LeaderLink, StopLeaderLink};
 use crate::coap::CoapError;
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, StopDiscovery};
@@ -226,8 +226,6 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             let executer_settings = config.executer.settings();
             let (store, reader, client) = (store.clone(), reader.clone(), rd.client());
             let replica = ownership.me().to_owned();
-            let observer_settings = config.observer.enabled.then(|| parsed.observer.clone());
-            let registry = registry.clone();
             let start_link: cluster::leader_link::StartLink = Box::new(move |term| {
                 let arbiter = Arbiter::new();
                 let mut settings = link_settings.clone();
@@ -250,23 +248,10 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                     link.clone().recipient(),
                 );
                 link.do_send(SetCommandRecipient(Some(executer.clone().recipient())));
-                // Device data: the leader observes every device (not yet each owner its own,
-                // which needs the peer link of docs/ha-etcd.md §8).
-                let observer = observer_settings.clone().map(|settings| {
-                    let observer = observer::start(
-                        settings,
-                        reader.clone(),
-                        client.clone(),
-                        link.clone().recipient(),
-                    );
-                    registry.do_send(SubscribeFeed(observer.clone().recipient()));
-                    observer
-                });
                 cluster::leader_link::RunningLink {
                     link,
                     arbiter,
                     executer,
-                    observer,
                 }
             });
             Some(LeaderLink::new(leading, start_link).start())
@@ -318,26 +303,34 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     // Observations and polls leave from the RD's sockets too. Without a platform the data
     // would have nowhere to go, so the Observer only runs when one is configured.
     let observer = match (&platform, config.observer.enabled) {
-        (Some((link, _)), true) => {
-            let observer = observer::start(
-                parsed.observer.clone(),
-                reader.clone(),
-                rd.client(),
-                link.clone().recipient(),
-            );
-            registry.do_send(SubscribeFeed(observer.clone().recipient()));
-            Some(observer)
-        }
-        (None, true) if leader_link.is_some() => {
-            info!("observer: runs on the elected replica, with its platform link");
-            None
-        }
+        (Some((link, _)), true) => Some(link.clone().recipient()),
+        // Replicas: each observes the devices it owns and hands the data to the leader
+        // through etcd (`cluster::data_relay`).
+        (None, true) if leader_link.is_some() => match (&opened.store, &opened.ownership) {
+            (Some(store), Some(ownership)) => Some(
+                DataRelay::new(store.clone(), ownership.clone())
+                    .start()
+                    .recipient(),
+            ),
+            _ => None,
+        },
         (None, true) => {
             info!("observer not started: no platform to send data to (platform.url is empty)");
             None
         }
         (_, false) => None,
-    };
+    }
+    .map(|data| {
+        let observer = observer::start(
+            parsed.observer.clone(),
+            reader.clone(),
+            rd.client(),
+            data,
+            opened.ownership.clone(),
+        );
+        registry.do_send(SubscribeFeed(observer.clone().recipient()));
+        observer
+    });
     // Commands, like pings, leave from the RD's sockets, so devices see the address they
     // registered with.
     let executer = platform.as_ref().map(|(link, _)| {

@@ -19,13 +19,17 @@
 //!   connects (hello, a snapshot holding every device) and carries on.
 //! - A new leader whose resume point etcd has compacted gives those events up and restates
 //!   every device in its snapshot.
-//! - Device data: the leader observes the devices and sends `data`; after a SIGKILL of the
-//!   leader the other replica observes them and the data flows again.
+//! - Device data: each replica reads only the devices it owns, and the leader sends the data
+//!   of both (the follower's through etcd); after a SIGKILL of the leader the other replica
+//!   reads its devices too, and what it read while no replica led still arrives, each value
+//!   under one seq.
 //! - A leader change loses no event: what the follower acknowledged while no replica held the
 //!   link arrives as events, every event under one seq, and each seq is the etcd revision that
 //!   wrote the event's record (read with `etcdctl`).
 
 mod common;
+#[path = "common/frame_time.rs"]
+mod frame_time;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::UdpSocket;
@@ -252,8 +256,12 @@ struct Device {
 
 impl Device {
     fn register(gw: &Gateway, ep: &str) -> (Device, u64) {
+        Device::register_links(gw, ep, "</t>")
+    }
+
+    fn register_links(gw: &Gateway, ep: &str, links: &str) -> (Device, u64) {
         let peer = Peer::new(gw.addr());
-        let location = register(&peer, &format!("ep={ep}&lt=600"), "</t>");
+        let location = register(&peer, &format!("ep={ep}&lt=600"), links);
         let id = location
             .rsplit('/')
             .next()
@@ -693,30 +701,132 @@ fn a_replica_reaches_etcd_over_tls_and_one_without_the_right_certificates_does_n
 }
 
 #[test]
-fn the_leader_observes_the_devices_and_the_next_leader_takes_the_data_over() {
+fn each_replica_observes_its_own_devices_and_the_leader_sends_their_data() {
     let Some(cluster) = cluster() else { return };
-    let mut pair = LinkedPair::start(&cluster, "observer:\n  enabled: true\n");
-    // The device registers at the follower; the leader observes it.
-    let mut device = common::device_sim::DeviceSim::spawn(
-        pair.follower.addr(),
-        1,
-        &["--prefix", "obs-", "--lt", "60"],
+    let mut pair = LinkedPair::start(
+        &cluster,
+        "observer:\n  enabled: true\n  poll_interval_s: 1\n",
     );
-    assert!(device.ready(WAIT), "device-sim ready line");
-    let data = |sim: &PlatformSim| {
-        sim.count(|f| f["type"] == "data" && f["ep"] == "obs-0" && f["path"] == "/sensors/temp")
+    let members = ["a", "b"];
+    let follower_name = if pair.leader_name == "a" { "b" } else { "a" };
+    // Devices with a polled sensor link, registered at the follower until each replica owns
+    // one (the owner is the rendezvous rule's, as in the gateway).
+    let mut devices: HashMap<String, (Device, &str)> = HashMap::new();
+    for i in 0..64 {
+        let ep = format!("obs-{i}");
+        let (device, id) = Device::register_links(&pair.follower, &ep, "</t>;if=sensor");
+        let owner = ownership::owner(&members, &id.to_string()).expect("an owner");
+        devices.insert(ep, (device, owner));
+        let owners: BTreeSet<&str> = devices.values().map(|(_, o)| *o).collect();
+        if owners.len() == 2 {
+            break;
+        }
+    }
+    let by = |owner: &str| -> String {
+        devices
+            .iter()
+            .find(|(_, (_, o))| *o == owner)
+            .map(|(ep, _)| ep.clone())
+            .expect("a device of that owner")
     };
-    until("data from the leader", || data(&pair.sim) >= 2);
-    pair.leader.kill9();
-    pair.next_hello();
-    let at_hand_over = data(&pair.sim);
-    until("data again, through the new leader", || {
-        data(&pair.sim) >= at_hand_over + 2
+    let (of_leader, of_follower) = (by(pair.leader_name.as_str()), by(follower_name));
+    let data = |sim: &PlatformSim, ep: &str| {
+        sim.count(|f| f["type"] == "data" && f["ep"] == ep && f["path"] == "/t")
+    };
+    until("data of every device, through the leader", || {
+        devices.keys().all(|ep| data(&pair.sim, ep) >= 2)
     });
-    assert!(pair
-        .follower
-        .log_text()
-        .contains("observer: runs on the elected replica"));
+    // Each device is read by its owner only: the follower's device by the follower, whose
+    // data reached the platform through the leader's link (the only one).
+    let since = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let addr_of = |name: &str| {
+        if name == pair.leader_name {
+            pair.leader.addr()
+        } else {
+            pair.follower.addr()
+        }
+    };
+    for (ep, (device, owner)) in &devices {
+        assert_eq!(
+            device.target.read_by(since),
+            BTreeSet::from([addr_of(owner)]),
+            "{ep} is read by its owner {owner} only"
+        );
+    }
+    assert_eq!(pair.sim.count(|f| f["type"] == "hello"), 1);
+
+    // The leader dies: the follower takes the link and the leader's devices over. What the
+    // follower read while no replica held the link reaches the platform too, through etcd.
+    wait_for_stored_ack(&cluster);
+    let before_kill = data(&pair.sim, &of_follower);
+    pair.leader.kill9();
+    let killed = Instant::now();
+    let killed_ms = now_ms();
+    let hello = pair.next_hello();
+    let hello_ms = now_ms();
+    assert_eq!(hello["replica"], follower_name);
+    until("the leader's device read by the follower", || {
+        devices[&of_leader]
+            .0
+            .target
+            .read_by(killed)
+            .contains(&pair.follower.addr())
+    });
+    until("data of both devices through the new leader", || {
+        data(&pair.sim, &of_leader) > 0
+            && pair.sim.count(|f| {
+                f["type"] == "data" && f["ep"] == of_leader.as_str() && at_of(f) > hello_ms
+            }) >= 2
+    });
+    let in_gap = pair.sim.count(|f| {
+        f["type"] == "data"
+            && f["ep"] == of_follower.as_str()
+            && (killed_ms + 500..hello_ms.saturating_sub(500)).contains(&at_of(f))
+    });
+    assert!(
+        hello_ms - killed_ms >= 2_000,
+        "the hand-over took under 2 s: no gap to show"
+    );
+    if in_gap == 0 {
+        for f in pair
+            .sim
+            .frames()
+            .iter()
+            .filter(|f| f["ep"] == of_follower.as_str())
+        {
+            eprintln!("{} {} {}", f["seq"], f["at"], at_of(f));
+        }
+        eprintln!("killed {killed_ms} hello {hello_ms}");
+    }
+    assert!(
+        in_gap > 0,
+        "values read while no replica led arrive after the hand-over ({before_kill} before the kill)"
+    );
+    // Each value once: no seq twice.
+    let seqs: Vec<u64> = pair
+        .sim
+        .frames()
+        .iter()
+        .filter(|f| f["type"] == "data")
+        .filter_map(|f| f["seq"].as_u64())
+        .collect();
+    let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(distinct.len(), seqs.len(), "every data frame once");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A frame's `at` in Unix ms (0 when it has none).
+fn at_of(frame: &serde_json::Value) -> u64 {
+    frame["at"]
+        .as_str()
+        .and_then(frame_time::at_ms)
+        .unwrap_or(0)
 }
 
 #[test]

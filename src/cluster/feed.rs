@@ -7,7 +7,9 @@
 //! watches everything under the prefix, with what each change replaced, from `s`'s revision
 //! (from `L` when nothing is stored: the snapshot covers the past). Change `i` of a revision
 //! yields the events `change::events_of` derives from the record it replaced and the record
-//! it wrote, the function every replica's index uses, numbered by `revision_seq`. The feed has
+//! it wrote, the function every replica's index uses, numbered by `revision_seq`; a batch of
+//! device data a replica put on `P/data/<member>` (`cluster::data_relay`) yields its frames,
+//! numbered the same way, so data survives a leader change as events do. The feed has
 //! caught up once it has applied revision `L` (the put of its own leader key); then the link
 //! dials, and its other frames are numbered above every seq the previous leader used.
 //! Progress notifications are not trusted for this: etcd 3.4 answers a progress request at
@@ -25,14 +27,15 @@ use actix::prelude::*;
 use etcd_client::EventType;
 use futures::StreamExt;
 
+use super::data_relay;
 use crate::limits::LogThrottle;
 use crate::platform::outbox::revision_seq;
-use crate::platform::{FeedLost, FeedStarted, NumberedEvents, PlatformLink};
+use crate::platform::{FeedLost, FeedStarted, NumberedEvents, OutboundFrame, PlatformLink};
 use crate::registry::change::{events_of, After, Cause, Prior};
 use crate::registry::etcd::keys::Keys;
 use crate::registry::etcd::record::{self, State};
 use crate::registry::etcd::EtcdStore;
-use crate::registry::RegistryEvent;
+use crate::time::now_ms;
 
 /// How often the acknowledgement and the link are looked at.
 const TICK: Duration = Duration::from_millis(100);
@@ -54,8 +57,10 @@ pub(crate) struct FeedChange<'a> {
     pub prev: Option<&'a [u8]>,
 }
 
-/// Numbers the events of changes in watch order. Only registration keys take a change slot,
-/// so every leader counts the same changes of a revision.
+/// Numbers the frames of changes in watch order: the events of registration changes and the
+/// device data of `P/data/<member>` batches (`cluster::data_relay`). Only those keys take
+/// change slots (a data frame one slot each), so every leader counts the same slots in a
+/// revision.
 #[derive(Debug, Default)]
 pub(crate) struct Numberer {
     revision: i64,
@@ -63,22 +68,32 @@ pub(crate) struct Numberer {
 }
 
 impl Numberer {
-    /// The numbered events of one change (none for a key that is not a registration); an
-    /// error names a record that cannot be decoded (its slot is still taken).
-    pub(crate) fn number(
-        &mut self,
-        keys: &Keys,
-        change: FeedChange<'_>,
-    ) -> Result<Vec<(u64, RegistryEvent)>, String> {
-        if keys.registration_id(change.key).is_none() {
-            return Ok(Vec::new());
-        }
-        if change.revision != self.revision {
-            self.revision = change.revision;
+    fn next_slot(&mut self, revision: i64) -> usize {
+        if revision != self.revision {
+            self.revision = revision;
             self.next_change = 0;
         }
         let slot = self.next_change;
         self.next_change += 1;
+        slot
+    }
+
+    /// The numbered frames of one change (none for a key that is neither a registration nor
+    /// data); an error names a record or batch that cannot be decoded (a registration still
+    /// takes its slot). `at_ms` is the time a `device_status` frame carries.
+    pub(crate) fn number(
+        &mut self,
+        keys: &Keys,
+        change: FeedChange<'_>,
+        at_ms: u64,
+    ) -> Result<Vec<(u64, OutboundFrame)>, String> {
+        if keys.is_data(change.key) {
+            return self.number_data(change);
+        }
+        if keys.registration_id(change.key).is_none() {
+            return Ok(Vec::new());
+        }
+        let slot = self.next_slot(change.revision);
         let decode = |value: &[u8]| record::decode(change.key, value).map_err(|e| e.to_string());
         let prior = match change.prev.map(decode).transpose() {
             Ok(prior) => prior.map(|(reg, meta)| Prior {
@@ -105,16 +120,38 @@ impl Numberer {
             .enumerate()
             .map(|(frame, event)| {
                 revision_seq::event_seq(change.revision, slot, frame)
-                    .map(|seq| (seq, event))
-                    .ok_or_else(|| {
-                        format!(
-                            "revision {} changes more registrations than can be numbered",
-                            change.revision
-                        )
-                    })
+                    .map(|seq| (seq, OutboundFrame::from_event(&event, at_ms)))
+                    .ok_or_else(|| too_many(change.revision))
             })
             .collect()
     }
+
+    /// A batch of device data: each frame in its own slot. A deletion (the member's lease
+    /// lapsed) carries nothing.
+    fn number_data(&mut self, change: FeedChange<'_>) -> Result<Vec<(u64, OutboundFrame)>, String> {
+        let Some(batch) = change.value else {
+            return Ok(Vec::new());
+        };
+        let frames = data_relay::decode_batch(batch).map_err(|e| {
+            format!(
+                "{}: a batch of device data that cannot be read: {e}",
+                change.key
+            )
+        })?;
+        frames
+            .into_iter()
+            .map(|frame| {
+                let slot = self.next_slot(change.revision);
+                revision_seq::event_seq(change.revision, slot, 0)
+                    .map(|seq| (seq, frame))
+                    .ok_or_else(|| too_many(change.revision))
+            })
+            .collect()
+    }
+}
+
+fn too_many(revision: i64) -> String {
+    format!("revision {revision} changes more than can be numbered")
 }
 
 fn log_decode(e: &str) {
@@ -238,7 +275,8 @@ impl Feed {
         if response.events().is_empty() {
             return;
         }
-        let mut events = Vec::new();
+        let mut frames = Vec::new();
+        let now = now_ms();
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             let Ok(key) = std::str::from_utf8(kv.key()) else {
@@ -251,8 +289,8 @@ impl Feed {
                 value: (event.event_type() == EventType::Put).then(|| kv.value()),
                 prev: event.prev_kv().map(|p| p.value()),
             };
-            match self.numberer.number(self.store.keys(), change) {
-                Ok(numbered) => events.extend(numbered),
+            match self.numberer.number(self.store.keys(), change, now) {
+                Ok(numbered) => frames.extend(numbered),
                 Err(e) => log_decode(&e),
             }
             if self.store.keys().registration_id(key).is_some() {
@@ -261,7 +299,7 @@ impl Feed {
             self.position = self.position.max(revision);
         }
         self.link.do_send(NumberedEvents {
-            events,
+            frames,
             position: self.position,
             registrations_at: self.registrations_at,
             caught_up: self.position >= self.term,
@@ -305,15 +343,17 @@ mod tests {
         record::encode(&reg, Meta { state, cause }).unwrap()
     }
 
-    fn kinds(events: &[(u64, RegistryEvent)]) -> Vec<(u64, &'static str)> {
-        events
+    fn kinds(frames: &[(u64, OutboundFrame)]) -> Vec<(u64, &'static str)> {
+        frames
             .iter()
-            .map(|(seq, e)| {
-                let kind = match e {
-                    RegistryEvent::Registered(_) => "registered",
-                    RegistryEvent::Updated(_) => "updated",
-                    RegistryEvent::StatusChanged(_) => "status",
-                    RegistryEvent::Removed { .. } => "removed",
+            .map(|(seq, f)| {
+                let kind = match f {
+                    OutboundFrame::DeviceRegistered { .. } => "registered",
+                    OutboundFrame::DeviceUpdated { .. } => "updated",
+                    OutboundFrame::DeviceStatus { .. } => "status",
+                    OutboundFrame::DeviceRemoved { .. } => "removed",
+                    OutboundFrame::Data(_) => "data",
+                    _ => "other",
                 };
                 (*seq, kind)
             })
@@ -368,7 +408,7 @@ mod tests {
             let mut numberer = Numberer::default();
             changes
                 .iter()
-                .flat_map(|c| numberer.number(&keys, *c).unwrap())
+                .flat_map(|c| numberer.number(&keys, *c, 0).unwrap())
                 .collect::<Vec<_>>()
         };
         let events = number(&changes);
@@ -397,14 +437,70 @@ mod tests {
             value: Some(b"{not json"),
             prev: None,
         };
-        assert!(numberer.number(&keys, broken).is_err());
+        assert!(numberer.number(&keys, broken, 0).is_err());
         let next = FeedChange {
             revision: 5,
             key: &reg8,
             value: Some(&up),
             prev: None,
         };
-        let events = numberer.number(&keys, next).unwrap();
+        let events = numberer.number(&keys, next, 0).unwrap();
         assert_eq!(kinds(&events), vec![((5 << 20) + 2, "registered")]);
+    }
+
+    #[test]
+    fn each_frame_of_a_data_batch_takes_a_slot_after_the_changes_before_it() {
+        let keys = Keys::new("/p");
+        let reg7 = keys.registration(7);
+        let data_b = keys.data("b");
+        let up = value(Status::Connected, State::Live, Cause::Register);
+        let frame = |ep: &str| {
+            OutboundFrame::Data(crate::platform::protocol::DataFrame::new(
+                ep, None, "/t", "2.05", None, b"1", 0,
+            ))
+        };
+        let (batches, _) = data_relay::encode_batches(&[frame("x"), frame("y")]);
+        let mut numberer = Numberer::default();
+        let mut numbered = Vec::new();
+        for change in [
+            FeedChange {
+                revision: 20,
+                key: &reg7,
+                value: Some(&up),
+                prev: None,
+            },
+            FeedChange {
+                revision: 21,
+                key: &data_b,
+                value: Some(&batches[0].json),
+                prev: None,
+            },
+            // The member's lease lapsed: its key goes, and nothing is announced.
+            FeedChange {
+                revision: 22,
+                key: &data_b,
+                value: None,
+                prev: Some(&batches[0].json),
+            },
+        ] {
+            numbered.extend(numberer.number(&keys, change, 0).unwrap());
+        }
+        assert_eq!(
+            kinds(&numbered),
+            vec![
+                (20 << 20, "registered"),
+                (21 << 20, "data"),
+                ((21 << 20) + 2, "data")
+            ]
+        );
+        assert_eq!(numbered[1].1, frame("x"));
+        assert_eq!(numbered[2].1, frame("y"));
+        let broken = FeedChange {
+            revision: 23,
+            key: &data_b,
+            value: Some(b"[{\"type\":\"data\"}]"),
+            prev: None,
+        };
+        assert!(numberer.number(&keys, broken, 0).is_err());
     }
 }

@@ -1,11 +1,10 @@
 //! The platform link of a replica (`registry.backend: etcd`, `docs/ha-etcd.md` §8): only the
 //! elected leader holds it, so the platform sees one gateway. When this replica is elected in
 //! a term it starts a PlatformLink numbering by revision (hello with the cluster's
-//! `gateway.id`, then the events of the cluster feed from the platform's last stored
-//! acknowledgement, the snapshot, then live frames), an Executer for its commands and, with
-//! `observer.enabled`, an Observer for the devices' data; when it loses the election (or a new
-//! term begins) it stops them, the Observer first, so its observations are cancelled at the
-//! devices before the next leader's begin.
+//! `gateway.id`, then the events and device data of the cluster feed from the platform's last
+//! stored acknowledgement, the snapshot, then live frames) and an Executer for its commands;
+//! when it loses the election (or a new term begins) it stops them. Device data is not the
+//! leader's: every replica observes the devices it owns (`cluster::data_relay`).
 
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use crate::executer::Executer;
-use crate::observer::{Observer, StopObserver};
 use crate::platform::{PlatformLink, StopLink};
 
 /// How often the election's outcome is looked at.
@@ -26,8 +24,6 @@ pub struct RunningLink {
     pub link: Addr<PlatformLink>,
     pub arbiter: Arbiter,
     pub executer: Addr<Executer>,
-    /// With `observer.enabled`: the leader observes the devices for the platform.
-    pub(crate) observer: Option<Addr<Observer>>,
 }
 
 /// Starts a link (and its Executer) when this replica becomes the leader, with the term
@@ -83,17 +79,7 @@ async fn close(running: RunningLink) {
         link,
         arbiter,
         executer,
-        observer,
     } = running;
-    if let Some(observer) = observer {
-        // Its observations are cancelled at the devices, so the next leader's are the only ones.
-        if tokio::time::timeout(CLOSE_BUDGET, observer.send(StopObserver))
-            .await
-            .is_err()
-        {
-            log::warn!("observer did not stop in time");
-        }
-    }
     let closed = async {
         let _ = link.send(StopLink).await;
         while link.connected() {

@@ -9,9 +9,9 @@
 //! `--client-cert-auth`). The files are read at start ([`RegistryBackendConfig::resolve_tls`]);
 //! the key never appears in a message.
 //!
-//! Not built yet, so refused rather than ignored: durable data frames on replicas
-//! (`platform.durable_data`: data would cross replicas over the design's peer link,
-//! `peer_listen`, not built either).
+//! `platform.durable_data` is refused with etcd rather than ignored: there, data frames
+//! already travel through etcd's history as the events do (`cluster::data_relay`), so the
+//! sled outbox it switches on does not exist.
 
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
@@ -135,8 +135,9 @@ impl RegistryBackendConfig {
         if platform.durable_data {
             return Err(invalid(
                 "platform.durable_data",
-                "needs registry.backend: sled (with etcd, data frames cross replicas in memory \
-                 only, docs/ha-etcd.md section 8)",
+                "is for registry.backend: sled; with etcd, data frames already travel through \
+                 etcd's history as events do and survive a leader change until etcd compacts it \
+                 (docs/ha-etcd.md section 8): remove it",
             ));
         }
         Ok(())
@@ -983,7 +984,7 @@ mod tests {
             &format!("platform:\n  durable_data: true\n{ETCD}"),
             "platform.durable_data",
             Some(2),
-            "needs registry.backend: sled",
+            "is for registry.backend: sled",
         );
         // Both are fine on sled, with or without an etcd section.
         let sled = ETCD.replace("backend: etcd", "backend: sled");

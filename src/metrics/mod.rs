@@ -57,6 +57,8 @@ pub struct Metrics {
     data_forwarded: Counter,
     data_rate_limited: Counter,
     data_mailbox_full: Counter,
+    /// Replicas on etcd: data frames that could not be handed to the leader through etcd.
+    data_not_relayed: Counter,
     /// Error answers (4.xx, 5.xx) to the Observer's polls and observations, by raw code byte.
     observer_errors: [Counter; 256],
     registry_feed_overflows: Counter,
@@ -80,6 +82,7 @@ impl Metrics {
             data_forwarded: Counter::new(),
             data_rate_limited: Counter::new(),
             data_mailbox_full: Counter::new(),
+            data_not_relayed: Counter::new(),
             observer_errors: [const { Counter::new() }; 256],
             registry_feed_overflows: Counter::new(),
             command_results_dropped: Counter::new(),
@@ -147,6 +150,10 @@ impl Metrics {
     }
 
     /// The Observer handed `n` frames to the platform link in one batch.
+    pub(crate) fn record_data_not_relayed(&self, n: u64) {
+        self.data_not_relayed.add(n);
+    }
+
     pub(crate) fn record_data_forwarded_n(&self, n: u64) {
         self.data_forwarded.add(n);
     }

@@ -171,8 +171,9 @@ fn platform(w: &mut TextWriter, m: &Metrics, inputs: &ScrapeInputs) {
         name,
         Kind::Counter,
         "Data frames dropped: over the device's rate (rate_limit), by the platform link's full \
-         owed queue (queue_full), or poll results refused by the Observer's full value queue \
-         (mailbox_full).",
+         owed queue (queue_full), poll results refused by the Observer's full value queue \
+         (mailbox_full), or, on replicas on etcd, frames not handed to the leader (not_relayed: \
+         etcd unreachable for 3 s, not a member, or a frame over 1 MiB).",
     );
     w.sample(name, &[("reason", "rate_limit")], m.data_rate_limited.get());
     w.sample(
@@ -180,6 +181,7 @@ fn platform(w: &mut TextWriter, m: &Metrics, inputs: &ScrapeInputs) {
         &[("reason", "mailbox_full")],
         m.data_mailbox_full.get(),
     );
+    w.sample(name, &[("reason", "not_relayed")], m.data_not_relayed.get());
     let queue_full = inputs.platform.as_ref().map_or(0, |p| p.dropped_data);
     w.sample(name, &[("reason", "queue_full")], queue_full);
 

@@ -12,7 +12,9 @@
 //! (GET on a schedule), `forward` (the bounded queue and the frames to the platform), `stats`
 //! (counters and their log line).
 //!
-//! Started by `gateway::start` when `observer.enabled` and a platform is configured.
+//! Started by `gateway::start` when `observer.enabled` and a platform is configured. On
+//! replicas on etcd every replica runs one for the registrations it owns (`Ownership`), and
+//! its frames go to `cluster::data_relay` instead of a PlatformLink.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -37,6 +39,7 @@ use crate::limits::TokenBucket;
 use crate::pinger::{dtls_of, registration_target};
 use crate::platform::DataFrames;
 use crate::rd::resolve::gateway_may_contact;
+use crate::registry::etcd::Ownership;
 use crate::registry::subscription::SUBSCRIBER_MAILBOX;
 use crate::registry::{
     FeedItem, Registration, RegistrationId, RegistryEvent, RegistryFeed, RegistryReader, Status,
@@ -45,6 +48,9 @@ use crate::time::now_ms;
 
 /// How long a stop waits for the deregistration GETs (a silent device must not hold it up).
 const DEREGISTER_BUDGET: Duration = Duration::from_secs(2);
+
+/// How often a replica looks whether its ownership changed (a takeover or hand-over).
+const OWNERSHIP_CHECK: Duration = Duration::from_millis(250);
 
 /// Stop observing and polling (sent by the gateway before the CoAP endpoint shuts down).
 #[derive(Message)]
@@ -87,6 +93,9 @@ pub(crate) struct Observer {
     next_generation: u64,
     pub(super) stats: Arc<Stats>,
     pub(super) last_logged: [u64; 10],
+    /// With replicas (`registry.backend: etcd`): only registrations this replica owns are
+    /// watched, and the standing last acted on (`Ownership::standing`).
+    ownership: Option<(Ownership, (u64, bool))>,
 }
 
 impl Observer {
@@ -114,12 +123,38 @@ impl Observer {
             next_generation: 1,
             stats: Arc::default(),
             last_logged: [0; 10],
+            ownership: None,
+        }
+    }
+
+    /// Watch only what this replica owns (`docs/ha-etcd.md` §7): its data goes to the leader
+    /// through `cluster::data_relay`.
+    pub(crate) fn with_ownership(mut self, ownership: Ownership) -> Self {
+        let standing = standing(&ownership);
+        self.ownership = Some((ownership, standing));
+        self
+    }
+
+    fn owns(&self, id: RegistrationId) -> bool {
+        self.ownership.as_ref().is_none_or(|(o, _)| o.owns(id))
+    }
+
+    /// A member came or went, this replica took up its duties or lost its lease: release what
+    /// it no longer owns (each observation deregisters) and watch what it gained.
+    fn check_ownership(&mut self) {
+        let Some((ownership, seen)) = &mut self.ownership else {
+            return;
+        };
+        let now = standing(ownership);
+        if now != *seen {
+            *seen = now;
+            self.rescan("ownership changed");
         }
     }
 
     /// Bring one device's watch in line with its registration.
     fn sync(&mut self, reg: &Arc<Registration>, force: bool) {
-        if reg.status == Status::Disconnected {
+        if reg.status == Status::Disconnected || !self.owns(reg.id) {
             self.stop_device(reg.id);
             return;
         }
@@ -235,9 +270,9 @@ impl Observer {
             .filter(|d| d.generation == generation)
     }
 
-    /// The registry feed dropped events for us: bring every watch in line with the index
-    /// (start the missing, rebuild the changed, stop the removed).
-    fn resync(&mut self, dropped: u64) {
+    /// Bring every watch in line with the index (start the missing, rebuild the changed, stop
+    /// the removed and those owned by another replica).
+    fn rescan(&mut self, why: &str) {
         let now = now_ms();
         let live: HashMap<RegistrationId, Arc<Registration>> = self
             .reader
@@ -249,7 +284,7 @@ impl Observer {
             .copied()
             .collect();
         info!(
-            "observer: resyncing from the registry after {dropped} dropped events ({} live, {} watches gone)",
+            "observer: rescanning the registry: {why} ({} live, {} watches gone)",
             live.len(),
             gone.len()
         );
@@ -286,6 +321,9 @@ impl Actor for Observer {
         }
         ctx.run_interval(TICK, |act, ctx| act.release_polls(ctx));
         ctx.run_interval(STATS_EVERY, |act, _| act.log_stats());
+        if self.ownership.is_some() {
+            ctx.run_interval(OWNERSHIP_CHECK, |act, _| act.check_ownership());
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -319,7 +357,9 @@ impl Handler<RegistryFeed> for Observer {
     fn handle(&mut self, feed: RegistryFeed, ctx: &mut Self::Context) {
         match feed.item {
             FeedItem::Event(event) => <Self as Handler<RegistryEvent>>::handle(self, event, ctx),
-            FeedItem::Resync { dropped } => self.resync(dropped),
+            FeedItem::Resync { dropped } => {
+                self.rescan(&format!("the registry feed dropped {dropped} events"))
+            }
         }
     }
 }
@@ -367,12 +407,25 @@ impl Handler<WatchedDevices> for Observer {
     }
 }
 
-/// Start the Observer on the current actix system.
+/// What decides which registrations a replica owns: the member list's generation and whether
+/// it is on duty (the hand-over delay after joining, the local lease deadline).
+fn standing(ownership: &Ownership) -> (u64, bool) {
+    (ownership.generation(), ownership.on_duty())
+}
+
+/// Start the Observer on the current actix system; with `ownership` (replicas on etcd) it
+/// watches only the devices this replica owns.
 pub(crate) fn start(
     settings: ObserverSettings,
     reader: RegistryReader,
     client: CoapClient,
     platform: Recipient<DataFrames>,
+    ownership: Option<Ownership>,
 ) -> Addr<Observer> {
-    Observer::new(settings, reader, client, platform).start()
+    let observer = Observer::new(settings, reader, client, platform);
+    match ownership {
+        Some(ownership) => observer.with_ownership(ownership),
+        None => observer,
+    }
+    .start()
 }

@@ -245,7 +245,7 @@ async fn a_resync_brings_the_watches_in_line_with_the_registry() {
         error_backoff_max: Duration::from_secs(600),
     };
     // Not subscribed: it learns about the registrations below only through the resync.
-    let observer = start(settings, reader, endpoint.client(), sink.recipient());
+    let observer = start(settings, reader, endpoint.client(), sink.recipient(), None);
     assert!(observer.send(WatchedDevices).await.unwrap().is_empty());
     let mut ids = Vec::new();
     for i in 0..3u16 {

@@ -121,14 +121,15 @@ pub struct FeedStarted {
     pub acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Registry events from the cluster feed, each with its revision-derived seq, in seq order.
+/// Frames from the cluster feed (registry events and the replicas' device data), each with its
+/// revision-derived seq, in seq order.
 /// `position`: the last revision the feed has applied (any key of the cluster);
 /// `registrations_at`: the last revision that changed a registration (a snapshot must reflect
 /// it); `caught_up`: the feed has applied the leader's own election, so the link may dial.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct NumberedEvents {
-    pub events: Vec<(u64, crate::registry::RegistryEvent)>,
+    pub frames: Vec<(u64, crate::platform::OutboundFrame)>,
     pub position: i64,
     pub registrations_at: i64,
     pub caught_up: bool,

@@ -1,6 +1,7 @@
-//! The ping-answering half of a test device: a thread on a clone of the device's socket that
-//! answers every CoAP ping (an empty CON, RFC 7252 §4.3) with RST, unless told to be silent,
-//! and records when and from where each ping came (a replica is told apart by its socket).
+//! The answering half of a test device: a thread on a clone of the device's socket that
+//! answers every CoAP ping (an empty CON, RFC 7252 §4.3) with RST and every GET with 2.05
+//! and a counter as payload, unless told to be silent, and records when and from where each
+//! ping and GET came (a replica is told apart by its socket).
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -10,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use coap_lite::{MessageClass, MessageType, Packet};
+use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
 
 pub struct PingTarget {
     silent: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     pings: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
+    gets: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -28,7 +30,8 @@ impl PingTarget {
         let silent = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let pings = Arc::new(Mutex::new(Vec::new()));
-        let (s, st, p) = (silent.clone(), stop.clone(), pings.clone());
+        let gets = Arc::new(Mutex::new(Vec::new()));
+        let (s, st, p, g) = (silent.clone(), stop.clone(), pings.clone(), gets.clone());
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while !st.load(Ordering::Relaxed) {
@@ -38,6 +41,16 @@ impl PingTarget {
                 let Ok(pkt) = Packet::from_bytes(&buf[..n]) else {
                     continue;
                 };
+                if pkt.header.code == MessageClass::Request(RequestType::Get) {
+                    let mut log = g.lock().expect("lock");
+                    log.push((Instant::now(), from));
+                    let value = log.len();
+                    drop(log);
+                    if !s.load(Ordering::Relaxed) {
+                        answer_get(&sock, &pkt, from, value);
+                    }
+                    continue;
+                }
                 if pkt.header.get_type() != MessageType::Confirmable
                     || pkt.header.code != MessageClass::Empty
                 {
@@ -60,6 +73,7 @@ impl PingTarget {
             silent,
             stop,
             pings,
+            gets,
             thread: Some(thread),
         }
     }
@@ -84,6 +98,17 @@ impl PingTarget {
             .map(|(at, _)| *at)
     }
 
+    /// The addresses that sent a GET since `since`.
+    pub fn read_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
+        self.gets
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, from)| *from)
+            .collect()
+    }
+
     /// The addresses that pinged since `since`.
     pub fn pinged_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
         self.pings
@@ -102,5 +127,23 @@ impl Drop for PingTarget {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// 2.05 with `value` as text: piggybacked on an ACK for a CON, a NON for a NON.
+fn answer_get(sock: &UdpSocket, request: &Packet, from: SocketAddr, value: usize) {
+    let mut response = Packet::new();
+    if request.header.get_type() == MessageType::Confirmable {
+        response.header.set_type(MessageType::Acknowledgement);
+        response.header.message_id = request.header.message_id;
+    } else {
+        response.header.set_type(MessageType::NonConfirmable);
+        response.header.message_id = request.header.message_id.wrapping_add(0x8000);
+    }
+    response.header.code = MessageClass::Response(ResponseType::Content);
+    response.set_token(request.get_token().to_vec());
+    response.payload = value.to_string().into_bytes();
+    if let Ok(bytes) = response.to_bytes() {
+        let _ = sock.send_to(&bytes, from);
     }
 }

@@ -144,6 +144,17 @@ impl PlatformLink {
     /// Owe a frame: fitted to the frame bound (room kept for its seq), numbered, stored when
     /// durable, then written as soon as it is ready and everything before it is written.
     pub(super) fn deliver(&mut self, frame: OutboundFrame, ctx: &mut Context<Self>) {
+        self.deliver_as(frame, Seq::Next, ctx);
+    }
+
+    /// Owe a frame the cluster feed numbered (`outbox.skip_to` its seq first): an event, or
+    /// device data a replica relayed through etcd, which must keep its revision's seq rather
+    /// than be numbered after the feed's position as this leader's own frames are.
+    pub(super) fn deliver_numbered(&mut self, frame: OutboundFrame, ctx: &mut Context<Self>) {
+        self.deliver_as(frame, Seq::Given, ctx);
+    }
+
+    fn deliver_as(&mut self, frame: OutboundFrame, seq: Seq, ctx: &mut Context<Self>) {
         let text = match frame_within(&frame, self.frame_bound.saturating_sub(SEQ_ROOM)) {
             Ok(fitted) => {
                 if fitted.device_truncated {
@@ -158,11 +169,15 @@ impl PlatformLink {
         };
         let class = Class::of(&frame);
         drop(frame);
-        self.deliver_text(class, text, ctx);
+        self.owe(class, text, seq, ctx);
     }
 
     /// Owe a frame's text, already fitted to the frame bound (room kept for its seq).
     pub(super) fn deliver_text(&mut self, class: Class, text: String, ctx: &mut Context<Self>) {
+        self.owe(class, text, Seq::Next, ctx);
+    }
+
+    fn owe(&mut self, class: Class, text: String, seq: Seq, ctx: &mut Context<Self>) {
         let durable = self.settings.outbox.is_some()
             && match class {
                 Class::Event | Class::Result => true,
@@ -170,7 +185,7 @@ impl PlatformLink {
                 Class::Reply | Class::Marker | Class::Snapshot => false,
             };
         self.reserve_seq();
-        if class != Class::Event && !self.number_non_event() {
+        if class != Class::Event && seq == Seq::Next && !self.number_non_event() {
             return;
         }
         let overflows_before = self.outbox.counters().overflows;
@@ -310,4 +325,14 @@ impl PlatformLink {
             link.pump(ctx);
         }));
     }
+}
+
+/// How a frame owed to the platform gets its seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seq {
+    /// The outbox's next (for a leader of replicas, frames that are not events are numbered
+    /// after the cluster feed's position).
+    Next,
+    /// Already set by the cluster feed.
+    Given,
 }

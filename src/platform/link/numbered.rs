@@ -18,9 +18,7 @@ use super::PlatformLink;
 use crate::limits::LogThrottle;
 use crate::platform::messages::{FeedLost, FeedStarted, NumberedEvents};
 use crate::platform::outbox::revision_seq;
-use crate::platform::protocol::OutboundFrame;
 use crate::registry::Registration;
-use crate::time::now_ms;
 
 /// How often a snapshot waiting for the index is tried again.
 pub(super) const SNAPSHOT_RETRY: Duration = Duration::from_millis(5);
@@ -129,15 +127,14 @@ impl Handler<NumberedEvents> for PlatformLink {
         feed.registrations_at = feed.registrations_at.max(batch.registrations_at);
         let dial = batch.caught_up && !feed.caught_up;
         feed.caught_up |= batch.caught_up;
-        let now = now_ms();
-        for (seq, event) in batch.events {
+        for (seq, frame) in batch.frames {
             if seq < self.outbox.next_seq() {
                 // The platform has it: acknowledged before this term (the stored
                 // acknowledgement), or named by its `welcome.last_seq`.
                 continue;
             }
             self.outbox.skip_to(seq);
-            self.deliver(OutboundFrame::from_event(&event, now), ctx);
+            self.deliver_numbered(frame, ctx);
         }
         if dial {
             log::info!(

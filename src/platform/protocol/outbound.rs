@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::command::CommandResult;
 use super::payload::{encode_payload, EncodedPayload};
@@ -32,8 +32,9 @@ pub enum RemovedReason {
     Expired,
 }
 
-/// `data`: a value the Observer got from a device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `data`: a value the Observer got from a device. Deserialize: replicas on etcd carry an
+/// owner's frames to the leader through etcd (`cluster::data_relay`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataFrame {
     pub ep: String,
     pub d: Option<String>,
@@ -72,7 +73,7 @@ impl DataFrame {
 }
 
 /// How the Observer was watching the resource that answered with an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WatchedBy {
     Poll,
@@ -83,7 +84,7 @@ pub enum WatchedBy {
 /// Not a reading, so never a `data` frame: the platform learns the code and the diagnostic
 /// payload (RFC 7252 §5.5.2), how many error answers in a row that resource gave, and when the
 /// gateway asks again.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataErrorFrame {
     pub ep: String,
     pub d: Option<String>,

@@ -15,7 +15,7 @@ pub enum PayloadEncoding {
 }
 
 /// A CoAP payload as the protocol carries it: the text plus how to read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodedPayload {
     pub payload: String,
     pub payload_encoding: PayloadEncoding,

@@ -7,6 +7,8 @@
 //!   outside `A-Za-z0-9-._~`), so a `/` in a sector cannot forge another key and no sector
 //!   is an empty segment (`name//node1` is "no sector").
 //! - `P/members/<name>`, `P/leader`, `P/ids/next`, `P/cluster`, `P/platform/acked`.
+//! - `P/data/<name>`: the device data a member's Observer hands to the leader, one batch per
+//!   put (the leader's cluster feed reads every revision of it, `cluster::data_relay`).
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -117,6 +119,17 @@ impl Keys {
         format!("{}/", self.prefix)
     }
 
+    /// `P/data/<name>`: member `name`'s batches of device data for the leader.
+    pub fn data(&self, member: &str) -> String {
+        format!("{}/data/{}", self.prefix, encode(member))
+    }
+
+    /// Whether `key` is some member's `P/data/<name>`.
+    pub fn is_data(&self, key: &str) -> bool {
+        key.strip_prefix(&format!("{}/data/", self.prefix))
+            .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    }
+
     /// `P/platform/acked`: the platform's last cumulative acknowledgement.
     pub fn platform_acked(&self) -> String {
         format!("{}/platform/acked", self.prefix)
@@ -142,6 +155,17 @@ mod tests {
             assert_eq!(k.registration_id(&k.registration(id)), Some(id));
         }
         assert!(k.registration(17).starts_with(&k.registrations()));
+    }
+
+    #[test]
+    fn data_keys_name_one_member_each() {
+        let k = keys();
+        assert_eq!(k.data("gw a"), "/coap-gateway/site-a/data/gw%20a");
+        assert!(k.is_data(&k.data("gw/a")));
+        assert!(!k.is_data("/coap-gateway/site-a/data/"));
+        assert!(!k.is_data("/coap-gateway/site-a/data/a/b"));
+        assert!(!k.is_data(&k.registration(1)));
+        assert!(!k.is_data("/other/data/a"));
     }
 
     #[test]

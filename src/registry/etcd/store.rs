@@ -8,8 +8,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 
 use super::keys::Keys;
@@ -380,6 +380,26 @@ impl EtcdStore {
             .watch(self.keys.all(), Some(options))
             .await
             .map_err(|e| self.fail("cannot watch the cluster feed", e))
+    }
+
+    /// Put one batch of member `member`'s device data on its member lease (the leader's
+    /// cluster feed forwards it; the lease takes the key away with the member).
+    pub async fn put_data(
+        &self,
+        member: &str,
+        batch: Vec<u8>,
+        lease: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .kv_client()
+            .put(
+                self.keys.data(member),
+                batch,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .map_err(|e| self.fail("cannot hand device data to the leader", e))?;
+        Ok(())
     }
 
     /// The platform's last cumulative acknowledgement as a leader stored it (0: none yet).
