@@ -353,7 +353,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             opened.ownership.clone(),
         )
     });
-    let mdns = mdns.map(|mdns| use_mdns(mdns, config, &rd, discovery.as_ref()));
+    let member = opened.ownership.as_ref().map(|o| o.me().to_owned());
+    let mdns = mdns.map(|mdns| use_mdns(mdns, config, &rd, member, discovery.as_ref()));
     for addr in rd.local_addrs() {
         info!("rd listening on udp://{addr}");
     }
@@ -478,6 +479,7 @@ fn use_mdns(
     mut mdns: Mdns,
     config: &Config,
     rd: &RunningRd,
+    member: Option<String>,
     discovery: Option<&Addr<discovery::Discovery>>,
 ) -> Mdns {
     if config.rd.dnssd {
@@ -485,6 +487,7 @@ fn use_mdns(
             gateway_id: config.gateway.id.clone(),
             listeners: rd.local_addrs(),
             simple_registration: config.rd.simple_registration,
+            member,
         };
         if let Err(e) = mdns.advertise_rd(&advert) {
             error!("dnssd: the RD is not advertised: {e}");

@@ -7,6 +7,9 @@
 //!   service at once (goodbye packets: without them the browser would keep it for its TTL).
 //! - With `discovery.mdns`, a passive `device-sim` advertised as `_coap._udp` in b is asked and
 //!   registered by the gateway as a third-party registration.
+//! - Two replicas on etcd (etcd in namespace a too) each advertise an instance and host of
+//!   their own, `test-gw (a)` on `test-gw-a.local.`, with the TXT key `cluster=test-gw`; a
+//!   device registers through one and is found through the other.
 //! - A gateway without `rd.dnssd`/`discovery.mdns` (every other test's) has no mDNS daemon.
 
 mod common;
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::coap_peer::{lookup, register, run_bounded, Link, Peer};
 use common::device_sim::{self, DeviceSim};
+use common::etcd::EtcdCluster;
 use common::netns::{netns_or_skip, NetnsPair, Side, A_V4, A_V6, B_V4, B_V6};
 use common::{Gateway, GatewayOptions};
 use mdns_sd::{ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -130,6 +134,65 @@ fn wait_removed(events: &mdns_sd::Receiver<ServiceEvent>, fullname: &str) -> Opt
         }
     }
     None
+}
+
+#[test]
+fn replicas_on_etcd_each_advertise_an_instance_of_their_own_with_the_cluster_key() {
+    let Some(pair) = netns_or_skip("dnssd-ha") else {
+        return;
+    };
+    if !common::require_tool("etcd") || !common::require_tool("etcdctl") {
+        return;
+    }
+    // etcd in namespace a too: the replicas reach it on that namespace's loopback.
+    let cluster = EtcdCluster::start_in_netns(1, &pair.a);
+    let replica = |member: &str| {
+        Gateway::start_in_netns_rd(
+            &pair.a,
+            GatewayOptions {
+                listen: vec!["0.0.0.0:0".into()],
+                extra_yaml: format!(
+                    "pinger:\n  enabled: false\n{}",
+                    cluster.registry_yaml("/dnssd", member, 3, "")
+                ),
+                ..Default::default()
+            },
+            "  dnssd: true\n  dnssd_interfaces: [veth0]\n",
+        )
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    let browser = daemon_in(&pair, Side::B);
+    let events = browser.browse(RD_TYPE).expect("browse");
+    let mut found = Vec::new();
+    for (member, gw) in [("a", &a), ("b", &b)] {
+        let fullname = format!("test-gw ({member}).{RD_TYPE}");
+        let mut seen = Vec::new();
+        let service = wait_resolved(&events, &fullname, &mut seen).unwrap_or_else(|| {
+            panic!(
+                "{fullname} not resolved from namespace b; events: {seen:?}\n{}",
+                gw.log_text()
+            )
+        });
+        assert_eq!(service.port, gw.addr().port(), "{member}: its own port");
+        assert_eq!(service.host, format!("test-gw-{member}.local."));
+        let txt = |key: &str| service.txt_properties.get_property_val_str(key);
+        assert_eq!(txt("cluster"), Some("test-gw"), "{member}");
+        assert_eq!(txt("rt"), Some("core.rd"), "{member}");
+        assert!(
+            !gw.log_text().contains("conflict"),
+            "no mDNS name conflict: {}",
+            gw.log_text()
+        );
+        found.push(SocketAddr::new(IpAddr::V4(A_V4), service.port));
+    }
+    // One registry behind both: register through the first instance found, look up at the
+    // second.
+    let at_a = Peer::with_socket(socket_in_b(&pair), found[0]);
+    register(&at_a, "ep=via-dnssd&lt=120", "</t>");
+    let at_b = Peer::with_socket(socket_in_b(&pair), found[1]);
+    let links = lookup(&at_b, "/rd-lookup/ep?ep=via-dnssd");
+    assert_eq!(links.len(), 1, "{links:?}");
+    let _ = browser.shutdown();
 }
 
 #[test]

@@ -61,6 +61,28 @@ pub(crate) fn host_name(gateway_id: &str) -> String {
     format!("{label}.local.")
 }
 
+/// The instance and host name of replica `member` of cluster `gateway_id` (replicas on etcd,
+/// `docs/ha-etcd.md` §9): `<gateway.id> (<member>)` on `<gateway-id>-<member>.local.`. Equal
+/// names from two hosts would start mDNS conflict resolution (RFC 6762 §9), which renames one;
+/// the member part is kept whole and the cluster's part is cut to fit the label.
+pub(crate) fn replica_names(gateway_id: &str, member: &str) -> (String, String) {
+    let suffix = format!(" ({member})");
+    let cluster = instance_name(gateway_id);
+    let head = truncate_utf8(&cluster, MAX_LABEL.saturating_sub(suffix.len())).trim_end();
+    let instance = instance_name(&format!("{head}{suffix}"));
+    let member_label = host_name(member);
+    let member_label = member_label
+        .strip_suffix(".local.")
+        .unwrap_or(&member_label);
+    let cluster_label = host_name(gateway_id);
+    let cluster_label = cluster_label
+        .strip_suffix(".local.")
+        .unwrap_or(&cluster_label);
+    let room = MAX_LABEL.saturating_sub(member_label.len() + 1);
+    let head = cluster_label[..cluster_label.len().min(room)].trim_end_matches('-');
+    (instance, host_name(&format!("{head}-{member_label}")))
+}
+
 /// The host name for a listener whose addresses differ from the first one's: DNS-SD resolves
 /// addresses by host name, so one shared host would merge both address sets and send devices to
 /// a family the port is not served on. `test-gw.local.` + 5684 -> `test-gw-5684.local.`.
@@ -75,17 +97,27 @@ pub(crate) fn host_name_for_port(host: &str, port: u16) -> String {
 /// version of this key set first (§6.7), the resource type, the registration resource
 /// (RFC 9176 §5), the lookup resources (§6) and, when enabled, simple registration (§5.1).
 /// Paths are the ones `rd::route` serves. Keys are at most nine characters (RFC 6763 §6.4),
-/// hence `res-lkup`.
-pub(crate) fn txt_records(simple_registration: bool) -> Vec<(&'static str, &'static str)> {
-    let mut txt = vec![
+/// hence `res-lkup`. A replica on etcd adds `cluster=<gateway.id>`: every replica serves the
+/// same registry, so a device may use any instance with that key.
+pub(crate) fn txt_records(
+    simple_registration: bool,
+    cluster: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut txt: Vec<(&'static str, String)> = [
         ("txtvers", "1"),
         ("rt", "core.rd"),
         ("path", "/rd"),
         ("ep-lookup", "/rd-lookup/ep"),
         ("res-lkup", "/rd-lookup/res"),
-    ];
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
     if simple_registration {
-        txt.push(("simple", "/.well-known/rd"));
+        txt.push(("simple", "/.well-known/rd".to_owned()));
+    }
+    if let Some(cluster) = cluster {
+        txt.push(("cluster", cluster.to_owned()));
     }
     txt
 }
@@ -120,6 +152,32 @@ mod tests {
             "{name}"
         );
         assert_eq!(name.len(), 62, "cut on a character boundary");
+    }
+
+    #[test]
+    fn replicas_get_names_of_their_own_that_keep_the_member() {
+        assert_eq!(
+            replica_names("test-gw", "a"),
+            ("test-gw (a)".to_owned(), "test-gw-a.local.".to_owned())
+        );
+        assert_eq!(
+            replica_names("Halle 3", "gw-b"),
+            (
+                "Halle 3 (gw-b)".to_owned(),
+                "halle-3-gw-b.local.".to_owned()
+            )
+        );
+        let (instance, host) = replica_names(&"x".repeat(80), "replica-7");
+        assert!(
+            instance.len() <= MAX_LABEL && instance.ends_with(" (replica-7)"),
+            "{instance}"
+        );
+        let label = host.strip_suffix(".local.").unwrap();
+        assert!(
+            label.len() <= MAX_LABEL && label.ends_with("-replica-7"),
+            "{host}"
+        );
+        assert_ne!(replica_names("gw", "a"), replica_names("gw", "b"));
     }
 
     #[test]
@@ -162,16 +220,27 @@ mod tests {
 
     #[test]
     fn txt_names_the_rd_and_its_paths() {
-        let txt = txt_records(false);
-        assert_eq!(txt[0], ("txtvers", "1"), "txtvers first (RFC 6763 §6.7)");
-        assert!(txt.contains(&("rt", "core.rd")));
-        assert!(txt.contains(&("path", "/rd")));
-        assert!(txt.contains(&("ep-lookup", "/rd-lookup/ep")));
-        assert!(txt.contains(&("res-lkup", "/rd-lookup/res")));
-        assert!(!txt.iter().any(|(k, _)| *k == "simple"));
-        assert!(txt_records(true).contains(&("simple", "/.well-known/rd")));
+        let txt = txt_records(false, None);
+        let has =
+            |txt: &[(&str, String)], k: &str, v: &str| txt.iter().any(|(a, b)| *a == k && b == v);
+        assert_eq!(
+            txt[0],
+            ("txtvers", "1".to_owned()),
+            "txtvers first (RFC 6763 §6.7)"
+        );
+        assert!(has(&txt, "rt", "core.rd"));
+        assert!(has(&txt, "path", "/rd"));
+        assert!(has(&txt, "ep-lookup", "/rd-lookup/ep"));
+        assert!(has(&txt, "res-lkup", "/rd-lookup/res"));
+        assert!(!txt.iter().any(|(k, _)| *k == "simple" || *k == "cluster"));
+        assert!(has(&txt_records(true, None), "simple", "/.well-known/rd"));
+        assert!(has(
+            &txt_records(false, Some("site-a")),
+            "cluster",
+            "site-a"
+        ));
         // RFC 6763 §6.1: each string at most 255 bytes; keys printable ASCII without '='.
-        for (k, v) in txt_records(true) {
+        for (k, v) in txt_records(true, Some("site-a")) {
             assert!(k.len() + 1 + v.len() <= 255);
             assert!(k.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b'='));
             assert!(

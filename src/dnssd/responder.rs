@@ -21,7 +21,7 @@ use log::{debug, info, warn};
 use mdns_sd::{DaemonEvent, IfKind, IfPredicate, ServiceDaemon, ServiceInfo, UnregisterStatus};
 
 use super::error::DnssdError;
-use super::naming::{host_name, instance_name, txt_records, RD_SERVICE_TYPE};
+use super::naming::{host_name, instance_name, replica_names, txt_records, RD_SERVICE_TYPE};
 use super::plan::{plan_adverts, Advert};
 
 /// `mdns-sd` repeats each goodbye once, 120 ms after the first; shutdown waits this long for it.
@@ -36,6 +36,9 @@ pub(crate) struct RdAdvertisement {
     pub listeners: Vec<SocketAddr>,
     /// `rd.simple_registration`: adds the `simple` TXT key.
     pub simple_registration: bool,
+    /// Replicas on etcd: this replica's member name, so each replica has an instance and host
+    /// of its own and the TXT key `cluster`.
+    pub member: Option<String>,
 }
 
 /// The running mDNS daemon and what it advertises.
@@ -111,9 +114,13 @@ impl Mdns {
 
     /// Register one `_core-rd._udp` instance per listening port.
     pub(crate) fn advertise_rd(&mut self, rd: &RdAdvertisement) -> Result<(), DnssdError> {
-        let instance = instance_name(&rd.gateway_id);
-        let host = host_name(&rd.gateway_id);
-        let txt = txt_records(rd.simple_registration);
+        let (instance, host) = match &rd.member {
+            Some(member) => replica_names(&rd.gateway_id, member),
+            None => (instance_name(&rd.gateway_id), host_name(&rd.gateway_id)),
+        };
+        let cluster = rd.member.as_ref().map(|_| rd.gateway_id.as_str());
+        let txt = txt_records(rd.simple_registration, cluster);
+        let txt: Vec<(&str, &str)> = txt.iter().map(|(k, v)| (*k, v.as_str())).collect();
         for advert in plan_adverts(&instance, &host, &rd.listeners) {
             let info = service_info(&advert, &txt)?;
             let fullname = info.get_fullname().to_string();

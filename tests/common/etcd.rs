@@ -24,6 +24,8 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     /// With TLS: the CA, and the client certificate and key every client presents.
     tls: Option<ClientTls>,
+    /// The network namespace the members (and `etcdctl`) run in; None: the test's own.
+    netns: Option<String>,
 }
 
 /// PEM files of a cluster started with [`EtcdCluster::start_tls`].
@@ -31,6 +33,19 @@ pub struct ClientTls {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// `prog`, run inside network namespace `netns` when given (`ip netns exec` execs it, so the
+/// child's pid is the program's).
+fn program(netns: Option<&str>, prog: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns, prog]);
+            command
+        }
+        None => Command::new(prog),
+    }
 }
 
 /// A loopback TCP port that was free a moment ago.
@@ -44,16 +59,22 @@ fn free_port() -> u16 {
 impl EtcdCluster {
     /// Start `n` members and wait until each answers `endpoint health`.
     pub fn start(n: usize) -> EtcdCluster {
-        EtcdCluster::start_with(n, false)
+        EtcdCluster::start_with(n, false, None)
+    }
+
+    /// Start `n` members inside network namespace `netns` (made by the test, see `netns.rs`),
+    /// on that namespace's loopback: for gateways started there too.
+    pub fn start_in_netns(n: usize, netns: &str) -> EtcdCluster {
+        EtcdCluster::start_with(n, false, Some(netns))
     }
 
     /// Start `n` members whose clients speak TLS (a CA of the test's, a server certificate
     /// for 127.0.0.1) and must present a certificate that CA signed (`--client-cert-auth`).
     pub fn start_tls(n: usize) -> EtcdCluster {
-        EtcdCluster::start_with(n, true)
+        EtcdCluster::start_with(n, true, None)
     }
 
-    fn start_with(n: usize, with_tls: bool) -> EtcdCluster {
+    fn start_with(n: usize, with_tls: bool, netns: Option<&str>) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let (tls, server) = if with_tls {
             let pki = super::pki::Pki::new(dir.path(), "etcd-ca");
@@ -81,7 +102,7 @@ impl EtcdCluster {
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
             let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
-            let mut command = Command::new("etcd");
+            let mut command = program(netns, "etcd");
             if let (Some(tls), Some((cert, key))) = (&tls, &server) {
                 command.args([
                     "--cert-file",
@@ -124,7 +145,12 @@ impl EtcdCluster {
                 child: Some(child),
             });
         }
-        let cluster = EtcdCluster { dir, members, tls };
+        let cluster = EtcdCluster {
+            dir,
+            members,
+            tls,
+            netns: netns.map(str::to_owned),
+        };
         let deadline = Instant::now() + START_BUDGET;
         while !cluster.healthy() {
             assert!(
@@ -176,7 +202,7 @@ impl EtcdCluster {
 
     /// Run `etcdctl` against the running members (with the client certificate under TLS).
     pub fn etcdctl(&self, args: &[&str]) -> Output {
-        let mut command = Command::new("etcdctl");
+        let mut command = program(self.netns.as_deref(), "etcdctl");
         command
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.client_urls().join(",")));
