@@ -296,6 +296,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             registry.clone(),
             reader.clone(),
             rd.client(),
+            opened.ownership.clone(),
         ))
     } else {
         None

@@ -17,12 +17,14 @@
 //! - The platform sees one gateway: only the elected replica holds the link, every event
 //!   arrives once whichever replica took the request, and when the leader is killed the other
 //!   connects (hello, a snapshot holding every device) and carries on.
+//! - Discovery: each configured target is asked by the replica that owns its address only,
+//!   and registered once.
 //! - A new leader whose resume point etcd has compacted gives those events up and restates
 //!   every device in its snapshot.
 //! - Device data: each replica reads only the devices it owns, and the leader sends the data
 //!   of both (the follower's through etcd); after a SIGKILL of the leader the other replica
 //!   reads its devices too, and what it read while no replica led still arrives, each value
-//!   under one seq.
+//!   under one seq; when the killed replica returns, its device goes back to it alone.
 //! - A leader change loses no event: what the follower acknowledged while no replica held the
 //!   link arrives as events, every event under one seq, and each seq is the etcd revision that
 //!   wrote the event's record (read with `etcdctl`).
@@ -32,7 +34,7 @@ mod common;
 mod frame_time;
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -360,6 +362,16 @@ fn a_killed_replicas_devices_are_taken_over_and_given_back_when_it_returns() {
     drop(devices);
 }
 
+/// The `platform:` section of a replica linked to `sim`, then `extra`.
+fn linked_to(sim: &PlatformSim, extra: &str) -> String {
+    format!(
+        "platform:\n  url: {:?}\n  reconnect_max_s: 1\n{extra}",
+        sim.url()
+    )
+}
+
+const OBSERVE_EVERY_SECOND: &str = "observer:\n  enabled: true\n  poll_interval_s: 1\n";
+
 /// A platform and replicas `a` and `b` linked to it, told apart by the first `hello`.
 struct LinkedPair {
     sim: PlatformSim,
@@ -374,10 +386,7 @@ impl LinkedPair {
     /// Start the platform and both replicas (with `extra` config) and wait for the first hello.
     fn start(cluster: &EtcdCluster, extra: &str) -> LinkedPair {
         let sim = PlatformSim::start("127.0.0.1:0", None);
-        let platform = format!(
-            "platform:\n  url: {:?}\n  reconnect_max_s: 1\n{extra}",
-            sim.url()
-        );
+        let platform = linked_to(&sim, extra);
         let a = replica(cluster, "a", &platform);
         let b = replica(cluster, "b", &platform);
         let hello = sim.wait_type("hello", None, WAIT).expect("a hello");
@@ -703,10 +712,7 @@ fn a_replica_reaches_etcd_over_tls_and_one_without_the_right_certificates_does_n
 #[test]
 fn each_replica_observes_its_own_devices_and_the_leader_sends_their_data() {
     let Some(cluster) = cluster() else { return };
-    let mut pair = LinkedPair::start(
-        &cluster,
-        "observer:\n  enabled: true\n  poll_interval_s: 1\n",
-    );
+    let mut pair = LinkedPair::start(&cluster, OBSERVE_EVERY_SECOND);
     let members = ["a", "b"];
     let follower_name = if pair.leader_name == "a" { "b" } else { "a" };
     // Devices with a polled sensor link, registered at the follower until each replica owns
@@ -813,6 +819,26 @@ fn each_replica_observes_its_own_devices_and_the_leader_sends_their_data() {
         .collect();
     let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
     assert_eq!(distinct.len(), seqs.len(), "every data frame once");
+
+    // The killed replica returns under its name and takes its device back: the survivor lets
+    // go when it sees the member key, the returning one reads 1 s later (the hand-over delay),
+    // so from its first read on only it reads the device.
+    let back = replica(
+        &cluster,
+        &pair.leader_name,
+        &linked_to(&pair.sim, OBSERVE_EVERY_SECOND),
+    );
+    let target = &devices[&of_leader].0.target;
+    until("the returning replica to read its device", || {
+        target.first_read_from(back.addr()).is_some()
+    });
+    let first = target.first_read_from(back.addr()).expect("read");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        target.read_by(first),
+        BTreeSet::from([back.addr()]),
+        "after the hand-over only the owner reads its device"
+    );
 }
 
 fn now_ms() -> u64 {
@@ -827,6 +853,51 @@ fn at_of(frame: &serde_json::Value) -> u64 {
         .as_str()
         .and_then(frame_time::at_ms)
         .unwrap_or(0)
+}
+
+#[test]
+fn each_discovery_target_is_asked_by_its_owner_only_and_registered_once() {
+    let Some(cluster) = cluster() else { return };
+    // Devices that do not register themselves: bare sockets answering /.well-known/core.
+    let sockets: Vec<UdpSocket> = (0..8)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let devices: Vec<(SocketAddr, PingTarget)> = sockets
+        .iter()
+        .map(|s| (s.local_addr().expect("addr"), PingTarget::start(s)))
+        .collect();
+    let list: Vec<String> = devices
+        .iter()
+        .map(|(a, _)| format!("{:?}", a.to_string()))
+        .collect();
+    let discovery = format!(
+        "discovery:\n  enabled: true\n  interval_s: 1\n  lifetime_s: 60\n  timeout_ms: 500\n  \
+         targets: [{}]\npinger:\n  enabled: false\n",
+        list.join(", ")
+    );
+    let a = replica(&cluster, "a", &discovery);
+    let b = replica(&cluster, "b", &discovery);
+    let lookup_all = || lookup(&Peer::new(a.addr()), "/rd-lookup/ep");
+    until("every device discovered", || {
+        lookup_all().len() == devices.len()
+    });
+    // Three rounds: each device is asked by the replica that owns its address, never by both.
+    let since = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let members = ["a", "b"];
+    let mut askers = BTreeSet::new();
+    for (addr, target) in &devices {
+        let owner = ownership::owner(&members, &format!("discovery/{addr}")).expect("owner");
+        let owner_addr = if owner == "a" { a.addr() } else { b.addr() };
+        assert_eq!(
+            target.read_by(since),
+            BTreeSet::from([owner_addr]),
+            "{addr} is asked by its owner {owner} only"
+        );
+        askers.insert(owner);
+    }
+    assert_eq!(lookup_all().len(), devices.len(), "one registration each");
+    eprintln!("discovery: {} devices, asked by {askers:?}", devices.len());
 }
 
 #[test]

@@ -22,6 +22,11 @@
 //! resolves (`AddMdnsTarget`): it is asked at once and then in every round like a
 //! configured target, until its service is withdrawn (`RemoveMdnsTarget`); its registration
 //! then expires with its lifetime.
+//!
+//! Replicas on etcd: every replica runs Discovery, and each address (unicast, group, or found
+//! by mDNS) is asked only by the replica that owns `discovery/<address>` by the rendezvous
+//! rule of `registry::etcd::ownership`, so a device is asked once per round, not once per
+//! replica; a replica that dies hands its addresses to the others with its registrations.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
@@ -39,6 +44,7 @@ use crate::limits::LogThrottle;
 use crate::pinger::ping_target;
 use crate::rd::register::{check_limited_link, parse_link_payload};
 use crate::rd::LINK_FORMAT;
+use crate::registry::etcd::Ownership;
 use crate::registry::{
     is_discovered, DiscoveredOutcome, Register, RegisterDiscovered, Registry, RegistryReader,
     Remove, DISCOVERED_MARKER,
@@ -103,6 +109,9 @@ pub(crate) struct StopDiscovery;
 /// mDNS services that resolved to this host's own address: one log line per period at most.
 static OWN_HOST_ANNOUNCED: LogThrottle = LogThrottle::new();
 
+/// How soon a replica that is not on duty looks again before its first round.
+const NOT_ON_DUTY_RETRY: Duration = Duration::from_secs(1);
+
 /// The most mDNS-found targets kept at once, so a noisy network cannot grow the state without
 /// bound.
 pub(crate) const MAX_MDNS_TARGETS: usize = 4_096;
@@ -158,6 +167,11 @@ pub(crate) struct Discovery {
     round: u64,
     running: bool,
     stopped: bool,
+    /// Replicas on etcd: each address is asked by the replica that owns
+    /// `discovery/<address>` only, so a device is not asked once per replica.
+    ownership: Option<Ownership>,
+    /// A round is to be tried again once this replica is on duty.
+    duty_retry: bool,
 }
 
 impl Discovery {
@@ -177,7 +191,14 @@ impl Discovery {
             round: 0,
             running: false,
             stopped: false,
+            ownership: None,
+            duty_retry: false,
         }
+    }
+
+    /// Whether this replica asks `addr` (always, without replicas).
+    fn mine(&self, addr: &SocketAddr) -> bool {
+        owns_target(self.ownership.as_ref(), addr)
     }
 
     /// Addresses that hold a registration their device made itself: discovery leaves them
@@ -214,11 +235,24 @@ impl Discovery {
         let mut seen: HashSet<SocketAddr> = self.settings.targets.iter().copied().collect();
         let mut targets = self.settings.targets.clone();
         targets.extend(self.mdns_targets.values().filter(|a| seen.insert(**a)));
+        targets.retain(|a| self.mine(a));
         targets
     }
 
     fn start_round(&mut self, ctx: &mut Context<Self>) {
         if self.stopped {
+            return;
+        }
+        if self.ownership.as_ref().is_some_and(|o| !o.on_duty()) {
+            // A replica that has not joined yet (or lost its lease) owns nothing: look again
+            // soon rather than a whole interval later (one such retry at a time).
+            if !self.duty_retry {
+                self.duty_retry = true;
+                ctx.run_later(NOT_ON_DUTY_RETRY, |act, ctx| {
+                    act.duty_retry = false;
+                    act.start_round(ctx);
+                });
+            }
             return;
         }
         if self.running {
@@ -237,6 +271,7 @@ impl Discovery {
         let client = self.client.clone();
         let registry = self.registry.clone();
         let settings = self.settings.clone();
+        let ownership = self.ownership.clone();
         let started = Instant::now();
         let round = async move {
             let mut targets = targets;
@@ -244,9 +279,10 @@ impl Discovery {
             let asks = settings
                 .groups
                 .iter()
+                .filter(|g| owns_target(ownership.as_ref(), g))
                 .map(|g| ask_group(&client, *g, settings.timeout));
             for member in futures::future::join_all(asks).await.into_iter().flatten() {
-                if listed.insert(member) {
+                if owns_target(ownership.as_ref(), &member) && listed.insert(member) {
                     targets.push(member);
                 }
             }
@@ -480,6 +516,10 @@ impl Handler<AddMdnsTarget> for Discovery {
             return;
         }
         info!("discovery: mDNS found {} at {}", msg.instance, msg.addr);
+        if !self.mine(&msg.addr) {
+            debug!("discovery: {} is another replica's to ask", msg.addr);
+            return;
+        }
         if self.self_registered_addrs().contains(&msg.addr) {
             debug!("discovery: {} registered itself; left alone", msg.addr);
             return;
@@ -517,13 +557,24 @@ impl Handler<RemoveMdnsTarget> for Discovery {
 }
 
 /// Start the Discovery actor on the current arbiter.
+/// Whether the replica with `ownership` asks `addr` (always, without replicas). A group
+/// address is owned like a unicast one: only its owner sends the multicast request.
+fn owns_target(ownership: Option<&Ownership>, addr: &SocketAddr) -> bool {
+    ownership.is_none_or(|o| o.owns_key(&format!("discovery/{addr}")))
+}
+
+/// Start Discovery; with `ownership` (replicas on etcd) it asks only the addresses this
+/// replica owns.
 pub(crate) fn start(
     settings: DiscoverySettings,
     registry: Addr<Registry>,
     reader: RegistryReader,
     client: CoapClient,
+    ownership: Option<Ownership>,
 ) -> Addr<Discovery> {
-    Discovery::new(settings, registry, reader, client).start()
+    let mut discovery = Discovery::new(settings, registry, reader, client);
+    discovery.ownership = ownership;
+    discovery.start()
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coap_lite::{
+    CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType,
+};
 
 pub struct PingTarget {
     silent: Arc<AtomicBool>,
@@ -98,6 +100,16 @@ impl PingTarget {
             .map(|(at, _)| *at)
     }
 
+    /// When `from` first sent a GET, if it did.
+    pub fn first_read_from(&self, from: SocketAddr) -> Option<Instant> {
+        self.gets
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(_, f)| *f == from)
+            .map(|(at, _)| *at)
+    }
+
     /// The addresses that sent a GET since `since`.
     pub fn read_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
         self.gets
@@ -130,7 +142,8 @@ impl Drop for PingTarget {
     }
 }
 
-/// 2.05 with `value` as text: piggybacked on an ACK for a CON, a NON for a NON.
+/// 2.05 with `value` as text (or, for `/.well-known/core`, one link in link-format, so that
+/// Discovery registers the device): piggybacked on an ACK for a CON, a NON for a NON.
 fn answer_get(sock: &UdpSocket, request: &Packet, from: SocketAddr, value: usize) {
     let mut response = Packet::new();
     if request.header.get_type() == MessageType::Confirmable {
@@ -142,7 +155,21 @@ fn answer_get(sock: &UdpSocket, request: &Packet, from: SocketAddr, value: usize
     }
     response.header.code = MessageClass::Response(ResponseType::Content);
     response.set_token(request.get_token().to_vec());
-    response.payload = value.to_string().into_bytes();
+    let path: Vec<String> = request
+        .get_option(CoapOption::UriPath)
+        .map(|parts| {
+            parts
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if path == [".well-known", "core"] {
+        response.set_content_format(ContentFormat::ApplicationLinkFormat);
+        response.payload = b"</t>".to_vec();
+    } else {
+        response.payload = value.to_string().into_bytes();
+    }
     if let Ok(bytes) = response.to_bytes() {
         let _ = sock.send_to(&bytes, from);
     }

@@ -103,11 +103,18 @@ impl Ownership {
     /// Whether this replica owns registration `id`: it is a member and has the highest
     /// rendezvous weight among the members it sees (`registry::etcd::ownership`).
     pub fn owns(&self, id: RegistrationId) -> bool {
+        self.owns_key(&id.0.to_string())
+    }
+
+    /// Whether this replica owns `key` by the same rule: registrations are owned by their id
+    /// in decimal; other duties name their keys so that they cannot be a number (Discovery
+    /// owns `discovery/<address>`).
+    pub fn owns_key(&self, key: &str) -> bool {
         self.read(|v| {
             let now = Instant::now();
             v.deadline.is_some_and(|d| now < d)
                 && v.duties_from.is_some_and(|from| from <= now)
-                && ownership::owns(&self.me, &v.members, &id.0.to_string())
+                && ownership::owns(&self.me, &v.members, key)
         })
     }
 
