@@ -6,7 +6,7 @@
 //! server on 127.0.0.1:0 in process, then sends each request `REPS` times, one after the other
 //! over one keep-alive connection (awc), and prints one JSON line per endpoint: p50 and max in
 //! ms, and the body size. Filtered listings scan every registration; unfiltered pages and
-//! single-device reads do not.
+//! single-device reads do not; a search (`q`) scans every name, a sort sorts every match.
 //!
 //! Run: `cargo bench --bench admin_http` (release). `BENCH_SIZES` (default `100000`) sets N.
 
@@ -75,6 +75,11 @@ async fn run(n: usize) {
         "/api/devices?rt=light-lux&count=100".to_string(),
         format!("/api/devices?ep={mid}"),
         format!("/api/devices/{mid}"),
+        // The console's list (issue 24): a search box, a sorted column, a page deep in a sort.
+        format!("/api/devices?q={}&count=100", &mid[mid.len() - 5..]),
+        "/api/devices?q=NODE&count=100".to_string(),
+        "/api/devices?sort=-ep&count=100".to_string(),
+        format!("/api/devices?sort=status&count=100&page={}", n / 200),
     ];
     for path in paths {
         let mut times = Vec::with_capacity(REPS);

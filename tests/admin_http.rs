@@ -329,6 +329,34 @@ fn device_api_lists_filters_and_pages_like_the_rd() {
 }
 
 #[test]
+fn device_api_searches_sorts_and_counts_for_the_console() {
+    let gw = Gateway::start_with_http(GatewayOptions::default());
+    let http = gw.http_addr();
+    let mut peers = Vec::new();
+    for ep in ["Pump-North", "pump-south", "valve-1", "valve-2"] {
+        peers.push(register_device(&gw, ep, None, "light"));
+    }
+    peers.push(register_device(&gw, "meter", Some("Pumphouse"), "power"));
+    // A search box: a substring of the name or the sector, any case, with the RD's filters.
+    let found = json_ok(http, "/api/devices?q=PUMP");
+    assert_eq!(eps(&found), ["Pump-North", "pump-south", "meter"]);
+    assert_eq!(found["total"], 3);
+    let found = json_ok(http, "/api/devices?q=pump&rt=power");
+    assert_eq!(eps(&found), ["meter"]);
+    // A sorted column, either way, paged after sorting.
+    let sorted = json_ok(http, "/api/devices?sort=-ep&count=2&page=1");
+    assert_eq!(eps(&sorted), ["pump-south", "meter"]);
+    assert_eq!(sorted["total"], 5);
+    // Counts by status over every device, whatever the page shows.
+    assert_eq!(found["counts"]["all"], 5);
+    assert_eq!(found["counts"]["connected"], 5);
+    assert_eq!(found["counts"]["disconnected"], 0);
+    let resp = get(http, "/api/devices?sort=colour");
+    api_error(&resp, 400, Some("sort"));
+    drop(peers);
+}
+
+#[test]
 fn unknown_devices_are_404_and_bad_queries_400_naming_the_parameter() {
     let gw = Gateway::start_with_http(GatewayOptions::default());
     let http = gw.http_addr();

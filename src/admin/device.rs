@@ -9,6 +9,8 @@ use crate::device_object::DeviceObject;
 /// One page of `GET /api/devices`: `{"total","page","count","devices":[..]}`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct DevicePage<'a> {
+    /// Every live device by status, whatever the filters (the console's counts at the top).
+    pub counts: super::query::StatusCounts,
     /// Devices matching the filters, over all pages.
     pub total: u64,
     pub page: u64,
@@ -24,6 +26,11 @@ mod tests {
     fn a_page_holds_device_objects() {
         let reg = crate::device_object::tests::registration("node1");
         let page = DevicePage {
+            counts: crate::admin::query::StatusCounts {
+                all: 3,
+                connected: 2,
+                disconnected: 1,
+            },
             total: 3,
             page: 1,
             count: 1,
@@ -31,6 +38,7 @@ mod tests {
         };
         let json = serde_json::to_value(&page).unwrap();
         assert_eq!(json["total"], 3);
+        assert_eq!(json["counts"]["disconnected"], 1);
         assert_eq!(json["page"], 1);
         assert_eq!(json["count"], 1);
         assert_eq!(

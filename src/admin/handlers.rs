@@ -12,7 +12,7 @@ use super::auth::Verdict;
 use super::device::DevicePage;
 use super::error::ApiError;
 use super::health::health_report;
-use super::query::{DeviceQuery, DeviceSelector};
+use super::query::{DeviceQuery, DeviceSelector, StatusCounts};
 use super::state::AdminState;
 use super::status_page::{self, STATUS_JS};
 use crate::device_object::DeviceObject;
@@ -140,7 +140,10 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         Err(e) => return api_error(&e),
     };
     let now = now_ms();
-    let (total, page) = if query.lookup.filters.is_empty() {
+    let counts = state
+        .reader
+        .with_index(|idx| StatusCounts::of(idx.live(now)));
+    let (total, page) = if query.lookup.filters.is_empty() && !query.sorts_or_searches() {
         // Nothing to match: one pass under the lock, cloning only the page.
         state.reader.with_index(|idx| query.select(idx.live(now)))
     } else {
@@ -161,6 +164,7 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         query.select(&candidates)
     };
     HttpResponse::Ok().json(DevicePage {
+        counts,
         total,
         page: query.page,
         count: query.count,

@@ -6,7 +6,9 @@
 //! matching reuse `rd::params` and `rd::filter`, so the two interfaces cannot drift apart.
 //! What HTTP adds: the query string is percent-decoded (`+` is a space, as browsers send
 //! forms), and paging has defaults: `page` (from 0) alone is fine, `count` defaults to
-//! [`DEFAULT_COUNT`] and may not exceed [`MAX_COUNT`].
+//! [`DEFAULT_COUNT`] and may not exceed [`MAX_COUNT`]. For the operator console (issue 24):
+//! `q`, a case-insensitive substring of the endpoint name or sector (what a person types in a
+//! search box, which the RD's prefix filters do not cover), and `sort` ([`SortKey`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,11 +30,80 @@ pub(crate) const MAX_COUNT: u64 = 1000;
 /// The status attribute is always filterable here: operators want "every device that is down".
 const EXPOSE_STATUS: bool = true;
 
+/// How a device list is ordered: by a column, ascending or (`-` in front) descending; ties,
+/// and the default, in registration id order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SortKey {
+    #[default]
+    Id,
+    Ep,
+    Sector,
+    Status,
+    Registered,
+    Updated,
+    Expires,
+}
+
+impl SortKey {
+    const NAMES: [(&'static str, SortKey); 7] = [
+        ("id", SortKey::Id),
+        ("ep", SortKey::Ep),
+        ("d", SortKey::Sector),
+        ("status", SortKey::Status),
+        ("registered", SortKey::Registered),
+        ("updated", SortKey::Updated),
+        ("expires", SortKey::Expires),
+    ];
+
+    /// `ep`, `-ep`, ...: the key and whether it is descending.
+    fn parse(value: &str) -> Result<(SortKey, bool), ApiError> {
+        let (name, descending) = match value.strip_prefix('-') {
+            Some(name) => (name, true),
+            None => (value, false),
+        };
+        SortKey::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, key)| (*key, descending))
+            .ok_or_else(|| {
+                let names: Vec<&str> = SortKey::NAMES.iter().map(|(n, _)| *n).collect();
+                ApiError::bad_parameter(
+                    "sort",
+                    format!(
+                        "sort must be one of {} (a leading - for descending), not {value:?}",
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+
+    fn compare(self, a: &Registration, b: &Registration) -> std::cmp::Ordering {
+        let by_key = match self {
+            SortKey::Id => std::cmp::Ordering::Equal,
+            SortKey::Ep => a.ep.as_str().cmp(b.ep.as_str()),
+            SortKey::Sector => {
+                a.d.as_ref()
+                    .map(|d| d.as_str())
+                    .cmp(&b.d.as_ref().map(|d| d.as_str()))
+            }
+            SortKey::Status => (a.status as u8).cmp(&(b.status as u8)),
+            SortKey::Registered => a.registered_at_ms.cmp(&b.registered_at_ms),
+            SortKey::Updated => a.updated_at_ms.cmp(&b.updated_at_ms),
+            SortKey::Expires => a.expires_at_ms.cmp(&b.expires_at_ms),
+        };
+        by_key.then(a.id.cmp(&b.id))
+    }
+}
+
 /// A parsed `GET /api/devices` query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DeviceQuery {
     /// The RD filters (its own `page`/`count` unset).
     pub lookup: LookupQuery,
+    /// `q`, lower-cased: a substring of the endpoint name or the sector.
+    pub search: Option<String>,
+    pub sort: SortKey,
+    pub descending: bool,
     /// Page number, from 0.
     pub page: u64,
     /// Devices per page, 1..=[`MAX_COUNT`].
@@ -112,16 +183,50 @@ impl DeviceQuery {
                 format!("count must be in 1..={MAX_COUNT}, not {count}"),
             ));
         }
+        let search = params
+            .single("q")
+            .map_err(|e| ApiError::bad_parameter("q", e.to_string()))?
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_lowercase);
+        let (sort, descending) = match params
+            .single("sort")
+            .map_err(|e| ApiError::bad_parameter("sort", e.to_string()))?
+        {
+            Some(value) => SortKey::parse(value)?,
+            None => (SortKey::Id, false),
+        };
         let filters: Vec<&String> = items
             .iter()
-            .filter(|i| !matches!(item_name(i), "page" | "count"))
+            .filter(|i| !matches!(item_name(i), "page" | "count" | "q" | "sort"))
             .collect();
         let lookup = LookupQuery::parse(&filters).map_err(|e| rd_error(e, &items))?;
         Ok(DeviceQuery {
             lookup,
+            search,
+            sort,
+            descending,
             page,
             count,
         })
+    }
+
+    /// Whether answering needs every match at once (a sort) or a check the index cannot
+    /// pre-select (the search): then the candidates are copied out of the index first.
+    pub(crate) fn sorts_or_searches(&self) -> bool {
+        self.sort != SortKey::Id || self.descending || self.search.is_some()
+    }
+
+    /// Whether `reg` matches the filters and the search.
+    fn matches(&self, reg: &Registration) -> bool {
+        self.lookup.matches_endpoint(reg, EXPOSE_STATUS)
+            && self.search.as_ref().is_none_or(|q| {
+                contains_folded(reg.ep.as_str(), q)
+                    || reg
+                        .d
+                        .as_ref()
+                        .is_some_and(|d| contains_folded(d.as_str(), q))
+            })
     }
 
     /// The registrations the index pre-selects for the filters (a superset of the matches, in
@@ -139,10 +244,32 @@ impl DeviceQuery {
         candidates: impl IntoIterator<Item = &'a Arc<Registration>>,
     ) -> (u64, Vec<Arc<Registration>>) {
         let skip = self.page.saturating_mul(self.count);
+        if self.sort != SortKey::Id || self.descending {
+            let mut matches: Vec<&Arc<Registration>> =
+                candidates.into_iter().filter(|r| self.matches(r)).collect();
+            let (key, descending) = (self.sort, self.descending);
+            // Unstable is enough: the id breaks every tie.
+            matches.sort_unstable_by(|a, b| {
+                let order = key.compare(a, b);
+                if descending {
+                    order.reverse()
+                } else {
+                    order
+                }
+            });
+            let total = matches.len() as u64;
+            let page = matches
+                .into_iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .take(usize::try_from(self.count).unwrap_or(usize::MAX))
+                .cloned()
+                .collect();
+            return (total, page);
+        }
         let mut total = 0u64;
         let mut page = Vec::new();
         for reg in candidates {
-            if !self.lookup.matches_endpoint(reg, EXPOSE_STATUS) {
+            if !self.matches(reg) {
                 continue;
             }
             if total >= skip && (page.len() as u64) < self.count {
@@ -151,6 +278,39 @@ impl DeviceQuery {
             total += 1;
         }
         (total, page)
+    }
+}
+
+/// Whether `text` contains `lower` (already lower-case), ignoring case.
+fn contains_folded(text: &str, lower: &str) -> bool {
+    if text.is_ascii() && lower.is_ascii() {
+        text.as_bytes()
+            .windows(lower.len().max(1))
+            .any(|w| w.eq_ignore_ascii_case(lower.as_bytes()))
+    } else {
+        text.to_lowercase().contains(lower)
+    }
+}
+
+/// How many live devices are connected and disconnected (the console's counts at the top).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct StatusCounts {
+    pub all: u64,
+    pub connected: u64,
+    pub disconnected: u64,
+}
+
+impl StatusCounts {
+    pub(crate) fn of<'a>(live: impl IntoIterator<Item = &'a Arc<Registration>>) -> StatusCounts {
+        let mut counts = StatusCounts::default();
+        for reg in live {
+            counts.all += 1;
+            match reg.status {
+                crate::registry::model::Status::Connected => counts.connected += 1,
+                crate::registry::model::Status::Disconnected => counts.disconnected += 1,
+            }
+        }
+        counts
     }
 }
 
@@ -241,6 +401,73 @@ mod tests {
         let (total, page) = q.select(&fleet());
         assert_eq!(total, 7);
         assert_eq!(page.len(), 7);
+    }
+
+    #[test]
+    fn search_finds_a_substring_of_the_name_or_sector_in_any_case() {
+        let mut regs = fleet();
+        let mut odd = (*reg(8, "Kitchen-Light", Status::Connected, "light")).clone();
+        odd.d = Some(Sector::new("Floor2").unwrap());
+        regs.push(Arc::new(odd));
+        let q = DeviceQuery::parse("q=DE3").unwrap();
+        assert_eq!(eps(&q.select(&regs).1), ["node3"]);
+        let q = DeviceQuery::parse("q=+kitchen+").unwrap();
+        assert_eq!(
+            eps(&q.select(&regs).1),
+            ["Kitchen-Light"],
+            "trimmed, any case"
+        );
+        let q = DeviceQuery::parse("q=floor").unwrap();
+        assert_eq!(
+            eps(&q.select(&regs).1),
+            ["Kitchen-Light"],
+            "the sector counts"
+        );
+        // With RD filters and paging: both apply.
+        let q = DeviceQuery::parse("q=node&status=0&count=1&page=1").unwrap();
+        assert_eq!(q.select(&regs), (2, vec![Arc::clone(&regs[5])]));
+        let q = DeviceQuery::parse("q=%C3%BC").unwrap();
+        assert_eq!(q.select(&regs).0, 0, "non-ASCII searched too");
+        assert!(DeviceQuery::parse("q=").unwrap().search.is_none());
+    }
+
+    #[test]
+    fn sort_orders_by_a_column_either_way_with_ties_by_id() {
+        let mut regs = fleet();
+        regs.reverse();
+        let q = DeviceQuery::parse("sort=ep").unwrap();
+        assert_eq!(eps(&q.select(&regs).1)[..3], ["node1", "node2", "node3"]);
+        let q = DeviceQuery::parse("sort=-ep&count=2").unwrap();
+        assert_eq!(
+            q.select(&regs),
+            (7, vec![Arc::clone(&regs[0]), Arc::clone(&regs[1])])
+        );
+        // Status ascending: the disconnected (node3, node6) first, each tie by id.
+        let q = DeviceQuery::parse("sort=status").unwrap();
+        assert_eq!(
+            eps(&q.select(&regs).1),
+            ["node3", "node6", "node1", "node2", "node4", "node5", "node7"]
+        );
+        let q = DeviceQuery::parse("sort=id").unwrap();
+        assert_eq!(
+            eps(&q.select(&regs).1)[0],
+            "node7",
+            "id order is the order given"
+        );
+        let e = DeviceQuery::parse("sort=colour").unwrap_err();
+        assert!(format!("{e:?}").contains("sort"), "{e:?}");
+    }
+
+    #[test]
+    fn counts_are_by_status() {
+        assert_eq!(
+            StatusCounts::of(&fleet()),
+            StatusCounts {
+                all: 7,
+                connected: 5,
+                disconnected: 2
+            }
+        );
     }
 
     #[test]
