@@ -59,6 +59,7 @@ async fn run(n: usize) {
             allowed_hosts: admin::AllowedHosts::default(),
             auth: admin::AdminAuth::default(),
             dtls: None,
+            events: None,
         },
     )
     .expect("admin server");

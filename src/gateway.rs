@@ -372,6 +372,11 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                 allowed_hosts: admin::AllowedHosts::new(&config.http.allowed_hosts),
                 auth: admin::AdminAuth::new(config.http.token.clone()),
                 dtls: rd.dtls_stats(),
+                events: Some({
+                    let hub = admin::EventHub::default().start();
+                    registry.do_send(SubscribeFeed(hub.clone().recipient()));
+                    hub
+                }),
             },
             config.http.tls.clone(),
         )?),

@@ -356,6 +356,91 @@ fn device_api_searches_sorts_and_counts_for_the_console() {
     drop(peers);
 }
 
+/// An open `GET /api/events` stream and everything it has sent so far.
+struct EventStream {
+    stream: std::net::TcpStream,
+    seen: String,
+}
+
+impl EventStream {
+    fn open(addr: SocketAddr) -> EventStream {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        write!(
+            stream,
+            "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .expect("request");
+        EventStream {
+            stream,
+            seen: String::new(),
+        }
+    }
+
+    /// Read until what was sent contains `needle` (false after `budget`).
+    fn wait_for(&mut self, needle: &str, budget: Duration) -> bool {
+        use std::io::Read;
+        let deadline = Instant::now() + budget;
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+        true
+    }
+}
+
+#[test]
+fn registry_events_reach_an_event_stream_as_they_happen() {
+    let mut gw = Gateway::start_with_http(GatewayOptions::default());
+    let mut events = EventStream::open(gw.http_addr());
+    assert!(
+        events.wait_for("\r\n\r\n", WAIT),
+        "headers: {}",
+        events.seen
+    );
+    assert!(events.seen.starts_with("HTTP/1.1 200"), "{}", events.seen);
+    assert!(
+        events.seen.contains("content-type: text/event-stream"),
+        "{}",
+        events.seen
+    );
+    assert!(events.wait_for("retry: 2000", WAIT), "{}", events.seen);
+    // A registration and its removal arrive as the platform's frames, each on a data line.
+    let peer = Peer::new(gw.addr());
+    let location = register(&peer, "ep=live-1&lt=300", "</t>");
+    assert!(
+        events.wait_for("\"type\":\"device_registered\"", WAIT),
+        "{}",
+        events.seen
+    );
+    assert!(events.seen.contains("data: {"), "{}", events.seen);
+    assert!(events.seen.contains("\"ep\":\"live-1\""), "{}", events.seen);
+    peer.delete(&location);
+    assert!(
+        events.wait_for("\"type\":\"device_removed\"", WAIT),
+        "{}",
+        events.seen
+    );
+    // A stream never ends by itself; shutdown must not wait for it beyond its bound.
+    let t0 = Instant::now();
+    assert_eq!(gw.terminate(), Some(0), "{}", gw.log_text());
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "shutdown with an open event stream took {:?}",
+        t0.elapsed()
+    );
+}
+
 #[test]
 fn unknown_devices_are_404_and_bad_queries_400_naming_the_parameter() {
     let gw = Gateway::start_with_http(GatewayOptions::default());

@@ -173,6 +173,7 @@ mod tests {
             "/metrics",
             "/api/devices",
             "/api/devices/x",
+            "/api/events",
             "/nope",
             "/health/",
         ] {

@@ -22,7 +22,7 @@ pub enum AdminError {
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
 #[error("{error}")]
 pub(crate) struct ApiError {
-    /// HTTP status code (400 or 404).
+    /// HTTP status code (400, 404 or 503).
     #[serde(skip)]
     pub status: u16,
     /// What went wrong, for a person.
@@ -42,6 +42,15 @@ impl ApiError {
             status: 400,
             error: error.into(),
             parameter: Some(parameter.into()),
+        }
+    }
+
+    /// 503: the gateway cannot take this request now (the client may try again).
+    pub(crate) fn unavailable(error: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 503,
+            error: error.into(),
+            parameter: None,
         }
     }
 

@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::auth::Verdict;
 use super::device::DevicePage;
 use super::error::ApiError;
+use super::events::{Listen, MAX_CLIENTS};
 use super::health::health_report;
 use super::query::{DeviceQuery, DeviceSelector, StatusCounts};
 use super::state::AdminState;
@@ -31,7 +32,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(read_only("/health", health))
         .service(read_only("/metrics", metrics))
         .service(read_only("/api/devices", devices))
-        .service(read_only("/api/devices/{ep}", device));
+        .service(read_only("/api/devices/{ep}", device))
+        .service(read_only("/api/events", events));
 }
 
 /// The methods every admin route allows.
@@ -170,6 +172,27 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         count: query.count,
         devices: page.iter().map(|r| DeviceObject(r.as_ref())).collect(),
     })
+}
+
+/// The registry's events as server-sent events (`admin::events`), until the client goes.
+async fn events(state: web::Data<AdminState>) -> HttpResponse {
+    let Some(hub) = &state.events else {
+        return api_error(&ApiError::not_found("no event stream in this gateway"));
+    };
+    let Ok(Some(rx)) = hub.send(Listen).await else {
+        return api_error(&ApiError::unavailable(format!(
+            "{MAX_CLIENTS} event streams are open already"
+        )));
+    };
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
+        .streaming(body)
 }
 
 async fn device(

@@ -24,6 +24,7 @@
 pub(crate) mod auth;
 pub(crate) mod device;
 pub(crate) mod error;
+pub(crate) mod events;
 pub(crate) mod handlers;
 pub(crate) mod health;
 pub(crate) mod host_check;
@@ -35,6 +36,7 @@ pub(crate) mod tls;
 
 pub use auth::AdminAuth;
 pub use error::AdminError;
+pub use events::EventHub;
 pub use host_check::AllowedHosts;
 pub(crate) use server::{bind, start_on};
 pub use server::{start, RunningAdmin};

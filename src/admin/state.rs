@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::Addr;
 
 use super::auth::AdminAuth;
+use super::events::EventHub;
 use super::health::PlatformState;
 use super::host_check::AllowedHosts;
 use crate::coap::DtlsStats;
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub auth: AdminAuth,
     /// The RD's coaps counters, read at each scrape; `None` when `dtls.listen` is empty.
     pub dtls: Option<Arc<DtlsStats>>,
+    /// The registry's events for `/api/events`; `None`: that route answers 404.
+    pub events: Option<Addr<EventHub>>,
 }
 
 impl AdminState {
