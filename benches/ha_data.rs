@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::device_sim::DeviceSim;
 use common::etcd::EtcdCluster;
 use common::platform_sim::PlatformSim;
-use common::{Gateway, GatewayOptions};
+use common::Gateway;
 use serde_json::{json, Value};
 
 /// A defect bound for any step, not a measurement.
@@ -34,13 +34,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn replica(cluster: &EtcdCluster, member: &str, platform: &str) -> Gateway {
-    Gateway::start_with(GatewayOptions {
-        extra_yaml: format!(
-            "{}{platform}",
-            cluster.registry_yaml("/bench", member, 3, "")
-        ),
-        ..Default::default()
-    })
+    common::replica(cluster, "/bench", member, 3, platform)
 }
 
 /// etcd's database size and the part of it in use, in bytes, as the first member reports them.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::coap_peer::{register, Peer};
 use common::etcd::EtcdCluster;
 use common::platform_sim::PlatformSim;
-use common::{Gateway, GatewayOptions};
+use common::Gateway;
 use serde_json::{json, Value};
 
 /// A defect bound for any step, not a measurement.
@@ -43,13 +43,7 @@ fn wait(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 fn replica(cluster: &EtcdCluster, member: &str, platform: &str) -> Gateway {
-    Gateway::start_with(GatewayOptions {
-        extra_yaml: format!(
-            "{}{platform}",
-            cluster.registry_yaml("/bench", member, 3, "")
-        ),
-        ..Default::default()
-    })
+    common::replica(cluster, "/bench", member, 3, platform)
 }
 
 /// The seqs of `device_registered` frames by endpoint name.

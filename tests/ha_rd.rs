@@ -58,10 +58,7 @@ fn cluster() -> Option<EtcdCluster> {
 }
 
 fn replica(cluster: &EtcdCluster, member: &str, extra: &str) -> Gateway {
-    Gateway::start_with(GatewayOptions {
-        extra_yaml: format!("{}{extra}", cluster.registry_yaml("/ha", member, TTL_S, "")),
-        ..Default::default()
-    })
+    common::replica(cluster, "/ha", member, TTL_S, extra)
 }
 
 fn until(what: &str, mut ok: impl FnMut() -> bool) -> Duration {

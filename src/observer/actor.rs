@@ -94,7 +94,7 @@ pub(crate) struct Observer {
     pub(super) stats: Arc<Stats>,
     pub(super) last_logged: [u64; 10],
     /// With replicas (`registry.backend: etcd`): only registrations this replica owns are
-    /// watched, and the standing last acted on (`Ownership::standing`).
+    /// watched, and the standing last acted on ([`standing`]).
     ownership: Option<(Ownership, (u64, bool))>,
 }
 

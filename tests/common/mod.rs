@@ -495,6 +495,24 @@ pub fn start_unexempt(rd_extra: &str, limits: &str) -> (Gateway, tempfile::TempD
 }
 
 /// Whether an external test peer is installed; see [`skip::require_tool`].
+/// A `coap-gateway` process as replica `member` of `cluster` under `prefix` (lease `ttl_s`),
+/// with `extra` configuration after the `registry:` section.
+pub fn replica(
+    cluster: &etcd::EtcdCluster,
+    prefix: &str,
+    member: &str,
+    ttl_s: u64,
+    extra: &str,
+) -> Gateway {
+    Gateway::start_with(GatewayOptions {
+        extra_yaml: format!(
+            "{}{extra}",
+            cluster.registry_yaml(prefix, member, ttl_s, "")
+        ),
+        ..Default::default()
+    })
+}
+
 pub fn require_tool(name: &str) -> bool {
     skip::require_tool(name)
 }

@@ -18,8 +18,8 @@ use coap_lite::{
 pub struct PingTarget {
     silent: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    pings: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
-    gets: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
+    pings: Log,
+    gets: Log,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -92,44 +92,22 @@ impl PingTarget {
 
     /// When `from` first pinged, if it did.
     pub fn first_from(&self, from: SocketAddr) -> Option<Instant> {
-        self.pings
-            .lock()
-            .expect("lock")
-            .iter()
-            .find(|(_, f)| *f == from)
-            .map(|(at, _)| *at)
+        first_from(&self.pings, from)
     }
 
     /// When `from` first sent a GET, if it did.
     pub fn first_read_from(&self, from: SocketAddr) -> Option<Instant> {
-        self.gets
-            .lock()
-            .expect("lock")
-            .iter()
-            .find(|(_, f)| *f == from)
-            .map(|(at, _)| *at)
+        first_from(&self.gets, from)
     }
 
     /// The addresses that sent a GET since `since`.
     pub fn read_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
-        self.gets
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(at, _)| *at >= since)
-            .map(|(_, from)| *from)
-            .collect()
+        senders_since(&self.gets, since)
     }
 
     /// The addresses that pinged since `since`.
     pub fn pinged_by(&self, since: Instant) -> BTreeSet<SocketAddr> {
-        self.pings
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(at, _)| *at >= since)
-            .map(|(_, from)| *from)
-            .collect()
+        senders_since(&self.pings, since)
     }
 }
 
@@ -140,6 +118,26 @@ impl Drop for PingTarget {
             let _ = t.join();
         }
     }
+}
+
+/// When and from where each request of one kind came.
+type Log = Arc<Mutex<Vec<(Instant, SocketAddr)>>>;
+
+fn first_from(log: &Log, from: SocketAddr) -> Option<Instant> {
+    log.lock()
+        .expect("lock")
+        .iter()
+        .find(|(_, f)| *f == from)
+        .map(|(at, _)| *at)
+}
+
+fn senders_since(log: &Log, since: Instant) -> BTreeSet<SocketAddr> {
+    log.lock()
+        .expect("lock")
+        .iter()
+        .filter(|(at, _)| *at >= since)
+        .map(|(_, from)| *from)
+        .collect()
 }
 
 /// 2.05 with `value` as text (or, for `/.well-known/core`, one link in link-format, so that
