@@ -148,6 +148,12 @@ fn plan() -> Vec<(&'static str, &'static str, Action)> {
             },
         ),
         (
+            "curl -s 'localhost:8080/api/devices?q=kitchen&sort=-updated'",
+            Run {
+                expect: &["\"devices\":[]", "\"counts\":{\"all\":"],
+            },
+        ),
+        (
             "curl -s localhost:8080/metrics | grep ^coap_gateway",
             Run {
                 expect: &["coap_gateway_registrations"],
