@@ -163,16 +163,31 @@ fn replicas_on_etcd_each_advertise_an_instance_of_their_own_with_the_cluster_key
     let (a, b) = (replica("a"), replica("b"));
     let browser = daemon_in(&pair, Side::B);
     let events = browser.browse(RD_TYPE).expect("browse");
-    let mut found = Vec::new();
-    for (member, gw) in [("a", &a), ("b", &b)] {
-        let fullname = format!("test-gw ({member}).{RD_TYPE}");
-        let mut seen = Vec::new();
-        let service = wait_resolved(&events, &fullname, &mut seen).unwrap_or_else(|| {
+    // Both instances, in whatever order they resolve.
+    let names = [("a", &a), ("b", &b)].map(|(m, gw)| (format!("test-gw ({m}).{RD_TYPE}"), m, gw));
+    let mut resolved: std::collections::HashMap<String, ResolvedService> = Default::default();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + RESOLVE_BUDGET;
+    while resolved.len() < names.len() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             panic!(
-                "{fullname} not resolved from namespace b; events: {seen:?}\n{}",
-                gw.log_text()
-            )
-        });
+                "resolved only {:?} from namespace b; events: {seen:?}\n{}\n{}",
+                resolved.keys().collect::<Vec<_>>(),
+                a.log_text(),
+                b.log_text()
+            );
+        };
+        match events.recv_timeout(left) {
+            Ok(ServiceEvent::ServiceResolved(service)) => {
+                resolved.insert(service.fullname.clone(), *service);
+            }
+            Ok(other) => seen.push(format!("{other:?}")),
+            Err(_) => {}
+        }
+    }
+    let mut found = Vec::new();
+    for (fullname, member, gw) in &names {
+        let service = &resolved[fullname];
         assert_eq!(service.port, gw.addr().port(), "{member}: its own port");
         assert_eq!(service.host, format!("test-gw-{member}.local."));
         let txt = |key: &str| service.txt_properties.get_property_val_str(key);
