@@ -52,15 +52,7 @@ async fn run(n: usize) {
 
     let server = admin::start(
         "127.0.0.1:0".parse().unwrap(),
-        AdminState {
-            reader,
-            registry,
-            platform: None,
-            allowed_hosts: admin::AllowedHosts::default(),
-            auth: admin::AdminAuth::default(),
-            dtls: None,
-            events: None,
-        },
+        AdminState::new(reader, registry),
     )
     .expect("admin server");
     let base = format!("http://{}", server.local_addr());

@@ -42,6 +42,8 @@ impl SnapshotSource for Devices {
 fn registration(id: u64) -> Arc<Registration> {
     let port = 20_000 + (id % 40_000) as u16;
     Arc::new(Registration {
+        status_history: Default::default(),
+        last_seen: Default::default(),
         identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(format!("node{id}")).unwrap(),

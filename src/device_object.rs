@@ -237,6 +237,8 @@ pub(crate) mod tests {
     /// A plain registration for tests of this module and its neighbours.
     pub(crate) fn registration(ep: &str) -> Registration {
         Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(1),
             ep: EndpointName::new(ep).unwrap(),

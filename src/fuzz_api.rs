@@ -82,6 +82,8 @@ pub fn rd_query(data: &[u8]) {
     let mut candidates = fixture_registrations();
     if let Ok(reg) = RegistrationRequest::parse(&query, Some(40), payload, source, 90_000) {
         candidates.push(Arc::new(Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(100),
             base: reg.effective_base().into(),
@@ -143,6 +145,8 @@ fn fixture_registrations() -> Vec<Arc<Registration>> {
             .map(|l| l.params)
             .unwrap_or_default();
         Arc::new(Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(id),
             ep: crate::registry::model::EndpointName::new(ep).expect("fixture name"),

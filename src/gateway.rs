@@ -245,7 +245,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                     executer_settings.clone(),
                     reader.clone(),
                     client.clone(),
-                    link.clone().recipient(),
+                    Some(link.clone().recipient()),
                 );
                 link.do_send(SetCommandRecipient(Some(executer.clone().recipient())));
                 cluster::leader_link::RunningLink {
@@ -301,6 +301,8 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
     } else {
         None
     };
+    // The latest values the Observer got, for the console's device page.
+    let readings = observer::Readings::default();
     // Observations and polls leave from the RD's sockets too. Without a platform the data
     // would have nowhere to go, so the Observer only runs when one is configured.
     let observer = match (&platform, config.observer.enabled) {
@@ -328,6 +330,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             rd.client(),
             data,
             opened.ownership.clone(),
+            readings.clone(),
         );
         registry.do_send(SubscribeFeed(observer.clone().recipient()));
         observer
@@ -339,7 +342,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             config.executer.settings(),
             reader.clone(),
             rd.client(),
-            link.clone().recipient(),
+            Some(link.clone().recipient()),
         );
         link.do_send(SetCommandRecipient(Some(executer.clone().recipient())));
         executer
@@ -366,7 +369,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
         Some(listener) => Some(admin::start_on(
             listener,
             AdminState {
-                reader,
+                reader: reader.clone(),
                 registry: registry.clone(),
                 platform: platform.as_ref().map(|(link, _)| link.clone()),
                 allowed_hosts: admin::AllowedHosts::new(&config.http.allowed_hosts),
@@ -377,6 +380,27 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                     registry.do_send(SubscribeFeed(hub.clone().recipient()));
                     hub
                 }),
+                // The console's requests: the platform's Executer, or one of its own.
+                executer: Some(executer.clone().unwrap_or_else(|| {
+                    executer::start(
+                        config.executer.settings(),
+                        reader.clone(),
+                        rd.client(),
+                        None,
+                    )
+                })),
+                readings: observer.as_ref().map(|_| readings.clone()),
+                activity: admin::Activity::default(),
+                listeners: admin::Listeners {
+                    gateway_id: config.gateway.id.clone(),
+                    coap: rd
+                        .local_addrs()
+                        .iter()
+                        .map(|a| format!("udp://{a}"))
+                        .chain(rd.secure_addrs().iter().map(|a| format!("coaps://{a}")))
+                        .collect(),
+                    admin: None,
+                },
             },
             config.http.tls.clone(),
         )?),

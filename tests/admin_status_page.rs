@@ -258,7 +258,8 @@ fn the_first_paint_is_rendered_on_the_server_with_every_value_escaped() {
     assert_eq!(page.status, 200);
     let html = page.text();
     assert!(
-        html.contains(r#"data-ep="first-paint""#) && html.contains(">first-paint</td>"),
+        html.contains(r#"data-ep="first-paint""#)
+            && html.contains(r#"<a href="/device?ep=first-paint">first-paint</a></td>"#),
         "a row for the registered device:\n{html}"
     );
     assert!(html.contains("&lt;/sensors/temp&gt;;rt=t;obs"), "{html}");
@@ -273,5 +274,10 @@ fn the_first_paint_is_rendered_on_the_server_with_every_value_escaped() {
         "escaped ep:\n{html}"
     );
     assert_eq!(html.matches("<script").count(), 1, "{html}");
+    // Its device page link carries the name as an encoded query value.
+    assert!(
+        html.contains("/device?ep=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        "{html}"
+    );
     assert!(!html.contains("{{"), "every marker filled:\n{html}");
 }

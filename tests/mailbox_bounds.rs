@@ -471,7 +471,7 @@ async fn command_results_refused_by_a_full_link_mailbox_wait_and_all_arrive() {
         settings,
         reader,
         endpoint.client(),
-        sink.clone().recipient(),
+        Some(sink.clone().recipient()),
     );
     let release = stall(&sink);
     for i in 0..COMMANDS {

@@ -221,6 +221,8 @@ impl Drop for Sim {
 
 fn registration(id: u64, ep: &str) -> Arc<Registration> {
     Arc::new(Registration {
+        status_history: Default::default(),
+        last_seen: Default::default(),
         identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(ep).unwrap(),

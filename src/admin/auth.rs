@@ -76,7 +76,7 @@ impl AdminAuth {
     /// Whether `method path` is served without the token (see the module comment).
     pub(crate) fn is_open(method: &Method, path: &str) -> bool {
         (method == Method::GET || method == Method::HEAD)
-            && matches!(path, "/health" | "/" | "/status.js")
+            && (matches!(path, "/health" | "/") || super::pages::is_asset(path))
     }
 }
 

@@ -54,6 +54,24 @@ impl ApiError {
         }
     }
 
+    /// 400 for a request body that is not what the route takes.
+    pub(crate) fn bad_request(error: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            error: error.into(),
+            parameter: None,
+        }
+    }
+
+    /// 403: this gateway does not allow the request at all (no admin token for an action).
+    pub(crate) fn forbidden(error: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 403,
+            error: error.into(),
+            parameter: None,
+        }
+    }
+
     /// 404 for something that does not exist.
     pub(crate) fn not_found(error: impl Into<String>) -> ApiError {
         ApiError {

@@ -8,15 +8,18 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::activity::SAMPLE_EVERY;
 use super::auth::Verdict;
-use super::device::DevicePage;
+use super::device::{DevicePage, ListedDevice};
+use super::device_detail::DeviceDetail;
 use super::error::ApiError;
 use super::events::{Listen, MAX_CLIENTS};
+use super::gateway_view::{GatewayView, PlatformView};
 use super::health::health_report;
 use super::query::{DeviceQuery, DeviceSelector, StatusCounts};
 use super::state::AdminState;
-use super::status_page::{self, STATUS_JS};
-use crate::device_object::DeviceObject;
+use super::status_page;
+use super::{actions, pages};
 use crate::registry::Registration;
 use crate::time::now_ms;
 
@@ -28,15 +31,31 @@ pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charse
 /// (RFC 9110 §15.5.6), an unknown path 404.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(read_only("/", status_page))
-        .service(read_only("/status.js", status_script))
         .service(read_only("/health", health))
         .service(read_only("/metrics", metrics))
         .service(read_only("/api/devices", devices))
-        .service(read_only("/api/devices/{ep}", device))
+        .service(
+            web::resource("/api/devices/{ep}")
+                .route(web::get().to(device))
+                .route(web::head().to(device))
+                .route(web::delete().to(actions::remove))
+                .default_service(web::to(|| method_not_allowed("GET, HEAD, DELETE"))),
+        )
+        .service(read_only("/api/devices/{ep}/detail", device_detail))
+        .service(
+            web::resource("/api/devices/{ep}/request")
+                .app_data(web::PayloadConfig::new(actions::MAX_BODY))
+                .route(web::post().to(actions::request))
+                .default_service(web::to(|| method_not_allowed("POST"))),
+        )
+        .service(read_only("/api/gateway", gateway))
         .service(read_only("/api/events", events));
+    for asset in pages::ASSETS {
+        cfg.service(read_only(asset.path, move || pages::serve(asset)));
+    }
 }
 
-/// The methods every admin route allows.
+/// The methods the read-only routes allow.
 const ALLOW: &str = "GET, HEAD";
 
 /// `path` served by `handler` for GET and HEAD, 405 for any other method.
@@ -49,12 +68,12 @@ where
     web::resource(path)
         .route(web::get().to(handler.clone()))
         .route(web::head().to(handler))
-        .default_service(web::to(method_not_allowed))
+        .default_service(web::to(|| method_not_allowed(ALLOW)))
 }
 
-async fn method_not_allowed() -> HttpResponse {
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
-        .insert_header((actix_web::http::header::ALLOW, ALLOW))
+        .insert_header((actix_web::http::header::ALLOW, allow))
         .finish()
 }
 
@@ -62,10 +81,6 @@ fn api_error(e: &ApiError) -> HttpResponse {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     HttpResponse::build(status).json(e)
 }
-
-/// The page loads only its own script and talks only to this server; its styles are inline.
-const STATUS_PAGE_CSP: &str =
-    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'";
 
 /// The first paint: the health summary and the first page of devices, as the script would
 /// draw them after its first poll. When a token is configured and the request does not carry
@@ -95,19 +110,13 @@ async fn status_page(state: web::Data<AdminState>, req: HttpRequest) -> HttpResp
     let (_, health) = health_report(state.reader.len() as u64, registry.as_ref(), &platform);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", STATUS_PAGE_CSP))
+        .insert_header(("Content-Security-Policy", pages::CSP))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .body(status_page::render(&health, &devices, total, now))
 }
 
 /// Devices in the server-rendered first paint, as many as the script's first poll asks for.
 const STATUS_PAGE_DEVICES: usize = 1000;
-
-async fn status_script() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .body(STATUS_JS)
-}
 
 async fn health(state: web::Data<AdminState>) -> HttpResponse {
     let registry = state.registry_health().await;
@@ -170,7 +179,7 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         total,
         page: query.page,
         count: query.count,
-        devices: page.iter().map(|r| DeviceObject(r.as_ref())).collect(),
+        devices: page.iter().map(|r| ListedDevice::of(r.as_ref())).collect(),
     })
 }
 
@@ -208,8 +217,50 @@ async fn device(
     // only sector the name has" could be blocked or redirected by a later registrant of the
     // same name in another sector.
     if let Some(reg) = state.reader.find(&selector.ep, selector.d.as_ref()) {
-        return HttpResponse::Ok().json(DeviceObject(reg.as_ref()));
+        return HttpResponse::Ok().json(ListedDevice::of(reg.as_ref()));
     }
+    not_found(&state, &selector)
+}
+
+/// `GET /api/devices/{ep}/detail[?d=]`: the device page's data ([`DeviceDetail`]).
+async fn device_detail(
+    state: web::Data<AdminState>,
+    ep: web::Path<String>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let selector = match DeviceSelector::parse(&ep, req.query_string()) {
+        Ok(s) => s,
+        Err(e) => return api_error(&e),
+    };
+    match state.reader.find(&selector.ep, selector.d.as_ref()) {
+        Some(reg) => {
+            let readings = state.readings.as_ref().map(|r| r.of(reg.id));
+            let actions = state.auth.required() && state.executer.is_some();
+            HttpResponse::Ok().json(DeviceDetail::of(reg.as_ref(), readings, actions))
+        }
+        None => not_found(&state, &selector),
+    }
+}
+
+/// `GET /api/gateway`: the gateway page's data ([`GatewayView`]).
+async fn gateway(state: web::Data<AdminState>) -> HttpResponse {
+    let (connected, disconnected) = state.reader.devices_by_status(now_ms());
+    let stats = state.link_stats().await;
+    HttpResponse::Ok().json(GatewayView {
+        listeners: &state.listeners,
+        devices: StatusCounts {
+            all: connected + disconnected,
+            connected,
+            disconnected,
+        },
+        platform: PlatformView::of(state.platform.is_some(), stats.as_ref()),
+        activity: state.activity.rates(),
+        activity_interval_s: SAMPLE_EVERY.as_secs(),
+    })
+}
+
+/// 404 for a device that is not there, naming the sectors the name has elsewhere.
+fn not_found(state: &AdminState, selector: &DeviceSelector) -> HttpResponse {
     let mut message = match &selector.d {
         Some(d) => format!(
             "no device {} in sector {}",

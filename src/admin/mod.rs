@@ -21,19 +21,25 @@
 //! nothing of HTTP: `query` (query string to RD filters and paging), `device` (a page of device objects),
 //! `health` (health JSON), `error` (errors); metric inputs come from `metrics::ScrapeInputs`.
 
+pub(crate) mod actions;
+pub(crate) mod activity;
 pub(crate) mod auth;
 pub(crate) mod device;
+pub(crate) mod device_detail;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod gateway_view;
 pub(crate) mod handlers;
 pub(crate) mod health;
 pub(crate) mod host_check;
+pub(crate) mod pages;
 pub(crate) mod query;
 pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod status_page;
 pub(crate) mod tls;
 
+pub(crate) use activity::Activity;
 pub use auth::AdminAuth;
 pub use error::AdminError;
 pub use events::EventHub;
@@ -41,4 +47,5 @@ pub use host_check::AllowedHosts;
 pub(crate) use server::{bind, start_on};
 pub use server::{start, RunningAdmin};
 pub use state::AdminState;
+pub(crate) use state::Listeners;
 pub use tls::AdminTls;

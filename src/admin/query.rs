@@ -358,6 +358,8 @@ mod tests {
 
     fn reg(id: u64, ep: &str, status: Status, rt: &str) -> Arc<Registration> {
         Arc::new(Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(id),
             ep: EndpointName::new(ep).unwrap(),

@@ -67,6 +67,8 @@ fn unauthorized(verdict: Verdict) -> HttpResponse {
 pub struct RunningAdmin {
     addr: SocketAddr,
     handle: ServerHandle,
+    /// Samples the activity charts' counters while the server runs.
+    sampler: actix_rt::task::JoinHandle<()>,
 }
 
 /// Bind `listen` and start serving plain HTTP; see [`bind`] and [`start_on`].
@@ -101,6 +103,10 @@ pub(crate) fn start_on(
     }
     let allowed = state.allowed_hosts.clone();
     let auth = state.auth.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut state = state;
+    state.listeners.admin = Some(format!("{scheme}://{addr}"));
+    let sampler = state.activity.run();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let allowed = allowed.clone();
@@ -135,12 +141,14 @@ pub(crate) fn start_on(
     .workers(WORKERS)
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_BUDGET.as_secs());
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls.server_config()),
         None => server.listen(listener),
     }
-    .map_err(AdminError::Serve)?;
+    .map_err(|e| {
+        sampler.abort();
+        AdminError::Serve(e)
+    })?;
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(async move {
@@ -149,7 +157,11 @@ pub(crate) fn start_on(
         }
     });
     log::info!("admin http listening on {scheme}://{addr}");
-    Ok(RunningAdmin { addr, handle })
+    Ok(RunningAdmin {
+        addr,
+        handle,
+        sampler,
+    })
 }
 
 impl RunningAdmin {
@@ -161,6 +173,7 @@ impl RunningAdmin {
     /// Stop accepting, let requests in progress finish within the shutdown budget, stop.
     /// Bounded even if a worker does not come back.
     pub async fn shutdown(self) {
+        self.sampler.abort();
         let stop = self.handle.stop(true);
         if tokio::time::timeout(SHUTDOWN_BUDGET + Duration::from_secs(1), stop)
             .await

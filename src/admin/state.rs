@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use actix::Addr;
 
+use super::activity::Activity;
 use super::auth::AdminAuth;
 use super::events::EventHub;
 use super::health::PlatformState;
 use super::host_check::AllowedHosts;
 use crate::coap::DtlsStats;
+use crate::executer::Executer;
+use crate::observer::Readings;
 use crate::platform::{GetLinkStats, LinkStats, PlatformLink};
 use crate::registry::{GetHealth, Registry, RegistryHealth, RegistryReader};
 
@@ -35,9 +38,45 @@ pub struct AdminState {
     pub dtls: Option<Arc<DtlsStats>>,
     /// The registry's events for `/api/events`; `None`: that route answers 404.
     pub events: Option<Addr<EventHub>>,
+    /// Runs the console's requests to devices (`admin::actions`); `None`: they answer 503.
+    pub(crate) executer: Option<Addr<Executer>>,
+    /// The Observer's latest values; `None` when no Observer runs.
+    pub(crate) readings: Option<Readings>,
+    /// The last hour of RD activity, sampled while the server runs.
+    pub(crate) activity: Activity,
+    /// What the gateway page lists as this gateway's listeners.
+    pub(crate) listeners: Listeners,
+}
+
+/// The gateway's own addresses, for the console's gateway page.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub(crate) struct Listeners {
+    pub(crate) gateway_id: String,
+    /// `udp://addr` and `coaps://addr` of the RD.
+    pub(crate) coap: Vec<String>,
+    /// `http://addr` or `https://addr` of this server (set when it binds).
+    pub(crate) admin: Option<String>,
 }
 
 impl AdminState {
+    /// A server over `reader` alone: no platform, no token, no event stream, no console
+    /// actions (for benchmarks and tests of the read API).
+    pub fn new(reader: RegistryReader, registry: Addr<Registry>) -> AdminState {
+        AdminState {
+            reader,
+            registry,
+            platform: None,
+            allowed_hosts: AllowedHosts::default(),
+            auth: AdminAuth::default(),
+            dtls: None,
+            events: None,
+            executer: None,
+            readings: None,
+            activity: Activity::default(),
+            listeners: Listeners::default(),
+        }
+    }
+
     /// The Registry's write health; `None` when it did not answer within [`ACTOR_WAIT`].
     pub(crate) async fn registry_health(&self) -> Option<RegistryHealth> {
         match tokio::time::timeout(ACTOR_WAIT, self.registry.send(GetHealth)).await {

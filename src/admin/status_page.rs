@@ -17,9 +17,9 @@ use crate::registry::Registration;
 use crate::time::rfc3339_ms;
 
 /// The page template: `{{name}}` markers are replaced by [`render`].
-const STATUS_HTML: &str = include_str!("status.html");
-/// `GET /status.js`.
-pub(crate) const STATUS_JS: &str = include_str!("status.js");
+const STATUS_HTML: &str = include_str!("console/list.html");
+#[cfg(test)]
+use super::pages::LIST_JS as STATUS_JS;
 
 /// `GET /`: the page with `health` and the first `devices` (of `total`) filled in, as the script
 /// would draw them (the "last seen" column relative to `now_ms`).
@@ -40,7 +40,7 @@ pub(crate) fn render(
         .iter()
         .filter_map(|reg| {
             let object = serde_json::to_value(DeviceObject(reg)).ok()?;
-            Some(device_row(&object, reg.updated_at_ms, now_ms))
+            Some(device_row(&object, reg.seen_at_ms(), now_ms))
         })
         .collect();
     let more = if total > devices.len() as u64 {
@@ -123,7 +123,12 @@ fn link_text(link: &Value) -> String {
 }
 
 /// One `<tr>`, the same cells and classes as `status.js` draws, from a device object.
-fn device_row(d: &Value, updated_at_ms: u64, now_ms: u64) -> String {
+fn device_row(d: &Value, seen_at_ms: u64, now_ms: u64) -> String {
+    let ep = d["ep"].as_str().unwrap_or_default();
+    let mut href = format!("/device?ep={}", component(ep));
+    if let Some(sector) = d["d"].as_str() {
+        href.push_str(&format!("&d={}", component(sector)));
+    }
     let status = d["status"].as_u64().unwrap_or(0);
     let up = status == 1;
     let links: Vec<String> = d["links"]
@@ -131,21 +136,37 @@ fn device_row(d: &Value, updated_at_ms: u64, now_ms: u64) -> String {
         .map(|links| links.iter().map(|l| escape(&link_text(l))).collect())
         .unwrap_or_default();
     format!(
-        "<tr class=\"device\" data-ep=\"{ep}\" data-status=\"{status}\"><td class=\"ep\">{ep}</td>\
+        "<tr class=\"device\" data-ep=\"{ep}\" data-status=\"{status}\"><td class=\"ep\"><a href=\"{href}\">{ep}</a></td>\
          <td class=\"d\">{dd}</td><td class=\"status {ud}\">{ud}</td>\
          <td class=\"seen\" title=\"{seen_iso}\">{seen}</td><td class=\"expires\">{expires}</td>\
          <td class=\"base\">{base}</td><td class=\"identity\">{identity}</td>\
          <td class=\"links\">{links}</td></tr>\n",
-        ep = escape(d["ep"].as_str().unwrap_or_default()),
+        ep = escape(ep),
+        href = escape(&href),
         dd = escape(d["d"].as_str().unwrap_or("")),
         ud = if up { "up" } else { "down" },
-        seen_iso = escape(d["updated_at"].as_str().unwrap_or_default()),
-        seen = ago(now_ms.saturating_sub(updated_at_ms)),
+        seen_iso = escape(&rfc3339_ms(seen_at_ms)),
+        seen = ago(now_ms.saturating_sub(seen_at_ms)),
         expires = escape(d["expires_at"].as_str().unwrap_or_default()),
         base = escape(d["base"].as_str().unwrap_or_default()),
         identity = escape(d["dtls_identity"].as_str().unwrap_or("")),
         links = links.join("<br>"),
     )
+}
+
+/// A query value as `encodeURIComponent` writes it.
+fn component(value: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'!')
+        .remove(b'~')
+        .remove(b'*')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')');
+    percent_encoding::utf8_percent_encode(value, KEEP).to_string()
 }
 
 /// `status.js`'s `ago`: seconds up to 2 min, minutes up to 2 h, then hours.
@@ -199,8 +220,9 @@ mod tests {
         let input = &STATUS_HTML[STATUS_HTML.find(r#"<input id="token-input""#).unwrap()..];
         let input = &input[..input.find('>').unwrap()];
         assert!(!input.contains("name="), "{input}");
-        // Every fetch goes through `api`, which adds the header.
-        assert_eq!(STATUS_JS.matches("fetch(").count(), 1);
+        // Two fetches, `api` and the event stream, and both send the header.
+        assert_eq!(STATUS_JS.matches("fetch(").count(), 2);
+        assert_eq!(STATUS_JS.matches("authHeaders()").count(), 3);
     }
 
     #[test]

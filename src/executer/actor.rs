@@ -32,6 +32,7 @@ use crate::pinger::{dtls_of, registration_target};
 use crate::platform::protocol::{CommandErrorKind, CommandOutcome, CommandResult, OutboundFrame};
 use crate::platform::{Command, PlatformCommand, SendFrame};
 use crate::rd::resolve::gateway_may_contact;
+use crate::registry::liveness::LastSeen;
 use crate::registry::{RegistryReader, Status};
 use crate::time::now_ms;
 
@@ -87,7 +88,8 @@ pub struct Executer {
     settings: ExecuterSettings,
     reader: RegistryReader,
     client: CoapClient,
-    results: Recipient<SendFrame>,
+    /// The platform link; `None` for the console's own Executer on a gateway without one.
+    results: Option<Recipient<SendFrame>>,
     dedup: Dedup<CommandResult>,
     /// Duplicates waiting for a running command's result, by id.
     waiting: HashMap<String, u32>,
@@ -101,7 +103,7 @@ impl Executer {
         settings: ExecuterSettings,
         reader: RegistryReader,
         client: CoapClient,
-        results: Recipient<SendFrame>,
+        results: Option<Recipient<SendFrame>>,
     ) -> Self {
         let window_ms = u64::try_from(settings.dedup_window.as_millis()).unwrap_or(u64::MAX);
         Executer {
@@ -117,7 +119,7 @@ impl Executer {
     }
 
     /// Everything short of sending: the registration, its status, the request.
-    fn prepare(&self, command: &Command) -> Result<Plan, CommandRefusal> {
+    fn prepare(&self, command: &Command) -> Result<(Plan, LastSeen), CommandRefusal> {
         let key = device_key(command)?;
         let exact = self.reader.find(&key.ep, key.d.as_ref());
         let registration = choose_registration(&key, exact, || self.reader.find_ep(&key.ep))?;
@@ -151,10 +153,13 @@ impl Executer {
                 ),
             });
         }
-        Ok(plan)
+        Ok((plan, registration.last_seen.clone()))
     }
 
     fn send(&mut self, result: CommandResult) {
+        let Some(results) = self.results.clone() else {
+            return;
+        };
         self.stats.results += 1;
         if !self.pending.is_empty() {
             // Keep results in order behind those already waiting.
@@ -162,9 +167,8 @@ impl Executer {
             self.retry_pending();
             return;
         }
-        if let Err(SendError::Full(SendFrame(OutboundFrame::CommandResult(result)))) = self
-            .results
-            .try_send(SendFrame(OutboundFrame::CommandResult(result)))
+        if let Err(SendError::Full(SendFrame(OutboundFrame::CommandResult(result)))) =
+            results.try_send(SendFrame(OutboundFrame::CommandResult(result)))
         {
             self.defer(result);
         }
@@ -195,11 +199,12 @@ impl Executer {
 
     /// Hand waiting results to the link, oldest first, until its mailbox refuses one.
     fn retry_pending(&mut self) {
+        let Some(results) = self.results.clone() else {
+            self.pending.clear();
+            return;
+        };
         while let Some(result) = self.pending.pop_front() {
-            match self
-                .results
-                .try_send(SendFrame(OutboundFrame::CommandResult(result)))
-            {
+            match results.try_send(SendFrame(OutboundFrame::CommandResult(result))) {
                 Ok(()) => {}
                 Err(SendError::Full(SendFrame(OutboundFrame::CommandResult(result)))) => {
                     self.pending.push_front(result);
@@ -252,27 +257,37 @@ impl Executer {
     }
 
     fn execute(&mut self, command: Command, ctx: &mut Context<Self>) {
-        let plan = match self.prepare(&command) {
-            Ok(plan) => plan,
-            Err(refusal) => {
-                return self.finish(
-                    CommandResult::failed(command.id, refusal.kind, refusal.message),
-                    false,
-                )
+        let id = command.id.clone();
+        match self.start_exchange(command) {
+            Ok(exchange) => {
+                ctx.spawn(exchange.into_actor(self).map(|result, act, _| {
+                    act.exchange_done();
+                    act.finish(result, true);
+                }));
             }
-        };
-        if self.stats.in_flight >= self.settings.max_in_flight {
-            return self.finish(
-                CommandResult::failed(
-                    command.id,
-                    CommandErrorKind::Overloaded,
-                    format!(
-                        "{} commands already running (executer.max_in_flight)",
-                        self.stats.in_flight
-                    ),
-                ),
+            Err(refusal) => self.finish(
+                CommandResult::failed(id, refusal.kind, refusal.message),
                 false,
-            );
+            ),
+        }
+    }
+
+    /// Plan `command` and take an in-flight slot: the returned future is the CoAP exchange,
+    /// which ends in the command's result (the caller then calls [`Self::exchange_done`]).
+    /// Refused (nothing sent) when the command cannot be planned or the slots are taken.
+    fn start_exchange(
+        &mut self,
+        command: Command,
+    ) -> Result<impl std::future::Future<Output = CommandResult> + 'static, CommandRefusal> {
+        let (plan, last_seen) = self.prepare(&command)?;
+        if self.stats.in_flight >= self.settings.max_in_flight {
+            return Err(CommandRefusal {
+                kind: CommandErrorKind::Overloaded,
+                message: format!(
+                    "{} commands already running (executer.max_in_flight)",
+                    self.stats.in_flight
+                ),
+            });
         }
         self.stats.in_flight += 1;
         crate::metrics::global().command_in_flight(true);
@@ -280,25 +295,29 @@ impl Executer {
         let client = self.client.clone();
         let id = command.id;
         let guard = plan.budget.saturating_add(GUARD_SLACK);
-        let fut = async move {
+        Ok(async move {
             // Dropping the request future (on the guard's expiry) cancels the exchange.
             match tokio::time::timeout(guard, client.request(plan.peer, plan.request)).await {
-                Ok(Ok(response)) => CommandResult::response(
-                    id,
-                    response.code.to_string(),
-                    response.content_format,
-                    &response.payload,
-                    u64::try_from(response.rtt.as_millis()).unwrap_or(u64::MAX),
-                ),
+                Ok(Ok(response)) => {
+                    // Any answer, an error code included, means the device is there.
+                    last_seen.touch(now_ms());
+                    CommandResult::response(
+                        id,
+                        response.code.to_string(),
+                        response.content_format,
+                        &response.payload,
+                        u64::try_from(response.rtt.as_millis()).unwrap_or(u64::MAX),
+                    )
+                }
                 Ok(Err(e)) => failed_from(id, e, plan.budget),
                 Err(_) => failed_from(id, ClientError::Timeout, plan.budget),
             }
-        };
-        ctx.spawn(fut.into_actor(self).map(|result, act, _| {
-            act.stats.in_flight -= 1;
-            crate::metrics::global().command_in_flight(false);
-            act.finish(result, true);
-        }));
+        })
+    }
+
+    fn exchange_done(&mut self) {
+        self.stats.in_flight -= 1;
+        crate::metrics::global().command_in_flight(false);
     }
 }
 
@@ -366,6 +385,32 @@ impl Handler<PlatformCommand> for Executer {
     }
 }
 
+/// A request from the operator console (`admin`): planned and sent like a platform command,
+/// but answered to the caller instead of the platform, and never deduplicated (each click is
+/// a new request).
+#[derive(Message)]
+#[rtype(result = "CommandResult")]
+pub struct ConsoleCommand(pub Command);
+
+impl Handler<ConsoleCommand> for Executer {
+    type Result = ResponseActFuture<Self, CommandResult>;
+
+    fn handle(&mut self, msg: ConsoleCommand, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.0.id.clone();
+        match self.start_exchange(msg.0) {
+            Ok(exchange) => Box::pin(exchange.into_actor(self).map(|result, act, _| {
+                act.exchange_done();
+                result
+            })),
+            Err(refusal) => Box::pin(actix::fut::ready(CommandResult::failed(
+                id,
+                refusal.kind,
+                refusal.message,
+            ))),
+        }
+    }
+}
+
 impl Handler<GetExecuterStats> for Executer {
     type Result = MessageResult<GetExecuterStats>;
 
@@ -374,12 +419,13 @@ impl Handler<GetExecuterStats> for Executer {
     }
 }
 
-/// Start the Executer on the current arbiter.
+/// Start the Executer on the current arbiter. `results`: the platform link its commands come
+/// from; `None` for one that only runs the console's requests ([`ConsoleCommand`]).
 pub fn start(
     settings: ExecuterSettings,
     reader: RegistryReader,
     client: CoapClient,
-    results: Recipient<SendFrame>,
+    results: Option<Recipient<SendFrame>>,
 ) -> Addr<Executer> {
     Executer::new(settings, reader, client, results).start()
 }

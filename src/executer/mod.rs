@@ -9,4 +9,6 @@ pub(crate) mod actor;
 pub(crate) mod dedup;
 pub(crate) mod plan;
 
-pub use actor::{start, Executer, ExecuterSettings, ExecuterStats, GetExecuterStats};
+pub use actor::{
+    start, ConsoleCommand, Executer, ExecuterSettings, ExecuterStats, GetExecuterStats,
+};

@@ -41,6 +41,14 @@ pub(crate) use labels::{
 pub use render::render;
 pub use scrape::{DtlsSample, PlatformLinkSample};
 
+/// Totals since start, as [`Metrics::activity`] reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ActivityTotals {
+    pub(crate) registrations: u64,
+    pub(crate) updates: u64,
+    pub(crate) lookups: u64,
+}
+
 /// Counters recorded by the actors; see the module doc for who records what.
 #[derive(Debug)]
 pub struct Metrics {
@@ -95,6 +103,17 @@ impl Metrics {
     pub(crate) fn record_response(&self, code: impl Into<ResponseCode>, handling: Duration) {
         self.responses[usize::from(code.into().0)].inc();
         self.request_duration.observe(handling);
+    }
+
+    /// Running totals for the console's activity charts (`admin::activity`): successful
+    /// registrations and updates, and lookups answered.
+    pub(crate) fn activity(&self) -> ActivityTotals {
+        let ok = RegistrationOutcome::Ok.index();
+        ActivityTotals {
+            registrations: self.registrations[RegistrationOp::Register.index()][ok].get(),
+            updates: self.registrations[RegistrationOp::Update.index()][ok].get(),
+            lookups: self.lookups.iter().map(Counter::get).sum(),
+        }
     }
 
     /// A lookup was answered (any code, cache hit or not).

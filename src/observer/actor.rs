@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::forward::{frame_rate, queue_capacity, Notified, HANDOFF};
 use super::observation::ObservationTask;
 use super::poll::{Due, TICK};
+use super::readings::Readings;
 use super::schedule::first_due_ms;
 use super::settings::ObserverSettings;
 use super::stats::{Stats, STATS_EVERY};
@@ -96,6 +97,8 @@ pub(crate) struct Observer {
     /// With replicas (`registry.backend: etcd`): only registrations this replica owns are
     /// watched, and the standing last acted on ([`standing`]).
     ownership: Option<(Ownership, (u64, bool))>,
+    /// The latest value of each watched resource, for the console (`admin`).
+    pub(super) readings: Readings,
 }
 
 impl Observer {
@@ -124,6 +127,7 @@ impl Observer {
             stats: Arc::default(),
             last_logged: [0; 10],
             ownership: None,
+            readings: Readings::default(),
         }
     }
 
@@ -256,6 +260,7 @@ impl Observer {
     /// Cancel a device's observations (each task deregisters) and forget its polls (their
     /// heap entries carry a stale generation and are skipped).
     fn stop_device(&mut self, id: RegistrationId) {
+        self.readings.forget(id);
         if let Some(dev) = self.devices.remove(&id) {
             self.watched = self.watched.saturating_sub(dev.links.len());
             for cancel in dev.cancels {
@@ -414,15 +419,17 @@ fn standing(ownership: &Ownership) -> (u64, bool) {
 }
 
 /// Start the Observer on the current actix system; with `ownership` (replicas on etcd) it
-/// watches only the devices this replica owns.
+/// watches only the devices this replica owns; it keeps the latest values on `readings`.
 pub(crate) fn start(
     settings: ObserverSettings,
     reader: RegistryReader,
     client: CoapClient,
     platform: Recipient<DataFrames>,
     ownership: Option<Ownership>,
+    readings: Readings,
 ) -> Addr<Observer> {
-    let observer = Observer::new(settings, reader, client, platform);
+    let mut observer = Observer::new(settings, reader, client, platform);
+    observer.readings = readings;
     match ownership {
         Some(ownership) => observer.with_ownership(ownership),
         None => observer,

@@ -88,10 +88,21 @@ impl Observer {
             error,
             received_ms: now,
         } = n;
-        let path: &str = &path;
+        let path_arc = path;
+        let path: &str = &path_arc;
         let max_frames_per_s = self.settings.max_frames_per_s;
         let stats = Arc::clone(&self.stats);
+        let readings = self.readings.clone();
         let dev = self.current(id, generation)?;
+        dev.reg.last_seen.touch(now);
+        readings.record(
+            id,
+            &path_arc,
+            now,
+            resp.code.to_string(),
+            resp.content_format,
+            &resp.payload,
+        );
         let rate = frame_rate(max_frames_per_s);
         if !dev.bucket.try_take(rate, rate, std::time::Instant::now()) {
             stats.rate_dropped.fetch_add(1, Ordering::Relaxed);

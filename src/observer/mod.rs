@@ -9,11 +9,13 @@
 //! - `poll`: polled links, due times, error back-off.
 //! - `forward`: the bounded value queue and the frames handed to PlatformLink.
 //! - `stats`: the counters and their periodic log line.
+//! - `readings`: the latest value of each watched resource, for the console.
 
 pub(crate) mod actor;
 pub(crate) mod forward;
 pub(crate) mod observation;
 pub(crate) mod poll;
+pub(crate) mod readings;
 pub(crate) mod schedule;
 pub(crate) mod settings;
 pub(crate) mod stats;
@@ -22,5 +24,6 @@ pub(crate) mod strategy;
 mod tests;
 
 pub(crate) use actor::{start, Observer, StopObserver};
+pub(crate) use readings::{Reading, Readings};
 pub(crate) use settings::ObserverSettings;
 pub(crate) use strategy::Selection;

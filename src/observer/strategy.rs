@@ -170,6 +170,8 @@ mod tests {
 
     fn reg(links: &str) -> Registration {
         Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(1),
             ep: EndpointName::new("node1").unwrap(),

@@ -73,6 +73,8 @@ impl Handler<Block> for LinkSink {
 
 fn registration(peer: SocketAddr) -> Arc<Registration> {
     Arc::new(Registration {
+        status_history: Default::default(),
+        last_seen: Default::default(),
         identity: None,
         id: RegistrationId(7),
         ep: EndpointName::new("sensor").unwrap(),
@@ -245,7 +247,14 @@ async fn a_resync_brings_the_watches_in_line_with_the_registry() {
         error_backoff_max: Duration::from_secs(600),
     };
     // Not subscribed: it learns about the registrations below only through the resync.
-    let observer = start(settings, reader, endpoint.client(), sink.recipient(), None);
+    let observer = start(
+        settings,
+        reader,
+        endpoint.client(),
+        sink.recipient(),
+        None,
+        Default::default(),
+    );
     assert!(observer.send(WatchedDevices).await.unwrap().is_empty());
     let mut ids = Vec::new();
     for i in 0..3u16 {

@@ -252,6 +252,9 @@ impl Pinger {
         self.busy.remove(&id);
         let current = self.reader.get(id);
         if let Some(current) = &current {
+            if verdict == Verdict::Alive {
+                current.last_seen.touch(now_ms());
+            }
             let refreshed = current.updated_at_ms >= first_sent_ms;
             if let Some(status) = status_change(current.status, verdict, refreshed) {
                 self.set_status(current, job.peer, status, failed, ctx);

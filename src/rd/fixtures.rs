@@ -12,6 +12,8 @@ pub(crate) struct RegBuilder(Registration);
 
 pub(crate) fn reg(id: u64, ep: &str, base: &str) -> RegBuilder {
     RegBuilder(Registration {
+        status_history: Default::default(),
+        last_seen: Default::default(),
         identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(ep).expect("fixture names are valid"),

@@ -578,6 +578,8 @@ mod payload_tests {
         .unwrap();
         assert_eq!(r.links.len(), 2);
         let stored = Arc::new(Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(4521),
             ep: r.ep.clone(),

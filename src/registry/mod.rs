@@ -20,6 +20,7 @@ pub mod etcd;
 pub(crate) mod health;
 pub(crate) mod index;
 pub(crate) mod link_set;
+pub mod liveness;
 pub(crate) mod messages;
 pub(crate) mod model;
 pub(crate) mod reader;

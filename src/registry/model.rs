@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::link_set::LinkSet;
+use super::liveness::{LastSeen, StatusHistory};
 use link_format::Param;
 
 /// RFC 9176 §5: `ep` and `d` are at most 63 bytes of UTF-8.
@@ -183,6 +184,13 @@ pub struct Registration {
     /// (then First Come First Remembered by address applies). Absent in format-1 records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<CompactString>,
+    /// Recent status changes, stored with the record (absent in older records).
+    #[serde(default, skip_serializing_if = "StatusHistory::is_empty")]
+    pub status_history: StatusHistory,
+    /// When the device last answered anything; memory only, shared by this registration's
+    /// versions ([`LastSeen`]).
+    #[serde(skip)]
+    pub last_seen: LastSeen,
 }
 
 impl Registration {
@@ -196,6 +204,12 @@ impl Registration {
 
     pub fn is_expired_at(&self, now_ms: u64) -> bool {
         now_ms >= self.expires_at_ms
+    }
+
+    /// The last time the device was heard from: its last answer to the gateway, or its last
+    /// registration or update, whichever is later.
+    pub fn seen_at_ms(&self) -> u64 {
+        self.last_seen.get().max(self.updated_at_ms)
     }
 }
 

@@ -94,6 +94,8 @@ mod tests {
 
     fn reg(id: u64, ep: &str) -> Arc<Registration> {
         Arc::new(Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(id),
             ep: EndpointName::new(ep).unwrap(),

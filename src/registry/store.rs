@@ -356,6 +356,8 @@ pub(crate) mod tests {
 
     pub(crate) fn sample(id: u64) -> Registration {
         Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(id),
             ep: EndpointName::new(format!("ep{id}")).unwrap(),

@@ -69,7 +69,17 @@ impl Registry {
                 (self.allocate_id()?, now, None)
             }
         };
+        // A re-registration keeps the device's history; coming back from status 0 is a change.
+        let (mut status_history, last_seen) = match &previous {
+            Some((prev, _)) => (prev.status_history.clone(), prev.last_seen.clone()),
+            None => Default::default(),
+        };
+        if previous.is_some_and(|(prev, _)| prev.status == Status::Disconnected) {
+            status_history.record(now, Status::Connected);
+        }
         let mut reg = Registration {
+            status_history,
+            last_seen,
             id,
             ep: msg.ep,
             d: msg.d,
@@ -154,6 +164,9 @@ impl Registry {
         }
         override_attrs(&mut next.attrs, msg.attrs);
         shrink(&mut next);
+        if next.status == Status::Disconnected {
+            next.status_history.record(now, Status::Connected);
+        }
         next.status = Status::Connected;
         next.updated_at_ms = now;
         next.expires_at_ms = expiry(now, next.lifetime_s);
@@ -227,6 +240,7 @@ impl Registry {
         }
         let mut next = (*prev).clone();
         next.status = msg.status;
+        next.status_history.record(now_ms(), msg.status);
         Ok(Decision {
             change: Some(Change::Put {
                 next: Arc::new(next),

@@ -147,6 +147,8 @@ impl ByName {
     /// (no sector sorts first, and no registration has id 0).
     pub(super) fn probe(ep: &EndpointName) -> ByName {
         ByName(Arc::new(Registration {
+            status_history: Default::default(),
+            last_seen: Default::default(),
             identity: None,
             id: RegistrationId(0),
             ep: ep.clone(),

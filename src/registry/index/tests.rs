@@ -13,6 +13,8 @@ fn reg(
     links: Vec<Link>,
 ) -> Arc<Registration> {
     Arc::new(Registration {
+        status_history: Default::default(),
+        last_seen: Default::default(),
         identity: None,
         id: RegistrationId(id),
         ep: EndpointName::new(ep).unwrap(),
