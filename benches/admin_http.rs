@@ -73,6 +73,12 @@ async fn run(n: usize) {
         "/api/devices?q=NODE&count=100".to_string(),
         "/api/devices?sort=-ep&count=100".to_string(),
         format!("/api/devices?sort=status&count=100&page={}", n / 200),
+        // The console's pages: the list's first paint (100 rows rendered on the server), its
+        // script, a device page's data, the gateway page's data.
+        "/".to_string(),
+        "/status.js".to_string(),
+        format!("/api/devices/{mid}/detail"),
+        "/api/gateway".to_string(),
     ];
     for path in paths {
         let mut times = Vec::with_capacity(REPS);

@@ -116,7 +116,7 @@ async fn status_page(state: web::Data<AdminState>, req: HttpRequest) -> HttpResp
 }
 
 /// Devices in the server-rendered first paint, as many as the script's first poll asks for.
-const STATUS_PAGE_DEVICES: usize = 1000;
+const STATUS_PAGE_DEVICES: usize = 100;
 
 async fn health(state: web::Data<AdminState>) -> HttpResponse {
     let registry = state.registry_health().await;
@@ -151,12 +151,13 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
         Err(e) => return api_error(&e),
     };
     let now = now_ms();
-    let counts = state
-        .reader
-        .with_index(|idx| StatusCounts::of(idx.live(now)));
-    let (total, page) = if query.lookup.filters.is_empty() && !query.sorts_or_searches() {
-        // Nothing to match: one pass under the lock, cloning only the page.
-        state.reader.with_index(|idx| query.select(idx.live(now)))
+    let (counts, (total, page)) = if query.lookup.filters.is_empty() && !query.sorts_or_searches() {
+        // Nothing to match: one pass under the lock, counting and cloning only the page.
+        state.reader.with_index(|idx| {
+            let mut counts = StatusCounts::default();
+            let selected = query.select(idx.live(now).inspect(|reg| counts.add(reg)));
+            (counts, selected)
+        })
     } else {
         // Under the lock only the index pre-selection and cheap Arc clones; the exact matching
         // runs outside it, so filtering a large registry never holds up the Registry's writes.
@@ -172,7 +173,10 @@ async fn devices(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse
                         .collect(),
                     None => idx.live(now).cloned().collect(),
                 });
-        query.select(&candidates)
+        let counts = state
+            .reader
+            .with_index(|idx| StatusCounts::of(idx.live(now)));
+        (counts, query.select(&candidates))
     };
     HttpResponse::Ok().json(DevicePage {
         counts,

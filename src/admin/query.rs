@@ -303,14 +303,17 @@ pub(crate) struct StatusCounts {
 impl StatusCounts {
     pub(crate) fn of<'a>(live: impl IntoIterator<Item = &'a Arc<Registration>>) -> StatusCounts {
         let mut counts = StatusCounts::default();
-        for reg in live {
-            counts.all += 1;
-            match reg.status {
-                crate::registry::model::Status::Connected => counts.connected += 1,
-                crate::registry::model::Status::Disconnected => counts.disconnected += 1,
-            }
-        }
+        live.into_iter().for_each(|reg| counts.add(reg));
         counts
+    }
+
+    /// Count one more live registration.
+    pub(crate) fn add(&mut self, reg: &Registration) {
+        self.all += 1;
+        match reg.status {
+            crate::registry::model::Status::Connected => self.connected += 1,
+            crate::registry::model::Status::Disconnected => self.disconnected += 1,
+        }
     }
 }
 

@@ -136,4 +136,4 @@ document.getElementById("remove").addEventListener("click", async () => {
 
 onToken = load;
 load();
-followEvents(frame => { if (frame.ep === ep) loadSoon(); }, load);
+followEvents(frame => { if (frame.ep === ep) loadSoon(); }, loadSoon);

@@ -132,5 +132,8 @@ document.getElementById("next").addEventListener("click", () => {
 
 onToken = () => { poll(); refresh(); };
 poll();
+refresh();
 setInterval(poll, POLL_MS);
-followEvents(onEvent, refresh);
+// On every (re)connect of the stream the page is read again: changes made while it was away
+// are not replayed.
+followEvents(onEvent, refreshSoon);
