@@ -484,10 +484,13 @@ fn unknown_devices_are_404_and_bad_queries_400_naming_the_parameter() {
 
 #[test]
 fn device_status_from_the_pinger_shows_in_the_api_and_the_metrics() {
-    let gw = Gateway::start_with_http(GatewayOptions {
+    let kept = tempfile::tempdir().expect("tempdir");
+    let opts = || GatewayOptions {
         extra_yaml: "pinger:\n  interval_s: 1\n  timeout_ms: 200\n  attempts: 2\n".into(),
+        data_dir: Some(kept.path().join("data")),
         ..Default::default()
-    });
+    };
+    let mut gw = Gateway::start_with_http(opts());
     let http = gw.http_addr();
     let mut sim = DeviceSim::spawn(gw.addr(), 4, &["--prefix", "sim-", "--lt", "60"]);
     sim.wait_line("device-sim ready:", Duration::from_secs(30));
@@ -502,6 +505,37 @@ fn device_status_from_the_pinger_shows_in_the_api_and_the_metrics() {
     assert_eq!(sample(&m, "coap_gateway_devices", &[("status", "0")]), 1.0);
     assert_eq!(sample(&m, "coap_gateway_devices", &[("status", "1")]), 3.0);
     assert_eq!(sample(&m, "coap_gateway_registrations", &[]), 4.0);
+
+    // The console's device page: the change is in the history, and "last seen" is the last
+    // answer (pings keep answering for sim-0), not the registration.
+    let detail = json_ok(http, "/api/devices/sim-2/detail");
+    let changes = detail["status_history"]
+        .as_array()
+        .expect("history")
+        .clone();
+    assert_eq!(changes.len(), 1, "{detail}");
+    assert_eq!(changes[0]["status"], 0);
+    let alive = json_ok(http, "/api/devices/sim-0/detail");
+    assert!(
+        alive["seen_at"].as_str() > alive["updated_at"].as_str(),
+        "sim-0 answered pings after it registered: {alive}"
+    );
+    assert_eq!(alive["status_history"], serde_json::json!([]));
+    sim.command("wake 2");
+    wait_until(Duration::from_secs(20), "sim-2 back at status 1", || {
+        json_ok(http, "/api/devices/sim-2")["status"] == 1
+    });
+    let before = json_ok(http, "/api/devices/sim-2/detail")["status_history"].clone();
+    assert_eq!(before.as_array().map(Vec::len), Some(2), "{before}");
+    assert_eq!(before[1]["status"], 1);
+
+    // The history is stored with the registration: it survives kill -9.
+    gw.kill9();
+    drop(gw);
+    drop(sim);
+    let gw = Gateway::start_with_http(opts());
+    let after = json_ok(gw.http_addr(), "/api/devices/sim-2/detail");
+    assert_eq!(after["status_history"], before, "{after}");
 }
 
 fn rd_dump(args: &[&str]) -> (i32, String, String) {
