@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of coap-gateway on a fresh Debian machine: installs the independent CoAP peers
-# the interop tests drive (libcoap's coap-client, aiocoap) and headless Chromium for the status
-# page test, then one release build and all tests.
+# the interop tests drive (libcoap's coap-client, aiocoap), headless Chromium for the status page
+# tests and chromedriver for the browser tests, then one release build and all tests.
 # This is the README's test command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,11 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing chromium (headless, for the admin status page test)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v chromedriver >/dev/null 2>&1; then
+  echo "== installing chromium-driver (chromedriver: the browser tests drive Chromium over WebDriver)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium-driver >/dev/null
 fi
 if ! command -v aiocoap-client >/dev/null 2>&1; then
   echo "== installing aiocoap"

@@ -7,7 +7,8 @@
 //! unless a test starts the gateway with [`Gateway::start_with_http`] (or
 //! [`Gateway::start_with_http_config`], with extra `http:` keys and environment); its bound
 //! address (from the `admin http listening on http://ADDR` or `https://ADDR` line) is then
-//! [`Gateway::http_addr`]. Headless Chromium driven over the DevTools protocol is in `cdp`.
+//! [`Gateway::http_addr`]. Headless Chromium driven over the DevTools protocol is in `cdp`,
+//! and over WebDriver (chromedriver) in `webdriver`.
 #![allow(dead_code)]
 
 pub mod cdp;
@@ -27,6 +28,7 @@ pub mod raw_device;
 pub mod rd_dump;
 pub mod skip;
 pub mod tcp_cut;
+pub mod webdriver;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
