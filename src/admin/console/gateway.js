@@ -20,7 +20,9 @@ function facts(id, rows) {
 function chart(name, points) {
   const figure = element("figure", undefined, "chart-box");
   const latest = points.length ? points[points.length - 1][1] : 0;
-  figure.appendChild(element("figcaption", name + ": " + latest.toFixed(1) + "/s now"));
+  const peak = points.reduce((max, p) => Math.max(max, p[1]), 0);
+  figure.appendChild(element("figcaption",
+    name + ": " + latest.toFixed(1) + "/s now, peak " + peak.toFixed(1) + "/s"));
   figure.appendChild(sparkline(points, 360, 60));
   return figure;
 }

@@ -94,6 +94,14 @@ function refreshSoon() {
 // A status change of a row on screen is drawn at once, before the page is re-read.
 function onEvent(frame) {
   if (frame.type === "device_status") {
+    // The counts move at once too; the re-read below sets them exactly.
+    const up = document.getElementById("count-connected");
+    const down = document.getElementById("count-disconnected");
+    if (up.textContent !== "" && down.textContent !== "") {
+      const delta = frame.status === 1 ? 1 : -1;
+      up.textContent = String(Math.max(0, Number(up.textContent) + delta));
+      down.textContent = String(Math.max(0, Number(down.textContent) - delta));
+    }
     for (const tr of document.querySelectorAll("tr.device")) {
       if (tr.dataset.ep !== frame.ep) continue;
       tr.dataset.status = String(frame.status);
