@@ -204,6 +204,22 @@ fn an_operator_searches_pages_watches_and_acts_in_the_console() {
     found.sort();
     assert_eq!(found, ["sim-0", "sim-1", "sim-2"]);
 
+    // The RD's own filters narrow it too (a bare name: the attribute is present), and a bad
+    // one is refused with the API's reason.
+    chrome.type_into("#search", "");
+    chrome.type_into("#rd-filter", "rt=li* obs");
+    chrome.press_enter("#rd-filter");
+    chrome.wait_until_js("document.querySelectorAll('tr.device').length === 3", WAIT);
+    chrome.type_into("#rd-filter", "=x");
+    chrome.press_enter("#rd-filter");
+    chrome.wait_until_js(
+        "document.getElementById('error').textContent.startsWith('the gateway refused')",
+        WAIT,
+    );
+    chrome.type_into("#rd-filter", "");
+    chrome.press_enter("#rd-filter");
+    chrome.wait_until_js("document.getElementById('error').textContent === ''", WAIT);
+
     // The hostile name is text: no image element, no alert, the name shown as typed.
     chrome.type_into("#search", "onerror");
     chrome.wait_until_js("document.querySelectorAll('tr.device').length === 1", WAIT);

@@ -11,6 +11,9 @@ let waitingForToken = false;
 // Called when a token was entered: the page reloads its data.
 let onToken = () => {};
 
+// The gateway answered, with an error status and its message.
+class Refused extends Error {}
+
 class NeedToken extends Error {
   constructor(rejected) {
     super("the admin API needs its token");
@@ -41,7 +44,7 @@ async function api(path, method, body) {
   if (r.status === 204) return null;
   const json = await r.json();
   // /health answers 503 with its JSON when the registry cannot write: still data.
-  if (!r.ok && path !== "/health") throw new Error(json.error || ("HTTP " + r.status));
+  if (!r.ok && path !== "/health") throw new Refused(json.error || ("HTTP " + r.status));
   return json;
 }
 
@@ -77,6 +80,7 @@ document.getElementById("token-form").addEventListener("submit", ev => {
 // What a failed read shows.
 function failed(e) {
   if (e instanceof NeedToken) askForToken(e.rejected);
+  else if (e instanceof Refused) text("error", "the gateway refused: " + e.message);
   else text("error", "cannot reach the gateway: " + e.message);
 }
 

@@ -24,7 +24,16 @@ function query() {
   params.set("count", String(PAGE));
   // The API counts pages from 0.
   params.set("page", String(page - 1));
-  return "/api/devices?" + params.toString();
+  // The RD's own lookup filters (RFC 9176 §6.2), as its lookup interface takes them:
+  // `name=value`, `name=prefix*`, or a bare `name` for "has it" (which URLSearchParams cannot
+  // write: it would add "="); space-separated.
+  const filters = document.getElementById("rd-filter").value.split(/\s+/).filter(i => i)
+    .map(item => {
+      const eq = item.indexOf("=");
+      return eq < 0 ? encodeURIComponent(item)
+        : encodeURIComponent(item.slice(0, eq)) + "=" + encodeURIComponent(item.slice(eq + 1));
+    });
+  return "/api/devices?" + [params.toString(), ...filters].join("&");
 }
 
 function drawDevices(result) {
@@ -131,7 +140,7 @@ document.getElementById("search").addEventListener("input", () => {
   clearTimeout(typing);
   typing = setTimeout(() => { page = 1; refresh(); }, 150);
 });
-for (const id of ["status-filter", "sector", "sort"]) {
+for (const id of ["status-filter", "sector", "sort", "rd-filter"]) {
   document.getElementById(id).addEventListener("change", () => { page = 1; refresh(); });
 }
 document.getElementById("filters").addEventListener("submit", ev => { ev.preventDefault(); page = 1; refresh(); });

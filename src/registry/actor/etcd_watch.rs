@@ -106,6 +106,10 @@ impl Applier<'_> {
         });
         shrink(&mut reg);
         reg.links = self.link_sets.share(reg.links);
+        // When the device was last heard from is not stored: it stays with the registration.
+        if let Some(p) = &prior {
+            reg.last_seen = p.reg.last_seen.clone();
+        }
         let reg = Arc::new(reg);
         let after = match stored.meta.state {
             State::Live => {
