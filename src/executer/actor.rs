@@ -157,9 +157,9 @@ impl Executer {
     }
 
     fn send(&mut self, result: CommandResult) {
-        let Some(results) = self.results.clone() else {
+        if self.results.is_none() {
             return;
-        };
+        }
         self.stats.results += 1;
         if !self.pending.is_empty() {
             // Keep results in order behind those already waiting.
@@ -167,9 +167,13 @@ impl Executer {
             self.retry_pending();
             return;
         }
-        if let Err(SendError::Full(SendFrame(OutboundFrame::CommandResult(result)))) =
-            results.try_send(SendFrame(OutboundFrame::CommandResult(result)))
-        {
+        // Never a clone of the recipient: each actix sender has a guaranteed slot of its own,
+        // so a fresh clone per send would get past the link's full mailbox every time.
+        let refused = match &self.results {
+            Some(results) => results.try_send(SendFrame(OutboundFrame::CommandResult(result))),
+            None => Ok(()),
+        };
+        if let Err(SendError::Full(SendFrame(OutboundFrame::CommandResult(result)))) = refused {
             self.defer(result);
         }
     }
@@ -199,7 +203,7 @@ impl Executer {
 
     /// Hand waiting results to the link, oldest first, until its mailbox refuses one.
     fn retry_pending(&mut self) {
-        let Some(results) = self.results.clone() else {
+        let Some(results) = &self.results else {
             self.pending.clear();
             return;
         };
