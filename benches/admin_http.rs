@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use coap_gateway::admin::{self, AdminState};
 use coap_gateway::registry::{self, RegistryConfig};
-use futures::stream::{FuturesUnordered, StreamExt};
 
 const IN_FLIGHT: usize = 64;
 const REPS: usize = 30;
@@ -32,23 +31,7 @@ async fn run(n: usize) {
         max_registrations: None,
     })
     .expect("registry");
-    let t0 = Instant::now();
-    let mut in_flight = FuturesUnordered::new();
-    for i in 0..n {
-        if in_flight.len() >= IN_FLIGHT {
-            in_flight.next().await;
-        }
-        let registry = registry.clone();
-        in_flight.push(async move {
-            registry
-                .send(registrations::register(i))
-                .await
-                .expect("mailbox")
-                .expect("registered")
-        });
-    }
-    while in_flight.next().await.is_some() {}
-    eprintln!("registered {n} in {:?}", t0.elapsed());
+    registrations::register_all(&registry, n, IN_FLIGHT).await;
 
     let server = admin::start(
         "127.0.0.1:0".parse().unwrap(),

@@ -26,12 +26,11 @@ mod support {
     pub mod webdriver;
 }
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use coap_gateway::admin::{self, AdminState};
 use coap_gateway::registry::{self, RegistryConfig};
-use futures::stream::{FuturesUnordered, StreamExt};
 use support::webdriver::{self, Chrome};
 
 const IN_FLIGHT: usize = 64;
@@ -103,23 +102,7 @@ async fn run(n: usize) {
         max_registrations: None,
     })
     .expect("registry");
-    let t0 = Instant::now();
-    let mut in_flight = FuturesUnordered::new();
-    for i in 0..n {
-        if in_flight.len() >= IN_FLIGHT {
-            in_flight.next().await;
-        }
-        let registry = registry.clone();
-        in_flight.push(async move {
-            registry
-                .send(registrations::register(i))
-                .await
-                .expect("mailbox")
-                .expect("registered")
-        });
-    }
-    while in_flight.next().await.is_some() {}
-    eprintln!("registered {n} in {:?}", t0.elapsed());
+    registrations::register_all(&registry, n, IN_FLIGHT).await;
     let server = admin::start(
         "127.0.0.1:0".parse().expect("address"),
         AdminState::new(reader, registry),

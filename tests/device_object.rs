@@ -40,7 +40,7 @@ fn object_of(mut v: Value) -> Value {
     if let Some(seen) = v.as_object_mut().and_then(|o| o.remove("seen_at")) {
         let seen = seen.as_str().unwrap_or_default().to_string();
         assert!(
-            seen.ends_with('Z') && seen >= v["updated_at"].as_str().unwrap_or_default().to_string(),
+            seen.ends_with('Z') && seen.as_str() >= v["updated_at"].as_str().unwrap_or_default(),
             "seen_at {seen:?} is a time no earlier than updated_at: {v}"
         );
     }

@@ -3,9 +3,35 @@
 //! register. Every tenth endpoint's light is `rt=light-lux`, so a selective filter matches 10%.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use coap_gateway::registry::{EndpointName, Register};
+use actix::Addr;
+use coap_gateway::registry::{EndpointName, Register, Registry};
+use futures::stream::{FuturesUnordered, StreamExt};
 use link_format::{Link, Param};
+
+/// Register endpoints `0..n` through `registry`, `in_flight` at a time (each acknowledged,
+/// durable), and say how long it took.
+#[allow(dead_code)] // not every bench that includes this file fills a registry this way
+pub async fn register_all(registry: &Addr<Registry>, n: usize, in_flight: usize) {
+    let t0 = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    for i in 0..n {
+        if pending.len() >= in_flight {
+            pending.next().await;
+        }
+        let registry = registry.clone();
+        pending.push(async move {
+            registry
+                .send(register(i))
+                .await
+                .expect("mailbox")
+                .expect("registered")
+        });
+    }
+    while pending.next().await.is_some() {}
+    eprintln!("registered {n} in {:?}", t0.elapsed());
+}
 
 pub fn register(i: usize) -> Register {
     Register {

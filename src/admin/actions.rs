@@ -33,27 +33,28 @@ fn error(e: &ApiError) -> HttpResponse {
     HttpResponse::build(status).json(e)
 }
 
-/// Refuse unless this gateway has an admin token (the middleware already checked the request
-/// carries it when there is one).
-/// The refusal, when there is one.
-fn require_token(state: &AdminState) -> Option<HttpResponse> {
-    if state.auth.required() {
-        return None;
-    }
-    Some(error(&ApiError::forbidden(
-        "console actions need an admin token: set http.token_file (or \
-         COAP_GATEWAY_HTTP_TOKEN); without one the console is read-only",
-    )))
-}
-
 /// Who asked, for the log: the peer's address (never the token).
 fn requester(req: &HttpRequest) -> String {
     req.peer_addr()
         .map_or_else(|| "unknown peer".to_string(), |a| a.to_string())
 }
 
-fn find(state: &AdminState, selector: &DeviceSelector) -> Result<Arc<Registration>, ApiError> {
-    state
+/// The device an action is for, once the gateway allows actions at all: it must have an admin
+/// token (the middleware already checked the request carries it when there is one), and the
+/// device must be registered.
+fn target(
+    state: &AdminState,
+    ep: &str,
+    req: &HttpRequest,
+) -> Result<(DeviceSelector, Arc<Registration>), ApiError> {
+    if !state.auth.required() {
+        return Err(ApiError::forbidden(
+            "console actions need an admin token: set http.token_file (or \
+             COAP_GATEWAY_HTTP_TOKEN); without one the console is read-only",
+        ));
+    }
+    let selector = DeviceSelector::parse(ep, req.query_string())?;
+    let reg = state
         .reader
         .find(&selector.ep, selector.d.as_ref())
         .ok_or_else(|| {
@@ -62,7 +63,8 @@ fn find(state: &AdminState, selector: &DeviceSelector) -> Result<Arc<Registratio
                 selector.ep.as_str(),
                 selector.d.as_ref().map_or("(none)", |d| d.as_str())
             ))
-        })
+        })?;
+    Ok((selector, reg))
 }
 
 /// `POST /api/devices/{ep}/request[?d=]`: the body is a platform `command` without `id`,
@@ -74,16 +76,10 @@ pub(crate) async fn request(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Some(refused) = require_token(&state) {
-        return refused;
-    }
-    let selector = match DeviceSelector::parse(&ep, req.query_string()) {
-        Ok(s) => s,
+    let selector = match target(&state, &ep, &req) {
+        Ok((selector, _)) => selector,
         Err(e) => return error(&e),
     };
-    if let Err(missing) = find(&state, &selector) {
-        return error(&missing);
-    }
     let id = format!("console-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let command = match command_of(&body, &id, &selector) {
         Ok(c) => c,
@@ -154,16 +150,9 @@ pub(crate) async fn remove(
     ep: web::Path<String>,
     req: HttpRequest,
 ) -> HttpResponse {
-    if let Some(refused) = require_token(&state) {
-        return refused;
-    }
-    let selector = match DeviceSelector::parse(&ep, req.query_string()) {
-        Ok(s) => s,
+    let reg = match target(&state, &ep, &req) {
+        Ok((_, reg)) => reg,
         Err(e) => return error(&e),
-    };
-    let reg = match find(&state, &selector) {
-        Ok(reg) => reg,
-        Err(missing) => return error(&missing),
     };
     let who = requester(&req);
     let remove = Remove {
