@@ -237,10 +237,24 @@ fn an_operator_searches_pages_watches_and_acts_in_the_console() {
     assert_eq!(chrome.count("img"), 0, "the name became markup on its page");
     chrome.assert_no_alert("the hostile device's page");
 
-    // Paging reaches the last of the 10,000.
+    // Paging reaches the last of the 10,000, sorted by name (the bulk threads registered in
+    // parallel, so registration order says nothing about which bulk device is last; by name,
+    // the hostile `<img ..` comes first, then the bulk devices, then sim-0..2).
     chrome.goto(&format!("{base}/"));
     chrome.wait_until_js(
         "document.querySelectorAll('tr.device').length === 100",
+        WAIT,
+    );
+    chrome.execute(
+        "const s = document.getElementById('sort'); s.value = 'ep'; \
+         s.dispatchEvent(new Event('change')); return null;",
+        vec![],
+    );
+    chrome.wait_until_js(
+        &format!(
+            "document.querySelector('tr.device').dataset.ep === {}",
+            js_string(HOSTILE)
+        ),
         WAIT,
     );
     let pages = DEVICES / 100;
@@ -256,6 +270,16 @@ fn an_operator_searches_pages_watches_and_acts_in_the_console() {
     assert!(
         chrome.count(&format!("tr.device[data-ep='{last}']")) == 1,
         "the last page shows {last}"
+    );
+    assert_eq!(
+        chrome
+            .attrs("tr.device", "data-ep")
+            .last()
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("sim-2"),
+        "the last device by name"
     );
     assert!(chrome.text("#more").contains(&format!(
         "showing {}–{DEVICES} of {DEVICES} devices",
