@@ -54,16 +54,7 @@ fn target(
         ));
     }
     let selector = DeviceSelector::parse(ep, req.query_string())?;
-    let reg = state
-        .reader
-        .find(&selector.ep, selector.d.as_ref())
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no device {} in sector {}",
-                selector.ep.as_str(),
-                selector.d.as_ref().map_or("(none)", |d| d.as_str())
-            ))
-        })?;
+    let reg = state.registered(&selector)?;
     Ok((selector, reg))
 }
 

@@ -220,10 +220,10 @@ async fn device(
     // No `?d` (or an empty one) is the registration without a sector: a default meaning "the
     // only sector the name has" could be blocked or redirected by a later registrant of the
     // same name in another sector.
-    if let Some(reg) = state.reader.find(&selector.ep, selector.d.as_ref()) {
-        return HttpResponse::Ok().json(ListedDevice::of(reg.as_ref()));
+    match state.registered(&selector) {
+        Ok(reg) => HttpResponse::Ok().json(ListedDevice::of(reg.as_ref())),
+        Err(e) => api_error(&e),
     }
-    not_found(&state, &selector)
 }
 
 /// `GET /api/devices/{ep}/detail[?d=]`: the device page's data ([`DeviceDetail`]).
@@ -236,13 +236,13 @@ async fn device_detail(
         Ok(s) => s,
         Err(e) => return api_error(&e),
     };
-    match state.reader.find(&selector.ep, selector.d.as_ref()) {
-        Some(reg) => {
+    match state.registered(&selector) {
+        Ok(reg) => {
             let readings = state.readings.as_ref().map(|r| r.of(reg.id));
             let actions = state.auth.required() && state.executer.is_some();
             HttpResponse::Ok().json(DeviceDetail::of(reg.as_ref(), readings, actions))
         }
-        None => not_found(&state, &selector),
+        Err(e) => api_error(&e),
     }
 }
 
@@ -261,29 +261,4 @@ async fn gateway(state: web::Data<AdminState>) -> HttpResponse {
         activity: state.activity.rates(),
         activity_interval_s: SAMPLE_EVERY.as_secs(),
     })
-}
-
-/// 404 for a device that is not there, naming the sectors the name has elsewhere.
-fn not_found(state: &AdminState, selector: &DeviceSelector) -> HttpResponse {
-    let mut message = match &selector.d {
-        Some(d) => format!(
-            "no device {} in sector {}",
-            selector.ep.as_str(),
-            d.as_str()
-        ),
-        None => format!("no device {} without a sector", selector.ep.as_str()),
-    };
-    let elsewhere: Vec<String> = state
-        .reader
-        .find_ep(&selector.ep)
-        .iter()
-        .map(|r| r.d.as_ref().map_or("(none)", |d| d.as_str()).to_string())
-        .collect();
-    if !elsewhere.is_empty() {
-        message.push_str(&format!(
-            "; registered in sectors {}: name one with ?d=",
-            elsewhere.join(", ")
-        ));
-    }
-    api_error(&ApiError::not_found(message))
 }

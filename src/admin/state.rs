@@ -11,14 +11,16 @@ use actix::Addr;
 
 use super::activity::Activity;
 use super::auth::AdminAuth;
+use super::error::ApiError;
 use super::events::EventHub;
 use super::health::PlatformState;
 use super::host_check::AllowedHosts;
+use super::query::DeviceSelector;
 use crate::coap::DtlsStats;
 use crate::executer::Executer;
 use crate::observer::Readings;
 use crate::platform::{GetLinkStats, LinkStats, PlatformLink};
-use crate::registry::{GetHealth, Registry, RegistryHealth, RegistryReader};
+use crate::registry::{GetHealth, Registration, Registry, RegistryHealth, RegistryReader};
 
 /// How long a handler waits for an actor's answer.
 pub(crate) const ACTOR_WAIT: Duration = Duration::from_secs(1);
@@ -75,6 +77,40 @@ impl AdminState {
             activity: Activity::default(),
             listeners: Listeners::default(),
         }
+    }
+
+    /// The registration `selector` names, or a 404 naming the sectors the name has elsewhere.
+    /// No `?d` (or an empty one) is the registration without a sector: a default meaning "the
+    /// only sector the name has" could be blocked or redirected by a later registrant of the
+    /// same name in another sector.
+    pub(crate) fn registered(
+        &self,
+        selector: &DeviceSelector,
+    ) -> Result<Arc<Registration>, ApiError> {
+        if let Some(reg) = self.reader.find(&selector.ep, selector.d.as_ref()) {
+            return Ok(reg);
+        }
+        let mut message = match &selector.d {
+            Some(d) => format!(
+                "no device {} in sector {}",
+                selector.ep.as_str(),
+                d.as_str()
+            ),
+            None => format!("no device {} without a sector", selector.ep.as_str()),
+        };
+        let elsewhere: Vec<String> = self
+            .reader
+            .find_ep(&selector.ep)
+            .iter()
+            .map(|r| r.d.as_ref().map_or("(none)", |d| d.as_str()).to_string())
+            .collect();
+        if !elsewhere.is_empty() {
+            message.push_str(&format!(
+                "; registered in sectors {}: name one with ?d=",
+                elsewhere.join(", ")
+            ));
+        }
+        Err(ApiError::not_found(message))
     }
 
     /// The Registry's write health; `None` when it did not answer within [`ACTOR_WAIT`].
