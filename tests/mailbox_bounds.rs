@@ -27,7 +27,8 @@ use coap_gateway::registry::{
     self, EndpointName, FeedItem, Register, Registration, RegistrationId, RegistryConfig,
     RegistryEvent, RegistryFeed, RegistryReader, Remove, Status, SubscribeFeed, Update,
 };
-use common::platform_sim::PlatformSim;
+use common::platform_sim::{mirror_in_seq_order, PlatformSim};
+use common::stalling_snapshot::StallingSnapshot;
 use futures::StreamExt;
 use link_format::Link;
 use serde_json::Value;
@@ -277,54 +278,34 @@ async fn a_stalled_feed_subscriber_is_resynced_and_ends_with_the_registry_state(
 
 // ----- PlatformLink: a fresh snapshot after an overflow ------------------------------------------
 
-/// The registry as seen by the link, except that the first snapshot is taken at once and then
-/// stalls the link's thread until the test releases it: its events pile up meanwhile.
-struct StallingSnapshot {
-    reader: RegistryReader,
-    first: Mutex<Option<(std_mpsc::Sender<()>, std_mpsc::Receiver<()>)>>,
-}
-
-impl SnapshotSource for StallingSnapshot {
-    fn snapshot(&self) -> Vec<Arc<Registration>> {
-        let devices = self.reader.snapshot();
-        if let Some((entered, release)) = self.first.lock().unwrap().take() {
-            let _ = entered.send(());
-            let _ = release.recv_timeout(Duration::from_secs(30));
-        }
-        devices
-    }
-}
-
-/// The endpoint names of the snapshot that follows the last `hello` (None until it is whole).
-/// platform-sim logs the frames of all connections in one list: the old connection's last
-/// event frames can land after the new connection's `hello`, so only snapshot frames count.
-fn last_snapshot(frames: &[Value]) -> Option<BTreeSet<String>> {
-    let start = frames.iter().rposition(|f| f["type"] == "hello")?;
+/// The endpoint names of the newest whole snapshot: the one whose last part has the highest
+/// seq, with every part below it (parts of one snapshot have consecutive seqs). By seq, not
+/// by arrival: platform-sim logs the frames of all sessions in one list, so the old session's
+/// last frames (its own snapshot among them) can land after the new session's `hello`.
+fn newest_snapshot(frames: &[Value]) -> Option<BTreeSet<String>> {
+    let last = frames
+        .iter()
+        .filter(|f| f["type"] == "snapshot" && f["last"] == true)
+        .max_by_key(|f| f["seq"].as_u64())?;
+    let last_seq = last["seq"].as_u64()?;
+    let first_seq = last_seq.checked_sub(last["part"].as_u64()?)?;
     let mut names = BTreeSet::new();
-    for frame in &frames[start + 1..] {
-        if frame["type"] != "snapshot" {
-            continue;
-        }
-        for d in frame["devices"].as_array()? {
+    for seq in first_seq..=last_seq {
+        let part = frames
+            .iter()
+            .find(|f| f["type"] == "snapshot" && f["seq"].as_u64() == Some(seq))?;
+        for d in part["devices"].as_array()? {
             names.insert(d["ep"].as_str()?.to_owned());
         }
-        if frame["last"] == true {
-            return Some(names);
-        }
     }
-    None
+    Some(names)
 }
 
 #[actix_rt::test]
 async fn platform_link_sends_a_fresh_snapshot_of_every_registration_after_an_overflow() {
     let sim = PlatformSim::start("127.0.0.1:0", None);
     let (registry, reader, _dir) = start_registry();
-    let (entered_tx, entered) = std_mpsc::channel();
-    let (release, release_rx) = std_mpsc::channel();
-    let snapshot = Arc::new(StallingSnapshot {
-        reader: reader.clone(),
-        first: Mutex::new(Some((entered_tx, release_rx))),
-    });
+    let (snapshot, mut stall) = StallingSnapshot::new(reader.clone());
     let mut settings = coap_gateway::config::PlatformConfig::default().link_settings("test-gw");
     settings.url = sim.url();
     settings.reconnect_max = Duration::from_secs(1);
@@ -335,10 +316,7 @@ async fn platform_link_sends_a_fresh_snapshot_of_every_registration_after_an_ove
         .await
         .unwrap();
     // The link has connected and taken its (empty) snapshot; its thread is stalled now.
-    let entered = actix_rt::task::spawn_blocking(move || {
-        entered.recv_timeout(Duration::from_secs(20)).is_ok()
-    });
-    assert!(entered.await.unwrap(), "the link connected");
+    assert!(stall.entered().await, "the link connected");
 
     let ids = register_many(&registry, DEVICES).await;
     for id in &ids[..100] {
@@ -348,7 +326,7 @@ async fn platform_link_sends_a_fresh_snapshot_of_every_registration_after_an_ove
             .unwrap()
             .unwrap();
     }
-    release.send(()).unwrap();
+    stall.release();
 
     let expected: BTreeSet<String> = reader.snapshot().iter().map(|r| r.ep.to_string()).collect();
     assert_eq!(expected.len(), DEVICES - 100);
@@ -356,22 +334,24 @@ async fn platform_link_sends_a_fresh_snapshot_of_every_registration_after_an_ove
     loop {
         let frames = sim.frames();
         let hellos = frames.iter().filter(|f| f["type"] == "hello").count();
-        if hellos >= 2 {
-            if let Some(names) = last_snapshot(&frames) {
-                assert_eq!(
-                    names, expected,
-                    "the snapshot after the resync is the registry"
-                );
-                break;
-            }
+        if hellos >= 2 && newest_snapshot(&frames).as_ref() == Some(&expected) {
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "no second hello + whole snapshot ({hellos} hellos, {} frames)",
-            frames.len()
+            "no second hello + whole snapshot of the registry ({hellos} hellos, {} frames; newest whole snapshot: {:?} devices)",
+            frames.len(),
+            newest_snapshot(&frames).map(|s| s.len())
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A platform applying the frames in seq order holds the registry (the acked snapshot of
+    // the first session, read after the burst was numbered, no longer undoes it).
+    let mirrored: BTreeSet<String> = mirror_in_seq_order(&sim.frames()).into_keys().collect();
+    assert_eq!(
+        mirrored, expected,
+        "the platform's view by seq is the registry"
+    );
     let first_snapshot_devices = sim
         .frames()
         .iter()

@@ -20,9 +20,12 @@ use coap_gateway::platform::{
     GetLinkStats, LinkStats, OutboundFrame, OutboxStore, PlatformLink, SendFrame, SnapshotSource,
     StopLink,
 };
-use coap_gateway::registry::Registration;
+use coap_gateway::registry::{
+    self, EndpointName, Register, Registration, RegistryConfig, SubscribeFeed,
+};
 use common::coap_peer::*;
-use common::platform_sim::PlatformSim;
+use common::platform_sim::{mirror_in_seq_order, PlatformSim};
+use common::stalling_snapshot::StallingSnapshot;
 use common::{Gateway, GatewayOptions};
 use serde_json::Value;
 
@@ -481,4 +484,88 @@ fn a_restart_jumps_to_the_next_seq_block_and_the_platform_tells_it_from_a_gap() 
         "once, after de-duplication by seq: {before:?}"
     );
     assert!(before.iter().all(|s| *s < 3), "{before:?}");
+}
+
+/// Acked mode numbers the snapshot behind the events numbered while `hello` waited for the
+/// platform's answer. A snapshot read at the dial is older than those events: a platform that
+/// applies frames in seq order (as the contract has it) would lose those registrations until
+/// the next reconnect. Here the link reads an empty registry at the dial and is held there
+/// while 20 devices register, so their events are queued before `hello` even goes out.
+#[actix_rt::test]
+async fn the_acked_snapshot_holds_the_registrations_numbered_while_hello_waited() {
+    let sim = PlatformSim::start("127.0.0.1:0", None);
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, reader) = registry::start(RegistryConfig {
+        data_dir: dir.path().join("db"),
+        cache_mb: 16,
+        expiry_grace_s: 0,
+        max_registrations: None,
+    })
+    .unwrap();
+    let (snapshot, mut stall) = StallingSnapshot::new(reader.clone());
+    let arbiter = Arbiter::new();
+    let link = PlatformLink::start_on(&arbiter.handle(), settings(&sim.url()), snapshot, None);
+    registry
+        .send(SubscribeFeed(link.clone().recipient()))
+        .await
+        .unwrap();
+    assert!(
+        stall.entered().await,
+        "the link dialled and read the registry"
+    );
+    for i in 0..20u16 {
+        registry
+            .send(Register {
+                identity: None,
+                ep: EndpointName::new(format!("early{i}")).unwrap(),
+                d: None,
+                base: Some(format!("coap://127.0.0.1:{}", 30_000 + i)),
+                lifetime_s: 3_600,
+                attrs: Vec::new(),
+                links: vec![link_format::Link::new("/s")],
+                source: std::net::SocketAddr::from(([127, 0, 0, 1], 30_000 + i)),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    stall.release();
+
+    let s = wait_stats(&link, "the snapshot and the events acknowledged", |s| {
+        s.acked_mode && s.snapshots_accepted >= 1 && s.outbox_frames == 0
+    })
+    .await;
+    assert_eq!(s.reconnects, 0, "one connection: {s:?}");
+    let deadline = Instant::now() + WAIT;
+    while sim.count(|f| f["type"] == "device_registered") < 20 {
+        assert!(Instant::now() < deadline, "{:?}", types(&sim.frames()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let frames = sim.frames();
+    let hello = frames.iter().find(|f| f["type"] == "hello").unwrap();
+    assert_eq!(
+        hello["devices"], 0,
+        "hello counts the registry read at the dial"
+    );
+    let snapshot_seq = frames
+        .iter()
+        .find(|f| f["type"] == "snapshot")
+        .and_then(|f| f["seq"].as_u64())
+        .unwrap();
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f["type"] == "device_registered")
+            .all(|f| f["seq"].as_u64() < Some(snapshot_seq)),
+        "the case under test: the events were numbered before the snapshot: {:?}",
+        types(&frames)
+    );
+    let mirrored: Vec<String> = mirror_in_seq_order(&frames).into_keys().collect();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("early{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        mirrored, expected,
+        "the platform's view, by seq, is the registry"
+    );
+    arbiter.stop();
 }

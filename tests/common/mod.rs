@@ -27,6 +27,7 @@ pub mod platform_sim;
 pub mod raw_device;
 pub mod rd_dump;
 pub mod skip;
+pub mod stalling_snapshot;
 pub mod tcp_cut;
 pub mod webdriver;
 use std::io::{BufRead, BufReader};

@@ -200,3 +200,46 @@ impl Drop for PlatformSim {
         let _ = self.child.wait();
     }
 }
+
+/// What a platform that applies the numbered frames (acked mode) in seq order holds: the
+/// device objects by `d/ep` (`ep` without a sector). Each seq counts once, wherever it arrived
+/// (platform-sim logs the frames of all sessions in one list, and a re-sent frame twice); a
+/// snapshot's part 0 starts the platform's view over.
+pub fn mirror_in_seq_order(frames: &[Value]) -> std::collections::BTreeMap<String, Value> {
+    let mut numbered = std::collections::BTreeMap::new();
+    for frame in frames {
+        if let Some(seq) = frame["seq"].as_u64() {
+            numbered.entry(seq).or_insert(frame);
+        }
+    }
+    let key = |v: &Value| match v["d"].as_str() {
+        Some(d) if !d.is_empty() => format!("{d}/{}", v["ep"].as_str().unwrap_or("?")),
+        _ => v["ep"].as_str().unwrap_or("?").to_owned(),
+    };
+    let mut mirror = std::collections::BTreeMap::new();
+    for frame in numbered.values() {
+        match frame["type"].as_str() {
+            Some("snapshot") => {
+                if frame["part"] == 0 {
+                    mirror.clear();
+                }
+                for device in frame["devices"].as_array().into_iter().flatten() {
+                    mirror.insert(key(device), device.clone());
+                }
+            }
+            Some("device_registered" | "device_updated") => {
+                mirror.insert(key(&frame["device"]), frame["device"].clone());
+            }
+            Some("device_removed") => {
+                mirror.remove(&key(frame));
+            }
+            Some("device_status") => {
+                if let Some(device) = mirror.get_mut(&key(frame)) {
+                    device["status"] = frame["status"].clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    mirror
+}

@@ -296,18 +296,20 @@ impl PlatformLink {
         }
         let done = self.outbox.connected(acked, last_seq);
         self.forget_stored(&done);
-        let mut parts = match (fresh, self.pending_snapshot.take()) {
-            (Some(devices), _) => snapshot_parts(&devices, self.frame_bound),
-            (None, Some(parts)) => parts,
-            (None, None) => snapshot_parts(&self.snapshot.snapshot(), self.frame_bound),
+        // Acked mode numbers the snapshot behind every event numbered since the dial (the
+        // platform's answer to hello takes a round trip): the one read at the dial is older
+        // than those events and would undo them, so it is read again now. Every part keeps
+        // room for its seq. Version 1 writes the dial's snapshot first, before those events.
+        let bound = if acked {
+            self.frame_bound.saturating_sub(SEQ_ROOM)
+        } else {
+            self.frame_bound
         };
-        if acked && parts.largest_part + SEQ_ROOM > self.frame_bound {
-            // A part at the bound has no room for its seq: cut the snapshot again, finer.
-            parts = snapshot_parts(
-                &self.snapshot.snapshot(),
-                self.frame_bound.saturating_sub(SEQ_ROOM),
-            );
-        }
+        let parts = match (fresh, self.pending_snapshot.take()) {
+            (Some(devices), _) => snapshot_parts(&devices, bound),
+            (None, Some(parts)) if !acked => parts,
+            (None, _) => snapshot_parts(&self.snapshot.snapshot(), bound),
+        };
         log::info!(
             "platform link: connected to {} as {:?} ({}); sending snapshot of {} devices in {} parts (largest {} bytes, bound {}), {} owed frames",
             loggable_url(&self.settings.url),

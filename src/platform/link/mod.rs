@@ -43,6 +43,10 @@
 //!   reconnect repairs the registry view; only data and results in flight can be lost this way.
 //! - Frames owed from the outage may already be reflected in the snapshot that precedes them
 //!   (the snapshot is taken at connect time); platforms apply events idempotently.
+//! - Acked mode numbers the snapshot behind the events numbered while `hello` waited for its
+//!   answer, so it reads the registry again once the answer came (a snapshot older than events
+//!   numbered before it would undo them on the platform); `hello.devices` is the count at the
+//!   dial, which the snapshot may then differ from by those changes.
 //! - The token is sent in one header and never logged; the URL is logged without its query or
 //!   user-info, in case someone put a credential there.
 //!
@@ -163,7 +167,7 @@ pub struct PlatformLink {
     /// A flush of the outbox store is running / wanted after it.
     flush_in_flight: bool,
     flush_wanted: bool,
-    /// The snapshot taken at connect, sent once the mode is negotiated.
+    /// The snapshot taken at connect, sent once the mode is negotiated as version 1.
     pending_snapshot: Option<super::fit::SnapshotParts>,
     backoff: ReconnectBackoff,
     rng: StdRng,
