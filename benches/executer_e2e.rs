@@ -10,6 +10,13 @@
 //! stdin; each `command_result` line it prints is timestamped when read. End to end therefore
 //! includes platform-sim's own JSON handling on both sides. Loopback only; the loop is bounded
 //! in count and time. Prints the figures and one JSON line.
+//!
+//! `--cluster`: two replicas on a three-member etcd cluster (loopback, temporary directories;
+//! needs Debian's etcd-server) instead of one gateway; the devices register at replica `a`, the
+//! elected leader executes, and each result takes its way through etcd (`cluster::data_relay`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -30,6 +37,9 @@ struct Args {
     commands: usize,
     #[arg(long, default_value_t = 60)]
     max_s: u64,
+    /// Two replicas on etcd instead of one gateway.
+    #[arg(long)]
+    cluster: bool,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -89,6 +99,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() {
     let a = Args::parse();
+    if a.cluster && !common::require_tool("etcd") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
 
     let mut platform = Proc::spawn(
@@ -107,30 +120,44 @@ fn main() {
         .to_string();
     let mut to_platform = platform.child.stdin.take().unwrap();
 
-    let config = tmp.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "gateway:\n  id: bench-gw\n  data_dir: {:?}\n  cache_mb: 16\nrd:\n  listen: [\"127.0.0.1:0\"]\n\
-             http:\n  listen: \"\"\nplatform:\n  url: {url:?}\nexecuter:\n  max_in_flight: 1024\n",
-            tmp.path().join("data").display().to_string(),
-        ),
-    )
-    .unwrap();
-    let gw = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_coap-gateway"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn,coap_gateway::gateway=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-        false,
-    );
-    let line = gw.wait(Duration::from_secs(30), |l| {
-        l.contains("rd listening on udp://")
+    let executer = "executer:\n  max_in_flight: 1024\n";
+    let (rd, gateway): (String, Box<dyn std::any::Any>) = if a.cluster {
+        let cluster = common::etcd::EtcdCluster::start(3);
+        let platform = format!("platform:\n  url: {url:?}\n{executer}");
+        let first = common::replica(&cluster, "/bench", "a", 3, &platform);
+        let second = common::replica(&cluster, "/bench", "b", 3, &platform);
+        (first.addr().to_string(), Box::new((first, second, cluster)))
+    } else {
+        let config = tmp.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "gateway:\n  id: bench-gw\n  data_dir: {:?}\n  cache_mb: 16\nrd:\n  listen: [\"127.0.0.1:0\"]\n\
+                 http:\n  listen: \"\"\nplatform:\n  url: {url:?}\n{executer}",
+                tmp.path().join("data").display().to_string(),
+            ),
+        )
+        .unwrap();
+        let gw = Proc::spawn(
+            Command::new(env!("CARGO_BIN_EXE_coap-gateway"))
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "warn,coap_gateway::gateway=info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+            false,
+        );
+        let line = gw.wait(Duration::from_secs(30), |l| {
+            l.contains("rd listening on udp://")
+        });
+        let rd = line.split("udp://").nth(1).unwrap().trim().to_string();
+        (rd, Box::new(gw))
+    };
+    // Commands go to the gateways connected at the time: wait for the (leader's) link.
+    platform.wait(Duration::from_secs(60), |l| {
+        l.contains("\"type\":\"hello\"")
     });
-    let rd = line.split("udp://").nth(1).unwrap().trim().to_string();
 
     let sim = Proc::spawn(
         Command::new(
@@ -235,7 +262,8 @@ fn main() {
         percentile(&share, 0.99)
     );
     println!(
-        "{{\"bench\":\"executer_e2e\",\"devices\":{},\"in_flight\":{},\"commands\":{done},\"errors\":{errors},\"commands_per_s\":{rate:.0},\"e2e_p50_ms\":{:.2},\"e2e_p99_ms\":{:.2},\"gateway_p50_ms\":{:.2},\"gateway_p99_ms\":{:.2}}}",
+        "{{\"bench\":\"executer_e2e\",\"cluster\":{},\"devices\":{},\"in_flight\":{},\"commands\":{done},\"errors\":{errors},\"commands_per_s\":{rate:.0},\"e2e_p50_ms\":{:.2},\"e2e_p99_ms\":{:.2},\"gateway_p50_ms\":{:.2},\"gateway_p99_ms\":{:.2}}}",
+        a.cluster,
         a.devices,
         a.in_flight,
         percentile(&e2e, 0.5),
@@ -244,5 +272,5 @@ fn main() {
         percentile(&share, 0.99)
     );
     drop(sim);
-    drop(gw);
+    drop(gateway);
 }

@@ -225,6 +225,7 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
             let link_settings = config.platform.link_settings(config.gateway.id.clone());
             let executer_settings = config.executer.settings();
             let (store, reader, client) = (store.clone(), reader.clone(), rd.client());
+            let ownership = ownership.clone();
             let replica = ownership.me().to_owned();
             let start_link: cluster::leader_link::StartLink = Box::new(move |term| {
                 let arbiter = Arbiter::new();
@@ -241,11 +242,20 @@ pub async fn start(config: &Config) -> Result<Running, GatewayError> {
                 // Events come from etcd's history, numbered by revision, not from this
                 // replica's registry feed: a leader change neither loses nor renumbers one.
                 arbiter.spawn(cluster::feed::run(store.clone(), term, link.clone()));
+                // Command results take the data's path through etcd, so the next leader
+                // re-sends one the platform had not acknowledged when this one died.
+                let results = {
+                    let (store, ownership) = (store.clone(), ownership.clone());
+                    let link = link.clone().recipient();
+                    DataRelay::start_in_arbiter(&arbiter.handle(), move |_| {
+                        DataRelay::for_results(store, ownership, link)
+                    })
+                };
                 let executer = executer::start(
                     executer_settings.clone(),
                     reader.clone(),
                     client.clone(),
-                    Some(link.clone().recipient()),
+                    Some(results.recipient()),
                 );
                 link.do_send(SetCommandRecipient(Some(executer.clone().recipient())));
                 cluster::leader_link::RunningLink {

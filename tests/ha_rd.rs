@@ -382,7 +382,12 @@ struct LinkedPair {
 impl LinkedPair {
     /// Start the platform and both replicas (with `extra` config) and wait for the first hello.
     fn start(cluster: &EtcdCluster, extra: &str) -> LinkedPair {
-        let sim = PlatformSim::start("127.0.0.1:0", None);
+        LinkedPair::start_with(cluster, extra, &[])
+    }
+
+    /// [`LinkedPair::start`] with platform-sim started with `sim_args`.
+    fn start_with(cluster: &EtcdCluster, extra: &str, sim_args: &[&str]) -> LinkedPair {
+        let sim = PlatformSim::start_args("127.0.0.1:0", None, sim_args);
         let platform = linked_to(&sim, extra);
         let a = replica(cluster, "a", &platform);
         let b = replica(cluster, "b", &platform);
@@ -583,6 +588,51 @@ fn a_leader_change_loses_no_event_and_gives_none_a_second_seq() {
         .filter(|l| l.contains("gap:"))
         .collect();
     assert!(gaps.is_empty(), "the platform saw gaps: {gaps:?}");
+}
+
+/// A command's result that the platform had not acknowledged when the leader died reaches it
+/// from the next leader, under the seq it had: the leader's results take the data's path
+/// through etcd, and the next leader's feed resumes at the stored acknowledgement.
+#[test]
+fn a_command_result_the_platform_had_not_acknowledged_survives_a_leader_kill() {
+    let Some(cluster) = cluster() else { return };
+    let mut pair = LinkedPair::start_with(&cluster, "", &["--drop-at-type", "command_result"]);
+    let (_device, _) = Device::register(&pair.follower, "commanded");
+    pair.sim
+        .wait_type("device_registered", Some("commanded"), WAIT)
+        .expect("device_registered");
+    wait_for_stored_ack(&cluster);
+
+    pair.sim.send_line(
+        r#"{"type":"command","id":"cmd-1","ep":"commanded","method":"GET","path":"/t"}"#,
+    );
+    // The platform reads the result and goes down before acknowledging it; so does the
+    // leader, before its link could dial again (the first re-dial waits at least 0.5 s).
+    assert!(
+        pair.sim
+            .wait_stderr("dropping the connection at a command_result frame", WAIT),
+        "{:?}",
+        pair.sim.stderr_lines()
+    );
+    pair.leader.kill9();
+    let leader_hellos = pair
+        .sim
+        .count(|f| f["type"] == "hello" && f["replica"] == pair.leader_name.as_str());
+    assert_eq!(leader_hellos, 1, "the killed leader never dialled again");
+    pair.next_hello();
+    let results = |sim: &PlatformSim| -> Vec<serde_json::Value> {
+        sim.frames()
+            .into_iter()
+            .filter(|f| f["type"] == "command_result" && f["id"] == "cmd-1")
+            .collect()
+    };
+    until("the result again, from the next leader", || {
+        results(&pair.sim).len() >= 2
+    });
+    let results = results(&pair.sim);
+    assert_eq!(results[0]["code"], "2.05", "{results:?}");
+    assert_eq!(results[0], results[1], "the same frame, seq included");
+    assert!(results[0]["seq"].as_u64().is_some(), "{results:?}");
 }
 
 #[test]

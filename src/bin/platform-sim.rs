@@ -55,7 +55,11 @@ session; absent before the first), and received frames are acknowledged with cum
 A gateway whose `hello` says \"seq_scheme\":\"etcd-revision\" (replicas on etcd) numbers frames by
 etcd revision, with holes: they are not reported as gaps.
 With --drop-after N, the first session is dropped (closed, nothing acknowledged) once N
-numbered frames arrived: a platform that lost the connection before it processed them.";
+numbered frames arrived: a platform that lost the connection before it processed them.
+With --drop-at-type T, the first session is dropped when the first numbered frame of type T
+arrives (e.g. command_result): the frames before it are acknowledged as usual, that one is
+not, as by a platform that died while it handled it:
+  platform-sim: session S: dropping the connection at a T frame (seq N), not acknowledged (--drop-at-type)";
 
 #[derive(Parser, Debug)]
 #[command(name = "platform-sim", version, about = "Platform simulator for the coap-gateway WebSocket link", long_about = LONG_ABOUT)]
@@ -89,6 +93,10 @@ struct Args {
     /// Drop the first session, unacknowledged, after this many numbered frames.
     #[arg(long)]
     drop_after: Option<u64>,
+    /// Drop the first session when the first numbered frame of this type arrives, without
+    /// acknowledging it (the frames before it are acknowledged as usual).
+    #[arg(long)]
+    drop_at_type: Option<String>,
     /// Send `welcome` this many milliseconds after `hello`, after the Pong to the gateway's
     /// Ping, as a platform whose WebSocket library answers Pings before the application has
     /// answered `hello`.
@@ -219,6 +227,8 @@ struct Shared {
     max_frame: usize,
     ack: bool,
     drop_after: Option<u64>,
+    /// `--drop-at-type T`: T, and the `"type":"T"` to find in a frame.
+    drop_at_type: Option<(String, String)>,
     welcome_delay: std::time::Duration,
     book: Mutex<SeqBook>,
     sessions: Mutex<Vec<(u64, Session)>>,
@@ -348,6 +358,13 @@ async fn gateway_socket(
                 .map(|b| b.dropped_sessions == 0)
                 .unwrap_or(false)
         });
+        let drop_at = shared.drop_at_type.as_ref().filter(|_| {
+            shared
+                .book
+                .lock()
+                .map(|b| b.dropped_sessions == 0)
+                .unwrap_or(false)
+        });
         let mut tick = tokio::time::interval(ACK_EVERY);
         loop {
             let message = tokio::select! {
@@ -402,6 +419,15 @@ async fn gateway_socket(
                     };
                     numbered += 1;
                     since_ack += 1;
+                    if let Some((kind, _)) = drop_at.filter(|(_, needle)| text.contains(needle)) {
+                        eprintln!(
+                            "platform-sim: session {id}: dropping the connection at a {kind} frame (seq {seq}), not acknowledged (--drop-at-type)"
+                        );
+                        if let Ok(mut book) = shared.book.lock() {
+                            book.dropped_sessions += 1;
+                        }
+                        break;
+                    }
                     if let Ok(mut book) = shared.book.lock() {
                         match book.note(seq) {
                             SeqVerdict::Gap(a, b) => {
@@ -552,6 +578,10 @@ async fn main() -> std::io::Result<()> {
         max_frame: args.max_frame,
         ack: !args.no_ack,
         drop_after: args.drop_after,
+        drop_at_type: args.drop_at_type.map(|t| {
+            let needle = format!("\"type\":{}", serde_json::json!(t));
+            (t, needle)
+        }),
         welcome_delay: std::time::Duration::from_millis(args.welcome_delay_ms),
         book: Mutex::new(SeqBook::default()),
         sessions: Mutex::new(Vec::new()),

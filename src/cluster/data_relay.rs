@@ -1,10 +1,17 @@
-//! Device data of a replica on etcd on its way to the platform (`docs/ha-etcd.md` §8). Each
-//! replica observes the devices it owns, but only the elected leader holds the platform link,
-//! so the Observer's `data` and `data_error` frames go to the [`DataRelay`], which puts them
-//! in batches on `P/data/<member>` (one put per batch, on the member's lease), and the
-//! leader's cluster feed, which reads every revision of every key under the prefix, forwards
-//! each batch's frames with seqs derived from the batch's revision
+//! Device data and command results of a replica on etcd on their way to the platform
+//! (`docs/ha-etcd.md` §8). Each replica observes the devices it owns, but only the elected
+//! leader holds the platform link, so the Observer's `data` and `data_error` frames go to the
+//! [`DataRelay`], which puts them in batches on `P/data/<member>` (one put per batch, on the
+//! member's lease), and the leader's cluster feed, which reads every revision of every key
+//! under the prefix, forwards each batch's frames with seqs derived from the batch's revision
 //! (`cluster::feed::Numberer`).
+//!
+//! The leader's Executer hands its `command_result` frames ([`SendFrame`]) to a relay of its
+//! own the same way: a result on etcd is re-sent by whichever replica leads next, so a leader
+//! that dies before the platform acknowledged a result does not take it along. Results that
+//! arrive while a put is running go together in the next put. A result etcd does not take
+//! within [`RETRY_FOR`] goes to the link directly (the relay's `fallback`): delivered while
+//! this leader lives, as before.
 //!
 //! Why through etcd rather than a direct link between replicas: no second listener, secret or
 //! TLS set-up to run on a network its owner does not fully control (etcd's TLS and
@@ -26,8 +33,8 @@ use actix::prelude::*;
 use serde::Deserialize;
 
 use crate::limits::LogThrottle;
-use crate::platform::protocol::{DataErrorFrame, DataFrame};
-use crate::platform::{DataFrames, OutboundFrame};
+use crate::platform::protocol::{CommandResult, DataErrorFrame, DataFrame};
+use crate::platform::{DataFrames, OutboundFrame, SendFrame};
 use crate::registry::etcd::{EtcdStore, Ownership};
 
 /// A batch is cut once it holds this much JSON (etcd refuses requests over 1.5 MiB).
@@ -40,15 +47,20 @@ pub(crate) const BATCH_FRAMES: usize = 2048;
 /// takes about a second).
 const RETRY_FOR: Duration = Duration::from_secs(3);
 const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// Command results waiting for a put, at most; more go to the link directly.
+const RESULTS_WAITING_MAX: usize = 4_096;
 
 static DROP_LOG: LogThrottle = LogThrottle::new();
+static RESULT_LOG: LogThrottle = LogThrottle::new();
 
-/// A relayed frame as stored: the frame's own JSON (`"type":"data"` or `"data_error"`).
+/// A relayed frame as stored: the frame's own JSON (`"type":"data"`, `"data_error"` or
+/// `"command_result"`).
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Relayed {
     Data(DataFrame),
     DataError(DataErrorFrame),
+    CommandResult(CommandResult),
 }
 
 /// One batch: a JSON array of frames.
@@ -59,14 +71,17 @@ pub(crate) struct Batch {
 }
 
 /// The batches for `frames`, and how many frames were left out (over [`MAX_FRAME_BYTES`], or
-/// not data).
+/// neither data nor a command result).
 pub(crate) fn encode_batches(frames: &[OutboundFrame]) -> (Vec<Batch>, usize) {
     let mut batches = Vec::new();
     let mut left_out = 0;
     let mut batch: Vec<u8> = Vec::new();
     let mut in_batch = 0;
     for frame in frames {
-        if !matches!(frame, OutboundFrame::Data(_) | OutboundFrame::DataError(_)) {
+        if !matches!(
+            frame,
+            OutboundFrame::Data(_) | OutboundFrame::DataError(_) | OutboundFrame::CommandResult(_)
+        ) {
             left_out += 1;
             continue;
         }
@@ -107,19 +122,81 @@ pub(crate) fn decode_batch(batch: &[u8]) -> Result<Vec<OutboundFrame>, serde_jso
         .map(|r| match r {
             Relayed::Data(frame) => OutboundFrame::Data(frame),
             Relayed::DataError(frame) => OutboundFrame::DataError(frame),
+            Relayed::CommandResult(result) => OutboundFrame::CommandResult(result),
         })
         .collect())
 }
 
-/// Puts this replica's device data on etcd for the leader.
+/// Puts this replica's device data, or the leader's command results, on etcd for the leader.
 pub(crate) struct DataRelay {
     store: EtcdStore,
     ownership: Ownership,
+    /// Command results waiting for the put that is running.
+    results: Vec<OutboundFrame>,
+    putting_results: bool,
+    /// Where results go that etcd did not take (the leader's own link).
+    fallback: Option<Recipient<SendFrame>>,
 }
 
 impl DataRelay {
     pub(crate) fn new(store: EtcdStore, ownership: Ownership) -> DataRelay {
-        DataRelay { store, ownership }
+        DataRelay {
+            store,
+            ownership,
+            results: Vec::new(),
+            putting_results: false,
+            fallback: None,
+        }
+    }
+
+    /// A relay of command results that hands what etcd refuses to `link`.
+    pub(crate) fn for_results(
+        store: EtcdStore,
+        ownership: Ownership,
+        link: Recipient<SendFrame>,
+    ) -> DataRelay {
+        DataRelay {
+            fallback: Some(link),
+            ..DataRelay::new(store, ownership)
+        }
+    }
+
+    /// Put every waiting result (a batch or more), then look again.
+    fn put_results(&mut self, ctx: &mut Context<Self>) {
+        if self.putting_results || self.results.is_empty() {
+            return;
+        }
+        self.putting_results = true;
+        let frames = std::mem::take(&mut self.results);
+        let (store, ownership) = (self.store.clone(), self.ownership.clone());
+        let put_all = async move {
+            // Over 1 MiB: not for etcd; the link's own frame rules answer for it.
+            let (fits, mut refused): (Vec<OutboundFrame>, Vec<OutboundFrame>) =
+                frames.into_iter().partition(|frame| {
+                    serde_json::to_vec(frame).is_ok_and(|json| json.len() <= MAX_FRAME_BYTES)
+                });
+            let (batches, _) = encode_batches(&fits);
+            let mut first = 0;
+            for Batch { json, frames: n } in batches {
+                if let Err(why) = put(&store, &ownership, json).await {
+                    if let Some(times) = RESULT_LOG.note() {
+                        log::warn!("result relay: command results not put on etcd ({why}; {times} time(s) in the last {} s): sent on this leader's link instead, not durable across a leader change", crate::limits::log_throttle::REPORT_EVERY_S);
+                    }
+                    refused.extend_from_slice(&fits[first..first + n]);
+                }
+                first += n;
+            }
+            refused
+        };
+        ctx.spawn(put_all.into_actor(self).map(|refused, relay, ctx| {
+            relay.putting_results = false;
+            if let Some(link) = &relay.fallback {
+                for frame in refused {
+                    link.do_send(SendFrame(frame));
+                }
+            }
+            relay.put_results(ctx);
+        }));
     }
 }
 
@@ -172,6 +249,22 @@ impl Handler<DataFrames> for DataRelay {
             }
             .into_actor(self),
         ))
+    }
+}
+
+impl Handler<SendFrame> for DataRelay {
+    type Result = ();
+
+    fn handle(&mut self, SendFrame(frame): SendFrame, ctx: &mut Context<Self>) {
+        match &self.fallback {
+            // etcd slower than the commands for long: memory stays bounded, the result is
+            // still delivered by this leader.
+            Some(link) if self.results.len() >= RESULTS_WAITING_MAX => {
+                link.do_send(SendFrame(frame))
+            }
+            _ => self.results.push(frame),
+        }
+        self.put_results(ctx);
     }
 }
 
@@ -242,6 +335,29 @@ mod tests {
         assert_eq!(batches.len(), 2);
         assert_eq!((batches[0].frames, batches[1].frames), (BATCH_FRAMES, 1));
         assert_eq!(decode_batch(&batches[1].json).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn command_results_come_back_as_they_were_sent() {
+        use crate::platform::protocol::CommandErrorKind;
+        let frames = vec![
+            OutboundFrame::CommandResult(CommandResult::response(
+                "c1",
+                "2.05",
+                Some(0),
+                b"21.5",
+                7,
+            )),
+            OutboundFrame::CommandResult(CommandResult::response("c2", "2.04", None, &[0xff], 3)),
+            OutboundFrame::CommandResult(CommandResult::failed(
+                "c3",
+                CommandErrorKind::DeviceOffline,
+                "no answer",
+            )),
+        ];
+        let (batches, left_out) = encode_batches(&frames);
+        assert_eq!((batches.len(), left_out), (1, 0));
+        assert_eq!(decode_batch(&batches[0].json).unwrap(), frames);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(crate) fn command_failure_level(kind: CommandErrorKind) -> log::Level {
 }
 
 /// `command_result.error.kind`, exactly the contract's list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandErrorKind {
     UnknownDevice,
@@ -41,14 +41,15 @@ pub enum CommandErrorKind {
 }
 
 /// `command_result.error`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandError {
     pub kind: CommandErrorKind,
     pub message: String,
 }
 
 /// How a command ended: a CoAP response, or an error. Serialized flat into `command_result`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Read back only from etcd, where replicas keep results for the leader (`cluster::data_relay`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum CommandOutcome {
     Response {
@@ -64,7 +65,7 @@ pub enum CommandOutcome {
 }
 
 /// `command_result`: exactly one per command `id`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandResult {
     pub id: String,
     #[serde(flatten)]
