@@ -499,8 +499,11 @@ fn an_unproven_observer_is_notified_from_the_budget_and_one_address_holds_at_mos
         .unwrap();
 
     // The same address from 20 more ports: 15 more observations are taken, the rest are
-    // answered without Observe (RFC 7641 §4.1).
+    // answered without Observe (RFC 7641 §4.1). Every socket stays bound to the end: a port
+    // freed and bound again would send the same message ID from the same endpoint, and get
+    // the cached answer of the earlier request (Observe included) as a duplicate.
     let mut accepted = 1;
+    let mut ports = Vec::new();
     for port in 0..20u16 {
         let other = UdpSocket::bind("127.0.0.11:0").unwrap();
         other
@@ -515,9 +518,15 @@ fn an_unproven_observer_is_notified_from_the_budget_and_one_address_holds_at_mos
         let (n, _) = other.recv_from(&mut buf).expect("an answer");
         let answer = Packet::from_bytes(&buf[..n]).unwrap();
         assert_eq!(code(&answer), "2.05");
+        assert_eq!(
+            answer.get_token(),
+            port.to_be_bytes(),
+            "the answer to this request"
+        );
         if observe_of(&answer).is_some() {
             accepted += 1;
         }
+        ports.push(other);
     }
     assert_eq!(accepted, 16, "observations held by one address");
 }
