@@ -48,12 +48,17 @@ fn program(netns: Option<&str>, prog: &str) -> Command {
     }
 }
 
-/// A loopback TCP port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// `n` distinct loopback TCP ports that were free a moment ago. Every listener is held until
+/// all are picked: a port freed at once can be handed out again by the next bind, and two
+/// members given the same peer port refuse to start ("has duplicate url").
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 impl EtcdCluster {
@@ -86,7 +91,8 @@ impl EtcdCluster {
             (None, None)
         };
         let scheme = if with_tls { "https" } else { "http" };
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let free = free_ports(2 * n);
+        let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
