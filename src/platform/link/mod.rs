@@ -167,8 +167,8 @@ pub struct PlatformLink {
     /// A flush of the outbox store is running / wanted after it.
     flush_in_flight: bool,
     flush_wanted: bool,
-    /// The snapshot taken at connect, sent once the mode is negotiated as version 1.
-    pending_snapshot: Option<super::fit::SnapshotParts>,
+    /// The registry read at connect, sent once the mode is negotiated as version 1.
+    pending_snapshot: Option<Vec<Arc<Registration>>>,
     backoff: ReconnectBackoff,
     rng: StdRng,
     stats: LinkStats,
